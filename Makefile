@@ -1,0 +1,49 @@
+# Portico: `make run` sets up a fresh Debian 12 machine, builds and starts a demo; `make test` runs every test.
+SHELL := /bin/bash
+BUILD ?= build
+JOBS ?= $(shell nproc)
+PY := /usr/bin/python3
+
+.PHONY: all deps configure build run test unit fuzz e2e bench format clean
+
+all: build
+
+deps:
+	@bash scripts/install-deps.sh
+
+$(BUILD)/build.ninja:
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release
+
+configure: $(BUILD)/build.ninja
+
+build: deps configure
+	ninja -C $(BUILD) -j $(JOBS)
+
+run: build
+	@bash scripts/run-demo.sh
+
+unit: build
+	cd $(BUILD) && ctest --output-on-failure
+
+fuzz: deps
+	CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=Debug -DPORTICO_FUZZ=ON \
+	  -DPORTICO_TESTS=OFF -DPORTICO_BENCH=OFF >/dev/null
+	ninja -C build-fuzz -j $(JOBS)
+	bash tests/fuzz/run-smoke.sh build-fuzz $${FUZZ_SECONDS:-20}
+
+e2e: build
+	$(PY) -m pytest -q tests/e2e
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure
+	$(MAKE) --no-print-directory fuzz
+	$(PY) -m pytest -q tests/e2e
+
+bench: build
+	bash bench/run.sh
+
+format:
+	clang-format -i $$(git ls-files 'src/*.cc' 'src/*.h' 'tests/*.cc' 'bench/*.cc')
+
+clean:
+	rm -rf $(BUILD) build-fuzz

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what Portico needs to build, test and benchmark on Debian 12.
+# Idempotent: packages already present are skipped, so `make run` stays fast on a warm machine.
+set -euo pipefail
+
+build_pkgs=(
+  build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev clang-format
+  libboost1.81-dev libssl-dev libyaml-cpp-dev nlohmann-json3-dev libpcre2-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+)
+test_pkgs=(python3-pytest curl wrk nginx-light haproxy nghttp2-client python3 procps iproute2 util-linux)
+
+missing=()
+for p in "${build_pkgs[@]}" "${test_pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+  echo "install-deps: installing ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Debian starts packaged servers as services; Portico's tests start their own on loopback ports.
+for svc in nginx haproxy; do
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
+    systemctl stop "$svc" || true
+  fi
+done
+exit 0

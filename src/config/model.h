@@ -1,0 +1,145 @@
+// The declarative configuration model: plain structs mirroring APISIX's resource shapes (routes, services,
+// upstreams) after validation and defaulting. Produced by config/loader.h, consumed by snapshot/ to build the
+// runtime (router, balancers). Values are immutable once loaded; a Config is owned by the snapshot built
+// from it. No behaviour lives here.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace portico::config {
+
+// Seconds, as APISIX expresses them (fractions allowed).
+struct Timeout {
+  double connect = 60;
+  double send = 60;
+  double read = 60;
+};
+
+struct Node {
+  std::string host;  // IP literal or DNS name, as written (IPv6 without brackets)
+  uint16_t port = 80;
+  int weight = 1;    // 0 = never picked
+  int priority = 0;  // higher first; lower tiers serve only when every higher node is down or tried
+};
+
+enum class LbType { roundrobin, chash, least_conn, ewma };
+enum class HashOn { vars, header, cookie, consumer, vars_combinations };
+enum class PassHost { pass, node, rewrite };
+
+struct KeepalivePool {
+  int size = 320;             // idle connections kept per node, per worker
+  double idle_timeout = 60;   // seconds an idle pooled connection is kept
+  int requests = 1000;        // requests per upstream connection before it is closed
+};
+
+struct ActiveHealthy {
+  double interval = 1;  // seconds between probes while healthy
+  int successes = 2;    // consecutive successes that bring a node back
+  std::vector<int> http_statuses = {200, 302};
+};
+
+struct ActiveUnhealthy {
+  double interval = 1;  // seconds between probes while unhealthy
+  int http_failures = 5;
+  int tcp_failures = 2;
+  int timeouts = 3;
+  std::vector<int> http_statuses = {429, 404, 500, 501, 502, 503, 504, 505};
+};
+
+struct ActiveCheck {
+  std::string type = "http";  // "http" (GET http_path) or "tcp" (connect only)
+  double timeout = 1;
+  int concurrency = 10;
+  std::string http_path = "/";
+  std::string host;  // Host header of the probe; empty = the node's host
+  int port = 0;      // 0 = the node's port
+  std::vector<std::string> req_headers;  // "Name: value"
+  ActiveHealthy healthy;
+  ActiveUnhealthy unhealthy;
+};
+
+struct PassiveHealthy {
+  std::vector<int> http_statuses = {200, 201, 202, 203, 204, 205, 206, 207, 208, 226,
+                                    300, 301, 302, 303, 304, 305, 306, 307, 308};
+  int successes = 5;
+};
+
+struct PassiveUnhealthy {
+  std::vector<int> http_statuses = {429, 500, 503};
+  int tcp_failures = 2;
+  int timeouts = 7;
+  int http_failures = 5;
+};
+
+struct PassiveCheck {
+  std::string type = "http";
+  PassiveHealthy healthy;
+  PassiveUnhealthy unhealthy;
+};
+
+struct HealthChecks {
+  std::optional<ActiveCheck> active;
+  std::optional<PassiveCheck> passive;
+};
+
+struct Upstream {
+  std::string id;  // empty for an upstream written inline in a route or service
+  std::string name;
+  LbType type = LbType::roundrobin;
+  std::vector<Node> nodes;
+  HashOn hash_on = HashOn::vars;
+  std::string key;  // chash: the variable / header / cookie name, e.g. "remote_addr", "uri", "arg_user"
+  std::optional<HealthChecks> checks;
+  int retries = -1;            // -1 = APISIX default: number of nodes - 1
+  double retry_timeout = 0;    // seconds for all tries together; 0 = unlimited
+  std::optional<Timeout> timeout;
+  std::string scheme = "http";  // only "http" in this version
+  PassHost pass_host = PassHost::pass;
+  std::string upstream_host;  // with pass_host = rewrite
+  KeepalivePool keepalive_pool;
+};
+
+// One `vars` expression: [var, op, value] or [var, "!", op, value].
+struct VarExpr {
+  enum class Op { eq, ne, gt, ge, lt, le, regex, regex_nocase, in, has };
+  std::string var;  // e.g. "http_x_user" (header), "arg_page" (query), "cookie_sid", "uri", "host", ...
+  Op op = Op::eq;
+  bool negate = false;
+  std::vector<std::string> values;  // one value, or the list of `in`
+};
+
+struct Route {
+  std::string id;
+  std::string name;
+  std::vector<std::string> uris;          // "/exact", "/prefix/*", "/users/:id"
+  std::vector<std::string> hosts;         // "api.example.com", "*.example.com"; lower-cased
+  std::vector<std::string> methods;       // upper-case; empty = any
+  std::vector<std::string> remote_addrs;  // "10.0.0.1", "10.0.0.0/8", "::1", "fd00::/8"
+  std::vector<VarExpr> vars;
+  int priority = 0;   // higher wins among routes matching the same request
+  bool enabled = true;  // status: 1
+  std::optional<Upstream> upstream;  // inline upstream
+  std::string upstream_id;
+  std::string service_id;
+  std::optional<Timeout> timeout;  // overrides the upstream's
+  int64_t max_body_size = -1;      // bytes; -1 = the listener default (413 above it)
+};
+
+struct Service {
+  std::string id;
+  std::string name;
+  std::optional<Upstream> upstream;
+  std::string upstream_id;
+  std::vector<std::string> hosts;  // used when a route names no host of its own
+};
+
+struct Config {
+  std::vector<Route> routes;
+  std::vector<Service> services;
+  std::vector<Upstream> upstreams;
+};
+
+}  // namespace portico::config

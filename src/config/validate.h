@@ -1,0 +1,78 @@
+// Validation of configuration resources given as JSON trees (nlohmann::json). This is the one validator of the
+// project: the file loader (config/loader.h) converts YAML or JSON into such trees and runs these functions,
+// and the Admin API validates request bodies with them, so a resource is accepted or rejected the same way
+// whichever way it arrives. Field names and semantics follow APISIX 3.x; see src/config/README.md for the
+// rules, the defaults and what this version does not support.
+//
+// Contract:
+// - Every error names the exact path of the offending field, built from `path_prefix`, e.g. with prefix
+//   "routes[3]": "routes[3].upstream.nodes[1].port"; with an empty prefix: "upstream.nodes[1].port". Keys that
+//   are not plain identifiers are quoted: `upstreams[0].nodes["10.0.0.1:80"]`.
+// - A function returns a value only when it added no error; the value then has every default applied.
+// - Errors are appended to `errors`, which keeps the first `limit` of them (default kMaxErrors) and counts the
+//   rest. Validation keeps going after an error so that one pass reports as many problems as possible.
+// - Stateless; any thread may call these functions concurrently with distinct `errors` objects.
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "config/loader.h"
+#include "config/model.h"
+
+namespace portico::config {
+
+inline constexpr size_t kMaxErrors = 20;
+
+// An error list that keeps the first `limit` errors and counts the ones it drops.
+class Errors {
+ public:
+  explicit Errors(size_t limit = kMaxErrors) : limit_(limit) {}
+
+  void add(std::string path, std::string reason);
+
+  size_t total() const { return total_; }  // every error added, kept or dropped
+  bool full() const { return list_.size() >= limit_; }
+  bool truncated() const { return total_ > list_.size(); }
+  const std::vector<FieldError>& list() const { return list_; }
+  std::vector<FieldError> take() { return std::move(list_); }
+
+ private:
+  std::vector<FieldError> list_;
+  size_t limit_;
+  size_t total_ = 0;
+};
+
+struct ValidateOptions {
+  // A resource read from a file must carry its `id`; an Admin API body may leave it to the URL.
+  bool id_required = true;
+};
+
+// One resource each. References to other resources (upstream_id, service_id) are checked for syntax only;
+// whether they resolve is check_config's job, which needs the whole configuration.
+std::optional<Route> validate_route(const nlohmann::json& route, std::string_view path_prefix, Errors& errors,
+                                    const ValidateOptions& options = {});
+std::optional<Service> validate_service(const nlohmann::json& service, std::string_view path_prefix,
+                                        Errors& errors, const ValidateOptions& options = {});
+// A top-level upstream (the `upstreams` list). Upstreams written inline in a route or a service are validated
+// by validate_route / validate_service and must not carry an id.
+std::optional<Upstream> validate_upstream(const nlohmann::json& upstream, std::string_view path_prefix,
+                                          Errors& errors, const ValidateOptions& options = {});
+
+// Whole-configuration rules over already validated resources: ids are unique per resource type; upstream_id
+// and service_id references resolve; every route ends up with an upstream (its own, or its service's).
+// Paths use the indices of the vectors in `config` ("routes[i].upstream_id"). On success (returns true) a route
+// that sets no client-control body limit inherits its service's (Route::max_body_size); nothing else changes.
+bool check_config(Config& config, Errors& errors);
+
+// A whole document ({"routes": [...], "services": [...], "upstreams": [...]}): every resource, then
+// check_config. This is what the loader does, minus the file handling (the loader streams resources out of
+// the parser instead of building the whole tree first; results are identical).
+std::optional<Config> validate_config(const nlohmann::json& document, Errors& errors);
+
+}  // namespace portico::config

@@ -1,0 +1,150 @@
+#include "proxy/head_writer.h"
+
+#include <charconv>
+
+#include "http/parser.h"
+
+namespace portico::proxy {
+namespace {
+
+inline char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
+
+void append_uint(std::string& out, uint64_t v) {
+  char buf[24];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  (void)ec;
+  out.append(buf, end);
+}
+
+void append_header(std::string& out, std::string_view name, std::string_view value) {
+  out += name;
+  out += ": ";
+  out += value;
+  out += "\r\n";
+}
+
+// Fields Portico re-states on the request it sends upstream.
+bool is_rewritten_request_field(std::string_view name) {
+  switch (name.size()) {
+    case 4: return iequals(name, "host");
+    case 6: return iequals(name, "expect");  // 100-continue is answered by Portico itself
+    case 9: return iequals(name, "x-real-ip");
+    case 15: return iequals(name, "x-forwarded-for");
+    case 16: return iequals(name, "x-forwarded-host");
+    case 17: return iequals(name, "x-forwarded-proto");
+    default: return false;
+  }
+}
+
+bool dropped(const http::MessageHead& head, std::string_view name) {
+  if (is_hop_by_hop(name)) return true;
+  return (head.connection & http::kConnOther) && head.connection_lists(name);
+}
+
+
+}  // namespace
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (lower(a[i]) != lower(b[i])) return false;
+  }
+  return true;
+}
+
+bool is_hop_by_hop(std::string_view name) {
+  switch (name.size()) {
+    case 2: return iequals(name, "te");
+    case 7: return iequals(name, "trailer") || iequals(name, "upgrade");
+    case 10: return iequals(name, "connection") || iequals(name, "keep-alive");
+    case 16: return iequals(name, "proxy-connection");
+    case 17: return iequals(name, "transfer-encoding");
+    default: return false;
+  }
+}
+
+void write_upstream_request_head(std::string& out, const http::RequestHead& req,
+                                 const UpstreamRequestParams& p) {
+  out.clear();
+  out += req.method_text;
+  out += ' ';
+  out += p.target;
+  out += " HTTP/1.1\r\n";
+  append_header(out, "Host", p.host);
+  std::string_view forwarded_for;
+  bool have_forwarded_for = false;
+  for (uint16_t i = 0; i < req.header_count; ++i) {
+    const http::Header& h = req.headers[i];
+    if (dropped(req, h.name)) continue;
+    if (is_rewritten_request_field(h.name)) {
+      if (!have_forwarded_for && iequals(h.name, "x-forwarded-for")) {
+        forwarded_for = h.value;
+        have_forwarded_for = true;
+      }
+      continue;
+    }
+    out += h.name;
+    out += ": ";
+    out += h.value;
+    out += "\r\n";
+  }
+  out += "X-Forwarded-For: ";
+  if (have_forwarded_for && !forwarded_for.empty()) {
+    out += forwarded_for;
+    out += ", ";
+  }
+  out += p.client_ip;
+  out += "\r\n";
+  append_header(out, "X-Real-IP", p.client_ip);
+  out += "X-Forwarded-Proto: http\r\n";
+  append_header(out, "X-Forwarded-Host", req.host_header);
+  // Content-Length (validated, single) was copied above; a chunked body is re-chunked by Portico.
+  if (p.body == OutFraming::chunked) out += "Transfer-Encoding: chunked\r\n";
+  if (p.close) out += "Connection: close\r\n";
+  out += "\r\n";
+}
+
+void write_client_response_head(std::string& out, const http::ResponseHead& resp,
+                                const ClientResponseParams& p) {
+  out.clear();
+  out += p.http10 ? "HTTP/1.0 " : "HTTP/1.1 ";
+  append_uint(out, resp.status);
+  out += ' ';
+  out += resp.reason.empty() ? http::reason_phrase(resp.status) : resp.reason;
+  out += "\r\n";
+  for (uint16_t i = 0; i < resp.header_count; ++i) {
+    const http::Header& h = resp.headers[i];
+    if (dropped(resp, h.name)) continue;
+    out += h.name;
+    out += ": ";
+    out += h.value;
+    out += "\r\n";
+  }
+  // Content-Length (validated, single) was copied above, which also keeps it on HEAD and 304 responses.
+  if (p.body == OutFraming::chunked) out += "Transfer-Encoding: chunked\r\n";
+  if (p.close) {
+    out += "Connection: close\r\n";
+  } else if (p.http10) {
+    out += "Connection: keep-alive\r\n";
+  }
+  out += "\r\n";
+}
+
+void write_error_response(std::string& out, int status, std::string_view message, bool close, bool head_only) {
+  out.clear();
+  std::string body = "{\"error_msg\":\"";
+  body += message;
+  body += "\"}\n";
+  out += "HTTP/1.1 ";
+  append_uint(out, static_cast<uint64_t>(status));
+  out += ' ';
+  out += http::reason_phrase(status);
+  out += "\r\nServer: portico\r\nContent-Type: application/json\r\nContent-Length: ";
+  append_uint(out, body.size());
+  out += "\r\n";
+  if (close) out += "Connection: close\r\n";
+  out += "\r\n";
+  if (!head_only) out += body;
+}
+
+}  // namespace portico::proxy

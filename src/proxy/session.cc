@@ -1,0 +1,301 @@
+// Client side of a session: request heads in, routing, Portico's own responses, bookkeeping.
+// The upstream side (tries, body streaming, response relay) is in session_exchange.cc.
+#include "proxy/session.h"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <cstring>
+
+#include "http/path.h"
+#include "proxy/worker.h"
+#include "snapshot/snapshot.h"
+
+namespace portico::proxy {
+
+namespace asio = boost::asio;
+using asio::awaitable;
+constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+
+namespace {
+constexpr size_t kInitialBuffer = 16 * 1024;
+constexpr size_t kUpstreamBuffer = 64 * 1024;
+
+int status_class(int status) {
+  int c = status / 100 - 1;
+  return c < 0 ? 0 : (c > 4 ? 4 : c);
+}
+}  // namespace
+
+Session::Session(Worker& worker, asio::ip::tcp::socket socket)
+    : worker_(worker), client_(std::move(socket)), timer_(worker.context()) {
+  const Options& opt = worker_.options();
+  limits_.max_head_size = opt.max_header_size;
+  limits_.max_target_size = opt.max_target_size;
+  boost::system::error_code ec;
+  client_.set_option(asio::ip::tcp::no_delay(true), ec);
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  if (::getpeername(client_.native_handle(), reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
+    client_ip_ = router::IpAddress::from_sockaddr(reinterpret_cast<sockaddr*>(&ss));
+    client_ip_len_ = client_ip_.format(client_ip_text_);
+  }
+  in_.resize(kInitialBuffer);
+  worker_.add_session(this);
+  worker_.metrics().connections_open.add();
+  worker_.metrics().connections_total.add();
+}
+
+Session::~Session() {
+  worker_.metrics().connections_open.sub();
+  worker_.remove_session(this);
+}
+
+void Session::start() {
+  auto self = shared_from_this();
+  asio::co_spawn(worker_.context(), [self]() { return self->run(); }, asio::detached);
+  asio::co_spawn(worker_.context(), [self]() { return self->watchdog(); }, asio::detached);
+}
+
+void Session::on_drain() {
+  if (idle_) force_close();
+}
+
+void Session::force_close() {
+  boost::system::error_code ec;
+  client_.close(ec);
+  if (upstream_) upstream_->socket.close(ec);
+}
+
+void Session::arm(double seconds, Guard guard) {
+  guard_ = guard;
+  deadline_ = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+  // Only an earlier deadline needs the timer moved; a later one is picked up when the timer fires.
+  if (deadline_ < timer_.expiry()) timer_.expires_at(deadline_);
+}
+
+awaitable<void> Session::watchdog() {
+  timer_.expires_at(Clock::time_point::max());
+  while (alive_) {
+    co_await timer_.async_wait(nothrow);
+    if (!alive_) break;
+    if (deadline_ <= Clock::now()) {
+      timed_out_ = true;
+      boost::system::error_code ec;
+      if (guard_ == Guard::upstream && upstream_) {
+        upstream_->socket.close(ec);
+      } else {
+        client_.close(ec);
+      }
+      deadline_ = Clock::time_point::max();
+    }
+    timer_.expires_at(deadline_);
+  }
+}
+
+awaitable<void> Session::run() {
+  while (true) {
+    if (!co_await read_request_head()) break;
+    idle_ = false;
+    bool keep = co_await handle_request();
+    pinned_.reset();
+    if (!keep || worker_.draining()) break;
+    consume_client(request_.head_size + body_from_in_);
+    if (!leftover_.empty()) {
+      // Bytes read past the end of a chunked body: the start of the next pipelined request.
+      in_begin_ = 0;
+      in_end_ = leftover_.size();
+      if (in_.size() < in_end_) in_.resize(in_end_);
+      std::memcpy(in_.data(), leftover_.data(), in_end_);
+      leftover_.clear();
+    }
+    idle_ = true;
+  }
+  alive_ = false;
+  boost::system::error_code ec;
+  timer_.cancel();
+  if (upstream_) upstream_->socket.close(ec);
+  client_.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+  client_.close(ec);
+}
+
+void Session::consume_client(size_t n) {
+  in_begin_ += n;
+  if (in_begin_ == in_end_) in_begin_ = in_end_ = 0;
+}
+
+awaitable<bool> Session::read_request_head() {
+  const Options& opt = worker_.options();
+  while (true) {
+    if (client_buffered() > 0) {
+      http::ParseResult r = http::parse_request(in_.data() + in_begin_, client_buffered(), limits_, request_);
+      if (r.status == http::ParseStatus::complete) {
+        idle_ = false;
+        co_return true;
+      }
+      if (r.status == http::ParseStatus::error) {
+        idle_ = false;
+        worker_.metrics().bad_requests.add();
+        request_start_ = Clock::now();
+        co_await send_error(r.error_status, r.error_reason, true);
+        finish_request(r.error_status, nullptr);
+        co_return false;
+      }
+    }
+    // Need more bytes: make room (compact, then grow up to the head limit).
+    if (in_begin_ > 0 && in_end_ == in_.size()) {
+      std::memmove(in_.data(), in_.data() + in_begin_, client_buffered());
+      in_end_ -= in_begin_;
+      in_begin_ = 0;
+    }
+    if (in_end_ == in_.size()) {
+      size_t limit = opt.max_header_size + 1024;  // the parser reports 431 once the head outgrows its limit
+      if (in_.size() >= limit) {
+        co_await send_error(431, "request header fields too large", true);
+        co_return false;
+      }
+      in_.resize(std::min(limit, in_.size() * 2));
+    }
+    if (client_buffered() == 0) {
+      if (worker_.draining()) co_return false;
+      idle_ = true;
+      arm(opt.keepalive_timeout, Guard::client);
+    } else {
+      idle_ = false;
+      arm(opt.header_timeout, Guard::client);
+    }
+    auto [ec, n] = co_await client_.async_read_some(asio::buffer(in_.data() + in_end_, in_.size() - in_end_),
+                                                    nothrow);
+    disarm();
+    if (ec || n == 0) {
+      if (timed_out_ && client_buffered() > 0) {
+        timed_out_ = false;
+        // The client started a request and stalled: tell it why (RFC 9110 15.5.9), then close.
+        co_await send_error(408, "request head not received in time", true);
+      }
+      co_return false;
+    }
+    in_end_ += n;
+  }
+}
+
+awaitable<bool> Session::handle_request() {
+  request_start_ = Clock::now();
+  upstream_seconds_ = -1;
+  upstream_status_ = 0;
+  upstream_addr_.clear();
+  bytes_sent_ = 0;
+  response_started_ = false;
+  request_body_done_ = request_.framing == http::BodyFraming::none;
+  body_streamed_ = false;
+  continue_sent_ = false;
+  close_after_ = !request_.keep_alive;
+  body_from_in_ = 0;
+  if (request_.framing == http::BodyFraming::content_length &&
+      client_buffered() - request_.head_size >= request_.content_length) {
+    body_from_in_ = static_cast<size_t>(request_.content_length);  // the whole body is already here
+    request_body_done_ = true;
+  }
+
+  pinned_ = worker_.snapshot();
+  if (!pinned_ || !pinned_->snapshot) {
+    bool keep = co_await send_error(503, "no configuration loaded", close_after_ || !request_body_done_);
+    finish_request(503, nullptr);
+    co_return keep;
+  }
+  const snapshot::Snapshot& snap = *pinned_->snapshot;
+
+  std::string_view path = request_.path;
+  switch (http::normalize_path(request_.path, normalized_path_)) {
+    case http::PathStatus::unchanged: break;
+    case http::PathStatus::normalized: path = normalized_path_; break;
+    case http::PathStatus::invalid: {
+      worker_.metrics().bad_requests.add();
+      co_await send_error(400, "invalid request path", true);
+      finish_request(400, nullptr);
+      co_return false;
+    }
+  }
+  // The origin sees the path that was routed, so it cannot resolve it differently ("/a/../admin").
+  target_.assign(path);
+  if (!request_.query.empty()) {
+    target_ += '?';
+    target_ += request_.query;
+  }
+
+  router::MatchRequest match;
+  match.method = request_.method;
+  match.method_text = request_.method_text;
+  match.host = request_.host;
+  match.path = path;
+  match.query = request_.query;
+  match.target = request_.target;
+  match.head = &request_;
+  match.client = client_ip_;
+  int index = snap.router->match(match);
+  if (index < 0) {
+    bool keep = co_await send_error(404, "404 Route Not Found", close_after_ || !request_body_done_);
+    finish_request(404, nullptr);
+    co_return keep;
+  }
+  const snapshot::RouteRuntime& route = snap.routes[static_cast<size_t>(index)];
+
+  int64_t max_body = route.max_body_size >= 0 ? route.max_body_size : worker_.options().max_body_size;
+  if (max_body >= 0 && request_.framing == http::BodyFraming::content_length &&
+      request_.content_length > static_cast<uint64_t>(max_body)) {
+    co_await send_error(413, "request body too large", true);
+    finish_request(413, &route);
+    co_return false;
+  }
+
+  bool keep = co_await forward(route);
+  co_return keep && !close_after_;
+}
+
+awaitable<bool> Session::write_client(Buffers buffers) {
+  arm(worker_.options().client_send_timeout, Guard::client);
+  auto [ec, n] = co_await asio::async_write(client_, buffers, nothrow);
+  disarm();
+  bytes_sent_ += n;
+  if (n > 0) response_started_ = true;
+  co_return !ec;
+}
+
+awaitable<bool> Session::send_error(int status, std::string_view message, bool close) {
+  if (response_started_) co_return false;  // too late for a clean error: the connection just closes
+  close = close || worker_.draining() || !request_body_done_;
+  write_error_response(head_out_, status, message, close, request_.method == http::Method::HEAD);
+  bool ok = co_await write_client(bufs(asio::buffer(head_out_)));
+  co_return ok && !close;
+}
+
+void Session::finish_request(int status, const snapshot::RouteRuntime* route) {
+  double seconds = std::chrono::duration<double>(Clock::now() - request_start_).count();
+  status::WorkerMetrics& m = worker_.metrics();
+  m.route(route ? route->metrics_slot : 0).by_class[static_cast<size_t>(status_class(status))].add();
+  m.request_duration.observe(seconds);
+  if (upstream_seconds_ >= 0) m.upstream_duration.observe(upstream_seconds_);
+  AccessLog& log = worker_.access_log();
+  if (!log.enabled()) return;
+  AccessRecord rec;
+  rec.remote_addr = std::string_view(client_ip_text_, client_ip_len_);
+  rec.method = request_.method_text;
+  rec.uri = request_.target;
+  rec.host = request_.host_header;
+  rec.user_agent = request_.find("user-agent");
+  rec.route_id = route ? std::string_view(route->spec->id) : std::string_view();
+  rec.upstream_addr = upstream_addr_;
+  rec.status = status;
+  rec.upstream_status = upstream_status_;
+  rec.bytes_sent = bytes_sent_;
+  rec.request_time = seconds;
+  rec.upstream_time = upstream_seconds_;
+  log.write(rec);
+}
+
+}  // namespace portico::proxy

@@ -1,0 +1,140 @@
+// A Session is one client connection on one worker: a coroutine that reads request heads, routes them on the
+// worker's current snapshot, forwards each request to an upstream node and relays the response, for as
+// long as the connection stays keep-alive. It is the request path; read handle_request() from the top.
+//
+// Ownership: the worker's accept loop creates it as a shared_ptr; the request coroutine and the watchdog
+// coroutine each hold a reference, so it lives until both have ended. Worker thread only.
+#pragma once
+
+#include <array>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "http/message.h"
+#include "http/parser.h"
+#include "proxy/head_writer.h"
+#include "proxy/upstream_pool.h"
+#include "config/model.h"
+#include "router/ip_address.h"
+
+namespace portico::snapshot {
+struct RouteRuntime;
+struct UpstreamRuntime;
+}  // namespace portico::snapshot
+
+namespace portico::proxy {
+
+class Worker;
+struct PinnedSnapshot;
+
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(Worker& worker, boost::asio::ip::tcp::socket socket);
+  ~Session();
+
+  void start();
+  // Drain: an idle connection (between requests) is closed now; a busy one closes after its response.
+  void on_drain();
+  void force_close();
+
+ private:
+  // Which socket a running deadline guards.
+  enum class Guard : uint8_t { none, client, upstream };
+
+  // Why an exchange with one node did not produce a response for the client.
+  enum class Failure : uint8_t { none, connect, timeout, send, reset, bad_response, bad_status };
+
+  struct Attempt;  // state of one try against one node (session_exchange.cc)
+
+  // Up to three buffers written with one gather write (head, body, framing); unused ones stay empty.
+  using Buffers = std::array<boost::asio::const_buffer, 3>;
+  static Buffers bufs(boost::asio::const_buffer a, boost::asio::const_buffer b = {},
+                      boost::asio::const_buffer c = {}) {
+    return Buffers{a, b, c};
+  }
+
+  boost::asio::awaitable<void> run();
+  boost::asio::awaitable<void> watchdog();
+
+  // Reads until a complete request head is buffered. False: close the connection (EOF, error, or an error
+  // response was already sent).
+  boost::asio::awaitable<bool> read_request_head();
+  // Routes and serves the parsed request. False: close the connection after it.
+  boost::asio::awaitable<bool> handle_request();
+  // Tries nodes of the route's upstream until one answers or the tries run out.
+  boost::asio::awaitable<bool> forward(const snapshot::RouteRuntime& route);
+  boost::asio::awaitable<Failure> try_node(Attempt& attempt);
+  boost::asio::awaitable<bool> send_request(Attempt& attempt);
+  boost::asio::awaitable<bool> send_chunked_body();
+  boost::asio::awaitable<bool> send_continue();
+  boost::asio::awaitable<Failure> read_response_head(Attempt& attempt);
+  boost::asio::awaitable<bool> relay_response(Attempt& attempt);
+  boost::asio::awaitable<bool> write_upstream(Buffers buffers);
+  // Reads from the upstream into up_[offset, offset+max). Returns bytes read; 0 on EOF or error.
+  boost::asio::awaitable<size_t> read_upstream(size_t offset, size_t max, double timeout);
+  std::string_view chash_key(const config::Upstream& spec) const;
+
+  // Sends a Portico-generated response. Returns keep-alive (false when `close`).
+  boost::asio::awaitable<bool> send_error(int status, std::string_view message, bool close);
+  boost::asio::awaitable<bool> write_client(Buffers buffers);
+
+  void arm(double seconds, Guard guard);
+  void disarm() { deadline_ = Clock::time_point::max(); }
+  void consume_client(size_t n);
+  size_t client_buffered() const { return in_end_ - in_begin_; }
+  void finish_request(int status, const snapshot::RouteRuntime* route);
+
+  Worker& worker_;
+  boost::asio::ip::tcp::socket client_;
+  boost::asio::steady_timer timer_;
+  Clock::time_point deadline_ = Clock::time_point::max();
+  Guard guard_ = Guard::none;
+  bool timed_out_ = false;
+  bool alive_ = true;
+  bool idle_ = true;  // waiting for the first byte of a request
+
+  router::IpAddress client_ip_;
+  char client_ip_text_[48] = {0};
+  size_t client_ip_len_ = 0;
+
+  // Client input: bytes [in_begin_, in_end_) of in_ are received and not yet consumed.
+  std::vector<char> in_;
+  size_t in_begin_ = 0;
+  size_t in_end_ = 0;
+  // Upstream input, reused for every exchange.
+  std::vector<char> up_;
+  std::string head_out_;     // serialised head being sent (upstream request, or client response)
+  std::string chunk_line_;   // "<hex>\r\n" framing for re-chunked bodies
+
+  http::ParseLimits limits_;
+  http::RequestHead request_;
+  http::ResponseHead response_;
+  std::string normalized_path_;
+  std::string target_;  // origin-form target sent upstream
+  std::shared_ptr<PinnedSnapshot> pinned_;
+  std::unique_ptr<UpstreamConnection> upstream_;
+
+  // Per-request bookkeeping for logs and metrics.
+  Clock::time_point request_start_;
+  double upstream_seconds_ = -1;
+  int upstream_status_ = 0;
+  std::string upstream_addr_;
+  uint64_t bytes_sent_ = 0;
+  bool response_started_ = false;  // a byte of the response reached the client socket
+  bool request_body_done_ = false;  // the client's request body was read to its end
+  bool body_streamed_ = false;      // body bytes were read from the socket: the request cannot be replayed
+  bool continue_sent_ = false;      // "100 Continue" already sent for this request
+  bool close_after_ = false;
+  size_t body_from_in_ = 0;         // bytes of in_ after the head that belong to this request's body
+  double upstream_send_timeout_ = 60;
+  std::string leftover_;            // bytes read past a chunked body's end (the next pipelined request)
+  http::ChunkedDecoder decoder_;
+};
+
+}  // namespace portico::proxy

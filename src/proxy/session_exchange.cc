@@ -1,0 +1,525 @@
+// Upstream side of a session: choosing nodes and retrying, sending the request (head and body), reading the
+// response head, and relaying the response body to the client. Bodies stream through fixed buffers in both
+// directions, one read then one write at a time, so a slow reader slows the writer (backpressure) and memory
+// stays bounded whatever the body size.
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <charconv>
+#include <cstring>
+
+#include "proxy/session.h"
+#include "proxy/worker.h"
+#include "snapshot/snapshot.h"
+
+namespace portico::proxy {
+
+namespace asio = boost::asio;
+using asio::awaitable;
+constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+
+namespace {
+constexpr size_t kUpstreamBuffer = 64 * 1024;
+constexpr size_t kMaxTries = 16;
+const char kCrlf[] = "\r\n";
+const char kLastChunk[] = "0\r\n\r\n";
+const char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
+
+void format_chunk_size(std::string& out, size_t n) {
+  char buf[24];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, n, 16);
+  (void)ec;
+  out.assign(buf, end);
+  out += "\r\n";
+}
+
+std::string_view cookie_value(const http::MessageHead& head, std::string_view name) {
+  for (uint16_t i = 0; i < head.header_count; ++i) {
+    if (!iequals(head.headers[i].name, "cookie")) continue;
+    std::string_view v = head.headers[i].value;
+    while (!v.empty()) {
+      size_t semi = v.find(';');
+      std::string_view pair = v.substr(0, semi);
+      while (!pair.empty() && pair.front() == ' ') pair.remove_prefix(1);
+      size_t eq = pair.find('=');
+      if (eq != std::string_view::npos && pair.substr(0, eq) == name) return pair.substr(eq + 1);
+      if (semi == std::string_view::npos) break;
+      v.remove_prefix(semi + 1);
+    }
+  }
+  return {};
+}
+
+std::string_view query_arg(std::string_view query, std::string_view name) {
+  while (!query.empty()) {
+    size_t amp = query.find('&');
+    std::string_view pair = query.substr(0, amp);
+    size_t eq = pair.find('=');
+    if (pair.substr(0, eq) == name) return eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
+    if (amp == std::string_view::npos) break;
+    query.remove_prefix(amp + 1);
+  }
+  return {};
+}
+
+std::string_view header_by_var(const http::MessageHead& head, std::string_view var_name) {
+  // `http_x_user_id` names the header X-User-Id: '_' stands for '-', case-insensitive.
+  for (uint16_t i = 0; i < head.header_count; ++i) {
+    std::string_view n = head.headers[i].name;
+    if (n.size() != var_name.size()) continue;
+    bool same = true;
+    for (size_t k = 0; k < n.size() && same; ++k) {
+      char a = n[k] == '-' ? '_' : static_cast<char>(n[k] | 0x20);
+      char b = var_name[k] == '-' ? '_' : static_cast<char>(var_name[k] | 0x20);
+      same = a == b;
+    }
+    if (same) return head.headers[i].value;
+  }
+  return {};
+}
+
+}  // namespace
+
+struct Session::Attempt {
+  const snapshot::RouteRuntime* route = nullptr;
+  snapshot::UpstreamRuntime* upstream = nullptr;
+  const upstream::NodeRuntime* node = nullptr;
+  bool last_try = false;
+  bool reused = false;
+  bool reusable = true;  // the upstream connection may go back to the pool after this exchange
+  size_t up_end = 0;     // bytes in up_
+  Clock::time_point sent_at;
+};
+
+std::string_view Session::chash_key(const config::Upstream& spec) const {
+  std::string_view key = spec.key;
+  switch (spec.hash_on) {
+    case config::HashOn::header: return request_.find(key);
+    case config::HashOn::cookie: return cookie_value(request_, key);
+    case config::HashOn::vars:
+      if (key == "remote_addr") return std::string_view(client_ip_text_, client_ip_len_);
+      if (key == "uri") return target_.substr(0, target_.find('?'));
+      if (key == "request_uri") return request_.target;
+      if (key == "host") return request_.host;
+      if (key.starts_with("arg_")) return query_arg(request_.query, key.substr(4));
+      if (key.starts_with("http_")) return header_by_var(request_, key.substr(5));
+      if (key.starts_with("cookie_")) return cookie_value(request_, key.substr(7));
+      return {};
+    default: return {};  // consumer / vars_combinations: not available yet; behaves as round robin
+  }
+}
+
+awaitable<bool> Session::forward(const snapshot::RouteRuntime& route) {
+  snapshot::UpstreamRuntime& up = *route.upstream;
+  upstream::Balancer& balancer = *up.per_worker[worker_.index()];
+  const config::Upstream& spec = *up.spec;
+  std::string_view hash_key = spec.type == config::LbType::chash ? chash_key(spec) : std::string_view();
+  const config::PassiveCheck* passive = spec.checks && spec.checks->passive ? &*spec.checks->passive : nullptr;
+  if (up_.size() < kUpstreamBuffer) up_.resize(kUpstreamBuffer);
+
+  int excluded[kMaxTries];
+  size_t excluded_count = 0;
+  int tries = std::min<int>(up.tries, static_cast<int>(kMaxTries));
+  Failure last = Failure::none;
+  bool any_node = false;
+  for (int attempt = 0; attempt < tries; ++attempt) {
+    if (attempt > 0) {
+      bool safe = last == Failure::connect || (http::is_idempotent(request_.method) && !body_streamed_);
+      double elapsed = std::chrono::duration<double>(Clock::now() - request_start_).count();
+      if (!safe || response_started_ || (spec.retry_timeout > 0 && elapsed >= spec.retry_timeout)) break;
+      worker_.metrics().upstream_retries.add();
+    }
+    int node = balancer.pick(hash_key, std::span<const int>(excluded, excluded_count));
+    if (node < 0) break;
+    any_node = true;
+    excluded[excluded_count++] = node;
+
+    Attempt a;
+    a.route = &route;
+    a.upstream = &up;
+    a.node = &up.nodes[static_cast<size_t>(node)];
+    a.last_try = attempt + 1 == tries;
+    upstream_addr_ = a.node->pool_key;
+    balancer.on_request_start(node);
+    Clock::time_point started = Clock::now();
+    Failure f = co_await try_node(a);
+    double latency = std::chrono::duration<double>(Clock::now() - started).count();
+    balancer.on_request_end(node, latency, f != Failure::none);
+    if (passive) {
+      int outcome = f == Failure::none || f == Failure::bad_status ? upstream_status_
+                    : f == Failure::timeout                         ? -1
+                                                                    : 0;
+      a.node->health->report_passive(*passive, outcome, up.has_active_check);
+    }
+    if (f == Failure::connect) worker_.metrics().upstream_connect_errors.add();
+    if (f == Failure::timeout) worker_.metrics().upstream_timeouts.add();
+    if (f == Failure::none) {
+      finish_request(upstream_status_, &route);
+      co_return !close_after_;
+    }
+    last = f;
+  }
+  if (upstream_) {
+    boost::system::error_code ec;
+    upstream_->socket.close(ec);
+    upstream_.reset();
+  }
+  int status = !any_node ? 503 : last == Failure::timeout ? 504 : 502;
+  const char* message = !any_node                  ? "no upstream node available"
+                        : last == Failure::timeout ? "upstream timed out"
+                        : last == Failure::connect ? "upstream connection failed"
+                                                   : "invalid or failed upstream response";
+  bool keep = false;
+  if (!response_started_) {
+    keep = co_await send_error(status, message, close_after_);
+  }
+  finish_request(status, &route);
+  co_return keep;
+}
+
+awaitable<Session::Failure> Session::try_node(Attempt& a) {
+  const config::Upstream& spec = *a.upstream->spec;
+  const std::string& key = a.node->pool_key;
+  const config::Timeout& timeout = a.route->timeout;
+  // A reused connection may have been closed by the origin just as we picked it: if it fails before any
+  // response byte and before any body byte was consumed from the client, try once more on a new connection.
+  for (int fresh = 0; fresh < 2; ++fresh) {
+    upstream_ = fresh == 0 ? worker_.pool().checkout(key) : nullptr;
+    a.reused = upstream_ != nullptr;
+    if (!upstream_) {
+      if (a.node->address.empty()) co_return Failure::connect;
+      boost::system::error_code ec;
+      auto address = asio::ip::make_address(a.node->address, ec);
+      if (ec) co_return Failure::connect;
+      upstream_ = std::make_unique<UpstreamConnection>(asio::ip::tcp::socket(worker_.context()));
+      arm(timeout.connect, Guard::upstream);
+      auto [cec] = co_await upstream_->socket.async_connect(
+          asio::ip::tcp::endpoint(address, a.node->spec.port), nothrow);
+      disarm();
+      if (cec) {
+        bool was_timeout = timed_out_;
+        timed_out_ = false;
+        upstream_.reset();
+        co_return was_timeout ? Failure::timeout : Failure::connect;
+      }
+      upstream_->socket.set_option(asio::ip::tcp::no_delay(true), ec);
+    }
+    a.reusable = spec.keepalive_pool.size > 0;
+    if (!co_await send_request(a)) {
+      bool was_timeout = timed_out_;
+      timed_out_ = false;
+      upstream_.reset();
+      if (a.reused && !body_streamed_ && !was_timeout) continue;
+      co_return was_timeout ? Failure::timeout : Failure::send;
+    }
+    Failure f = co_await read_response_head(a);
+    if (f == Failure::reset && a.reused && !body_streamed_) {
+      upstream_.reset();
+      continue;
+    }
+    if (f != Failure::none) {
+      upstream_.reset();
+      co_return f;
+    }
+    break;
+  }
+  if (!upstream_) co_return Failure::reset;
+
+  upstream_status_ = response_.status;
+  bool retryable_status = response_.status == 502 || response_.status == 503 || response_.status == 504;
+  if (retryable_status && !a.last_try && http::is_idempotent(request_.method) && !body_streamed_) {
+    upstream_.reset();  // its body is not read: the connection cannot be reused
+    co_return Failure::bad_status;
+  }
+  bool ok = co_await relay_response(a);
+  upstream_seconds_ = std::chrono::duration<double>(Clock::now() - a.sent_at).count();
+  if (ok && a.reusable && upstream_) {
+    upstream_->requests++;
+    if (upstream_->requests < static_cast<uint32_t>(spec.keepalive_pool.requests)) {
+      worker_.pool().checkin(key, std::move(upstream_), static_cast<size_t>(spec.keepalive_pool.size),
+                             spec.keepalive_pool.idle_timeout);
+    }
+  }
+  upstream_.reset();
+  if (!ok) close_after_ = true;
+  co_return Failure::none;
+}
+
+awaitable<bool> Session::write_upstream(Buffers buffers) {
+  arm(upstream_send_timeout_, Guard::upstream);
+  auto [ec, n] = co_await asio::async_write(upstream_->socket, buffers, nothrow);
+  disarm();
+  co_return !ec;
+}
+
+awaitable<size_t> Session::read_upstream(size_t offset, size_t max, double timeout) {
+  arm(timeout, Guard::upstream);
+  auto [ec, n] = co_await upstream_->socket.async_read_some(asio::buffer(up_.data() + offset, max), nothrow);
+  disarm();
+  co_return ec ? 0 : n;
+}
+
+awaitable<bool> Session::send_continue() {
+  if (continue_sent_ || !request_.expect_continue || request_.version_minor == 0) co_return true;
+  continue_sent_ = true;
+  arm(worker_.options().client_send_timeout, Guard::client);
+  auto [ec, n] = co_await asio::async_write(client_, asio::buffer(kContinue, sizeof kContinue - 1), nothrow);
+  disarm();
+  co_return !ec;
+}
+
+awaitable<bool> Session::send_request(Attempt& a) {
+  const config::Upstream& spec = *a.upstream->spec;
+  upstream_send_timeout_ = a.route->timeout.send;
+  UpstreamRequestParams p;
+  p.target = target_;
+  switch (spec.pass_host) {
+    case config::PassHost::pass: p.host = request_.host_header; break;
+    case config::PassHost::node: p.host = a.node->host_port; break;
+    case config::PassHost::rewrite: p.host = spec.upstream_host; break;
+  }
+  p.client_ip = std::string_view(client_ip_text_, client_ip_len_);
+  p.body = request_.framing == http::BodyFraming::chunked          ? OutFraming::chunked
+           : request_.framing == http::BodyFraming::content_length ? OutFraming::content_length
+                                                                    : OutFraming::none;
+  p.close = spec.keepalive_pool.size <= 0;
+  write_upstream_request_head(head_out_, request_, p);
+  a.sent_at = Clock::now();
+
+  const char* body_start = in_.data() + in_begin_ + request_.head_size;
+  size_t after_head = client_buffered() - request_.head_size;
+  if (request_.framing != http::BodyFraming::content_length) {
+    if (!co_await write_upstream(bufs(asio::buffer(head_out_)))) co_return false;
+    if (request_.framing == http::BodyFraming::chunked) co_return co_await send_chunked_body();
+    co_return true;
+  }
+  // Content-Length body: the buffered part goes out with the head; the rest streams from the client.
+  size_t first = static_cast<size_t>(std::min<uint64_t>(after_head, request_.content_length));
+  body_from_in_ = first;
+  if (!co_await write_upstream(bufs(asio::buffer(head_out_), asio::buffer(body_start, first)))) co_return false;
+  uint64_t remaining = request_.content_length - first;
+  if (remaining == 0) {
+    request_body_done_ = true;
+    co_return true;
+  }
+  if (!co_await send_continue()) co_return false;
+  body_streamed_ = true;
+  while (remaining > 0) {
+    size_t want = static_cast<size_t>(std::min<uint64_t>(remaining, up_.size()));
+    arm(worker_.options().header_timeout, Guard::client);
+    auto [ec, n] = co_await client_.async_read_some(asio::buffer(up_.data(), want), nothrow);
+    disarm();
+    if (ec || n == 0) {
+      close_after_ = true;
+      co_return false;
+    }
+    if (!co_await write_upstream(bufs(asio::buffer(up_.data(), n)))) co_return false;
+    remaining -= n;
+  }
+  request_body_done_ = true;
+  co_return true;
+}
+
+awaitable<bool> Session::send_chunked_body() {
+  decoder_.reset();
+  int64_t max_body = worker_.options().max_body_size;
+  uint64_t total = 0;
+  // First the bytes already buffered after the head, then reads from the client into up_.
+  const char* data = in_.data() + in_begin_ + request_.head_size;
+  size_t len = client_buffered() - request_.head_size;
+  bool from_in = true;
+  while (true) {
+    std::string_view input(data, len);
+    size_t used = 0;
+    while (used < input.size() || !decoder_.done()) {
+      http::ChunkedDecoder::Step step = decoder_.next(input.substr(used));
+      used += step.consumed;
+      if (step.status == http::ChunkedDecoder::Status::error) {
+        close_after_ = true;
+        co_return false;
+      }
+      if (step.status == http::ChunkedDecoder::Status::data) {
+        total += step.data.size();
+        if (max_body >= 0 && total > static_cast<uint64_t>(max_body)) {
+          close_after_ = true;
+          co_return false;
+        }
+        format_chunk_size(chunk_line_, step.data.size());
+        if (!co_await write_upstream(bufs(asio::buffer(chunk_line_), asio::buffer(step.data.data(), step.data.size()),
+                                      asio::buffer(kCrlf, 2)))) {
+          co_return false;
+        }
+        continue;
+      }
+      if (step.status == http::ChunkedDecoder::Status::done) break;
+      break;  // need_more
+    }
+    if (decoder_.done()) {
+      if (from_in) {
+        body_from_in_ = used;
+      } else {
+        body_from_in_ = client_buffered() - request_.head_size;
+        leftover_.assign(data + used, len - used);  // the next pipelined request, read along with the body
+      }
+      request_body_done_ = true;
+      co_return co_await write_upstream(bufs(asio::buffer(kLastChunk, sizeof kLastChunk - 1)));
+    }
+    if (!co_await send_continue()) co_return false;
+    body_streamed_ = true;
+    from_in = false;
+    arm(worker_.options().header_timeout, Guard::client);
+    auto [ec, n] = co_await client_.async_read_some(asio::buffer(up_.data(), up_.size()), nothrow);
+    disarm();
+    if (ec || n == 0) {
+      close_after_ = true;
+      co_return false;
+    }
+    data = up_.data();
+    len = n;
+  }
+}
+
+awaitable<Session::Failure> Session::read_response_head(Attempt& a) {
+  a.up_end = 0;
+  double timeout = a.route->timeout.read;
+  while (true) {
+    if (a.up_end == up_.size()) co_return Failure::bad_response;  // head larger than the buffer
+    size_t n = co_await read_upstream(a.up_end, up_.size() - a.up_end, timeout);
+    if (n == 0) {
+      bool was_timeout = timed_out_;
+      timed_out_ = false;
+      if (was_timeout) co_return Failure::timeout;
+      co_return a.up_end == 0 ? Failure::reset : Failure::bad_response;
+    }
+    a.up_end += n;
+    while (true) {
+      http::ParseResult r = http::parse_response(up_.data(), a.up_end, request_.method, limits_, response_);
+      if (r.status == http::ParseStatus::incomplete) break;
+      if (r.status == http::ParseStatus::error) co_return Failure::bad_response;
+      if (response_.status >= 200) co_return Failure::none;
+      if (response_.status == 101) co_return Failure::bad_response;  // protocol switch: not supported yet
+      // Other 1xx (100, 103): Portico already handled Expect; drop the interim response.
+      std::memmove(up_.data(), up_.data() + response_.head_size, a.up_end - response_.head_size);
+      a.up_end -= response_.head_size;
+      if (a.up_end == 0) break;
+    }
+  }
+}
+
+awaitable<bool> Session::relay_response(Attempt& a) {
+  bool http10 = request_.version_minor == 0;
+  OutFraming out = OutFraming::none;
+  switch (response_.framing) {
+    case http::BodyFraming::none: out = OutFraming::none; break;
+    case http::BodyFraming::content_length: out = OutFraming::content_length; break;
+    case http::BodyFraming::chunked:
+    case http::BodyFraming::until_close: out = http10 ? OutFraming::until_close : OutFraming::chunked; break;
+  }
+  if (response_.framing == http::BodyFraming::until_close) a.reusable = false;
+  if (!response_.keep_alive) a.reusable = false;
+  if (!request_body_done_) close_after_ = true;  // the client's body was not read to its end
+  if (worker_.draining() || out == OutFraming::until_close) close_after_ = true;
+  ClientResponseParams cp;
+  cp.body = out;
+  cp.close = close_after_;
+  cp.http10 = http10;
+  write_client_response_head(head_out_, response_, cp);
+
+  const char* body = up_.data() + response_.head_size;
+  size_t buffered = a.up_end - response_.head_size;
+  double read_timeout = a.route->timeout.read;
+
+  if (response_.framing == http::BodyFraming::none ||
+      (response_.framing == http::BodyFraming::content_length)) {
+    uint64_t length = response_.framing == http::BodyFraming::none ? 0 : response_.content_length;
+    size_t first = static_cast<size_t>(std::min<uint64_t>(buffered, length));
+    if (buffered > first) a.reusable = false;  // bytes after the response: the origin is out of step
+    if (!co_await write_client(bufs(asio::buffer(head_out_), asio::buffer(body, first)))) co_return false;
+    uint64_t remaining = length - first;
+    while (remaining > 0) {
+      size_t n = co_await read_upstream(0, static_cast<size_t>(std::min<uint64_t>(remaining, up_.size())),
+                                        read_timeout);
+      if (n == 0) {
+        timed_out_ = false;
+        a.reusable = false;
+        co_return false;  // truncated: the client sees the connection close before the declared length
+      }
+      if (!co_await write_client(bufs(asio::buffer(up_.data(), n)))) co_return false;
+      remaining -= n;
+    }
+    co_return true;
+  }
+
+  if (!co_await write_client(bufs(asio::buffer(head_out_)))) co_return false;
+  bool chunked_out = out == OutFraming::chunked;
+  if (response_.framing == http::BodyFraming::until_close) {
+    if (buffered > 0) {
+      std::memmove(up_.data(), body, buffered);
+    }
+    size_t n = buffered;
+    while (true) {
+      if (n > 0) {
+        if (chunked_out) {
+          format_chunk_size(chunk_line_, n);
+          if (!co_await write_client(bufs(asio::buffer(chunk_line_), asio::buffer(up_.data(), n), asio::buffer(kCrlf, 2))))
+            co_return false;
+        } else if (!co_await write_client(bufs(asio::buffer(up_.data(), n)))) {
+          co_return false;
+        }
+      }
+      n = co_await read_upstream(0, up_.size(), read_timeout);
+      if (n == 0) {
+        if (timed_out_) {
+          timed_out_ = false;
+          co_return false;
+        }
+        break;  // the origin's close ends the body
+      }
+    }
+    if (chunked_out) co_return co_await write_client(bufs(asio::buffer(kLastChunk, sizeof kLastChunk - 1)));
+    co_return true;
+  }
+
+  // Chunked from the origin: decode and re-frame (chunked to HTTP/1.1 clients, raw until close to HTTP/1.0).
+  decoder_.reset();
+  std::memmove(up_.data(), body, buffered);
+  size_t len = buffered;
+  while (true) {
+    std::string_view input(up_.data(), len);
+    size_t used = 0;
+    while (true) {
+      http::ChunkedDecoder::Step step = decoder_.next(input.substr(used));
+      used += step.consumed;
+      if (step.status == http::ChunkedDecoder::Status::error) {
+        a.reusable = false;
+        co_return false;
+      }
+      if (step.status == http::ChunkedDecoder::Status::data) {
+        if (chunked_out) {
+          format_chunk_size(chunk_line_, step.data.size());
+          if (!co_await write_client(bufs(asio::buffer(chunk_line_), asio::buffer(step.data.data(), step.data.size()),
+                                      asio::buffer(kCrlf, 2))))
+            co_return false;
+        } else if (!co_await write_client(bufs(asio::buffer(step.data.data(), step.data.size())))) {
+          co_return false;
+        }
+        continue;
+      }
+      break;
+    }
+    if (decoder_.done()) {
+      if (used < len) a.reusable = false;
+      if (chunked_out) co_return co_await write_client(bufs(asio::buffer(kLastChunk, sizeof kLastChunk - 1)));
+      co_return true;
+    }
+    len = co_await read_upstream(0, up_.size(), read_timeout);
+    if (len == 0) {
+      timed_out_ = false;
+      a.reusable = false;
+      co_return false;
+    }
+  }
+}
+
+}  // namespace portico::proxy

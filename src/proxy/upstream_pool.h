@@ -1,0 +1,55 @@
+// Keep-alive connections to upstream nodes, owned by one worker (no locks). Idle connections are kept per
+// node ("ip:port" pool key), most recently used first, and watched for readability: an idle connection that
+// becomes readable was closed (or spoke out of turn) by the origin and is dropped at once, so a request is
+// rarely sent into a connection the origin has already closed.
+#pragma once
+
+#include <boost/asio/ip/tcp.hpp>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace portico::proxy {
+
+using Clock = std::chrono::steady_clock;
+
+struct UpstreamConnection {
+  boost::asio::ip::tcp::socket socket;
+  uint32_t requests = 0;  // requests already sent on this connection
+  explicit UpstreamConnection(boost::asio::ip::tcp::socket s) : socket(std::move(s)) {}
+};
+
+class UpstreamPool {
+ public:
+  explicit UpstreamPool(boost::asio::any_io_executor executor) : executor_(std::move(executor)) {}
+
+  // An idle connection to `key` whose idle time has not run out, or null.
+  std::unique_ptr<UpstreamConnection> checkout(const std::string& key);
+
+  // Returns a connection after a complete exchange, to be kept `idle_timeout` seconds. Closed instead if the
+  // pool for `key` already holds `max_idle` connections.
+  void checkin(const std::string& key, std::unique_ptr<UpstreamConnection> conn, size_t max_idle,
+               double idle_timeout);
+
+  // Closes connections whose idle time ran out (periodic sweep), or every idle connection when `all`.
+  void sweep(bool all = false);
+  size_t idle_count() const;
+
+ private:
+  struct Idle {
+    std::unique_ptr<UpstreamConnection> conn;
+    Clock::time_point expires;
+    uint64_t id;
+  };
+  void watch(const std::string& key, uint64_t id, UpstreamConnection* conn);
+  void drop(const std::string& key, uint64_t id);
+
+  boost::asio::any_io_executor executor_;
+  std::unordered_map<std::string, std::vector<Idle>> idle_;
+  uint64_t next_id_ = 1;
+};
+
+}  // namespace portico::proxy

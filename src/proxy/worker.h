@@ -1,0 +1,85 @@
+// A Worker is one thread running one event loop (io_context with a concurrency hint of 1, so Asio skips its
+// locks). It owns its listening socket (SO_REUSEPORT: the kernel spreads connections across workers), its
+// client sessions, its upstream keep-alive pool, its access-log buffer and its metrics block. Nothing on the
+// request path is shared with another worker except the immutable config snapshot and relaxed health flags.
+//
+// Config changes arrive as a posted task that swaps the worker's snapshot pointer; requests already running
+// keep the snapshot they started with (they hold a reference), so a change never stalls or fails a request.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <atomic>
+#include <memory>
+#include <thread>
+#include <unordered_set>
+
+#include "proxy/access_log.h"
+#include "proxy/options.h"
+#include "proxy/upstream_pool.h"
+#include "snapshot/snapshot.h"
+#include "status/metrics.h"
+
+namespace portico::proxy {
+
+class Session;
+
+// The snapshot as one worker holds it. Requests keep a shared_ptr to this per-worker wrapper, so the
+// reference count they touch lives on a cache line that only this worker writes.
+struct PinnedSnapshot {
+  std::shared_ptr<const snapshot::Snapshot> snapshot;
+};
+
+class Worker {
+ public:
+  Worker(size_t index, const Options& options, status::Metrics& metrics, int access_log_fd);
+  ~Worker();
+
+  // Binds the listening socket (throws std::system_error on failure). Called before start().
+  void listen(const boost::asio::ip::tcp::endpoint& endpoint);
+  void start();  // spawns the thread
+  void join();
+  bool finished() const { return finished_.load(); }  // the thread's loop has ended
+
+  // Thread-safe: hands the worker a new snapshot.
+  void publish(std::shared_ptr<const snapshot::Snapshot> snapshot);
+  // Thread-safe: stop accepting (close the listener); then close idle connections and ask busy ones to close
+  // after their current response. The worker's thread ends when its last connection is gone.
+  void drain();
+  // Thread-safe: close everything now (drain timeout reached).
+  void abort();
+
+  // --- worker thread only ---
+  size_t index() const { return index_; }
+  const Options& options() const { return options_; }
+  status::WorkerMetrics& metrics() { return metrics_; }
+  UpstreamPool& pool() { return pool_; }
+  AccessLog& access_log() { return access_log_; }
+  const std::shared_ptr<PinnedSnapshot>& snapshot() const { return snapshot_; }
+  bool draining() const { return draining_; }
+  boost::asio::io_context& context() { return context_; }
+  void add_session(Session* s) { sessions_.insert(s); }
+  void remove_session(Session* s);
+
+ private:
+  void accept_next();
+  void tick();
+  void maybe_finish();
+
+  size_t index_;
+  const Options& options_;
+  status::WorkerMetrics& metrics_;
+  boost::asio::io_context context_;
+  boost::asio::ip::tcp::acceptor acceptor_;
+  boost::asio::steady_timer tick_timer_;
+  UpstreamPool pool_;
+  AccessLog access_log_;
+  std::shared_ptr<PinnedSnapshot> snapshot_;
+  std::unordered_set<Session*> sessions_;
+  bool draining_ = false;
+  std::atomic<bool> finished_{false};
+  std::thread thread_;
+};
+
+}  // namespace portico::proxy

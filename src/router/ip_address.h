@@ -1,0 +1,34 @@
+// An IPv4 or IPv6 address and CIDR prefixes over it, for `remote_addrs` matching and client addresses.
+// Value types; no allocation.
+#pragma once
+
+#include <sys/socket.h>
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace portico::router {
+
+struct IpAddress {
+  std::array<uint8_t, 16> bytes{};  // IPv4 stored as IPv4-mapped IPv6 (::ffff:a.b.c.d)
+  bool is_v4 = true;
+
+  static bool parse(std::string_view text, IpAddress& out);
+  static IpAddress from_sockaddr(const sockaddr* sa);
+  // "203.0.113.9" or "2001:db8::1" into `out` (at least 46 bytes); returns the length written.
+  size_t format(char* out) const;
+  std::string to_string() const;
+};
+
+struct Cidr {
+  IpAddress base;
+  uint8_t prefix_len = 0;  // over the 128-bit mapped form (an IPv4 /8 is stored as /104)
+
+  // "10.0.0.0/8", "10.1.2.3" (a /32), "fd00::/8", "::1".
+  static bool parse(std::string_view text, Cidr& out);
+  bool contains(const IpAddress& ip) const;
+};
+
+}  // namespace portico::router

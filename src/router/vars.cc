@@ -1,0 +1,297 @@
+#include "router/vars.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+
+namespace portico::router::detail {
+
+namespace {
+
+using Op = config::VarExpr::Op;
+using Source = CompiledExpr::Source;
+
+inline char lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; }
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// Whole (blank-trimmed) string as a number; false for anything else.
+bool parse_number(std::string_view s, double& out) {
+  s = trim(s);
+  if (s.empty()) return false;
+  if (s.front() == '+') s.remove_prefix(1);
+  auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+  return ec == std::errc() && ptr == s.data() + s.size();
+}
+
+bool starts_with(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
+
+// Header names compare ignoring ASCII case, with '-' and '_' equal; `want` is already lower-case with '_'.
+bool header_name_is(std::string_view name, std::string_view want) {
+  if (name.size() != want.size()) return false;
+  for (size_t i = 0; i < name.size(); ++i) {
+    char c = lower(name[i]);
+    if (c == '-') c = '_';
+    if (c != want[i]) return false;
+  }
+  return true;
+}
+
+bool find_header(const MatchRequest& r, std::string_view want, std::string_view& out) {
+  if (r.head == nullptr) return false;
+  const http::Header* h = r.head->headers.data();
+  for (uint16_t i = 0, n = r.head->header_count; i < n; ++i) {
+    if (header_name_is(h[i].name, want)) {
+      out = h[i].value;
+      return true;
+    }
+  }
+  return false;
+}
+
+bool find_cookie(const MatchRequest& r, std::string_view want, std::string_view& out) {
+  if (r.head == nullptr) return false;
+  const http::Header* h = r.head->headers.data();
+  for (uint16_t i = 0, n = r.head->header_count; i < n; ++i) {
+    if (!header_name_is(h[i].name, "cookie")) continue;
+    std::string_view v = h[i].value;
+    while (!v.empty()) {
+      size_t semi = v.find(';');
+      std::string_view pair = trim(v.substr(0, semi));
+      v = semi == std::string_view::npos ? std::string_view() : v.substr(semi + 1);
+      size_t eq = pair.find('=');
+      if (eq == std::string_view::npos) continue;
+      if (trim(pair.substr(0, eq)) == want) {
+        out = trim(pair.substr(eq + 1));
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  c = lower(c);
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return -1;
+}
+
+// Percent-decodes into a per-thread buffer that only grows (no allocation once warm). Invalid escapes are
+// kept as written.
+std::string_view decode_arg(std::string_view v) {
+  if (v.find_first_of("%+") == std::string_view::npos) return v;
+  thread_local std::string buf;
+  if (buf.size() < v.size()) buf.resize(std::max<size_t>(v.size(), 256));
+  size_t o = 0;
+  for (size_t i = 0; i < v.size(); ++i) {
+    char c = v[i];
+    if (c == '+') {
+      c = ' ';
+    } else if (c == '%' && i + 2 < v.size() && hex_value(v[i + 1]) >= 0 && hex_value(v[i + 2]) >= 0) {
+      c = static_cast<char>(hex_value(v[i + 1]) * 16 + hex_value(v[i + 2]));
+      i += 2;
+    }
+    buf[o++] = c;
+  }
+  return std::string_view(buf.data(), o);
+}
+
+bool find_arg(std::string_view query, std::string_view want, std::string_view& out) {
+  while (!query.empty()) {
+    size_t amp = query.find('&');
+    std::string_view pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    size_t eq = pair.find('=');
+    if (pair.substr(0, eq) != want) continue;
+    out = eq == std::string_view::npos ? std::string_view() : decode_arg(pair.substr(eq + 1));
+    return true;
+  }
+  return false;
+}
+
+bool lookup(const CompiledExpr& e, VarContext& ctx, std::string_view& v) {
+  const MatchRequest& r = *ctx.request;
+  switch (e.source) {
+    case Source::uri:
+      v = r.path;
+      return true;
+    case Source::request_uri:
+      v = r.target;
+      return true;
+    case Source::host:
+      v = ctx.host;
+      return true;
+    case Source::remote_addr:
+      if (ctx.addr_len < 0) ctx.addr_len = static_cast<int>(r.client.format(ctx.addr));
+      v = std::string_view(ctx.addr, static_cast<size_t>(ctx.addr_len));
+      return true;
+    case Source::request_method:
+      v = ctx.method;
+      return true;
+    case Source::scheme:
+      v = "http";
+      return true;
+    case Source::args:
+      v = r.query;
+      return true;
+    case Source::header:
+      return find_header(r, e.name, v);
+    case Source::arg:
+      return find_arg(r.query, e.name, v);
+    case Source::cookie:
+      return find_cookie(r, e.name, v);
+    case Source::missing:
+      return false;
+  }
+  return false;
+}
+
+struct MatchDataHolder {
+  pcre2_match_data* md = pcre2_match_data_create(1, nullptr);
+  ~MatchDataHolder() { pcre2_match_data_free(md); }
+};
+
+bool regex_search(const pcre2_code* re, std::string_view v) {
+  // One match data per thread, shared by every regex: a boolean search needs only the first ovector pair.
+  thread_local MatchDataHolder holder;
+  if (holder.md == nullptr) return false;
+  int rc = pcre2_match(re, reinterpret_cast<PCRE2_SPTR>(v.data()), v.size(), 0, 0, holder.md, nullptr);
+  return rc >= 0;
+}
+
+bool has_token(std::string_view v, std::string_view token) {
+  while (true) {
+    size_t comma = v.find(',');
+    if (trim(v.substr(0, comma)) == token) return true;
+    if (comma == std::string_view::npos) return false;
+    v.remove_prefix(comma + 1);
+  }
+}
+
+}  // namespace
+
+bool compile_expr(const config::VarExpr& expr, CompiledExpr& out, std::string* error) {
+  auto fail = [&](const std::string& why) {
+    if (error != nullptr) *error = "vars: " + expr.var + ": " + why;
+    return false;
+  };
+  out.op = expr.op;
+  out.negate = expr.negate;
+  out.values = expr.values;
+  std::string_view var = expr.var;
+  if (var == "uri") {
+    out.source = Source::uri;
+  } else if (var == "request_uri") {
+    out.source = Source::request_uri;
+  } else if (var == "host") {
+    out.source = Source::host;
+  } else if (var == "remote_addr") {
+    out.source = Source::remote_addr;
+  } else if (var == "request_method") {
+    out.source = Source::request_method;
+  } else if (var == "scheme") {
+    out.source = Source::scheme;
+  } else if (var == "args" || var == "query_string") {
+    out.source = Source::args;
+  } else if (starts_with(var, "http_") && var.size() > 5) {
+    out.source = Source::header;
+    for (char c : var.substr(5)) out.name.push_back(c == '-' ? '_' : lower(c));
+  } else if (starts_with(var, "arg_") && var.size() > 4) {
+    out.source = Source::arg;
+    out.name = var.substr(4);
+  } else if (starts_with(var, "cookie_") && var.size() > 7) {
+    out.source = Source::cookie;
+    out.name = var.substr(7);
+  } else {
+    out.source = Source::missing;
+  }
+
+  if (expr.values.empty() && expr.op != Op::in) return fail("no operand");
+  switch (expr.op) {
+    case Op::gt:
+    case Op::ge:
+    case Op::lt:
+    case Op::le:
+      if (!parse_number(expr.values[0], out.number)) return fail("operand is not a number");
+      break;
+    case Op::regex:
+    case Op::regex_nocase: {
+      int err = 0;
+      PCRE2_SIZE off = 0;
+      uint32_t flags = expr.op == Op::regex_nocase ? PCRE2_CASELESS : 0;
+      const std::string& pat = expr.values[0];
+      pcre2_code* code =
+          pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pat.data()), pat.size(), flags, &err, &off, nullptr);
+      if (code == nullptr) {
+        PCRE2_UCHAR msg[256];
+        pcre2_get_error_message(err, msg, sizeof msg);
+        return fail("regex \"" + pat + "\": " + reinterpret_cast<const char*>(msg) + " at offset " +
+                    std::to_string(off));
+      }
+      out.regex.reset(code);
+      // Without JIT support pcre2_match falls back to the interpreter: slower, still correct.
+      pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);
+      break;
+    }
+    default:
+      break;
+  }
+  return true;
+}
+
+bool eval_expr(const CompiledExpr& e, VarContext& ctx) {
+  std::string_view v;
+  bool result;
+  if (!lookup(e, ctx, v)) {
+    result = e.op == Op::ne;
+  } else {
+    double x;
+    switch (e.op) {
+      case Op::eq:
+        result = v == e.values[0];
+        break;
+      case Op::ne:
+        result = v != e.values[0];
+        break;
+      case Op::gt:
+        result = parse_number(v, x) && x > e.number;
+        break;
+      case Op::ge:
+        result = parse_number(v, x) && x >= e.number;
+        break;
+      case Op::lt:
+        result = parse_number(v, x) && x < e.number;
+        break;
+      case Op::le:
+        result = parse_number(v, x) && x <= e.number;
+        break;
+      case Op::regex:
+      case Op::regex_nocase:
+        result = regex_search(e.regex.get(), v);
+        break;
+      case Op::in:
+        result = false;
+        for (const std::string& s : e.values) {
+          if (v == s) {
+            result = true;
+            break;
+          }
+        }
+        break;
+      case Op::has:
+        result = has_token(v, e.values[0]);
+        break;
+      default:
+        result = false;
+        break;
+    }
+  }
+  return result != e.negate;
+}
+
+}  // namespace portico::router::detail

@@ -1,0 +1,183 @@
+#include "server/server.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+#include <vector>
+
+#include "base/endpoint.h"
+#include "base/log.h"
+#include "proxy/access_log.h"
+#include "proxy/worker.h"
+#include "server/config_applier.h"
+#include "status/metrics.h"
+#include "status/status_server.h"
+#include "upstream/health.h"
+#include "upstream/health_checker.h"
+
+namespace portico::server {
+namespace {
+
+std::string json_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      out += ' ';
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+struct Server::Impl {
+  proxy::Options options;
+  std::unique_ptr<status::Metrics> metrics;
+  upstream::HealthRegistry health;
+  upstream::ActiveHealthChecker checker;
+  std::vector<std::unique_ptr<proxy::Worker>> workers;
+  std::unique_ptr<ConfigApplier> applier;
+  std::unique_ptr<status::StatusServer> status_server;
+  std::atomic<bool> draining{false};
+  int access_log_fd = -1;
+
+  std::string health_metrics() const;
+  std::string config_json() const;
+  bool drain_and_wait();
+};
+
+std::string Server::Impl::health_metrics() const {
+  std::string out =
+      "# HELP portico_upstream_node_healthy Health of each upstream node (1 healthy, 0 ejected).\n"
+      "# TYPE portico_upstream_node_healthy gauge\n";
+  for (const auto& e : health.list()) {
+    out += "portico_upstream_node_healthy{upstream=\"" + json_escape(e.upstream_key) + "\",node=\"" +
+           json_escape(e.node_key) + "\"} " + (e.healthy ? "1" : "0") + "\n";
+  }
+  return out;
+}
+
+std::string Server::Impl::config_json() const {
+  ApplierStatus s = applier->status();
+  char times[128];
+  std::snprintf(times, sizeof times, "\"last_success\":%.3f,\"last_failure\":%.3f", s.last_success,
+                s.last_failure);
+  return "{\"generation\":" + std::to_string(s.generation) + ",\"hash\":\"" + s.hash +
+         "\",\"routes\":" + std::to_string(s.routes) + ",\"source\":\"" + s.source + "\",\"path\":\"" +
+         json_escape(options.config_path) + "\",\"last_error\":\"" + json_escape(s.last_error) + "\"," + times +
+         ",\"draining\":" + (draining.load() ? "true" : "false") + "}\n";
+}
+
+Server::Server(proxy::Options options) : impl_(std::make_unique<Impl>()) { impl_->options = std::move(options); }
+
+Server::~Server() = default;
+
+int Server::run() {
+  Impl& s = *impl_;
+  const proxy::Options& opt = s.options;
+
+  // Signals are taken synchronously by this thread (sigwait); every other thread inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGHUP);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+
+  unsigned workers = opt.workers ? opt.workers : std::max(1u, std::thread::hardware_concurrency());
+  s.metrics = std::make_unique<status::Metrics>(workers);
+  s.access_log_fd = proxy::open_access_log(opt.access_log);
+  if (opt.access_log != "off" && s.access_log_fd < 0) {
+    PORTICO_LOG(error, "cannot open access log %s", opt.access_log.c_str());
+    return 1;
+  }
+
+  try {
+    auto endpoint = base::parse_endpoint(opt.listen);
+    for (unsigned i = 0; i < workers; ++i) {
+      s.workers.push_back(std::make_unique<proxy::Worker>(i, opt, *s.metrics, s.access_log_fd));
+      s.workers.back()->listen(endpoint);
+    }
+    s.status_server = std::make_unique<status::StatusServer>(status::StatusHandlers{
+        [&s] { return s.applier->has_config() && !s.draining.load(); },
+        [&s] { return s.metrics->render(s.health_metrics()); },
+        [&s] { return s.config_json(); },
+    });
+    s.status_server->listen(opt.status_listen);
+  } catch (const std::exception& e) {
+    PORTICO_LOG(error, "cannot listen: %s", e.what());
+    return 1;
+  }
+
+  snapshot::BuildContext ctx;
+  ctx.workers = workers;
+  ctx.health = &s.health;
+  ctx.metrics = s.metrics.get();
+  s.applier = std::make_unique<ConfigApplier>(
+      opt.config_path, opt.watch_interval, ctx, [&s](std::shared_ptr<const snapshot::Snapshot> snap) {
+        s.checker.set_targets(snapshot::probe_targets(*snap));
+        for (auto& w : s.workers) w->publish(snap);
+      });
+  if (!s.applier->apply_now()) {
+    PORTICO_LOG(warn, "no valid config yet: /readyz answers 503 and requests get 503 until %s is fixed",
+                opt.config_path.c_str());
+  }
+  s.checker.start();
+  for (auto& w : s.workers) w->start();
+  s.status_server->start();
+  s.applier->start();
+  PORTICO_LOG(info, "portico %s listening on %s with %u workers; status on %s", PORTICO_VERSION,
+              opt.listen.c_str(), workers, opt.status_listen.c_str());
+
+  while (true) {
+    int sig = 0;
+    if (sigwait(&signals, &sig) != 0) continue;
+    if (sig == SIGHUP) {
+      s.applier->request_reload();
+      continue;
+    }
+    break;  // SIGTERM / SIGINT
+  }
+  bool clean = s.drain_and_wait();
+  s.applier->stop();
+  s.checker.stop();
+  s.status_server->stop();
+  PORTICO_LOG(info, "exiting%s", clean ? "" : " after the drain timeout; remaining connections were closed");
+  return 0;
+}
+
+bool Server::Impl::drain_and_wait() {
+  // Readiness goes first, so a load balancer stops sending before the listeners close.
+  draining.store(true);
+  PORTICO_LOG(info, "draining: /readyz now answers 503; listeners close in %.1f s", options.drain_delay);
+  auto sleep_for = [](double seconds) {
+    std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  };
+  sleep_for(options.drain_delay);
+  for (auto& w : workers) w->drain();
+  PORTICO_LOG(info, "listeners closed; waiting up to %.1f s for in-flight requests", options.drain_timeout);
+
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                                          std::chrono::duration<double>(options.drain_timeout));
+  bool clean = true;
+  for (auto& w : workers) {
+    while (!w->finished() && std::chrono::steady_clock::now() < deadline) sleep_for(0.02);
+    if (!w->finished()) {
+      clean = false;
+      w->abort();
+    }
+    w->join();
+  }
+  return clean;
+}
+
+}  // namespace portico::server
