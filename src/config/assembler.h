@@ -6,26 +6,26 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include "config/fields.h"
+#include "config/id_index.h"
 #include "config/model.h"
 #include "config/validate.h"
 
 namespace portico::config::detail {
 
-enum class Section { routes, services, upstreams };
+enum class SectionKind { routes, services, upstreams };
 
-// "routes" -> Section::routes, ...; false for any other name.
-bool section_of(std::string_view name, Section& out);
+// "routes" -> SectionKind::routes, ...; false for any other name.
+bool section_of(std::string_view name, SectionKind& out);
 
 class Assembler {
  public:
   explicit Assembler(Errors& errors) : errors_(errors) {}
 
   // Validates item `index` of a top-level list (path "routes[index]") and keeps it.
-  void add(Section section, size_t index, const json& item);
+  void add(SectionKind section, size_t index, const json& item);
   // Keeps an already validated resource (check_config).
   void keep(size_t index, std::optional<Route> route, std::string id);
   void keep(size_t index, std::optional<Service> service, std::string id);
@@ -38,27 +38,28 @@ class Assembler {
   // Cross-resource rules; folds service plugin settings into routes. True when no error was found.
   bool link();
   // The kept resources, in document order (those that failed validation are left out).
-  Config take();
+  Config take() { return std::move(config_); }
 
  private:
-  template <typename T>
-  struct Slot {
-    std::optional<T> value;
-    std::string id;
+  // Valid resources go straight into config_ (no second copy at take(): a Route is ~1 KB); per section, the
+  // document index of each kept resource and where each id was defined.
+  struct Definition {
     size_t index = 0;  // position in the document's list
+    long kept = -1;    // position in the Config vector; -1 when the resource failed validation
+  };
+  struct Section {
+    std::vector<size_t> index;                             // per kept resource: its document index
+    IdIndex<Definition> by_id;                             // first definition of each id
   };
   template <typename T>
-  struct Table {
-    std::vector<Slot<T>> slots;
-    std::unordered_map<std::string, size_t> by_id;  // id -> position in slots of its first definition
-  };
-  template <typename T>
-  void keep_in(Table<T>& table, std::string_view section, size_t index, std::optional<T> value, std::string id);
+  void keep_in(std::vector<T>& kept, Section& section, std::string_view name, size_t index, std::optional<T> value,
+               std::string id);
 
   Errors& errors_;
-  Table<Route> routes_;
-  Table<Service> services_;
-  Table<Upstream> upstreams_;
+  Config config_;
+  Section routes_;
+  Section services_;
+  Section upstreams_;
 };
 
 }  // namespace portico::config::detail

@@ -221,7 +221,7 @@ std::string peek_id(const json& v) {
     }
     return s;
   }
-  if (v.is_number_unsigned()) return std::to_string(v.get<uint64_t>());
+  if (v.is_number_unsigned()) return v.get<uint64_t>() >= 1 ? std::to_string(v.get<uint64_t>()) : std::string();
   if (v.is_number_integer()) {
     int64_t i = v.get<int64_t>();
     return i >= 1 ? std::to_string(i) : std::string();

@@ -20,16 +20,21 @@ struct FieldError {
 struct LoadResult {
   bool ok = false;
   Config config;                  // meaningful only when ok
-  std::vector<FieldError> errors;  // at most ~20, in document order; non-empty when !ok
-  std::string content_hash;       // hex SHA-256 of the raw bytes loaded
+  std::vector<FieldError> errors;  // at most 20 (kMaxErrors in validate.h); non-empty when !ok. Order: each
+                                  // resource's errors in document order, then cross-resource ones
+                                  // (duplicate ids, dangling references), then top-level ones.
+  bool errors_truncated = false;  // more errors were found than `errors` holds
+  std::string content_hash;       // hex SHA-256 of the raw bytes loaded (also when !ok; empty if unreadable)
 
-  // "file: routes[3].upstream.nodes: must be ...; file: ..." (file omitted when empty).
+  // "file: routes[3].upstream.nodes: must be ...; file: ..." (file omitted when empty; an error without a
+  // path is "file: reason"); one line, entries joined by "; ". Empty when there are no errors.
   std::string describe(std::string_view file = {}) const;
 };
 
 enum class Format { yaml, json };
 
-// YAML must end with a line `#END` (as APISIX requires), so a half-written file is never applied.
+// YAML must end with a line `#END` (as APISIX requires), so a half-written file is never applied; a YAML file
+// holding only comments and `#END` is a valid, empty configuration.
 LoadResult parse_text(std::string_view text, Format format);
 
 // Reads `path`; the format follows the extension (.json = JSON, anything else = YAML).

@@ -125,7 +125,10 @@ struct Route {
   std::string upstream_id;
   std::string service_id;
   std::optional<Timeout> timeout;  // overrides the upstream's
-  int64_t max_body_size = -1;      // bytes; -1 = the listener default (413 above it)
+  // bytes; -1 = the listener default (413 above it). From the client-control plugin; the loader already
+  // applied the service's value when the route sets none. APISIX (nginx client_max_body_size) reads 0 as
+  // "no limit".
+  int64_t max_body_size = -1;
 };
 
 struct Service {
@@ -134,6 +137,7 @@ struct Service {
   std::optional<Upstream> upstream;
   std::string upstream_id;
   std::vector<std::string> hosts;  // used when a route names no host of its own
+  int64_t max_body_size = -1;      // the service's client-control plugin; already folded into its routes
 };
 
 struct Config {

@@ -10,7 +10,7 @@ namespace {
 
 constexpr std::string_view kSectionNames[] = {"routes", "services", "upstreams"};
 
-std::string_view name_of(Section s) { return kSectionNames[static_cast<int>(s)]; }
+std::string_view name_of(SectionKind s) { return kSectionNames[static_cast<int>(s)]; }
 
 // Singular resource names for messages ("duplicate route id").
 std::string_view noun_of(std::string_view section) {
@@ -38,10 +38,10 @@ bool is_unsupported_section(std::string_view key) {
 
 }  // namespace
 
-bool section_of(std::string_view name, Section& out) {
+bool section_of(std::string_view name, SectionKind& out) {
   for (int i = 0; i < 3; ++i) {
     if (name == kSectionNames[i]) {
-      out = static_cast<Section>(i);
+      out = static_cast<SectionKind>(i);
       return true;
     }
   }
@@ -49,32 +49,34 @@ bool section_of(std::string_view name, Section& out) {
 }
 
 template <typename T>
-void Assembler::keep_in(Table<T>& table, std::string_view section, size_t index, std::optional<T> value,
-                        std::string id) {
-  if (!id.empty()) {
-    auto [it, inserted] = table.by_id.emplace(id, table.slots.size());
-    if (!inserted) {
-      std::string path = item_path(section, index);
-      append_key(path, "id");
-      errors_.add(std::move(path), "duplicate " + std::string(noun_of(section)) + " id \"" + id +
-                                       "\" (first defined at " +
-                                       item_path(section, table.slots[it->second].index) + ")");
-    }
+void Assembler::keep_in(std::vector<T>& kept, Section& section, std::string_view name, size_t index,
+                        std::optional<T> value, std::string id) {
+  Definition definition{index, value ? static_cast<long>(kept.size()) : -1};
+  if (value) {
+    kept.push_back(std::move(*value));
+    section.index.push_back(index);
   }
-  table.slots.push_back(Slot<T>{std::move(value), std::move(id), index});
+  if (id.empty()) return;
+  auto [first, inserted] = section.by_id.insert(std::move(id), definition);
+  if (!inserted) {  // `id` was not moved from
+    std::string path = item_path(name, index);
+    append_key(path, "id");
+    errors_.add(std::move(path), "duplicate " + std::string(noun_of(name)) + " id \"" + id +
+                                     "\" (first defined at " + item_path(name, first->index) + ")");
+  }
 }
 
 void Assembler::keep(size_t index, std::optional<Route> route, std::string id) {
-  keep_in(routes_, "routes", index, std::move(route), std::move(id));
+  keep_in(config_.routes, routes_, "routes", index, std::move(route), std::move(id));
 }
 void Assembler::keep(size_t index, std::optional<Service> service, std::string id) {
-  keep_in(services_, "services", index, std::move(service), std::move(id));
+  keep_in(config_.services, services_, "services", index, std::move(service), std::move(id));
 }
 void Assembler::keep(size_t index, std::optional<Upstream> upstream, std::string id) {
-  keep_in(upstreams_, "upstreams", index, std::move(upstream), std::move(id));
+  keep_in(config_.upstreams, upstreams_, "upstreams", index, std::move(upstream), std::move(id));
 }
 
-void Assembler::add(Section section, size_t index, const json& item) {
+void Assembler::add(SectionKind section, size_t index, const json& item) {
   const Path root("");
   const Path section_path = root.key(name_of(section));
   const Path p = section_path.index(index);
@@ -85,13 +87,13 @@ void Assembler::add(Section section, size_t index, const json& item) {
   }
   const ValidateOptions options;
   switch (section) {
-    case Section::routes:
+    case SectionKind::routes:
       keep(index, route_at(item, p, errors_, options), std::move(id));
       break;
-    case Section::services:
+    case SectionKind::services:
       keep(index, service_at(item, p, errors_, options), std::move(id));
       break;
-    case Section::upstreams:
+    case SectionKind::upstreams:
       keep(index, upstream_at(item, p, errors_, false, options), std::move(id));
       break;
   }
@@ -107,7 +109,7 @@ void Assembler::check_document(const json& document, bool add_items) {
     const std::string& key = it.key();
     const json& value = it.value();
     const Path p = root.key(key);
-    Section section;
+    SectionKind section;
     if (section_of(key, section)) {
       if (value.is_null()) continue;  // `routes:` with nothing under it: an empty list
       if (!value.is_array()) {
@@ -129,57 +131,49 @@ void Assembler::check_document(const json& document, bool add_items) {
 
 bool Assembler::link() {
   const size_t before = errors_.total();
-  for (auto& slot : routes_.slots) {
-    if (!slot.value) continue;
-    Route& r = *slot.value;
+  auto field_path = [](std::string_view section, size_t index, std::string_view field) {
+    std::string path = item_path(section, index);
+    append_key(path, field);
+    return path;
+  };
+  for (size_t k = 0; k < config_.routes.size(); ++k) {
+    const Route& r = config_.routes[k];
+    const size_t index = routes_.index[k];
     if (!r.upstream_id.empty() && !upstreams_.by_id.contains(r.upstream_id)) {
-      std::string path = item_path("routes", slot.index);
-      append_key(path, "upstream_id");
-      errors_.add(std::move(path), "upstream \"" + r.upstream_id + "\" is not defined in upstreams");
+      errors_.add(field_path("routes", index, "upstream_id"),
+                  "upstream \"" + r.upstream_id + "\" is not defined in upstreams");
     }
     if (r.service_id.empty()) continue;
-    std::string path = item_path("routes", slot.index);
-    append_key(path, "service_id");
-    auto it = services_.by_id.find(r.service_id);
-    if (it == services_.by_id.end()) {
-      errors_.add(std::move(path), "service \"" + r.service_id + "\" is not defined in services");
+    const Definition* definition = services_.by_id.find(r.service_id);
+    if (definition == nullptr) {
+      errors_.add(field_path("routes", index, "service_id"),
+                  "service \"" + r.service_id + "\" is not defined in services");
       continue;
     }
-    const std::optional<Service>& service = services_.slots[it->second].value;
-    if (!service) continue;  // invalid service: already reported
-    if (!r.upstream && r.upstream_id.empty() && !service->upstream && service->upstream_id.empty()) {
-      errors_.add(std::move(path), "service \"" + r.service_id +
-                                       "\" has no upstream and the route sets none (set upstream or upstream_id "
-                                       "on the route or on the service)");
-    }
-    if (r.max_body_size < 0) r.max_body_size = service->max_body_size;
-  }
-  for (auto& slot : services_.slots) {
-    if (!slot.value || slot.value->upstream_id.empty()) continue;
-    if (!upstreams_.by_id.contains(slot.value->upstream_id)) {
-      std::string path = item_path("services", slot.index);
-      append_key(path, "upstream_id");
-      errors_.add(std::move(path), "upstream \"" + slot.value->upstream_id + "\" is not defined in upstreams");
+    if (definition->kept < 0) continue;  // invalid service: already reported
+    const Service& service = config_.services[static_cast<size_t>(definition->kept)];
+    if (!r.upstream && r.upstream_id.empty() && !service.upstream && service.upstream_id.empty()) {
+      errors_.add(field_path("routes", index, "service_id"),
+                  "service \"" + r.service_id +
+                      "\" has no upstream and the route sets none (set upstream or upstream_id on the route or "
+                      "on the service)");
     }
   }
-  return errors_.total() == before;
-}
-
-Config Assembler::take() {
-  Config config;
-  config.routes.reserve(routes_.slots.size());
-  for (auto& slot : routes_.slots) {
-    if (slot.value) config.routes.push_back(std::move(*slot.value));
+  for (size_t k = 0; k < config_.services.size(); ++k) {
+    const Service& s = config_.services[k];
+    if (!s.upstream_id.empty() && !upstreams_.by_id.contains(s.upstream_id)) {
+      errors_.add(field_path("services", services_.index[k], "upstream_id"),
+                  "upstream \"" + s.upstream_id + "\" is not defined in upstreams");
+    }
   }
-  config.services.reserve(services_.slots.size());
-  for (auto& slot : services_.slots) {
-    if (slot.value) config.services.push_back(std::move(*slot.value));
+  if (errors_.total() != before) return false;
+  // Plugin precedence is route > service: a route without its own body limit takes its service's.
+  for (Route& r : config_.routes) {
+    if (r.service_id.empty() || r.max_body_size >= 0) continue;
+    const long kept = services_.by_id.find(r.service_id)->kept;
+    if (kept >= 0) r.max_body_size = config_.services[static_cast<size_t>(kept)].max_body_size;
   }
-  config.upstreams.reserve(upstreams_.slots.size());
-  for (auto& slot : upstreams_.slots) {
-    if (slot.value) config.upstreams.push_back(std::move(*slot.value));
-  }
-  return config;
+  return true;
 }
 
 }  // namespace detail

@@ -384,13 +384,15 @@ bool is_token(std::string_view key) {
   return true;
 }
 
-void check_hash_key(const Upstream& u, bool has_key, const Path& p, Errors& e) {
+// `has_key`: the field is present; `key_ok`: it was read (a string), else its error is already reported.
+void check_hash_key(const Upstream& u, bool has_key, bool key_ok, const Path& p, Errors& e) {
   if (u.type != LbType::chash || u.hash_on == HashOn::consumer) return;
   const Path kp = p.key("key");
   if (!has_key) {
     fail(e, kp, "is required when type is chash (e.g. \"remote_addr\", \"uri\", \"arg_user\")");
     return;
   }
+  if (!key_ok) return;
   switch (u.hash_on) {
     case HashOn::vars:
       if (!is_hash_var(u.key)) {
@@ -454,7 +456,8 @@ std::optional<Upstream> upstream_at(const json& v, const Path& p, Errors& e, boo
 
   const size_t before = e.total();
   Upstream u;
-  bool has_id = false, has_nodes = false, has_key = false, has_upstream_host = false, discovery = false;
+  bool has_id = false, has_nodes = false, has_key = false, key_ok = false, has_upstream_host = false;
+  bool discovery = false;
   for (auto it = v.begin(); it != v.end(); ++it) {
     const std::string& k = it.key();
     const json& f = it.value();
@@ -476,7 +479,8 @@ std::optional<Upstream> upstream_at(const json& v, const Path& p, Errors& e, boo
     } else if (k == "hash_on") {
       read_enum(f, fp, e, kHashOn, u.hash_on);
     } else if (k == "key") {
-      has_key = read_string(f, fp, e, u.key);
+      has_key = true;
+      key_ok = read_string(f, fp, e, u.key);
     } else if (k == "checks") {
       read_checks(f, fp, e, u.checks.emplace());
     } else if (k == "retries") {
@@ -524,7 +528,7 @@ std::optional<Upstream> upstream_at(const json& v, const Path& p, Errors& e, boo
   }
   if (!has_id && !inline_upstream && options.id_required) fail(e, p.key("id"), "is required");
   if (!has_nodes && !discovery) fail(e, p.key("nodes"), "is required");
-  check_hash_key(u, has_key, p, e);
+  check_hash_key(u, has_key, key_ok, p, e);
   if (u.pass_host == PassHost::rewrite && !has_upstream_host) {
     fail(e, p.key("upstream_host"), "is required when pass_host is \"rewrite\"");
   }

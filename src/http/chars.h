@@ -33,7 +33,8 @@ constexpr std::array<uint8_t, 256> make_char_classes() {
     if (c == '\t' || (c >= 0x20 && c != 0x7f)) v |= kFieldByte;
     if (digit || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')) v |= kHex;
     if (alpha || digit || c == '-' || c == '.' || c == '_' || c == '~') v |= kUnreserved;
-    if (c == '\t' || c == ' ' || c == 0x21 || (c >= 0x23 && c <= 0x5b) || (c >= 0x5d && c <= 0x7e) || c >= 0x80)
+    if (c == '\t' || c == ' ' || c == 0x21 || (c >= 0x23 && c <= 0x5b) || (c >= 0x5d && c <= 0x7e) ||
+        c >= 0x80)
       v |= kQdtext;
     t[static_cast<size_t>(c)] = v;
   }
@@ -42,13 +43,27 @@ constexpr std::array<uint8_t, 256> make_char_classes() {
 
 inline constexpr std::array<uint8_t, 256> kCharClasses = make_char_classes();
 
-inline bool has_class(char c, uint8_t cls) { return (kCharClasses[static_cast<unsigned char>(c)] & cls) != 0; }
-inline bool is_tchar(char c) { return has_class(c, kTchar); }
-inline bool is_field_byte(char c) { return has_class(c, kFieldByte); }
-inline bool is_unreserved(char c) { return has_class(c, kUnreserved); }
-inline bool is_qdtext(char c) { return has_class(c, kQdtext); }
-inline bool is_digit(char c) { return static_cast<unsigned char>(c - '0') < 10; }
-inline bool is_ows(char c) { return c == ' ' || c == '\t'; }
+inline bool has_class(char c, uint8_t cls) {
+  return (kCharClasses[static_cast<unsigned char>(c)] & cls) != 0;
+}
+inline bool is_tchar(char c) {
+  return has_class(c, kTchar);
+}
+inline bool is_field_byte(char c) {
+  return has_class(c, kFieldByte);
+}
+inline bool is_unreserved(char c) {
+  return has_class(c, kUnreserved);
+}
+inline bool is_qdtext(char c) {
+  return has_class(c, kQdtext);
+}
+inline bool is_digit(char c) {
+  return static_cast<unsigned char>(c - '0') < 10;
+}
+inline bool is_ows(char c) {
+  return c == ' ' || c == '\t';
+}
 
 // Value of a hex digit, or -1.
 inline int hex_value(char c) {
@@ -58,7 +73,9 @@ inline int hex_value(char c) {
   return -1;
 }
 
-inline char ascii_lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + ('a' - 'A')) : c; }
+inline char ascii_lower(char c) {
+  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + ('a' - 'A')) : c;
+}
 
 // ASCII case-insensitive equality.
 inline bool iequals(std::string_view a, std::string_view b) {
@@ -91,8 +108,8 @@ bool for_each_list_element(std::string_view list, F&& f) {
   size_t start = 0;
   while (true) {
     const size_t comma = list.find(',', start);
-    const std::string_view element =
-        trim_ows(list.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start));
+    const std::string_view element = trim_ows(
+        list.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start));
     if (!f(element)) return false;
     if (comma == std::string_view::npos) return true;
     start = comma + 1;

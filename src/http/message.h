@@ -61,7 +61,8 @@ struct RequestHead : MessageHead {
   Method method = Method::GET;
   std::string_view method_text;
   std::string_view target;  // raw request-target (origin-form "/p?q", absolute-form, "*" or authority-form)
-  std::string_view path;    // origin-form: before '?'; absolute-form: the path part of the URI
+  std::string_view path;    // origin-form: before '?'; absolute-form: the path part of the URI (a static "/"
+                            // when the URI has an empty path); empty for authority-form and "*"
   std::string_view query;   // after '?', without it; empty if none
   std::string_view host;    // Host header value (or the absolute-form authority), without port, lower-case
                             // is NOT guaranteed: compare case-insensitively

@@ -1,4 +1,5 @@
-// Strict HTTP/1.x head parsers and chunked decoder; see parser.h for the contract and README.md for the rules.
+// Strict HTTP/1.x head parsers and chunked decoder; see parser.h for the contract and README.md for the
+// rules.
 //
 // The head parsers make one left-to-right pass over the buffer. They stop at the first byte that makes the
 // message invalid (so garbage is rejected before the head is complete) and answer `incomplete` when they run
@@ -403,7 +404,8 @@ class HeadParser {
     if (!parse_host_port(authority, target_host_, target_port_) || target_host_.empty())
       return fail(400, "invalid authority in request-target");
     has_authority_ = true;
-    const std::string_view tail = auth_end == std::string_view::npos ? std::string_view() : rest.substr(auth_end);
+    const std::string_view tail =
+        auth_end == std::string_view::npos ? std::string_view() : rest.substr(auth_end);
     if (tail.empty() || tail[0] == '?') {
       out.path = kRootPath;
       if (!tail.empty()) out.query = tail.substr(1);
@@ -490,7 +492,8 @@ class HeadParser {
         if (*p_ != '\t') break;
         ++p_;
       }
-      if (*p_ != '\r') return fail(400, *p_ == '\n' ? "bare LF in field line" : "control character in field value");
+      if (*p_ != '\r')
+        return fail(400, *p_ == '\n' ? "bare LF in field line" : "control character in field value");
       if (p_ + 1 == end_) return more();
       if (p_[1] != '\n') return fail(400, "bare CR in field value");
       const char* value_end = p_;
@@ -742,7 +745,7 @@ namespace {
 
 constexpr uint64_t kMaxChunkSize = uint64_t{1} << 62;
 constexpr int kMaxChunkSizeDigits = 16;     // enough for 2^62 with no leading zeros to spare
-constexpr size_t kMaxChunkLine = 4096;      // size line including extensions, without CRLF
+constexpr size_t kMaxChunkLine = 4096;      // size line with extensions and its CR (not the LF)
 constexpr size_t kMaxTrailerBytes = 16384;  // whole trailer section including CRLFs
 
 // Sub-states of State::ext (chunk extensions) and State::trailer_line.

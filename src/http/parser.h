@@ -32,10 +32,15 @@ struct ParseResult {
 
 // Parses one request head from the start of `data`. On `complete`, `out.head_size` bytes were consumed.
 // Leading empty lines (CRLF) before a request line are tolerated (RFC 9112 2.2) and counted in head_size.
+// Errors answer 400, 414 (target over max_target_size), 417 (Expect other than 100-continue), 431 (too
+// many fields, or no end of head within max_head_size), 501 (a transfer coding other than chunked) or 505.
+// A prefix of a valid head is always `incomplete`; an error is reported as soon as the bytes decide it.
+// On `incomplete` or `error` the contents of `out` are unspecified. Each call costs O(len).
 ParseResult parse_request(const char* data, size_t len, const ParseLimits& limits, RequestHead& out);
 
 // Parses one response head. `request_method` and the status decide whether a body follows (HEAD, 1xx, 204,
-// 304 carry none). 1xx heads are returned as complete like any other; the caller skips them.
+// 304 and a 2xx to CONNECT carry none). 1xx heads are returned as complete like any other; the caller skips
+// them. Every error, including the limits, answers 502. `until_close` framing implies keep_alive = false.
 ParseResult parse_response(const char* data, size_t len, Method request_method, const ParseLimits& limits,
                            ResponseHead& out);
 
@@ -53,7 +58,9 @@ class ChunkedDecoder {
   };
 
   // Decodes from `in` until it has a data span to hand out, needs more input, finishes or fails.
-  // Call repeatedly, advancing the input by `consumed`, until need_more/done/error.
+  // Call repeatedly, advancing the input by `consumed`, until need_more/done/error. need_more consumes all
+  // of `in`; done stops right after the final CRLF (later bytes belong to the next message); error stops
+  // at the offending byte. done and error are sticky (consumed 0) until reset().
   Step next(std::string_view in);
 
   void reset() { *this = ChunkedDecoder(); }

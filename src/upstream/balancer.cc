@@ -26,10 +26,10 @@ struct Ring {
 struct BalancerShared {
   config::LbType type = config::LbType::roundrobin;
   bool has_active = false;
-  std::vector<int> weight;            // per node, negative clamped to 0
-  std::vector<int> tier_of;           // per node: its priority tier, -1 for weight 0 (never picked)
-  std::vector<int> order;             // nodes of weight > 0, highest priority first, then by index
-  std::vector<uint32_t> tier_begin;   // tier t is order[tier_begin[t] .. tier_begin[t + 1])
+  std::vector<int> weight;                  // per node, negative clamped to 0
+  std::vector<int> tier_of;                 // per node: its priority tier, -1 for weight 0 (never picked)
+  std::vector<int> order;                   // nodes of weight > 0, highest priority first, then by index
+  std::vector<uint32_t> tier_begin;         // tier t is order[tier_begin[t] .. tier_begin[t + 1])
   std::vector<std::vector<int>> schedules;  // per tier: one period of smooth WRR (empty: too long, run live)
   std::vector<Ring> rings;                  // per tier (chash only)
 
@@ -104,7 +104,8 @@ std::vector<std::string> ring_identities(std::span<const NodeRuntime> nodes) {
 }
 
 // Point r of a node sits at hash64("<identity>#<r>").
-Ring build_ring(const std::vector<std::string>& ids, const std::vector<int>& weight, std::span<const int> tier) {
+Ring build_ring(const std::vector<std::string>& ids, const std::vector<int>& weight,
+                std::span<const int> tier) {
   uint64_t total = 0;
   for (int i : tier) total += static_cast<uint64_t>(weight[i]);
   bool scaled = total * kPointsPerWeight > kMaxRingPoints;
@@ -196,9 +197,10 @@ class BalancerBase : public Balancer {
   const BalancerShared& s_;
 
   // Health cache.
-  std::vector<uint8_t> usable_;  // per node: weight > 0 and healthy_or_retry() (every weight > 0 when failing open)
-  bool fail_open_ = false;       // no node is healthy: all of them count as usable
-  std::vector<int> primary_;     // usable nodes of the highest tier that has one: what a plain pick chooses from
+  // Per node: weight > 0 and healthy_or_retry() (when failing open: every node of weight > 0).
+  std::vector<uint8_t> usable_;
+  bool fail_open_ = false;    // no node is healthy: all of them count as usable
+  std::vector<int> primary_;  // usable nodes of the highest tier that has one: what a plain pick chooses from
   int primary_tier_ = -2;
   bool primary_complete_ = false;  // primary_ is its whole tier
   std::vector<int> scratch_;       // candidates of a pick with exclusions (capacity reserved: no allocation)
@@ -244,7 +246,8 @@ class BalancerBase : public Balancer {
 // period replaces the loop while the whole tier is usable.
 class SmoothRoundRobin {
  public:
-  SmoothRoundRobin(const BalancerShared& s, size_t nodes, unsigned worker) : s_(s), cw_(nodes, 0), worker_(worker) {}
+  SmoothRoundRobin(const BalancerShared& s, size_t nodes, unsigned worker)
+      : s_(s), cw_(nodes, 0), worker_(worker) {}
 
   void reset(int tier, bool complete) {
     std::fill(cw_.begin(), cw_.end(), 0);
@@ -312,7 +315,8 @@ class RoundRobinBalancer final : public BalancerBase {
 // are not usable or are excluded. Without a key it is round robin.
 class ChashBalancer final : public BalancerBase {
  public:
-  ChashBalancer(std::span<const NodeRuntime> nodes, std::shared_ptr<const BalancerShared> shared, unsigned worker)
+  ChashBalancer(std::span<const NodeRuntime> nodes, std::shared_ptr<const BalancerShared> shared,
+                unsigned worker)
       : BalancerBase(nodes, std::move(shared)), rr_(s_, nodes.size(), worker) {}
 
   int pick(std::string_view key, std::span<const int> exclude) override {
@@ -446,13 +450,14 @@ class LeastConnBalancer final : public BalancerBase {
   std::vector<int> heap_pos_;  // per node: position in heap_, -1 if not in the primary set
 };
 
-// Peak EWMA of latency times (in flight + 1), compared between two random usable nodes (power of two choices).
-// A latency sample above the average replaces it at once (peak); a lower one is blended with a weight that
-// depends on the time since the previous sample (time constant kEwmaDecaySeconds). Read without new samples,
-// the average decays towards 0, so an idle or slow node is tried again eventually.
+// Peak EWMA of latency times (in flight + 1), compared between two random usable nodes (power of two
+// choices). A latency sample above the average replaces it at once (peak); a lower one is blended with a
+// weight that depends on the time since the previous sample (time constant kEwmaDecaySeconds). Read without
+// new samples, the average decays towards 0, so an idle or slow node is tried again eventually.
 class EwmaBalancer final : public BalancerBase {
  public:
-  EwmaBalancer(std::span<const NodeRuntime> nodes, std::shared_ptr<const BalancerShared> shared, unsigned worker)
+  EwmaBalancer(std::span<const NodeRuntime> nodes, std::shared_ptr<const BalancerShared> shared,
+               unsigned worker)
       : BalancerBase(nodes, std::move(shared)), stats_(nodes.size()), rng_(fmix64(worker + 1) | 1) {}
 
   int pick(std::string_view, std::span<const int> exclude) override {
@@ -503,6 +508,25 @@ class EwmaBalancer final : public BalancerBase {
     return cost * (s.in_flight + 1);
   }
 
+  // score(a) < score(b). Both averages decay by the same factor from `now` back to the later of the two
+  // stamps, so comparing needs only their relative decay: one exp() and no clock read.
+  bool lower(int a, int b) const {
+    const Stat& x = stats_[a];
+    const Stat& y = stats_[b];
+    if (x.cost <= 0 || y.cost <= 0) {  // no sample yet: the unknown-node rules need absolute scores
+      int64_t now = clock::now_ns();
+      return score(a, now) < score(b, now);
+    }
+    double lhs = x.cost * (x.in_flight + 1.0);
+    double rhs = y.cost * (y.in_flight + 1.0);
+    if (x.stamp_ns >= y.stamp_ns) {
+      rhs *= decay(x.stamp_ns - y.stamp_ns);
+    } else {
+      lhs *= decay(y.stamp_ns - x.stamp_ns);
+    }
+    return lhs < rhs;
+  }
+
   uint64_t next_random() {  // xorshift64*
     rng_ ^= rng_ >> 12;
     rng_ ^= rng_ << 25;
@@ -517,8 +541,7 @@ class EwmaBalancer final : public BalancerBase {
     size_t a = static_cast<size_t>(r % m);
     size_t b = static_cast<size_t>((r >> 32) % (m - 1));
     if (b >= a) ++b;
-    int64_t now = clock::now_ns();
-    return score(candidates[b], now) < score(candidates[a], now) ? candidates[b] : candidates[a];
+    return lower(candidates[b], candidates[a]) ? candidates[b] : candidates[a];
   }
 
   std::vector<Stat> stats_;
@@ -562,10 +585,14 @@ BalancerFactory::BalancerFactory(const config::Upstream& spec, std::span<const N
 
 std::unique_ptr<Balancer> BalancerFactory::create(unsigned worker) const {
   switch (shared_->type) {
-    case config::LbType::roundrobin: return std::make_unique<RoundRobinBalancer>(nodes_, shared_, worker);
-    case config::LbType::chash: return std::make_unique<ChashBalancer>(nodes_, shared_, worker);
-    case config::LbType::least_conn: return std::make_unique<LeastConnBalancer>(nodes_, shared_);
-    case config::LbType::ewma: return std::make_unique<EwmaBalancer>(nodes_, shared_, worker);
+    case config::LbType::roundrobin:
+      return std::make_unique<RoundRobinBalancer>(nodes_, shared_, worker);
+    case config::LbType::chash:
+      return std::make_unique<ChashBalancer>(nodes_, shared_, worker);
+    case config::LbType::least_conn:
+      return std::make_unique<LeastConnBalancer>(nodes_, shared_);
+    case config::LbType::ewma:
+      return std::make_unique<EwmaBalancer>(nodes_, shared_, worker);
   }
   return std::make_unique<RoundRobinBalancer>(nodes_, shared_, worker);
 }

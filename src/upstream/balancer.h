@@ -19,9 +19,9 @@ namespace portico::upstream {
 // upstream runtime; balancers hold a span over the vector.
 struct NodeRuntime {
   config::Node spec;
-  std::string address;     // resolved IP literal used to connect ("10.0.0.5", "::1")
-  std::string host_port;   // "host:port" as configured (":port" omitted for 80), for pass_host = node
-  std::string pool_key;    // "ip:port": identifies the keep-alive pool of this node
+  std::string address;    // resolved IP literal used to connect ("10.0.0.5", "::1")
+  std::string host_port;  // "host:port" as configured (":port" omitted for 80), for pass_host = node
+  std::string pool_key;   // "ip:port": identifies the keep-alive pool of this node
   std::shared_ptr<NodeHealth> health;
 };
 

@@ -29,6 +29,8 @@ constexpr uint64_t fmix64(uint64_t k) {
   return k;
 }
 
-constexpr uint64_t hash64(std::string_view s) { return fmix64(fnv1a64(s)); }
+constexpr uint64_t hash64(std::string_view s) {
+  return fmix64(fnv1a64(s));
+}
 
 }  // namespace portico::upstream

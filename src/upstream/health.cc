@@ -8,7 +8,8 @@
 namespace portico::upstream {
 namespace {
 
-constexpr int64_t kCooldownNs = std::chrono::duration_cast<std::chrono::nanoseconds>(NodeHealth::kPassiveCooldown).count();
+constexpr int64_t kCooldownNs =
+    std::chrono::duration_cast<std::chrono::nanoseconds>(NodeHealth::kPassiveCooldown).count();
 
 // What one report means for the node.
 enum class Outcome { success, http_failure, tcp_failure, timeout, neutral };
@@ -23,7 +24,8 @@ bool contains(const std::vector<int>& statuses, int status) {
 }
 
 // `tcp_only`: the check looks at connections only, so any HTTP status is a success.
-Outcome classify(int status, bool tcp_only, const std::vector<int>& healthy, const std::vector<int>& unhealthy) {
+Outcome classify(int status, bool tcp_only, const std::vector<int>& healthy,
+                 const std::vector<int>& unhealthy) {
   if (status == 0) return Outcome::tcp_failure;
   if (status < 0) return Outcome::timeout;
   if (tcp_only) return Outcome::success;
@@ -41,10 +43,14 @@ struct Thresholds {
 // The counter's shift and threshold for a failure kind (threshold <= 0: this kind is not counted).
 std::pair<unsigned, int> counter_of(Outcome o, const Thresholds& t) {
   switch (o) {
-    case Outcome::http_failure: return {kHttpShift, t.http};
-    case Outcome::tcp_failure: return {kTcpShift, t.tcp};
-    case Outcome::timeout: return {kTimeoutShift, t.timeout};
-    default: return {0, 0};
+    case Outcome::http_failure:
+      return {kHttpShift, t.http};
+    case Outcome::tcp_failure:
+      return {kTcpShift, t.tcp};
+    case Outcome::timeout:
+      return {kTimeoutShift, t.timeout};
+    default:
+      return {0, 0};
   }
 }
 
@@ -58,7 +64,9 @@ uint32_t bump(std::atomic<uint32_t>& counters, unsigned shift) {
   }
 }
 
-const char* state_name(bool healthy) { return healthy ? "healthy" : "unhealthy"; }
+const char* state_name(bool healthy) {
+  return healthy ? "healthy" : "unhealthy";
+}
 
 }  // namespace
 
@@ -103,20 +111,22 @@ void NodeHealth::report_passive(const config::PassiveCheck& spec, int status, bo
     return;
   }
 
-  auto [shift, threshold] = counter_of(o, {spec.unhealthy.http_failures, spec.unhealthy.tcp_failures,
-                                           spec.unhealthy.timeouts});
+  auto [shift, threshold] =
+      counter_of(o, {spec.unhealthy.http_failures, spec.unhealthy.tcp_failures, spec.unhealthy.timeouts});
   if (threshold <= 0) return;  // this kind of failure is not counted
   if (!is_healthy) {
     if (successes_.load(std::memory_order_relaxed) != 0) successes_.store(0, std::memory_order_relaxed);
     if (has_active_check) return;
     // The node was down and is being retried after its cool-down: one failure sends it back down for another
-    // cool-down. Failures during the cool-down (requests already in flight, fail-open traffic) do not extend it.
+    // cool-down. Failures during the cool-down (requests already in flight, fail-open traffic) do not extend
+    // it.
     int64_t now = clock::now_ns();
     int64_t since = down_since_ns_.load(std::memory_order_relaxed);
-    if (now - since >= kCooldownNs && down_since_ns_.compare_exchange_strong(since, now, std::memory_order_relaxed)) {
+    if (now - since >= kCooldownNs &&
+        down_since_ns_.compare_exchange_strong(since, now, std::memory_order_relaxed)) {
       generation_.fetch_add(1, std::memory_order_release);
-      PORTICO_LOG(debug, "health: upstream %s node %s failed its retry, cooling down again", upstream_key_.c_str(),
-                  node_key_.c_str());
+      PORTICO_LOG(debug, "health: upstream %s node %s failed its retry, cooling down again",
+                  upstream_key_.c_str(), node_key_.c_str());
     }
     return;
   }
@@ -124,8 +134,8 @@ void NodeHealth::report_passive(const config::PassiveCheck& spec, int status, bo
     uint64_t before = transitions();
     set_healthy(false);
     if (transitions() != before) {
-      PORTICO_LOG(info, "health: upstream %s node %s is now %s (passive)", upstream_key_.c_str(), node_key_.c_str(),
-                  state_name(false));
+      PORTICO_LOG(info, "health: upstream %s node %s is now %s (passive)", upstream_key_.c_str(),
+                  node_key_.c_str(), state_name(false));
     }
   }
 }
@@ -144,13 +154,14 @@ void NodeHealth::report_active(const config::ActiveCheck& spec, int status) {
 
   if (successes_.load(std::memory_order_relaxed) != 0) successes_.store(0, std::memory_order_relaxed);
   if (!healthy_.load(std::memory_order_acquire)) return;
-  auto [shift, threshold] = counter_of(o, {spec.unhealthy.http_failures, spec.unhealthy.tcp_failures,
-                                           spec.unhealthy.timeouts});
+  auto [shift, threshold] =
+      counter_of(o, {spec.unhealthy.http_failures, spec.unhealthy.tcp_failures, spec.unhealthy.timeouts});
   if (threshold <= 0) return;
   if (bump(failures_, shift) >= static_cast<uint32_t>(std::min(threshold, 0xff))) set_healthy(false);
 }
 
-std::shared_ptr<NodeHealth> HealthRegistry::get(const std::string& upstream_key, const std::string& node_key) {
+std::shared_ptr<NodeHealth> HealthRegistry::get(const std::string& upstream_key,
+                                                const std::string& node_key) {
   std::string key;
   key.reserve(upstream_key.size() + 1 + node_key.size());
   key.append(upstream_key).push_back('\0');

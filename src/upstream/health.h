@@ -43,8 +43,8 @@ class NodeHealth {
   void set_healthy(bool healthy);  // state change: logged by the caller, counted here
   uint64_t transitions() const { return transitions_.load(std::memory_order_relaxed); }
 
-  // Monotonic time (upstream/clock.h, nanoseconds) of the last ejection or cool-down restart. Balancers use it
-  // to know when healthy_or_retry() will flip without any event.
+  // Monotonic time (upstream/clock.h, nanoseconds) of the last ejection or cool-down restart. Balancers use
+  // it to know when healthy_or_retry() will flip without any event.
   int64_t down_since_ns() const { return down_since_ns_.load(std::memory_order_relaxed); }
   // Process-wide counter bumped (release) after any change that can alter some node's healthy_or_retry():
   // transitions and cool-down restarts. Balancers cache node eligibility and re-read it only when this moves,

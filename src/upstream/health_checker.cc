@@ -34,7 +34,8 @@ constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 constexpr size_t kMaxStatusLine = 512;  // bytes read at most before giving up on finding the status line
 
 asio::steady_timer::duration seconds(double s, double min_s) {
-  return std::chrono::duration_cast<asio::steady_timer::duration>(std::chrono::duration<double>(std::max(s, min_s)));
+  return std::chrono::duration_cast<asio::steady_timer::duration>(
+      std::chrono::duration<double>(std::max(s, min_s)));
 }
 
 // Identity of a probe: targets with the same identity across set_targets() keep their probe loop.
@@ -78,7 +79,8 @@ std::string identity(const ProbeTarget& t) {
 
 // "HTTP/1.x NNN" at the start of `data`: NNN, or 0 if it is not a status line.
 int parse_status_line(std::string_view data) {
-  if (data.size() < 12 || data.substr(0, 7) != "HTTP/1." || data[7] < '0' || data[7] > '9' || data[8] != ' ') {
+  if (data.size() < 12 || data.substr(0, 7) != "HTTP/1." || data[7] < '0' || data[7] > '9' ||
+      data[8] != ' ') {
     return 0;
   }
   int status = 0;
@@ -183,7 +185,8 @@ asio::awaitable<void> probe_loop(std::shared_ptr<Probe> p) {
       healthy = health->healthy();
       if (healthy != before) {
         PORTICO_LOG(info, "health: upstream %s node %s:%d is now %s", p->target.upstream_key.c_str(),
-                    p->target.address.c_str(), static_cast<int>(p->target.port), healthy ? "healthy" : "unhealthy");
+                    p->target.address.c_str(), static_cast<int>(p->target.port),
+                    healthy ? "healthy" : "unhealthy");
       }
     }
     const auto& spec = p->target.spec;
@@ -227,8 +230,9 @@ struct ActiveHealthChecker::Impl {
         try {
           std::rethrow_exception(e);
         } catch (const std::exception& ex) {
-          PORTICO_LOG(error, "health: probe of upstream %s node %s:%d stopped: %s", p->target.upstream_key.c_str(),
-                      p->target.address.c_str(), static_cast<int>(p->target.port), ex.what());
+          PORTICO_LOG(error, "health: probe of upstream %s node %s:%d stopped: %s",
+                      p->target.upstream_key.c_str(), p->target.address.c_str(),
+                      static_cast<int>(p->target.port), ex.what());
         }
       });
       kept.emplace(std::move(key), std::move(p));
@@ -252,7 +256,9 @@ struct ActiveHealthChecker::Impl {
 
 ActiveHealthChecker::ActiveHealthChecker() : impl_(std::make_unique<Impl>()) {}
 
-ActiveHealthChecker::~ActiveHealthChecker() { stop(); }
+ActiveHealthChecker::~ActiveHealthChecker() {
+  stop();
+}
 
 void ActiveHealthChecker::start() {
   Impl& m = *impl_;

@@ -17,9 +17,9 @@ namespace portico::upstream {
 struct ProbeTarget {
   std::string upstream_key;  // upstream id, or "route:<id>" / "service:<id>" for inline upstreams
   config::ActiveCheck spec;
-  std::string address;       // IP literal
-  uint16_t port = 0;         // already resolved from spec.port or the node's port
-  std::string host_header;   // spec.host or the node's host
+  std::string address;      // IP literal
+  uint16_t port = 0;        // already resolved from spec.port or the node's port
+  std::string host_header;  // spec.host or the node's host
   std::shared_ptr<NodeHealth> health;
 };
 

@@ -37,7 +37,7 @@ PYTHON = sys.executable or "/usr/bin/python3"
 LOOPBACK = "127.0.0.1"
 
 sys.path.insert(0, str(HERE))
-from origin import CHUNK, PATTERN_PERIOD, pattern_bytes, pattern_chunk  # noqa: E402
+from origin import CHUNK, pattern_bytes, pattern_chunk  # noqa: E402
 
 __all__ = [
     "free_port", "reserve_dead_port", "wait_for", "RawConn", "Response", "raw_exchange", "http_request",

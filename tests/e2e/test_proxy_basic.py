@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import RawConn, make_config, pattern_bytes, route, upstream, wait_for
+from conftest import RawConn, make_config, pattern_bytes, route, upstream
 
 
 @pytest.fixture(scope="module")

