@@ -19,7 +19,9 @@ enum class Style { yaml, json_lines, json_pretty };
 constexpr int kUpstreams = 16;
 constexpr int kServices = 4;
 
-std::string str(int v) { return std::to_string(v); }
+std::string str(int v) {
+  return std::to_string(v);
+}
 
 // prefix + number (written out: GCC 12 reports a false -Wrestrict on `"u" + std::string` once inlined).
 std::string tag(const char* prefix, int v) {
@@ -32,10 +34,11 @@ std::string tag(const char* prefix, int v) {
 
 void yaml_upstream(std::string& o, int u) {
   const std::string net = "10." + str(u / 250) + "." + str(u % 250) + ".";
-  o += "  - id: u" + str(u) + "\n    type: " + (u % 4 ? "roundrobin" : "least_conn") + "\n    nodes: {\"" + net +
-       "1:8080\": 1, \"" + net + "2:8080\": 2, \"" + net + "3:8080\": 1}\n";
+  o += "  - id: u" + str(u) + "\n    type: " + (u % 4 ? "roundrobin" : "least_conn") + "\n    nodes: {\"" +
+       net + "1:8080\": 1, \"" + net + "2:8080\": 2, \"" + net + "3:8080\": 1}\n";
   if (u % 3 == 0) {
-    o += "    checks:\n      active:\n        http_path: /healthz\n        healthy: {interval: 2, successes: 2}\n"
+    o += "    checks:\n      active:\n        http_path: /healthz\n        healthy: {interval: 2, successes: "
+         "2}\n"
          "        unhealthy: {interval: 1, http_failures: 3}\n";
   }
 }
@@ -163,7 +166,8 @@ void json_upstream(JsonOut& j, int u) {
   if (u % 3 == 0) {
     j.key("checks"), j.open('{'), j.key("active"), j.open('{');
     j.key("http_path"), j.string("/healthz");
-    j.key("healthy"), j.open('{'), j.key("interval"), j.number(2), j.key("successes"), j.number(2), j.close('}');
+    j.key("healthy"), j.open('{'), j.key("interval"), j.number(2), j.key("successes"), j.number(2),
+        j.close('}');
     j.key("unhealthy"), j.open('{'), j.key("interval"), j.number(1), j.key("http_failures"), j.number(3);
     j.close('}'), j.close('}'), j.close('}');
   }
@@ -289,9 +293,8 @@ void BM_Load(benchmark::State& state, Style style) {
     benchmark::DoNotOptimize(r);
   }
   state.counters["MB"] = static_cast<double>(text.size()) / 1e6;
-  state.counters["routes/s"] =
-      benchmark::Counter(static_cast<double>(routes) * static_cast<double>(state.iterations()),
-                         benchmark::Counter::kIsRate);
+  state.counters["routes/s"] = benchmark::Counter(
+      static_cast<double>(routes) * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
 }
 
 BENCHMARK_CAPTURE(BM_Load, json, Style::json_lines)->Arg(10000)->Arg(100000)->Unit(benchmark::kMillisecond);

@@ -8,7 +8,7 @@
 // rotates through 100k distinct requests.
 #include <malloc.h>
 
-#include <chrono>
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <random>
@@ -34,7 +34,9 @@ struct Workload {
   std::vector<Req> reqs;
 };
 
-std::string pick_host(std::mt19937& rng, size_t pool) { return "api" + std::to_string(rng() % pool) + ".example.com"; }
+std::string pick_host(std::mt19937& rng, size_t pool) {
+  return "api" + std::to_string(rng() % pool) + ".example.com";
+}
 
 config::Config make_routes(size_t n, uint32_t seed) {
   std::mt19937 rng(seed);
@@ -127,7 +129,30 @@ struct Prepared {
   http::RequestHead head;
 };
 
-std::unique_ptr<Prepared> prepare(size_t routes, size_t requests, uint32_t seed) {
+// Route indexes for the requests: uniform, or Zipf-distributed (s = 1) over a random ranking of the
+// routes, which is closer to real traffic where a few routes take most requests.
+std::vector<int> pick_routes(size_t routes, size_t requests, bool zipf, std::mt19937& rng) {
+  std::vector<int> out;
+  out.reserve(requests);
+  if (!zipf) {
+    for (size_t k = 0; k < requests; ++k) out.push_back(static_cast<int>(rng() % routes));
+    return out;
+  }
+  std::vector<int> rank(routes);
+  for (size_t i = 0; i < routes; ++i) rank[i] = static_cast<int>(i);
+  std::shuffle(rank.begin(), rank.end(), rng);
+  std::vector<double> cdf(routes);
+  double sum = 0;
+  for (size_t i = 0; i < routes; ++i) cdf[i] = sum += 1.0 / static_cast<double>(i + 1);
+  std::uniform_real_distribution<double> u(0, sum);
+  for (size_t k = 0; k < requests; ++k) {
+    size_t i = static_cast<size_t>(std::lower_bound(cdf.begin(), cdf.end(), u(rng)) - cdf.begin());
+    out.push_back(rank[std::min(i, routes - 1)]);
+  }
+  return out;
+}
+
+std::unique_ptr<Prepared> prepare(size_t routes, size_t requests, bool zipf, uint32_t seed) {
   auto p = std::make_unique<Prepared>();
   p->w.config = make_routes(routes, seed);
   std::string error;
@@ -139,8 +164,7 @@ std::unique_ptr<Prepared> prepare(size_t routes, size_t requests, uint32_t seed)
   std::mt19937 rng(seed + 1);
   p->w.reqs.reserve(requests);
   size_t bytes = 0;
-  for (size_t k = 0; k < requests; ++k) {
-    int i = static_cast<int>(rng() % routes);
+  for (int i : pick_routes(routes, requests, zipf, rng)) {
     p->w.reqs.push_back(request_for(p->w.config.routes[i], i, rng));
     bytes += p->w.reqs.back().path.size() + p->w.reqs.back().host.size() + p->w.reqs.back().method.size();
   }
@@ -168,24 +192,32 @@ std::unique_ptr<Prepared> prepare(size_t routes, size_t requests, uint32_t seed)
     int got = p->router->match(m);
     // Every route's path is unique with these shapes, so the route itself must come back.
     if (got != q.route) {
-      std::fprintf(stderr, "sanity: %s %s matched %d, expected %d\n", q.host.c_str(), q.path.c_str(), got, q.route);
+      std::fprintf(stderr, "sanity: %s %s matched %d, expected %d\n", q.host.c_str(), q.path.c_str(), got,
+                   q.route);
       std::abort();
     }
   }
   return p;
 }
 
-Prepared& cached(size_t routes, size_t requests) {
-  static std::vector<std::pair<std::pair<size_t, size_t>, std::unique_ptr<Prepared>>> cache;
-  for (auto& [key, p] : cache) {
-    if (key.first == routes && key.second == requests) return *p;
+Prepared& cached(size_t routes, size_t requests, bool zipf) {
+  // Only the latest workload is kept, so earlier ones do not hold memory (benchmarks run in order).
+  static size_t key_routes = 0, key_requests = 0;
+  static bool key_zipf = false;
+  static std::unique_ptr<Prepared> p;
+  if (!p || key_routes != routes || key_requests != requests || key_zipf != zipf) {
+    p.reset();
+    p = prepare(routes, requests, zipf, 42);
+    key_routes = routes;
+    key_requests = requests;
+    key_zipf = zipf;
   }
-  cache.emplace_back(std::make_pair(routes, requests), prepare(routes, requests, 42));
-  return *cache.back().second;
+  return *p;
 }
 
 void BM_MatchHit(benchmark::State& state) {
-  Prepared& p = cached(static_cast<size_t>(state.range(0)), static_cast<size_t>(state.range(1)));
+  Prepared& p =
+      cached(static_cast<size_t>(state.range(0)), static_cast<size_t>(state.range(1)), state.range(2) != 0);
   size_t i = 0, n = p.reqs.size();
   for (auto _ : state) {
     benchmark::DoNotOptimize(p.router->match(p.reqs[i]));
@@ -193,24 +225,28 @@ void BM_MatchHit(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations());
 }
-// {routes, distinct requests rotated}
+// {routes, requests rotated, 0 = uniform over the routes / 1 = Zipf}
 BENCHMARK(BM_MatchHit)
-    ->Args({10, 16})
-    ->Args({100000, 16})
-    ->Args({10, 8192})
-    ->Args({10000, 8192})
-    ->Args({100000, 8192})
-    ->Args({100000, 100000});
+    ->ArgNames({"routes", "reqs", "zipf"})
+    ->Args({10, 16, 0})
+    ->Args({10000, 16, 0})
+    ->Args({100000, 16, 0})
+    ->Args({10, 8192, 0})
+    ->Args({10000, 8192, 0})
+    ->Args({100000, 8192, 0})
+    ->Args({100000, 100000, 0})
+    ->Args({10000, 100000, 1})
+    ->Args({100000, 100000, 1});
 
 void BM_MatchMiss(benchmark::State& state) {
-  Prepared& p = cached(static_cast<size_t>(state.range(0)), 8192);
+  Prepared& p = cached(static_cast<size_t>(state.range(0)), 8192, false);
   MatchRequest m = p.reqs[0];
   m.path = "/svc1/v1/no-such-resource/at/all";
   m.host = "api1.example.com";
   for (auto _ : state) benchmark::DoNotOptimize(p.router->match(m));
   if (p.router->match(m) != -1) state.SkipWithError("miss request matched");
 }
-BENCHMARK(BM_MatchMiss)->Arg(10)->Arg(10000)->Arg(100000);
+BENCHMARK(BM_MatchMiss)->ArgName("routes")->Arg(10)->Arg(10000)->Arg(100000);
 
 void BM_Build(benchmark::State& state) {
   config::Config c = make_routes(static_cast<size_t>(state.range(0)), 7);
@@ -224,7 +260,7 @@ void BM_Build(benchmark::State& state) {
   }
   state.counters["router_MB"] = static_cast<double>(mem) / (1024.0 * 1024.0);
 }
-BENCHMARK(BM_Build)->Arg(10000)->Arg(100000)->Iterations(3)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Build)->ArgName("routes")->Arg(10000)->Arg(100000)->Iterations(3)->Unit(benchmark::kMillisecond);
 
 }  // namespace
 }  // namespace portico::router

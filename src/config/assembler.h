@@ -31,9 +31,10 @@ class Assembler {
   void keep(size_t index, std::optional<Service> service, std::string id);
   void keep(size_t index, std::optional<Upstream> upstream, std::string id);
 
-  // The top level: a mapping whose routes/services/upstreams are lists (or null). With `add_items` the items
-  // of those lists are add()ed here; the loader streams them to add() while parsing and passes false.
-  void check_document(const json& document, bool add_items);
+  // The top level: a mapping whose routes/services/upstreams are lists (or null); the items found in those
+  // lists are add()ed. (The streaming loader add()s items while parsing; the tree builder leaves those lists
+  // empty in the root, so nothing is added twice.)
+  void check_document(const json& document);
 
   // Cross-resource rules; folds service plugin settings into routes. True when no error was found.
   bool link();
@@ -48,12 +49,12 @@ class Assembler {
     long kept = -1;    // position in the Config vector; -1 when the resource failed validation
   };
   struct Section {
-    std::vector<size_t> index;                             // per kept resource: its document index
-    IdIndex<Definition> by_id;                             // first definition of each id
+    std::vector<size_t> index;  // per kept resource: its document index
+    IdIndex<Definition> by_id;  // first definition of each id
   };
   template <typename T>
-  void keep_in(std::vector<T>& kept, Section& section, std::string_view name, size_t index, std::optional<T> value,
-               std::string id);
+  void keep_in(std::vector<T>& kept, Section& section, std::string_view name, size_t index,
+               std::optional<T> value, std::string id);
 
   Errors& errors_;
   Config config_;

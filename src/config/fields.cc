@@ -221,7 +221,8 @@ std::string peek_id(const json& v) {
     }
     return s;
   }
-  if (v.is_number_unsigned()) return v.get<uint64_t>() >= 1 ? std::to_string(v.get<uint64_t>()) : std::string();
+  if (v.is_number_unsigned())
+    return v.get<uint64_t>() >= 1 ? std::to_string(v.get<uint64_t>()) : std::string();
   if (v.is_number_integer()) {
     int64_t i = v.get<int64_t>();
     return i >= 1 ? std::to_string(i) : std::string();
@@ -232,7 +233,8 @@ std::string peek_id(const json& v) {
 bool read_id(const json& v, const Path& p, Errors& e, std::string& out) {
   std::string id = peek_id(v);
   if (id.empty()) {
-    fail_type(e, p, "an id: a string of letters, digits, '_', '-' or '.' (1 to 64 characters) or an integer >= 1",
+    fail_type(e, p,
+              "an id: a string of letters, digits, '_', '-' or '.' (1 to 64 characters) or an integer >= 1",
               v);
     return false;
   }
@@ -276,7 +278,8 @@ bool check_meta_field(std::string_view key, const json& v, const Path& p, Errors
   return false;
 }
 
-void fail_unknown(Errors& e, const Path& p, std::string_view key, std::initializer_list<std::string_view> known) {
+void fail_unknown(Errors& e, const Path& p, std::string_view key,
+                  std::initializer_list<std::string_view> known) {
   std::string reason = "unknown field '";
   reason.append(key);
   reason += '\'';
@@ -329,7 +332,9 @@ long find_duplicate_impl(const std::vector<T>& items, size_t& first) {
 long find_duplicate(const std::vector<std::string>& items, size_t& first) {
   return find_duplicate_impl(items, first);
 }
-long find_duplicate(const std::vector<int>& items, size_t& first) { return find_duplicate_impl(items, first); }
+long find_duplicate(const std::vector<int>& items, size_t& first) {
+  return find_duplicate_impl(items, first);
+}
 
 bool is_ip_literal(std::string_view text) {
   char buf[INET6_ADDRSTRLEN + 1];
@@ -446,7 +451,8 @@ std::string check_uri_pattern(std::string_view text) {
       bool ok = !name.empty() && !std::isdigit(static_cast<unsigned char>(name.front()));
       for (char c : name) ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '_');
       if (!ok) {
-        return "a parameter must be a whole segment \":name\" with a name of letters, digits and '_' (got \"" +
+        return "a parameter must be a whole segment \":name\" with a name of letters, digits and '_' (got "
+               "\"" +
                std::string(seg) + "\")";
       }
       if (std::find(params.begin(), params.end(), name) != params.end()) {
@@ -454,7 +460,8 @@ std::string check_uri_pattern(std::string_view text) {
       }
       params.push_back(name);
     } else if (seg.find(':') != std::string_view::npos) {
-      return "':' may only start a parameter segment, as in \"/users/:id\" (got \"" + std::string(seg) + "\")";
+      return "':' may only start a parameter segment, as in \"/users/:id\" (got \"" + std::string(seg) +
+             "\")";
     }
     if (last) break;
     start = slash + 1;

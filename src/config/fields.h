@@ -45,13 +45,14 @@ bool read_name(const json& v, const Path& p, Errors& e, std::string& out);
 bool check_meta_field(std::string_view key, const json& v, const Path& p, Errors& e);
 
 // Reports `key` as unknown, suggesting the closest of `known` when it is a likely typo.
-void fail_unknown(Errors& e, const Path& p, std::string_view key, std::initializer_list<std::string_view> known);
+void fail_unknown(Errors& e, const Path& p, std::string_view key,
+                  std::initializer_list<std::string_view> known);
 
 // A list of strings: each item read with `read_item` (which reports its own errors); duplicates are errors.
 // `min_items` 1 rejects an empty list.
 template <typename ReadItem>
-bool read_string_list(const json& v, const Path& p, Errors& e, size_t min_items, std::vector<std::string>& out,
-                      ReadItem&& read_item);
+bool read_string_list(const json& v, const Path& p, Errors& e, size_t min_items,
+                      std::vector<std::string>& out, ReadItem&& read_item);
 // Index of the first item equal to an earlier one (and that earlier one in `first`), or -1.
 long find_duplicate(const std::vector<std::string>& items, size_t& first);
 long find_duplicate(const std::vector<int>& items, size_t& first);
@@ -62,13 +63,13 @@ std::string check_host_pattern(std::string& text);     // lower-cases; adds "*.s
 std::string check_cidr(std::string_view text);         // "10.0.0.1", "10.0.0.0/8", "::1", "fd00::/8"
 std::string check_uri_pattern(std::string_view text);  // "/exact", "/prefix/*", "/users/:id"
 std::string check_regex(const std::string& pattern, bool caseless);  // compiles with PCRE2
-bool is_ip_literal(std::string_view text);              // IPv4 or IPv6 (no brackets)
+bool is_ip_literal(std::string_view text);                           // IPv4 or IPv6 (no brackets)
 
 // ---- template implementation ----
 
 template <typename ReadItem>
-bool read_string_list(const json& v, const Path& p, Errors& e, size_t min_items, std::vector<std::string>& out,
-                      ReadItem&& read_item) {
+bool read_string_list(const json& v, const Path& p, Errors& e, size_t min_items,
+                      std::vector<std::string>& out, ReadItem&& read_item) {
   if (!v.is_array()) {
     fail_type(e, p, "a list", v);
     return false;
@@ -89,7 +90,8 @@ bool read_string_list(const json& v, const Path& p, Errors& e, size_t min_items,
   long dup = find_duplicate(out, first);
   if (dup >= 0) {
     fail(e, p.index(static_cast<size_t>(dup)),
-         "duplicate \"" + out[static_cast<size_t>(dup)] + "\" (already at index " + std::to_string(first) + ")");
+         "duplicate \"" + out[static_cast<size_t>(dup)] + "\" (already at index " + std::to_string(first) +
+             ")");
     return false;
   }
   return true;

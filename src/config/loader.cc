@@ -32,7 +32,9 @@ std::string sha256_hex(std::string_view data) {
   return out;
 }
 
-bool is_blank(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+bool is_blank(char c) {
+  return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
 
 // The last line that is not blank must be `#END` (surrounding spaces tolerated).
 bool has_end_marker(std::string_view text) {
@@ -53,9 +55,10 @@ LoadResult parse_text(std::string_view text, Format format) {
   result.content_hash = sha256_hex(text);
   Errors errors;
   if (format == Format::yaml && !has_end_marker(text)) {
-    errors.add("",
-               "a YAML config must end with a line \"#END\" (it marks a completely written file); it is missing, "
-               "so the file may be truncated or still being written");
+    errors.add(
+        "",
+        "a YAML config must end with a line \"#END\" (it marks a completely written file); it is missing, "
+        "so the file may be truncated or still being written");
   } else {
     detail::Assembler assembler(errors);
     detail::TreeBuilder builder(
@@ -69,7 +72,7 @@ LoadResult parse_text(std::string_view text, Format format) {
     if (syntax_ok && !builder.stopped()) {
       nlohmann::json root = builder.take_root();
       // A YAML file with nothing but comments (and #END) is an empty configuration.
-      if (!(format == Format::yaml && root.is_null())) assembler.check_document(root, false);
+      if (!(format == Format::yaml && root.is_null())) assembler.check_document(root);
       if (assembler.link() && errors.total() == 0) {
         result.config = assembler.take();
         result.ok = true;

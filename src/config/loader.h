@@ -20,9 +20,9 @@ struct FieldError {
 struct LoadResult {
   bool ok = false;
   Config config;                  // meaningful only when ok
-  std::vector<FieldError> errors;  // at most 20 (kMaxErrors in validate.h); non-empty when !ok. Order: each
-                                  // resource's errors in document order, then cross-resource ones
-                                  // (duplicate ids, dangling references), then top-level ones.
+  // At most 20 (kMaxErrors in validate.h); non-empty when !ok. Order: each resource's errors in document
+  // order, then cross-resource ones (duplicate ids, dangling references), then top-level ones.
+  std::vector<FieldError> errors;
   bool errors_truncated = false;  // more errors were found than `errors` holds
   std::string content_hash;       // hex SHA-256 of the raw bytes loaded (also when !ok; empty if unreadable)
 

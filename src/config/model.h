@@ -126,8 +126,8 @@ struct Route {
   std::string service_id;
   std::optional<Timeout> timeout;  // overrides the upstream's
   // bytes; -1 = the listener default (413 above it). From the client-control plugin; the loader already
-  // applied the service's value when the route sets none. APISIX (nginx client_max_body_size) reads 0 as
-  // "no limit".
+  // applied the service's value when the route sets none. client-control's 0 means "no limit" in APISIX and
+  // is stored as INT64_MAX, so 0 never reaches here.
   int64_t max_body_size = -1;
 };
 
@@ -137,7 +137,7 @@ struct Service {
   std::optional<Upstream> upstream;
   std::string upstream_id;
   std::vector<std::string> hosts;  // used when a route names no host of its own
-  int64_t max_body_size = -1;      // the service's client-control plugin; already folded into its routes
+  int64_t max_body_size = -1;      // its client-control plugin, as Route's; already folded into its routes
 };
 
 struct Config {

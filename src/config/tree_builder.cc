@@ -23,7 +23,9 @@ std::string TreeBuilder::path() const {
   return out;
 }
 
-void TreeBuilder::fail_here(std::string reason) { errors_.add(path(), std::move(reason)); }
+void TreeBuilder::fail_here(std::string reason) {
+  errors_.add(path(), std::move(reason));
+}
 
 void TreeBuilder::begin(json container, uint64_t anchor) {
   if (too_deep_ > 0) {
@@ -49,8 +51,12 @@ void TreeBuilder::begin(json container, uint64_t anchor) {
   stack_.push_back(std::move(frame));
 }
 
-void TreeBuilder::begin_map(uint64_t anchor) { begin(json::object(), anchor); }
-void TreeBuilder::begin_list(uint64_t anchor) { begin(json::array(), anchor); }
+void TreeBuilder::begin_map(uint64_t anchor) {
+  begin(json::object(), anchor);
+}
+void TreeBuilder::begin_list(uint64_t anchor) {
+  begin(json::array(), anchor);
+}
 
 void TreeBuilder::end() {
   if (too_deep_ > 0) {

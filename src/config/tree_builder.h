@@ -50,10 +50,10 @@ class TreeBuilder {
 
  private:
   struct Frame {
-    nlohmann::json value;  // the map or list being built
-    std::string key;       // maps: key of the value being built
-    bool merge = false;    // maps: the pending key is `<<`
-    bool skip = false;     // maps: the pending key is a duplicate, drop its value
+    nlohmann::json value;                // the map or list being built
+    std::string key;                     // maps: key of the value being built
+    bool merge = false;                  // maps: the pending key is `<<`
+    bool skip = false;                   // maps: the pending key is a duplicate, drop its value
     std::vector<nlohmann::json> merges;  // maps: `<<` sources, applied at end()
     uint64_t anchor = 0;
     bool streamed = false;  // lists: items go to the sink

@@ -1,15 +1,16 @@
-// Validation of configuration resources given as JSON trees (nlohmann::json). This is the one validator of the
-// project: the file loader (config/loader.h) converts YAML or JSON into such trees and runs these functions,
-// and the Admin API validates request bodies with them, so a resource is accepted or rejected the same way
-// whichever way it arrives. Field names and semantics follow APISIX 3.x; see src/config/README.md for the
-// rules, the defaults and what this version does not support.
+// Validation of configuration resources given as JSON trees (nlohmann::json). This is the one validator of
+// the project: the file loader (config/loader.h) converts YAML or JSON into such trees and runs these
+// functions, and the Admin API validates request bodies with them, so a resource is accepted or rejected the
+// same way whichever way it arrives. Field names and semantics follow APISIX 3.x; see src/config/README.md
+// for the rules, the defaults and what this version does not support.
 //
 // Contract:
 // - Every error names the exact path of the offending field, built from `path_prefix`, e.g. with prefix
-//   "routes[3]": "routes[3].upstream.nodes[1].port"; with an empty prefix: "upstream.nodes[1].port". Keys that
-//   are not plain identifiers are quoted: `upstreams[0].nodes["10.0.0.1:80"]`.
+//   "routes[3]": "routes[3].upstream.nodes[1].port"; with an empty prefix: "upstream.nodes[1].port". Keys
+//   that are not plain identifiers are quoted: `upstreams[0].nodes["10.0.0.1:80"]`.
 // - A function returns a value only when it added no error; the value then has every default applied.
-// - Errors are appended to `errors`, which keeps the first `limit` of them (default kMaxErrors) and counts the
+// - Errors are appended to `errors`, which keeps the first `limit` of them (default kMaxErrors) and counts
+// the
 //   rest. Validation keeps going after an error so that one pass reports as many problems as possible.
 // - Stateless; any thread may call these functions concurrently with distinct `errors` objects.
 #pragma once
@@ -66,8 +67,9 @@ std::optional<Upstream> validate_upstream(const nlohmann::json& upstream, std::s
 
 // Whole-configuration rules over already validated resources: ids are unique per resource type; upstream_id
 // and service_id references resolve; every route ends up with an upstream (its own, or its service's).
-// Paths use the indices of the vectors in `config` ("routes[i].upstream_id"). On success (returns true) a route
-// that sets no client-control body limit inherits its service's (Route::max_body_size); nothing else changes.
+// Paths use the indices of the vectors in `config` ("routes[i].upstream_id"). On success (returns true) a
+// route that sets no client-control body limit inherits its service's (Route::max_body_size); nothing else
+// changes.
 bool check_config(Config& config, Errors& errors);
 
 // A whole document ({"routes": [...], "services": [...], "upstreams": [...]}): every resource, then

@@ -10,7 +10,9 @@ namespace {
 
 constexpr std::string_view kSectionNames[] = {"routes", "services", "upstreams"};
 
-std::string_view name_of(SectionKind s) { return kSectionNames[static_cast<int>(s)]; }
+std::string_view name_of(SectionKind s) {
+  return kSectionNames[static_cast<int>(s)];
+}
 
 // Singular resource names for messages ("duplicate route id").
 std::string_view noun_of(std::string_view section) {
@@ -28,8 +30,8 @@ std::string item_path(std::string_view section, size_t index) {
 // Top-level keys of an APISIX standalone file that this version does not implement.
 bool is_unsupported_section(std::string_view key) {
   static constexpr std::string_view kKeys[] = {
-      "consumers",   "consumer_groups", "ssls",    "global_rules",  "plugin_configs", "plugin_metadata",
-      "stream_routes", "protos",        "secrets", "plugins",       "stream_plugins", "credentials"};
+      "consumers",     "consumer_groups", "ssls",    "global_rules", "plugin_configs", "plugin_metadata",
+      "stream_routes", "protos",          "secrets", "plugins",      "stream_plugins", "credentials"};
   for (std::string_view k : kKeys) {
     if (key == k) return true;
   }
@@ -99,7 +101,7 @@ void Assembler::add(SectionKind section, size_t index, const json& item) {
   }
 }
 
-void Assembler::check_document(const json& document, bool add_items) {
+void Assembler::check_document(const json& document) {
   const Path root("");
   if (!document.is_object()) {
     fail_type(errors_, root, "a mapping with `routes`, `services` and `upstreams` lists", document);
@@ -116,7 +118,6 @@ void Assembler::check_document(const json& document, bool add_items) {
         fail_type(errors_, p, "a list", value);
         continue;
       }
-      if (!add_items) continue;
       for (size_t i = 0; i < value.size(); ++i) add(section, i, value[i]);
     } else if (key.size() > 13 && key.ends_with("_conf_version")) {
       int64_t version = 0;  // APISIX standalone API mode writes <type>_conf_version counters; tolerated
@@ -153,10 +154,11 @@ bool Assembler::link() {
     if (definition->kept < 0) continue;  // invalid service: already reported
     const Service& service = config_.services[static_cast<size_t>(definition->kept)];
     if (!r.upstream && r.upstream_id.empty() && !service.upstream && service.upstream_id.empty()) {
-      errors_.add(field_path("routes", index, "service_id"),
-                  "service \"" + r.service_id +
-                      "\" has no upstream and the route sets none (set upstream or upstream_id on the route or "
-                      "on the service)");
+      errors_.add(
+          field_path("routes", index, "service_id"),
+          "service \"" + r.service_id +
+              "\" has no upstream and the route sets none (set upstream or upstream_id on the route or "
+              "on the service)");
     }
   }
   for (size_t k = 0; k < config_.services.size(); ++k) {
@@ -201,7 +203,7 @@ bool check_config(Config& config, Errors& errors) {
 std::optional<Config> validate_config(const nlohmann::json& document, Errors& errors) {
   const size_t before = errors.total();
   detail::Assembler assembler(errors);
-  assembler.check_document(document, true);
+  assembler.check_document(document);
   if (!assembler.link() || errors.total() != before) return std::nullopt;
   return assembler.take();
 }

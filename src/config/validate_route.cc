@@ -9,8 +9,10 @@ namespace portico::config {
 namespace detail {
 namespace {
 
-constexpr std::string_view kMethods[] = {"GET",     "POST",    "PUT",   "DELETE", "PATCH",
-                                         "HEAD",    "OPTIONS", "CONNECT", "TRACE", "PURGE"};
+constexpr std::string_view kMethods[] = {"GET",  "POST",    "PUT",     "DELETE", "PATCH",
+                                         "HEAD", "OPTIONS", "CONNECT", "TRACE",  "PURGE"};
+
+constexpr int64_t kNoBodyLimit = std::numeric_limits<int64_t>::max();
 
 // The plugins this version implements; any other name is rejected rather than silently ignored.
 struct PluginSettings {
@@ -36,7 +38,11 @@ void read_plugins(const json& v, const Path& p, Errors& e, PluginSettings& out) 
     }
     for (auto f = conf.begin(); f != conf.end(); ++f) {
       if (f.key() == "max_body_size") {
-        read_int(f.value(), pp.key(f.key()), e, int64_t{0}, std::numeric_limits<int64_t>::max(), out.max_body_size);
+        int64_t size = 0;
+        if (read_int(f.value(), pp.key(f.key()), e, int64_t{0}, std::numeric_limits<int64_t>::max(), size)) {
+          // APISIX: with max_body_size 0 "the size of the client's request body will not be checked".
+          out.max_body_size = size == 0 ? kNoBodyLimit : size;
+        }
       } else if (f.key() == "_meta") {
         fail(e, pp.key(f.key()), "plugin '_meta' settings are not supported by this version");
       } else {
@@ -83,8 +89,9 @@ bool read_var_expr(const json& v, const Path& p, Errors& e, VarExpr& out) {
     }
   }
   if (v.size() != 3 && v.size() != 4) {
-    fail(e, p, "must have 3 items [var, operator, value] or 4 items [var, \"!\", operator, value], got " +
-                   std::to_string(v.size()));
+    fail(e, p,
+         "must have 3 items [var, operator, value] or 4 items [var, \"!\", operator, value], got " +
+             std::to_string(v.size()));
     return false;
   }
   if (!read_string(v[0], p.index(0), e, out.var)) return false;
@@ -100,10 +107,11 @@ bool read_var_expr(const json& v, const Path& p, Errors& e, VarExpr& out) {
   const Path op_path = p.index(op_index);
   const json& op = v[op_index];
   static constexpr std::pair<std::string_view, VarExpr::Op> kOps[] = {
-      {"==", VarExpr::Op::eq}, {"~=", VarExpr::Op::ne},    {">", VarExpr::Op::gt},
-      {">=", VarExpr::Op::ge}, {"<", VarExpr::Op::lt},     {"<=", VarExpr::Op::le},
-      {"~~", VarExpr::Op::regex}, {"~*", VarExpr::Op::regex_nocase}, {"in", VarExpr::Op::in},
-      {"has", VarExpr::Op::has}};
+      {"==", VarExpr::Op::eq},    {"~=", VarExpr::Op::ne},
+      {">", VarExpr::Op::gt},     {">=", VarExpr::Op::ge},
+      {"<", VarExpr::Op::lt},     {"<=", VarExpr::Op::le},
+      {"~~", VarExpr::Op::regex}, {"~*", VarExpr::Op::regex_nocase},
+      {"in", VarExpr::Op::in},    {"has", VarExpr::Op::has}};
   bool found = false;
   if (op.is_string()) {
     for (const auto& [name, value] : kOps) {
@@ -213,7 +221,8 @@ bool read_method(const json& v, const Path& p, Errors& e, std::string& out) {
       }
     }
   }
-  fail_type(e, p, "one of GET, POST, PUT, DELETE, PATCH, HEAD, OPTIONS, CONNECT, TRACE, PURGE (upper case)", v);
+  fail_type(e, p, "one of GET, POST, PUT, DELETE, PATCH, HEAD, OPTIONS, CONNECT, TRACE, PURGE (upper case)",
+            v);
   return false;
 }
 
@@ -229,7 +238,8 @@ bool read_remote_addr(const json& v, const Path& p, Errors& e, std::string& out)
 // shorthand for a one-item list. Both at once is an error.
 template <typename ReadItem>
 void read_one_or_many(const json* one, const json* many, const Path& p, std::string_view one_name,
-                      std::string_view many_name, Errors& e, std::vector<std::string>& out, ReadItem read_item) {
+                      std::string_view many_name, Errors& e, std::vector<std::string>& out,
+                      ReadItem read_item) {
   if (one != nullptr && many != nullptr) {
     fail(e, p.key(many_name),
          "set either " + std::string(one_name) + " or " + std::string(many_name) + ", not both");
@@ -276,8 +286,9 @@ std::optional<Route> route_at(const json& v, const Path& p, Errors& e, const Val
     } else if (k == "remote_addrs") {
       addrs = &f;
     } else if (k == "methods") {
-      read_string_list(f, fp, e, 0, route.methods,
-                       [&](const json& item, const Path& ip, std::string& out) { return read_method(item, ip, e, out); });
+      read_string_list(f, fp, e, 0, route.methods, [&](const json& item, const Path& ip, std::string& out) {
+        return read_method(item, ip, e, out);
+      });
     } else if (k == "vars") {
       read_vars(f, fp, e, route.vars);
     } else if (k == "priority") {
@@ -308,21 +319,24 @@ std::optional<Route> route_at(const json& v, const Path& p, Errors& e, const Val
                k == "service_protocol") {
       fail(e, fp, "'" + k + "' is not supported by this version");
     } else {
-      fail_unknown(e, p, k,
-                   {"id", "name", "desc", "labels", "uri", "uris", "host", "hosts", "remote_addr", "remote_addrs",
-                    "methods", "vars", "priority", "status", "upstream", "upstream_id", "service_id", "timeout",
-                    "plugins", "enable_websocket"});
+      fail_unknown(e, p, k, {"id",          "name",       "desc",     "labels",      "uri",
+                             "uris",        "host",       "hosts",    "remote_addr", "remote_addrs",
+                             "methods",     "vars",       "priority", "status",      "upstream",
+                             "upstream_id", "service_id", "timeout",  "plugins",     "enable_websocket"});
     }
   }
   if (!has_id && options.id_required) fail(e, p.key("id"), "is required");
   if (uri == nullptr && uris == nullptr) {
     fail(e, p.key("uri"), "is required (set uri or uris)");
   } else {
-    auto read = [&](const json& item, const Path& ip, std::string& out) { return read_uri(item, ip, e, out); };
+    auto read = [&](const json& item, const Path& ip, std::string& out) {
+      return read_uri(item, ip, e, out);
+    };
     read_one_or_many(uri, uris, p, "uri", "uris", e, route.uris, read);
   }
-  read_one_or_many(host, hosts, p, "host", "hosts", e, route.hosts,
-                   [&](const json& item, const Path& ip, std::string& out) { return read_host(item, ip, e, out); });
+  read_one_or_many(
+      host, hosts, p, "host", "hosts", e, route.hosts,
+      [&](const json& item, const Path& ip, std::string& out) { return read_host(item, ip, e, out); });
   read_one_or_many(
       addr, addrs, p, "remote_addr", "remote_addrs", e, route.remote_addrs,
       [&](const json& item, const Path& ip, std::string& out) { return read_remote_addr(item, ip, e, out); });
@@ -363,8 +377,9 @@ std::optional<Service> service_at(const json& v, const Path& p, Errors& e, const
       has_upstream_id = true;
       read_id(f, fp, e, service.upstream_id);
     } else if (k == "hosts") {
-      read_string_list(f, fp, e, 1, service.hosts,
-                       [&](const json& item, const Path& ip, std::string& out) { return read_host(item, ip, e, out); });
+      read_string_list(f, fp, e, 1, service.hosts, [&](const json& item, const Path& ip, std::string& out) {
+        return read_host(item, ip, e, out);
+      });
     } else if (k == "plugins") {
       read_plugins(f, fp, e, plugins);
     } else if (k == "enable_websocket") {
@@ -377,7 +392,8 @@ std::optional<Service> service_at(const json& v, const Path& p, Errors& e, const
       fail(e, fp, "'" + k + "' is not supported by this version");
     } else {
       fail_unknown(e, p, k,
-                   {"id", "name", "desc", "labels", "upstream", "upstream_id", "hosts", "plugins", "enable_websocket"});
+                   {"id", "name", "desc", "labels", "upstream", "upstream_id", "hosts", "plugins",
+                    "enable_websocket"});
     }
   }
   if (!has_id && options.id_required) fail(e, p.key("id"), "is required");

@@ -56,7 +56,8 @@ std::string split_host_port(std::string_view text, std::string& host, uint16_t& 
   } else {
     size_t colon = text.find(':');
     if (colon != std::string_view::npos && text.find(':', colon + 1) != std::string_view::npos) {
-      if (is_ip_literal(text)) return "write IPv6 addresses in brackets, as in \"[" + std::string(text) + "]:80\"";
+      if (is_ip_literal(text))
+        return "write IPv6 addresses in brackets, as in \"[" + std::string(text) + "]:80\"";
       return "must be \"host\" or \"host:port\"";
     }
     host = std::string(text.substr(0, colon));
@@ -207,8 +208,8 @@ std::string check_req_header(std::string_view h) {
   size_t colon = h.find(':');
   if (colon == 0 || colon == std::string_view::npos) return "must be \"Name: value\"";
   for (char c : h.substr(0, colon)) {
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || std::string_view("!#$%&'*+-.^_`|~").find(c) !=
-                                                             std::string_view::npos)) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) ||
+          std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos)) {
       return "must be \"Name: value\" with a valid header name";
     }
   }
@@ -231,7 +232,8 @@ void read_active(const json& v, const Path& p, Errors& e, ActiveCheck& out) {
     } else if (k == "concurrency") {
       read_int(f, fp, e, 1, kIntMax, out.concurrency);
     } else if (k == "http_path") {
-      if (read_string(f, fp, e, out.http_path) && out.http_path.front() != '/') fail(e, fp, "must start with '/'");
+      if (read_string(f, fp, e, out.http_path) && out.http_path.front() != '/')
+        fail(e, fp, "must start with '/'");
     } else if (k == "host") {
       if (read_string(f, fp, e, out.host)) {
         std::string reason = check_hostname(out.host);
@@ -279,7 +281,8 @@ void read_active(const json& v, const Path& p, Errors& e, ActiveCheck& out) {
         } else if (u.key() == "http_statuses") {
           read_statuses(u.value(), up, e, out.unhealthy.http_statuses);
         } else {
-          fail_unknown(e, fp, u.key(), {"interval", "http_failures", "tcp_failures", "timeouts", "http_statuses"});
+          fail_unknown(e, fp, u.key(),
+                       {"interval", "http_failures", "tcp_failures", "timeouts", "http_statuses"});
         }
       }
     } else {
@@ -363,9 +366,9 @@ void read_keepalive(const json& v, const Path& p, Errors& e, KeepalivePool& out)
 }
 
 bool is_hash_var(std::string_view key) {
-  static constexpr std::string_view kVars[] = {"uri",         "server_name",  "server_addr", "request_uri",
-                                                "remote_port", "remote_addr",  "query_string", "host",
-                                                "hostname",    "mqtt_client_id"};
+  static constexpr std::string_view kVars[] = {"uri",         "server_name",   "server_addr",  "request_uri",
+                                               "remote_port", "remote_addr",   "query_string", "host",
+                                               "hostname",    "mqtt_client_id"};
   for (std::string_view var : kVars) {
     if (key == var) return true;
   }
@@ -443,14 +446,15 @@ std::optional<Upstream> upstream_at(const json& v, const Path& p, Errors& e, boo
     return std::nullopt;
   }
   static constexpr std::pair<std::string_view, LbType> kTypes[] = {{"roundrobin", LbType::roundrobin},
-                                                                    {"chash", LbType::chash},
-                                                                    {"least_conn", LbType::least_conn},
-                                                                    {"ewma", LbType::ewma}};
-  static constexpr std::pair<std::string_view, HashOn> kHashOn[] = {{"vars", HashOn::vars},
-                                                                     {"header", HashOn::header},
-                                                                     {"cookie", HashOn::cookie},
-                                                                     {"consumer", HashOn::consumer},
-                                                                     {"vars_combinations", HashOn::vars_combinations}};
+                                                                   {"chash", LbType::chash},
+                                                                   {"least_conn", LbType::least_conn},
+                                                                   {"ewma", LbType::ewma}};
+  static constexpr std::pair<std::string_view, HashOn> kHashOn[] = {
+      {"vars", HashOn::vars},
+      {"header", HashOn::header},
+      {"cookie", HashOn::cookie},
+      {"consumer", HashOn::consumer},
+      {"vars_combinations", HashOn::vars_combinations}};
   static constexpr std::pair<std::string_view, PassHost> kPassHost[] = {
       {"pass", PassHost::pass}, {"node", PassHost::node}, {"rewrite", PassHost::rewrite}};
 
@@ -492,10 +496,11 @@ std::optional<Upstream> upstream_at(const json& v, const Path& p, Errors& e, boo
     } else if (k == "scheme") {
       if (f.is_string() && f.get_ref<const std::string&>() == "http") {
         u.scheme = "http";
-      } else if (f.is_string() && (f.get_ref<const std::string&>() == "https" ||
-                                   f.get_ref<const std::string&>() == "grpc" ||
-                                   f.get_ref<const std::string&>() == "grpcs")) {
-        fail(e, fp, "scheme \"" + f.get<std::string>() + "\" is not supported by this version (only \"http\")");
+      } else if (f.is_string() &&
+                 (f.get_ref<const std::string&>() == "https" || f.get_ref<const std::string&>() == "grpc" ||
+                  f.get_ref<const std::string&>() == "grpcs")) {
+        fail(e, fp,
+             "scheme \"" + f.get<std::string>() + "\" is not supported by this version (only \"http\")");
       } else {
         fail_type(e, fp, "\"http\"", f);
       }
@@ -516,7 +521,8 @@ std::optional<Upstream> upstream_at(const json& v, const Path& p, Errors& e, boo
       read_name(f, fp, e, u.name);
     } else if (check_meta_field(k, f, fp, e)) {
     } else if (k == "service_name" || k == "discovery_type" || k == "discovery_args") {
-      if (!discovery) fail(e, fp, "service discovery is not supported by this version; list the nodes instead");
+      if (!discovery)
+        fail(e, fp, "service discovery is not supported by this version; list the nodes instead");
       discovery = true;
     } else if (k == "tls") {
       fail(e, fp, "upstream TLS is not supported by this version");

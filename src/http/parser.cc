@@ -351,6 +351,8 @@ class HeadParser {
       ++p_;
     }
     if (static_cast<size_t>(p_ - target) > max_target_) return fail(414, "request-target too long");
+    // The head limit cut the target short: it is the target that is too long, whatever the target limit.
+    if (p_ == end_ && clamped_) return fail(414, "request-target too long");
     if (p_ == end_) return more();
     if (*p_ != ' ') {
       if (*p_ == '#') return fail(400, "fragment in request-target");

@@ -131,8 +131,15 @@ void Session::consume_client(size_t n) {
 
 awaitable<bool> Session::read_request_head() {
   const Options& opt = worker_.options();
+  response_started_ = false;  // a new request: nothing of its response is out yet
+  request_body_done_ = true;  // no body is known before the head parses (errors close anyway)
+  client_error_ = 0;
+  client_gone_ = false;
+  size_t fresh = client_buffered();  // bytes not yet seen by the parser: all of them on entry
   while (true) {
-    if (client_buffered() > 0) {
+    // A head can only complete (or newly fail) on a line end; a client trickling bytes without one costs
+    // no re-parse.
+    if (fresh > 0 && std::memchr(in_.data() + in_end_ - fresh, '\n', fresh) != nullptr) {
       http::ParseResult r = http::parse_request(in_.data() + in_begin_, client_buffered(), limits_, request_);
       if (r.status == http::ParseStatus::complete) {
         idle_ = false;
@@ -156,7 +163,14 @@ awaitable<bool> Session::read_request_head() {
     if (in_end_ == in_.size()) {
       size_t limit = opt.max_header_size + 1024;  // the parser reports 431 once the head outgrows its limit
       if (in_.size() >= limit) {
-        co_await send_error(431, "request header fields too large", true);
+        // Full without a complete head: the parser says which limit it is (414 for the target, else 431).
+        http::ParseResult r = http::parse_request(in_.data() + in_begin_, client_buffered(), limits_, request_);
+        bool parsed = r.status == http::ParseStatus::error;
+        worker_.metrics().bad_requests.add();
+        request_start_ = Clock::now();
+        int status = parsed ? r.error_status : 431;
+        co_await send_error(status, parsed ? r.error_reason : "request header fields too large", true);
+        finish_request(status, nullptr);
         co_return false;
       }
       in_.resize(std::min(limit, in_.size() * 2));
@@ -181,6 +195,7 @@ awaitable<bool> Session::read_request_head() {
       co_return false;
     }
     in_end_ += n;
+    fresh = n;
   }
 }
 
@@ -210,6 +225,16 @@ awaitable<bool> Session::handle_request() {
   }
   const snapshot::Snapshot& snap = *pinned_->snapshot;
 
+  if (request_.method == http::Method::CONNECT) {
+    co_await send_error(501, "CONNECT is not supported", true);
+    finish_request(501, nullptr);
+    co_return false;
+  }
+  if (request_.path.empty()) {  // OPTIONS * asks about the server itself: no route serves it
+    bool keep = co_await send_error(404, "404 Route Not Found", close_after_ || !request_body_done_);
+    finish_request(404, nullptr);
+    co_return keep;
+  }
   std::string_view path = request_.path;
   switch (http::normalize_path(request_.path, normalized_path_)) {
     case http::PathStatus::unchanged: break;
@@ -245,7 +270,8 @@ awaitable<bool> Session::handle_request() {
   }
   const snapshot::RouteRuntime& route = snap.routes[static_cast<size_t>(index)];
 
-  int64_t max_body = route.max_body_size >= 0 ? route.max_body_size : worker_.options().max_body_size;
+  max_body_ = route.max_body_size >= 0 ? route.max_body_size : worker_.options().max_body_size;
+  int64_t max_body = max_body_;
   if (max_body >= 0 && request_.framing == http::BodyFraming::content_length &&
       request_.content_length > static_cast<uint64_t>(max_body)) {
     co_await send_error(413, "request body too large", true);

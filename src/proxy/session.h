@@ -48,7 +48,7 @@ class Session : public std::enable_shared_from_this<Session> {
   enum class Guard : uint8_t { none, client, upstream };
 
   // Why an exchange with one node did not produce a response for the client.
-  enum class Failure : uint8_t { none, connect, timeout, send, reset, bad_response, bad_status };
+  enum class Failure : uint8_t { none, connect, timeout, send, reset, bad_response, bad_status, client };
 
   struct Attempt;  // state of one try against one node (session_exchange.cc)
 
@@ -131,6 +131,11 @@ class Session : public std::enable_shared_from_this<Session> {
   bool body_streamed_ = false;      // body bytes were read from the socket: the request cannot be replayed
   bool continue_sent_ = false;      // "100 Continue" already sent for this request
   bool close_after_ = false;
+  int64_t max_body_ = -1;           // the route's request body limit (-1: none)
+  // Set when the client's body turns out invalid (400) or too large (413) while it streams: the request
+  // ends with this status instead of an upstream error, and the connection closes.
+  int client_error_ = 0;
+  bool client_gone_ = false;  // the client closed or stalled while sending its body
   size_t body_from_in_ = 0;         // bytes of in_ after the head that belong to this request's body
   double upstream_send_timeout_ = 60;
   std::string leftover_;            // bytes read past a chunked body's end (the next pipelined request)

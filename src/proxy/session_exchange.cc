@@ -145,8 +145,8 @@ awaitable<bool> Session::forward(const snapshot::RouteRuntime& route) {
     Clock::time_point started = Clock::now();
     Failure f = co_await try_node(a);
     double latency = std::chrono::duration<double>(Clock::now() - started).count();
-    balancer.on_request_end(node, latency, f != Failure::none);
-    if (passive) {
+    balancer.on_request_end(node, latency, f != Failure::none && f != Failure::client);
+    if (passive && f != Failure::client) {
       int outcome = f == Failure::none || f == Failure::bad_status ? upstream_status_
                     : f == Failure::timeout                         ? -1
                                                                     : 0;
@@ -159,19 +159,23 @@ awaitable<bool> Session::forward(const snapshot::RouteRuntime& route) {
       co_return !close_after_;
     }
     last = f;
+    if (f == Failure::client) break;  // the client's fault (or gone): no other node would do better
   }
   if (upstream_) {
     boost::system::error_code ec;
     upstream_->socket.close(ec);
     upstream_.reset();
   }
-  int status = !any_node ? 503 : last == Failure::timeout ? 504 : 502;
-  const char* message = !any_node                  ? "no upstream node available"
+  int status = client_error_ ? client_error_ : !any_node ? 503 : last == Failure::timeout ? 504 : 502;
+  const char* message = client_error_ == 400   ? "invalid chunked request body"
+                        : client_error_ == 413 ? "request body too large"
+                        : !any_node            ? "no upstream node available"
                         : last == Failure::timeout ? "upstream timed out"
                         : last == Failure::connect ? "upstream connection failed"
                                                    : "invalid or failed upstream response";
+  if (client_gone_) status = 499;  // nobody to answer; logged as nginx does
   bool keep = false;
-  if (!response_started_) {
+  if (!response_started_ && !client_gone_) {
     keep = co_await send_error(status, message, close_after_);
   }
   finish_request(status, &route);
@@ -210,6 +214,7 @@ awaitable<Session::Failure> Session::try_node(Attempt& a) {
       bool was_timeout = timed_out_;
       timed_out_ = false;
       upstream_.reset();
+      if (client_error_ || client_gone_) co_return Failure::client;
       if (a.reused && !body_streamed_ && !was_timeout) continue;
       co_return was_timeout ? Failure::timeout : Failure::send;
     }
@@ -303,7 +308,10 @@ awaitable<bool> Session::send_request(Attempt& a) {
     request_body_done_ = true;
     co_return true;
   }
-  if (!co_await send_continue()) co_return false;
+  if (!co_await send_continue()) {
+    client_gone_ = true;
+    co_return false;
+  }
   body_streamed_ = true;
   while (remaining > 0) {
     size_t want = static_cast<size_t>(std::min<uint64_t>(remaining, up_.size()));
@@ -311,6 +319,7 @@ awaitable<bool> Session::send_request(Attempt& a) {
     auto [ec, n] = co_await client_.async_read_some(asio::buffer(up_.data(), want), nothrow);
     disarm();
     if (ec || n == 0) {
+      client_gone_ = true;  // or stalled past the timeout
       close_after_ = true;
       co_return false;
     }
@@ -323,7 +332,7 @@ awaitable<bool> Session::send_request(Attempt& a) {
 
 awaitable<bool> Session::send_chunked_body() {
   decoder_.reset();
-  int64_t max_body = worker_.options().max_body_size;
+  int64_t max_body = max_body_;
   uint64_t total = 0;
   // First the bytes already buffered after the head, then reads from the client into up_.
   const char* data = in_.data() + in_begin_ + request_.head_size;
@@ -336,12 +345,14 @@ awaitable<bool> Session::send_chunked_body() {
       http::ChunkedDecoder::Step step = decoder_.next(input.substr(used));
       used += step.consumed;
       if (step.status == http::ChunkedDecoder::Status::error) {
+        client_error_ = 400;
         close_after_ = true;
         co_return false;
       }
       if (step.status == http::ChunkedDecoder::Status::data) {
         total += step.data.size();
         if (max_body >= 0 && total > static_cast<uint64_t>(max_body)) {
+          client_error_ = 413;
           close_after_ = true;
           co_return false;
         }
@@ -365,13 +376,17 @@ awaitable<bool> Session::send_chunked_body() {
       request_body_done_ = true;
       co_return co_await write_upstream(bufs(asio::buffer(kLastChunk, sizeof kLastChunk - 1)));
     }
-    if (!co_await send_continue()) co_return false;
+    if (!co_await send_continue()) {
+      client_gone_ = true;
+      co_return false;
+    }
     body_streamed_ = true;
     from_in = false;
     arm(worker_.options().header_timeout, Guard::client);
     auto [ec, n] = co_await client_.async_read_some(asio::buffer(up_.data(), up_.size()), nothrow);
     disarm();
     if (ec || n == 0) {
+      client_gone_ = true;
       close_after_ = true;
       co_return false;
     }

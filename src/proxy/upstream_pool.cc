@@ -13,7 +13,7 @@ std::unique_ptr<UpstreamConnection> UpstreamPool::checkout(const std::string& ke
     Idle idle = std::move(list.back());
     list.pop_back();
     boost::system::error_code ec;
-    idle.conn->socket.cancel(ec);  // stop watching; the watch handler sees operation_aborted
+    if (idle.watched) idle.conn->socket.cancel(ec);  // the watch handler sees operation_aborted
     if (idle.expires > now && !ec) return std::move(idle.conn);
     idle.conn->socket.close(ec);
   }
@@ -29,12 +29,10 @@ void UpstreamPool::checkin(const std::string& key, std::unique_ptr<UpstreamConne
     return;
   }
   uint64_t id = next_id_++;
-  UpstreamConnection* raw = conn.get();
   list.push_back(Idle{std::move(conn),
                       Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                          std::chrono::duration<double>(idle_timeout)),
-                      id});
-  watch(key, id, raw);
+                      id, false});
 }
 
 void UpstreamPool::watch(const std::string& key, uint64_t id, UpstreamConnection* conn) {
@@ -69,6 +67,10 @@ void UpstreamPool::sweep(bool all) {
         list[i].conn->socket.close(ec);
         list.erase(list.begin() + static_cast<std::ptrdiff_t>(i));
       } else {
+        if (!list[i].watched) {
+          list[i].watched = true;
+          watch(it->first, list[i].id, list[i].conn.get());
+        }
         ++i;
       }
     }

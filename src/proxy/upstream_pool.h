@@ -1,7 +1,9 @@
 // Keep-alive connections to upstream nodes, owned by one worker (no locks). Idle connections are kept per
-// node ("ip:port" pool key), most recently used first, and watched for readability: an idle connection that
-// becomes readable was closed (or spoke out of turn) by the origin and is dropped at once, so a request is
-// rarely sent into a connection the origin has already closed.
+// node ("ip:port" pool key), most recently used first. A connection that stays idle past one sweep is
+// watched for readability: if it becomes readable the origin closed it (or spoke out of turn) and it is
+// dropped at once, so a request is rarely sent into a connection the origin has already closed. Connections
+// reused right away are not watched: arming a watch costs an epoll_ctl, and a request that does hit a
+// just-closed connection is retried once on a new one by the session.
 #pragma once
 
 #include <boost/asio/ip/tcp.hpp>
@@ -34,7 +36,8 @@ class UpstreamPool {
   void checkin(const std::string& key, std::unique_ptr<UpstreamConnection> conn, size_t max_idle,
                double idle_timeout);
 
-  // Closes connections whose idle time ran out (periodic sweep), or every idle connection when `all`.
+  // Periodic sweep: closes connections whose idle time ran out (or every idle connection when `all`) and
+  // starts watching those idle since the previous sweep.
   void sweep(bool all = false);
   size_t idle_count() const;
 
@@ -43,6 +46,7 @@ class UpstreamPool {
     std::unique_ptr<UpstreamConnection> conn;
     Clock::time_point expires;
     uint64_t id;
+    bool watched;
   };
   void watch(const std::string& key, uint64_t id, UpstreamConnection* conn);
   void drop(const std::string& key, uint64_t id);

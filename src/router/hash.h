@@ -1,6 +1,6 @@
 // Private to src/router: a fast non-cryptographic string hash and a flat open-addressing table keyed by
-// (tag, string). Only the router's build step inserts; requests only probe, so an attacker can lengthen a
-// probe only as far as the clusters the configuration itself created (no hash flooding through requests).
+// (tag, string). Only the router's build step inserts; requests only probe, so a request can at worst walk
+// the probe clusters the configuration itself created (no hash flooding through requests).
 #pragma once
 
 #include <cstddef>
@@ -18,6 +18,15 @@ inline uint64_t load64(const char* p) {
   uint64_t v;
   std::memcpy(&v, p, sizeof v);
   return v;
+}
+
+// Byte equality for the short keys of the tables. A plain loop: libc's memcmp may load whole vectors
+// beyond `n`, which pulls an extra cache line into a lookup that should touch one.
+inline bool bytes_equal(const char* a, const char* b, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    if (a[i] != b[i]) return false;
+  }
+  return true;
 }
 
 // 64x64 -> 128 multiply folded to 64 bits: the core mixing step.
@@ -61,66 +70,101 @@ inline uint64_t hash_bytes(const char* p, size_t n) {
   return fold_mul(h ^ kH3, kH0 ^ n);
 }
 
-inline uint64_t hash_bytes(std::string_view s) { return hash_bytes(s.data(), s.size()); }
+inline uint64_t hash_bytes(std::string_view s) {
+  return hash_bytes(s.data(), s.size());
+}
 
-// Combines a string hash with a small integer tag (the host group of an exact path).
-inline uint64_t hash_with_tag(uint64_t h, uint32_t tag) { return fold_mul(h ^ kH3, kH1 + tag); }
+// Combines a string hash with a small integer tag (a host group, a tree node).
+inline uint64_t hash_with_tag(uint64_t h, uint32_t tag) {
+  return fold_mul(h ^ kH3, kH1 + tag);
+}
 
-// Open-addressing table (linear probing, load <= 1/2) from (tag, string) to a (value, count) pair. Keys are
-// copied into the table's own arena. One 32-byte slot per entry, two per cache line.
-class FlatTable {
+// Hash table from (tag, string) to a Payload, built once and then only probed. Two arrays:
+//  - an open-addressing index (linear probing, load <= 1/2) of 8-byte entries: 32 bits of the hash and the
+//    entry's position; eight per cache line, so a probe, hit or miss, nearly always reads one line of it;
+//  - the entries, densely packed, one 64-byte cache line each: the full hash, the payload and, when they fit,
+//    the key bytes (longer keys are compared in a separate arena).
+// A hit therefore costs two cache lines (index, entry) and a miss one. Comparing a long key in the arena is
+// off the critical path in practice: the CPU runs ahead on the predicted outcome.
+template <class Payload>
+class FlatMap {
  public:
-  struct Slot {
+  static constexpr size_t kHeader = 24;
+  static_assert(sizeof(Payload) + kHeader <= 64, "payload too large for a one-line entry");
+  static constexpr size_t kInline = 64 - kHeader - sizeof(Payload);
+
+  struct alignas(64) Slot {
     uint64_t hash;
-    uint32_t key_off;
-    uint32_t key_len;
     uint32_t tag;
-    uint32_t value;
-    uint32_t count;  // 0 marks an empty slot
-    uint32_t unused;
+    uint32_t key_len;
+    uint32_t key_off;  // into keys_, when key_len > kInline
+    Payload payload;
+    char key[kInline > 0 ? kInline : 1];
   };
+  static_assert(sizeof(Slot) == 64);
 
   // Sizes the table for `n` entries; must be called before insert().
   void reserve(size_t n) {
-    size_t cap = 8;
+    size_t cap = 16;
     while (cap < n * 2) cap <<= 1;
-    slots_.assign(cap, Slot{0, 0, 0, 0, 0, 0, 0});
+    index_.assign(cap, 0);
     mask_ = cap - 1;
+    slots_.clear();
+    slots_.reserve(n);
   }
 
-  // Keys must be unique per tag (the builder groups duplicates first); count must be >= 1.
-  void insert(uint64_t hash, std::string_view key, uint32_t tag, uint32_t value, uint32_t count) {
+  // Keys must be unique per tag, and at most the reserved number inserted; returns the new payload.
+  Payload& insert(uint64_t hash, std::string_view key, uint32_t tag) {
     size_t i = hash & mask_;
-    while (slots_[i].count != 0) i = (i + 1) & mask_;
-    Slot& s = slots_[i];
+    while (index_[i] != 0) i = (i + 1) & mask_;
+    index_[i] = (hash & 0xFFFFFFFF00000000ull) | static_cast<uint32_t>(slots_.size() + 1);
+    Slot& s = slots_.emplace_back();
     s.hash = hash;
-    s.key_off = static_cast<uint32_t>(keys_.size());
-    s.key_len = static_cast<uint32_t>(key.size());
     s.tag = tag;
-    s.value = value;
-    s.count = count;
-    keys_.append(key);
+    s.key_len = static_cast<uint32_t>(key.size());
+    if (key.size() <= kInline) {
+      std::memcpy(s.key, key.data(), key.size());
+    } else {
+      s.key_off = static_cast<uint32_t>(keys_.size());
+      keys_.append(key);
+    }
+    return s.payload;
   }
 
-  const Slot* find(uint64_t hash, const char* key, size_t len, uint32_t tag) const {
-    if (slots_.empty()) return nullptr;
+  const Payload* find(uint64_t hash, const char* key, size_t len, uint32_t tag) const {
+    if (index_.empty()) return nullptr;
+    const uint64_t high = hash & 0xFFFFFFFF00000000ull;
     size_t i = hash & mask_;
     for (;;) {
-      const Slot& s = slots_[i];
-      if (s.count == 0) return nullptr;
-      if (s.hash == hash && s.tag == tag && s.key_len == len &&
-          std::memcmp(keys_.data() + s.key_off, key, len) == 0) {
-        return &s;
+      uint64_t e = index_[i];
+      if (e == 0) return nullptr;
+      if ((e & 0xFFFFFFFF00000000ull) == high) {
+        const Slot& s = slots_[static_cast<uint32_t>(e) - 1];
+        if (s.hash == hash && s.tag == tag && s.key_len == len &&
+            (len <= kInline ? bytes_equal(s.key, key, len)
+                            : std::memcmp(keys_.data() + s.key_off, key, len) == 0)) {
+          return &s.payload;
+        }
       }
       i = (i + 1) & mask_;
     }
   }
 
-  void shrink() { keys_.shrink_to_fit(); }
-  bool empty() const { return slots_.empty(); }
-  size_t memory_bytes() const { return slots_.capacity() * sizeof(Slot) + keys_.capacity(); }
+  // Starts loading the index line a find() with this hash would read first.
+  void prefetch(uint64_t hash) const {
+    if (!index_.empty()) __builtin_prefetch(&index_[hash & mask_]);
+  }
+
+  void shrink() {
+    keys_.shrink_to_fit();
+    slots_.shrink_to_fit();
+  }
+  size_t memory_bytes() const {
+    return index_.capacity() * sizeof(uint64_t) + slots_.capacity() * sizeof(Slot) + keys_.capacity();
+  }
 
  private:
+  std::vector<uint64_t> index_;
   std::vector<Slot> slots_;
   size_t mask_ = 0;
   std::string keys_;

@@ -31,7 +31,9 @@ uint64_t load_be64(const uint8_t* p) {
 }
 
 // Mask keeping the first `bits` (0..64) bits of a 64-bit word.
-uint64_t high_mask(unsigned bits) { return bits == 0 ? 0 : bits >= 64 ? ~0ull : ~0ull << (64 - bits); }
+uint64_t high_mask(unsigned bits) {
+  return bits == 0 ? 0 : bits >= 64 ? ~0ull : ~0ull << (64 - bits);
+}
 
 }  // namespace
 

@@ -17,7 +17,7 @@ namespace {
 
 using detail::Cand;
 using detail::CompiledExpr;
-using detail::FlatTable;
+using detail::FlatMap;
 using detail::Key;
 using detail::kNone;
 using detail::TreeBuilder;
@@ -30,7 +30,9 @@ using detail::VarContext;
 constexpr size_t kMaxHost = 255;
 constexpr uint32_t kExactHostSpec = 0xFFFF;
 
-inline char lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; }
+inline char lower(char c) {
+  return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c;
+}
 
 std::string_view method_name(http::Method m) {
   switch (m) {
@@ -65,11 +67,22 @@ struct CompiledRoute {
   uint32_t method_off = 0, method_n = 0;  // methods without a MethodBits bit
 };
 
-// The routes sharing one host key: an exact host, one wildcard suffix, or "any host".
+// The routes sharing one host key: an exact host, one wildcard suffix, or "any host". Stored in the host
+// table's slot, so finding the host yields the group without another cache miss.
 struct Group {
-  uint32_t tree_root = kNone;  // root in tree_, kNone if the group has no prefix/param uri
-  bool has_exact = false;      // the group has entries in paths_
-  Key tree_max;                // best key in the group's tree: the tree is skipped when it cannot win
+  uint32_t id = 0;                 // tag of the group's entries in paths_
+  uint32_t tree_root = kNone;      // root node in tree_, kNone if the group has no prefix/param uri
+  int32_t exact_max_priority = 0;  // with has_exact: highest priority among its exact paths
+  int32_t tree_max_priority = 0;   // with tree_root: highest priority in the tree
+  uint16_t host_spec = 0;
+  bool has_exact = false;  // the group has entries in paths_
+};
+
+// An exact (group, path): its best candidate inline, the others (rare) in exact_cands_.
+struct ExactEntry {
+  Cand first;
+  uint32_t more_off = 0;
+  uint32_t more_n = 0;
 };
 
 class RouterImpl final : public Router {
@@ -86,15 +99,15 @@ class RouterImpl final : public Router {
   std::vector<CompiledExpr> exprs_;
   std::vector<std::string> extra_methods_;
 
-  std::vector<Group> groups_;
-  FlatTable hosts_;  // "api.example.com" -> group, ".example.com" (from "*.example.com") -> group
+  FlatMap<Group> hosts_;  // "api.example.com" -> group, ".example.com" (from "*.example.com") -> group
+  Group any_;             // routes without hosts (valid if has_any_)
+  bool has_any_ = false;
   uint64_t wildcard_lens_[4] = {0, 0, 0, 0};  // bit n set: some wildcard suffix is n bytes long
   bool has_exact_hosts_ = false;
   bool has_wildcards_ = false;
   bool has_exact_paths_ = false;
-  uint32_t any_group_ = kNone;
 
-  FlatTable paths_;  // (group, exact path) -> range of exact_cands_
+  FlatMap<ExactEntry> paths_;  // (group id, exact path) -> candidates
   std::vector<Cand> exact_cands_;
   UriTree tree_;
   size_t route_count_ = 0;
@@ -113,25 +126,26 @@ bool RouterImpl::build(const config::Config& config, std::string* error) {
     uint32_t group;
     uint32_t spec;
   };
+  std::vector<Group> groups;
   std::unordered_map<std::string, uint32_t> group_of_key;  // "" = any host
-  std::vector<uint32_t> build_root;                        // group -> TreeBuilder root or kNone
-  auto group_for = [&](const std::string& key) {
-    auto [it, inserted] = group_of_key.emplace(key, static_cast<uint32_t>(groups_.size()));
+  auto group_for = [&](const std::string& key, uint32_t spec) {
+    auto [it, inserted] = group_of_key.emplace(key, static_cast<uint32_t>(groups.size()));
     if (inserted) {
-      groups_.emplace_back();
-      build_root.push_back(kNone);
+      groups.emplace_back();
+      groups.back().id = it->second;
+      groups.back().host_spec = static_cast<uint16_t>(spec);
     }
     return it->second;
   };
 
-  struct ExactEntry {
+  struct ExactPath {
     uint64_t hash;
     uint32_t group;
     std::string_view path;
     Cand cand;
   };
-  std::vector<ExactEntry> exact;
-  TreeBuilder tree;
+  std::vector<ExactPath> exact;
+  TreeBuilder tree(tree_);
   UriPattern pattern;
   std::vector<HostGroupKey> route_groups;
   std::string host_key;
@@ -193,27 +207,35 @@ bool RouterImpl::build(const config::Config& config, std::string* error) {
       } else {
         spec = kExactHostSpec;
       }
-      route_groups.push_back({group_for(host_key), spec});
+      route_groups.push_back({group_for(host_key, spec), spec});
     }
-    if (hosts->empty()) route_groups.push_back({group_for(std::string()), 0});
+    if (hosts->empty()) route_groups.push_back({group_for(std::string(), 0), 0});
 
     for (const std::string& uri : route.uris) {
-      if (!pattern.parse(uri)) return fail(i, "uri \"" + uri + "\" does not start with '/'");
+      if (!pattern.parse(uri)) {
+        return fail(i, "uri \"" + uri + "\" must start with '/' and have segments of at most 65535 bytes");
+      }
       for (const HostGroupKey& hg : route_groups) {
         Cand cand{detail::make_key(route.priority, pattern.path_spec, hg.spec, static_cast<uint32_t>(i)),
                   static_cast<uint32_t>(i), methods, flags};
+        Group& g = groups[hg.group];
         if (pattern.exact) {
           exact.push_back({detail::hash_bytes(uri), hg.group, uri, cand});
-          groups_[hg.group].has_exact = true;
+          if (!g.has_exact || route.priority > g.exact_max_priority) g.exact_max_priority = route.priority;
+          g.has_exact = true;
         } else {
-          if (build_root[hg.group] == kNone) build_root[hg.group] = tree.new_root();
-          tree.add(build_root[hg.group], pattern, cand);
-          Group& g = groups_[hg.group];
-          if (cand.key > g.tree_max) g.tree_max = cand.key;
+          if (g.tree_root == kNone) {
+            g.tree_root = tree.new_root();
+            g.tree_max_priority = route.priority;
+          }
+          tree.add(g.tree_root, pattern, cand);
+          g.tree_max_priority = std::max(g.tree_max_priority, route.priority);
         }
       }
     }
   }
+
+  tree.finish();
 
   // Host table.
   size_t host_keys = 0;
@@ -221,10 +243,11 @@ bool RouterImpl::build(const config::Config& config, std::string* error) {
   hosts_.reserve(host_keys);
   for (const auto& [key, group] : group_of_key) {
     if (key.empty()) {
-      any_group_ = group;
+      any_ = groups[group];
+      has_any_ = true;
       continue;
     }
-    hosts_.insert(detail::hash_bytes(key), key, 0, group, 1);
+    hosts_.insert(detail::hash_bytes(key), key, 0) = groups[group];
     if (key[0] == '.') {
       has_wildcards_ = true;
       if (key.size() <= kMaxHost) wildcard_lens_[key.size() >> 6] |= 1ull << (key.size() & 63);
@@ -235,7 +258,7 @@ bool RouterImpl::build(const config::Config& config, std::string* error) {
   hosts_.shrink();
 
   // Exact paths: equal (group, path) entries become one slot whose candidates are sorted best first.
-  std::sort(exact.begin(), exact.end(), [](const ExactEntry& a, const ExactEntry& b) {
+  std::sort(exact.begin(), exact.end(), [](const ExactPath& a, const ExactPath& b) {
     if (a.hash != b.hash) return a.hash < b.hash;
     if (a.group != b.group) return a.group < b.group;
     if (a.path != b.path) return a.path < b.path;
@@ -246,26 +269,20 @@ bool RouterImpl::build(const config::Config& config, std::string* error) {
     if (i == 0 || exact[i].group != exact[i - 1].group || exact[i].path != exact[i - 1].path) ++slots;
   }
   paths_.reserve(slots);
-  exact_cands_.reserve(exact.size());
   for (size_t i = 0; i < exact.size();) {
-    size_t j = i;
-    uint32_t off = static_cast<uint32_t>(exact_cands_.size());
-    while (j < exact.size() && exact[j].group == exact[i].group && exact[j].path == exact[i].path) {
-      exact_cands_.push_back(exact[j].cand);
-      ++j;
-    }
-    paths_.insert(detail::hash_with_tag(exact[i].hash, exact[i].group), exact[i].path, exact[i].group, off,
-                  static_cast<uint32_t>(j - i));
+    size_t j = i + 1;
+    while (j < exact.size() && exact[j].group == exact[i].group && exact[j].path == exact[i].path) ++j;
+    ExactEntry& e =
+        paths_.insert(detail::hash_with_tag(exact[i].hash, exact[i].group), exact[i].path, exact[i].group);
+    e.first = exact[i].cand;
+    e.more_off = static_cast<uint32_t>(exact_cands_.size());
+    e.more_n = static_cast<uint32_t>(j - i - 1);
+    for (size_t k = i + 1; k < j; ++k) exact_cands_.push_back(exact[k].cand);
     i = j;
   }
   paths_.shrink();
+  exact_cands_.shrink_to_fit();
   has_exact_paths_ = !exact.empty();
-
-  std::vector<uint32_t> root_index;
-  tree.finish(tree_, root_index);
-  for (size_t g = 0; g < groups_.size(); ++g) {
-    if (build_root[g] != kNone) groups_[g].tree_root = root_index[build_root[g]];
-  }
   return true;
 }
 
@@ -291,6 +308,15 @@ bool RouterImpl::accept(const Cand& c, uint16_t method_bits, std::string_view me
 }
 
 int RouterImpl::match(const MatchRequest& request) const {
+  const std::string_view path = request.path;
+  // The exact-path probe of the any-host group does not depend on the host lookups: start loading its slot
+  // now so the two cache misses overlap.
+  uint64_t path_hash = 0;
+  if (has_exact_paths_) {
+    path_hash = detail::hash_bytes(path);
+    if (has_any_ && any_.has_exact) paths_.prefetch(detail::hash_with_tag(path_hash, any_.id));
+  }
+
   // Host, lower-cased on the stack.
   char host_buf[kMaxHost];
   std::string_view host = request.host;
@@ -303,27 +329,28 @@ int RouterImpl::match(const MatchRequest& request) const {
   }
 
   // Host groups, most specific first: exact host, wildcard suffixes from longest to shortest, any host.
-  uint32_t groups[kMaxHost + 2];
+  const Group* groups[kMaxHost + 2];
   size_t group_n = 0;
   if (host_fits && host_len != 0) {
     if (has_exact_hosts_) {
-      const FlatTable::Slot* s = hosts_.find(detail::hash_bytes(host_buf, host_len), host_buf, host_len, 0);
-      if (s != nullptr) groups[group_n++] = s->value;
+      const Group* g = hosts_.find(detail::hash_bytes(host_buf, host_len), host_buf, host_len, 0);
+      if (g != nullptr) groups[group_n++] = g;
     }
     if (has_wildcards_) {
       for (size_t i = 1; i < host_len; ++i) {
         if (host_buf[i] != '.') continue;
         size_t n = host_len - i;
         if ((wildcard_lens_[n >> 6] >> (n & 63) & 1) == 0) continue;
-        const FlatTable::Slot* s = hosts_.find(detail::hash_bytes(host_buf + i, n), host_buf + i, n, 0);
-        if (s != nullptr) groups[group_n++] = s->value;
+        const Group* g = hosts_.find(detail::hash_bytes(host_buf + i, n), host_buf + i, n, 0);
+        if (g != nullptr) groups[group_n++] = g;
       }
     }
   }
-  if (any_group_ != kNone) groups[group_n++] = any_group_;
+  if (has_any_) groups[group_n++] = &any_;
   if (group_n == 0) return -1;
 
-  const std::string_view method = request.method_text.empty() ? method_name(request.method) : request.method_text;
+  const std::string_view method =
+      request.method_text.empty() ? method_name(request.method) : request.method_text;
   const uint16_t method_bits = detail::method_bit(method);
   VarContext ctx;
   ctx.request = &request;
@@ -343,19 +370,30 @@ int RouterImpl::match(const MatchRequest& request) const {
     }
   };
 
-  const std::string_view path = request.path;
   if (has_exact_paths_) {
-    const uint64_t path_hash = detail::hash_bytes(path);
+    const uint32_t exact_spec = detail::path_specificity(true, path.size(), false, path.size());
     for (size_t k = 0; k < group_n; ++k) {
-      uint32_t g = groups[k];
-      if (!groups_[g].has_exact) continue;
-      const FlatTable::Slot* s = paths_.find(detail::hash_with_tag(path_hash, g), path.data(), path.size(), g);
-      if (s != nullptr) visit(exact_cands_.data() + s->value, s->count);
+      const Group& g = *groups[k];
+      // Skip the probe when even the group's best possible exact candidate could not beat the best so far.
+      if (!g.has_exact || !(detail::make_key(g.exact_max_priority, exact_spec, g.host_spec, 0) > best))
+        continue;
+      const ExactEntry* e =
+          paths_.find(detail::hash_with_tag(path_hash, g.id), path.data(), path.size(), g.id);
+      if (e != nullptr) {
+        visit(&e->first, 1);
+        if (e->more_n != 0) visit(exact_cands_.data() + e->more_off, e->more_n);
+      }
     }
   }
+  // Skip a tree when no candidate in it could beat the best so far (a bound on its keys: highest priority,
+  // the most specific non-exact path).
+  constexpr uint32_t kBestPatternSpec = 0x7FFFFFFF;
   for (size_t k = 0; k < group_n; ++k) {
-    const Group& g = groups_[groups[k]];
-    if (g.tree_root != kNone && g.tree_max > best) tree_.walk(g.tree_root, path, visit);
+    const Group& g = *groups[k];
+    if (g.tree_root != kNone &&
+        detail::make_key(g.tree_max_priority, kBestPatternSpec, g.host_spec, 0) > best) {
+      tree_.walk(g.tree_root, path, visit);
+    }
   }
   return best_route;
 }

@@ -1,9 +1,9 @@
 // The route matcher. Built once per config snapshot (off the worker threads) from the validated routes, then
 // immutable and shared by every worker without locks. Matching cost grows with the length of the path, not
-// with the number of routes: exact paths and static segments live in a radix tree keyed by path bytes;
-// `/prefix/*` routes hang on tree nodes; `:param` segments are tree edges that match one segment. Hosts
-// (exact and `*.suffix` wildcards), methods, remote_addrs, vars and priority then decide among the few
-// candidates found on the path.
+// with the number of routes: the Host picks host groups through a hash table (exact hosts, `*.suffix`
+// wildcards, and the routes without hosts); in each group exact paths are one hash probe, and `/prefix/*`
+// and `:param` uris live in a tree of '/'-separated segments whose static edges are hash probes too. Methods,
+// remote_addrs, vars and priority then decide among the few candidates found. Design: src/router/README.md.
 #pragma once
 
 #include <cstdint>
@@ -20,28 +20,34 @@ namespace portico::router {
 // What the matcher looks at. Views point into the request's buffers; nothing is copied.
 struct MatchRequest {
   http::Method method = http::Method::GET;
-  std::string_view method_text;
-  std::string_view host;    // Host without port, any case
-  std::string_view path;    // normalized path (see http/path.h), no query
-  std::string_view query;   // raw query string, without '?'
-  std::string_view target;  // raw request-target (for the `request_uri` var)
+  std::string_view method_text;  // as received; when empty, the name of `method` is used
+  std::string_view host;         // Host without port, any case; a trailing dot is ignored. A host
+                                 // over 255 bytes matches only routes without hosts
+  std::string_view path;         // normalized path (see http/path.h), no query; must start with '/'
+                                 // to match anything
+  std::string_view query;        // raw query string, without '?'
+  std::string_view target;       // raw request-target (for the `request_uri` var)
   const http::MessageHead* head = nullptr;  // headers and cookies for `vars`; may be null in tests
-  IpAddress client;         // peer address, for remote_addrs and `remote_addr`
+  IpAddress client;                         // peer address, for remote_addrs and `remote_addr`
 };
 
 class Router {
  public:
   // Builds the matcher over `config.routes` (disabled routes, status 0, are left out). A route without hosts
   // inherits its service's `hosts`. Regexes are compiled here; the config was validated before, so a failure
-  // here is a bug and is reported through `error`, returning null.
+  // here is a bug and is reported through `error`, returning null. The router keeps no reference to
+  // `config`. A route without uris never matches. Semantics of uris, hosts and vars: src/router/README.md.
   static std::unique_ptr<Router> build(const config::Config& config, std::string* error);
   virtual ~Router() = default;
 
   // Returns the index in config.routes of the best matching route, or -1. Among matches the highest
-  // `priority` wins; ties go to the more specific path (exact > longer prefix/param), then to the route
-  // listed first. Thread-safe (const, no mutable state).
+  // `priority` wins; ties go to the more specific path (exact > longer prefix/param), then to the more
+  // specific host (exact > longer `*.` wildcard suffix > no host), then to the route listed first.
+  // Thread-safe (const, no mutable state) and allocation-free once warm: regex match data and decoded query
+  // values use per-thread scratch, allocated on a thread's first use (the latter grown for a longer value).
   virtual int match(const MatchRequest& request) const = 0;
 
+  // Number of routes in the matcher (the enabled ones).
   virtual size_t route_count() const = 0;
 };
 

@@ -1,14 +1,22 @@
-// Private to src/router: route uri patterns, match candidates and the compressed radix tree that finds the
+// Private to src/router: route uri patterns, match candidates, and the segment tree that finds the
 // `/prefix/*` and `:param` candidates of a path.
 //
 // Pattern syntax (APISIX radixtree style):
-//   "/a/b"          exact
-//   "/api/*"        prefix: a trailing '*' (optionally named: "/api/*rest", name of [A-Za-z0-9_]) matches any rest, including an
-//                   empty one, so "/api/*" matches "/api/" and "/api/x/y" but not "/api"; "/api*" is a plain
+//   "/a/b"          exact (not stored in the tree: exact paths live in a hash table, see router.cc)
+//   "/api/*"        wildcard: a '*' in the last segment, followed only by an optional name of [A-Za-z0-9_]
+//                   ("/api/*rest"), matches any rest of the path from there on, including an empty one and
+//                   across '/'. So "/api/*" matches "/api/" and "/api/x/y" but not "/api"; "/api*" is a plain
 //                   byte prefix and matches "/api", "/apix" and "/api/x"; "/*" matches every path
-//   "/users/:id"    a ':' right after a '/' starts a parameter: one non-empty segment (no '/'); the name runs
-//                   to the next '/' and is ignored by the matcher
-// A ':' or '*' anywhere else is a literal byte.
+//   "/users/:id"    a segment starting with ':' is a parameter: one non-empty segment (no '/'); the name is
+//                   ignored by the matcher
+// Any other ':' or '*' is a literal byte ("/v1/things:batch", "/x*.png").
+//
+// The tree works on '/'-separated segments: a path "/a/b/" is the segments "a", "b", "". A node is a
+// sequence of segment matchers from its root; its static children are found through one hash table keyed by
+// (parent node, segment text), so each path segment costs one probe whatever the number of routes, and the
+// table slot holds the first 16 bytes of the segment plus the child's flags, so a probe usually touches a
+// single cache line. A node's own record (candidate lists, parameter child, wildcard prefixes) is read only
+// when its flags say there is something there.
 #pragma once
 
 #include <cstdint>
@@ -27,12 +35,28 @@ struct Key {
   uint64_t hi = 0;
   uint64_t lo = 0;
 };
-inline bool operator>(const Key& a, const Key& b) { return a.hi > b.hi || (a.hi == b.hi && a.lo > b.lo); }
-inline bool operator==(const Key& a, const Key& b) { return a.hi == b.hi && a.lo == b.lo; }
+inline bool operator>(const Key& a, const Key& b) {
+  return a.hi > b.hi || (a.hi == b.hi && a.lo > b.lo);
+}
 
 inline Key make_key(int priority, uint32_t path_spec, uint32_t host_spec, uint32_t route_index) {
   uint64_t prio = static_cast<uint32_t>(priority) ^ 0x80000000u;  // order-preserving signed -> unsigned
-  return Key{(prio << 32) | path_spec, (static_cast<uint64_t>(host_spec) << 32) | (~route_index & 0xFFFFFFFFu)};
+  return Key{(prio << 32) | path_spec,
+             (static_cast<uint64_t>(host_spec) << 32) | (~route_index & 0xFFFFFFFFu)};
+}
+
+// Path specificity, larger = more specific:
+//   bit 31      exact path
+//   bits 16-30  length of the literal prefix before the first parameter or wildcard (the whole path for an
+//               exact one), capped at 0x7FFF
+//   bit 15      no wildcard ("/users/:id" beats "/users/*")
+//   bits 0-14   literal bytes in the whole pattern, capped ("/users/:id/*" beats "/users/*")
+inline uint32_t path_specificity(bool exact, size_t prefix_len, bool star, size_t literal_len) {
+  uint32_t spec = exact ? 1u << 31 : 0;
+  spec |= static_cast<uint32_t>(prefix_len < 0x7FFF ? prefix_len : 0x7FFF) << 16;
+  spec |= star ? 0 : 1u << 15;
+  spec |= static_cast<uint32_t>(literal_len < 0x7FFF ? literal_len : 0x7FFF);
+  return spec;
 }
 
 // Method bits of a candidate; 0 = any method.
@@ -93,148 +117,181 @@ struct Cand {
 };
 static_assert(sizeof(Cand) == 24);
 
-// A parsed uri pattern. Literal runs and parameters alternate; `star` says a wildcard ends it.
+// A parsed uri pattern: segments after the leading '/', then maybe a wildcard.
 struct UriPattern {
-  struct Token {
-    std::string_view literal;  // empty for a parameter
+  struct Segment {
+    std::string_view text;  // literal text; empty for a parameter (and for an empty literal segment)
     bool param = false;
   };
-  std::vector<Token> tokens;
+  std::vector<Segment> segments;  // before the wildcard segment, if any
   bool star = false;
-  bool exact = false;      // no parameter and no wildcard
-  uint32_t path_spec = 0;  // specificity, see specificity() in uri_tree.cc
+  std::string_view star_prefix;  // literal bytes of the wildcard segment before the '*'
+  bool exact = false;            // no parameter and no wildcard
+  uint32_t path_spec = 0;
 
-  // False if `uri` does not start with '/'.
+  // False if `uri` does not start with '/' or has a segment longer than 65535 bytes.
   bool parse(std::string_view uri);
 };
 
-// Flattened tree. Nodes are laid out breadth first; the children of a node are contiguous and sorted by
-// the first byte of their label, which is kept in a parallel byte array so the child scan touches one
-// small array.
 class UriTree {
  public:
-  struct Node {
-    uint32_t label_off;    // into labels_
-    uint32_t label_len;    // 0 only for roots and parameter nodes
-    uint32_t first_child;  // index of the first static child
-    uint32_t child_count;
-    uint32_t param_child;  // node reached after one parameter segment, or kNone
-    uint32_t cand_off;     // into cands_: end_n candidates that need the path to end here, then star_n
-    uint32_t end_n;        // candidates that accept any rest of the path
-    uint32_t star_n;
+  enum Flags : uint8_t {
+    kHasEnd = 1,       // candidates for paths ending at this node
+    kHasStar = 2,      // wildcard candidates (with or without a literal prefix)
+    kHasParam = 4,     // a parameter child
+    kHasChildren = 8,  // static children (in the edge table)
   };
-  static_assert(sizeof(Node) == 32);
 
-  // Calls visit(const Cand*, uint32_t n) for every candidate list on `path` under `root`: the star lists of
-  // all nodes whose pattern is a prefix of the path, and the end list of the node whose pattern is the path.
+  // Calls visit(const Cand*, uint32_t n) for every candidate list that `path` satisfies under `root`.
   template <class Visit>
   void walk(uint32_t root, std::string_view path, Visit& visit) const {
-    walk_from(root, path.data(), 0, path.size(), visit);
+    if (path.empty() || path[0] != '/') return;
+    walk_from(root, nodes_[root].flags, path.data(), 1, true, path.size(), visit);
   }
 
   size_t node_count() const { return nodes_.size(); }
   size_t memory_bytes() const {
-    return nodes_.capacity() * sizeof(Node) + first_bytes_.capacity() + labels_.capacity() +
-           cands_.capacity() * sizeof(Cand);
+    return nodes_.capacity() * sizeof(Node) + edges_.capacity() * sizeof(Edge) + labels_.capacity() +
+           partials_.capacity() * sizeof(Partial) + cands_.capacity() * sizeof(Cand);
   }
 
  private:
   friend class TreeBuilder;
 
-  uint32_t find_child(const Node& n, uint8_t b) const {
-    const uint8_t* fb = first_bytes_.data() + n.first_child;
-    uint32_t count = n.child_count;
-    if (count <= 16) {
-      for (uint32_t i = 0; i < count; ++i) {
-        if (fb[i] == b) return n.first_child + i;
-      }
-      return kNone;
-    }
-    uint32_t lo = 0, hi = count;
-    while (lo < hi) {
-      uint32_t mid = (lo + hi) >> 1;
-      if (fb[mid] < b) {
-        lo = mid + 1;
-      } else {
-        hi = mid;
-      }
-    }
-    return lo < count && fb[lo] == b ? n.first_child + lo : kNone;
+  static constexpr size_t kEdgeInline = 16;
+
+  struct alignas(32) Node {
+    uint32_t label_off;  // the segment leading here, in labels_ (static children only)
+    uint32_t param;      // parameter child, or kNone
+    uint32_t cand_off;   // into cands_: end_n end candidates, then star_n wildcard candidates
+    uint32_t end_n;
+    uint32_t star_n;       // wildcards with an empty literal prefix ("/api/*")
+    uint32_t partial_off;  // into partials_: wildcards with a literal prefix ("/api/v*")
+    uint32_t partial_n;
+    uint8_t flags;        // Flags of this node
+    uint8_t param_flags;  // Flags of the parameter child
+    uint16_t unused;
+  };
+  static_assert(sizeof(Node) == 32);
+
+  struct alignas(32) Edge {
+    uint32_t check;   // high half of the slot hash
+    uint32_t parent;  // kNone: empty slot
+    uint32_t child;
+    uint16_t len;   // segment length
+    uint8_t flags;  // Flags of the child
+    uint8_t unused;
+    char key[kEdgeInline];  // first bytes of the segment; the rest is compared in labels_
+  };
+  static_assert(sizeof(Edge) == 32);
+
+  struct Partial {
+    uint32_t prefix_off;  // in labels_
+    uint32_t prefix_len;
+    uint32_t cand_off;
+    uint32_t cand_n;
+  };
+
+  static uint64_t edge_hash(uint32_t parent, const char* seg, size_t len) {
+    return hash_with_tag(hash_bytes(seg, len), parent);
   }
 
-  template <class Visit>
-  void walk_from(uint32_t idx, const char* p, size_t pos, size_t len, Visit& visit) const {
+  const Edge* find_edge(uint32_t parent, const char* seg, size_t len) const {
+    uint64_t h = edge_hash(parent, seg, len);
+    uint32_t check = static_cast<uint32_t>(h >> 32);
+    size_t i = h & edge_mask_;
+    size_t head = len < kEdgeInline ? len : kEdgeInline;
     for (;;) {
-      const Node& n = nodes_[idx];
-      if (n.star_n != 0) visit(cands_.data() + n.cand_off + n.end_n, n.star_n);
-      if (pos == len) {
-        if (n.end_n != 0) visit(cands_.data() + n.cand_off, n.end_n);
+      const Edge& e = edges_[i];
+      if (e.parent == kNone) return nullptr;
+      if (e.check == check && e.parent == parent && e.len == len && bytes_equal(e.key, seg, head) &&
+          (len <= kEdgeInline || std::memcmp(labels_.data() + nodes_[e.child].label_off + kEdgeInline,
+                                             seg + kEdgeInline, len - kEdgeInline) == 0)) {
+        return &e;
+      }
+      i = (i + 1) & edge_mask_;
+    }
+  }
+
+  // pos: start of the next path segment; has_next: there is one (a path ending in '/' has an empty one).
+  template <class Visit>
+  void walk_from(uint32_t node, uint8_t flags, const char* p, size_t pos, bool has_next, size_t len,
+                 Visit& visit) const {
+    for (;;) {
+      if (!has_next) {
+        if (flags & kHasEnd) visit(cands_.data() + nodes_[node].cand_off, nodes_[node].end_n);
         return;
       }
-      uint32_t next = kNone;
-      size_t next_pos = 0;
-      if (n.child_count != 0) {
-        uint32_t c = find_child(n, static_cast<uint8_t>(p[pos]));
-        if (c != kNone) {
-          const Node& cn = nodes_[c];
-          if (cn.label_len <= len - pos &&
-              std::memcmp(labels_.data() + cn.label_off + 1, p + pos + 1, cn.label_len - 1) == 0) {
-            next = c;
-            next_pos = pos + cn.label_len;
+      const Node* rec = nullptr;
+      if (flags & (kHasStar | kHasParam)) {
+        rec = &nodes_[node];
+        if (rec->star_n != 0) visit(cands_.data() + rec->cand_off + rec->end_n, rec->star_n);
+        for (uint32_t k = 0; k < rec->partial_n; ++k) {
+          const Partial& pt = partials_[rec->partial_off + k];
+          if (pt.prefix_len <= len - pos &&
+              bytes_equal(labels_.data() + pt.prefix_off, p + pos, pt.prefix_len)) {
+            visit(cands_.data() + pt.cand_off, pt.cand_n);
           }
         }
       }
-      if (n.param_child != kNone && p[pos] != '/') {
-        const void* slash = std::memchr(p + pos, '/', len - pos);
-        size_t end = slash != nullptr ? static_cast<size_t>(static_cast<const char*>(slash) - p) : len;
-        if (next == kNone) {  // only one way on: iterate instead of recursing
-          idx = n.param_child;
-          pos = end;
+      if ((flags & (kHasChildren | kHasParam)) == 0) return;
+      const void* slash = std::memchr(p + pos, '/', len - pos);
+      size_t end = slash != nullptr ? static_cast<size_t>(static_cast<const char*>(slash) - p) : len;
+      bool next_has = end < len;
+      size_t next_pos = end + 1;
+      const Edge* e = (flags & kHasChildren) ? find_edge(node, p + pos, end - pos) : nullptr;
+      if ((flags & kHasParam) && end > pos) {
+        if (e == nullptr) {  // only one way on: iterate instead of recursing
+          node = rec->param;
+          flags = rec->param_flags;
+          pos = next_pos;
+          has_next = next_has;
           continue;
         }
-        walk_from(n.param_child, p, end, len, visit);
+        walk_from(rec->param, rec->param_flags, p, next_pos, next_has, len, visit);
       }
-      if (next == kNone) return;
-      idx = next;
+      if (e == nullptr) return;
+      node = e->child;
+      flags = e->flags;
       pos = next_pos;
+      has_next = next_has;
     }
   }
 
   std::vector<Node> nodes_;
-  std::vector<uint8_t> first_bytes_;  // first label byte of each node, indexed like nodes_
+  std::vector<Edge> edges_;
+  size_t edge_mask_ = 0;
+  size_t edge_count_ = 0;
   std::string labels_;
+  std::vector<Partial> partials_;
   std::vector<Cand> cands_;
 };
 
 // Builds one UriTree holding any number of independent roots (one per host group).
 class TreeBuilder {
  public:
+  explicit TreeBuilder(UriTree& out);
   uint32_t new_root();
-  // Inserts `pattern` (not exact) below `root` and attaches `cand` to the node where it ends. Label views
-  // point into the pattern's source string, which must outlive finish().
+  // Inserts `pattern` (not exact) below `root` and attaches `cand` to where it ends. The pattern's views
+  // must stay valid until finish().
   void add(uint32_t root, const UriPattern& pattern, const Cand& cand);
-  // Flattens into `out`; root_index[r] is then the flat index of the root returned as r by new_root().
-  void finish(UriTree& out, std::vector<uint32_t>& root_index);
+  // Lays out candidate lists and flags. The tree is usable afterwards.
+  void finish();
 
  private:
-  struct BNode {
-    const char* label;
-    uint32_t len;
-    uint32_t first_child = kNone;  // sibling list, unsorted while building
-    uint32_t next = kNone;
-    uint32_t param = kNone;
-  };
   struct Attached {
     uint32_t node;
-    uint32_t star;  // 0: end list, 1: star list
+    uint32_t kind;  // 0 end, 1 wildcard, 2 wildcard with a literal prefix
+    std::string_view prefix;
     Cand cand;
   };
 
-  uint32_t make(const char* label, uint32_t len);
-  uint32_t insert_literal(uint32_t n, const char* s, uint32_t len);
+  uint32_t new_node();
+  uint32_t child(uint32_t parent, std::string_view seg);
+  void grow_edges();
+  void put_edge(const UriTree::Edge& e, uint64_t hash);
 
-  std::vector<BNode> nodes_;
-  std::vector<uint32_t> roots_;
+  UriTree& t_;
   std::vector<Attached> attached_;
 };
 

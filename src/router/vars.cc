@@ -11,7 +11,9 @@ namespace {
 using Op = config::VarExpr::Op;
 using Source = CompiledExpr::Source;
 
-inline char lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; }
+inline char lower(char c) {
+  return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c;
+}
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -28,7 +30,9 @@ bool parse_number(std::string_view s, double& out) {
   return ec == std::errc() && ptr == s.data() + s.size();
 }
 
-bool starts_with(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
+bool starts_with(std::string_view s, std::string_view p) {
+  return s.substr(0, p.size()) == p;
+}
 
 // Header names compare ignoring ASCII case, with '-' and '_' equal; `want` is already lower-case with '_'.
 bool header_name_is(std::string_view name, std::string_view want) {

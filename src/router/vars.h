@@ -61,9 +61,9 @@ bool compile_expr(const config::VarExpr& expr, CompiledExpr& out, std::string* e
 // Per-match state shared by the expressions of the candidates tried.
 struct VarContext {
   const MatchRequest* request = nullptr;
-  std::string_view host;         // lower-cased
-  std::string_view method;       // request method text
-  char addr[48];                 // remote_addr, formatted on first use
+  std::string_view host;    // lower-cased
+  std::string_view method;  // request method text
+  char addr[48];            // remote_addr, formatted on first use
   int addr_len = -1;
 };
 

@@ -71,7 +71,9 @@ std::unique_ptr<UpstreamRuntime> make_upstream(const config::Upstream& spec, std
   }
   int retries = spec.retries >= 0 ? spec.retries : static_cast<int>(spec.nodes.size()) - 1;
   up->tries = 1 + std::max(0, retries);
-  for (size_t w = 0; w < ctx.workers; ++w) up->per_worker.push_back(upstream::make_balancer(spec, up->nodes));
+  // Immutable balancer state (a chash ring) is built once and shared; each worker gets its own balancer.
+  upstream::BalancerFactory factory(spec, up->nodes);
+  for (size_t w = 0; w < ctx.workers; ++w) up->per_worker.push_back(factory.create(static_cast<unsigned>(w)));
   return up;
 }
 

@@ -583,10 +583,14 @@ def make_config(routes, upstreams=None, services=None):
     return cfg
 
 
-def config_text(config, fmt="yaml"):
-    """File content for a config given as a dict (YAML + "#END", or JSON) or as ready text (used verbatim)."""
+def config_text(config, fmt="yaml", raw=False):
+    """File content for a config given as a dict (YAML + "#END", or JSON) or as YAML text ("#END" appended when
+    missing, unless raw=True: then the text is written verbatim, e.g. to test a file without the marker)."""
     if isinstance(config, (bytes, str)):
-        return config if isinstance(config, bytes) else config.encode()
+        data = config if isinstance(config, bytes) else config.encode()
+        if not raw and fmt == "yaml" and not data.rstrip().endswith(b"#END"):
+            data = data.rstrip(b"\n") + b"\n#END\n"
+        return data
     if fmt == "json":
         return json.dumps(config, indent=1).encode()
     return (dump_yaml(config) + "#END\n").encode()
@@ -687,8 +691,15 @@ class Origin:
     def fail(self, status):
         assert self.get("/admin/fail?status=%d" % status)[0] == 200
 
+    def set_idle_timeout(self, ms):
+        assert self.get("/admin/idle?ms=%d" % ms)[0] == 200
+
     def stats(self):
         return json.loads(self.get("/admin/stats")[2])
+
+    def conn_open(self, conn_id):
+        """Whether the origin's connection `conn_id` (as in seen() records) is still open."""
+        return conn_id in self.stats()["open_ids"]
 
     def stop(self):
         self.group.stop()
@@ -784,10 +795,10 @@ class Portico:
         self.write_config(config)
 
     # -- files --------------------------------------------------------------------------------------------------
-    def write_config(self, config):
+    def write_config(self, config, raw=False):
         """Atomic replace: write a temp file in the same directory, then rename over the config path."""
         self._write_counter += 1
-        data = config_text(config, self.fmt)
+        data = config_text(config, self.fmt, raw=raw)
         tmp = self.workdir / (".%s.tmp%d" % (self.config_path.name, self._write_counter))
         with open(tmp, "wb") as f:
             f.write(data)

@@ -5,7 +5,7 @@ Written by hand on top of socket + threads (not http.server) so that every byte 
 test's control: framing, keep-alive, interim responses and deliberately broken responses.
 
 Usage:
-    origin.py --id ID --port PORT [--ready-file PATH] [--seen-log PATH] [--fail-status CODE]
+    origin.py --id ID --port PORT [--ready-file PATH] [--seen-log PATH] [--fail-status CODE] [--idle-timeout SEC]
     origin.py --listen ID=PORT --listen ID2=PORT2 ... [--ready-file PATH]
 
 PORT may be 0: the kernel picks a free port and the ready file / ready line tells which. Each listener has its
@@ -25,19 +25,24 @@ Endpoints (on every listener; every response carries "X-Origin-Id: ID"):
   /status/CODE          that status; 1xx/204/304 have no body (?cl=N adds a Content-Length: N header anyway)
   /delay/MS             waits MS milliseconds, then 200
   /die-mid-stream       Content-Length: 1000000, sends 1000 bytes then closes (?rst=1: abortive close)
-  /bad-framing          ?kind=clte (default: CL and TE) | dupcl (two differing CL) | badcl | badchunk
+  /bad-framing          ?kind=clte (default: CL and TE) | dupcl (two differing CL) | badcl | badchunk |
+                        extra (more bytes than Content-Length says)
   /slow-headers         sends the status line, waits ?ms= (default 2000), then the rest of the head and body
   /id                   body "ID\n"
   /health               200, or 500 while switched unhealthy
   /keepalive-count      how many requests have arrived on this TCP connection (this one included)
   /admin/unhealthy      /health answers 500 from now on
   /admin/healthy        /health answers 200 from now on
-  /admin/fail?status=C  every non-admin, non-health request is answered with status C (0 = back to normal)
+  /admin/fail?status=C  every non-admin, non-health request is answered with status C (0 = back to normal;
+                        -1 = read the request, then close the connection without answering)
+  /admin/idle?ms=N      close keep-alive connections that stay idle N ms between requests (0 = never)
+  /ws                   with "Upgrade: websocket": 101 Switching Protocols, then every byte received is sent
+                        back (a raw echo tunnel) until the client closes
   /admin/seen           JSON list of the non-admin requests seen: {method, target, conn, seq, complete}
                         (?contains=S keeps only targets containing S). A request is recorded as soon as its
                         head is parsed; "complete" turns true once its whole body has been read.
   /admin/reset          clears the request log and counters
-  /admin/stats          JSON {requests, health_probes, connections_total, connections_open}
+  /admin/stats          JSON {requests, health_probes, connections_total, connections_open, open_ids}
 """
 
 import argparse
@@ -58,7 +63,7 @@ MAX_HEAD = 1 << 20
 RECV_SIZE = 256 * 1024
 
 REASONS = {
-    100: "Continue", 200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 206: "Partial Content",
+    100: "Continue", 101: "Switching Protocols", 200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 206: "Partial Content",
     301: "Moved Permanently", 302: "Found", 304: "Not Modified", 400: "Bad Request", 401: "Unauthorized",
     403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout", 413: "Payload Too Large",
     429: "Too Many Requests", 500: "Internal Server Error", 501: "Not Implemented", 502: "Bad Gateway",
@@ -88,8 +93,9 @@ class BadRequest(Exception):
 
 
 class ListenerState:
-    def __init__(self, ident, seen_log=None, fail_status=0):
+    def __init__(self, ident, seen_log=None, fail_status=0, idle_timeout=0.0):
         self.id = ident
+        self.idle_timeout = idle_timeout
         self.lock = threading.Lock()
         self.healthy = True
         self.fail_status = fail_status
@@ -99,6 +105,7 @@ class ListenerState:
         self.connections_total = 0
         self.connections_open = 0
         self.next_conn = 0
+        self.open_ids = set()
         self.seen_log = seen_log
 
     def record(self, rec):
@@ -322,8 +329,11 @@ class Handler:
             while True:
                 if self.serve_one():
                     break
-        except (ClientGone, BadRequest):
+        except ClientGone:
             pass
+        except BadRequest as e:
+            sys.stdout.write("origin %s conn %d: bad request: %s\n" % (self.state.id, self.conn_id, e))
+            sys.stdout.flush()
         finally:
             try:
                 self.conn.sock.close()
@@ -331,6 +341,13 @@ class Handler:
                 pass
 
     def serve_one(self):
+        idle = self.state.idle_timeout
+        if idle and not self.conn.buf:
+            self.conn.sock.settimeout(idle)
+            try:
+                self.conn._fill()
+            finally:
+                self.conn.sock.settimeout(None)
         head = self.conn.read_head()
         self.conn.requests += 1
         req = parse_head(head)
@@ -396,8 +413,12 @@ class Handler:
                 st.health_probes += 1
                 healthy = st.healthy
             return self.respond(req, 200 if healthy else 500, b"ok\n" if healthy else b"unhealthy\n", close=close)
+        if st.fail_status == -1:
+            return True  # drop: close without an answer
         if st.fail_status:
             return self.respond(req, st.fail_status, b"forced failure\n", close=close)
+        if path == "/ws":
+            return self.websocket(req)
 
         if path == "/echo":
             extra = []
@@ -443,6 +464,9 @@ class Handler:
                        b"Content-Length: 7\r\n\r\nhello..")
             elif kind == "badcl":
                 raw = b"HTTP/1.1 200 OK\r\nX-Origin-Id: " + oid + b"\r\nContent-Length: 5x\r\n\r\nhello"
+            elif kind == "extra":
+                raw = (b"HTTP/1.1 200 OK\r\nX-Origin-Id: " + oid + b"\r\nContent-Length: 5\r\n\r\nhello"
+                       b"EXTRA-BYTES-AFTER-THE-BODY")
             elif kind == "badchunk":
                 raw = (b"HTTP/1.1 200 OK\r\nX-Origin-Id: " + oid + b"\r\nTransfer-Encoding: chunked\r\n\r\n"
                        b"zz\r\nhello\r\n0\r\n\r\n")
@@ -464,6 +488,22 @@ class Handler:
                                 headers=[("X-Conn-Id", str(self.conn_id))], close=close)
         return self.respond(req, 404, b"origin: no such endpoint\n", close=close)
 
+    def websocket(self, req):
+        if "websocket" not in tokens(header_values(req, "upgrade")):
+            return self.respond(req, 426, b"upgrade required\n", headers=[("Upgrade", "websocket")], close=True)
+        self.conn.send(self.head_bytes(101, [("Upgrade", "websocket"), ("Connection", "Upgrade")], False))
+        if self.conn.buf:
+            self.conn.send(bytes(self.conn.buf))
+            self.conn.buf.clear()
+        while True:
+            try:
+                data = self.conn.sock.recv(65536)
+            except OSError:
+                return True
+            if not data:
+                return True
+            self.conn.send(data)
+
     def admin(self, req, close):
         st = self.state
         path = req.path
@@ -479,6 +519,10 @@ class Handler:
             with st.lock:
                 st.fail_status = qint(req, "status", 0)
             return self.respond(req, 200, b"ok\n", close=close)
+        if path == "/admin/idle":
+            with st.lock:
+                st.idle_timeout = qint(req, "ms", 0) / 1000.0
+            return self.respond(req, 200, b"ok\n", close=close)
         if path == "/admin/seen":
             needle = req.query.get("contains", [None])[0]
             with st.lock:
@@ -491,7 +535,7 @@ class Handler:
             with st.lock:
                 d = {"requests": st.requests, "health_probes": st.health_probes,
                      "connections_total": st.connections_total, "connections_open": st.connections_open,
-                     "healthy": st.healthy, "fail_status": st.fail_status}
+                     "healthy": st.healthy, "fail_status": st.fail_status, "open_ids": sorted(st.open_ids)}
             return self.respond(req, 200, json.dumps(d).encode(), close=close, content_type="application/json")
         return self.respond(req, 404, b"no such admin endpoint\n", close=close)
 
@@ -502,12 +546,14 @@ def serve_connection(state, sock):
         state.connections_open += 1
         state.next_conn += 1
         conn_id = state.next_conn
+        state.open_ids.add(conn_id)
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         Handler(state, sock, conn_id).run()
     finally:
         with state.lock:
             state.connections_open -= 1
+            state.open_ids.discard(conn_id)
 
 
 def accept_loop(lsock, state):
@@ -529,6 +575,7 @@ def main(argv=None):
     ap.add_argument("--ready-file")
     ap.add_argument("--seen-log")
     ap.add_argument("--fail-status", type=int, default=0)
+    ap.add_argument("--idle-timeout", type=float, default=0.0)
     args = ap.parse_args(argv)
 
     specs = []
@@ -547,7 +594,8 @@ def main(argv=None):
         lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         lsock.bind((args.host, port))
         lsock.listen(1024)
-        state = ListenerState(ident, seen_log=args.seen_log, fail_status=args.fail_status)
+        state = ListenerState(ident, seen_log=args.seen_log, fail_status=args.fail_status,
+                              idle_timeout=args.idle_timeout)
         listeners[ident] = lsock.getsockname()[1]
         threads.append(threading.Thread(target=accept_loop, args=(lsock, state), daemon=True))
     for t in threads:
@@ -565,7 +613,7 @@ def main(argv=None):
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    while not stop.wait(3600):
+    while not stop.wait(0.5):
         pass
     return 0
 

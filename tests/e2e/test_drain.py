@@ -68,11 +68,15 @@ class HAProxy:
                                      stdin=subprocess.DEVNULL)
         out.close()
 
-    def server_status(self):
+    def stats(self):
+        """{svname: csv row} for the backend's servers and the BACKEND line."""
         with urllib.request.urlopen("http://%s:%d/stats;csv" % (LOOPBACK, self.stats_port), timeout=2) as r:
             text = r.read().decode()
         rows = csv.DictReader(io.StringIO(text.lstrip("# ")))
-        return {row["svname"]: row["status"] for row in rows if row["pxname"] == "be"}
+        return {row["svname"]: row for row in rows if row["pxname"] == "be"}
+
+    def server_status(self):
+        return {k: v["status"] for k, v in self.stats().items()}
 
     def stop(self):
         if self.proc.poll() is None:
@@ -115,9 +119,9 @@ def test_sigterm_under_load_behind_haproxy_loses_nothing(origin, portico, wrk, t
         wait_for(lambda: lb.server_status() == {"p1": "UP", "p2": "UP", "BACKEND": "UP"}, timeout=10,
                  message=lambda: "haproxy to see both instances UP (%s)" % lb.log.read_text()[-2000:])
         run = wrk("http://%s:%d/id" % (LOOPBACK, lb.port), connections=20, duration=6, threads=2)
-        # Let real traffic flow through both instances first.
-        wait_for(lambda: all(p.metrics().value("portico_http_requests_total", route="r") > 200 for p in (p1, p2)),
-                 timeout=5, message="load reaching both instances")
+        # Let real traffic flow through both instances for a while first, so p1 is busy when it gets SIGTERM.
+        wait_for(lambda: all(p.metrics().value("portico_http_requests_total", route="r") > 1500 for p in (p1, p2)),
+                 timeout=5, interval=0.05, message="load reaching both instances")
         t0 = time.monotonic()
         p1.sigterm()
         saw_503 = wait_for(lambda: readyz_status(p1) == 503, timeout=0.5, interval=0.01,
@@ -132,6 +136,18 @@ def test_sigterm_under_load_behind_haproxy_loses_nothing(origin, portico, wrk, t
         assert "draining" in log and "exiting" in log, log[-2000:]
         before = p2.metrics().value("portico_http_requests_total", route="r")
         res = run.wait()
+        print("drain behind haproxy: exit after %.2fs; wrk %s" % (exit_after, {k: v for k, v in res.items()
+                                                                          if k != "output"}))
+        st = lb.stats()
+        counters = {sv: {k: st[sv][k] for k in ("status", "stot", "econ", "eresp", "wretr", "wredis")}
+                    for sv in ("p1", "p2", "BACKEND")}
+        print("haproxy counters: %s" % counters)
+        assert counters["p1"]["status"] != "UP"
+        for sv in ("p1", "BACKEND"):
+            assert counters[sv]["econ"] == "0" and counters[sv]["eresp"] == "0", counters
+            if not keepalive:
+                # No connection was ever refused or cut: zero failures are portico's doing, not HAProxy's retries.
+                assert counters[sv]["wretr"] == "0" and counters[sv]["wredis"] == "0", counters
         after = p2.metrics().value("portico_http_requests_total", route="r")
         assert after > before, "the surviving instance served nothing after the drain"
         assert res["requests"] > 1000, res

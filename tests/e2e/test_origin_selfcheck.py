@@ -162,3 +162,47 @@ def test_wrk_against_origin(o, wrk):
     assert res["requests"] > 100, res
     assert res["non2xx"] == 0 and res["socket_errors"] == 0, res
     assert json.loads(o.get("/admin/stats")[2])["requests"] >= res["requests"]
+
+
+def test_drop_mode_closes_without_answer(o):
+    o.fail(-1)
+    try:
+        with RawConn(o.port) as c:
+            c.send(b"GET /id HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert c.wait_closed(2) and not c.buf
+    finally:
+        o.fail(0)
+
+
+def test_idle_timeout_closes_idle_connections(o):
+    o.set_idle_timeout(200)
+    try:
+        with RawConn(o.port) as c:
+            assert c.request("GET", "/id").status == 200
+            assert c.wait_closed(2)
+    finally:
+        o.set_idle_timeout(0)
+
+
+def test_websocket_echo(o):
+    with RawConn(o.port) as c:
+        c.send(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+        r = c.read_response()
+        assert r.status == 101
+        c.send(b"hello tunnel")
+        got = b""
+        while len(got) < 12:
+            got += c.read_available(1.0)
+        assert got == b"hello tunnel"
+
+
+def test_wrk_counts_non2xx_and_socket_errors(o, wrk):
+    """The wrk Lua counters used by the load tests really see failures."""
+    res = wrk("http://127.0.0.1:%d/status/503" % o.port, connections=4, duration=1, threads=1).wait()
+    assert res["responses"] > 0 and res["non2xx"] == res["responses"], res
+    o.fail(-1)  # connections closed without an answer
+    try:
+        res = wrk("http://127.0.0.1:%d/id" % o.port, connections=2, duration=1, threads=1).wait()
+    finally:
+        o.fail(0)
+    assert res["socket_errors"] > 0, res

@@ -3,17 +3,23 @@ hop-by-hop header handling and Host handling."""
 
 import hashlib
 import json
+import time
 
 import pytest
 
-from conftest import RawConn, make_config, pattern_bytes, route, upstream
+from conftest import RawConn, make_config, pattern_bytes, route, upstream, wait_for
 
 
 @pytest.fixture(scope="module")
 def env(origin_module, portico_module):
-    main, ka, bf = origin_module("main", "ka", "bf")
+    main, ka, bf, pool, poolidle, stale = origin_module("main", "ka", "bf", "pool", "poolidle", "stale")
     cfg = make_config([
         route("ka", "/*", ka, host="ka.test"),
+        route("pool", "/*", host="pool.test",
+              upstream=upstream(pool, keepalive_pool={"size": 4, "idle_timeout": 60, "requests": 3})),
+        route("poolidle", "/*", host="poolidle.test",
+              upstream=upstream(poolidle, keepalive_pool={"size": 4, "idle_timeout": 0.5, "requests": 100})),
+        route("stale", "/*", stale, host="stale.test"),
         route("bf", "/*", bf, host="bf.test"),
         route("node", "/echo", host="node.test", upstream=upstream(main, pass_host="node")),
         route("rewrite", "/echo", host="rewrite.test",
@@ -22,7 +28,7 @@ def env(origin_module, portico_module):
         route("main", "/*", main),
     ])
     p = portico_module(cfg)
-    return {"p": p, "main": main, "ka": ka, "bf": bf}
+    return {"p": p, "main": main, "ka": ka, "bf": bf, "pool": pool, "poolidle": poolidle, "stale": stale}
 
 
 def hdr_map(echo):
@@ -80,6 +86,23 @@ def test_http10_request_gets_close_delimited_or_length_response(env):
         assert r.body == pattern_bytes(100000)
 
 
+def test_http10_keepalive_is_honoured_or_closed(env):
+    """An HTTP/1.0 client asking for keep-alive: either the response says keep-alive and the connection serves
+    the next request, or the gateway closes it after the response."""
+    p = env["p"]
+    with RawConn(p.port, timeout=5) as c:
+        c.send(b"GET /echo?v=10ka HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n\r\n")
+        r = c.read_response()
+        assert r.status == 200 and r.header("Transfer-Encoding") is None
+        assert r.header("Content-Length") is not None or c.eof
+        if "keep-alive" in r.connection_tokens():
+            c.send(b"GET /echo?v=10ka2 HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n\r\n")
+            r2 = c.read_response()
+            assert r2.status == 200 and r2.json()["target"] == "/echo?v=10ka2"
+        else:
+            assert c.wait_closed(3), "HTTP/1.0 response without keep-alive, but the connection stayed open"
+
+
 def test_head_has_no_body(env):
     p = env["p"]
     with RawConn(p.port) as c:
@@ -88,6 +111,37 @@ def test_head_has_no_body(env):
         # If the gateway had sent body bytes after the HEAD response, this next response would not parse.
         r2 = c.request("GET", "/id")
         assert r2.status == 200 and r2.body == b"main\n"
+
+
+def test_head_on_chunked_upstream_response(env):
+    p = env["p"]
+    with RawConn(p.port) as c:
+        r = c.request("HEAD", "/chunked/5000")
+        assert r.status == 200
+        r2 = c.request("GET", "/id")
+        assert r2.status == 200 and r2.body == b"main\n", r2
+
+
+def test_pipelined_malformed_request_after_valid_ones(env):
+    p, main = env["p"], env["main"]
+    with RawConn(p.port) as c:
+        c.send(b"GET /echo?pipe=ok1 HTTP/1.1\r\nHost: a\r\n\r\n"
+               b"GET /echo?pipe=bad2 HTTP/1.1\r\nHost: a\r\nX Bad: 1\r\n\r\n"
+               b"GET /echo?pipe=never3 HTTP/1.1\r\nHost: a\r\n\r\n")
+        r1 = c.read_response()
+        assert r1.status == 200 and r1.json()["target"] == "/echo?pipe=ok1"
+        r2 = c.read_response()
+        assert r2.status == 400 and "close" in r2.connection_tokens(), r2
+        assert c.wait_closed(3)
+        assert not c.buf, "bytes after the 400: %r" % bytes(c.buf)
+    assert main.seen("pipe=bad2") == [] and main.seen("pipe=never3") == []
+
+
+def test_load_50_connections(env, wrk):
+    p = env["p"]
+    res = wrk("http://127.0.0.1:%d/echo" % p.port, connections=50, duration=3, threads=2).wait()
+    assert res["requests"] > 1000, res
+    assert res["non2xx"] == 0 and res["socket_errors"] == 0, res
 
 
 @pytest.mark.parametrize("target,status", [("/status/204", 204), ("/status/304?cl=100", 304)])
@@ -111,6 +165,7 @@ def test_expect_100_continue_answered_by_gateway(env):
         c.send(body)
         r = c.read_response()
     assert r.status == 200
+    assert r.interim == [], "more than one interim response: %r" % r.interim
     d = r.json()
     assert d["body_length"] == len(body) and d["body_sha256"] == hashlib.sha256(body).hexdigest()
 
@@ -246,6 +301,21 @@ def test_invalid_upstream_framing_gives_502_and_connection_not_reused(env, kind)
     assert all(x["conn"] != bad_conn for x in later), "upstream connection with broken framing was reused"
 
 
+def test_upstream_bytes_beyond_content_length_not_reused(env):
+    """Extra bytes after a Content-Length body poison that upstream connection: it must not be reused, and
+    the extra bytes must reach no client."""
+    p = env["p"]
+    with RawConn(p.port) as c:
+        r = c.request("GET", "/bad-framing?kind=extra", host="bf.test")
+        assert r.status in (200, 502), r
+        if r.status == 200:
+            assert r.body == b"hello"
+        for _ in range(5):
+            r = c.request("GET", "/keepalive-count", host="bf.test")
+            assert r.status == 200 and r.body.isdigit(), r
+            assert b"EXTRA" not in r.raw_head + r.body
+
+
 def test_invalid_upstream_chunk_framing_not_passed_through(env):
     p = env["p"]
     with RawConn(p.port, timeout=5) as c:
@@ -261,3 +331,102 @@ def test_invalid_upstream_chunk_framing_not_passed_through(env):
             assert b"zz" not in r.body
     # The gateway keeps serving.
     assert p.get("/id").body == b"main\n"
+
+
+def test_upstream_keepalive_pool_request_limit(env):
+    p = env["p"]
+    with RawConn(p.port) as c:
+        counts = [int(c.request("GET", "/keepalive-count", host="pool.test").body) for _ in range(7)]
+    assert counts == [1, 2, 3, 1, 2, 3, 1], "keepalive_pool.requests=3 not honoured: %r" % counts
+
+
+def test_upstream_keepalive_pool_idle_timeout(env):
+    p, o = env["p"], env["poolidle"]
+    assert p.get("/id", host="poolidle.test").status == 200
+    # The pooled connection is closed by the gateway after idle_timeout (0.5 s); the one still open is the
+    # stats request's own connection.
+    wait_for(lambda: o.stats()["connections_open"] <= 1, timeout=3,
+             message="the gateway to close its idle pooled upstream connection")
+
+
+def test_stale_pooled_connection_closed_by_origin_is_not_used(env):
+    """The origin closes idle keep-alive connections after 300 ms. The next request must not fail on the
+    pooled connection the origin already closed (not even a POST)."""
+    p, o = env["p"], env["stale"]
+    o.set_idle_timeout(300)
+    try:
+        with RawConn(p.port) as c:
+            for i in range(3):
+                r = c.request("GET", "/id", host="stale.test")
+                assert r.status == 200, "round %d GET: %r" % (i, r)
+                wait_for(lambda: o.stats()["connections_open"] <= 1, timeout=3,
+                         message="the origin to close the idle upstream connection")
+                r = c.request("POST", "/echo", host="stale.test", body=b"payload")
+                assert r.status == 200, "round %d POST on a stale pooled connection: %r" % (i, r)
+                wait_for(lambda: o.stats()["connections_open"] <= 1, timeout=3,
+                         message="the origin to close the idle upstream connection")
+    finally:
+        o.set_idle_timeout(0)
+
+
+def test_websocket_upgrade_is_tunnelled(env):
+    p = env["p"]
+    with RawConn(p.port, timeout=5) as c:
+        c.send(b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        r = c.read_response()
+        assert r.status == 101, r
+        assert r.header("Upgrade", "").lower() == "websocket"
+        assert "upgrade" in r.connection_tokens()
+        for msg in (b"hello", b"\x00\x01binary\xff" * 1000, b"GET / HTTP/1.1\r\n\r\n"):
+            c.send(msg)
+            got = bytes(c.buf)
+            c.buf.clear()
+            deadline = time.monotonic() + 5
+            while len(got) < len(msg) and time.monotonic() < deadline:
+                got += c.read_available(0.2)
+            assert got == msg
+
+
+def test_target_and_headers_forwarded_verbatim(env):
+    p = env["p"]
+    target = "/echo?a=%2F&b=%20x&c&d=%C3%A9"
+    with RawConn(p.port) as c:
+        r = c.request("GET", target, headers=[("X-Odd", 'a  b,c;d="e"'), ("X-Multi", "1"), ("X-Multi", "2")])
+    d = r.json()
+    assert d["target"] == target
+    h = hdr_map(d)
+    assert h.get("x-odd") == ['a  b,c;d="e"']
+    assert h.get("x-multi") in (["1", "2"], ["1, 2"], ["1,2"]), h
+
+
+def test_repeated_response_headers_preserved(env):
+    p = env["p"]
+    r = p.get("/echo?rh=Set-Cookie:a%3D1&rh=Set-Cookie:b%3D2&rh=X-Resp:v")
+    assert r.header_all("Set-Cookie") == ["a=1", "b=2"], r.headers
+    assert r.header("X-Resp") == "v"
+
+
+def test_client_keepalive_timeout(origin, portico):
+    o = origin("kat")
+    p = portico(make_config([route("r", "/*", o)]), keepalive_timeout=1)
+    with RawConn(p.port) as c:
+        assert c.request("GET", "/id").status == 200
+        t0 = time.monotonic()
+        assert c.wait_closed(4), "idle client connection not closed after --keepalive-timeout 1"
+        took = time.monotonic() - t0
+    assert 0.7 <= took <= 3.0, "idle connection closed after %.2fs with --keepalive-timeout 1" % took
+
+
+def test_header_timeout_closes_slow_head(origin, portico):
+    o = origin("hto")
+    p = portico(make_config([route("r", "/*", o)]), header_timeout=1)
+    with RawConn(p.port) as c:
+        c.send(b"GET /m/slowloris HTTP/1.1\r\nHost: a\r\nX-A: ")
+        t0 = time.monotonic()
+        assert c.wait_closed(4), "incomplete request head not timed out with --header-timeout 1"
+        took = time.monotonic() - t0
+        if c.buf:
+            assert bytes(c.buf).startswith(b"HTTP/1.1 408"), bytes(c.buf)
+    assert 0.7 <= took <= 3.0, took
+    assert o.seen("slowloris") == []

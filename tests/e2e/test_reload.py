@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import make_config, route, upstream, wait_for
+from conftest import RawConn, make_config, route, upstream, wait_for
 
 
 def base_routes(o, n=4):
@@ -36,6 +36,15 @@ BAD_VARIANTS = [
     ("bad_lb_type", lambda o: make_config(base_routes(o)[:2] + [route("r2", "/echo", host="r2.test",
                                                                       upstream=upstream(o, type="random"))]),
      "routes[2].upstream.type"),
+    ("duplicate_route_id", lambda o: make_config(base_routes(o)[:1] + [route("r0", "/echo", o, host="dup.test")]),
+     "routes[1]"),
+    ("bad_regex", lambda o: make_config(base_routes(o)[:1] + [route("r1", "/echo", o, host="r1.test",
+                                                                    vars=[["arg_v", "~~", "(unclosed"]])]),
+     "routes[1].vars"),
+    ("bad_cidr", lambda o: make_config([route("r0", "/echo", o, host="r0.test", remote_addrs=["300.1.1.1/8"])]),
+     "routes[0].remote_addrs"),
+    ("bad_node_port", lambda o: make_config([route("r0", "/echo", "127.0.0.1:99999", host="r0.test")]),
+     "routes[0].upstream.nodes"),
     ("missing_end_marker", lambda o: "routes:\n  - id: r9\n    uri: /echo\n    upstream:\n      nodes:\n"
                                      "        \"%s\": 1\n" % o.node, None),
     ("yaml_syntax", lambda o: "routes:\n  - id: [unclosed\n#END\n", None),
@@ -51,7 +60,7 @@ def test_bad_file_rejected_last_good_keeps_serving(origin, portico, variant, bui
     rejected0 = p.error_log().count("config rejected")
 
     bad = build(o)
-    p.write_config(bad)
+    p.write_config(bad, raw=True)
     wait_for(lambda: p.error_log().count("config rejected") > rejected0, timeout=5,
              message="'config rejected' in the error log")
     log = p.error_log()
@@ -92,6 +101,29 @@ def test_poll_picks_up_changes_and_logs_apply(origin, portico):
     # Removing a route takes it away.
     p.reload(make_config([route("r2", "/id", o2)]))
     assert p.get("/echo").status == 404
+
+
+def test_new_config_applies_to_existing_keepalive_connection(origin, portico):
+    o1, o2 = origin("old", "new")
+    p = portico(make_config([route("r", "/id", o1)]))
+    with RawConn(p.port) as c:
+        assert c.request("GET", "/id").body == b"old\n"
+        p.reload(make_config([route("r", "/id", o2)]))
+        r = c.request("GET", "/id")
+        assert r.body == b"new\n", "a keep-alive connection kept using the previous config: %r" % r
+
+
+def test_inflight_request_survives_reload_that_removes_its_route(origin, portico):
+    o = origin("inflight")
+    other = origin("other")
+    p = portico(make_config([route("slow", "/delay/*", o), route("keep", "/id", other)]))
+    with RawConn(p.port, timeout=10) as c:
+        c.send(b"GET /delay/1500?m=reload-inflight HTTP/1.1\r\nHost: a\r\n\r\n")
+        wait_for(lambda: o.seen("reload-inflight"), timeout=3, message="the slow request to reach the origin")
+        p.reload(make_config([route("keep", "/id", other)]))
+        r = c.read_response()
+        assert r.status == 200 and r.body == b"delayed 1500\n", r
+    assert p.get("/delay/10").status == 404
 
 
 def test_sighup_triggers_reload(origin, portico):
@@ -140,6 +172,7 @@ def test_hot_reload_under_load(origin, portico, wrk):
         p.reload(cfg(i), timeout=5)
         assert run.proc.poll() is None or i > 45, "wrk ended before the reloads were done"
     res = run.wait()
+    print("hot reload under load: %s" % {k: v for k, v in res.items() if k != "output"})
     assert p.generation() >= gen0 + 50
     assert p.metrics().value("portico_config_routes") == 51
     assert served_by(p, "x49.test") == (200, "load2")

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from conftest import RawConn, RssSampler, make_config, pattern_bytes, pattern_sha256, route
+from conftest import RawConn, RssSampler, make_config, pattern_bytes, pattern_sha256, route, wait_for
 
 GiB = 1 << 30
 MiB = 1 << 20
@@ -74,6 +74,7 @@ def test_upload_1gib_with_bounded_rss(env):
     d = r.json()
     assert d["body_length"] == n
     assert d["body_sha256"] == digest.hexdigest()
+    print("1 GiB upload: portico max RSS %d KiB over %d samples" % (rss.max_kb, rss.samples))
     assert rss.samples > 5
     assert rss.max_kb < RSS_LIMIT_KB, "portico RSS peaked at %d KiB during a 1 GiB upload" % rss.max_kb
 
@@ -86,6 +87,7 @@ def test_download_1gib_with_bounded_rss(env):
     assert r.status == 200 and r.complete
     assert r.body_length == n
     assert r.body_sha256 == expected_sha(n)
+    print("1 GiB download: portico max RSS %d KiB over %d samples" % (rss.max_kb, rss.samples))
     assert rss.samples > 5
     assert rss.max_kb < RSS_LIMIT_KB, "portico RSS peaked at %d KiB during a 1 GiB download" % rss.max_kb
 
@@ -137,6 +139,7 @@ def test_stalled_then_slow_client_gets_full_body_with_backpressure(env):
         r = c.request("GET", "/bytes/%d" % n, keep_body=False, sink=slow_sink, on_head=on_head)
     assert r.status == 200 and r.complete
     assert r.body_length == n and r.body_sha256 == expected_sha(n)
+    print("stalled client: portico max RSS %d KiB" % rss.max_kb)
     assert rss.max_kb < RSS_LIMIT_KB, "portico buffered for a stalled client: RSS peaked at %d KiB" % rss.max_kb
 
 
@@ -176,3 +179,35 @@ def test_origin_dies_mid_stream(env, variant):
         for _ in range(5):
             r = c.request("GET", "/bytes/1000")
             assert r.status == 200 and r.body == pattern_bytes(1000)
+
+
+def test_client_abort_mid_upload_releases_upstream(env):
+    p, o = env
+    m = "abort-up-%d" % time.monotonic_ns()
+    with RawConn(p.port, timeout=10) as c:
+        c.send(b"POST /echo?m=%s HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % (m.encode(), 100 * MiB))
+        for off in range(0, 8 * MiB, MiB):
+            c.sock.sendall(pattern_view(off, MiB))
+        conn_id = wait_for(lambda: o.seen(m), timeout=5, message="the upload to reach the origin")[0]["conn"]
+    # The client is gone: the gateway must drop the upstream side too.
+    wait_for(lambda: not o.conn_open(conn_id), timeout=5,
+             message="the gateway to close the upstream connection of an aborted upload")
+    rec = o.seen(m)
+    assert len(rec) == 1 and not rec[0]["complete"]
+    assert p.get("/bytes/10").status == 200
+
+
+def test_client_abort_mid_download_stops_upstream(env):
+    p, o = env
+    m = "abort-down-%d" % time.monotonic_ns()
+    with RssSampler(p.pid) as rss:
+        with RawConn(p.port, timeout=10) as c:
+            c.send(b"GET /bytes/%d?m=%s HTTP/1.1\r\nHost: a\r\n\r\n" % (GiB, m.encode()))
+            got = 0
+            while got < 4 * MiB:
+                got += len(c.sock.recv(MiB))
+        conn_id = o.seen(m)[0]["conn"]
+        wait_for(lambda: not o.conn_open(conn_id), timeout=5,
+                 message="the gateway to close the upstream connection of an aborted download")
+    assert rss.max_kb < RSS_LIMIT_KB
+    assert p.get("/bytes/10").status == 200

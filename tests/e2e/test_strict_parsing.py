@@ -61,7 +61,9 @@ CASES = [
      {400, 501}, "head", True),
     ("te_space_before_colon", b"POST {p} HTTP/1.1\r\nHost: a\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n",
      {400}, "head", True),
-    ("te_unknown", b"POST {p} HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: foo\r\n\r\n", {501}, "head", True),
+    # An unknown coding alone also means chunked is not the final coding: RFC 9112 6.3 makes that a MUST-400.
+    ("te_unknown_only", b"POST {p} HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: foo\r\n\r\n", {400}, "head", True),
+    # Unknown coding with chunked last: the framing is clear, the coding is not understood -> 501 (RFC 9112 6.1).
     ("te_unknown_then_chunked", b"POST {p} HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: foo, chunked\r\n\r\n0\r\n\r\n",
      {501}, "head", True),
     ("space_before_colon", b"GET {p} HTTP/1.1\r\nHost: a\r\nX-Foo : bar\r\n\r\n", {400}, "head", True),
@@ -123,6 +125,7 @@ VALID = [
     ("ok_obs_text", b"GET {p} HTTP/1.1\r\nHost: a\r\nX-A: caf\xe9\r\n\r\n"),
     ("ok_body_at_max", b"POST /limited{p} HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n" + b"b" * 100),
     ("ok_http10_no_host", b"GET {p} HTTP/1.0\r\n\r\n"),
+    ("ok_big_header_under_limit", b"GET {p} HTTP/1.1\r\nHost: a\r\nX-Big: " + b"v" * (MAX_HEADER - 500) + b"\r\n\r\n"),
 ]
 
 
@@ -170,3 +173,17 @@ def test_rejection_leaves_gateway_serving(env):
     with RawConn(p.port) as c:
         r = c.request("GET", "/echo")
         assert r.status == 200 and r.json()["target"] == "/echo"
+
+
+def test_oversized_target_within_head_limit_gets_414(origin, portico):
+    """A target far longer than any sane target limit, in a head that fits the (default, 64 KiB) head limit."""
+    o = origin("strict414")
+    p = portico(make_config([route("all", "/*", o)]))
+    m = marker("target_60k")
+    with RawConn(p.port, timeout=5) as c:
+        c.send(b"GET %s?%s HTTP/1.1\r\nHost: a\r\n\r\n" % (m.encode(), b"q" * 60000))
+        r = c.read_response()
+        assert r.status == 414, r
+        assert json.loads(r.body).get("error_msg")
+        assert "close" in r.connection_tokens()
+    assert o.seen(m) == []

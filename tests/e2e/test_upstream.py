@@ -2,6 +2,7 @@
 
 import collections
 import json
+import socket
 import time
 
 import pytest
@@ -9,7 +10,8 @@ import pytest
 from conftest import RawConn, make_config, reserve_dead_port, route, upstream, wait_for
 
 IDS = ["rr1", "rr2", "rr3", "w1", "w2", "w5", "ch1", "ch2", "ch3", "live1", "f502", "ok502",
-       "p1", "p2", "p3", "a1", "a2", "b1", "hi", "lo", "slow", "lc1", "lc2", "ew1", "ew2"]
+       "p1", "p2", "p3", "a1", "a2", "b1", "hi", "lo", "slow", "lc1", "lc2", "ew1", "ew2",
+       "live2", "drop", "okdrop", "cha1", "cha2", "cha3"]
 
 
 @pytest.fixture(scope="module")
@@ -18,6 +20,20 @@ def env(origin_module, portico_module):
     b2 = origin_module("b2")  # its own process, so it can be killed
     dead_port, dead_sock = reserve_dead_port()
     dead_node = "127.0.0.1:%d" % dead_port
+    # A listener that never accepts, with its (tiny) accept queue filled: further connects hang in SYN-SENT.
+    hole = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(0)
+    hole_node = "127.0.0.1:%d" % hole.getsockname()[1]
+    fillers = []
+    for _ in range(3):
+        f = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        f.setblocking(False)
+        try:
+            f.connect(hole.getsockname())
+        except BlockingIOError:
+            pass
+        fillers.append(f)
 
     def node(x, **kw):
         d = {"host": "127.0.0.1", "port": x.port, "weight": 1}
@@ -57,12 +73,22 @@ def env(origin_module, portico_module):
         route("timeout_route", "/*", o["slow"], host="timeout.test", timeout={"connect": 1, "send": 1, "read": 0.5}),
         route("timeout_up", "/*", host="timeoutup.test",
               upstream=upstream(o["slow"], timeout={"connect": 1, "send": 1, "read": 0.5})),
+        route("chash_arg", "/*", host="chasharg.test",
+              upstream=upstream(o["cha1"], o["cha2"], o["cha3"], type="chash", hash_on="vars", key="arg_user")),
+        route("connect_timeout", "/*", host="hole.test",
+              upstream=upstream(hole_node, timeout={"connect": 0.5, "send": 1, "read": 1})),
+        route("retries0", "/*", host="retries0.test", upstream=upstream(dead_node, o["live2"], retries=0)),
+        route("only_dead", "/*", host="dead.test", upstream=upstream(dead_node)),
+        route("drop", "/*", o["drop"], o["okdrop"], host="drop.test"),
         route("least_conn", "/*", host="lc.test", upstream=upstream(o["lc1"], o["lc2"], type="least_conn")),
         route("ewma", "/*", host="ewma.test", upstream=upstream(o["ew1"], o["ew2"], type="ewma")),
     ]
     p = portico_module(make_config(routes, upstreams=upstreams))
     yield {"p": p, "o": o, "b2": b2, "dead_node": dead_node}
     dead_sock.close()
+    for f in fillers:
+        f.close()
+    hole.close()
 
 
 def ids_for(p, host, n, method="GET", target="/id", new_conn=False, body=None, headers=()):
@@ -112,6 +138,27 @@ def test_chash_by_header_is_sticky(env):
         assert len(got) == 1, "user %s was spread over %s" % (user, got)
         mapping[user] = got.pop()
     assert len(set(mapping.values())) >= 2, "chash sent every key to one node: %r" % mapping
+
+
+def test_chash_by_query_arg_is_sticky(env):
+    p = env["p"]
+    mapping = {}
+    for u in range(20):
+        got = {i for s, i in ids_for(p, "chasharg.test", 3, target="/id?user=u%d" % u, new_conn=True)}
+        assert len(got) == 1, "arg user=u%d was spread over %s" % (u, got)
+        mapping[u] = got.pop()
+    assert len(set(mapping.values())) >= 2, mapping
+
+
+def test_connect_timeout_gives_504(env):
+    p = env["p"]
+    t0 = time.monotonic()
+    with RawConn(p.port, timeout=10) as c:
+        r = c.request("GET", "/id", host="hole.test")
+    elapsed = time.monotonic() - t0
+    assert r.status == 504, r
+    assert "error_msg" in json.loads(r.body)
+    assert 0.4 <= elapsed < 2.5, "504 after %.2fs with a 0.5s connect timeout" % elapsed
 
 
 def test_retry_after_connect_failure(env):
@@ -234,3 +281,37 @@ def test_upstream_read_timeout_gives_504(env, host, target):
 def test_other_balancer_types_serve(env, host, ids):
     res = ids_for(env["p"], host, 10, new_conn=True)
     assert all(s == 200 and i in ids for s, i in res), res
+
+
+def test_retries_zero_means_no_retry(env):
+    res = ids_for(env["p"], "retries0.test", 6)
+    assert sorted(s for s, _ in res) == [200, 200, 200, 502, 502, 502], res
+    assert all(i == "live2" for s, i in res if s == 200)
+
+
+def test_unreachable_only_node_gives_502_json(env):
+    p = env["p"]
+    before = p.metrics().value("portico_upstream_connect_errors_total")
+    with RawConn(p.port) as c:
+        r = c.request("GET", "/id", host="dead.test")
+    assert r.status == 502, r
+    assert "error_msg" in json.loads(r.body)
+    assert p.metrics().value("portico_upstream_connect_errors_total") > before
+
+
+def test_failure_before_response_retried_for_get_not_for_post(env):
+    p, o = env["p"], env["o"]
+    d = o["drop"]
+    d.fail(-1)  # read the request, close without answering
+    try:
+        d.reset()
+        res = ids_for(p, "drop.test", 10)
+        assert res == [(200, "okdrop")] * 10, res
+        assert d.hits("/id") > 0, "the dropping node was never tried"
+        d.reset()
+        res = ids_for(p, "drop.test", 10, method="POST", target="/echo", body=b"once")
+        failed = [r for r in res if r[0] != 200]
+        assert failed and all(s == 502 for s, _ in failed), res
+        assert d.hits("/echo") == len(failed), "a POST the origin may have processed was sent again"
+    finally:
+        d.fail(0)

@@ -3,7 +3,9 @@
 // Input: byte 0 seeds the split points (0: byte by byte), the rest is a chunked body. The body is decoded
 // in one piece and again fed incrementally in pieces; both runs must agree on the outcome, the body bytes
 // and the bytes consumed. Per step: consumed <= input, data spans are non-empty sub-spans of the input
-// that end within `consumed`, need_more consumes the whole input, and done/error are sticky.
+// that end within `consumed`, need_more consumes the whole input, and done/error are sticky. Both runs are
+// also compared with reference_decode, a deliberately simple whole-buffer recursive-descent decoder of the
+// same grammar and limits (see src/http/README.md), which must agree on outcome, body and error position.
 #include <cstring>
 #include <memory>
 #include <string>
@@ -59,6 +61,167 @@ bool feed(ChunkedDecoder& d, const char* p, size_t n, Outcome& o) {
   }
 }
 
+bool tchar(char c) {
+  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
+  return c != '\0' && std::strchr("!#$%&'*+-.^_`|~", c) != nullptr;
+}
+bool field_byte(char c) {
+  return c == '\t' || (static_cast<unsigned char>(c) >= 0x20 && c != 0x7f);
+}
+bool qdtext(char c) {
+  return field_byte(c) && c != '"' && c != '\\';
+}
+int hex(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// Whole-buffer reference: error position is the offending byte; need_more means the body is truncated.
+Outcome reference_decode(std::string_view b) {
+  Outcome r;
+  size_t i = 0;
+  size_t line_start = 0;     // size line: at most 4096 bytes including its CR
+  size_t trailer_start = 0;  // trailer section: at most 16384 bytes including the final LF
+  bool in_trailers = false;
+  auto at = [&](size_t pos) {  // true if there is a byte at pos within the limits; sets r otherwise
+    if (pos == b.size()) {
+      r.status = Status::need_more;
+      r.consumed = b.size();
+      return false;
+    }
+    if (in_trailers ? pos - trailer_start + 1 > 16384 : pos - line_start + 1 > 4096) {
+      r.status = Status::error;
+      r.consumed = pos;
+      return false;
+    }
+    return true;
+  };
+  auto fail = [&](size_t pos) {
+    r.status = Status::error;
+    r.consumed = pos;
+    return r;
+  };
+  while (true) {
+    line_start = i;
+    uint64_t size = 0;
+    int digits = 0;
+    while (true) {
+      if (!at(i)) return r;
+      const int d = hex(b[i]);
+      if (d < 0) break;
+      if (++digits > 16 || size > ((uint64_t{1} << 62) - static_cast<uint64_t>(d)) / 16) return fail(i);
+      size = size * 16 + static_cast<uint64_t>(d);
+      ++i;
+    }
+    if (digits == 0) return fail(i);
+    bool ws = false;
+    while (true) {  // *( [ws] ";" name [ "=" ( token / quoted-string ) ] ) CR
+      if (!at(i)) return r;
+      if (b[i] == ' ' || b[i] == '\t') {
+        ws = true;
+        ++i;
+        continue;
+      }
+      if (b[i] == '\r' && !ws) break;
+      if (b[i] != ';') return fail(i);
+      ws = false;
+      ++i;
+      if (!at(i)) return r;
+      if (!tchar(b[i])) return fail(i);
+      while (true) {
+        ++i;
+        if (!at(i)) return r;
+        if (!tchar(b[i])) break;
+      }
+      if (b[i] != '=') continue;
+      ++i;
+      if (!at(i)) return r;
+      if (b[i] == '"') {
+        ++i;
+        while (true) {
+          if (!at(i)) return r;
+          if (b[i] == '"') break;
+          if (b[i] == '\\') {
+            ++i;
+            if (!at(i)) return r;
+            if (!field_byte(b[i])) return fail(i);
+          } else if (!qdtext(b[i])) {
+            return fail(i);
+          }
+          ++i;
+        }
+        ++i;
+      } else if (tchar(b[i])) {
+        while (true) {
+          ++i;
+          if (!at(i)) return r;
+          if (!tchar(b[i])) break;
+        }
+      } else {
+        return fail(i);
+      }
+    }
+    ++i;  // CR
+    if (i == b.size()) {
+      at(i);
+      return r;
+    }
+    if (b[i] != '\n') return fail(i);
+    ++i;
+    if (size == 0) break;
+    const size_t avail = b.size() - i;
+    if (avail < size) {
+      r.data.append(b.substr(i));
+      {
+        at(b.size());
+        return r;
+      }
+    }
+    r.data.append(b.substr(i, size));
+    i += size;
+    for (char want : {'\r', '\n'}) {
+      if (i == b.size()) {
+        at(i);
+        return r;
+      }
+      if (b[i] != want) return fail(i);
+      ++i;
+    }
+  }
+  in_trailers = true;
+  trailer_start = i;
+  while (true) {
+    if (!at(i)) return r;
+    if (b[i] == '\r') {
+      ++i;
+      if (!at(i)) return r;
+      if (b[i] != '\n') return fail(i);
+      r.status = Status::done;
+      r.consumed = i + 1;
+      return r;
+    }
+    if (!tchar(b[i])) return fail(i);
+    while (true) {  // field-name ":"
+      ++i;
+      if (!at(i)) return r;
+      if (b[i] == ':') break;
+      if (!tchar(b[i])) return fail(i);
+    }
+    while (true) {  // field value up to CR
+      ++i;
+      if (!at(i)) return r;
+      if (b[i] == '\r') break;
+      if (!field_byte(b[i])) return fail(i);
+    }
+    ++i;
+    if (!at(i)) return r;
+    if (b[i] != '\n') return fail(i);
+    ++i;
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -87,5 +250,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   FUZZ_CHECK(pieces.status == whole.status);
   FUZZ_CHECK(pieces.data == whole.data);
   FUZZ_CHECK(pieces.consumed == whole.consumed);
+
+  const Outcome ref = reference_decode(std::string_view(body, len));
+  FUZZ_CHECK(ref.status == whole.status);
+  FUZZ_CHECK(ref.data == whole.data);
+  FUZZ_CHECK(ref.consumed == whole.consumed);
   return 0;
 }

@@ -4,11 +4,14 @@
 // message. The message is parsed whole and as several prefixes (each copied to its own allocation, so ASan
 // sees any read past the prefix). Invariants checked:
 //   - complete: head_size <= len and ends with CRLF CRLF; every view lies inside the head; only CRLF line
-//     ends; no NUL; limits respected; framing, content_length, keep_alive and Host consistent;
+//     ends; no NUL; token field names, no CTL but HTAB in values, a clean request-target; limits respected;
+//     at most one Host and one all-digit Content-Length; Transfer-Encoding only with chunked framing;
+//     framing, content_length, keep_alive and Host consistent;
 //   - a prefix shorter than head_size is incomplete; a prefix at or past it parses identically;
 //   - an error on a prefix is the same error on the whole (the parser never changes its mind);
 //   - error statuses are one of 400 414 417 431 501 505, with a reason;
 //   - normalize_path of an accepted origin-form path is absent of dot segments and idempotent.
+#include <cctype>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -21,6 +24,19 @@ namespace {
 
 using namespace portico::http;
 using portico::fuzz::inside;
+
+bool is_tchar(char c) {
+  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
+  return c != '\0' && std::strchr("!#$%&'*+-.^_`|~", c) != nullptr;
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i])))
+      return false;
+  return true;
+}
 
 bool has_dot_segment(std::string_view p) {
   for (size_t i = 0; i < p.size(); ++i) {
@@ -56,16 +72,25 @@ void check_complete(const RequestHead& h, const char* buf, size_t len, const Par
   FUZZ_CHECK(inside(h.query, buf, n) && inside(h.host, buf, n) && inside(h.host_header, buf, n));
   FUZZ_CHECK(h.version_minor <= 1);
   FUZZ_CHECK(h.header_count <= limits.max_headers && h.header_count <= kMaxHeaders);
+  for (char c : h.target) FUZZ_CHECK(static_cast<unsigned char>(c) > 0x20 && c != 0x7f && c != '#');
+  int hosts = 0, lengths = 0;
   for (uint16_t i = 0; i < h.header_count; ++i) {
     const Header& f = h.headers[i];
     FUZZ_CHECK(!f.name.empty() && inside(f.name, buf, n) && inside(f.value, buf, n));
-    FUZZ_CHECK(f.name.find_first_of(" \t:\r\n") == std::string_view::npos);
-    FUZZ_CHECK(f.value.find_first_of("\r\n") == std::string_view::npos);
+    for (char c : f.name) FUZZ_CHECK(is_tchar(c));
+    for (char c : f.value) FUZZ_CHECK(c == '\t' || (static_cast<unsigned char>(c) >= 0x20 && c != 0x7f));
     if (!f.value.empty()) {
       FUZZ_CHECK(f.value.front() != ' ' && f.value.front() != '\t');
       FUZZ_CHECK(f.value.back() != ' ' && f.value.back() != '\t');
     }
+    if (iequals(f.name, "host")) ++hosts;
+    if (iequals(f.name, "content-length")) {
+      ++lengths;
+      FUZZ_CHECK(!f.value.empty() && f.value.find_first_not_of("0123456789") == std::string_view::npos);
+    }
+    if (iequals(f.name, "transfer-encoding")) FUZZ_CHECK(h.framing == BodyFraming::chunked);
   }
+  FUZZ_CHECK(hosts <= 1 && lengths <= 1);
   switch (h.framing) {
     case BodyFraming::none:
       FUZZ_CHECK(h.content_length == 0);

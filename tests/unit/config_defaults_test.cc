@@ -1,6 +1,8 @@
 // Defaults of every field when omitted, and every field read when set (to a non-default value).
 #include <gtest/gtest.h>
 
+#include <cstdint>
+
 #include "config/loader.h"
 
 namespace portico::config {
@@ -283,7 +285,7 @@ routes:
   EXPECT_EQ(s.name, "sn");
   EXPECT_EQ(s.upstream_id, "u1");
   EXPECT_EQ(s.hosts, std::vector<std::string>{"*.example.com"});
-  EXPECT_EQ(s.max_body_size, 0);
+  EXPECT_EQ(s.max_body_size, INT64_MAX);  // client-control 0 = no limit (APISIX)
 
   const Route& r = c.routes[0];
   EXPECT_EQ(r.name, "rn");
@@ -310,7 +312,7 @@ routes:
   EXPECT_EQ(r.timeout->connect, 4);
   EXPECT_EQ(r.timeout->send, 5);
   EXPECT_EQ(r.timeout->read, 6);
-  EXPECT_EQ(r.max_body_size, 0);  // inherited from s1 (0 = no limit, as in APISIX)
+  EXPECT_EQ(r.max_body_size, INT64_MAX);  // inherited from s1
 }
 
 TEST(ConfigDefaults, ConsumerHashNeedsNoKey) {
@@ -320,14 +322,15 @@ TEST(ConfigDefaults, ConsumerHashNeedsNoKey) {
 
 TEST(ConfigDefaults, ApisixExportedDefaultsAreAccepted) {
   // What APISIX writes back after applying its schema defaults must load as is.
-  LoadResult r = parse_text(R"({"upstreams": [{"id": "1", "type": "roundrobin", "hash_on": "vars", "scheme": "http",
+  LoadResult r =
+      parse_text(R"({"upstreams": [{"id": "1", "type": "roundrobin", "hash_on": "vars", "scheme": "http",
     "pass_host": "pass", "nodes": [{"host": "127.0.0.1", "port": 1980, "weight": 1, "priority": 0}],
     "keepalive_pool": {"size": 320, "idle_timeout": 60, "requests": 1000},
     "create_time": 1700000000, "update_time": 1700000000}],
     "routes": [{"id": "1", "uri": "/hello", "upstream_id": "1", "priority": 0, "status": 1,
     "create_time": 1700000000, "update_time": 1700000000}],
     "routes_conf_version": 3, "upstreams_conf_version": 1})",
-                            Format::json);
+                 Format::json);
   EXPECT_TRUE(r.ok) << r.describe();
 }
 

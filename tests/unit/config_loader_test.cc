@@ -22,7 +22,9 @@ std::string read_data(const std::string& name) {
 }
 
 // A canonical dump of every field, so that EXPECT_EQ on two configs prints a readable difference.
-json dump(const Timeout& t) { return {t.connect, t.send, t.read}; }
+json dump(const Timeout& t) {
+  return {t.connect, t.send, t.read};
+}
 json dump(const Upstream& u) {
   json nodes = json::array();
   for (const Node& n : u.nodes) nodes.push_back({n.host, n.port, n.weight, n.priority});
@@ -212,8 +214,8 @@ TEST(ConfigLoader, ContentHashIsSha256OfRawBytes) {
   EXPECT_EQ(parse_text("", Format::json).content_hash,
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
   std::string text = read_data("example.yaml");
-  EXPECT_EQ(parse_text(text, Format::yaml).content_hash, load_file(std::string(PORTICO_TEST_DATA) +
-                                                                       "/config/example.yaml").content_hash);
+  EXPECT_EQ(parse_text(text, Format::yaml).content_hash,
+            load_file(std::string(PORTICO_TEST_DATA) + "/config/example.yaml").content_hash);
   // Hashed even when invalid, so logs can tell which bytes were rejected.
   EXPECT_EQ(parse_text("nope", Format::json).content_hash.size(), 64u);
 }
@@ -258,7 +260,9 @@ TEST(ConfigLoader, ErrorsAreCappedAt20) {
 
 // --- YAML specifics ---
 
-LoadResult yaml(const std::string& body) { return parse_text(body + "\n#END\n", Format::yaml); }
+LoadResult yaml(const std::string& body) {
+  return parse_text(body + "\n#END\n", Format::yaml);
+}
 
 const char* kUpstreamYaml = "upstreams:\n  - id: u1\n    nodes: {\"10.0.0.1:80\": 1}\n";
 
@@ -271,9 +275,10 @@ TEST(ConfigYaml, QuotedNumbersAreStrings) {
   EXPECT_EQ(r.errors[0].path, "routes[0].priority");
   EXPECT_EQ(r.errors[0].reason, "must be an integer from -2147483648 to 2147483647, got a string (\"80\")");
 
-  LoadResult ok = yaml(std::string(kUpstreamYaml) +
-                       "routes:\n  - id: \"007\"\n    uri: /a\n    upstream_id: u1\n    priority: 80\n"
-                       "    vars: [[arg_x, \"==\", 1.50], [arg_y, \"==\", \"1.50\"], [arg_z, \"==\", 0x1F]]\n");
+  LoadResult ok =
+      yaml(std::string(kUpstreamYaml) +
+           "routes:\n  - id: \"007\"\n    uri: /a\n    upstream_id: u1\n    priority: 80\n"
+           "    vars: [[arg_x, \"==\", 1.50], [arg_y, \"==\", \"1.50\"], [arg_z, \"==\", 0x1F]]\n");
   ASSERT_TRUE(ok.ok) << ok.describe();
   EXPECT_EQ(ok.config.routes[0].id, "007");
   EXPECT_EQ(ok.config.routes[0].priority, 80);
@@ -303,15 +308,16 @@ TEST(ConfigYaml, CoreSchemaScalars) {
   ASSERT_FALSE(tagged.ok);
   ASSERT_EQ(tagged.errors.size(), 1u);
   EXPECT_EQ(tagged.errors[0].path, "routes[0].priority");
-  LoadResult bad_tag = yaml(std::string(kUpstreamYaml) +
-                            "routes:\n  - id: !!int abc\n    uri: /a\n    upstream_id: u1\n");
+  LoadResult bad_tag =
+      yaml(std::string(kUpstreamYaml) + "routes:\n  - id: !!int abc\n    uri: /a\n    upstream_id: u1\n");
   ASSERT_FALSE(bad_tag.ok);
   EXPECT_EQ(bad_tag.errors[0].path, "routes[0].id");
   EXPECT_EQ(bad_tag.errors[0].reason, "\"abc\" is not a valid !!int");
   // Floats and big integers.
-  LoadResult nums = yaml(std::string(kUpstreamYaml) +
-                         "routes:\n  - id: r1\n    uri: /a\n    upstream_id: u1\n"
-                         "    timeout: {connect: .5, send: 1e1, read: 2.}\n    priority: 99999999999999999999999\n");
+  LoadResult nums =
+      yaml(std::string(kUpstreamYaml) +
+           "routes:\n  - id: r1\n    uri: /a\n    upstream_id: u1\n"
+           "    timeout: {connect: .5, send: 1e1, read: 2.}\n    priority: 99999999999999999999999\n");
   ASSERT_FALSE(nums.ok);
   ASSERT_EQ(nums.errors.size(), 1u);
   EXPECT_EQ(nums.errors[0].path, "routes[0].priority");
@@ -343,13 +349,35 @@ routes:
   EXPECT_EQ(r.config.routes[2].uris, std::vector<std::string>{"/one"});
   EXPECT_EQ(r.config.routes[2].priority, 5);
 
+  // A whole section behind an anchor is not streamed but still validated.
+  LoadResult anchored =
+      yaml(std::string(kUpstreamYaml) + "routes: &all\n  - {id: r1, uri: nope, upstream_id: u1}\n");
+  ASSERT_FALSE(anchored.ok);
+  ASSERT_EQ(anchored.errors.size(), 1u) << anchored.describe();
+  EXPECT_EQ(anchored.errors[0].path, "routes[0].uri");
+
   LoadResult bad = yaml("routes:\n  - <<: 5\n    id: r1\n");
   ASSERT_FALSE(bad.ok);
   EXPECT_EQ(bad.errors[0].path, "routes[0][\"<<\"]");
 }
 
+TEST(ConfigYaml, UnquotedNodeKeys) {
+  LoadResult r =
+      yaml("upstreams:\n  - id: u1\n    nodes:\n      10.0.0.1:8080: 1\n      backend.internal: 2\n");
+  ASSERT_TRUE(r.ok) << r.describe();
+  ASSERT_EQ(r.config.upstreams[0].nodes.size(), 2u);
+  EXPECT_EQ(r.config.upstreams[0].nodes[0].host, "10.0.0.1");
+  EXPECT_EQ(r.config.upstreams[0].nodes[0].port, 8080);
+  EXPECT_EQ(r.config.upstreams[0].nodes[1].port, 80);
+  // An unquoted IPv6 key starts a YAML list; the error says to quote it.
+  LoadResult v6 = yaml("upstreams:\n  - id: u1\n    nodes:\n      [::1]:8080: 1\n");
+  ASSERT_FALSE(v6.ok);
+  EXPECT_NE(v6.errors[0].reason.find("quote keys that start with '['"), std::string::npos) << v6.describe();
+}
+
 TEST(ConfigYaml, DuplicateKeysAreErrors) {
-  LoadResult r = yaml(std::string(kUpstreamYaml) + "routes:\n  - id: r1\n    uri: /a\n    uri: /b\n    upstream_id: u1\n");
+  LoadResult r = yaml(std::string(kUpstreamYaml) +
+                      "routes:\n  - id: r1\n    uri: /a\n    uri: /b\n    upstream_id: u1\n");
   ASSERT_FALSE(r.ok);
   ASSERT_EQ(r.errors.size(), 1u);
   EXPECT_EQ(r.errors[0].path, "routes[0].uri");

@@ -15,7 +15,9 @@ using nlohmann::json;
 std::string route_doc(const std::string& route) {
   return R"({"upstreams": [{"id": "u1", "nodes": {"10.0.0.1:80": 1}}], "routes": [)" + route + "]}";
 }
-std::string upstream_doc(const std::string& upstream) { return R"({"upstreams": [)" + upstream + "]}"; }
+std::string upstream_doc(const std::string& upstream) {
+  return R"({"upstreams": [)" + upstream + "]}";
+}
 std::string service_doc(const std::string& service) {
   return R"({"upstreams": [{"id": "u1", "nodes": {"10.0.0.1:80": 1}}], "services": [)" + service + "]}";
 }
@@ -26,7 +28,9 @@ std::string route_with(const std::string& fields) {
 std::string upstream_with(const std::string& fields) {
   return upstream_doc(R"({"id": "u1", "nodes": {"10.0.0.1:80": 1}, )" + fields + "}");
 }
-std::string checks_with(const std::string& checks) { return upstream_with(R"("checks": )" + checks); }
+std::string checks_with(const std::string& checks) {
+  return upstream_with(R"("checks": )" + checks);
+}
 
 struct Case {
   const char* name;
@@ -35,7 +39,9 @@ struct Case {
   std::string reason;  // a substring of the expected reason
 };
 
-std::ostream& operator<<(std::ostream& os, const Case& c) { return os << c.name; }
+std::ostream& operator<<(std::ostream& os, const Case& c) {
+  return os << c.name;
+}
 
 class ValidationError : public ::testing::TestWithParam<Case> {};
 
@@ -54,9 +60,12 @@ const Case kRouteCases[] = {
     {"id_missing", route_doc(R"({"uri": "/a", "upstream_id": "u1"})"), "routes[0].id", "is required"},
     {"id_bad_chars", route_doc(R"({"id": "a b", "uri": "/a", "upstream_id": "u1"})"), "routes[0].id",
      "must be an id"},
-    {"id_zero", route_doc(R"({"id": 0, "uri": "/a", "upstream_id": "u1"})"), "routes[0].id", "or an integer >= 1"},
-    {"id_float", route_doc(R"({"id": 1.5, "uri": "/a", "upstream_id": "u1"})"), "routes[0].id", "got a number"},
-    {"id_too_long", route_doc(R"({"id": ")" + std::string(65, 'a') + R"(", "uri": "/a", "upstream_id": "u1"})"),
+    {"id_zero", route_doc(R"({"id": 0, "uri": "/a", "upstream_id": "u1"})"), "routes[0].id",
+     "or an integer >= 1"},
+    {"id_float", route_doc(R"({"id": 1.5, "uri": "/a", "upstream_id": "u1"})"), "routes[0].id",
+     "got a number"},
+    {"id_too_long",
+     route_doc(R"({"id": ")" + std::string(65, 'a') + R"(", "uri": "/a", "upstream_id": "u1"})"),
      "routes[0].id", "1 to 64 characters"},
     {"uri_missing", route_doc(R"({"id": "r1", "upstream_id": "u1"})"), "routes[0].uri",
      "is required (set uri or uris)"},
@@ -79,8 +88,8 @@ const Case kRouteCases[] = {
      "'*' must be a whole segment"},
     {"uri_colon_mid_segment", route_doc(R"({"id": "r1", "uri": "/users/x:id", "upstream_id": "u1"})"),
      "routes[0].uri", "':' may only start a parameter segment"},
-    {"uri_param_no_name", route_doc(R"({"id": "r1", "uri": "/users/:", "upstream_id": "u1"})"), "routes[0].uri",
-     "a parameter must be a whole segment"},
+    {"uri_param_no_name", route_doc(R"({"id": "r1", "uri": "/users/:", "upstream_id": "u1"})"),
+     "routes[0].uri", "a parameter must be a whole segment"},
     {"uri_param_partial", route_doc(R"({"id": "r1", "uri": "/users/:id.json", "upstream_id": "u1"})"),
      "routes[0].uri", "a parameter must be a whole segment \":name\""},
     {"uri_param_twice", route_doc(R"({"id": "r1", "uri": "/a/:id/b/:id", "upstream_id": "u1"})"),
@@ -107,7 +116,8 @@ const Case kRouteCases[] = {
      "duplicate \"a.com\""},
     {"hosts_not_list", route_with(R"("hosts": "a.com")"), "routes[0].hosts", "must be a list"},
     {"methods_lower", route_with(R"("methods": ["get"])"), "routes[0].methods[0]", "one of GET, POST"},
-    {"methods_unknown", route_with(R"("methods": ["GET", "FETCH"])"), "routes[0].methods[1]", "got a string (\"FETCH\")"},
+    {"methods_unknown", route_with(R"("methods": ["GET", "FETCH"])"), "routes[0].methods[1]",
+     "got a string (\"FETCH\")"},
     {"methods_not_list", route_with(R"("methods": "GET")"), "routes[0].methods", "must be a list"},
     {"methods_duplicate", route_with(R"("methods": ["GET", "GET"])"), "routes[0].methods[1]", "duplicate"},
     {"remote_addr_bad", route_with(R"("remote_addr": "10.0.0.300")"), "routes[0].remote_addr",
@@ -122,12 +132,14 @@ const Case kRouteCases[] = {
      "routes[0].remote_addrs", "not both"},
     {"vars_not_list", route_with(R"("vars": {"a": 1})"), "routes[0].vars", "must be a list of expressions"},
     {"vars_expr_not_list", route_with(R"("vars": ["arg_a"])"), "routes[0].vars[0]", "must be a list [var"},
-    {"vars_bad_op", route_with(R"("vars": [["arg_a", "=", "b"]])"), "routes[0].vars[0][1]", "an operator: =="},
+    {"vars_bad_op", route_with(R"("vars": [["arg_a", "=", "b"]])"), "routes[0].vars[0][1]",
+     "an operator: =="},
     {"vars_short", route_with(R"("vars": [["arg_a", "=="]])"), "routes[0].vars[0]", "must have 3 items"},
     {"vars_long", route_with(R"("vars": [["arg_a", "!", "==", "b", "c"]])"), "routes[0].vars[0]", "got 5"},
     {"vars_bad_negation", route_with(R"("vars": [["arg_a", "not", "==", "b"]])"), "routes[0].vars[0][1]",
      "\"!\" (negation)"},
-    {"vars_var_not_string", route_with(R"("vars": [[1, "==", "b"]])"), "routes[0].vars[0][0]", "must be a string"},
+    {"vars_var_not_string", route_with(R"("vars": [[1, "==", "b"]])"), "routes[0].vars[0][0]",
+     "must be a string"},
     {"vars_in_needs_list", route_with(R"("vars": [["arg_a", "in", "b"]])"), "routes[0].vars[0][2]",
      "a non-empty list of strings or numbers"},
     {"vars_in_item", route_with(R"("vars": [["arg_a", "!", "in", ["b", {}]]])"), "routes[0].vars[0][3][1]",
@@ -145,7 +157,8 @@ const Case kRouteCases[] = {
     {"priority_string", route_with(R"("priority": "1")"), "routes[0].priority", "must be an integer"},
     {"priority_fraction", route_with(R"("priority": 1.5)"), "routes[0].priority", "got a number (1.5)"},
     {"priority_range", route_with(R"("priority": 3000000000)"), "routes[0].priority", "from -2147483648"},
-    {"status_2", route_with(R"("status": 2)"), "routes[0].status", "an integer from 0 to 1, got an integer (2)"},
+    {"status_2", route_with(R"("status": 2)"), "routes[0].status",
+     "an integer from 0 to 1, got an integer (2)"},
     {"status_bool", route_with(R"("status": true)"), "routes[0].status", "got a boolean"},
     {"upstream_and_id", route_with(R"("upstream": {"nodes": {"a:1": 1}})"), "routes[0].upstream_id",
      "set either upstream or upstream_id, not both"},
@@ -172,10 +185,12 @@ const Case kRouteCases[] = {
      "a boolean"},
     {"unknown_field_typo", route_with(R"("methdos": ["GET"])"), "routes[0].methdos",
      "unknown field 'methdos' (did you mean 'methods'?)"},
-    {"unknown_field_far", route_with(R"("strip_path": true)"), "routes[0].strip_path", "unknown field 'strip_path'"},
+    {"unknown_field_far", route_with(R"("strip_path": true)"), "routes[0].strip_path",
+     "unknown field 'strip_path'"},
     {"filter_func", route_with(R"("filter_func": "function() end")"), "routes[0].filter_func",
      "'filter_func' is not supported by this version"},
-    {"plugin_config_id", route_with(R"("plugin_config_id": 1)"), "routes[0].plugin_config_id", "not supported"},
+    {"plugin_config_id", route_with(R"("plugin_config_id": 1)"), "routes[0].plugin_config_id",
+     "not supported"},
     {"name_not_string", route_with(R"("name": 5)"), "routes[0].name", "must be a string"},
     {"desc_not_string", route_with(R"("desc": [])"), "routes[0].desc", "must be a string"},
     {"labels_value", route_with(R"("labels": {"team": 1})"), "routes[0].labels.team", "must be a string"},
@@ -185,7 +200,8 @@ const Case kRouteCases[] = {
      "must be an id"},
     {"service_id_bad", route_doc(R"({"id": "r1", "uri": "/a", "service_id": true})"), "routes[0].service_id",
      "must be an id"},
-    {"inline_upstream_id", route_doc(R"({"id": "r1", "uri": "/a", "upstream": {"id": "x", "nodes": {"a:1": 1}}})"),
+    {"inline_upstream_id",
+     route_doc(R"({"id": "r1", "uri": "/a", "upstream": {"id": "x", "nodes": {"a:1": 1}}})"),
      "routes[0].upstream.id", "an upstream written inline has no id"},
     {"inline_upstream_node_port",
      route_doc(R"({"id": "r1", "uri": "/a", "upstream": {"nodes": [{"host": "a", "port": 1, "weight": 1},
@@ -214,22 +230,22 @@ const Case kUpstreamCases[] = {
      R"(upstreams[0].nodes["10.0.0.1:0"])", "the port must be an integer from 1 to 65535"},
     {"node_port_big", upstream_doc(R"({"id": "u1", "nodes": {"10.0.0.1:99999": 1}})"),
      R"(upstreams[0].nodes["10.0.0.1:99999"])", "from 1 to 65535"},
-    {"node_port_text", upstream_doc(R"({"id": "u1", "nodes": {"a:http": 1}})"), R"(upstreams[0].nodes["a:http"])",
-     "the port must be"},
+    {"node_port_text", upstream_doc(R"({"id": "u1", "nodes": {"a:http": 1}})"),
+     R"(upstreams[0].nodes["a:http"])", "the port must be"},
     {"node_ipv6_bare", upstream_doc(R"({"id": "u1", "nodes": {"::1": 1}})"), R"(upstreams[0].nodes["::1"])",
      "write IPv6 addresses in brackets, as in \"[::1]:80\""},
     {"node_bracket_open", upstream_doc(R"({"id": "u1", "nodes": {"[::1:80": 1}})"),
      R"(upstreams[0].nodes["[::1:80"])", "a '[' must enclose an IPv6 address"},
     {"node_bracket_v4", upstream_doc(R"({"id": "u1", "nodes": {"[10.0.0.1]:80": 1}})"),
      R"(upstreams[0].nodes["[10.0.0.1]:80"])", "must be an IPv6 address in brackets"},
-    {"node_bracket_junk", upstream_doc(R"({"id": "u1", "nodes": {"[::1]x": 1}})"), R"(upstreams[0].nodes["[::1]x"])",
-     "expected ':port' after ']'"},
+    {"node_bracket_junk", upstream_doc(R"({"id": "u1", "nodes": {"[::1]x": 1}})"),
+     R"(upstreams[0].nodes["[::1]x"])", "expected ':port' after ']'"},
     {"node_host_bad", upstream_doc(R"({"id": "u1", "nodes": {"bad host:80": 1}})"),
      R"(upstreams[0].nodes["bad host:80"])", "host must be a host name"},
-    {"node_weight_negative", upstream_doc(R"({"id": "u1", "nodes": {"a:80": -1}})"), R"(upstreams[0].nodes["a:80"])",
-     "an integer from 0 to 2147483647, got an integer (-1)"},
-    {"node_weight_string", upstream_doc(R"({"id": "u1", "nodes": {"a:80": "1"}})"), R"(upstreams[0].nodes["a:80"])",
-     "got a string (\"1\")"},
+    {"node_weight_negative", upstream_doc(R"({"id": "u1", "nodes": {"a:80": -1}})"),
+     R"(upstreams[0].nodes["a:80"])", "an integer from 0 to 2147483647, got an integer (-1)"},
+    {"node_weight_string", upstream_doc(R"({"id": "u1", "nodes": {"a:80": "1"}})"),
+     R"(upstreams[0].nodes["a:80"])", "got a string (\"1\")"},
     {"list_node_not_mapping", upstream_doc(R"({"id": "u1", "nodes": ["a:80"]})"), "upstreams[0].nodes[0]",
      "a node {host, port, weight, priority}"},
     {"list_node_weight_missing", upstream_doc(R"({"id": "u1", "nodes": [{"host": "a", "port": 80}]})"),
@@ -240,29 +256,32 @@ const Case kUpstreamCases[] = {
      "upstreams[0].nodes[0].host", "must be a host name"},
     {"list_node_host_with_port", upstream_doc(R"({"id": "u1", "nodes": [{"host": "a:80", "weight": 1}]})"),
      "upstreams[0].nodes[0].host", "without a port"},
-    {"list_node_port_string", upstream_doc(R"({"id": "u1", "nodes": [{"host": "a", "port": "80", "weight": 1}]})"),
+    {"list_node_port_string",
+     upstream_doc(R"({"id": "u1", "nodes": [{"host": "a", "port": "80", "weight": 1}]})"),
      "upstreams[0].nodes[0].port", "got a string (\"80\")"},
-    {"list_node_priority", upstream_doc(R"({"id": "u1", "nodes": [{"host": "a", "weight": 1, "priority": "hi"}]})"),
+    {"list_node_priority",
+     upstream_doc(R"({"id": "u1", "nodes": [{"host": "a", "weight": 1, "priority": "hi"}]})"),
      "upstreams[0].nodes[0].priority", "must be an integer"},
     {"list_node_unknown", upstream_doc(R"({"id": "u1", "nodes": [{"host": "a", "weight": 1, "wieght": 1}]})"),
      "upstreams[0].nodes[0].wieght", "unknown field 'wieght' (did you mean 'weight'?)"},
-    {"list_node_metadata", upstream_doc(R"({"id": "u1", "nodes": [{"host": "a", "weight": 1, "metadata": 1}]})"),
+    {"list_node_metadata",
+     upstream_doc(R"({"id": "u1", "nodes": [{"host": "a", "weight": 1, "metadata": 1}]})"),
      "upstreams[0].nodes[0].metadata", "must be a mapping"},
     {"node_duplicate_default_port", upstream_doc(R"({"id": "u1", "nodes": {"a": 1, "a:80": 2}})"),
      R"(upstreams[0].nodes["a:80"])", "duplicate node a:80 (the same address as node 0)"},
-    {"node_duplicate_v6",
-     upstream_doc(R"({"id": "u1", "nodes": [{"host": "[::1]", "port": 8080, "weight": 1},
+    {"node_duplicate_v6", upstream_doc(R"({"id": "u1", "nodes": [{"host": "[::1]", "port": 8080, "weight": 1},
                                            {"host": "::1", "port": 8080, "weight": 1}]})"),
      "upstreams[0].nodes[1]", "duplicate node [::1]:8080"},
     {"type_unknown", upstream_with(R"("type": "random")"), "upstreams[0].type",
      "one of roundrobin, chash, least_conn, ewma, got a string (\"random\")"},
-    {"chash_no_key", upstream_with(R"("type": "chash")"), "upstreams[0].key", "is required when type is chash"},
+    {"chash_no_key", upstream_with(R"("type": "chash")"), "upstreams[0].key",
+     "is required when type is chash"},
     {"chash_bad_var", upstream_with(R"("type": "chash", "key": "http_x_user")"), "upstreams[0].key",
      "with hash_on vars, must be one of uri"},
     {"chash_header_bad", upstream_with(R"("type": "chash", "hash_on": "header", "key": "X User")"),
      "upstreams[0].key", "must be a header or cookie name"},
-    {"chash_cookie_empty", upstream_with(R"("type": "chash", "hash_on": "cookie", "key": "")"), "upstreams[0].key",
-     "must not be empty"},
+    {"chash_cookie_empty", upstream_with(R"("type": "chash", "hash_on": "cookie", "key": "")"),
+     "upstreams[0].key", "must not be empty"},
     {"chash_combinations", upstream_with(R"("type": "chash", "hash_on": "vars_combinations", "key": "host")"),
      "upstreams[0].key", "like \"$host$request_uri\""},
     {"hash_on_unknown", upstream_with(R"("hash_on": "ip")"), "upstreams[0].hash_on",
@@ -297,7 +316,8 @@ const Case kUpstreamCases[] = {
      "upstreams[0].checks.active.healthy.successes", "an integer from 1 to 254"},
     {"active_healthy_successes_high", checks_with(R"({"active": {"healthy": {"successes": 255}}})"),
      "upstreams[0].checks.active.healthy.successes", "an integer from 1 to 254"},
-    {"active_healthy_statuses_range", checks_with(R"({"active": {"healthy": {"http_statuses": [200, 600]}}})"),
+    {"active_healthy_statuses_range",
+     checks_with(R"({"active": {"healthy": {"http_statuses": [200, 600]}}})"),
      "upstreams[0].checks.active.healthy.http_statuses[1]", "an integer from 200 to 599"},
     {"active_healthy_unknown", checks_with(R"({"active": {"healthy": {"timeouts": 1}}})"),
      "upstreams[0].checks.active.healthy.timeouts", "unknown field 'timeouts'"},
@@ -313,7 +333,8 @@ const Case kUpstreamCases[] = {
      "upstreams[0].checks.active.unhealthy.timeouts", "from 1 to 254"},
     {"active_unhealthy_statuses_empty", checks_with(R"({"active": {"unhealthy": {"http_statuses": []}}})"),
      "upstreams[0].checks.active.unhealthy.http_statuses", "a non-empty list of HTTP status codes"},
-    {"active_unhealthy_statuses_dup", checks_with(R"({"active": {"unhealthy": {"http_statuses": [500, 500]}}})"),
+    {"active_unhealthy_statuses_dup",
+     checks_with(R"({"active": {"unhealthy": {"http_statuses": [500, 500]}}})"),
      "upstreams[0].checks.active.unhealthy.http_statuses[1]", "duplicate status 500"},
     {"active_unhealthy_unknown", checks_with(R"({"active": {"unhealthy": {"successes": 1}}})"),
      "upstreams[0].checks.active.unhealthy.successes", "unknown field 'successes'"},
@@ -331,8 +352,8 @@ const Case kUpstreamCases[] = {
      "upstreams[0].checks.passive.unhealthy.http_failures", "from 0 to 254"},
     {"passive_unhealthy_statuses", checks_with(R"({"passive": {"unhealthy": {"http_statuses": "500"}}})"),
      "upstreams[0].checks.passive.unhealthy.http_statuses", "a non-empty list"},
-    {"passive_unknown", checks_with(R"({"passive": {"interval": 1}})"), "upstreams[0].checks.passive.interval",
-     "unknown field"},
+    {"passive_unknown", checks_with(R"({"passive": {"interval": 1}})"),
+     "upstreams[0].checks.passive.interval", "unknown field"},
     {"retries_negative", upstream_with(R"("retries": -1)"), "upstreams[0].retries", "an integer from 0"},
     {"retry_timeout_negative", upstream_with(R"("retry_timeout": -0.5)"), "upstreams[0].retry_timeout",
      "a number >= 0"},
@@ -340,8 +361,10 @@ const Case kUpstreamCases[] = {
      "upstreams[0].timeout.read", "a number > 0"},
     {"scheme_https", upstream_with(R"("scheme": "https")"), "upstreams[0].scheme",
      "scheme \"https\" is not supported by this version"},
-    {"scheme_grpc", upstream_with(R"("scheme": "grpc")"), "upstreams[0].scheme", "not supported by this version"},
-    {"scheme_grpcs", upstream_with(R"("scheme": "grpcs")"), "upstreams[0].scheme", "not supported by this version"},
+    {"scheme_grpc", upstream_with(R"("scheme": "grpc")"), "upstreams[0].scheme",
+     "not supported by this version"},
+    {"scheme_grpcs", upstream_with(R"("scheme": "grpcs")"), "upstreams[0].scheme",
+     "not supported by this version"},
     {"scheme_other", upstream_with(R"("scheme": "tcp")"), "upstreams[0].scheme", "must be \"http\""},
     {"pass_host_unknown", upstream_with(R"("pass_host": "keep")"), "upstreams[0].pass_host",
      "one of pass, node, rewrite"},
@@ -372,17 +395,19 @@ INSTANTIATE_TEST_SUITE_P(Upstreams, ValidationError, ::testing::ValuesIn(kUpstre
 const Case kServiceCases[] = {
     {"not_mapping", service_doc("1"), "services[0]", "must be a mapping (a service)"},
     {"id_missing", service_doc(R"({"upstream_id": "u1"})"), "services[0].id", "is required"},
-    {"hosts_empty", service_doc(R"({"id": "s1", "hosts": []})"), "services[0].hosts", "must be a non-empty list"},
+    {"hosts_empty", service_doc(R"({"id": "s1", "hosts": []})"), "services[0].hosts",
+     "must be a non-empty list"},
     {"hosts_bad", service_doc(R"({"id": "s1", "hosts": ["a_b.com", "a b"]})"), "services[0].hosts[1]",
      "must be a host name"},
-    {"upstream_and_id", service_doc(R"({"id": "s1", "upstream_id": "u1", "upstream": {"nodes": {"a:1": 1}}})"),
+    {"upstream_and_id",
+     service_doc(R"({"id": "s1", "upstream_id": "u1", "upstream": {"nodes": {"a:1": 1}}})"),
      "services[0].upstream_id", "not both"},
     {"inline_upstream", service_doc(R"({"id": "s1", "upstream": {"nodes": {"a:1": 1}, "type": "x"}})"),
      "services[0].upstream.type", "one of roundrobin"},
-    {"plugin_unsupported", service_doc(R"({"id": "s1", "plugins": {"cors": {}}})"), "services[0].plugins.cors",
-     "plugin 'cors' is not supported by this version"},
-    {"enable_websocket", service_doc(R"({"id": "s1", "enable_websocket": 1})"), "services[0].enable_websocket",
-     "a boolean"},
+    {"plugin_unsupported", service_doc(R"({"id": "s1", "plugins": {"cors": {}}})"),
+     "services[0].plugins.cors", "plugin 'cors' is not supported by this version"},
+    {"enable_websocket", service_doc(R"({"id": "s1", "enable_websocket": 1})"),
+     "services[0].enable_websocket", "a boolean"},
     {"unknown", service_doc(R"({"id": "s1", "uri": "/a"})"), "services[0].uri", "unknown field 'uri'"},
     {"script", service_doc(R"({"id": "s1", "script": "x"})"), "services[0].script", "not supported"},
 };
@@ -394,15 +419,18 @@ const Case kDocumentCases[] = {
     {"root_null", "null", "", "got null"},
     {"routes_mapping", R"({"routes": {"r1": {}}})", "routes", "must be a list, got a mapping"},
     {"upstreams_string", R"({"upstreams": "x"})", "upstreams", "must be a list"},
-    {"unsupported_section", R"({"consumers": []})", "consumers", "'consumers' is not supported by this version"},
+    {"unsupported_section", R"({"consumers": []})", "consumers",
+     "'consumers' is not supported by this version"},
     {"ssls", R"({"ssls": []})", "ssls", "not supported"},
     {"unknown_section", R"({"route": []})", "route", "unknown field 'route' (did you mean 'routes'?)"},
     {"conf_version_bad", R"({"routes_conf_version": "x"})", "routes_conf_version", "an integer >= 0"},
     {"duplicate_route_id",
-     route_doc(R"({"id": "r1", "uri": "/a", "upstream_id": "u1"}, {"id": "r1", "uri": "/b", "upstream_id": "u1"})"),
+     route_doc(
+         R"({"id": "r1", "uri": "/a", "upstream_id": "u1"}, {"id": "r1", "uri": "/b", "upstream_id": "u1"})"),
      "routes[1].id", "duplicate route id \"r1\" (first defined at routes[0])"},
     {"duplicate_id_int_and_string",
-     route_doc(R"({"id": 7, "uri": "/a", "upstream_id": "u1"}, {"id": "7", "uri": "/b", "upstream_id": "u1"})"),
+     route_doc(
+         R"({"id": 7, "uri": "/a", "upstream_id": "u1"}, {"id": "7", "uri": "/b", "upstream_id": "u1"})"),
      "routes[1].id", "duplicate route id \"7\""},
     {"duplicate_upstream_id",
      R"({"upstreams": [{"id": "u1", "nodes": {"a:1": 1}}, {"id": "u2", "nodes": {"a:1": 1}},
@@ -412,10 +440,10 @@ const Case kDocumentCases[] = {
      "duplicate service id \"s1\""},
     {"route_dangling_upstream", route_doc(R"({"id": "r1", "uri": "/a", "upstream_id": "nope"})"),
      "routes[0].upstream_id", "upstream \"nope\" is not defined in upstreams"},
-    {"route_dangling_service", route_doc(R"({"id": "r1", "uri": "/a", "service_id": 9})"), "routes[0].service_id",
-     "service \"9\" is not defined in services"},
-    {"service_dangling_upstream", service_doc(R"({"id": "s1", "upstream_id": "u2"})"), "services[0].upstream_id",
-     "upstream \"u2\" is not defined in upstreams"},
+    {"route_dangling_service", route_doc(R"({"id": "r1", "uri": "/a", "service_id": 9})"),
+     "routes[0].service_id", "service \"9\" is not defined in services"},
+    {"service_dangling_upstream", service_doc(R"({"id": "s1", "upstream_id": "u2"})"),
+     "services[0].upstream_id", "upstream \"u2\" is not defined in upstreams"},
     {"route_service_without_upstream",
      R"({"services": [{"id": "s1", "hosts": ["a.com"]}], "routes": [{"id": "r1", "uri": "/a", "service_id": "s1"}]})",
      "routes[0].service_id", "service \"s1\" has no upstream and the route sets none"},
@@ -549,7 +577,7 @@ TEST(ValidateApi, CheckConfig) {
   EXPECT_FALSE(check_config(config, errors));
   ASSERT_EQ(errors.list().size(), 1u);
   EXPECT_EQ(errors.list()[0].path, "routes[1].upstream_id");
-  ASSERT_EQ(config.routes.size(), 2u);  // the config is handed back whole
+  ASSERT_EQ(config.routes.size(), 2u);            // the config is handed back whole
   EXPECT_EQ(config.routes[0].max_body_size, -1);  // nothing folded on failure
 
   config.routes[1].upstream_id = "u1";
@@ -561,12 +589,13 @@ TEST(ValidateApi, CheckConfig) {
 
 TEST(ValidateApi, ValidateConfigDocument) {
   Errors errors;
-  std::optional<Config> c = validate_config(json::parse(route_doc(R"({"id": 1, "uri": "/a", "upstream_id": "u1"})")),
-                                            errors);
+  std::optional<Config> c =
+      validate_config(json::parse(route_doc(R"({"id": 1, "uri": "/a", "upstream_id": "u1"})")), errors);
   ASSERT_TRUE(c.has_value());
   EXPECT_EQ(c->routes[0].id, "1");
   Errors bad;
-  EXPECT_FALSE(validate_config(json::parse(route_doc(R"({"id": 1, "uri": "/a", "upstream_id": "u2"})")), bad));
+  EXPECT_FALSE(
+      validate_config(json::parse(route_doc(R"({"id": 1, "uri": "/a", "upstream_id": "u2"})")), bad));
   EXPECT_EQ(bad.list().at(0).path, "routes[0].upstream_id");
 }
 
