@@ -129,6 +129,7 @@ struct Route {
   // applied the service's value when the route sets none. client-control's 0 means "no limit" in APISIX and
   // is stored as INT64_MAX, so 0 never reaches here.
   int64_t max_body_size = -1;
+  bool enable_websocket = false;  // Upgrade: websocket requests are tunnelled
 };
 
 struct Service {
@@ -137,7 +138,8 @@ struct Service {
   std::optional<Upstream> upstream;
   std::string upstream_id;
   std::vector<std::string> hosts;  // used when a route names no host of its own
-  int64_t max_body_size = -1;      // its client-control plugin, as Route's; already folded into its routes
+  int64_t max_body_size = -1;     // its client-control plugin, as Route's; already folded into its routes
+  bool enable_websocket = false;  // Upgrade: websocket requests are tunnelled (for routes naming this service)
 };
 
 struct Config {

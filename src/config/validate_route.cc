@@ -310,8 +310,7 @@ std::optional<Route> route_at(const json& v, const Path& p, Errors& e, const Val
     } else if (k == "plugins") {
       read_plugins(f, fp, e, plugins);
     } else if (k == "enable_websocket") {
-      bool ignored = false;
-      read_bool(f, fp, e, ignored);  // accepted for APISIX compatibility; WebSocket is not proxied specially
+      read_bool(f, fp, e, route.enable_websocket);
     } else if (k == "name") {
       read_name(f, fp, e, route.name);
     } else if (check_meta_field(k, f, fp, e)) {
@@ -383,8 +382,7 @@ std::optional<Service> service_at(const json& v, const Path& p, Errors& e, const
     } else if (k == "plugins") {
       read_plugins(f, fp, e, plugins);
     } else if (k == "enable_websocket") {
-      bool ignored = false;
-      read_bool(f, fp, e, ignored);
+      read_bool(f, fp, e, service.enable_websocket);
     } else if (k == "name") {
       read_name(f, fp, e, service.name);
     } else if (check_meta_field(k, f, fp, e)) {

@@ -100,7 +100,12 @@ void write_upstream_request_head(std::string& out, const http::RequestHead& req,
   append_header(out, "X-Forwarded-Host", req.host_header);
   // Content-Length (validated, single) was copied above; a chunked body is re-chunked by Portico.
   if (p.body == OutFraming::chunked) out += "Transfer-Encoding: chunked\r\n";
-  if (p.close) out += "Connection: close\r\n";
+  if (!p.upgrade.empty()) {
+    append_header(out, "Upgrade", p.upgrade);
+    out += "Connection: upgrade\r\n";
+  } else if (p.close) {
+    out += "Connection: close\r\n";
+  }
   out += "\r\n";
 }
 
@@ -122,7 +127,10 @@ void write_client_response_head(std::string& out, const http::ResponseHead& resp
   }
   // Content-Length (validated, single) was copied above, which also keeps it on HEAD and 304 responses.
   if (p.body == OutFraming::chunked) out += "Transfer-Encoding: chunked\r\n";
-  if (p.close) {
+  if (p.upgrade) {
+    append_header(out, "Upgrade", resp.find("upgrade"));
+    out += "Connection: upgrade\r\n";
+  } else if (p.close) {
     out += "Connection: close\r\n";
   } else if (p.http10) {
     out += "Connection: keep-alive\r\n";

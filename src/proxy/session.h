@@ -75,6 +75,10 @@ class Session : public std::enable_shared_from_this<Session> {
   boost::asio::awaitable<bool> send_continue();
   boost::asio::awaitable<Failure> read_response_head(Attempt& attempt);
   boost::asio::awaitable<bool> relay_response(Attempt& attempt);
+  // After a 101 to a WebSocket upgrade: bytes both ways until either side closes.
+  boost::asio::awaitable<void> tunnel(Attempt& attempt);
+  boost::asio::awaitable<void> pump(boost::asio::ip::tcp::socket& from, boost::asio::ip::tcp::socket& to,
+                                    char* buffer, size_t size);
   boost::asio::awaitable<bool> write_upstream(Buffers buffers);
   // Reads from the upstream into up_[offset, offset+max). Returns bytes read; 0 on EOF or error.
   boost::asio::awaitable<size_t> read_upstream(size_t offset, size_t max, double timeout);

@@ -4,6 +4,7 @@
 // stays bounded whatever the body size.
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/connect.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <charconv>
@@ -17,6 +18,7 @@ namespace portico::proxy {
 
 namespace asio = boost::asio;
 using asio::awaitable;
+using namespace asio::experimental::awaitable_operators;
 constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 
 namespace {
@@ -82,6 +84,7 @@ std::string_view header_by_var(const http::MessageHead& head, std::string_view v
 }  // namespace
 
 struct Session::Attempt {
+  bool upgrade = false;  // a WebSocket upgrade was forwarded
   const snapshot::RouteRuntime* route = nullptr;
   snapshot::UpstreamRuntime* upstream = nullptr;
   const upstream::NodeRuntime* node = nullptr;
@@ -232,6 +235,13 @@ awaitable<Session::Failure> Session::try_node(Attempt& a) {
   if (!upstream_) co_return Failure::reset;
 
   upstream_status_ = response_.status;
+  if (response_.status == 101) {
+    co_await tunnel(a);
+    upstream_seconds_ = std::chrono::duration<double>(Clock::now() - a.sent_at).count();
+    upstream_.reset();
+    close_after_ = true;
+    co_return Failure::none;
+  }
   bool retryable_status = response_.status == 502 || response_.status == 503 || response_.status == 504;
   if (retryable_status && !a.last_try && http::is_idempotent(request_.method) && !body_streamed_) {
     upstream_.reset();  // its body is not read: the connection cannot be reused
@@ -289,6 +299,8 @@ awaitable<bool> Session::send_request(Attempt& a) {
            : request_.framing == http::BodyFraming::content_length ? OutFraming::content_length
                                                                     : OutFraming::none;
   p.close = spec.keepalive_pool.size <= 0;
+  a.upgrade = request_.upgrade && a.route->websocket && request_.method == http::Method::GET;
+  if (a.upgrade) p.upgrade = request_.find("upgrade");
   write_upstream_request_head(head_out_, request_, p);
   a.sent_at = Clock::now();
 
@@ -413,7 +425,10 @@ awaitable<Session::Failure> Session::read_response_head(Attempt& a) {
       if (r.status == http::ParseStatus::incomplete) break;
       if (r.status == http::ParseStatus::error) co_return Failure::bad_response;
       if (response_.status >= 200) co_return Failure::none;
-      if (response_.status == 101) co_return Failure::bad_response;  // protocol switch: not supported yet
+      if (response_.status == 101) {
+        // A switch only answers an upgrade Portico forwarded; anything else is the origin out of step.
+        co_return a.upgrade ? Failure::none : Failure::bad_response;
+      }
       // Other 1xx (100, 103): Portico already handled Expect; drop the interim response.
       std::memmove(up_.data(), up_.data() + response_.head_size, a.up_end - response_.head_size);
       a.up_end -= response_.head_size;
@@ -535,6 +550,42 @@ awaitable<bool> Session::relay_response(Attempt& a) {
       co_return false;
     }
   }
+}
+
+awaitable<void> Session::pump(asio::ip::tcp::socket& from, asio::ip::tcp::socket& to, char* buffer,
+                              size_t size) {
+  while (true) {
+    auto [rec, n] = co_await from.async_read_some(asio::buffer(buffer, size), nothrow);
+    if (rec || n == 0) break;
+    auto [wec, written] = co_await asio::async_write(to, asio::buffer(buffer, n), nothrow);
+    if (wec) break;
+    if (&to == &client_) bytes_sent_ += written;
+  }
+  // One side finished: pass the half-close on; the other direction ends on its own.
+  boost::system::error_code ec;
+  to.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+}
+
+awaitable<void> Session::tunnel(Attempt& a) {
+  ClientResponseParams cp;
+  cp.upgrade = true;
+  write_client_response_head(head_out_, response_, cp);
+  // Frames the origin sent right behind its 101 go out with the head; frames the client sent right behind
+  // its request go to the origin first.
+  size_t early = a.up_end - response_.head_size;
+  if (!co_await write_client(bufs(asio::buffer(head_out_), asio::buffer(up_.data() + response_.head_size, early))))
+    co_return;
+  size_t pending = client_buffered() - request_.head_size;
+  if (pending > 0 &&
+      !co_await write_upstream(bufs(asio::buffer(in_.data() + in_begin_ + request_.head_size, pending)))) {
+    co_return;
+  }
+  request_body_done_ = true;
+  disarm();  // a tunnel lives as long as both ends want it; drain's deadline still closes it
+  // The client's direction gets its own buffer: in_ still holds the request head the access log reads.
+  std::vector<char> from_client(16 * 1024);
+  co_await (pump(client_, upstream_->socket, from_client.data(), from_client.size()) &&
+            pump(upstream_->socket, client_, up_.data(), up_.size()));
 }
 
 }  // namespace portico::proxy

@@ -135,6 +135,12 @@ std::shared_ptr<const Snapshot> build(config::Config config, std::string hash, s
       rt.timeout = *rt.upstream->spec->timeout;
     }
     rt.max_body_size = r.max_body_size;
+    rt.websocket = r.enable_websocket;
+    if (!r.service_id.empty()) {
+      for (const config::Service& s : cfg.services) {
+        if (s.id == r.service_id && s.enable_websocket) rt.websocket = true;
+      }
+    }
     rt.metrics_slot = ctx.metrics ? ctx.metrics->route_slot(r.id) : 0;
   }
   return snap;

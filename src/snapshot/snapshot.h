@@ -39,6 +39,7 @@ struct RouteRuntime {
   config::Timeout timeout;     // route's, else upstream's, else defaults
   int64_t max_body_size = -1;  // -1 = listener default
   uint32_t metrics_slot = 0;
+  bool websocket = false;      // enable_websocket on the route or its service: Upgrade requests tunnel
 };
 
 struct Snapshot {

@@ -25,6 +25,8 @@ def env(origin_module, portico_module):
         route("rewrite", "/echo", host="rewrite.test",
               upstream=upstream(main, pass_host="rewrite", upstream_host="rewritten.example")),
         route("limited", "/echo", main, host="limited.test", plugins={"client-control": {"max_body_size": 100}}),
+        route("ws", "/ws", main, enable_websocket=True),
+        route("nows", "/ws", main, host="nows.test"),
         route("main", "/*", main),
     ])
     p = portico_module(cfg)
@@ -386,6 +388,17 @@ def test_websocket_upgrade_is_tunnelled(env):
             while len(got) < len(msg) and time.monotonic() < deadline:
                 got += c.read_available(0.2)
             assert got == msg
+
+
+def test_websocket_upgrade_needs_enable_websocket(env):
+    # As in APISIX, a route without enable_websocket does not switch protocols: Upgrade is hop-by-hop and is
+    # dropped, so the origin sees a plain GET (and answers it without a 101).
+    p = env["p"]
+    with RawConn(p.port, timeout=5) as c:
+        c.send(b"GET /ws HTTP/1.1\r\nHost: nows.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        r = c.read_response()
+    assert r.status != 101, r
 
 
 def test_target_and_headers_forwarded_verbatim(env):

@@ -4,9 +4,9 @@
 #include <atomic>
 #include <cstdlib>
 #include <deque>
-#include <new>
 #include <initializer_list>
 #include <memory>
+#include <new>
 #include <random>
 #include <string>
 #include <thread>
@@ -32,8 +32,12 @@ void* operator new(std::size_t n) {
   if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
   throw std::bad_alloc();
 }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete(void* p) noexcept {
+  std::free(p);
+}
+void operator delete(void* p, std::size_t) noexcept {
+  std::free(p);
+}
 #pragma GCC diagnostic pop
 
 namespace portico::router {
