@@ -28,7 +28,7 @@ unit: build
 fuzz: deps
 	CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=Debug -DPORTICO_FUZZ=ON \
 	  -DPORTICO_TESTS=OFF -DPORTICO_BENCH=OFF >/dev/null
-	ninja -C build-fuzz -j $(JOBS)
+	ninja -C build-fuzz -j $(JOBS) fuzz_http
 	bash tests/fuzz/run-smoke.sh build-fuzz $${FUZZ_SECONDS:-20}
 
 e2e: build

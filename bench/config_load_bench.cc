@@ -33,7 +33,7 @@ std::string tag(const char* prefix, int v) {
 // ---- YAML (block style, flow style for leaves), as gen-routes.py writes it ----
 
 void yaml_upstream(std::string& o, int u) {
-  const std::string net = "10." + str(u / 250) + "." + str(u % 250) + ".";
+  const std::string net = "127." + str(u / 250) + "." + str(u % 250) + ".";
   o += "  - id: u" + str(u) + "\n    type: " + (u % 4 ? "roundrobin" : "least_conn") + "\n    nodes: {\"" +
        net + "1:8080\": 1, \"" + net + "2:8080\": 2, \"" + net + "3:8080\": 1}\n";
   if (u % 3 == 0) {
@@ -75,7 +75,7 @@ void yaml_route(std::string& o, int i) {
   if (i % 20 == 0) {
     o += "    service_id: s" + str(i % kServices) + "\n";
   } else if (i % 50 == 1) {
-    const std::string net = "10.200." + str(i % 250) + ".";
+    const std::string net = "127.200." + str(i % 250) + ".";
     o += "    upstream:\n      nodes: {\"" + net + "1:9000\": 1, \"" + net + "2:9000\": 1}\n";
   } else {
     o += "    upstream_id: u" + str(i % kUpstreams) + "\n";
@@ -156,7 +156,7 @@ class JsonOut {
 };
 
 void json_upstream(JsonOut& j, int u) {
-  const std::string net = "10." + str(u / 250) + "." + str(u % 250) + ".";
+  const std::string net = "127." + str(u / 250) + "." + str(u % 250) + ".";
   j.open('{');
   j.key("id"), j.string(tag("u", u));
   j.key("type"), j.string(u % 4 ? "roundrobin" : "least_conn");
@@ -211,7 +211,7 @@ void json_route(JsonOut& j, int i) {
   if (i % 20 == 0) {
     j.key("service_id"), j.string(tag("s", i % kServices));
   } else if (i % 50 == 1) {
-    const std::string net = "10.200." + str(i % 250) + ".";
+    const std::string net = "127.200." + str(i % 250) + ".";
     j.key("upstream"), j.open('{'), j.key("nodes"), j.open('{');
     j.key(net + "1:9000"), j.number(1), j.key(net + "2:9000"), j.number(1);
     j.close('}'), j.close('}');

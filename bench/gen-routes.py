@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """Generate a Portico/APISIX declarative config with N routes, for load tests and benchmarks.
 
+Node addresses are all loopback (127.0.0.0/8): a config generated here never sends traffic off the machine.
 Standard library only. The shapes mirror real route tables: exact, prefix ("/*") and parameter (":id") paths,
 exact and wildcard hosts, method lists, a few vars / remote_addrs / priorities, routes that go through a
 service or carry an inline upstream, and a handful of shared upstreams (some with health checks).
@@ -19,7 +20,7 @@ def upstream(u):
     up = {
         "id": f"u{u}",
         "type": "roundrobin" if u % 4 else "least_conn",
-        "nodes": {f"10.{u // 250}.{u % 250}.{n + 1}:8080": 1 + n % 2 for n in range(3)},
+        "nodes": {f"127.{u // 250}.{u % 250}.{n + 1}:8080": 1 + n % 2 for n in range(3)},
     }
     if u % 3 == 0:
         up["checks"] = {
@@ -68,7 +69,7 @@ def route(i, upstreams, services):
     if i % 20 == 0 and services:
         r["service_id"] = f"s{i % services}"
     elif i % 50 == 1:
-        r["upstream"] = {"nodes": {f"10.200.{i % 250}.1:9000": 1, f"10.200.{i % 250}.2:9000": 1}}
+        r["upstream"] = {"nodes": {f"127.200.{i % 250}.1:9000": 1, f"127.200.{i % 250}.2:9000": 1}}
     else:
         r["upstream_id"] = f"u{i % upstreams}"
     return r

@@ -3,7 +3,7 @@
 # the resident memory it takes. Part of `make bench`. Node addresses in the generated file are loopback.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-OUT=${OUT:-$PWD/build/bench}
+OUT=${OUT:-$PWD/build/bench-results}
 ROUTES=${ROUTES:-100000}
 mkdir -p "$OUT"
 pid=""
@@ -12,7 +12,7 @@ trap '[ -n "$pid" ] && kill -9 $pid 2>/dev/null; true' EXIT
 applied_ms() {  # applied_ms LOG N: the apply time of the N-th "config applied" line, waiting for it (bounded)
   for _ in $(seq 1 600); do
     line=$(grep "config applied" "$1" | sed -n "${2}p")
-    [ -n "$line" ] && { echo "$line" | sed -E 's/.* in ([0-9.]+) ms.*/\1/'; return 0; }
+    [ -n "$line" ] && { echo "$line" | sed -E "s/.* in ([0-9.]+) ms.*\((.*)\)/\1 (\2)/"; return 0; }
     sleep 0.05
   done
   echo "timeout"; return 1
@@ -22,7 +22,7 @@ echo "| format | routes | file MB | start: apply ms | ready after s | RSS MB | o
 echo "|---|---|---|---|---|---|---|---|"
 for fmt in json yaml; do
   file=$OUT/routes-$ROUTES.$fmt
-  /usr/bin/python3 bench/gen-routes.py --routes "$ROUTES" --format "$fmt" --loopback -o "$file"
+  /usr/bin/python3 bench/gen-routes.py --routes "$ROUTES" --format "$fmt" -o "$file"
   log=$OUT/route-scale-$fmt.log
   : >"$log"
   start=$(date +%s.%N)

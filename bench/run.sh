@@ -12,7 +12,7 @@ PEERS=${PEERS:-$ROOT/../shared/bench-peers}
 ROUNDS=${ROUNDS:-3}
 SECS=${SECONDS_PER_RUN:-6}
 CONNS=${CONNS:-50}
-OUT=${OUT:-$ROOT/build/bench}
+OUT=${OUT:-$ROOT/build/bench-results}
 mkdir -p "$OUT/run"
 RUN=$OUT/run
 RESULTS=$OUT/proxy-results.tsv

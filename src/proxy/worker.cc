@@ -24,7 +24,10 @@ Worker::Worker(size_t index, const Options& options, status::Metrics& metrics, i
       pool_(context_.get_executor()),
       access_log_(access_log_fd) {}
 
-Worker::~Worker() { join(); }
+Worker::~Worker() {
+  join();
+  draining_ = false;  // sessions destroyed with the context below must not run the drain bookkeeping
+}
 
 void Worker::listen(const asio::ip::tcp::endpoint& endpoint) {
   acceptor_.open(endpoint.protocol());

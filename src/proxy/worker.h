@@ -70,14 +70,16 @@ class Worker {
   size_t index_;
   const Options& options_;
   status::WorkerMetrics& metrics_;
+  // Declared before the io_context: destroying the context destroys sessions still parked in it (after an
+  // aborted drain), and their destructors unregister here.
+  std::unordered_set<Session*> sessions_;
+  bool draining_ = false;
   boost::asio::io_context context_;
   boost::asio::ip::tcp::acceptor acceptor_;
   boost::asio::steady_timer tick_timer_;
   UpstreamPool pool_;
   AccessLog access_log_;
   std::shared_ptr<PinnedSnapshot> snapshot_;
-  std::unordered_set<Session*> sessions_;
-  bool draining_ = false;
   std::atomic<bool> finished_{false};
   std::thread thread_;
 };

@@ -39,6 +39,7 @@ routes:
   EXPECT_EQ(r.service_id, "");
   EXPECT_FALSE(r.timeout.has_value());
   EXPECT_EQ(r.max_body_size, -1);
+  EXPECT_FALSE(r.enable_websocket);
   EXPECT_TRUE(c.services.empty());
 }
 
@@ -165,6 +166,7 @@ routes:
   EXPECT_EQ(s.upstream_id, "");
   EXPECT_TRUE(s.hosts.empty());
   EXPECT_EQ(s.max_body_size, -1);
+  EXPECT_FALSE(s.enable_websocket);
   EXPECT_EQ(c.routes[0].service_id, "5");
   EXPECT_EQ(c.routes[0].max_body_size, -1);
   EXPECT_EQ(c.routes[0].upstream->id, "");
@@ -286,6 +288,7 @@ routes:
   EXPECT_EQ(s.upstream_id, "u1");
   EXPECT_EQ(s.hosts, std::vector<std::string>{"*.example.com"});
   EXPECT_EQ(s.max_body_size, INT64_MAX);  // client-control 0 = no limit (APISIX)
+  EXPECT_TRUE(s.enable_websocket);
 
   const Route& r = c.routes[0];
   EXPECT_EQ(r.name, "rn");
@@ -313,6 +316,7 @@ routes:
   EXPECT_EQ(r.timeout->send, 5);
   EXPECT_EQ(r.timeout->read, 6);
   EXPECT_EQ(r.max_body_size, INT64_MAX);  // inherited from s1
+  EXPECT_FALSE(r.enable_websocket);
 }
 
 TEST(ConfigDefaults, ConsumerHashNeedsNoKey) {

@@ -81,7 +81,8 @@ json dump(const Config& c) {
                            {"upstream_id", r.upstream_id},
                            {"service_id", r.service_id},
                            {"timeout", r.timeout ? dump(*r.timeout) : json()},
-                           {"max_body_size", r.max_body_size}});
+                           {"max_body_size", r.max_body_size},
+                           {"enable_websocket", r.enable_websocket}});
   }
   for (const Service& s : c.services) {
     j["services"].push_back({{"id", s.id},
@@ -89,7 +90,8 @@ json dump(const Config& c) {
                              {"upstream", s.upstream ? dump(*s.upstream) : json()},
                              {"upstream_id", s.upstream_id},
                              {"hosts", s.hosts},
-                             {"max_body_size", s.max_body_size}});
+                             {"max_body_size", s.max_body_size},
+                             {"enable_websocket", s.enable_websocket}});
   }
   for (const Upstream& u : c.upstreams) j["upstreams"].push_back(dump(u));
   return j;
@@ -127,6 +129,7 @@ TEST(ConfigLoader, ExampleYamlLoads) {
   ASSERT_TRUE(upload.upstream);
   EXPECT_EQ(upload.upstream->id, "");
   EXPECT_EQ(upload.vars[0].op, VarExpr::Op::regex);
+  EXPECT_TRUE(c.routes[4].enable_websocket);
   EXPECT_FALSE(c.routes[5].enabled);
 
   const Upstream& orders = c.upstreams[1];
