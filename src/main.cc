@@ -50,7 +50,8 @@ double parse_seconds(const std::string& flag, const char* text) {
 long long parse_integer(const std::string& flag, const char* text, long long min) {
   char* end = nullptr;
   long long v = std::strtoll(text, &end, 10);
-  if (end == text || *end != '\0' || v < min) usage_error(flag + " needs an integer >= " + std::to_string(min));
+  if (end == text || *end != '\0' || v < min)
+    usage_error(flag + " needs an integer >= " + std::to_string(min));
   return v;
 }
 
@@ -84,7 +85,8 @@ int main(int argc, char** argv) {
       if (!portico::log::set_file(value)) usage_error(std::string("cannot open error log ") + value);
     } else if (flag == "--log-level") {
       portico::log::Level level;
-      if (!portico::log::parse_level(value, level)) usage_error("--log-level is one of debug|info|warn|error");
+      if (!portico::log::parse_level(value, level))
+        usage_error("--log-level is one of debug|info|warn|error");
       portico::log::set_level(level);
     } else if (flag == "--drain-delay") {
       opt.drain_delay = parse_seconds(flag, value);

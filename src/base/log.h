@@ -26,7 +26,8 @@ void logf(Level level, const char* fmt, Args... args) {
   char buf[2048];
   int n = std::snprintf(buf, sizeof buf, fmt, args...);
   if (n < 0) return;
-  write(level, std::string_view(buf, static_cast<size_t>(n) < sizeof buf ? static_cast<size_t>(n) : sizeof buf - 1));
+  write(level,
+        std::string_view(buf, static_cast<size_t>(n) < sizeof buf ? static_cast<size_t>(n) : sizeof buf - 1));
 }
 
 #define PORTICO_LOG(level, ...) ::portico::log::logf(::portico::log::Level::level, __VA_ARGS__)

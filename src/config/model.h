@@ -30,9 +30,9 @@ enum class HashOn { vars, header, cookie, consumer, vars_combinations };
 enum class PassHost { pass, node, rewrite };
 
 struct KeepalivePool {
-  int size = 320;             // idle connections kept per node, per worker
-  double idle_timeout = 60;   // seconds an idle pooled connection is kept
-  int requests = 1000;        // requests per upstream connection before it is closed
+  int size = 320;            // idle connections kept per node, per worker
+  double idle_timeout = 60;  // seconds an idle pooled connection is kept
+  int requests = 1000;       // requests per upstream connection before it is closed
 };
 
 struct ActiveHealthy {
@@ -54,8 +54,8 @@ struct ActiveCheck {
   double timeout = 1;
   int concurrency = 10;
   std::string http_path = "/";
-  std::string host;  // Host header of the probe; empty = the node's host
-  int port = 0;      // 0 = the node's port
+  std::string host;                      // Host header of the probe; empty = the node's host
+  int port = 0;                          // 0 = the node's port
   std::vector<std::string> req_headers;  // "Name: value"
   ActiveHealthy healthy;
   ActiveUnhealthy unhealthy;
@@ -93,8 +93,8 @@ struct Upstream {
   HashOn hash_on = HashOn::vars;
   std::string key;  // chash: the variable / header / cookie name, e.g. "remote_addr", "uri", "arg_user"
   std::optional<HealthChecks> checks;
-  int retries = -1;            // -1 = APISIX default: number of nodes - 1
-  double retry_timeout = 0;    // seconds for all tries together; 0 = unlimited
+  int retries = -1;          // -1 = APISIX default: number of nodes - 1
+  double retry_timeout = 0;  // seconds for all tries together; 0 = unlimited
   std::optional<Timeout> timeout;
   std::string scheme = "http";  // only "http" in this version
   PassHost pass_host = PassHost::pass;
@@ -119,8 +119,8 @@ struct Route {
   std::vector<std::string> methods;       // upper-case; empty = any
   std::vector<std::string> remote_addrs;  // "10.0.0.1", "10.0.0.0/8", "::1", "fd00::/8"
   std::vector<VarExpr> vars;
-  int priority = 0;   // higher wins among routes matching the same request
-  bool enabled = true;  // status: 1
+  int priority = 0;                  // higher wins among routes matching the same request
+  bool enabled = true;               // status: 1
   std::optional<Upstream> upstream;  // inline upstream
   std::string upstream_id;
   std::string service_id;
@@ -138,8 +138,9 @@ struct Service {
   std::optional<Upstream> upstream;
   std::string upstream_id;
   std::vector<std::string> hosts;  // used when a route names no host of its own
-  int64_t max_body_size = -1;     // its client-control plugin, as Route's; already folded into its routes
-  bool enable_websocket = false;  // Upgrade: websocket requests are tunnelled (for routes naming this service)
+  int64_t max_body_size = -1;      // its client-control plugin, as Route's; already folded into its routes
+  bool enable_websocket =
+      false;  // Upgrade: websocket requests are tunnelled (for routes naming this service)
 };
 
 struct Config {

@@ -46,8 +46,9 @@ void AccessLog::write(const AccessRecord& r) {
   std::tm tm{};
   gmtime_r(&ts.tv_sec, &tm);
   char head[96];
-  int n = std::snprintf(head, sizeof head, "{\"time\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ\"", tm.tm_year + 1900,
-                        tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
+  int n = std::snprintf(head, sizeof head, "{\"time\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ\"",
+                        tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                        ts.tv_nsec / 1000000);
   buffer_.append(head, static_cast<size_t>(n));
   append_field(buffer_, "remote_addr", r.remote_addr);
   append_field(buffer_, "method", r.method);
@@ -61,8 +62,8 @@ void AccessLog::write(const AccessRecord& r) {
     n = std::snprintf(tail, sizeof tail,
                       ",\"status\":%d,\"bytes_sent\":%llu,\"request_time\":%.6f,\"upstream_status\":%d,"
                       "\"upstream_time\":%.6f}\n",
-                      r.status, static_cast<unsigned long long>(r.bytes_sent), r.request_time, r.upstream_status,
-                      r.upstream_time);
+                      r.status, static_cast<unsigned long long>(r.bytes_sent), r.request_time,
+                      r.upstream_status, r.upstream_time);
   } else {
     n = std::snprintf(tail, sizeof tail,
                       ",\"status\":%d,\"bytes_sent\":%llu,\"request_time\":%.6f,\"upstream_status\":null,"

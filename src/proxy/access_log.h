@@ -21,7 +21,7 @@ struct AccessRecord {
   int status = 0;
   int upstream_status = 0;
   uint64_t bytes_sent = 0;
-  double request_time = 0;   // seconds
+  double request_time = 0;    // seconds
   double upstream_time = -1;  // seconds; < 0 = no upstream
 };
 

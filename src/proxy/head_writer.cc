@@ -7,7 +7,9 @@
 namespace portico::proxy {
 namespace {
 
-inline char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
+inline char lower(char c) {
+  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
+}
 
 void append_uint(std::string& out, uint64_t v) {
   char buf[24];
@@ -26,13 +28,20 @@ void append_header(std::string& out, std::string_view name, std::string_view val
 // Fields Portico re-states on the request it sends upstream.
 bool is_rewritten_request_field(std::string_view name) {
   switch (name.size()) {
-    case 4: return iequals(name, "host");
-    case 6: return iequals(name, "expect");  // 100-continue is answered by Portico itself
-    case 9: return iequals(name, "x-real-ip");
-    case 15: return iequals(name, "x-forwarded-for");
-    case 16: return iequals(name, "x-forwarded-host");
-    case 17: return iequals(name, "x-forwarded-proto");
-    default: return false;
+    case 4:
+      return iequals(name, "host");
+    case 6:
+      return iequals(name, "expect");  // 100-continue is answered by Portico itself
+    case 9:
+      return iequals(name, "x-real-ip");
+    case 15:
+      return iequals(name, "x-forwarded-for");
+    case 16:
+      return iequals(name, "x-forwarded-host");
+    case 17:
+      return iequals(name, "x-forwarded-proto");
+    default:
+      return false;
   }
 }
 
@@ -40,7 +49,6 @@ bool dropped(const http::MessageHead& head, std::string_view name) {
   if (is_hop_by_hop(name)) return true;
   return (head.connection & http::kConnOther) && head.connection_lists(name);
 }
-
 
 }  // namespace
 
@@ -54,12 +62,18 @@ bool iequals(std::string_view a, std::string_view b) {
 
 bool is_hop_by_hop(std::string_view name) {
   switch (name.size()) {
-    case 2: return iequals(name, "te");
-    case 7: return iequals(name, "trailer") || iequals(name, "upgrade");
-    case 10: return iequals(name, "connection") || iequals(name, "keep-alive");
-    case 16: return iequals(name, "proxy-connection");
-    case 17: return iequals(name, "transfer-encoding");
-    default: return false;
+    case 2:
+      return iequals(name, "te");
+    case 7:
+      return iequals(name, "trailer") || iequals(name, "upgrade");
+    case 10:
+      return iequals(name, "connection") || iequals(name, "keep-alive");
+    case 16:
+      return iequals(name, "proxy-connection");
+    case 17:
+      return iequals(name, "transfer-encoding");
+    default:
+      return false;
   }
 }
 
@@ -138,7 +152,8 @@ void write_client_response_head(std::string& out, const http::ResponseHead& resp
   out += "\r\n";
 }
 
-void write_error_response(std::string& out, int status, std::string_view message, bool close, bool head_only) {
+void write_error_response(std::string& out, int status, std::string_view message, bool close,
+                          bool head_only) {
   out.clear();
   std::string body = "{\"error_msg\":\"";
   body += message;

@@ -18,8 +18,8 @@ struct UpstreamRequestParams {
   std::string_view host;       // Host header value to send
   std::string_view client_ip;  // appended to X-Forwarded-For; X-Real-IP
   OutFraming body = OutFraming::none;
-  bool close = false;          // Connection: close (no keep-alive to this node)
-  std::string_view upgrade;    // non-empty: ask the node to switch to this protocol (WebSocket)
+  bool close = false;        // Connection: close (no keep-alive to this node)
+  std::string_view upgrade;  // non-empty: ask the node to switch to this protocol (WebSocket)
 };
 
 void write_upstream_request_head(std::string& out, const http::RequestHead& request,
@@ -27,9 +27,9 @@ void write_upstream_request_head(std::string& out, const http::RequestHead& requ
 
 struct ClientResponseParams {
   OutFraming body = OutFraming::none;
-  bool close = false;      // Portico will close the client connection after this response
-  bool http10 = false;     // client spoke HTTP/1.0
-  bool upgrade = false;    // a 101 to a WebSocket upgrade: Upgrade and Connection: upgrade are kept
+  bool close = false;    // Portico will close the client connection after this response
+  bool http10 = false;   // client spoke HTTP/1.0
+  bool upgrade = false;  // a 101 to a WebSocket upgrade: Upgrade and Connection: upgrade are kept
 };
 
 void write_client_response_head(std::string& out, const http::ResponseHead& response,

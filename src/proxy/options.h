@@ -7,13 +7,13 @@
 namespace portico::proxy {
 
 struct Options {
-  std::string listen = "0.0.0.0:9080";          // proxy listener, one SO_REUSEPORT socket per worker
+  std::string listen = "0.0.0.0:9080";           // proxy listener, one SO_REUSEPORT socket per worker
   std::string status_listen = "127.0.0.1:9091";  // /healthz /readyz /metrics /status/config
   unsigned workers = 0;                          // 0 = number of CPUs
   std::string config_path;                       // declarative file (standalone)
   std::string access_log = "-";                  // "-" = stdout, "off", or a path
-  double drain_delay = 3;       // seconds between /readyz turning 503 and the listeners closing
-  double drain_timeout = 30;    // seconds in-flight requests get to finish after the listeners close
+  double drain_delay = 3;              // seconds between /readyz turning 503 and the listeners closing
+  double drain_timeout = 30;           // seconds in-flight requests get to finish after the listeners close
   size_t max_header_size = 64 * 1024;  // request line + headers (431 above)
   size_t max_target_size = 8 * 1024;   // request-target (414 above)
   int64_t max_body_size = -1;          // default per-route body limit, bytes; -1 = none (413 above)

@@ -58,8 +58,10 @@ Session::~Session() {
 
 void Session::start() {
   auto self = shared_from_this();
-  asio::co_spawn(worker_.context(), [self]() { return self->run(); }, asio::detached);
-  asio::co_spawn(worker_.context(), [self]() { return self->watchdog(); }, asio::detached);
+  asio::co_spawn(
+      worker_.context(), [self]() { return self->run(); }, asio::detached);
+  asio::co_spawn(
+      worker_.context(), [self]() { return self->watchdog(); }, asio::detached);
 }
 
 void Session::on_drain() {
@@ -74,7 +76,8 @@ void Session::force_close() {
 
 void Session::arm(double seconds, Guard guard) {
   guard_ = guard;
-  deadline_ = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+  deadline_ =
+      Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
   // Only an earlier deadline needs the timer moved; a later one is picked up when the timer fires.
   if (deadline_ < timer_.expiry()) timer_.expires_at(deadline_);
 }
@@ -164,7 +167,8 @@ awaitable<bool> Session::read_request_head() {
       size_t limit = opt.max_header_size + 1024;  // the parser reports 431 once the head outgrows its limit
       if (in_.size() >= limit) {
         // Full without a complete head: the parser says which limit it is (414 for the target, else 431).
-        http::ParseResult r = http::parse_request(in_.data() + in_begin_, client_buffered(), limits_, request_);
+        http::ParseResult r =
+            http::parse_request(in_.data() + in_begin_, client_buffered(), limits_, request_);
         bool parsed = r.status == http::ParseStatus::error;
         worker_.metrics().bad_requests.add();
         request_start_ = Clock::now();
@@ -183,8 +187,8 @@ awaitable<bool> Session::read_request_head() {
       idle_ = false;
       arm(opt.header_timeout, Guard::client);
     }
-    auto [ec, n] = co_await client_.async_read_some(asio::buffer(in_.data() + in_end_, in_.size() - in_end_),
-                                                    nothrow);
+    auto [ec, n] =
+        co_await client_.async_read_some(asio::buffer(in_.data() + in_end_, in_.size() - in_end_), nothrow);
     disarm();
     if (ec || n == 0) {
       if (timed_out_ && client_buffered() > 0) {
@@ -237,8 +241,11 @@ awaitable<bool> Session::handle_request() {
   }
   std::string_view path = request_.path;
   switch (http::normalize_path(request_.path, normalized_path_)) {
-    case http::PathStatus::unchanged: break;
-    case http::PathStatus::normalized: path = normalized_path_; break;
+    case http::PathStatus::unchanged:
+      break;
+    case http::PathStatus::normalized:
+      path = normalized_path_;
+      break;
     case http::PathStatus::invalid: {
       worker_.metrics().bad_requests.add();
       co_await send_error(400, "invalid request path", true);
@@ -253,16 +260,15 @@ awaitable<bool> Session::handle_request() {
     target_ += request_.query;
   }
 
-  router::MatchRequest match;
-  match.method = request_.method;
-  match.method_text = request_.method_text;
-  match.host = request_.host;
-  match.path = path;
-  match.query = request_.query;
-  match.target = request_.target;
-  match.head = &request_;
-  match.client = client_ip_;
-  int index = snap.router->match(match);
+  match_.method = request_.method;
+  match_.method_text = request_.method_text;
+  match_.host = request_.host;
+  match_.path = path;
+  match_.query = request_.query;
+  match_.target = request_.target;
+  match_.head = &request_;
+  match_.client = client_ip_;
+  int index = snap.router->match(match_);
   if (index < 0) {
     bool keep = co_await send_error(404, "404 Route Not Found", close_after_ || !request_body_done_);
     finish_request(404, nullptr);

@@ -16,12 +16,13 @@
 #include <string>
 #include <vector>
 
+#include "config/model.h"
 #include "http/message.h"
 #include "http/parser.h"
 #include "proxy/head_writer.h"
 #include "proxy/upstream_pool.h"
-#include "config/model.h"
 #include "router/ip_address.h"
+#include "router/router.h"
 
 namespace portico::snapshot {
 struct RouteRuntime;
@@ -82,11 +83,12 @@ class Session : public std::enable_shared_from_this<Session> {
   boost::asio::awaitable<bool> write_upstream(Buffers buffers);
   // Reads from the upstream into up_[offset, offset+max). Returns bytes read; 0 on EOF or error.
   boost::asio::awaitable<size_t> read_upstream(size_t offset, size_t max, double timeout);
-  std::string_view chash_key(const config::Upstream& spec) const;
 
   // Sends a Portico-generated response. Returns keep-alive (false when `close`).
   boost::asio::awaitable<bool> send_error(int status, std::string_view message, bool close);
   boost::asio::awaitable<bool> write_client(Buffers buffers);
+  // A piece of response body, framed as one chunk when `chunked`.
+  boost::asio::awaitable<bool> write_client_body(std::string_view data, bool chunked);
 
   void arm(double seconds, Guard guard);
   void disarm() { deadline_ = Clock::time_point::max(); }
@@ -113,14 +115,15 @@ class Session : public std::enable_shared_from_this<Session> {
   size_t in_end_ = 0;
   // Upstream input, reused for every exchange.
   std::vector<char> up_;
-  std::string head_out_;     // serialised head being sent (upstream request, or client response)
-  std::string chunk_line_;   // "<hex>\r\n" framing for re-chunked bodies
+  std::string head_out_;    // serialised head being sent (upstream request, or client response)
+  std::string chunk_line_;  // "<hex>\r\n" framing for re-chunked bodies
 
   http::ParseLimits limits_;
   http::RequestHead request_;
   http::ResponseHead response_;
   std::string normalized_path_;
-  std::string target_;  // origin-form target sent upstream
+  std::string target_;          // origin-form target sent upstream
+  router::MatchRequest match_;  // what the router saw; also the source of consistent-hash keys
   std::shared_ptr<PinnedSnapshot> pinned_;
   std::unique_ptr<UpstreamConnection> upstream_;
 
@@ -130,19 +133,19 @@ class Session : public std::enable_shared_from_this<Session> {
   int upstream_status_ = 0;
   std::string upstream_addr_;
   uint64_t bytes_sent_ = 0;
-  bool response_started_ = false;  // a byte of the response reached the client socket
+  bool response_started_ = false;   // a byte of the response reached the client socket
   bool request_body_done_ = false;  // the client's request body was read to its end
   bool body_streamed_ = false;      // body bytes were read from the socket: the request cannot be replayed
   bool continue_sent_ = false;      // "100 Continue" already sent for this request
   bool close_after_ = false;
-  int64_t max_body_ = -1;           // the route's request body limit (-1: none)
+  int64_t max_body_ = -1;  // the route's request body limit (-1: none)
   // Set when the client's body turns out invalid (400) or too large (413) while it streams: the request
   // ends with this status instead of an upstream error, and the connection closes.
   int client_error_ = 0;
   bool client_gone_ = false;  // the client closed or stalled while sending its body
-  size_t body_from_in_ = 0;         // bytes of in_ after the head that belong to this request's body
+  size_t body_from_in_ = 0;   // bytes of in_ after the head that belong to this request's body
   double upstream_send_timeout_ = 60;
-  std::string leftover_;            // bytes read past a chunked body's end (the next pipelined request)
+  std::string leftover_;  // bytes read past a chunked body's end (the next pipelined request)
   http::ChunkedDecoder decoder_;
 };
 

@@ -36,51 +36,6 @@ void format_chunk_size(std::string& out, size_t n) {
   out += "\r\n";
 }
 
-std::string_view cookie_value(const http::MessageHead& head, std::string_view name) {
-  for (uint16_t i = 0; i < head.header_count; ++i) {
-    if (!iequals(head.headers[i].name, "cookie")) continue;
-    std::string_view v = head.headers[i].value;
-    while (!v.empty()) {
-      size_t semi = v.find(';');
-      std::string_view pair = v.substr(0, semi);
-      while (!pair.empty() && pair.front() == ' ') pair.remove_prefix(1);
-      size_t eq = pair.find('=');
-      if (eq != std::string_view::npos && pair.substr(0, eq) == name) return pair.substr(eq + 1);
-      if (semi == std::string_view::npos) break;
-      v.remove_prefix(semi + 1);
-    }
-  }
-  return {};
-}
-
-std::string_view query_arg(std::string_view query, std::string_view name) {
-  while (!query.empty()) {
-    size_t amp = query.find('&');
-    std::string_view pair = query.substr(0, amp);
-    size_t eq = pair.find('=');
-    if (pair.substr(0, eq) == name) return eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
-    if (amp == std::string_view::npos) break;
-    query.remove_prefix(amp + 1);
-  }
-  return {};
-}
-
-std::string_view header_by_var(const http::MessageHead& head, std::string_view var_name) {
-  // `http_x_user_id` names the header X-User-Id: '_' stands for '-', case-insensitive.
-  for (uint16_t i = 0; i < head.header_count; ++i) {
-    std::string_view n = head.headers[i].name;
-    if (n.size() != var_name.size()) continue;
-    bool same = true;
-    for (size_t k = 0; k < n.size() && same; ++k) {
-      char a = n[k] == '-' ? '_' : static_cast<char>(n[k] | 0x20);
-      char b = var_name[k] == '-' ? '_' : static_cast<char>(var_name[k] | 0x20);
-      same = a == b;
-    }
-    if (same) return head.headers[i].value;
-  }
-  return {};
-}
-
 }  // namespace
 
 struct Session::Attempt {
@@ -95,30 +50,14 @@ struct Session::Attempt {
   Clock::time_point sent_at;
 };
 
-std::string_view Session::chash_key(const config::Upstream& spec) const {
-  std::string_view key = spec.key;
-  switch (spec.hash_on) {
-    case config::HashOn::header: return request_.find(key);
-    case config::HashOn::cookie: return cookie_value(request_, key);
-    case config::HashOn::vars:
-      if (key == "remote_addr") return std::string_view(client_ip_text_, client_ip_len_);
-      if (key == "uri") return target_.substr(0, target_.find('?'));
-      if (key == "request_uri") return request_.target;
-      if (key == "host") return request_.host;
-      if (key.starts_with("arg_")) return query_arg(request_.query, key.substr(4));
-      if (key.starts_with("http_")) return header_by_var(request_, key.substr(5));
-      if (key.starts_with("cookie_")) return cookie_value(request_, key.substr(7));
-      return {};
-    default: return {};  // consumer / vars_combinations: not available yet; behaves as round robin
-  }
-}
-
 awaitable<bool> Session::forward(const snapshot::RouteRuntime& route) {
   snapshot::UpstreamRuntime& up = *route.upstream;
   upstream::Balancer& balancer = *up.per_worker[worker_.index()];
   const config::Upstream& spec = *up.spec;
-  std::string_view hash_key = spec.type == config::LbType::chash ? chash_key(spec) : std::string_view();
-  const config::PassiveCheck* passive = spec.checks && spec.checks->passive ? &*spec.checks->passive : nullptr;
+  std::string_view hash_key;
+  if (spec.type == config::LbType::chash) up.hash_key.get(match_, hash_key);
+  const config::PassiveCheck* passive =
+      spec.checks && spec.checks->passive ? &*spec.checks->passive : nullptr;
   if (up_.size() < kUpstreamBuffer) up_.resize(kUpstreamBuffer);
 
   int excluded[kMaxTries];
@@ -151,8 +90,8 @@ awaitable<bool> Session::forward(const snapshot::RouteRuntime& route) {
     balancer.on_request_end(node, latency, f != Failure::none && f != Failure::client);
     if (passive && f != Failure::client) {
       int outcome = f == Failure::none || f == Failure::bad_status ? upstream_status_
-                    : f == Failure::timeout                         ? -1
-                                                                    : 0;
+                    : f == Failure::timeout                        ? -1
+                                                                   : 0;
       a.node->health->report_passive(*passive, outcome, up.has_active_check);
     }
     if (f == Failure::connect) worker_.metrics().upstream_connect_errors.add();
@@ -170,9 +109,9 @@ awaitable<bool> Session::forward(const snapshot::RouteRuntime& route) {
     upstream_.reset();
   }
   int status = client_error_ ? client_error_ : !any_node ? 503 : last == Failure::timeout ? 504 : 502;
-  const char* message = client_error_ == 400   ? "invalid chunked request body"
-                        : client_error_ == 413 ? "request body too large"
-                        : !any_node            ? "no upstream node available"
+  const char* message = client_error_ == 400       ? "invalid chunked request body"
+                        : client_error_ == 413     ? "request body too large"
+                        : !any_node                ? "no upstream node available"
                         : last == Failure::timeout ? "upstream timed out"
                         : last == Failure::connect ? "upstream connection failed"
                                                    : "invalid or failed upstream response";
@@ -275,6 +214,13 @@ awaitable<size_t> Session::read_upstream(size_t offset, size_t max, double timeo
   co_return ec ? 0 : n;
 }
 
+awaitable<bool> Session::write_client_body(std::string_view data, bool chunked) {
+  if (!chunked) co_return co_await write_client(bufs(asio::buffer(data.data(), data.size())));
+  format_chunk_size(chunk_line_, data.size());
+  co_return co_await write_client(
+      bufs(asio::buffer(chunk_line_), asio::buffer(data.data(), data.size()), asio::buffer(kCrlf, 2)));
+}
+
 awaitable<bool> Session::send_continue() {
   if (continue_sent_ || !request_.expect_continue || request_.version_minor == 0) co_return true;
   continue_sent_ = true;
@@ -290,14 +236,20 @@ awaitable<bool> Session::send_request(Attempt& a) {
   UpstreamRequestParams p;
   p.target = target_;
   switch (spec.pass_host) {
-    case config::PassHost::pass: p.host = request_.host_header; break;
-    case config::PassHost::node: p.host = a.node->host_port; break;
-    case config::PassHost::rewrite: p.host = spec.upstream_host; break;
+    case config::PassHost::pass:
+      p.host = request_.host_header;
+      break;
+    case config::PassHost::node:
+      p.host = a.node->host_port;
+      break;
+    case config::PassHost::rewrite:
+      p.host = spec.upstream_host;
+      break;
   }
   p.client_ip = std::string_view(client_ip_text_, client_ip_len_);
   p.body = request_.framing == http::BodyFraming::chunked          ? OutFraming::chunked
            : request_.framing == http::BodyFraming::content_length ? OutFraming::content_length
-                                                                    : OutFraming::none;
+                                                                   : OutFraming::none;
   p.close = spec.keepalive_pool.size <= 0;
   a.upgrade = request_.upgrade && a.route->websocket && request_.method == http::Method::GET;
   if (a.upgrade) p.upgrade = request_.find("upgrade");
@@ -314,7 +266,8 @@ awaitable<bool> Session::send_request(Attempt& a) {
   // Content-Length body: the buffered part goes out with the head; the rest streams from the client.
   size_t first = static_cast<size_t>(std::min<uint64_t>(after_head, request_.content_length));
   body_from_in_ = first;
-  if (!co_await write_upstream(bufs(asio::buffer(head_out_), asio::buffer(body_start, first)))) co_return false;
+  if (!co_await write_upstream(bufs(asio::buffer(head_out_), asio::buffer(body_start, first))))
+    co_return false;
   uint64_t remaining = request_.content_length - first;
   if (remaining == 0) {
     request_body_done_ = true;
@@ -369,8 +322,9 @@ awaitable<bool> Session::send_chunked_body() {
           co_return false;
         }
         format_chunk_size(chunk_line_, step.data.size());
-        if (!co_await write_upstream(bufs(asio::buffer(chunk_line_), asio::buffer(step.data.data(), step.data.size()),
-                                      asio::buffer(kCrlf, 2)))) {
+        if (!co_await write_upstream(bufs(asio::buffer(chunk_line_),
+                                          asio::buffer(step.data.data(), step.data.size()),
+                                          asio::buffer(kCrlf, 2)))) {
           co_return false;
         }
         continue;
@@ -441,10 +395,16 @@ awaitable<bool> Session::relay_response(Attempt& a) {
   bool http10 = request_.version_minor == 0;
   OutFraming out = OutFraming::none;
   switch (response_.framing) {
-    case http::BodyFraming::none: out = OutFraming::none; break;
-    case http::BodyFraming::content_length: out = OutFraming::content_length; break;
+    case http::BodyFraming::none:
+      out = OutFraming::none;
+      break;
+    case http::BodyFraming::content_length:
+      out = OutFraming::content_length;
+      break;
     case http::BodyFraming::chunked:
-    case http::BodyFraming::until_close: out = http10 ? OutFraming::until_close : OutFraming::chunked; break;
+    case http::BodyFraming::until_close:
+      out = http10 ? OutFraming::until_close : OutFraming::chunked;
+      break;
   }
   if (response_.framing == http::BodyFraming::until_close) a.reusable = false;
   if (!response_.keep_alive) a.reusable = false;
@@ -489,15 +449,7 @@ awaitable<bool> Session::relay_response(Attempt& a) {
     }
     size_t n = buffered;
     while (true) {
-      if (n > 0) {
-        if (chunked_out) {
-          format_chunk_size(chunk_line_, n);
-          if (!co_await write_client(bufs(asio::buffer(chunk_line_), asio::buffer(up_.data(), n), asio::buffer(kCrlf, 2))))
-            co_return false;
-        } else if (!co_await write_client(bufs(asio::buffer(up_.data(), n)))) {
-          co_return false;
-        }
-      }
+      if (n > 0 && !co_await write_client_body(std::string_view(up_.data(), n), chunked_out)) co_return false;
       n = co_await read_upstream(0, up_.size(), read_timeout);
       if (n == 0) {
         if (timed_out_) {
@@ -526,14 +478,7 @@ awaitable<bool> Session::relay_response(Attempt& a) {
         co_return false;
       }
       if (step.status == http::ChunkedDecoder::Status::data) {
-        if (chunked_out) {
-          format_chunk_size(chunk_line_, step.data.size());
-          if (!co_await write_client(bufs(asio::buffer(chunk_line_), asio::buffer(step.data.data(), step.data.size()),
-                                      asio::buffer(kCrlf, 2))))
-            co_return false;
-        } else if (!co_await write_client(bufs(asio::buffer(step.data.data(), step.data.size())))) {
-          co_return false;
-        }
+        if (!co_await write_client_body(step.data, chunked_out)) co_return false;
         continue;
       }
       break;
@@ -573,7 +518,8 @@ awaitable<void> Session::tunnel(Attempt& a) {
   // Frames the origin sent right behind its 101 go out with the head; frames the client sent right behind
   // its request go to the origin first.
   size_t early = a.up_end - response_.head_size;
-  if (!co_await write_client(bufs(asio::buffer(head_out_), asio::buffer(up_.data() + response_.head_size, early))))
+  if (!co_await write_client(
+          bufs(asio::buffer(head_out_), asio::buffer(up_.data() + response_.head_size, early))))
     co_return;
   size_t pending = client_buffered() - request_.head_size;
   if (pending > 0 &&

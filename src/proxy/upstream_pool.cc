@@ -29,10 +29,10 @@ void UpstreamPool::checkin(const std::string& key, std::unique_ptr<UpstreamConne
     return;
   }
   uint64_t id = next_id_++;
-  list.push_back(Idle{std::move(conn),
-                      Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                         std::chrono::duration<double>(idle_timeout)),
-                      id, false});
+  list.push_back(Idle{
+      std::move(conn),
+      Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(idle_timeout)),
+      id, false});
 }
 
 void UpstreamPool::watch(const std::string& key, uint64_t id, UpstreamConnection* conn) {

@@ -7,10 +7,10 @@
 // keep the snapshot they started with (they hold a reference), so a change never stalls or fails a request.
 #pragma once
 
+#include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <atomic>
 #include <memory>
 #include <thread>
 #include <unordered_set>

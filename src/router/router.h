@@ -31,6 +31,24 @@ struct MatchRequest {
   IpAddress client;                         // peer address, for remote_addrs and `remote_addr`
 };
 
+// One request variable by its APISIX name ("uri", "request_uri", "host", "remote_addr", "request_method",
+// "scheme", "args", "http_<header>", "arg_<query arg>", "cookie_<name>"; see vars.h for the exact rules),
+// resolved once when a snapshot is built and read per request. The router's `vars` conditions and the
+// consistent-hash key of an upstream read variables through the same code. Immutable; any thread.
+class RequestVar {
+ public:
+  RequestVar() = default;  // always missing
+  explicit RequestVar(std::string_view name);
+
+  // The variable's value for `request`, or false when it is missing. A decoded query argument points into
+  // a thread-local buffer that the next lookup on this thread may reuse.
+  bool get(const MatchRequest& request, std::string_view& out) const;
+
+ private:
+  uint8_t source_ = 0xff;  // detail::CompiledExpr::Source; 0xff = missing
+  std::string name_;
+};
+
 class Router {
  public:
   // Builds the matcher over `config.routes` (disabled routes, status 0, are left out). A route without hosts

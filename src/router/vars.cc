@@ -118,9 +118,9 @@ bool find_arg(std::string_view query, std::string_view want, std::string_view& o
   return false;
 }
 
-bool lookup(const CompiledExpr& e, VarContext& ctx, std::string_view& v) {
+bool lookup(Source source, const std::string& name, VarContext& ctx, std::string_view& v) {
   const MatchRequest& r = *ctx.request;
-  switch (e.source) {
+  switch (source) {
     case Source::uri:
       v = r.path;
       return true;
@@ -144,11 +144,11 @@ bool lookup(const CompiledExpr& e, VarContext& ctx, std::string_view& v) {
       v = r.query;
       return true;
     case Source::header:
-      return find_header(r, e.name, v);
+      return find_header(r, name, v);
     case Source::arg:
-      return find_arg(r.query, e.name, v);
+      return find_arg(r.query, name, v);
     case Source::cookie:
-      return find_cookie(r, e.name, v);
+      return find_cookie(r, name, v);
     case Source::missing:
       return false;
   }
@@ -179,6 +179,38 @@ bool has_token(std::string_view v, std::string_view token) {
 
 }  // namespace
 
+Source resolve_var(std::string_view var, std::string& name) {
+  name.clear();
+  if (var == "uri") return Source::uri;
+  if (var == "request_uri") return Source::request_uri;
+  if (var == "host") return Source::host;
+  if (var == "remote_addr") return Source::remote_addr;
+  if (var == "request_method") return Source::request_method;
+  if (var == "scheme") return Source::scheme;
+  if (var == "args" || var == "query_string") return Source::args;
+  if (starts_with(var, "http_") && var.size() > 5) {
+    for (char c : var.substr(5)) name.push_back(c == '-' ? '_' : lower(c));
+    return Source::header;
+  }
+  if (starts_with(var, "arg_") && var.size() > 4) {
+    name = var.substr(4);
+    return Source::arg;
+  }
+  if (starts_with(var, "cookie_") && var.size() > 7) {
+    name = var.substr(7);
+    return Source::cookie;
+  }
+  return Source::missing;
+}
+
+bool lookup_var(Source source, const std::string& name, const MatchRequest& request, std::string_view& out) {
+  VarContext ctx;
+  ctx.request = &request;
+  ctx.host = request.host;
+  ctx.method = request.method_text;
+  return lookup(source, name, ctx, out);
+}
+
 bool compile_expr(const config::VarExpr& expr, CompiledExpr& out, std::string* error) {
   auto fail = [&](const std::string& why) {
     if (error != nullptr) *error = "vars: " + expr.var + ": " + why;
@@ -187,33 +219,7 @@ bool compile_expr(const config::VarExpr& expr, CompiledExpr& out, std::string* e
   out.op = expr.op;
   out.negate = expr.negate;
   out.values = expr.values;
-  std::string_view var = expr.var;
-  if (var == "uri") {
-    out.source = Source::uri;
-  } else if (var == "request_uri") {
-    out.source = Source::request_uri;
-  } else if (var == "host") {
-    out.source = Source::host;
-  } else if (var == "remote_addr") {
-    out.source = Source::remote_addr;
-  } else if (var == "request_method") {
-    out.source = Source::request_method;
-  } else if (var == "scheme") {
-    out.source = Source::scheme;
-  } else if (var == "args" || var == "query_string") {
-    out.source = Source::args;
-  } else if (starts_with(var, "http_") && var.size() > 5) {
-    out.source = Source::header;
-    for (char c : var.substr(5)) out.name.push_back(c == '-' ? '_' : lower(c));
-  } else if (starts_with(var, "arg_") && var.size() > 4) {
-    out.source = Source::arg;
-    out.name = var.substr(4);
-  } else if (starts_with(var, "cookie_") && var.size() > 7) {
-    out.source = Source::cookie;
-    out.name = var.substr(7);
-  } else {
-    out.source = Source::missing;
-  }
+  out.source = resolve_var(expr.var, out.name);
 
   if (expr.values.empty() && expr.op != Op::in) return fail("no operand");
   switch (expr.op) {
@@ -251,7 +257,7 @@ bool compile_expr(const config::VarExpr& expr, CompiledExpr& out, std::string* e
 bool eval_expr(const CompiledExpr& e, VarContext& ctx) {
   std::string_view v;
   bool result;
-  if (!lookup(e, ctx, v)) {
+  if (!lookup(e.source, e.name, ctx, v)) {
     result = e.op == Op::ne;
   } else {
     double x;
@@ -299,3 +305,16 @@ bool eval_expr(const CompiledExpr& e, VarContext& ctx) {
 }
 
 }  // namespace portico::router::detail
+
+namespace portico::router {
+
+RequestVar::RequestVar(std::string_view name) {
+  source_ = static_cast<uint8_t>(detail::resolve_var(name, name_));
+}
+
+bool RequestVar::get(const MatchRequest& request, std::string_view& out) const {
+  if (source_ == 0xff) return false;
+  return detail::lookup_var(static_cast<detail::CompiledExpr::Source>(source_), name_, request, out);
+}
+
+}  // namespace portico::router

@@ -69,4 +69,9 @@ struct VarContext {
 
 bool eval_expr(const CompiledExpr& expr, VarContext& ctx);
 
+// The source of variable `var` and, for http_/arg_/cookie_ variables, the name to look for.
+CompiledExpr::Source resolve_var(std::string_view var, std::string& name);
+bool lookup_var(CompiledExpr::Source source, const std::string& name, const MatchRequest& request,
+                std::string_view& out);
+
 }  // namespace portico::router::detail

@@ -20,8 +20,8 @@ double unix_now() {
 std::string file_identity(const std::string& path) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) return "missing";
-  return std::to_string(st.st_ino) + ":" + std::to_string(st.st_size) + ":" + std::to_string(st.st_mtim.tv_sec) +
-         "." + std::to_string(st.st_mtim.tv_nsec);
+  return std::to_string(st.st_ino) + ":" + std::to_string(st.st_size) + ":" +
+         std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec);
 }
 
 }  // namespace
@@ -30,7 +30,9 @@ ConfigApplier::ConfigApplier(std::string path, double interval_seconds, snapshot
                              Publish publish)
     : path_(std::move(path)), interval_(interval_seconds), context_(context), publish_(std::move(publish)) {}
 
-ConfigApplier::~ConfigApplier() { stop(); }
+ConfigApplier::~ConfigApplier() {
+  stop();
+}
 
 bool ConfigApplier::apply_now() {
   apply(true);
@@ -64,7 +66,8 @@ ApplierStatus ConfigApplier::status() const {
 }
 
 void ConfigApplier::run() {
-  auto interval = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::duration<double>(interval_));
+  auto interval =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::duration<double>(interval_));
   while (true) {
     bool forced = false;
     {
@@ -107,7 +110,8 @@ bool ConfigApplier::apply(bool forced) {
   uint64_t generation = current_ ? current_->generation + 1 : 1;
   size_t routes = loaded.config.routes.size();
   std::string error;
-  auto snap = snapshot::build(std::move(loaded.config), loaded.content_hash, "file", generation, context_, &error);
+  auto snap =
+      snapshot::build(std::move(loaded.config), loaded.content_hash, "file", generation, context_, &error);
   if (!snap) return reject(path_ + ": " + error);
 
   publish_(snap);
@@ -133,15 +137,18 @@ bool ConfigApplier::apply(bool forced) {
     status_.last_error.clear();
     status_.last_success = now;
   }
-  PORTICO_LOG(info, "config applied generation=%llu routes=%zu hash=%s in %.1f ms (load+validate %.1f ms, build %.1f ms)",
-              static_cast<unsigned long long>(generation), routes, snap->hash.c_str(), took_ms, load_ms,
-              took_ms - load_ms);
+  PORTICO_LOG(
+      info,
+      "config applied generation=%llu routes=%zu hash=%s in %.1f ms (load+validate %.1f ms, build %.1f ms)",
+      static_cast<unsigned long long>(generation), routes, snap->hash.c_str(), took_ms, load_ms,
+      took_ms - load_ms);
   return true;
 }
 
 void ConfigApplier::release_retired() {
   // A snapshot only this list still holds has no request left on it: free it here, off the workers.
-  std::erase_if(retired_, [](const std::shared_ptr<const snapshot::Snapshot>& s) { return s.use_count() == 1; });
+  std::erase_if(retired_,
+                [](const std::shared_ptr<const snapshot::Snapshot>& s) { return s.use_count() == 1; });
 }
 
 }  // namespace portico::server

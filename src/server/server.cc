@@ -72,11 +72,13 @@ std::string Server::Impl::config_json() const {
                 s.last_failure);
   return "{\"generation\":" + std::to_string(s.generation) + ",\"hash\":\"" + s.hash +
          "\",\"routes\":" + std::to_string(s.routes) + ",\"source\":\"" + s.source + "\",\"path\":\"" +
-         json_escape(options.config_path) + "\",\"last_error\":\"" + json_escape(s.last_error) + "\"," + times +
-         ",\"draining\":" + (draining.load() ? "true" : "false") + "}\n";
+         json_escape(options.config_path) + "\",\"last_error\":\"" + json_escape(s.last_error) + "\"," +
+         times + ",\"draining\":" + (draining.load() ? "true" : "false") + "}\n";
 }
 
-Server::Server(proxy::Options options) : impl_(std::make_unique<Impl>()) { impl_->options = std::move(options); }
+Server::Server(proxy::Options options) : impl_(std::make_unique<Impl>()) {
+  impl_->options = std::move(options);
+}
 
 Server::~Server() = default;
 
@@ -122,11 +124,11 @@ int Server::run() {
   ctx.workers = workers;
   ctx.health = &s.health;
   ctx.metrics = s.metrics.get();
-  s.applier = std::make_unique<ConfigApplier>(
-      opt.config_path, opt.watch_interval, ctx, [&s](std::shared_ptr<const snapshot::Snapshot> snap) {
-        s.checker.set_targets(snapshot::probe_targets(*snap));
-        for (auto& w : s.workers) w->publish(snap);
-      });
+  s.applier = std::make_unique<ConfigApplier>(opt.config_path, opt.watch_interval, ctx,
+                                              [&s](std::shared_ptr<const snapshot::Snapshot> snap) {
+                                                s.checker.set_targets(snapshot::probe_targets(*snap));
+                                                for (auto& w : s.workers) w->publish(snap);
+                                              });
   if (!s.applier->apply_now()) {
     PORTICO_LOG(warn, "no valid config yet: /readyz answers 503 and requests get 503 until %s is fixed",
                 opt.config_path.c_str());
@@ -166,8 +168,9 @@ bool Server::Impl::drain_and_wait() {
   for (auto& w : workers) w->drain();
   PORTICO_LOG(info, "listeners closed; waiting up to %.1f s for in-flight requests", options.drain_timeout);
 
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                                                          std::chrono::duration<double>(options.drain_timeout));
+  auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                             std::chrono::duration<double>(options.drain_timeout));
   bool clean = true;
   for (auto& w : workers) {
     while (!w->finished() && std::chrono::steady_clock::now() < deadline) sleep_for(0.02);

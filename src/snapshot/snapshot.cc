@@ -38,7 +38,8 @@ std::string resolve(const std::string& host, std::unordered_map<std::string, std
     address = buf;
     freeaddrinfo(res);
   } else {
-    PORTICO_LOG(warn, "upstream node host '%s' does not resolve; the node will fail to connect", host.c_str());
+    PORTICO_LOG(warn, "upstream node host '%s' does not resolve; the node will fail to connect",
+                host.c_str());
   }
   cache.emplace(host, address);
   return address;
@@ -68,6 +69,21 @@ std::unique_ptr<UpstreamRuntime> make_upstream(const config::Upstream& spec, std
     rt.pool_key = (v6 ? "[" + rt.address + "]" : rt.address) + ":" + std::to_string(node.port);
     rt.health = ctx.health->get(up->key, rt.pool_key);
     up->nodes.push_back(std::move(rt));
+  }
+  if (spec.type == config::LbType::chash) {
+    switch (spec.hash_on) {
+      case config::HashOn::vars:
+        up->hash_key = router::RequestVar(spec.key);
+        break;
+      case config::HashOn::header:
+        up->hash_key = router::RequestVar("http_" + spec.key);
+        break;
+      case config::HashOn::cookie:
+        up->hash_key = router::RequestVar("cookie_" + spec.key);
+        break;
+      default:
+        break;  // consumer / vars_combinations: not available yet, so the key is missing (round robin)
+    }
   }
   int retries = spec.retries >= 0 ? spec.retries : static_cast<int>(spec.nodes.size()) - 1;
   up->tries = 1 + std::max(0, retries);

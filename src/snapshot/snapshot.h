@@ -29,7 +29,8 @@ struct UpstreamRuntime {
   const config::Upstream* spec = nullptr;  // points into Snapshot::config
   std::vector<upstream::NodeRuntime> nodes;
   bool has_active_check = false;
-  int tries = 1;  // 1 + effective retries
+  int tries = 1;                // 1 + effective retries
+  router::RequestVar hash_key;  // chash: the variable whose value is hashed (hash_on + key)
   std::vector<std::unique_ptr<upstream::Balancer>> per_worker;
 };
 
@@ -39,7 +40,7 @@ struct RouteRuntime {
   config::Timeout timeout;     // route's, else upstream's, else defaults
   int64_t max_body_size = -1;  // -1 = listener default
   uint32_t metrics_slot = 0;
-  bool websocket = false;      // enable_websocket on the route or its service: Upgrade requests tunnel
+  bool websocket = false;  // enable_websocket on the route or its service: Upgrade requests tunnel
 };
 
 struct Snapshot {

@@ -139,8 +139,9 @@ std::string Metrics::render(const std::string& extra) const {
   render_histogram(out, "portico_upstream_duration_seconds",
                    "Time from sending the request upstream to the end of its response.", workers_,
                    &WorkerMetrics::upstream_duration);
-  render_counter(out, "portico_upstream_connect_errors_total", "counter", "Failed connects to upstream nodes.",
-                 sum_workers(workers_, [](const WorkerMetrics& w) { return w.upstream_connect_errors.get(); }));
+  render_counter(
+      out, "portico_upstream_connect_errors_total", "counter", "Failed connects to upstream nodes.",
+      sum_workers(workers_, [](const WorkerMetrics& w) { return w.upstream_connect_errors.get(); }));
   render_counter(out, "portico_upstream_timeouts_total", "counter", "Upstream connect/send/read timeouts.",
                  sum_workers(workers_, [](const WorkerMetrics& w) { return w.upstream_timeouts.get(); }));
   render_counter(out, "portico_upstream_retries_total", "counter", "Requests retried on another node.",

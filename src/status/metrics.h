@@ -19,15 +19,19 @@ namespace portico::status {
 // A counter with one writer thread and any number of reader threads.
 struct Counter {
   std::atomic<uint64_t> value{0};
-  void add(uint64_t n = 1) { value.store(value.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
-  void sub(uint64_t n = 1) { value.store(value.load(std::memory_order_relaxed) - n, std::memory_order_relaxed); }
+  void add(uint64_t n = 1) {
+    value.store(value.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+  void sub(uint64_t n = 1) {
+    value.store(value.load(std::memory_order_relaxed) - n, std::memory_order_relaxed);
+  }
   uint64_t get() const { return value.load(std::memory_order_relaxed); }
 };
 
 // Latency histogram with fixed buckets (seconds): 1ms .. 10s.
 struct Histogram {
   static constexpr std::array<double, 13> kBounds = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
-                                                     0.25,  0.5,    1,     2.5,  5,    10};
+                                                     0.25,  0.5,    1,     2.5,  5,     10};
   std::array<Counter, kBounds.size() + 1> buckets;  // last = +Inf
   Counter sum_micros;
   Counter count;
@@ -43,12 +47,12 @@ constexpr size_t kRouteBlockSize = 1024;
 constexpr size_t kMaxRouteBlocks = 1024;  // up to ~1M distinct route ids per process lifetime
 
 struct alignas(64) WorkerMetrics {
-  Counter connections_open;   // gauge: inc on accept, dec on close
+  Counter connections_open;  // gauge: inc on accept, dec on close
   Counter connections_total;
   Counter upstream_connect_errors;
   Counter upstream_timeouts;
   Counter upstream_retries;
-  Counter bad_requests;       // rejected by the parser (4xx before routing)
+  Counter bad_requests;  // rejected by the parser (4xx before routing)
   Histogram request_duration;
   Histogram upstream_duration;
   std::array<std::atomic<RouteCounters*>, kMaxRouteBlocks> route_blocks{};
@@ -87,7 +91,7 @@ class Metrics {
   std::vector<std::unique_ptr<WorkerMetrics>> workers_;
   mutable std::mutex slots_mu_;
   std::unordered_map<std::string, uint32_t> slot_of_;
-  std::vector<std::string> route_ids_;  // by slot
+  std::vector<std::string> route_ids_;                    // by slot
   std::vector<std::unique_ptr<RouteCounters[]>> blocks_;  // owned storage, blocks_[b] has worker_count*block
 };
 

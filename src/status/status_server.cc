@@ -33,10 +33,11 @@ struct StatusServer::Impl {
 
 namespace {
 std::string make_response(int status, std::string_view content_type, const std::string& body, bool head) {
-  std::string out = "HTTP/1.1 " + std::to_string(status) + " " + std::string(http::reason_phrase(status)) +
-                    "\r\nContent-Type: " + std::string(content_type) +
-                    "\r\nCache-Control: no-store\r\nConnection: close\r\nContent-Length: " +
-                    std::to_string(body.size()) + "\r\n\r\n";
+  std::string out =
+      "HTTP/1.1 " + std::to_string(status) + " " + std::string(http::reason_phrase(status)) +
+      "\r\nContent-Type: " + std::string(content_type) +
+      "\r\nCache-Control: no-store\r\nConnection: close\r\nContent-Length: " + std::to_string(body.size()) +
+      "\r\n\r\n";
   if (!head) out += body;
   return out;
 }
@@ -76,9 +77,10 @@ awaitable<void> StatusServer::Impl::serve(tcp::socket socket) {
     len += n;
     http::ParseResult r = http::parse_request(buf.data(), len, limits, req);
     if (r.status == http::ParseStatus::incomplete) continue;
-    std::string out = r.status == http::ParseStatus::error
-                          ? make_response(r.error_status, "text/plain", std::string(r.error_reason) + "\n", false)
-                          : respond(req);
+    std::string out =
+        r.status == http::ParseStatus::error
+            ? make_response(r.error_status, "text/plain", std::string(r.error_reason) + "\n", false)
+            : respond(req);
     co_await asio::async_write(socket, asio::buffer(out), nothrow);
     break;
   }
@@ -102,7 +104,9 @@ StatusServer::StatusServer(StatusHandlers handlers) : impl_(std::make_unique<Imp
   impl_->handlers = std::move(handlers);
 }
 
-StatusServer::~StatusServer() { stop(); }
+StatusServer::~StatusServer() {
+  stop();
+}
 
 void StatusServer::listen(const std::string& address) {
   tcp::endpoint ep = base::parse_endpoint(address);
