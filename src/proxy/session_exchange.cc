@@ -246,6 +246,7 @@ awaitable<bool> Session::send_request(Attempt& a) {
       p.host = spec.upstream_host;
       break;
   }
+  if (p.host.empty()) p.host = a.node->host_port;  // an HTTP/1.0 client may send no Host at all
   p.client_ip = std::string_view(client_ip_text_, client_ip_len_);
   p.body = request_.framing == http::BodyFraming::chunked          ? OutFraming::chunked
            : request_.framing == http::BodyFraming::content_length ? OutFraming::content_length

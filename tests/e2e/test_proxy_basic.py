@@ -88,6 +88,17 @@ def test_http10_request_gets_close_delimited_or_length_response(env):
         assert r.body == pattern_bytes(100000)
 
 
+def test_http10_without_host_gets_the_node_host(env):
+    # HTTP/1.0 may omit Host; with pass_host "pass" there is nothing to pass, so the node's address is sent
+    # (never an empty Host, which an HTTP/1.1 origin must reject).
+    p, main = env["p"], env["main"]
+    with RawConn(p.port) as c:
+        c.send(b"GET /echo?v=nohost HTTP/1.0\r\n\r\n")
+        r = c.read_response()
+    assert r.status == 200, r
+    assert hdr_map(r.json()).get("host") == ["127.0.0.1:%d" % main.port]
+
+
 def test_http10_keepalive_is_honoured_or_closed(env):
     """An HTTP/1.0 client asking for keep-alive: either the response says keep-alive and the connection serves
     the next request, or the gateway closes it after the response."""
