@@ -135,6 +135,7 @@ void Session::consume_client(size_t n) {
 awaitable<bool> Session::read_request_head() {
   const Options& opt = worker_.options();
   response_started_ = false;  // a new request: nothing of its response is out yet
+  timed_out_ = false;
   request_body_done_ = true;  // no body is known before the head parses (errors close anyway)
   client_error_ = 0;
   client_gone_ = false;

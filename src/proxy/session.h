@@ -49,7 +49,17 @@ class Session : public std::enable_shared_from_this<Session> {
   enum class Guard : uint8_t { none, client, upstream };
 
   // Why an exchange with one node did not produce a response for the client.
-  enum class Failure : uint8_t { none, connect, timeout, send, reset, bad_response, bad_status, client };
+  enum class Failure : uint8_t {
+    none,
+    connect,
+    connect_timeout,
+    timeout,
+    send,
+    reset,
+    bad_response,
+    bad_status,
+    client
+  };
 
   struct Attempt;  // state of one try against one node (session_exchange.cc)
 

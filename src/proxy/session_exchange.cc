@@ -67,7 +67,9 @@ awaitable<bool> Session::forward(const snapshot::RouteRuntime& route) {
   bool any_node = false;
   for (int attempt = 0; attempt < tries; ++attempt) {
     if (attempt > 0) {
-      bool safe = last == Failure::connect || (http::is_idempotent(request_.method) && !body_streamed_);
+      // Nothing reached the origin after a failed connect, so any request may go elsewhere.
+      bool connect_failed = last == Failure::connect || last == Failure::connect_timeout;
+      bool safe = connect_failed || (http::is_idempotent(request_.method) && !body_streamed_);
       double elapsed = std::chrono::duration<double>(Clock::now() - request_start_).count();
       if (!safe || response_started_ || (spec.retry_timeout > 0 && elapsed >= spec.retry_timeout)) break;
       worker_.metrics().upstream_retries.add();
@@ -81,7 +83,8 @@ awaitable<bool> Session::forward(const snapshot::RouteRuntime& route) {
     a.route = &route;
     a.upstream = &up;
     a.node = &up.nodes[static_cast<size_t>(node)];
-    a.last_try = attempt + 1 == tries;
+    // Last try: no tries left, or no node left to try (then an origin's 502/503/504 is relayed as is).
+    a.last_try = attempt + 1 == tries || excluded_count >= up.nodes.size();
     upstream_addr_ = a.node->pool_key;
     balancer.on_request_start(node);
     Clock::time_point started = Clock::now();
@@ -89,13 +92,14 @@ awaitable<bool> Session::forward(const snapshot::RouteRuntime& route) {
     double latency = std::chrono::duration<double>(Clock::now() - started).count();
     balancer.on_request_end(node, latency, f != Failure::none && f != Failure::client);
     if (passive && f != Failure::client) {
-      int outcome = f == Failure::none || f == Failure::bad_status ? upstream_status_
-                    : f == Failure::timeout                        ? -1
-                                                                   : 0;
+      int outcome = f == Failure::none || f == Failure::bad_status           ? upstream_status_
+                    : f == Failure::timeout || f == Failure::connect_timeout ? -1
+                                                                             : 0;
       a.node->health->report_passive(*passive, outcome, up.has_active_check);
     }
-    if (f == Failure::connect) worker_.metrics().upstream_connect_errors.add();
-    if (f == Failure::timeout) worker_.metrics().upstream_timeouts.add();
+    if (f == Failure::connect || f == Failure::connect_timeout)
+      worker_.metrics().upstream_connect_errors.add();
+    if (f == Failure::timeout || f == Failure::connect_timeout) worker_.metrics().upstream_timeouts.add();
     if (f == Failure::none) {
       finish_request(upstream_status_, &route);
       co_return !close_after_;
@@ -108,11 +112,12 @@ awaitable<bool> Session::forward(const snapshot::RouteRuntime& route) {
     upstream_->socket.close(ec);
     upstream_.reset();
   }
-  int status = client_error_ ? client_error_ : !any_node ? 503 : last == Failure::timeout ? 504 : 502;
+  bool timed_out = last == Failure::timeout || last == Failure::connect_timeout;
+  int status = client_error_ ? client_error_ : !any_node ? 503 : timed_out ? 504 : 502;
   const char* message = client_error_ == 400       ? "invalid chunked request body"
                         : client_error_ == 413     ? "request body too large"
                         : !any_node                ? "no upstream node available"
-                        : last == Failure::timeout ? "upstream timed out"
+                        : timed_out                ? "upstream timed out"
                         : last == Failure::connect ? "upstream connection failed"
                                                    : "invalid or failed upstream response";
   if (client_gone_) status = 499;  // nobody to answer; logged as nginx does
@@ -147,7 +152,7 @@ awaitable<Session::Failure> Session::try_node(Attempt& a) {
         bool was_timeout = timed_out_;
         timed_out_ = false;
         upstream_.reset();
-        co_return was_timeout ? Failure::timeout : Failure::connect;
+        co_return was_timeout ? Failure::connect_timeout : Failure::connect;
       }
       upstream_->socket.set_option(asio::ip::tcp::no_delay(true), ec);
     }

@@ -11,7 +11,7 @@ from conftest import RawConn, make_config, reserve_dead_port, route, upstream, w
 
 IDS = ["rr1", "rr2", "rr3", "w1", "w2", "w5", "ch1", "ch2", "ch3", "live1", "f502", "ok502",
        "p1", "p2", "p3", "a1", "a2", "b1", "hi", "lo", "slow", "lc1", "lc2", "ew1", "ew2",
-       "live2", "drop", "okdrop", "cha1", "cha2", "cha3"]
+       "live2", "drop", "okdrop", "cha1", "cha2", "cha3", "live3", "s503a", "s503b"]
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +82,9 @@ def env(origin_module, portico_module):
         route("drop", "/*", o["drop"], o["okdrop"], host="drop.test"),
         route("least_conn", "/*", host="lc.test", upstream=upstream(o["lc1"], o["lc2"], type="least_conn")),
         route("ewma", "/*", host="ewma.test", upstream=upstream(o["ew1"], o["ew2"], type="ewma")),
+        route("hole_retry", "/*", host="holeretry.test",
+              upstream=upstream(hole_node, o["live3"], timeout={"connect": 0.3, "send": 1, "read": 1})),
+        route("all503", "/*", host="all503.test", upstream=upstream(o["s503a"], o["s503b"], retries=5)),
     ]
     p = portico_module(make_config(routes, upstreams=upstreams))
     yield {"p": p, "o": o, "b2": b2, "dead_node": dead_node}
@@ -190,6 +193,35 @@ def test_502_retried_for_get_but_not_for_post(env):
         assert f.hits("/echo") == len(failed)
     finally:
         f.fail(0)
+
+
+def test_connect_timeout_is_retried_even_for_post(env):
+    # A connect that timed out sent nothing, so even a POST may go to another node.
+    p = env["p"]
+    m0 = p.metrics()
+    res = ids_for(p, "holeretry.test", 4, method="POST", target="/echo", body=b"once", new_conn=True)
+    assert res == [(200, "live3")] * 4, res
+    assert p.metrics().value("portico_upstream_timeouts_total") > m0.value("portico_upstream_timeouts_total")
+
+
+def test_last_node_503_is_relayed_when_retries_exceed_nodes(env):
+    # retries (5) > other nodes (1): once every node answered 503, the origin's own 503 reaches the client,
+    # not a gateway-made 502.
+    p, o = env["p"], env["o"]
+    a, b = o["s503a"], o["s503b"]
+    a.fail(503)
+    b.fail(503)
+    try:
+        a.reset()
+        b.reset()
+        with RawConn(p.port) as c:
+            r = c.request("GET", "/id", host="all503.test")
+        assert r.status == 503, r
+        assert r.header("X-Origin-Id") in ("s503a", "s503b"), r.headers
+        assert a.hits("/id") == 1 and b.hits("/id") == 1
+    finally:
+        a.fail(0)
+        b.fail(0)
 
 
 def test_passive_health_check_takes_failing_node_out(env):
