@@ -5,7 +5,7 @@ set -euo pipefail
 
 build_pkgs=(
   build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev clang-format
-  libboost1.81-dev libssl-dev libyaml-cpp-dev nlohmann-json3-dev libpcre2-dev
+  libboost1.81-dev libssl-dev libyaml-dev nlohmann-json3-dev libpcre2-dev
   libgtest-dev libgmock-dev libbenchmark-dev
 )
 test_pkgs=(python3-pytest curl wrk nginx-light haproxy nghttp2-client python3 procps iproute2 util-linux)
