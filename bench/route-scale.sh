@@ -31,7 +31,7 @@ for fmt in json yaml; do
   pid=$!
   first=$(applied_ms "$log" 1)
   for _ in $(seq 1 600); do curl -fs -o /dev/null http://127.0.0.1:18193/readyz && break; sleep 0.05; done
-  ready=$(echo "$(date +%s.%N) - $start" | bc)
+  ready=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN{print b - a}')
   rss=$(awk '/VmRSS/{printf "%.0f", $2/1024}' /proc/$pid/status)
   # One route changes: its path gets a suffix; the file is replaced atomically.
   sed '0,/"\/r0/s//"\/r0changed/' "$file" >"$file.tmp" 2>/dev/null || true
