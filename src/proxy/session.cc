@@ -23,8 +23,9 @@ using asio::awaitable;
 constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 
 namespace {
-constexpr size_t kInitialBuffer = 16 * 1024;
-constexpr size_t kUpstreamBuffer = 64 * 1024;
+// A request head usually fits in 4 KiB; the buffer grows (up to the head limit) only for one that does not,
+// so an idle keep-alive connection costs little memory.
+constexpr size_t kInitialBuffer = 4 * 1024;
 
 int status_class(int status) {
   int c = status / 100 - 1;

@@ -22,7 +22,9 @@ using namespace asio::experimental::awaitable_operators;
 constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 
 namespace {
-constexpr size_t kUpstreamBuffer = 64 * 1024;
+// Upstream reads and body relay use 16 KiB (HAProxy's default buffer); a response head that does not fit
+// grows the buffer up to the head limit.
+constexpr size_t kUpstreamBuffer = 16 * 1024;
 constexpr size_t kMaxTries = 16;
 const char kCrlf[] = "\r\n";
 const char kLastChunk[] = "0\r\n\r\n";
@@ -371,7 +373,10 @@ awaitable<Session::Failure> Session::read_response_head(Attempt& a) {
   a.up_end = 0;
   double timeout = a.route->timeout.read;
   while (true) {
-    if (a.up_end == up_.size()) co_return Failure::bad_response;  // head larger than the buffer
+    if (a.up_end == up_.size()) {
+      if (up_.size() >= limits_.max_head_size) co_return Failure::bad_response;  // head over the limit
+      up_.resize(std::min(up_.size() * 2, limits_.max_head_size));
+    }
     size_t n = co_await read_upstream(a.up_end, up_.size() - a.up_end, timeout);
     if (n == 0) {
       bool was_timeout = timed_out_;

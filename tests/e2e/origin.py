@@ -440,6 +440,11 @@ class Handler:
             if mode == "chunked" and req.version == "HTTP/1.0":
                 mode = "close"
             return self.stream_pattern(req, n, mode, close)
+        if len(parts) == 3 and parts[1] == "bigheaders" and parts[2].isdigit():
+            # About N bytes of response header fields (X-Fill-i, 1000 bytes each), then a small body.
+            n = int(parts[2])
+            extra = [("X-Fill-%d" % i, "f" * 990) for i in range(max(1, n // 1000))]
+            return self.respond(req, 200, b"big headers\n", headers=extra, close=close)
         if len(parts) == 3 and parts[1] == "status" and parts[2].isdigit():
             code = int(parts[2])
             extra = []

@@ -88,6 +88,20 @@ def test_http10_request_gets_close_delimited_or_length_response(env):
         assert r.body == pattern_bytes(100000)
 
 
+def test_large_upstream_response_head(env):
+    # A response head larger than the first upstream buffer (16 KiB) is read whole; one over the head limit
+    # (64 KiB) is an invalid upstream response: 502.
+    p = env["p"]
+    with RawConn(p.port) as c:
+        r = c.request("GET", "/bigheaders/40000", host="a")
+        assert r.status == 200, r
+        assert len([h for h in r.headers if h[0].lower().startswith("x-fill-")]) == 40
+        assert r.body == b"big headers\n"
+    with RawConn(p.port) as c:
+        r = c.request("GET", "/bigheaders/70000", host="a")
+        assert r.status == 502, r
+
+
 def test_http10_without_host_gets_the_node_host(env):
     # HTTP/1.0 may omit Host; with pass_host "pass" there is nothing to pass, so the node's address is sent
     # (never an empty Host, which an HTTP/1.1 origin must reject).
