@@ -38,6 +38,7 @@ for fmt in json yaml; do
   if cmp -s "$file" "$file.tmp"; then sed -i '0,/r0/s//r0changed/' "$file.tmp"; fi
   mv "$file.tmp" "$file"
   second=$(applied_ms "$log" 2)
+  sleep 1.5  # the applier frees the replaced snapshot on its next tick (0.2 s); RSS then follows
   rss2=$(awk '/VmRSS/{printf "%.0f", $2/1024}' /proc/$pid/status)
   size=$(du -m "$file" | cut -f1)
   printf '| %s | %s | %s | %s | %.2f | %s | %s | %s |\n' "$fmt" "$ROUTES" "$size" "$first" "$ready" "$rss" "$second" "$rss2"

@@ -4,12 +4,12 @@
 #
 # Method (../shared/bench-peers/README.md): the proxy under test gets CPU0 (Portico with one worker), the
 # origin (nginx, 1 worker) and wrk get CPU1; proxy CPU time per request comes from /proc/PID/stat.
-# Env: ROUNDS (default 3), SECONDS_PER_RUN (default 6), CONNS (default 50), PEERS (peer config folder).
+# Env: ROUNDS (default 5), SECONDS_PER_RUN (default 6), CONNS (default 50), PEERS (peer config folder).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 PEERS=${PEERS:-$ROOT/../shared/bench-peers}
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
 SECS=${SECONDS_PER_RUN:-6}
 CONNS=${CONNS:-50}
 OUT=${OUT:-$ROOT/build/bench-results}

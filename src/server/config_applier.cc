@@ -1,5 +1,6 @@
 #include "server/config_applier.h"
 
+#include <malloc.h>
 #include <sys/stat.h>
 
 #include <chrono>
@@ -147,8 +148,10 @@ bool ConfigApplier::apply(bool forced) {
 
 void ConfigApplier::release_retired() {
   // A snapshot only this list still holds has no request left on it: free it here, off the workers.
-  std::erase_if(retired_,
-                [](const std::shared_ptr<const snapshot::Snapshot>& s) { return s.use_count() == 1; });
+  size_t freed = std::erase_if(
+      retired_, [](const std::shared_ptr<const snapshot::Snapshot>& s) { return s.use_count() == 1; });
+  // A large config is many small allocations; hand the pages back so RSS follows the live config.
+  if (freed > 0) malloc_trim(0);
 }
 
 }  // namespace portico::server
