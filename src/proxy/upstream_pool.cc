@@ -78,10 +78,4 @@ void UpstreamPool::sweep(bool all) {
   }
 }
 
-size_t UpstreamPool::idle_count() const {
-  size_t n = 0;
-  for (const auto& [key, list] : idle_) n += list.size();
-  return n;
-}
-
 }  // namespace portico::proxy

@@ -39,7 +39,6 @@ class UpstreamPool {
   // Periodic sweep: closes connections whose idle time ran out (or every idle connection when `all`) and
   // starts watching those idle since the previous sweep.
   void sweep(bool all = false);
-  size_t idle_count() const;
 
  private:
   struct Idle {
