@@ -12,13 +12,16 @@ trap cleanup EXIT INT TERM
 
 /usr/bin/python3 examples/demo_origin.py 9101 origin-a & pids+=($!)
 /usr/bin/python3 examples/demo_origin.py 9102 origin-b & pids+=($!)
+wait_http() {  # wait_http URL: until it answers (bounded: 10 s)
+  for _ in $(seq 1 100); do curl -fs -o /dev/null "$1" && return 0; sleep 0.1; done
+  echo "run-demo: $1 did not answer" >&2; return 1
+}
+wait_http http://127.0.0.1:9101/
+wait_http http://127.0.0.1:9102/
 build/portico --config run/portico.yaml --listen 127.0.0.1:9080 --status-listen 127.0.0.1:9091 \
   --access-log run/access.log --drain-delay 0.5 & pids+=($!)
 
-for _ in $(seq 1 100); do
-  curl -fs -o /dev/null http://127.0.0.1:9091/readyz && break
-  sleep 0.1
-done
+wait_http http://127.0.0.1:9091/readyz
 
 cat <<'MSG'
 
