@@ -91,11 +91,8 @@ awaitable<void> Session::watchdog() {
     if (deadline_ <= Clock::now()) {
       timed_out_ = true;
       boost::system::error_code ec;
-      if (guard_ == Guard::upstream && upstream_) {
-        upstream_->socket.close(ec);
-      } else {
-        client_.close(ec);
-      }
+      if (guard_ != Guard::client && upstream_) upstream_->socket.close(ec);
+      if (guard_ != Guard::upstream) client_.close(ec);
       deadline_ = Clock::time_point::max();
     }
     timer_.expires_at(deadline_);

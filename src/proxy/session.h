@@ -46,7 +46,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
  private:
   // Which socket a running deadline guards.
-  enum class Guard : uint8_t { none, client, upstream };
+  enum class Guard : uint8_t { none, client, upstream, tunnel /* both */ };
 
   // Why an exchange with one node did not produce a response for the client.
   enum class Failure : uint8_t {
@@ -89,7 +89,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // After a 101 to a WebSocket upgrade: bytes both ways until either side closes.
   boost::asio::awaitable<void> tunnel(Attempt& attempt);
   boost::asio::awaitable<void> pump(boost::asio::ip::tcp::socket& from, boost::asio::ip::tcp::socket& to,
-                                    char* buffer, size_t size);
+                                    char* buffer, size_t size, double idle_timeout);
   boost::asio::awaitable<bool> write_upstream(Buffers buffers);
   // Reads from the upstream into up_[offset, offset+max). Returns bytes read; 0 on EOF or error.
   boost::asio::awaitable<size_t> read_upstream(size_t offset, size_t max, double timeout);

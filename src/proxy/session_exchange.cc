@@ -509,8 +509,10 @@ awaitable<bool> Session::relay_response(Attempt& a) {
 }
 
 awaitable<void> Session::pump(asio::ip::tcp::socket& from, asio::ip::tcp::socket& to, char* buffer,
-                              size_t size) {
+                              size_t size, double idle_timeout) {
   while (true) {
+    // Either direction's traffic keeps the tunnel alive; silence both ways for idle_timeout closes both ends.
+    arm(idle_timeout, Guard::tunnel);
     auto [rec, n] = co_await from.async_read_some(asio::buffer(buffer, size), nothrow);
     if (rec || n == 0) break;
     auto [wec, written] = co_await asio::async_write(to, asio::buffer(buffer, n), nothrow);
@@ -538,11 +540,13 @@ awaitable<void> Session::tunnel(Attempt& a) {
     co_return;
   }
   request_body_done_ = true;
-  disarm();  // a tunnel lives as long as both ends want it; drain's deadline still closes it
+  double idle = a.route->timeout.read;  // as APISIX: proxy_read_timeout bounds a silent WebSocket
   // The client's direction gets its own buffer: in_ still holds the request head the access log reads.
   std::vector<char> from_client(16 * 1024);
-  co_await (pump(client_, upstream_->socket, from_client.data(), from_client.size()) &&
-            pump(upstream_->socket, client_, up_.data(), up_.size()));
+  co_await (pump(client_, upstream_->socket, from_client.data(), from_client.size(), idle) &&
+            pump(upstream_->socket, client_, up_.data(), up_.size(), idle));
+  disarm();
+  timed_out_ = false;
 }
 
 }  // namespace portico::proxy

@@ -155,16 +155,30 @@ bool lookup(Source source, const std::string& name, VarContext& ctx, std::string
   return false;
 }
 
+// A `vars` regex comes from config and runs against client-controlled values: bound its backtracking so a
+// pathological pattern costs a bounded amount of CPU per request (a search that hits the limit is a
+// non-match). PCRE2's own default is 10 million steps.
+constexpr uint32_t kRegexMatchLimit = 100000;
+
 struct MatchDataHolder {
   pcre2_match_data* md = pcre2_match_data_create(1, nullptr);
-  ~MatchDataHolder() { pcre2_match_data_free(md); }
+  pcre2_match_context* context = make_context();
+  ~MatchDataHolder() {
+    pcre2_match_data_free(md);
+    pcre2_match_context_free(context);
+  }
+  static pcre2_match_context* make_context() {
+    pcre2_match_context* c = pcre2_match_context_create(nullptr);
+    if (c != nullptr) pcre2_set_match_limit(c, kRegexMatchLimit);
+    return c;
+  }
 };
 
 bool regex_search(const pcre2_code* re, std::string_view v) {
   // One match data per thread, shared by every regex: a boolean search needs only the first ovector pair.
   thread_local MatchDataHolder holder;
   if (holder.md == nullptr) return false;
-  int rc = pcre2_match(re, reinterpret_cast<PCRE2_SPTR>(v.data()), v.size(), 0, 0, holder.md, nullptr);
+  int rc = pcre2_match(re, reinterpret_cast<PCRE2_SPTR>(v.data()), v.size(), 0, 0, holder.md, holder.context);
   return rc >= 0;
 }
 

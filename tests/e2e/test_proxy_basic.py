@@ -27,6 +27,8 @@ def env(origin_module, portico_module):
         route("limited", "/echo", main, host="limited.test", plugins={"client-control": {"max_body_size": 100}}),
         route("ws", "/ws", main, enable_websocket=True),
         route("nows", "/ws", main, host="nows.test"),
+        route("wsidle", "/ws", main, host="wsidle.test", enable_websocket=True,
+              timeout={"connect": 1, "send": 1, "read": 0.5}),
         route("main", "/*", main),
     ])
     p = portico_module(cfg)
@@ -413,6 +415,25 @@ def test_websocket_upgrade_is_tunnelled(env):
             while len(got) < len(msg) and time.monotonic() < deadline:
                 got += c.read_available(0.2)
             assert got == msg
+
+
+def test_websocket_tunnel_closes_when_idle(env):
+    # A tunnel with traffic stays up; silence in both directions for the route's read timeout closes it.
+    p = env["p"]
+    with RawConn(p.port, timeout=5) as c:
+        c.send(b"GET /ws HTTP/1.1\r\nHost: wsidle.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        r = c.read_response()
+        assert r.status == 101, r
+        for _ in range(4):  # traffic passes while the tunnel is in use
+            c.send(b"ping")
+            got = bytes(c.buf)
+            c.buf.clear()
+            deadline = time.monotonic() + 2
+            while len(got) < 4 and time.monotonic() < deadline:
+                got += c.read_available(0.3)
+            assert got == b"ping"
+        assert c.wait_closed(3), "an idle tunnel must be closed after the route's read timeout"
 
 
 def test_websocket_upgrade_needs_enable_websocket(env):
