@@ -206,7 +206,7 @@ awaitable<bool> Session::handle_request() {
   request_start_ = Clock::now();
   upstream_seconds_ = -1;
   upstream_status_ = 0;
-  upstream_addr_.clear();
+  upstream_addr_ = {};
   bytes_sent_ = 0;
   response_started_ = false;
   request_body_done_ = request_.framing == http::BodyFraming::none;
@@ -252,11 +252,17 @@ awaitable<bool> Session::handle_request() {
       co_return false;
     }
   }
-  // The origin sees the path that was routed, so it cannot resolve it differently ("/a/../admin").
-  target_.assign(path);
-  if (!request_.query.empty()) {
-    target_ += '?';
-    target_ += request_.query;
+  // The origin sees the path that was routed, so it cannot resolve it differently ("/a/../admin"). The
+  // common case, an origin-form target already normal, is forwarded as received, without a copy.
+  if (path.data() == request_.path.data() && request_.target.starts_with('/')) {
+    target_ = request_.target;
+  } else {
+    rebuilt_target_.assign(path);
+    if (!request_.query.empty()) {
+      rebuilt_target_ += '?';
+      rebuilt_target_ += request_.query;
+    }
+    target_ = rebuilt_target_;
   }
 
   match_.method = request_.method;

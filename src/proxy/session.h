@@ -132,7 +132,8 @@ class Session : public std::enable_shared_from_this<Session> {
   http::RequestHead request_;
   http::ResponseHead response_;
   std::string normalized_path_;
-  std::string target_;          // origin-form target sent upstream
+  std::string_view target_;     // origin-form target sent upstream: the received one, or rebuilt_target_
+  std::string rebuilt_target_;  // normalized path + query, when the received target cannot be sent as is
   router::MatchRequest match_;  // what the router saw; also the source of consistent-hash keys
   std::shared_ptr<PinnedSnapshot> pinned_;
   std::unique_ptr<UpstreamConnection> upstream_;
@@ -141,7 +142,7 @@ class Session : public std::enable_shared_from_this<Session> {
   Clock::time_point request_start_;
   double upstream_seconds_ = -1;
   int upstream_status_ = 0;
-  std::string upstream_addr_;
+  std::string_view upstream_addr_;  // the node's pool key, in the pinned snapshot
   uint64_t bytes_sent_ = 0;
   bool response_started_ = false;   // a byte of the response reached the client socket
   bool request_body_done_ = false;  // the client's request body was read to its end

@@ -81,6 +81,18 @@ def reserve_dead_port(host=LOOPBACK):
     return s.getsockname()[1], s
 
 
+def stop_process(proc, grace=5.0):
+    """SIGTERM `proc`, give it `grace` seconds, then SIGKILL. No-op if it already exited."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
 def wait_for(predicate, timeout=5.0, interval=0.02, message=None):
     """Polls predicate() until it returns something truthy (returned) or `timeout` seconds pass (AssertionError).
     Exceptions raised by the predicate count as "not yet" and the last one is reported."""
@@ -748,13 +760,7 @@ class OriginGroup:
         return self
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc)
         if getattr(self, "_log", None):
             self._log.close()
             self._log = None

@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from conftest import LOOPBACK, RawConn, free_port, make_config, route, wait_for
+from conftest import stop_process, LOOPBACK, RawConn, free_port, make_config, route, wait_for
 
 HAPROXY = "/usr/sbin/haproxy"
 
@@ -79,13 +79,7 @@ class HAProxy:
         return {k: v["status"] for k, v in self.stats().items()}
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc)
 
 
 def readyz_status(p):

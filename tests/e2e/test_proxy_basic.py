@@ -398,41 +398,43 @@ def test_stale_pooled_connection_closed_by_origin_is_not_used(env):
         o.set_idle_timeout(0)
 
 
+def ws_upgrade(c, host):
+    """Sends a WebSocket upgrade for /ws with Host `host` on RawConn `c`; returns the response head."""
+    c.send(b"GET /ws HTTP/1.1\r\nHost: " + host.encode() + b"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    return c.read_response()
+
+
+def ws_echo(c, msg, timeout=5):
+    """Sends raw bytes through an upgraded connection and returns what came back (the origin echoes)."""
+    c.send(msg)
+    got = bytes(c.buf)
+    c.buf.clear()
+    deadline = time.monotonic() + timeout
+    while len(got) < len(msg) and time.monotonic() < deadline:
+        got += c.read_available(0.2)
+    return got
+
+
 def test_websocket_upgrade_is_tunnelled(env):
     p = env["p"]
     with RawConn(p.port, timeout=5) as c:
-        c.send(b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-               b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-        r = c.read_response()
+        r = ws_upgrade(c, "a")
         assert r.status == 101, r
         assert r.header("Upgrade", "").lower() == "websocket"
         assert "upgrade" in r.connection_tokens()
         for msg in (b"hello", b"\x00\x01binary\xff" * 1000, b"GET / HTTP/1.1\r\n\r\n"):
-            c.send(msg)
-            got = bytes(c.buf)
-            c.buf.clear()
-            deadline = time.monotonic() + 5
-            while len(got) < len(msg) and time.monotonic() < deadline:
-                got += c.read_available(0.2)
-            assert got == msg
+            assert ws_echo(c, msg) == msg
 
 
 def test_websocket_tunnel_closes_when_idle(env):
     # A tunnel with traffic stays up; silence in both directions for the route's read timeout closes it.
     p = env["p"]
     with RawConn(p.port, timeout=5) as c:
-        c.send(b"GET /ws HTTP/1.1\r\nHost: wsidle.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-               b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-        r = c.read_response()
+        r = ws_upgrade(c, "wsidle.test")
         assert r.status == 101, r
         for _ in range(4):  # traffic passes while the tunnel is in use
-            c.send(b"ping")
-            got = bytes(c.buf)
-            c.buf.clear()
-            deadline = time.monotonic() + 2
-            while len(got) < 4 and time.monotonic() < deadline:
-                got += c.read_available(0.3)
-            assert got == b"ping"
+            assert ws_echo(c, b"ping") == b"ping"
         assert c.wait_closed(3), "an idle tunnel must be closed after the route's read timeout"
 
 
@@ -441,10 +443,27 @@ def test_websocket_upgrade_needs_enable_websocket(env):
     # dropped, so the origin sees a plain GET (and answers it without a 101).
     p = env["p"]
     with RawConn(p.port, timeout=5) as c:
-        c.send(b"GET /ws HTTP/1.1\r\nHost: nows.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-               b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-        r = c.read_response()
+        r = ws_upgrade(c, "nows.test")
     assert r.status != 101, r
+
+
+def test_origin_receives_the_routed_path(env):
+    # Routing uses the normalized path and the origin receives that same path (with the query), so the origin
+    # cannot resolve "/x/../echo" differently from how it was routed.
+    p = env["p"]
+    with RawConn(p.port) as c:
+        r = c.request("GET", "/x/../echo?q=1", host="a")
+        assert r.status == 200 and r.json()["target"] == "/echo?q=1", r
+        r = c.request("GET", "/%65cho?q=2", host="a")  # %65 = 'e', an unreserved character
+        assert r.status == 200 and r.json()["target"] == "/echo?q=2", r
+
+
+def test_absolute_form_target_is_sent_in_origin_form(env):
+    p = env["p"]
+    with RawConn(p.port) as c:
+        c.send(b"GET http://a/echo?q=3 HTTP/1.1\r\nHost: a\r\n\r\n")
+        r = c.read_response()
+    assert r.status == 200 and r.json()["target"] == "/echo?q=3", r
 
 
 def test_target_and_headers_forwarded_verbatim(env):
