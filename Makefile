@@ -3,6 +3,7 @@ SHELL := /bin/bash
 BUILD ?= build
 JOBS ?= $(shell nproc)
 PY := /usr/bin/python3
+MODE ?= traditional
 
 .PHONY: all deps configure build run test unit fuzz e2e bench format clean
 
@@ -20,7 +21,7 @@ build: deps configure
 	ninja -C $(BUILD) -j $(JOBS)
 
 run: build
-	@bash scripts/run-demo.sh
+	@MODE=$(MODE) bash scripts/run-demo.sh
 
 unit: build
 	cd $(BUILD) && ctest --output-on-failure

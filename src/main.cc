@@ -1,9 +1,10 @@
-// Portico entry point: parses the command line into proxy::Options and runs the server.
+// Portico entry point: parses the command line into server::ServerOptions and runs the server.
 // The request path starts at proxy/worker.cc (accept) and proxy/session.cc (handle_request).
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "base/log.h"
 #include "proxy/options.h"
@@ -12,12 +13,26 @@
 namespace {
 
 const char kUsage[] =
-    "usage: portico --config FILE [options]\n"
+    "usage: portico --config FILE [options]                       (standalone)\n"
+    "       portico --role traditional --etcd-endpoints URLS [options]\n"
+    "       portico --role control_plane --etcd-endpoints URLS [options]\n"
     "\n"
-    "Runs Portico in standalone mode: a reverse proxy serving the routes of a declarative file (APISIX\n"
-    "standalone shape, YAML ending with '#END' or .json), reloaded when it changes and on SIGHUP.\n"
+    "standalone: a reverse proxy serving the routes of a declarative file (APISIX standalone shape, YAML\n"
+    "ending with '#END' or .json), reloaded when it changes and on SIGHUP.\n"
+    "traditional: the proxy plus the Admin API (/apisix/admin) storing the config in etcd.\n"
+    "control_plane: the Admin API only.\n"
     "\n"
-    "  --config FILE             declarative routes/services/upstreams (required)\n"
+    "  --role ROLE               standalone|traditional|control_plane (default standalone)\n"
+    "  --config FILE             declarative routes/services/upstreams (standalone; required there)\n"
+    "  --etcd-endpoints URLS     comma-separated http://host:port of the etcd members (etcd roles)\n"
+    "  --etcd-prefix PREFIX      etcd key prefix (default /apisix)\n"
+    "  --admin-listen IP:PORT    Admin API listener (default 127.0.0.1:9180)\n"
+    "  --allow-admin CIDRS       comma-separated client networks allowed on the Admin API\n"
+    "                            (default 127.0.0.0/8,::1/128)\n"
+    "  --state-dir DIR           state directory; a generated admin key goes here (default portico-state)\n"
+    "  --admin-key-file FILE     admin (read/write) key; generated with mode 0600 when missing\n"
+    "                            (default STATE_DIR/admin.key)\n"
+    "  --viewer-key-file FILE    viewer (read-only) key (default: none)\n"
     "  --listen IP:PORT          proxy listener (default 0.0.0.0:9080)\n"
     "  --status-listen IP:PORT   /healthz /readyz /metrics /status/config (default 127.0.0.1:9091)\n"
     "  --workers N               worker threads, one event loop each (default: number of CPUs)\n"
@@ -55,10 +70,27 @@ long long parse_integer(const std::string& flag, const char* text, long long min
   return v;
 }
 
+std::vector<std::string> split_list(const char* text) {
+  std::vector<std::string> out;
+  std::string item;
+  for (const char* p = text;; ++p) {
+    if (*p == ',' || *p == '\0') {
+      if (!item.empty()) out.push_back(item);
+      item.clear();
+      if (*p == '\0') break;
+    } else if (*p != ' ') {
+      item += *p;
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  portico::proxy::Options opt;
+  portico::server::ServerOptions server_options;
+  portico::proxy::Options& opt = server_options.proxy;
+  portico::controlplane::ControlPlaneOptions& cp = server_options.control_plane;
   for (int i = 1; i < argc; ++i) {
     std::string flag = argv[i];
     if (flag == "--help" || flag == "-h") {
@@ -73,6 +105,36 @@ int main(int argc, char** argv) {
     const char* value = argv[++i];
     if (flag == "--config") {
       opt.config_path = value;
+    } else if (flag == "--role") {
+      std::string role = value;
+      if (role == "standalone") {
+        server_options.role = portico::server::Role::standalone;
+      } else if (role == "traditional") {
+        server_options.role = portico::server::Role::traditional;
+      } else if (role == "control_plane") {
+        server_options.role = portico::server::Role::control_plane;
+      } else {
+        usage_error("--role is one of standalone|traditional|control_plane");
+      }
+    } else if (flag == "--etcd-endpoints") {
+      cp.etcd_endpoints = split_list(value);
+      for (const std::string& e : cp.etcd_endpoints) {
+        if (!e.starts_with("http://") && !e.starts_with("https://")) {
+          usage_error("--etcd-endpoints takes http://host:port URLs, got '" + e + "'");
+        }
+      }
+    } else if (flag == "--etcd-prefix") {
+      cp.etcd_prefix = value;
+    } else if (flag == "--admin-listen") {
+      cp.admin.listen = value;
+    } else if (flag == "--allow-admin") {
+      cp.admin.allow_admin = split_list(value);
+    } else if (flag == "--state-dir") {
+      cp.state_dir = value;
+    } else if (flag == "--admin-key-file") {
+      cp.admin_key_file = value;
+    } else if (flag == "--viewer-key-file") {
+      cp.viewer_key_file = value;
     } else if (flag == "--listen") {
       opt.listen = value;
     } else if (flag == "--status-listen") {
@@ -110,6 +172,13 @@ int main(int argc, char** argv) {
       usage_error("unknown option " + flag);
     }
   }
-  if (opt.config_path.empty()) usage_error("--config FILE is required");
-  return portico::server::Server(std::move(opt)).run();
+  if (server_options.role == portico::server::Role::standalone) {
+    if (opt.config_path.empty())
+      usage_error("--config FILE is required (or --role traditional|control_plane)");
+  } else {
+    if (!opt.config_path.empty())
+      usage_error("--config is for the standalone role; the etcd roles read etcd");
+    if (cp.etcd_endpoints.empty()) usage_error("--etcd-endpoints is required for this role");
+  }
+  return portico::server::Server(std::move(server_options)).run();
 }

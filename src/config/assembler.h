@@ -3,6 +3,7 @@
 // validate_config / check_config (validate.h) and by the streaming loader (loader.cc), so the three agree.
 #pragma once
 
+#include <iterator>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -15,7 +16,10 @@
 
 namespace portico::config::detail {
 
-enum class SectionKind { routes, services, upstreams };
+// The top-level lists of a document, in the order of kSectionNames.
+enum class SectionKind { routes, services, upstreams, consumers, ssls, global_rules, plugin_configs };
+inline constexpr std::string_view kSectionNames[] = {"routes", "services",     "upstreams",     "consumers",
+                                                     "ssls",   "global_rules", "plugin_configs"};
 
 // "routes" -> SectionKind::routes, ...; false for any other name.
 bool section_of(std::string_view name, SectionKind& out);
@@ -26,17 +30,22 @@ class Assembler {
 
   // Validates item `index` of a top-level list (path "routes[index]") and keeps it.
   void add(SectionKind section, size_t index, const json& item);
-  // Keeps an already validated resource (check_config).
+  // Keeps an already validated resource (check_config). `id` is its key: the username for a consumer.
   void keep(size_t index, std::optional<Route> route, std::string id);
   void keep(size_t index, std::optional<Service> service, std::string id);
   void keep(size_t index, std::optional<Upstream> upstream, std::string id);
+  void keep(size_t index, std::optional<Consumer> consumer, std::string id);
+  void keep(size_t index, std::optional<Ssl> ssl, std::string id);
+  void keep(size_t index, std::optional<GlobalRule> rule, std::string id);
+  void keep(size_t index, std::optional<PluginConfig> config, std::string id);
 
-  // The top level: a mapping whose routes/services/upstreams are lists (or null); the items found in those
+  // The top level: a mapping whose sections (kSectionNames) are lists (or null); the items found in those
   // lists are add()ed. (The streaming loader add()s items while parsing; the tree builder leaves those lists
   // empty in the root, so nothing is added twice.)
   void check_document(const json& document);
 
-  // Cross-resource rules; folds service plugin settings into routes. True when no error was found.
+  // Cross-resource rules; folds plugin config, service and global rule plugin settings into routes. True when
+  // no error was found.
   bool link();
   // The kept resources, in document order (those that failed validation are left out).
   Config take() { return std::move(config_); }
@@ -53,14 +62,12 @@ class Assembler {
     IdIndex<Definition> by_id;  // first definition of each id
   };
   template <typename T>
-  void keep_in(std::vector<T>& kept, Section& section, std::string_view name, size_t index,
-               std::optional<T> value, std::string id);
+  void keep_in(std::vector<T>& kept, SectionKind kind, size_t index, std::optional<T> value, std::string id);
+  Section& section(SectionKind kind) { return sections_[static_cast<size_t>(kind)]; }
 
   Errors& errors_;
   Config config_;
-  Section routes_;
-  Section services_;
-  Section upstreams_;
+  Section sections_[std::size(kSectionNames)];
 };
 
 }  // namespace portico::config::detail

@@ -251,23 +251,53 @@ bool read_name(const json& v, const Path& p, Errors& e, std::string& out) {
   return true;
 }
 
+bool read_desc(const json& v, const Path& p, Errors& e, std::string* out) {
+  if (!v.is_string()) {
+    fail_type(e, p, "a string", v);
+    return false;
+  }
+  const std::string& s = v.get_ref<const std::string&>();
+  if (s.size() > 256) {
+    fail(e, p, "must be at most 256 characters long");
+    return false;
+  }
+  if (out != nullptr) *out = s;
+  return true;
+}
+
+bool read_labels(const json& v, const Path& p, Errors& e, Labels* out) {
+  if (!v.is_object()) {
+    fail_type(e, p, "a mapping of label names to string values", v);
+    return false;
+  }
+  const size_t before = e.total();
+  for (auto it = v.begin(); it != v.end(); ++it) {
+    const json& value = it.value();
+    const Path lp = p.key(it.key());
+    if (!value.is_string()) {
+      fail_type(e, lp, "a string", value);
+      continue;
+    }
+    const std::string& s = value.get_ref<const std::string&>();
+    if (s.empty() || s.size() > 256) {
+      fail(e, lp, "must be 1 to 256 characters long");
+    } else if (std::any_of(s.begin(), s.end(),
+                           [](char c) { return std::isspace(static_cast<unsigned char>(c)); })) {
+      fail(e, lp, "must not contain whitespace");
+    } else if (out != nullptr) {
+      out->emplace_back(it.key(), s);  // nlohmann keeps object keys sorted
+    }
+  }
+  return e.total() == before;
+}
+
 bool check_meta_field(std::string_view key, const json& v, const Path& p, Errors& e) {
   if (key == "desc") {
-    if (!v.is_string()) {
-      fail_type(e, p, "a string", v);
-    } else if (v.get_ref<const std::string&>().size() > 256) {
-      fail(e, p, "must be at most 256 characters long");
-    }
+    read_desc(v, p, e, nullptr);
     return true;
   }
   if (key == "labels") {
-    if (!v.is_object()) {
-      fail_type(e, p, "a mapping of label names to string values", v);
-      return true;
-    }
-    for (auto it = v.begin(); it != v.end(); ++it) {
-      if (!it.value().is_string()) fail_type(e, p.key(it.key()), "a string", it.value());
-    }
+    read_labels(v, p, e, nullptr);
     return true;
   }
   if (key == "create_time" || key == "update_time") {
@@ -278,8 +308,7 @@ bool check_meta_field(std::string_view key, const json& v, const Path& p, Errors
   return false;
 }
 
-void fail_unknown(Errors& e, const Path& p, std::string_view key,
-                  std::initializer_list<std::string_view> known) {
+void fail_unknown(Errors& e, const Path& p, std::string_view key, std::span<const std::string_view> known) {
   std::string reason = "unknown field '";
   reason.append(key);
   reason += '\'';

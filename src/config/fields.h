@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <initializer_list>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -40,13 +41,22 @@ std::string peek_id(const json& v);
 
 // `name` (string, 1..256 chars) of routes, services and upstreams.
 bool read_name(const json& v, const Path& p, Errors& e, std::string& out);
+// `desc`: a string of at most 256 characters (may be empty). `out` may be null (check only).
+bool read_desc(const json& v, const Path& p, Errors& e, std::string* out);
+// `labels`: a mapping of names to values; a value is a string of 1..256 characters without whitespace, as in
+// APISIX. `out` may be null (check only); otherwise it receives the pairs sorted by name.
+bool read_labels(const json& v, const Path& p, Errors& e, Labels* out);
 // The descriptive fields tolerated on every object: desc, labels, create_time, update_time (name is read by
-// the caller where the model keeps it). Returns false when `key` is none of them; otherwise checks the type.
+// the caller where the model keeps it). Returns false when `key` is none of them; otherwise checks the value
+// (nothing is kept; a caller that keeps desc or labels reads them first).
 bool check_meta_field(std::string_view key, const json& v, const Path& p, Errors& e);
 
 // Reports `key` as unknown, suggesting the closest of `known` when it is a likely typo.
-void fail_unknown(Errors& e, const Path& p, std::string_view key,
-                  std::initializer_list<std::string_view> known);
+void fail_unknown(Errors& e, const Path& p, std::string_view key, std::span<const std::string_view> known);
+inline void fail_unknown(Errors& e, const Path& p, std::string_view key,
+                         std::initializer_list<std::string_view> known) {
+  fail_unknown(e, p, key, std::span<const std::string_view>(known.begin(), known.size()));
+}
 
 // A list of strings: each item read with `read_item` (which reports its own errors); duplicates are errors.
 // `min_items` 1 rejects an empty list.

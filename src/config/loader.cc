@@ -46,8 +46,6 @@ bool has_end_marker(std::string_view text) {
   return text.substr(start, end - start) == "#END";
 }
 
-constexpr std::string_view kStreamed[] = {"routes", "services", "upstreams"};
-
 }  // namespace
 
 LoadResult parse_text(std::string_view text, Format format) {
@@ -62,7 +60,7 @@ LoadResult parse_text(std::string_view text, Format format) {
   } else {
     detail::Assembler assembler(errors);
     detail::TreeBuilder builder(
-        errors, {std::begin(kStreamed), std::end(kStreamed)},
+        errors, {std::begin(detail::kSectionNames), std::end(detail::kSectionNames)},
         [&assembler](std::string_view section, size_t index, const nlohmann::json& item) {
           detail::SectionKind s;
           if (detail::section_of(section, s)) assembler.add(s, index, item);

@@ -1,5 +1,6 @@
 // Loads and validates a declarative configuration (APISIX standalone shape: top-level `routes`, `services`,
-// `upstreams` lists, each item with an `id`). Validation is all-or-nothing: either every resource is valid and
+// `upstreams`, `consumers`, `ssls`, `global_rules`, `plugin_configs` lists, each item with an `id`, or a
+// `username` for consumers). Validation is all-or-nothing: either every resource is valid and
 // every reference resolves, or the result carries errors naming the path of each offending field
 // (e.g. `routes[3].upstream.nodes`) and no Config. Stateless free functions; any thread may call them.
 #pragma once
@@ -19,7 +20,7 @@ struct FieldError {
 
 struct LoadResult {
   bool ok = false;
-  Config config;                  // meaningful only when ok
+  Config config;  // meaningful only when ok
   // At most 20 (kMaxErrors in validate.h); non-empty when !ok. Order: each resource's errors in document
   // order, then cross-resource ones (duplicate ids, dangling references), then top-level ones.
   std::vector<FieldError> errors;

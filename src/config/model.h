@@ -1,12 +1,13 @@
 // The declarative configuration model: plain structs mirroring APISIX's resource shapes (routes, services,
-// upstreams) after validation and defaulting. Produced by config/loader.h, consumed by snapshot/ to build the
-// runtime (router, balancers). Values are immutable once loaded; a Config is owned by the snapshot built
-// from it. No behaviour lives here.
+// upstreams, consumers, ssls, global rules, plugin configs) after validation and defaulting. Produced by
+// config/loader.h, consumed by snapshot/ to build the runtime (router, balancers). Values are immutable once
+// loaded; a Config is owned by the snapshot built from it. No behaviour lives here.
 #pragma once
 
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace portico::config {
@@ -124,10 +125,12 @@ struct Route {
   std::optional<Upstream> upstream;  // inline upstream
   std::string upstream_id;
   std::string service_id;
+  std::string plugin_config_id;    // empty = none; its plugins are already folded in (max_body_size)
   std::optional<Timeout> timeout;  // overrides the upstream's
-  // bytes; -1 = the listener default (413 above it). From the client-control plugin; the loader already
-  // applied the service's value when the route sets none. client-control's 0 means "no limit" in APISIX and
-  // is stored as INT64_MAX, so 0 never reaches here.
+  // bytes; -1 = the listener default (413 above it). From the client-control plugin. check_config already
+  // applied the precedence route > plugin config > service > global rules: when the route sets none, this is
+  // the first of those that sets one. client-control's 0 means "no limit" in APISIX and is stored as
+  // INT64_MAX, so 0 never reaches here.
   int64_t max_body_size = -1;
   bool enable_websocket = false;  // Upgrade: websocket requests are tunnelled
 };
@@ -143,10 +146,63 @@ struct Service {
       false;  // Upgrade: websocket requests are tunnelled (for routes naming this service)
 };
 
+// APISIX `labels`: name -> value, sorted by name.
+using Labels = std::vector<std::pair<std::string, std::string>>;
+
+// A consumer (APISIX `consumers`), keyed by its username; it has no id.
+struct Consumer {
+  std::string username;  // [A-Za-z0-9_-], 1..256 characters; unique among consumers
+  std::string desc;
+  Labels labels;
+  // Its client-control plugin (bytes, -1 = none, as Route's). In APISIX it applies to requests authenticated
+  // as this consumer; this version has no authentication plugin, so no request is ever attributed to a
+  // consumer and this never applies (as in APISIX with no authentication plugin on the route).
+  int64_t max_body_size = -1;
+};
+
+enum class SslType { server, client };
+
+// A certificate (APISIX `ssls`). Every cert/key pair has been checked: the certificate (and any chain after
+// it) parses, the key parses and is unencrypted, and the key matches the certificate's public key.
+struct Ssl {
+  std::string id;
+  SslType type = SslType::server;  // server: presented to clients by SNI; client: for upstream mTLS
+  std::string cert;                // PEM: the certificate, optionally followed by its chain
+  std::string key;                 // PEM private key of `cert`
+  std::vector<std::string> certs;  // more pairs for the same SNIs (e.g. ECDSA next to RSA);
+  std::vector<std::string> keys;   // keys[i] belongs to certs[i]
+  // Lower-cased: "api.example.com", "*.example.com" (one leading label), "*" (any name). `sni` is folded in
+  // here. Non-empty for type server; may be empty for type client.
+  std::vector<std::string> snis;
+  bool enabled = true;  // status: 1
+};
+
+// A global rule (APISIX `global_rules`): plugins run for every request.
+struct GlobalRule {
+  std::string id;
+  // client-control (bytes, -1 = none). check_config already folded it into every route that sets no limit
+  // through its own plugins, its plugin config or its service; with several, the last rule in
+  // Config::global_rules that sets one wins (APISIX runs global rules in order, the last write sticks).
+  int64_t max_body_size = -1;
+};
+
+// A plugin config (APISIX `plugin_configs`): plugins shared by the routes naming it in plugin_config_id.
+struct PluginConfig {
+  std::string id;
+  std::string name;
+  std::string desc;
+  Labels labels;
+  int64_t max_body_size = -1;  // client-control, as Route's; already folded into its routes
+};
+
 struct Config {
   std::vector<Route> routes;
   std::vector<Service> services;
   std::vector<Upstream> upstreams;
+  std::vector<Consumer> consumers;
+  std::vector<Ssl> ssls;
+  std::vector<GlobalRule> global_rules;
+  std::vector<PluginConfig> plugin_configs;
 };
 
 }  // namespace portico::config

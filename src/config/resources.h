@@ -2,6 +2,7 @@
 // whole document (validate_config, the streaming loader) build no prefix strings for valid resources.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 
 #include "config/fields.h"
@@ -15,8 +16,27 @@ std::optional<Service> service_at(const json& v, const Path& p, Errors& e, const
 // `inline_upstream`: written inside a route or service (no id allowed) rather than in `upstreams`.
 std::optional<Upstream> upstream_at(const json& v, const Path& p, Errors& e, bool inline_upstream,
                                     const ValidateOptions& options);
+std::optional<Consumer> consumer_at(const json& v, const Path& p, Errors& e, const ValidateOptions& options);
+std::optional<Ssl> ssl_at(const json& v, const Path& p, Errors& e, const ValidateOptions& options);
+std::optional<GlobalRule> global_rule_at(const json& v, const Path& p, Errors& e,
+                                         const ValidateOptions& options);
+std::optional<PluginConfig> plugin_config_at(const json& v, const Path& p, Errors& e,
+                                             const ValidateOptions& options);
+
+// A consumer's username ([A-Za-z0-9_-], 1..256 characters) without reporting; empty when `v` is not one.
+std::string peek_username(const json& v);
 
 // {connect, send, read}: seconds > 0; a missing one keeps the model default (60).
 bool read_timeout(const json& v, const Path& p, Errors& e, Timeout& out);
+
+// The settings of the plugins this version implements (only client-control). Any other plugin name is
+// rejected rather than silently ignored: accepting, say, an authentication plugin that is not enforced
+// would open what the operator meant to close.
+struct PluginSettings {
+  int64_t max_body_size =
+      -1;  // client-control; -1 = not set; 0 ("no limit" in APISIX) is stored as INT64_MAX
+};
+// `plugins` of any resource kind: a mapping of plugin names to their configuration.
+void read_plugins(const json& v, const Path& p, Errors& e, PluginSettings& out);
 
 }  // namespace portico::config::detail

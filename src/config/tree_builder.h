@@ -2,8 +2,9 @@
 // readers share one builder and the validators see the same tree whichever syntax the file used.
 //
 // Streaming: the items of the lists directly under the root mapping whose key is one of `streamed_sections`
-// (routes, services, upstreams) are handed to the sink as soon as each is complete and then dropped, so a
-// 100k-route file is never held as a whole tree; the root keeps an empty list in their place.
+// (the resource lists: routes, services, upstreams, consumers, ...) are handed to the sink as soon as each is
+// complete and then dropped, so a 100k-route file is never held as a whole tree; the root keeps an empty list
+// in their place.
 //
 // Also: duplicate mapping keys are errors (JSON and YAML alike), nesting is capped, and YAML anchors, aliases
 // and merge keys (`<<`) are resolved here.

@@ -10,8 +10,7 @@
 //   that are not plain identifiers are quoted: `upstreams[0].nodes["10.0.0.1:80"]`.
 // - A function returns a value only when it added no error; the value then has every default applied.
 // - Errors are appended to `errors`, which keeps the first `limit` of them (default kMaxErrors) and counts
-// the
-//   rest. Validation keeps going after an error so that one pass reports as many problems as possible.
+//   the rest. Validation keeps going after an error so that one pass reports as many problems as possible.
 // - Stateless; any thread may call these functions concurrently with distinct `errors` objects.
 #pragma once
 
@@ -50,12 +49,15 @@ class Errors {
 };
 
 struct ValidateOptions {
-  // A resource read from a file must carry its `id`; an Admin API body may leave it to the URL.
+  // A resource read from a file must carry its key: `id`, or `username` for a consumer. An Admin API body may
+  // leave it to the URL (the caller then fills the key in the returned value).
   bool id_required = true;
 };
 
-// One resource each. References to other resources (upstream_id, service_id) are checked for syntax only;
-// whether they resolve is check_config's job, which needs the whole configuration.
+// One resource each. References to other resources (upstream_id, service_id, plugin_config_id) are checked
+// for syntax only; whether they resolve is check_config's job, which needs the whole configuration. Every
+// kind accepts `create_time` and `update_time` (integers >= 0, unix seconds, as the Admin API stores them),
+// which the model does not keep. `plugins` accepts only client-control, everywhere.
 std::optional<Route> validate_route(const nlohmann::json& route, std::string_view path_prefix, Errors& errors,
                                     const ValidateOptions& options = {});
 std::optional<Service> validate_service(const nlohmann::json& service, std::string_view path_prefix,
@@ -64,15 +66,30 @@ std::optional<Service> validate_service(const nlohmann::json& service, std::stri
 // by validate_route / validate_service and must not carry an id.
 std::optional<Upstream> validate_upstream(const nlohmann::json& upstream, std::string_view path_prefix,
                                           Errors& errors, const ValidateOptions& options = {});
+// A consumer: `username` is its key (required unless !options.id_required); `desc`, `labels`, `plugins`.
+std::optional<Consumer> validate_consumer(const nlohmann::json& consumer, std::string_view path_prefix,
+                                          Errors& errors, const ValidateOptions& options = {});
+// An SSL: besides the syntax, every cert/key pair is parsed with OpenSSL and the key must match the
+// certificate (`key: does not match cert`). CPU cost: a few key operations per pair.
+std::optional<Ssl> validate_ssl(const nlohmann::json& ssl, std::string_view path_prefix, Errors& errors,
+                                const ValidateOptions& options = {});
+// A global rule: `plugins` is required (it may be an empty mapping).
+std::optional<GlobalRule> validate_global_rule(const nlohmann::json& rule, std::string_view path_prefix,
+                                               Errors& errors, const ValidateOptions& options = {});
+// A plugin config: `plugins` is required (it may be an empty mapping); `name`, `desc`, `labels`.
+std::optional<PluginConfig> validate_plugin_config(const nlohmann::json& config, std::string_view path_prefix,
+                                                   Errors& errors, const ValidateOptions& options = {});
 
-// Whole-configuration rules over already validated resources: ids are unique per resource type; upstream_id
-// and service_id references resolve; every route ends up with an upstream (its own, or its service's).
-// Paths use the indices of the vectors in `config` ("routes[i].upstream_id"). On success (returns true) a
-// route that sets no client-control body limit inherits its service's (Route::max_body_size); nothing else
-// changes.
+// Whole-configuration rules over already validated resources: ids are unique per resource type (usernames
+// among consumers); upstream_id, service_id and plugin_config_id references resolve; every route ends up with
+// an upstream (its own, or its service's). Paths use the indices of the vectors in `config`
+// ("routes[i].upstream_id"). On success (returns true) a route that sets no client-control body limit takes
+// the first one set by its plugin config, its service, then the global rules (Route::max_body_size); nothing
+// else changes.
 bool check_config(Config& config, Errors& errors);
 
-// A whole document ({"routes": [...], "services": [...], "upstreams": [...]}): every resource, then
+// A whole document ({"routes": [...], "services": [...], "upstreams": [...], "consumers": [...], "ssls":
+// [...], "global_rules": [...], "plugin_configs": [...]}): every resource, then
 // check_config. This is what the loader does, minus the file handling (the loader streams resources out of
 // the parser instead of building the whole tree first; results are identical).
 std::optional<Config> validate_config(const nlohmann::json& document, Errors& errors);

@@ -8,17 +8,20 @@ namespace portico::config {
 namespace detail {
 namespace {
 
-constexpr std::string_view kSectionNames[] = {"routes", "services", "upstreams"};
-
 std::string_view name_of(SectionKind s) {
-  return kSectionNames[static_cast<int>(s)];
+  return kSectionNames[static_cast<size_t>(s)];
 }
 
 // Singular resource names for messages ("duplicate route id").
-std::string_view noun_of(std::string_view section) {
-  if (section == "routes") return "route";
-  if (section == "services") return "service";
-  return "upstream";
+std::string_view noun_of(SectionKind s) {
+  static constexpr std::string_view kNouns[] = {"route", "service",     "upstream",     "consumer",
+                                                "SSL",   "global rule", "plugin config"};
+  return kNouns[static_cast<size_t>(s)];
+}
+
+// The field holding a resource's key.
+std::string_view key_field_of(SectionKind s) {
+  return s == SectionKind::consumers ? "username" : "id";
 }
 
 std::string item_path(std::string_view section, size_t index) {
@@ -29,9 +32,9 @@ std::string item_path(std::string_view section, size_t index) {
 
 // Top-level keys of an APISIX standalone file that this version does not implement.
 bool is_unsupported_section(std::string_view key) {
-  static constexpr std::string_view kKeys[] = {
-      "consumers",     "consumer_groups", "ssls",    "global_rules", "plugin_configs", "plugin_metadata",
-      "stream_routes", "protos",          "secrets", "plugins",      "stream_plugins", "credentials"};
+  static constexpr std::string_view kKeys[] = {"consumer_groups", "plugin_metadata", "stream_routes",
+                                               "protos",          "secrets",         "plugins",
+                                               "stream_plugins",  "credentials"};
   for (std::string_view k : kKeys) {
     if (key == k) return true;
   }
@@ -41,7 +44,7 @@ bool is_unsupported_section(std::string_view key) {
 }  // namespace
 
 bool section_of(std::string_view name, SectionKind& out) {
-  for (int i = 0; i < 3; ++i) {
+  for (size_t i = 0; i < std::size(kSectionNames); ++i) {
     if (name == kSectionNames[i]) {
       out = static_cast<SectionKind>(i);
       return true;
@@ -51,41 +54,59 @@ bool section_of(std::string_view name, SectionKind& out) {
 }
 
 template <typename T>
-void Assembler::keep_in(std::vector<T>& kept, Section& section, std::string_view name, size_t index,
-                        std::optional<T> value, std::string id) {
+void Assembler::keep_in(std::vector<T>& kept, SectionKind kind, size_t index, std::optional<T> value,
+                        std::string id) {
+  Section& s = section(kind);
   Definition definition{index, value ? static_cast<long>(kept.size()) : -1};
   if (value) {
     kept.push_back(std::move(*value));
-    section.index.push_back(index);
+    s.index.push_back(index);
   }
   if (id.empty()) return;
-  auto [first, inserted] = section.by_id.insert(std::move(id), definition);
+  auto [first, inserted] = s.by_id.insert(std::move(id), definition);
   if (!inserted) {  // `id` was not moved from
+    const std::string_view name = name_of(kind);
     std::string path = item_path(name, index);
-    append_key(path, "id");
-    errors_.add(std::move(path), "duplicate " + std::string(noun_of(name)) + " id \"" + id +
-                                     "\" (first defined at " + item_path(name, first->index) + ")");
+    append_key(path, key_field_of(kind));
+    errors_.add(std::move(path), "duplicate " + std::string(noun_of(kind)) + " " +
+                                     std::string(key_field_of(kind)) + " \"" + id + "\" (first defined at " +
+                                     item_path(name, first->index) + ")");
   }
 }
 
 void Assembler::keep(size_t index, std::optional<Route> route, std::string id) {
-  keep_in(config_.routes, routes_, "routes", index, std::move(route), std::move(id));
+  keep_in(config_.routes, SectionKind::routes, index, std::move(route), std::move(id));
 }
 void Assembler::keep(size_t index, std::optional<Service> service, std::string id) {
-  keep_in(config_.services, services_, "services", index, std::move(service), std::move(id));
+  keep_in(config_.services, SectionKind::services, index, std::move(service), std::move(id));
 }
 void Assembler::keep(size_t index, std::optional<Upstream> upstream, std::string id) {
-  keep_in(config_.upstreams, upstreams_, "upstreams", index, std::move(upstream), std::move(id));
+  keep_in(config_.upstreams, SectionKind::upstreams, index, std::move(upstream), std::move(id));
+}
+void Assembler::keep(size_t index, std::optional<Consumer> consumer, std::string id) {
+  keep_in(config_.consumers, SectionKind::consumers, index, std::move(consumer), std::move(id));
+}
+void Assembler::keep(size_t index, std::optional<Ssl> ssl, std::string id) {
+  keep_in(config_.ssls, SectionKind::ssls, index, std::move(ssl), std::move(id));
+}
+void Assembler::keep(size_t index, std::optional<GlobalRule> rule, std::string id) {
+  keep_in(config_.global_rules, SectionKind::global_rules, index, std::move(rule), std::move(id));
+}
+void Assembler::keep(size_t index, std::optional<PluginConfig> config, std::string id) {
+  keep_in(config_.plugin_configs, SectionKind::plugin_configs, index, std::move(config), std::move(id));
 }
 
 void Assembler::add(SectionKind section, size_t index, const json& item) {
   const Path root("");
   const Path section_path = root.key(name_of(section));
   const Path p = section_path.index(index);
-  // The id is taken even from an invalid resource, so that references to it are not reported as dangling too.
+  // The key is taken even from an invalid resource, so that references to it are not reported as dangling
+  // too.
   std::string id;
   if (item.is_object()) {
-    if (auto it = item.find("id"); it != item.end()) id = peek_id(*it);
+    if (auto it = item.find(key_field_of(section)); it != item.end()) {
+      id = section == SectionKind::consumers ? peek_username(*it) : peek_id(*it);
+    }
   }
   const ValidateOptions options;
   switch (section) {
@@ -98,13 +119,26 @@ void Assembler::add(SectionKind section, size_t index, const json& item) {
     case SectionKind::upstreams:
       keep(index, upstream_at(item, p, errors_, false, options), std::move(id));
       break;
+    case SectionKind::consumers:
+      keep(index, consumer_at(item, p, errors_, options), std::move(id));
+      break;
+    case SectionKind::ssls:
+      keep(index, ssl_at(item, p, errors_, options), std::move(id));
+      break;
+    case SectionKind::global_rules:
+      keep(index, global_rule_at(item, p, errors_, options), std::move(id));
+      break;
+    case SectionKind::plugin_configs:
+      keep(index, plugin_config_at(item, p, errors_, options), std::move(id));
+      break;
   }
 }
 
 void Assembler::check_document(const json& document) {
   const Path root("");
   if (!document.is_object()) {
-    fail_type(errors_, root, "a mapping with `routes`, `services` and `upstreams` lists", document);
+    fail_type(errors_, root, "a mapping of resource lists (`routes`, `services`, `upstreams`, ...)",
+              document);
     return;
   }
   for (auto it = document.begin(); it != document.end(); ++it) {
@@ -125,7 +159,9 @@ void Assembler::check_document(const json& document) {
     } else if (is_unsupported_section(key)) {
       errors_.add(p.str(), "'" + key + "' is not supported by this version");
     } else {
-      fail_unknown(errors_, root, key, {"routes", "services", "upstreams"});
+      fail_unknown(
+          errors_, root, key,
+          {"routes", "services", "upstreams", "consumers", "ssls", "global_rules", "plugin_configs"});
     }
   }
 }
@@ -137,15 +173,23 @@ bool Assembler::link() {
     append_key(path, field);
     return path;
   };
+  const Section& routes = section(SectionKind::routes);
+  const Section& services = section(SectionKind::services);
+  const Section& upstreams = section(SectionKind::upstreams);
+  const Section& plugin_configs = section(SectionKind::plugin_configs);
   for (size_t k = 0; k < config_.routes.size(); ++k) {
     const Route& r = config_.routes[k];
-    const size_t index = routes_.index[k];
-    if (!r.upstream_id.empty() && !upstreams_.by_id.contains(r.upstream_id)) {
+    const size_t index = routes.index[k];
+    if (!r.upstream_id.empty() && !upstreams.by_id.contains(r.upstream_id)) {
       errors_.add(field_path("routes", index, "upstream_id"),
                   "upstream \"" + r.upstream_id + "\" is not defined in upstreams");
     }
+    if (!r.plugin_config_id.empty() && !plugin_configs.by_id.contains(r.plugin_config_id)) {
+      errors_.add(field_path("routes", index, "plugin_config_id"),
+                  "plugin config \"" + r.plugin_config_id + "\" is not defined in plugin_configs");
+    }
     if (r.service_id.empty()) continue;
-    const Definition* definition = services_.by_id.find(r.service_id);
+    const Definition* definition = services.by_id.find(r.service_id);
     if (definition == nullptr) {
       errors_.add(field_path("routes", index, "service_id"),
                   "service \"" + r.service_id + "\" is not defined in services");
@@ -163,17 +207,31 @@ bool Assembler::link() {
   }
   for (size_t k = 0; k < config_.services.size(); ++k) {
     const Service& s = config_.services[k];
-    if (!s.upstream_id.empty() && !upstreams_.by_id.contains(s.upstream_id)) {
-      errors_.add(field_path("services", services_.index[k], "upstream_id"),
+    if (!s.upstream_id.empty() && !upstreams.by_id.contains(s.upstream_id)) {
+      errors_.add(field_path("services", services.index[k], "upstream_id"),
                   "upstream \"" + s.upstream_id + "\" is not defined in upstreams");
     }
   }
   if (errors_.total() != before) return false;
-  // Plugin precedence is route > service: a route without its own body limit takes its service's.
+  // Plugin precedence (APISIX): route > plugin config > service; global rules run before the route's plugins,
+  // so their client-control applies only where none of those sets one. The last global rule setting it wins.
+  int64_t global_limit = -1;
+  for (const GlobalRule& g : config_.global_rules) {
+    if (g.max_body_size >= 0) global_limit = g.max_body_size;
+  }
   for (Route& r : config_.routes) {
-    if (r.service_id.empty() || r.max_body_size >= 0) continue;
-    const long kept = services_.by_id.find(r.service_id)->kept;
-    if (kept >= 0) r.max_body_size = config_.services[static_cast<size_t>(kept)].max_body_size;
+    if (r.max_body_size >= 0) continue;
+    if (!r.plugin_config_id.empty()) {
+      const long kept = plugin_configs.by_id.find(r.plugin_config_id)->kept;
+      if (kept >= 0) r.max_body_size = config_.plugin_configs[static_cast<size_t>(kept)].max_body_size;
+      if (r.max_body_size >= 0) continue;
+    }
+    if (!r.service_id.empty()) {
+      const long kept = services.by_id.find(r.service_id)->kept;
+      if (kept >= 0) r.max_body_size = config_.services[static_cast<size_t>(kept)].max_body_size;
+      if (r.max_body_size >= 0) continue;
+    }
+    r.max_body_size = global_limit;
   }
   return true;
 }
@@ -183,18 +241,20 @@ bool Assembler::link() {
 bool check_config(Config& config, Errors& errors) {
   const size_t before = errors.total();
   detail::Assembler assembler(errors);
-  for (size_t i = 0; i < config.routes.size(); ++i) {
-    std::string id = config.routes[i].id;
-    assembler.keep(i, std::move(config.routes[i]), std::move(id));
-  }
-  for (size_t i = 0; i < config.services.size(); ++i) {
-    std::string id = config.services[i].id;
-    assembler.keep(i, std::move(config.services[i]), std::move(id));
-  }
-  for (size_t i = 0; i < config.upstreams.size(); ++i) {
-    std::string id = config.upstreams[i].id;
-    assembler.keep(i, std::move(config.upstreams[i]), std::move(id));
-  }
+  auto keep_all = [&assembler](auto& resources, auto key_of) {
+    for (size_t i = 0; i < resources.size(); ++i) {
+      std::string key = key_of(resources[i]);
+      assembler.keep(i, std::move(resources[i]), std::move(key));
+    }
+  };
+  auto id = [](const auto& resource) { return resource.id; };
+  keep_all(config.routes, id);
+  keep_all(config.services, id);
+  keep_all(config.upstreams, id);
+  keep_all(config.consumers, [](const Consumer& c) { return c.username; });
+  keep_all(config.ssls, id);
+  keep_all(config.global_rules, id);
+  keep_all(config.plugin_configs, id);
   assembler.link();
   config = assembler.take();
   return errors.total() == before;

@@ -14,43 +14,15 @@ constexpr std::string_view kMethods[] = {"GET",  "POST",    "PUT",     "DELETE",
 
 constexpr int64_t kNoBodyLimit = std::numeric_limits<int64_t>::max();
 
-// The plugins this version implements; any other name is rejected rather than silently ignored.
-struct PluginSettings {
-  int64_t max_body_size = -1;
-};
-
-void read_plugins(const json& v, const Path& p, Errors& e, PluginSettings& out) {
-  if (!v.is_object()) {
-    fail_type(e, p, "a mapping of plugin names to their configuration", v);
-    return;
-  }
-  for (auto it = v.begin(); it != v.end(); ++it) {
-    const std::string& name = it.key();
-    const Path pp = p.key(name);
-    if (name != "client-control") {
-      fail(e, pp, "plugin '" + name + "' is not supported by this version (supported: client-control)");
-      continue;
-    }
-    const json& conf = it.value();
-    if (!conf.is_object()) {
-      fail_type(e, pp, "a mapping", conf);
-      continue;
-    }
-    for (auto f = conf.begin(); f != conf.end(); ++f) {
-      if (f.key() == "max_body_size") {
-        int64_t size = 0;
-        if (read_int(f.value(), pp.key(f.key()), e, int64_t{0}, std::numeric_limits<int64_t>::max(), size)) {
-          // APISIX: with max_body_size 0 "the size of the client's request body will not be checked".
-          out.max_body_size = size == 0 ? kNoBodyLimit : size;
-        }
-      } else if (f.key() == "_meta") {
-        fail(e, pp.key(f.key()), "plugin '_meta' settings are not supported by this version");
-      } else {
-        fail_unknown(e, pp, f.key(), {"max_body_size"});
-      }
-    }
-  }
-}
+// For "did you mean" suggestions.
+constexpr std::string_view kRouteFields[] = {"id",           "name",       "desc",
+                                             "labels",       "uri",        "uris",
+                                             "host",         "hosts",      "remote_addr",
+                                             "remote_addrs", "methods",    "vars",
+                                             "priority",     "status",     "upstream",
+                                             "upstream_id",  "service_id", "plugin_config_id",
+                                             "timeout",      "plugins",    "enable_websocket",
+                                             "create_time",  "update_time"};
 
 // A `vars` operand as the text the matcher compares with: strings as written, numbers in shortest form.
 bool operand_text(const json& v, const Path& p, Errors& e, std::string& out) {
@@ -255,6 +227,39 @@ void read_one_or_many(const json* one, const json* many, const Path& p, std::str
 
 }  // namespace
 
+void read_plugins(const json& v, const Path& p, Errors& e, PluginSettings& out) {
+  if (!v.is_object()) {
+    fail_type(e, p, "a mapping of plugin names to their configuration", v);
+    return;
+  }
+  for (auto it = v.begin(); it != v.end(); ++it) {
+    const std::string& name = it.key();
+    const Path pp = p.key(name);
+    if (name != "client-control") {
+      fail(e, pp, "plugin '" + name + "' is not supported by this version (supported: client-control)");
+      continue;
+    }
+    const json& conf = it.value();
+    if (!conf.is_object()) {
+      fail_type(e, pp, "a mapping", conf);
+      continue;
+    }
+    for (auto f = conf.begin(); f != conf.end(); ++f) {
+      if (f.key() == "max_body_size") {
+        int64_t size = 0;
+        if (read_int(f.value(), pp.key(f.key()), e, int64_t{0}, std::numeric_limits<int64_t>::max(), size)) {
+          // APISIX: with max_body_size 0 "the size of the client's request body will not be checked".
+          out.max_body_size = size == 0 ? kNoBodyLimit : size;
+        }
+      } else if (f.key() == "_meta") {
+        fail(e, pp.key(f.key()), "plugin '_meta' settings are not supported by this version");
+      } else {
+        fail_unknown(e, pp, f.key(), {"max_body_size"});
+      }
+    }
+  }
+}
+
 std::optional<Route> route_at(const json& v, const Path& p, Errors& e, const ValidateOptions& options) {
   if (!v.is_object()) {
     fail_type(e, p, "a mapping (a route)", v);
@@ -304,6 +309,8 @@ std::optional<Route> route_at(const json& v, const Path& p, Errors& e, const Val
     } else if (k == "service_id") {
       has_service_id = true;
       read_id(f, fp, e, route.service_id);
+    } else if (k == "plugin_config_id") {
+      read_id(f, fp, e, route.plugin_config_id);
     } else if (k == "timeout") {
       route.timeout.emplace();
       read_timeout(f, fp, e, *route.timeout);
@@ -314,14 +321,10 @@ std::optional<Route> route_at(const json& v, const Path& p, Errors& e, const Val
     } else if (k == "name") {
       read_name(f, fp, e, route.name);
     } else if (check_meta_field(k, f, fp, e)) {
-    } else if (k == "filter_func" || k == "script" || k == "script_id" || k == "plugin_config_id" ||
-               k == "service_protocol") {
+    } else if (k == "filter_func" || k == "script" || k == "script_id" || k == "service_protocol") {
       fail(e, fp, "'" + k + "' is not supported by this version");
     } else {
-      fail_unknown(e, p, k, {"id",          "name",       "desc",     "labels",      "uri",
-                             "uris",        "host",       "hosts",    "remote_addr", "remote_addrs",
-                             "methods",     "vars",       "priority", "status",      "upstream",
-                             "upstream_id", "service_id", "timeout",  "plugins",     "enable_websocket"});
+      fail_unknown(e, p, k, kRouteFields);
     }
   }
   if (!has_id && options.id_required) fail(e, p.key("id"), "is required");
@@ -391,7 +394,7 @@ std::optional<Service> service_at(const json& v, const Path& p, Errors& e, const
     } else {
       fail_unknown(e, p, k,
                    {"id", "name", "desc", "labels", "upstream", "upstream_id", "hosts", "plugins",
-                    "enable_websocket"});
+                    "enable_websocket", "create_time", "update_time"});
     }
   }
   if (!has_id && options.id_required) fail(e, p.key("id"), "is required");

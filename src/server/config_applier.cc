@@ -66,31 +66,58 @@ ApplierStatus ConfigApplier::status() const {
   return status_;
 }
 
+void ConfigApplier::submit(Produce produce, std::string source, int64_t revision) {
+  {
+    std::lock_guard lock(mu_);
+    pending_ = std::move(produce);
+    pending_source_ = std::move(source);
+    pending_revision_ = revision;
+  }
+  cv_.notify_all();
+}
+
 void ConfigApplier::run() {
   auto interval =
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::duration<double>(interval_));
   while (true) {
     bool forced = false;
+    Produce produce;
+    std::string source;
+    int64_t revision = 0;
     {
       std::unique_lock lock(mu_);
-      cv_.wait_for(lock, interval, [this] { return stop_ || reload_; });
+      cv_.wait_for(lock, interval, [this] { return stop_ || reload_ || pending_; });
       if (stop_) return;
       forced = reload_;
       reload_ = false;
+      produce = std::move(pending_);
+      pending_ = nullptr;
+      source = pending_source_;
+      revision = pending_revision_;
     }
-    if (forced) PORTICO_LOG(info, "reload requested (SIGHUP)");
-    apply(forced);
+    if (produce) {
+      auto started = std::chrono::steady_clock::now();
+      apply_loaded(produce(), source, source + " revision " + std::to_string(revision), revision, started);
+    } else if (!path_.empty()) {
+      if (forced) PORTICO_LOG(info, "reload requested (SIGHUP)");
+      apply(forced);
+    }
     release_retired();
   }
 }
 
 bool ConfigApplier::apply(bool forced) {
+  if (path_.empty()) return has_config();
   std::string identity = file_identity(path_);
   if (!forced && identity == file_identity_) return true;
   file_identity_ = identity;
-
   auto started = std::chrono::steady_clock::now();
-  config::LoadResult loaded = config::load_file(path_);
+  return apply_loaded(config::load_file(path_), "file", path_, 0, started);
+}
+
+bool ConfigApplier::apply_loaded(config::LoadResult loaded, const std::string& source,
+                                 const std::string& origin, int64_t revision,
+                                 std::chrono::steady_clock::time_point started) {
   status::Metrics* metrics = context_.metrics;
   auto reject = [&](const std::string& why) {
     PORTICO_LOG(error, "config rejected, the last good config keeps serving: %s", why.c_str());
@@ -104,16 +131,20 @@ bool ConfigApplier::apply(bool forced) {
     status_.last_failure = now;
     return false;
   };
-  if (!loaded.ok) return reject(loaded.describe(path_));
-  if (current_ && loaded.content_hash == current_->hash) return true;  // touched, not changed
+  if (!loaded.ok) return reject(loaded.describe(origin));
+  if (current_ && loaded.content_hash == current_->hash) {  // touched, not changed
+    std::lock_guard lock(mu_);
+    status_.revision = revision;
+    return true;
+  }
 
   auto loaded_at = std::chrono::steady_clock::now();
   uint64_t generation = current_ ? current_->generation + 1 : 1;
   size_t routes = loaded.config.routes.size();
   std::string error;
   auto snap =
-      snapshot::build(std::move(loaded.config), loaded.content_hash, "file", generation, context_, &error);
-  if (!snap) return reject(path_ + ": " + error);
+      snapshot::build(std::move(loaded.config), loaded.content_hash, source, generation, context_, &error);
+  if (!snap) return reject(origin + ": " + error);
 
   publish_(snap);
   if (current_) retired_.push_back(std::move(current_));
@@ -134,15 +165,17 @@ bool ConfigApplier::apply(bool forced) {
     status_.generation = generation;
     status_.hash = snap->hash;
     status_.routes = routes;
-    status_.source = "file";
+    status_.source = source;
+    status_.revision = revision;
     status_.last_error.clear();
     status_.last_success = now;
   }
-  PORTICO_LOG(
-      info,
-      "config applied generation=%llu routes=%zu hash=%s in %.1f ms (load+validate %.1f ms, build %.1f ms)",
-      static_cast<unsigned long long>(generation), routes, snap->hash.c_str(), took_ms, load_ms,
-      took_ms - load_ms);
+  PORTICO_LOG(info,
+              "config applied generation=%llu source=%s revision=%lld routes=%zu hash=%s in %.1f ms "
+              "(load+validate %.1f "
+              "ms, build %.1f ms)",
+              static_cast<unsigned long long>(generation), source.c_str(), static_cast<long long>(revision),
+              routes, snap->hash.c_str(), took_ms, load_ms, took_ms - load_ms);
   return true;
 }
 

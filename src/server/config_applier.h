@@ -1,12 +1,14 @@
-// The config applier: the one thread that turns a declarative file into a published snapshot. It watches
-// the file (polling its identity every interval; a forced reload on SIGHUP), loads and validates it as a
-// whole, builds the snapshot (router, upstream runtimes) and hands it to every worker. A file that fails to
-// load or validate is logged with the path of each offending field and counted; the last good snapshot
+// The config applier: the one thread that turns a configuration into a published snapshot. Its input is
+// either a declarative file, which it watches (polling its identity every interval; a forced reload on
+// SIGHUP) and loads and validates as a whole, or configurations submitted by the control plane (traditional
+// role). It builds the snapshot (router, upstream runtimes) and hands it to every worker. A file that fails
+// to load or validate is logged with the path of each offending field and counted; the last good snapshot
 // keeps serving. Old snapshots are released on this thread, never on a worker, so freeing a large config
 // never stalls a request.
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <memory>
@@ -15,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "config/loader.h"
 #include "snapshot/snapshot.h"
 
 namespace portico::server {
@@ -24,6 +27,7 @@ struct ApplierStatus {
   std::string hash;
   size_t routes = 0;
   std::string source;
+  int64_t revision = 0;  // etcd revision of the config (submitted configs); 0 for files
   std::string last_error;
   double last_success = 0;  // unix seconds
   double last_failure = 0;
@@ -33,6 +37,9 @@ class ConfigApplier {
  public:
   using Publish = std::function<void(std::shared_ptr<const snapshot::Snapshot>)>;
 
+  using Produce = std::function<config::LoadResult()>;
+
+  // `path` empty: no file; configurations arrive through submit().
   ConfigApplier(std::string path, double interval_seconds, snapshot::BuildContext context, Publish publish);
   ~ConfigApplier();
 
@@ -41,12 +48,17 @@ class ConfigApplier {
   void start();  // starts the watch thread
   void stop();
   void request_reload();  // thread-safe (SIGHUP)
+  // Thread-safe. Asks the applier thread to call `produce` and apply what it returns. Submissions that arrive
+  // while one is being applied are coalesced: only the latest runs. `revision` is reported in status().
+  void submit(Produce produce, std::string source, int64_t revision);
 
   bool has_config() const { return has_config_.load(); }
   ApplierStatus status() const;
 
  private:
   bool apply(bool forced);
+  bool apply_loaded(config::LoadResult loaded, const std::string& source, const std::string& origin,
+                    int64_t revision, std::chrono::steady_clock::time_point started);
   void run();
   void release_retired();
 
@@ -59,6 +71,9 @@ class ConfigApplier {
   std::condition_variable cv_;
   ApplierStatus status_;
   bool reload_ = false;
+  Produce pending_;
+  std::string pending_source_;
+  int64_t pending_revision_ = 0;
   bool stop_ = false;
   std::atomic<bool> has_config_{false};
   std::string file_identity_;

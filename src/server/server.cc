@@ -38,8 +38,21 @@ std::string json_escape(const std::string& s) {
 
 }  // namespace
 
+static const char* role_name(Role role) {
+  switch (role) {
+    case Role::traditional:
+      return "traditional";
+    case Role::control_plane:
+      return "control_plane";
+    default:
+      return "standalone";
+  }
+}
+
 struct Server::Impl {
+  Role role = Role::standalone;
   proxy::Options options;
+  std::unique_ptr<controlplane::ControlPlane> control_plane;
   std::unique_ptr<status::Metrics> metrics;
   upstream::HealthRegistry health;
   upstream::ActiveHealthChecker checker;
@@ -52,6 +65,7 @@ struct Server::Impl {
   std::string health_metrics() const;
   std::string config_json() const;
   bool drain_and_wait();
+  int run_control_plane(const sigset_t& signals);
 };
 
 std::string Server::Impl::health_metrics() const {
@@ -66,18 +80,26 @@ std::string Server::Impl::health_metrics() const {
 }
 
 std::string Server::Impl::config_json() const {
+  std::string cp = control_plane ? control_plane->status_fields() + "," : std::string();
+  std::string role_field = "\"role\":\"" + std::string(role_name(role)) + "\",";
+  if (!applier) return "{" + role_field + cp + "\"draining\":" + (draining.load() ? "true" : "false") + "}\n";
   ApplierStatus s = applier->status();
   char times[128];
   std::snprintf(times, sizeof times, "\"last_success\":%.3f,\"last_failure\":%.3f", s.last_success,
                 s.last_failure);
-  return "{\"generation\":" + std::to_string(s.generation) + ",\"hash\":\"" + s.hash +
+  return "{" + role_field + cp + "\"generation\":" + std::to_string(s.generation) + ",\"hash\":\"" + s.hash +
          "\",\"routes\":" + std::to_string(s.routes) + ",\"source\":\"" + s.source + "\",\"path\":\"" +
-         json_escape(options.config_path) + "\",\"last_error\":\"" + json_escape(s.last_error) + "\"," +
-         times + ",\"draining\":" + (draining.load() ? "true" : "false") + "}\n";
+         json_escape(options.config_path) + "\",\"config_revision\":" + std::to_string(s.revision) +
+         ",\"last_error\":\"" + json_escape(s.last_error) + "\"," + times +
+         ",\"draining\":" + (draining.load() ? "true" : "false") + "}\n";
 }
 
-Server::Server(proxy::Options options) : impl_(std::make_unique<Impl>()) {
-  impl_->options = std::move(options);
+Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>()) {
+  impl_->role = options.role;
+  impl_->options = std::move(options.proxy);
+  if (options.role != Role::standalone) {
+    impl_->control_plane = std::make_unique<controlplane::ControlPlane>(std::move(options.control_plane));
+  }
 }
 
 Server::~Server() = default;
@@ -94,6 +116,7 @@ int Server::run() {
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
+  if (s.role == Role::control_plane) return s.run_control_plane(signals);
 
   unsigned workers = opt.workers ? opt.workers : std::max(1u, std::thread::hardware_concurrency());
   s.metrics = std::make_unique<status::Metrics>(workers);
@@ -129,7 +152,23 @@ int Server::run() {
                                                 s.checker.set_targets(snapshot::probe_targets(*snap));
                                                 for (auto& w : s.workers) w->publish(snap);
                                               });
-  if (!s.applier->apply_now()) {
+  if (s.control_plane) {
+    // Every change of the copy asks for a new snapshot; the applier coalesces bursts into one build.
+    controlplane::ControlPlane* cp = s.control_plane.get();
+    ConfigApplier* applier = s.applier.get();
+    cp->copy().on_change([cp, applier](int64_t revision) {
+      applier->submit([cp] { return cp->copy().assemble(); }, "etcd", revision);
+    });
+    try {
+      cp->start();
+    } catch (const std::exception& e) {
+      PORTICO_LOG(error, "cannot start the control plane: %s", e.what());
+      return 1;
+    }
+    PORTICO_LOG(info,
+                "traditional role: the proxy serves the config held in etcd; /readyz answers 503 until "
+                "it has been read");
+  } else if (!s.applier->apply_now()) {
     PORTICO_LOG(warn, "no valid config yet: /readyz answers 503 and requests get 503 until %s is fixed",
                 opt.config_path.c_str());
   }
@@ -144,16 +183,50 @@ int Server::run() {
     int sig = 0;
     if (sigwait(&signals, &sig) != 0) continue;
     if (sig == SIGHUP) {
-      s.applier->request_reload();
+      if (s.control_plane) {
+        controlplane::ControlPlane* cp = s.control_plane.get();
+        s.applier->submit([cp] { return cp->copy().assemble(); }, "etcd", cp->copy().revision());
+      } else {
+        s.applier->request_reload();
+      }
       continue;
     }
     break;  // SIGTERM / SIGINT
   }
   bool clean = s.drain_and_wait();
+  if (s.control_plane) s.control_plane->stop();
   s.applier->stop();
   s.checker.stop();
   s.status_server->stop();
   PORTICO_LOG(info, "exiting%s", clean ? "" : " after the drain timeout; remaining connections were closed");
+  return 0;
+}
+
+int Server::Impl::run_control_plane(const sigset_t& signals) {
+  metrics = std::make_unique<status::Metrics>(1);
+  try {
+    status_server = std::make_unique<status::StatusServer>(status::StatusHandlers{
+        [this] { return control_plane->ready() && !draining.load(); },
+        [this] { return metrics->render(""); },
+        [this] { return config_json(); },
+    });
+    status_server->listen(options.status_listen);
+    control_plane->start();
+  } catch (const std::exception& e) {
+    PORTICO_LOG(error, "cannot start the control plane: %s", e.what());
+    return 1;
+  }
+  status_server->start();
+  PORTICO_LOG(info, "portico %s control plane; status on %s", PORTICO_VERSION, options.status_listen.c_str());
+  while (true) {
+    int sig = 0;
+    if (sigwait(&signals, &sig) != 0 || sig == SIGHUP) continue;
+    break;
+  }
+  draining.store(true);
+  control_plane->stop();
+  status_server->stop();
+  PORTICO_LOG(info, "exiting");
   return 0;
 }
 

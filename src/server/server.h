@@ -1,20 +1,34 @@
-// The Portico process in standalone mode: it owns the workers, the status listener, the active health
-// checker and the config applier, and runs the process life cycle (start, reload, drain, exit).
+// The Portico process: it owns the workers, the status listener, the active health checker, the config
+// applier and, in the etcd roles, the control plane; and runs the process life cycle (start, reload, drain,
+// exit). Roles:
+// - standalone: the proxy, configured by a declarative file;
+// - traditional: the proxy plus the control plane (Admin API over etcd); the proxy's config is assembled from
+//   the control plane's in-memory copy whenever it changes;
+// - control_plane: the Admin API only, no proxy listener.
 //
 // Threads: the caller's thread runs run() and waits for signals; each worker has its thread; the applier
-// thread loads, validates and builds snapshots (never a worker); the status and health-check threads serve
-// their own loops.
+// thread loads, validates and builds snapshots (never a worker); the status, health-check, mirror and admin
+// threads serve their own loops.
 #pragma once
 
 #include <memory>
 
+#include "controlplane/control_plane.h"
 #include "proxy/options.h"
 
 namespace portico::server {
 
+enum class Role { standalone, traditional, control_plane };
+
+struct ServerOptions {
+  Role role = Role::standalone;
+  proxy::Options proxy;
+  controlplane::ControlPlaneOptions control_plane;  // traditional and control_plane roles
+};
+
 class Server {
  public:
-  explicit Server(proxy::Options options);
+  explicit Server(ServerOptions options);
   ~Server();
 
   // Runs until SIGTERM/SIGINT has drained the process. Returns the process exit code.

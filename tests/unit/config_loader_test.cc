@@ -63,8 +63,15 @@ json dump(const Upstream& u) {
   }
   return j;
 }
+json dump(const Labels& labels) {
+  json j = json::array();
+  for (const auto& [name, value] : labels) j.push_back({name, value});
+  return j;
+}
 json dump(const Config& c) {
-  json j = {{"routes", json::array()}, {"services", json::array()}, {"upstreams", json::array()}};
+  json j = {{"routes", json::array()},        {"services", json::array()}, {"upstreams", json::array()},
+            {"consumers", json::array()},     {"ssls", json::array()},     {"global_rules", json::array()},
+            {"plugin_configs", json::array()}};
   for (const Route& r : c.routes) {
     json vars = json::array();
     for (const VarExpr& v : r.vars) vars.push_back({v.var, static_cast<int>(v.op), v.negate, v.values});
@@ -80,6 +87,7 @@ json dump(const Config& c) {
                            {"upstream", r.upstream ? dump(*r.upstream) : json()},
                            {"upstream_id", r.upstream_id},
                            {"service_id", r.service_id},
+                           {"plugin_config_id", r.plugin_config_id},
                            {"timeout", r.timeout ? dump(*r.timeout) : json()},
                            {"max_body_size", r.max_body_size},
                            {"enable_websocket", r.enable_websocket}});
@@ -94,6 +102,16 @@ json dump(const Config& c) {
                              {"enable_websocket", s.enable_websocket}});
   }
   for (const Upstream& u : c.upstreams) j["upstreams"].push_back(dump(u));
+  for (const Consumer& x : c.consumers) {
+    j["consumers"].push_back({x.username, x.desc, dump(x.labels), x.max_body_size});
+  }
+  for (const Ssl& x : c.ssls) {
+    j["ssls"].push_back({x.id, static_cast<int>(x.type), x.cert, x.key, x.certs, x.keys, x.snis, x.enabled});
+  }
+  for (const GlobalRule& x : c.global_rules) j["global_rules"].push_back({x.id, x.max_body_size});
+  for (const PluginConfig& x : c.plugin_configs) {
+    j["plugin_configs"].push_back({x.id, x.name, x.desc, dump(x.labels), x.max_body_size});
+  }
   return j;
 }
 
@@ -131,6 +149,24 @@ TEST(ConfigLoader, ExampleYamlLoads) {
   EXPECT_EQ(upload.vars[0].op, VarExpr::Op::regex);
   EXPECT_TRUE(c.routes[4].enable_websocket);
   EXPECT_FALSE(c.routes[5].enabled);
+  // Body limits: route > plugin config > service > global rules.
+  EXPECT_EQ(c.routes[4].plugin_config_id, "small-bodies");
+  EXPECT_EQ(c.routes[4].max_body_size, 65536);    // from its plugin config
+  EXPECT_EQ(c.routes[0].max_body_size, 8388608);  // from the global rule
+  EXPECT_EQ(c.routes[5].max_body_size, 8388608);
+
+  ASSERT_EQ(c.plugin_configs.size(), 1u);
+  EXPECT_EQ(c.plugin_configs[0].id, "small-bodies");
+  EXPECT_EQ(c.plugin_configs[0].desc, "requests with small bodies only");
+  EXPECT_EQ(c.plugin_configs[0].labels, (Labels{{"team", "sessions"}}));
+  ASSERT_EQ(c.global_rules.size(), 1u);
+  EXPECT_EQ(c.global_rules[0].id, "defaults");
+  EXPECT_EQ(c.global_rules[0].max_body_size, 8388608);
+  ASSERT_EQ(c.consumers.size(), 1u);
+  EXPECT_EQ(c.consumers[0].username, "jack");
+  EXPECT_EQ(c.consumers[0].labels, (Labels{{"env", "production"}}));
+  EXPECT_EQ(c.consumers[0].max_body_size, -1);
+  EXPECT_TRUE(c.ssls.empty());
 
   const Upstream& orders = c.upstreams[1];
   EXPECT_EQ(orders.type, LbType::least_conn);

@@ -1,0 +1,337 @@
+#include "admin/admin_server.h"
+
+#include <openssl/crypto.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <cstring>
+#include <stdexcept>
+#include <thread>
+
+#include "base/endpoint.h"
+#include "base/log.h"
+#include "http/parser.h"
+#include "router/ip_address.h"
+
+namespace portico::admin {
+
+namespace asio = boost::asio;
+using asio::awaitable;
+using asio::ip::tcp;
+constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+
+namespace {
+
+constexpr std::string_view kApiPrefix = "/apisix/admin";
+constexpr size_t kMaxHead = 64 * 1024;
+
+std::string json_escape(std::string_view s) {
+  std::string out;
+  out.reserve(s.size() + 8);
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      default:
+        if (c < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          out += buf;
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  return out;
+}
+
+std::string serialize(const AdminResponse& r, bool keep_alive) {
+  std::string out = "HTTP/1.1 " + std::to_string(r.status) + " " +
+                    std::string(http::reason_phrase(r.status)) +
+                    "\r\nContent-Type: application/json\r\nCache-Control: no-store\r\nContent-Length: " +
+                    std::to_string(r.body.size()) + "\r\n";
+  for (const auto& [name, value] : r.headers) out += name + ": " + value + "\r\n";
+  if (!keep_alive) out += "Connection: close\r\n";
+  out += "\r\n";
+  out += r.body;
+  return out;
+}
+
+AdminResponse error(int status, std::string_view message) {
+  return AdminResponse{status, error_body(message), {}};
+}
+
+bool is_write(std::string_view method) {
+  return method != "GET" && method != "HEAD";
+}
+
+}  // namespace
+
+std::string error_body(std::string_view message) {
+  return "{\"error_msg\":\"" + json_escape(message) + "\"}";
+}
+
+struct AdminServer::Impl {
+  AdminServerOptions options;
+  AdminHandler handler;
+  std::vector<router::Cidr> allowed;
+  asio::io_context context{1};
+  tcp::acceptor acceptor{context};
+  std::unique_ptr<asio::thread_pool> pool;
+  std::thread thread;
+
+  awaitable<void> accept_loop();
+  awaitable<void> serve(tcp::socket socket);
+  bool client_allowed(const tcp::endpoint& peer) const;
+  // Empty optional-like: role found, or an error response to send.
+  bool authenticate(std::string_view key, Role& role) const;
+};
+
+bool AdminServer::Impl::client_allowed(const tcp::endpoint& peer) const {
+  router::IpAddress ip;
+  std::string text = peer.address().to_string();
+  if (peer.address().is_v6() && peer.address().to_v6().is_v4_mapped()) {
+    text = asio::ip::make_address_v4(asio::ip::v4_mapped, peer.address().to_v6()).to_string();
+  }
+  if (!router::IpAddress::parse(text, ip)) return false;
+  for (const router::Cidr& c : allowed) {
+    if (c.contains(ip)) return true;
+  }
+  return false;
+}
+
+bool AdminServer::Impl::authenticate(std::string_view key, Role& role) const {
+  // Every configured key is compared, in constant time, so timing does not reveal which prefix matched.
+  bool found = false;
+  for (const AdminKey& k : options.keys) {
+    if (k.key.size() == key.size() && CRYPTO_memcmp(k.key.data(), key.data(), key.size()) == 0) {
+      if (!found || k.role == Role::admin) role = k.role;
+      found = true;
+    }
+  }
+  return found;
+}
+
+awaitable<void> AdminServer::Impl::serve(tcp::socket socket) {
+  boost::system::error_code peer_ec;
+  tcp::endpoint peer = socket.remote_endpoint(peer_ec);
+  const bool allowed_peer = !peer_ec && client_allowed(peer);
+  socket.set_option(tcp::no_delay(true), peer_ec);
+
+  std::string buf;
+  buf.resize(16 * 1024);
+  size_t len = 0;
+  http::ParseLimits limits;
+  limits.max_head_size = kMaxHead;
+  http::RequestHead head;
+  asio::steady_timer timer(context);
+  bool timed_out = false;
+  auto arm = [&](double seconds) {
+    timer.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+        std::chrono::duration<double>(seconds)));
+    timer.async_wait([&socket, &timed_out](const boost::system::error_code& ec) {
+      if (ec) return;
+      timed_out = true;
+      boost::system::error_code ignored;
+      socket.close(ignored);
+    });
+  };
+  auto read_more = [&]() -> awaitable<bool> {
+    if (len == buf.size()) buf.resize(buf.size() * 2);
+    auto [ec, n] = co_await socket.async_read_some(asio::buffer(buf.data() + len, buf.size() - len), nothrow);
+    if (ec || n == 0) co_return false;
+    len += n;
+    co_return true;
+  };
+  auto send = [&](const AdminResponse& r, bool keep_alive) -> awaitable<bool> {
+    std::string out = serialize(r, keep_alive);
+    auto [ec, n] = co_await asio::async_write(socket, asio::buffer(out), nothrow);
+    co_return !ec;
+  };
+
+  while (true) {
+    arm(options.idle_timeout);
+    http::ParseResult parsed;
+    while (true) {
+      parsed = http::parse_request(buf.data(), len, limits, head);
+      if (parsed.status != http::ParseStatus::incomplete) break;
+      if (len >= kMaxHead || !co_await read_more()) {
+        timer.cancel();
+        co_return;
+      }
+    }
+    if (parsed.status == http::ParseStatus::error) {
+      co_await send(error(parsed.error_status, parsed.error_reason), false);
+      break;
+    }
+    // The head's views point into buf; copy what outlives a buffer resize before reading the body.
+    AdminRequest req;
+    req.method = std::string(head.method_text);
+    std::string path(head.path);
+    req.query = std::string(head.query);
+    req.if_match = std::string(head.find("If-Match"));
+    req.if_none_match = std::string(head.find("If-None-Match"));
+    bool key_present = false;
+    std::string key(head.find("X-API-KEY", &key_present));
+    const bool keep_alive = head.keep_alive;
+    const bool expect_continue = head.expect_continue;
+    const http::BodyFraming framing = head.framing;
+    const uint64_t content_length = head.content_length;
+    size_t consumed = head.head_size;
+
+    // Refuse before reading a body that would be thrown away.
+    AdminResponse early;
+    bool refuse = true;
+    if (!allowed_peer) {
+      early = error(403, "client address not allowed by --allow-admin");
+    } else if (path != kApiPrefix && !path.starts_with(std::string(kApiPrefix) + "/")) {
+      early = error(404, "not found: the Admin API is under /apisix/admin");
+    } else if (!key_present || key.empty()) {
+      early = error(401, "missing X-API-KEY header");
+    } else if (!authenticate(key, req.role)) {
+      early = error(401, "wrong X-API-KEY");
+    } else if (req.role == Role::viewer && is_write(req.method)) {
+      early = error(403, "the viewer role is read-only");
+    } else if (framing == http::BodyFraming::content_length && content_length > options.max_body_size) {
+      early = error(413, "request body over " + std::to_string(options.max_body_size) + " bytes");
+    } else {
+      refuse = false;
+    }
+    if (refuse) {
+      co_await send(early, false);
+      break;
+    }
+    req.path = path.substr(kApiPrefix.size());
+
+    if (expect_continue && framing != http::BodyFraming::none) {
+      static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+      auto [ec, n] = co_await asio::async_write(socket, asio::buffer(kContinue), nothrow);
+      if (ec) break;
+    }
+    bool body_ok = true;
+    if (framing == http::BodyFraming::content_length) {
+      while (len - consumed < content_length) {
+        if (!co_await read_more()) {
+          body_ok = false;
+          break;
+        }
+      }
+      if (body_ok) {
+        req.body.assign(buf.data() + consumed, content_length);
+        consumed += content_length;
+      }
+    } else if (framing == http::BodyFraming::chunked) {
+      http::ChunkedDecoder decoder;
+      while (body_ok && !decoder.done()) {
+        auto step = decoder.next(std::string_view(buf.data() + consumed, len - consumed));
+        consumed += step.consumed;
+        if (step.status == http::ChunkedDecoder::Status::data) {
+          req.body.append(step.data);
+          if (req.body.size() > options.max_body_size) {
+            co_await send(error(413, "request body over " + std::to_string(options.max_body_size) + " bytes"),
+                          false);
+            body_ok = false;
+          }
+        } else if (step.status == http::ChunkedDecoder::Status::error) {
+          co_await send(error(400, std::string("bad chunked body: ") + decoder.error_reason()), false);
+          body_ok = false;
+        } else if (step.status == http::ChunkedDecoder::Status::need_more) {
+          if (!co_await read_more()) body_ok = false;
+        }
+      }
+    }
+    if (!body_ok) break;
+    timer.cancel();
+
+    AdminResponse response;
+    try {
+      response = co_await asio::co_spawn(
+          *pool, [this, &req]() -> awaitable<AdminResponse> { co_return handler(req); }, asio::use_awaitable);
+    } catch (const std::exception& e) {
+      PORTICO_LOG(error, "admin: %s %s failed: %s", req.method.c_str(), req.path.c_str(), e.what());
+      response = error(500, "internal error");
+    }
+    if (!co_await send(response, keep_alive)) break;
+    if (!keep_alive) break;
+    // Keep pipelined bytes for the next request.
+    std::memmove(buf.data(), buf.data() + consumed, len - consumed);
+    len -= consumed;
+  }
+  timer.cancel();
+  if (!timed_out) {
+    boost::system::error_code ec;
+    socket.shutdown(tcp::socket::shutdown_send, ec);
+  }
+}
+
+awaitable<void> AdminServer::Impl::accept_loop() {
+  while (acceptor.is_open()) {
+    auto [ec, socket] = co_await acceptor.async_accept(nothrow);
+    if (ec) {
+      if (!acceptor.is_open()) co_return;
+      continue;
+    }
+    asio::co_spawn(context, serve(std::move(socket)), asio::detached);
+  }
+}
+
+AdminServer::AdminServer(AdminServerOptions options, AdminHandler handler) : impl_(std::make_unique<Impl>()) {
+  impl_->options = std::move(options);
+  impl_->handler = std::move(handler);
+}
+
+AdminServer::~AdminServer() {
+  stop();
+}
+
+void AdminServer::listen() {
+  Impl& s = *impl_;
+  for (const std::string& text : s.options.allow_admin) {
+    router::Cidr cidr;
+    if (!router::Cidr::parse(text, cidr)) {
+      throw std::runtime_error("--allow-admin: '" + text + "' is not an IP address or CIDR");
+    }
+    s.allowed.push_back(cidr);
+  }
+  bool has_admin = false;
+  for (const AdminKey& k : s.options.keys) has_admin |= k.role == Role::admin;
+  if (!has_admin) throw std::runtime_error("no admin key configured");
+  tcp::endpoint ep = base::parse_endpoint(s.options.listen);
+  s.acceptor.open(ep.protocol());
+  s.acceptor.set_option(asio::socket_base::reuse_address(true));
+  s.acceptor.bind(ep);
+  s.acceptor.listen(256);
+}
+
+void AdminServer::start() {
+  impl_->pool = std::make_unique<asio::thread_pool>(std::max(1u, impl_->options.handler_threads));
+  asio::co_spawn(impl_->context, impl_->accept_loop(), asio::detached);
+  impl_->thread = std::thread([this] { impl_->context.run(); });
+}
+
+void AdminServer::stop() {
+  if (!impl_->thread.joinable()) return;
+  asio::post(impl_->context, [this] {
+    boost::system::error_code ec;
+    impl_->acceptor.close(ec);
+    impl_->context.stop();
+  });
+  impl_->thread.join();
+  impl_->pool->join();
+}
+
+}  // namespace portico::admin

@@ -1,0 +1,174 @@
+// Consumers, global rules and plugin configs: the resources made of descriptive fields and plugins. SSLs live
+// in validate_ssl.cc, routes and services in validate_route.cc.
+#include <algorithm>
+#include <cctype>
+#include <limits>
+
+#include "config/resources.h"
+
+namespace portico::config {
+namespace detail {
+namespace {
+
+bool is_username_char(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
+}
+
+// APISIX 3.13+: ^[a-zA-Z0-9_\-]+$, 1 to 256 characters (earlier 3.x releases do not allow '-').
+bool read_username(const json& v, const Path& p, Errors& e, std::string& out) {
+  if (!read_string(v, p, e, out)) return false;
+  if (out.size() > 256) {
+    fail(e, p, "must be at most 256 characters long");
+    return false;
+  }
+  for (char c : out) {
+    if (!is_username_char(c)) {
+      fail(e, p, std::string("must be made of letters, digits, '_' and '-', found '") + c + "'");
+      return false;
+    }
+  }
+  return true;
+}
+
+bool is_timestamp(std::string_view key) {
+  return key == "create_time" || key == "update_time";
+}
+
+}  // namespace
+
+std::string peek_username(const json& v) {
+  if (!v.is_string()) return {};
+  const std::string& s = v.get_ref<const std::string&>();
+  if (s.empty() || s.size() > 256 || !std::all_of(s.begin(), s.end(), is_username_char)) return {};
+  return s;
+}
+
+std::optional<Consumer> consumer_at(const json& v, const Path& p, Errors& e, const ValidateOptions& options) {
+  if (!v.is_object()) {
+    fail_type(e, p, "a mapping (a consumer)", v);
+    return std::nullopt;
+  }
+  const size_t before = e.total();
+  Consumer consumer;
+  bool has_username = false;
+  PluginSettings plugins;
+  for (auto it = v.begin(); it != v.end(); ++it) {
+    const std::string& k = it.key();
+    const json& f = it.value();
+    const Path fp = p.key(k);
+    if (k == "username") {
+      has_username = true;
+      read_username(f, fp, e, consumer.username);
+    } else if (k == "id") {
+      std::string ignored;  // APISIX's schema has it; consumers are keyed by username
+      read_id(f, fp, e, ignored);
+    } else if (k == "plugins") {
+      read_plugins(f, fp, e, plugins);
+    } else if (k == "desc") {
+      read_desc(f, fp, e, &consumer.desc);
+    } else if (k == "labels") {
+      read_labels(f, fp, e, &consumer.labels);
+    } else if (is_timestamp(k)) {
+      check_meta_field(k, f, fp, e);
+    } else if (k == "group_id") {
+      fail(e, fp, "'group_id' is not supported by this version (consumer groups are not supported)");
+    } else {
+      fail_unknown(e, p, k, {"username", "id", "plugins", "desc", "labels", "create_time", "update_time"});
+    }
+  }
+  if (!has_username && options.id_required) fail(e, p.key("username"), "is required");
+  consumer.max_body_size = plugins.max_body_size;
+  if (e.total() != before) return std::nullopt;
+  return consumer;
+}
+
+std::optional<GlobalRule> global_rule_at(const json& v, const Path& p, Errors& e,
+                                         const ValidateOptions& options) {
+  if (!v.is_object()) {
+    fail_type(e, p, "a mapping (a global rule)", v);
+    return std::nullopt;
+  }
+  const size_t before = e.total();
+  GlobalRule rule;
+  bool has_id = false, has_plugins = false;
+  PluginSettings plugins;
+  for (auto it = v.begin(); it != v.end(); ++it) {
+    const std::string& k = it.key();
+    const json& f = it.value();
+    const Path fp = p.key(k);
+    if (k == "id") {
+      has_id = true;
+      read_id(f, fp, e, rule.id);
+    } else if (k == "plugins") {
+      has_plugins = true;
+      read_plugins(f, fp, e, plugins);
+    } else if (is_timestamp(k)) {
+      check_meta_field(k, f, fp, e);
+    } else {
+      fail_unknown(e, p, k, {"id", "plugins", "create_time", "update_time"});
+    }
+  }
+  if (!has_id && options.id_required) fail(e, p.key("id"), "is required");
+  if (!has_plugins) fail(e, p.key("plugins"), "is required");
+  rule.max_body_size = plugins.max_body_size;
+  if (e.total() != before) return std::nullopt;
+  return rule;
+}
+
+std::optional<PluginConfig> plugin_config_at(const json& v, const Path& p, Errors& e,
+                                             const ValidateOptions& options) {
+  if (!v.is_object()) {
+    fail_type(e, p, "a mapping (a plugin config)", v);
+    return std::nullopt;
+  }
+  const size_t before = e.total();
+  PluginConfig config;
+  bool has_id = false, has_plugins = false;
+  PluginSettings plugins;
+  for (auto it = v.begin(); it != v.end(); ++it) {
+    const std::string& k = it.key();
+    const json& f = it.value();
+    const Path fp = p.key(k);
+    if (k == "id") {
+      has_id = true;
+      read_id(f, fp, e, config.id);
+    } else if (k == "plugins") {
+      has_plugins = true;
+      read_plugins(f, fp, e, plugins);
+    } else if (k == "name") {
+      read_name(f, fp, e, config.name);
+    } else if (k == "desc") {
+      read_desc(f, fp, e, &config.desc);
+    } else if (k == "labels") {
+      read_labels(f, fp, e, &config.labels);
+    } else if (is_timestamp(k)) {
+      check_meta_field(k, f, fp, e);
+    } else {
+      fail_unknown(e, p, k, {"id", "plugins", "name", "desc", "labels", "create_time", "update_time"});
+    }
+  }
+  if (!has_id && options.id_required) fail(e, p.key("id"), "is required");
+  if (!has_plugins) fail(e, p.key("plugins"), "is required");
+  config.max_body_size = plugins.max_body_size;
+  if (e.total() != before) return std::nullopt;
+  return config;
+}
+
+}  // namespace detail
+
+std::optional<Consumer> validate_consumer(const nlohmann::json& consumer, std::string_view path_prefix,
+                                          Errors& errors, const ValidateOptions& options) {
+  return detail::consumer_at(consumer, detail::Path(path_prefix), errors, options);
+}
+
+std::optional<GlobalRule> validate_global_rule(const nlohmann::json& rule, std::string_view path_prefix,
+                                               Errors& errors, const ValidateOptions& options) {
+  return detail::global_rule_at(rule, detail::Path(path_prefix), errors, options);
+}
+
+std::optional<PluginConfig> validate_plugin_config(const nlohmann::json& config, std::string_view path_prefix,
+                                                   Errors& errors, const ValidateOptions& options) {
+  return detail::plugin_config_at(config, detail::Path(path_prefix), errors, options);
+}
+
+}  // namespace portico::config

@@ -1,0 +1,238 @@
+// SSLs: certificate/key pairs checked with OpenSSL (the certificate and its chain parse, the key parses and
+// matches the certificate's public key), SNIs, type and status.
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include <memory>
+
+#include "config/resources.h"
+
+namespace portico::config {
+namespace detail {
+namespace {
+
+constexpr size_t kMaxPemSize = 64 * 1024;  // APISIX: maxLength 64 KiB for cert and key
+
+struct BioFree {
+  void operator()(BIO* b) const { BIO_free(b); }
+};
+struct X509Free {
+  void operator()(X509* x) const { X509_free(x); }
+};
+struct PkeyFree {
+  void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
+};
+using BioPtr = std::unique_ptr<BIO, BioFree>;
+using X509Ptr = std::unique_ptr<X509, X509Free>;
+using PkeyPtr = std::unique_ptr<EVP_PKEY, PkeyFree>;
+
+// OpenSSL's error queue is per thread; leave it empty so that no later TLS call in this thread sees our
+// errors.
+struct ClearErrors {
+  ~ClearErrors() { ERR_clear_error(); }
+};
+
+// Never prompt on the terminal for a passphrase (OpenSSL's default callback would).
+int no_passphrase(char*, int, int, void*) {
+  return -1;
+}
+
+// " (why)" for a PEM text OpenSSL refused: no PEM block at all, or OpenSSL's first queued error.
+std::string openssl_detail(const std::string& pem) {
+  if (pem.find("-----BEGIN ") == std::string::npos) return " (no \"-----BEGIN\" line)";
+  const char* reason = ERR_reason_error_string(ERR_peek_error());
+  if (reason == nullptr) return {};
+  if (std::string_view(reason) == "unsupported") return " (unsupported or malformed)";  // OpenSSL 3 decoders
+  return std::string(" (") + reason + ")";
+}
+
+BioPtr memory_bio(const std::string& text) {
+  return BioPtr(BIO_new_mem_buf(text.data(), static_cast<int>(text.size())));
+}
+
+// A PEM text field (cert, key, certs[i], keys[i]): a string of at most 64 KiB, not a secret reference.
+bool read_pem(const json& v, const Path& p, Errors& e, std::string& out) {
+  if (!read_string(v, p, e, out)) return false;
+  if (out.size() > kMaxPemSize) {
+    fail(e, p, "must be at most 65536 characters long");
+    return false;
+  }
+  if (out.starts_with("$secret://") || out.starts_with("$env://")) {
+    fail(e, p, "secret references ($secret://, $env://) are not supported by this version");
+    return false;
+  }
+  return true;
+}
+
+// The first certificate of `pem` (any further ones, its chain, must parse too). Empty when fine.
+std::string parse_cert(const std::string& pem, X509Ptr& leaf) {
+  ClearErrors clear;
+  BioPtr bio = memory_bio(pem);
+  if (!bio) return "cannot be read (out of memory)";
+  leaf.reset(PEM_read_bio_X509(bio.get(), nullptr, no_passphrase, nullptr));
+  if (!leaf) return "not a PEM certificate" + openssl_detail(pem);
+  for (int n = 2;; ++n) {
+    ERR_clear_error();
+    X509Ptr extra(PEM_read_bio_X509(bio.get(), nullptr, no_passphrase, nullptr));
+    if (extra) continue;
+    const unsigned long err = ERR_peek_last_error();
+    if (ERR_GET_LIB(err) == ERR_LIB_PEM && ERR_GET_REASON(err) == PEM_R_NO_START_LINE) return {};  // the end
+    return "certificate " + std::to_string(n) + " of the chain is not a valid PEM certificate" +
+           openssl_detail(pem);
+  }
+}
+
+std::string parse_key(const std::string& pem, PkeyPtr& key) {
+  ClearErrors clear;
+  BioPtr bio = memory_bio(pem);
+  if (!bio) return "cannot be read (out of memory)";
+  key.reset(PEM_read_bio_PrivateKey(bio.get(), nullptr, no_passphrase, nullptr));
+  if (key) return {};
+  if (pem.find("ENCRYPTED") != std::string::npos) {
+    return "is encrypted with a passphrase, which is not supported (store the key unencrypted)";
+  }
+  return "not a PEM private key" + openssl_detail(pem);
+}
+
+// Checks one cert/key pair, reporting at the field to blame. `cert_name` names the certificate in the key's
+// error ("cert", "certs[1]").
+void check_pair(const std::string& cert, const Path& cert_path, const std::string& key, const Path& key_path,
+                const std::string& cert_name, Errors& e) {
+  X509Ptr x509;
+  PkeyPtr pkey;
+  std::string cert_reason = parse_cert(cert, x509);
+  if (!cert_reason.empty()) fail(e, cert_path, std::move(cert_reason));
+  std::string key_reason = parse_key(key, pkey);
+  if (!key_reason.empty()) fail(e, key_path, std::move(key_reason));
+  if (!x509 || !pkey) return;
+  ClearErrors clear;
+  if (X509_check_private_key(x509.get(), pkey.get()) != 1) fail(e, key_path, "does not match " + cert_name);
+}
+
+// An SNI: a host name, "*.suffix" or "*" (any name); lower-cased.
+bool read_sni(const json& v, const Path& p, Errors& e, std::string& out) {
+  if (!read_string(v, p, e, out)) return false;
+  if (out == "*") return true;
+  std::string reason = check_host_pattern(out);
+  if (reason.empty() && (out.front() == '[' || is_ip_literal(out))) {
+    reason = "must be a host name: TLS clients never send an IP address as SNI";
+  }
+  if (reason.empty()) return true;
+  fail(e, p, std::move(reason));
+  return false;
+}
+
+void read_pem_list(const json& v, const Path& p, Errors& e, std::vector<std::string>& out) {
+  if (!v.is_array()) {
+    fail_type(e, p, "a list of PEM strings", v);
+    return;
+  }
+  out.reserve(v.size());
+  for (size_t i = 0; i < v.size(); ++i) {
+    std::string pem;
+    if (read_pem(v[i], p.index(i), e, pem)) out.push_back(std::move(pem));
+  }
+}
+
+}  // namespace
+
+std::optional<Ssl> ssl_at(const json& v, const Path& p, Errors& e, const ValidateOptions& options) {
+  if (!v.is_object()) {
+    fail_type(e, p, "a mapping (an SSL)", v);
+    return std::nullopt;
+  }
+  const size_t before = e.total();
+  Ssl ssl;
+  const json *sni = nullptr, *snis = nullptr, *certs = nullptr, *keys = nullptr;
+  bool has_id = false, has_cert = false, has_key = false;
+  for (auto it = v.begin(); it != v.end(); ++it) {
+    const std::string& k = it.key();
+    const json& f = it.value();
+    const Path fp = p.key(k);
+    if (k == "id") {
+      has_id = true;
+      read_id(f, fp, e, ssl.id);
+    } else if (k == "cert") {
+      has_cert = true;
+      if (!read_pem(f, fp, e, ssl.cert)) ssl.cert.clear();  // empty: skip the OpenSSL check below
+    } else if (k == "key") {
+      has_key = true;
+      if (!read_pem(f, fp, e, ssl.key)) ssl.key.clear();
+    } else if (k == "certs") {
+      certs = &f;
+    } else if (k == "keys") {
+      keys = &f;
+    } else if (k == "sni") {
+      sni = &f;
+    } else if (k == "snis") {
+      snis = &f;
+    } else if (k == "type") {
+      if (f.is_string() && f.get_ref<const std::string&>() == "server") {
+        ssl.type = SslType::server;
+      } else if (f.is_string() && f.get_ref<const std::string&>() == "client") {
+        ssl.type = SslType::client;
+      } else {
+        fail_type(e, fp, "one of server, client", f);
+      }
+    } else if (k == "status") {
+      int status = 1;
+      if (read_int(f, fp, e, 0, 1, status)) ssl.enabled = status == 1;
+    } else if (check_meta_field(k, f, fp, e)) {
+    } else if (k == "client" || k == "ssl_protocols") {
+      fail(e, fp, "'" + k + "' is not supported by this version");
+    } else {
+      fail_unknown(e, p, k,
+                   {"id", "cert", "key", "certs", "keys", "sni", "snis", "type", "status", "desc", "labels",
+                    "create_time", "update_time"});
+    }
+  }
+  if (!has_id && options.id_required) fail(e, p.key("id"), "is required");
+  if (!has_cert) fail(e, p.key("cert"), "is required");
+  if (!has_key) fail(e, p.key("key"), "is required");
+  if (sni != nullptr && snis != nullptr) {
+    fail(e, p.key("snis"), "set either sni or snis, not both");
+  } else if (sni != nullptr) {
+    std::string name;
+    if (read_sni(*sni, p.key("sni"), e, name)) ssl.snis.push_back(std::move(name));
+  } else if (snis != nullptr) {
+    read_string_list(
+        *snis, p.key("snis"), e, 1, ssl.snis,
+        [&](const json& item, const Path& ip, std::string& out) { return read_sni(item, ip, e, out); });
+  } else if (ssl.type == SslType::server) {
+    fail(e, p.key("snis"), "is required for a server certificate (set sni or snis)");
+  }
+  if (certs != nullptr) read_pem_list(*certs, p.key("certs"), e, ssl.certs);
+  if (keys != nullptr) read_pem_list(*keys, p.key("keys"), e, ssl.keys);
+  const size_t cert_count = certs != nullptr && certs->is_array() ? certs->size() : 0;
+  const size_t key_count = keys != nullptr && keys->is_array() ? keys->size() : 0;
+  if (cert_count != key_count) {
+    fail(e, p.key(keys != nullptr ? "keys" : "certs"),
+         "certs and keys must pair up: " + std::to_string(cert_count) + " certs, " +
+             std::to_string(key_count) + " keys");
+  }
+  // The OpenSSL checks come last and only for well-formed fields, so a pair is blamed once.
+  if (!ssl.cert.empty() && !ssl.key.empty())
+    check_pair(ssl.cert, p.key("cert"), ssl.key, p.key("key"), "cert", e);
+  if (ssl.certs.size() == cert_count && ssl.keys.size() == key_count && cert_count == key_count) {
+    const Path certs_path = p.key("certs");
+    const Path keys_path = p.key("keys");
+    for (size_t i = 0; i < cert_count; ++i) {
+      check_pair(ssl.certs[i], certs_path.index(i), ssl.keys[i], keys_path.index(i),
+                 "certs[" + std::to_string(i) + "]", e);
+    }
+  }
+  if (e.total() != before) return std::nullopt;
+  return ssl;
+}
+
+}  // namespace detail
+
+std::optional<Ssl> validate_ssl(const nlohmann::json& ssl, std::string_view path_prefix, Errors& errors,
+                                const ValidateOptions& options) {
+  return detail::ssl_at(ssl, detail::Path(path_prefix), errors, options);
+}
+
+}  // namespace portico::config

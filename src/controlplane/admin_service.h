@@ -1,0 +1,51 @@
+// The Admin API's resource logic (APISIX v3 verbs and shapes) over etcd: what each verb reads, validates,
+// checks and writes. HTTP parsing, client allow-listing and keys are the admin server's job
+// (admin/admin_server.h); this class sees authorised requests only.
+//
+// Consistency rules (docs/admin-api.md):
+// - Reads go to etcd (linearizable). When etcd cannot answer they are served from the in-memory copy and
+//   marked `X-Portico-Stale: true`.
+// - Every write is one etcd transaction that compares the resource's mod_revision with the one just read
+//   (a lost race retries the read-modify-write; with If-Match it answers 412) and that every referenced
+//   resource exists. Deletes of referable resources also compare that no route/service changed since the
+//   copy used for the "still in use" scan.
+// - A write whose outcome is unknown (timeout after sending) is re-read: if etcd holds exactly the value
+//   written, the write succeeded.
+//
+// Thread-safety: handle() may be called concurrently from any number of threads; it blocks on etcd.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "admin/admin_server.h"
+#include "controlplane/resource_store.h"
+#include "store/etcd_client.h"
+#include "store/mirror.h"
+
+namespace portico::controlplane {
+
+class AdminService {
+ public:
+  // `etcd` serves writes and reads; `fast_etcd` (same endpoints, a short retry deadline) is used while the
+  // copy is known to be stale, so nothing waits the full deadline for a store that is down.
+  AdminService(store::EtcdClient& etcd, store::EtcdClient& fast_etcd, store::Mirror& mirror,
+               ResourceStore& copy);
+
+  admin::AdminResponse handle(const admin::AdminRequest& request);
+
+ private:
+  struct Target;
+  admin::AdminResponse get_one(const Target& t);
+  admin::AdminResponse list(const Target& t, const std::string& query);
+  admin::AdminResponse write(const Target& t, const admin::AdminRequest& request);
+  admin::AdminResponse remove(const Target& t, const admin::AdminRequest& request);
+  store::EtcdClient& client();
+
+  store::EtcdClient& etcd_;
+  store::EtcdClient& fast_etcd_;
+  store::Mirror& mirror_;
+  ResourceStore& copy_;
+};
+
+}  // namespace portico::controlplane

@@ -1,0 +1,52 @@
+// The control plane: the etcd client, the mirror that keeps the in-memory copy current, the Admin API (its
+// listener and its resource logic) and the admin keys. One object per process in the `control_plane` and
+// `traditional` roles; the server (server/server.h) owns it and, in the traditional role, feeds its data
+// plane from copy().
+//
+// Contract: start() from the owning thread (throws std::runtime_error with a message fit for the operator
+// when keys or listeners cannot be set up); stop() is idempotent. copy() stays valid for the object's life.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "admin/admin_server.h"
+#include "controlplane/resource_store.h"
+
+namespace portico::controlplane {
+
+struct ControlPlaneOptions {
+  std::vector<std::string> etcd_endpoints;  // "http://127.0.0.1:2379"
+  std::string etcd_prefix = "/apisix";
+  std::string state_dir = "portico-state";
+  std::string admin_key_file;       // empty: state_dir/admin.key; generated (mode 0600) when missing
+  std::string viewer_key_file;      // empty: no viewer key
+  admin::AdminServerOptions admin;  // listen address and allow-list; keys are filled in from the files
+};
+
+class ControlPlane {
+ public:
+  explicit ControlPlane(ControlPlaneOptions options);
+  ~ControlPlane();
+
+  void start();
+  void stop();
+
+  ResourceStore& copy();
+  // True once the copy holds a first full read of etcd.
+  bool ready() const;
+  // JSON object members (no braces) for /status/config: revision, stale, etcd endpoint, rejected keys.
+  std::string status_fields() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Reads a key file (one key, surrounding whitespace ignored, 16..256 printable characters). When the file
+// does not exist and `generate` is set, writes a new random key there with mode 0600 (creating the
+// directory, mode 0700) and sets `generated`. Throws std::runtime_error naming the file on any failure.
+std::string load_or_generate_key(const std::string& path, bool generate, bool& generated);
+
+}  // namespace portico::controlplane

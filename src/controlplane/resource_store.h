@@ -1,0 +1,114 @@
+// The control plane's in-memory copy of every resource, fed by store::Mirror (the etcd watch). The Admin API
+// reads from it (once it has caught up with etcd's revision), the reference checks scan it, and in the
+// traditional role the data plane's configuration is assembled from it.
+//
+// Every value is checked when it arrives: one that is not valid JSON or fails its kind's validator (written
+// into etcd by hand, or by a newer Portico) is logged and kept out of the copy, so nothing downstream ever
+// sees it; it is listed in rejected() until it is fixed or deleted.
+//
+// Thread-safety: the mutators (reset, apply, set_connected) are called by the mirror thread only; every
+// other method may be called from any thread. on_change listeners run on the mirror thread after each
+// mutation and must not block for long.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <vector>
+
+#include <array>
+#include <nlohmann/json_fwd.hpp>
+
+#include "config/loader.h"
+#include "config/validate.h"
+#include "controlplane/resources.h"
+#include "store/etcd_client.h"
+
+namespace portico::controlplane {
+
+struct Entry {
+  std::string id;
+  std::string value;  // the JSON text stored in etcd
+  int64_t create_revision = 0;
+  int64_t mod_revision = 0;
+  // References held by this resource (routes and services), for delete checks without re-parsing.
+  std::string upstream_id;
+  std::string service_id;
+  std::string plugin_config_id;
+};
+
+struct RejectedKey {
+  std::string key;
+  int64_t mod_revision = 0;
+  std::string reason;  // "routes/bad: uri: must be a string, got a number (5)"
+};
+
+class ResourceStore {
+ public:
+  // `prefix` is the etcd prefix without trailing slash ("/apisix"); keys are prefix/<kind>/<id>.
+  explicit ResourceStore(std::string prefix);
+
+  const std::string& prefix() const { return prefix_; }
+  // prefix/<kind>/<id>
+  std::string key_of(Kind kind, std::string_view id) const;
+
+  // --- mirror thread ---
+  void reset(const store::ResponseHeader& header, std::vector<store::KeyValue> all);
+  void apply(const store::ResponseHeader& header, std::vector<store::WatchEvent>& events);
+  void set_connected(bool connected, const std::string& why);
+
+  // Called after every reset / apply with the new revision.
+  void on_change(std::function<void(int64_t revision)> listener);
+
+  // --- any thread ---
+  std::optional<Entry> get(Kind kind, std::string_view id) const;
+  std::vector<Entry> list(Kind kind) const;
+  int64_t revision() const;
+  bool loaded() const;  // a first full read has happened
+  bool stale() const;   // etcd unreachable: what this holds may be behind
+  std::string stale_reason() const;
+  uint64_t cluster_id() const;
+  std::vector<RejectedKey> rejected() const;
+  size_t count(Kind kind) const;
+
+  // Resources that reference `kind`/`id` ("route [1]", "service [s1]"), for the delete check. At most
+  // `limit`.
+  std::vector<std::string> referrers(Kind kind, std::string_view id, size_t limit = 10) const;
+
+  // The data plane's configuration: every resource of the copy through the shared validator, then the
+  // cross-resource rules. Resources whose references do not resolve are left out (and logged) rather than
+  // failing everything, so one hand-written bad key cannot hold back every other change. `content_hash` is a
+  // SHA-256 over the kind, id and value of every resource, in key order.
+  config::LoadResult assemble() const;
+
+ private:
+  struct KindTable {
+    std::map<std::string, Entry, std::less<>> entries;
+  };
+  // Parses and validates one key-value; true when it belongs in the copy (out filled).
+  bool admit(const store::KeyValue& kv, Kind& kind, Entry& out, std::string& reason) const;
+  void remove_key(const std::string& key);
+  void notify(int64_t revision);
+
+  std::string prefix_;
+  mutable std::shared_mutex mu_;
+  std::array<KindTable, kKindCount> tables_;
+  std::map<std::string, RejectedKey> rejected_;
+  int64_t revision_ = 0;
+  uint64_t cluster_id_ = 0;
+  bool loaded_ = false;
+  bool stale_ = true;
+  std::string stale_reason_ = "not yet connected to etcd";
+  std::vector<std::function<void(int64_t)>> listeners_;
+};
+
+// Validates one resource value of `kind` with the shared validator (config/validate.h). Errors carry paths
+// relative to the value ("upstream.nodes[0].port"). The id is not required here (the caller supplies it).
+bool validate_value(Kind kind, const nlohmann::json& value, config::Errors& errors);
+
+}  // namespace portico::controlplane

@@ -1,0 +1,60 @@
+// The seven Admin API resource kinds and what differs between them: the URL / etcd key segment, the body
+// field that names a resource (`id`, or `username` for consumers), and whether POST may invent an id.
+// Constant data.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <string_view>
+
+namespace portico::controlplane {
+
+enum class Kind { routes, services, upstreams, consumers, ssls, global_rules, plugin_configs };
+
+struct KindInfo {
+  Kind kind;
+  std::string_view name;      // "routes": URL segment and etcd key segment
+  std::string_view noun;      // "route": in messages
+  std::string_view id_field;  // "id", or "username" for consumers
+  bool post_allowed;          // POST with a server-made id
+};
+
+inline constexpr std::array<KindInfo, 7> kKinds = {{
+    {Kind::routes, "routes", "route", "id", true},
+    {Kind::services, "services", "service", "id", true},
+    {Kind::upstreams, "upstreams", "upstream", "id", true},
+    {Kind::consumers, "consumers", "consumer", "username", false},
+    {Kind::ssls, "ssls", "ssl", "id", true},
+    {Kind::global_rules, "global_rules", "global rule", "id", false},
+    {Kind::plugin_configs, "plugin_configs", "plugin config", "id", true},
+}};
+
+inline constexpr size_t kKindCount = kKinds.size();
+
+inline const KindInfo& info(Kind k) {
+  return kKinds[static_cast<size_t>(k)];
+}
+
+// "routes" -> Kind::routes; false for any other segment.
+inline bool kind_of(std::string_view name, Kind& out) {
+  for (const KindInfo& k : kKinds) {
+    if (k.name == name) {
+      out = k.kind;
+      return true;
+    }
+  }
+  return false;
+}
+
+// APISIX's id rule: 1..64 characters of [a-zA-Z0-9-_.].
+inline bool valid_id(std::string_view id) {
+  if (id.empty() || id.size() > 64) return false;
+  for (char c : id) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+              c == '_' || c == '.';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+}  // namespace portico::controlplane

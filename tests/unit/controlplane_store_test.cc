@@ -1,0 +1,157 @@
+// The control plane's in-memory copy (ResourceStore) and admin key files, without etcd: the copy is fed the
+// same key-values the mirror would deliver.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "controlplane/control_plane.h"
+#include "controlplane/resource_store.h"
+#include "gtest/gtest.h"
+
+namespace portico::controlplane {
+namespace {
+
+store::KeyValue kv(std::string key, std::string value, int64_t rev) {
+  store::KeyValue out;
+  out.key = std::move(key);
+  out.value = std::move(value);
+  out.create_revision = rev;
+  out.mod_revision = rev;
+  return out;
+}
+
+store::ResponseHeader header(int64_t rev) {
+  store::ResponseHeader h;
+  h.revision = rev;
+  h.cluster_id = 7;
+  return h;
+}
+
+const char kUpstream[] = R"({"id":"u1","type":"roundrobin","nodes":{"127.0.0.1:8080":1}})";
+const char kRoute[] = R"({"id":"r1","uri":"/a","upstream_id":"u1"})";
+
+TEST(ResourceStore, ResetKeepsValidValuesAndListsRejectedOnes) {
+  ResourceStore copy("/apisix");
+  std::vector<store::KeyValue> all = {
+      kv("/apisix/upstreams/u1", kUpstream, 2),
+      kv("/apisix/routes/r1", kRoute, 3),
+      kv("/apisix/routes/bad", R"({"uri": 5})", 4),
+      kv("/apisix/routes/notjson", "{", 5),
+      kv("/apisix/routes/other", R"({"id":"x","uri":"/b","upstream_id":"u1"})", 6),
+  };
+  copy.reset(header(6), std::move(all));
+  EXPECT_TRUE(copy.loaded());
+  EXPECT_EQ(copy.revision(), 6);
+  ASSERT_TRUE(copy.get(Kind::routes, "r1"));
+  EXPECT_EQ(copy.get(Kind::routes, "r1")->upstream_id, "u1");
+  EXPECT_EQ(copy.get(Kind::routes, "r1")->mod_revision, 3);
+  EXPECT_FALSE(copy.get(Kind::routes, "bad"));
+  auto rejected = copy.rejected();
+  ASSERT_EQ(rejected.size(), 3u);
+  EXPECT_EQ(rejected[0].key, "/apisix/routes/bad");
+  EXPECT_NE(rejected[0].reason.find("uri"), std::string::npos) << rejected[0].reason;
+  EXPECT_NE(rejected[1].reason.find("not valid JSON"), std::string::npos);
+  EXPECT_NE(rejected[2].reason.find("differs from the key"), std::string::npos) << rejected[2].reason;
+}
+
+TEST(ResourceStore, EventsApplyInOrderAndFixRejectedKeys) {
+  ResourceStore copy("/apisix");
+  copy.reset(header(3), {kv("/apisix/upstreams/u1", kUpstream, 2), kv("/apisix/routes/bad", "{", 3)});
+  int64_t notified = 0;
+  copy.on_change([&](int64_t rev) { notified = rev; });
+  std::vector<store::WatchEvent> events(3);
+  events[0].kv = kv("/apisix/routes/r1", kRoute, 4);
+  events[1].kv = kv("/apisix/routes/bad", R"({"uri":"/fixed","upstream_id":"u1"})", 5);
+  events[2].type = store::WatchEvent::Type::del;
+  events[2].kv.key = "/apisix/routes/r1";
+  events[2].kv.mod_revision = 6;
+  copy.apply(header(6), events);
+  EXPECT_EQ(notified, 6);
+  EXPECT_EQ(copy.revision(), 6);
+  EXPECT_FALSE(copy.get(Kind::routes, "r1"));
+  EXPECT_TRUE(copy.get(Kind::routes, "bad"));
+  EXPECT_TRUE(copy.rejected().empty());
+  EXPECT_EQ(copy.count(Kind::routes), 1u);
+}
+
+TEST(ResourceStore, ReferrersNameRoutesAndServices) {
+  ResourceStore copy("/apisix");
+  copy.reset(header(4), {kv("/apisix/upstreams/u1", kUpstream, 2), kv("/apisix/routes/r1", kRoute, 3),
+                         kv("/apisix/services/s1", R"({"upstream_id":"u1"})", 4)});
+  auto users = copy.referrers(Kind::upstreams, "u1");
+  ASSERT_EQ(users.size(), 2u);
+  EXPECT_EQ(users[0], "route [r1]");
+  EXPECT_EQ(users[1], "service [s1]");
+  EXPECT_TRUE(copy.referrers(Kind::upstreams, "u2").empty());
+  EXPECT_TRUE(copy.referrers(Kind::routes, "r1").empty());
+}
+
+TEST(ResourceStore, AssembleBuildsTheDataPlaneConfigAndHashesContent) {
+  ResourceStore copy("/apisix");
+  copy.reset(header(3), {kv("/apisix/upstreams/u1", kUpstream, 2), kv("/apisix/routes/r1", kRoute, 3)});
+  config::LoadResult a = copy.assemble();
+  ASSERT_TRUE(a.ok) << a.describe();
+  ASSERT_EQ(a.config.routes.size(), 1u);
+  EXPECT_EQ(a.config.routes[0].id, "r1");
+  EXPECT_EQ(a.config.upstreams.size(), 1u);
+  EXPECT_EQ(a.content_hash.size(), 64u);
+  EXPECT_EQ(copy.assemble().content_hash, a.content_hash);
+
+  std::vector<store::WatchEvent> events(1);
+  events[0].kv = kv("/apisix/routes/r1", R"({"id":"r1","uri":"/b","upstream_id":"u1"})", 4);
+  copy.apply(header(4), events);
+  EXPECT_NE(copy.assemble().content_hash, a.content_hash);
+}
+
+TEST(ResourceStore, AssembleLeavesOutResourcesWithDanglingReferences) {
+  ResourceStore copy("/apisix");
+  // Written straight into etcd (the Admin API refuses it): the route names an upstream that is not there.
+  copy.reset(header(3), {kv("/apisix/upstreams/u1", kUpstream, 2), kv("/apisix/routes/r1", kRoute, 2),
+                         kv("/apisix/routes/r2", R"({"uri":"/c","upstream_id":"missing"})", 3)});
+  config::LoadResult a = copy.assemble();
+  ASSERT_TRUE(a.ok) << a.describe();
+  ASSERT_EQ(a.config.routes.size(), 1u);
+  EXPECT_EQ(a.config.routes[0].id, "r1");
+}
+
+class KeyFile : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/portico-keyXXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  std::string dir_;
+};
+
+TEST_F(KeyFile, GeneratedKeyIsPrivateAndStable) {
+  const std::string path = dir_ + "/state/admin.key";
+  bool generated = false;
+  std::string key = load_or_generate_key(path, true, generated);
+  EXPECT_TRUE(generated);
+  EXPECT_EQ(key.size(), 64u);
+  struct stat st {};
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  ASSERT_EQ(::stat((dir_ + "/state").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+  EXPECT_EQ(load_or_generate_key(path, true, generated), key);
+  EXPECT_FALSE(generated);
+}
+
+TEST_F(KeyFile, ShortOrMissingKeysAreRefused) {
+  const std::string path = dir_ + "/short.key";
+  std::ofstream(path) << "abc\n";
+  bool generated = false;
+  EXPECT_THROW(load_or_generate_key(path, true, generated), std::runtime_error);
+  EXPECT_THROW(load_or_generate_key(dir_ + "/missing.key", false, generated), std::runtime_error);
+  std::ofstream(dir_ + "/spaced.key") << "0123456789 abcdef0123\n";
+  EXPECT_THROW(load_or_generate_key(dir_ + "/spaced.key", false, generated), std::runtime_error);
+}
+
+}  // namespace
+}  // namespace portico::controlplane
