@@ -490,7 +490,27 @@ AdminResponse AdminService::remove(const Target& t, const AdminRequest& req) {
     const bool referable =
         t.kind == Kind::upstreams || t.kind == Kind::services || t.kind == Kind::plugin_configs;
     if (referable) {
-      mirror_.wait_for(rr.header.revision, 1.0);
+      // The copy must hold every route and service etcd has before it is scanned: wait for the newest
+      // mod_revision among them (a revision inside the mirrored prefix, so the wait is not fooled by writes
+      // elsewhere in etcd).
+      int64_t newest = 0;
+      for (Kind k : {Kind::routes, Kind::services}) {
+        const std::string dir = copy_.key_of(k, "");
+        store::RangeRequest nq;
+        nq.key = dir;
+        nq.range_end = store::prefix_end(dir);
+        nq.limit = 1;
+        nq.keys_only = true;
+        nq.sort_order = store::RangeRequest::SortOrder::descend;
+        nq.sort_target = store::RangeRequest::SortTarget::mod_revision;
+        store::RangeResult nr;
+        store::Status ns = etcd.range(nq, nr);
+        if (!ns.ok()) return unavailable(ns);
+        if (!nr.kvs.empty()) newest = std::max(newest, nr.kvs.front().mod_revision);
+      }
+      if (!mirror_.wait_for(newest, 2.0)) {
+        return error(503, "this control plane's copy of the config is behind etcd; try again");
+      }
       const int64_t seen = copy_.revision();
       std::vector<std::string> users = copy_.referrers(t.kind, t.id);
       if (!users.empty()) {
