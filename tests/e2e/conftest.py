@@ -1174,3 +1174,83 @@ def wrk(tmp_path):
     yield start
     for r in runs:
         r.kill()
+
+
+# --- control plane fixtures ---
+# etcd clusters (etcd_cluster.py) and Portico in an etcd-backed role (controlplane.py). Factories, so that a test
+# module can start what it needs with its own flags; everything started is stopped by the finalizer (and the
+# etcd clusters also at interpreter exit).
+#
+#   def test_x(etcd, controlplane):
+#       e = etcd(size=1)                                   # started and healthy
+#       cp = controlplane(e.endpoints_arg())               # role control_plane, /readyz 200
+#       tr = controlplane(e.endpoints_arg(), role="traditional", etcd_prefix="/t")
+#
+# etcd_module / controlplane_module are the same with module scope.
+
+def _etcd_factory(tmp_dir_fn):
+    from etcd_cluster import EtcdCluster
+    clusters = []
+
+    def start(size=1, name="etcd"):
+        c = EtcdCluster(Path(tmp_dir_fn()) / ("%s-%d" % (name, len(clusters))), size=size, name=name)
+        clusters.append(c)
+        return c.start_all()
+
+    return start, clusters
+
+
+def _controlplane_factory(tmp_dir_fn):
+    from controlplane import ControlPlane
+    started = []
+
+    def start(etcd_endpoints, role="control_plane", wait_ready=True, name=None, **flags):
+        cp = ControlPlane(Path(tmp_dir_fn()) / ("%s-%d" % (name or role, len(started))), etcd_endpoints,
+                          role=role, name=name, **flags)
+        started.append(cp)
+        return cp.start(wait_ready=wait_ready)
+
+    return start, started
+
+
+def _stop_all(items, request=None):
+    failed = request is not None and getattr(request.node, "rep_call", None) is not None \
+        and request.node.rep_call.failed
+    for it in reversed(items):
+        if failed and hasattr(it, "log_tail"):
+            print("\n--- %s (%s) log tail ---\n%s" % (it.name, it.workdir, it.log_tail()))
+        try:
+            if hasattr(it, "destroy"):
+                it.destroy()
+            else:
+                it.stop()
+        except Exception:  # noqa: BLE001 - best effort teardown
+            pass
+
+
+@pytest.fixture
+def etcd(tmp_path):
+    start, clusters = _etcd_factory(lambda: tmp_path)
+    yield start
+    _stop_all(clusters)
+
+
+@pytest.fixture(scope="module")
+def etcd_module(tmp_path_factory):
+    start, clusters = _etcd_factory(lambda: tmp_path_factory.mktemp("etcd"))
+    yield start
+    _stop_all(clusters)
+
+
+@pytest.fixture
+def controlplane(tmp_path, request):
+    start, started = _controlplane_factory(lambda: tmp_path)
+    yield start
+    _stop_all(started, request)
+
+
+@pytest.fixture(scope="module")
+def controlplane_module(tmp_path_factory):
+    start, started = _controlplane_factory(lambda: tmp_path_factory.mktemp("cp"))
+    yield start
+    _stop_all(started)
