@@ -22,6 +22,13 @@ AdminResponse error(int status, std::string_view message) {
   return AdminResponse{status, admin::error_body(message), {}};
 }
 
+AdminResponse not_allowed(std::string_view message, bool collection, bool post_allowed) {
+  AdminResponse r = error(405, message);
+  r.headers.emplace_back(
+      "Allow", collection ? (post_allowed ? "GET, PUT, POST" : "GET, PUT") : "GET, PUT, PATCH, DELETE");
+  return r;
+}
+
 AdminResponse not_found() {
   return AdminResponse{404, R"({"message":"Key not found"})", {}};
 }
@@ -189,28 +196,30 @@ AdminResponse AdminService::handle(const AdminRequest& req) {
     return error(404, "sub-paths are only for PATCH (e.g. PATCH /apisix/admin/routes/1/upstream/nodes)");
   }
   const bool collection = t.id.empty();
+  const bool post_allowed = info(t.kind).post_allowed;
   if (req.method == "GET") return collection ? list(t, req.query) : get_one(t);
   if (req.method == "PUT") return write(t, req);
   if (req.method == "POST") {
-    if (!collection)
-      return error(405, "POST creates with a server-made id: POST to the collection, or PUT to an id");
-    if (!info(t.kind).post_allowed) {
-      return error(405, "POST is not available for " + std::string(info(t.kind).name) + ": PUT it with its " +
-                            std::string(info(t.kind).id_field));
+    if (!collection) {
+      return not_allowed("POST creates with a server-made id: POST to the collection, or PUT to an id",
+                         collection, post_allowed);
+    }
+    if (!post_allowed) {
+      return not_allowed("POST is not available for " + std::string(info(t.kind).name) +
+                             ": PUT it with its " + std::string(info(t.kind).id_field),
+                         collection, post_allowed);
     }
     return write(t, req);
   }
   if (req.method == "PATCH") {
-    if (collection) return error(405, "PATCH needs a resource id");
+    if (collection) return not_allowed("PATCH needs a resource id", collection, post_allowed);
     return write(t, req);
   }
   if (req.method == "DELETE") {
-    if (collection) return error(405, "DELETE needs a resource id");
+    if (collection) return not_allowed("DELETE needs a resource id", collection, post_allowed);
     return remove(t, req);
   }
-  AdminResponse r = error(405, "method " + req.method + " is not supported");
-  r.headers.emplace_back("Allow", collection ? "GET, PUT, POST" : "GET, PUT, PATCH, DELETE");
-  return r;
+  return not_allowed("method " + req.method + " is not supported", collection, post_allowed);
 }
 
 AdminResponse AdminService::get_one(const Target& t) {
@@ -434,9 +443,12 @@ AdminResponse AdminService::write(const Target& target, const AdminRequest& req)
     bool committed = s.ok() && wr.succeeded;
     int64_t modified = committed ? wr.header.revision : 0;
     int64_t created = exists ? found.front().create_revision : modified;
-    if (!s.ok() || !wr.succeeded) {
-      // Our own write may have landed (a timeout after sending, or a retry that found it done): if etcd holds
-      // exactly what we wrote, it is ours.
+    const bool outcome_unknown =
+        (!s.ok() && s.maybe_applied) || (s.ok() && !wr.succeeded && wr.ambiguous_retry);
+    if (outcome_unknown) {
+      // An attempt timed out after it was sent and may have committed, so a failed compare may be our own
+      // write: if etcd holds exactly what we wrote, it is ours. (Only then: two writers sending identical
+      // bytes must still conflict.)
       store::RangeRequest q;
       q.key = key;
       store::RangeResult now_rr;
@@ -448,6 +460,8 @@ AdminResponse AdminService::write(const Target& target, const AdminRequest& req)
       } else if (!s.ok()) {
         return unavailable(s);
       }
+    } else if (!s.ok()) {
+      return unavailable(s);
     }
     if (committed) {
       AdminResponse r{exists ? 200 : 201, item_json(t.kind, key, text, created, modified), {}};

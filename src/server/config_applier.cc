@@ -171,11 +171,10 @@ bool ConfigApplier::apply_loaded(config::LoadResult loaded, const std::string& s
     status_.last_success = now;
   }
   PORTICO_LOG(info,
-              "config applied generation=%llu source=%s revision=%lld routes=%zu hash=%s in %.1f ms "
-              "(load+validate %.1f "
-              "ms, build %.1f ms)",
-              static_cast<unsigned long long>(generation), source.c_str(), static_cast<long long>(revision),
-              routes, snap->hash.c_str(), took_ms, load_ms, took_ms - load_ms);
+              "config applied generation=%llu routes=%zu hash=%s source=%s revision=%lld in %.1f ms "
+              "(load+validate %.1f ms, build %.1f ms)",
+              static_cast<unsigned long long>(generation), routes, snap->hash.c_str(), source.c_str(),
+              static_cast<long long>(revision), took_ms, load_ms, took_ms - load_ms);
   return true;
 }
 
