@@ -1,7 +1,9 @@
 // Portico entry point: parses the command line into server::ServerOptions and runs the server.
 // The request path starts at proxy/worker.cc (accept) and proxy/session.cc (handle_request).
+#include <unistd.h>
 #include <cstdio>
 #include <cstdlib>
+
 #include <cstring>
 #include <string>
 #include <vector>
@@ -16,13 +18,15 @@ const char kUsage[] =
     "usage: portico --config FILE [options]                       (standalone)\n"
     "       portico --role traditional --etcd-endpoints URLS [options]\n"
     "       portico --role control_plane --etcd-endpoints URLS [options]\n"
+    "       portico --role data_plane --control-planes URLS --trusted-keys FILE --cp-token-file FILE [...]\n"
     "\n"
     "standalone: a reverse proxy serving the routes of a declarative file (APISIX standalone shape, YAML\n"
     "ending with '#END' or .json), reloaded when it changes and on SIGHUP.\n"
     "traditional: the proxy plus the Admin API (/apisix/admin) storing the config in etcd.\n"
-    "control_plane: the Admin API only.\n"
+    "control_plane: the Admin API only, plus data-plane sync (--dp-tokens-file).\n"
+    "data_plane: the proxy, configured by control planes (hybrid sync), from its cache when none answers.\n"
     "\n"
-    "  --role ROLE               standalone|traditional|control_plane (default standalone)\n"
+    "  --role ROLE               standalone|traditional|control_plane|data_plane (default standalone)\n"
     "  --config FILE             declarative routes/services/upstreams (standalone; required there)\n"
     "  --etcd-endpoints URLS     comma-separated http://host:port of the etcd members (etcd roles)\n"
     "  --etcd-prefix PREFIX      etcd key prefix (default /apisix)\n"
@@ -33,6 +37,18 @@ const char kUsage[] =
     "  --admin-key-file FILE     admin (read/write) key; generated with mode 0600 when missing\n"
     "                            (default STATE_DIR/admin.key)\n"
     "  --viewer-key-file FILE    viewer (read-only) key (default: none)\n"
+    "  --sync-listen IP:PORT     data-plane sync listener (default 127.0.0.1:9280)\n"
+    "  --dp-tokens-file FILE     '<node-id> <token>' lines; enables the sync listener\n"
+    "  --signing-key-file FILE   Ed25519 key signing configs for data planes (default "
+    "STATE_DIR/signing.key,\n"
+    "                            generated when missing; its public half is written beside it as "
+    "signing.pub)\n"
+    "  --control-planes URLS     data_plane: comma-separated http://host:port of control-plane sync "
+    "listeners\n"
+    "  --node-id ID              data_plane: this node's id (default: the host name)\n"
+    "  --cp-token-file FILE      data_plane: bearer token for the control planes\n"
+    "  --trusted-keys FILES      data_plane: comma-separated files of trusted control-plane public keys\n"
+    "  --cache-dir DIR           data_plane: last-known-good config cache (default STATE_DIR/cache)\n"
     "  --listen IP:PORT          proxy listener (default 0.0.0.0:9080)\n"
     "  --status-listen IP:PORT   /healthz /readyz /metrics /status/config (default 127.0.0.1:9091)\n"
     "  --workers N               worker threads, one event loop each (default: number of CPUs)\n"
@@ -91,6 +107,8 @@ int main(int argc, char** argv) {
   portico::server::ServerOptions server_options;
   portico::proxy::Options& opt = server_options.proxy;
   portico::controlplane::ControlPlaneOptions& cp = server_options.control_plane;
+  portico::sync::SyncOptions& dp = server_options.data_plane;
+  std::string cp_token_file;
   for (int i = 1; i < argc; ++i) {
     std::string flag = argv[i];
     if (flag == "--help" || flag == "-h") {
@@ -113,8 +131,10 @@ int main(int argc, char** argv) {
         server_options.role = portico::server::Role::traditional;
       } else if (role == "control_plane") {
         server_options.role = portico::server::Role::control_plane;
+      } else if (role == "data_plane") {
+        server_options.role = portico::server::Role::data_plane;
       } else {
-        usage_error("--role is one of standalone|traditional|control_plane");
+        usage_error("--role is one of standalone|traditional|control_plane|data_plane");
       }
     } else if (flag == "--etcd-endpoints") {
       cp.etcd_endpoints = split_list(value);
@@ -135,6 +155,22 @@ int main(int argc, char** argv) {
       cp.admin_key_file = value;
     } else if (flag == "--viewer-key-file") {
       cp.viewer_key_file = value;
+    } else if (flag == "--sync-listen") {
+      cp.sync_listen = value;
+    } else if (flag == "--dp-tokens-file") {
+      cp.dp_tokens_file = value;
+    } else if (flag == "--signing-key-file") {
+      cp.signing_key_file = value;
+    } else if (flag == "--control-planes") {
+      dp.control_planes = split_list(value);
+    } else if (flag == "--node-id") {
+      dp.node_id = value;
+    } else if (flag == "--cp-token-file") {
+      cp_token_file = value;
+    } else if (flag == "--trusted-keys") {
+      server_options.trusted_keys = split_list(value);
+    } else if (flag == "--cache-dir") {
+      dp.cache_dir = value;
     } else if (flag == "--listen") {
       opt.listen = value;
     } else if (flag == "--status-listen") {
@@ -168,6 +204,7 @@ int main(int argc, char** argv) {
       opt.client_send_timeout = parse_seconds(flag, value);
     } else if (flag == "--watch-interval") {
       opt.watch_interval = parse_seconds(flag, value);
+      if (opt.watch_interval < 0.05) usage_error("--watch-interval must be at least 0.05 seconds");
     } else {
       usage_error("unknown option " + flag);
     }
@@ -175,6 +212,24 @@ int main(int argc, char** argv) {
   if (server_options.role == portico::server::Role::standalone) {
     if (opt.config_path.empty())
       usage_error("--config FILE is required (or --role traditional|control_plane)");
+  } else if (server_options.role == portico::server::Role::data_plane) {
+    if (!opt.config_path.empty()) usage_error("--config is for the standalone role");
+    if (dp.control_planes.empty()) usage_error("--control-planes is required for the data_plane role");
+    if (server_options.trusted_keys.empty())
+      usage_error("--trusted-keys is required for the data_plane role");
+    if (cp_token_file.empty()) usage_error("--cp-token-file is required for the data_plane role");
+    try {
+      bool unused = false;
+      dp.token = portico::controlplane::load_or_generate_key(cp_token_file, false, unused);
+    } catch (const std::exception& e) {
+      usage_error(e.what());
+    }
+    char host[256] = {0};
+    ::gethostname(host, sizeof host - 1);
+    dp.hostname = host;
+    if (dp.node_id.empty()) dp.node_id = dp.hostname;
+    if (dp.cache_dir.empty()) dp.cache_dir = cp.state_dir + "/cache";
+    dp.version = PORTICO_VERSION;
   } else {
     if (!opt.config_path.empty())
       usage_error("--config is for the standalone role; the etcd roles read etcd");

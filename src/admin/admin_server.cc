@@ -29,7 +29,6 @@ constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 
 namespace {
 
-constexpr std::string_view kApiPrefix = "/apisix/admin";
 constexpr size_t kMaxHead = 64 * 1024;
 
 std::string json_escape(std::string_view s) {
@@ -59,15 +58,17 @@ std::string json_escape(std::string_view s) {
   return out;
 }
 
-std::string serialize(const AdminResponse& r, bool keep_alive) {
+std::string serialize(const AdminResponse& r, bool keep_alive, bool head) {
   std::string out = "HTTP/1.1 " + std::to_string(r.status) + " " +
-                    std::string(http::reason_phrase(r.status)) +
-                    "\r\nContent-Type: application/json\r\nCache-Control: no-store\r\nContent-Length: " +
-                    std::to_string(r.body.size()) + "\r\n";
+                    std::string(http::reason_phrase(r.status)) + "\r\nCache-Control: no-store\r\n";
+  if (r.status != 204) {  // RFC 9110 8.6: no Content-Length (and no content) in a 204
+    out +=
+        "Content-Type: " + r.content_type + "\r\nContent-Length: " + std::to_string(r.body.size()) + "\r\n";
+  }
   for (const auto& [name, value] : r.headers) out += name + ": " + value + "\r\n";
   if (!keep_alive) out += "Connection: close\r\n";
   out += "\r\n";
-  out += r.body;
+  if (r.status != 204 && !head) out += r.body;
   return out;
 }
 
@@ -93,12 +94,13 @@ struct AdminServer::Impl {
   tcp::acceptor acceptor{context};
   std::unique_ptr<asio::thread_pool> pool;
   std::thread thread;
+  size_t connections = 0;  // open connections (the listener's thread only)
 
   awaitable<void> accept_loop();
   awaitable<void> serve(tcp::socket socket);
   bool client_allowed(const tcp::endpoint& peer) const;
   // Empty optional-like: role found, or an error response to send.
-  bool authenticate(std::string_view key, Role& role) const;
+  bool authenticate(std::string_view key, Role& role, std::string& principal) const;
 };
 
 bool AdminServer::Impl::client_allowed(const tcp::endpoint& peer) const {
@@ -114,12 +116,15 @@ bool AdminServer::Impl::client_allowed(const tcp::endpoint& peer) const {
   return false;
 }
 
-bool AdminServer::Impl::authenticate(std::string_view key, Role& role) const {
+bool AdminServer::Impl::authenticate(std::string_view key, Role& role, std::string& principal) const {
   // Every configured key is compared, in constant time, so timing does not reveal which prefix matched.
   bool found = false;
   for (const AdminKey& k : options.keys) {
     if (k.key.size() == key.size() && CRYPTO_memcmp(k.key.data(), key.data(), key.size()) == 0) {
-      if (!found || k.role == Role::admin) role = k.role;
+      if (!found || k.role == Role::admin) {
+        role = k.role;
+        principal = k.name;
+      }
       found = true;
     }
   }
@@ -157,14 +162,18 @@ awaitable<void> AdminServer::Impl::serve(tcp::socket socket) {
     len += n;
     co_return true;
   };
+  bool head_request = false;
   auto send = [&](const AdminResponse& r, bool keep_alive) -> awaitable<bool> {
-    std::string out = serialize(r, keep_alive);
+    std::string out = serialize(r, keep_alive, head_request);
+    arm(options.idle_timeout);  // a client that stops reading is dropped, its response with it
     auto [ec, n] = co_await asio::async_write(socket, asio::buffer(out), nothrow);
+    timer.cancel();
     co_return !ec;
   };
 
   while (true) {
-    arm(options.idle_timeout);
+    // A client outside the allow-list gets a few seconds to send its request (to be told 403), no more.
+    arm(allowed_peer ? options.idle_timeout : 5.0);
     http::ParseResult parsed;
     while (true) {
       parsed = http::parse_request(buf.data(), len, limits, head);
@@ -181,12 +190,23 @@ awaitable<void> AdminServer::Impl::serve(tcp::socket socket) {
     // The head's views point into buf; copy what outlives a buffer resize before reading the body.
     AdminRequest req;
     req.method = std::string(head.method_text);
+    head_request = head.method == http::Method::HEAD;
     std::string path(head.path);
     req.query = std::string(head.query);
     req.if_match = std::string(head.find("If-Match"));
     req.if_none_match = std::string(head.find("If-None-Match"));
     bool key_present = false;
-    std::string key(head.find("X-API-KEY", &key_present));
+    std::string key;
+    if (options.key_scheme == KeyScheme::api_key) {
+      key = std::string(head.find("X-API-KEY", &key_present));
+    } else {
+      std::string_view authorization = head.find("Authorization", &key_present);
+      if (authorization.size() > 7 &&
+          (authorization.substr(0, 7) == "Bearer " || authorization.substr(0, 7) == "bearer ")) {
+        key = std::string(authorization.substr(7));
+      }
+    }
+    const char* key_name = options.key_scheme == KeyScheme::api_key ? "X-API-KEY" : "Authorization: Bearer";
     const bool keep_alive = head.keep_alive;
     const bool expect_continue = head.expect_continue;
     const http::BodyFraming framing = head.framing;
@@ -198,12 +218,12 @@ awaitable<void> AdminServer::Impl::serve(tcp::socket socket) {
     bool refuse = true;
     if (!allowed_peer) {
       early = error(403, "client address not allowed by --allow-admin");
-    } else if (path != kApiPrefix && !path.starts_with(std::string(kApiPrefix) + "/")) {
-      early = error(404, "not found: the Admin API is under /apisix/admin");
+    } else if (path != options.path_prefix && !path.starts_with(options.path_prefix + "/")) {
+      early = error(404, "not found: this listener serves " + options.path_prefix);
     } else if (!key_present || key.empty()) {
-      early = error(401, "missing X-API-KEY header");
-    } else if (!authenticate(key, req.role)) {
-      early = error(401, "wrong X-API-KEY");
+      early = error(401, std::string("missing ") + key_name);
+    } else if (!authenticate(key, req.role, req.principal)) {
+      early = error(401, std::string("wrong ") + key_name);
     } else if (req.role == Role::viewer && is_write(req.method)) {
       early = error(403, "the viewer role is read-only");
     } else if (framing == http::BodyFraming::content_length && content_length > options.max_body_size) {
@@ -215,7 +235,7 @@ awaitable<void> AdminServer::Impl::serve(tcp::socket socket) {
       co_await send(early, false);
       break;
     }
-    req.path = path.substr(kApiPrefix.size());
+    req.path = path.substr(options.path_prefix.size());
 
     if (expect_continue && framing != http::BodyFraming::none) {
       static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -236,7 +256,14 @@ awaitable<void> AdminServer::Impl::serve(tcp::socket socket) {
       }
     } else if (framing == http::BodyFraming::chunked) {
       http::ChunkedDecoder decoder;
+      // Chunk framing is bounded too: extensions may not inflate a small body into an unbounded buffer.
+      const size_t wire_limit = 2 * options.max_body_size + kMaxHead;
+      size_t wire_bytes = 0;
       while (body_ok && !decoder.done()) {
+        if (consumed > 0 && consumed == len) {  // everything decoded: reuse the buffer from its start
+          wire_bytes += consumed;
+          len = consumed = 0;
+        }
         auto step = decoder.next(std::string_view(buf.data() + consumed, len - consumed));
         consumed += step.consumed;
         if (step.status == http::ChunkedDecoder::Status::data) {
@@ -250,7 +277,12 @@ awaitable<void> AdminServer::Impl::serve(tcp::socket socket) {
           co_await send(error(400, std::string("bad chunked body: ") + decoder.error_reason()), false);
           body_ok = false;
         } else if (step.status == http::ChunkedDecoder::Status::need_more) {
-          if (!co_await read_more()) body_ok = false;
+          if (wire_bytes + len > wire_limit) {
+            co_await send(error(413, "chunked request body over its framing limit"), false);
+            body_ok = false;
+          } else if (!co_await read_more()) {
+            body_ok = false;
+          }
         }
       }
     }
@@ -272,20 +304,40 @@ awaitable<void> AdminServer::Impl::serve(tcp::socket socket) {
     len -= consumed;
   }
   timer.cancel();
-  if (!timed_out) {
+  if (!timed_out && socket.is_open()) {
+    // Lingering close: a client still sending a body we refused would get a reset (and may lose our answer)
+    // if we closed with its bytes unread, so read and drop them for a moment first.
     boost::system::error_code ec;
     socket.shutdown(tcp::socket::shutdown_send, ec);
+    arm(2.0);
+    size_t drained = 0;
+    while (drained < 8 * 1024 * 1024) {
+      auto [rec, n] = co_await socket.async_read_some(asio::buffer(buf.data(), buf.size()), nothrow);
+      if (rec || n == 0) break;
+      drained += n;
+    }
+    timer.cancel();
   }
 }
 
 awaitable<void> AdminServer::Impl::accept_loop() {
+  asio::steady_timer pause(context);
   while (acceptor.is_open()) {
     auto [ec, socket] = co_await acceptor.async_accept(nothrow);
     if (ec) {
       if (!acceptor.is_open()) co_return;
+      // Out of descriptors (EMFILE) and the like: pause instead of spinning on the same error.
+      pause.expires_after(std::chrono::milliseconds(100));
+      co_await pause.async_wait(nothrow);
       continue;
     }
-    asio::co_spawn(context, serve(std::move(socket)), asio::detached);
+    if (connections >= options.max_connections) {
+      boost::system::error_code ignored;
+      socket.close(ignored);
+      continue;
+    }
+    ++connections;
+    asio::co_spawn(context, serve(std::move(socket)), [this](std::exception_ptr) { --connections; });
   }
 }
 
@@ -307,9 +359,7 @@ void AdminServer::listen() {
     }
     s.allowed.push_back(cidr);
   }
-  bool has_admin = false;
-  for (const AdminKey& k : s.options.keys) has_admin |= k.role == Role::admin;
-  if (!has_admin) throw std::runtime_error("no admin key configured");
+  if (s.options.keys.empty()) throw std::runtime_error("no key configured for " + s.options.path_prefix);
   tcp::endpoint ep = base::parse_endpoint(s.options.listen);
   s.acceptor.open(ep.protocol());
   s.acceptor.set_option(asio::socket_base::reuse_address(true));

@@ -1,7 +1,9 @@
-// The Admin API's HTTP front: a listener on its own thread and event loop that parses requests strictly
-// (http/parser.h), enforces the client allow-list and the X-API-KEY roles, and hands each authorised request
-// to a blocking handler on a small thread pool, so a slow etcd call never stalls other admin clients or the
-// proxy. It knows nothing about resources or etcd: AdminHandler (controlplane/admin_service.h) does.
+// The control plane's HTTP front: a listener on its own thread and event loop that parses requests strictly
+// (http/parser.h), enforces the client allow-list and the keys and their roles, and hands each authorised
+// request to a blocking handler on a thread pool, so a slow etcd call (or a data plane's long poll) never
+// stalls other clients or the proxy. It knows nothing about resources or etcd: the handler does. Two
+// instances run in a control plane: the Admin API (/apisix/admin, X-API-KEY, admin and viewer keys) and the
+// data-plane sync listener (/portico/v1, bearer tokens of the data_plane role).
 //
 // Contract: listen() then start() from the owning thread; stop() is idempotent and joins every thread. The
 // handler runs on a pool thread and may block (bounded by its own timeouts).
@@ -16,20 +18,30 @@
 
 namespace portico::admin {
 
-enum class Role { viewer, admin };
+enum class Role { viewer, admin, data_plane };
 
 struct AdminKey {
   std::string key;
   Role role = Role::admin;
+  std::string
+      name;  // who holds it (a data plane's node id); handed to the handler as AdminRequest::principal
+};
+
+enum class KeyScheme {
+  api_key,  // X-API-KEY: <key> (APISIX's Admin API)
+  bearer,   // Authorization: Bearer <key>
 };
 
 struct AdminServerOptions {
   std::string listen = "127.0.0.1:9180";
+  std::string path_prefix = "/apisix/admin";  // other paths get 404
+  KeyScheme key_scheme = KeyScheme::api_key;
   std::vector<std::string> allow_admin = {"127.0.0.0/8", "::1/128"};  // client networks; others get 403
-  std::vector<AdminKey> keys;              // at least one admin key (the server refuses to start without)
-  size_t max_body_size = 4 * 1024 * 1024;  // 413 above
+  std::vector<AdminKey> keys;          // at least one admin key (the server refuses to start without)
+  size_t max_body_size = 1536 * 1024;  // 413 above (etcd refuses requests over 1.5 MiB by default)
   unsigned handler_threads = 4;
-  double idle_timeout = 60;  // seconds an idle keep-alive connection is kept
+  double idle_timeout = 60;       // seconds an idle keep-alive connection is kept
+  size_t max_connections = 1024;  // more are closed at once
 };
 
 struct AdminRequest {
@@ -40,12 +52,14 @@ struct AdminRequest {
   std::string if_match;       // header value as sent; empty when absent
   std::string if_none_match;  // header value as sent; empty when absent
   Role role = Role::viewer;
+  std::string principal;  // AdminKey::name of the key used
 };
 
 struct AdminResponse {
   int status = 200;
-  std::string body;  // JSON
+  std::string body;  // JSON unless content_type says otherwise
   std::vector<std::pair<std::string, std::string>> headers;
+  std::string content_type = "application/json";
 };
 
 using AdminHandler = std::function<AdminResponse(const AdminRequest&)>;

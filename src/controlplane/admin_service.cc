@@ -33,9 +33,23 @@ AdminResponse not_found() {
   return AdminResponse{404, R"({"message":"Key not found"})", {}};
 }
 
-AdminResponse unavailable(const store::Status& s) {
-  return error(503, "etcd unavailable (" + s.message +
-                        "): nothing was written; writes are refused until etcd has a quorum again");
+// An etcd failure as an answer. Only Code::unavailable means "no quorum"; a request etcd refused (too large,
+// invalid) is the client's to fix, and an unknown outcome must not be reported as "nothing was written".
+AdminResponse store_failure(const store::Status& s) {
+  switch (s.code) {
+    case store::Code::invalid:
+      return error(s.message.find("too large") != std::string::npos ? 413 : 400,
+                   "etcd refused the request: " + s.message);
+    case store::Code::unavailable:
+      if (s.maybe_applied) {
+        return error(503, "etcd did not confirm the write in time (" + s.message +
+                              "): it may still be applied; read the resource before retrying");
+      }
+      return error(503, "etcd unavailable (" + s.message +
+                            "): nothing was written; writes are refused until etcd has a quorum again");
+    default:
+      return error(500, "etcd answered unexpectedly: " + s.message);
+  }
 }
 
 std::string quote(std::string_view s) {
@@ -235,7 +249,8 @@ AdminResponse AdminService::get_one(const Target& t) {
     add_revision_headers(r, rr.header.revision, kv.mod_revision);
     return r;
   }
-  // etcd cannot answer: the copy is the best there is, and says so.
+  // etcd cannot answer: the copy is the best there is, and says so (if it was ever loaded).
+  if (!copy_.loaded()) return store_failure(s);
   std::optional<Entry> e = copy_.get(t.kind, t.id);
   if (!e) return not_found();
   AdminResponse r{200, item_json(t.kind, key, e->value, e->create_revision, e->mod_revision), {}};
@@ -254,7 +269,8 @@ AdminResponse AdminService::list(const Target& t, const std::string& query) {
     std::string_view name = part.substr(0, eq),
                      value = eq == std::string_view::npos ? "" : part.substr(eq + 1);
     int64_t* slot = name == "page" ? &page : name == "page_size" ? &page_size : nullptr;
-    if (slot && (!parse_revision_tag(value, *slot) || *slot < 1 || (slot == &page_size && *slot > 500))) {
+    if (slot && (!parse_revision_tag(value, *slot) || *slot < 1 || *slot > 1000000 ||
+                 (slot == &page_size && *slot > 500))) {
       return error(400,
                    std::string(name) + " must be an integer from 1" + (slot == &page_size ? " to 500" : ""));
     }
@@ -280,6 +296,7 @@ AdminResponse AdminService::list(const Target& t, const std::string& query) {
       rows.push_back(Row{std::move(kv.key), std::move(kv.value), kv.create_revision, kv.mod_revision});
     }
   } else {
+    if (!copy_.loaded()) return store_failure(s);
     stale = true;
     revision = copy_.revision();
     for (Entry& e : copy_.list(t.kind)) {
@@ -306,6 +323,7 @@ AdminResponse AdminService::list(const Target& t, const std::string& query) {
 }
 
 AdminResponse AdminService::write(const Target& target, const AdminRequest& req) {
+  if (stopping_) return error(503, "this control plane is shutting down");
   const KindInfo& ki = info(target.kind);
   const std::string id_field(ki.id_field);
   json body = json::parse(req.body, nullptr, false);
@@ -314,17 +332,20 @@ AdminResponse AdminService::write(const Target& target, const AdminRequest& req)
   if (!patch && !body.is_object()) return error(400, "the request body must be a JSON object");
 
   Target t = target;
+  bool create_only = req.if_none_match == "*";
+  if (!req.if_none_match.empty() && !create_only) return error(400, "If-None-Match supports only '*'");
   if (req.method == "POST") {
     if (body.contains(id_field)) {
       return error(400, "POST makes the " + id_field + " itself; PUT to /apisix/admin/" +
                             std::string(ki.name) + "/<" + id_field + "> to choose it");
     }
     t.id = generate_id();
+    create_only = true;  // a generated id never replaces anything, even on a collision or a retry
   } else if (!patch) {
     auto it = body.find(id_field);
     if (it != body.end()) {
-      if (!it->is_string() && !it->is_number_integer()) return error(400, id_field + ": must be a string");
-      std::string body_id = it->is_string() ? it->get<std::string>() : std::to_string(it->get<int64_t>());
+      std::string body_id = reference_id(*it);
+      if (body_id.empty()) return error(400, id_field + ": must be a string");
       if (t.id.empty()) {
         t.id = body_id;
       } else if (body_id != t.id) {
@@ -332,52 +353,49 @@ AdminResponse AdminService::write(const Target& target, const AdminRequest& req)
                               "' and the body says '" + body_id + "'");
       }
     }
-    if (t.id.empty())
+    if (t.id.empty()) {
       return error(400, "missing " + std::string(ki.noun) + " " + id_field + " (in the URL or the body)");
+    }
     if (!valid_id(t.id)) return error(400, id_field + ": 1 to 64 characters of a-z A-Z 0-9 - _ .");
   }
-
   int64_t if_match = -1;
   if (!req.if_match.empty() && !parse_revision_tag(req.if_match, if_match)) {
     return error(400, "If-Match must be a modifiedIndex (a number, optionally quoted)");
   }
-  const bool create_only = req.if_none_match == "*";
-  if (!req.if_none_match.empty() && !create_only) return error(400, "If-None-Match supports only '*'");
 
   const std::string key = copy_.key_of(t.kind, t.id);
   store::EtcdClient& etcd = client();
   for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
-    // 1. Read the resource and what it references, in one consistent round trip.
-    json value = patch ? json() : body;
-    std::vector<std::pair<const Reference*, std::string>> refs;  // (reference, referenced id)
-    store::Txn read;
-    read.success.push_back(store::Op{store::Op::Type::range, key, {}, {}, 0, false});
-    store::TxnResult rr;
-    store::Status s = etcd.txn(read, rr);
-    if (!s.ok()) return unavailable(s);
-    const std::vector<store::KeyValue>& found = rr.responses.at(0).kvs;
-    const bool exists = !found.empty();
-    const int64_t observed = exists ? found.front().mod_revision : 0;
+    // 1. Read the resource.
+    store::RangeRequest read;
+    read.key = key;
+    store::RangeResult found;
+    store::Status s = etcd.range(read, found);
+    if (!s.ok()) return store_failure(s);
+    const bool exists = !found.kvs.empty();
+    const int64_t observed = exists ? found.kvs.front().mod_revision : 0;
     if (if_match >= 0 && (!exists || observed != if_match)) {
       return error(412, exists ? "modifiedIndex is " + std::to_string(observed) + ", If-Match asked for " +
                                      std::to_string(if_match)
                                : std::string(ki.noun) + " does not exist; If-Match asked for modifiedIndex " +
                                      std::to_string(if_match));
     }
-    if (create_only && exists)
+    if (create_only && exists) {
       return error(412, std::string(ki.noun) + " '" + t.id + "' already exists (If-None-Match: *)");
+    }
     json current;
     if (exists) {
-      current = json::parse(found.front().value, nullptr, false);
+      current = json::parse(found.kvs.front().value, nullptr, false);
       if (current.is_discarded() || !current.is_object()) current = json::object();
     }
+    json value = patch ? json() : body;
     if (patch) {
       if (!exists) return not_found();
       value = current;
       std::string why;
       if (!apply_patch(value, t.sub_path, body, why)) return error(400, why);
       if (!value.is_object()) return error(400, "the patched value must stay a JSON object");
-      if (auto it = value.find(id_field); it != value.end() && (!it->is_string() || *it != t.id)) {
+      if (auto it = value.find(id_field); it != value.end() && reference_id(*it) != t.id) {
         return error(400, id_field + " cannot be changed by PATCH");
       }
     }
@@ -398,40 +416,51 @@ AdminResponse AdminService::write(const Target& target, const AdminRequest& req)
         key, {}, store::Compare::Target::mod_revision, store::Compare::Result::equal, observed, {}});
     for (const Reference& ref : references_of(t.kind)) {
       auto it = value.find(ref.field);
-      if (it == value.end() || !it->is_string()) continue;
-      const std::string ref_id = it->get<std::string>();
+      if (it == value.end()) continue;
+      const std::string ref_id = reference_id(*it);
       const std::string ref_key = copy_.key_of(ref.kind, ref_id);
       store::RangeRequest q;
       q.key = ref_key;
-      q.count_only = true;
       store::RangeResult qr;
       store::Status qs = etcd.range(q, qr);
-      if (!qs.ok()) return unavailable(qs);
-      if (qr.count == 0) {
+      if (!qs.ok()) return store_failure(qs);
+      if (qr.kvs.empty()) {
         config::Errors e;
         e.add(ref.field, std::string(info(ref.kind).noun) + " \"" + ref_id + "\" does not exist");
         return invalid(e);
       }
-      txn.compare.push_back(store::Compare{
-          ref_key, {}, store::Compare::Target::create_revision, store::Compare::Result::greater, 0, {}});
-      refs.emplace_back(&ref, ref_id);
-    }
-    // A route on a service without an upstream needs its own (the data plane's check_config rule).
-    if (t.kind == Kind::routes && value.contains("service_id") && !value.contains("upstream") &&
-        !value.contains("upstream_id")) {
-      store::RangeRequest q;
-      q.key = copy_.key_of(Kind::services, value["service_id"].get<std::string>());
-      store::RangeResult qr;
-      store::Status qs = etcd.range(q, qr);
-      if (!qs.ok()) return unavailable(qs);
-      if (!qr.kvs.empty()) {
+      // A route without an upstream of its own needs its service's: the service must keep it until the route
+      // commits, so the compare pins the service's version, not just its existence.
+      const bool needs_service_upstream = t.kind == Kind::routes && ref.kind == Kind::services &&
+                                          !value.contains("upstream") && !value.contains("upstream_id");
+      if (needs_service_upstream) {
         json service = json::parse(qr.kvs.front().value, nullptr, false);
-        if (service.is_object() && !service.contains("upstream") && !service.contains("upstream_id")) {
+        if (!service.is_object() || (!service.contains("upstream") && !service.contains("upstream_id"))) {
           config::Errors e;
-          e.add("service_id", "service \"" + value["service_id"].get<std::string>() +
+          e.add("service_id", "service \"" + ref_id +
                                   "\" has no upstream and the route sets none (set upstream or upstream_id)");
           return invalid(e);
         }
+        txn.compare.push_back(store::Compare{ref_key,
+                                             {},
+                                             store::Compare::Target::mod_revision,
+                                             store::Compare::Result::equal,
+                                             qr.kvs.front().mod_revision,
+                                             {}});
+      } else {
+        txn.compare.push_back(store::Compare{
+            ref_key, {}, store::Compare::Target::create_revision, store::Compare::Result::greater, 0, {}});
+      }
+    }
+    // A service losing its upstream must not strand routes that rely on it.
+    if (t.kind == Kind::services && !value.contains("upstream") && !value.contains("upstream_id")) {
+      std::vector<std::string> routes = copy_.routes_relying_on(t.id);
+      if (!routes.empty()) {
+        std::string names;
+        for (const std::string& r : routes) names += (names.empty() ? "route [" : ", route [") + r + "]";
+        config::Errors e;
+        e.add("upstream", "required: " + names + " uses this service's upstream and sets none of its own");
+        return invalid(e);
       }
     }
     const std::string text = value.dump();
@@ -442,34 +471,39 @@ AdminResponse AdminService::write(const Target& target, const AdminRequest& req)
     s = etcd.txn(txn, wr);
     bool committed = s.ok() && wr.succeeded;
     int64_t modified = committed ? wr.header.revision : 0;
-    int64_t created = exists ? found.front().create_revision : modified;
+    int64_t created = exists ? found.kvs.front().create_revision : modified;
     const bool outcome_unknown =
         (!s.ok() && s.maybe_applied) || (s.ok() && !wr.succeeded && wr.ambiguous_retry);
     if (outcome_unknown) {
       // An attempt timed out after it was sent and may have committed, so a failed compare may be our own
       // write: if etcd holds exactly what we wrote, it is ours. (Only then: two writers sending identical
       // bytes must still conflict.)
-      store::RangeRequest q;
-      q.key = key;
       store::RangeResult now_rr;
-      store::Status qs = etcd.range(q, now_rr);
+      store::Status qs = etcd.range(read, now_rr);
       if (qs.ok() && !now_rr.kvs.empty() && now_rr.kvs.front().value == text) {
         committed = true;
         modified = now_rr.kvs.front().mod_revision;
         created = now_rr.kvs.front().create_revision;
       } else if (!s.ok()) {
-        return unavailable(s);
+        return store_failure(s);
       }
     } else if (!s.ok()) {
-      return unavailable(s);
+      return store_failure(s);
     }
     if (committed) {
+      // Acknowledge once this replica's copy holds the write too (normally milliseconds), so what it serves
+      // next (reads, the traditional proxy, data planes) already includes it.
+      mirror_.wait_for(modified, 2.0);
       AdminResponse r{exists ? 200 : 201, item_json(t.kind, key, text, created, modified), {}};
       add_revision_headers(r, modified, modified);
       return r;
     }
-    // Lost a race. With If-Match the caller asked to be told; otherwise read again and redo.
-    if (if_match >= 0 || create_only) {
+    // The compare failed. If the resource itself changed, that is a lost race: with If-Match / If-None-Match
+    // the caller asked to be told; otherwise read again and redo. If only a referenced resource changed, the
+    // next attempt re-checks it (and answers 400 if it is gone).
+    const std::vector<store::KeyValue>& now_kvs = wr.responses.empty() ? found.kvs : wr.responses.front().kvs;
+    const int64_t now_mod = now_kvs.empty() ? 0 : now_kvs.front().mod_revision;
+    if (now_mod != observed && (if_match >= 0 || create_only)) {
       return error(412, std::string(ki.noun) + " '" + t.id + "' was changed concurrently; read it again");
     }
   }
@@ -477,6 +511,7 @@ AdminResponse AdminService::write(const Target& target, const AdminRequest& req)
 }
 
 AdminResponse AdminService::remove(const Target& t, const AdminRequest& req) {
+  if (stopping_) return error(503, "this control plane is shutting down");
   const KindInfo& ki = info(t.kind);
   int64_t if_match = -1;
   if (!req.if_match.empty() && !parse_revision_tag(req.if_match, if_match)) {
@@ -484,12 +519,20 @@ AdminResponse AdminService::remove(const Target& t, const AdminRequest& req) {
   }
   const std::string key = copy_.key_of(t.kind, t.id);
   store::EtcdClient& etcd = client();
+  auto deleted = [&](int64_t revision) {
+    if (revision > 0) mirror_.wait_for(revision, 2.0);
+    AdminResponse r{200, "{\"deleted\":" + quote(t.id) + ",\"key\":" + quote(key) + "}", {}};
+    add_revision_headers(r, revision, 0);
+    return r;
+  };
+  const bool referable =
+      t.kind == Kind::upstreams || t.kind == Kind::services || t.kind == Kind::plugin_configs;
   for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
     store::RangeRequest q;
     q.key = key;
     store::RangeResult rr;
     store::Status s = etcd.range(q, rr);
-    if (!s.ok()) return unavailable(s);
+    if (!s.ok()) return store_failure(s);
     if (rr.kvs.empty()) return not_found();
     const int64_t observed = rr.kvs.front().mod_revision;
     if (if_match >= 0 && observed != if_match) {
@@ -499,39 +542,37 @@ AdminResponse AdminService::remove(const Target& t, const AdminRequest& req) {
     store::Txn txn;
     txn.compare.push_back(store::Compare{
         key, {}, store::Compare::Target::mod_revision, store::Compare::Result::equal, observed, {}});
-    // Still in use? The scan runs over the copy at revision `seen`; the transaction then proves that no
-    // route or service changed after it, so a reference created meanwhile cannot slip through.
-    const bool referable =
-        t.kind == Kind::upstreams || t.kind == Kind::services || t.kind == Kind::plugin_configs;
     if (referable) {
-      // The copy must hold every route and service etcd has before it is scanned: wait for the newest
-      // mod_revision among them (a revision inside the mirrored prefix, so the wait is not fooled by writes
-      // elsewhere in etcd).
-      int64_t newest = 0;
-      for (Kind k : {Kind::routes, Kind::services}) {
-        const std::string dir = copy_.key_of(k, "");
-        store::RangeRequest nq;
-        nq.key = dir;
-        nq.range_end = store::prefix_end(dir);
-        nq.limit = 1;
-        nq.keys_only = true;
-        nq.sort_order = store::RangeRequest::SortOrder::descend;
-        nq.sort_target = store::RangeRequest::SortTarget::mod_revision;
-        store::RangeResult nr;
-        store::Status ns = etcd.range(nq, nr);
-        if (!ns.ok()) return unavailable(ns);
-        if (!nr.kvs.empty()) newest = std::max(newest, nr.kvs.front().mod_revision);
-      }
-      if (!mirror_.wait_for(newest, 2.0)) {
-        return error(503, "this control plane's copy of the config is behind etcd; try again");
-      }
+      // Still in use? The scan runs over the copy at revision `seen`; the transaction then proves that no
+      // route or service changed after it, so a reference created meanwhile cannot slip through.
       const int64_t seen = copy_.revision();
-      std::vector<std::string> users = copy_.referrers(t.kind, t.id);
+      std::vector<std::pair<Kind, std::string>> users = copy_.referrers(t.kind, t.id);
       if (!users.empty()) {
+        // The copy may be a moment behind etcd (a referrer deleted just now): believe etcd before refusing.
         std::string names;
-        for (const std::string& u : users) names += (names.empty() ? "" : ", ") + u;
-        return error(400,
-                     "can not delete this " + std::string(ki.noun) + ", " + names + " is still using it now");
+        bool confirmed = true;
+        for (const auto& [kind, id] : users) {
+          store::RangeRequest uq;
+          uq.key = copy_.key_of(kind, id);
+          store::RangeResult ur;
+          store::Status us = etcd.range(uq, ur);
+          if (!us.ok()) return store_failure(us);
+          json v = ur.kvs.empty() ? json() : json::parse(ur.kvs.front().value, nullptr, false);
+          const char* field = t.kind == Kind::upstreams  ? "upstream_id"
+                              : t.kind == Kind::services ? "service_id"
+                                                         : "plugin_config_id";
+          if (!v.is_object() || !v.contains(field) || reference_id(v[field]) != t.id) {
+            confirmed = false;
+            mirror_.wait_for(ur.kvs.empty() ? seen + 1 : ur.kvs.front().mod_revision, 1.0);
+            break;
+          }
+          names += (names.empty() ? "" : ", ") + std::string(info(kind).noun) + " [" + id + "]";
+        }
+        if (confirmed) {
+          return error(
+              400, "can not delete this " + std::string(ki.noun) + ", " + names + " is still using it now");
+        }
+        continue;
       }
       for (Kind k : {Kind::routes, Kind::services}) {
         const std::string dir = copy_.key_of(k, "");
@@ -544,23 +585,31 @@ AdminResponse AdminService::remove(const Target& t, const AdminRequest& req) {
       }
     }
     txn.success.push_back(store::Op{store::Op::Type::delete_range, key, {}, {}, 0, false});
+    txn.failure.push_back(store::Op{store::Op::Type::range, key, {}, {}, 0, false});
     store::TxnResult wr;
     s = etcd.txn(txn, wr);
-    if (!s.ok()) {
-      if (s.maybe_applied) {
-        store::RangeResult again;
-        if (etcd.range(q, again).ok() && again.kvs.empty()) s = store::Status{};  // it did land
-      }
-      if (!s.ok()) return unavailable(s);
-    } else if (!wr.succeeded) {
-      if (if_match >= 0) return error(412, std::string(ki.noun) + " '" + t.id + "' was changed concurrently");
-      continue;  // the resource or a referrer changed: look again
+    const bool outcome_unknown =
+        (!s.ok() && s.maybe_applied) || (s.ok() && !wr.succeeded && wr.ambiguous_retry);
+    if (outcome_unknown) {
+      store::RangeResult again;
+      if (etcd.range(q, again).ok() && again.kvs.empty()) return deleted(again.header.revision);  // it landed
     }
-    AdminResponse r{200, "{\"deleted\":" + quote(t.id) + ",\"key\":" + quote(key) + "}", {}};
-    add_revision_headers(r, wr.header.revision, 0);
-    return r;
+    if (!s.ok()) return store_failure(s);
+    if (wr.succeeded) return deleted(wr.header.revision);
+    // Lost a race: 412 only if the resource itself changed; a route or service changing elsewhere just means
+    // the copy must catch up before the scan is trusted.
+    const std::vector<store::KeyValue>& now_kvs = wr.responses.empty() ? rr.kvs : wr.responses.front().kvs;
+    if (now_kvs.empty()) return not_found();
+    if (now_kvs.front().mod_revision != observed && if_match >= 0) {
+      return error(412, std::string(ki.noun) + " '" + t.id + "' was changed concurrently");
+    }
+    mirror_.wait_for(wr.header.revision, 1.0);
   }
   return error(409, std::string(ki.noun) + " '" + t.id + "' keeps changing concurrently; try again");
+}
+
+void AdminService::stop() {
+  stopping_ = true;
 }
 
 }  // namespace portico::controlplane

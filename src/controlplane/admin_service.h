@@ -15,6 +15,7 @@
 // Thread-safety: handle() may be called concurrently from any number of threads; it blocks on etcd.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <string>
 
@@ -33,6 +34,8 @@ class AdminService {
                ResourceStore& copy);
 
   admin::AdminResponse handle(const admin::AdminRequest& request);
+  // New writes answer 503 from now on (shutdown), instead of starting etcd calls nobody will wait for.
+  void stop();
 
  private:
   struct Target;
@@ -46,6 +49,7 @@ class AdminService {
   store::EtcdClient& fast_etcd_;
   store::Mirror& mirror_;
   ResourceStore& copy_;
+  std::atomic<bool> stopping_{false};
 };
 
 }  // namespace portico::controlplane

@@ -14,6 +14,7 @@
 
 #include "base/log.h"
 #include "controlplane/admin_service.h"
+#include "controlplane/sync_service.h"
 #include "store/etcd_client.h"
 #include "store/mirror.h"
 
@@ -59,6 +60,8 @@ std::string load_or_generate_key(const std::string& path, bool generate, bool& g
     }
     // O_EXCL: never overwrite a key another process has just written.
     int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0 && errno == EEXIST)
+      return load_or_generate_key(path, false, generated);  // another process won
     if (fd < 0) throw std::runtime_error("cannot create key file " + path + ": " + std::strerror(errno));
     std::string line = key + "\n";
     bool ok = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size()) && ::fsync(fd) == 0;
@@ -100,7 +103,36 @@ struct ControlPlane::Impl {
   std::unique_ptr<store::Mirror> mirror;
   std::unique_ptr<AdminService> service;
   std::unique_ptr<admin::AdminServer> server;
+  std::unique_ptr<sync::Signer> signer;
+  std::unique_ptr<SyncService> sync_service;
+  std::unique_ptr<admin::AdminServer> sync_server;
 };
+
+std::vector<admin::AdminKey> load_dp_tokens(const std::string& path) {
+  std::ifstream in(path);
+  if (!in)
+    throw std::runtime_error("cannot read data-plane tokens file " + path + ": " + std::strerror(errno));
+  std::vector<admin::AdminKey> keys;
+  std::string line;
+  int number = 0;
+  while (std::getline(in, line)) {
+    ++number;
+    std::stringstream fields(line);
+    std::string node, token, extra;
+    fields >> node;
+    if (node.empty() || node[0] == '#') continue;
+    fields >> token >> extra;
+    const std::string where = path + ":" + std::to_string(number);
+    if (token.empty() || !extra.empty()) throw std::runtime_error(where + ": expected '<node-id> <token>'");
+    if (!valid_id(node)) throw std::runtime_error(where + ": node id must be 1-64 of a-z A-Z 0-9 - _ .");
+    if (token.size() < 16) throw std::runtime_error(where + ": the token must be at least 16 characters");
+    for (const admin::AdminKey& k : keys) {
+      if (k.name == node) throw std::runtime_error(where + ": node id " + node + " appears twice");
+    }
+    keys.push_back(admin::AdminKey{token, admin::Role::data_plane, node});
+  }
+  return keys;
+}
 
 ControlPlane::ControlPlane(ControlPlaneOptions options) : impl_(std::make_unique<Impl>()) {
   impl_->options = std::move(options);
@@ -134,15 +166,15 @@ void ControlPlane::start() {
   bool generated = false;
   o.admin.keys.clear();
   o.admin.keys.push_back(
-      admin::AdminKey{load_or_generate_key(admin_path, true, generated), admin::Role::admin});
+      admin::AdminKey{load_or_generate_key(admin_path, true, generated), admin::Role::admin, "admin"});
   if (generated) {
     PORTICO_LOG(warn, "no admin key was configured: generated one and wrote it to %s (mode 0600)",
                 admin_path.c_str());
   }
   if (!o.viewer_key_file.empty()) {
     bool unused = false;
-    o.admin.keys.push_back(
-        admin::AdminKey{load_or_generate_key(o.viewer_key_file, false, unused), admin::Role::viewer});
+    o.admin.keys.push_back(admin::AdminKey{load_or_generate_key(o.viewer_key_file, false, unused),
+                                           admin::Role::viewer, "viewer"});
   }
 
   store::EtcdOptions eo;
@@ -171,12 +203,56 @@ void ControlPlane::start() {
   };
   s.mirror = std::make_unique<store::Mirror>(*s.etcd, o.etcd_prefix + "/", std::move(callbacks));
   s.service = std::make_unique<AdminService>(*s.etcd, *s.fast_etcd, *s.mirror, *s.copy);
+
+  // Signed states for data planes: every replica must be given the same key (docs/sync-protocol.md).
+  std::string signing_path = o.signing_key_file.empty() ? o.state_dir + "/signing.key" : o.signing_key_file;
+  bool signing_generated = false;
+  s.signer = sync::Signer::load_or_generate(signing_path, true, signing_generated);
+  {
+    size_t slash = signing_path.rfind('/');
+    std::string pub =
+        (slash == std::string::npos ? std::string() : signing_path.substr(0, slash + 1)) + "signing.pub";
+    std::ofstream(pub) << s.signer->public_key_pem();
+    if (signing_generated) {
+      PORTICO_LOG(warn,
+                  "no signing key was configured: generated one in %s; give every control plane the same "
+                  "key, and data planes its public half (%s)",
+                  signing_path.c_str(), pub.c_str());
+    }
+  }
+  SyncServiceOptions so;
+  so.fleet_prefix = o.etcd_prefix + "-fleet/";
+  so.name = o.sync_listen;
+  s.sync_service = std::make_unique<SyncService>(*s.copy, *s.etcd, *s.signer, so);
+  if (!o.dp_tokens_file.empty()) {
+    admin::AdminServerOptions sync_options;
+    sync_options.listen = o.sync_listen;
+    sync_options.allow_admin = o.sync_allow;
+    sync_options.path_prefix = "/portico/v1";
+    sync_options.key_scheme = admin::KeyScheme::bearer;
+    sync_options.keys = load_dp_tokens(o.dp_tokens_file);
+    // Each data plane holds a long poll: one pool thread per data plane, plus room for snapshots and reports.
+    sync_options.handler_threads = 64;
+    SyncService* sync_service = s.sync_service.get();
+    s.sync_server = std::make_unique<admin::AdminServer>(
+        sync_options, [sync_service](const admin::AdminRequest& r) { return sync_service->handle(r); });
+    s.sync_server->listen();
+  }
+
   AdminService* service = s.service.get();
-  s.server = std::make_unique<admin::AdminServer>(
-      o.admin, [service](const admin::AdminRequest& r) { return service->handle(r); });
+  SyncService* fleet = s.sync_service.get();
+  s.server = std::make_unique<admin::AdminServer>(o.admin, [service, fleet](const admin::AdminRequest& r) {
+    if (r.path.starts_with("/data_planes")) return fleet->fleet(r);
+    return service->handle(r);
+  });
   s.server->listen();
   s.mirror->start();
+  s.sync_service->start();
   s.server->start();
+  if (s.sync_server) {
+    s.sync_server->start();
+    PORTICO_LOG(info, "data-plane sync on %s (%s)", o.sync_listen.c_str(), o.dp_tokens_file.c_str());
+  }
   std::string allowed;
   for (const std::string& c : o.admin.allow_admin) allowed += (allowed.empty() ? "" : ",") + c;
   PORTICO_LOG(info, "Admin API on %s (allowed clients: %s); etcd %s prefix %s", o.admin.listen.c_str(),
@@ -184,6 +260,9 @@ void ControlPlane::start() {
 }
 
 void ControlPlane::stop() {
+  if (impl_->service) impl_->service->stop();  // writes queued behind a slow etcd answer 503 at once
+  if (impl_->sync_service) impl_->sync_service->stop();  // first: ends long polls holding pool threads
+  if (impl_->sync_server) impl_->sync_server->stop();
   if (impl_->server) impl_->server->stop();
   if (impl_->mirror) impl_->mirror->stop();
 }
@@ -197,6 +276,10 @@ std::string ControlPlane::status_fields() const {
   out += ",\"etcd_endpoint\":\"" +
          (impl_->etcd ? json_escape(impl_->etcd->current_endpoint()) : std::string()) + "\"";
   out += ",\"admin_listen\":\"" + json_escape(impl_->options.admin.listen) + "\"";
+  if (impl_->sync_service) {
+    out += ",\"published_revision\":" + std::to_string(impl_->sync_service->published_revision());
+    out += ",\"published_hash\":\"" + impl_->sync_service->published_hash() + "\"";
+  }
   out += ",\"resources\":{";
   for (size_t k = 0; k < kKindCount; ++k) {
     if (k) out += ',';

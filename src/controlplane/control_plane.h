@@ -23,7 +23,17 @@ struct ControlPlaneOptions {
   std::string admin_key_file;       // empty: state_dir/admin.key; generated (mode 0600) when missing
   std::string viewer_key_file;      // empty: no viewer key
   admin::AdminServerOptions admin;  // listen address and allow-list; keys are filled in from the files
+
+  // Data-plane sync (docs/sync-protocol.md). The sync listener runs when a tokens file is given.
+  std::string sync_listen = "127.0.0.1:9280";
+  std::vector<std::string> sync_allow = {"0.0.0.0/0", "::/0"};  // tokens are the gate; narrow it if you can
+  std::string dp_tokens_file;    // lines "<node-id> <token>"; empty: no sync listener
+  std::string signing_key_file;  // Ed25519 private key; empty: state_dir/signing.key (generated when missing)
 };
+
+// Reads "<node-id> <token>" lines ('#' comments, blank lines ignored). Throws std::runtime_error naming the
+// file and line on a malformed line, a token shorter than 16 characters or a repeated node id.
+std::vector<admin::AdminKey> load_dp_tokens(const std::string& path);
 
 class ControlPlane {
  public:
@@ -36,7 +46,8 @@ class ControlPlane {
   ResourceStore& copy();
   // True once the copy holds a first full read of etcd.
   bool ready() const;
-  // JSON object members (no braces) for /status/config: revision, stale, etcd endpoint, rejected keys.
+  // JSON object members (no braces) for /status/config: revision, stale, etcd endpoint, rejected keys,
+  // published sync revision.
   std::string status_fields() const;
 
  private:

@@ -1,7 +1,5 @@
 #include "controlplane/resource_store.h"
 
-#include <openssl/evp.h>
-
 #include <nlohmann/json.hpp>
 #include <unordered_set>
 
@@ -11,6 +9,13 @@
 namespace portico::controlplane {
 
 using nlohmann::json;
+
+std::string reference_id(const json& v) {
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_number_integer() && v.get<int64_t>() >= 1) return std::to_string(v.get<int64_t>());
+  if (v.is_number_unsigned()) return std::to_string(v.get<uint64_t>());
+  return {};
+}
 
 bool validate_value(Kind kind, const json& value, config::Errors& errors) {
   config::ValidateOptions options;
@@ -38,8 +43,7 @@ namespace {
 
 std::string string_field(const json& v, const char* name) {
   auto it = v.find(name);
-  if (it == v.end() || !it->is_string()) return {};
-  return it->get<std::string>();
+  return it == v.end() ? std::string() : reference_id(*it);
 }
 
 std::string describe(const config::Errors& errors) {
@@ -95,12 +99,16 @@ bool ResourceStore::admit(const store::KeyValue& kv, Kind& kind, Entry& out, std
     return false;
   }
   out.id = std::string(id);
-  out.value = kv.value;
+  // Canonical text (keys sorted, compact), so every process hashes the same bytes for the same resource; the
+  // id is always in the value (a hand-written key may leave it to the key), so the value stands on its own.
+  value[id_field] = id;
+  out.value = value.dump();
   out.create_revision = kv.create_revision;
   out.mod_revision = kv.mod_revision;
   out.upstream_id = string_field(value, "upstream_id");
   out.service_id = string_field(value, "service_id");
   out.plugin_config_id = string_field(value, "plugin_config_id");
+  out.has_upstream = value.contains("upstream") || value.contains("upstream_id");
   return true;
 }
 
@@ -258,13 +266,14 @@ std::vector<RejectedKey> ResourceStore::rejected() const {
   return out;
 }
 
-std::vector<std::string> ResourceStore::referrers(Kind kind, std::string_view id, size_t limit) const {
+std::vector<std::pair<Kind, std::string>> ResourceStore::referrers(Kind kind, std::string_view id,
+                                                                   size_t limit) const {
   std::shared_lock lock(mu_);
-  std::vector<std::string> out;
+  std::vector<std::pair<Kind, std::string>> out;
   auto scan = [&](Kind from, std::string Entry::*field) {
     for (const auto& [rid, e] : tables_[static_cast<size_t>(from)].entries) {
       if (out.size() >= limit) return;
-      if (e.*field == id) out.push_back(std::string(info(from).noun) + " [" + rid + "]");
+      if (e.*field == id) out.emplace_back(from, rid);
     }
   };
   switch (kind) {
@@ -284,7 +293,17 @@ std::vector<std::string> ResourceStore::referrers(Kind kind, std::string_view id
   return out;
 }
 
-config::LoadResult ResourceStore::assemble() const {
+std::vector<std::string> ResourceStore::routes_relying_on(std::string_view service_id, size_t limit) const {
+  std::shared_lock lock(mu_);
+  std::vector<std::string> out;
+  for (const auto& [rid, e] : tables_[static_cast<size_t>(Kind::routes)].entries) {
+    if (out.size() >= limit) break;
+    if (e.service_id == service_id && !e.has_upstream) out.push_back(rid);
+  }
+  return out;
+}
+
+sync::ResourceSet ResourceStore::publishable() const {
   std::array<std::vector<Entry>, kKindCount> copy;
   {
     std::shared_lock lock(mu_);
@@ -293,96 +312,56 @@ config::LoadResult ResourceStore::assemble() const {
       for (const auto& [id, e] : tables_[k].entries) copy[k].push_back(e);
     }
   }
-  config::LoadResult result;
-  EVP_MD_CTX* md = EVP_MD_CTX_new();
-  EVP_DigestInit_ex(md, EVP_sha256(), nullptr);
-  auto hash_part = [md](std::string_view s) { EVP_DigestUpdate(md, s.data(), s.size() + 1); };
-
-  // Referenced ids that exist, so dangling references drop the referrer instead of failing everything.
-  std::array<std::unordered_set<std::string>, kKindCount> ids;
-  for (size_t k = 0; k < kKindCount; ++k) {
-    for (const Entry& e : copy[k]) ids[k].insert(e.id);
-  }
-  auto resolves = [&](Kind kind, const std::string& id) {
-    return id.empty() || ids[static_cast<size_t>(kind)].contains(id);
+  // Every cross-resource rule of the data plane's loader (config::check_config) is applied here, leaving out
+  // what breaks one instead of letting one resource make every data plane refuse everything. Only values
+  // written into etcd by hand (or a race the Admin API's transactions do not cover) can break one; each is
+  // logged. Kinds are walked so that what a resource refers to is settled before it: upstreams and plugin
+  // configs first, then services, then routes.
+  std::array<std::unordered_set<std::string>, kKindCount> kept;
+  std::unordered_set<std::string> services_with_upstream;
+  auto kept_id = [&](Kind kind, const std::string& id) {
+    return id.empty() || kept[static_cast<size_t>(kind)].contains(id);
   };
-
-  config::Config& cfg = result.config;
-  config::Errors errors;
-  config::ValidateOptions options;
-  options.id_required = false;
-  for (size_t k = 0; k < kKindCount; ++k) {
-    const Kind kind = kKinds[k].kind;
+  auto leave_out = [](size_t k, const Entry& e, const char* why) {
+    PORTICO_LOG(warn, "%s [%s] left out of the data plane config: %s", std::string(kKinds[k].noun).c_str(),
+                e.id.c_str(), why);
+  };
+  constexpr Kind kOrder[] = {Kind::upstreams,    Kind::plugin_configs, Kind::consumers, Kind::ssls,
+                             Kind::global_rules, Kind::services,       Kind::routes};
+  for (Kind kind : kOrder) {
+    const size_t k = static_cast<size_t>(kind);
     for (const Entry& e : copy[k]) {
-      if (!resolves(Kind::upstreams, e.upstream_id) || !resolves(Kind::services, e.service_id) ||
-          !resolves(Kind::plugin_configs, e.plugin_config_id)) {
-        PORTICO_LOG(warn, "%s [%s] left out of the data plane config: it references a missing resource",
-                    std::string(kKinds[k].noun).c_str(), e.id.c_str());
+      if (!kept_id(Kind::upstreams, e.upstream_id) || !kept_id(Kind::services, e.service_id) ||
+          !kept_id(Kind::plugin_configs, e.plugin_config_id)) {
+        leave_out(k, e, "it references a missing resource");
         continue;
       }
-      json value = json::parse(e.value, nullptr, false);
-      if (value.is_discarded()) continue;  // admit() already refused it
-      std::string path = std::string(kKinds[k].name) + "/" + e.id;
-      hash_part(kKinds[k].name);
-      hash_part(e.id);
-      hash_part(e.value);
-      switch (kind) {
-        case Kind::routes:
-          if (auto r = config::validate_route(value, path, errors, options)) {
-            r->id = e.id;
-            cfg.routes.push_back(std::move(*r));
-          }
-          break;
-        case Kind::services:
-          if (auto s = config::validate_service(value, path, errors, options)) {
-            s->id = e.id;
-            cfg.services.push_back(std::move(*s));
-          }
-          break;
-        case Kind::upstreams:
-          if (auto u = config::validate_upstream(value, path, errors, options)) {
-            u->id = e.id;
-            cfg.upstreams.push_back(std::move(*u));
-          }
-          break;
-        case Kind::consumers:
-          if (auto c = config::validate_consumer(value, path, errors, options))
-            cfg.consumers.push_back(std::move(*c));
-          break;
-        case Kind::ssls:
-          if (auto s = config::validate_ssl(value, path, errors, options)) {
-            s->id = e.id;
-            cfg.ssls.push_back(std::move(*s));
-          }
-          break;
-        case Kind::global_rules:
-          if (auto g = config::validate_global_rule(value, path, errors, options)) {
-            g->id = e.id;
-            cfg.global_rules.push_back(std::move(*g));
-          }
-          break;
-        case Kind::plugin_configs:
-          if (auto p = config::validate_plugin_config(value, path, errors, options)) {
-            p->id = e.id;
-            cfg.plugin_configs.push_back(std::move(*p));
-          }
-          break;
+      if (kind == Kind::routes && !e.has_upstream &&
+          (e.service_id.empty() || !services_with_upstream.contains(e.service_id))) {
+        leave_out(k, e, "it has no upstream (neither its own nor its service's)");
+        continue;
       }
+      if (kind == Kind::services && e.has_upstream) services_with_upstream.insert(e.id);
+      kept[k].insert(e.id);
     }
   }
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int digest_len = 0;
-  EVP_DigestFinal_ex(md, digest, &digest_len);
-  EVP_MD_CTX_free(md);
-  static const char kHex[] = "0123456789abcdef";
-  for (unsigned i = 0; i < digest_len; ++i) {
-    result.content_hash += kHex[digest[i] >> 4];
-    result.content_hash += kHex[digest[i] & 15];
+  sync::ResourceSet set;
+  for (size_t k = 0; k < kKindCount; ++k) {
+    for (Entry& e : copy[k]) {
+      if (kept[k].contains(e.id)) set.put(kKinds[k].name, std::move(e.id), std::move(e.value));
+    }
   }
-  if (errors.total() == 0) config::check_config(cfg, errors);
-  result.errors_truncated = errors.truncated();
-  result.errors = errors.take();
-  result.ok = result.errors.empty();
+  return set;
+}
+
+config::LoadResult ResourceStore::assemble() const {
+  return load_set(publishable());
+}
+
+config::LoadResult load_set(const sync::ResourceSet& set) {
+  // The same document and loader a data plane uses: what traditional serves is what data planes serve.
+  config::LoadResult result = config::parse_text(set.document(), config::Format::json);
+  result.content_hash = set.content_hash();
   return result;
 }
 

@@ -28,18 +28,20 @@
 #include "config/validate.h"
 #include "controlplane/resources.h"
 #include "store/etcd_client.h"
+#include "sync/resource_set.h"
 
 namespace portico::controlplane {
 
 struct Entry {
   std::string id;
-  std::string value;  // the JSON text stored in etcd
+  std::string value;  // the JSON stored in etcd, canonical (sync::canonicalize): keys sorted, compact
   int64_t create_revision = 0;
   int64_t mod_revision = 0;
   // References held by this resource (routes and services), for delete checks without re-parsing.
   std::string upstream_id;
   std::string service_id;
   std::string plugin_config_id;
+  bool has_upstream = false;  // sets `upstream` or `upstream_id` (routes and services)
 };
 
 struct RejectedKey {
@@ -76,14 +78,17 @@ class ResourceStore {
   std::vector<RejectedKey> rejected() const;
   size_t count(Kind kind) const;
 
-  // Resources that reference `kind`/`id` ("route [1]", "service [s1]"), for the delete check. At most
-  // `limit`.
-  std::vector<std::string> referrers(Kind kind, std::string_view id, size_t limit = 10) const;
+  // Resources that reference `kind`/`id` (routes and services), for the delete check. At most `limit`.
+  std::vector<std::pair<Kind, std::string>> referrers(Kind kind, std::string_view id,
+                                                      size_t limit = 10) const;
+  // Routes naming service `service_id` with no upstream of their own (they need the service's).
+  std::vector<std::string> routes_relying_on(std::string_view service_id, size_t limit = 10) const;
 
-  // The data plane's configuration: every resource of the copy through the shared validator, then the
-  // cross-resource rules. Resources whose references do not resolve are left out (and logged) rather than
-  // failing everything, so one hand-written bad key cannot hold back every other change. `content_hash` is a
-  // SHA-256 over the kind, id and value of every resource, in key order.
+  // What data planes get: every resource of the copy, except those whose references do not resolve (only
+  // possible for values written into etcd by hand; logged), so one bad key cannot hold back every other
+  // change.
+  sync::ResourceSet publishable() const;
+  // publishable() loaded as the data plane's configuration (load_set), for the traditional role.
   config::LoadResult assemble() const;
 
  private:
@@ -106,6 +111,13 @@ class ResourceStore {
   std::string stale_reason_ = "not yet connected to etcd";
   std::vector<std::function<void(int64_t)>> listeners_;
 };
+
+// A resource set as the data plane's configuration: its document through the shared loader; content_hash is
+// the set's content hash.
+config::LoadResult load_set(const sync::ResourceSet& set);
+
+// A reference field's id as the validator reads it: a string, or an integer >= 1 in decimal; else empty.
+std::string reference_id(const nlohmann::json& v);
 
 // Validates one resource value of `kind` with the shared validator (config/validate.h). Errors carry paths
 // relative to the value ("upstream.nodes[0].port"). The id is not required here (the caller supplies it).

@@ -10,6 +10,7 @@
 
 #include "base/endpoint.h"
 #include "base/log.h"
+#include "config/loader.h"
 #include "proxy/access_log.h"
 #include "proxy/worker.h"
 #include "server/config_applier.h"
@@ -44,6 +45,8 @@ static const char* role_name(Role role) {
       return "traditional";
     case Role::control_plane:
       return "control_plane";
+    case Role::data_plane:
+      return "data_plane";
     default:
       return "standalone";
   }
@@ -53,6 +56,9 @@ struct Server::Impl {
   Role role = Role::standalone;
   proxy::Options options;
   std::unique_ptr<controlplane::ControlPlane> control_plane;
+  sync::SyncOptions sync_options;
+  std::vector<std::string> trusted_keys;
+  std::unique_ptr<sync::SyncClient> sync_client;
   std::unique_ptr<status::Metrics> metrics;
   upstream::HealthRegistry health;
   upstream::ActiveHealthChecker checker;
@@ -69,7 +75,30 @@ struct Server::Impl {
 };
 
 std::string Server::Impl::health_metrics() const {
-  std::string out =
+  std::string out;
+  if (sync_client) {
+    sync::SyncStatus st = sync_client->status();
+    const double now =
+        std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+    char buf[1024];
+    std::snprintf(
+        buf, sizeof buf,
+        "# HELP portico_sync_revision Control-plane revision of the config being served.\n"
+        "# TYPE portico_sync_revision gauge\nportico_sync_revision %lld\n"
+        "# HELP portico_sync_seconds_since_success Seconds since the last successful exchange with a "
+        "control plane (-1: never).\n"
+        "# TYPE portico_sync_seconds_since_success gauge\nportico_sync_seconds_since_success %.3f\n"
+        "# HELP portico_sync_errors_total Failed syncs and refused configs.\n"
+        "# TYPE portico_sync_errors_total counter\nportico_sync_errors_total %llu\n"
+        "# HELP portico_sync_connected 1 when the last exchange with a control plane succeeded.\n"
+        "# TYPE portico_sync_connected gauge\nportico_sync_connected %d\n"
+        "# HELP portico_config_source Where the config being served came from.\n"
+        "# TYPE portico_config_source gauge\nportico_config_source{source=\"%s\"} 1\n",
+        static_cast<long long>(st.revision), st.last_sync > 0 ? now - st.last_sync : -1.0,
+        static_cast<unsigned long long>(st.sync_errors), st.connected ? 1 : 0, sync::source_name(st.source));
+    out += buf;
+  }
+  out +=
       "# HELP portico_upstream_node_healthy Health of each upstream node (1 healthy, 0 ejected).\n"
       "# TYPE portico_upstream_node_healthy gauge\n";
   for (const auto& e : health.list()) {
@@ -81,6 +110,18 @@ std::string Server::Impl::health_metrics() const {
 
 std::string Server::Impl::config_json() const {
   std::string cp = control_plane ? control_plane->status_fields() + "," : std::string();
+  if (sync_client) {
+    sync::SyncStatus st = sync_client->status();
+    char buf[256];
+    std::snprintf(buf, sizeof buf,
+                  "\"sync_revision\":%lld,\"last_sync\":%.3f,\"sync_errors\":%llu,\"connected\":%s,",
+                  static_cast<long long>(st.revision), st.last_sync,
+                  static_cast<unsigned long long>(st.sync_errors), st.connected ? "true" : "false");
+    cp += buf;
+    cp += "\"sync_source\":\"" + std::string(sync::source_name(st.source)) + "\",\"sync_hash\":\"" +
+          st.content_hash + "\",\"cluster_id\":\"" + json_escape(st.cluster_id) + "\",\"control_plane\":\"" +
+          json_escape(st.control_plane) + "\",\"sync_error\":\"" + json_escape(st.last_error) + "\",";
+  }
   std::string role_field = "\"role\":\"" + std::string(role_name(role)) + "\",";
   if (!applier) return "{" + role_field + cp + "\"draining\":" + (draining.load() ? "true" : "false") + "}\n";
   ApplierStatus s = applier->status();
@@ -97,7 +138,9 @@ std::string Server::Impl::config_json() const {
 Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>()) {
   impl_->role = options.role;
   impl_->options = std::move(options.proxy);
-  if (options.role != Role::standalone) {
+  impl_->sync_options = std::move(options.data_plane);
+  impl_->trusted_keys = std::move(options.trusted_keys);
+  if (options.role == Role::traditional || options.role == Role::control_plane) {
     impl_->control_plane = std::make_unique<controlplane::ControlPlane>(std::move(options.control_plane));
   }
 }
@@ -168,6 +211,38 @@ int Server::run() {
     PORTICO_LOG(info,
                 "traditional role: the proxy serves the config held in etcd; /readyz answers 503 until "
                 "it has been read");
+  } else if (s.role == Role::data_plane) {
+    sync::Verifier verifier;
+    for (const std::string& file : s.trusted_keys) {
+      std::string error;
+      if (!verifier.add_public_key_file(file, error)) {
+        PORTICO_LOG(error, "--trusted-keys %s: %s", file.c_str(), error.c_str());
+        return 1;
+      }
+    }
+    ConfigApplier* applier = s.applier.get();
+    // What the sync client verified is loaded by the shared loader (the same document a traditional control
+    // plane applies) and handed to the applier; a config the loader refuses is reported back.
+    auto apply = [applier](const sync::SignedState& state, const sync::ResourceSet& set, sync::Source source,
+                           std::string& error) {
+      auto loaded =
+          std::make_shared<config::LoadResult>(config::parse_text(set.document(), config::Format::json));
+      if (!loaded->ok) {
+        error = "refused revision " + std::to_string(state.revision) + ": " + loaded->describe();
+        return false;
+      }
+      loaded->content_hash = state.content_hash;
+      applier->submit([loaded] { return std::move(*loaded); }, sync::source_name(source), state.revision);
+      return true;
+    };
+    s.sync_client = std::make_unique<sync::SyncClient>(s.sync_options, std::move(verifier), apply);
+    if (s.sync_client->start_from_cache()) {
+      PORTICO_LOG(info, "data plane: serving the cached config until a control plane answers");
+    } else {
+      PORTICO_LOG(warn,
+                  "data plane: no valid cached config; /readyz answers 503 and requests get 503 until a "
+                  "control plane answers");
+    }
   } else if (!s.applier->apply_now()) {
     PORTICO_LOG(warn, "no valid config yet: /readyz answers 503 and requests get 503 until %s is fixed",
                 opt.config_path.c_str());
@@ -176,6 +251,7 @@ int Server::run() {
   for (auto& w : s.workers) w->start();
   s.status_server->start();
   s.applier->start();
+  if (s.sync_client) s.sync_client->start();
   PORTICO_LOG(info, "portico %s listening on %s with %u workers; status on %s", PORTICO_VERSION,
               opt.listen.c_str(), workers, opt.status_listen.c_str());
 
@@ -183,7 +259,9 @@ int Server::run() {
     int sig = 0;
     if (sigwait(&signals, &sig) != 0) continue;
     if (sig == SIGHUP) {
-      if (s.control_plane) {
+      if (s.role == Role::data_plane) {
+        continue;  // its config comes from control planes, not a file
+      } else if (s.control_plane) {
         controlplane::ControlPlane* cp = s.control_plane.get();
         s.applier->submit([cp] { return cp->copy().assemble(); }, "etcd", cp->copy().revision());
       } else {
@@ -194,6 +272,7 @@ int Server::run() {
     break;  // SIGTERM / SIGINT
   }
   bool clean = s.drain_and_wait();
+  if (s.sync_client) s.sync_client->stop();
   if (s.control_plane) s.control_plane->stop();
   s.applier->stop();
   s.checker.stop();

@@ -4,7 +4,9 @@
 // - standalone: the proxy, configured by a declarative file;
 // - traditional: the proxy plus the control plane (Admin API over etcd); the proxy's config is assembled from
 //   the control plane's in-memory copy whenever it changes;
-// - control_plane: the Admin API only, no proxy listener.
+// - control_plane: the Admin API only, no proxy listener;
+// - data_plane: the proxy, configured by control planes over hybrid sync (sync/sync_client.h), starting from
+//   its last-known-good cache when no control plane answers.
 //
 // Threads: the caller's thread runs run() and waits for signals; each worker has its thread; the applier
 // thread loads, validates and builds snapshots (never a worker); the status, health-check, mirror and admin
@@ -15,15 +17,18 @@
 
 #include "controlplane/control_plane.h"
 #include "proxy/options.h"
+#include "sync/sync_client.h"
 
 namespace portico::server {
 
-enum class Role { standalone, traditional, control_plane };
+enum class Role { standalone, traditional, control_plane, data_plane };
 
 struct ServerOptions {
   Role role = Role::standalone;
   proxy::Options proxy;
   controlplane::ControlPlaneOptions control_plane;  // traditional and control_plane roles
+  sync::SyncOptions data_plane;                     // data_plane role
+  std::vector<std::string> trusted_keys;            // data_plane: files of control-plane public keys
 };
 
 class Server {

@@ -587,3 +587,75 @@ def test_traditional_referenced_upstream_update(trad):
     assert t.admin("DELETE", "/routes/tr")[0] == 200
     wait_for(lambda: served(t, host)[0] == 404, timeout=5)
     assert t.config_status()["generation"] > gen
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Regressions found in review
+# ------------------------------------------------------------------------------------------------------------
+
+def test_integer_references_are_checked(cp):
+    # The validator reads an integer id as its decimal text; the reference check must too.
+    st, _, body = cp.admin("PUT", "/routes/int_ref", {"uri": "/int_ref", "upstream_id": 424242})
+    assert st == 400 and "upstream_id" in error_paths(body), (st, body)
+    assert_not_found(cp, "routes", "int_ref")
+    st, _, body = cp.admin("PUT", "/routes/int_svc", {"uri": "/int_svc", "service_id": 7})
+    assert st == 400, (st, body)  # not a 500
+    assert cp.admin("PUT", "/upstreams/424242", up())[0] == 201
+    assert cp.admin("PUT", "/routes/int_ref", {"uri": "/int_ref", "upstream_id": 424242})[0] == 201
+    st, _, body = cp.admin("DELETE", "/upstreams/424242")
+    assert st == 400 and "int_ref" in body["error_msg"], (st, body)
+
+
+def test_service_cannot_drop_the_upstream_its_routes_rely_on(cp):
+    assert cp.admin("PUT", "/services/rely_s", {"upstream": up()})[0] == 201
+    assert cp.admin("PUT", "/routes/rely_r", {"uri": "/rely", "service_id": "rely_s"})[0] == 201
+    st, _, body = cp.admin("PUT", "/services/rely_s", {"name": "no upstream now"})
+    assert st == 400 and "rely_r" in body["error_msg"], (st, body)
+    assert "upstream" in cp.admin("GET", "/services/rely_s")[2]["value"]
+
+
+def test_delete_right_after_deleting_the_last_referrer(cp):
+    # The copy used for the "still in use" scan may trail etcd by a moment; etcd has the last word.
+    for i in range(30):
+        assert cp.admin("PUT", "/upstreams/seq_u%d" % i, up())[0] == 201
+        assert cp.admin("PUT", "/routes/seq_r%d" % i, {"uri": "/seq%d" % i, "upstream_id": "seq_u%d" % i})[0] == 201
+        assert cp.admin("DELETE", "/routes/seq_r%d" % i)[0] == 200
+        st, _, body = cp.admin("DELETE", "/upstreams/seq_u%d" % i)
+        assert st == 200, (i, st, body)
+
+
+def test_post_never_replaces(cp):
+    st, _, body = cp.admin("POST", "/upstreams", up())
+    assert st == 201
+    # A POST body naming an existing id is refused rather than turned into a replace.
+    st, _, body = cp.admin("POST", "/upstreams", dict(up(), id=body["value"]["id"]))
+    assert st == 400, (st, body)
+
+
+def test_head_has_no_body_and_keep_alive_survives(cp):
+    import http.client
+    conn = http.client.HTTPConnection(cp.admin_host, cp.admin_port, timeout=5)
+    try:
+        conn.request("HEAD", "/apisix/admin/routes", headers={"X-API-KEY": cp.admin_key})
+        r = conn.getresponse()
+        assert r.read() == b""
+        conn.request("GET", "/apisix/admin/routes", headers={"X-API-KEY": cp.admin_key})
+        r = conn.getresponse()
+        assert r.status == 200 and json.loads(r.read())["total"] >= 0
+    finally:
+        conn.close()
+
+
+def test_body_over_the_limit_is_413_before_it_is_read(cp):
+    import http.client
+    conn = http.client.HTTPConnection(cp.admin_host, cp.admin_port, timeout=5)
+    try:
+        conn.putrequest("PUT", "/apisix/admin/routes/big")
+        conn.putheader("X-API-KEY", cp.admin_key)
+        conn.putheader("Content-Length", str(2 * 1024 * 1024))  # over etcd's 1.5 MiB request limit
+        conn.endheaders()
+        r = conn.getresponse()
+        assert r.status == 413, (r.status, r.read())
+    finally:
+        conn.close()
+    assert_not_found(cp, "routes", "big")

@@ -83,8 +83,8 @@ TEST(ResourceStore, ReferrersNameRoutesAndServices) {
                          kv("/apisix/services/s1", R"({"upstream_id":"u1"})", 4)});
   auto users = copy.referrers(Kind::upstreams, "u1");
   ASSERT_EQ(users.size(), 2u);
-  EXPECT_EQ(users[0], "route [r1]");
-  EXPECT_EQ(users[1], "service [s1]");
+  EXPECT_EQ(users[0], std::make_pair(Kind::routes, std::string("r1")));
+  EXPECT_EQ(users[1], std::make_pair(Kind::services, std::string("s1")));
   EXPECT_TRUE(copy.referrers(Kind::upstreams, "u2").empty());
   EXPECT_TRUE(copy.referrers(Kind::routes, "r1").empty());
 }
@@ -104,6 +104,26 @@ TEST(ResourceStore, AssembleBuildsTheDataPlaneConfigAndHashesContent) {
   events[0].kv = kv("/apisix/routes/r1", R"({"id":"r1","uri":"/b","upstream_id":"u1"})", 4);
   copy.apply(header(4), events);
   EXPECT_NE(copy.assemble().content_hash, a.content_hash);
+}
+
+TEST(ResourceStore, IntegerReferencesAreReferences) {
+  ResourceStore copy("/apisix");
+  copy.reset(header(3), {kv("/apisix/upstreams/9", R"({"nodes":{"127.0.0.1:8080":1}})", 2),
+                         kv("/apisix/routes/r1", R"({"uri":"/a","upstream_id":9})", 3)});
+  EXPECT_EQ(copy.get(Kind::routes, "r1")->upstream_id, "9");
+  ASSERT_EQ(copy.referrers(Kind::upstreams, "9").size(), 1u);
+}
+
+TEST(ResourceStore, AssembleLeavesOutRoutesWhoseServiceHasNoUpstream) {
+  ResourceStore copy("/apisix");
+  copy.reset(header(4),
+             {kv("/apisix/upstreams/u1", kUpstream, 2), kv("/apisix/services/s1", R"({"name":"x"})", 3),
+              kv("/apisix/routes/r1", R"({"uri":"/a","service_id":"s1"})", 4),
+              kv("/apisix/routes/r2", R"({"uri":"/b","upstream_id":"u1"})", 4)});
+  config::LoadResult a = copy.assemble();
+  ASSERT_TRUE(a.ok) << a.describe();
+  ASSERT_EQ(a.config.routes.size(), 1u);
+  EXPECT_EQ(a.config.routes[0].id, "r2");
 }
 
 TEST(ResourceStore, AssembleLeavesOutResourcesWithDanglingReferences) {

@@ -1,0 +1,403 @@
+#include "controlplane/sync_service.h"
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "base/log.h"
+
+namespace portico::controlplane {
+
+using admin::AdminRequest;
+using admin::AdminResponse;
+using nlohmann::json;
+
+namespace {
+
+AdminResponse error(int status, std::string_view message) {
+  return AdminResponse{status, admin::error_body(message), {}};
+}
+
+double unix_now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// "a=1&b=x" -> value of `name`, or empty.
+std::string query_value(const std::string& query, std::string_view name) {
+  size_t pos = 0;
+  while (pos <= query.size()) {
+    size_t amp = query.find('&', pos);
+    if (amp == std::string::npos) amp = query.size();
+    std::string_view part(query.data() + pos, amp - pos);
+    if (part.size() > name.size() && part.substr(0, name.size()) == name && part[name.size()] == '=') {
+      return std::string(part.substr(name.size() + 1));
+    }
+    pos = amp + 1;
+  }
+  return {};
+}
+
+bool parse_int(const std::string& text, int64_t& out) {
+  if (text.empty() || text.size() > 18) return false;
+  int64_t v = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') return false;
+    v = v * 10 + (c - '0');
+  }
+  out = v;
+  return true;
+}
+
+std::string state_json(const sync::SignedState& s) {
+  json j = {{"cluster_id", s.cluster_id},
+            {"revision", s.revision},
+            {"sha256", s.content_hash},
+            {"key_id", s.key_id},
+            {"signature", s.signature}};
+  return j.dump();
+}
+
+struct Published {
+  sync::SignedState state;
+  std::shared_ptr<const sync::ResourceSet> set;
+  std::once_flag encoded_once;
+  std::string encoded;  // the snapshot, built on first request
+
+  const std::string& snapshot() {
+    std::call_once(encoded_once, [this] { encoded = sync::encode_snapshot(state, set->document()); });
+    return encoded;
+  }
+};
+
+struct Delta {
+  int64_t from = 0;
+  int64_t to = 0;
+  std::vector<sync::ResourceChange> changes;
+};
+
+}  // namespace
+
+struct SyncService::Impl {
+  ResourceStore& copy;
+  store::EtcdClient& etcd;
+  const sync::Signer& signer;
+  SyncServiceOptions options;
+
+  mutable std::mutex mu;
+  std::condition_variable published_cv;  // a new state was published, or stopping
+  std::condition_variable dirty_cv;      // the copy changed
+  bool dirty = false;
+  bool stopping = false;
+  std::shared_ptr<Published> current;
+  std::deque<Delta> history;
+  std::thread thread;
+
+  // Fleet records this replica wrote, for when etcd cannot be read.
+  std::map<std::string, std::string> local_reports;
+  int64_t lease = 0;
+  std::chrono::steady_clock::time_point next_keepalive{};
+
+  Impl(ResourceStore& c, store::EtcdClient& e, const sync::Signer& s, SyncServiceOptions o)
+      : copy(c), etcd(e), signer(s), options(std::move(o)) {}
+
+  void run();
+  void publish();
+  void keep_lease();
+  AdminResponse snapshot();
+  AdminResponse changes(const AdminRequest& request);
+  AdminResponse report(const AdminRequest& request);
+};
+
+SyncService::SyncService(ResourceStore& copy, store::EtcdClient& etcd, const sync::Signer& signer,
+                         SyncServiceOptions options)
+    : impl_(std::make_unique<Impl>(copy, etcd, signer, std::move(options))) {
+  Impl* impl = impl_.get();
+  copy.on_change([impl](int64_t) {
+    {
+      std::lock_guard lock(impl->mu);
+      impl->dirty = true;
+    }
+    impl->dirty_cv.notify_all();
+  });
+}
+
+SyncService::~SyncService() {
+  stop();
+}
+
+void SyncService::start() {
+  impl_->thread = std::thread([this] { impl_->run(); });
+}
+
+void SyncService::stop() {
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->stopping = true;
+  }
+  impl_->dirty_cv.notify_all();
+  impl_->published_cv.notify_all();
+  if (impl_->thread.joinable()) impl_->thread.join();
+}
+
+int64_t SyncService::published_revision() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->current ? impl_->current->state.revision : 0;
+}
+
+std::string SyncService::published_hash() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->current ? impl_->current->state.content_hash : std::string();
+}
+
+void SyncService::Impl::run() {
+  while (true) {
+    {
+      std::unique_lock lock(mu);
+      dirty_cv.wait_for(lock, std::chrono::duration<double>(options.fleet_ttl / 3),
+                        [this] { return stopping || dirty; });
+      if (stopping) return;
+      if (!dirty) {
+        lock.unlock();
+        keep_lease();
+        continue;
+      }
+      dirty = false;
+    }
+    if (copy.loaded()) publish();
+  }
+}
+
+void SyncService::Impl::publish() {
+  auto set = std::make_shared<const sync::ResourceSet>(copy.publishable());
+  std::string hash = set->content_hash();
+  std::shared_ptr<Published> previous;
+  {
+    std::lock_guard lock(mu);
+    previous = current;
+  }
+  const std::string cluster = std::to_string(copy.cluster_id());
+  // Same content, same cluster: nothing to tell data planes (their revision still names this content).
+  if (previous && previous->state.content_hash == hash && previous->state.cluster_id == cluster) return;
+
+  auto next = std::make_shared<Published>();
+  next->state.cluster_id = cluster;
+  next->state.revision = copy.revision();
+  next->state.content_hash = std::move(hash);
+  signer.sign(next->state);
+  next->set = set;
+  Delta delta;
+  const bool chained = previous && previous->state.cluster_id == cluster;
+  if (chained) {
+    delta.from = previous->state.revision;
+    delta.to = next->state.revision;
+    delta.changes = sync::ResourceSet::diff(*previous->set, *set);
+  }
+  {
+    std::lock_guard lock(mu);
+    if (!chained) history.clear();  // another cluster: no delta leads here
+    if (chained) history.push_back(std::move(delta));
+    while (history.size() > options.history) history.pop_front();
+    current = next;
+  }
+  published_cv.notify_all();
+  PORTICO_LOG(info, "published config revision %lld (%zu resources, sha256 %.12s...)",
+              static_cast<long long>(next->state.revision), set->size(), next->state.content_hash.c_str());
+}
+
+void SyncService::Impl::keep_lease() {
+  int64_t lease_id;
+  {
+    std::lock_guard lock(mu);
+    lease_id = lease;
+  }
+  if (lease_id == 0) return;
+  int64_t ttl_left = 0;
+  store::Status s = etcd.lease_keepalive(lease_id, ttl_left);
+  if (!s.ok() || ttl_left <= 0) {
+    std::lock_guard lock(mu);
+    if (lease == lease_id) lease = 0;  // the next report grants a new one
+  }
+}
+
+AdminResponse SyncService::handle(const AdminRequest& request) {
+  if (request.path == "/snapshot" && request.method == "GET") return impl_->snapshot();
+  if (request.path == "/changes" && request.method == "GET") return impl_->changes(request);
+  if (request.path == "/report" && request.method == "POST") return impl_->report(request);
+  return error(404, "unknown sync endpoint " + request.method + " " + request.path);
+}
+
+AdminResponse SyncService::Impl::snapshot() {
+  std::shared_ptr<Published> p;
+  {
+    std::lock_guard lock(mu);
+    p = current;
+  }
+  if (!p) return error(503, "this control plane has not read its configuration from etcd yet");
+  AdminResponse r{200, p->snapshot(), {}, "application/vnd.portico.snapshot"};
+  r.headers.emplace_back("X-Portico-Revision", std::to_string(p->state.revision));
+  return r;
+}
+
+AdminResponse SyncService::Impl::changes(const AdminRequest& request) {
+  int64_t since = 0;
+  if (!parse_int(query_value(request.query, "since"), since))
+    return error(400, "since=<revision> is required");
+  const std::string cluster = query_value(request.query, "cluster");
+  int64_t wait = 20;
+  std::string wait_text = query_value(request.query, "wait");
+  if (!wait_text.empty() && !parse_int(wait_text, wait))
+    return error(400, "wait must be a number of seconds");
+  wait = std::min<int64_t>(wait, static_cast<int64_t>(options.max_wait));
+
+  std::unique_lock lock(mu);
+  if (!current) {
+    published_cv.wait_for(lock, std::chrono::seconds(wait),
+                          [this] { return stopping || current != nullptr; });
+    if (!current) return error(503, "this control plane has not read its configuration from etcd yet");
+  }
+  auto full = [](std::string why) {
+    json body = {{"error_msg", why}, {"full", true}};
+    return AdminResponse{409, body.dump(), {}};
+  };
+  if (cluster != current->state.cluster_id) {
+    return full("cluster " + cluster + " is not this control plane's (" + current->state.cluster_id +
+                "): fetch a full snapshot");
+  }
+  if (since == current->state.revision) {
+    published_cv.wait_for(lock, std::chrono::seconds(wait),
+                          [this, since] { return stopping || current->state.revision != since; });
+  }
+  std::shared_ptr<Published> now = current;
+  std::string body = "{\"cluster_id\":\"" + now->state.cluster_id + "\",\"from\":" + std::to_string(since) +
+                     ",\"revision\":" + std::to_string(now->state.revision);
+  if (since > now->state.revision) {
+    body += ",\"behind\":true,\"changes\":[]";
+  } else if (since == now->state.revision) {
+    body += ",\"changes\":[]";
+  } else {
+    // Net changes from `since` to now: later deltas override earlier ones for the same resource.
+    auto start =
+        std::find_if(history.begin(), history.end(), [since](const Delta& d) { return d.from == since; });
+    if (start == history.end()) {
+      return full("revision " + std::to_string(since) +
+                  " is not in this control plane's change history: fetch a full snapshot");
+    }
+    std::map<std::pair<std::string, std::string>, const std::optional<std::string>*> net;
+    for (auto it = start; it != history.end(); ++it) {
+      for (const sync::ResourceChange& c : it->changes) net[{c.kind, c.id}] = &c.value;
+    }
+    body += ",\"changes\":[";
+    bool first = true;
+    for (const auto& [key, value] : net) {
+      if (!first) body += ',';
+      first = false;
+      body += "{\"kind\":";
+      body += json(key.first).dump();
+      body += ",\"id\":";
+      body += json(key.second).dump();
+      body += ",\"value\":";
+      body += *value ? **value : std::string("null");
+      body += '}';
+    }
+    body += ']';
+  }
+  body += ",\"state\":";
+  body += state_json(now->state);
+  body += '}';
+  return AdminResponse{200, std::move(body), {}};
+}
+
+AdminResponse SyncService::Impl::report(const AdminRequest& request) {
+  json body = json::parse(request.body, nullptr, false);
+  if (!body.is_object()) return error(400, "a report is a JSON object");
+  json record = json::object();
+  for (const char* field : {"hostname", "version", "content_hash", "source", "last_error"}) {
+    if (auto it = body.find(field); it != body.end() && it->is_string()) record[field] = *it;
+  }
+  for (const char* field : {"revision", "sync_errors"}) {
+    if (auto it = body.find(field); it != body.end() && it->is_number_integer()) record[field] = *it;
+  }
+  if (auto it = body.find("last_sync"); it != body.end() && it->is_number()) record["last_sync"] = *it;
+  record["node_id"] = request.principal;
+  record["control_plane"] = options.name;
+  record["reported_at"] = unix_now();
+  const std::string text = record.dump();
+  const std::string key = options.fleet_prefix + request.principal;
+  int64_t lease_id;
+  {
+    std::lock_guard lock(mu);
+    local_reports[request.principal] = text;
+    lease_id = lease;
+  }
+  if (lease_id == 0) {
+    if (etcd.lease_grant(static_cast<int64_t>(options.fleet_ttl), lease_id).ok()) {
+      std::lock_guard lock(mu);
+      lease = lease_id;
+    } else {
+      lease_id = 0;
+    }
+  }
+  if (lease_id != 0) {
+    store::Txn txn;
+    txn.success.push_back(store::Op{store::Op::Type::put, key, {}, text, lease_id, false});
+    store::TxnResult r;
+    if (!etcd.txn(txn, r).ok()) {
+      PORTICO_LOG(debug, "fleet record of %s not written to etcd", request.principal.c_str());
+    }
+  }
+  return AdminResponse{204, {}, {}};
+}
+
+AdminResponse SyncService::fleet(const AdminRequest& request) {
+  if (request.method != "GET") {
+    AdminResponse r = error(405, "the data plane list is read-only");
+    r.headers.emplace_back("Allow", "GET");
+    return r;
+  }
+  if (request.path != "/data_planes" && request.path != "/data_planes/") return error(404, "not found");
+  std::vector<std::string> records;
+  bool stale = false;
+  store::RangeRequest q;
+  q.key = impl_->options.fleet_prefix;
+  q.range_end = store::prefix_end(q.key);
+  store::RangeResult rr;
+  if (impl_->etcd.range(q, rr).ok()) {
+    for (store::KeyValue& kv : rr.kvs) records.push_back(std::move(kv.value));
+  } else {
+    stale = true;
+    std::lock_guard lock(impl_->mu);
+    for (const auto& [node, text] : impl_->local_reports) records.push_back(text);
+  }
+  const int64_t revision = published_revision();
+  const std::string hash = published_hash();
+  const double now = unix_now();
+  json list = json::array();
+  for (const std::string& text : records) {
+    json r = json::parse(text, nullptr, false);
+    if (!r.is_object()) continue;
+    const double reported = r.value("reported_at", 0.0);
+    std::string status;
+    if (now - reported > impl_->options.stale_after) {
+      status = "stale";
+    } else if (!r.value("last_error", std::string()).empty()) {
+      status = "failing";
+    } else if (r.value("content_hash", std::string()) == hash) {
+      status = "in_sync";
+    } else {
+      status = "behind";
+    }
+    r["status"] = status;
+    r["seconds_since_report"] = now - reported;
+    list.push_back(std::move(r));
+  }
+  json body = {{"total", list.size()}, {"list", list}, {"revision", revision}, {"content_hash", hash}};
+  AdminResponse out{200, body.dump(), {}};
+  if (stale) out.headers.emplace_back("X-Portico-Stale", "true");
+  return out;
+}
+
+}  // namespace portico::controlplane

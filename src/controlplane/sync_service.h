@@ -1,0 +1,55 @@
+// The control plane's side of hybrid sync (docs/sync-protocol.md): it publishes the copy as signed states,
+// answers data planes' snapshot and long-poll requests with full snapshots or deltas, and records what each
+// data plane reports (the fleet view, kept in etcd under leases so every replica lists the same fleet).
+//
+// Publishing: a thread woken by every change of the copy builds the publishable resource set, and when its
+// content hash differs from the last published one, signs (cluster id, revision, hash) and keeps the net
+// change against the previous state in a bounded history. So the published revision is the revision of the
+// last *content* change, and a data plane at that revision holds exactly that content.
+//
+// Thread-safety: handle() and fleet() may be called from any number of threads (the listeners' pools);
+// start()/stop() from the owner.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "admin/admin_server.h"
+#include "controlplane/resource_store.h"
+#include "store/etcd_client.h"
+#include "sync/envelope.h"
+
+namespace portico::controlplane {
+
+struct SyncServiceOptions {
+  std::string fleet_prefix;  // etcd prefix of data-plane records, e.g. "/apisix-fleet/"
+  std::string name;          // this control plane, in fleet records ("host:port" of its sync listener)
+  size_t history = 1000;     // published revisions a delta can start from
+  double max_wait = 30;      // longest long poll, seconds
+  double fleet_ttl = 30;     // seconds a data plane's record outlives its last report
+  double stale_after = 15;   // a data plane silent for this long is listed as stale
+};
+
+class SyncService {
+ public:
+  SyncService(ResourceStore& copy, store::EtcdClient& etcd, const sync::Signer& signer,
+              SyncServiceOptions options);
+  ~SyncService();
+
+  void start();  // the publisher thread
+  void stop();   // ends long polls at once
+
+  // The sync listener's handler (paths under /portico/v1).
+  admin::AdminResponse handle(const admin::AdminRequest& request);
+  // GET /apisix/admin/data_planes: the fleet view.
+  admin::AdminResponse fleet(const admin::AdminRequest& request);
+
+  int64_t published_revision() const;
+  std::string published_hash() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace portico::controlplane

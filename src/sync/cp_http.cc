@@ -1,0 +1,241 @@
+#include "sync/cp_http.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <mutex>
+
+namespace portico::sync::detail {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr size_t kMaxBody = 256 * 1024 * 1024;  // a snapshot larger than this is refused
+constexpr double kTickSeconds = 0.25;           // upper bound between tick() calls and stop checks
+
+std::once_flag g_curl_once;
+
+size_t append_body(char* data, size_t size, size_t n, void* user) {
+  auto* body = static_cast<std::string*>(user);
+  if (body->size() + size * n > kMaxBody) return 0;  // aborts with CURLE_WRITE_ERROR
+  body->append(data, size * n);
+  return size * n;
+}
+
+long millis(double seconds) {
+  return std::max(1L, static_cast<long>(seconds * 1000));
+}
+
+}  // namespace
+
+CpHttp::CpHttp(const std::string& token, double connect_timeout) : connect_timeout_(connect_timeout) {
+  // curl_global_init is not thread-safe itself; the sync client is created before its thread starts.
+  std::call_once(g_curl_once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+  multi_ = curl_multi_init();
+  foreground_ = curl_easy_init();
+  background_ = curl_easy_init();
+  std::string auth = "Authorization: Bearer ";
+  auth += token;
+  get_headers_ = curl_slist_append(nullptr, auth.c_str());
+  post_headers_ = curl_slist_append(nullptr, auth.c_str());
+  post_headers_ = curl_slist_append(post_headers_, "Content-Type: application/json");
+  // Without this libcurl waits up to 1 s for "100 Continue" before sending a body over 1 KiB.
+  post_headers_ = curl_slist_append(post_headers_, "Expect:");
+}
+
+CpHttp::~CpHttp() {
+  // Removing a handle that is not in the multi handle is harmless (CURLM_OK or a no-op error).
+  curl_multi_remove_handle(multi_, foreground_);
+  curl_multi_remove_handle(multi_, background_);
+  curl_easy_cleanup(foreground_);
+  curl_easy_cleanup(background_);
+  curl_multi_cleanup(multi_);
+  curl_slist_free_all(get_headers_);
+  curl_slist_free_all(post_headers_);
+}
+
+void CpHttp::setup(CURL* h, const std::string& url, double timeout, std::string* sink, char* error) {
+  curl_easy_reset(h);
+  error[0] = '\0';
+  sink->clear();
+  curl_easy_setopt(h, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(h, CURLOPT_PROXY, "");  // control planes are reached directly, as etcd is
+  curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+  curl_easy_setopt(h, CURLOPT_TCP_KEEPIDLE, 10L);
+  curl_easy_setopt(h, CURLOPT_TCP_KEEPINTVL, 5L);
+  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, millis(std::min(connect_timeout_, timeout)));
+  curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, millis(timeout));
+  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, append_body);
+  curl_easy_setopt(h, CURLOPT_WRITEDATA, sink);
+  curl_easy_setopt(h, CURLOPT_ERRORBUFFER, error);
+}
+
+bool CpHttp::get(const std::string& url, double timeout, HttpReply& reply) {
+  if (stopped()) return false;
+  setup(foreground_, url, timeout, &foreground_body_, foreground_error_);
+  curl_easy_setopt(foreground_, CURLOPT_HTTPHEADER, get_headers_);
+  curl_multi_add_handle(multi_, foreground_);
+  return drive(foreground_, 0, &reply);
+}
+
+bool CpHttp::post_background(const std::string& url, std::string body, double timeout) {
+  if (background_busy_ || stopped()) return false;
+  background_request_ = std::move(body);
+  setup(background_, url, timeout, &background_body_, background_error_);
+  curl_easy_setopt(background_, CURLOPT_HTTPHEADER, post_headers_);
+  curl_easy_setopt(background_, CURLOPT_POST, 1L);
+  curl_easy_setopt(background_, CURLOPT_POSTFIELDS, background_request_.data());
+  curl_easy_setopt(background_, CURLOPT_POSTFIELDSIZE_LARGE,
+                   static_cast<curl_off_t>(background_request_.size()));
+  curl_multi_add_handle(multi_, background_);
+  background_busy_ = true;
+  return true;
+}
+
+bool CpHttp::pause(double seconds) {
+  return drive(nullptr, seconds, nullptr);
+}
+
+void CpHttp::stop() {
+  stopped_.store(true);
+  curl_multi_wakeup(multi_);
+}
+
+void CpHttp::finish_background(CURLcode code) {
+  HttpReply r;
+  r.code = code;
+  curl_easy_getinfo(background_, CURLINFO_RESPONSE_CODE, &r.status);
+  if (code != CURLE_OK) r.error = background_error_[0] != '\0' ? background_error_ : curl_easy_strerror(code);
+  r.body = std::move(background_body_);
+  curl_multi_remove_handle(multi_, background_);
+  background_busy_ = false;
+  if (background_done_) background_done_(r);
+}
+
+bool CpHttp::drive(CURL* foreground, double seconds, HttpReply* reply) {
+  Clock::time_point deadline =
+      Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+  Clock::time_point next_tick = Clock::now();
+  while (!stopped()) {
+    int running = 0;
+    curl_multi_perform(multi_, &running);
+    bool done = false;
+    CURLcode result = CURLE_OK;
+    int queued = 0;
+    while (CURLMsg* msg = curl_multi_info_read(multi_, &queued)) {
+      if (msg->msg != CURLMSG_DONE) continue;
+      // Copy before removing: the message does not survive curl_multi_remove_handle().
+      CURL* easy = msg->easy_handle;
+      CURLcode code = msg->data.result;
+      if (easy == foreground && foreground != nullptr) {
+        done = true;
+        result = code;
+      } else if (easy == background_) {
+        finish_background(code);
+      }
+    }
+    if (done) {
+      reply->code = result;
+      reply->status = 0;
+      curl_easy_getinfo(foreground, CURLINFO_RESPONSE_CODE, &reply->status);
+      reply->error = result == CURLE_OK ? std::string()
+                                        : (foreground_error_[0] != '\0' ? std::string(foreground_error_)
+                                                                        : curl_easy_strerror(result));
+      reply->body = std::move(foreground_body_);
+      curl_multi_remove_handle(multi_, foreground);
+      return true;
+    }
+    Clock::time_point now = Clock::now();
+    if (foreground == nullptr && now >= deadline) return true;
+    if (tick_ && now >= next_tick) {
+      next_tick =
+          now + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(kTickSeconds));
+      tick_();
+      continue;  // a transfer the tick started needs a curl_multi_perform before polling
+    }
+    double wait = kTickSeconds;
+    if (tick_) wait = std::min(wait, std::chrono::duration<double>(next_tick - now).count());
+    if (foreground == nullptr) wait = std::min(wait, std::chrono::duration<double>(deadline - now).count());
+    curl_multi_poll(multi_, nullptr, 0, static_cast<int>(std::max(1.0, wait * 1000)), nullptr);
+  }
+  if (foreground != nullptr) curl_multi_remove_handle(multi_, foreground);
+  return false;
+}
+
+std::string read_string(const Json& j, const char* key) {
+  auto it = j.find(key);
+  if (it == j.end()) return {};
+  if (it->is_string()) return it->get<std::string>();
+  if (it->is_number_integer()) return it->dump();
+  return {};
+}
+
+bool read_i64(const Json& j, const char* key, int64_t& out) {
+  auto it = j.find(key);
+  if (it == j.end()) return false;
+  if (it->is_number_integer()) {
+    out = it->get<int64_t>();
+    return true;
+  }
+  if (!it->is_string()) return false;
+  const std::string& s = it->get_ref<const std::string&>();
+  char* end = nullptr;
+  errno = 0;
+  long long v = std::strtoll(s.c_str(), &end, 10);
+  if (s.empty() || errno != 0 || *end != '\0') return false;
+  out = v;
+  return true;
+}
+
+bool too_deep(std::string_view text, int max_depth) {
+  int depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > max_depth) return true;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return false;
+}
+
+std::string error_message(const std::string& body) {
+  if (!too_deep(body)) {
+    Json j = Json::parse(body, nullptr, false);
+    if (j.is_object()) {
+      std::string m = read_string(j, "error_msg");
+      if (!m.empty()) return m;
+    }
+  }
+  return body.substr(0, 200);
+}
+
+std::string url_escape(std::string_view text) {
+  static const char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : text) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
+}
+
+}  // namespace portico::sync::detail

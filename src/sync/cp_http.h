@@ -1,0 +1,97 @@
+// Private to src/sync: the data plane's HTTP client for the control planes' sync listener.
+//
+// All transfers of one SyncClient run on one curl multi handle, driven by the sync thread alone:
+// - one foreground request at a time (a snapshot or a /changes long poll), which get() blocks on;
+// - at most one background POST (a report) that runs alongside it, so a report never waits for a long poll
+//   to end and a long poll is never delayed by a slow report.
+// Every wait (a transfer, a pause between attempts) sits in curl_multi_poll(), so stop() — which sets a flag
+// and calls curl_multi_wakeup(), both thread-safe — ends it at once. The multi handle keeps the connection
+// cache, so consecutive polls to the same control plane reuse one keep-alive connection.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+
+#include <curl/curl.h>
+#include <nlohmann/json.hpp>
+
+namespace portico::sync::detail {
+
+struct HttpReply {
+  CURLcode code = CURLE_OK;  // transport result; CURLE_OK means an HTTP answer arrived
+  long status = 0;           // HTTP status (0 without an answer)
+  std::string body;
+  std::string error;  // curl's message when code != CURLE_OK
+
+  bool transport_ok() const { return code == CURLE_OK; }
+};
+
+class CpHttp {
+ public:
+  // `token` goes into every request as "Authorization: Bearer <token>".
+  CpHttp(const std::string& token, double connect_timeout);
+  ~CpHttp();
+  CpHttp(const CpHttp&) = delete;
+  CpHttp& operator=(const CpHttp&) = delete;
+
+  // Called on the sync thread about every 250 ms while get() or pause() waits (to start reports when due).
+  void set_tick(std::function<void()> tick) { tick_ = std::move(tick); }
+  // Called on the sync thread when a background POST ends.
+  void set_background_done(std::function<void(const HttpReply&)> done) { background_done_ = std::move(done); }
+
+  // GET `url` with a total timeout of `timeout` seconds. False when stop() interrupted it (reply unset).
+  bool get(const std::string& url, double timeout, HttpReply& reply);
+  // Starts a POST of JSON `body` in the background. False (nothing started) while another one is running.
+  bool post_background(const std::string& url, std::string body, double timeout);
+  bool background_busy() const { return background_busy_; }
+  // Waits `seconds` while background transfers go on. False when stop() interrupted it.
+  bool pause(double seconds);
+
+  // Thread-safe; every current and later get()/pause() returns false at once.
+  void stop();
+  bool stopped() const { return stopped_.load(); }
+
+ private:
+  // Drives the multi handle until `foreground` (may be null) is done or `seconds` have passed.
+  bool drive(CURL* foreground, double seconds, HttpReply* reply);
+  void setup(CURL* handle, const std::string& url, double timeout, std::string* sink, char* error);
+  void finish_background(CURLcode code);
+
+  CURLM* multi_;
+  CURL* foreground_;
+  CURL* background_;
+  curl_slist* get_headers_ = nullptr;
+  curl_slist* post_headers_ = nullptr;
+  double connect_timeout_;
+  std::atomic<bool> stopped_{false};
+
+  std::string foreground_body_;
+  char foreground_error_[CURL_ERROR_SIZE] = {};
+  bool background_busy_ = false;
+  std::string background_request_;
+  std::string background_body_;
+  char background_error_[CURL_ERROR_SIZE] = {};
+
+  std::function<void()> tick_;
+  std::function<void(const HttpReply&)> background_done_;
+};
+
+// Protocol helpers.
+using Json = nlohmann::json;
+// A string field; an integer is accepted too (its decimal digits: a cluster id is a decimal number).
+std::string read_string(const Json& j, const char* key);
+// An integer field, as a JSON number or a decimal string.
+bool read_i64(const Json& j, const char* key, int64_t& out);
+// True when `text` nests arrays/objects deeper than `max_depth`: parsing is iterative, but dump() recurses,
+// and an answer is parsed before anything in it is verified. The default leaves room for the /changes
+// envelope around values ResourceSet accepts (512 levels).
+bool too_deep(std::string_view text, int max_depth = 600);
+// The control plane's {"error_msg": ...}, or the start of whatever the body is.
+std::string error_message(const std::string& body);
+// Percent-encodes everything but RFC 3986 unreserved characters (for a query parameter).
+std::string url_escape(std::string_view text);
+
+}  // namespace portico::sync::detail

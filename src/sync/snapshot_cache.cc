@@ -1,0 +1,260 @@
+#include "sync/snapshot_cache.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <utility>
+#include <vector>
+
+#include "base/log.h"
+
+namespace portico::sync {
+namespace {
+
+constexpr std::string_view kPrefix = "snapshot-";
+constexpr std::string_view kSuffix = ".psnap";
+constexpr std::string_view kTempPrefix = ".tmp-snapshot-";
+constexpr size_t kRevisionDigits = 20;
+constexpr size_t kMaxFileBytes = (size_t{1} << 30) + 4096;  // decode_snapshot refuses more than 1 GiB anyway
+constexpr time_t kStaleTempSeconds = 3600;
+
+std::string errno_text(const char* what, const std::string& path, int err) {
+  std::string s = what;
+  s += ' ';
+  s += path;
+  s += ": ";
+  s += std::strerror(err);
+  return s;
+}
+
+std::string file_name(int64_t revision) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "snapshot-%020" PRId64 ".psnap", revision);
+  return buf;
+}
+
+// The revision in a cache file's name, or -1 when `name` is not one.
+int64_t parse_name(std::string_view name) {
+  if (name.size() != kPrefix.size() + kRevisionDigits + kSuffix.size() || !name.starts_with(kPrefix) ||
+      !name.ends_with(kSuffix)) {
+    return -1;
+  }
+  int64_t r = 0;
+  for (char c : name.substr(kPrefix.size(), kRevisionDigits)) {
+    if (c < '0' || c > '9' || r > (INT64_MAX - 9) / 10) return -1;
+    r = r * 10 + (c - '0');
+  }
+  return r;
+}
+
+// mkdir -p; directories it creates get mode 0700.
+bool make_dirs(const std::string& dir, std::string& error) {
+  struct stat st;
+  if (::stat(dir.c_str(), &st) == 0) {
+    if (S_ISDIR(st.st_mode)) return true;
+    error = errno_text("cannot use", dir, ENOTDIR);
+    return false;
+  }
+  size_t slash = dir.find_last_of('/');
+  if (slash != std::string::npos && slash > 0 && !make_dirs(dir.substr(0, slash), error)) return false;
+  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    error = errno_text("cannot create", dir, errno);
+    return false;
+  }
+  return true;
+}
+
+bool write_all(int fd, std::string_view data) {
+  while (!data.empty()) {
+    ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return true;
+}
+
+bool fsync_dir(const std::string& dir) {
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return false;
+  bool ok = ::fsync(fd) == 0;
+  ::close(fd);
+  return ok;
+}
+
+// Reads `path` whole; false with `error` on failure or when it is larger than `limit`.
+bool read_file(const std::string& path, size_t limit, std::string& out, std::string& error) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    error = std::strerror(errno);
+    return false;
+  }
+  struct stat st;
+  if (::fstat(fd, &st) != 0 || static_cast<uint64_t>(st.st_size) > limit) {
+    error = "too large or unreadable";
+    ::close(fd);
+    return false;
+  }
+  out.resize(static_cast<size_t>(st.st_size));
+  size_t off = 0;
+  while (off < out.size()) {
+    ssize_t n = ::read(fd, out.data() + off, out.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    off += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  if (off != out.size()) {
+    error = "short read";
+    return false;
+  }
+  return true;
+}
+
+struct Listing {
+  std::vector<std::pair<int64_t, std::string>> snapshots;  // (revision, name), newest first
+  std::vector<std::string> temps;                          // leftover temp files
+};
+
+bool list_dir(const std::string& dir, Listing& out) {
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return false;
+  while (struct dirent* e = ::readdir(d)) {
+    std::string_view name = e->d_name;
+    int64_t revision = parse_name(name);
+    if (revision >= 0) {
+      out.snapshots.emplace_back(revision, std::string(name));
+    } else if (name.starts_with(kTempPrefix)) {
+      out.temps.emplace_back(name);
+    }
+  }
+  ::closedir(d);
+  std::sort(out.snapshots.begin(), out.snapshots.end(), std::greater<>());
+  return true;
+}
+
+}  // namespace
+
+SnapshotCache::SnapshotCache(std::string dir, size_t keep)
+    : dir_(std::move(dir)), keep_(std::max<size_t>(keep, 1)) {}
+
+// Write protocol: temp file (mkstemp: O_EXCL, 0600) in the cache directory, write, fsync, rename over the
+// final name, fsync the directory. Then prune: the `keep_` newest stay; so do none newer than `revision`
+// (a higher revision than the one just stored comes from an earlier etcd cluster's history — the data plane
+// never moves back within one cluster — and must not shadow the state just applied).
+bool SnapshotCache::store(std::string_view encoded_snapshot, int64_t revision, std::string& error) {
+  if (revision < 0) {
+    error = "negative revision";
+    return false;
+  }
+  if (!make_dirs(dir_, error)) return false;
+  std::string tmp = dir_;
+  tmp += '/';
+  tmp += kTempPrefix;
+  tmp += "XXXXXX";
+  int fd = ::mkstemp(tmp.data());
+  if (fd < 0) {
+    error = errno_text("cannot create a file in", dir_, errno);
+    return false;
+  }
+  bool ok = write_all(fd, encoded_snapshot) && ::fsync(fd) == 0;
+  int saved = errno;
+  if (::close(fd) != 0 && ok) {
+    ok = false;
+    saved = errno;
+  }
+  if (!ok) {
+    ::unlink(tmp.c_str());
+    error = errno_text("cannot write", tmp, saved);
+    return false;
+  }
+  std::string name = file_name(revision);
+  std::string path = dir_;
+  path += '/';
+  path += name;
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    saved = errno;
+    ::unlink(tmp.c_str());
+    error = errno_text("cannot rename a temp file to", path, saved);
+    return false;
+  }
+  if (!fsync_dir(dir_)) {
+    error = errno_text("cannot fsync", dir_, errno);
+    return false;
+  }
+
+  Listing listing;
+  if (!list_dir(dir_, listing)) return true;  // stored; pruning is best effort
+  size_t kept = 0;
+  for (const auto& [r, n] : listing.snapshots) {
+    if (n == name || (r < revision && kept < keep_)) {
+      ++kept;
+      continue;
+    }
+    std::string old = dir_;
+    old += '/';
+    old += n;
+    if (::unlink(old.c_str()) != 0) {
+      PORTICO_LOG(warn, "sync cache: cannot remove %s: %s", old.c_str(), std::strerror(errno));
+    }
+  }
+  time_t now = std::time(nullptr);
+  for (const std::string& t : listing.temps) {  // left by a crash between mkstemp and rename
+    std::string p = dir_;
+    p += '/';
+    p += t;
+    struct stat st;
+    if (::stat(p.c_str(), &st) == 0 && now - st.st_mtime > kStaleTempSeconds) ::unlink(p.c_str());
+  }
+  return true;
+}
+
+std::optional<CachedSnapshot> SnapshotCache::load_latest(const Verifier& verifier) {
+  try {
+    Listing listing;
+    if (!list_dir(dir_, listing)) {
+      if (errno != ENOENT) {
+        PORTICO_LOG(warn, "sync cache: cannot list %s: %s", dir_.c_str(), std::strerror(errno));
+      }
+      return std::nullopt;
+    }
+    for (const auto& [revision, name] : listing.snapshots) {
+      std::string path = dir_;
+      path += '/';
+      path += name;
+      std::string text, error;
+      CachedSnapshot snap;
+      if (read_file(path, kMaxFileBytes, text, error) &&
+          open_snapshot(text, verifier, snap.state, snap.set, error)) {
+        if (snap.state.revision == revision) {
+          snap.path = std::move(path);
+          return snap;
+        }
+        error = "revision ";
+        error += std::to_string(snap.state.revision);
+        error += " does not match the file name";
+      }
+      std::string bad = path;
+      bad += ".bad";
+      if (::rename(path.c_str(), bad.c_str()) == 0) {
+        PORTICO_LOG(warn, "sync cache: %s: %s; renamed to %s", path.c_str(), error.c_str(), bad.c_str());
+      } else {
+        PORTICO_LOG(warn, "sync cache: %s: %s; cannot rename it: %s", path.c_str(), error.c_str(),
+                    std::strerror(errno));
+      }
+    }
+  } catch (const std::exception& e) {  // allocation failure on a huge file
+    PORTICO_LOG(warn, "sync cache: %s: %s", dir_.c_str(), e.what());
+  }
+  return std::nullopt;
+}
+
+}  // namespace portico::sync

@@ -1,0 +1,546 @@
+#include "sync/sync_client.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <exception>
+#include <mutex>
+#include <optional>
+#include <string_view>
+#include <thread>
+#include <utility>
+
+#include "base/log.h"
+#include "sync/cp_http.h"
+#include "sync/snapshot_cache.h"
+
+namespace portico::sync {
+namespace {
+
+using detail::error_message;
+using detail::Json;
+using detail::read_i64;
+using detail::read_string;
+using detail::url_escape;
+using Clock = std::chrono::steady_clock;
+
+constexpr double kMaxBackoff = 5;        // seconds: the longest pause between rounds of attempts
+constexpr double kSnapshotTimeout = 30;  // a whole configuration may be large and the link slow
+constexpr double kPollSlack = 10;        // a long poll's timeout beyond the wait we asked for
+constexpr double kReportTimeout = 2;     // reports are best effort: never let one hang around
+constexpr double kMinHeartbeat = 0.5;    // seconds: the shortest spacing of long polls that bring nothing
+
+// Endpoint problem kinds, to log a failing endpoint once per kind of failure instead of once per attempt.
+constexpr int kFine = 0;
+constexpr int kProtocol = -1;    // an answer we could not use
+constexpr int kBehind = -2;      // the control plane is behind us
+constexpr int kHttpKind = 1000;  // + HTTP status; curl codes are below
+
+// Concatenates text pieces with appends: GCC 12 warns falsely (-Wrestrict) on `"lit" + std::string + ...`
+// chains. Numbers must go through std::to_string (a string_view cannot be made from one, so no silent char).
+template <typename... Parts>
+std::string cat(const Parts&... parts) {
+  std::string out;
+  (out.append(std::string_view(parts)), ...);
+  return out;
+}
+
+std::string num(int64_t n) {
+  return std::to_string(n);
+}
+
+double unix_now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+std::string short_hash(const std::string& hash) {
+  return hash.substr(0, 12);
+}
+
+}  // namespace
+
+const char* source_name(Source s) {
+  switch (s) {
+    case Source::none:
+      return "none";
+    case Source::cache:
+      return "cache";
+    case Source::control_plane:
+      return "control_plane";
+    case Source::s3:
+      return "s3";
+  }
+  return "none";
+}
+
+struct SyncClient::Impl {
+  // A verified state with its content.
+  struct Held {
+    bool valid = false;
+    SignedState state;
+    ResourceSet set;
+  };
+
+  // What one exchange with a control plane came to; drives the endpoint loop in run().
+  enum class Step {
+    ok,       // in sync: applied, heartbeat, or nothing new
+    again,    // ask the same control plane again at once (a full snapshot is needed now)
+    refused,  // Apply refused the state: pause before asking again
+    behind,   // the control plane is behind us: try another one
+    failed,   // the endpoint failed or sent something unusable: try the next one
+    stopped,
+  };
+
+  Impl(SyncOptions o, Verifier v, Apply a)
+      : options(std::move(o)),
+        verifier(std::move(v)),
+        apply(std::move(a)),
+        cache(options.cache_dir),
+        http(options.token, options.connect_timeout),
+        endpoint_problem(options.control_planes.size(), kFine) {
+    http.set_tick([this] { tick(); });
+    http.set_background_done([this](const detail::HttpReply& r) { report_done(r); });
+  }
+
+  void run();
+  Step fetch_snapshot(size_t cp);
+  Step poll_changes(size_t cp);
+  Step accept(size_t cp, const SignedState& state, ResourceSet set, const std::string* encoded,
+              const std::string& how);
+  Step full_needed(size_t cp, bool after_noop, const std::string& why);
+  bool call_apply(const SignedState& state, const ResourceSet& set, Source source, std::string& error);
+  bool answered(size_t cp, const detail::HttpReply& reply, const char* what);
+  void endpoint_failed(size_t cp, int kind, const std::string& message, log::Level level);
+  void endpoint_ok(size_t cp);
+  void record_error(const std::string& message);
+  void serve(const Held& held, Source source);
+  void tick();
+  void report_done(const detail::HttpReply& reply);
+  std::string report_body() const;
+
+  // The base of the next delta: the state Apply refused last if it is newer than what we serve (the control
+  // plane then only has to tell us what changed since, and re-sends nothing until it changes), else current.
+  const Held& base() const { return pending.valid ? pending : current; }
+
+  const SyncOptions options;
+  const Verifier verifier;
+  const Apply apply;
+  SnapshotCache cache;
+  detail::CpHttp http;
+
+  // Sync thread only (the owner's thread before start()).
+  Held current;  // applied and serving
+  Held pending;  // verified but refused by Apply, newer than current
+  bool need_full = false;
+  bool snapshot_noop = false;  // the last snapshot changed nothing (guards a 409 ↔ snapshot loop)
+  size_t cp_index = 0;
+  std::vector<int> endpoint_problem;  // per control plane: kFine or the kind last logged
+  bool report_wanted = false;
+  bool reports_ok = true;
+  Clock::time_point next_report = Clock::now();
+
+  mutable std::mutex mu;
+  SyncStatus status;  // guarded by mu
+
+  std::mutex thread_mu;
+  std::thread thread;  // guarded by thread_mu
+};
+
+void SyncClient::Impl::run() {
+  const size_t n = options.control_planes.size();
+  if (n == 0) {
+    PORTICO_LOG(warn, "sync: no control planes configured; keeping the configuration we have");
+    while (http.pause(3600)) {
+    }
+    return;
+  }
+  const double first_backoff = std::max(options.retry_backoff, 0.01);  // 0 would spin
+  double backoff = first_backoff;
+  double refusal_pause = first_backoff;
+  size_t failed_in_round = 0;
+  while (!http.stopped()) {
+    Step step = need_full || !base().valid ? fetch_snapshot(cp_index) : poll_changes(cp_index);
+    switch (step) {
+      case Step::stopped:
+        return;
+      case Step::ok:
+        failed_in_round = 0;
+        backoff = first_backoff;
+        if (!pending.valid) refusal_pause = first_backoff;
+        break;
+      case Step::again:
+        break;
+      case Step::refused:
+        // The control plane re-sends nothing until its configuration changes, so a pause is all it takes
+        // not to spin; after it, a full snapshot re-checks what we hold against the control plane.
+        failed_in_round = 0;
+        need_full = true;
+        http.pause(refusal_pause);
+        refusal_pause = std::min(refusal_pause * 2, kMaxBackoff);
+        break;
+      case Step::behind:
+      case Step::failed:
+        cp_index = (cp_index + 1) % n;
+        if (++failed_in_round >= n) {
+          failed_in_round = 0;
+          http.pause(backoff);
+          backoff = std::min(backoff * 2, kMaxBackoff);
+        }
+        break;
+    }
+  }
+}
+
+SyncClient::Impl::Step SyncClient::Impl::fetch_snapshot(size_t cp) {
+  const std::string& url = options.control_planes[cp];
+  detail::HttpReply reply;
+  if (!http.get(cat(url, "/portico/v1/snapshot"), kSnapshotTimeout, reply)) return Step::stopped;
+  if (!answered(cp, reply, "snapshot")) return Step::failed;
+  SignedState state;
+  ResourceSet set;
+  std::string error;
+  if (!open_snapshot(reply.body, verifier, state, set, error)) {
+    // Logged once while it lasts: an untrusted key (a rotation the data plane was not told of) lasts.
+    endpoint_failed(cp, kProtocol, cat("snapshot from control plane ", url, " refused: ", error),
+                    log::Level::error);
+    return Step::failed;  // another control plane may serve a good one
+  }
+  need_full = false;
+  const Held& b = base();
+  if (b.valid && state.cluster_id == b.state.cluster_id) {
+    if (state.revision < b.state.revision) {
+      std::string message = cat("control plane ", url, " is behind us (snapshot revision ",
+                                num(state.revision), " < ", num(b.state.revision), ")");
+      endpoint_failed(cp, kBehind, message, log::Level::info);
+      return Step::behind;
+    }
+    if (state.revision == b.state.revision && state.content_hash == b.state.content_hash) {
+      // What we hold already (or the state we refused, which needs no second refusal).
+      snapshot_noop = true;
+      endpoint_ok(cp);
+      return Step::ok;
+    }
+  }
+  snapshot_noop = false;
+  return accept(cp, state, std::move(set), &reply.body, "snapshot");
+}
+
+SyncClient::Impl::Step SyncClient::Impl::poll_changes(size_t cp) {
+  const std::string& url = options.control_planes[cp];
+  const bool after_noop = std::exchange(snapshot_noop, false);
+  const Held& b = base();
+  const int64_t since = b.state.revision;
+  const int wait = std::max(1, static_cast<int>(std::lround(options.long_poll)));
+  std::string request = cat(url, "/portico/v1/changes?since=", num(since),
+                            "&cluster=", url_escape(b.state.cluster_id), "&wait=", num(wait));
+  detail::HttpReply reply;
+  Clock::time_point asked = Clock::now();
+  if (!http.get(request, wait + kPollSlack, reply)) return Step::stopped;
+  if (reply.transport_ok() && reply.status == 409) {
+    return full_needed(cp, after_noop, cat("it asks for a full snapshot: ", error_message(reply.body)));
+  }
+  if (!answered(cp, reply, "long poll")) return Step::failed;
+
+  // The answer: {cluster_id, from, revision, changes[{kind,id,value|null}], state{...}, behind?}.
+  auto unusable = [&](const char* what) {
+    endpoint_failed(cp, kProtocol, cat("control plane ", url, " sent an unusable /changes answer: ", what),
+                    log::Level::error);
+    return Step::failed;
+  };
+  if (detail::too_deep(reply.body)) return unusable("nested too deep");
+  const Json j = Json::parse(reply.body, nullptr, false);
+  if (!j.is_object()) return unusable("not a JSON object");
+  auto st = j.find("state");
+  auto changes = j.find("changes");
+  SignedState state;
+  if (st == j.end() || !st->is_object() || !read_i64(*st, "revision", state.revision)) {
+    return unusable("no state");
+  }
+  if (changes == j.end() || !changes->is_array()) return unusable("no changes");
+  int64_t from = 0;
+  state.cluster_id = read_string(*st, "cluster_id");
+  state.content_hash = read_string(*st, "sha256");
+  state.key_id = read_string(*st, "key_id");
+  state.signature = read_string(*st, "signature");
+  auto behind = j.find("behind");
+  if (state.cluster_id != b.state.cluster_id) {
+    return full_needed(cp, after_noop,
+                       cat("it serves cluster ", state.cluster_id, ", we hold ", b.state.cluster_id));
+  }
+  if ((behind != j.end() && behind->is_boolean() && behind->get<bool>()) || state.revision < since) {
+    endpoint_failed(
+        cp, kBehind,
+        cat("control plane ", url, " is behind us (revision ", num(state.revision), " < ", num(since), ")"),
+        log::Level::info);
+    return Step::behind;
+  }
+  if (state.revision == since) {
+    // The pull-verify heartbeat: the same revision must mean the same content.
+    if (state.content_hash != b.state.content_hash) {
+      return full_needed(cp, after_noop,
+                         cat("its content hash at revision ", num(since), " is ",
+                             short_hash(state.content_hash), ", ours ", short_hash(b.state.content_hash)));
+    }
+    endpoint_ok(cp);
+    // A control plane that answers at once instead of waiting would have us poll in a tight loop.
+    double took = std::chrono::duration<double>(Clock::now() - asked).count();
+    if (took < kMinHeartbeat && !http.pause(kMinHeartbeat - took)) return Step::stopped;
+    return Step::ok;
+  }
+  if (!read_i64(j, "from", from) || from != since) {
+    return full_needed(cp, after_noop, cat("its changes start at revision ", num(from)));
+  }
+
+  // A newer revision: apply the changes to a copy and check the result against the signed state.
+  std::vector<ResourceChange> list;
+  list.reserve(changes->size());
+  for (const Json& c : *changes) {
+    if (!c.is_object()) return unusable("a change is not an object");
+    auto value = c.find("value");
+    ResourceChange change{read_string(c, "kind"), read_string(c, "id"), std::nullopt};
+    if (change.kind.empty() || change.id.empty() || value == c.end()) return unusable("a malformed change");
+    if (!value->is_null()) {
+      std::string canonical;
+      if (!canonicalize(value->dump(), canonical)) return unusable("a change's value is not JSON");
+      change.value = std::move(canonical);
+    }
+    list.push_back(std::move(change));
+  }
+  ResourceSet next = b.set;
+  next.apply(list);
+  std::string hash = next.content_hash();
+  const std::string what =
+      cat("changes ", num(since), "..", num(state.revision), " from control plane ", url);
+  if (hash != state.content_hash) {
+    std::string message =
+        cat(what, " refused: content hash ", short_hash(hash), " != signed ", short_hash(state.content_hash));
+    PORTICO_LOG(warn, "sync: %s; fetching a full snapshot", message.c_str());
+    record_error(message);
+    need_full = true;
+    return after_noop ? Step::failed : Step::again;
+  }
+  std::string error;
+  if (!verifier.verify(state, error)) {
+    std::string message = cat(what, " refused: bad signature: ", error);
+    PORTICO_LOG(error, "sync: %s", message.c_str());
+    record_error(message);
+    need_full = true;  // from the next control plane: this one may be compromised
+    return Step::failed;
+  }
+  return accept(cp, state, std::move(next), nullptr, cat("delta of ", num(list.size()), " changes"));
+}
+
+SyncClient::Impl::Step SyncClient::Impl::full_needed(size_t cp, bool after_noop, const std::string& why) {
+  const std::string& url = options.control_planes[cp];
+  need_full = true;
+  if (after_noop) {
+    // The snapshot we just fetched from it changed nothing, yet it still disagrees: it is inconsistent.
+    endpoint_failed(cp, kProtocol, cat("control plane ", url, " is inconsistent: ", why), log::Level::error);
+    return Step::failed;
+  }
+  PORTICO_LOG(info, "sync: fetching a full snapshot from %s: %s", url.c_str(), why.c_str());
+  return Step::again;
+}
+
+SyncClient::Impl::Step SyncClient::Impl::accept(size_t cp, const SignedState& state, ResourceSet set,
+                                                const std::string* encoded, const std::string& how) {
+  const std::string& url = options.control_planes[cp];
+  endpoint_ok(cp);
+  std::string error;
+  Held held{true, state, std::move(set)};
+  if (!call_apply(state, held.set, Source::control_plane, error)) {
+    std::string message =
+        cat("revision ", num(state.revision), " from control plane ", url, " refused: ", error);
+    PORTICO_LOG(error, "sync: %s; still serving revision %lld", message.c_str(),
+                static_cast<long long>(current.state.revision));
+    record_error(message);
+    pending = std::move(held);
+    report_wanted = true;
+    tick();
+    return Step::refused;
+  }
+  PORTICO_LOG(info, "sync: applied revision %lld (hash %s, %zu resources) from %s (%s)",
+              static_cast<long long>(state.revision), short_hash(state.content_hash).c_str(), held.set.size(),
+              url.c_str(), how.c_str());
+  if (!options.cache_dir.empty()) {
+    // The cache holds the signed bytes: a snapshot as received, a delta's result re-encoded with its state.
+    std::string encoded_here =
+        encoded != nullptr ? std::string() : encode_snapshot(state, held.set.document());
+    if (!cache.store(encoded != nullptr ? *encoded : encoded_here, state.revision, error)) {
+      PORTICO_LOG(warn, "sync: cannot cache revision %lld: %s", static_cast<long long>(state.revision),
+                  error.c_str());
+    }
+  }
+  pending = Held{};
+  current = std::move(held);
+  serve(current, Source::control_plane);
+  report_wanted = true;
+  tick();
+  return Step::ok;
+}
+
+bool SyncClient::Impl::call_apply(const SignedState& state, const ResourceSet& set, Source source,
+                                  std::string& error) {
+  try {
+    if (apply(state, set, source, error)) return true;
+    if (error.empty()) error = "refused without a reason";
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  return false;
+}
+
+// Checks that a reply is a 2xx answer; otherwise records why the endpoint failed.
+bool SyncClient::Impl::answered(size_t cp, const detail::HttpReply& reply, const char* what) {
+  const std::string& url = options.control_planes[cp];
+  if (!reply.transport_ok()) {
+    endpoint_failed(cp, reply.code, cat("control plane ", url, ": ", what, " failed: ", reply.error),
+                    log::Level::warn);
+    return false;
+  }
+  if (reply.status / 100 == 2) return true;
+  int kind = kHttpKind + static_cast<int>(reply.status);
+  if (reply.status == 401 || reply.status == 403) {
+    endpoint_failed(
+        cp, kind,
+        cat("control plane ", url, " refused our token (HTTP ", num(reply.status), ": ",
+            error_message(reply.body), "); check the data plane's token and the control plane's list"),
+        log::Level::error);
+  } else {
+    endpoint_failed(cp, kind,
+                    cat("control plane ", url, ": ", what, " answered HTTP ", num(reply.status), ": ",
+                        error_message(reply.body)),
+                    log::Level::warn);
+  }
+  return false;
+}
+
+void SyncClient::Impl::endpoint_failed(size_t cp, int kind, const std::string& message, log::Level level) {
+  if (endpoint_problem[cp] != kind) {
+    endpoint_problem[cp] = kind;
+    log::logf(level, "sync: %s", message.c_str());
+  }
+  std::lock_guard lock(mu);
+  status.connected = kind == kBehind;  // a control plane that is behind still answered
+  if (kind == kBehind) return;         // not an error of ours: we keep what we have and look elsewhere
+  status.last_error = message;
+  ++status.sync_errors;
+}
+
+void SyncClient::Impl::endpoint_ok(size_t cp) {
+  const std::string& url = options.control_planes[cp];
+  if (endpoint_problem[cp] != kFine) {
+    PORTICO_LOG(info, "sync: control plane %s answers normally again", url.c_str());
+    endpoint_problem[cp] = kFine;
+  }
+  std::lock_guard lock(mu);
+  if (status.control_plane != url) {
+    PORTICO_LOG(info, "sync: now using control plane %s", url.c_str());
+    status.control_plane = url;
+  }
+  status.connected = true;
+  status.last_sync = unix_now();
+  // A refused state keeps its error visible for as long as the control plane still serves it.
+  if (!pending.valid) status.last_error.clear();
+}
+
+void SyncClient::Impl::record_error(const std::string& message) {
+  std::lock_guard lock(mu);
+  status.last_error = message;
+  ++status.sync_errors;
+}
+
+void SyncClient::Impl::serve(const Held& held, Source source) {
+  std::lock_guard lock(mu);
+  status.source = source;
+  status.revision = held.state.revision;
+  status.content_hash = held.state.content_hash;
+  status.cluster_id = held.state.cluster_id;
+  status.last_error.clear();
+}
+
+// Runs on the sync thread while it waits on the network: starts a report when one is due.
+void SyncClient::Impl::tick() {
+  if (options.control_planes.empty() || http.background_busy()) return;
+  Clock::time_point now = Clock::now();
+  if (!report_wanted && now < next_report) return;
+  report_wanted = false;
+  next_report = now + std::chrono::duration_cast<Clock::duration>(
+                          std::chrono::duration<double>(options.report_interval));
+  http.post_background(cat(options.control_planes[cp_index], "/portico/v1/report"), report_body(),
+                       kReportTimeout);
+}
+
+void SyncClient::Impl::report_done(const detail::HttpReply& reply) {
+  // A report that fails is not a sync error: the next one carries the same facts.
+  bool ok = reply.transport_ok() && reply.status / 100 == 2;
+  if (ok == reports_ok) return;
+  reports_ok = ok;
+  if (ok) {
+    PORTICO_LOG(info, "sync: reports are accepted again");
+  } else {
+    std::string why =
+        reply.transport_ok() ? cat("HTTP ", num(reply.status), ": ", error_message(reply.body)) : reply.error;
+    PORTICO_LOG(warn, "sync: report to the control plane failed (%s)", why.c_str());
+  }
+}
+
+std::string SyncClient::Impl::report_body() const {
+  std::lock_guard lock(mu);
+  Json j = {{"hostname", options.hostname},        {"version", options.version},
+            {"node_id", options.node_id},          {"revision", status.revision},
+            {"content_hash", status.content_hash}, {"source", source_name(status.source)},
+            {"last_sync", status.last_sync},       {"last_error", status.last_error},
+            {"sync_errors", status.sync_errors}};
+  // An error text may quote bytes that are not UTF-8: replace them rather than throw.
+  return j.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
+SyncClient::SyncClient(SyncOptions options, Verifier verifier, Apply apply)
+    : impl_(std::make_unique<Impl>(std::move(options), std::move(verifier), std::move(apply))) {}
+
+SyncClient::~SyncClient() {
+  stop();
+}
+
+bool SyncClient::start_from_cache() {
+  Impl& d = *impl_;
+  if (d.options.cache_dir.empty()) return false;
+  std::optional<CachedSnapshot> cached = d.cache.load_latest(d.verifier);
+  if (!cached) {
+    PORTICO_LOG(info, "sync: no usable cached snapshot in %s", d.options.cache_dir.c_str());
+    return false;
+  }
+  std::string error;
+  if (!d.call_apply(cached->state, cached->set, Source::cache, error)) {
+    std::string message = cat("cached snapshot ", cached->path, " refused: ", error);
+    PORTICO_LOG(error, "sync: %s", message.c_str());
+    d.record_error(message);
+    return false;
+  }
+  PORTICO_LOG(info, "sync: serving cached revision %lld (hash %s) from %s",
+              static_cast<long long>(cached->state.revision), short_hash(cached->state.content_hash).c_str(),
+              cached->path.c_str());
+  d.current = Impl::Held{true, std::move(cached->state), std::move(cached->set)};
+  d.serve(d.current, Source::cache);
+  return true;
+}
+
+void SyncClient::start() {
+  std::lock_guard lock(impl_->thread_mu);
+  if (impl_->thread.joinable()) return;
+  impl_->thread = std::thread([d = impl_.get()] { d->run(); });
+}
+
+void SyncClient::stop() {
+  impl_->http.stop();
+  std::lock_guard lock(impl_->thread_mu);
+  if (impl_->thread.joinable() && impl_->thread.get_id() != std::this_thread::get_id()) impl_->thread.join();
+}
+
+SyncStatus SyncClient::status() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->status;
+}
+
+}  // namespace portico::sync

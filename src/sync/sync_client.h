@@ -1,0 +1,76 @@
+// The data plane's side of hybrid sync (docs/sync-protocol.md): one thread that keeps the data plane's
+// configuration equal to the control planes' — first from the local cache, then by long-polling /changes on
+// one control plane after another (failing over on errors), fetching a full snapshot when told to or when the
+// content hash disagrees — and reports its status back. It applies nothing itself: every verified state is
+// handed to `Apply` (which validates and publishes it); only states Apply accepted are cached and become the
+// base for the next delta.
+//
+// Contract: start_from_cache() on the owning thread before start(); start() runs the sync thread; stop() is
+// thread-safe, idempotent and returns within about a second. status() may be called from any thread.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "sync/envelope.h"
+#include "sync/resource_set.h"
+
+namespace portico::sync {
+
+struct SyncOptions {
+  std::vector<std::string> control_planes;  // "http://10.0.0.1:9280", tried in order
+  std::string node_id;
+  std::string token;           // bearer token for the control planes
+  std::string cache_dir;       // last-known-good cache (SnapshotCache)
+  std::string hostname;        // reported
+  std::string version;         // reported
+  double long_poll = 20;       // seconds a /changes request may wait on the control plane
+  double connect_timeout = 1;  // seconds per attempt
+  double report_interval = 5;  // seconds between reports
+  double retry_backoff = 0.5;  // first pause after a failure (doubles up to 5 s)
+};
+
+// Where the configuration being served came from.
+enum class Source { none, cache, control_plane, s3 };
+const char* source_name(Source s);
+
+struct SyncStatus {
+  Source source = Source::none;
+  int64_t revision = 0;
+  std::string content_hash;
+  std::string cluster_id;
+  double last_sync = 0;       // unix seconds of the last successful exchange with a control plane
+  std::string last_error;     // empty when the last exchange went well
+  uint64_t sync_errors = 0;   // failed exchanges and refused states since start
+  std::string control_plane;  // the endpoint in use
+  bool connected = false;     // the last exchange with a control plane succeeded
+};
+
+class SyncClient {
+ public:
+  // Validates and publishes a verified state. Returns false with `error` to refuse it (the last good state
+  // keeps serving, the error is reported to the control plane). Called on the sync thread (and on the
+  // caller's thread from start_from_cache).
+  using Apply = std::function<bool(const SignedState& state, const ResourceSet& set, Source source,
+                                   std::string& error)>;
+
+  SyncClient(SyncOptions options, Verifier verifier, Apply apply);
+  ~SyncClient();
+  SyncClient(const SyncClient&) = delete;
+  SyncClient& operator=(const SyncClient&) = delete;
+
+  // Applies the newest valid cached snapshot, if any. Returns true when one was applied.
+  bool start_from_cache();
+  void start();
+  void stop();
+  SyncStatus status() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace portico::sync
