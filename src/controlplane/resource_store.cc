@@ -88,20 +88,25 @@ bool ResourceStore::admit(const store::KeyValue& kv, Kind& kind, Entry& out, std
     reason = "value is not valid JSON";
     return false;
   }
+  if (!value.is_object()) {
+    reason = "value is not a JSON object";
+    return false;
+  }
+  const std::string_view id_field = info(kind).id_field;
+  if (auto it = value.find(id_field); it != value.end() && reference_id(*it) != id) {
+    reason = std::string(id_field) + " " + it->dump() + " differs from the key's";
+    return false;
+  }
+  // The id is always in the value (a hand-written key may leave it to the key), so the value stands on its
+  // own, and it is validated with the id the data planes will see: what is admitted here, they accept.
+  value[id_field] = std::string(id);
   config::Errors errors;
   if (!validate_value(kind, value, errors)) {
     reason = describe(errors);
     return false;
   }
-  const std::string_view id_field = info(kind).id_field;
-  if (auto it = value.find(id_field); it != value.end() && it->is_string() && *it != id) {
-    reason = std::string(id_field) + " '" + it->get<std::string>() + "' differs from the key's";
-    return false;
-  }
   out.id = std::string(id);
-  // Canonical text (keys sorted, compact), so every process hashes the same bytes for the same resource; the
-  // id is always in the value (a hand-written key may leave it to the key), so the value stands on its own.
-  value[id_field] = id;
+  // Canonical text (keys sorted, compact), so every process hashes the same bytes for the same resource.
   out.value = value.dump();
   out.create_revision = kv.create_revision;
   out.mod_revision = kv.mod_revision;
