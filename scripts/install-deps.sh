@@ -15,6 +15,12 @@ for p in "${build_pkgs[@]}" "${test_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 
+# node + npm run the tests' local S3-compatible server (s3rver, below). Checked by command rather than by
+# package: a machine may have Node.js from elsewhere, and Debian's npm package would conflict with it.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  missing+=(nodejs npm)
+fi
+
 if ((${#missing[@]})); then
   echo "install-deps: installing ${missing[*]}"
   SUDO=""
@@ -22,6 +28,12 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# npm packages the tests use (package.json, pinned by package-lock.json), in the repo's own node_modules.
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+if [ ! -x "$ROOT/node_modules/.bin/s3rver" ]; then
+  echo "install-deps: installing npm test tools (s3rver) into $ROOT/node_modules"
+  (cd "$ROOT" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi
 # Debian starts packaged servers as services; Portico's tests start their own on loopback ports.
 for svc in nginx haproxy etcd; do

@@ -49,6 +49,16 @@ const char kUsage[] =
     "  --cp-token-file FILE      data_plane: bearer token for the control planes\n"
     "  --trusted-keys FILES      data_plane: comma-separated files of trusted control-plane public keys\n"
     "  --cache-dir DIR           data_plane: last-known-good config cache (default STATE_DIR/cache)\n"
+    "  --s3-endpoint URL         S3 fallback: http(s)://host:port of an S3-compatible store (path-style);\n"
+    "                            control planes export signed snapshots there (one elected replica),\n"
+    "                            data planes load the newest valid one when nothing else is available\n"
+    "  --s3-bucket NAME          S3 fallback: the bucket (required with --s3-endpoint)\n"
+    "  --s3-region REGION        S3 fallback: SigV4 signing region (default us-east-1)\n"
+    "  --s3-credentials-file F   S3 fallback: line 1 the access key, line 2 the secret key (required)\n"
+    "  --s3-prefix PREFIX        S3 fallback: object key prefix (default portico/)\n"
+    "  --s3-keep N               S3 fallback: snapshots the exporting control plane keeps (default 10)\n"
+    "  --s3-lease-ttl SECONDS    S3 fallback: export election lease; a dead exporter is replaced within\n"
+    "                            about this long (default 10)\n"
     "  --listen IP:PORT          proxy listener (default 0.0.0.0:9080)\n"
     "  --status-listen IP:PORT   /healthz /readyz /metrics /status/config (default 127.0.0.1:9091)\n"
     "  --workers N               worker threads, one event loop each (default: number of CPUs)\n"
@@ -109,6 +119,12 @@ int main(int argc, char** argv) {
   portico::controlplane::ControlPlaneOptions& cp = server_options.control_plane;
   portico::sync::SyncOptions& dp = server_options.data_plane;
   std::string cp_token_file;
+  portico::sync::S3Options s3;
+  std::string s3_credentials_file;
+  std::string s3_prefix = "portico/";
+  long long s3_keep = 10;
+  double s3_lease_ttl = 10;
+  bool s3_flags = false;
   for (int i = 1; i < argc; ++i) {
     std::string flag = argv[i];
     if (flag == "--help" || flag == "-h") {
@@ -171,6 +187,28 @@ int main(int argc, char** argv) {
       server_options.trusted_keys = split_list(value);
     } else if (flag == "--cache-dir") {
       dp.cache_dir = value;
+    } else if (flag.starts_with("--s3-")) {
+      s3_flags = true;
+      if (flag == "--s3-endpoint") {
+        s3.endpoint = value;
+        if (!s3.endpoint.starts_with("http://") && !s3.endpoint.starts_with("https://"))
+          usage_error("--s3-endpoint takes an http(s)://host:port URL");
+      } else if (flag == "--s3-bucket") {
+        s3.bucket = value;
+      } else if (flag == "--s3-region") {
+        s3.region = value;
+      } else if (flag == "--s3-credentials-file") {
+        s3_credentials_file = value;
+      } else if (flag == "--s3-prefix") {
+        s3_prefix = value;
+      } else if (flag == "--s3-keep") {
+        s3_keep = parse_integer(flag, value, 1);
+      } else if (flag == "--s3-lease-ttl") {
+        s3_lease_ttl = parse_seconds(flag, value);
+        if (s3_lease_ttl < 2) usage_error("--s3-lease-ttl must be at least 2 seconds");
+      } else {
+        usage_error("unknown option " + flag);
+      }
     } else if (flag == "--listen") {
       opt.listen = value;
     } else if (flag == "--status-listen") {
@@ -207,6 +245,26 @@ int main(int argc, char** argv) {
       if (opt.watch_interval < 0.05) usage_error("--watch-interval must be at least 0.05 seconds");
     } else {
       usage_error("unknown option " + flag);
+    }
+  }
+  if (s3_flags) {
+    if (server_options.role == portico::server::Role::standalone)
+      usage_error("--s3-* options need an etcd or data_plane role");
+    if (s3.endpoint.empty() || s3.bucket.empty() || s3_credentials_file.empty())
+      usage_error("the S3 fallback needs --s3-endpoint, --s3-bucket and --s3-credentials-file");
+    try {
+      portico::sync::load_s3_credentials(s3_credentials_file, s3);
+    } catch (const std::exception& e) {
+      usage_error(e.what());
+    }
+    if (server_options.role == portico::server::Role::data_plane) {
+      dp.s3 = s3;
+      dp.s3_prefix = s3_prefix;
+    } else {
+      cp.s3 = s3;
+      cp.s3_prefix = s3_prefix;
+      cp.s3_keep = static_cast<size_t>(s3_keep);
+      cp.s3_lease_ttl = s3_lease_ttl;
     }
   }
   if (server_options.role == portico::server::Role::standalone) {

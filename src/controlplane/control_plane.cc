@@ -14,6 +14,7 @@
 
 #include "base/log.h"
 #include "controlplane/admin_service.h"
+#include "controlplane/s3_exporter.h"
 #include "controlplane/sync_service.h"
 #include "store/etcd_client.h"
 #include "store/mirror.h"
@@ -106,6 +107,7 @@ struct ControlPlane::Impl {
   std::unique_ptr<sync::Signer> signer;
   std::unique_ptr<SyncService> sync_service;
   std::unique_ptr<admin::AdminServer> sync_server;
+  std::unique_ptr<S3Exporter> exporter;
 };
 
 std::vector<admin::AdminKey> load_dp_tokens(const std::string& path) {
@@ -224,6 +226,28 @@ void ControlPlane::start() {
   so.fleet_prefix = o.etcd_prefix + "-fleet/";
   so.name = o.sync_listen;
   s.sync_service = std::make_unique<SyncService>(*s.copy, *s.etcd, *s.signer, so);
+  if (!o.s3.endpoint.empty()) {
+    S3ExporterOptions eo;
+    eo.s3 = o.s3;
+    eo.prefix = o.s3_prefix;
+    eo.keep = o.s3_keep;
+    eo.lease_ttl = o.s3_lease_ttl;
+    eo.election_key = o.etcd_prefix + "-leader/s3-export";
+    char host[256] = {0};
+    ::gethostname(host, sizeof host - 1);
+    eo.name = host;
+    eo.name += " pid ";
+    eo.name += std::to_string(::getpid());
+    eo.name += " (admin ";
+    eo.name += o.admin.listen;
+    eo.name += ')';
+    SyncService* publisher = s.sync_service.get();
+    // The fast client: a keepalive that cannot reach etcd must fail well within the lease.
+    s.exporter = std::make_unique<S3Exporter>(
+        *s.fast_etcd, [publisher](int64_t& revision) { return publisher->current_snapshot(revision); }, eo);
+    S3Exporter* exporter = s.exporter.get();
+    publisher->on_publish([exporter](int64_t revision) { exporter->notify(revision); });
+  }
   if (!o.dp_tokens_file.empty()) {
     admin::AdminServerOptions sync_options;
     sync_options.listen = o.sync_listen;
@@ -248,6 +272,7 @@ void ControlPlane::start() {
   s.server->listen();
   s.mirror->start();
   s.sync_service->start();
+  if (s.exporter) s.exporter->start();
   s.server->start();
   if (s.sync_server) {
     s.sync_server->start();
@@ -260,7 +285,8 @@ void ControlPlane::start() {
 }
 
 void ControlPlane::stop() {
-  if (impl_->service) impl_->service->stop();  // writes queued behind a slow etcd answer 503 at once
+  if (impl_->exporter) impl_->exporter->stop();  // steps down, so another replica exports at once
+  if (impl_->service) impl_->service->stop();    // writes queued behind a slow etcd answer 503 at once
   if (impl_->sync_service) impl_->sync_service->stop();  // first: ends long polls holding pool threads
   if (impl_->sync_server) impl_->sync_server->stop();
   if (impl_->server) impl_->server->stop();
@@ -279,6 +305,10 @@ std::string ControlPlane::status_fields() const {
   if (impl_->sync_service) {
     out += ",\"published_revision\":" + std::to_string(impl_->sync_service->published_revision());
     out += ",\"published_hash\":\"" + impl_->sync_service->published_hash() + "\"";
+  }
+  if (impl_->exporter) {
+    out += ",\"s3_export\":";
+    out += impl_->exporter->status_json();
   }
   out += ",\"resources\":{";
   for (size_t k = 0; k < kKindCount; ++k) {

@@ -13,6 +13,7 @@
 
 #include "admin/admin_server.h"
 #include "controlplane/resource_store.h"
+#include "sync/s3_client.h"
 
 namespace portico::controlplane {
 
@@ -29,6 +30,13 @@ struct ControlPlaneOptions {
   std::vector<std::string> sync_allow = {"0.0.0.0/0", "::/0"};  // tokens are the gate; narrow it if you can
   std::string dp_tokens_file;    // lines "<node-id> <token>"; empty: no sync listener
   std::string signing_key_file;  // Ed25519 private key; empty: state_dir/signing.key (generated when missing)
+
+  // S3 fallback (controlplane/s3_exporter.h): with s3.endpoint set, the replica elected through etcd exports
+  // every published snapshot to the bucket under s3_prefix, keeping the newest s3_keep.
+  sync::S3Options s3;
+  std::string s3_prefix = "portico/";
+  size_t s3_keep = 10;
+  double s3_lease_ttl = 10;  // seconds: the election lease; a dead leader is replaced within about this
 };
 
 // Reads "<node-id> <token>" lines ('#' comments, blank lines ignored). Throws std::runtime_error naming the
@@ -47,7 +55,7 @@ class ControlPlane {
   // True once the copy holds a first full read of etcd.
   bool ready() const;
   // JSON object members (no braces) for /status/config: revision, stale, etcd endpoint, rejected keys,
-  // published sync revision.
+  // published sync revision, S3 export state.
   std::string status_fields() const;
 
  private:

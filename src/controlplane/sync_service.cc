@@ -95,6 +95,7 @@ struct SyncService::Impl {
   std::shared_ptr<Published> current;
   std::deque<Delta> history;
   std::thread thread;
+  std::function<void(int64_t)> published_hook;  // set before start()
 
   // Fleet records this replica wrote, for when etcd cannot be read.
   std::map<std::string, std::string> local_reports;
@@ -153,6 +154,21 @@ std::string SyncService::published_hash() const {
   return impl_->current ? impl_->current->state.content_hash : std::string();
 }
 
+std::shared_ptr<const std::string> SyncService::current_snapshot(int64_t& revision) const {
+  std::shared_ptr<Published> p;
+  {
+    std::lock_guard lock(impl_->mu);
+    p = impl_->current;
+  }
+  revision = p ? p->state.revision : 0;
+  if (!p) return nullptr;
+  return std::shared_ptr<const std::string>(p, &p->snapshot());  // shares ownership of the Published
+}
+
+void SyncService::on_publish(std::function<void(int64_t revision)> callback) {
+  impl_->published_hook = std::move(callback);
+}
+
 void SyncService::Impl::run() {
   while (true) {
     {
@@ -206,6 +222,7 @@ void SyncService::Impl::publish() {
   published_cv.notify_all();
   PORTICO_LOG(info, "published config revision %lld (%zu resources, sha256 %.12s...)",
               static_cast<long long>(next->state.revision), set->size(), next->state.content_hash.c_str());
+  if (published_hook) published_hook(next->state.revision);
 }
 
 void SyncService::Impl::keep_lease() {

@@ -11,6 +11,7 @@
 // start()/stop() from the owner.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -46,6 +47,13 @@ class SyncService {
 
   int64_t published_revision() const;
   std::string published_hash() const;
+
+  // The published snapshot (envelope.h format, encoded once per published state and shared, not copied),
+  // with its revision in `revision`; null before the first publish. Any thread.
+  std::shared_ptr<const std::string> current_snapshot(int64_t& revision) const;
+  // Called on the publisher thread after every publish, with the new revision (the S3 exporter's trigger).
+  // Set before start(); the callback must not block.
+  void on_publish(std::function<void(int64_t revision)> callback);
 
  private:
   struct Impl;

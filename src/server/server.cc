@@ -238,6 +238,12 @@ int Server::run() {
     s.sync_client = std::make_unique<sync::SyncClient>(s.sync_options, std::move(verifier), apply);
     if (s.sync_client->start_from_cache()) {
       PORTICO_LOG(info, "data plane: serving the cached config until a control plane answers");
+    } else if (!s.sync_options.s3.endpoint.empty()) {
+      PORTICO_LOG(warn,
+                  "data plane: no valid cached config; /readyz answers 503 and requests get 503 until a "
+                  "control plane answers or the S3 fallback (%s/%s/%s) has a valid snapshot",
+                  s.sync_options.s3.endpoint.c_str(), s.sync_options.s3.bucket.c_str(),
+                  s.sync_options.s3_prefix.c_str());
     } else {
       PORTICO_LOG(warn,
                   "data plane: no valid cached config; /readyz answers 503 and requests get 503 until a "

@@ -6,7 +6,8 @@
 //   the control plane's in-memory copy whenever it changes;
 // - control_plane: the Admin API only, no proxy listener;
 // - data_plane: the proxy, configured by control planes over hybrid sync (sync/sync_client.h), starting from
-//   its last-known-good cache when no control plane answers.
+//   its last-known-good cache when no control plane answers, or from the S3 fallback (sync/s3_fallback.h)
+//   when it has no valid cache either.
 //
 // Threads: the caller's thread runs run() and waits for signals; each worker has its thread; the applier
 // thread loads, validates and builds snapshots (never a worker); the status, health-check, mirror and admin

@@ -12,6 +12,7 @@
 
 #include "base/log.h"
 #include "sync/cp_http.h"
+#include "sync/s3_fallback.h"
 #include "sync/snapshot_cache.h"
 
 namespace portico::sync {
@@ -98,6 +99,7 @@ struct SyncClient::Impl {
         cache(options.cache_dir),
         http(options.token, options.connect_timeout),
         endpoint_problem(options.control_planes.size(), kFine) {
+    if (!options.s3.endpoint.empty()) s3 = std::make_unique<S3Fallback>(options.s3, options.s3_prefix);
     http.set_tick([this] { tick(); });
     http.set_background_done([this](const detail::HttpReply& r) { report_done(r); });
   }
@@ -109,6 +111,7 @@ struct SyncClient::Impl {
               const std::string& how);
   Step full_needed(size_t cp, bool after_noop, const std::string& why);
   bool call_apply(const SignedState& state, const ResourceSet& set, Source source, std::string& error);
+  void try_s3();
   bool answered(size_t cp, const detail::HttpReply& reply, const char* what);
   void endpoint_failed(size_t cp, int kind, const std::string& message, log::Level level);
   void endpoint_ok(size_t cp);
@@ -127,6 +130,8 @@ struct SyncClient::Impl {
   const Apply apply;
   SnapshotCache cache;
   detail::CpHttp http;
+  std::unique_ptr<S3Fallback> s3;  // null without --s3-endpoint
+  Clock::time_point next_s3{};
 
   // Sync thread only (the owner's thread before start()).
   Held current;  // applied and serving
@@ -134,6 +139,8 @@ struct SyncClient::Impl {
   bool need_full = false;
   bool snapshot_noop = false;  // the last snapshot changed nothing (guards a 409 ↔ snapshot loop)
   size_t cp_index = 0;
+  size_t report_cp = 0;  // the control plane the report in flight went to
+  int error_cp = -1;     // status.last_error is that control plane's failure (-1: an error about content)
   std::vector<int> endpoint_problem;  // per control plane: kFine or the kind last logged
   bool report_wanted = false;
   bool reports_ok = true;
@@ -181,8 +188,12 @@ void SyncClient::Impl::run() {
       case Step::behind:
       case Step::failed:
         cp_index = (cp_index + 1) % n;
+        // Report to the next control plane at once: its answer proves it reachable while the long poll
+        // there may wait for up to its full period, so status and fleet view follow the failover promptly.
+        report_wanted = true;
         if (++failed_in_round >= n) {
           failed_in_round = 0;
+          try_s3();
           http.pause(backoff);
           backoff = std::min(backoff * 2, kMaxBackoff);
         }
@@ -390,6 +401,40 @@ bool SyncClient::Impl::call_apply(const SignedState& state, const ResourceSet& s
   return false;
 }
 
+// No control plane answered and nothing is served: the newest verified snapshot in the S3 fallback.
+void SyncClient::Impl::try_s3() {
+  if (!s3 || current.valid || Clock::now() < next_s3) return;
+  next_s3 = Clock::now() +
+            std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(options.s3_retry));
+  const std::string where = s3->where();
+  PORTICO_LOG(info, "sync: no control plane answers and no config is served: trying the S3 fallback %s",
+              where.c_str());
+  std::string error;
+  std::optional<S3Snapshot> got = s3->load_latest(verifier, error);
+  if (!got) {
+    if (http.stopped()) return;
+    PORTICO_LOG(warn, "sync: S3 fallback: %s", error.c_str());
+    record_error(cat("S3 fallback: ", error));
+    return;
+  }
+  if (!call_apply(got->state, got->set, Source::s3, error)) {
+    std::string message = cat("S3 object ", got->key, " refused: ", error);
+    PORTICO_LOG(error, "sync: %s", message.c_str());
+    record_error(message);
+    return;
+  }
+  PORTICO_LOG(info, "sync: serving revision %lld (hash %s) from S3 object %s until a control plane answers",
+              static_cast<long long>(got->state.revision), short_hash(got->state.content_hash).c_str(),
+              got->key.c_str());
+  current = Held{true, got->state, std::move(got->set)};
+  serve(current, Source::s3);
+  report_wanted = true;
+  if (!options.cache_dir.empty() && !cache.store(got->encoded, got->state.revision, error)) {
+    PORTICO_LOG(warn, "sync: cannot cache revision %lld: %s", static_cast<long long>(got->state.revision),
+                error.c_str());
+  }
+}
+
 // Checks that a reply is a 2xx answer; otherwise records why the endpoint failed.
 bool SyncClient::Impl::answered(size_t cp, const detail::HttpReply& reply, const char* what) {
   const std::string& url = options.control_planes[cp];
@@ -424,6 +469,7 @@ void SyncClient::Impl::endpoint_failed(size_t cp, int kind, const std::string& m
   status.connected = kind == kBehind;  // a control plane that is behind still answered
   if (kind == kBehind) return;         // not an error of ours: we keep what we have and look elsewhere
   status.last_error = message;
+  error_cp = static_cast<int>(cp);
   ++status.sync_errors;
 }
 
@@ -447,6 +493,7 @@ void SyncClient::Impl::endpoint_ok(size_t cp) {
 void SyncClient::Impl::record_error(const std::string& message) {
   std::lock_guard lock(mu);
   status.last_error = message;
+  error_cp = -1;
   ++status.sync_errors;
 }
 
@@ -467,6 +514,7 @@ void SyncClient::Impl::tick() {
   report_wanted = false;
   next_report = now + std::chrono::duration_cast<Clock::duration>(
                           std::chrono::duration<double>(options.report_interval));
+  report_cp = cp_index;
   http.post_background(cat(options.control_planes[cp_index], "/portico/v1/report"), report_body(),
                        kReportTimeout);
 }
@@ -474,6 +522,28 @@ void SyncClient::Impl::tick() {
 void SyncClient::Impl::report_done(const detail::HttpReply& reply) {
   // A report that fails is not a sync error: the next one carries the same facts.
   bool ok = reply.transport_ok() && reply.status / 100 == 2;
+  if (ok) {
+    // The control plane in use answered: it is the endpoint in use, and we are connected, even while its long
+    // poll is still waiting. An error that was only another endpoint's failure no longer describes us: clear
+    // it and tell the control plane at once. (Errors about content, e.g. a refused or unverifiable state,
+    // stay until a good state replaces them.)
+    const std::string& url = options.control_planes[report_cp];
+    bool cleared = false;
+    {
+      std::lock_guard lock(mu);
+      if (status.control_plane != url) {
+        PORTICO_LOG(info, "sync: now using control plane %s", url.c_str());
+        status.control_plane = url;
+      }
+      status.connected = true;
+      if (error_cp >= 0 && static_cast<size_t>(error_cp) != report_cp) {
+        status.last_error.clear();
+        error_cp = -1;
+        cleared = true;
+      }
+    }
+    if (cleared) report_wanted = true;
+  }
   if (ok == reports_ok) return;
   reports_ok = ok;
   if (ok) {
@@ -534,6 +604,7 @@ void SyncClient::start() {
 
 void SyncClient::stop() {
   impl_->http.stop();
+  if (impl_->s3) impl_->s3->cancel();
   std::lock_guard lock(impl_->thread_mu);
   if (impl_->thread.joinable() && impl_->thread.get_id() != std::this_thread::get_id()) impl_->thread.join();
 }

@@ -1,9 +1,11 @@
 // The data plane's side of hybrid sync (docs/sync-protocol.md): one thread that keeps the data plane's
 // configuration equal to the control planes' — first from the local cache, then by long-polling /changes on
 // one control plane after another (failing over on errors), fetching a full snapshot when told to or when the
-// content hash disagrees — and reports its status back. It applies nothing itself: every verified state is
-// handed to `Apply` (which validates and publishes it); only states Apply accepted are cached and become the
-// base for the next delta.
+// content hash disagrees — and reports its status back. When nothing is served (no valid cache) and a whole
+// round over the control planes failed, it loads the newest verified snapshot from the S3 fallback, if one is
+// configured (s3_fallback.h), and keeps trying the control planes: their snapshot replaces it. It applies
+// nothing itself: every verified state is handed to `Apply` (which validates and publishes it); only states
+// Apply accepted are cached and become the base for the next delta.
 //
 // Contract: start_from_cache() on the owning thread before start(); start() runs the sync thread; stop() is
 // thread-safe, idempotent and returns within about a second. status() may be called from any thread.
@@ -17,6 +19,7 @@
 
 #include "sync/envelope.h"
 #include "sync/resource_set.h"
+#include "sync/s3_client.h"
 
 namespace portico::sync {
 
@@ -31,6 +34,11 @@ struct SyncOptions {
   double connect_timeout = 1;  // seconds per attempt
   double report_interval = 5;  // seconds between reports
   double retry_backoff = 0.5;  // first pause after a failure (doubles up to 5 s)
+  // The S3 fallback: used when s3.endpoint is set. Tried after a failed round over every control plane while
+  // nothing is served, at most every s3_retry seconds. Its snapshot is cached like a control plane's.
+  S3Options s3;
+  std::string s3_prefix = "portico/";
+  double s3_retry = 15;
 };
 
 // Where the configuration being served came from.

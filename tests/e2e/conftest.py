@@ -1254,3 +1254,41 @@ def controlplane_module(tmp_path_factory):
     start, started = _controlplane_factory(lambda: tmp_path_factory.mktemp("cp"))
     yield start
     _stop_all(started)
+
+
+# --- data plane fixtures ---
+# Portico in the data_plane role (dataplane.py), for the hybrid-sync tests. Factories like the control plane
+# ones above; everything started is stopped by the finalizer.
+#
+#   def test_x(dataplane):
+#       dp = dataplane(["http://127.0.0.1:P3"], cp.state_dir / "signing.pub", token, "dp1")   # /readyz 200
+#       dp = dataplane(urls, keys, token, "dp2", wait_ready=False)                            # /healthz 200
+#
+# dataplane_module is the same with module scope.
+
+def _dataplane_factory(tmp_dir_fn):
+    from dataplane import DataPlane
+    started = []
+
+    def start(control_planes, trusted_keys, token, node_id, wait_ready=True, name=None, **flags):
+        dp = DataPlane(Path(tmp_dir_fn()) / ("%s-%d" % (name or node_id, len(started))), control_planes,
+                       trusted_keys, token, node_id, name=name, **flags)
+        started.append(dp)
+        return dp.start(wait_ready=wait_ready)
+
+    return start, started
+
+
+@pytest.fixture
+def dataplane(tmp_path, request):
+    start, started = _dataplane_factory(lambda: tmp_path)
+    yield start
+    _stop_all(started, request)
+
+
+@pytest.fixture(scope="module")
+def dataplane_module(tmp_path_factory):
+    start, started = _dataplane_factory(lambda: tmp_path_factory.mktemp("dp"))
+    yield start
+    _stop_all(started)
+# --- end of data plane fixtures ---

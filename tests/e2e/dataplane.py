@@ -1,0 +1,268 @@
+"""A Portico process in the data_plane role (hybrid sync, docs/sync-protocol.md), for the end-to-end tests.
+Modelled on controlplane.py's ControlPlane.
+
+    dp = DataPlane(tmp_path / "dp1", ["http://127.0.0.1:P3"], trusted_keys=cp.state_dir / "signing.pub",
+                   token="0123456789abcdef", node_id="dp1").start()          # waits for /readyz 200
+    dp.get("/id", host="a.test")            # one proxied request (conftest RawConn), a Response
+    dp.config_status()["sync_revision"]; dp.metrics().value("portico_sync_revision")
+    dp.snapshots()                          # cache files, oldest first
+    dp.stop(); dp.start(wait_ready=False)   # same state dir, cache and ports
+
+`token` is written to WORKDIR/cp.token (mode 0600) and passed as --cp-token-file. `trusted_keys` is a path or a
+list of paths. The cache is --cache-dir when given, else STATE_DIR/cache (the binary's default).
+
+The listen and status ports are chosen at the first start and kept across restarts (a client of the proxy, like
+a load balancer, keeps its address); when the old port cannot be bound again a new pair is chosen.
+"""
+
+import http.client
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from conftest import LOOPBACK, PORTICO_BIN, Metrics, RawConn, _LIVE_PORTICOS, _StartFailed, free_port
+
+DEFAULT_FLAGS = {
+    "log_level": "info",
+    "workers": 2,
+    "drain_delay": 0.2,
+    "drain_timeout": 5,
+}
+
+SNAPSHOT_RE = re.compile(r"^snapshot-(\d{20})\.psnap$")
+
+
+class DataPlane:
+    def __init__(self, workdir, control_planes, trusted_keys, token, node_id, name=None, **flags):
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.control_planes = list(control_planes) if not isinstance(control_planes, str) else [control_planes]
+        if isinstance(trusted_keys, (str, Path)):
+            trusted_keys = [trusted_keys]
+        self.trusted_keys = [str(k) for k in trusted_keys]
+        self.node_id = node_id
+        self.name = name or node_id
+        self.error_log_path = self.workdir / "error.log"
+        self.stdout_path = self.workdir / "stdout.log"
+        self.token_path = self.workdir / "cp.token"
+        self.write_token(token)
+        self.flags = dict(DEFAULT_FLAGS)
+        self.flags.setdefault("state_dir", str(self.workdir / "state"))
+        self.flags.update(flags)
+        self.proc = None
+        self.port = None
+        self.status_port = None
+
+    # -- files --------------------------------------------------------------------------------------------------
+    def write_token(self, token):
+        fd = os.open(str(self.token_path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(token + "\n")
+        self.token = token
+
+    @property
+    def state_dir(self):
+        return Path(self.flags["state_dir"])
+
+    @property
+    def cache_dir(self):
+        return Path(self.flags.get("cache_dir") or (self.state_dir / "cache"))
+
+    def snapshots(self):
+        """Cache files snapshot-<revision>.psnap, oldest revision first, as [(revision, Path)]."""
+        out = []
+        try:
+            names = os.listdir(self.cache_dir)
+        except FileNotFoundError:
+            return []
+        for n in names:
+            m = SNAPSHOT_RE.match(n)
+            if m:
+                out.append((int(m.group(1)), self.cache_dir / n))
+        return sorted(out)
+
+    def snapshot_path(self, revision):
+        return self.cache_dir / ("snapshot-%020d.psnap" % revision)
+
+    def bad_files(self):
+        try:
+            return sorted(n for n in os.listdir(self.cache_dir) if n.endswith(".bad"))
+        except FileNotFoundError:
+            return []
+
+    def error_log(self):
+        text = ""
+        for p in (self.error_log_path, self.stdout_path):
+            try:
+                text += p.read_text(errors="replace")
+            except FileNotFoundError:
+                pass
+        return text
+
+    def log_tail(self, n=80):
+        return "\n".join(self.error_log().splitlines()[-n:])
+
+    def log_size(self):
+        return len(self.error_log())
+
+    def log_since(self, mark):
+        return self.error_log()[mark:]
+
+    # -- process ------------------------------------------------------------------------------------------------
+    def argv(self):
+        args = [str(PORTICO_BIN), "--role", "data_plane",
+                "--control-planes", ",".join(self.control_planes),
+                "--trusted-keys", ",".join(self.trusted_keys),
+                "--cp-token-file", str(self.token_path),
+                "--node-id", self.node_id,
+                "--listen", "%s:%d" % (LOOPBACK, self.port),
+                "--status-listen", "%s:%d" % (LOOPBACK, self.status_port)]
+        flags = dict(self.flags)
+        flags.setdefault("access_log", "off")
+        flags.setdefault("error_log", str(self.error_log_path))
+        for k, v in flags.items():
+            if v is None:
+                continue
+            args += ["--" + k.replace("_", "-"), str(v)]
+        return args
+
+    def spawn(self, new_ports=False):
+        """Starts the process without waiting for anything."""
+        assert PORTICO_BIN.exists(), ("portico binary not found at %s (build it: `make build` or "
+                                      "`ninja -C build portico`)" % PORTICO_BIN)
+        if new_ports or self.port is None:
+            self.port = free_port()
+            self.status_port = free_port()
+        out = open(self.stdout_path, "ab")
+        out.write(("\n=== start %s at %.3f ===\n" % (self.name, time.time())).encode())
+        out.flush()
+        self.proc = subprocess.Popen(self.argv(), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     cwd=str(self.workdir))
+        out.close()
+        if self not in _LIVE_PORTICOS:
+            _LIVE_PORTICOS.append(self)
+        return self
+
+    def start(self, wait_ready=True, timeout=20.0):
+        """Starts the process; waits for /readyz 200 (wait_ready) or /healthz 200 (the process is up, whether
+        or not it has a config)."""
+        for attempt in range(3):
+            self.spawn(new_ports=attempt > 0)
+            try:
+                self.wait_up(ready=wait_ready, timeout=timeout)
+                return self
+            except _StartFailed as e:
+                if attempt < 2 and re.search(r"in use|bind", self.log_tail(20), re.I):
+                    continue
+                raise AssertionError("portico (data_plane %s) failed to start (%s)\nargv: %s\n--- log tail ---\n%s"
+                                     % (self.name, e, " ".join(self.argv()), self.log_tail()))
+        raise AssertionError("portico data plane failed to start")
+
+    def wait_up(self, ready=True, timeout=20.0):
+        path = "/readyz" if ready else "/healthz"
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise _StartFailed("exited with code %s" % self.proc.returncode)
+            try:
+                st, _ = self.status_get(path, timeout=1.0)
+                if st == 200:
+                    return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError("portico (data_plane %s): %s not 200 within %.0fs\nstatus: %s\n--- log tail "
+                                     "---\n%s" % (self.name, path, timeout, self.try_config_status(), self.log_tail()))
+            time.sleep(0.02)
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def kill(self):
+        """SIGKILL, and wait for the exit."""
+        if self.running():
+            self.proc.kill()
+            self.proc.wait(10)
+        if self in _LIVE_PORTICOS:
+            _LIVE_PORTICOS.remove(self)
+
+    def stop(self, grace=15.0):
+        """SIGTERM (graceful: drain delay, then drain), SIGKILL after `grace` seconds."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            try:
+                self.proc.send_signal(signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+            self.proc.terminate()
+            try:
+                self.proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if self in _LIVE_PORTICOS:
+            _LIVE_PORTICOS.remove(self)
+
+    # -- status listener ----------------------------------------------------------------------------------------
+    def status_get(self, path, timeout=5.0):
+        conn = http.client.HTTPConnection(LOOPBACK, self.status_port, timeout=timeout)
+        try:
+            conn.request("GET", path)
+            r = conn.getresponse()
+            return r.status, r.read()
+        finally:
+            conn.close()
+
+    def ready(self):
+        try:
+            return self.status_get("/readyz", timeout=2.0)[0] == 200
+        except OSError:
+            return False
+
+    def config_status(self):
+        st, body = self.status_get("/status/config")
+        assert st == 200, "/status/config -> %s %r" % (st, body[:200])
+        return json.loads(body)
+
+    def try_config_status(self):
+        """config_status(), or a description of why it could not be read (for failure messages)."""
+        try:
+            return self.config_status()
+        except Exception as e:  # noqa: BLE001 - diagnostics only
+            return "unavailable (%r)" % (e,)
+
+    def metrics(self):
+        st, body = self.status_get("/metrics")
+        assert st == 200, "/metrics -> %s" % st
+        return Metrics(body.decode())
+
+    # -- proxy --------------------------------------------------------------------------------------------------
+    def conn(self, **kw):
+        return RawConn(self.port, **kw)
+
+    def request(self, method, target, host="test.local", headers=(), body=None, timeout=5.0, **kw):
+        with RawConn(self.port, timeout=timeout) as c:
+            return c.request(method, target, host=host, headers=headers, body=body, **kw)
+
+    def get(self, target, **kw):
+        return self.request("GET", target, **kw)
+
+    def served(self, host, target="/id"):
+        """(status, body text stripped) of GET target with Host `host`, or ("error", repr) on a transport error."""
+        try:
+            r = self.get(target, host=host)
+        except OSError as ex:
+            return ("error", repr(ex))
+        return r.status, (r.body or b"").decode(errors="replace").strip()
