@@ -42,6 +42,11 @@ test: build
 
 bench: build
 	bash bench/run.sh
+	bash bench/propagation.sh
+
+.PHONY: bench-propagation
+bench-propagation: build  # Admin API write -> all data planes of scripts/ha-cluster serve it (docs/benchmarks.md)
+	bash bench/propagation.sh
 
 format:
 	clang-format -i $$(git ls-files 'src/*.cc' 'src/*.h' 'tests/*.cc' 'bench/*.cc')
