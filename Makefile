@@ -43,10 +43,15 @@ test: build
 bench: build
 	bash bench/run.sh
 	bash bench/propagation.sh
+	bash bench/admin-bench.sh
 
 .PHONY: bench-propagation
 bench-propagation: build  # Admin API write -> all data planes of scripts/ha-cluster serve it (docs/benchmarks.md)
 	bash bench/propagation.sh
+
+.PHONY: bench-admin
+bench-admin: build  # control plane: Admin API over a 3-member etcd (docs/benchmarks.md)
+	bash bench/admin-bench.sh
 
 format:
 	clang-format -i $$(git ls-files 'src/*.cc' 'src/*.h' 'tests/*.cc' 'bench/*.cc')

@@ -185,6 +185,7 @@ store::EtcdClient& AdminService::client() {
 }
 
 AdminResponse AdminService::handle(const AdminRequest& req) {
+  if (stopping_) return error(503, "this control plane is shutting down");
   // "/routes", "/routes/", "/routes/1", "/routes/1/upstream/nodes"
   std::string_view path = req.path;
   if (path.starts_with('/')) path.remove_prefix(1);
