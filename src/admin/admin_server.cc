@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "base/endpoint.h"
+#include "base/json_escape.h"
 #include "base/log.h"
 #include "http/parser.h"
 #include "router/ip_address.h"
@@ -30,33 +31,6 @@ constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 namespace {
 
 constexpr size_t kMaxHead = 64 * 1024;
-
-std::string json_escape(std::string_view s) {
-  std::string out;
-  out.reserve(s.size() + 8);
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  return out;
-}
 
 std::string serialize(const AdminResponse& r, bool keep_alive, bool head) {
   std::string out = "HTTP/1.1 " + std::to_string(r.status) + " " +
@@ -83,7 +57,7 @@ bool is_write(std::string_view method) {
 }  // namespace
 
 std::string error_body(std::string_view message) {
-  return "{\"error_msg\":\"" + json_escape(message) + "\"}";
+  return "{\"error_msg\":\"" + base::json_escape(message) + "\"}";
 }
 
 struct AdminServer::Impl {

@@ -78,14 +78,7 @@ std::string generate_id() {
 bool parse_revision_tag(std::string_view text, int64_t& out) {
   if (text.starts_with("W/")) text.remove_prefix(2);
   if (text.size() >= 2 && text.front() == '"' && text.back() == '"') text = text.substr(1, text.size() - 2);
-  if (text.empty() || text.size() > 18) return false;
-  int64_t v = 0;
-  for (char c : text) {
-    if (c < '0' || c > '9') return false;
-    v = v * 10 + (c - '0');
-  }
-  out = v;
-  return true;
+  return parse_decimal(text, out);
 }
 
 json errors_json(const config::Errors& errors) {
@@ -270,7 +263,7 @@ AdminResponse AdminService::list(const Target& t, const std::string& query) {
     std::string_view name = part.substr(0, eq),
                      value = eq == std::string_view::npos ? "" : part.substr(eq + 1);
     int64_t* slot = name == "page" ? &page : name == "page_size" ? &page_size : nullptr;
-    if (slot && (!parse_revision_tag(value, *slot) || *slot < 1 || *slot > 1000000 ||
+    if (slot && (!parse_decimal(value, *slot) || *slot < 1 || *slot > 1000000 ||
                  (slot == &page_size && *slot > 500))) {
       return error(400,
                    std::string(name) + " must be an integer from 1" + (slot == &page_size ? " to 500" : ""));

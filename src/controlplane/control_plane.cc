@@ -12,6 +12,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "base/json_escape.h"
 #include "base/log.h"
 #include "controlplane/admin_service.h"
 #include "controlplane/s3_exporter.h"
@@ -20,16 +21,10 @@
 #include "store/mirror.h"
 
 namespace portico::controlplane {
-namespace {
 
-std::string json_escape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\';
-    out += static_cast<unsigned char>(c) < 0x20 ? ' ' : c;
-  }
-  return out;
-}
+using base::json_escape;
+
+namespace {
 
 // The key's directory: created private (0700) when missing; an existing one is left as the operator set it.
 void make_private_dir(const std::string& dir) {

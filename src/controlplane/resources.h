@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cstddef>
+#include <cstdint>
 #include <string_view>
 
 namespace portico::controlplane {
@@ -54,6 +55,18 @@ inline bool valid_id(std::string_view id) {
               c == '_' || c == '.';
     if (!ok) return false;
   }
+  return true;
+}
+
+// A non-negative decimal of at most 18 digits (no sign, no spaces): revisions, pages, seconds.
+inline bool parse_decimal(std::string_view text, int64_t& out) {
+  if (text.empty() || text.size() > 18) return false;
+  int64_t v = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') return false;
+    v = v * 10 + (c - '0');
+  }
+  out = v;
   return true;
 }
 

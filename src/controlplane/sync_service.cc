@@ -41,17 +41,6 @@ std::string query_value(const std::string& query, std::string_view name) {
   return {};
 }
 
-bool parse_int(const std::string& text, int64_t& out) {
-  if (text.empty() || text.size() > 18) return false;
-  int64_t v = 0;
-  for (char c : text) {
-    if (c < '0' || c > '9') return false;
-    v = v * 10 + (c - '0');
-  }
-  out = v;
-  return true;
-}
-
 std::string state_json(const sync::SignedState& s) {
   json j = {{"cluster_id", s.cluster_id},
             {"revision", s.revision},
@@ -261,12 +250,12 @@ AdminResponse SyncService::Impl::snapshot() {
 
 AdminResponse SyncService::Impl::changes(const AdminRequest& request) {
   int64_t since = 0;
-  if (!parse_int(query_value(request.query, "since"), since))
+  if (!parse_decimal(query_value(request.query, "since"), since))
     return error(400, "since=<revision> is required");
   const std::string cluster = query_value(request.query, "cluster");
   int64_t wait = 20;
   std::string wait_text = query_value(request.query, "wait");
-  if (!wait_text.empty() && !parse_int(wait_text, wait))
+  if (!wait_text.empty() && !parse_decimal(wait_text, wait))
     return error(400, "wait must be a number of seconds");
   wait = std::min<int64_t>(wait, static_cast<int64_t>(options.max_wait));
 

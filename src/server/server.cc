@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "base/endpoint.h"
+#include "base/json_escape.h"
 #include "base/log.h"
 #include "config/loader.h"
 #include "proxy/access_log.h"
@@ -20,24 +21,8 @@
 #include "upstream/health_checker.h"
 
 namespace portico::server {
-namespace {
 
-std::string json_escape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      out += ' ';
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
-
-}  // namespace
+using base::json_escape;
 
 static const char* role_name(Role role) {
   switch (role) {

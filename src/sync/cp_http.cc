@@ -190,28 +190,6 @@ bool read_i64(const Json& j, const char* key, int64_t& out) {
   return true;
 }
 
-bool too_deep(std::string_view text, int max_depth) {
-  int depth = 0;
-  bool in_string = false;
-  for (size_t i = 0; i < text.size(); ++i) {
-    char c = text[i];
-    if (in_string) {
-      if (c == '\\') {
-        ++i;
-      } else if (c == '"') {
-        in_string = false;
-      }
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      if (++depth > max_depth) return true;
-    } else if (c == ']' || c == '}') {
-      --depth;
-    }
-  }
-  return false;
-}
-
 std::string error_message(const std::string& body) {
   if (!too_deep(body)) {
     Json j = Json::parse(body, nullptr, false);
@@ -223,11 +201,12 @@ std::string error_message(const std::string& body) {
   return body.substr(0, 200);
 }
 
-std::string url_escape(std::string_view text) {
+std::string url_escape(std::string_view text, bool keep_slash) {
   static const char kHex[] = "0123456789ABCDEF";
   std::string out;
   for (unsigned char c : text) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
+        c == '.' || c == '~' || (keep_slash && c == '/')) {
       out += static_cast<char>(c);
     } else {
       out += '%';

@@ -18,6 +18,8 @@
 #include <curl/curl.h>
 #include <nlohmann/json.hpp>
 
+#include "sync/resource_set.h"
+
 namespace portico::sync::detail {
 
 struct HttpReply {
@@ -88,10 +90,13 @@ bool read_i64(const Json& j, const char* key, int64_t& out);
 // True when `text` nests arrays/objects deeper than `max_depth`: parsing is iterative, but dump() recurses,
 // and an answer is parsed before anything in it is verified. The default leaves room for the /changes
 // envelope around values ResourceSet accepts (512 levels).
-bool too_deep(std::string_view text, int max_depth = 600);
+inline bool too_deep(std::string_view text, int max_depth = 600) {
+  return json_too_deep(text, max_depth);
+}
 // The control plane's {"error_msg": ...}, or the start of whatever the body is.
 std::string error_message(const std::string& body);
-// Percent-encodes everything but RFC 3986 unreserved characters (for a query parameter).
-std::string url_escape(std::string_view text);
+// RFC 3986 percent-encoding: unreserved characters stay, and '/' too when `keep_slash` (an S3 object key in a
+// path); everything else is %XX (a query parameter).
+std::string url_escape(std::string_view text, bool keep_slash = false);
 
 }  // namespace portico::sync::detail

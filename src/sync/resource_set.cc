@@ -8,18 +8,8 @@
 #include <stdexcept>
 
 namespace portico::sync {
-namespace {
 
-using Json = nlohmann::json;
-
-// Deeper nesting is refused before parsing: nlohmann's dump() recurses once per level, so an adversarial
-// document (this code parses what came over the network before its signature is checked) could otherwise
-// exhaust the stack. Real configuration nests a dozen levels at most.
-constexpr int kMaxDepth = 512;
-
-// True when `text` nests arrays/objects deeper than kMaxDepth. A quick lexical scan that skips strings; it
-// does not validate anything (the parser does).
-bool too_deep(std::string_view text) {
+bool json_too_deep(std::string_view text, int max_depth) {
   int depth = 0;
   bool in_string = false;
   for (size_t i = 0; i < text.size(); ++i) {
@@ -33,13 +23,22 @@ bool too_deep(std::string_view text) {
     } else if (c == '"') {
       in_string = true;
     } else if (c == '[' || c == '{') {
-      if (++depth > kMaxDepth) return true;
+      if (++depth > max_depth) return true;
     } else if (c == ']' || c == '}') {
       --depth;
     }
   }
   return false;
 }
+
+namespace {
+
+using Json = nlohmann::json;
+
+// Deeper nesting is refused before parsing: nlohmann's dump() recurses once per level, so an adversarial
+// document (this code parses what came over the network before its signature is checked) could otherwise
+// exhaust the stack. Real configuration nests a dozen levels at most.
+constexpr int kMaxDepth = 512;
 
 // Parses without exceptions; a discarded value means the text was not JSON.
 Json parse_json(std::string_view text) {
@@ -71,7 +70,8 @@ std::string item_id(const Json& item, std::string_view kind) {
 // conservative: anything it is not sure dump() would reproduce byte for byte (floats, "-0", long integers,
 // \u or \/ escapes, non-ASCII bytes, escaped keys) makes it fail, and the caller takes the general path
 // (nlohmann parse + dump). It lets the usual input — a document() from another process — be split into
-// values without building a DOM: 10x faster at 100k routes. Recursion is bounded by the too_deep() check.
+// values without building a DOM: 10x faster at 100k routes. Recursion is bounded by the json_too_deep()
+// check.
 struct CanonicalScan {
   std::string_view t;
   size_t pos = 0;
@@ -282,7 +282,7 @@ int kind_index(std::string_view kind) {
 }
 
 bool canonicalize(std::string_view json_text, std::string& out) {
-  if (too_deep(json_text)) return false;
+  if (json_too_deep(json_text, kMaxDepth)) return false;
   CanonicalScan scan{json_text};
   if (scan.value() && scan.pos == json_text.size()) {
     out = json_text;
@@ -391,7 +391,7 @@ std::string ResourceSet::document() const {
 }
 
 bool ResourceSet::from_document(std::string_view text, ResourceSet& out, std::string& error) {
-  if (too_deep(text)) {
+  if (json_too_deep(text, kMaxDepth)) {
     error = cat({"document nests deeper than ", std::to_string(kMaxDepth), " levels"});
     return false;
   }

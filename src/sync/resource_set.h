@@ -62,6 +62,11 @@ class ResourceSet {
   std::array<std::map<std::string, std::string, std::less<>>, kKindNames.size()> kinds_;
 };
 
+// True when `text` nests arrays/objects deeper than `max_depth`: a lexical scan that skips strings and
+// validates nothing. Untrusted JSON is checked before parsing because nlohmann's dump() recurses once per
+// level.
+bool json_too_deep(std::string_view text, int max_depth);
+
 // Parses JSON text and dumps it canonically; false (out untouched) if it is not valid JSON.
 bool canonicalize(std::string_view json_text, std::string& out);
 

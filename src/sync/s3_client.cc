@@ -11,6 +11,7 @@
 #include <stdexcept>
 
 #include "base/log.h"
+#include "sync/cp_http.h"
 
 namespace portico::sync {
 namespace {
@@ -30,26 +31,9 @@ std::string sha256_hex(std::string_view data) {
   return out;
 }
 
-// RFC 3986 percent-encoding: unreserved characters stay, '/' too when `keep_slash` (object keys in paths).
-std::string uri_encode(std::string_view text, bool keep_slash) {
-  static const char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : text) {
-    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
-        c == '.' || c == '~' || (keep_slash && c == '/')) {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out;
-}
-
 std::string object_path(const std::string& key) {
   std::string path = "/";
-  path += uri_encode(key, true);
+  path += detail::url_escape(key, true);
   return path;
 }
 
@@ -196,7 +180,7 @@ bool S3Client::request(const char* method, const std::string& path_and_query, st
   std::string url = options_.endpoint;
   while (!url.empty() && url.back() == '/') url.pop_back();
   url += '/';
-  url += uri_encode(options_.bucket, false);
+  url += detail::url_escape(options_.bucket, false);
   url += path_and_query;
   std::string sigv4 = "aws:amz:";
   sigv4 += options_.region;
@@ -310,13 +294,13 @@ bool S3Client::list(const std::string& prefix, std::vector<S3Object>& objects, s
     std::string query = "?";
     if (!token.empty()) {
       query += "continuation-token=";
-      query += uri_encode(token, false);
+      query += detail::url_escape(token, false);
       query += '&';
     }
     query += "list-type=2&max-keys=";
     query += std::to_string(page_size);
     query += "&prefix=";
-    query += uri_encode(prefix, false);
+    query += detail::url_escape(prefix, false);
     detail::S3Reply reply;
     if (!request("GET", query, {}, 64 << 20, reply)) {
       error = reply.error;

@@ -782,7 +782,80 @@ DEFAULT_FLAGS = {
 }
 
 
-class Portico:
+class PorticoProcess:
+    """What every wrapper of a portico process shares (Portico here, ControlPlane in controlplane.py,
+    DataPlane in dataplane.py): the process in `self.proc`, its status listener on `self.status_port`, and
+    `describe()` / `log_tail()` for failure messages."""
+
+    def describe(self):
+        return "portico"
+
+    def wait_diagnostics(self):
+        """Extra text for a wait_up failure message."""
+        return ""
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def status_get(self, path, timeout=5.0):
+        conn = http.client.HTTPConnection(LOOPBACK, self.status_port, timeout=timeout)
+        try:
+            conn.request("GET", path)
+            r = conn.getresponse()
+            return r.status, r.read()
+        finally:
+            conn.close()
+
+    def config_status(self):
+        st, body = self.status_get("/status/config")
+        assert st == 200, "/status/config -> %s %r" % (st, body[:200])
+        return json.loads(body)
+
+    def wait_up(self, ready=True, timeout=20.0):
+        path = "/readyz" if ready else "/healthz"
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise _StartFailed("exited with code %s" % self.proc.returncode)
+            try:
+                st, _ = self.status_get(path, timeout=1.0)
+                if st == 200:
+                    return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError("%s: %s not 200 within %.0fs%s\n--- log tail ---\n%s"
+                                     % (self.describe(), path, timeout, self.wait_diagnostics(), self.log_tail()))
+            time.sleep(0.02)
+
+    def terminate(self, grace):
+        """SIGTERM (after SIGCONT, in case a test stopped it), SIGKILL after `grace` seconds; forgets the
+        process."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            try:
+                self.proc.send_signal(signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+            self.proc.terminate()
+            try:
+                self.proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if self in _LIVE_PORTICOS:
+            _LIVE_PORTICOS.remove(self)
+
+
+class Portico(PorticoProcess):
     def __init__(self, workdir, config, fmt="yaml", name="portico", **flags):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -872,33 +945,6 @@ class Portico:
                                      % (e, " ".join(self.argv()), self.log_tail()))
         raise AssertionError("portico failed to start")
 
-    def wait_up(self, ready=True, timeout=15.0):
-        path = "/readyz" if ready else "/healthz"
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise _StartFailed("exited with code %s" % self.proc.returncode)
-            try:
-                st, _ = self.status_get(path, timeout=1.0)
-                if st == 200:
-                    return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError("portico: %s not 200 within %.0fs\n--- log tail ---\n%s"
-                                     % (path, timeout, self.log_tail()))
-            time.sleep(0.02)
-
-    @property
-    def pid(self):
-        return self.proc.pid
-
-    def running(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def signal(self, sig):
-        self.proc.send_signal(sig)
-
     def sighup(self):
         self.signal(signal.SIGHUP)
 
@@ -912,15 +958,7 @@ class Portico:
             return None
 
     def stop(self):
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            if self.wait_exit(float(self.flags.get("drain_timeout") or 5) + 5) is None:
-                self.proc.kill()
-                self.proc.wait(5)
-        if self in _LIVE_PORTICOS:
-            _LIVE_PORTICOS.remove(self)
+        self.terminate(float(self.flags.get("drain_timeout") or 5) + 5)
 
     def rss_kb(self):
         return _proc_tree_rss_kb(self.pid)
@@ -937,24 +975,10 @@ class Portico:
     def get(self, target, **kw):
         return self.request("GET", target, **kw)
 
-    def status_get(self, path, timeout=5.0):
-        conn = http.client.HTTPConnection(LOOPBACK, self.status_port, timeout=timeout)
-        try:
-            conn.request("GET", path)
-            r = conn.getresponse()
-            return r.status, r.read()
-        finally:
-            conn.close()
-
     def metrics(self):
         st, body = self.status_get("/metrics")
         assert st == 200, "/metrics -> %s" % st
         return Metrics(body.decode())
-
-    def config_status(self):
-        st, body = self.status_get("/status/config")
-        assert st == 200, "/status/config -> %s %r" % (st, body[:200])
-        return json.loads(body)
 
     def generation(self):
         return int(self.config_status()["generation"])

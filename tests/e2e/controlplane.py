@@ -26,7 +26,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from conftest import LOOPBACK, PORTICO_BIN, RawConn, _LIVE_PORTICOS, _StartFailed, free_port
+from conftest import LOOPBACK, PORTICO_BIN, PorticoProcess, RawConn, _LIVE_PORTICOS, _StartFailed, free_port
 
 ADMIN_PREFIX = "/apisix/admin"
 _DEFAULT = object()
@@ -83,7 +83,7 @@ class AdminReply(tuple):
         return "<AdminReply %s %r %s>" % (self[0], self[1], (self.raw or b"")[:600])
 
 
-class ControlPlane:
+class ControlPlane(PorticoProcess):
     def __init__(self, workdir, etcd_endpoints, role="control_plane", name=None, admin_listen=_DEFAULT, **flags):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -219,32 +219,8 @@ class ControlPlane:
             _LIVE_PORTICOS.remove(self)
         return code, self.error_log()
 
-    def wait_up(self, ready=True, timeout=20.0):
-        path = "/readyz" if ready else "/healthz"
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise _StartFailed("exited with code %s" % self.proc.returncode)
-            try:
-                st, _ = self.status_get(path, timeout=1.0)
-                if st == 200:
-                    return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError("portico (%s): %s not 200 within %.0fs\n--- log tail ---\n%s"
-                                     % (self.role, path, timeout, self.log_tail()))
-            time.sleep(0.02)
-
-    @property
-    def pid(self):
-        return self.proc.pid
-
-    def running(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def signal(self, sig):
-        self.proc.send_signal(sig)
+    def describe(self):
+        return "portico (%s)" % self.role
 
     def sigstop(self):
         self.signal(signal.SIGSTOP)
@@ -253,36 +229,7 @@ class ControlPlane:
         self.signal(signal.SIGCONT)
 
     def stop(self, grace=15.0):
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            try:
-                self.proc.send_signal(signal.SIGCONT)
-            except ProcessLookupError:
-                pass
-            self.proc.terminate()
-            try:
-                self.proc.wait(grace)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        if self in _LIVE_PORTICOS:
-            _LIVE_PORTICOS.remove(self)
-
-    # -- status listener ----------------------------------------------------------------------------------------
-    def status_get(self, path, timeout=5.0):
-        conn = http.client.HTTPConnection(LOOPBACK, self.status_port, timeout=timeout)
-        try:
-            conn.request("GET", path)
-            r = conn.getresponse()
-            return r.status, r.read()
-        finally:
-            conn.close()
-
-    def config_status(self):
-        st, body = self.status_get("/status/config")
-        assert st == 200, "/status/config -> %s %r" % (st, body[:200])
-        return json.loads(body)
+        self.terminate(grace)
 
     # -- Admin API ----------------------------------------------------------------------------------------------
     def admin(self, method, path, body=None, key=_DEFAULT, headers=None, timeout=30.0):

@@ -15,16 +15,13 @@ The listen and status ports are chosen at the first start and kept across restar
 a load balancer, keeps its address); when the old port cannot be bound again a new pair is chosen.
 """
 
-import http.client
-import json
 import os
 import re
-import signal
 import subprocess
 import time
 from pathlib import Path
 
-from conftest import LOOPBACK, PORTICO_BIN, Metrics, RawConn, _LIVE_PORTICOS, _StartFailed, free_port
+from conftest import LOOPBACK, PORTICO_BIN, Metrics, PorticoProcess, RawConn, _LIVE_PORTICOS, _StartFailed, free_port
 
 DEFAULT_FLAGS = {
     "log_level": "info",
@@ -36,7 +33,7 @@ DEFAULT_FLAGS = {
 SNAPSHOT_RE = re.compile(r"^snapshot-(\d{20})\.psnap$")
 
 
-class DataPlane:
+class DataPlane(PorticoProcess):
     def __init__(self, workdir, control_planes, trusted_keys, token, node_id, name=None, **flags):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -162,32 +159,11 @@ class DataPlane:
                                      % (self.name, e, " ".join(self.argv()), self.log_tail()))
         raise AssertionError("portico data plane failed to start")
 
-    def wait_up(self, ready=True, timeout=20.0):
-        path = "/readyz" if ready else "/healthz"
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise _StartFailed("exited with code %s" % self.proc.returncode)
-            try:
-                st, _ = self.status_get(path, timeout=1.0)
-                if st == 200:
-                    return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError("portico (data_plane %s): %s not 200 within %.0fs\nstatus: %s\n--- log tail "
-                                     "---\n%s" % (self.name, path, timeout, self.try_config_status(), self.log_tail()))
-            time.sleep(0.02)
+    def describe(self):
+        return "portico (data_plane %s)" % self.name
 
-    @property
-    def pid(self):
-        return self.proc.pid
-
-    def running(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def signal(self, sig):
-        self.proc.send_signal(sig)
+    def wait_diagnostics(self):
+        return "\nstatus: %s" % (self.try_config_status(),)
 
     def kill(self):
         """SIGKILL, and wait for the exit."""
@@ -199,42 +175,13 @@ class DataPlane:
 
     def stop(self, grace=15.0):
         """SIGTERM (graceful: drain delay, then drain), SIGKILL after `grace` seconds."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            try:
-                self.proc.send_signal(signal.SIGCONT)
-            except ProcessLookupError:
-                pass
-            self.proc.terminate()
-            try:
-                self.proc.wait(grace)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        if self in _LIVE_PORTICOS:
-            _LIVE_PORTICOS.remove(self)
-
-    # -- status listener ----------------------------------------------------------------------------------------
-    def status_get(self, path, timeout=5.0):
-        conn = http.client.HTTPConnection(LOOPBACK, self.status_port, timeout=timeout)
-        try:
-            conn.request("GET", path)
-            r = conn.getresponse()
-            return r.status, r.read()
-        finally:
-            conn.close()
+        self.terminate(grace)
 
     def ready(self):
         try:
             return self.status_get("/readyz", timeout=2.0)[0] == 200
         except OSError:
             return False
-
-    def config_status(self):
-        st, body = self.status_get("/status/config")
-        assert st == 200, "/status/config -> %s %r" % (st, body[:200])
-        return json.loads(body)
 
     def try_config_status(self):
         """config_status(), or a description of why it could not be read (for failure messages)."""
