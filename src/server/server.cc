@@ -208,8 +208,8 @@ int Server::run() {
     ConfigApplier* applier = s.applier.get();
     // What the sync client verified is loaded by the shared loader (the same document a traditional control
     // plane applies) and handed to the applier; a config the loader refuses is reported back.
-    auto apply = [applier](const sync::SignedState& state, const sync::ResourceSet& set, sync::Source source,
-                           std::string& error) {
+    auto apply = [applier](const sync::SignedState& state, const sync::ResourceSet& set,
+                           const sync::SyncClient::Delta*, sync::Source source, std::string& error) {
       auto loaded =
           std::make_shared<config::LoadResult>(config::parse_text(set.document(), config::Format::json));
       if (!loaded->ok) {

@@ -393,7 +393,7 @@ SyncClient::Impl::Step SyncClient::Impl::accept(size_t cp, const SignedState& st
 bool SyncClient::Impl::call_apply(const SignedState& state, const ResourceSet& set, Source source,
                                   std::string& error) {
   try {
-    if (apply(state, set, source, error)) return true;
+    if (apply(state, set, nullptr, source, error)) return true;
     if (error.empty()) error = "refused without a reason";
   } catch (const std::exception& e) {
     error = e.what();

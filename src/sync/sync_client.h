@@ -59,11 +59,20 @@ struct SyncStatus {
 
 class SyncClient {
  public:
-  // Validates and publishes a verified state. Returns false with `error` to refuse it (the last good state
-  // keeps serving, the error is reported to the control plane). Called on the sync thread (and on the
-  // caller's thread from start_from_cache).
-  using Apply = std::function<bool(const SignedState& state, const ResourceSet& set, Source source,
-                                   std::string& error)>;
+  // How a state was reached from an earlier one: `set` is the state whose content hash is `base_hash` with
+  // `changes` applied. Lets Apply work in proportion to the change instead of the whole set.
+  struct Delta {
+    const std::string& base_hash;
+    const std::vector<ResourceChange>& changes;
+  };
+
+  // Validates and publishes a verified state. `delta` is null for a full snapshot (cache, S3, control plane
+  // snapshot), else what turned an earlier state into `set`; Apply may use it only when what it serves has
+  // `delta->base_hash`, and must otherwise load `set` whole. Returns false with `error` to refuse the state
+  // (the last good state keeps serving, the error is reported to the control plane). Called on the sync
+  // thread (and on the caller's thread from start_from_cache).
+  using Apply = std::function<bool(const SignedState& state, const ResourceSet& set, const Delta* delta,
+                                   Source source, std::string& error)>;
 
   SyncClient(SyncOptions options, Verifier verifier, Apply apply);
   ~SyncClient();

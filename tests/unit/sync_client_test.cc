@@ -320,7 +320,8 @@ struct Applied {
   std::vector<Call> calls;  // accepted ones only
 
   SyncClient::Apply fn() {
-    return [this](const SignedState& state, const ResourceSet& set, Source source, std::string& error) {
+    return [this](const SignedState& state, const ResourceSet& set, const SyncClient::Delta*, Source source,
+                  std::string& error) {
       // The one validation rule of these tests: a route named "bad" is invalid.
       if (set.find("routes", "bad") != nullptr) {
         error = "route bad: upstream missing";

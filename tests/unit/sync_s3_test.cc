@@ -311,7 +311,8 @@ TEST_F(SyncS3, SyncClientFallsBackToS3AndKeepsTryingControlPlanes) {
   std::atomic<int64_t> revision{0};
   std::atomic<Source> source{Source::none};
   SyncClient client(o, std::move(verifier_),
-                    [&](const SignedState& st, const ResourceSet&, Source s, std::string&) {
+                    [&](const SignedState& st, const ResourceSet&, const SyncClient::Delta*, Source s,
+                        std::string&) {
                       revision = st.revision;
                       source = s;
                       ++applied;
