@@ -17,6 +17,8 @@ struct Timeout {
   double connect = 60;
   double send = 60;
   double read = 60;
+
+  bool operator==(const Timeout&) const = default;
 };
 
 struct Node {
@@ -24,6 +26,8 @@ struct Node {
   uint16_t port = 80;
   int weight = 1;    // 0 = never picked
   int priority = 0;  // higher first; lower tiers serve only when every higher node is down or tried
+
+  bool operator==(const Node&) const = default;
 };
 
 enum class LbType { roundrobin, chash, least_conn, ewma };
@@ -34,12 +38,16 @@ struct KeepalivePool {
   int size = 320;            // idle connections kept per node, per worker
   double idle_timeout = 60;  // seconds an idle pooled connection is kept
   int requests = 1000;       // requests per upstream connection before it is closed
+
+  bool operator==(const KeepalivePool&) const = default;
 };
 
 struct ActiveHealthy {
   double interval = 1;  // seconds between probes while healthy
   int successes = 2;    // consecutive successes that bring a node back
   std::vector<int> http_statuses = {200, 302};
+
+  bool operator==(const ActiveHealthy&) const = default;
 };
 
 struct ActiveUnhealthy {
@@ -48,6 +56,8 @@ struct ActiveUnhealthy {
   int tcp_failures = 2;
   int timeouts = 3;
   std::vector<int> http_statuses = {429, 404, 500, 501, 502, 503, 504, 505};
+
+  bool operator==(const ActiveUnhealthy&) const = default;
 };
 
 struct ActiveCheck {
@@ -60,12 +70,16 @@ struct ActiveCheck {
   std::vector<std::string> req_headers;  // "Name: value"
   ActiveHealthy healthy;
   ActiveUnhealthy unhealthy;
+
+  bool operator==(const ActiveCheck&) const = default;
 };
 
 struct PassiveHealthy {
   std::vector<int> http_statuses = {200, 201, 202, 203, 204, 205, 206, 207, 208, 226,
                                     300, 301, 302, 303, 304, 305, 306, 307, 308};
   int successes = 5;
+
+  bool operator==(const PassiveHealthy&) const = default;
 };
 
 struct PassiveUnhealthy {
@@ -73,17 +87,23 @@ struct PassiveUnhealthy {
   int tcp_failures = 2;
   int timeouts = 7;
   int http_failures = 5;
+
+  bool operator==(const PassiveUnhealthy&) const = default;
 };
 
 struct PassiveCheck {
   std::string type = "http";
   PassiveHealthy healthy;
   PassiveUnhealthy unhealthy;
+
+  bool operator==(const PassiveCheck&) const = default;
 };
 
 struct HealthChecks {
   std::optional<ActiveCheck> active;
   std::optional<PassiveCheck> passive;
+
+  bool operator==(const HealthChecks&) const = default;
 };
 
 struct Upstream {
@@ -101,6 +121,8 @@ struct Upstream {
   PassHost pass_host = PassHost::pass;
   std::string upstream_host;  // with pass_host = rewrite
   KeepalivePool keepalive_pool;
+
+  bool operator==(const Upstream&) const = default;
 };
 
 // One `vars` expression: [var, op, value] or [var, "!", op, value].
@@ -132,7 +154,8 @@ struct Route {
   // the first of those that sets one. client-control's 0 means "no limit" in APISIX and is stored as
   // INT64_MAX, so 0 never reaches here.
   int64_t max_body_size = -1;
-  bool enable_websocket = false;  // Upgrade: websocket requests are tunnelled
+  int64_t own_max_body_size = -1;  // the route's own client-control limit, before the folding above
+  bool enable_websocket = false;   // Upgrade: websocket requests are tunnelled
 };
 
 struct Service {

@@ -88,6 +88,26 @@ std::optional<PluginConfig> validate_plugin_config(const nlohmann::json& config,
 // else changes.
 bool check_config(Config& config, Errors& errors);
 
+// The rules of check_config that concern one route, for callers that keep the rest of the configuration
+// themselves (a data plane applying a delta). `refs` says what the route's references resolve to; `path`
+// names the route in messages ("routes[3]"). Adds an error per broken rule and returns false if any; the
+// messages are check_config's.
+struct RouteRefs {
+  bool upstream_defined = false;       // route.upstream_id names an upstream (ignored when empty)
+  bool plugin_config_defined = false;  // route.plugin_config_id names a plugin config (ignored when empty)
+  bool service_defined = false;        // route.service_id names a service (ignored when empty)
+  const Service* service = nullptr;    // that service when it is valid; null when undefined or invalid
+};
+bool check_route_refs(const Route& route, const RouteRefs& refs, std::string_view path, Errors& errors);
+// A service's upstream_id must name an upstream.
+bool check_service_refs(const Service& service, bool upstream_defined, std::string_view path, Errors& errors);
+
+// The body limit check_config folds into a route: its own (Route::own_max_body_size) if set, else its plugin
+// config's, else its service's, else `global_limit` (the last global rule setting one; -1 = none). Null
+// pointers: the route names none.
+int64_t folded_max_body_size(const Route& route, const PluginConfig* plugin_config, const Service* service,
+                             int64_t global_limit);
+
 // A whole document ({"routes": [...], "services": [...], "upstreams": [...], "consumers": [...], "ssls":
 // [...], "global_rules": [...], "plugin_configs": [...]}): every resource, then
 // check_config. This is what the loader does, minus the file handling (the loader streams resources out of

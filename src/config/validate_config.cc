@@ -168,75 +168,96 @@ void Assembler::check_document(const json& document) {
 
 bool Assembler::link() {
   const size_t before = errors_.total();
-  auto field_path = [](std::string_view section, size_t index, std::string_view field) {
-    std::string path = item_path(section, index);
-    append_key(path, field);
-    return path;
-  };
   const Section& routes = section(SectionKind::routes);
   const Section& services = section(SectionKind::services);
   const Section& upstreams = section(SectionKind::upstreams);
   const Section& plugin_configs = section(SectionKind::plugin_configs);
+  auto kept_service = [&](const Definition* d) {
+    return d != nullptr && d->kept >= 0 ? &config_.services[static_cast<size_t>(d->kept)] : nullptr;
+  };
   for (size_t k = 0; k < config_.routes.size(); ++k) {
     const Route& r = config_.routes[k];
-    const size_t index = routes.index[k];
-    if (!r.upstream_id.empty() && !upstreams.by_id.contains(r.upstream_id)) {
-      errors_.add(field_path("routes", index, "upstream_id"),
-                  "upstream \"" + r.upstream_id + "\" is not defined in upstreams");
+    RouteRefs refs;
+    refs.upstream_defined = !r.upstream_id.empty() && upstreams.by_id.contains(r.upstream_id);
+    refs.plugin_config_defined =
+        !r.plugin_config_id.empty() && plugin_configs.by_id.contains(r.plugin_config_id);
+    if (!r.service_id.empty()) {
+      const Definition* d = services.by_id.find(r.service_id);
+      refs.service_defined = d != nullptr;
+      refs.service = kept_service(d);
     }
-    if (!r.plugin_config_id.empty() && !plugin_configs.by_id.contains(r.plugin_config_id)) {
-      errors_.add(field_path("routes", index, "plugin_config_id"),
-                  "plugin config \"" + r.plugin_config_id + "\" is not defined in plugin_configs");
-    }
-    if (r.service_id.empty()) continue;
-    const Definition* definition = services.by_id.find(r.service_id);
-    if (definition == nullptr) {
-      errors_.add(field_path("routes", index, "service_id"),
-                  "service \"" + r.service_id + "\" is not defined in services");
-      continue;
-    }
-    if (definition->kept < 0) continue;  // invalid service: already reported
-    const Service& service = config_.services[static_cast<size_t>(definition->kept)];
-    if (!r.upstream && r.upstream_id.empty() && !service.upstream && service.upstream_id.empty()) {
-      errors_.add(
-          field_path("routes", index, "service_id"),
-          "service \"" + r.service_id +
-              "\" has no upstream and the route sets none (set upstream or upstream_id on the route or "
-              "on the service)");
-    }
+    check_route_refs(r, refs, item_path("routes", routes.index[k]), errors_);
   }
   for (size_t k = 0; k < config_.services.size(); ++k) {
     const Service& s = config_.services[k];
-    if (!s.upstream_id.empty() && !upstreams.by_id.contains(s.upstream_id)) {
-      errors_.add(field_path("services", services.index[k], "upstream_id"),
-                  "upstream \"" + s.upstream_id + "\" is not defined in upstreams");
-    }
+    check_service_refs(s, !s.upstream_id.empty() && upstreams.by_id.contains(s.upstream_id),
+                       item_path("services", services.index[k]), errors_);
   }
   if (errors_.total() != before) return false;
-  // Plugin precedence (APISIX): route > plugin config > service; global rules run before the route's plugins,
-  // so their client-control applies only where none of those sets one. The last global rule setting it wins.
   int64_t global_limit = -1;
   for (const GlobalRule& g : config_.global_rules) {
     if (g.max_body_size >= 0) global_limit = g.max_body_size;
   }
   for (Route& r : config_.routes) {
-    if (r.max_body_size >= 0) continue;
+    const PluginConfig* pc = nullptr;
     if (!r.plugin_config_id.empty()) {
       const long kept = plugin_configs.by_id.find(r.plugin_config_id)->kept;
-      if (kept >= 0) r.max_body_size = config_.plugin_configs[static_cast<size_t>(kept)].max_body_size;
-      if (r.max_body_size >= 0) continue;
+      if (kept >= 0) pc = &config_.plugin_configs[static_cast<size_t>(kept)];
     }
-    if (!r.service_id.empty()) {
-      const long kept = services.by_id.find(r.service_id)->kept;
-      if (kept >= 0) r.max_body_size = config_.services[static_cast<size_t>(kept)].max_body_size;
-      if (r.max_body_size >= 0) continue;
-    }
-    r.max_body_size = global_limit;
+    const Service* service = r.service_id.empty() ? nullptr : kept_service(services.by_id.find(r.service_id));
+    r.max_body_size = folded_max_body_size(r, pc, service, global_limit);
   }
   return true;
 }
 
 }  // namespace detail
+
+bool check_route_refs(const Route& r, const RouteRefs& refs, std::string_view path, Errors& errors) {
+  const size_t before = errors.total();
+  auto field = [&](std::string_view name) {
+    std::string out(path);
+    detail::append_key(out, name);
+    return out;
+  };
+  if (!r.upstream_id.empty() && !refs.upstream_defined) {
+    errors.add(field("upstream_id"), "upstream \"" + r.upstream_id + "\" is not defined in upstreams");
+  }
+  if (!r.plugin_config_id.empty() && !refs.plugin_config_defined) {
+    errors.add(field("plugin_config_id"),
+               "plugin config \"" + r.plugin_config_id + "\" is not defined in plugin_configs");
+  }
+  if (!r.service_id.empty()) {
+    if (!refs.service_defined) {
+      errors.add(field("service_id"), "service \"" + r.service_id + "\" is not defined in services");
+    } else if (refs.service != nullptr && !r.upstream && r.upstream_id.empty() && !refs.service->upstream &&
+               refs.service->upstream_id.empty()) {
+      errors.add(
+          field("service_id"),
+          "service \"" + r.service_id +
+              "\" has no upstream and the route sets none (set upstream or upstream_id on the route or "
+              "on the service)");
+    }
+  }
+  return errors.total() == before;
+}
+
+bool check_service_refs(const Service& s, bool upstream_defined, std::string_view path, Errors& errors) {
+  if (s.upstream_id.empty() || upstream_defined) return true;
+  std::string field(path);
+  detail::append_key(field, "upstream_id");
+  errors.add(std::move(field), "upstream \"" + s.upstream_id + "\" is not defined in upstreams");
+  return false;
+}
+
+int64_t folded_max_body_size(const Route& route, const PluginConfig* plugin_config, const Service* service,
+                             int64_t global_limit) {
+  // Plugin precedence (APISIX): route > plugin config > service; global rules run before the route's plugins,
+  // so their client-control applies only where none of those sets one.
+  if (route.own_max_body_size >= 0) return route.own_max_body_size;
+  if (plugin_config != nullptr && plugin_config->max_body_size >= 0) return plugin_config->max_body_size;
+  if (service != nullptr && service->max_body_size >= 0) return service->max_body_size;
+  return global_limit;
+}
 
 bool check_config(Config& config, Errors& errors) {
   const size_t before = errors.total();

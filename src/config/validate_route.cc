@@ -352,6 +352,7 @@ std::optional<Route> route_at(const json& v, const Path& p, Errors& e, const Val
     fail(e, p, "has no upstream: set upstream, upstream_id, or a service_id whose service has an upstream");
   }
   route.max_body_size = plugins.max_body_size;
+  route.own_max_body_size = plugins.max_body_size;
   if (e.total() != before) return std::nullopt;
   return route;
 }

@@ -273,13 +273,13 @@ awaitable<bool> Session::handle_request() {
   match_.target = request_.target;
   match_.head = &request_;
   match_.client = client_ip_;
-  int index = snap.router->match(match_);
-  if (index < 0) {
+  const snapshot::RouteRuntime* matched = snap.match(match_);
+  if (matched == nullptr) {
     bool keep = co_await send_error(404, "404 Route Not Found", close_after_ || !request_body_done_);
     finish_request(404, nullptr);
     co_return keep;
   }
-  const snapshot::RouteRuntime& route = snap.routes[static_cast<size_t>(index)];
+  const snapshot::RouteRuntime& route = *matched;
 
   max_body_ = route.max_body_size >= 0 ? route.max_body_size : worker_.options().max_body_size;
   int64_t max_body = max_body_;

@@ -55,7 +55,7 @@ struct Session::Attempt {
 awaitable<bool> Session::forward(const snapshot::RouteRuntime& route) {
   snapshot::UpstreamRuntime& up = *route.upstream;
   upstream::Balancer& balancer = *up.per_worker[worker_.index()];
-  const config::Upstream& spec = *up.spec;
+  const config::Upstream& spec = up.spec;
   std::string_view hash_key;
   if (spec.type == config::LbType::chash) up.hash_key.get(match_, hash_key);
   const config::PassiveCheck* passive =
@@ -132,7 +132,7 @@ awaitable<bool> Session::forward(const snapshot::RouteRuntime& route) {
 }
 
 awaitable<Session::Failure> Session::try_node(Attempt& a) {
-  const config::Upstream& spec = *a.upstream->spec;
+  const config::Upstream& spec = a.upstream->spec;
   const std::string& key = a.node->pool_key;
   const config::Timeout& timeout = a.route->timeout;
   // A reused connection may have been closed by the origin just as we picked it: if it fails before any
@@ -238,7 +238,7 @@ awaitable<bool> Session::send_continue() {
 }
 
 awaitable<bool> Session::send_request(Attempt& a) {
-  const config::Upstream& spec = *a.upstream->spec;
+  const config::Upstream& spec = a.upstream->spec;
   upstream_send_timeout_ = a.route->timeout.send;
   UpstreamRequestParams p;
   p.target = target_;

@@ -87,8 +87,9 @@ struct ExactEntry {
 
 class RouterImpl final : public Router {
  public:
+  using Router::match;
   bool build(const config::Config& config, std::string* error);
-  int match(const MatchRequest& request) const override;
+  int match(const MatchRequest& request, RouteBits excluded, MatchRank* rank) const override;
   size_t route_count() const override { return route_count_; }
 
  private:
@@ -307,7 +308,7 @@ bool RouterImpl::accept(const Cand& c, uint16_t method_bits, std::string_view me
   return true;
 }
 
-int RouterImpl::match(const MatchRequest& request) const {
+int RouterImpl::match(const MatchRequest& request, RouteBits excluded, MatchRank* rank) const {
   const std::string_view path = request.path;
   // The exact-path probe of the any-host group does not depend on the host lookups: start loading its slot
   // now so the two cache misses overlap.
@@ -362,6 +363,7 @@ int RouterImpl::match(const MatchRequest& request) const {
   auto visit = [&](const Cand* c, uint32_t n) {
     for (uint32_t i = 0; i < n; ++i) {
       if (!(c[i].key > best)) return;  // lists are sorted: nothing further can win
+      if (excluded.size != 0 && excluded.contains(c[i].route)) continue;
       if (accept(c[i], method_bits, method, ctx)) {
         best = c[i].key;
         best_route = static_cast<int>(c[i].route);
@@ -394,6 +396,11 @@ int RouterImpl::match(const MatchRequest& request) const {
         detail::make_key(g.tree_max_priority, kBestPatternSpec, g.host_spec, 0) > best) {
       tree_.walk(g.tree_root, path, visit);
     }
+  }
+  if (rank != nullptr && best_route >= 0) {
+    rank->priority_and_path = best.hi;
+    rank->host = static_cast<uint32_t>(best.lo >> 32);
+    rank->order = static_cast<uint32_t>(best.lo);
   }
   return best_route;
 }

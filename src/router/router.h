@@ -49,6 +49,34 @@ class RequestVar {
   std::string name_;
 };
 
+// Where a match ranks among every candidate of a request (priority, then path and host specificity, then
+// position), for merging the results of two routers: a larger rank wins. `order` holds the inverted route
+// index, which only orders routes of the same router.
+struct MatchRank {
+  uint64_t priority_and_path = 0;
+  uint32_t host = 0;
+  uint32_t order = 0;
+
+  // Compares everything but the position: routes of different routers tie here.
+  bool beats_ignoring_order(const MatchRank& other) const {
+    return priority_and_path != other.priority_and_path ? priority_and_path > other.priority_and_path
+                                                        : host > other.host;
+  }
+  bool ties_ignoring_order(const MatchRank& other) const {
+    return priority_and_path == other.priority_and_path && host == other.host;
+  }
+};
+
+// A set of route indices (bit i = route i), e.g. the routes of one router that another now overrides.
+struct RouteBits {
+  const uint64_t* words = nullptr;
+  size_t size = 0;  // number of words
+  bool contains(uint32_t route) const {
+    const size_t w = route >> 6;
+    return w < size && (words[w] >> (route & 63) & 1) != 0;
+  }
+};
+
 class Router {
  public:
   // Builds the matcher over `config.routes` (disabled routes, status 0, are left out). A route without hosts
@@ -63,7 +91,10 @@ class Router {
   // specific host (exact > longer `*.` wildcard suffix > no host), then to the route listed first.
   // Thread-safe (const, no mutable state) and allocation-free once warm: regex match data and decoded query
   // values use per-thread scratch, allocated on a thread's first use (the latter grown for a longer value).
-  virtual int match(const MatchRequest& request) const = 0;
+  int match(const MatchRequest& request) const { return match(request, RouteBits{}, nullptr); }
+
+  // As above, leaving out the routes in `excluded`; `rank` (if not null) receives the winner's rank.
+  virtual int match(const MatchRequest& request, RouteBits excluded, MatchRank* rank) const = 0;
 
   // Number of routes in the matcher (the enabled ones).
   virtual size_t route_count() const = 0;

@@ -115,75 +115,154 @@ bool ConfigApplier::apply(bool forced) {
   return apply_loaded(config::load_file(path_), "file", path_, 0, started);
 }
 
+bool ConfigApplier::reject(const std::string& why) {
+  PORTICO_LOG(error, "config rejected, the last good config keeps serving: %s", why.c_str());
+  double now = unix_now();
+  if (context_.metrics) {
+    context_.metrics->config_apply_failures.fetch_add(1);
+    context_.metrics->config_last_failure.store(now);
+  }
+  std::lock_guard lock(mu_);
+  status_.last_error = why;
+  status_.last_failure = now;
+  return false;
+}
+
 bool ConfigApplier::apply_loaded(config::LoadResult loaded, const std::string& source,
                                  const std::string& origin, int64_t revision,
                                  std::chrono::steady_clock::time_point started) {
-  status::Metrics* metrics = context_.metrics;
-  auto reject = [&](const std::string& why) {
-    PORTICO_LOG(error, "config rejected, the last good config keeps serving: %s", why.c_str());
-    double now = unix_now();
-    if (metrics) {
-      metrics->config_apply_failures.fetch_add(1);
-      metrics->config_last_failure.store(now);
-    }
-    std::lock_guard lock(mu_);
-    status_.last_error = why;
-    status_.last_failure = now;
-    return false;
-  };
+  std::lock_guard build(build_mu_);
   if (!loaded.ok) return reject(loaded.describe(origin));
   if (current_ && loaded.content_hash == current_->hash) {  // touched, not changed
     std::lock_guard lock(mu_);
     status_.revision = revision;
     return true;
   }
-
   auto loaded_at = std::chrono::steady_clock::now();
   uint64_t generation = current_ ? current_->generation + 1 : 1;
-  size_t routes = loaded.config.routes.size();
   std::string error;
   auto snap =
       snapshot::build(std::move(loaded.config), loaded.content_hash, source, generation, context_, &error);
   if (!snap) return reject(origin + ": " + error);
+  builder_.reset();  // a file or etcd config: deltas never apply to it
+  install(std::move(snap), revision, "", started, loaded_at);
+  return true;
+}
 
+bool ConfigApplier::apply_config(config::LoadResult loaded, const std::string& source, int64_t revision,
+                                 std::string& error) {
+  auto started = std::chrono::steady_clock::now();
+  std::lock_guard build(build_mu_);
+  const std::string origin = source + " revision " + std::to_string(revision);
+  if (!loaded.ok) {
+    error = loaded.describe();
+    return reject(origin + ": " + error);
+  }
+  if (current_ && builder_ && loaded.content_hash == current_->hash) {
+    std::lock_guard lock(mu_);
+    status_.revision = revision;
+    status_.source = source;
+    return true;
+  }
+  auto loaded_at = std::chrono::steady_clock::now();
+  if (!builder_) builder_ = std::make_unique<snapshot::SnapshotBuilder>(context_);
+  uint64_t generation = current_ ? current_->generation + 1 : 1;
+  auto snap = builder_->build(std::move(loaded.config), loaded.content_hash, source, generation, &error);
+  if (!snap) return reject(origin + ": " + error);
+  install(std::move(snap), revision, "", started, loaded_at);
+  return true;
+}
+
+ConfigApplier::DeltaOutcome ConfigApplier::apply_changes(std::span<const snapshot::ResourceChange> changes,
+                                                         const std::string& base_hash, std::string hash,
+                                                         const std::string& source, int64_t revision,
+                                                         std::string& error) {
+  auto started = std::chrono::steady_clock::now();
+  std::lock_guard build(build_mu_);
+  if (!builder_ || !current_ || builder_->hash() != base_hash || current_->hash != base_hash) {
+    return DeltaOutcome::no_base;
+  }
+  uint64_t generation = current_->generation + 1;
+  auto result = builder_->apply(changes, std::move(hash), source, generation);
+  switch (result.outcome) {
+    case snapshot::SnapshotBuilder::Outcome::no_base:
+      if (!result.internal_error.empty()) {
+        PORTICO_LOG(error, "applying a delta failed (%s); loading the whole config instead",
+                    result.internal_error.c_str());
+      }
+      return DeltaOutcome::no_base;
+    case snapshot::SnapshotBuilder::Outcome::invalid: {
+      config::LoadResult described;
+      described.errors = std::move(result.errors);
+      described.errors_truncated = result.errors_truncated;
+      error = described.describe();
+      reject(source + " revision " + std::to_string(revision) + ": " + error);
+      return DeltaOutcome::refused;
+    }
+    case snapshot::SnapshotBuilder::Outcome::built:
+      break;
+  }
+  const char* how = result.rebuilt ? " (delta; rebuilt whole)" : " (delta)";
+  install(std::move(result.snapshot), revision, how, started, started);
+  return DeltaOutcome::applied;
+}
+
+void ConfigApplier::install(std::shared_ptr<const snapshot::Snapshot> snap, int64_t revision, const char* how,
+                            std::chrono::steady_clock::time_point started,
+                            std::chrono::steady_clock::time_point loaded_at) {
   publish_(snap);
   if (current_) retired_.push_back(std::move(current_));
   current_ = snap;
   has_config_.store(true);
-  if (context_.health) context_.health->collect_garbage();
   auto done = std::chrono::steady_clock::now();
   double took_ms = std::chrono::duration<double, std::milli>(done - started).count();
   double load_ms = std::chrono::duration<double, std::milli>(loaded_at - started).count();
   double now = unix_now();
+  status::Metrics* metrics = context_.metrics;
   if (metrics) {
-    metrics->config_generation.store(generation);
-    metrics->config_routes.store(routes);
+    metrics->config_generation.store(snap->generation);
+    metrics->config_routes.store(snap->route_count);
     metrics->config_last_success.store(now);
   }
   {
     std::lock_guard lock(mu_);
-    status_.generation = generation;
+    status_.generation = snap->generation;
     status_.hash = snap->hash;
-    status_.routes = routes;
-    status_.source = source;
+    status_.routes = snap->route_count;
+    status_.source = snap->source;
     status_.revision = revision;
     status_.last_error.clear();
     status_.last_success = now;
   }
   PORTICO_LOG(info,
               "config applied generation=%llu routes=%zu hash=%s source=%s revision=%lld in %.1f ms "
-              "(load+validate %.1f ms, build %.1f ms)",
-              static_cast<unsigned long long>(generation), routes, snap->hash.c_str(), source.c_str(),
-              static_cast<long long>(revision), took_ms, load_ms, took_ms - load_ms);
-  return true;
+              "(load+validate %.1f ms, build %.1f ms)%s",
+              static_cast<unsigned long long>(snap->generation), snap->route_count, snap->hash.c_str(),
+              snap->source.c_str(), static_cast<long long>(revision), took_ms, load_ms, took_ms - load_ms,
+              how);
 }
 
 void ConfigApplier::release_retired() {
-  // A snapshot only this list still holds has no request left on it: free it here, off the workers.
-  size_t freed = std::erase_if(
-      retired_, [](const std::shared_ptr<const snapshot::Snapshot>& s) { return s.use_count() == 1; });
+  // A snapshot only this list still holds has no request left on it: free it here, off the workers (and off
+  // the data plane's sync thread, which applies deltas).
+  std::vector<std::shared_ptr<const snapshot::Snapshot>> unused;
+  {
+    std::lock_guard build(build_mu_);
+    for (auto it = retired_.begin(); it != retired_.end();) {
+      if (it->use_count() == 1) {
+        unused.push_back(std::move(*it));
+        it = retired_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  if (unused.empty()) return;
+  unused.clear();
+  // Health entries of upstreams no snapshot uses any more go with them.
+  if (context_.health) context_.health->collect_garbage();
   // A large config is many small allocations; hand the pages back so RSS follows the live config.
-  if (freed > 0) malloc_trim(0);
+  malloc_trim(0);
 }
 
 }  // namespace portico::server

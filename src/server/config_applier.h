@@ -13,12 +13,14 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "config/loader.h"
 #include "snapshot/snapshot.h"
+#include "snapshot/snapshot_builder.h"
 
 namespace portico::server {
 
@@ -52,6 +54,21 @@ class ConfigApplier {
   // while one is being applied are coalesced: only the latest runs. `revision` is reported in status().
   void submit(Produce produce, std::string source, int64_t revision);
 
+  // Data planes: applies a whole validated config at once, on the caller's thread (serialised with the
+  // applier thread). False with `error` when it cannot be built (the last good config keeps serving).
+  bool apply_config(config::LoadResult loaded, const std::string& source, int64_t revision,
+                    std::string& error);
+
+  enum class DeltaOutcome { applied, refused, no_base };
+  // Data planes: applies `changes` on top of what is served, at a cost proportional to the change
+  // (snapshot::SnapshotBuilder), on the caller's thread. `base_hash` is the content hash the changes start
+  // from: no_base when that is not what is served (or nothing was applied with apply_config before); the
+  // caller then loads the whole config. refused: the changes break a rule, `error` names each offending
+  // field; the last good config keeps serving.
+  DeltaOutcome apply_changes(std::span<const snapshot::ResourceChange> changes, const std::string& base_hash,
+                             std::string hash, const std::string& source, int64_t revision,
+                             std::string& error);
+
   bool has_config() const { return has_config_.load(); }
   ApplierStatus status() const;
 
@@ -59,6 +76,11 @@ class ConfigApplier {
   bool apply(bool forced);
   bool apply_loaded(config::LoadResult loaded, const std::string& source, const std::string& origin,
                     int64_t revision, std::chrono::steady_clock::time_point started);
+  bool reject(const std::string& why);
+  // Publishes `snap`, made current; the rest of a successful apply (status, metrics, log). Under build_mu_.
+  void install(std::shared_ptr<const snapshot::Snapshot> snap, int64_t revision, const char* how,
+               std::chrono::steady_clock::time_point started,
+               std::chrono::steady_clock::time_point loaded_at);
   void run();
   void release_retired();
 
@@ -67,6 +89,7 @@ class ConfigApplier {
   snapshot::BuildContext context_;
   Publish publish_;
 
+  std::mutex build_mu_;    // held while a config is built and published; guards current_, retired_, builder_
   mutable std::mutex mu_;  // guards status_, reload_, stop_
   std::condition_variable cv_;
   ApplierStatus status_;
@@ -79,6 +102,7 @@ class ConfigApplier {
   std::string file_identity_;
   std::shared_ptr<const snapshot::Snapshot> current_;
   std::vector<std::shared_ptr<const snapshot::Snapshot>> retired_;
+  std::unique_ptr<snapshot::SnapshotBuilder> builder_;  // data planes: what apply_changes applies on
   std::thread thread_;
 };
 

@@ -206,18 +206,36 @@ int Server::run() {
       }
     }
     ConfigApplier* applier = s.applier.get();
-    // What the sync client verified is loaded by the shared loader (the same document a traditional control
-    // plane applies) and handed to the applier; a config the loader refuses is reported back.
+    // What the sync client verified is validated and built by the applier on this (the sync) thread, so a
+    // refusal can be reported back. A delta is applied in proportion to its size when it starts from what is
+    // served; anything else loads the whole document with the shared loader (the one traditional control
+    // planes and files use).
     auto apply = [applier](const sync::SignedState& state, const sync::ResourceSet& set,
-                           const sync::SyncClient::Delta*, sync::Source source, std::string& error) {
-      auto loaded =
-          std::make_shared<config::LoadResult>(config::parse_text(set.document(), config::Format::json));
-      if (!loaded->ok) {
-        error = "refused revision " + std::to_string(state.revision) + ": " + loaded->describe();
+                           const sync::SyncClient::Delta* delta, sync::Source source, std::string& error) {
+      const std::string source_text = sync::source_name(source);
+      if (delta != nullptr) {
+        std::vector<snapshot::ResourceChange> changes;
+        changes.reserve(delta->changes.size());
+        for (const sync::ResourceChange& c : delta->changes) {
+          changes.push_back({c.kind, c.id, c.value ? &*c.value : nullptr});
+        }
+        switch (applier->apply_changes(changes, delta->base_hash, state.content_hash, source_text,
+                                       state.revision, error)) {
+          case ConfigApplier::DeltaOutcome::applied:
+            return true;
+          case ConfigApplier::DeltaOutcome::refused:
+            error = "refused revision " + std::to_string(state.revision) + ": " + error;
+            return false;
+          case ConfigApplier::DeltaOutcome::no_base:
+            break;
+        }
+      }
+      config::LoadResult loaded = config::parse_text(set.document(), config::Format::json);
+      loaded.content_hash = state.content_hash;
+      if (!applier->apply_config(std::move(loaded), source_text, state.revision, error)) {
+        error = "refused revision " + std::to_string(state.revision) + ": " + error;
         return false;
       }
-      loaded->content_hash = state.content_hash;
-      applier->submit([loaded] { return std::move(*loaded); }, sync::source_name(source), state.revision);
       return true;
     };
     s.sync_client = std::make_unique<sync::SyncClient>(s.sync_options, std::move(verifier), apply);

@@ -4,6 +4,7 @@
 #include <netdb.h>
 
 #include <unordered_map>
+#include <unordered_set>
 
 #include "base/log.h"
 #include "status/metrics.h"
@@ -52,12 +53,15 @@ std::string host_port(const config::Node& node) {
   return out;
 }
 
-std::unique_ptr<UpstreamRuntime> make_upstream(const config::Upstream& spec, std::string key,
-                                               const BuildContext& ctx,
+std::shared_ptr<UpstreamRuntime> make_upstream(const config::Upstream& spec, std::string key,
+                                               const BuildContext& ctx, const UpstreamReuse& reuse,
                                                std::unordered_map<std::string, std::string>& dns) {
-  auto up = std::make_unique<UpstreamRuntime>();
+  if (reuse) {
+    if (auto existing = reuse(key, spec)) return existing;
+  }
+  auto up = std::make_shared<UpstreamRuntime>();
   up->key = std::move(key);
-  up->spec = &spec;
+  up->spec = spec;
   up->has_active_check = spec.checks && spec.checks->active;
   up->nodes.reserve(spec.nodes.size());
   for (const config::Node& node : spec.nodes) {
@@ -95,51 +99,56 @@ std::unique_ptr<UpstreamRuntime> make_upstream(const config::Upstream& spec, std
 
 }  // namespace
 
-std::shared_ptr<const Snapshot> build(config::Config config, std::string hash, std::string source,
-                                      uint64_t generation, const BuildContext& ctx, std::string* error) {
-  auto snap = std::make_shared<Snapshot>();
-  snap->generation = generation;
-  snap->hash = std::move(hash);
-  snap->source = std::move(source);
-  snap->config = std::move(config);
-  const config::Config& cfg = snap->config;
+std::shared_ptr<const Layer> build_layer(config::Config config, const BuildContext& ctx,
+                                         const UpstreamReuse& reuse, std::string* error) {
+  auto layer = std::make_shared<Layer>();
+  layer->config = std::move(config);
+  const config::Config& cfg = layer->config;
 
-  snap->router = router::Router::build(cfg, error);
-  if (!snap->router) return nullptr;
+  layer->router = router::Router::build(cfg, error);
+  if (!layer->router) return nullptr;
 
   std::unordered_map<std::string, std::string> dns;
-  std::unordered_map<std::string, UpstreamRuntime*> by_id;
+  std::unordered_map<std::string_view, UpstreamRuntime*> by_id;
   for (const config::Upstream& u : cfg.upstreams) {
-    snap->upstreams.push_back(make_upstream(u, u.id, ctx, dns));
-    by_id.emplace(u.id, snap->upstreams.back().get());
+    layer->upstreams.push_back(make_upstream(u, u.id, ctx, reuse, dns));
+    by_id.emplace(u.id, layer->upstreams.back().get());
   }
-  std::unordered_map<std::string, UpstreamRuntime*> by_service;
+  struct ServiceRuntime {
+    UpstreamRuntime* upstream = nullptr;
+    bool websocket = false;
+  };
+  std::unordered_map<std::string_view, ServiceRuntime> by_service;
   for (const config::Service& s : cfg.services) {
-    UpstreamRuntime* up = nullptr;
+    ServiceRuntime rt{nullptr, s.enable_websocket};
     if (s.upstream) {
-      snap->upstreams.push_back(make_upstream(*s.upstream, "service:" + s.id, ctx, dns));
-      up = snap->upstreams.back().get();
+      layer->upstreams.push_back(make_upstream(*s.upstream, "service:" + s.id, ctx, reuse, dns));
+      rt.upstream = layer->upstreams.back().get();
     } else if (!s.upstream_id.empty()) {
       auto it = by_id.find(s.upstream_id);
-      if (it != by_id.end()) up = it->second;
+      if (it != by_id.end()) rt.upstream = it->second;
     }
-    by_service.emplace(s.id, up);
+    by_service.emplace(s.id, rt);
   }
 
-  snap->routes.resize(cfg.routes.size());
+  layer->routes.resize(cfg.routes.size());
   for (size_t i = 0; i < cfg.routes.size(); ++i) {
     const config::Route& r = cfg.routes[i];
-    RouteRuntime& rt = snap->routes[i];
+    RouteRuntime& rt = layer->routes[i];
     rt.spec = &r;
+    const ServiceRuntime* service = nullptr;
+    if (!r.service_id.empty()) {
+      auto it = by_service.find(r.service_id);
+      if (it != by_service.end()) service = &it->second;
+    }
     if (r.upstream) {
-      snap->upstreams.push_back(make_upstream(*r.upstream, "route:" + r.id, ctx, dns));
-      rt.upstream = snap->upstreams.back().get();
+      layer->upstreams.push_back(make_upstream(*r.upstream, "route:" + r.id, ctx, reuse, dns));
+      rt.upstream = layer->upstreams.back().get();
     } else if (!r.upstream_id.empty()) {
       auto it = by_id.find(r.upstream_id);
       if (it != by_id.end()) rt.upstream = it->second;
-    } else if (!r.service_id.empty()) {
-      auto it = by_service.find(r.service_id);
-      if (it != by_service.end()) rt.upstream = it->second;
+    } else if (service != nullptr) {
+      rt.upstream = service->upstream;
     }
     if (!rt.upstream) {
       if (error) *error = "route " + r.id + " has no upstream after validation";
@@ -147,26 +156,68 @@ std::shared_ptr<const Snapshot> build(config::Config config, std::string hash, s
     }
     if (r.timeout) {
       rt.timeout = *r.timeout;
-    } else if (rt.upstream->spec->timeout) {
-      rt.timeout = *rt.upstream->spec->timeout;
+    } else if (rt.upstream->spec.timeout) {
+      rt.timeout = *rt.upstream->spec.timeout;
     }
     rt.max_body_size = r.max_body_size;
-    rt.websocket = r.enable_websocket;
-    if (!r.service_id.empty()) {
-      for (const config::Service& s : cfg.services) {
-        if (s.id == r.service_id && s.enable_websocket) rt.websocket = true;
-      }
-    }
+    rt.websocket = r.enable_websocket || (service != nullptr && service->websocket);
     rt.metrics_slot = ctx.metrics ? ctx.metrics->route_slot(r.id) : 0;
   }
+  return layer;
+}
+
+std::shared_ptr<const Snapshot> build(config::Config config, std::string hash, std::string source,
+                                      uint64_t generation, const BuildContext& ctx, std::string* error) {
+  auto snap = std::make_shared<Snapshot>();
+  snap->generation = generation;
+  snap->hash = std::move(hash);
+  snap->source = std::move(source);
+  snap->route_count = config.routes.size();
+  snap->base = build_layer(std::move(config), ctx, nullptr, error);
+  if (!snap->base) return nullptr;
   return snap;
+}
+
+const RouteRuntime* Snapshot::match(const router::MatchRequest& request) const {
+  const router::RouteBits excluded{overridden.data(), overridden.size()};
+  if (!overlay) {
+    const int b = base->router->match(request, excluded, nullptr);
+    return b < 0 ? nullptr : &base->routes[static_cast<size_t>(b)];
+  }
+  router::MatchRank base_rank;
+  router::MatchRank overlay_rank;
+  const int b = base->router->match(request, excluded, &base_rank);
+  const int o = overlay->router->match(request, router::RouteBits{}, &overlay_rank);
+  if (o < 0) return b < 0 ? nullptr : &base->routes[static_cast<size_t>(b)];
+  const RouteRuntime* from_overlay = &overlay->routes[static_cast<size_t>(o)];
+  if (b < 0) return from_overlay;
+  const RouteRuntime* from_base = &base->routes[static_cast<size_t>(b)];
+  if (overlay_rank.ties_ignoring_order(base_rank)) {
+    return from_overlay->spec->id < from_base->spec->id ? from_overlay : from_base;
+  }
+  return overlay_rank.beats_ignoring_order(base_rank) ? from_overlay : from_base;
 }
 
 std::vector<upstream::ProbeTarget> probe_targets(const Snapshot& snapshot) {
   std::vector<upstream::ProbeTarget> targets;
-  for (const auto& up : snapshot.upstreams) {
-    if (!up->has_active_check) continue;
-    const config::ActiveCheck& spec = *up->spec->checks->active;
+  // The overlay's runtimes replace the base's of the same key (an upstream changed since the base was built);
+  // one runtime may be listed by both layers.
+  std::unordered_set<const UpstreamRuntime*> seen;
+  std::unordered_set<std::string_view> replaced;
+  std::vector<const UpstreamRuntime*> checked;
+  if (snapshot.overlay) {
+    for (const auto& up : snapshot.overlay->upstreams) {
+      replaced.insert(up->key);
+      if (up->has_active_check && seen.insert(up.get()).second) checked.push_back(up.get());
+    }
+  }
+  for (const auto& up : snapshot.base->upstreams) {
+    if (up->has_active_check && !replaced.contains(up->key) && seen.insert(up.get()).second) {
+      checked.push_back(up.get());
+    }
+  }
+  for (const UpstreamRuntime* up : checked) {
+    const config::ActiveCheck& spec = *up->spec.checks->active;
     for (const upstream::NodeRuntime& node : up->nodes) {
       if (node.address.empty()) continue;
       upstream::ProbeTarget t;

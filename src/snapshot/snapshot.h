@@ -1,11 +1,13 @@
 // A Snapshot is everything a worker needs to serve requests under one config generation: the validated
 // config, the compiled router, and the upstream runtimes (resolved nodes, shared health, one balancer per
-// worker). It is built off the workers (by the config applier thread), never modified after publication, and
-// freed when the last request using it finishes. Workers only read it, except that worker `i` uses the
-// balancers at index `i` — each balancer has exactly one thread.
+// worker), in one or two layers (see Snapshot). It is built off the workers (by the config applier or the
+// data plane's sync thread), never modified after publication, and freed when the last request using it
+// finishes. Workers only read it, except that worker `i` uses the balancers at index `i` — each balancer has
+// exactly one thread, whichever snapshots share it.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -26,7 +28,9 @@ namespace portico::snapshot {
 
 struct UpstreamRuntime {
   std::string key;  // upstream id, or "route:<id>" / "service:<id>" for inline upstreams
-  const config::Upstream* spec = nullptr;  // points into Snapshot::config
+  // Its own copy: a later layer may reuse this runtime (and its balancers' state) after the layer that built
+  // it is gone.
+  config::Upstream spec;
   std::vector<upstream::NodeRuntime> nodes;
   bool has_active_check = false;
   int tries = 1;                // 1 + effective retries
@@ -35,22 +39,41 @@ struct UpstreamRuntime {
 };
 
 struct RouteRuntime {
-  const config::Route* spec = nullptr;
-  UpstreamRuntime* upstream = nullptr;
-  config::Timeout timeout;     // route's, else upstream's, else defaults
-  int64_t max_body_size = -1;  // -1 = listener default
+  const config::Route* spec = nullptr;  // points into the config of the Layer holding this runtime
+  UpstreamRuntime* upstream = nullptr;  // owned by that Layer (possibly together with other layers)
+  config::Timeout timeout;              // route's, else upstream's, else defaults
+  int64_t max_body_size = -1;           // -1 = listener default
   uint32_t metrics_slot = 0;
   bool websocket = false;  // enable_websocket on the route or its service: Upgrade requests tunnel
 };
 
-struct Snapshot {
-  uint64_t generation = 0;
-  std::string hash;    // content hash of the source document
-  std::string source;  // "file", later "control_plane", "cache", "s3"
+// What one build makes of one Config: the router over its routes and a runtime per route. Immutable once
+// built; shared by every snapshot that uses it.
+struct Layer {
   config::Config config;
   std::unique_ptr<router::Router> router;
   std::vector<RouteRuntime> routes;  // parallel to config.routes
-  std::vector<std::unique_ptr<UpstreamRuntime>> upstreams;
+  // Every upstream runtime its routes use; a runtime may also be held by other layers (see UpstreamReuse).
+  std::vector<std::shared_ptr<UpstreamRuntime>> upstreams;
+};
+
+// A generation of the config as workers see it. A full build makes one layer (`base`); applying a delta
+// (SnapshotBuilder) keeps the base and puts the routes changed since into a small `overlay`, marking the
+// base routes it replaces or that were removed in `overridden`, so a change costs the size of the change,
+// not of the config. Matching consults both layers and merges (see match()).
+struct Snapshot {
+  uint64_t generation = 0;
+  std::string hash;        // content hash of the source document
+  std::string source;      // "file", "etcd", "control_plane", "cache", "s3"
+  size_t route_count = 0;  // routes of the config, enabled or not
+  std::shared_ptr<const Layer> base;
+  std::shared_ptr<const Layer> overlay;  // null when nothing changed since the base was built
+  std::vector<uint64_t> overridden;      // bit i: base route i is replaced by the overlay or removed
+
+  // The route serving `request`, or null. With an overlay, the better of the two layers' matches wins; on a
+  // full tie (same priority, path and host specificity) the route whose id sorts first, which is the route
+  // listed first in the id-ordered documents deltas apply to. Any thread.
+  const RouteRuntime* match(const router::MatchRequest& request) const;
 };
 
 struct BuildContext {
@@ -59,9 +82,18 @@ struct BuildContext {
   status::Metrics* metrics = nullptr;
 };
 
-// Builds a snapshot from a validated config. Resolves node host names (blocking DNS: call off the workers);
-// a name that does not resolve leaves that node unusable (connects fail, passive checks apply) and is
-// logged, it does not reject the config. Returns null and sets `error` only on internal failures.
+// An existing runtime for upstream `key` whose spec equals `spec`, to use instead of building a new one
+// (keeps balancer state and saves the work); null to build one.
+using UpstreamReuse =
+    std::function<std::shared_ptr<UpstreamRuntime>(const std::string& key, const config::Upstream& spec)>;
+
+// Builds a layer from a validated config. Resolves node host names (blocking DNS: call off the workers); a
+// name that does not resolve leaves that node unusable (connects fail, passive checks apply) and is logged,
+// it does not reject the config. Returns null and sets `error` only on internal failures.
+std::shared_ptr<const Layer> build_layer(config::Config config, const BuildContext& ctx,
+                                         const UpstreamReuse& reuse, std::string* error);
+
+// A snapshot of one layer built from a validated config.
 std::shared_ptr<const Snapshot> build(config::Config config, std::string hash, std::string source,
                                       uint64_t generation, const BuildContext& ctx, std::string* error);
 
