@@ -5,9 +5,12 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <set>
+#include <thread>
 #include <unordered_set>
 
+#include "base/log.h"
 #include "config/validate.h"
 
 namespace portico::snapshot {
@@ -75,35 +78,136 @@ bool test_bit(const std::vector<uint64_t>& bits, uint32_t i) {
   return (bits[i >> 6] >> (i & 63) & 1) != 0;
 }
 
-}  // namespace
-
-struct SnapshotBuilder::State {
-  BuildContext context;
-  SnapshotBuilderOptions options;
-  std::shared_ptr<const Snapshot> last;  // null: no base to apply deltas to
-  bool ordered = false;                  // the base's routes are in id order
-
+// The resources other than routes, by id: what a rebuild needs besides the routes.
+struct Resources {
   Models<config::Service> services;
   Models<config::Upstream> upstreams;
   Models<config::Consumer> consumers;
   Models<config::Ssl> ssls;
   Models<config::GlobalRule> global_rules;
   Models<config::PluginConfig> plugin_configs;
+};
+
+using RuntimeMap = std::unordered_map<std::string, std::shared_ptr<UpstreamRuntime>>;
+
+// A base layer and what deltas need to know of it.
+struct Base {
+  std::shared_ptr<const Layer> layer;
+  std::unordered_map<std::string_view, uint32_t> index;  // route id -> index (views into layer)
+  bool ordered = false;                                  // routes in id order
+  RuntimeMap runtimes;                                   // its upstream runtimes by key
+  std::string error;                                     // set when the build failed (layer null)
+};
+
+Base make_base(std::shared_ptr<const Layer> layer) {
+  Base b;
+  const auto& routes = layer->config.routes;
+  b.ordered = std::is_sorted(routes.begin(), routes.end(),
+                             [](const config::Route& x, const config::Route& y) { return x.id < y.id; });
+  b.index.reserve(routes.size());
+  for (size_t i = 0; i < routes.size(); ++i) b.index.emplace(routes[i].id, static_cast<uint32_t>(i));
+  for (const auto& up : layer->upstreams) b.runtimes.insert_or_assign(up->key, up);
+  b.layer = std::move(layer);
+  return b;
+}
+
+// Everything a whole rebuild reads, owned or immutable, so that it can run on another thread.
+struct RebuildInput {
+  std::shared_ptr<const Layer> base;
+  std::shared_ptr<const Layer> overlay;  // may be null
+  std::vector<uint64_t> overridden;
+  Models<std::optional<config::Route>> overlay_routes;
+  Resources resources;
+};
+
+// The whole configuration of `in` (routes in id order) built into a new base, reusing the runtimes of the
+// input layers whose spec is unchanged.
+Base rebuild(const RebuildInput& in, const BuildContext& context) {
+  config::Config c;
+  const auto& base = in.base->config.routes;
+  c.routes.reserve(base.size() + in.overlay_routes.size());
+  auto next = in.overlay_routes.begin();
+  auto take_overlay_before = [&](const std::string* id) {
+    for (; next != in.overlay_routes.end() && (id == nullptr || next->first < *id); ++next) {
+      if (next->second) c.routes.push_back(*next->second);
+    }
+  };
+  for (size_t i = 0; i < base.size(); ++i) {
+    if (test_bit(in.overridden, static_cast<uint32_t>(i))) continue;
+    take_overlay_before(&base[i].id);
+    c.routes.push_back(base[i]);
+  }
+  take_overlay_before(nullptr);
+  c.services = list_models(in.resources.services);
+  c.upstreams = list_models(in.resources.upstreams);
+  c.consumers = list_models(in.resources.consumers);
+  c.ssls = list_models(in.resources.ssls);
+  c.global_rules = list_models(in.resources.global_rules);
+  c.plugin_configs = list_models(in.resources.plugin_configs);
+
+  std::unordered_map<std::string_view, const std::shared_ptr<UpstreamRuntime>*> existing;
+  for (const auto* layer : {in.base.get(), in.overlay.get()}) {
+    if (layer == nullptr) continue;
+    for (const auto& up : layer->upstreams) existing.insert_or_assign(up->key, &up);
+  }
+  auto reuse = [&](const std::string& key, const config::Upstream& spec) -> std::shared_ptr<UpstreamRuntime> {
+    auto it = existing.find(key);
+    return it != existing.end() && (*it->second)->spec == spec ? *it->second : nullptr;
+  };
+  std::string error;
+  auto layer = build_layer(std::move(c), context, reuse, &error);
+  if (!layer) {
+    Base failed;
+    failed.error = error;
+    return failed;
+  }
+  return make_base(std::move(layer));
+}
+
+// A whole rebuild running on its own thread while deltas keep going to the overlay.
+struct BackgroundRebuild {
+  std::thread thread;
+  std::atomic<bool> finished{false};
+  bool stale = false;                   // another base was installed meanwhile: drop the result
+  std::set<std::string> touched_since;  // route ids deltas touched after the input was taken
+  Base result;
+};
+
+}  // namespace
+
+struct SnapshotBuilder::State {
+  BuildContext context;
+  SnapshotBuilderOptions options;
+  std::shared_ptr<const Snapshot> last;  // null: no base to apply deltas to
+
+  Resources resources;
   int64_t global_limit = -1;
 
-  std::unordered_map<std::string_view, uint32_t>
-      base_index;                                // route id -> index in last->base (views into it)
+  Base base;
   Models<std::optional<config::Route>> overlay;  // routes changed since the base; nullopt = removed
   std::vector<uint64_t> overridden;              // bits over base routes
   size_t overridden_count = 0;
   // Every upstream runtime in use, by key, for reuse by the next layer.
-  std::unordered_map<std::string, std::shared_ptr<UpstreamRuntime>> runtimes;
+  RuntimeMap runtimes;
+  std::unique_ptr<BackgroundRebuild> background;
+  bool overlay_stale = false;  // the last published overlay layer does not match `base` and `overlay`
+
+  std::thread reaper;  // frees what a harvested rebuild replaced (maps of every route), off the caller
+
+  ~State() {
+    join_background();
+    if (reaper.joinable()) reaper.join();
+  }
+
+  void join_background() {
+    if (background && background->thread.joinable()) background->thread.join();
+  }
 
   // The current model of route `id`, or null when there is none.
   const config::Route* route(std::string_view id) const {
     if (auto it = overlay.find(id); it != overlay.end()) return it->second ? &*it->second : nullptr;
-    auto it = base_index.find(id);
-    return it == base_index.end() ? nullptr : &last->base->config.routes[it->second];
+    auto it = base.index.find(id);
+    return it == base.index.end() ? nullptr : &base.layer->config.routes[it->second];
   }
 
   std::shared_ptr<UpstreamRuntime> reuse(const std::string& key, const config::Upstream& spec) const {
@@ -115,54 +219,79 @@ struct SnapshotBuilder::State {
     for (const auto& up : layer.upstreams) runtimes.insert_or_assign(up->key, up);
   }
 
-  // Makes `layer` the base of a one-layer snapshot.
-  std::shared_ptr<const Snapshot> install_base(std::shared_ptr<const Layer> layer, std::string hash,
-                                               std::string source, uint64_t generation) {
+  RebuildInput rebuild_input() const {
+    return RebuildInput{base.layer, last ? last->overlay : nullptr, overridden, overlay, resources};
+  }
+
+  // Makes `b` the base, with an empty overlay; a background rebuild still running is now stale.
+  void adopt_base(Base b) {
+    base = std::move(b);
+    overlay.clear();
+    overridden.assign((base.layer->config.routes.size() + 63) / 64, 0);
+    overridden_count = 0;
+    runtimes = std::move(base.runtimes);
+    base.runtimes.clear();
+    if (background) background->stale = true;
+  }
+
+  std::shared_ptr<const Snapshot> publish(std::shared_ptr<const Layer> overlay_layer, std::string hash,
+                                          std::string source, uint64_t generation) {
+    size_t live = 0;
+    for (const auto& [id, model] : overlay) live += model ? 1 : 0;
     auto snap = std::make_shared<Snapshot>();
     snap->generation = generation;
     snap->hash = std::move(hash);
     snap->source = std::move(source);
-    snap->route_count = layer->config.routes.size();
-    snap->base = std::move(layer);
-    const auto& routes = snap->base->config.routes;
-    ordered = std::is_sorted(routes.begin(), routes.end(),
-                             [](const config::Route& a, const config::Route& b) { return a.id < b.id; });
-    base_index.clear();
-    base_index.reserve(routes.size());
-    for (size_t i = 0; i < routes.size(); ++i) base_index.emplace(routes[i].id, static_cast<uint32_t>(i));
-    overlay.clear();
-    overridden.assign((routes.size() + 63) / 64, 0);
-    overridden_count = 0;
-    runtimes.clear();
-    remember_runtimes(*snap->base);
+    snap->route_count = base.layer->config.routes.size() - overridden_count + live;
+    snap->base = base.layer;
+    snap->overlay = std::move(overlay_layer);
+    snap->overridden = overridden;
     last = snap;
+    overlay_stale = false;
     return snap;
   }
 
-  // The whole current configuration, routes in id order.
-  config::Config assemble() const {
-    config::Config c;
-    const auto& base = last->base->config.routes;
-    c.routes.reserve(base.size() - overridden_count + overlay.size());
-    auto next = overlay.begin();
-    auto take_overlay_before = [&](const std::string* id) {
-      for (; next != overlay.end() && (id == nullptr || next->first < *id); ++next) {
-        if (next->second) c.routes.push_back(*next->second);
+  // Installs a finished background rebuild: its base, with the routes touched since it started as the
+  // overlay. True when a new base was installed (the overlay layer must then be rebuilt).
+  bool harvest_background() {
+    if (!background || !background->finished.load()) return false;
+    join_background();
+    std::unique_ptr<BackgroundRebuild> done = std::move(background);
+    if (done->stale || !done->result.layer) {
+      if (!done->result.error.empty() && !done->stale) {
+        PORTICO_LOG(error, "background rebuild failed: %s", done->result.error.c_str());
       }
-    };
-    for (size_t i = 0; i < base.size(); ++i) {
-      if (test_bit(overridden, static_cast<uint32_t>(i))) continue;
-      take_overlay_before(&base[i].id);
-      c.routes.push_back(base[i]);
+      return false;
     }
-    take_overlay_before(nullptr);
-    c.services = list_models(services);
-    c.upstreams = list_models(upstreams);
-    c.consumers = list_models(consumers);
-    c.ssls = list_models(ssls);
-    c.global_rules = list_models(global_rules);
-    c.plugin_configs = list_models(plugin_configs);
-    return c;
+    Models<std::optional<config::Route>> current = std::move(overlay);
+    auto replaced = std::make_shared<std::pair<Base, RuntimeMap>>(std::move(base), std::move(runtimes));
+    adopt_base(std::move(done->result));
+    if (reaper.joinable()) reaper.join();
+    reaper = std::thread([replaced = std::move(replaced)]() mutable { replaced.reset(); });
+    for (const std::string& id : done->touched_since) {
+      auto it = current.find(id);
+      const bool in_base = base.index.contains(id);
+      if (it != current.end()) {
+        if (it->second || in_base) overlay.insert_or_assign(id, std::move(it->second));
+      } else if (in_base) {
+        overlay.insert_or_assign(id, std::nullopt);  // added and removed again since the rebuild started
+      }
+    }
+    for (const auto& [id, model] : overlay) {
+      auto b = base.index.find(id);
+      if (b != base.index.end() && set_bit(overridden, b->second)) ++overridden_count;
+    }
+    overlay_stale = true;
+    return true;
+  }
+
+  void start_background() {
+    background = std::make_unique<BackgroundRebuild>();
+    BackgroundRebuild* job = background.get();
+    job->thread = std::thread([job, input = rebuild_input(), context = context] {
+      job->result = rebuild(input, context);
+      job->finished.store(true);
+    });
   }
 
   // The overlay layer's config: its live routes with the services and upstreams they use.
@@ -174,13 +303,13 @@ struct SnapshotBuilder::State {
       if (!route) continue;
       c.routes.push_back(*route);
       if (!route->service_id.empty() && service_ids.insert(route->service_id).second) {
-        const config::Service& s = services.at(route->service_id);
+        const config::Service& s = resources.services.at(route->service_id);
         c.services.push_back(s);
         if (!s.upstream_id.empty()) upstream_ids.insert(s.upstream_id);
       }
       if (!route->upstream_id.empty()) upstream_ids.insert(route->upstream_id);
     }
-    for (std::string_view id : upstream_ids) c.upstreams.push_back(upstreams.find(id)->second);
+    for (std::string_view id : upstream_ids) c.upstreams.push_back(resources.upstreams.find(id)->second);
     return c;
   }
 };
@@ -203,30 +332,31 @@ std::shared_ptr<const Snapshot> SnapshotBuilder::build(config::Config config, st
                                                        std::string* error) {
   State& s = *state_;
   auto id = [](const auto& r) { return r.id; };
-  Models<config::Service> services = index_models(config.services, id);
-  Models<config::Upstream> upstreams = index_models(config.upstreams, id);
-  Models<config::Consumer> consumers =
-      index_models(config.consumers, [](const auto& c) { return c.username; });
-  Models<config::Ssl> ssls = index_models(config.ssls, id);
-  Models<config::GlobalRule> global_rules = index_models(config.global_rules, id);
-  Models<config::PluginConfig> plugin_configs = index_models(config.plugin_configs, id);
+  Resources resources;
+  resources.services = index_models(config.services, id);
+  resources.upstreams = index_models(config.upstreams, id);
+  resources.consumers = index_models(config.consumers, [](const auto& c) { return c.username; });
+  resources.ssls = index_models(config.ssls, id);
+  resources.global_rules = index_models(config.global_rules, id);
+  resources.plugin_configs = index_models(config.plugin_configs, id);
   auto layer = build_layer(std::move(config), s.context, nullptr, error);
   if (!layer) return nullptr;
-  s.services = std::move(services);
-  s.upstreams = std::move(upstreams);
-  s.consumers = std::move(consumers);
-  s.ssls = std::move(ssls);
-  s.global_rules = std::move(global_rules);
-  s.plugin_configs = std::move(plugin_configs);
-  s.global_limit = global_limit_of(s.global_rules);
-  return s.install_base(std::move(layer), std::move(hash), std::move(source), generation);
+  s.resources = std::move(resources);
+  s.global_limit = global_limit_of(s.resources.global_rules);
+  s.adopt_base(make_base(std::move(layer)));
+  return s.publish(nullptr, std::move(hash), std::move(source), generation);
+}
+
+void SnapshotBuilder::wait_for_background_rebuild() {
+  state_->join_background();
 }
 
 SnapshotBuilder::Result SnapshotBuilder::apply(std::span<const ResourceChange> changes, std::string hash,
                                                std::string source, uint64_t generation) {
   State& s = *state_;
   Result result;
-  if (!s.last || !s.ordered) return result;
+  const bool new_base = s.last && s.harvest_background();  // the content stays the same
+  if (!s.last || !s.base.ordered) return result;
 
   // 1. Each changed resource on its own, with the loader's validators.
   config::Errors errors;
@@ -297,7 +427,7 @@ SnapshotBuilder::Result SnapshotBuilder::apply(std::span<const ResourceChange> c
   // all.
   int64_t global_limit = s.global_limit;
   if (!global_rules.empty()) {
-    Models<config::GlobalRule> merged = s.global_rules;
+    Models<config::GlobalRule> merged = s.resources.global_rules;
     commit(global_rules, merged);
     global_limit = global_limit_of(merged);
   }
@@ -309,7 +439,7 @@ SnapshotBuilder::Result SnapshotBuilder::apply(std::span<const ResourceChange> c
     if (model) services_to_check.push_back(id);
   }
   if (!upstreams.empty()) {
-    for (const auto& [id, service] : s.services) {
+    for (const auto& [id, service] : s.resources.services) {
       if (!service.upstream_id.empty() && upstreams.contains(service.upstream_id) && !services.contains(id)) {
         touched_services.insert(id);
         services_to_check.push_back(id);
@@ -324,7 +454,7 @@ SnapshotBuilder::Result SnapshotBuilder::apply(std::span<const ResourceChange> c
              (!r.upstream_id.empty() && upstreams.contains(r.upstream_id)) ||
              (!r.plugin_config_id.empty() && plugin_configs.contains(r.plugin_config_id));
     };
-    const auto& base = s.last->base->config.routes;
+    const auto& base = s.base.layer->config.routes;
     for (size_t i = 0; i < base.size(); ++i) {
       if (!test_bit(s.overridden, static_cast<uint32_t>(i)) && relies(base[i])) touched.insert(base[i].id);
     }
@@ -334,9 +464,9 @@ SnapshotBuilder::Result SnapshotBuilder::apply(std::span<const ResourceChange> c
   }
 
   // 3. The cross-resource rules for what is touched, against the configuration as it will be.
-  auto find_service = [&](std::string_view id) { return lookup(services, s.services, id); };
+  auto find_service = [&](std::string_view id) { return lookup(services, s.resources.services, id); };
   auto upstream_defined = [&](const std::string& id) {
-    return !id.empty() && lookup(upstreams, s.upstreams, id) != nullptr;
+    return !id.empty() && lookup(upstreams, s.resources.upstreams, id) != nullptr;
   };
   for (std::string_view id : services_to_check) {
     const config::Service* service = find_service(id);
@@ -362,8 +492,9 @@ SnapshotBuilder::Result SnapshotBuilder::apply(std::span<const ResourceChange> c
     if (r == nullptr) continue;
     config::RouteRefs refs;
     refs.upstream_defined = upstream_defined(r->upstream_id);
-    refs.plugin_config_defined = !r->plugin_config_id.empty() &&
-                                 lookup(plugin_configs, s.plugin_configs, r->plugin_config_id) != nullptr;
+    refs.plugin_config_defined =
+        !r->plugin_config_id.empty() &&
+        lookup(plugin_configs, s.resources.plugin_configs, r->plugin_config_id) != nullptr;
     if (!r->service_id.empty()) {
       refs.service = find_service(r->service_id);
       refs.service_defined = refs.service != nullptr;
@@ -379,9 +510,10 @@ SnapshotBuilder::Result SnapshotBuilder::apply(std::span<const ResourceChange> c
     std::optional<config::Route> r;
     if (t.model != nullptr) {
       r = *t.model;
-      const config::PluginConfig* pc = r->plugin_config_id.empty()
-                                           ? nullptr
-                                           : lookup(plugin_configs, s.plugin_configs, r->plugin_config_id);
+      const config::PluginConfig* pc =
+          r->plugin_config_id.empty()
+              ? nullptr
+              : lookup(plugin_configs, s.resources.plugin_configs, r->plugin_config_id);
       const config::Service* service = r->service_id.empty() ? nullptr : find_service(r->service_id);
       r->max_body_size = config::folded_max_body_size(*r, pc, service, global_limit);
     }
@@ -396,18 +528,21 @@ SnapshotBuilder::Result SnapshotBuilder::apply(std::span<const ResourceChange> c
   for (const auto& [id, model] : upstreams) {
     if (!model) s.runtimes.erase(id);
   }
-  commit(services, s.services);
-  commit(upstreams, s.upstreams);
-  commit(consumers, s.consumers);
-  commit(ssls, s.ssls);
-  commit(global_rules, s.global_rules);
-  commit(plugin_configs, s.plugin_configs);
+  commit(services, s.resources.services);
+  commit(upstreams, s.resources.upstreams);
+  commit(consumers, s.resources.consumers);
+  commit(ssls, s.resources.ssls);
+  commit(global_rules, s.resources.global_rules);
+  commit(plugin_configs, s.resources.plugin_configs);
   s.global_limit = global_limit;
+  if (s.background && !s.background->stale) {  // it works from the state before this delta
+    for (const auto& [id, model] : folded) s.background->touched_since.insert(id);
+  }
   std::vector<uint64_t> overridden = s.overridden;  // the published snapshot keeps its own bits
   for (auto& [id, model] : folded) {
-    auto base = s.base_index.find(id);
-    if (base != s.base_index.end() && set_bit(overridden, base->second)) ++s.overridden_count;
-    if (model || base != s.base_index.end()) {
+    auto base = s.base.index.find(id);
+    if (base != s.base.index.end() && set_bit(overridden, base->second)) ++s.overridden_count;
+    if (model || base != s.base.index.end()) {
       s.overlay.insert_or_assign(std::move(id), std::move(model));
     } else {
       s.overlay.erase(id);  // added and removed again since the base
@@ -415,46 +550,40 @@ SnapshotBuilder::Result SnapshotBuilder::apply(std::span<const ResourceChange> c
   }
   s.overridden = std::move(overridden);
 
-  // 5. Build: the overlay, or everything when the overlay has grown too large or every route was touched.
+  // 5. Build the overlay layer, or everything when every route was touched or the overlay has grown far
+  // beyond its limit (a bulk import); past the limit, a whole rebuild starts in the background and a later
+  // delta installs it.
   size_t live = 0;
   for (const auto& [id, model] : s.overlay) live += model ? 1 : 0;
-  auto reuse = [&s](const std::string& key, const config::Upstream& spec) { return s.reuse(key, spec); };
-  std::string error;
-  if (touch_all || live > s.options.max_overlay_routes) {
-    auto layer = build_layer(s.assemble(), s.context, reuse, &error);
-    if (!layer) {
-      s.last.reset();
-      result.internal_error = error;
-      return result;
-    }
+  auto fail = [&](std::string why) {
+    s.last.reset();
+    result.internal_error = std::move(why);
+    return std::move(result);
+  };
+  if (touch_all || live > s.options.max_overlay_routes * 8 ||
+      (live > s.options.max_overlay_routes && !s.options.rebuild_in_background)) {
+    Base b = rebuild(s.rebuild_input(), s.context);
+    if (!b.layer) return fail(b.error);
+    s.adopt_base(std::move(b));
     result.outcome = Outcome::built;
     result.rebuilt = true;
-    result.snapshot = s.install_base(std::move(layer), std::move(hash), std::move(source), generation);
+    result.snapshot = s.publish(nullptr, std::move(hash), std::move(source), generation);
     return result;
   }
+  auto reuse = [&s](const std::string& key, const config::Upstream& spec) { return s.reuse(key, spec); };
   std::shared_ptr<const Layer> layer;
-  if (touched.empty() && s.last->overlay) {
+  if (touched.empty() && !s.overlay_stale) {
     layer = s.last->overlay;  // no route touched (consumers, SSLs, unused resources): same overlay
   } else if (live > 0) {
+    std::string error;
     layer = build_layer(s.overlay_config(), s.context, reuse, &error);
-    if (!layer) {
-      s.last.reset();
-      result.internal_error = error;
-      return result;
-    }
+    if (!layer) return fail(error);
     s.remember_runtimes(*layer);
   }
-  auto snap = std::make_shared<Snapshot>();
-  snap->generation = generation;
-  snap->hash = std::move(hash);
-  snap->source = std::move(source);
-  snap->route_count = s.last->base->config.routes.size() - s.overridden_count + live;
-  snap->base = s.last->base;
-  snap->overlay = std::move(layer);
-  snap->overridden = s.overridden;
-  s.last = snap;
   result.outcome = Outcome::built;
-  result.snapshot = std::move(snap);
+  result.rebuilt = new_base;
+  result.snapshot = s.publish(std::move(layer), std::move(hash), std::move(source), generation);
+  if (live > s.options.max_overlay_routes && !s.background) s.start_background();
   return result;
 }
 

@@ -14,7 +14,8 @@
 // Deltas assume routes ordered by id (the documents of the sync protocol are): a base built from routes in
 // another order (a file) refuses deltas (apply() returns Outcome::no_base).
 //
-// Not thread-safe: one thread at a time (the config applier serialises callers).
+// Not thread-safe: one thread at a time (the config applier serialises callers). The background rebuild
+// reads only immutable layers and copies.
 #pragma once
 
 #include <cstdint>
@@ -42,9 +43,14 @@ struct ResourceChange {
 };
 
 struct SnapshotBuilderOptions {
-  // Overlay size (routes) above which a delta rebuilds the whole configuration instead. Per delta the overlay
-  // is rebuilt, so this bounds a delta's cost; a rebuild costs the whole configuration's build.
-  size_t max_overlay_routes = 2048;
+  // Overlay size (routes) above which the whole configuration is rebuilt into a new base. The overlay layer
+  // is rebuilt by every delta, so this bounds a delta's cost (a few microseconds per overlay route).
+  size_t max_overlay_routes = 512;
+  // Past max_overlay_routes, rebuild on a thread of its own while deltas keep going to the overlay (the
+  // next delta after it finishes installs it), so no delta waits for a whole rebuild; only an overlay 8
+  // times over the limit (a bulk import) or a change touching every route rebuilds in the delta's call.
+  // False: rebuild in the call (tests).
+  bool rebuild_in_background = true;
 };
 
 class SnapshotBuilder {
@@ -77,6 +83,10 @@ class SnapshotBuilder {
   // is an error; a change of a resource to its current value is harmless.
   Result apply(std::span<const ResourceChange> changes, std::string hash, std::string source,
                uint64_t generation);
+
+  // Blocks until a background rebuild, if one runs, has finished (its result is installed by the next
+  // apply()). For tests and benchmarks.
+  void wait_for_background_rebuild();
 
   // The content hash of the last snapshot built here (empty before the first, or after an internal failure).
   const std::string& hash() const;
