@@ -1,6 +1,7 @@
 #include "controlplane/resource_store.h"
 
 #include <nlohmann/json.hpp>
+#include <set>
 #include <unordered_set>
 
 #include "base/log.h"
@@ -117,16 +118,47 @@ bool ResourceStore::admit(const store::KeyValue& kv, Kind& kind, Entry& out, std
   return true;
 }
 
+bool ResourceStore::parse_key(std::string_view key, Kind& kind, std::string_view& id) const {
+  if (!key.starts_with(prefix_) || key.size() <= prefix_.size() + 1 || key[prefix_.size()] != '/')
+    return false;
+  key.remove_prefix(prefix_.size() + 1);
+  size_t slash = key.find('/');
+  if (slash == std::string_view::npos || !kind_of(key.substr(0, slash), kind)) return false;
+  id = key.substr(slash + 1);
+  return true;
+}
+
 void ResourceStore::remove_key(const std::string& key) {
   rejected_.erase(key);
-  std::string_view rest(key);
-  if (!rest.starts_with(prefix_) || rest.size() <= prefix_.size()) return;
-  rest.remove_prefix(prefix_.size() + 1);
-  size_t slash = rest.find('/');
   Kind kind;
-  if (slash == std::string_view::npos || !kind_of(rest.substr(0, slash), kind)) return;
+  std::string_view id;
+  if (!parse_key(key, kind, id)) return;
   auto& entries = tables_[static_cast<size_t>(kind)].entries;
-  if (auto it = entries.find(rest.substr(slash + 1)); it != entries.end()) entries.erase(it);
+  if (auto it = entries.find(id); it != entries.end()) entries.erase(it);
+  journal_.emplace_back(kind, std::string(id));
+}
+
+ResourceStore::Cursor ResourceStore::cursor() const {
+  std::shared_lock lock(mu_);
+  return Cursor{epoch_, journal_start_ + journal_.size()};
+}
+
+bool ResourceStore::changes_since(Cursor since, std::vector<Touched>& out, Cursor& now,
+                                  int64_t& revision) const {
+  std::shared_lock lock(mu_);
+  const uint64_t end = journal_start_ + journal_.size();
+  if (since.epoch != epoch_ || since.position < journal_start_ || since.position > end) return false;
+  std::set<std::pair<Kind, std::string_view>> seen;
+  for (uint64_t p = since.position; p < end; ++p) {
+    const auto& [kind, id] = journal_[p - journal_start_];
+    if (!seen.emplace(kind, id).second) continue;
+    const auto& entries = tables_[static_cast<size_t>(kind)].entries;
+    auto it = entries.find(id);
+    out.push_back(Touched{kind, id, it == entries.end() ? std::nullopt : std::optional<Entry>(it->second)});
+  }
+  now = Cursor{epoch_, end};
+  revision = revision_;
+  return true;
 }
 
 void ResourceStore::reset(const store::ResponseHeader& header, std::vector<store::KeyValue> all) {
@@ -151,6 +183,9 @@ void ResourceStore::reset(const store::ResponseHeader& header, std::vector<store
     std::unique_lock lock(mu_);
     tables_ = std::move(tables);
     rejected_ = std::move(rejected);
+    ++epoch_;
+    journal_.clear();
+    journal_start_ = 0;
     revision_ = header.revision;
     cluster_id_ = header.cluster_id;
     loaded_ = true;
@@ -193,6 +228,11 @@ void ResourceStore::apply(const store::ResponseHeader& header, std::vector<store
       }
     }
     if (header.revision > revision_) revision_ = header.revision;
+    if (journal_.size() > kJournalMax) {  // readers that far behind read everything instead
+      const size_t drop = journal_.size() / 2;
+      journal_.erase(journal_.begin(), journal_.begin() + static_cast<std::ptrdiff_t>(drop));
+      journal_start_ += drop;
+    }
   }
   notify(header.revision);
 }
@@ -324,26 +364,20 @@ sync::ResourceSet ResourceStore::publishable() const {
   // configs first, then services, then routes.
   std::array<std::unordered_set<std::string>, kKindCount> kept;
   std::unordered_set<std::string> services_with_upstream;
-  auto kept_id = [&](Kind kind, const std::string& id) {
-    return id.empty() || kept[static_cast<size_t>(kind)].contains(id);
+  const std::function<bool(Kind, const std::string&)> is_kept = [&](Kind kind, const std::string& id) {
+    return kept[static_cast<size_t>(kind)].contains(id);
   };
-  auto leave_out = [](size_t k, const Entry& e, const char* why) {
-    PORTICO_LOG(warn, "%s [%s] left out of the data plane config: %s", std::string(kKinds[k].noun).c_str(),
-                e.id.c_str(), why);
+  const std::function<bool(const std::string&)> has_upstream = [&](const std::string& id) {
+    return services_with_upstream.contains(id);
   };
   constexpr Kind kOrder[] = {Kind::upstreams,    Kind::plugin_configs, Kind::consumers, Kind::ssls,
                              Kind::global_rules, Kind::services,       Kind::routes};
   for (Kind kind : kOrder) {
     const size_t k = static_cast<size_t>(kind);
     for (const Entry& e : copy[k]) {
-      if (!kept_id(Kind::upstreams, e.upstream_id) || !kept_id(Kind::services, e.service_id) ||
-          !kept_id(Kind::plugin_configs, e.plugin_config_id)) {
-        leave_out(k, e, "it references a missing resource");
-        continue;
-      }
-      if (kind == Kind::routes && !e.has_upstream &&
-          (e.service_id.empty() || !services_with_upstream.contains(e.service_id))) {
-        leave_out(k, e, "it has no upstream (neither its own nor its service's)");
+      if (const char* why = left_out_because(kind, e, is_kept, has_upstream)) {
+        PORTICO_LOG(warn, "%s [%s] left out of the data plane config: %s",
+                    std::string(kKinds[k].noun).c_str(), e.id.c_str(), why);
         continue;
       }
       if (kind == Kind::services && e.has_upstream) services_with_upstream.insert(e.id);
@@ -357,6 +391,21 @@ sync::ResourceSet ResourceStore::publishable() const {
     }
   }
   return set;
+}
+
+const char* ResourceStore::left_out_because(
+    Kind kind, const Entry& e, const std::function<bool(Kind, const std::string&)>& kept,
+    const std::function<bool(const std::string&)>& service_has_upstream) {
+  if ((!e.upstream_id.empty() && !kept(Kind::upstreams, e.upstream_id)) ||
+      (!e.service_id.empty() && !kept(Kind::services, e.service_id)) ||
+      (!e.plugin_config_id.empty() && !kept(Kind::plugin_configs, e.plugin_config_id))) {
+    return "it references a missing resource";
+  }
+  if (kind == Kind::routes && !e.has_upstream &&
+      (e.service_id.empty() || !service_has_upstream(e.service_id))) {
+    return "it has no upstream (neither its own nor its service's)";
+  }
+  return nullptr;
 }
 
 config::LoadResult ResourceStore::assemble() const {

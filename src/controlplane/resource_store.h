@@ -88,6 +88,29 @@ class ResourceStore {
   // possible for values written into etcd by hand; logged), so one bad key cannot hold back every other
   // change.
   sync::ResourceSet publishable() const;
+  // The rule publishable() applies to one resource: null when `e` (of `kind`) is published, else why not.
+  // `kept(kind, id)`: whether that resource is published; `service_has_upstream(id)`: whether that published
+  // service sets an upstream.
+  static const char* left_out_because(Kind kind, const Entry& e,
+                                      const std::function<bool(Kind, const std::string&)>& kept,
+                                      const std::function<bool(const std::string&)>& service_has_upstream);
+
+  // A point in the copy's change journal, for changes_since().
+  struct Cursor {
+    uint64_t epoch = 0;  // bumped by every reset(): a whole reload cannot be told as changes
+    uint64_t position = 0;
+  };
+  // A resource touched after some point, with its entry now (nullopt: it is not in the copy any more).
+  struct Touched {
+    Kind kind;
+    std::string id;
+    std::optional<Entry> entry;
+  };
+  Cursor cursor() const;
+  // The resources touched after `since` (each once) with their entries now, and the cursor and revision now,
+  // read together. False when that cannot be told: the copy was reloaded whole since, or more changed than
+  // the journal keeps (kJournalMax); the caller then reads everything (publishable()).
+  bool changes_since(Cursor since, std::vector<Touched>& out, Cursor& now, int64_t& revision) const;
   // publishable() loaded as the data plane's configuration (load_set), for the traditional role.
   config::LoadResult assemble() const;
 
@@ -99,6 +122,10 @@ class ResourceStore {
   bool admit(const store::KeyValue& kv, Kind& kind, Entry& out, std::string& reason) const;
   void remove_key(const std::string& key);
   void notify(int64_t revision);
+  // prefix/<kind>/<id> -> kind and id; false for other keys.
+  bool parse_key(std::string_view key, Kind& kind, std::string_view& id) const;
+
+  static constexpr size_t kJournalMax = 1 << 17;
 
   std::string prefix_;
   mutable std::shared_mutex mu_;
@@ -110,6 +137,11 @@ class ResourceStore {
   bool stale_ = true;
   std::string stale_reason_ = "not yet connected to etcd";
   std::vector<std::function<void(int64_t)>> listeners_;
+  // Every key apply() touched since the last reset(), oldest first; journal_[0] is at position
+  // journal_start_.
+  std::vector<std::pair<Kind, std::string>> journal_;
+  uint64_t journal_start_ = 0;
+  uint64_t epoch_ = 0;
 };
 
 // A resource set as the data plane's configuration: its document through the shared loader; content_hash is

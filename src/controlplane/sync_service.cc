@@ -52,14 +52,10 @@ std::string state_json(const sync::SignedState& s) {
 
 struct Published {
   sync::SignedState state;
-  std::shared_ptr<const sync::ResourceSet> set;
-  std::once_flag encoded_once;
-  std::string encoded;  // the snapshot, built on first request
-
-  const std::string& snapshot() {
-    std::call_once(encoded_once, [this] { encoded = sync::encode_snapshot(state, set->document()); });
-    return encoded;
-  }
+  size_t resources = 0;
+  // The snapshot, encoded from the working set on first request while this is the current state (under
+  // Impl::set_mu); null until then.
+  std::shared_ptr<const std::string> encoded;
 };
 
 struct Delta {
@@ -83,6 +79,13 @@ struct SyncService::Impl {
   bool stopping = false;
   std::shared_ptr<Published> current;
   std::deque<Delta> history;
+
+  // The content of `current`, changed in place by each publish (a route change costs the change, not a new
+  // copy of every resource); snapshots of `current` are encoded from it. Lock order: set_mu, then mu.
+  std::mutex set_mu;
+  sync::ResourceSet working;
+  bool have_working = false;
+  ResourceStore::Cursor cursor;  // the copy's changes up to here are in `working`
   std::thread thread;
   std::function<void(int64_t)> published_hook;  // set before start()
 
@@ -96,6 +99,8 @@ struct SyncService::Impl {
 
   void run();
   void publish();
+  bool publish_routes(std::vector<sync::ResourceChange>& changes, int64_t& revision);
+  std::shared_ptr<const std::string> encoded(std::shared_ptr<Published>& p, int64_t& revision);
   void keep_lease();
   AdminResponse snapshot();
   AdminResponse changes(const AdminRequest& request);
@@ -145,13 +150,8 @@ std::string SyncService::published_hash() const {
 
 std::shared_ptr<const std::string> SyncService::current_snapshot(int64_t& revision) const {
   std::shared_ptr<Published> p;
-  {
-    std::lock_guard lock(impl_->mu);
-    p = impl_->current;
-  }
-  revision = p ? p->state.revision : 0;
-  if (!p) return nullptr;
-  return std::shared_ptr<const std::string>(p, &p->snapshot());  // shares ownership of the Published
+  revision = 0;
+  return impl_->encoded(p, revision);
 }
 
 void SyncService::on_publish(std::function<void(int64_t revision)> callback) {
@@ -176,9 +176,57 @@ void SyncService::Impl::run() {
   }
 }
 
+// Only routes changed since the last publish (the common case: nothing refers to a route, so nothing else can
+// change whether it is published): applies them to the working set. False when something else changed, or the
+// copy cannot tell what changed; publish() then reads everything.
+bool SyncService::Impl::publish_routes(std::vector<sync::ResourceChange>& changes, int64_t& revision) {
+  std::vector<ResourceStore::Touched> touched;
+  ResourceStore::Cursor now;
+  if (!have_working || !copy.changes_since(cursor, touched, now, revision)) return false;
+  for (const ResourceStore::Touched& t : touched) {
+    if (t.kind != Kind::routes) return false;
+  }
+  const std::function<bool(Kind, const std::string&)> kept = [this](Kind kind, const std::string& id) {
+    return working.find(kKinds[static_cast<size_t>(kind)].name, id) != nullptr;
+  };
+  const std::function<bool(const std::string&)> service_has_upstream = [this](const std::string& id) {
+    std::optional<Entry> service = copy.get(Kind::services, id);  // unchanged since the last publish
+    return service && service->has_upstream;
+  };
+  for (ResourceStore::Touched& t : touched) {
+    const std::string* held = working.find("routes", t.id);
+    if (t.entry) {
+      if (const char* why =
+              ResourceStore::left_out_because(Kind::routes, *t.entry, kept, service_has_upstream)) {
+        PORTICO_LOG(warn, "route [%s] left out of the data plane config: %s", t.id.c_str(), why);
+      } else {
+        if (held == nullptr || *held != t.entry->value) {
+          changes.push_back({"routes", t.id, std::move(t.entry->value)});
+        }
+        continue;
+      }
+    }
+    if (held != nullptr) changes.push_back({"routes", t.id, std::nullopt});
+  }
+  cursor = now;
+  return true;
+}
+
 void SyncService::Impl::publish() {
-  auto set = std::make_shared<const sync::ResourceSet>(copy.publishable());
-  std::string hash = set->content_hash();
+  std::lock_guard set_lock(set_mu);
+  std::vector<sync::ResourceChange> changes;
+  int64_t revision = 0;
+  if (publish_routes(changes, revision)) {
+    working.apply(changes);
+  } else {
+    cursor = copy.cursor();  // taken first: what changes meanwhile is applied again next time (idempotent)
+    sync::ResourceSet all = copy.publishable();
+    revision = copy.revision();
+    if (have_working) changes = sync::ResourceSet::diff(working, all);
+    working = std::move(all);
+    have_working = true;
+  }
+  std::string hash = working.content_hash();
   std::shared_ptr<Published> previous;
   {
     std::lock_guard lock(mu);
@@ -190,16 +238,16 @@ void SyncService::Impl::publish() {
 
   auto next = std::make_shared<Published>();
   next->state.cluster_id = cluster;
-  next->state.revision = copy.revision();
+  next->state.revision = revision;
   next->state.content_hash = std::move(hash);
+  next->resources = working.size();
   signer.sign(next->state);
-  next->set = set;
   Delta delta;
   const bool chained = previous && previous->state.cluster_id == cluster;
   if (chained) {
     delta.from = previous->state.revision;
     delta.to = next->state.revision;
-    delta.changes = sync::ResourceSet::diff(*previous->set, *set);
+    delta.changes = std::move(changes);
   }
   {
     std::lock_guard lock(mu);
@@ -210,8 +258,25 @@ void SyncService::Impl::publish() {
   }
   published_cv.notify_all();
   PORTICO_LOG(info, "published config revision %lld (%zu resources, sha256 %.12s...)",
-              static_cast<long long>(next->state.revision), set->size(), next->state.content_hash.c_str());
+              static_cast<long long>(next->state.revision), next->resources,
+              next->state.content_hash.c_str());
   if (published_hook) published_hook(next->state.revision);
+}
+
+// The encoded snapshot of the current state (`p` is set to it). Encoded once per state, from the working set,
+// which stands for the current state whenever set_mu is held.
+std::shared_ptr<const std::string> SyncService::Impl::encoded(std::shared_ptr<Published>& p,
+                                                              int64_t& revision) {
+  std::lock_guard set_lock(set_mu);
+  {
+    std::lock_guard lock(mu);
+    p = current;
+  }
+  if (!p) return nullptr;
+  if (!p->encoded)
+    p->encoded = std::make_shared<const std::string>(sync::encode_snapshot(p->state, working.document()));
+  revision = p->state.revision;
+  return p->encoded;
 }
 
 void SyncService::Impl::keep_lease() {
@@ -238,13 +303,11 @@ AdminResponse SyncService::handle(const AdminRequest& request) {
 
 AdminResponse SyncService::Impl::snapshot() {
   std::shared_ptr<Published> p;
-  {
-    std::lock_guard lock(mu);
-    p = current;
-  }
-  if (!p) return error(503, "this control plane has not read its configuration from etcd yet");
-  AdminResponse r{200, p->snapshot(), {}, "application/vnd.portico.snapshot"};
-  r.headers.emplace_back("X-Portico-Revision", std::to_string(p->state.revision));
+  int64_t revision = 0;
+  std::shared_ptr<const std::string> body = encoded(p, revision);
+  if (!body) return error(503, "this control plane has not read its configuration from etcd yet");
+  AdminResponse r{200, *body, {}, "application/vnd.portico.snapshot"};
+  r.headers.emplace_back("X-Portico-Revision", std::to_string(revision));
   return r;
 }
 

@@ -44,17 +44,35 @@ def canonical(value):
     return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
 
 
+HASH_BUCKETS = 1024  # src/sync/resource_set.h kHashBuckets
+
+
+def hash_bucket(rid):
+    """FNV-1a 64 of the id's bytes, modulo HASH_BUCKETS (src/sync/resource_set.h hash_bucket)."""
+    h = 0xcbf29ce484222325
+    for b in rid.encode():
+        h = ((h ^ b) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+    return h % HASH_BUCKETS
+
+
 def document_hash(document):
-    """The content hash of a snapshot document: SHA-256 over kind NUL id NUL value NUL, kinds in kKindNames order,
-    ids in byte order."""
+    """The content hash of a snapshot document (src/sync/resource_set.h content_hash): a two-level Merkle hash.
+    Bucket digest = SHA-256 over the bucket's resources in id byte order, each as kind NUL id NUL value NUL; root =
+    SHA-256 over u32be(kind index) u32be(bucket) digest for every non-empty bucket, kinds in KINDS order."""
     doc = json.loads(document)
-    h = hashlib.sha256()
-    for kind in KINDS:
+    root = hashlib.sha256()
+    for k, kind in enumerate(KINDS):
         id_field = "username" if kind == "consumers" else "id"
-        items = sorted(((str(v[id_field]), canonical(v)) for v in doc.get(kind) or []), key=lambda t: t[0].encode())
-        for rid, value in items:
-            h.update(kind.encode() + b"\0" + rid.encode() + b"\0" + value.encode() + b"\0")
-    return h.hexdigest()
+        buckets = {}
+        for v in doc.get(kind) or []:
+            rid = str(v[id_field])
+            buckets.setdefault(hash_bucket(rid), []).append((rid.encode(), canonical(v)))
+        for b in sorted(buckets):
+            h = hashlib.sha256()
+            for rid, value in sorted(buckets[b]):
+                h.update(kind.encode() + b"\0" + rid + b"\0" + value.encode() + b"\0")
+            root.update(k.to_bytes(4, "big") + b.to_bytes(4, "big") + h.digest())
+    return root.hexdigest()
 
 
 def parse_snapshot(data):
