@@ -60,6 +60,30 @@ std::string error_body(std::string_view message) {
   return "{\"error_msg\":\"" + base::json_escape(message) + "\"}";
 }
 
+uint64_t Signal::generation() const {
+  std::lock_guard lock(mu_);
+  return generation_;
+}
+
+void Signal::notify() {
+  std::lock_guard lock(mu_);
+  ++generation_;
+  for (auto& [id, wake] : waiters_) wake();
+}
+
+uint64_t Signal::add_waiter(uint64_t seen, std::function<void()> wake) {
+  std::lock_guard lock(mu_);
+  if (generation_ != seen) wake();
+  const uint64_t id = next_id_++;
+  waiters_.emplace(id, std::move(wake));
+  return id;
+}
+
+void Signal::remove_waiter(uint64_t id) {
+  std::lock_guard lock(mu_);
+  waiters_.erase(id);
+}
+
 struct AdminServer::Impl {
   AdminServerOptions options;
   AdminHandler handler;
@@ -270,6 +294,27 @@ awaitable<void> AdminServer::Impl::serve(tcp::socket socket) {
     } catch (const std::exception& e) {
       PORTICO_LOG(error, "admin: %s %s failed: %s", req.method.c_str(), req.path.c_str(), e.what());
       response = error(500, "internal error");
+    }
+    while (response.deferred) {
+      // Wait without a thread: a timer at the deadline, cancelled early by the signal.
+      const std::shared_ptr<Deferred> d = std::move(response.deferred);
+      response.deferred.reset();
+      auto wake = std::make_shared<asio::steady_timer>(context, d->deadline);
+      struct Registration {
+        std::shared_ptr<Signal> signal;
+        uint64_t id;
+        ~Registration() { signal->remove_waiter(id); }
+      } registration{d->signal, d->signal->add_waiter(d->generation, [wake, ex = context.get_executor()] {
+                       asio::post(ex, [wake] { wake->cancel(); });
+                     })};
+      co_await wake->async_wait(nothrow);
+      try {
+        response = co_await asio::co_spawn(
+            *pool, [d]() -> awaitable<AdminResponse> { co_return d->resume(); }, asio::use_awaitable);
+      } catch (const std::exception& e) {
+        PORTICO_LOG(error, "admin: %s %s failed: %s", req.method.c_str(), req.path.c_str(), e.what());
+        response = error(500, "internal error");
+      }
     }
     if (!co_await send(response, keep_alive)) break;
     if (!keep_alive) break;

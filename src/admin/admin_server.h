@@ -1,17 +1,21 @@
 // The control plane's HTTP front: a listener on its own thread and event loop that parses requests strictly
 // (http/parser.h), enforces the client allow-list and the keys and their roles, and hands each authorised
-// request to a blocking handler on a thread pool, so a slow etcd call (or a data plane's long poll) never
-// stalls other clients or the proxy. It knows nothing about resources or etcd: the handler does. Two
-// instances run in a control plane: the Admin API (/apisix/admin, X-API-KEY, admin and viewer keys) and the
-// data-plane sync listener (/portico/v1, bearer tokens of the data_plane role).
+// request to a blocking handler on a thread pool, so a slow etcd call never stalls other clients or the
+// proxy; a handler with nothing to answer yet (a data plane's long poll) returns a Deferred and the wait
+// holds no thread. It knows nothing about resources or etcd: the handler does. Two instances run in a control
+// plane: the Admin API (/apisix/admin, X-API-KEY, admin and viewer keys) and the data-plane sync listener
+// (/portico/v1, bearer tokens of the data_plane role).
 //
 // Contract: listen() then start() from the owning thread; stop() is idempotent and joins every thread. The
 // handler runs on a pool thread and may block (bounded by its own timeouts).
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -55,11 +59,45 @@ struct AdminRequest {
   std::string principal;  // AdminKey::name of the key used
 };
 
+struct Deferred;
+
 struct AdminResponse {
   int status = 200;
   std::string body;  // JSON unless content_type says otherwise
   std::vector<std::pair<std::string, std::string>> headers;
   std::string content_type = "application/json";
+  // Set by a handler with nothing to answer yet (a long poll): the rest is ignored and the server waits as
+  // `deferred` says, holding no thread, so thousands of waiting clients cost no more than their sockets.
+  std::shared_ptr<Deferred> deferred = nullptr;
+};
+
+// An event deferred responses wait for ("a new configuration was published"), counted by a generation.
+// Thread-safe.
+class Signal {
+ public:
+  uint64_t generation() const;
+  // Bumps the generation and wakes every waiter.
+  void notify();
+
+  // For the server: calls `wake` once the generation is past `seen` (at once if it already is), until
+  // remove_waiter(id). `wake` runs under the signal's lock, so it must only hand work off (post).
+  uint64_t add_waiter(uint64_t seen, std::function<void()> wake);
+  void remove_waiter(uint64_t id);
+
+ private:
+  mutable std::mutex mu_;
+  uint64_t generation_ = 0;
+  uint64_t next_id_ = 1;
+  std::map<uint64_t, std::function<void()>> waiters_;
+};
+
+struct Deferred {
+  std::shared_ptr<Signal> signal;
+  uint64_t generation = 0;  // the generation the handler saw before it found nothing to answer
+  std::chrono::steady_clock::time_point deadline;
+  // Runs on a handler thread after the signal moved or the deadline passed; what it returns is sent (it may
+  // defer again).
+  std::function<AdminResponse()> resume;
 };
 
 using AdminHandler = std::function<AdminResponse(const AdminRequest&)>;

@@ -250,8 +250,9 @@ void ControlPlane::start() {
     sync_options.path_prefix = "/portico/v1";
     sync_options.key_scheme = admin::KeyScheme::bearer;
     sync_options.keys = load_dp_tokens(o.dp_tokens_file);
-    // Each data plane holds a long poll: one pool thread per data plane, plus room for snapshots and reports.
-    sync_options.handler_threads = 64;
+    // Long polls wait without a thread (admin::Deferred); the pool serves snapshots, reports and answers.
+    sync_options.handler_threads = 8;
+    sync_options.max_connections = 16384;  // every data plane holds one or two connections
     SyncService* sync_service = s.sync_service.get();
     s.sync_server = std::make_unique<admin::AdminServer>(
         sync_options, [sync_service](const admin::AdminRequest& r) { return sync_service->handle(r); });
@@ -282,7 +283,7 @@ void ControlPlane::start() {
 void ControlPlane::stop() {
   if (impl_->exporter) impl_->exporter->stop();  // steps down, so another replica exports at once
   if (impl_->service) impl_->service->stop();    // writes queued behind a slow etcd answer 503 at once
-  if (impl_->sync_service) impl_->sync_service->stop();  // first: ends long polls holding pool threads
+  if (impl_->sync_service) impl_->sync_service->stop();  // first: answers the waiting long polls at once
   if (impl_->sync_server) impl_->sync_server->stop();
   if (impl_->server) impl_->server->stop();
   if (impl_->mirror) impl_->mirror->stop();

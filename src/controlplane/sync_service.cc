@@ -73,8 +73,9 @@ struct SyncService::Impl {
   SyncServiceOptions options;
 
   mutable std::mutex mu;
-  std::condition_variable published_cv;  // a new state was published, or stopping
-  std::condition_variable dirty_cv;      // the copy changed
+  // A new state was published, or stopping: wakes deferred long polls (they hold no thread while waiting).
+  std::shared_ptr<admin::Signal> published = std::make_shared<admin::Signal>();
+  std::condition_variable dirty_cv;  // the copy changed
   bool dirty = false;
   bool stopping = false;
   std::shared_ptr<Published> current;
@@ -104,6 +105,8 @@ struct SyncService::Impl {
   void keep_lease();
   AdminResponse snapshot();
   AdminResponse changes(const AdminRequest& request);
+  AdminResponse changes_until(int64_t since, const std::string& cluster,
+                              std::chrono::steady_clock::time_point deadline);
   AdminResponse report(const AdminRequest& request);
 };
 
@@ -134,7 +137,7 @@ void SyncService::stop() {
     impl_->stopping = true;
   }
   impl_->dirty_cv.notify_all();
-  impl_->published_cv.notify_all();
+  impl_->published->notify();
   if (impl_->thread.joinable()) impl_->thread.join();
 }
 
@@ -256,7 +259,7 @@ void SyncService::Impl::publish() {
     while (history.size() > options.history) history.pop_front();
     current = next;
   }
-  published_cv.notify_all();
+  published->notify();
   PORTICO_LOG(info, "published config revision %lld (%zu resources, sha256 %.12s...)",
               static_cast<long long>(next->state.revision), next->resources,
               next->state.content_hash.c_str());
@@ -322,12 +325,28 @@ AdminResponse SyncService::Impl::changes(const AdminRequest& request) {
     return error(400, "wait must be a number of seconds");
   wait = std::min<int64_t>(wait, static_cast<int64_t>(options.max_wait));
 
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(wait);
+  return changes_until(since, cluster, deadline);
+}
+
+// The answer to a long poll from `since`, or, while there is nothing new and `deadline` has not passed, a
+// deferred answer: the server waits for the next publish without holding a thread.
+AdminResponse SyncService::Impl::changes_until(int64_t since, const std::string& cluster,
+                                               std::chrono::steady_clock::time_point deadline) {
+  const uint64_t seen = published->generation();  // before looking: a publish after this wakes the wait
   std::unique_lock lock(mu);
-  if (!current) {
-    published_cv.wait_for(lock, std::chrono::seconds(wait),
-                          [this] { return stopping || current != nullptr; });
-    if (!current) return error(503, "this control plane has not read its configuration from etcd yet");
+  const bool waiting = !stopping && std::chrono::steady_clock::now() < deadline;
+  if (waiting && (!current || since == current->state.revision)) {
+    auto d = std::make_shared<admin::Deferred>();
+    d->signal = published;
+    d->generation = seen;
+    d->deadline = deadline;
+    d->resume = [this, since, cluster, deadline] { return changes_until(since, cluster, deadline); };
+    AdminResponse r;
+    r.deferred = std::move(d);
+    return r;
   }
+  if (!current) return error(503, "this control plane has not read its configuration from etcd yet");
   auto full = [](std::string why) {
     json body = {{"error_msg", why}, {"full", true}};
     return AdminResponse{409, body.dump(), {}};
@@ -335,10 +354,6 @@ AdminResponse SyncService::Impl::changes(const AdminRequest& request) {
   if (cluster != current->state.cluster_id) {
     return full("cluster " + cluster + " is not this control plane's (" + current->state.cluster_id +
                 "): fetch a full snapshot");
-  }
-  if (since == current->state.revision) {
-    published_cv.wait_for(lock, std::chrono::seconds(wait),
-                          [this, since] { return stopping || current->state.revision != since; });
   }
   std::shared_ptr<Published> now = current;
   std::string body = "{\"cluster_id\":\"" + now->state.cluster_id + "\",\"from\":" + std::to_string(since) +

@@ -4,6 +4,8 @@
 #include <sys/stat.h>
 
 #include <chrono>
+#include <cstdio>
+#include <ctime>
 
 #include "base/log.h"
 #include "config/loader.h"
@@ -15,6 +17,13 @@ namespace {
 
 double unix_now() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// CPU time of the calling thread.
+double thread_cpu_ms() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) / 1e6;
 }
 
 // Changes when the file is replaced (rename), rewritten or touched.
@@ -183,7 +192,9 @@ ConfigApplier::DeltaOutcome ConfigApplier::apply_changes(std::span<const snapsho
     return DeltaOutcome::no_base;
   }
   uint64_t generation = current_->generation + 1;
+  const double cpu_started = thread_cpu_ms();
   auto result = builder_->apply(changes, std::move(hash), source, generation);
+  const double cpu_ms = thread_cpu_ms() - cpu_started;
   switch (result.outcome) {
     case snapshot::SnapshotBuilder::Outcome::no_base:
       if (!result.internal_error.empty()) {
@@ -202,7 +213,10 @@ ConfigApplier::DeltaOutcome ConfigApplier::apply_changes(std::span<const snapsho
     case snapshot::SnapshotBuilder::Outcome::built:
       break;
   }
-  const char* how = result.rebuilt ? " (delta; rebuilt whole)" : " (delta)";
+  // The CPU time tells the cost of the delta apart from waiting for a core (a busy data plane).
+  char how[96];
+  std::snprintf(how, sizeof how, " (delta of %zu changes, cpu %.2f ms%s)", changes.size(), cpu_ms,
+                result.rebuilt ? ", installed a background rebuild" : "");
   install(std::move(result.snapshot), revision, how, started, started);
   return DeltaOutcome::applied;
 }
