@@ -85,8 +85,10 @@ void Signal::remove_waiter(uint64_t id) {
 }
 
 struct AdminServer::Impl {
-  AdminServerOptions options;
+  AdminServerOptions options;  // `keys` is unused after listen(): see keys
   AdminHandler handler;
+  mutable std::mutex keys_mu;
+  std::shared_ptr<const std::vector<AdminKey>> keys;  // replaced whole by set_keys()
   std::vector<router::Cidr> allowed;
   asio::io_context context{1};
   tcp::acceptor acceptor{context};
@@ -116,8 +118,13 @@ bool AdminServer::Impl::client_allowed(const tcp::endpoint& peer) const {
 
 bool AdminServer::Impl::authenticate(std::string_view key, Role& role, std::string& principal) const {
   // Every configured key is compared, in constant time, so timing does not reveal which prefix matched.
+  std::shared_ptr<const std::vector<AdminKey>> current;
+  {
+    std::lock_guard lock(keys_mu);
+    current = keys;
+  }
   bool found = false;
-  for (const AdminKey& k : options.keys) {
+  for (const AdminKey& k : *current) {
     if (k.key.size() == key.size() && CRYPTO_memcmp(k.key.data(), key.data(), key.size()) == 0) {
       if (!found || k.role == Role::admin) {
         role = k.role;
@@ -379,11 +386,20 @@ void AdminServer::listen() {
     s.allowed.push_back(cidr);
   }
   if (s.options.keys.empty()) throw std::runtime_error("no key configured for " + s.options.path_prefix);
+  s.keys = std::make_shared<const std::vector<AdminKey>>(s.options.keys);
   tcp::endpoint ep = base::parse_endpoint(s.options.listen);
   s.acceptor.open(ep.protocol());
   s.acceptor.set_option(asio::socket_base::reuse_address(true));
   s.acceptor.bind(ep);
   s.acceptor.listen(256);
+}
+
+bool AdminServer::set_keys(std::vector<AdminKey> keys) {
+  if (keys.empty()) return false;
+  auto next = std::make_shared<const std::vector<AdminKey>>(std::move(keys));
+  std::lock_guard lock(impl_->keys_mu);
+  impl_->keys = std::move(next);
+  return true;
 }
 
 void AdminServer::start() {

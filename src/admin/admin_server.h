@@ -113,6 +113,9 @@ class AdminServer {
   void listen();
   void start();
   void stop();
+  // Replaces the keys (a rotated key, a data plane added to the tokens file). Requests already
+  // authenticated are not affected. Any thread; an empty list is refused (returns false).
+  bool set_keys(std::vector<AdminKey> keys);
 
  private:
   struct Impl;

@@ -131,6 +131,25 @@ std::vector<admin::AdminKey> load_dp_tokens(const std::string& path) {
   return keys;
 }
 
+// The Admin API keys: the admin key (generated when missing and `generate`) and the viewer key, if any.
+std::vector<admin::AdminKey> admin_keys(const ControlPlaneOptions& o, bool generate) {
+  std::string admin_path = o.admin_key_file.empty() ? o.state_dir + "/admin.key" : o.admin_key_file;
+  bool generated = false;
+  std::vector<admin::AdminKey> keys;
+  keys.push_back(
+      admin::AdminKey{load_or_generate_key(admin_path, generate, generated), admin::Role::admin, "admin"});
+  if (generated) {
+    PORTICO_LOG(warn, "no admin key was configured: generated one and wrote it to %s (mode 0600)",
+                admin_path.c_str());
+  }
+  if (!o.viewer_key_file.empty()) {
+    bool unused = false;
+    keys.push_back(admin::AdminKey{load_or_generate_key(o.viewer_key_file, false, unused),
+                                   admin::Role::viewer, "viewer"});
+  }
+  return keys;
+}
+
 ControlPlane::ControlPlane(ControlPlaneOptions options) : impl_(std::make_unique<Impl>()) {
   impl_->options = std::move(options);
   while (impl_->options.etcd_prefix.size() > 1 && impl_->options.etcd_prefix.back() == '/') {
@@ -159,20 +178,7 @@ void ControlPlane::start() {
     throw std::runtime_error("--etcd-prefix must start with '/'");
   }
 
-  std::string admin_path = o.admin_key_file.empty() ? o.state_dir + "/admin.key" : o.admin_key_file;
-  bool generated = false;
-  o.admin.keys.clear();
-  o.admin.keys.push_back(
-      admin::AdminKey{load_or_generate_key(admin_path, true, generated), admin::Role::admin, "admin"});
-  if (generated) {
-    PORTICO_LOG(warn, "no admin key was configured: generated one and wrote it to %s (mode 0600)",
-                admin_path.c_str());
-  }
-  if (!o.viewer_key_file.empty()) {
-    bool unused = false;
-    o.admin.keys.push_back(admin::AdminKey{load_or_generate_key(o.viewer_key_file, false, unused),
-                                           admin::Role::viewer, "viewer"});
-  }
+  o.admin.keys = admin_keys(o, true);
 
   store::EtcdOptions eo;
   eo.endpoints = o.etcd_endpoints;
@@ -278,6 +284,29 @@ void ControlPlane::start() {
   for (const std::string& c : o.admin.allow_admin) allowed += (allowed.empty() ? "" : ",") + c;
   PORTICO_LOG(info, "Admin API on %s (allowed clients: %s); etcd %s prefix %s", o.admin.listen.c_str(),
               allowed.c_str(), o.etcd_endpoints.front().c_str(), o.etcd_prefix.c_str());
+}
+
+void ControlPlane::reload_keys() {
+  Impl& s = *impl_;
+  try {
+    if (s.server) s.server->set_keys(admin_keys(s.options, false));
+    PORTICO_LOG(info, "admin keys reloaded");
+  } catch (const std::exception& e) {
+    PORTICO_LOG(error, "admin keys not reloaded, the previous ones stay in force: %s", e.what());
+  }
+  if (!s.sync_server) return;
+  try {
+    std::vector<admin::AdminKey> tokens = load_dp_tokens(s.options.dp_tokens_file);
+    const size_t n = tokens.size();
+    if (s.sync_server->set_keys(std::move(tokens))) {
+      PORTICO_LOG(info, "data-plane tokens reloaded from %s: %zu nodes", s.options.dp_tokens_file.c_str(), n);
+    } else {
+      PORTICO_LOG(error, "%s lists no data plane; the previous tokens stay in force",
+                  s.options.dp_tokens_file.c_str());
+    }
+  } catch (const std::exception& e) {
+    PORTICO_LOG(error, "data-plane tokens not reloaded, the previous ones stay in force: %s", e.what());
+  }
 }
 
 void ControlPlane::stop() {

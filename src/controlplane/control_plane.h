@@ -51,6 +51,10 @@ class ControlPlane {
   void start();
   void stop();
 
+  // Reads the key files again (admin, viewer, data-plane tokens) and puts them in force; on SIGHUP. A file
+  // that fails to read or parse is logged and its keys stay as they were. Any thread.
+  void reload_keys();
+
   ResourceStore& copy();
   // True once the copy holds a first full read of etcd.
   bool ready() const;

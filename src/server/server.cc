@@ -271,6 +271,7 @@ int Server::run() {
       if (s.role == Role::data_plane) {
         continue;  // its config comes from control planes, not a file
       } else if (s.control_plane) {
+        s.control_plane->reload_keys();
         controlplane::ControlPlane* cp = s.control_plane.get();
         s.applier->submit([cp] { return cp->copy().assemble(); }, "etcd", cp->copy().revision());
       } else {
@@ -308,7 +309,11 @@ int Server::Impl::run_control_plane(const sigset_t& signals) {
   PORTICO_LOG(info, "portico %s control plane; status on %s", PORTICO_VERSION, options.status_listen.c_str());
   while (true) {
     int sig = 0;
-    if (sigwait(&signals, &sig) != 0 || sig == SIGHUP) continue;
+    if (sigwait(&signals, &sig) != 0) continue;
+    if (sig == SIGHUP) {
+      control_plane->reload_keys();
+      continue;
+    }
     break;
   }
   draining.store(true);

@@ -17,6 +17,7 @@ import hashlib
 import http.client
 import json
 import secrets
+import signal
 import statistics
 import threading
 import time
@@ -259,6 +260,7 @@ def hs(etcd_module, controlplane_module, dataplane_module, origin_module, tmp_pa
     dp1 = dataplane_module([urls["cpA"], urls["cpB"]], pub, tokens["dp1"], "dp1")
     dp2 = dataplane_module([urls["cpB"], urls["cpA"]], pub, tokens["dp2"], "dp2")
     h = Hybrid(e, [cp_a, cp_b], [dp1, dp2], o, tokens, pub, urls)
+    h.tokens_file = tokens_file
     for dp in h.dps:
         h.wait_dp_synced(dp)
     yield h
@@ -782,6 +784,53 @@ def test_wrong_token_never_ready_not_in_fleet(hs, dataplane):
     assert r.status == 401, (r.status, body)
     r = hs.a.admin("GET", "/routes", key=hs.tokens["dp1"])
     assert r.status == 401, r
+
+
+def test_tokens_file_reloads_on_sighup(hs, dataplane):
+    """A data plane added to the tokens file is let in after SIGHUP, without restarting the control planes; one
+    removed is shut out; a broken file keeps the tokens in force."""
+    node, token = "dp-late", secrets.token_hex(12)
+    original = hs.tokens_file.read_text()
+    dp = dataplane([hs.url(hs.a), hs.url(hs.b)], hs.pub, token, node, wait_ready=False)
+    try:
+        wait_for(lambda: "token" in dp.config_status()["sync_error"], timeout=10,
+                 message=lambda: "the unknown token refused: %r" % dp.try_config_status())
+        hs.tokens_file.write_text(original + "%s %s\n" % (node, token))
+        for cp in hs.cps:
+            mark = cp.log_size()
+            cp.proc.send_signal(signal.SIGHUP)
+            wait_for(lambda: "data-plane tokens reloaded" in cp.log_since(mark), timeout=10,
+                     message=lambda: "%s to log the reload:\n%s" % (cp.name, cp.log_tail(10)))
+        wait_for(lambda: dp.status_get("/readyz", timeout=2)[0] == 200, timeout=20,
+                 message=lambda: "the added data plane to sync: %r" % dp.try_config_status())
+
+        # A file that does not parse changes nothing: the node stays in.
+        hs.tokens_file.write_text(original + "%s\n" % node)
+        mark = hs.a.log_size()
+        hs.a.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "tokens not reloaded" in hs.a.log_since(mark), timeout=10,
+                 message=lambda: "cpA to refuse the broken file:\n%s" % hs.a.log_tail(10))
+        assert dp.status_get("/readyz", timeout=2)[0] == 200
+
+        # Removed from the file: shut out at its next request (a long poll already waiting is answered).
+        hs.tokens_file.write_text(original)
+        for cp in hs.cps:
+            mark = cp.log_size()
+            cp.proc.send_signal(signal.SIGHUP)
+            wait_for(lambda: "data-plane tokens reloaded" in cp.log_since(mark), timeout=10,
+                     message=lambda: "%s to log the reload:\n%s" % (cp.name, cp.log_tail(10)))
+        hs.put_route("late-probe-1", "late1.hs.test")  # ends the poll it is in
+        wait_for(lambda: "token" in (dp.config_status()["sync_error"] or ""), timeout=40,
+                 message=lambda: "the removed node refused: %r" % dp.try_config_status())
+        hs.put_route("late-probe-2", "late2.hs.test")
+        wait_served(hs.dps[0], "late2.hs.test")
+        assert dp.get("/id", host="late2.hs.test").status == 404  # it gets nothing any more
+    finally:
+        hs.tokens_file.write_text(original)
+        for cp in hs.cps:
+            cp.proc.send_signal(signal.SIGHUP)
+        for rid in ("late-probe-1", "late-probe-2"):
+            hs.a.admin("DELETE", "/routes/%s" % rid)
 
 
 # ------------------------------------------------------------------------------------------------------------
