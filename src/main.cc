@@ -49,6 +49,8 @@ const char kUsage[] =
     "  --cp-token-file FILE      data_plane: bearer token for the control planes\n"
     "  --trusted-keys FILES      data_plane: comma-separated files of trusted control-plane public keys\n"
     "  --cache-dir DIR           data_plane: last-known-good config cache (default STATE_DIR/cache)\n"
+    "  --cache-interval SECONDS  data_plane: at most one cache write per interval, the newest state (default "
+    "1)\n"
     "  --s3-endpoint URL         S3 fallback: http(s)://host:port of an S3-compatible store (path-style);\n"
     "                            control planes export signed snapshots there (one elected replica),\n"
     "                            data planes load the newest valid one when nothing else is available\n"
@@ -187,6 +189,8 @@ int main(int argc, char** argv) {
       server_options.trusted_keys = split_list(value);
     } else if (flag == "--cache-dir") {
       dp.cache_dir = value;
+    } else if (flag == "--cache-interval") {
+      dp.cache_interval = parse_seconds(flag, value);
     } else if (flag.starts_with("--s3-")) {
       s3_flags = true;
       if (flag == "--s3-endpoint") {

@@ -276,37 +276,55 @@ AdminResponse AdminService::list(const Target& t, const std::string& query) {
     std::string key, value;
     int64_t created, modified;
   };
-  std::vector<Row> rows;
-  int64_t revision = 0;
-  bool stale = false;
-  store::RangeRequest rq;
-  rq.key = dir;
-  rq.range_end = store::prefix_end(dir);
-  store::RangeResult rr;
-  store::Status s = client().range(rq, rr);
-  if (s.ok()) {
-    revision = rr.header.revision;
-    for (store::KeyValue& kv : rr.kvs) {
-      rows.push_back(Row{std::move(kv.key), std::move(kv.value), kv.create_revision, kv.mod_revision});
-    }
-  } else {
-    if (!copy_.loaded()) return store_failure(s);
-    stale = true;
-    revision = copy_.revision();
-    for (Entry& e : copy_.list(t.kind)) {
-      rows.push_back(Row{dir + e.id, std::move(e.value), e.create_revision, e.mod_revision});
-    }
-  }
-  size_t begin = 0, end = rows.size();
+  size_t begin = 0, count = SIZE_MAX;
   if (page_size > 0 || page > 0) {
     if (page_size == 0) page_size = 10;
     if (page == 0) page = 1;
-    begin = std::min(rows.size(), static_cast<size_t>((page - 1) * page_size));
-    end = std::min(rows.size(), begin + static_cast<size_t>(page_size));
+    begin = static_cast<size_t>((page - 1) * page_size);
+    count = static_cast<size_t>(page_size);
   }
-  std::string body = "{\"total\":" + std::to_string(rows.size()) + ",\"list\":[";
-  for (size_t i = begin; i < end; ++i) {
-    if (i != begin) body += ',';
+  std::vector<Row> rows;  // the page
+  size_t total = 0;
+  int64_t revision = 0;
+  bool stale = false;
+  auto from_copy = [&] {
+    for (Entry& e : copy_.page(t.kind, begin, count, total)) {
+      rows.push_back(Row{dir + e.id, std::move(e.value), e.create_revision, e.mod_revision});
+    }
+  };
+  // One cheap linearizable read gives etcd's revision now; once the copy has applied it, the copy answers as
+  // etcd would (a page of 100k routes without reading 100k values from etcd). Keys the copy left out (invalid
+  // values written by hand) are listed by etcd only, so then etcd answers.
+  store::RangeRequest rq;
+  rq.key = dir;
+  rq.range_end = store::prefix_end(dir);
+  rq.count_only = true;
+  store::RangeResult rr;
+  store::Status s = client().range(rq, rr);
+  if (s.ok() && !copy_.has_rejected(t.kind) && copy_.wait_for_revision(rr.header.revision, 1.0)) {
+    revision = rr.header.revision;
+    from_copy();
+  } else if (s.ok()) {
+    rq.count_only = false;
+    s = client().range(rq, rr);
+    if (s.ok()) {
+      revision = rr.header.revision;
+      total = rr.kvs.size();
+      for (size_t i = begin; i < rr.kvs.size() && rows.size() < count; ++i) {
+        store::KeyValue& kv = rr.kvs[i];
+        rows.push_back(Row{std::move(kv.key), std::move(kv.value), kv.create_revision, kv.mod_revision});
+      }
+    }
+  }
+  if (!s.ok()) {
+    if (!copy_.loaded()) return store_failure(s);
+    stale = true;
+    revision = copy_.revision();
+    from_copy();
+  }
+  std::string body = "{\"total\":" + std::to_string(total) + ",\"list\":[";
+  for (size_t i = 0; i < rows.size(); ++i) {
+    if (i != 0) body += ',';
     body += item_json(t.kind, rows[i].key, rows[i].value, rows[i].created, rows[i].modified);
   }
   body += "]}";

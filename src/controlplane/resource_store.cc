@@ -138,6 +138,34 @@ void ResourceStore::remove_key(const std::string& key) {
   journal_.emplace_back(kind, std::string(id));
 }
 
+bool ResourceStore::wait_for_revision(int64_t revision, double seconds) const {
+  auto reached = [&] {
+    std::shared_lock lock(mu_);
+    return loaded_ && !stale_ && revision_ >= revision;
+  };
+  std::unique_lock lock(revision_mu_);
+  return revision_cv_.wait_for(lock, std::chrono::duration<double>(seconds), reached);
+}
+
+std::vector<Entry> ResourceStore::page(Kind kind, size_t begin, size_t count, size_t& total) const {
+  std::shared_lock lock(mu_);
+  const auto& entries = tables_[static_cast<size_t>(kind)].entries;
+  total = entries.size();
+  std::vector<Entry> out;
+  if (begin >= total) return out;
+  auto it = entries.begin();
+  std::advance(it, static_cast<std::ptrdiff_t>(begin));
+  for (; it != entries.end() && out.size() < count; ++it) out.push_back(it->second);
+  return out;
+}
+
+bool ResourceStore::has_rejected(Kind kind) const {
+  std::shared_lock lock(mu_);
+  const std::string dir = prefix_ + "/" + std::string(kKinds[static_cast<size_t>(kind)].name) + "/";
+  auto it = rejected_.lower_bound(dir);
+  return it != rejected_.end() && it->first.starts_with(dir);
+}
+
 ResourceStore::Cursor ResourceStore::cursor() const {
   std::shared_lock lock(mu_);
   return Cursor{epoch_, journal_start_ + journal_.size()};
@@ -238,9 +266,13 @@ void ResourceStore::apply(const store::ResponseHeader& header, std::vector<store
 }
 
 void ResourceStore::set_connected(bool connected, const std::string& why) {
-  std::unique_lock lock(mu_);
-  stale_ = !connected;
-  stale_reason_ = connected ? std::string() : why;
+  {
+    std::unique_lock lock(mu_);
+    stale_ = !connected;
+    stale_reason_ = connected ? std::string() : why;
+  }
+  { std::lock_guard wake(revision_mu_); }
+  revision_cv_.notify_all();
 }
 
 void ResourceStore::on_change(std::function<void(int64_t)> listener) {
@@ -249,6 +281,8 @@ void ResourceStore::on_change(std::function<void(int64_t)> listener) {
 }
 
 void ResourceStore::notify(int64_t revision) {
+  { std::lock_guard wake(revision_mu_); }  // a waiter between its check and its wait cannot miss this
+  revision_cv_.notify_all();
   std::vector<std::function<void(int64_t)>> listeners;
   {
     std::shared_lock lock(mu_);

@@ -11,6 +11,7 @@
 // mutation and must not block for long.
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -107,6 +108,14 @@ class ResourceStore {
     std::optional<Entry> entry;
   };
   Cursor cursor() const;
+
+  // Waits up to `seconds` until the copy has applied etcd revision `revision`; false if it has not (or it is
+  // stale). Lets a reader serve a linearizable answer from the copy after one cheap etcd round trip.
+  bool wait_for_revision(int64_t revision, double seconds) const;
+  // Entries [begin, begin + count) of `kind` in id order, and the number there are.
+  std::vector<Entry> page(Kind kind, size_t begin, size_t count, size_t& total) const;
+  // Whether some etcd key of `kind` was left out of the copy (invalid), so that only etcd lists it.
+  bool has_rejected(Kind kind) const;
   // The resources touched after `since` (each once) with their entries now, and the cursor and revision now,
   // read together. False when that cannot be told: the copy was reloaded whole since, or more changed than
   // the journal keeps (kJournalMax); the caller then reads everything (publishable()).
@@ -129,6 +138,8 @@ class ResourceStore {
 
   std::string prefix_;
   mutable std::shared_mutex mu_;
+  mutable std::mutex revision_mu_;  // with revision_cv_: wait_for_revision
+  mutable std::condition_variable revision_cv_;
   std::array<KindTable, kKindCount> tables_;
   std::map<std::string, RejectedKey> rejected_;
   int64_t revision_ = 0;

@@ -2,10 +2,12 @@
 
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
+#include <utility>
 
 namespace portico::sync {
 
@@ -298,10 +300,116 @@ bool canonicalize(std::string_view json_text, std::string& out) {
   }
 }
 
+size_t hash_bucket(std::string_view id) {
+  uint64_t h = 0xcbf29ce484222325;  // FNV-1a 64: offset basis, prime
+  for (char c : id) {
+    h ^= static_cast<unsigned char>(c);
+    h *= 0x100000001b3;
+  }
+  return static_cast<size_t>(h % kHashBuckets);
+}
+
+ResourceSet::ResourceSet(const ResourceSet& other) : kinds_(other.kinds_) {
+  std::lock_guard lock(other.hash_mu_);
+  hash_ = other.hash_;
+  for (size_t k = 0; k < kinds_.size(); ++k) {
+    const std::vector<Bucket>& from = other.buckets_[k];
+    if (from.empty()) continue;
+    // The digests carry over; the entries must point into our own maps (in id order, as they are walked).
+    std::vector<Bucket>& to = buckets_[k];
+    to.resize(kHashBuckets);
+    for (size_t b = 0; b < kHashBuckets; ++b) {
+      to[b].digest = from[b].digest;
+      to[b].dirty = from[b].dirty;
+      to[b].entries.reserve(from[b].entries.size());
+    }
+    for (const Entry& e : kinds_[k]) to[hash_bucket(e.first)].entries.push_back(&e);
+  }
+}
+
+ResourceSet::ResourceSet(ResourceSet&& other) noexcept {
+  swap(other);
+}
+
+ResourceSet& ResourceSet::operator=(const ResourceSet& other) {
+  if (this != &other) {
+    ResourceSet copy(other);
+    swap(copy);
+  }
+  return *this;
+}
+
+ResourceSet& ResourceSet::operator=(ResourceSet&& other) noexcept {
+  if (this != &other) {
+    ResourceSet taken(std::move(other));
+    swap(taken);
+  }
+  return *this;
+}
+
+ResourceSet::~ResourceSet() = default;
+
+// Swapping maps keeps pointers to their elements valid (they then belong to the other map), so each side's
+// bucket entries stay right.
+void ResourceSet::swap(ResourceSet& other) noexcept {
+  for (size_t k = 0; k < kinds_.size(); ++k) {
+    kinds_[k].swap(other.kinds_[k]);
+    buckets_[k].swap(other.buckets_[k]);
+  }
+  hash_.swap(other.hash_);
+}
+
+void ResourceSet::indexed(size_t k, const Entry& e) {
+  if (buckets_[k].empty()) return;  // not hashed yet: the first content_hash() indexes the whole kind
+  std::vector<const Entry*>& v = buckets_[k][hash_bucket(e.first)].entries;
+  auto at = std::lower_bound(v.begin(), v.end(), std::string_view(e.first),
+                             [](const Entry* a, std::string_view id) { return a->first < id; });
+  v.insert(at, &e);
+}
+
+void ResourceSet::unindexed(size_t k, const Entry& e) {
+  if (buckets_[k].empty()) return;
+  std::vector<const Entry*>& v = buckets_[k][hash_bucket(e.first)].entries;
+  auto at = std::lower_bound(v.begin(), v.end(), std::string_view(e.first),
+                             [](const Entry* a, std::string_view id) { return a->first < id; });
+  if (at != v.end() && *at == &e) v.erase(at);
+}
+
+void ResourceSet::touched(size_t k, std::string_view id) {
+  hash_.clear();
+  if (!buckets_[k].empty()) buckets_[k][hash_bucket(id)].dirty = true;
+}
+
+std::optional<std::string> ResourceSet::replace(size_t k, std::string&& id,
+                                                std::optional<std::string>&& value) {
+  Map& m = kinds_[k];
+  std::optional<std::string> before;
+  if (value) {
+    auto [it, inserted] = m.try_emplace(std::move(id), std::move(*value));  // moves nothing when present
+    if (inserted) {
+      indexed(k, *it);
+      touched(k, it->first);
+    } else if (it->second != *value) {
+      before = std::exchange(it->second, std::move(*value));
+      touched(k, it->first);
+    } else {
+      before = *value;  // unchanged: nothing to rehash
+    }
+    return before;
+  }
+  auto it = m.find(id);
+  if (it == m.end()) return before;
+  before = std::move(it->second);
+  touched(k, it->first);
+  unindexed(k, *it);
+  m.erase(it);
+  return before;
+}
+
 bool ResourceSet::put(std::string_view kind, std::string id, std::string value) {
   int k = kind_index(kind);
   if (k < 0) return false;
-  kinds_[k].insert_or_assign(std::move(id), std::move(value));
+  replace(static_cast<size_t>(k), std::move(id), std::move(value));
   return true;
 }
 
@@ -310,6 +418,8 @@ bool ResourceSet::erase(std::string_view kind, std::string_view id) {
   if (k < 0) return false;
   auto it = kinds_[k].find(id);
   if (it == kinds_[k].end()) return false;
+  touched(static_cast<size_t>(k), it->first);
+  unindexed(static_cast<size_t>(k), *it);
   kinds_[k].erase(it);
   return true;
 }
@@ -324,8 +434,33 @@ void ResourceSet::apply(const std::vector<ResourceChange>& changes) {
   }
 }
 
+void ResourceSet::apply(std::vector<ResourceChange>&& changes) {
+  for (ResourceChange& c : changes) {
+    int k = kind_index(c.kind);
+    if (k >= 0) replace(static_cast<size_t>(k), std::move(c.id), std::move(c.value));
+  }
+}
+
+std::vector<ResourceChange> ResourceSet::apply_with_undo(const std::vector<ResourceChange>& changes) {
+  std::vector<ResourceChange> undo;
+  undo.reserve(changes.size());
+  for (const ResourceChange& c : changes) {
+    int k = kind_index(c.kind);
+    if (k < 0) continue;  // ignored, as put() and erase() ignore it: nothing to undo
+    std::optional<std::string> before =
+        replace(static_cast<size_t>(k), std::string(c.id), std::optional<std::string>(c.value));
+    undo.push_back({c.kind, c.id, std::move(before)});
+  }
+  // Each entry holds what its key was just before its change, so undoing them last first restores the set
+  // even when one key changes more than once.
+  std::reverse(undo.begin(), undo.end());
+  return undo;
+}
+
 void ResourceSet::clear() {
   for (auto& m : kinds_) m.clear();
+  for (auto& b : buckets_) b.clear();
+  hash_.clear();
 }
 
 size_t ResourceSet::size() const {
@@ -342,26 +477,81 @@ const std::string* ResourceSet::find(std::string_view kind, std::string_view id)
 }
 
 std::string ResourceSet::content_hash() const {
-  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
-  if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1) {
-    throw std::runtime_error("SHA-256 is not available");
-  }
-  static constexpr char kNul = '\0';
+  std::lock_guard lock(hash_mu_);
+  if (!hash_.empty()) return hash_;
+  using Ctx = std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)>;
+  auto new_ctx = [] {
+    Ctx ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+    if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1) {
+      throw std::runtime_error("SHA-256 is not available");
+    }
+    return ctx;
+  };
+  auto finish = [](EVP_MD_CTX* ctx, unsigned char* out) {
+    unsigned int len = 0;
+    if (EVP_DigestFinal_ex(ctx, out, &len) != 1 || len != 32) throw std::runtime_error("SHA-256 failed");
+  };
+  // Each resource's bytes are assembled in one buffer and fed with one call: six digest updates per resource
+  // cost more than the copy.
+  std::string buf;
+  auto feed = [&buf](EVP_MD_CTX* ctx, std::string_view kind, const Entry& e) {
+    buf.clear();
+    buf.append(kind).push_back('\0');
+    buf.append(e.first).push_back('\0');
+    buf.append(e.second).push_back('\0');
+    EVP_DigestUpdate(ctx, buf.data(), buf.size());
+  };
+  Ctx ctx = new_ctx();
+  std::string root;  // u32be(kind) u32be(bucket) digest: 40 bytes for every non-empty bucket
+  root.reserve(40 * kHashBuckets);
   for (size_t k = 0; k < kinds_.size(); ++k) {
+    std::vector<Bucket>& buckets = buckets_[k];
     std::string_view kind = kKindNames[k];
-    for (const auto& [id, value] : kinds_[k]) {
-      EVP_DigestUpdate(ctx.get(), kind.data(), kind.size());
-      EVP_DigestUpdate(ctx.get(), &kNul, 1);
-      EVP_DigestUpdate(ctx.get(), id.data(), id.size());
-      EVP_DigestUpdate(ctx.get(), &kNul, 1);
-      EVP_DigestUpdate(ctx.get(), value.data(), value.size());
-      EVP_DigestUpdate(ctx.get(), &kNul, 1);
+    if (kinds_[k].empty()) {
+      buckets.clear();  // nothing to keep in step
+      continue;
+    }
+    if (buckets.empty()) {
+      // The first hash of this kind: one pass in id order builds the index and feeds every bucket's digest
+      // at once (a context per bucket), so each resource is read once, in the order it is stored.
+      buckets.resize(kHashBuckets);
+      std::vector<Ctx> ctxs;
+      ctxs.reserve(kHashBuckets);
+      for (size_t b = 0; b < kHashBuckets; ++b) ctxs.emplace_back(nullptr, EVP_MD_CTX_free);
+      for (const Entry& e : kinds_[k]) {
+        size_t b = hash_bucket(e.first);
+        buckets[b].entries.push_back(&e);
+        if (!ctxs[b]) ctxs[b] = new_ctx();
+        feed(ctxs[b].get(), kind, e);
+      }
+      for (size_t b = 0; b < kHashBuckets; ++b) {
+        if (!ctxs[b]) continue;
+        finish(ctxs[b].get(), buckets[b].digest.data());
+        buckets[b].dirty = false;
+      }
+    }
+    for (size_t b = 0; b < kHashBuckets; ++b) {
+      Bucket& bucket = buckets[b];
+      if (bucket.entries.empty()) continue;
+      if (bucket.dirty) {
+        if (EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1)
+          throw std::runtime_error("SHA-256 failed");
+        for (const Entry* e : bucket.entries) feed(ctx.get(), kind, *e);
+        finish(ctx.get(), bucket.digest.data());
+        bucket.dirty = false;
+      }
+      for (uint32_t v : {static_cast<uint32_t>(k), static_cast<uint32_t>(b)}) {
+        for (int shift = 24; shift >= 0; shift -= 8) root.push_back(static_cast<char>((v >> shift) & 0xff));
+      }
+      root.append(reinterpret_cast<const char*>(bucket.digest.data()), bucket.digest.size());
     }
   }
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_DigestFinal_ex(ctx.get(), md, &len);
-  return hex(md, len);
+  unsigned char md[32];
+  if (EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1) throw std::runtime_error("SHA-256 failed");
+  EVP_DigestUpdate(ctx.get(), root.data(), root.size());
+  finish(ctx.get(), md);
+  hash_ = hex(md, sizeof md);
+  return hash_;
 }
 
 std::string ResourceSet::document() const {

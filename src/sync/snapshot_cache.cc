@@ -7,10 +7,12 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <stdexcept>
 #include <utility>
 #include <vector>
 
@@ -255,6 +257,83 @@ std::optional<CachedSnapshot> SnapshotCache::load_latest(const Verifier& verifie
     PORTICO_LOG(warn, "sync cache: %s: %s", dir_.c_str(), e.what());
   }
   return std::nullopt;
+}
+
+CacheWriter::~CacheWriter() {
+  stop();
+}
+
+void CacheWriter::submit(const std::unique_lock<std::mutex>& held, SignedState state,
+                         std::string encoded_snapshot) {
+  enqueue(held, Job{std::move(state), std::move(encoded_snapshot), nullptr});
+}
+
+void CacheWriter::submit(const std::unique_lock<std::mutex>& held, SignedState state,
+                         std::function<std::string()> document) {
+  enqueue(held, Job{std::move(state), std::string(), std::move(document)});
+}
+
+void CacheWriter::enqueue(const std::unique_lock<std::mutex>& held, Job job) {
+  if (held.mutex() != &mu_ || !held.owns_lock()) throw std::logic_error("CacheWriter::submit without lock()");
+  if (stopping_) return;
+  job_ = std::move(job);  // an older state not yet started is dropped: only the newest is worth writing
+  if (!thread_.joinable()) thread_ = std::thread([this] { run(); });
+  cv_.notify_all();
+}
+
+void CacheWriter::run() {
+  std::unique_lock lock(mu_);
+  auto next_write = std::chrono::steady_clock::now();
+  while (true) {
+    cv_.wait(lock, [this] { return job_.has_value() || stopping_; });
+    if (!job_) return;  // stopping, and everything submitted is written
+    // Until the interval has passed, newer states replace the pending one.
+    cv_.wait_until(lock, next_write, [this] { return stopping_; });
+    if (!job_) continue;
+    Job job = std::move(*job_);
+    job_.reset();
+    busy_ = true;
+    std::string error;
+    bool ok = false;
+    try {
+      // The document is read under the lock (its owner changes it in place under the same lock); the rest is
+      // done without it, so the owner waits at most for one serialization.
+      std::string document;
+      if (job.document) document = job.document();
+      lock.unlock();
+      std::string encoded = job.document ? encode_snapshot(job.state, document) : std::move(job.encoded);
+      std::string().swap(document);  // not two copies of tens of MB during the write
+      ok = cache_.store(encoded, job.state.revision, error);
+    } catch (const std::exception& e) {  // allocation failure at a huge size
+      error = e.what();
+    }
+    if (!ok) {
+      PORTICO_LOG(warn, "sync: cannot cache revision %lld: %s", static_cast<long long>(job.state.revision),
+                  error.c_str());
+    }
+    if (!lock.owns_lock()) lock.lock();
+    busy_ = false;
+    next_write =
+        std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                               std::chrono::duration<double>(min_interval_));
+    cv_.notify_all();
+  }
+}
+
+bool CacheWriter::wait_idle(double seconds) {
+  std::unique_lock lock(mu_);
+  return cv_.wait_for(lock, std::chrono::duration<double>(seconds),
+                      [this] { return !job_.has_value() && !busy_; });
+}
+
+void CacheWriter::stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+    cv_.notify_all();
+  }
+  std::lock_guard lock(join_mu_);
+  if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
 }
 
 }  // namespace portico::sync

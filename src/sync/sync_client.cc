@@ -107,10 +107,17 @@ struct SyncClient::Impl {
   void run();
   Step fetch_snapshot(size_t cp);
   Step poll_changes(size_t cp);
-  Step accept(size_t cp, const SignedState& state, ResourceSet set, const std::string* encoded,
-              const std::string& how);
+  Step accept(size_t cp, const SignedState& state, ResourceSet set, std::string encoded);
+  Step accept_delta(size_t cp, const SignedState& state, Held& base, std::vector<ResourceChange> undo,
+                    const Delta& delta, std::unique_lock<std::mutex> hold);
+  Step refused(size_t cp, const SignedState& state, const std::string& error);
+  Step applied(size_t cp, const std::string& how);
   Step full_needed(size_t cp, bool after_noop, const std::string& why);
-  bool call_apply(const SignedState& state, const ResourceSet& set, Source source, std::string& error);
+  bool call_apply(const SignedState& state, const ResourceSet& set, const Delta* delta, Source source,
+                  std::string& error);
+  // Makes `state` in `set` what we serve, replacing current (under the writer's lock, which guards current),
+  // and has the cache store `encoded`, its signed snapshot.
+  void replace_current(const SignedState& state, ResourceSet set, std::string encoded);
   void try_s3();
   bool answered(size_t cp, const detail::HttpReply& reply, const char* what);
   void endpoint_failed(size_t cp, int kind, const std::string& message, log::Level level);
@@ -134,7 +141,7 @@ struct SyncClient::Impl {
   Clock::time_point next_s3{};
 
   // Sync thread only (the owner's thread before start()).
-  Held current;  // applied and serving
+  Held current;  // applied and serving; changed only under writer.lock(), because the writer reads it
   Held pending;  // verified but refused by Apply, newer than current
   bool need_full = false;
   bool snapshot_noop = false;  // the last snapshot changed nothing (guards a 409 ↔ snapshot loop)
@@ -145,6 +152,10 @@ struct SyncClient::Impl {
   bool report_wanted = false;
   bool reports_ok = true;
   Clock::time_point next_report = Clock::now();
+
+  // Writes accepted states to the cache; declared after current, which its jobs read, so that it is joined
+  // before current goes.
+  CacheWriter writer{cache, options.cache_interval};
 
   mutable std::mutex mu;
   SyncStatus status;  // guarded by mu
@@ -233,13 +244,13 @@ SyncClient::Impl::Step SyncClient::Impl::fetch_snapshot(size_t cp) {
     }
   }
   snapshot_noop = false;
-  return accept(cp, state, std::move(set), &reply.body, "snapshot");
+  return accept(cp, state, std::move(set), std::move(reply.body));
 }
 
 SyncClient::Impl::Step SyncClient::Impl::poll_changes(size_t cp) {
   const std::string& url = options.control_planes[cp];
   const bool after_noop = std::exchange(snapshot_noop, false);
-  const Held& b = base();
+  Held& b = pending.valid ? pending : current;  // base(), to change in place
   const int64_t since = b.state.revision;
   const int wait = std::max(1, static_cast<int>(std::lround(options.long_poll)));
   std::string request = cat(url, "/portico/v1/changes?since=", num(since),
@@ -302,7 +313,9 @@ SyncClient::Impl::Step SyncClient::Impl::poll_changes(size_t cp) {
     return full_needed(cp, after_noop, cat("its changes start at revision ", num(from)));
   }
 
-  // A newer revision: apply the changes to a copy and check the result against the signed state.
+  // A newer revision: apply the changes to the base in place and check the result against the signed state.
+  // Whatever refuses it, the changes are undone, so the base is again exactly the verified state it was: the
+  // next delta starts from it, and the cache writer may read it (current). O(changes) either way.
   std::vector<ResourceChange> list;
   list.reserve(changes->size());
   for (const Json& c : *changes) {
@@ -317,12 +330,17 @@ SyncClient::Impl::Step SyncClient::Impl::poll_changes(size_t cp) {
     }
     list.push_back(std::move(change));
   }
-  ResourceSet next = b.set;
-  next.apply(list);
-  std::string hash = next.content_hash();
+  // The writer serializes current under its lock: keep it out while current's set is not current's state.
+  std::unique_lock<std::mutex> hold;
+  if (&b == &current) hold = writer.lock();
+  const std::string base_hash = b.state.content_hash;
+  std::vector<ResourceChange> undo = b.set.apply_with_undo(list);
+  std::string hash = b.set.content_hash();
   const std::string what =
       cat("changes ", num(since), "..", num(state.revision), " from control plane ", url);
   if (hash != state.content_hash) {
+    b.set.apply(std::move(undo));
+    hold = {};
     std::string message =
         cat(what, " refused: content hash ", short_hash(hash), " != signed ", short_hash(state.content_hash));
     PORTICO_LOG(warn, "sync: %s; fetching a full snapshot", message.c_str());
@@ -332,13 +350,15 @@ SyncClient::Impl::Step SyncClient::Impl::poll_changes(size_t cp) {
   }
   std::string error;
   if (!verifier.verify(state, error)) {
+    b.set.apply(std::move(undo));
+    hold = {};
     std::string message = cat(what, " refused: bad signature: ", error);
     PORTICO_LOG(error, "sync: %s", message.c_str());
     record_error(message);
     need_full = true;  // from the next control plane: this one may be compromised
     return Step::failed;
   }
-  return accept(cp, state, std::move(next), nullptr, cat("delta of ", num(list.size()), " changes"));
+  return accept_delta(cp, state, b, std::move(undo), Delta{base_hash, list}, std::move(hold));
 }
 
 SyncClient::Impl::Step SyncClient::Impl::full_needed(size_t cp, bool after_noop, const std::string& why) {
@@ -353,47 +373,89 @@ SyncClient::Impl::Step SyncClient::Impl::full_needed(size_t cp, bool after_noop,
   return Step::again;
 }
 
+// A verified full snapshot (`encoded`: its signed bytes, cached as they are).
 SyncClient::Impl::Step SyncClient::Impl::accept(size_t cp, const SignedState& state, ResourceSet set,
-                                                const std::string* encoded, const std::string& how) {
-  const std::string& url = options.control_planes[cp];
+                                                std::string encoded) {
   endpoint_ok(cp);
   std::string error;
-  Held held{true, state, std::move(set)};
-  if (!call_apply(state, held.set, Source::control_plane, error)) {
-    std::string message =
-        cat("revision ", num(state.revision), " from control plane ", url, " refused: ", error);
-    PORTICO_LOG(error, "sync: %s; still serving revision %lld", message.c_str(),
-                static_cast<long long>(current.state.revision));
-    record_error(message);
-    pending = std::move(held);
-    report_wanted = true;
-    tick();
-    return Step::refused;
-  }
-  PORTICO_LOG(info, "sync: applied revision %lld (hash %s, %zu resources) from %s (%s)",
-              static_cast<long long>(state.revision), short_hash(state.content_hash).c_str(), held.set.size(),
-              url.c_str(), how.c_str());
-  if (!options.cache_dir.empty()) {
-    // The cache holds the signed bytes: a snapshot as received, a delta's result re-encoded with its state.
-    std::string encoded_here =
-        encoded != nullptr ? std::string() : encode_snapshot(state, held.set.document());
-    if (!cache.store(encoded != nullptr ? *encoded : encoded_here, state.revision, error)) {
-      PORTICO_LOG(warn, "sync: cannot cache revision %lld: %s", static_cast<long long>(state.revision),
-                  error.c_str());
-    }
+  if (!call_apply(state, set, nullptr, Source::control_plane, error)) {
+    pending = Held{true, state, std::move(set)};
+    return refused(cp, state, error);
   }
   pending = Held{};
-  current = std::move(held);
+  replace_current(state, std::move(set), std::move(encoded));
+  return applied(cp, "snapshot");
+}
+
+// A verified delta, already applied in place to `base` (current or pending); `undo` reverts it. `hold` holds
+// the writer's lock when base is current.
+SyncClient::Impl::Step SyncClient::Impl::accept_delta(size_t cp, const SignedState& state, Held& base,
+                                                      std::vector<ResourceChange> undo, const Delta& delta,
+                                                      std::unique_lock<std::mutex> hold) {
+  endpoint_ok(cp);
+  std::string error;
+  if (!call_apply(state, base.set, &delta, Source::control_plane, error)) {
+    if (&base == &current) {
+      // The refused state becomes the base of the next delta (see base()), and current goes back to what we
+      // serve. The one full copy of the delta path, on this rare path.
+      pending = Held{true, state, current.set};
+      current.set.apply(std::move(undo));
+    } else {
+      pending.state = state;  // pending already holds the refused content
+    }
+    hold = {};
+    return refused(cp, state, error);
+  }
+  Held old;  // what current held, freed after the lock is released
+  if (&base == &pending) {
+    hold = writer.lock();
+    old = std::exchange(current, std::move(pending));
+    pending = Held{};
+  }
+  current.state = state;
+  if (!options.cache_dir.empty()) {
+    // The cache holds signed bytes: the delta's result is encoded with its state, by the writer.
+    writer.submit(hold, state, [this] { return current.set.document(); });
+  }
+  hold = {};
+  return applied(cp, cat("delta of ", num(delta.changes.size()), " changes"));
+}
+
+SyncClient::Impl::Step SyncClient::Impl::refused(size_t cp, const SignedState& state,
+                                                 const std::string& error) {
+  std::string message = cat("revision ", num(state.revision), " from control plane ",
+                            options.control_planes[cp], " refused: ", error);
+  PORTICO_LOG(error, "sync: %s; still serving revision %lld", message.c_str(),
+              static_cast<long long>(current.state.revision));
+  record_error(message);
+  report_wanted = true;
+  tick();
+  return Step::refused;
+}
+
+SyncClient::Impl::Step SyncClient::Impl::applied(size_t cp, const std::string& how) {
+  PORTICO_LOG(info, "sync: applied revision %lld (hash %s, %zu resources) from %s (%s)",
+              static_cast<long long>(current.state.revision), short_hash(current.state.content_hash).c_str(),
+              current.set.size(), options.control_planes[cp].c_str(), how.c_str());
   serve(current, Source::control_plane);
   report_wanted = true;
   tick();
   return Step::ok;
 }
 
-bool SyncClient::Impl::call_apply(const SignedState& state, const ResourceSet& set, Source source,
-                                  std::string& error) {
+void SyncClient::Impl::replace_current(const SignedState& state, ResourceSet set, std::string encoded) {
+  Held old{true, state, std::move(set)};
+  {
+    std::unique_lock hold = writer.lock();
+    std::swap(current, old);
+    if (!options.cache_dir.empty()) writer.submit(hold, state, std::move(encoded));
+  }
+}  // `old` (the set we served before) is freed here, outside the lock
+
+bool SyncClient::Impl::call_apply(const SignedState& state, const ResourceSet& set, const Delta* delta,
+                                  Source source, std::string& error) {
   try {
-    if (apply(state, set, nullptr, source, error)) return true;
+    if (apply(state, set, delta, source, error)) return true;
     if (error.empty()) error = "refused without a reason";
   } catch (const std::exception& e) {
     error = e.what();
@@ -417,7 +479,7 @@ void SyncClient::Impl::try_s3() {
     record_error(cat("S3 fallback: ", error));
     return;
   }
-  if (!call_apply(got->state, got->set, Source::s3, error)) {
+  if (!call_apply(got->state, got->set, nullptr, Source::s3, error)) {
     std::string message = cat("S3 object ", got->key, " refused: ", error);
     PORTICO_LOG(error, "sync: %s", message.c_str());
     record_error(message);
@@ -426,13 +488,9 @@ void SyncClient::Impl::try_s3() {
   PORTICO_LOG(info, "sync: serving revision %lld (hash %s) from S3 object %s until a control plane answers",
               static_cast<long long>(got->state.revision), short_hash(got->state.content_hash).c_str(),
               got->key.c_str());
-  current = Held{true, got->state, std::move(got->set)};
+  replace_current(got->state, std::move(got->set), std::move(got->encoded));
   serve(current, Source::s3);
   report_wanted = true;
-  if (!options.cache_dir.empty() && !cache.store(got->encoded, got->state.revision, error)) {
-    PORTICO_LOG(warn, "sync: cannot cache revision %lld: %s", static_cast<long long>(got->state.revision),
-                error.c_str());
-  }
 }
 
 // Checks that a reply is a 2xx answer; otherwise records why the endpoint failed.
@@ -582,7 +640,7 @@ bool SyncClient::start_from_cache() {
     return false;
   }
   std::string error;
-  if (!d.call_apply(cached->state, cached->set, Source::cache, error)) {
+  if (!d.call_apply(cached->state, cached->set, nullptr, Source::cache, error)) {
     std::string message = cat("cached snapshot ", cached->path, " refused: ", error);
     PORTICO_LOG(error, "sync: %s", message.c_str());
     d.record_error(message);
@@ -591,7 +649,10 @@ bool SyncClient::start_from_cache() {
   PORTICO_LOG(info, "sync: serving cached revision %lld (hash %s) from %s",
               static_cast<long long>(cached->state.revision), short_hash(cached->state.content_hash).c_str(),
               cached->path.c_str());
-  d.current = Impl::Held{true, std::move(cached->state), std::move(cached->set)};
+  {
+    std::unique_lock hold = d.writer.lock();
+    d.current = Impl::Held{true, std::move(cached->state), std::move(cached->set)};  // already cached
+  }
   d.serve(d.current, Source::cache);
   return true;
 }
@@ -605,8 +666,14 @@ void SyncClient::start() {
 void SyncClient::stop() {
   impl_->http.stop();
   if (impl_->s3) impl_->s3->cancel();
-  std::lock_guard lock(impl_->thread_mu);
-  if (impl_->thread.joinable() && impl_->thread.get_id() != std::this_thread::get_id()) impl_->thread.join();
+  {
+    std::lock_guard lock(impl_->thread_mu);
+    if (impl_->thread.get_id() == std::this_thread::get_id()) return;  // from Apply: the destructor joins
+    if (impl_->thread.joinable()) impl_->thread.join();
+  }
+  // The sync thread is gone, so current no longer changes: the writer stores the newest state it was given,
+  // so that a clean shutdown leaves it cached.
+  impl_->writer.stop();
 }
 
 SyncStatus SyncClient::status() const {

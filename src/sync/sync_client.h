@@ -7,8 +7,15 @@
 // nothing itself: every verified state is handed to `Apply` (which validates and publishes it); only states
 // Apply accepted are cached and become the base for the next delta.
 //
+// A delta costs O(changes) on the sync thread: it is applied in place to the set held (and undone if the
+// content hash, the signature or Apply refuses it), the content hash is incremental (ResourceSet), and the
+// cache is written by a thread of its own (CacheWriter: newest state only, serialized while the sync thread
+// waits to change the set).
+//
 // Contract: start_from_cache() on the owning thread before start(); start() runs the sync thread; stop() is
-// thread-safe, idempotent and returns within about a second. status() may be called from any thread.
+// thread-safe and idempotent, returns within about a second plus the time to write the newest accepted state
+// to the cache if it is not written yet (so a clean shutdown leaves it cached). status() may be called from
+// any thread.
 #pragma once
 
 #include <atomic>
@@ -28,6 +35,7 @@ struct SyncOptions {
   std::string node_id;
   std::string token;           // bearer token for the control planes
   std::string cache_dir;       // last-known-good cache (SnapshotCache)
+  double cache_interval = 1;   // seconds between cache writes at most (the newest state is written)
   std::string hostname;        // reported
   std::string version;         // reported
   double long_poll = 20;       // seconds a /changes request may wait on the control plane
@@ -70,7 +78,9 @@ class SyncClient {
   // snapshot), else what turned an earlier state into `set`; Apply may use it only when what it serves has
   // `delta->base_hash`, and must otherwise load `set` whole. Returns false with `error` to refuse the state
   // (the last good state keeps serving, the error is reported to the control plane). Called on the sync
-  // thread (and on the caller's thread from start_from_cache).
+  // thread (and on the caller's thread from start_from_cache). `set` and `delta` are valid only during the
+  // call: for a delta, `set` is the client's own set, which it changes in place afterwards (copy what must
+  // outlive the call).
   using Apply = std::function<bool(const SignedState& state, const ResourceSet& set, const Delta* delta,
                                    Source source, std::string& error)>;
 

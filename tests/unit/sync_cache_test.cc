@@ -2,9 +2,12 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "sync/snapshot_cache.h"
 
@@ -192,6 +195,141 @@ TEST_F(SyncCache, UnwritableDirectory) {
   EXPECT_NE(error.find("Not a directory"), std::string::npos) << error;
   SnapshotCache ok(dir_);
   EXPECT_FALSE(ok.store(snapshot(1), -1, error));
+}
+
+SignedState signed_state(Signer& signer, int64_t revision, const ResourceSet& set) {
+  SignedState st;
+  st.cluster_id = "1";
+  st.revision = revision;
+  st.content_hash = set.content_hash();
+  signer.sign(st);
+  return st;
+}
+
+TEST_F(SyncCache, WriterStoresOnlyTheNewestPendingState) {
+  SnapshotCache cache(dir_);
+  CacheWriter writer(cache);
+  std::atomic<int> documents_read{0};
+  {
+    // While the lock is held the writer cannot start: every state but the last is replaced unwritten.
+    std::unique_lock lock = writer.lock();
+    for (int64_t r = 1; r <= 3; ++r) {
+      ResourceSet set = set_at(r);
+      writer.submit(lock, signed_state(*signer_, r, set), [&documents_read, set] {
+        ++documents_read;
+        return set.document();
+      });
+    }
+    writer.submit(lock, signed_state(*signer_, 4, set_at(4)), snapshot(4));  // signed bytes, as received
+  }
+  ASSERT_TRUE(writer.wait_idle(10));
+  EXPECT_EQ(documents_read.load(), 0);
+  EXPECT_EQ(files(), (std::vector<std::string>{"snapshot-00000000000000000004.psnap"}));
+  EXPECT_EQ(read(path(4)), snapshot(4));  // stored as given
+
+  {
+    std::unique_lock lock = writer.lock();
+    ResourceSet set = set_at(5);
+    writer.submit(lock, signed_state(*signer_, 5, set), [set] { return set.document(); });
+  }
+  ASSERT_TRUE(writer.wait_idle(10));
+  auto got = cache.load_latest(verifier_);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->state.revision, 5);
+  EXPECT_EQ(got->set, set_at(5));
+  EXPECT_EQ(read(path(5)), snapshot(5));  // encoded with its state: the same bytes as a snapshot
+}
+
+TEST_F(SyncCache, WriterWritesAtMostOncePerInterval) {
+  // At a high change rate every state but the newest within an interval is skipped; the newest is written
+  // when the interval has passed.
+  SnapshotCache cache(dir_, 100);
+  CacheWriter writer(cache, 0.5);
+  std::atomic<int> documents_read{0};
+  auto submit = [&](int64_t r) {
+    std::unique_lock lock = writer.lock();
+    ResourceSet set = set_at(r);
+    writer.submit(lock, signed_state(*signer_, r, set), [&documents_read, set] {
+      ++documents_read;
+      return set.document();
+    });
+  };
+  submit(1);
+  ASSERT_TRUE(writer.wait_idle(10));  // the first is written at once
+  for (int64_t r = 2; r <= 6; ++r) submit(r);
+  ASSERT_TRUE(writer.wait_idle(10));
+  EXPECT_EQ(documents_read.load(), 2);  // 1, then only 6
+  EXPECT_EQ(files(), (std::vector<std::string>{"snapshot-00000000000000000001.psnap",
+                                               "snapshot-00000000000000000006.psnap"}));
+}
+
+TEST_F(SyncCache, WriterReadsTheDocumentUnderItsLock) {
+  // The owner changes its set in place under lock() and submits the state it reached before releasing it:
+  // the writer never sees a set between two states, so every file it writes verifies.
+  SnapshotCache cache(dir_, 100);
+  CacheWriter writer(cache);
+  ResourceSet held = set_at(0);
+  std::atomic<bool> changing{false};
+  std::atomic<int> torn{0};
+  for (int64_t r = 1; r <= 200; ++r) {
+    std::unique_lock lock = writer.lock();
+    changing = true;
+    held.put("routes", "1", R"({"id":"1","uri":"/r)" + std::to_string(r) + "\"}");
+    std::this_thread::yield();
+    changing = false;
+    writer.submit(lock, signed_state(*signer_, r, held), [&] {
+      if (changing) ++torn;
+      return held.document();
+    });
+  }
+  ASSERT_TRUE(writer.wait_idle(10));
+  EXPECT_EQ(torn.load(), 0);
+  for (const auto& name : files()) {
+    std::string text = read(dir_ + "/" + name), error;
+    SignedState st;
+    ResourceSet set;
+    EXPECT_TRUE(open_snapshot(text, verifier_, st, set, error)) << name << ": " << error;
+  }
+  auto got = cache.load_latest(verifier_);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->state.revision, 200);  // the newest is always written
+  EXPECT_EQ(got->set, set_at(200));
+}
+
+TEST_F(SyncCache, WriterStopWritesThePendingStateAndThenNothing) {
+  SnapshotCache cache(dir_);
+  auto writer = std::make_unique<CacheWriter>(cache);
+  {
+    std::unique_lock lock = writer->lock();
+    ResourceSet set = set_at(8);
+    writer->submit(lock, signed_state(*signer_, 8, set), [set] { return set.document(); });
+  }
+  writer->stop();  // no wait: stop() itself writes what is pending
+  EXPECT_EQ(read(path(8)), snapshot(8));
+  {
+    std::unique_lock lock = writer->lock();
+    writer->submit(lock, signed_state(*signer_, 9, set_at(9)), snapshot(9));  // after stop(): dropped
+  }
+  writer->stop();  // idempotent
+  writer.reset();
+  EXPECT_FALSE(fs::exists(path(9)));
+}
+
+TEST_F(SyncCache, WriterSurvivesAFailedWrite) {
+  write(root_ + "/file", "x");
+  SnapshotCache bad(root_ + "/file/cache");  // cannot be created: logged, and the writer goes on
+  CacheWriter writer(bad);
+  {
+    std::unique_lock lock = writer.lock();
+    writer.submit(lock, signed_state(*signer_, 1, set_at(1)), snapshot(1));
+  }
+  ASSERT_TRUE(writer.wait_idle(10));
+  {
+    std::unique_lock lock = writer.lock();
+    writer.submit(lock, signed_state(*signer_, 2, set_at(2)), snapshot(2));
+  }
+  ASSERT_TRUE(writer.wait_idle(10));
+  EXPECT_FALSE(fs::exists(root_ + "/file/cache"));
 }
 
 }  // namespace

@@ -6,9 +6,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -120,6 +122,17 @@ class FakeCp {
     std::lock_guard lock(mu_);
     fault_ = f;
   }
+  // Serve the snapshot of revision `rev` instead of the newest (0: the newest again).
+  void pin_snapshot(int64_t rev) {
+    std::lock_guard lock(mu_);
+    pinned_ = rev;
+  }
+  // When the last /changes answer that carried changes was sent, and when the /changes request after it
+  // arrived (time_point{} while none has).
+  std::pair<Clock::time_point, Clock::time_point> delta_times() {
+    std::lock_guard lock(mu_);
+    return {delta_sent_, after_delta_};
+  }
   std::vector<Json> reports() {
     std::lock_guard lock(mu_);
     return reports_;
@@ -185,6 +198,12 @@ class FakeCp {
       auth = head.substr(start, head.find("\r\n", start) - start);
     }
     std::optional<Reply> reply = handle(method, target, auth, body);
+    if (reply && target.starts_with("/portico/v1/changes") &&
+        reply->body.find("\"changes\":[{") != std::string::npos) {
+      std::lock_guard lock(mu_);
+      delta_sent_ = Clock::now();
+      after_delta_ = {};
+    }
     if (reply) {
       static const std::map<int, const char*> kReasons = {
           {200, "OK"}, {204, "No Content"}, {401, "Unauthorized"}, {409, "Conflict"}, {503, "Unavailable"}};
@@ -227,6 +246,10 @@ class FakeCp {
     {
       std::lock_guard lock(mu_);
       ++counts_[path];
+      if (path == "/portico/v1/changes" && delta_sent_ != Clock::time_point{} &&
+          after_delta_ == Clock::time_point{}) {
+        after_delta_ = Clock::now();
+      }
     }
     if (auth != std::string("Bearer ") + kToken) return Reply{401, R"({"error_msg":"unknown token"})"};
     if (method == "POST" && path == "/portico/v1/report") {
@@ -235,11 +258,15 @@ class FakeCp {
       return Reply{204, ""};
     }
     if (method == "GET" && path == "/portico/v1/snapshot") {
+      int64_t pinned;
+      {
+        std::lock_guard lock(mu_);
+        pinned = pinned_;
+      }
       std::lock_guard lock(cluster_.mu);
       if (cluster_.revision == 0) return Reply{503, R"({"error_msg":"not ready"})"};
-      return Reply{200,
-                   encode_snapshot(cluster_.signed_state(cluster_.revision),
-                                   cluster_.states.at(cluster_.revision).document()),
+      int64_t rev = pinned != 0 ? pinned : cluster_.revision;
+      return Reply{200, encode_snapshot(cluster_.signed_state(rev), cluster_.states.at(rev).document()),
                    "application/vnd.portico.snapshot"};
     }
     if (method == "GET" && path == "/portico/v1/changes") return changes(query);
@@ -304,6 +331,9 @@ class FakeCp {
   std::set<int> open_;                 // guarded by mu_
   std::vector<std::thread> threads_;   // guarded by mu_
   Fault fault_ = Fault::none;          // guarded by mu_
+  int64_t pinned_ = 0;                 // guarded by mu_
+  Clock::time_point delta_sent_{};     // guarded by mu_
+  Clock::time_point after_delta_{};    // guarded by mu_
   std::vector<Json> reports_;          // guarded by mu_
   std::map<std::string, int> counts_;  // guarded by mu_
 };
@@ -315,20 +345,30 @@ struct Applied {
     std::string hash;
     Source source;
     ResourceSet set;
+    std::optional<std::string> base_hash;  // the delta's, when the state came as a delta
+    std::vector<ResourceChange> changes;   // the delta's
   };
   std::mutex mu;
-  std::vector<Call> calls;  // accepted ones only
+  std::vector<Call> calls;    // accepted ones only
+  std::vector<Call> refused;  // the others
 
   SyncClient::Apply fn() {
-    return [this](const SignedState& state, const ResourceSet& set, const SyncClient::Delta*, Source source,
-                  std::string& error) {
+    return [this](const SignedState& state, const ResourceSet& set, const SyncClient::Delta* delta,
+                  Source source, std::string& error) {
+      Call call{state.revision, state.content_hash, source, set, std::nullopt, {}};
+      if (delta != nullptr) {
+        // The delta must lead from the state named by base_hash to `set`.
+        call.base_hash = delta->base_hash;
+        call.changes = delta->changes;
+      }
+      std::lock_guard lock(mu);
       // The one validation rule of these tests: a route named "bad" is invalid.
       if (set.find("routes", "bad") != nullptr) {
         error = "route bad: upstream missing";
+        refused.push_back(std::move(call));
         return false;
       }
-      std::lock_guard lock(mu);
-      calls.push_back({state.revision, state.content_hash, source, set});
+      calls.push_back(std::move(call));
       return true;
     };
   }
@@ -353,6 +393,26 @@ ResourceSet routes(std::initializer_list<std::string> ids, const std::string& ta
   std::string upstream;
   EXPECT_TRUE(canonicalize(R"({"id":"u1","nodes":{"127.0.0.1:80":1},"type":"roundrobin"})", upstream));
   s.put("upstreams", "u1", upstream);
+  return s;
+}
+
+// 100k route values of ~300 bytes (canonical), ids r000000..r099999, as in SyncResourceSet.Cost100kRoutes.
+ResourceSet routes_100k() {
+  ResourceSet s;
+  for (int i = 0; i < 100000; ++i) {
+    char buf[640];
+    std::snprintf(buf, sizeof buf,
+                  R"({"id":"r%06d","uri":"/api/v1/service-%05d/items/*","methods":["GET","POST"],)"
+                  R"("hosts":["svc-%05d.example.internal"],"desc":"route %06d of team-%03d",)"
+                  R"("upstream":{"type":"roundrobin","nodes":{"10.0.%d.%d:8080":1}},)"
+                  R"("plugins":{"limit-count":{"count":%d,"time_window":60}},"priority":%d})",
+                  i, i % 5000, i % 5000, i, i % 300, i / 250 % 256, i % 250, 100 + i % 900, i % 10);
+    std::string value;
+    EXPECT_TRUE(canonicalize(buf, value));
+    char id[16];
+    std::snprintf(id, sizeof id, "r%06d", i);
+    s.put("routes", id, std::move(value));
+  }
   return s;
 }
 
@@ -398,6 +458,18 @@ class SyncClientTest : public ::testing::Test {
   }
 
   void tampered_delta(Fault fault);
+  void refused_delta_keeps_base(Fault fault);
+  // The newest snapshot in the client's cache that verifies (nullopt: none).
+  std::optional<CachedSnapshot> cached() { return SnapshotCache(root_ + "/cache").load_latest(verifier()); }
+  // Waits until the client's cache holds revision `rev` (the writer thread stores it after the apply).
+  bool cached_at(int64_t rev, double seconds = 5) {
+    return eventually(
+        [&] {
+          std::optional<CachedSnapshot> c = cached();
+          return c && c->state.revision == rev;
+        },
+        seconds);
+  }
   // Writes the cluster's state at `rev` to the client's cache directory.
   void cache_state(int64_t rev) {
     std::string snapshot;
@@ -430,7 +502,11 @@ TEST_F(SyncClientTest, SnapshotFirstThenDeltasPushedAtOnce) {
   EXPECT_EQ(s.last_error, "");
   EXPECT_EQ(applied.last().source, Source::control_plane);
   EXPECT_TRUE(applied.last().set == state(r1));
+  EXPECT_FALSE(applied.last().base_hash.has_value());  // a snapshot: no delta
   EXPECT_EQ(cp.count("/portico/v1/snapshot"), 1);
+  // The writer thread caches the snapshot as it was received.
+  ASSERT_TRUE(cached_at(r1));
+  EXPECT_TRUE(cached()->set == state(r1));
 
   // A change (one route changed, one removed, one added) arrives on the open long poll.
   ASSERT_TRUE(eventually([&] { return cp.waiting() == 1; }));
@@ -440,6 +516,15 @@ TEST_F(SyncClientTest, SnapshotFirstThenDeltasPushedAtOnce) {
   EXPECT_LT(Clock::now() - published, std::chrono::seconds(1));
   EXPECT_TRUE(applied.last().set == state(r2));
   EXPECT_EQ(cp.count("/portico/v1/snapshot"), 1);  // a delta, not a second snapshot
+  // Apply was told the delta: from r1's content, the three changes.
+  EXPECT_EQ(applied.last().base_hash, state(r1).content_hash());
+  ResourceSet replayed = state(r1);
+  replayed.apply(applied.last().changes);
+  EXPECT_TRUE(replayed == state(r2));
+  EXPECT_EQ(applied.last().changes.size(), 3u);
+  // The delta's result is cached too, encoded with its signed state.
+  ASSERT_TRUE(cached_at(r2));
+  EXPECT_TRUE(cached()->set == state(r2));
 
   // The report after the apply carries the new state.
   ASSERT_TRUE(eventually([&] {
@@ -539,6 +624,78 @@ TEST_F(SyncClientTest, TamperedDeltaSignatureIsRefusedAndRepaired) {
   tampered_delta(Fault::delta_signature);
 }
 
+// A delta refused for its content hash or its signature is undone: the client's set is again exactly the
+// base it was applied to, so the next delta from that base applies (here the control plane's snapshot is
+// pinned at the base, so the repair is a delta again, not a snapshot that would replace the set whole).
+void SyncClientTest::refused_delta_keeps_base(Fault fault) {
+  int64_t r1 = cluster_->publish(routes({"1", "2"}));
+  FakeCp cp(*cluster_);
+  Applied applied;
+  auto c = client({cp.url()}, applied);
+  c->start();
+  ASSERT_TRUE(at_revision(*c, r1));
+  ASSERT_TRUE(eventually([&] { return cp.waiting() == 1; }));
+  cp.pin_snapshot(r1);
+  cp.set_fault(fault);
+  int64_t r2 = cluster_->publish(routes({"1", "3"}, "b"));
+  ASSERT_TRUE(at_revision(*c, r2));
+  EXPECT_EQ(c->status().sync_errors, 1u);
+  EXPECT_EQ(cp.count("/portico/v1/snapshot"), 2);  // the first contact, and the re-check that matched r1
+  std::lock_guard lock(applied.mu);
+  ASSERT_EQ(applied.calls.size(), 2u);  // r1, then r2 from a delta against the restored r1
+  EXPECT_TRUE(applied.calls[1].set == state(r2));
+  EXPECT_EQ(applied.calls[1].base_hash, state(r1).content_hash());
+  EXPECT_TRUE(applied.refused.empty());
+}
+
+TEST_F(SyncClientTest, DeltaWithWrongHashLeavesTheBaseAsItWas) {
+  refused_delta_keeps_base(Fault::delta_content);
+}
+
+TEST_F(SyncClientTest, DeltaWithBadSignatureLeavesTheBaseAsItWas) {
+  refused_delta_keeps_base(Fault::delta_signature);
+}
+
+// A delta refused by Apply: the set served goes back exactly to its state (what the cache writer stores of
+// it), and the refused state, copied aside, is the base of the next delta.
+TEST_F(SyncClientTest, DeltaRefusedByApplyLeavesTheServedSetAsItWas) {
+  int64_t r1 = cluster_->publish(routes({"1", "2"}));
+  FakeCp cp(*cluster_);
+  Applied applied;
+  auto c = client({cp.url()}, applied);
+  c->start();
+  ASSERT_TRUE(at_revision(*c, r1));
+  ASSERT_TRUE(eventually([&] { return cp.waiting() == 1; }));
+  int64_t r2 = cluster_->publish(routes({"1", "2", "3"}));  // a delta: cached from the set held in place
+  ASSERT_TRUE(at_revision(*c, r2));
+  ASSERT_TRUE(eventually([&] { return cp.waiting() == 1; }));
+  int64_t bad = cluster_->publish(routes({"1", "bad", "3"}, "b"));
+  ASSERT_TRUE(eventually([&] { return c->status().sync_errors == 1; }));
+  EXPECT_EQ(c->status().revision, r2);
+  {
+    std::lock_guard lock(applied.mu);
+    ASSERT_EQ(applied.refused.size(), 1u);
+    EXPECT_EQ(applied.refused[0].revision, bad);
+    EXPECT_TRUE(applied.refused[0].set == state(bad));
+    EXPECT_EQ(applied.refused[0].base_hash, state(r2).content_hash());
+  }
+  // What is cached of the served state is r2 exactly (it verifies against r2's signed hash).
+  ASSERT_TRUE(cached_at(r2));
+  EXPECT_TRUE(cached()->set == state(r2));
+
+  // The next delta starts from the refused state; the result is served and cached.
+  ASSERT_TRUE(eventually([&] { return cp.count("/portico/v1/snapshot") == 2 && cp.waiting() == 1; }));
+  int64_t fixed = cluster_->publish(routes({"1", "4", "3"}, "b"));
+  ASSERT_TRUE(at_revision(*c, fixed));
+  EXPECT_TRUE(applied.last().set == state(fixed));
+  EXPECT_EQ(applied.last().base_hash, state(bad).content_hash());
+  ASSERT_TRUE(cached_at(fixed));
+  EXPECT_TRUE(cached()->set == state(fixed));
+  EXPECT_EQ(cp.count("/portico/v1/snapshot"), 2);
+  c->stop();
+  EXPECT_EQ(cached()->state.revision, fixed);
+}
+
 TEST_F(SyncClientTest, StateRefusedByApplyIsReportedAndKept) {
   int64_t r1 = cluster_->publish(routes({"1"}));
   FakeCp cp(*cluster_);
@@ -592,6 +749,7 @@ TEST_F(SyncClientTest, StartsFromCacheWithoutControlPlane) {
     ASSERT_TRUE(eventually([&] { return cp.waiting() == 1; }));
     r2 = cluster_->publish(routes({"1", "2"}));  // cached from a delta: re-encoded with its signed state
     ASSERT_TRUE(at_revision(*c, r2));
+    ASSERT_TRUE(cached_at(r2));
     c->stop();
     dead_url = cp.url();
   }
@@ -717,6 +875,88 @@ TEST_F(SyncClientTest, StopBeforeStartAndWithoutControlPlanes) {
   d->stop();
   EXPECT_LT(Clock::now() - t0, std::chrono::milliseconds(1500));
   EXPECT_EQ(d->status().source, Source::none);
+}
+
+// The sync thread's cost of a one-route delta at 100k routes of ~300 bytes, Apply excluded: from the control
+// plane's answer to the call of Apply (receive, parse, apply, hash, verify), plus from Apply's return to the
+// next long poll's arrival at the control plane (cache write handed over, status, report, the new request:
+// this harness opens a connection per request). The same at 10 routes is the size-independent part. Cache
+// enabled, as on a data plane. Printed; no bound is asserted (the machine may be loaded).
+TEST_F(SyncClientTest, Cost100kRoutesDelta) {
+  auto ms = [](Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); };
+  auto measure = [&](ResourceSet set, int rounds, const std::string& cache_dir) {
+    Cluster cluster(root_);
+    int64_t r0 = cluster.publish(set);
+    FakeCp cp(cluster);
+    std::mutex mu;
+    Clock::time_point apply_start, apply_end;  // guarded by mu
+    auto apply = [&](const SignedState&, const ResourceSet&, const SyncClient::Delta*, Source, std::string&) {
+      std::lock_guard lock(mu);
+      apply_start = apply_end = Clock::now();
+      return true;
+    };
+    SyncOptions o = options({cp.url()});
+    o.long_poll = 20;
+    o.report_interval = 60;
+    o.cache_dir = cache_dir;
+    Verifier v;
+    std::string error;
+    EXPECT_TRUE(v.add_public_key_pem(cluster.signer->public_key_pem(), error)) << error;
+    SyncClient c(o, std::move(v), apply);
+    c.start();
+    EXPECT_TRUE(at_revision(c, r0, 60));
+    std::vector<std::string> ids;
+    std::map<std::string, std::string> originals;
+    for (const ResourceChange& r : ResourceSet::diff(ResourceSet(), set)) {
+      ids.push_back(r.id);
+      originals[r.id] = *r.value;
+    }
+    std::vector<double> before, after, total;
+    for (int n = 0; n < rounds; ++n) {
+      EXPECT_TRUE(eventually([&] { return cp.waiting() == 1; }, 30));
+      const std::string& id = ids[n * 7919 % ids.size()];
+      std::string value = "{\"_rev\":";  // still canonical: "_rev" sorts first
+      value += std::to_string(n);
+      value += ',';
+      value += originals.at(id).substr(1);
+      set.put("routes", id, value);
+      int64_t rev = cluster.publish(set);
+      EXPECT_TRUE(at_revision(c, rev, 30));
+      std::pair<Clock::time_point, Clock::time_point> times;
+      EXPECT_TRUE(eventually(
+          [&] {
+            times = cp.delta_times();
+            return times.second != Clock::time_point{};
+          },
+          30));
+      std::lock_guard lock(mu);
+      before.push_back(ms(apply_start - times.first));
+      after.push_back(ms(times.second - apply_end));
+      total.push_back(before.back() + after.back());
+      std::lock_guard cluster_lock(cluster.mu);  // keep only what the next delta starts from
+      std::erase_if(cluster.states, [rev](const auto& kv) { return kv.first < rev; });
+    }
+    c.stop();
+    for (auto* v : {&before, &after, &total}) std::sort(v->begin(), v->end());
+    std::printf("  median %.2f ms (to Apply %.2f ms, after Apply %.2f ms), min %.2f ms, max %.2f ms\n",
+                total[total.size() / 2], before[before.size() / 2], after[after.size() / 2], total.front(),
+                total.back());
+  };
+  ResourceSet small;
+  for (int i = 0; i < 10; ++i) {
+    char id[16], value[64];
+    std::snprintf(id, sizeof id, "r%d", i);
+    std::snprintf(value, sizeof value, R"({"id":"%s","uri":"/a"})", id);
+    small.put("routes", id, value);
+  }
+  std::printf("one-route delta, sync thread without Apply, 21 deltas:\n");
+  std::printf(" 10 routes, cache on:\n");
+  measure(small, 21, root_ + "/cache-small");
+  ResourceSet big = routes_100k();
+  std::printf(" 100k routes, cache off:\n");
+  measure(big, 21, "");
+  std::printf(" 100k routes, cache on:\n");
+  measure(big, 21, root_ + "/cache-big");
 }
 
 }  // namespace

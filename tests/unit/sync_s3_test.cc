@@ -310,14 +310,14 @@ TEST_F(SyncS3, SyncClientFallsBackToS3AndKeepsTryingControlPlanes) {
   std::atomic<int> applied{0};
   std::atomic<int64_t> revision{0};
   std::atomic<Source> source{Source::none};
-  SyncClient client(o, std::move(verifier_),
-                    [&](const SignedState& st, const ResourceSet&, const SyncClient::Delta*, Source s,
-                        std::string&) {
-                      revision = st.revision;
-                      source = s;
-                      ++applied;
-                      return true;
-                    });
+  SyncClient client(
+      o, std::move(verifier_),
+      [&](const SignedState& st, const ResourceSet&, const SyncClient::Delta*, Source s, std::string&) {
+        revision = st.revision;
+        source = s;
+        ++applied;
+        return true;
+      });
   EXPECT_FALSE(client.start_from_cache());
   client.start();
   Clock::time_point deadline = Clock::now() + std::chrono::seconds(10);
