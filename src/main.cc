@@ -1,6 +1,8 @@
 // Portico entry point: parses the command line into server::ServerOptions and runs the server.
 // The request path starts at proxy/worker.cc (accept) and proxy/session.cc (handle_request).
+#include <sys/resource.h>
 #include <unistd.h>
+
 #include <cstdio>
 #include <cstdlib>
 
@@ -116,6 +118,13 @@ std::vector<std::string> split_list(const char* text) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Every client, upstream and data-plane connection is a descriptor: the soft limit (often 1024) is raised
+  // to the hard one, as nginx's worker_rlimit_nofile does.
+  rlimit files{};
+  if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = files.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &files);
+  }
   portico::server::ServerOptions server_options;
   portico::proxy::Options& opt = server_options.proxy;
   portico::controlplane::ControlPlaneOptions& cp = server_options.control_plane;

@@ -84,6 +84,15 @@ void Signal::remove_waiter(uint64_t id) {
   waiters_.erase(id);
 }
 
+// Coroutines that run on the pool. Their arguments live in their own frames: a capturing lambda coroutine
+// would read its captures from a closure that co_spawn may destroy first.
+awaitable<AdminResponse> call_handler(const AdminHandler* handler, const AdminRequest* request) {
+  co_return (*handler)(*request);
+}
+awaitable<AdminResponse> resume_deferred(std::shared_ptr<Deferred> deferred) {
+  co_return deferred->resume();
+}
+
 struct AdminServer::Impl {
   AdminServerOptions options;  // `keys` is unused after listen(): see keys
   AdminHandler handler;
@@ -296,8 +305,7 @@ awaitable<void> AdminServer::Impl::serve(tcp::socket socket) {
 
     AdminResponse response;
     try {
-      response = co_await asio::co_spawn(
-          *pool, [this, &req]() -> awaitable<AdminResponse> { co_return handler(req); }, asio::use_awaitable);
+      response = co_await asio::co_spawn(*pool, call_handler(&handler, &req), asio::use_awaitable);
     } catch (const std::exception& e) {
       PORTICO_LOG(error, "admin: %s %s failed: %s", req.method.c_str(), req.path.c_str(), e.what());
       response = error(500, "internal error");
@@ -316,8 +324,7 @@ awaitable<void> AdminServer::Impl::serve(tcp::socket socket) {
                      })};
       co_await wake->async_wait(nothrow);
       try {
-        response = co_await asio::co_spawn(
-            *pool, [d]() -> awaitable<AdminResponse> { co_return d->resume(); }, asio::use_awaitable);
+        response = co_await asio::co_spawn(*pool, resume_deferred(d), asio::use_awaitable);
       } catch (const std::exception& e) {
         PORTICO_LOG(error, "admin: %s %s failed: %s", req.method.c_str(), req.path.c_str(), e.what());
         response = error(500, "internal error");

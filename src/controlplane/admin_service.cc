@@ -292,24 +292,34 @@ AdminResponse AdminService::list(const Target& t, const std::string& query) {
       rows.push_back(Row{dir + e.id, std::move(e.value), e.create_revision, e.mod_revision});
     }
   };
-  // One cheap linearizable read gives etcd's revision now; once the copy has applied it, the copy answers as
-  // etcd would (a page of 100k routes without reading 100k values from etcd). Keys the copy left out (invalid
-  // values written by hand) are listed by etcd only, so then etcd answers.
+  // One cheap linearizable read (the newest key of the kind by mod_revision, keys only, and the count) tells
+  // whether the copy holds what etcd holds now: once the copy has applied that mod_revision and counts as
+  // many keys, no put can be missing (it would be newer) and no delete either (the counts would differ). The
+  // copy then answers (a page of 100k routes without reading 100k values from etcd). Keys the copy left out
+  // (invalid values written by hand) are listed by etcd only, so then etcd answers.
   store::RangeRequest rq;
   rq.key = dir;
   rq.range_end = store::prefix_end(dir);
-  rq.count_only = true;
+  rq.keys_only = true;
+  rq.limit = 1;
+  rq.sort_order = store::RangeRequest::SortOrder::descend;
+  rq.sort_target = store::RangeRequest::SortTarget::mod_revision;
   store::RangeResult rr;
   store::Status s = client().range(rq, rr);
-  if (s.ok() && !copy_.has_rejected(t.kind) && copy_.wait_for_revision(rr.header.revision, 1.0)) {
+  const int64_t newest = rr.kvs.empty() ? 0 : rr.kvs.front().mod_revision;
+  if (s.ok() && !copy_.stale() && !copy_.has_rejected(t.kind) && copy_.wait_for_revision(newest, 0.5) &&
+      static_cast<int64_t>(copy_.count(t.kind)) == rr.count) {
     revision = rr.header.revision;
     from_copy();
   } else if (s.ok()) {
-    rq.count_only = false;
+    rq = store::RangeRequest{};
+    rq.key = dir;
+    rq.range_end = store::prefix_end(dir);
     s = client().range(rq, rr);
     if (s.ok()) {
       revision = rr.header.revision;
       total = rr.kvs.size();
+      rows.clear();
       for (size_t i = begin; i < rr.kvs.size() && rows.size() < count; ++i) {
         store::KeyValue& kv = rr.kvs[i];
         rows.push_back(Row{std::move(kv.key), std::move(kv.value), kv.create_revision, kv.mod_revision});

@@ -166,8 +166,9 @@ bool ResourceStore::has_rejected(Kind kind) const {
   return it != rejected_.end() && it->first.starts_with(dir);
 }
 
-ResourceStore::Cursor ResourceStore::cursor() const {
+ResourceStore::Cursor ResourceStore::cursor(int64_t* revision) const {
   std::shared_lock lock(mu_);
+  if (revision != nullptr) *revision = revision_;
   return Cursor{epoch_, journal_start_ + journal_.size()};
 }
 

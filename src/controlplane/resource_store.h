@@ -107,7 +107,8 @@ class ResourceStore {
     std::string id;
     std::optional<Entry> entry;
   };
-  Cursor cursor() const;
+  // Where the journal stands now, and (if not null) the copy's revision there.
+  Cursor cursor(int64_t* revision = nullptr) const;
 
   // Waits up to `seconds` until the copy has applied etcd revision `revision`; false if it has not (or it is
   // stale). Lets a reader serve a linearizable answer from the copy after one cheap etcd round trip.

@@ -60,6 +60,7 @@ struct Published {
 
 struct Delta {
   int64_t from = 0;
+  std::string from_hash;  // content hash of the state at `from`
   int64_t to = 0;
   std::vector<sync::ResourceChange> changes;
 };
@@ -105,7 +106,7 @@ struct SyncService::Impl {
   void keep_lease();
   AdminResponse snapshot();
   AdminResponse changes(const AdminRequest& request);
-  AdminResponse changes_until(int64_t since, const std::string& cluster,
+  AdminResponse changes_until(int64_t since, const std::string& cluster, const std::string& hash,
                               std::chrono::steady_clock::time_point deadline);
   AdminResponse report(const AdminRequest& request);
 };
@@ -192,9 +193,17 @@ bool SyncService::Impl::publish_routes(std::vector<sync::ResourceChange>& change
   const std::function<bool(Kind, const std::string&)> kept = [this](Kind kind, const std::string& id) {
     return working.find(kKinds[static_cast<size_t>(kind)].name, id) != nullptr;
   };
+  // From the published value of the service, not the copy's (which may already be newer than `working`).
   const std::function<bool(const std::string&)> service_has_upstream = [this](const std::string& id) {
-    std::optional<Entry> service = copy.get(Kind::services, id);  // unchanged since the last publish
-    return service && service->has_upstream;
+    const std::string* service = working.find("services", id);
+    if (service == nullptr) return false;
+    const json v = json::parse(*service, nullptr, false);
+    if (!v.is_object()) return false;
+    auto set = [&v](const char* field) {
+      auto it = v.find(field);
+      return it != v.end() && !it->is_null();
+    };
+    return set("upstream") || set("upstream_id");
   };
   for (ResourceStore::Touched& t : touched) {
     const std::string* held = working.find("routes", t.id);
@@ -222,9 +231,10 @@ void SyncService::Impl::publish() {
   if (publish_routes(changes, revision)) {
     working.apply(changes);
   } else {
-    cursor = copy.cursor();  // taken first: what changes meanwhile is applied again next time (idempotent)
+    // The cursor and its revision are taken first: what changes meanwhile is applied again next time
+    // (idempotent), and the label is never newer than the content.
+    cursor = copy.cursor(&revision);
     sync::ResourceSet all = copy.publishable();
-    revision = copy.revision();
     if (have_working) changes = sync::ResourceSet::diff(working, all);
     working = std::move(all);
     have_working = true;
@@ -249,6 +259,7 @@ void SyncService::Impl::publish() {
   const bool chained = previous && previous->state.cluster_id == cluster;
   if (chained) {
     delta.from = previous->state.revision;
+    delta.from_hash = previous->state.content_hash;
     delta.to = next->state.revision;
     delta.changes = std::move(changes);
   }
@@ -326,12 +337,19 @@ AdminResponse SyncService::Impl::changes(const AdminRequest& request) {
   wait = std::min<int64_t>(wait, static_cast<int64_t>(options.max_wait));
 
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(wait);
-  return changes_until(since, cluster, deadline);
+  std::string hash = query_value(request.query, "sha256");
+  const bool hex = hash.size() == 64 && hash.find_first_not_of("0123456789abcdef") == std::string::npos;
+  if (!hash.empty() && !hex) return error(400, "sha256 must be a lower-case hex SHA-256");
+  return changes_until(since, cluster, hash, deadline);
 }
 
 // The answer to a long poll from `since`, or, while there is nothing new and `deadline` has not passed, a
 // deferred answer: the server waits for the next publish without holding a thread.
+// `hash` (optional) is the content hash the data plane holds at `since`. Replicas label the same content
+// with different revisions when they coalesce etcd events differently; the hash lets a data plane that fails
+// over keep going by delta (or just take the new label) instead of fetching a full snapshot.
 AdminResponse SyncService::Impl::changes_until(int64_t since, const std::string& cluster,
+                                               const std::string& hash,
                                                std::chrono::steady_clock::time_point deadline) {
   const uint64_t seen = published->generation();  // before looking: a publish after this wakes the wait
   std::unique_lock lock(mu);
@@ -341,7 +359,9 @@ AdminResponse SyncService::Impl::changes_until(int64_t since, const std::string&
     d->signal = published;
     d->generation = seen;
     d->deadline = deadline;
-    d->resume = [this, since, cluster, deadline] { return changes_until(since, cluster, deadline); };
+    d->resume = [this, since, cluster, hash, deadline] {
+      return changes_until(since, cluster, hash, deadline);
+    };
     AdminResponse r;
     r.deferred = std::move(d);
     return r;
@@ -356,39 +376,56 @@ AdminResponse SyncService::Impl::changes_until(int64_t since, const std::string&
                 "): fetch a full snapshot");
   }
   std::shared_ptr<Published> now = current;
-  std::string body = "{\"cluster_id\":\"" + now->state.cluster_id + "\",\"from\":" + std::to_string(since) +
-                     ",\"revision\":" + std::to_string(now->state.revision);
-  if (since > now->state.revision) {
-    body += ",\"behind\":true,\"changes\":[]";
-  } else if (since == now->state.revision) {
-    body += ",\"changes\":[]";
+  int64_t from = since;
+  std::string from_hash = hash;
+  std::string changes;
+  bool behind = false;
+  if (since == now->state.revision || (!hash.empty() && hash == now->state.content_hash)) {
+    changes = "[]";  // in sync, or the same content under another replica's label (the data plane takes ours)
+  } else if (since > now->state.revision) {
+    behind = true;
+    changes = "[]";
   } else {
-    // Net changes from `since` to now: later deltas override earlier ones for the same resource.
+    // Net changes from `since` (or, failing that, from the last state with the data plane's content) to now:
+    // later deltas override earlier ones for the same resource.
     auto start =
         std::find_if(history.begin(), history.end(), [since](const Delta& d) { return d.from == since; });
+    if (start == history.end() && !hash.empty()) {
+      auto last = std::find_if(history.rbegin(), history.rend(),
+                               [&hash](const Delta& d) { return d.from_hash == hash; });
+      if (last != history.rend()) start = std::prev(last.base());
+    }
     if (start == history.end()) {
       return full("revision " + std::to_string(since) +
                   " is not in this control plane's change history: fetch a full snapshot");
     }
+    from = start->from;
+    from_hash = start->from_hash;
     std::map<std::pair<std::string, std::string>, const std::optional<std::string>*> net;
     for (auto it = start; it != history.end(); ++it) {
       for (const sync::ResourceChange& c : it->changes) net[{c.kind, c.id}] = &c.value;
     }
-    body += ",\"changes\":[";
+    changes.push_back('[');  // (not `= "["`: GCC 12 warns falsely about that here)
     bool first = true;
     for (const auto& [key, value] : net) {
-      if (!first) body += ',';
+      if (!first) changes += ',';
       first = false;
-      body += "{\"kind\":";
-      body += json(key.first).dump();
-      body += ",\"id\":";
-      body += json(key.second).dump();
-      body += ",\"value\":";
-      body += *value ? **value : std::string("null");
-      body += '}';
+      changes += "{\"kind\":";
+      changes += json(key.first).dump();
+      changes += ",\"id\":";
+      changes += json(key.second).dump();
+      changes += ",\"value\":";
+      changes += *value ? **value : std::string("null");
+      changes += '}';
     }
-    body += ']';
+    changes += ']';
   }
+  std::string body = "{\"cluster_id\":\"" + now->state.cluster_id + "\",\"from\":" + std::to_string(from);
+  if (!from_hash.empty()) body += ",\"from_sha256\":\"" + from_hash + "\"";
+  body += ",\"revision\":" + std::to_string(now->state.revision);
+  if (behind) body += ",\"behind\":true";
+  body += ",\"changes\":";
+  body += changes;
   body += ",\"state\":";
   body += state_json(now->state);
   body += '}';

@@ -167,7 +167,7 @@ bool ConfigApplier::apply_config(config::LoadResult loaded, const std::string& s
     error = loaded.describe();
     return reject(origin + ": " + error);
   }
-  if (current_ && builder_ && loaded.content_hash == current_->hash) {
+  if (current_ && builder_ && loaded.content_hash == current_->hash && builder_->hash() == current_->hash) {
     std::lock_guard lock(mu_);
     status_.revision = revision;
     status_.source = source;
@@ -193,7 +193,14 @@ ConfigApplier::DeltaOutcome ConfigApplier::apply_changes(std::span<const snapsho
   }
   uint64_t generation = current_->generation + 1;
   const double cpu_started = thread_cpu_ms();
-  auto result = builder_->apply(changes, std::move(hash), source, generation);
+  snapshot::SnapshotBuilder::Result result;
+  try {
+    result = builder_->apply(changes, std::move(hash), source, generation);
+  } catch (const std::exception& e) {  // its state may be half changed: the whole config is loaded instead
+    PORTICO_LOG(error, "applying a delta failed (%s); loading the whole config instead", e.what());
+    builder_.reset();
+    return DeltaOutcome::no_base;
+  }
   const double cpu_ms = thread_cpu_ms() - cpu_started;
   switch (result.outcome) {
     case snapshot::SnapshotBuilder::Outcome::no_base:

@@ -163,6 +163,7 @@ std::shared_ptr<const Layer> build_layer(config::Config config, const BuildConte
     rt.websocket = r.enable_websocket || (service != nullptr && service->websocket);
     rt.metrics_slot = ctx.metrics ? ctx.metrics->route_slot(r.id) : 0;
   }
+  for (const auto& up : layer->upstreams) layer->has_active_checks |= up->has_active_check;
   return layer;
 }
 
@@ -200,21 +201,22 @@ const RouteRuntime* Snapshot::match(const router::MatchRequest& request) const {
 
 std::vector<upstream::ProbeTarget> probe_targets(const Snapshot& snapshot) {
   std::vector<upstream::ProbeTarget> targets;
-  // The overlay's runtimes replace the base's of the same key (an upstream changed since the base was built);
-  // one runtime may be listed by both layers.
+  const bool any =
+      snapshot.base->has_active_checks || (snapshot.overlay && snapshot.overlay->has_active_checks);
+  if (!any) return targets;
+  // The runtimes live routes use: a layer also holds runtimes of routes the overlay replaced or removed, and
+  // one runtime may serve routes of both layers.
   std::unordered_set<const UpstreamRuntime*> seen;
-  std::unordered_set<std::string_view> replaced;
   std::vector<const UpstreamRuntime*> checked;
-  if (snapshot.overlay) {
-    for (const auto& up : snapshot.overlay->upstreams) {
-      replaced.insert(up->key);
-      if (up->has_active_check && seen.insert(up.get()).second) checked.push_back(up.get());
-    }
+  auto visit = [&](const RouteRuntime& r) {
+    if (r.upstream->has_active_check && seen.insert(r.upstream).second) checked.push_back(r.upstream);
+  };
+  const router::RouteBits excluded{snapshot.overridden.data(), snapshot.overridden.size()};
+  for (size_t i = 0; i < snapshot.base->routes.size(); ++i) {
+    if (!excluded.contains(static_cast<uint32_t>(i))) visit(snapshot.base->routes[i]);
   }
-  for (const auto& up : snapshot.base->upstreams) {
-    if (up->has_active_check && !replaced.contains(up->key) && seen.insert(up.get()).second) {
-      checked.push_back(up.get());
-    }
+  if (snapshot.overlay) {
+    for (const RouteRuntime& r : snapshot.overlay->routes) visit(r);
   }
   for (const UpstreamRuntime* up : checked) {
     const config::ActiveCheck& spec = *up->spec.checks->active;

@@ -55,6 +55,7 @@ struct Layer {
   std::vector<RouteRuntime> routes;  // parallel to config.routes
   // Every upstream runtime its routes use; a runtime may also be held by other layers (see UpstreamReuse).
   std::vector<std::shared_ptr<UpstreamRuntime>> upstreams;
+  bool has_active_checks = false;  // some upstream here has active health checks
 };
 
 // A generation of the config as workers see it. A full build makes one layer (`base`); applying a delta

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <set>
 #include <thread>
+#include <tuple>
 #include <unordered_set>
 
 #include "base/log.h"
@@ -168,8 +169,9 @@ Base rebuild(const RebuildInput& in, const BuildContext& context) {
 struct BackgroundRebuild {
   std::thread thread;
   std::atomic<bool> finished{false};
-  bool stale = false;                   // another base was installed meanwhile: drop the result
-  std::set<std::string> touched_since;  // route ids deltas touched after the input was taken
+  bool stale = false;                    // another base was installed meanwhile: drop the result
+  std::set<std::string> touched_since;   // route ids deltas touched after the input was taken
+  std::set<std::string> runtimes_since;  // upstream runtime keys deltas built or dropped after that
   Base result;
 };
 
@@ -216,15 +218,33 @@ struct SnapshotBuilder::State {
   }
 
   void remember_runtimes(const Layer& layer) {
-    for (const auto& up : layer.upstreams) runtimes.insert_or_assign(up->key, up);
+    for (const auto& up : layer.upstreams) {
+      runtimes.insert_or_assign(up->key, up);
+      if (background && !background->stale) background->runtimes_since.insert(up->key);
+    }
+  }
+
+  void forget_runtime(const std::string& key) {
+    runtimes.erase(key);
+    if (background && !background->stale) background->runtimes_since.insert(key);
+  }
+
+  // Frees `garbage` (whole layers and maps of every route) on the reaper thread, off the caller.
+  template <typename T>
+  void reap(std::shared_ptr<T> garbage) {
+    if (reaper.joinable()) reaper.join();
+    reaper = std::thread([garbage = std::move(garbage)]() mutable { garbage.reset(); });
   }
 
   RebuildInput rebuild_input() const {
     return RebuildInput{base.layer, last ? last->overlay : nullptr, overridden, overlay, resources};
   }
 
-  // Makes `b` the base, with an empty overlay; a background rebuild still running is now stale.
-  void adopt_base(Base b) {
+  // Makes `b` the base, with an empty overlay; a background rebuild still running is now stale. What it
+  // replaces (and `old_runtimes`) is freed by the reaper.
+  void adopt_base(Base b, RuntimeMap old_runtimes = {}) {
+    auto garbage = std::make_shared<std::tuple<Base, RuntimeMap, RuntimeMap>>(
+        std::move(base), std::move(runtimes), std::move(old_runtimes));
     base = std::move(b);
     overlay.clear();
     overridden.assign((base.layer->config.routes.size() + 63) / 64, 0);
@@ -232,6 +252,7 @@ struct SnapshotBuilder::State {
     runtimes = std::move(base.runtimes);
     base.runtimes.clear();
     if (background) background->stale = true;
+    reap(std::move(garbage));
   }
 
   std::shared_ptr<const Snapshot> publish(std::shared_ptr<const Layer> overlay_layer, std::string hash,
@@ -256,18 +277,26 @@ struct SnapshotBuilder::State {
   bool harvest_background() {
     if (!background || !background->finished.load()) return false;
     join_background();
-    std::unique_ptr<BackgroundRebuild> done = std::move(background);
+    std::shared_ptr<BackgroundRebuild> done = std::move(background);
     if (done->stale || !done->result.layer) {
       if (!done->result.error.empty() && !done->stale) {
         PORTICO_LOG(error, "background rebuild failed: %s", done->result.error.c_str());
       }
+      reap(std::move(done));
       return false;
     }
     Models<std::optional<config::Route>> current = std::move(overlay);
-    auto replaced = std::make_shared<std::pair<Base, RuntimeMap>>(std::move(base), std::move(runtimes));
-    adopt_base(std::move(done->result));
-    if (reaper.joinable()) reaper.join();
-    reaper = std::thread([replaced = std::move(replaced)]() mutable { replaced.reset(); });
+    RuntimeMap newest = std::move(runtimes);
+    // Runtimes deltas built or dropped meanwhile are newer than the rebuild's: keep theirs.
+    for (const std::string& key : done->runtimes_since) {
+      auto it = newest.find(key);
+      if (it != newest.end()) {
+        done->result.runtimes.insert_or_assign(key, it->second);
+      } else {
+        done->result.runtimes.erase(key);
+      }
+    }
+    adopt_base(std::move(done->result), std::move(newest));
     for (const std::string& id : done->touched_since) {
       auto it = current.find(id);
       const bool in_base = base.index.contains(id);
@@ -289,7 +318,12 @@ struct SnapshotBuilder::State {
     background = std::make_unique<BackgroundRebuild>();
     BackgroundRebuild* job = background.get();
     job->thread = std::thread([job, input = rebuild_input(), context = context] {
-      job->result = rebuild(input, context);
+      try {
+        job->result = rebuild(input, context);
+      } catch (const std::exception& e) {  // allocation failure: the overlay keeps growing, nothing breaks
+        job->result = Base{};
+        job->result.error = e.what();
+      }
       job->finished.store(true);
     });
   }
@@ -520,13 +554,13 @@ SnapshotBuilder::Result SnapshotBuilder::apply(std::span<const ResourceChange> c
     folded.emplace_back(std::string(t.id), std::move(r));
   }
   for (const auto& [id, model] : routes) {
-    if (!model) s.runtimes.erase("route:" + id);
+    if (!model) s.forget_runtime("route:" + id);
   }
   for (const auto& [id, model] : services) {
-    if (!model) s.runtimes.erase("service:" + id);
+    if (!model) s.forget_runtime("service:" + id);
   }
   for (const auto& [id, model] : upstreams) {
-    if (!model) s.runtimes.erase(id);
+    if (!model) s.forget_runtime(id);
   }
   commit(services, s.resources.services);
   commit(upstreams, s.resources.upstreams);
@@ -560,8 +594,10 @@ SnapshotBuilder::Result SnapshotBuilder::apply(std::span<const ResourceChange> c
     result.internal_error = std::move(why);
     return std::move(result);
   };
-  if (touch_all || live > s.options.max_overlay_routes * 8 ||
-      (live > s.options.max_overlay_routes && !s.options.rebuild_in_background)) {
+  // Removed routes count too: their base entries and runtimes stay until a rebuild.
+  const size_t overlaid = s.overlay.size();
+  if (touch_all || overlaid > s.options.max_overlay_routes * 8 ||
+      (overlaid > s.options.max_overlay_routes && !s.options.rebuild_in_background)) {
     Base b = rebuild(s.rebuild_input(), s.context);
     if (!b.layer) return fail(b.error);
     s.adopt_base(std::move(b));
@@ -583,7 +619,7 @@ SnapshotBuilder::Result SnapshotBuilder::apply(std::span<const ResourceChange> c
   result.outcome = Outcome::built;
   result.rebuilt = new_base;
   result.snapshot = s.publish(std::move(layer), std::move(hash), std::move(source), generation);
-  if (live > s.options.max_overlay_routes && !s.background) s.start_background();
+  if (overlaid > s.options.max_overlay_routes && !s.background) s.start_background();
   return result;
 }
 

@@ -253,7 +253,8 @@ SyncClient::Impl::Step SyncClient::Impl::poll_changes(size_t cp) {
   Held& b = pending.valid ? pending : current;  // base(), to change in place
   const int64_t since = b.state.revision;
   const int wait = std::max(1, static_cast<int>(std::lround(options.long_poll)));
-  std::string request = cat(url, "/portico/v1/changes?since=", num(since),
+  // The content hash lets a replica that labels this content with another revision answer by delta.
+  std::string request = cat(url, "/portico/v1/changes?since=", num(since), "&sha256=", b.state.content_hash,
                             "&cluster=", url_escape(b.state.cluster_id), "&wait=", num(wait));
   detail::HttpReply reply;
   Clock::time_point asked = Clock::now();
@@ -289,7 +290,9 @@ SyncClient::Impl::Step SyncClient::Impl::poll_changes(size_t cp) {
     return full_needed(cp, after_noop,
                        cat("it serves cluster ", state.cluster_id, ", we hold ", b.state.cluster_id));
   }
-  if ((behind != j.end() && behind->is_boolean() && behind->get<bool>()) || state.revision < since) {
+  const bool same_content = state.content_hash == b.state.content_hash;
+  if ((behind != j.end() && behind->is_boolean() && behind->get<bool>()) ||
+      (state.revision < since && !same_content)) {
     endpoint_failed(
         cp, kBehind,
         cat("control plane ", url, " is behind us (revision ", num(state.revision), " < ", num(since), ")"),
@@ -309,7 +312,9 @@ SyncClient::Impl::Step SyncClient::Impl::poll_changes(size_t cp) {
     if (took < kMinHeartbeat && !http.pause(kMinHeartbeat - took)) return Step::stopped;
     return Step::ok;
   }
-  if (!read_i64(j, "from", from) || from != since) {
+  // The changes must start from what we hold: our revision, or (another replica's label) our content.
+  if (!read_i64(j, "from", from) ||
+      (from != since && read_string(j, "from_sha256") != b.state.content_hash)) {
     return full_needed(cp, after_noop, cat("its changes start at revision ", num(from)));
   }
 

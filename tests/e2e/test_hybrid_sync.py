@@ -16,6 +16,7 @@ import base64
 import hashlib
 import http.client
 import json
+import re
 import secrets
 import signal
 import statistics
@@ -518,6 +519,31 @@ def test_restarted_replica_state(hs):
     for dp in hs.dps:
         hs.wait_dp_synced(dp)
         assert dp.served("hs3-restart.hs.test") == (200, ORIGIN_ID)
+
+
+def test_failover_to_a_replica_with_another_label_needs_no_full_snapshot(hs):
+    """Replicas label the same content with different revisions (here: B restarted after an etcd write outside
+    the config, so it publishes under the newer revision). A data plane failing over from A to B sends its
+    content hash and takes B's label without a full snapshot; B's next change reaches it as a delta."""
+    dp = hs.dps[0]  # lists [A, B]
+    hs.wait_dp_synced(dp, cp=hs.a)
+    hs.etcd.put("/portico-test/bump", "1")  # moves etcd's revision, not the config
+    hs.kill_cp(hs.b)
+    hs.start_cp(hs.b)
+    wait_for(lambda: hs.published(hs.b)[1] == hs.published(hs.a)[1], timeout=10,
+             message=lambda: "B to publish: %r" % hs.published_states())
+    a, b = hs.published(hs.a), hs.published(hs.b)
+    assert a[1] == b[1] and a[0] != b[0], "the scenario needs one content under two labels: A %r, B %r" % (a, b)
+    mark = dp.log_size()
+    hs.kill_cp(hs.a)
+    wait_for(lambda: dp.config_status()["sync_revision"] == b[0], timeout=30,
+             message=lambda: "dp1 to take B's label %d: %r" % (b[0], dp.try_config_status()))
+    hs.put_route("hs3_label", "hs3-label.hs.test", via=hs.b)
+    wait_served(dp, "hs3-label.hs.test")
+    log = dp.log_since(mark)
+    assert "full snapshot" not in log, log
+    assert re.search(r"applied revision %d .* \(delta of 0 changes\)" % b[0], log), log
+    hs.delete_route("hs3_label", via=hs.b)
 
 
 # ------------------------------------------------------------------------------------------------------------
