@@ -44,10 +44,15 @@ bench: build
 	bash bench/run.sh
 	bash bench/propagation.sh
 	bash bench/admin-bench.sh
+	bash bench/delta-latency.sh
 
 .PHONY: bench-propagation
 bench-propagation: build  # Admin API write -> all data planes of scripts/ha-cluster serve it (docs/benchmarks.md)
 	bash bench/propagation.sh
+
+.PHONY: bench-delta
+bench-delta: build  # one-route deltas at 100k routes: apply time, request latency with and without (docs/benchmarks.md)
+	bash bench/delta-latency.sh
 
 .PHONY: bench-admin
 bench-admin: build  # control plane: Admin API over a 3-member etcd (docs/benchmarks.md)
