@@ -79,15 +79,19 @@ bool test_bit(const std::vector<uint64_t>& bits, uint32_t i) {
   return (bits[i >> 6] >> (i & 63) & 1) != 0;
 }
 
-// The resources other than routes, by id: what a rebuild needs besides the routes.
-struct Resources {
-  Models<config::Service> services;
-  Models<config::Upstream> upstreams;
-  Models<config::Consumer> consumers;
-  Models<config::Ssl> ssls;
-  Models<config::GlobalRule> global_rules;
-  Models<config::PluginConfig> plugin_configs;
+// One `Holder<Model>` per resource kind other than routes.
+template <template <typename> class Holder>
+struct PerKind {
+  Holder<config::Service> services;
+  Holder<config::Upstream> upstreams;
+  Holder<config::Consumer> consumers;
+  Holder<config::Ssl> ssls;
+  Holder<config::GlobalRule> global_rules;
+  Holder<config::PluginConfig> plugin_configs;
 };
+
+// The resources other than routes, by id: what a rebuild needs besides the routes.
+using Resources = PerKind<Models>;
 
 using RuntimeMap = std::unordered_map<std::string, std::shared_ptr<UpstreamRuntime>>;
 
@@ -395,12 +399,8 @@ SnapshotBuilder::Result SnapshotBuilder::apply(std::span<const ResourceChange> c
   // 1. Each changed resource on its own, with the loader's validators.
   config::Errors errors;
   Pending<config::Route> routes;
-  Pending<config::Service> services;
-  Pending<config::Upstream> upstreams;
-  Pending<config::Consumer> consumers;
-  Pending<config::Ssl> ssls;
-  Pending<config::GlobalRule> global_rules;
-  Pending<config::PluginConfig> plugin_configs;
+  PerKind<Pending> pending;
+  auto& [services, upstreams, consumers, ssls, global_rules, plugin_configs] = pending;
   for (const ResourceChange& change : changes) {
     const std::string path = std::string(change.kind) + "/" + std::string(change.id);
     std::optional<nlohmann::json> value;

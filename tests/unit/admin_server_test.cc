@@ -86,35 +86,49 @@ std::vector<std::string> read_all(const std::vector<int>& fds, double seconds) {
   return bodies;
 }
 
-TEST(AdminServer, DeferredLongPollsHoldNoThreadAndWakeOnTheSignal) {
-  constexpr int kClients = 200;  // far more than the 2 handler threads
-  auto signal = std::make_shared<Signal>();
-  std::atomic<int> deferred{0};
+// A sync-listener-like server on a free loopback port: bearer token "token-0123456789", prefix /v1.
+AdminServerOptions options_on(int port) {
   AdminServerOptions o;
-  const int port = free_port();
   o.listen = "127.0.0.1:" + std::to_string(port);
   o.path_prefix = "/v1";
   o.key_scheme = KeyScheme::bearer;
   o.keys = {AdminKey{"token-0123456789", Role::data_plane, "dp"}};
+  return o;
+}
+
+// A deferred answer on `signal`, resuming with "woken" if the signal moved, else "deadline".
+AdminResponse deferred_on(const std::shared_ptr<Signal>& signal, std::chrono::milliseconds wait) {
+  auto d = std::make_shared<Deferred>();
+  d->signal = signal;
+  d->generation = signal->generation();
+  d->deadline = std::chrono::steady_clock::now() + wait;
+  d->resume = [signal, seen = d->generation] {
+    AdminResponse r;
+    r.body = signal->generation() != seen ? "\"woken\"" : "\"deadline\"";
+    return r;
+  };
+  AdminResponse out;
+  out.deferred = std::move(d);
+  return out;
+}
+
+const char kWait[] = "GET /v1/wait HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer token-0123456789\r\n\r\n";
+
+TEST(AdminServer, DeferredLongPollsHoldNoThreadAndWakeOnTheSignal) {
+  constexpr int kClients = 200;  // far more than the 2 handler threads
+  auto signal = std::make_shared<Signal>();
+  std::atomic<int> deferred{0};
+  const int port = free_port();
+  AdminServerOptions o = options_on(port);
   o.handler_threads = 2;
   AdminServer server(o, [&](const AdminRequest& r) {
-    AdminResponse out;
     if (r.path != "/wait") {
-      out.body = "\"now\"";
-      return out;
+      AdminResponse now;
+      now.body = "\"now\"";
+      return now;
     }
-    auto d = std::make_shared<Deferred>();
-    d->signal = signal;
-    d->generation = signal->generation();
-    d->deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-    d->resume = [signal, seen = d->generation] {
-      AdminResponse woken;
-      woken.body = signal->generation() != seen ? "\"woken\"" : "\"deadline\"";
-      return woken;
-    };
-    out.deferred = std::move(d);
     ++deferred;
-    return out;
+    return deferred_on(signal, std::chrono::seconds(20));
   });
   server.listen();
   server.start();
@@ -148,25 +162,9 @@ TEST(AdminServer, DeferredLongPollsHoldNoThreadAndWakeOnTheSignal) {
 
 TEST(AdminServer, DeferredResponseResumesAtItsDeadline) {
   auto signal = std::make_shared<Signal>();
-  AdminServerOptions o;
   const int port = free_port();
-  o.listen = "127.0.0.1:" + std::to_string(port);
-  o.path_prefix = "/v1";
-  o.key_scheme = KeyScheme::bearer;
-  o.keys = {AdminKey{"token-0123456789", Role::data_plane, "dp"}};
-  AdminServer server(o, [&](const AdminRequest&) {
-    auto d = std::make_shared<Deferred>();
-    d->signal = signal;
-    d->generation = signal->generation();
-    d->deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(200);
-    d->resume = [signal, seen = d->generation] {
-      AdminResponse r;
-      r.body = signal->generation() != seen ? "\"woken\"" : "\"deadline\"";
-      return r;
-    };
-    AdminResponse out;
-    out.deferred = std::move(d);
-    return out;
+  AdminServer server(options_on(port), [&](const AdminRequest&) {
+    return deferred_on(signal, std::chrono::milliseconds(200));
   });
   server.listen();
   server.start();

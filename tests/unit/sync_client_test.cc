@@ -23,6 +23,7 @@
 
 #include "sync/snapshot_cache.h"
 #include "sync/sync_client.h"
+#include "sync_test_data.h"
 
 namespace portico::sync {
 namespace {
@@ -396,26 +397,6 @@ ResourceSet routes(std::initializer_list<std::string> ids, const std::string& ta
   return s;
 }
 
-// 100k route values of ~300 bytes (canonical), ids r000000..r099999, as in SyncResourceSet.Cost100kRoutes.
-ResourceSet routes_100k() {
-  ResourceSet s;
-  for (int i = 0; i < 100000; ++i) {
-    char buf[640];
-    std::snprintf(buf, sizeof buf,
-                  R"({"id":"r%06d","uri":"/api/v1/service-%05d/items/*","methods":["GET","POST"],)"
-                  R"("hosts":["svc-%05d.example.internal"],"desc":"route %06d of team-%03d",)"
-                  R"("upstream":{"type":"roundrobin","nodes":{"10.0.%d.%d:8080":1}},)"
-                  R"("plugins":{"limit-count":{"count":%d,"time_window":60}},"priority":%d})",
-                  i, i % 5000, i % 5000, i, i % 300, i / 250 % 256, i % 250, 100 + i % 900, i % 10);
-    std::string value;
-    EXPECT_TRUE(canonicalize(buf, value));
-    char id[16];
-    std::snprintf(id, sizeof id, "r%06d", i);
-    s.put("routes", id, std::move(value));
-  }
-  return s;
-}
-
 class SyncClientTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -448,6 +429,13 @@ class SyncClientTest : public ::testing::Test {
   }
   std::unique_ptr<SyncClient> client(std::vector<std::string> cps, Applied& applied) {
     return std::make_unique<SyncClient>(options(std::move(cps)), verifier(), applied.fn());
+  }
+  // A started client of `cp` that holds `revision` and waits in a long poll; null if it does not get there.
+  std::unique_ptr<SyncClient> polling_client(FakeCp& cp, Applied& applied, int64_t revision) {
+    auto c = client({cp.url()}, applied);
+    c->start();
+    if (!at_revision(*c, revision) || !eventually([&] { return cp.waiting() == 1; })) return nullptr;
+    return c;
   }
   bool at_revision(SyncClient& c, int64_t rev, double seconds = 5) {
     return eventually([&] { return c.status().revision == rev; }, seconds);
@@ -598,10 +586,8 @@ void SyncClientTest::tampered_delta(Fault fault) {
   int64_t r1 = cluster_->publish(routes({"1"}));
   FakeCp cp(*cluster_);
   Applied applied;
-  auto c = client({cp.url()}, applied);
-  c->start();
-  ASSERT_TRUE(at_revision(*c, r1));
-  ASSERT_TRUE(eventually([&] { return cp.waiting() == 1; }));
+  auto c = polling_client(cp, applied, r1);
+  ASSERT_TRUE(c);
   cp.set_fault(fault);
   int64_t r2 = cluster_->publish(routes({"1", "2"}));
   ASSERT_TRUE(eventually([&] { return c->status().sync_errors >= 1; }));
@@ -631,10 +617,8 @@ void SyncClientTest::refused_delta_keeps_base(Fault fault) {
   int64_t r1 = cluster_->publish(routes({"1", "2"}));
   FakeCp cp(*cluster_);
   Applied applied;
-  auto c = client({cp.url()}, applied);
-  c->start();
-  ASSERT_TRUE(at_revision(*c, r1));
-  ASSERT_TRUE(eventually([&] { return cp.waiting() == 1; }));
+  auto c = polling_client(cp, applied, r1);
+  ASSERT_TRUE(c);
   cp.pin_snapshot(r1);
   cp.set_fault(fault);
   int64_t r2 = cluster_->publish(routes({"1", "3"}, "b"));
@@ -662,10 +646,8 @@ TEST_F(SyncClientTest, DeltaRefusedByApplyLeavesTheServedSetAsItWas) {
   int64_t r1 = cluster_->publish(routes({"1", "2"}));
   FakeCp cp(*cluster_);
   Applied applied;
-  auto c = client({cp.url()}, applied);
-  c->start();
-  ASSERT_TRUE(at_revision(*c, r1));
-  ASSERT_TRUE(eventually([&] { return cp.waiting() == 1; }));
+  auto c = polling_client(cp, applied, r1);
+  ASSERT_TRUE(c);
   int64_t r2 = cluster_->publish(routes({"1", "2", "3"}));  // a delta: cached from the set held in place
   ASSERT_TRUE(at_revision(*c, r2));
   ASSERT_TRUE(eventually([&] { return cp.waiting() == 1; }));
@@ -700,10 +682,8 @@ TEST_F(SyncClientTest, StateRefusedByApplyIsReportedAndKept) {
   int64_t r1 = cluster_->publish(routes({"1"}));
   FakeCp cp(*cluster_);
   Applied applied;
-  auto c = client({cp.url()}, applied);
-  c->start();
-  ASSERT_TRUE(at_revision(*c, r1));
-  ASSERT_TRUE(eventually([&] { return cp.waiting() == 1; }));
+  auto c = polling_client(cp, applied, r1);
+  ASSERT_TRUE(c);
   int64_t bad = cluster_->publish(routes({"1", "bad"}));
   ASSERT_TRUE(eventually([&] { return c->status().sync_errors == 1; }));
   SyncStatus s = c->status();
@@ -952,7 +932,7 @@ TEST_F(SyncClientTest, Cost100kRoutesDelta) {
   std::printf("one-route delta, sync thread without Apply, 21 deltas:\n");
   std::printf(" 10 routes, cache on:\n");
   measure(small, 21, root_ + "/cache-small");
-  ResourceSet big = routes_100k();
+  ResourceSet big = testing::routes_100k();
   std::printf(" 100k routes, cache off:\n");
   measure(big, 21, "");
   std::printf(" 100k routes, cache on:\n");

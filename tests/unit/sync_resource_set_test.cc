@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "sync/resource_set.h"
+#include "sync_test_data.h"
 
 namespace portico::sync {
 namespace {
@@ -531,27 +532,6 @@ TEST(SyncResourceSet, RandomizedDiffApply) {
   }
 }
 
-// 100k route values of ~300 bytes (canonical), ids r000000..r099999.
-ResourceSet routes_100k(size_t& bytes) {
-  ResourceSet s;
-  bytes = 0;
-  for (int i = 0; i < 100000; ++i) {
-    char buf[640];
-    std::snprintf(buf, sizeof buf,
-                  R"({"id":"r%06d","uri":"/api/v1/service-%05d/items/*","methods":["GET","POST"],)"
-                  R"("hosts":["svc-%05d.example.internal"],"desc":"route %06d of team-%03d",)"
-                  R"("upstream":{"type":"roundrobin","nodes":{"10.0.%d.%d:8080":1}},)"
-                  R"("plugins":{"limit-count":{"count":%d,"time_window":60}},"priority":%d})",
-                  i, i % 5000, i % 5000, i, i % 300, i / 250 % 256, i % 250, 100 + i % 900, i % 10);
-    std::string v = canon(buf);
-    bytes += v.size();
-    char id[16];
-    std::snprintf(id, sizeof id, "r%06d", i);
-    s.put("routes", id, std::move(v));
-  }
-  return s;
-}
-
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
@@ -566,7 +546,7 @@ TEST(SyncResourceSet, Cost100kRoutes) {
     return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
   };
   size_t bytes = 0;
-  ResourceSet s = routes_100k(bytes);
+  ResourceSet s = testing::routes_100k(&bytes);
   auto t = Clock::now();
   std::string hash = s.content_hash();  // from scratch: nothing cached yet
   double hash_ms = ms(t);
