@@ -82,14 +82,25 @@ std::optional<Consumer> consumer_at(const json& v, const Path& p, Errors& e, con
   return consumer;
 }
 
-std::optional<GlobalRule> global_rule_at(const json& v, const Path& p, Errors& e,
-                                         const ValidateOptions& options) {
+namespace {
+
+// What global rules and plugin configs share: an id and `plugins` (both required), and, for a plugin config
+// (`described`), a `name`, a `desc` and `labels`.
+struct PluginsResource {
+  std::string id, name, desc;
+  Labels labels;
+  int64_t max_body_size = -1;
+};
+
+std::optional<PluginsResource> plugins_resource_at(const json& v, const Path& p, Errors& e,
+                                                   const ValidateOptions& options, std::string_view what,
+                                                   bool described) {
   if (!v.is_object()) {
-    fail_type(e, p, "a mapping (a global rule)", v);
+    fail_type(e, p, what, v);
     return std::nullopt;
   }
   const size_t before = e.total();
-  GlobalRule rule;
+  PluginsResource out;
   bool has_id = false, has_plugins = false;
   PluginSettings plugins;
   for (auto it = v.begin(); it != v.end(); ++it) {
@@ -98,59 +109,55 @@ std::optional<GlobalRule> global_rule_at(const json& v, const Path& p, Errors& e
     const Path fp = p.key(k);
     if (k == "id") {
       has_id = true;
-      read_id(f, fp, e, rule.id);
+      read_id(f, fp, e, out.id);
     } else if (k == "plugins") {
       has_plugins = true;
       read_plugins(f, fp, e, plugins);
+    } else if (described && k == "name") {
+      read_name(f, fp, e, out.name);
+    } else if (described && k == "desc") {
+      read_desc(f, fp, e, &out.desc);
+    } else if (described && k == "labels") {
+      read_labels(f, fp, e, &out.labels);
     } else if (is_timestamp(k)) {
       check_meta_field(k, f, fp, e);
+    } else if (described) {
+      fail_unknown(e, p, k, {"id", "plugins", "name", "desc", "labels", "create_time", "update_time"});
     } else {
       fail_unknown(e, p, k, {"id", "plugins", "create_time", "update_time"});
     }
   }
   if (!has_id && options.id_required) fail(e, p.key("id"), "is required");
   if (!has_plugins) fail(e, p.key("plugins"), "is required");
-  rule.max_body_size = plugins.max_body_size;
+  out.max_body_size = plugins.max_body_size;
   if (e.total() != before) return std::nullopt;
+  return out;
+}
+
+}  // namespace
+
+std::optional<GlobalRule> global_rule_at(const json& v, const Path& p, Errors& e,
+                                         const ValidateOptions& options) {
+  std::optional<PluginsResource> r =
+      plugins_resource_at(v, p, e, options, "a mapping (a global rule)", false);
+  if (!r) return std::nullopt;
+  GlobalRule rule;
+  rule.id = std::move(r->id);
+  rule.max_body_size = r->max_body_size;
   return rule;
 }
 
 std::optional<PluginConfig> plugin_config_at(const json& v, const Path& p, Errors& e,
                                              const ValidateOptions& options) {
-  if (!v.is_object()) {
-    fail_type(e, p, "a mapping (a plugin config)", v);
-    return std::nullopt;
-  }
-  const size_t before = e.total();
+  std::optional<PluginsResource> r =
+      plugins_resource_at(v, p, e, options, "a mapping (a plugin config)", true);
+  if (!r) return std::nullopt;
   PluginConfig config;
-  bool has_id = false, has_plugins = false;
-  PluginSettings plugins;
-  for (auto it = v.begin(); it != v.end(); ++it) {
-    const std::string& k = it.key();
-    const json& f = it.value();
-    const Path fp = p.key(k);
-    if (k == "id") {
-      has_id = true;
-      read_id(f, fp, e, config.id);
-    } else if (k == "plugins") {
-      has_plugins = true;
-      read_plugins(f, fp, e, plugins);
-    } else if (k == "name") {
-      read_name(f, fp, e, config.name);
-    } else if (k == "desc") {
-      read_desc(f, fp, e, &config.desc);
-    } else if (k == "labels") {
-      read_labels(f, fp, e, &config.labels);
-    } else if (is_timestamp(k)) {
-      check_meta_field(k, f, fp, e);
-    } else {
-      fail_unknown(e, p, k, {"id", "plugins", "name", "desc", "labels", "create_time", "update_time"});
-    }
-  }
-  if (!has_id && options.id_required) fail(e, p.key("id"), "is required");
-  if (!has_plugins) fail(e, p.key("plugins"), "is required");
-  config.max_body_size = plugins.max_body_size;
-  if (e.total() != before) return std::nullopt;
+  config.id = std::move(r->id);
+  config.name = std::move(r->name);
+  config.desc = std::move(r->desc);
+  config.labels = std::move(r->labels);
+  config.max_body_size = r->max_body_size;
   return config;
 }
 

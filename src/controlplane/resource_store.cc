@@ -114,7 +114,7 @@ bool ResourceStore::admit(const store::KeyValue& kv, Kind& kind, Entry& out, std
   out.upstream_id = string_field(value, "upstream_id");
   out.service_id = string_field(value, "service_id");
   out.plugin_config_id = string_field(value, "plugin_config_id");
-  out.has_upstream = value.contains("upstream") || value.contains("upstream_id");
+  out.has_upstream = sets_upstream(value);
   return true;
 }
 
@@ -441,6 +441,10 @@ const char* ResourceStore::left_out_because(
     return "it has no upstream (neither its own nor its service's)";
   }
   return nullptr;
+}
+
+bool sets_upstream(const nlohmann::json& resource) {
+  return resource.contains("upstream") || resource.contains("upstream_id");
 }
 
 config::LoadResult ResourceStore::assemble() const {

@@ -160,6 +160,9 @@ class ResourceStore {
 // the set's content hash.
 config::LoadResult load_set(const sync::ResourceSet& set);
 
+// Whether a route or service value sets an upstream of its own (`upstream` or `upstream_id`).
+bool sets_upstream(const nlohmann::json& resource);
+
 // A reference field's id as the validator reads it: a string, or an integer >= 1 in decimal; else empty.
 std::string reference_id(const nlohmann::json& v);
 

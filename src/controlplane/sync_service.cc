@@ -198,12 +198,7 @@ bool SyncService::Impl::publish_routes(std::vector<sync::ResourceChange>& change
     const std::string* service = working.find("services", id);
     if (service == nullptr) return false;
     const json v = json::parse(*service, nullptr, false);
-    if (!v.is_object()) return false;
-    auto set = [&v](const char* field) {
-      auto it = v.find(field);
-      return it != v.end() && !it->is_null();
-    };
-    return set("upstream") || set("upstream_id");
+    return v.is_object() && sets_upstream(v);
   };
   for (ResourceStore::Touched& t : touched) {
     const std::string* held = working.find("routes", t.id);

@@ -139,47 +139,44 @@ bool ConfigApplier::reject(const std::string& why) {
 
 bool ConfigApplier::apply_loaded(config::LoadResult loaded, const std::string& source,
                                  const std::string& origin, int64_t revision,
-                                 std::chrono::steady_clock::time_point started) {
+                                 std::chrono::steady_clock::time_point started, bool for_deltas,
+                                 std::string* error) {
   std::lock_guard build(build_mu_);
-  if (!loaded.ok) return reject(loaded.describe(origin));
-  if (current_ && loaded.content_hash == current_->hash) {  // touched, not changed
-    std::lock_guard lock(mu_);
-    status_.revision = revision;
-    return true;
-  }
-  auto loaded_at = std::chrono::steady_clock::now();
-  uint64_t generation = current_ ? current_->generation + 1 : 1;
-  std::string error;
-  auto snap =
-      snapshot::build(std::move(loaded.config), loaded.content_hash, source, generation, context_, &error);
-  if (!snap) return reject(origin + ": " + error);
-  builder_.reset();  // a file or etcd config: deltas never apply to it
-  install(std::move(snap), revision, "", started, loaded_at);
-  return true;
-}
-
-bool ConfigApplier::apply_config(config::LoadResult loaded, const std::string& source, int64_t revision,
-                                 std::string& error) {
-  auto started = std::chrono::steady_clock::now();
-  std::lock_guard build(build_mu_);
-  const std::string origin = source + " revision " + std::to_string(revision);
   if (!loaded.ok) {
-    error = loaded.describe();
-    return reject(origin + ": " + error);
+    if (error != nullptr) *error = loaded.describe();
+    return reject(loaded.describe(origin));
   }
-  if (current_ && builder_ && loaded.content_hash == current_->hash && builder_->hash() == current_->hash) {
+  // Touched, not changed (for deltas, the builder must hold it too: after a failed delta it holds nothing).
+  if (current_ && loaded.content_hash == current_->hash &&
+      (!for_deltas || (builder_ && builder_->hash() == current_->hash))) {
     std::lock_guard lock(mu_);
     status_.revision = revision;
     status_.source = source;
     return true;
   }
   auto loaded_at = std::chrono::steady_clock::now();
-  if (!builder_) builder_ = std::make_unique<snapshot::SnapshotBuilder>(context_);
   uint64_t generation = current_ ? current_->generation + 1 : 1;
-  auto snap = builder_->build(std::move(loaded.config), loaded.content_hash, source, generation, &error);
-  if (!snap) return reject(origin + ": " + error);
+  std::string why;
+  std::shared_ptr<const snapshot::Snapshot> snap;
+  if (for_deltas) {
+    if (!builder_) builder_ = std::make_unique<snapshot::SnapshotBuilder>(context_);
+    snap = builder_->build(std::move(loaded.config), loaded.content_hash, source, generation, &why);
+  } else {
+    builder_.reset();  // a file or etcd config: deltas never apply to it
+    snap = snapshot::build(std::move(loaded.config), loaded.content_hash, source, generation, context_, &why);
+  }
+  if (!snap) {
+    if (error != nullptr) *error = why;
+    return reject(origin + ": " + why);
+  }
   install(std::move(snap), revision, "", started, loaded_at);
   return true;
+}
+
+bool ConfigApplier::apply_config(config::LoadResult loaded, const std::string& source, int64_t revision,
+                                 std::string& error) {
+  return apply_loaded(std::move(loaded), source, source + " revision " + std::to_string(revision), revision,
+                      std::chrono::steady_clock::now(), true, &error);
 }
 
 ConfigApplier::DeltaOutcome ConfigApplier::apply_changes(std::span<const snapshot::ResourceChange> changes,

@@ -74,8 +74,11 @@ class ConfigApplier {
 
  private:
   bool apply(bool forced);
+  // Builds and publishes a whole config: through builder_ when deltas will follow (`for_deltas`), else once.
+  // False (with `error`, if not null, describing why) when it is refused; the last good config keeps serving.
   bool apply_loaded(config::LoadResult loaded, const std::string& source, const std::string& origin,
-                    int64_t revision, std::chrono::steady_clock::time_point started);
+                    int64_t revision, std::chrono::steady_clock::time_point started, bool for_deltas = false,
+                    std::string* error = nullptr);
   bool reject(const std::string& why);
   // Publishes `snap`, made current; the rest of a successful apply (status, metrics, log). Under build_mu_.
   void install(std::shared_ptr<const snapshot::Snapshot> snap, int64_t revision, const char* how,

@@ -69,7 +69,7 @@ struct Snapshot {
   size_t route_count = 0;  // routes of the config, enabled or not
   std::shared_ptr<const Layer> base;
   std::shared_ptr<const Layer> overlay;  // null when nothing changed since the base was built
-  std::vector<uint64_t> overridden;      // bit i: base route i is replaced by the overlay or removed
+  std::vector<uint64_t> overridden;  // bit i: base route i is replaced by the overlay or removed; empty: none
 
   // The route serving `request`, or null. With an overlay, the better of the two layers' matches wins; on a
   // full tie (same priority, path and host specificity) the route whose id sorts first, which is the route

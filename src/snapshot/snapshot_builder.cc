@@ -259,10 +259,15 @@ struct SnapshotBuilder::State {
     reap(std::move(garbage));
   }
 
+  // Routes in the overlay that exist (the rest mark removed base routes).
+  size_t live_overlay_routes() const {
+    return static_cast<size_t>(std::count_if(overlay.begin(), overlay.end(),
+                                             [](const auto& entry) { return entry.second.has_value(); }));
+  }
+
   std::shared_ptr<const Snapshot> publish(std::shared_ptr<const Layer> overlay_layer, std::string hash,
                                           std::string source, uint64_t generation) {
-    size_t live = 0;
-    for (const auto& [id, model] : overlay) live += model ? 1 : 0;
+    const size_t live = live_overlay_routes();
     auto snap = std::make_shared<Snapshot>();
     snap->generation = generation;
     snap->hash = std::move(hash);
@@ -270,7 +275,7 @@ struct SnapshotBuilder::State {
     snap->route_count = base.layer->config.routes.size() - overridden_count + live;
     snap->base = base.layer;
     snap->overlay = std::move(overlay_layer);
-    snap->overridden = overridden;
+    if (overridden_count != 0) snap->overridden = overridden;  // none: the router skips the mask test
     last = snap;
     overlay_stale = false;
     return snap;
@@ -587,8 +592,7 @@ SnapshotBuilder::Result SnapshotBuilder::apply(std::span<const ResourceChange> c
   // 5. Build the overlay layer, or everything when every route was touched or the overlay has grown far
   // beyond its limit (a bulk import); past the limit, a whole rebuild starts in the background and a later
   // delta installs it.
-  size_t live = 0;
-  for (const auto& [id, model] : s.overlay) live += model ? 1 : 0;
+  const size_t live = s.live_overlay_routes();
   auto fail = [&](std::string why) {
     s.last.reset();
     result.internal_error = std::move(why);

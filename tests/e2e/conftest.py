@@ -784,8 +784,29 @@ DEFAULT_FLAGS = {
 
 class PorticoProcess:
     """What every wrapper of a portico process shares (Portico here, ControlPlane in controlplane.py,
-    DataPlane in dataplane.py): the process in `self.proc`, its status listener on `self.status_port`, and
-    `describe()` / `log_tail()` for failure messages."""
+    DataPlane in dataplane.py): the process in `self.proc`, its status listener on `self.status_port`, its
+    error log and stdout in `self.error_log_path` / `self.stdout_path`, and `describe()` / `log_tail()` for
+    failure messages."""
+
+    def error_log(self):
+        """The error log and stdout, concatenated (either may not exist yet)."""
+        text = ""
+        for p in (self.error_log_path, self.stdout_path):
+            try:
+                text += p.read_text(errors="replace")
+            except FileNotFoundError:
+                pass
+        return text
+
+    def log_tail(self, n=80):
+        return "\n".join(self.error_log().splitlines()[-n:])
+
+    def log_size(self):
+        """A mark for log_since(): the current length of the error log text."""
+        return len(self.error_log())
+
+    def log_since(self, mark):
+        return self.error_log()[mark:]
 
     def describe(self):
         return "portico"
@@ -886,18 +907,6 @@ class Portico(PorticoProcess):
         os.rename(tmp, self.config_path)
         self.config_bytes = data
         return data
-
-    def error_log(self):
-        text = ""
-        for p in (self.error_log_path, self.stdout_path):
-            try:
-                text += p.read_text(errors="replace")
-            except FileNotFoundError:
-                pass
-        return text
-
-    def log_tail(self, n=80):
-        return "\n".join(self.error_log().splitlines()[-n:])
 
     def access_log_lines(self):
         try:

@@ -124,25 +124,6 @@ class ControlPlane(PorticoProcess):
             self._key = self.key_file.read_text().strip()
         return self._key
 
-    def error_log(self):
-        text = ""
-        for p in (self.error_log_path, self.stdout_path):
-            try:
-                text += p.read_text(errors="replace")
-            except FileNotFoundError:
-                pass
-        return text
-
-    def log_tail(self, n=80):
-        return "\n".join(self.error_log().splitlines()[-n:])
-
-    def log_size(self):
-        """A mark for log_since(): the current length of the error log text."""
-        return len(self.error_log())
-
-    def log_since(self, mark):
-        return self.error_log()[mark:]
-
     # -- process ------------------------------------------------------------------------------------------------
     def argv(self):
         args = [str(PORTICO_BIN), "--role", self.role, "--etcd-endpoints", self.etcd_endpoints,

@@ -16,16 +16,8 @@ namespace {
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 using testing::EtcdCluster;
-
-double since(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
-}
-
-EtcdOptions options_for(std::vector<std::string> endpoints) {
-  EtcdOptions o;
-  o.endpoints = std::move(endpoints);
-  return o;
-}
+using testing::options_for;
+using testing::since;
 
 // One single-member cluster shared by the tests of this suite; each test uses its own key prefix.
 class EtcdSingle : public ::testing::Test {

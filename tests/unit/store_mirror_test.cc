@@ -17,11 +17,8 @@ namespace {
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 using testing::EtcdCluster;
+using testing::since;
 using testing::TcpProxy;
-
-double since(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
-}
 
 EtcdOptions quick_options(std::vector<std::string> endpoints) {
   EtcdOptions o;

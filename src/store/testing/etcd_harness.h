@@ -4,11 +4,14 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstdint>
 #include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "store/etcd_client.h"
 
 namespace portico::store::testing {
 
@@ -101,5 +104,17 @@ class Blackhole {
 
 // A loopback port nobody listens on (connections are refused).
 uint16_t unused_port();
+
+// Client options with these endpoints and every other option at its default.
+inline EtcdOptions options_for(std::vector<std::string> endpoints) {
+  EtcdOptions o;
+  o.endpoints = std::move(endpoints);
+  return o;
+}
+
+// Seconds elapsed since `t`.
+inline double since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
 
 }  // namespace portico::store::testing
