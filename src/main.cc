@@ -3,6 +3,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 
@@ -85,6 +86,12 @@ const char kUsage[] =
   std::exit(2);
 }
 
+// Every option is listed in kUsage, so the usage text doubles as the list of known options: a flag missing
+// its value is told apart from a flag that does not exist.
+bool known_option(const std::string& flag) {
+  return std::strstr(kUsage, ("  " + flag + " ").c_str()) != nullptr;
+}
+
 double parse_seconds(const std::string& flag, const char* text) {
   char* end = nullptr;
   double v = std::strtod(text, &end);
@@ -146,6 +153,7 @@ int main(int argc, char** argv) {
       std::printf("portico %s\n", PORTICO_VERSION);
       return 0;
     }
+    if (!known_option(flag)) usage_error("unknown option " + flag);
     if (i + 1 >= argc) usage_error(flag + " needs a value");
     const char* value = argv[++i];
     if (flag == "--config") {
@@ -282,7 +290,12 @@ int main(int argc, char** argv) {
   }
   if (server_options.role == portico::server::Role::standalone) {
     if (opt.config_path.empty())
-      usage_error("--config FILE is required (or --role traditional|control_plane)");
+      usage_error("--config FILE is required (or --role traditional|control_plane|data_plane)");
+    // A path that cannot be read is a mistake on the command line, not a file being written: fail now rather
+    // than serve 503 for a config that never existed. (A file that exists but does not parse yet, such as a
+    // YAML without its '#END', is waited for and applied once it is complete.)
+    if (::access(opt.config_path.c_str(), R_OK) != 0)
+      usage_error("--config " + opt.config_path + ": " + std::strerror(errno));
   } else if (server_options.role == portico::server::Role::data_plane) {
     if (!opt.config_path.empty()) usage_error("--config is for the standalone role");
     if (dp.control_planes.empty()) usage_error("--control-planes is required for the data_plane role");

@@ -216,10 +216,18 @@ void ControlPlane::start() {
     std::string pub =
         (slash == std::string::npos ? std::string() : signing_path.substr(0, slash + 1)) + "signing.pub";
     std::ofstream(pub) << s.signer->public_key_pem();
-    if (signing_generated) {
+    // The key matters only once something outside this process verifies it (data planes, the S3
+    // fallback); before that a generated key is routine, not a warning.
+    const bool key_handed_out = !o.dp_tokens_file.empty() || !o.s3.endpoint.empty();
+    if (signing_generated && key_handed_out) {
       PORTICO_LOG(warn,
                   "no signing key was configured: generated one in %s; give every control plane the same "
                   "key, and data planes its public half (%s)",
+                  signing_path.c_str(), pub.c_str());
+    } else if (signing_generated) {
+      PORTICO_LOG(info,
+                  "generated a signing key in %s for data planes (none configured yet); its public half "
+                  "is %s",
                   signing_path.c_str(), pub.c_str());
     }
   }

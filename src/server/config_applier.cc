@@ -149,7 +149,14 @@ bool ConfigApplier::apply_loaded(config::LoadResult loaded, const std::string& s
   // Touched, not changed (for deltas, the builder must hold it too: after a failed delta it holds nothing).
   if (current_ && loaded.content_hash == current_->hash &&
       (!for_deltas || (builder_ && builder_->hash() == current_->hash))) {
+    // A source repaired back to what serves (a broken file fixed to its last good content) has nothing to
+    // apply, and the earlier error no longer describes it.
     std::lock_guard lock(mu_);
+    if (!status_.last_error.empty()) {
+      PORTICO_LOG(info, "config source %s matches the serving config again (generation %llu): error cleared",
+                  origin.c_str(), static_cast<unsigned long long>(current_->generation));
+      status_.last_error.clear();
+    }
     status_.revision = revision;
     status_.source = source;
     return true;
