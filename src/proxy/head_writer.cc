@@ -1,5 +1,6 @@
 #include "proxy/head_writer.h"
 
+#include <array>
 #include <charconv>
 
 #include "http/parser.h"
@@ -45,9 +46,16 @@ bool is_rewritten_request_field(std::string_view name) {
   }
 }
 
+// Hop-by-hop fields and the fields a Connection header names (RFC 9110 7.6.1) are not forwarded, with one
+// exception: Content-Length stays whatever Connection says. Portico sends the body framed by it, and
+// dropping it would let the next hop read that body as the next message. The parser already rejects a
+// request naming it; a response naming it keeps its framing. Fields Portico sets itself (Host,
+// X-Forwarded-*, X-Real-IP, Transfer-Encoding, Upgrade, Connection) are written after this filter, so no
+// Connection list can remove them.
 bool dropped(const http::MessageHead& head, std::string_view name) {
   if (is_hop_by_hop(name)) return true;
-  return (head.connection & http::kConnOther) && head.connection_lists(name);
+  if ((head.connection & http::kConnOther) == 0 || iequals(name, "content-length")) return false;
+  return head.connection_lists(name);
 }
 
 }  // namespace
@@ -75,6 +83,21 @@ bool is_hop_by_hop(std::string_view name) {
     default:
       return false;
   }
+}
+
+void remove_connection_options(http::RequestHead& head) {
+  if ((head.connection & http::kConnOther) == 0) return;
+  // Decide first, then compact: the Connection fields must stay in place while they are consulted.
+  std::array<bool, http::kMaxHeaders> drop{};
+  for (uint16_t i = 0; i < head.header_count; ++i) {
+    const std::string_view name = head.headers[i].name;
+    drop[i] = !is_hop_by_hop(name) && dropped(head, name);
+  }
+  uint16_t kept = 0;
+  for (uint16_t i = 0; i < head.header_count; ++i) {
+    if (!drop[i]) head.headers[kept++] = head.headers[i];
+  }
+  head.header_count = kept;
 }
 
 void write_upstream_request_head(std::string& out, const http::RequestHead& req,
