@@ -159,7 +159,7 @@ awaitable<bool> Session::read_request_head() {
       if (r.status == http::ParseStatus::error) {
         idle_ = false;
         worker_.metrics().bad_requests.add();
-        request_start_ = Clock::now();
+        start_request_bookkeeping();
         co_await send_error(r.error_status, r.error_reason, true);
         finish_request(r.error_status, nullptr);
         co_return false;
@@ -179,7 +179,7 @@ awaitable<bool> Session::read_request_head() {
             http::parse_request(in_.data() + in_begin_, client_buffered(), limits_, request_);
         bool parsed = r.status == http::ParseStatus::error;
         worker_.metrics().bad_requests.add();
-        request_start_ = Clock::now();
+        start_request_bookkeeping();
         int status = parsed ? r.error_status : 431;
         co_await send_error(status, parsed ? r.error_reason : "request header fields too large", true);
         finish_request(status, nullptr);
@@ -204,7 +204,7 @@ awaitable<bool> Session::read_request_head() {
         // The client started a request and did not finish its head in time: tell it why (RFC 9110
         // 15.5.9), then close.
         worker_.metrics().bad_requests.add();
-        request_start_ = Clock::now();
+        start_request_bookkeeping();
         // The last parse may predate a buffer move: parse again so that the access log reads views into
         // the bytes as they are now (whatever of the request line arrived).
         http::parse_request(in_.data() + in_begin_, client_buffered(), limits_, request_);
@@ -222,11 +222,7 @@ awaitable<bool> Session::read_request_head() {
 }
 
 awaitable<bool> Session::handle_request() {
-  request_start_ = Clock::now();
-  upstream_seconds_ = -1;
-  upstream_status_ = 0;
-  upstream_addr_ = {};
-  bytes_sent_ = 0;
+  start_request_bookkeeping();
   response_started_ = false;
   request_body_done_ = request_.framing == http::BodyFraming::none;
   body_streamed_ = false;
@@ -330,6 +326,14 @@ awaitable<bool> Session::send_error(int status, std::string_view message, bool c
   write_error_response(head_out_, status, message, close, request_.method == http::Method::HEAD);
   bool ok = co_await write_client(bufs(asio::buffer(head_out_)));
   co_return ok && !close;
+}
+
+void Session::start_request_bookkeeping() {
+  request_start_ = Clock::now();
+  upstream_seconds_ = -1;
+  upstream_status_ = 0;
+  upstream_addr_ = {};
+  bytes_sent_ = 0;
 }
 
 void Session::finish_request(int status, const snapshot::RouteRuntime* route) {

@@ -113,6 +113,9 @@ class Session : public std::enable_shared_from_this<Session> {
   void disarm() { deadline_ = Clock::time_point::max(); }
   void consume_client(size_t n);
   size_t client_buffered() const { return in_end_ - in_begin_; }
+  // Per-request log and metric fields: reset when a request starts (including one rejected before routing,
+  // so a keep-alive connection's previous exchange does not leak into its record), reported when it ends.
+  void start_request_bookkeeping();
   void finish_request(int status, const snapshot::RouteRuntime* route);
 
   Worker& worker_;

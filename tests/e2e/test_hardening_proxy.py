@@ -18,7 +18,7 @@ import uuid
 
 import pytest
 
-from conftest import LOOPBACK, RawConn, make_config, route
+from conftest import LOOPBACK, RawConn, make_config, route, wait_for
 
 
 def marker(case):
@@ -178,6 +178,7 @@ def test_trickled_request_head_gets_408(slow_env, prelude):
     if prelude == "empty_lines":
         head = b"\r\n" * 100 + head  # RFC 9112 2.2 empty lines before the request-line count as head bytes
     before = p.metrics().value("portico_http_bad_requests_total")
+    logged_before = len(_entries_408(p))
     with RawConn(p.port, timeout=10) as c:
         if prelude == "after_keepalive_request":
             assert c.request("GET", "/id").status == 200
@@ -191,6 +192,16 @@ def test_trickled_request_head_gets_408(slow_env, prelude):
     assert b"connection: close" in data.lower(), data[:300]
     assert o.seen(m) == []
     assert p.metrics().value("portico_http_bad_requests_total") >= before + 1
+    # Logged as its own request: nothing of a previous exchange on the connection leaks into the record.
+    entries = wait_for(lambda: len(_entries_408(p)) > logged_before and _entries_408(p), timeout=5,
+                       message="an access log line for the 408")
+    entry = entries[-1]
+    assert entry["bytes_sent"] == len(data) and entry["upstream_addr"] == "", entry
+    assert entry["upstream_status"] is None, entry
+
+
+def _entries_408(p):
+    return [e for e in map(json.loads, p.access_log_lines()) if e.get("status") == 408]
 
 
 def test_slow_head_within_the_deadline_is_served(slow_env):
