@@ -3,7 +3,7 @@
 - A request whose Connection header names Content-Length, Transfer-Encoding or Host is answered 400 and never
   reaches the origin (a proxy that honoured the option would drop the field: the body would reach the origin
   as a second request). The origin records every request head it parses (/admin/seen), which proves it.
-- An origin's Connection header naming Content-Length does not cost the client its framing.
+- An origin's Connection header naming Content-Length or Transfer-Encoding does not cost the client its framing.
 - Fields Portico adds (X-Forwarded-For, X-Real-IP) cannot be removed through Connection.
 - --header-timeout is a deadline for the whole request head from its first byte: a client trickling one byte at
   a time is answered 408 and closed in time. The route's read timeout bounds an upstream response head the same
@@ -222,17 +222,21 @@ def test_slow_head_within_the_deadline_is_served(slow_env):
 
 # ---- slow response heads ---------------------------------------------------------------------------------------
 
-class TricklingOrigin:
-    """An origin that reads one request head, then sends its response head one byte per `interval` seconds,
-    for at most `limit` seconds. One connection at a time; loopback only."""
+class ScriptedOrigin:
+    """An origin answering every request head it reads with the fixed bytes `response`, on keep-alive
+    connections, one connection at a time; loopback only. With `interval`, the bytes go out one per `interval`
+    seconds for at most `limit` seconds (a trickled head)."""
 
-    def __init__(self, interval=0.2, limit=8.0):
+    def __init__(self, response, interval=None, limit=8.0):
+        self.response = response
         self.interval = interval
         self.limit = limit
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.bind((LOOPBACK, 0))
         self.sock.listen(8)
         self.port = self.sock.getsockname()[1]
+        self.node = "%s:%d" % (LOOPBACK, self.port)
+        self.conn = None
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -246,35 +250,64 @@ class TricklingOrigin:
                 continue
             except OSError:
                 return
+            self.conn = conn
             with conn:
-                conn.settimeout(self.limit)
-                data = b""
                 try:
-                    while b"\r\n\r\n" not in data:
-                        chunk = conn.recv(65536)
-                        if not chunk:
-                            break
-                        data += chunk
-                    head = b"HTTP/1.1 200 OK\r\nX-Pad: " + b"t" * 1000
-                    t0 = time.monotonic()
-                    for i in range(len(head)):
-                        if self.stop.wait(self.interval) or time.monotonic() - t0 > self.limit:
-                            break
-                        conn.sendall(head[i:i + 1])
+                    self._serve(conn)
                 except OSError:
                     pass
+
+    def _serve(self, conn):
+        conn.settimeout(self.limit)
+        data = b""
+        while not self.stop.is_set():
+            while b"\r\n\r\n" not in data:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                data += chunk
+            data = data[data.index(b"\r\n\r\n") + 4:]  # GET requests only: no body
+            if self.interval is None:
+                conn.sendall(self.response)
+                continue
+            t0 = time.monotonic()
+            for i in range(len(self.response)):
+                if self.stop.wait(self.interval) or time.monotonic() - t0 > self.limit:
+                    return
+                conn.sendall(self.response[i:i + 1])
 
     def close(self):
         self.stop.set()
         self.sock.close()
+        if self.conn is not None:
+            try:
+                self.conn.shutdown(socket.SHUT_RDWR)  # wakes a recv blocked on a pooled keep-alive connection
+            except OSError:
+                pass
         self.thread.join(5)
+        assert not self.thread.is_alive(), "scripted origin thread did not stop"
+
+
+def test_origin_connection_naming_transfer_encoding_keeps_framing(portico):
+    origin = ScriptedOrigin(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+                            b"Connection: Transfer-Encoding, Content-Length\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+    try:
+        p = portico(make_config([route("r", "/*", origin.node)]))
+        with RawConn(p.port, timeout=5) as c:
+            for _ in range(2):
+                r = c.request("GET", "/te")
+                assert r.status == 200 and r.complete and r.body == b"hello", r
+                assert r.header_all("Transfer-Encoding") == ["chunked"], r.headers
+                assert r.header("Content-Length") is None, r.headers
+    finally:
+        origin.close()
 
 
 def test_trickled_response_head_gets_504(portico):
     read_timeout = 1.0
-    origin = TricklingOrigin(interval=0.2, limit=8.0)
+    origin = ScriptedOrigin(b"HTTP/1.1 200 OK\r\nX-Pad: " + b"t" * 1000, interval=0.2, limit=8.0)
     try:
-        p = portico(make_config([route("r", "/*", "%s:%d" % (LOOPBACK, origin.port),
+        p = portico(make_config([route("r", "/*", origin.node,
                                        timeout={"connect": 1, "send": 1, "read": read_timeout})]))
         t0 = time.monotonic()
         with RawConn(p.port, timeout=10) as c:
