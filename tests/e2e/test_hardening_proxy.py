@@ -4,7 +4,8 @@
   reaches the origin (a proxy that honoured the option would drop the field: the body would reach the origin
   as a second request). The origin records every request head it parses (/admin/seen), which proves it.
 - An origin's Connection header naming Content-Length or Transfer-Encoding does not cost the client its framing.
-- Fields Portico adds (X-Forwarded-For, X-Real-IP) cannot be removed through Connection.
+- Fields Portico adds (X-Forwarded-For, X-Real-IP) cannot be removed through Connection, and a field named in
+  Connection (hence not forwarded) cannot select a route either.
 - --header-timeout is a deadline for the whole request head from its first byte: a client trickling one byte at
   a time is answered 408 and closed in time. The route's read timeout bounds an upstream response head the same
   way (504).
