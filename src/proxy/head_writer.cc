@@ -8,7 +8,7 @@
 namespace portico::proxy {
 namespace {
 
-inline char lower(char c) {
+inline char lower_char(char c) {
   return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
 }
 
@@ -26,7 +26,20 @@ void append_header(std::string& out, std::string_view name, std::string_view val
   out += "\r\n";
 }
 
-// Fields Portico re-states on the request it sends upstream.
+// `name` equals `lower` (lower case, '-' separated) ignoring case, with '_' standing for '-': CGI-style
+// origins (WSGI, PHP, nginx with underscores_in_headers) map both spellings to one variable.
+bool same_identity_field(std::string_view name, std::string_view lower) {
+  if (name.size() != lower.size()) return false;
+  for (size_t i = 0; i < name.size(); ++i) {
+    const char c = name[i] == '_' ? '-' : lower_char(name[i]);
+    if (c != lower[i]) return false;
+  }
+  return true;
+}
+
+// Fields Portico re-states on the request it sends upstream. The client's copies of the identity fields are
+// dropped in their underscore spellings too (`X_Forwarded_For`), so that an origin folding '_' into '-'
+// cannot read a client-supplied value in place of Portico's.
 bool is_rewritten_request_field(std::string_view name) {
   switch (name.size()) {
     case 4:
@@ -34,13 +47,13 @@ bool is_rewritten_request_field(std::string_view name) {
     case 6:
       return iequals(name, "expect");  // 100-continue is answered by Portico itself
     case 9:
-      return iequals(name, "x-real-ip");
+      return same_identity_field(name, "x-real-ip");
     case 15:
-      return iequals(name, "x-forwarded-for");
+      return same_identity_field(name, "x-forwarded-for");
     case 16:
-      return iequals(name, "x-forwarded-host");
+      return same_identity_field(name, "x-forwarded-host");
     case 17:
-      return iequals(name, "x-forwarded-proto");
+      return same_identity_field(name, "x-forwarded-proto");
     default:
       return false;
   }
@@ -63,7 +76,7 @@ bool dropped(const http::MessageHead& head, std::string_view name) {
 bool iequals(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
   for (size_t i = 0; i < a.size(); ++i) {
-    if (lower(a[i]) != lower(b[i])) return false;
+    if (lower_char(a[i]) != lower_char(b[i])) return false;
   }
   return true;
 }

@@ -4,8 +4,8 @@
   reaches the origin (a proxy that honoured the option would drop the field: the body would reach the origin
   as a second request). The origin records every request head it parses (/admin/seen), which proves it.
 - An origin's Connection header naming Content-Length or Transfer-Encoding does not cost the client its framing.
-- Fields Portico adds (X-Forwarded-For, X-Real-IP) cannot be removed through Connection, and a field named in
-  Connection (hence not forwarded) cannot select a route either.
+- Fields Portico adds (X-Forwarded-For, X-Real-IP) cannot be removed through Connection, nor supplied by the
+  client in an underscore spelling; a field named in Connection (hence not forwarded) cannot select a route.
 - --header-timeout is a deadline for the whole request head from its first byte: a client trickling one byte at
   a time is answered 408 and closed in time. The route's read timeout bounds an upstream response head the same
   way (504).
@@ -114,6 +114,19 @@ def test_connection_cannot_remove_fields_portico_adds(env):
     assert names.get("x-forwarded-for") == [LOOPBACK], names
     assert names.get("x-real-ip") == [LOOPBACK], names
     assert names.get("x-forwarded-proto") == ["http"], names
+
+
+def test_underscore_spellings_of_portico_fields_are_dropped(env):
+    """CGI-style origins read X_Real_IP as X-Real-IP: a client must not supply Portico's identity fields that
+    way either."""
+    p, _ = env
+    r = p.get("/echo", headers=[("X_Forwarded_For", "6.6.6.6"), ("X_Real_IP", "6.6.6.6"),
+                                ("X_Forwarded_Host", "evil"), ("X_Other", "kept")])
+    assert r.status == 200, r
+    headers = r.json()["headers"]
+    assert not any(v in ("6.6.6.6", "evil") for _, v in headers), headers
+    names = {k.lower(): v for k, v in headers}
+    assert names.get("x-real-ip") == LOOPBACK and names.get("x_other") == "kept", headers
 
 
 def test_origin_connection_naming_content_length_keeps_framing(env):

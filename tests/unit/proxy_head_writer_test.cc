@@ -142,6 +142,22 @@ TEST(UpstreamRequestHead, ConnectionCannotRemoveFieldsPorticoAdds) {
   EXPECT_EQ(values(out, "connection"), Values{}) << out;
 }
 
+// A CGI-style origin reads `X_Real_IP` as X-Real-IP: the client's underscore spellings of the fields Portico
+// sets are dropped like the client's own copies, so they cannot stand in for Portico's values.
+TEST(UpstreamRequestHead, UnderscoreSpellingsOfIdentityFieldsAreDropped) {
+  const http::RequestHead req = parse_request(
+      "GET / HTTP/1.1\r\nHost: a\r\nX_Forwarded_For: 6.6.6.6\r\nx_real_ip: 6.6.6.6\r\nX-Forwarded_Host: "
+      "evil\r\n"
+      "X_FORWARDED_PROTO: https\r\nX_Other: kept\r\n\r\n");
+  std::string out;
+  write_upstream_request_head(out, req, upstream_params());
+  EXPECT_EQ(out.find("6.6.6.6"), std::string::npos) << out;
+  EXPECT_EQ(out.find("evil"), std::string::npos) << out;
+  EXPECT_EQ(values(out, "x_forwarded_proto"), Values{}) << out;
+  EXPECT_EQ(values(out, "x-forwarded-for"), Values{"10.0.0.1"}) << out;
+  EXPECT_EQ(values(out, "x_other"), Values{"kept"}) << out;
+}
+
 // Without Connection naming it, the client's X-Forwarded-For chain is extended, not replaced.
 TEST(UpstreamRequestHead, ForwardedForIsExtended) {
   const http::RequestHead req =
