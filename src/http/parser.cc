@@ -529,9 +529,14 @@ class HeadParser {
   }
 
   // Connection = #connection-option (RFC 9110 7.6.1). Empty list elements are ignored as the RFC requires;
-  // an element that is not a token is rejected.
+  // an element that is not a token is rejected. A request naming Content-Length, Transfer-Encoding or Host
+  // is rejected too: a proxy honouring the option drops the field, so the next hop would frame (the body
+  // becomes a second request) or route the message differently from how it was received. RFC 9110 7.6.1
+  // forbids senders to list fields meant for all recipients. A response naming them is accepted: Portico
+  // frames it by what it parsed and never drops its framing (see proxy/head_writer.cc).
   bool connection(MessageHead& out, std::string_view value) {
-    const bool ok = for_each_list_element(value, [&out](std::string_view e) {
+    bool names_framing = false;
+    const bool ok = for_each_list_element(value, [&](std::string_view e) {
       if (e.empty()) return true;
       if (!is_token(e)) return false;
       if (iequals(e, "close")) {
@@ -542,10 +547,20 @@ class HeadParser {
         out.connection |= kConnUpgrade;
       } else {
         out.connection |= kConnOther;
+        if (!response_ && is_end_to_end_framing(e)) {
+          names_framing = true;
+          return false;
+        }
       }
       return true;
     });
+    if (names_framing) return fail(400, "Connection names Content-Length, Transfer-Encoding or Host");
     return ok || fail(400, "invalid Connection field");
+  }
+
+  static bool is_end_to_end_framing(std::string_view name) {
+    const Field f = classify_field(name);
+    return f == Field::content_length || f == Field::transfer_encoding || f == Field::host;
   }
 
   bool request_field(RequestHead& out, RequestFields& f, std::string_view name, std::string_view value) {

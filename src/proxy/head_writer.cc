@@ -1,5 +1,6 @@
 #include "proxy/head_writer.h"
 
+#include <array>
 #include <charconv>
 
 #include "http/parser.h"
@@ -7,7 +8,7 @@
 namespace portico::proxy {
 namespace {
 
-inline char lower(char c) {
+inline char lower_char(char c) {
   return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
 }
 
@@ -25,7 +26,20 @@ void append_header(std::string& out, std::string_view name, std::string_view val
   out += "\r\n";
 }
 
-// Fields Portico re-states on the request it sends upstream.
+// `name` equals `lower` (lower case, '-' separated) ignoring case, with '_' standing for '-': CGI-style
+// origins (WSGI, PHP, nginx with underscores_in_headers) map both spellings to one variable.
+bool same_identity_field(std::string_view name, std::string_view lower) {
+  if (name.size() != lower.size()) return false;
+  for (size_t i = 0; i < name.size(); ++i) {
+    const char c = name[i] == '_' ? '-' : lower_char(name[i]);
+    if (c != lower[i]) return false;
+  }
+  return true;
+}
+
+// Fields Portico re-states on the request it sends upstream. The client's copies of the identity fields are
+// dropped in their underscore spellings too (`X_Forwarded_For`), so that an origin folding '_' into '-'
+// cannot read a client-supplied value in place of Portico's.
 bool is_rewritten_request_field(std::string_view name) {
   switch (name.size()) {
     case 4:
@@ -33,21 +47,28 @@ bool is_rewritten_request_field(std::string_view name) {
     case 6:
       return iequals(name, "expect");  // 100-continue is answered by Portico itself
     case 9:
-      return iequals(name, "x-real-ip");
+      return same_identity_field(name, "x-real-ip");
     case 15:
-      return iequals(name, "x-forwarded-for");
+      return same_identity_field(name, "x-forwarded-for");
     case 16:
-      return iequals(name, "x-forwarded-host");
+      return same_identity_field(name, "x-forwarded-host");
     case 17:
-      return iequals(name, "x-forwarded-proto");
+      return same_identity_field(name, "x-forwarded-proto");
     default:
       return false;
   }
 }
 
+// Hop-by-hop fields and the fields a Connection header names (RFC 9110 7.6.1) are not forwarded, with one
+// exception: Content-Length stays whatever Connection says. Portico sends the body framed by it, and
+// dropping it would let the next hop read that body as the next message. The parser already rejects a
+// request naming it; a response naming it keeps its framing. Fields Portico sets itself (Host,
+// X-Forwarded-*, X-Real-IP, Transfer-Encoding, Upgrade, Connection) are written after this filter, so no
+// Connection list can remove them.
 bool dropped(const http::MessageHead& head, std::string_view name) {
   if (is_hop_by_hop(name)) return true;
-  return (head.connection & http::kConnOther) && head.connection_lists(name);
+  if ((head.connection & http::kConnOther) == 0 || iequals(name, "content-length")) return false;
+  return head.connection_lists(name);
 }
 
 }  // namespace
@@ -55,7 +76,7 @@ bool dropped(const http::MessageHead& head, std::string_view name) {
 bool iequals(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
   for (size_t i = 0; i < a.size(); ++i) {
-    if (lower(a[i]) != lower(b[i])) return false;
+    if (lower_char(a[i]) != lower_char(b[i])) return false;
   }
   return true;
 }
@@ -75,6 +96,21 @@ bool is_hop_by_hop(std::string_view name) {
     default:
       return false;
   }
+}
+
+void remove_connection_options(http::RequestHead& head) {
+  if ((head.connection & http::kConnOther) == 0) return;
+  // Decide first, then compact: the Connection fields must stay in place while they are consulted.
+  std::array<bool, http::kMaxHeaders> drop{};
+  for (uint16_t i = 0; i < head.header_count; ++i) {
+    const std::string_view name = head.headers[i].name;
+    drop[i] = !is_hop_by_hop(name) && dropped(head, name);
+  }
+  uint16_t kept = 0;
+  for (uint16_t i = 0; i < head.header_count; ++i) {
+    if (!drop[i]) head.headers[kept++] = head.headers[i];
+  }
+  head.header_count = kept;
 }
 
 void write_upstream_request_head(std::string& out, const http::RequestHead& req,

@@ -18,7 +18,8 @@ struct Options {
   size_t max_target_size = 8 * 1024;   // request-target (414 above)
   int64_t max_body_size = -1;          // default per-route body limit, bytes; -1 = none (413 above)
   double keepalive_timeout = 60;       // idle client connection between requests
-  double header_timeout = 30;          // time to receive a complete request head once it has started
+  double header_timeout = 30;          // deadline for a whole request head from its first byte (408), not
+                                       // re-armed per read; also the per-read idle limit of request bodies
   double client_send_timeout = 60;     // a client that stops reading for this long is dropped
   double watch_interval = 1;           // config file poll period, seconds
 };

@@ -75,10 +75,9 @@ void Session::force_close() {
   if (upstream_) upstream_->socket.close(ec);
 }
 
-void Session::arm(double seconds, Guard guard) {
+void Session::arm_until(Clock::time_point deadline, Guard guard) {
   guard_ = guard;
-  deadline_ =
-      Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+  deadline_ = deadline;
   // Only an earlier deadline needs the timer moved; a later one is picked up when the timer fires.
   if (deadline_ < timer_.expiry()) timer_.expires_at(deadline_);
 }
@@ -91,8 +90,12 @@ awaitable<void> Session::watchdog() {
     if (deadline_ <= Clock::now()) {
       timed_out_ = true;
       boost::system::error_code ec;
-      if (guard_ != Guard::client && upstream_) upstream_->socket.close(ec);
-      if (guard_ != Guard::upstream) client_.close(ec);
+      if (guard_ == Guard::head) {
+        client_.cancel(ec);  // read_request_head answers 408, then closes
+      } else {
+        if (guard_ != Guard::client && upstream_) upstream_->socket.close(ec);
+        if (guard_ != Guard::upstream) client_.close(ec);
+      }
       deadline_ = Clock::time_point::max();
     }
     timer_.expires_at(deadline_);
@@ -138,6 +141,12 @@ awaitable<bool> Session::read_request_head() {
   client_error_ = 0;
   client_gone_ = false;
   size_t fresh = client_buffered();  // bytes not yet seen by the parser: all of them on entry
+  // --header-timeout is one deadline for the whole head, counted from its first byte (bytes already
+  // buffered, pipelined behind the previous request, count from now: the end of that request). It is not
+  // re-armed by later reads, so a client trickling a byte at a time is answered 408 like a silent one
+  // (nginx's client_header_timeout). Before the first byte the connection is idle: --keepalive-timeout.
+  Clock::time_point head_deadline =
+      client_buffered() > 0 ? deadline_in(opt.header_timeout) : Clock::time_point::max();
   while (true) {
     // A head can only complete (or newly fail) on a line end; a client trickling bytes without one costs
     // no re-parse.
@@ -150,7 +159,7 @@ awaitable<bool> Session::read_request_head() {
       if (r.status == http::ParseStatus::error) {
         idle_ = false;
         worker_.metrics().bad_requests.add();
-        request_start_ = Clock::now();
+        start_request_bookkeeping();
         co_await send_error(r.error_status, r.error_reason, true);
         finish_request(r.error_status, nullptr);
         co_return false;
@@ -170,7 +179,7 @@ awaitable<bool> Session::read_request_head() {
             http::parse_request(in_.data() + in_begin_, client_buffered(), limits_, request_);
         bool parsed = r.status == http::ParseStatus::error;
         worker_.metrics().bad_requests.add();
-        request_start_ = Clock::now();
+        start_request_bookkeeping();
         int status = parsed ? r.error_status : 431;
         co_await send_error(status, parsed ? r.error_reason : "request header fields too large", true);
         finish_request(status, nullptr);
@@ -184,7 +193,7 @@ awaitable<bool> Session::read_request_head() {
       arm(opt.keepalive_timeout, Guard::client);
     } else {
       idle_ = false;
-      arm(opt.header_timeout, Guard::client);
+      arm_until(head_deadline, Guard::head);
     }
     auto [ec, n] =
         co_await client_.async_read_some(asio::buffer(in_.data() + in_end_, in_.size() - in_end_), nothrow);
@@ -192,22 +201,28 @@ awaitable<bool> Session::read_request_head() {
     if (ec || n == 0) {
       if (timed_out_ && client_buffered() > 0) {
         timed_out_ = false;
-        // The client started a request and stalled: tell it why (RFC 9110 15.5.9), then close.
+        // The client started a request and did not finish its head in time: tell it why (RFC 9110
+        // 15.5.9), then close.
+        worker_.metrics().bad_requests.add();
+        start_request_bookkeeping();
+        // The last parse may predate a buffer move: parse again so that the access log reads views into
+        // the bytes as they are now (whatever of the request line arrived).
+        http::parse_request(in_.data() + in_begin_, client_buffered(), limits_, request_);
         co_await send_error(408, "request head not received in time", true);
+        finish_request(408, nullptr);
       }
       co_return false;
     }
+    // The deadline may have passed just as this read completed: the next wait re-arms it (already due).
+    timed_out_ = false;
+    if (client_buffered() == 0) head_deadline = deadline_in(opt.header_timeout);
     in_end_ += n;
     fresh = n;
   }
 }
 
 awaitable<bool> Session::handle_request() {
-  request_start_ = Clock::now();
-  upstream_seconds_ = -1;
-  upstream_status_ = 0;
-  upstream_addr_ = {};
-  bytes_sent_ = 0;
+  start_request_bookkeeping();
   response_started_ = false;
   request_body_done_ = request_.framing == http::BodyFraming::none;
   body_streamed_ = false;
@@ -238,6 +253,8 @@ awaitable<bool> Session::handle_request() {
     finish_request(404, nullptr);
     co_return keep;
   }
+  // Route on the fields the origin will receive: those named in Connection are not forwarded.
+  remove_connection_options(request_);
   std::string_view path = request_.path;
   switch (http::normalize_path(request_.path, normalized_path_)) {
     case http::PathStatus::unchanged:
@@ -309,6 +326,14 @@ awaitable<bool> Session::send_error(int status, std::string_view message, bool c
   write_error_response(head_out_, status, message, close, request_.method == http::Method::HEAD);
   bool ok = co_await write_client(bufs(asio::buffer(head_out_)));
   co_return ok && !close;
+}
+
+void Session::start_request_bookkeeping() {
+  request_start_ = Clock::now();
+  upstream_seconds_ = -1;
+  upstream_status_ = 0;
+  upstream_addr_ = {};
+  bytes_sent_ = 0;
 }
 
 void Session::finish_request(int status, const snapshot::RouteRuntime* route) {

@@ -45,8 +45,9 @@ class Session : public std::enable_shared_from_this<Session> {
   void force_close();
 
  private:
-  // Which socket a running deadline guards.
-  enum class Guard : uint8_t { none, client, upstream, tunnel /* both */ };
+  // Which socket a running deadline guards. A passed deadline closes the guarded socket, except `head`: the
+  // pending read of a request head is cancelled so that the session can still answer 408.
+  enum class Guard : uint8_t { none, client, head, upstream, tunnel /* both */ };
 
   // Why an exchange with one node did not produce a response for the client.
   enum class Failure : uint8_t {
@@ -91,8 +92,12 @@ class Session : public std::enable_shared_from_this<Session> {
   boost::asio::awaitable<void> pump(boost::asio::ip::tcp::socket& from, boost::asio::ip::tcp::socket& to,
                                     char* buffer, size_t size, double idle_timeout);
   boost::asio::awaitable<bool> write_upstream(Buffers buffers);
-  // Reads from the upstream into up_[offset, offset+max). Returns bytes read; 0 on EOF or error.
-  boost::asio::awaitable<size_t> read_upstream(size_t offset, size_t max, double timeout);
+  // Reads from the upstream into up_[offset, offset+max), giving up at `deadline`. Returns bytes read; 0 on
+  // EOF, error or timeout (then timed_out_ is set).
+  boost::asio::awaitable<size_t> read_upstream(size_t offset, size_t max, Clock::time_point deadline);
+  boost::asio::awaitable<size_t> read_upstream(size_t offset, size_t max, double timeout) {
+    return read_upstream(offset, max, deadline_in(timeout));
+  }
 
   // Sends a Portico-generated response. Returns keep-alive (false when `close`).
   boost::asio::awaitable<bool> send_error(int status, std::string_view message, bool close);
@@ -100,10 +105,17 @@ class Session : public std::enable_shared_from_this<Session> {
   // A piece of response body, framed as one chunk when `chunked`.
   boost::asio::awaitable<bool> write_client_body(std::string_view data, bool chunked);
 
-  void arm(double seconds, Guard guard);
+  static Clock::time_point deadline_in(double seconds) {
+    return Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+  }
+  void arm(double seconds, Guard guard) { arm_until(deadline_in(seconds), guard); }
+  void arm_until(Clock::time_point deadline, Guard guard);
   void disarm() { deadline_ = Clock::time_point::max(); }
   void consume_client(size_t n);
   size_t client_buffered() const { return in_end_ - in_begin_; }
+  // Per-request log and metric fields: reset when a request starts (including one rejected before routing,
+  // so a keep-alive connection's previous exchange does not leak into its record), reported when it ends.
+  void start_request_bookkeeping();
   void finish_request(int status, const snapshot::RouteRuntime* route);
 
   Worker& worker_;

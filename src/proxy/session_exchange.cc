@@ -214,8 +214,8 @@ awaitable<bool> Session::write_upstream(Buffers buffers) {
   co_return !ec;
 }
 
-awaitable<size_t> Session::read_upstream(size_t offset, size_t max, double timeout) {
-  arm(timeout, Guard::upstream);
+awaitable<size_t> Session::read_upstream(size_t offset, size_t max, Clock::time_point deadline) {
+  arm_until(deadline, Guard::upstream);
   auto [ec, n] = co_await upstream_->socket.async_read_some(asio::buffer(up_.data() + offset, max), nothrow);
   disarm();
   co_return ec ? 0 : n;
@@ -371,13 +371,16 @@ awaitable<bool> Session::send_chunked_body() {
 
 awaitable<Session::Failure> Session::read_response_head(Attempt& a) {
   a.up_end = 0;
-  double timeout = a.route->timeout.read;
+  // The route's read timeout bounds the final response head as a whole, interim responses included, from
+  // the end of the request: an origin trickling its head (or endless 1xx) cannot hold the client forever.
+  // Body reads (relay_response) are bounded per read, as nginx's proxy_read_timeout, so slow streams work.
+  const Clock::time_point head_deadline = deadline_in(a.route->timeout.read);
   while (true) {
     if (a.up_end == up_.size()) {
       if (up_.size() >= limits_.max_head_size) co_return Failure::bad_response;  // head over the limit
       up_.resize(std::min(up_.size() * 2, limits_.max_head_size));
     }
-    size_t n = co_await read_upstream(a.up_end, up_.size() - a.up_end, timeout);
+    size_t n = co_await read_upstream(a.up_end, up_.size() - a.up_end, head_deadline);
     if (n == 0) {
       bool was_timeout = timed_out_;
       timed_out_ = false;

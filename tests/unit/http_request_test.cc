@@ -109,6 +109,8 @@ std::vector<Case> cases() {
       {"HostUnderscore", "RFC 3986 3.2.2 reg-name", with_host("my_host.example"), kOk},
       {"ConnectionList", "RFC 9110 7.6.1", get11("Connection: , keep-alive ,, X-Foo,\r\n"), kOk},
       {"UpgradeWebsocket", "RFC 9110 7.8", get11("Connection: Upgrade\r\nUpgrade: websocket\r\n"), kOk},
+      {"ConnectionNamesEndToEndFields", "RFC 9110 7.6.1",
+       get11("Connection: TE, X-Forwarded-For, X-Real-IP, Cookie\r\nTE: trailers\r\n"), kOk},
       {"HeadExactlyAtLimit", "limit: max_head_size", exactly_64, kOk, 0, small_head},
       {"FieldsExactlyAtLimit", "limit: max_headers", get11(many_fields), kOk, 0, small_headers},
       {"TargetExactlyAtLimit", "limit: max_target_size", request_line("GET " + target_16 + " HTTP/1.1"), kOk,
@@ -305,6 +307,21 @@ std::vector<Case> cases() {
       // ---- Connection / Expect ------------------------------------------------------------------------
       {"ConnectionNonToken", "RFC 9110 7.6.1 (tokens)", get11("Connection: close;x\r\n"), kErr, 400},
       {"ConnectionQuoted", "RFC 9110 7.6.1 (tokens)", get11("Connection: \"close\"\r\n"), kErr, 400},
+      // A proxy honouring these drops the field: the body becomes the next request, or the host changes.
+      {"ConnectionNamesContentLength", "RFC 9110 7.6.1 (smuggling)",
+       post11("Content-Length: 5\r\nConnection: Content-Length\r\n"), kErr, 400},
+      {"ConnectionNamesContentLengthFirst", "RFC 9110 7.6.1 (smuggling)",
+       post11("Connection: content-length\r\nContent-Length: 5\r\n"), kErr, 400},
+      {"ConnectionNamesContentLengthInList", "RFC 9110 7.6.1 (smuggling)",
+       post11("Content-Length: 5\r\nConnection: keep-alive\r\nConnection: x-a, CONTENT-LENGTH\r\n"), kErr,
+       400},
+      {"ConnectionNamesContentLengthNoBody", "RFC 9110 7.6.1 (smuggling)",
+       get11("Connection: close, Content-Length\r\n"), kErr, 400},
+      {"ConnectionNamesTransferEncoding", "RFC 9110 7.6.1 (smuggling)",
+       post11("Transfer-Encoding: chunked\r\nConnection: Transfer-Encoding\r\n"), kErr, 400},
+      {"ConnectionNamesHost", "RFC 9110 7.6.1 (routing)", get11("Connection: Host\r\n"), kErr, 400},
+      {"ConnectionNamesHostHttp10", "RFC 9110 7.6.1 (routing)",
+       "GET / HTTP/1.0\r\nConnection: keep-alive, host\r\n\r\n", kErr, 400},
       {"ExpectUnknown", "RFC 9110 10.1.1 -> 417", post11("Expect: foo\r\n"), kErr, 417},
       {"ExpectList", "RFC 9110 10.1.1 -> 417", post11("Expect: 100-continue, foo\r\n"), kErr, 417},
       {"ExpectEmpty", "RFC 9110 10.1.1 -> 417", post11("Expect:\r\n"), kErr, 417},
@@ -530,6 +547,8 @@ TEST(RequestFields, ErrorReasonsAreSpecific) {
   EXPECT_STREQ(r.error_reason, "whitespace between field name and colon");
   r = parse(get11("X: y\r\n z\r\n"), h);
   EXPECT_STREQ(r.error_reason, "obsolete line folding");
+  r = parse(post11("Content-Length: 5\r\nConnection: Content-Length\r\n"), h);
+  EXPECT_STREQ(r.error_reason, "Connection names Content-Length, Transfer-Encoding or Host");
 }
 
 // ---- pipelining and incremental parsing -----------------------------------------------------------------

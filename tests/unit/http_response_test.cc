@@ -118,6 +118,12 @@ std::vector<Case> cases() {
       {"FieldBareLf", "RFC 9112 2.2", ok11("X: a\n"), GET, kErr},
       {"FieldControlChar", "RFC 9110 5.5", ok11("X: a\x01\r\n"), GET, kErr},
       {"ConnectionNonToken", "RFC 9110 7.6.1", ok11("Connection: close@\r\n"), GET, kErr},
+      // An origin naming its framing fields in Connection: the framing is still what the fields say (the
+      // head writer keeps Content-Length; Transfer-Encoding is re-stated by Portico).
+      {"ConnectionNamesContentLength", "RFC 9110 7.6.1 (framing kept)",
+       ok11("Content-Length: 5\r\nConnection: Content-Length\r\n"), GET, kOk, kLength, 5, true},
+      {"ConnectionNamesTransferEncoding", "RFC 9110 7.6.1 (framing kept)",
+       ok11("Transfer-Encoding: chunked\r\nConnection: Transfer-Encoding\r\n"), GET, kOk, kChunked, 0, true},
 
       // ---- framing errors -----------------------------------------------------------------------------
       {"ContentLengthAndChunked", "RFC 9112 6.1 (CL and TE)",

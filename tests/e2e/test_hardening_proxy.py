@@ -1,0 +1,339 @@
+"""Proxy hardening: request smuggling through the Connection header, and slow heads (slowloris) on both sides.
+
+- A request whose Connection header names Content-Length, Transfer-Encoding or Host is answered 400 and never
+  reaches the origin (a proxy that honoured the option would drop the field: the body would reach the origin
+  as a second request). The origin records every request head it parses (/admin/seen), which proves it.
+- An origin's Connection header naming Content-Length or Transfer-Encoding does not cost the client its framing.
+- Fields Portico adds (X-Forwarded-For, X-Real-IP) cannot be removed through Connection, nor supplied by the
+  client in an underscore spelling; a field named in Connection (hence not forwarded) cannot select a route.
+- --header-timeout is a deadline for the whole request head from its first byte: a client trickling one byte at
+  a time is answered 408 and closed in time. The route's read timeout bounds an upstream response head the same
+  way (504).
+"""
+
+import json
+import socket
+import threading
+import time
+import uuid
+
+import pytest
+
+from conftest import LOOPBACK, RawConn, make_config, route, wait_for
+
+
+def marker(case):
+    return "/m/%s-%s" % (case, uuid.uuid4().hex[:10])
+
+
+@pytest.fixture(scope="module")
+def env(origin_module, portico_module):
+    o, gold = origin_module("hardening", "gold")
+    p = portico_module(make_config([
+        route("gold", "/tier/*", gold, vars=[["http_x_tier", "==", "gold"]]),
+        route("all", "/*", o),
+    ]))
+    return p, o
+
+
+# ---- Connection naming framing fields -----------------------------------------------------------------------
+
+def _smuggling_cl(m, connection):
+    inner = b"GET %s-smuggled HTTP/1.1\r\nHost: a\r\n\r\n" % m
+    return (b"POST %s HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\nConnection: %s\r\n\r\n"
+            % (m, len(inner), connection)) + inner
+
+
+def _smuggling_te(m, connection):
+    inner = b"GET %s-smuggled HTTP/1.1\r\nHost: a\r\n\r\n" % m
+    return (b"POST %s HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: %s\r\n\r\n%x\r\n%s\r\n0\r\n\r\n"
+            % (m, connection, len(inner), inner))
+
+
+SMUGGLING = [
+    ("cl", lambda m: _smuggling_cl(m, b"Content-Length")),
+    ("cl_lower_in_list", lambda m: _smuggling_cl(m, b"keep-alive, content-length")),
+    ("cl_second_connection_field", lambda m: _smuggling_cl(m, b"keep-alive\r\nConnection: X-A, CONTENT-LENGTH")),
+    ("te", lambda m: _smuggling_te(m, b"Transfer-Encoding")),
+    ("host", lambda m: b"GET %s HTTP/1.1\r\nHost: a\r\nConnection: Host\r\n\r\n" % m),
+]
+
+
+@pytest.mark.parametrize("case,build", SMUGGLING, ids=[c[0] for c in SMUGGLING])
+def test_connection_naming_framing_field_is_rejected(env, case, build):
+    p, o = env
+    m = marker("conn-" + case).encode()
+    with RawConn(p.port, timeout=5) as c:
+        c.send(build(m))
+        r = c.read_response()
+        assert r.status == 400, "%s: expected 400, got %r" % (case, r)
+        assert json.loads(r.body)["error_msg"], r.body
+        assert "close" in r.connection_tokens(), r
+        assert c.wait_closed(3), "%s: connection left open after the 400" % case
+        assert c.buf == b"", "%s: a second response followed the 400: %r" % (case, bytes(c.buf))
+    # Neither the request nor the one hidden in its body reached the origin.
+    assert o.seen(m.decode()) == [], o.seen(m.decode())
+
+
+def test_connection_naming_other_fields_is_forwarded(env):
+    """The counterpart: Connection naming end-to-end fields is legal; those fields are dropped, the body kept."""
+    p, o = env
+    m = marker("conn-ok")
+    with RawConn(p.port, timeout=5) as c:
+        r = c.request("POST", "/echo?" + m, headers=[("Connection", "X-Drop, TE"), ("X-Drop", "1"),
+                                                   ("TE", "trailers"), ("X-Keep", "2")], body=b"hello")
+        assert r.status == 200, r
+        echo = r.json()
+        names = {k.lower(): v for k, v in echo["headers"]}
+        assert "x-drop" not in names and "te" not in names, echo["headers"]
+        assert names.get("x-keep") == "2" and names.get("content-length") == "5", echo["headers"]
+        assert echo["body_length"] == 5
+        # Keep-alive still works: the next request on the connection is served.
+        assert c.request("GET", "/id").status == 200
+    assert len(o.seen(m)) == 1
+
+
+def test_routing_ignores_fields_named_in_connection(env):
+    """A field named in Connection is not forwarded, so it cannot select the route either: otherwise a route
+    chosen for `X-Tier: gold` would serve a request its origin sees without it."""
+    p, _ = env
+    r = p.get("/tier/echo", headers=[("X-Tier", "gold")])
+    assert r.status == 404 and r.header("X-Origin-Id") == "gold", r
+    r = p.get("/tier/echo", headers=[("X-Tier", "gold"), ("Connection", "X-Tier")])
+    assert r.header("X-Origin-Id") == "hardening", r
+
+
+def test_connection_cannot_remove_fields_portico_adds(env):
+    p, _ = env
+    r = p.get("/echo", headers=[("Connection", "X-Forwarded-For, X-Real-IP, X-Forwarded-Proto"),
+                                ("X-Forwarded-For", "6.6.6.6"), ("X-Real-IP", "6.6.6.6")])
+    assert r.status == 200, r
+    names = {}
+    for k, v in r.json()["headers"]:
+        names.setdefault(k.lower(), []).append(v)
+    assert names.get("x-forwarded-for") == [LOOPBACK], names
+    assert names.get("x-real-ip") == [LOOPBACK], names
+    assert names.get("x-forwarded-proto") == ["http"], names
+
+
+def test_underscore_spellings_of_portico_fields_are_dropped(env):
+    """CGI-style origins read X_Real_IP as X-Real-IP: a client must not supply Portico's identity fields that
+    way either."""
+    p, _ = env
+    r = p.get("/echo", headers=[("X_Forwarded_For", "6.6.6.6"), ("X_Real_IP", "6.6.6.6"),
+                                ("X_Forwarded_Host", "evil"), ("X_Other", "kept")])
+    assert r.status == 200, r
+    headers = r.json()["headers"]
+    assert not any(v in ("6.6.6.6", "evil") for _, v in headers), headers
+    names = {k.lower(): v for k, v in headers}
+    assert names.get("x-real-ip") == LOOPBACK and names.get("x_other") == "kept", headers
+
+
+def test_origin_connection_naming_content_length_keeps_framing(env):
+    """An origin's `Connection: Content-Length` must not make Portico send the body without its length (the
+    client would wait for a close that never comes, and the connection would be out of step)."""
+    p, _ = env
+    with RawConn(p.port, timeout=5) as c:
+        for _ in range(2):
+            r = c.request("GET", "/echo?rh=Connection:Content-Length")
+            assert r.status == 200 and r.complete, r
+            assert r.header_all("Content-Length") == [str(len(r.body))], r.headers
+            assert r.header("Transfer-Encoding") is None, r.headers
+            assert "content-length" not in r.connection_tokens(), r.headers
+            assert r.json()["target"].startswith("/echo")
+
+
+# ---- slow request heads ----------------------------------------------------------------------------------------
+
+HEADER_TIMEOUT = 2.0
+INTERVAL = 0.4          # one byte per interval: far shorter than the timeout
+MARGIN = 2.5            # scheduling slack on a loaded 2-core machine
+
+
+def _trickle(c, data, limit):
+    """Sends `data` one byte per INTERVAL (the wait for an answer is the pacing) until the peer answers or
+    closes, or `limit` seconds pass. Returns (seconds from the first byte to the answer or None, bytes sent)."""
+    t0 = time.monotonic()
+    for i in range(len(data)):
+        try:
+            c.send(data[i:i + 1])
+        except OSError:
+            break
+        c.settimeout(INTERVAL)
+        try:
+            got = c.sock.recv(65536)
+        except socket.timeout:
+            got = None
+        except ConnectionResetError:
+            c.eof = True
+            break
+        if got is not None:
+            if not got:
+                c.eof = True
+            c.buf += got
+            break
+        if time.monotonic() - t0 > limit:
+            return None, i + 1
+    return time.monotonic() - t0, None
+
+
+@pytest.fixture(scope="module")
+def slow_env(origin_module, portico_module):
+    o = origin_module("slowhead")
+    p = portico_module(make_config([route("all", "/*", o)]), header_timeout=HEADER_TIMEOUT)
+    return p, o
+
+
+@pytest.mark.parametrize("prelude", ["first_request", "after_keepalive_request", "empty_lines"])
+def test_trickled_request_head_gets_408(slow_env, prelude):
+    p, o = slow_env
+    m = marker("slowloris-" + prelude)
+    head = b"GET %s HTTP/1.1\r\nHost: a\r\nX-Pad: %s" % (m.encode(), b"p" * 200)
+    if prelude == "empty_lines":
+        head = b"\r\n" * 100 + head  # RFC 9112 2.2 empty lines before the request-line count as head bytes
+    before = p.metrics().value("portico_http_bad_requests_total")
+    logged_before = len(_entries_408(p))
+    with RawConn(p.port, timeout=10) as c:
+        if prelude == "after_keepalive_request":
+            assert c.request("GET", "/id").status == 200
+        took, sent = _trickle(c, head, HEADER_TIMEOUT + MARGIN)
+        assert took is not None, ("head trickled for %.1fs (%d bytes) with --header-timeout %s and the "
+                                  "connection is still open" % (HEADER_TIMEOUT + MARGIN, sent, HEADER_TIMEOUT))
+        assert c.wait_closed(3), "connection left open after the head deadline"
+    assert HEADER_TIMEOUT - 0.5 <= took <= HEADER_TIMEOUT + MARGIN, took
+    data = bytes(c.buf)
+    assert data.startswith(b"HTTP/1.1 408 "), data[:200]
+    assert b"connection: close" in data.lower(), data[:300]
+    assert o.seen(m) == []
+    assert p.metrics().value("portico_http_bad_requests_total") >= before + 1
+    # Logged as its own request: nothing of a previous exchange on the connection leaks into the record.
+    entries = wait_for(lambda: len(_entries_408(p)) > logged_before and _entries_408(p), timeout=5,
+                       message="an access log line for the 408")
+    entry = entries[-1]
+    assert entry["bytes_sent"] == len(data) and entry["upstream_addr"] == "", entry
+    assert entry["upstream_status"] is None, entry
+
+
+def _entries_408(p):
+    return [e for e in map(json.loads, p.access_log_lines()) if e.get("status") == 408]
+
+
+def test_slow_head_within_the_deadline_is_served(slow_env):
+    """The deadline is for the whole head, not a per-byte rule: a head that arrives in pieces in time is fine."""
+    p, o = slow_env
+    m = marker("slow-ok")
+    head = b"GET %s HTTP/1.1\r\nHost: a\r\n\r\n" % m.encode()
+    with RawConn(p.port, timeout=10) as c:
+        pieces = [head[:5], head[5:20], head[20:]]
+        for piece in pieces[:-1]:
+            c.send(piece)
+            assert c.read_available(0.3) == b"" and not c.eof  # nothing answered yet: the wait is the pacing
+        c.send(pieces[-1])
+        r = c.read_response()
+        assert r.status == 404 and r.header("X-Origin-Id") == "slowhead", r
+    assert len(o.seen(m)) == 1
+
+
+# ---- slow response heads ---------------------------------------------------------------------------------------
+
+class ScriptedOrigin:
+    """An origin answering every request head it reads with the fixed bytes `response`, on keep-alive
+    connections, one connection at a time; loopback only. With `interval`, the bytes go out one per `interval`
+    seconds for at most `limit` seconds (a trickled head)."""
+
+    def __init__(self, response, interval=None, limit=8.0):
+        self.response = response
+        self.interval = interval
+        self.limit = limit
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind((LOOPBACK, 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.node = "%s:%d" % (LOOPBACK, self.port)
+        self.conn = None
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        self.sock.settimeout(0.2)
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self.conn = conn
+            with conn:
+                try:
+                    self._serve(conn)
+                except OSError:
+                    pass
+
+    def _serve(self, conn):
+        conn.settimeout(self.limit)
+        data = b""
+        while not self.stop.is_set():
+            while b"\r\n\r\n" not in data:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                data += chunk
+            data = data[data.index(b"\r\n\r\n") + 4:]  # GET requests only: no body
+            if self.interval is None:
+                conn.sendall(self.response)
+                continue
+            t0 = time.monotonic()
+            for i in range(len(self.response)):
+                if self.stop.wait(self.interval) or time.monotonic() - t0 > self.limit:
+                    return
+                conn.sendall(self.response[i:i + 1])
+
+    def close(self):
+        self.stop.set()
+        self.sock.close()
+        if self.conn is not None:
+            try:
+                self.conn.shutdown(socket.SHUT_RDWR)  # wakes a recv blocked on a pooled keep-alive connection
+            except OSError:
+                pass
+        self.thread.join(5)
+        assert not self.thread.is_alive(), "scripted origin thread did not stop"
+
+
+def test_origin_connection_naming_transfer_encoding_keeps_framing(portico):
+    origin = ScriptedOrigin(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+                            b"Connection: Transfer-Encoding, Content-Length\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+    try:
+        p = portico(make_config([route("r", "/*", origin.node)]))
+        with RawConn(p.port, timeout=5) as c:
+            for _ in range(2):
+                r = c.request("GET", "/te")
+                assert r.status == 200 and r.complete and r.body == b"hello", r
+                assert r.header_all("Transfer-Encoding") == ["chunked"], r.headers
+                assert r.header("Content-Length") is None, r.headers
+    finally:
+        origin.close()
+
+
+def test_trickled_response_head_gets_504(portico):
+    read_timeout = 1.0
+    origin = ScriptedOrigin(b"HTTP/1.1 200 OK\r\nX-Pad: " + b"t" * 1000, interval=0.2, limit=8.0)
+    try:
+        p = portico(make_config([route("r", "/*", origin.node,
+                                       timeout={"connect": 1, "send": 1, "read": read_timeout})]))
+        t0 = time.monotonic()
+        with RawConn(p.port, timeout=10) as c:
+            c.send(b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
+            c.settimeout(read_timeout + MARGIN + 1)
+            try:
+                r = c.read_response()
+            except socket.timeout:
+                r = None
+        took = time.monotonic() - t0
+        assert r is not None, "no answer %.1fs after the request with a %.1fs read timeout" % (took, read_timeout)
+        assert r.status == 504, r
+        assert took <= read_timeout + MARGIN, took
+    finally:
+        origin.close()
