@@ -76,7 +76,8 @@ const char kUsage[] =
     "  --max-target-size BYTES   request-target limit, 414 above (default 8192)\n"
     "  --max-body-size BYTES     default request body limit, 413 above (default: none)\n"
     "  --keepalive-timeout SEC   idle client connection timeout (default 60)\n"
-    "  --header-timeout SEC      time to receive a request head once started, 408 after (default 30)\n"
+    "  --header-timeout SEC      deadline for a whole request head from its first byte, 408 after (default "
+    "30)\n"
     "  --send-timeout SEC        a client that reads nothing for this long is dropped (default 60)\n"
     "  --watch-interval SEC      config file poll period (default 1)\n"
     "  --version                 print the version\n";
