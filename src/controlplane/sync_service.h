@@ -29,7 +29,14 @@ struct SyncServiceOptions {
   double max_wait = 30;      // longest long poll, seconds
   double fleet_ttl = 30;     // seconds a data plane's record outlives its last report
   double stale_after = 15;   // a data plane silent for this long is listed as stale
+  // At most one etcd write of a data plane's record per interval (the newest report, coalesced): reports
+  // cannot be turned into etcd write load (fleet_recorder.h).
+  double fleet_write_interval = 5;
 };
+
+// The sync listener's request body limit (413 above). A report, the only request with a body, is a few
+// hundred bytes; its fields are bounded one by one as well (400).
+inline constexpr size_t kSyncMaxBody = 16 * 1024;
 
 class SyncService {
  public:
