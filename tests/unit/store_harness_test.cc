@@ -144,13 +144,20 @@ bool EtcdCluster::spawn(int i, std::string& error) {
   Member& m = members_[i];
   std::string client = "http://127.0.0.1:" + std::to_string(m.client_port);
   std::string peer = "http://127.0.0.1:" + std::to_string(m.peer_port);
-  std::vector<std::string> args = {
-      etcd_, "--name=" + m.name, "--data-dir=" + dir_ + "/" + m.name, "--listen-client-urls=" + client,
-      "--advertise-client-urls=" + client, "--listen-peer-urls=" + peer,
-      "--initial-advertise-peer-urls=" + peer, "--initial-cluster=" + initial_cluster_,
-      "--initial-cluster-state=new", "--initial-cluster-token=portico-" + dir_.substr(dir_.size() - 6),
-      // As every etcd the project starts (src/store/README.md, "Compaction").
-      "--auto-compaction-mode=revision", "--auto-compaction-retention=10000", "--logger=zap"};
+  // Auto-compaction as every etcd the project starts has it (src/store/README.md, "Compaction").
+  std::vector<std::string> args = {etcd_,
+                                   "--name=" + m.name,
+                                   "--data-dir=" + dir_ + "/" + m.name,
+                                   "--listen-client-urls=" + client,
+                                   "--advertise-client-urls=" + client,
+                                   "--listen-peer-urls=" + peer,
+                                   "--initial-advertise-peer-urls=" + peer,
+                                   "--initial-cluster=" + initial_cluster_,
+                                   "--initial-cluster-state=new",
+                                   "--initial-cluster-token=portico-" + dir_.substr(dir_.size() - 6),
+                                   "--auto-compaction-mode=revision",
+                                   "--auto-compaction-retention=10000",
+                                   "--logger=zap"};
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
