@@ -234,8 +234,8 @@ void ControlPlane::start() {
   SyncServiceOptions so;
   so.fleet_prefix = o.etcd_prefix + "-fleet/";
   so.name = o.sync_listen;
-  // The fast client: fleet records are best effort (a failed write is retried an interval later), and neither a
-  // report nor stop() should wait out the full retry deadline while etcd is away.
+  // The fast client: fleet records are best effort (a failed write is retried an interval later), and neither
+  // a report nor stop() should wait out the full retry deadline while etcd is away.
   s.sync_service = std::make_unique<SyncService>(*s.copy, *s.fast_etcd, *s.signer, so);
   if (!o.s3.endpoint.empty()) {
     S3ExporterOptions eo;

@@ -99,10 +99,15 @@ void FleetRecorder::Impl::run() {
     std::vector<std::pair<std::string, std::string>> batch;  // node, record text
     {
       std::unique_lock lock(mu);
-      Clock::time_point until = lease != 0 ? next_keepalive : Clock::now() + secs(options.ttl / 3);
-      if (!due.empty()) until = std::min(until, due.top().first);
-      wake.wait_until(lock, until,
-                      [&] { return stopping || (!due.empty() && due.top().first <= Clock::now()); });
+      // Until the first write is due or the lease needs its keepalive; recomputed on every wake, since a
+      // report may have scheduled an earlier write.
+      const Clock::time_point idle_until = Clock::now() + secs(options.ttl / 3);
+      while (!stopping) {
+        Clock::time_point until = lease != 0 ? next_keepalive : idle_until;
+        if (!due.empty()) until = std::min(until, due.top().first);
+        if (Clock::now() >= until) break;
+        wake.wait_until(lock, until);
+      }
       if (stopping) return;
       const Clock::time_point now = Clock::now();
       while (!due.empty() && due.top().first <= now) {

@@ -7,9 +7,10 @@
 // change against the previous state in a bounded history. So the published revision is the revision of the
 // last *content* change, and a data plane at that revision holds exactly that content.
 //
-// Reports are bounded: every field against what a data plane sends (400 naming the field; a long error text is
-// kept to its first 1 KiB), and a data plane's record is written to etcd at most once per fleet_write_interval
-// (FleetRecorder), so a data-plane token cannot turn reports into etcd growth or write load.
+// Reports are bounded: every field against what a data plane sends (400 naming the field; a long error text
+// is kept to its first 1 KiB), and a data plane's record is written to etcd at most once per
+// fleet_write_interval (FleetRecorder), so a data-plane token cannot turn reports into etcd growth or write
+// load.
 //
 // Thread-safety: handle() and fleet() may be called from any number of threads (the listeners' pools);
 // start()/stop() from the owner.
