@@ -27,13 +27,18 @@ struct FleetRecorder::Impl {
   Impl(store::EtcdClient& e, FleetOptions o) : etcd(e), options(std::move(o)) {}
 
   struct Node {
-    json record;                     // the newest report
-    bool pending = false;            // newer than what etcd holds; then the node has one entry in `due`
-    Clock::time_point next_write{};  // its next etcd write may not happen before this
+    json record;           // the newest report
+    bool pending = false;  // newer than what etcd holds; then the node has one entry in `due`
+    // The rate limit (GCRA): each write moves this one interval on from max(itself, now); a write is allowed
+    // once now >= tat - (write_burst - 1) intervals.
+    Clock::time_point tat{};
   };
   using Due = std::pair<Clock::time_point, std::string>;
 
   void run();
+  Clock::time_point allowed(const Node& n) const {
+    return n.tat - secs(options.write_interval * (std::max(options.write_burst, 1) - 1));
+  }
   void schedule(const std::string& node, Node& n, Clock::time_point at);
   store::Status write(const std::string& node, const std::string& text);
   void keep_lease();
@@ -116,7 +121,7 @@ void FleetRecorder::Impl::run() {
         Node& n = nodes[node];
         if (!n.pending) continue;
         n.pending = false;
-        n.next_write = now + secs(options.write_interval);
+        n.tat = std::max(n.tat, now) + secs(options.write_interval);
         batch.emplace_back(node, n.record.dump());
       }
     }
@@ -139,8 +144,7 @@ void FleetRecorder::Impl::run() {
       const Clock::time_point later = Clock::now() + secs(options.write_interval);
       for (size_t j = i; j < batch.size(); ++j) {
         Node& n = nodes[batch[j].first];
-        n.next_write = later;
-        if (!n.pending) schedule(batch[j].first, n, later);
+        if (!n.pending) schedule(batch[j].first, n, std::max(later, allowed(n)));
       }
       break;
     }
@@ -172,7 +176,7 @@ void FleetRecorder::record(const std::string& node, json record) {
   std::lock_guard lock(impl_->mu);
   Impl::Node& n = impl_->nodes[node];
   n.record = std::move(record);
-  if (!n.pending) impl_->schedule(node, n, std::max(Clock::now(), n.next_write));
+  if (!n.pending) impl_->schedule(node, n, std::max(Clock::now(), impl_->allowed(n)));
 }
 
 std::vector<json> FleetRecorder::list(bool& stale) {

@@ -1,10 +1,12 @@
 // The fleet view's records (GET /apisix/admin/data_planes): the newest report of each data plane, kept in
 // memory and written to etcd under this replica's lease, so that every replica lists the same fleet.
 //
-// Writes are coalesced: at most one etcd write per data plane per `write_interval`, always of its newest
-// report (a report that arrives sooner is written when the interval has passed). So a data plane, or whoever
-// holds its token, reporting in a loop costs etcd what one reporting on schedule costs, and nothing reported
-// is lost: the newest report always reaches etcd. Records are bounded in size by the caller (SyncService).
+// Writes are rate limited per data plane and coalesced: `write_burst` writes back to back (a data plane's
+// start: its first report, then the one after its first sync), then at most one per `write_interval`, always
+// of its newest report (one that arrives sooner waits, replaced by any newer one). So a data plane, or
+// whoever holds its token, reporting in a loop costs etcd what one reporting on schedule costs, and nothing
+// reported is lost: the newest report always reaches etcd. Records are bounded in size by the caller
+// (SyncService).
 //
 // Thread-safety: record() and list() from any thread; start()/stop() from the owner. A thread of its own does
 // the etcd writes and keeps the lease alive, so a slow etcd never holds up a report's answer.
@@ -22,7 +24,8 @@ namespace portico::controlplane {
 struct FleetOptions {
   std::string prefix;         // etcd prefix of the records, e.g. "/apisix-fleet/"
   double ttl = 30;            // seconds this replica's lease (and its records) outlives the replica
-  double write_interval = 5;  // seconds: at most one etcd write per data plane per interval
+  double write_interval = 5;  // seconds: at most one etcd write per data plane per interval, sustained
+  int write_burst = 3;        // writes allowed back to back before the interval applies
 };
 
 class FleetRecorder {
@@ -34,7 +37,7 @@ class FleetRecorder {
   void stop();  // idempotent; a write in flight finishes first
 
   // Keeps `record` (a JSON object with "reported_at", unix seconds) as the newest report of `node`. It is
-  // written to etcd at once when the node's last write is at least write_interval old, else when it is.
+  // written to etcd at once when the node's rate limit allows, else as soon as it does.
   void record(const std::string& node, nlohmann::json record);
 
   // Every record in etcd, with this replica's newer report in place of a node's older record. When etcd

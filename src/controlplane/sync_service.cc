@@ -106,7 +106,8 @@ struct SyncService::Impl {
         etcd(e),
         signer(s),
         options(std::move(o)),
-        fleet(e, FleetOptions{options.fleet_prefix, options.fleet_ttl, options.fleet_write_interval}) {}
+        fleet(e, FleetOptions{options.fleet_prefix, options.fleet_ttl, options.fleet_write_interval,
+                              options.fleet_write_burst}) {}
 
   void run();
   void publish();
