@@ -1,5 +1,6 @@
 #include "controlplane/fleet_recorder.h"
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <map>
