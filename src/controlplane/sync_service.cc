@@ -425,7 +425,9 @@ namespace {
 // newer data plane can report to an older control plane.
 std::string report_record(const json& body, json& record) {
   if (!body.is_object()) return "a report is a JSON object";
+  // A string field of at most `max` bytes: stored, and its value in `out` ("" when absent).
   auto text = [&](const char* field, size_t max, std::string& out) -> std::string {
+    out.clear();
     auto it = body.find(field);
     if (it == body.end()) return {};
     if (!it->is_string()) return std::string("report.") + field + ": must be a string";
@@ -446,7 +448,6 @@ std::string report_record(const json& body, json& record) {
   if (!value.empty() &&
       (value.size() != 64 || value.find_first_not_of("0123456789abcdef") != std::string::npos))
     return "report.content_hash: must be a lower-case hex SHA-256";
-  value.clear();
   if (std::string e = text("source", 16, value); !e.empty()) return e;
   if (!value.empty() && value != "none" && value != "cache" && value != "control_plane" && value != "s3" &&
       value != "file") {
