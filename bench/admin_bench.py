@@ -204,6 +204,7 @@ class Etcd:
                     "--initial-cluster", initial, "--initial-cluster-state", "new",
                     "--initial-cluster-token", self.token,
                     "--heartbeat-interval", "100", "--election-timeout", "1000",
+                    "--auto-compaction-mode", "revision", "--auto-compaction-retention", "10000",
                     "--logger", "zap", "--log-outputs", "stderr", "--log-level", "warn"]
             self.procs.append(spawn(argv, self.workdir / (m["name"] + ".log"), self.workdir))
         for ep, p in zip(self.endpoints(), self.procs):

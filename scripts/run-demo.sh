@@ -91,8 +91,11 @@ MSG
   exit 0
 fi
 
-# etcd on non-default ports so an etcd already running on this machine is left alone.
+# etcd on non-default ports so an etcd already running on this machine is left alone. Auto-compaction keeps
+# the newest 10000 revisions (checked every 5 minutes), as every etcd the project starts does: etcd never
+# compacts by itself otherwise (Portico also compacts behind what it has read, src/store/README.md).
 setsid etcd --name portico-demo --data-dir "$RUN_DIR/state/etcd" \
+  --auto-compaction-mode revision --auto-compaction-retention 10000 \
   --listen-client-urls http://127.0.0.1:12379 --advertise-client-urls http://127.0.0.1:12379 \
   --listen-peer-urls http://127.0.0.1:12380 --initial-advertise-peer-urls http://127.0.0.1:12380 \
   --initial-cluster portico-demo=http://127.0.0.1:12380 >"$RUN_DIR/etcd.log" 2>&1 &

@@ -33,6 +33,11 @@ const char kUsage[] =
     "  --config FILE             declarative routes/services/upstreams (standalone; required there)\n"
     "  --etcd-endpoints URLS     comma-separated http://host:port of the etcd members (etcd roles)\n"
     "  --etcd-prefix PREFIX      etcd key prefix (default /apisix)\n"
+    "  --etcd-compaction-interval SECONDS\n"
+    "                            compact etcd's history behind what this process has read, every SECONDS;\n"
+    "                            0 = never (default 300)\n"
+    "  --etcd-compaction-retention N\n"
+    "                            revisions that compaction keeps behind what was read (default 10000)\n"
     "  --admin-listen IP:PORT    Admin API listener (default 127.0.0.1:9180)\n"
     "  --allow-admin CIDRS       comma-separated client networks allowed on the Admin API\n"
     "                            (default 127.0.0.0/8,::1/128)\n"
@@ -181,6 +186,10 @@ int main(int argc, char** argv) {
       }
     } else if (flag == "--etcd-prefix") {
       cp.etcd_prefix = value;
+    } else if (flag == "--etcd-compaction-interval") {
+      cp.compaction_interval = parse_seconds(flag, value);
+    } else if (flag == "--etcd-compaction-retention") {
+      cp.compaction_retention = parse_integer(flag, value, 1);
     } else if (flag == "--admin-listen") {
       cp.admin.listen = value;
     } else if (flag == "--allow-admin") {

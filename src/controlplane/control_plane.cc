@@ -17,6 +17,7 @@
 #include "controlplane/admin_service.h"
 #include "controlplane/s3_exporter.h"
 #include "controlplane/sync_service.h"
+#include "store/compactor.h"
 #include "store/etcd_client.h"
 #include "store/mirror.h"
 
@@ -97,6 +98,7 @@ struct ControlPlane::Impl {
   std::unique_ptr<store::EtcdClient> fast_etcd;
   std::unique_ptr<ResourceStore> copy;
   std::unique_ptr<store::Mirror> mirror;
+  std::unique_ptr<store::Compactor> compactor;
   std::unique_ptr<AdminService> service;
   std::unique_ptr<admin::AdminServer> server;
   std::unique_ptr<sync::Signer> signer;
@@ -205,6 +207,12 @@ void ControlPlane::start() {
     }
   };
   s.mirror = std::make_unique<store::Mirror>(*s.etcd, o.etcd_prefix + "/", std::move(callbacks));
+  // Behind the mirror's horizon: the only watch and the only reads at a past revision (a full read's pages)
+  // are the mirror's. The fast client: a compaction never holds up stop() for long.
+  store::Mirror* mirror = s.mirror.get();
+  s.compactor = std::make_unique<store::Compactor>(
+      *s.fast_etcd, [mirror] { return mirror->horizon(); },
+      store::CompactorOptions{o.compaction_interval, o.compaction_retention});
   s.service = std::make_unique<AdminService>(*s.etcd, *s.fast_etcd, *s.mirror, *s.copy);
 
   // Signed states for data planes: every replica must be given the same key (docs/sync-protocol.md).
@@ -234,7 +242,9 @@ void ControlPlane::start() {
   SyncServiceOptions so;
   so.fleet_prefix = o.etcd_prefix + "-fleet/";
   so.name = o.sync_listen;
-  s.sync_service = std::make_unique<SyncService>(*s.copy, *s.etcd, *s.signer, so);
+  // The fast client: fleet records are best effort (a failed write is retried an interval later), and neither
+  // a report nor stop() should wait out the full retry deadline while etcd is away.
+  s.sync_service = std::make_unique<SyncService>(*s.copy, *s.fast_etcd, *s.signer, so);
   if (!o.s3.endpoint.empty()) {
     S3ExporterOptions eo;
     eo.s3 = o.s3;
@@ -266,7 +276,8 @@ void ControlPlane::start() {
     sync_options.keys = load_dp_tokens(o.dp_tokens_file);
     // Long polls wait without a thread (admin::Deferred); the pool serves snapshots, reports and answers.
     sync_options.handler_threads = 8;
-    sync_options.max_connections = 16384;  // every data plane holds one or two connections
+    sync_options.max_connections = 16384;       // every data plane holds one or two connections
+    sync_options.max_body_size = kSyncMaxBody;  // only reports have a body: a few hundred bytes
     SyncService* sync_service = s.sync_service.get();
     s.sync_server = std::make_unique<admin::AdminServer>(
         sync_options, [sync_service](const admin::AdminRequest& r) { return sync_service->handle(r); });
@@ -281,6 +292,7 @@ void ControlPlane::start() {
   });
   s.server->listen();
   s.mirror->start();
+  s.compactor->start();
   s.sync_service->start();
   if (s.exporter) s.exporter->start();
   s.server->start();
@@ -323,6 +335,7 @@ void ControlPlane::stop() {
   if (impl_->sync_service) impl_->sync_service->stop();  // first: answers the waiting long polls at once
   if (impl_->sync_server) impl_->sync_server->stop();
   if (impl_->server) impl_->server->stop();
+  if (impl_->compactor) impl_->compactor->stop();
   if (impl_->mirror) impl_->mirror->stop();
 }
 
@@ -335,6 +348,8 @@ std::string ControlPlane::status_fields() const {
   out += ",\"etcd_endpoint\":\"" +
          (impl_->etcd ? json_escape(impl_->etcd->current_endpoint()) : std::string()) + "\"";
   out += ",\"admin_listen\":\"" + json_escape(impl_->options.admin.listen) + "\"";
+  if (impl_->compactor)
+    out += ",\"etcd_compacted_revision\":" + std::to_string(impl_->compactor->compacted());
   if (impl_->sync_service) {
     out += ",\"published_revision\":" + std::to_string(impl_->sync_service->published_revision());
     out += ",\"published_hash\":\"" + impl_->sync_service->published_hash() + "\"";

@@ -37,6 +37,11 @@ struct ControlPlaneOptions {
   std::string s3_prefix = "portico/";
   size_t s3_keep = 10;
   double s3_lease_ttl = 10;  // seconds: the election lease; a dead leader is replaced within about this
+
+  // etcd compaction (store/compactor.h): every compaction_interval seconds (<= 0: never), compact behind what
+  // this replica's mirror has passed, keeping at least compaction_retention revisions.
+  double compaction_interval = 300;
+  int64_t compaction_retention = 10000;
 };
 
 // Reads "<node-id> <token>" lines ('#' comments, blank lines ignored). Throws std::runtime_error naming the
@@ -59,7 +64,7 @@ class ControlPlane {
   // True once the copy holds a first full read of etcd.
   bool ready() const;
   // JSON object members (no braces) for /status/config: revision, stale, etcd endpoint, rejected keys,
-  // published sync revision, S3 export state.
+  // published sync revision, S3 export state, the revision this replica last compacted etcd at.
   std::string status_fields() const;
 
  private:

@@ -1,6 +1,7 @@
 #include "controlplane/sync_service.h"
 
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <deque>
 #include <map>
@@ -9,6 +10,7 @@
 #include <thread>
 
 #include "base/log.h"
+#include "controlplane/fleet_recorder.h"
 
 namespace portico::controlplane {
 
@@ -21,6 +23,12 @@ namespace {
 AdminResponse error(int status, std::string_view message) {
   return AdminResponse{status, admin::error_body(message), {}};
 }
+
+// Report fields (what a data plane sends is far below these): a DNS name, a version string, an error text
+// kept to its start.
+constexpr size_t kReportMaxHostname = 255;
+constexpr size_t kReportMaxVersion = 64;
+constexpr size_t kReportMaxError = 1024;
 
 double unix_now() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -91,19 +99,20 @@ struct SyncService::Impl {
   std::thread thread;
   std::function<void(int64_t)> published_hook;  // set before start()
 
-  // Fleet records this replica wrote, for when etcd cannot be read.
-  std::map<std::string, std::string> local_reports;
-  int64_t lease = 0;
-  std::chrono::steady_clock::time_point next_keepalive{};
+  FleetRecorder fleet;
 
   Impl(ResourceStore& c, store::EtcdClient& e, const sync::Signer& s, SyncServiceOptions o)
-      : copy(c), etcd(e), signer(s), options(std::move(o)) {}
+      : copy(c),
+        etcd(e),
+        signer(s),
+        options(std::move(o)),
+        fleet(e, FleetOptions{options.fleet_prefix, options.fleet_ttl, options.fleet_write_interval,
+                              options.fleet_write_burst}) {}
 
   void run();
   void publish();
   bool publish_routes(std::vector<sync::ResourceChange>& changes, int64_t& revision);
   std::shared_ptr<const std::string> encoded(std::shared_ptr<Published>& p, int64_t& revision);
-  void keep_lease();
   AdminResponse snapshot();
   AdminResponse changes(const AdminRequest& request);
   AdminResponse changes_until(int64_t since, const std::string& cluster, const std::string& hash,
@@ -129,6 +138,7 @@ SyncService::~SyncService() {
 }
 
 void SyncService::start() {
+  impl_->fleet.start();
   impl_->thread = std::thread([this] { impl_->run(); });
 }
 
@@ -140,6 +150,7 @@ void SyncService::stop() {
   impl_->dirty_cv.notify_all();
   impl_->published->notify();
   if (impl_->thread.joinable()) impl_->thread.join();
+  impl_->fleet.stop();
 }
 
 int64_t SyncService::published_revision() const {
@@ -166,14 +177,8 @@ void SyncService::Impl::run() {
   while (true) {
     {
       std::unique_lock lock(mu);
-      dirty_cv.wait_for(lock, std::chrono::duration<double>(options.fleet_ttl / 3),
-                        [this] { return stopping || dirty; });
+      dirty_cv.wait(lock, [this] { return stopping || dirty; });
       if (stopping) return;
-      if (!dirty) {
-        lock.unlock();
-        keep_lease();
-        continue;
-      }
       dirty = false;
     }
     if (copy.loaded()) publish();
@@ -286,21 +291,6 @@ std::shared_ptr<const std::string> SyncService::Impl::encoded(std::shared_ptr<Pu
     p->encoded = std::make_shared<const std::string>(sync::encode_snapshot(p->state, working.document()));
   revision = p->state.revision;
   return p->encoded;
-}
-
-void SyncService::Impl::keep_lease() {
-  int64_t lease_id;
-  {
-    std::lock_guard lock(mu);
-    lease_id = lease;
-  }
-  if (lease_id == 0) return;
-  int64_t ttl_left = 0;
-  store::Status s = etcd.lease_keepalive(lease_id, ttl_left);
-  if (!s.ok() || ttl_left <= 0) {
-    std::lock_guard lock(mu);
-    if (lease == lease_id) lease = 0;  // the next report grants a new one
-  }
 }
 
 AdminResponse SyncService::handle(const AdminRequest& request) {
@@ -427,44 +417,84 @@ AdminResponse SyncService::Impl::changes_until(int64_t since, const std::string&
   return AdminResponse{200, std::move(body), {}};
 }
 
-AdminResponse SyncService::Impl::report(const AdminRequest& request) {
-  json body = json::parse(request.body, nullptr, false);
-  if (!body.is_object()) return error(400, "a report is a JSON object");
-  json record = json::object();
-  for (const char* field : {"hostname", "version", "content_hash", "source", "last_error"}) {
-    if (auto it = body.find(field); it != body.end() && it->is_string()) record[field] = *it;
+namespace {
+
+// A data plane's report (sync_client.cc report_body) as the record kept in etcd, or the error that refuses
+// it. Each field is checked against what a data plane sends, with room to spare, so a record stays well under
+// a kilobyte and a token cannot turn reports into etcd load. Unknown fields are ignored (not stored), so a
+// newer data plane can report to an older control plane.
+std::string report_record(const json& body, json& record) {
+  if (!body.is_object()) return "a report is a JSON object";
+  // A string field of at most `max` bytes: stored, and its value in `out` ("" when absent).
+  auto text = [&](const char* field, size_t max, std::string& out) -> std::string {
+    out.clear();
+    auto it = body.find(field);
+    if (it == body.end()) return {};
+    if (!it->is_string()) return std::string("report.") + field + ": must be a string";
+    out = it->get<std::string>();
+    if (out.size() > max) {
+      return std::string("report.") + field + ": at most " + std::to_string(max) + " bytes (got " +
+             std::to_string(out.size()) + ")";
+    }
+    record[field] = out;
+    return {};
+  };
+  std::string value;
+  for (auto [field, max] :
+       {std::pair{"hostname", kReportMaxHostname}, std::pair{"version", kReportMaxVersion}}) {
+    if (std::string e = text(field, max, value); !e.empty()) return e;
+  }
+  if (std::string e = text("content_hash", 64, value); !e.empty()) return e;
+  if (!value.empty() &&
+      (value.size() != 64 || value.find_first_not_of("0123456789abcdef") != std::string::npos))
+    return "report.content_hash: must be a lower-case hex SHA-256";
+  if (std::string e = text("source", 16, value); !e.empty()) return e;
+  if (!value.empty() && value != "none" && value != "cache" && value != "control_plane" && value != "s3" &&
+      value != "file") {
+    return "report.source: must be one of none, cache, control_plane, s3, file";
+  }
+  if (auto it = body.find("node_id");
+      it != body.end() && (!it->is_string() || it->get_ref<const std::string&>().size() > 64))
+    return "report.node_id: must be a string of at most 64 bytes (the token names the node)";
+  if (auto it = body.find("last_error"); it != body.end()) {
+    if (!it->is_string()) return "report.last_error: must be a string";
+    std::string error = it->get<std::string>();
+    // A data plane's error text can be long (a refused config lists every error); its log has all of it,
+    // the fleet view keeps the start.
+    if (error.size() > kReportMaxError) {
+      const size_t all = error.size();
+      size_t cut = kReportMaxError;
+      while (cut > 0 && (static_cast<unsigned char>(error[cut]) & 0xC0) == 0x80) --cut;  // a UTF-8 boundary
+      error.resize(cut);
+      error += "... (" + std::to_string(all) + " bytes in all)";
+    }
+    record["last_error"] = std::move(error);
   }
   for (const char* field : {"revision", "sync_errors"}) {
-    if (auto it = body.find(field); it != body.end() && it->is_number_integer()) record[field] = *it;
+    auto it = body.find(field);
+    if (it == body.end()) continue;
+    if (!it->is_number_integer() || (!it->is_number_unsigned() && it->get<int64_t>() < 0))
+      return std::string("report.") + field + ": must be a non-negative integer";
+    record[field] = *it;
   }
-  if (auto it = body.find("last_sync"); it != body.end() && it->is_number()) record["last_sync"] = *it;
+  if (auto it = body.find("last_sync"); it != body.end()) {
+    if (!it->is_number() || !std::isfinite(it->get<double>()) || it->get<double>() < 0)
+      return "report.last_sync: must be a non-negative number (unix seconds)";
+    record["last_sync"] = *it;
+  }
+  return {};
+}
+
+}  // namespace
+
+AdminResponse SyncService::Impl::report(const AdminRequest& request) {
+  json record = json::object();
+  if (std::string why = report_record(json::parse(request.body, nullptr, false), record); !why.empty())
+    return error(400, why);
   record["node_id"] = request.principal;
   record["control_plane"] = options.name;
   record["reported_at"] = unix_now();
-  const std::string text = record.dump();
-  const std::string key = options.fleet_prefix + request.principal;
-  int64_t lease_id;
-  {
-    std::lock_guard lock(mu);
-    local_reports[request.principal] = text;
-    lease_id = lease;
-  }
-  if (lease_id == 0) {
-    if (etcd.lease_grant(static_cast<int64_t>(options.fleet_ttl), lease_id).ok()) {
-      std::lock_guard lock(mu);
-      lease = lease_id;
-    } else {
-      lease_id = 0;
-    }
-  }
-  if (lease_id != 0) {
-    store::Txn txn;
-    txn.success.push_back(store::Op{store::Op::Type::put, key, {}, text, lease_id, false});
-    store::TxnResult r;
-    if (!etcd.txn(txn, r).ok()) {
-      PORTICO_LOG(debug, "fleet record of %s not written to etcd", request.principal.c_str());
-    }
-  }
+  fleet.record(request.principal, std::move(record));
   return AdminResponse{204, {}, {}};
 }
 
@@ -475,26 +505,13 @@ AdminResponse SyncService::fleet(const AdminRequest& request) {
     return r;
   }
   if (request.path != "/data_planes" && request.path != "/data_planes/") return error(404, "not found");
-  std::vector<std::string> records;
   bool stale = false;
-  store::RangeRequest q;
-  q.key = impl_->options.fleet_prefix;
-  q.range_end = store::prefix_end(q.key);
-  store::RangeResult rr;
-  if (impl_->etcd.range(q, rr).ok()) {
-    for (store::KeyValue& kv : rr.kvs) records.push_back(std::move(kv.value));
-  } else {
-    stale = true;
-    std::lock_guard lock(impl_->mu);
-    for (const auto& [node, text] : impl_->local_reports) records.push_back(text);
-  }
+  std::vector<json> records = impl_->fleet.list(stale);
   const int64_t revision = published_revision();
   const std::string hash = published_hash();
   const double now = unix_now();
   json list = json::array();
-  for (const std::string& text : records) {
-    json r = json::parse(text, nullptr, false);
-    if (!r.is_object()) continue;
+  for (json& r : records) {
     const double reported = r.value("reported_at", 0.0);
     std::string status;
     if (now - reported > impl_->options.stale_after) {

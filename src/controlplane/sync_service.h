@@ -7,6 +7,11 @@
 // change against the previous state in a bounded history. So the published revision is the revision of the
 // last *content* change, and a data plane at that revision holds exactly that content.
 //
+// Reports are bounded: every field against what a data plane sends (400 naming the field; a long error text
+// is kept to its first 1 KiB), and a data plane's record is written to etcd at most once per
+// fleet_write_interval after a short burst (FleetRecorder), so a data-plane token cannot turn reports into
+// etcd growth or write load.
+//
 // Thread-safety: handle() and fleet() may be called from any number of threads (the listeners' pools);
 // start()/stop() from the owner.
 #pragma once
@@ -29,7 +34,15 @@ struct SyncServiceOptions {
   double max_wait = 30;      // longest long poll, seconds
   double fleet_ttl = 30;     // seconds a data plane's record outlives its last report
   double stale_after = 15;   // a data plane silent for this long is listed as stale
+  // etcd writes of a data plane's record: fleet_write_burst back to back, then at most one per interval (the
+  // newest report, coalesced), so reports cannot be turned into etcd write load (fleet_recorder.h).
+  double fleet_write_interval = 5;
+  int fleet_write_burst = 3;
 };
+
+// The sync listener's request body limit (413 above). A report, the only request with a body, is a few
+// hundred bytes; its fields are bounded one by one as well (400).
+inline constexpr size_t kSyncMaxBody = 16 * 1024;
 
 class SyncService {
  public:

@@ -97,6 +97,7 @@ struct Mirror::Impl {
   std::atomic<bool> cancel{false};  // set with `stopping`: abandons a client call in flight
   std::string last_error;           // guarded by mu
   std::atomic<int64_t> revision{0};
+  std::atomic<int64_t> horizon{0};  // >= revision: the copy is known complete up to here (Mirror::horizon)
   std::atomic<bool> connected{false};
   std::atomic<uint64_t> cluster_id{0};
   std::thread thread;
@@ -164,7 +165,9 @@ void Mirror::Impl::start_session() {
     push({Item::Kind::events, h, std::move(events), {}});
   };
   s->watch = std::make_unique<EtcdWatch>(client, std::move(cb));
-  int64_t from = revision.load() + 1;
+  // Not just revision + 1: etcd may have been compacted past the copy's revision up to the horizon, with
+  // nothing under the prefix in between.
+  int64_t from = std::max(revision.load(), horizon.load()) + 1;
   s->thread = std::thread([this, watch = s->watch.get(), from] {
     Status status = watch->run(first_key, range_end, from, kWatchIdleTimeout);
     push({Item::Kind::ended, {}, {}, std::move(status)});
@@ -235,6 +238,7 @@ Status Mirror::Impl::full_read() {
     PORTICO_LOG(info, "etcd mirror %s: loaded %zu keys at revision %lld", prefix.c_str(), all.size(),
                 ll(header.revision));
     if (callbacks.on_reset) callbacks.on_reset(header, std::move(all));
+    horizon.store(header.revision);
     publish(header.revision);
     return {};
   }
@@ -270,6 +274,7 @@ void Mirror::Impl::apply_events(const ResponseHeader& header, std::vector<WatchE
   ResponseHeader out = header;
   out.revision = newest;
   if (callbacks.on_events) callbacks.on_events(out, events);
+  if (newest > horizon.load()) horizon.store(newest);
   publish(newest);
 }
 
@@ -365,6 +370,9 @@ void Mirror::Impl::verify() {
   if (!behind && !count_differs) {
     suspicion = {};
     strikes = 0;
+    // Nothing under the prefix changed after the copy's revision up to the read's: the copy is etcd's state
+    // at that revision too. (Writes elsewhere, e.g. fleet records, move etcd's revision but not the copy's.)
+    if (result.header.revision > horizon.load()) horizon.store(result.header.revision);
     return;
   }
   std::string what = "copy at revision " + std::to_string(current) + " with " + std::to_string(keys.size()) +
@@ -470,6 +478,10 @@ bool Mirror::wait_for(int64_t revision, double timeout_seconds) {
 
 int64_t Mirror::revision() const {
   return impl_->revision.load();
+}
+
+int64_t Mirror::horizon() const {
+  return impl_->horizon.load();
 }
 
 bool Mirror::connected() const {

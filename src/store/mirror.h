@@ -60,6 +60,10 @@ class Mirror {
   bool wait_for(int64_t revision, double timeout_seconds);
 
   int64_t revision() const;  // newest revision applied; 0 before the first full read
+  // The revision up to which the copy is known complete: revision(), or later when a verification found
+  // nothing changed under the prefix since (other keys' writes move etcd's revision, not the copy's). The
+  // mirror re-watches from horizon() + 1, so compacting etcd at or below it never forces a full read.
+  int64_t horizon() const;
   bool connected() const;
   uint64_t cluster_id() const;
   std::string last_error() const;

@@ -144,6 +144,7 @@ bool EtcdCluster::spawn(int i, std::string& error) {
   Member& m = members_[i];
   std::string client = "http://127.0.0.1:" + std::to_string(m.client_port);
   std::string peer = "http://127.0.0.1:" + std::to_string(m.peer_port);
+  // Auto-compaction as every etcd the project starts has it (src/store/README.md, "Compaction").
   std::vector<std::string> args = {etcd_,
                                    "--name=" + m.name,
                                    "--data-dir=" + dir_ + "/" + m.name,
@@ -154,6 +155,8 @@ bool EtcdCluster::spawn(int i, std::string& error) {
                                    "--initial-cluster=" + initial_cluster_,
                                    "--initial-cluster-state=new",
                                    "--initial-cluster-token=portico-" + dir_.substr(dir_.size() - 6),
+                                   "--auto-compaction-mode=revision",
+                                   "--auto-compaction-retention=10000",
                                    "--logger=zap"};
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());

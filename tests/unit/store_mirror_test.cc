@@ -240,6 +240,40 @@ TEST(Mirror, ReportsLossThenReReadsAfterCompaction) {
   EXPECT_EQ(model.data(), read_prefix(direct, "mc/"));
 }
 
+// Writes outside the prefix (fleet records) move etcd's revision, not the copy's. Verification moves the
+// horizon past them, and a re-watch starts from there: etcd compacted up to the horizon costs no full read.
+TEST(Mirror, HorizonPassesOtherKeysSoCompactionBehindItNeedsNoFullRead) {
+  EtcdCluster cluster;
+  std::string error;
+  ASSERT_TRUE(cluster.start(1, error)) << error;
+  EtcdClient direct(quick_options(cluster.endpoints()));
+  uint16_t port =
+      static_cast<uint16_t>(std::stoi(cluster.endpoint(0).substr(cluster.endpoint(0).rfind(':') + 1)));
+  TcpProxy proxy(port);
+  EtcdClient via_proxy(quick_options({proxy.url()}));
+  const int64_t mine = put(direct, "mh/a", "1");
+
+  Model model;
+  Mirror mirror(via_proxy, "mh/", model.callbacks(), quick_mirror());
+  mirror.start();
+  ASSERT_TRUE(model.wait_connection_reports(1, 5));
+  int64_t other = 0;
+  for (int i = 0; i < 20; ++i) other = put(direct, "other/" + std::to_string(i % 4), "x");
+  Clock::time_point t = Clock::now();
+  while (mirror.horizon() < other && since(t) < 5) std::this_thread::sleep_for(20ms);
+  ASSERT_EQ(mirror.horizon(), other) << "verification moves the horizon past writes outside the prefix";
+  EXPECT_EQ(mirror.revision(), mine) << "the copy's revision is its own";
+
+  ASSERT_TRUE(direct.compact(mirror.horizon()).ok());
+  proxy.cut();  // the watch is lost; the re-watch must not start from the compacted mine + 1
+  ASSERT_TRUE(model.wait_connection_reports(2, 5));
+  proxy.restore();
+  const int64_t rev = put(direct, "mh/b", "2");
+  ASSERT_TRUE(mirror.wait_for(rev, 10));
+  EXPECT_EQ(model.resets(), 1) << "resumed from the horizon, no full read";
+  EXPECT_EQ(model.data(), read_prefix(direct, "mh/"));
+}
+
 // etcd itself dies and comes back on the same data: a real "all members down".
 TEST(Mirror, ReportsAllMembersDownAndBack) {
   EtcdCluster cluster;
