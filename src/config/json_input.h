@@ -16,9 +16,9 @@ namespace portico::config {
 
 // How deep a resource may nest, counting its own object as level 1. The deepest legitimate resource nests
 // about 6 levels (route > upstream > checks > active > healthy > http_statuses); APISIX's logical `vars`
-// expressions, which nest, stay far below this too. nlohmann's parser is iterative, but copying, dumping,
-// merging and destroying a tree recurse once per level, so no tree deeper than this is ever built from
-// untrusted text. The file loader applies the same bound to each resource of a document (counting from the
+// expressions, which nest, stay far below this too. nlohmann's parser and destructor are iterative, but
+// copying, dumping, comparing and merging a tree recurse once per level, so no tree deeper than this is ever
+// built from untrusted text. The file loader applies the same bound to each resource of a document (counting from the
 // resource, not from the document's root), so what the Admin API accepts, a data plane loads.
 inline constexpr size_t kMaxNesting = 64;
 

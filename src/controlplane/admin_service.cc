@@ -102,7 +102,7 @@ AdminResponse invalid(const config::Errors& errors, std::string_view what = "inv
 }
 
 // A value read from etcd, through the strict reader: a value written by hand may be anything, and a tree too
-// deep to copy, dump or free safely is never built. Null when it is not acceptable JSON.
+// deep to copy or dump safely is never built. Null when it is not acceptable JSON.
 std::optional<json> parse_stored(const std::string& text) {
   config::Errors ignored(1);
   return config::parse_json(text, ignored);

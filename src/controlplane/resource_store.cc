@@ -85,7 +85,7 @@ bool ResourceStore::admit(const store::KeyValue& kv, Kind& kind, Entry& out, std
     reason = "invalid id '" + std::string(id) + "'";
     return false;
   }
-  // The Admin API's reader: a hand-written value too deep to copy, dump or free safely, or with a repeated
+  // The Admin API's reader: a hand-written value too deep to copy or dump safely, or with a repeated
   // key, is refused like any invalid value (logged, skipped, listed in rejected()).
   config::Errors parse_errors;
   std::optional<json> parsed = config::parse_json(kv.value, parse_errors);

@@ -82,8 +82,8 @@ TEST(ParseJson, NestingUpToTheBoundIsAcceptedOneMoreIsRefused) {
   EXPECT_EQ(errors.list()[0].path, path);
 }
 
-// The body: ~390 KiB nesting 200k arrays. Before the bound, the tree was built and its copy, dump or
-// destruction overflowed the stack (SIGSEGV). Now nothing deeper than the bound is built.
+// The body: ~390 KiB nesting 200k arrays. Before the bound, the tree was built and copying or dumping
+// it overflowed the stack (SIGSEGV). Now nothing deeper than the bound is built.
 TEST(ParseJson, AdversarialDepthIsRefusedWithoutBuildingIt) {
   const size_t depth = 200000;
   for (const std::string& text :
