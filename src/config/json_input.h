@@ -10,20 +10,22 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "base/json_limits.h"
 #include "config/validate.h"
 
 namespace portico::config {
 
-// How deep a resource may nest, counting its own object as level 1. The deepest legitimate resource nests
-// about 6 levels (route > upstream > checks > active > healthy > http_statuses); APISIX's logical `vars`
-// expressions, which nest, stay far below this too. nlohmann's parser and destructor are iterative, but
-// copying, dumping, comparing and merging a tree recurse once per level, so no tree deeper than this is ever
-// built from untrusted text. The file loader applies the same bound to each resource of a document (counting from the
-// resource, not from the document's root), so what the Admin API accepts, a data plane loads.
-inline constexpr size_t kMaxNesting = 64;
+// How deep a resource may nest, counting its own object as level 1 (base/json_limits.h holds the number, for
+// sync too). The deepest legitimate resource nests about 6 levels (route > upstream > checks > active >
+// healthy > http_statuses); APISIX's logical `vars` expressions, which nest, stay far below this too.
+// nlohmann's parser and destructor are iterative, but copying, dumping, comparing and merging a tree recurse
+// once per level, so no tree deeper than this is ever built from untrusted text. The file loader applies the
+// same bound to each resource of a document (counting from the resource, not from the document's root), so
+// what the Admin API accepts, a data plane loads.
+inline constexpr size_t kMaxNesting = base::kMaxJsonNesting;
 
 // Parses `text` as one JSON value (RFC 8259). Refuses it (nullopt, with errors added) when:
-// - it is not JSON: one error with an empty path, "invalid JSON at line L, column C: ...";
+// - it is not JSON: one error at `path_prefix` itself, "invalid JSON at line L, column C: ...";
 // - an object repeats a key: `labels: duplicate key "a"` (the first one is not silently overwritten);
 // - it nests deeper than kMaxNesting: `labels[0][0]...: nested deeper than 64 levels` (what is deeper is
 //   skipped while parsing, never built).
