@@ -361,7 +361,7 @@ AdminResponse AdminService::write(const Target& target, const AdminRequest& req)
   const std::string id_field(ki.id_field);
   config::Errors parse_errors;
   std::optional<json> parsed = config::parse_json(req.body, parse_errors);
-  if (!parsed) return invalid(parse_errors, "invalid JSON in the request body: ");
+  if (!parsed) return invalid(parse_errors, "invalid request body: ");
   json body = std::move(*parsed);
   const bool patch = req.method == "PATCH";
   // Each segment of a sub-path is a level of the patched value (PATCH builds the missing ones).

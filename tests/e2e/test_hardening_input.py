@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from conftest import wait_for
+from conftest import make_config, route, wait_for
 from controlplane import error_paths
 
 # The issue's reproducer: a ~390 KiB body nesting 200k arrays. Parsing is iterative in nlohmann, but copying,
@@ -91,7 +91,7 @@ def test_deep_put_and_post_bodies_are_refused(cp):
         r = cp.admin(method, path, body)
         assert r[0] == 400, (method, path, r[0], r[1], str(r[2])[:300])
         assert "nested deeper than 64 levels" in r[2]["error_msg"], r[2]["error_msg"][:300]
-        assert r[2]["error_msg"].startswith("invalid JSON in the request body: labels[0]"), r[2]["error_msg"][:200]
+        assert r[2]["error_msg"].startswith("invalid request body: labels[0]"), r[2]["error_msg"][:200]
         alive(cp)
     assert_absent(cp, "routes", "deep")
     # Objects nest as lists do.
@@ -195,6 +195,34 @@ def test_traditional_proxy_survives_deep_bodies(trad, etcd1):
     assert served() == (200, "hard"), "the proxy must keep serving"
     assert t.admin("DELETE", "/routes/handdeep")[0] == 200
     assert t.admin("DELETE", "/routes/keep")[0] == 200
+
+
+def yaml_alias_chain(links=40):
+    """A small YAML file whose anchors each nest the previous one 10 levels deeper: 400 levels through aliases."""
+    text = "x0: &a0 " + "[" * 10 + "1" + "]" * 10 + "\n"
+    for i in range(1, links + 1):
+        text += "x%d: &a%d %s*a%d%s\n" % (i, i, "[" * 10, i - 1, "]" * 10)
+    return text + "#END\n"
+
+
+@pytest.mark.parametrize("fmt,bad", [
+    ("json", lambda: '{"routes": [{"id": "deep", "uri": "/deep", "labels": %s}]}' % deep_lists()),
+    ("yaml", lambda: "routes:\n  - id: deep\n    uri: /deep\n    labels: %s\n#END\n" % deep_lists()),
+    ("yaml", yaml_alias_chain),
+], ids=["json", "yaml", "yaml_aliases"])
+def test_standalone_deep_file_is_rejected_last_good_keeps_serving(origin, portico, fmt, bad):
+    o = origin("sa")
+    p = portico(make_config([route("r0", "/id", o, host="sa.test")]), fmt=fmt)
+    gen0 = p.generation()
+    rejected0 = p.error_log().count("config rejected")
+    p.write_config(bad(), raw=True)
+    wait_for(lambda: p.error_log().count("config rejected") > rejected0, timeout=10,
+             message="'config rejected' in the error log")
+    assert "nested deeper than 64 levels" in p.config_status()["last_error"], p.config_status()
+    assert p.running(), p.log_tail()
+    assert p.generation() == gen0
+    r = p.get("/id", host="sa.test")
+    assert r.status == 200 and (r.body or b"").strip() == b"sa", r
 
 
 # ------------------------------------------------------------------------------------------------------------
