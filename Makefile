@@ -29,8 +29,8 @@ unit: build
 fuzz: deps
 	CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=Debug -DPORTICO_FUZZ=ON \
 	  -DPORTICO_TESTS=OFF -DPORTICO_BENCH=OFF >/dev/null
-	ninja -C build-fuzz -j $(JOBS) fuzz_http
-	bash tests/fuzz/run-smoke.sh build-fuzz $${FUZZ_SECONDS:-20}
+	ninja -C build-fuzz -j $(JOBS) fuzz_all
+	bash tests/fuzz/run-smoke.sh build-fuzz $${FUZZ_SECONDS:-60}
 
 e2e: build
 	$(PY) -m pytest -q tests/e2e

@@ -197,14 +197,15 @@ bool read_int(const json& v, const Path& p, Errors& e, int min, int max, int& ou
   return true;
 }
 
-bool read_number(const json& v, const Path& p, Errors& e, double min, bool exclusive, double& out) {
-  std::string expected = std::string("a number ") + (exclusive ? "> " : ">= ") + format_double(min);
+bool read_seconds(const json& v, const Path& p, Errors& e, double min, bool exclusive, double& out) {
+  std::string expected = std::string("a number ") + (exclusive ? "> " : ">= ") + format_double(min) +
+                         " and <= " + format_double(kMaxSeconds) + " (seconds: at most 365 days)";
   if (!v.is_number()) {
     fail_type(e, p, expected, v);
     return false;
   }
   double d = v.get<double>();
-  if (!std::isfinite(d) || d < min || (exclusive && d == min)) {
+  if (!std::isfinite(d) || d < min || (exclusive && d == min) || d > kMaxSeconds) {
     fail_type(e, p, expected, v);
     return false;
   }
@@ -212,10 +213,19 @@ bool read_number(const json& v, const Path& p, Errors& e, double min, bool exclu
   return true;
 }
 
+bool read_port(const json& v, const Path& p, Errors& e, int& out) {
+  if (v.is_number_float()) {
+    fail_type(e, p, "an integer from 1 to 65535 (written without a fraction)", v);
+    return false;
+  }
+  return read_int(v, p, e, 1, 65535, out);
+}
+
 std::string peek_id(const json& v) {
   if (v.is_string()) {
     const std::string& s = v.get_ref<const std::string&>();
-    if (s.empty() || s.size() > 64) return {};
+    // "." and ".." are refused (APISIX accepts them): ids are path segments of etcd keys and Admin API URLs.
+    if (s.empty() || s.size() > 64 || s == "." || s == "..") return {};
     for (char c : s) {
       if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.')) return {};
     }
@@ -234,7 +244,8 @@ bool read_id(const json& v, const Path& p, Errors& e, std::string& out) {
   std::string id = peek_id(v);
   if (id.empty()) {
     fail_type(e, p,
-              "an id: a string of letters, digits, '_', '-' or '.' (1 to 64 characters) or an integer >= 1",
+              "an id: a string of letters, digits, '_', '-' or '.' (1 to 64 characters, not \".\" or "
+              "\"..\") or an integer >= 1",
               v);
     return false;
   }

@@ -32,9 +32,13 @@ bool read_bool(const json& v, const Path& p, Errors& e, bool& out);
 // Integers; a float with an integral value (5.0) is accepted, as APISIX's JSON schema does.
 bool read_int(const json& v, const Path& p, Errors& e, int64_t min, int64_t max, int64_t& out);
 bool read_int(const json& v, const Path& p, Errors& e, int min, int max, int& out);
-// Finite numbers >= min (> min when `exclusive`).
-bool read_number(const json& v, const Path& p, Errors& e, double min, bool exclusive, double& out);
-// An id: a string of [A-Za-z0-9_.-] (1..64 chars) or an integer >= 1, normalized to its decimal text.
+// A duration in seconds: a finite number >= min (> min when `exclusive`) and at most kMaxSeconds.
+bool read_seconds(const json& v, const Path& p, Errors& e, double min, bool exclusive, double& out);
+// A port: an integer 1..65535 written as an integer (80.0 is refused, unlike other integers: a port is part
+// of an address, and a float there is a client bug, not a style).
+bool read_port(const json& v, const Path& p, Errors& e, int& out);
+// An id: a string of [A-Za-z0-9_.-] (1..64 chars, not "." or "..") or an integer >= 1, normalized to its
+// decimal text.
 bool read_id(const json& v, const Path& p, Errors& e, std::string& out);
 // read_id without reporting; empty when `v` is not a valid id.
 std::string peek_id(const json& v);

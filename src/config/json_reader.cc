@@ -50,7 +50,7 @@ class Sax : public nlohmann::json_sax<json> {
         reason += c;
       }
     }
-    errors_.add("", std::move(reason));
+    errors_.add(std::string(b_.path_prefix()), std::move(reason));
     syntax_error_ = true;
     return false;
   }

@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "config/assembler.h"
+#include "config/json_input.h"
 #include "config/readers.h"
 #include "config/tree_builder.h"
 #include "config/validate.h"
@@ -64,7 +65,8 @@ LoadResult parse_text(std::string_view text, Format format) {
         [&assembler](std::string_view section, size_t index, const nlohmann::json& item) {
           detail::SectionKind s;
           if (detail::section_of(section, s)) assembler.add(s, index, item);
-        });
+        },
+        kMaxNesting);
     const bool syntax_ok = format == Format::yaml ? detail::read_yaml(text, builder, errors)
                                                   : detail::read_json(text, builder, errors);
     if (syntax_ok && !builder.stopped()) {

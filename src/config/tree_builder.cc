@@ -8,11 +8,16 @@ namespace portico::config::detail {
 
 using json = nlohmann::json;
 
-TreeBuilder::TreeBuilder(Errors& errors, std::vector<std::string_view> streamed_sections, Sink sink)
-    : errors_(errors), streamed_sections_(std::move(streamed_sections)), sink_(std::move(sink)) {}
+TreeBuilder::TreeBuilder(Errors& errors, std::vector<std::string_view> streamed_sections, Sink sink,
+                         size_t max_depth, std::string_view path_prefix)
+    : errors_(errors),
+      max_depth_(max_depth),
+      path_prefix_(path_prefix),
+      streamed_sections_(std::move(streamed_sections)),
+      sink_(std::move(sink)) {}
 
 std::string TreeBuilder::path() const {
-  std::string out;
+  std::string out(path_prefix_);
   for (const Frame& f : stack_) {
     if (f.value.is_object()) {
       append_key(out, f.key);
@@ -27,13 +32,21 @@ void TreeBuilder::fail_here(std::string reason) {
   errors_.add(path(), std::move(reason));
 }
 
+size_t TreeBuilder::next_level() const {
+  // From the root, or from the resource for the items of a streamed list, so a resource may nest as deep in a
+  // file as in an Admin API body.
+  size_t level = stack_.size() + 1;
+  if (stack_.size() >= 2 && stack_[1].streamed) level -= 2;
+  return level;
+}
+
 void TreeBuilder::begin(json container, uint64_t anchor) {
   if (too_deep_ > 0) {
     ++too_deep_;
     return;
   }
-  if (stack_.size() >= kMaxDepth) {
-    fail_here("nested deeper than " + std::to_string(kMaxDepth) + " levels");
+  if (next_level() > max_depth_) {
+    fail_here("nested deeper than " + std::to_string(max_depth_) + " levels");
     too_deep_ = 1;
     return;
   }
@@ -60,14 +73,14 @@ void TreeBuilder::begin_list(uint64_t anchor) {
 
 void TreeBuilder::end() {
   if (too_deep_ > 0) {
-    if (--too_deep_ == 0) deliver(nullptr, 0);  // the skipped container's slot
+    if (--too_deep_ == 0) deliver(nullptr, 0, 0);  // the skipped container's slot
     return;
   }
   if (stack_.empty()) return;
   Frame frame = std::move(stack_.back());
   stack_.pop_back();
   if (frame.value.is_object()) apply_merges(frame);
-  deliver(std::move(frame.value), frame.anchor);
+  deliver(std::move(frame.value), frame.anchor, frame.height);
 }
 
 void TreeBuilder::key(std::string key, bool merge) {
@@ -86,7 +99,7 @@ void TreeBuilder::key(std::string key, bool merge) {
 
 void TreeBuilder::value(json v, uint64_t anchor) {
   if (too_deep_ > 0) return;
-  deliver(std::move(v), anchor);
+  deliver(std::move(v), anchor, 0);
 }
 
 void TreeBuilder::alias(uint64_t anchor) {
@@ -94,20 +107,28 @@ void TreeBuilder::alias(uint64_t anchor) {
   auto it = anchors_.find(anchor);
   if (it == anchors_.end()) {
     fail_here("alias to an unknown anchor");
-    deliver(nullptr, 0);
+    deliver(nullptr, 0, 0);
     return;
   }
-  deliver(it->second, 0);
+  // An alias copies a finished tree into this slot: chained anchors could otherwise build any depth.
+  const auto& [value, height] = it->second;
+  if (height > 0 && next_level() + height - 1 > max_depth_) {
+    fail_here("nested deeper than " + std::to_string(max_depth_) + " levels (through an alias)");
+    deliver(nullptr, 0, 0);
+    return;
+  }
+  deliver(value, 0, height);
 }
 
-void TreeBuilder::deliver(json v, uint64_t anchor) {
-  if (anchor != 0) anchors_[anchor] = v;
+void TreeBuilder::deliver(json v, uint64_t anchor, size_t height) {
+  if (anchor != 0) anchors_[anchor] = {v, height};
   if (stack_.empty()) {
     root_ = std::move(v);
     done_ = true;
     return;
   }
   Frame& top = stack_.back();
+  top.height = std::max(top.height, height + 1);
   if (top.value.is_array()) {
     if (!top.streamed) {
       top.value.push_back(std::move(v));

@@ -29,6 +29,17 @@ namespace portico::config {
 
 inline constexpr size_t kMaxErrors = 20;
 
+// Bounds on numbers where APISIX's schema sets none, so that no accepted value can misbehave at run time:
+// - Every duration (timeouts, retry_timeout, idle_timeout, health-check intervals) is at most a year. A
+//   deadline is `now + duration` in std::chrono nanoseconds, which overflows past ~292 years (a timeout of
+//   1e10 s would expire at once); a year is far above any real setting.
+// - Health-check intervals are at least 0.1 s (APISIX: integers >= 1), so a probe loop cannot spin.
+// - retries, keepalive_pool.size and checks.active.concurrency are at most 65535 (the proxy makes at most 16
+//   tries anyway; `retries + 1` must not overflow).
+inline constexpr double kMaxSeconds = 86400.0 * 365;
+inline constexpr double kMinCheckInterval = 0.1;
+inline constexpr int kMaxCount = 65535;
+
 // An error list that keeps the first `limit` errors and counts the ones it drops.
 class Errors {
  public:

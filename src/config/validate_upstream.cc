@@ -118,7 +118,7 @@ void read_nodes(const json& v, const Path& p, Errors& e, std::vector<Node>& out)
           if (!reason.empty()) fail(e, fp, reason);
         } else if (k == "port") {
           int port = 0;
-          if (read_int(it.value(), fp, e, 1, 65535, port)) node.port = static_cast<uint16_t>(port);
+          if (read_port(it.value(), fp, e, port)) node.port = static_cast<uint16_t>(port);
         } else if (k == "weight") {
           has_weight = true;
           read_int(it.value(), fp, e, 0, kIntMax, node.weight);
@@ -228,9 +228,9 @@ void read_active(const json& v, const Path& p, Errors& e, ActiveCheck& out) {
     if (k == "type") {
       read_check_type(f, fp, e, out.type);
     } else if (k == "timeout") {
-      read_number(f, fp, e, 0, true, out.timeout);
+      read_seconds(f, fp, e, 0, true, out.timeout);
     } else if (k == "concurrency") {
-      read_int(f, fp, e, 1, kIntMax, out.concurrency);
+      read_int(f, fp, e, 1, kMaxCount, out.concurrency);
     } else if (k == "http_path") {
       if (read_string(f, fp, e, out.http_path) && out.http_path.front() != '/')
         fail(e, fp, "must start with '/'");
@@ -240,7 +240,7 @@ void read_active(const json& v, const Path& p, Errors& e, ActiveCheck& out) {
         if (!reason.empty()) fail(e, fp, reason);
       }
     } else if (k == "port") {
-      read_int(f, fp, e, 1, 65535, out.port);
+      read_port(f, fp, e, out.port);
     } else if (k == "req_headers") {
       read_string_list(f, fp, e, 1, out.req_headers, [&](const json& item, const Path& ip, std::string& h) {
         if (!read_string(item, ip, e, h)) return false;
@@ -257,7 +257,7 @@ void read_active(const json& v, const Path& p, Errors& e, ActiveCheck& out) {
       for (auto h = f.begin(); h != f.end(); ++h) {
         const Path hp = fp.key(h.key());
         if (h.key() == "interval") {
-          read_number(h.value(), hp, e, 0, true, out.healthy.interval);
+          read_seconds(h.value(), hp, e, kMinCheckInterval, false, out.healthy.interval);
         } else if (h.key() == "successes") {
           read_int(h.value(), hp, e, 1, 254, out.healthy.successes);
         } else if (h.key() == "http_statuses") {
@@ -271,7 +271,7 @@ void read_active(const json& v, const Path& p, Errors& e, ActiveCheck& out) {
       for (auto u = f.begin(); u != f.end(); ++u) {
         const Path up = fp.key(u.key());
         if (u.key() == "interval") {
-          read_number(u.value(), up, e, 0, true, out.unhealthy.interval);
+          read_seconds(u.value(), up, e, kMinCheckInterval, false, out.unhealthy.interval);
         } else if (u.key() == "http_failures") {
           read_int(u.value(), up, e, 1, 254, out.unhealthy.http_failures);
         } else if (u.key() == "tcp_failures") {
@@ -354,9 +354,9 @@ void read_keepalive(const json& v, const Path& p, Errors& e, KeepalivePool& out)
   for (auto it = v.begin(); it != v.end(); ++it) {
     const Path fp = p.key(it.key());
     if (it.key() == "size") {
-      read_int(it.value(), fp, e, 1, kIntMax, out.size);
+      read_int(it.value(), fp, e, 1, kMaxCount, out.size);
     } else if (it.key() == "idle_timeout") {
-      read_number(it.value(), fp, e, 0, false, out.idle_timeout);
+      read_seconds(it.value(), fp, e, 0, false, out.idle_timeout);
     } else if (it.key() == "requests") {
       read_int(it.value(), fp, e, 1, kIntMax, out.requests);
     } else {
@@ -427,11 +427,11 @@ bool read_timeout(const json& v, const Path& p, Errors& e, Timeout& out) {
   for (auto it = v.begin(); it != v.end(); ++it) {
     const Path fp = p.key(it.key());
     if (it.key() == "connect") {
-      read_number(it.value(), fp, e, 0, true, out.connect);
+      read_seconds(it.value(), fp, e, 0, true, out.connect);
     } else if (it.key() == "send") {
-      read_number(it.value(), fp, e, 0, true, out.send);
+      read_seconds(it.value(), fp, e, 0, true, out.send);
     } else if (it.key() == "read") {
-      read_number(it.value(), fp, e, 0, true, out.read);
+      read_seconds(it.value(), fp, e, 0, true, out.read);
     } else {
       fail_unknown(e, p, it.key(), {"connect", "send", "read"});
     }
@@ -488,9 +488,9 @@ std::optional<Upstream> upstream_at(const json& v, const Path& p, Errors& e, boo
     } else if (k == "checks") {
       read_checks(f, fp, e, u.checks.emplace());
     } else if (k == "retries") {
-      read_int(f, fp, e, 0, kIntMax, u.retries);
+      read_int(f, fp, e, 0, kMaxCount, u.retries);
     } else if (k == "retry_timeout") {
-      read_number(f, fp, e, 0, false, u.retry_timeout);
+      read_seconds(f, fp, e, 0, false, u.retry_timeout);
     } else if (k == "timeout") {
       read_timeout(f, fp, e, u.timeout.emplace());
     } else if (k == "scheme") {

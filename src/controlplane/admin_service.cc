@@ -2,10 +2,13 @@
 
 #include <openssl/rand.h>
 
+#include <algorithm>
 #include <chrono>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "base/log.h"
+#include "config/json_input.h"
 #include "config/validate.h"
 
 namespace portico::controlplane {
@@ -87,21 +90,29 @@ json errors_json(const config::Errors& errors) {
   return list;
 }
 
-AdminResponse invalid(const config::Errors& errors) {
+AdminResponse invalid(const config::Errors& errors, std::string_view what = "invalid configuration: ") {
   std::string summary;
   for (const config::FieldError& e : errors.list()) {
     if (!summary.empty()) summary += "; ";
     summary += e.path.empty() ? e.reason : e.path + ": " + e.reason;
   }
   if (errors.truncated()) summary += "; ...";
-  json body = {{"error_msg", "invalid configuration: " + summary}, {"errors", errors_json(errors)}};
+  json body = {{"error_msg", std::string(what) + summary}, {"errors", errors_json(errors)}};
   return AdminResponse{400, body.dump(), {}};
+}
+
+// A value read from etcd, through the strict reader: a value written by hand may be anything, and a tree too
+// deep to copy or dump safely is never built. Null when it is not acceptable JSON.
+std::optional<json> parse_stored(const std::string& text) {
+  config::Errors ignored(1);
+  return config::parse_json(text, ignored);
 }
 
 // The value as shown to clients: an SSL's private keys never leave the control plane.
 std::string presentable(Kind kind, const std::string& raw) {
-  json v = json::parse(raw, nullptr, false);
-  if (v.is_discarded()) return quote(raw);  // written into etcd by hand; shown as a string
+  std::optional<json> parsed = parse_stored(raw);
+  if (!parsed) return quote(raw);  // written into etcd by hand; shown as a string
+  json& v = *parsed;
   if (kind == Kind::ssls && v.is_object()) {
     v.erase("key");
     v.erase("keys");
@@ -197,7 +208,7 @@ AdminResponse AdminService::handle(const AdminRequest& req) {
     if (t.id.empty() && !t.sub_path.empty()) return error(404, "empty resource id in the path");
     if (!t.id.empty() && !valid_id(t.id)) {
       return error(400, "invalid " + std::string(info(t.kind).noun) + " id '" + t.id +
-                            "': 1 to 64 characters of a-z A-Z 0-9 - _ .");
+                            "': 1 to 64 characters of a-z A-Z 0-9 - _ . (not \".\" or \"..\")");
     }
   }
   if (!t.sub_path.empty() && req.method != "PATCH") {
@@ -348,9 +359,17 @@ AdminResponse AdminService::write(const Target& target, const AdminRequest& req)
   if (stopping_) return error(503, "this control plane is shutting down");
   const KindInfo& ki = info(target.kind);
   const std::string id_field(ki.id_field);
-  json body = json::parse(req.body, nullptr, false);
-  if (body.is_discarded()) return error(400, "invalid JSON in the request body");
+  config::Errors parse_errors;
+  std::optional<json> parsed = config::parse_json(req.body, parse_errors);
+  if (!parsed) return invalid(parse_errors, "invalid request body: ");
+  json body = std::move(*parsed);
   const bool patch = req.method == "PATCH";
+  // Each segment of a sub-path is a level of the patched value (PATCH builds the missing ones).
+  if (static_cast<size_t>(std::count(target.sub_path.begin(), target.sub_path.end(), '/')) >=
+      config::kMaxNesting) {
+    return error(400, "the PATCH sub-path is deeper than a resource may nest (" +
+                          std::to_string(config::kMaxNesting) + " levels)");
+  }
   if (!patch && !body.is_object()) return error(400, "the request body must be a JSON object");
 
   Target t = target;
@@ -378,7 +397,9 @@ AdminResponse AdminService::write(const Target& target, const AdminRequest& req)
     if (t.id.empty()) {
       return error(400, "missing " + std::string(ki.noun) + " " + id_field + " (in the URL or the body)");
     }
-    if (!valid_id(t.id)) return error(400, id_field + ": 1 to 64 characters of a-z A-Z 0-9 - _ .");
+    if (!valid_id(t.id)) {
+      return error(400, id_field + ": 1 to 64 characters of a-z A-Z 0-9 - _ . (not \".\" or \"..\")");
+    }
   }
   int64_t if_match = -1;
   if (!req.if_match.empty() && !parse_revision_tag(req.if_match, if_match)) {
@@ -407,8 +428,8 @@ AdminResponse AdminService::write(const Target& target, const AdminRequest& req)
     }
     json current;
     if (exists) {
-      current = json::parse(found.kvs.front().value, nullptr, false);
-      if (current.is_discarded() || !current.is_object()) current = json::object();
+      std::optional<json> stored = parse_stored(found.kvs.front().value);
+      current = stored && stored->is_object() ? std::move(*stored) : json::object();
     }
     json value = patch ? json() : body;
     if (patch) {
@@ -417,6 +438,11 @@ AdminResponse AdminService::write(const Target& target, const AdminRequest& req)
       std::string why;
       if (!apply_patch(value, t.sub_path, body, why)) return error(400, why);
       if (!value.is_object()) return error(400, "the patched value must stay a JSON object");
+      // A body under a sub-path adds the sub-path's depth to its own.
+      if (config::nested_deeper_than(value, config::kMaxNesting)) {
+        return error(400, "the patched value would nest deeper than " + std::to_string(config::kMaxNesting) +
+                              " levels (" + t.sub_path + " plus the body's own nesting)");
+      }
       if (auto it = value.find(id_field); it != value.end() && reference_id(*it) != t.id) {
         return error(400, id_field + " cannot be changed by PATCH");
       }
@@ -456,8 +482,8 @@ AdminResponse AdminService::write(const Target& target, const AdminRequest& req)
       const bool needs_service_upstream = t.kind == Kind::routes && ref.kind == Kind::services &&
                                           !value.contains("upstream") && !value.contains("upstream_id");
       if (needs_service_upstream) {
-        json service = json::parse(qr.kvs.front().value, nullptr, false);
-        if (!service.is_object() || (!service.contains("upstream") && !service.contains("upstream_id"))) {
+        std::optional<json> service = parse_stored(qr.kvs.front().value);
+        if (!service || !service->is_object() || !sets_upstream(*service)) {
           config::Errors e;
           e.add("service_id", "service \"" + ref_id +
                                   "\" has no upstream and the route sets none (set upstream or upstream_id)");
@@ -579,7 +605,8 @@ AdminResponse AdminService::remove(const Target& t, const AdminRequest& req) {
           store::RangeResult ur;
           store::Status us = etcd.range(uq, ur);
           if (!us.ok()) return store_failure(us);
-          json v = ur.kvs.empty() ? json() : json::parse(ur.kvs.front().value, nullptr, false);
+          std::optional<json> stored = ur.kvs.empty() ? std::nullopt : parse_stored(ur.kvs.front().value);
+          json v = stored ? std::move(*stored) : json();
           const char* field = t.kind == Kind::upstreams  ? "upstream_id"
                               : t.kind == Kind::services ? "service_id"
                                                          : "plugin_config_id";

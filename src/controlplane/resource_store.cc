@@ -5,6 +5,7 @@
 #include <unordered_set>
 
 #include "base/log.h"
+#include "config/json_input.h"
 #include "config/validate.h"
 
 namespace portico::controlplane {
@@ -84,11 +85,15 @@ bool ResourceStore::admit(const store::KeyValue& kv, Kind& kind, Entry& out, std
     reason = "invalid id '" + std::string(id) + "'";
     return false;
   }
-  json value = json::parse(kv.value, nullptr, false);
-  if (value.is_discarded()) {
-    reason = "value is not valid JSON";
+  // The Admin API's reader: a hand-written value too deep to copy or dump safely, or with a repeated
+  // key, is refused like any invalid value (logged, skipped, listed in rejected()).
+  config::Errors parse_errors;
+  std::optional<json> parsed = config::parse_json(kv.value, parse_errors);
+  if (!parsed) {
+    reason = "value is not valid JSON: " + describe(parse_errors);
     return false;
   }
+  json& value = *parsed;
   if (!value.is_object()) {
     reason = "value is not a JSON object";
     return false;

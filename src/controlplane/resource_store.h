@@ -2,9 +2,10 @@
 // reads from it (once it has caught up with etcd's revision), the reference checks scan it, and in the
 // traditional role the data plane's configuration is assembled from it.
 //
-// Every value is checked when it arrives: one that is not valid JSON or fails its kind's validator (written
-// into etcd by hand, or by a newer Portico) is logged and kept out of the copy, so nothing downstream ever
-// sees it; it is listed in rejected() until it is fixed or deleted.
+// Every value is checked when it arrives: one that the strict JSON reader refuses (config/json_input.h: not
+// JSON, a repeated key, nesting past 64 levels) or that fails its kind's validator (written into etcd by
+// hand, or by a newer Portico) is logged and kept out of the copy, so nothing downstream ever sees it; it is
+// listed in rejected() until it is fixed or deleted.
 //
 // Thread-safety: the mutators (reset, apply, set_connected) are called by the mirror thread only; every
 // other method may be called from any thread. on_change listeners run on the mirror thread after each

@@ -47,9 +47,10 @@ inline bool kind_of(std::string_view name, Kind& out) {
   return false;
 }
 
-// APISIX's id rule: 1..64 characters of [a-zA-Z0-9-_.].
+// APISIX's id rule: 1..64 characters of [a-zA-Z0-9-_.], except "." and ".." (stricter than APISIX): an id is
+// a segment of etcd keys and of URLs, where those two mean "here" and "the parent" (config::read_id agrees).
 inline bool valid_id(std::string_view id) {
-  if (id.empty() || id.size() > 64) return false;
+  if (id.empty() || id.size() > 64 || id == "." || id == "..") return false;
   for (char c : id) {
     bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
               c == '_' || c == '.';

@@ -12,6 +12,7 @@
 #include <unordered_set>
 
 #include "base/log.h"
+#include "config/json_input.h"
 #include "config/validate.h"
 
 namespace portico::snapshot {
@@ -410,11 +411,9 @@ SnapshotBuilder::Result SnapshotBuilder::apply(std::span<const ResourceChange> c
     const std::string path = std::string(change.kind) + "/" + std::string(change.id);
     std::optional<nlohmann::json> value;
     if (change.value != nullptr) {
-      value = nlohmann::json::parse(*change.value, nullptr, false);
-      if (value->is_discarded()) {
-        errors.add(path, "is not valid JSON");
-        continue;
-      }
+      // The strict reader (depth-bounded, no repeated keys), as for every JSON value that enters.
+      value = config::parse_json(*change.value, errors, path);
+      if (!value) continue;
     }
     // Validates the value (if any) and records the change; the value must carry the key it is stored under.
     auto record = [&](auto& pending, auto validate, auto key_of, std::string_view key_field) {

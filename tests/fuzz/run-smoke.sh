@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Runs each HTTP fuzz target for SECONDS (default 20) from its seed corpus, with the dictionary, and fails
-# if any target crashes, leaks, times out or trips an invariant. New corpus entries go to a scratch
-# directory, so the checked-in seeds stay small; crash inputs and logs go to BUILD_DIR/fuzz-artifacts/.
+# Runs every fuzz target from its seed corpus, with its dictionary (TARGET.dict, else http.dict), for an
+# equal share of SECONDS (the whole run's budget, default 60), and fails if any target crashes, leaks, times
+# out or trips an invariant. New corpus entries go to a scratch directory, so the checked-in seeds stay small;
+# crash inputs and logs go to BUILD_DIR/fuzz-artifacts/.
 #
 #   tests/fuzz/run-smoke.sh BUILD_DIR [SECONDS]
 #
 # BUILD_DIR is a build tree configured with CXX=clang++ -DPORTICO_FUZZ=ON (targets built with
-# `ninja -C BUILD_DIR fuzz_http`).
+# `ninja -C BUILD_DIR fuzz_all`).
 set -euo pipefail
 
 if [ $# -lt 1 ] || [ $# -gt 2 ]; then
@@ -14,9 +15,11 @@ if [ $# -lt 1 ] || [ $# -gt 2 ]; then
   exit 2
 fi
 build=$1
-seconds=${2:-20}
+budget=${2:-60}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-targets=(fuzz_request_parser fuzz_response_parser fuzz_chunked)
+targets=(fuzz_request_parser fuzz_response_parser fuzz_chunked fuzz_json_input)
+seconds=$(( budget / ${#targets[@]} ))
+if [ "$seconds" -lt 1 ]; then seconds=1; fi
 artifacts="$build/fuzz-artifacts"
 mkdir -p "$artifacts"
 
@@ -33,14 +36,16 @@ failed=0
 for t in "${targets[@]}"; do
   bin=$(find_target "$t")
   if [ -z "$bin" ]; then
-    echo "run-smoke: $t not found under $build (configure with CXX=clang++ -DPORTICO_FUZZ=ON and build fuzz_http)" >&2
+    echo "run-smoke: $t not found under $build (configure with CXX=clang++ -DPORTICO_FUZZ=ON and build fuzz_all)" >&2
     exit 2
   fi
   scratch=$(mktemp -d "${TMPDIR:-/tmp}/portico-$t.XXXXXX")
   log="$artifacts/$t.log"
+  dict="$here/$t.dict"
+  [ -f "$dict" ] || dict="$here/http.dict"
   start=$(date +%s)
   if "$bin" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=4096 -print_final_stats=1 \
-      -dict="$here/http.dict" -artifact_prefix="$artifacts/$t-" "$scratch" "$here/corpus/$t" >"$log" 2>&1; then
+      -dict="$dict" -artifact_prefix="$artifacts/$t-" "$scratch" "$here/corpus/$t" >"$log" 2>&1; then
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
     echo "run-smoke: $t ok: ${execs:-?} execs in $(( $(date +%s) - start ))s"
   else

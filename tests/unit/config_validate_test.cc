@@ -318,7 +318,7 @@ const Case kUpstreamCases[] = {
     {"active_unknown", checks_with(R"({"active": {"interval": 1}})"), "upstreams[0].checks.active.interval",
      "unknown field 'interval'"},
     {"active_healthy_interval", checks_with(R"({"active": {"healthy": {"interval": 0}}})"),
-     "upstreams[0].checks.active.healthy.interval", "a number > 0"},
+     "upstreams[0].checks.active.healthy.interval", "a number >= 0.1 and <= 31536000"},
     {"active_healthy_successes_low", checks_with(R"({"active": {"healthy": {"successes": 0}}})"),
      "upstreams[0].checks.active.healthy.successes", "an integer from 1 to 254"},
     {"active_healthy_successes_high", checks_with(R"({"active": {"healthy": {"successes": 255}}})"),
@@ -331,7 +331,7 @@ const Case kUpstreamCases[] = {
     {"active_healthy_not_mapping", checks_with(R"({"active": {"healthy": 1}})"),
      "upstreams[0].checks.active.healthy", "must be a mapping"},
     {"active_unhealthy_interval", checks_with(R"({"active": {"unhealthy": {"interval": -1}}})"),
-     "upstreams[0].checks.active.unhealthy.interval", "a number > 0"},
+     "upstreams[0].checks.active.unhealthy.interval", "a number >= 0.1 and <= 31536000"},
     {"active_unhealthy_http_failures", checks_with(R"({"active": {"unhealthy": {"http_failures": 0}}})"),
      "upstreams[0].checks.active.unhealthy.http_failures", "from 1 to 254"},
     {"active_unhealthy_tcp_failures", checks_with(R"({"active": {"unhealthy": {"tcp_failures": 300}}})"),
@@ -397,6 +397,47 @@ const Case kUpstreamCases[] = {
     {"name_empty", upstream_with(R"("name": "")"), "upstreams[0].name", "must not be empty"},
 };
 INSTANTIATE_TEST_SUITE_P(Upstreams, ValidationError, ::testing::ValuesIn(kUpstreamCases),
+                         [](const auto& info) { return std::string(info.param.name); });
+
+// Numbers where APISIX sets no upper bound: every duration is at most a year (nanosecond deadlines cannot
+// overflow), intervals cannot spin, counts stay far from integer overflow, ports are written as integers.
+const Case kBoundCases[] = {
+    {"route_timeout_1e10", route_with(R"("timeout": {"connect": 1, "send": 1, "read": 1e10})"),
+     "routes[0].timeout.read", "a number > 0 and <= 31536000 (seconds: at most 365 days)"},
+    {"route_timeout_connect_huge", route_with(R"("timeout": {"connect": 31536000.5})"),
+     "routes[0].timeout.connect", "<= 31536000"},
+    {"upstream_timeout_send", upstream_with(R"("timeout": {"send": 1e300})"), "upstreams[0].timeout.send",
+     "<= 31536000"},
+    {"retry_timeout_huge", upstream_with(R"("retry_timeout": 1e10)"), "upstreams[0].retry_timeout",
+     "a number >= 0 and <= 31536000"},
+    {"idle_timeout_huge", upstream_with(R"("keepalive_pool": {"idle_timeout": 1e10})"),
+     "upstreams[0].keepalive_pool.idle_timeout", "<= 31536000"},
+    {"pool_size_huge", upstream_with(R"("keepalive_pool": {"size": 65536})"),
+     "upstreams[0].keepalive_pool.size", "an integer from 1 to 65535"},
+    {"retries_huge", upstream_with(R"("retries": 2147483647)"), "upstreams[0].retries",
+     "an integer from 0 to 65535"},
+    {"active_timeout_huge", checks_with(R"({"active": {"timeout": 1e10}})"),
+     "upstreams[0].checks.active.timeout", "<= 31536000"},
+    {"active_concurrency_huge", checks_with(R"({"active": {"concurrency": 100000}})"),
+     "upstreams[0].checks.active.concurrency", "an integer from 1 to 65535"},
+    {"healthy_interval_1e10", checks_with(R"({"active": {"healthy": {"interval": 1e10}}})"),
+     "upstreams[0].checks.active.healthy.interval", "a number >= 0.1 and <= 31536000"},
+    {"unhealthy_interval_tiny", checks_with(R"({"active": {"unhealthy": {"interval": 1e-9}}})"),
+     "upstreams[0].checks.active.unhealthy.interval", "a number >= 0.1"},
+    {"node_port_float",
+     upstream_doc(R"({"id": "u1", "nodes": [{"host": "10.0.0.1", "port": 80.0, "weight": 1}]})"),
+     "upstreams[0].nodes[0].port",
+     "an integer from 1 to 65535 (written without a fraction), got a number (80)"},
+    {"node_key_port_float", upstream_doc(R"({"id": "u1", "nodes": {"127.0.0.1:80.0": 1}})"),
+     "upstreams[0].nodes[\"127.0.0.1:80.0\"]", "the port must be an integer from 1 to 65535"},
+    {"active_port_float", checks_with(R"({"active": {"port": 8080.0}})"), "upstreams[0].checks.active.port",
+     "written without a fraction"},
+    {"id_dot", upstream_doc(R"({"id": ".", "nodes": {"10.0.0.1:80": 1}})"), "upstreams[0].id",
+     "not \".\" or \"..\""},
+    {"id_dotdot", route_doc(R"({"id": "..", "uri": "/a", "upstream_id": "u1"})"), "routes[0].id",
+     "not \".\" or \"..\""},
+};
+INSTANTIATE_TEST_SUITE_P(Bounds, ValidationError, ::testing::ValuesIn(kBoundCases),
                          [](const auto& info) { return std::string(info.param.name); });
 
 const Case kServiceCases[] = {

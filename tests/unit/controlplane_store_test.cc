@@ -57,6 +57,34 @@ TEST(ResourceStore, ResetKeepsValidValuesAndListsRejectedOnes) {
   EXPECT_NE(rejected[2].reason.find("differs from the key"), std::string::npos) << rejected[2].reason;
 }
 
+// A value written into etcd by hand goes through the Admin API's strict reader: nesting 200k levels deep
+// (which crashed the control plane when the tree was copied or freed) or repeating a key, it is skipped and
+// listed like any invalid value, and the rest of the config is kept.
+TEST(ResourceStore, DeepOrDuplicateKeyValuesAreRejectedNotCrashed) {
+  ResourceStore copy("/apisix");
+  const size_t depth = 200000;
+  std::string deep = R"({"uri":"/deep","upstream_id":"u1","labels":)" + std::string(depth, '[') + "1" +
+                     std::string(depth, ']') + "}";
+  copy.reset(header(5), {kv("/apisix/upstreams/u1", kUpstream, 2), kv("/apisix/routes/deep", deep, 3),
+                         kv("/apisix/routes/dup", R"({"uri":"/a","uri":"/b","upstream_id":"u1"})", 4),
+                         kv("/apisix/routes/r1", kRoute, 5)});
+  EXPECT_TRUE(copy.get(Kind::routes, "r1"));
+  EXPECT_FALSE(copy.get(Kind::routes, "deep"));
+  EXPECT_FALSE(copy.get(Kind::routes, "dup"));
+  auto rejected = copy.rejected();
+  ASSERT_EQ(rejected.size(), 2u);
+  EXPECT_EQ(rejected[0].key, "/apisix/routes/deep");
+  EXPECT_NE(rejected[0].reason.find("nested deeper than 64 levels"), std::string::npos) << rejected[0].reason;
+  EXPECT_NE(rejected[1].reason.find("uri: duplicate key \"uri\""), std::string::npos) << rejected[1].reason;
+
+  // The same through the watch.
+  std::vector<store::WatchEvent> events(1);
+  events[0].kv = kv("/apisix/routes/r1", deep, 6);
+  copy.apply(header(6), events);
+  EXPECT_FALSE(copy.get(Kind::routes, "r1"));
+  EXPECT_EQ(copy.rejected().size(), 3u);
+}
+
 TEST(ResourceStore, EventsApplyInOrderAndFixRejectedKeys) {
   ResourceStore copy("/apisix");
   copy.reset(header(3), {kv("/apisix/upstreams/u1", kUpstream, 2), kv("/apisix/routes/bad", "{", 3)});
