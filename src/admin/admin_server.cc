@@ -242,7 +242,9 @@ awaitable<void> AdminServer::Impl::serve(std::unique_ptr<Conn> conn) {
   size_t len = 0;
   http::ParseLimits limits;
   limits.max_head_size = kMaxHead;
-  http::RequestHead head;
+  // The parsed head (4 KiB of header slots) lives on the heap while a request is read, not in the frame of
+  // every idle connection.
+  std::unique_ptr<http::RequestHead> head_slots;
   asio::steady_timer timer(context);
   bool timed_out = false;
   auto arm = [&](double seconds) {
@@ -289,13 +291,17 @@ awaitable<void> AdminServer::Impl::serve(std::unique_ptr<Conn> conn) {
     }
     http::ParseResult parsed;
     while (true) {
-      parsed = http::parse_request(buf.data(), len, limits, head);
-      if (parsed.status != http::ParseStatus::incomplete) break;
+      if (len > 0) {
+        if (!head_slots) head_slots = std::make_unique<http::RequestHead>();
+        parsed = http::parse_request(buf.data(), len, limits, *head_slots);
+        if (parsed.status != http::ParseStatus::incomplete) break;
+      }
       if (len >= kMaxHead || !co_await read_more()) {
         timer.cancel();
         co_return;
       }
     }
+    const http::RequestHead& head = *head_slots;
     if (parsed.status == http::ParseStatus::error) {
       co_await send(error(parsed.error_status, parsed.error_reason), false);
       break;
@@ -438,7 +444,10 @@ awaitable<void> AdminServer::Impl::serve(std::unique_ptr<Conn> conn) {
     // Keep pipelined bytes for the next request; an idle keep-alive connection gives its buffer back.
     std::memmove(buf.data(), buf.data() + consumed, len - consumed);
     len -= consumed;
-    if (len == 0) std::string().swap(buf);
+    if (len == 0) {
+      std::string().swap(buf);
+      head_slots.reset();
+    }
   }
   timer.cancel();
   if (!timed_out && socket.is_open()) {
