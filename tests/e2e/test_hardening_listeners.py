@@ -136,11 +136,11 @@ def closed_within(sock, seconds):
     return time.monotonic() - t0
 
 
-def exhaust_and_recover(proc, proxy_port, during=None, after=None):
-    """The descriptor-exhaustion scenario of issue 9 item 2 against a process with a proxy listener, already
-    limited to NOFILE descriptors. `during()` runs while the process is exhausted, `after()` once the idle
-    connections are closed (after /readyz is 200 again)."""
-    idle = open_connections(proxy_port, IDLE_CONNECTIONS)
+def exhaust_and_recover(proc, port, during=None, after=None, send=b""):
+    """The descriptor-exhaustion scenario of issue 9 item 2 against a process already limited to NOFILE
+    descriptors: IDLE_CONNECTIONS connections to `port` (each sent `send`). `during()` runs while the process is
+    exhausted, `after()` once the idle connections are closed (after /readyz is 200 again)."""
+    idle = open_connections(port, IDLE_CONNECTIONS, send=send)
     quiet = []
     try:
         # The workers take connections until accept() fails; the rest wait in the kernel's backlog.
@@ -149,13 +149,13 @@ def exhaust_and_recover(proc, proxy_port, during=None, after=None):
 
         # A health checker gets an answer, and it is not "ready".
         st, body = wait_for(lambda: (lambda r: r if r[0] != 200 else None)(readyz(proc)), timeout=10,
-                            message="/readyz to stop answering 200 while the proxy cannot accept")
+                            message="/readyz to stop answering 200 while the process cannot accept")
         assert st == 503 and b"file descriptors" in body, (st, body)
         if during:
             during()
 
         # No spinning: connections wait in the status and proxy backlogs while the CPU time is measured.
-        quiet = open_connections(proc.status_port, 2) + open_connections(proxy_port, 2)
+        quiet = open_connections(proc.status_port, 2) + open_connections(port, 2)
         t0, c0 = time.monotonic(), cpu_seconds(proc.pid)
         time.sleep(2.0)
         load = (cpu_seconds(proc.pid) - c0) / (time.monotonic() - t0)
@@ -241,18 +241,23 @@ def test_admin_listener_recovers_from_descriptor_exhaustion(etcd1, origin, tmp_p
 # items 5 and 9: unauthenticated connections
 # ------------------------------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def cp_sync(etcd1, tmp_path_factory):
-    work = tmp_path_factory.mktemp("sync-limits")
+def start_sync_cp(etcd, work):
+    """A control plane with the sync listener and one data-plane token (cp.sync_port, cp.token)."""
     token = secrets.token_hex(16)
     tokens = work / "dp-tokens"
     tokens.write_text("dp1 %s\n" % token)
     tokens.chmod(0o600)
     sync_port = free_port()
-    cp = ControlPlane(work / "cp", etcd1.endpoints_arg(), sync_listen="%s:%d" % (LOOPBACK, sync_port),
+    cp = ControlPlane(work / "cp", etcd.endpoints_arg(), sync_listen="%s:%d" % (LOOPBACK, sync_port),
                       dp_tokens_file=str(tokens)).start()
     cp.sync_port = sync_port
     cp.token = token
+    return cp
+
+
+@pytest.fixture(scope="module")
+def cp_sync(etcd1, tmp_path_factory):
+    cp = start_sync_cp(etcd1, tmp_path_factory.mktemp("sync-limits"))
     yield cp
     cp.stop()
 
@@ -268,6 +273,37 @@ def test_idle_unauthenticated_admin_connections_do_not_lock_out_the_api(cp_sync)
         assert held <= 64, "the listener holds %d idle unauthenticated connections from one address" % held
     finally:
         close_all(idle)
+
+
+def test_sync_and_admin_listeners_recover_from_descriptor_exhaustion(etcd1, tmp_path):
+    """The control_plane role: authenticated keep-alive data-plane connections (which the unauthenticated caps
+    do not limit) exhaust the process; the sync, admin and status listeners all come back by themselves."""
+    cp = start_sync_cp(etcd1, tmp_path)
+    limit_descriptors(cp.pid)
+    poll = ("GET /portico/v1/snapshot HTTP/1.1\r\nHost: cp\r\nAuthorization: Bearer %s\r\n\r\n" % cp.token).encode()
+    pending = {}
+
+    def during():
+        s = socket.create_connection((LOOPBACK, cp.admin_port), timeout=20)
+        s.sendall(("GET /apisix/admin/routes HTTP/1.1\r\nHost: t\r\nX-API-KEY: %s\r\n"
+                   "Connection: close\r\n\r\n" % cp.admin_key).encode())
+        pending["sock"] = s
+
+    def after():
+        s = pending["sock"]
+        try:
+            assert s.recv(65536).startswith(b"HTTP/1.1 200"), "the admin request sent during the exhaustion"
+        finally:
+            s.close()
+        st, _ = http_get(cp.sync_port, "/portico/v1/snapshot", headers=[("Authorization", "Bearer " + cp.token)])
+        assert st == 200
+        log = cp.error_log()
+        assert "(/portico/v1): accept failed" in log and "(/apisix/admin): accept failed" in log, cp.log_tail()
+
+    try:
+        exhaust_and_recover(cp, cp.sync_port, during=during, after=after, send=poll)
+    finally:
+        cp.stop()
 
 
 def test_unauthenticated_head_deadline(cp_sync):
