@@ -12,9 +12,11 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <cstring>
+#include <list>
 #include <stdexcept>
 #include <thread>
 
+#include "base/accept_backoff.h"
 #include "base/endpoint.h"
 #include "base/json_escape.h"
 #include "base/log.h"
@@ -31,6 +33,13 @@ constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 namespace {
 
 constexpr size_t kMaxHead = 64 * 1024;
+constexpr size_t kInitialBuffer = 4 * 1024;  // grows by doubling for a larger head or body
+
+asio::ip::address client_address(const tcp::endpoint& peer) {
+  const asio::ip::address a = peer.address();
+  if (a.is_v6() && a.to_v6().is_v4_mapped()) return asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6());
+  return a;
+}
 
 std::string serialize(const AdminResponse& r, bool keep_alive, bool head) {
   std::string out = "HTTP/1.1 " + std::to_string(r.status) + " " +
@@ -94,19 +103,46 @@ awaitable<AdminResponse> resume_deferred(std::shared_ptr<Deferred> deferred) {
 }
 
 struct AdminServer::Impl {
+  // One accepted connection, owned by its serve() coroutine; the accounting below points at it while it
+  // lives (the listener's thread only).
+  struct Conn {
+    Conn(Impl& impl, tcp::socket s, asio::ip::address a) : owner(impl), socket(std::move(s)), source(a) {}
+    ~Conn() { owner.forget(*this); }
+    Impl& owner;
+    tcp::socket socket;
+    asio::ip::address source;
+    bool authenticated = false;
+    bool listed = true;   // in `unauthenticated` (until it authenticates or is closed)
+    bool counted = true;  // in `connections` (until it is closed to make room)
+    std::list<Conn*>::iterator unauthenticated_pos;
+  };
+
   AdminServerOptions options;  // `keys` is unused after listen(): see keys
   AdminHandler handler;
   mutable std::mutex keys_mu;
   std::shared_ptr<const std::vector<AdminKey>> keys;  // replaced whole by set_keys()
   std::vector<router::Cidr> allowed;
+  // Connection accounting (the listener's thread only). Declared before the io_context: destroying the
+  // context destroys the coroutines still parked in it, and their Conns unregister here.
+  size_t connections = 0;
+  std::list<Conn*> unauthenticated;  // oldest first
+  std::map<asio::ip::address, size_t> unauthenticated_by_source;
   asio::io_context context{1};
   tcp::acceptor acceptor{context};
+  base::AcceptBackoff backoff;
   std::unique_ptr<asio::thread_pool> pool;
   std::thread thread;
-  size_t connections = 0;  // open connections (the listener's thread only)
 
+  explicit Impl(std::string name) : backoff(std::move(name)) {}
   awaitable<void> accept_loop();
-  awaitable<void> serve(tcp::socket socket);
+  awaitable<void> serve(std::unique_ptr<Conn> conn);
+  // Closes unauthenticated connections (oldest first) until `source` is under its cap and the listener
+  // under its caps; false when the newcomer still has no room (every slot held by an authenticated client).
+  bool make_room(const asio::ip::address& source);
+  void close_to_make_room(Conn& c);
+  void authenticated(Conn& c);
+  void forget(Conn& c);
+  void leave_unauthenticated(Conn& c);
   bool client_allowed(const tcp::endpoint& peer) const;
   // Empty optional-like: role found, or an error response to send.
   bool authenticate(std::string_view key, Role& role, std::string& principal) const;
@@ -145,18 +181,70 @@ bool AdminServer::Impl::authenticate(std::string_view key, Role& role, std::stri
   return found;
 }
 
-awaitable<void> AdminServer::Impl::serve(tcp::socket socket) {
+void AdminServer::Impl::leave_unauthenticated(Conn& c) {
+  if (!c.listed) return;
+  c.listed = false;
+  unauthenticated.erase(c.unauthenticated_pos);
+  auto it = unauthenticated_by_source.find(c.source);
+  if (--it->second == 0) unauthenticated_by_source.erase(it);
+}
+
+void AdminServer::Impl::authenticated(Conn& c) {
+  c.authenticated = true;
+  leave_unauthenticated(c);
+}
+
+void AdminServer::Impl::close_to_make_room(Conn& c) {
+  leave_unauthenticated(c);
+  if (c.counted) {
+    c.counted = false;
+    --connections;
+  }
+  // Its coroutine sees the read fail and ends; the descriptor is free at once.
+  boost::system::error_code ignored;
+  c.socket.close(ignored);
+}
+
+void AdminServer::Impl::forget(Conn& c) {
+  leave_unauthenticated(c);
+  if (c.counted) --connections;
+}
+
+bool AdminServer::Impl::make_room(const asio::ip::address& source) {
+  auto by_source = unauthenticated_by_source.find(source);
+  if (by_source != unauthenticated_by_source.end() &&
+      by_source->second >= options.max_unauthenticated_per_source) {
+    for (Conn* c : unauthenticated) {
+      if (c->source == source) {
+        close_to_make_room(*c);
+        break;
+      }
+    }
+  }
+  if (!unauthenticated.empty() && unauthenticated.size() >= options.max_unauthenticated) {
+    close_to_make_room(*unauthenticated.front());
+  }
+  if (!unauthenticated.empty() && connections >= options.max_connections) {
+    close_to_make_room(*unauthenticated.front());
+  }
+  return connections < options.max_connections;
+}
+
+awaitable<void> AdminServer::Impl::serve(std::unique_ptr<Conn> conn) {
+  tcp::socket& socket = conn->socket;
   boost::system::error_code peer_ec;
   tcp::endpoint peer = socket.remote_endpoint(peer_ec);
   const bool allowed_peer = !peer_ec && client_allowed(peer);
   socket.set_option(tcp::no_delay(true), peer_ec);
 
+  // No buffer until the client has sent something: an idle connection costs its socket and this frame.
   std::string buf;
-  buf.resize(16 * 1024);
   size_t len = 0;
   http::ParseLimits limits;
   limits.max_head_size = kMaxHead;
-  http::RequestHead head;
+  // The parsed head (4 KiB of header slots) lives on the heap while a request is read, not in the frame of
+  // every idle connection.
+  std::unique_ptr<http::RequestHead> head_slots;
   asio::steady_timer timer(context);
   bool timed_out = false;
   auto arm = [&](double seconds) {
@@ -170,7 +258,13 @@ awaitable<void> AdminServer::Impl::serve(tcp::socket socket) {
     });
   };
   auto read_more = [&]() -> awaitable<bool> {
-    if (len == buf.size()) buf.resize(buf.size() * 2);
+    if (buf.empty()) {
+      auto [ec] = co_await socket.async_wait(tcp::socket::wait_read, nothrow);
+      if (ec) co_return false;
+      buf.resize(kInitialBuffer);
+    } else if (len == buf.size()) {
+      buf.resize(buf.size() * 2);
+    }
     auto [ec, n] = co_await socket.async_read_some(asio::buffer(buf.data() + len, buf.size() - len), nothrow);
     if (ec || n == 0) co_return false;
     len += n;
@@ -186,17 +280,28 @@ awaitable<void> AdminServer::Impl::serve(tcp::socket socket) {
   };
 
   while (true) {
-    // A client outside the allow-list gets a few seconds to send its request (to be told 403), no more.
-    arm(allowed_peer ? options.idle_timeout : 5.0);
+    // A client outside the allow-list gets a few seconds to send its request (to be told 403), no more; one
+    // that has not authenticated yet gets the short head deadline.
+    if (!allowed_peer) {
+      arm(5.0);
+    } else if (!conn->authenticated) {
+      arm(std::min(options.idle_timeout, options.unauthenticated_timeout));
+    } else {
+      arm(options.idle_timeout);
+    }
     http::ParseResult parsed;
     while (true) {
-      parsed = http::parse_request(buf.data(), len, limits, head);
-      if (parsed.status != http::ParseStatus::incomplete) break;
+      if (len > 0) {
+        if (!head_slots) head_slots = std::make_unique<http::RequestHead>();
+        parsed = http::parse_request(buf.data(), len, limits, *head_slots);
+        if (parsed.status != http::ParseStatus::incomplete) break;
+      }
       if (len >= kMaxHead || !co_await read_more()) {
         timer.cancel();
         co_return;
       }
     }
+    const http::RequestHead& head = *head_slots;
     if (parsed.status == http::ParseStatus::error) {
       co_await send(error(parsed.error_status, parsed.error_reason), false);
       break;
@@ -250,6 +355,10 @@ awaitable<void> AdminServer::Impl::serve(tcp::socket socket) {
       break;
     }
     req.path = path.substr(options.path_prefix.size());
+    if (!conn->authenticated) {
+      authenticated(*conn);
+      arm(options.idle_timeout);  // the body, no longer under the unauthenticated head deadline
+    }
 
     if (expect_continue && framing != http::BodyFraming::none) {
       static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -332,9 +441,13 @@ awaitable<void> AdminServer::Impl::serve(tcp::socket socket) {
     }
     if (!co_await send(response, keep_alive)) break;
     if (!keep_alive) break;
-    // Keep pipelined bytes for the next request.
+    // Keep pipelined bytes for the next request; an idle keep-alive connection gives its buffer back.
     std::memmove(buf.data(), buf.data() + consumed, len - consumed);
     len -= consumed;
+    if (len == 0) {
+      std::string().swap(buf);
+      head_slots.reset();
+    }
   }
   timer.cancel();
   if (!timed_out && socket.is_open()) {
@@ -343,6 +456,7 @@ awaitable<void> AdminServer::Impl::serve(tcp::socket socket) {
     boost::system::error_code ec;
     socket.shutdown(tcp::socket::shutdown_send, ec);
     arm(2.0);
+    if (buf.size() < kInitialBuffer) buf.resize(kInitialBuffer);
     size_t drained = 0;
     while (drained < 8 * 1024 * 1024) {
       auto [rec, n] = co_await socket.async_read_some(asio::buffer(buf.data(), buf.size()), nothrow);
@@ -359,22 +473,38 @@ awaitable<void> AdminServer::Impl::accept_loop() {
     auto [ec, socket] = co_await acceptor.async_accept(nothrow);
     if (ec) {
       if (!acceptor.is_open()) co_return;
-      // Out of descriptors (EMFILE) and the like: pause instead of spinning on the same error.
-      pause.expires_after(std::chrono::milliseconds(100));
-      co_await pause.async_wait(nothrow);
+      if (!base::is_resource_exhaustion(ec)) continue;  // that one connection failed
+      auto delay = backoff.failed(ec);
+      while (true) {
+        pause.expires_after(delay);
+        co_await pause.async_wait(nothrow);
+        if (!acceptor.is_open()) co_return;
+        if (backoff.try_resume()) break;
+        delay = backoff.next_delay();
+      }
       continue;
     }
-    if (connections >= options.max_connections) {
+    backoff.succeeded();
+    boost::system::error_code peer_ec;
+    const tcp::endpoint peer = socket.remote_endpoint(peer_ec);
+    if (peer_ec) continue;  // already gone
+    const asio::ip::address source = client_address(peer);
+    if (!make_room(source)) {
       boost::system::error_code ignored;
       socket.close(ignored);
       continue;
     }
+    auto conn = std::make_unique<Conn>(*this, std::move(socket), source);
     ++connections;
-    asio::co_spawn(context, serve(std::move(socket)), [this](std::exception_ptr) { --connections; });
+    unauthenticated.push_back(conn.get());
+    conn->unauthenticated_pos = std::prev(unauthenticated.end());
+    ++unauthenticated_by_source[source];
+    asio::co_spawn(context, serve(std::move(conn)), asio::detached);
   }
 }
 
-AdminServer::AdminServer(AdminServerOptions options, AdminHandler handler) : impl_(std::make_unique<Impl>()) {
+AdminServer::AdminServer(AdminServerOptions options, AdminHandler handler)
+    : impl_(std::make_unique<Impl>("listener " + options.listen + " (" + options.path_prefix + ")")) {
   impl_->options = std::move(options);
   impl_->handler = std::move(handler);
 }
@@ -393,6 +523,10 @@ void AdminServer::listen() {
     s.allowed.push_back(cidr);
   }
   if (s.options.keys.empty()) throw std::runtime_error("no key configured for " + s.options.path_prefix);
+  if (s.options.max_connections == 0 || s.options.max_unauthenticated == 0 ||
+      s.options.max_unauthenticated_per_source == 0) {
+    throw std::runtime_error("listener " + s.options.listen + ": connection limits must be at least 1");
+  }
   s.keys = std::make_shared<const std::vector<AdminKey>>(s.options.keys);
   tcp::endpoint ep = base::parse_endpoint(s.options.listen);
   s.acceptor.open(ep.protocol());
@@ -420,6 +554,7 @@ void AdminServer::stop() {
   asio::post(impl_->context, [this] {
     boost::system::error_code ec;
     impl_->acceptor.close(ec);
+    impl_->backoff.stopped();
     impl_->context.stop();
   });
   impl_->thread.join();

@@ -6,6 +6,9 @@
 // plane: the Admin API (/apisix/admin, X-API-KEY, admin and viewer keys) and the data-plane sync listener
 // (/portico/v1, bearer tokens of the data_plane role).
 //
+// Listener limits: AdminServerOptions (connection caps, unauthenticated connections); accept errors for lack
+// of descriptors back off (base/accept_backoff.h) and count as a paused listener for readiness.
+//
 // Contract: listen() then start() from the owning thread; stop() is idempotent and joins every thread. The
 // handler runs on a pool thread and may block (bounded by its own timeouts).
 #pragma once
@@ -44,8 +47,17 @@ struct AdminServerOptions {
   std::vector<AdminKey> keys;          // at least one admin key (the server refuses to start without)
   size_t max_body_size = 1536 * 1024;  // 413 above (etcd refuses requests over 1.5 MiB by default)
   unsigned handler_threads = 4;
-  double idle_timeout = 60;       // seconds an idle keep-alive connection is kept
-  size_t max_connections = 1024;  // more are closed at once
+  double idle_timeout = 60;  // seconds an idle keep-alive connection is kept
+  size_t max_connections =
+      1024;  // past it the oldest unauthenticated one makes room, or the newcomer is closed
+  // A connection is unauthenticated until one of its requests presented a valid key. Anyone who can reach the
+  // port can open one, so they get little: a deadline for the whole first head (not re-armed by reads; the
+  // 403 path keeps its 5 s) and caps, per client address and in total. At a cap the OLDEST unauthenticated
+  // connection is closed to make room, never the newcomer: a real client sends its head at once and
+  // authenticates, so it gets in even while someone keeps the listener full of idle connections.
+  double unauthenticated_timeout = 10;         // seconds
+  size_t max_unauthenticated = 256;            // in total
+  size_t max_unauthenticated_per_source = 32;  // per client IP address
 };
 
 struct AdminRequest {

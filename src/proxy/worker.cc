@@ -21,6 +21,8 @@ Worker::Worker(size_t index, const Options& options, status::Metrics& metrics, i
       context_(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO),
       acceptor_(context_),
       tick_timer_(context_),
+      accept_retry_(context_),
+      backoff_("worker " + std::to_string(index)),
       pool_(context_.get_executor()),
       access_log_(access_log_fd) {}
 
@@ -63,12 +65,29 @@ void Worker::accept_next() {
   acceptor_.async_accept([this](const boost::system::error_code& ec, asio::ip::tcp::socket socket) {
     if (ec) {
       if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
-      // EMFILE and friends: keep accepting; the tick retries soon.
-      PORTICO_LOG(warn, "worker %zu: accept failed: %s", index_, ec.message().c_str());
+      if (base::is_resource_exhaustion(ec)) {
+        retry_accept(backoff_.failed(ec));
+      } else {
+        // One connection failed (reset before it was taken, ...): nothing to wait for.
+        accept_next();
+      }
       return;
     }
+    backoff_.succeeded();
     std::make_shared<Session>(*this, std::move(socket))->start();
     accept_next();
+  });
+}
+
+void Worker::retry_accept(std::chrono::milliseconds delay) {
+  accept_retry_.expires_after(delay);
+  accept_retry_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec || !acceptor_.is_open()) return;
+    if (backoff_.try_resume()) {
+      accept_next();
+    } else {
+      retry_accept(backoff_.next_delay());
+    }
   });
 }
 
@@ -92,6 +111,8 @@ void Worker::drain() {
     draining_ = true;
     boost::system::error_code ec;
     acceptor_.close(ec);
+    accept_retry_.cancel();
+    backoff_.stopped();
     std::vector<Session*> current(sessions_.begin(), sessions_.end());
     for (Session* s : current) s->on_drain();
     pool_.sweep(true);

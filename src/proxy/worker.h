@@ -3,6 +3,10 @@
 // client sessions, its upstream keep-alive pool, its access-log buffer and its metrics block. Nothing on the
 // request path is shared with another worker except the immutable config snapshot and relaxed health flags.
 //
+// When accept() fails for lack of descriptors (or kernel memory) the worker pauses its listener and tries
+// again after a growing delay, once a descriptor can be had (base/accept_backoff.h); connections wait in the
+// kernel's backlog meanwhile, and the pause is counted for /readyz.
+//
 // Config changes arrive as a posted task that swaps the worker's snapshot pointer; requests already running
 // keep the snapshot they started with (they hold a reference), so a change never stalls or fails a request.
 #pragma once
@@ -15,6 +19,7 @@
 #include <thread>
 #include <unordered_set>
 
+#include "base/accept_backoff.h"
 #include "proxy/access_log.h"
 #include "proxy/options.h"
 #include "proxy/upstream_pool.h"
@@ -64,6 +69,7 @@ class Worker {
 
  private:
   void accept_next();
+  void retry_accept(std::chrono::milliseconds delay);
   void tick();
   void maybe_finish();
 
@@ -77,6 +83,8 @@ class Worker {
   boost::asio::io_context context_;
   boost::asio::ip::tcp::acceptor acceptor_;
   boost::asio::steady_timer tick_timer_;
+  boost::asio::steady_timer accept_retry_;
+  base::AcceptBackoff backoff_;
   UpstreamPool pool_;
   AccessLog access_log_;
   std::shared_ptr<PinnedSnapshot> snapshot_;

@@ -8,6 +8,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/accept_backoff.h"
 #include "base/endpoint.h"
 #include "base/json_escape.h"
 #include "base/log.h"
@@ -54,6 +55,7 @@ struct Server::Impl {
   int access_log_fd = -1;
 
   std::string health_metrics() const;
+  bool ready(bool has_config, std::string& reason) const;
   std::string config_json() const;
   bool drain_and_wait();
   int run_control_plane(const sigset_t& signals);
@@ -91,6 +93,24 @@ std::string Server::Impl::health_metrics() const {
            json_escape(e.node_key) + "\"} " + (e.healthy ? "1" : "0") + "\n";
   }
   return out;
+}
+
+// /readyz: 200 only while the process can serve, so a load balancer sends nothing it would time out on.
+bool Server::Impl::ready(bool has_config, std::string& reason) const {
+  if (draining.load()) {
+    reason = "draining";
+    return false;
+  }
+  if (!has_config) {
+    reason = role == Role::control_plane ? "the control plane is not ready" : "no valid config yet";
+    return false;
+  }
+  // Out of descriptors (or kernel memory): a listener waiting to accept again takes no new connection.
+  if (const int paused = base::AcceptBackoff::paused_listeners(); paused > 0) {
+    reason = std::to_string(paused) + " listener(s) cannot accept connections (out of file descriptors)";
+    return false;
+  }
+  return true;
 }
 
 std::string Server::Impl::config_json() const {
@@ -161,7 +181,7 @@ int Server::run() {
       s.workers.back()->listen(endpoint);
     }
     s.status_server = std::make_unique<status::StatusServer>(status::StatusHandlers{
-        [&s] { return s.applier->has_config() && !s.draining.load(); },
+        [&s](std::string& reason) { return s.ready(s.applier->has_config(), reason); },
         [&s] { return s.metrics->render(s.health_metrics()); },
         [&s] { return s.config_json(); },
     });
@@ -295,7 +315,7 @@ int Server::Impl::run_control_plane(const sigset_t& signals) {
   metrics = std::make_unique<status::Metrics>(1);
   try {
     status_server = std::make_unique<status::StatusServer>(status::StatusHandlers{
-        [this] { return control_plane->ready() && !draining.load(); },
+        [this](std::string& reason) { return ready(control_plane->ready(), reason); },
         [this] { return metrics->render(""); },
         [this] { return config_json(); },
     });

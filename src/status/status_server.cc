@@ -10,6 +10,7 @@
 #include <boost/asio/write.hpp>
 #include <thread>
 
+#include "base/accept_backoff.h"
 #include "base/endpoint.h"
 #include "http/parser.h"
 
@@ -24,6 +25,8 @@ struct StatusServer::Impl {
   StatusHandlers handlers;
   asio::io_context context{1};
   tcp::acceptor acceptor{context};
+  base::AcceptBackoff backoff{"status listener"};
+  base::ReserveDescriptor reserve;
   std::thread thread;
 
   awaitable<void> serve(tcp::socket socket);
@@ -51,8 +54,9 @@ std::string StatusServer::Impl::respond(const http::RequestHead& req) {
   std::string_view path = req.path;
   if (path == "/healthz") return make_response(200, "text/plain", "ok\n", head);
   if (path == "/readyz") {
-    bool ready = handlers.ready();
-    return make_response(ready ? 200 : 503, "text/plain", ready ? "ready\n" : "not ready\n", head);
+    std::string reason;
+    if (handlers.ready(reason)) return make_response(200, "text/plain", "ready\n", head);
+    return make_response(503, "text/plain", "not ready: " + reason + "\n", head);
   }
   if (path == "/metrics") return make_response(200, "text/plain; version=0.0.4", handlers.metrics(), head);
   if (path == "/status/config") return make_response(200, "application/json", handlers.config_json(), head);
@@ -90,13 +94,28 @@ awaitable<void> StatusServer::Impl::serve(tcp::socket socket) {
 }
 
 awaitable<void> StatusServer::Impl::accept_loop() {
+  asio::steady_timer pause(context);
   while (acceptor.is_open()) {
     auto [ec, socket] = co_await acceptor.async_accept(nothrow);
     if (ec) {
       if (!acceptor.is_open()) co_return;
+      if (!base::is_resource_exhaustion(ec)) continue;  // that one connection failed
+      // Out of descriptors: the spare lets the connection waiting now be accepted and answered.
+      if (reserve.release()) continue;
+      auto delay = backoff.failed(ec);
+      while (true) {
+        pause.expires_after(delay);
+        co_await pause.async_wait(nothrow);
+        if (!acceptor.is_open()) co_return;
+        if (backoff.try_resume()) break;
+        delay = backoff.next_delay();
+      }
+      reserve.restore();
       continue;
     }
-    asio::co_spawn(context, serve(std::move(socket)), asio::detached);
+    backoff.succeeded();
+    // Each closed connection gives back a descriptor: take the spare again if it was spent.
+    asio::co_spawn(context, serve(std::move(socket)), [this](std::exception_ptr) { reserve.restore(); });
   }
 }
 
@@ -126,6 +145,7 @@ void StatusServer::stop() {
   asio::post(impl_->context, [this] {
     boost::system::error_code ec;
     impl_->acceptor.close(ec);
+    impl_->backoff.stopped();
     impl_->context.stop();
   });
   impl_->thread.join();

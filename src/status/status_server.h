@@ -2,6 +2,10 @@
 // config serves and until draining starts), /metrics (Prometheus text) and /status/config (JSON). It runs
 // on its own thread and event loop, so a scrape never competes with proxy traffic on a worker, and answers
 // from callbacks given by the server (any of which may be called from the status thread).
+//
+// It keeps a spare descriptor (base::ReserveDescriptor): when the process is out of descriptors it frees the
+// spare to accept one connection at a time and answer it, so a health checker reads "503 not ready" instead
+// of timing out; past that it backs off like every listener (base::AcceptBackoff).
 #pragma once
 
 #include <functional>
@@ -11,7 +15,8 @@
 namespace portico::status {
 
 struct StatusHandlers {
-  std::function<bool()> ready;
+  // True when ready; otherwise false with `reason` set (sent in the 503 body).
+  std::function<bool(std::string& reason)> ready;
   std::function<std::string()> metrics;
   std::function<std::string()> config_json;
 };

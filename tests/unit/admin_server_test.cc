@@ -1,4 +1,5 @@
-// AdminServer: deferred responses (long polls) wait without a handler thread and are woken by their signal.
+// AdminServer: deferred responses (long polls) wait without a handler thread and are woken by their signal;
+// unauthenticated connections get a short head deadline and per-source and total caps that close the oldest.
 #include "admin/admin_server.h"
 
 #include <arpa/inet.h>
@@ -28,6 +29,24 @@ int free_port() {
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
   ::close(fd);
   return ntohs(a.sin_port);
+}
+
+// A connection from `source` (any 127.0.0.0/8 address is local), or -1.
+int connect_from(const char* source, int port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in local{};
+  local.sin_family = AF_INET;
+  ::inet_pton(AF_INET, source, &local.sin_addr);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&local), sizeof local) != 0 ||
+      ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
 }
 
 int connect_to(int port) {
@@ -174,6 +193,166 @@ TEST(AdminServer, DeferredResponseResumesAtItsDeadline) {
   ASSERT_EQ(::write(fd, request.data(), request.size()), static_cast<ssize_t>(request.size()));
   EXPECT_EQ(read_all({fd}, 10)[0], "\"deadline\"");
   ::close(fd);
+  server.stop();
+}
+
+// True when the server closed `fd` within `seconds` (EOF or reset), false when it is still open then.
+bool closed_by_peer(int fd, double seconds) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  while (true) {
+    auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    pollfd p{fd, POLLIN, 0};
+    int ready = ::poll(&p, 1, static_cast<int>(std::max<int64_t>(0, left.count())));
+    if (ready > 0) {
+      char buf[4096];
+      ssize_t n = ::read(fd, buf, sizeof buf);
+      if (n <= 0) return true;
+      continue;  // an answer (a 408 or the like): the close follows
+    }
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+  }
+}
+
+const char kNow[] = "GET /v1/now HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer token-0123456789\r\n\r\n";
+
+bool send_all(int fd, std::string_view data) {
+  return ::send(fd, data.data(), data.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(data.size());
+}
+
+AdminResponse answer_now(const AdminRequest&) {
+  AdminResponse r;
+  r.body = "\"now\"";
+  return r;
+}
+
+TEST(AdminServer, UnauthenticatedHeadHasAShortWholeHeadDeadline) {
+  const int port = free_port();
+  AdminServerOptions o = options_on(port);
+  o.unauthenticated_timeout = 0.5;
+  o.idle_timeout = 60;
+  AdminServer server(o, answer_now);
+  server.listen();
+  server.start();
+
+  int authed = connect_to(port);
+  ASSERT_TRUE(send_all(authed, kNow));
+  ASSERT_EQ(read_all({authed}, 5)[0], "\"now\"");
+  const auto t0 = std::chrono::steady_clock::now();
+  int idle = connect_to(port);
+  int trickle = connect_to(port);
+  ASSERT_TRUE(send_all(trickle, "GET /v1/now HTTP/1.1\r\n"));
+  // Reads do not re-arm the deadline: a header line every 100 ms keeps nothing open.
+  for (int i = 0; i < 8; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    send_all(trickle, "X-Drip: x\r\n");
+  }
+  EXPECT_TRUE(closed_by_peer(idle, 5));
+  EXPECT_TRUE(closed_by_peer(trickle, 5));
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(3));
+  // The authenticated keep-alive connection keeps its idle timeout.
+  EXPECT_FALSE(closed_by_peer(authed, 0.2));
+  ASSERT_TRUE(send_all(authed, kNow));
+  EXPECT_EQ(read_all({authed}, 5)[0], "\"now\"");
+  for (int fd : {authed, idle, trickle}) ::close(fd);
+  server.stop();
+}
+
+// Half-sent requests from one address (as an attacker would hold them) do not lock out a client with a key:
+// past the per-source cap the oldest of them are closed, and the real request is answered at once.
+TEST(AdminServer, HalfSentRequestsFromOneSourceCloseTheOldestAndLetAKeyIn) {
+  constexpr int kHalf = 2000;
+  constexpr size_t kCap = 16;
+  const int port = free_port();
+  AdminServerOptions o = options_on(port);
+  o.max_unauthenticated_per_source = kCap;
+  o.max_unauthenticated = 64;
+  o.max_connections = 128;  // far fewer than the attacker's connections
+  AdminServer server(o, answer_now);
+  server.listen();
+  server.start();
+
+  std::vector<int> half;
+  for (int i = 0; i < kHalf; ++i) {
+    int fd = connect_from("127.0.0.2", port);
+    ASSERT_GE(fd, 0) << i;
+    ASSERT_TRUE(send_all(fd, "GET /v1/now HTTP/1.1\r\nHost: x\r\n"));
+    half.push_back(fd);
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  int real = connect_to(port);
+  ASSERT_TRUE(send_all(real, kNow));
+  EXPECT_EQ(read_all({real}, 5)[0], "\"now\"");
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2));
+  // The real request was accepted after every half-sent one: all but the newest kCap are closed by now.
+  size_t open = 0;
+  for (int i = 0; i < kHalf; ++i) {
+    const bool older = i < kHalf - static_cast<int>(kCap);
+    const bool closed = closed_by_peer(half[static_cast<size_t>(i)], older ? 2 : 0);
+    if (!closed) ++open;
+    EXPECT_TRUE(closed || !older) << "half-sent connection " << i;
+  }
+  EXPECT_EQ(open, kCap);
+  for (int fd : half) ::close(fd);
+  ::close(real);
+  server.stop();
+}
+
+// Idle connections from many addresses hit the total cap: the oldest make room, the newest stay.
+TEST(AdminServer, TotalUnauthenticatedCapClosesTheOldestAcrossSources) {
+  const int port = free_port();
+  AdminServerOptions o = options_on(port);
+  o.max_unauthenticated_per_source = 100;
+  o.max_unauthenticated = 5;
+  AdminServer server(o, answer_now);
+  server.listen();
+  server.start();
+  std::vector<int> fds;
+  for (int i = 0; i < 12; ++i) {
+    const std::string source = "127.0.0." + std::to_string(2 + i);
+    fds.push_back(connect_from(source.c_str(), port));
+    ASSERT_GE(fds.back(), 0);
+  }
+  int real = connect_to(port);
+  ASSERT_TRUE(send_all(real, kNow));
+  EXPECT_EQ(read_all({real}, 5)[0], "\"now\"");
+  // The real connection was unauthenticated too when it arrived, so it took one of the 5 places.
+  for (int i = 0; i < 12; ++i) {
+    EXPECT_EQ(closed_by_peer(fds[static_cast<size_t>(i)], i < 8 ? 2 : 0.1), i < 8) << "connection " << i;
+  }
+  for (int fd : fds) ::close(fd);
+  ::close(real);
+  server.stop();
+}
+
+// At max_connections an unauthenticated connection makes room; authenticated ones are never closed for a
+// newcomer (it is refused instead).
+TEST(AdminServer, MaxConnectionsClosesUnauthenticatedBeforeRefusing) {
+  const int port = free_port();
+  AdminServerOptions o = options_on(port);
+  o.max_connections = 3;
+  AdminServer server(o, answer_now);
+  server.listen();
+  server.start();
+  std::vector<int> authed;
+  for (int i = 0; i < 2; ++i) {
+    authed.push_back(connect_to(port));
+    ASSERT_TRUE(send_all(authed.back(), kNow));
+    ASSERT_EQ(read_all({authed.back()}, 5)[0], "\"now\"");
+  }
+  int idle = connect_to(port);
+  int real = connect_to(port);  // the fourth: the idle one makes room
+  ASSERT_TRUE(send_all(real, kNow));
+  EXPECT_EQ(read_all({real}, 5)[0], "\"now\"");
+  EXPECT_TRUE(closed_by_peer(idle, 2));
+  int refused = connect_to(port);  // three authenticated connections now: no room
+  EXPECT_TRUE(closed_by_peer(refused, 2));
+  for (int fd : authed) {
+    ASSERT_TRUE(send_all(fd, kNow));
+    EXPECT_EQ(read_all({fd}, 5)[0], "\"now\"");
+  }
+  for (int fd : authed) ::close(fd);
+  for (int fd : {idle, real, refused}) ::close(fd);
   server.stop();
 }
 

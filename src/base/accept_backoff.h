@@ -1,0 +1,78 @@
+// What every listener of the process (proxy workers, the admin and sync listeners, the status listener) does
+// when accept() fails for lack of a resource: out of descriptors (EMFILE, ENFILE) or kernel memory (ENOBUFS,
+// ENOMEM). Retrying at once fails the same way and spins a core; giving up stops the listener for good. So
+// the listener pauses and tries again after a growing delay, and only once a descriptor can be had again.
+//
+// AcceptBackoff is one listener's state, used from that listener's thread only. A paused listener is
+// counted process-wide (paused_listeners(), any thread), so readiness can answer 503 while the process
+// cannot take connections, and 200 again once every listener has resumed by itself.
+//
+// ReserveDescriptor is the classic spare descriptor (an open /dev/null): a listener that must answer even
+// when the process is out of descriptors (the status listener, so a health checker gets 503 instead of a
+// time-out) releases it to accept one connection, and takes it back when that connection is closed.
+#pragma once
+
+#include <boost/system/error_code.hpp>
+#include <chrono>
+#include <string>
+
+namespace portico::base {
+
+// True for the accept() errors that mean "out of a resource" rather than "this one connection failed".
+bool is_resource_exhaustion(const boost::system::error_code& ec);
+
+class AcceptBackoff {
+ public:
+  static constexpr std::chrono::milliseconds kFirstDelay{10};
+  static constexpr std::chrono::milliseconds kMaxDelay{500};
+
+  explicit AcceptBackoff(std::string name) : name_(std::move(name)) {}
+  ~AcceptBackoff();
+  AcceptBackoff(const AcceptBackoff&) = delete;
+  AcceptBackoff& operator=(const AcceptBackoff&) = delete;
+
+  // An accept failed: returns how long to wait before try_resume(). The first failure of a streak is logged
+  // (a warning naming the listener and the error) and pauses the listener; later ones double the delay up
+  // to kMaxDelay, and are not logged.
+  std::chrono::milliseconds failed(const boost::system::error_code& ec);
+  // The delay has passed: true when accepting is worth trying again (a descriptor can be opened now), which
+  // ends the pause; false to wait failed()'s next delay (next_delay()).
+  bool try_resume();
+  std::chrono::milliseconds next_delay();
+  // An accept succeeded: ends a pause and resets the delay.
+  void succeeded();
+  // The listener was closed (drain, stop): it is no longer paused.
+  void stopped();
+
+  bool paused() const { return paused_; }
+  // Listeners of the process paused right now (any thread).
+  static int paused_listeners();
+
+ private:
+  void set_paused(bool paused);
+
+  std::string name_;
+  bool paused_ = false;
+  bool probe_descriptors_ = false;  // the streak is about descriptors, so a test open tells when it ends
+  std::chrono::milliseconds delay_{0};
+  unsigned long failures_ = 0;  // in this streak
+};
+
+class ReserveDescriptor {
+ public:
+  ReserveDescriptor();  // takes the spare (if even that fails, held() is false and restore() retries)
+  ~ReserveDescriptor();
+  ReserveDescriptor(const ReserveDescriptor&) = delete;
+  ReserveDescriptor& operator=(const ReserveDescriptor&) = delete;
+
+  // Frees the spare so the next open or accept can have it; false when it was not held.
+  bool release();
+  // Takes the spare again; false when no descriptor is free.
+  bool restore();
+  bool held() const { return fd_ >= 0; }
+
+ private:
+  int fd_ = -1;
+};
+
+}  // namespace portico::base
