@@ -9,6 +9,9 @@
 - --header-timeout is a deadline for the whole request head from its first byte: a client trickling one byte at
   a time is answered 408 and closed in time. The route's read timeout bounds an upstream response head the same
   way (504).
+- Lingering close: after an error answer to a client still sending (a body over the limit, a malformed head,
+  requests pipelined behind), Portico half-closes and drops the client's input for a bounded time and amount
+  instead of closing at once, so no reset destroys the answer; the bounds and the drain still end it.
 """
 
 import json
