@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 
+#include <algorithm>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -26,6 +27,14 @@ namespace {
 // A request head usually fits in 4 KiB; the buffer grows (up to the head limit) only for one that does not,
 // so an idle keep-alive connection costs little memory.
 constexpr size_t kInitialBuffer = 4 * 1024;
+
+// Lingering close bounds (nginx: lingering_timeout 5 s, lingering_time 30 s; the Admin API: 2 s, 8 MiB). The
+// client's reading the response takes one round trip; these only have to outlast that, and they cap what a
+// client can make Portico read and wait for after it was answered.
+constexpr auto kLingerIdle = std::chrono::seconds(2);           // ends after this long without a byte
+constexpr auto kLingerTotal = std::chrono::seconds(10);         // ends this long after it started, at most
+constexpr auto kLingerWhileDraining = std::chrono::seconds(1);  // ... when the worker drains
+constexpr size_t kLingerMaxBytes = 16 * 1024 * 1024;            // ends once this much was read and dropped
 
 int status_class(int status) {
   int c = status / 100 - 1;
@@ -66,7 +75,14 @@ void Session::start() {
 }
 
 void Session::on_drain() {
-  if (idle_) force_close();
+  if (idle_) {
+    force_close();
+  } else if (lingering_) {
+    // Shutdown wins over the linger's full bounds, but not at once: a response just sent still gets its
+    // moment to be read.
+    linger_end_ = std::min(linger_end_, Clock::now() + kLingerWhileDraining);
+    arm_until(std::min(deadline_, linger_end_), Guard::client);
+  }
 }
 
 void Session::force_close() {
@@ -120,12 +136,43 @@ awaitable<void> Session::run() {
     }
     idle_ = true;
   }
-  alive_ = false;
   boost::system::error_code ec;
-  timer_.cancel();
   if (upstream_) upstream_->socket.close(ec);
+  if (client_may_still_send()) co_await linger();
+  alive_ = false;
+  timer_.cancel();
   client_.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
   client_.close(ec);
+}
+
+bool Session::client_may_still_send() {
+  // Only a close that follows a response needs care; the client's own close, or its stall, ends it anyway.
+  if (!response_started_ || client_gone_ || !client_.is_open()) return false;
+  if (!request_body_done_ || !leftover_.empty()) return true;
+  // Pipelined bytes behind the request (in the buffer, or still in the kernel's).
+  if (client_buffered() > request_.head_size + body_from_in_) return true;
+  boost::system::error_code ec;
+  return client_.available(ec) > 0;
+}
+
+awaitable<void> Session::linger() {
+  // The half-close tells the client at once that the response is complete (it sees EOF after it); what it
+  // still sends is read and dropped until it closes too, or a bound is reached.
+  boost::system::error_code ec;
+  client_.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+  lingering_ = true;
+  linger_end_ = Clock::now() + (worker_.draining() ? kLingerWhileDraining : kLingerTotal);
+  std::vector<char>& buffer = up_.size() > in_.size() ? up_ : in_;  // both are free now
+  size_t dropped = 0;
+  while (dropped < kLingerMaxBytes) {
+    // A passed deadline closes the socket (Guard::client), which ends the read; so does Worker::abort.
+    arm_until(std::min(Clock::now() + kLingerIdle, linger_end_), Guard::client);
+    auto [rec, n] = co_await client_.async_read_some(asio::buffer(buffer.data(), buffer.size()), nothrow);
+    disarm();
+    if (rec || n == 0) break;
+    dropped += n;
+  }
+  lingering_ = false;
 }
 
 void Session::consume_client(size_t n) {
@@ -158,6 +205,7 @@ awaitable<bool> Session::read_request_head() {
       }
       if (r.status == http::ParseStatus::error) {
         idle_ = false;
+        request_body_done_ = false;  // the rest of a rejected head, and any body, stay unread
         worker_.metrics().bad_requests.add();
         start_request_bookkeeping();
         co_await send_error(r.error_status, r.error_reason, true);
@@ -178,6 +226,7 @@ awaitable<bool> Session::read_request_head() {
         http::ParseResult r =
             http::parse_request(in_.data() + in_begin_, client_buffered(), limits_, request_);
         bool parsed = r.status == http::ParseStatus::error;
+        request_body_done_ = false;
         worker_.metrics().bad_requests.add();
         start_request_bookkeeping();
         int status = parsed ? r.error_status : 431;
@@ -203,6 +252,7 @@ awaitable<bool> Session::read_request_head() {
         timed_out_ = false;
         // The client started a request and did not finish its head in time: tell it why (RFC 9110
         // 15.5.9), then close.
+        request_body_done_ = false;
         worker_.metrics().bad_requests.add();
         start_request_bookkeeping();
         // The last parse may predate a buffer move: parse again so that the access log reads views into

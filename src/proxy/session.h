@@ -40,7 +40,8 @@ class Session : public std::enable_shared_from_this<Session> {
   ~Session();
 
   void start();
-  // Drain: an idle connection (between requests) is closed now; a busy one closes after its response.
+  // Drain: an idle connection (between requests) is closed now; a busy one closes after its response; a
+  // lingering one (see linger()) gets at most kLingerWhileDraining more.
   void on_drain();
   void force_close();
 
@@ -73,6 +74,11 @@ class Session : public std::enable_shared_from_this<Session> {
 
   boost::asio::awaitable<void> run();
   boost::asio::awaitable<void> watchdog();
+  // Lingering close (nginx's lingering_close, RFC 9112 9.6): after the last response, half-close and read
+  // and drop what the client still sends, within time and byte bounds, so that closing with its bytes unread
+  // does not send a reset that destroys the response before the client read it.
+  bool client_may_still_send();
+  boost::asio::awaitable<void> linger();
 
   // Reads until a complete request head is buffered. False: close the connection (EOF, error, or an error
   // response was already sent).
@@ -126,6 +132,8 @@ class Session : public std::enable_shared_from_this<Session> {
   bool timed_out_ = false;
   bool alive_ = true;
   bool idle_ = true;  // waiting for the first byte of a request
+  bool lingering_ = false;
+  Clock::time_point linger_end_;  // the lingering close's overall deadline
 
   router::IpAddress client_ip_;
   char client_ip_text_[48] = {0};
@@ -157,7 +165,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::string_view upstream_addr_;  // the node's pool key, in the pinned snapshot
   uint64_t bytes_sent_ = 0;
   bool response_started_ = false;   // a byte of the response reached the client socket
-  bool request_body_done_ = false;  // the client's request body was read to its end
+  bool request_body_done_ = false;  // the client's request body was read to its end (not after a bad head)
   bool body_streamed_ = false;      // body bytes were read from the socket: the request cannot be replayed
   bool continue_sent_ = false;      // "100 Continue" already sent for this request
   bool close_after_ = false;

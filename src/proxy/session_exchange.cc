@@ -542,6 +542,7 @@ awaitable<void> Session::tunnel(Attempt& a) {
       !co_await write_upstream(bufs(asio::buffer(in_.data() + in_begin_ + request_.head_size, pending)))) {
     co_return;
   }
+  body_from_in_ = pending;  // forwarded: not bytes the client sent past its request (client_may_still_send)
   request_body_done_ = true;
   double idle = a.route->timeout.read;  // as APISIX: proxy_read_timeout bounds a silent WebSocket
   // The client's direction gets its own buffer: in_ still holds the request head the access log reads.

@@ -9,6 +9,9 @@
 - --header-timeout is a deadline for the whole request head from its first byte: a client trickling one byte at
   a time is answered 408 and closed in time. The route's read timeout bounds an upstream response head the same
   way (504).
+- Lingering close: after an error answer to a client still sending (a body over the limit, a malformed head,
+  requests pipelined behind), Portico half-closes and drops the client's input for a bounded time and amount
+  instead of closing at once, so no reset destroys the answer; the bounds and the drain still end it.
 """
 
 import json
@@ -19,7 +22,7 @@ import uuid
 
 import pytest
 
-from conftest import LOOPBACK, RawConn, make_config, route, wait_for
+from conftest import LOOPBACK, ConnectionClosed, RawConn, Response, make_config, route, wait_for
 
 
 def marker(case):
@@ -337,3 +340,196 @@ def test_trickled_response_head_gets_504(portico):
         assert took <= read_timeout + MARGIN, took
     finally:
         origin.close()
+
+
+
+# ---- lingering close -------------------------------------------------------------------------------------------
+# After an error answer Portico closes; a client may still be sending (a body Portico refused to read, requests
+# pipelined behind). Closing a socket with unread input makes the kernel send a reset, which discards the
+# response still queued for the client and breaks the client's sending: the client sees a reset instead of
+# the 4xx. Portico half-closes, then reads and drops the client's input for a bounded time and amount.
+
+SMALL_BODY_LIMIT = 1024
+BIG_BODY = 10 * 1000 * 1000     # under Portico's lingering byte bound (16 MiB)
+LINGER_TRIES = 20               # without the fix the reset is a race: lost in some of the tries, not all
+LINGER_IDLE = 2.0               # Portico's lingering bounds (session.cc)
+LINGER_TOTAL = 10.0
+LINGER_WHILE_DRAINING = 1.0
+LINGER_MAX_BYTES = 16 * 1024 * 1024
+
+
+def _linger_config(o):
+    return make_config([
+        route("small", "/small/*", o, plugins={"client-control": {"max_body_size": SMALL_BODY_LIMIT}}),
+        route("all", "/*", o),
+    ])
+
+
+@pytest.fixture(scope="module")
+def linger_env(origin_module, portico_module):
+    o = origin_module("linger")
+    return portico_module(_linger_config(o)), o
+
+
+def _bad_413(m):
+    return b"POST /small%s HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % (m, BIG_BODY)
+
+
+def _bad_400(m):
+    # A malformed second header line (space in the field name): the head is rejected before its body is read.
+    return b"POST %s HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\nBad Header: x\r\n\r\n" % (m, BIG_BODY)
+
+
+LINGER_CASES = [("413_body_over_limit", _bad_413, 413), ("400_malformed_header", _bad_400, 400)]
+LINGER_IDS = [c[0] for c in LINGER_CASES]
+
+
+class BodyWriter:
+    """Writes `size` body bytes on `c` from a thread (the client keeps sending while the test reads), stopping
+    at the first send error, `size`, or `limit` seconds."""
+
+    def __init__(self, c, size, limit=20.0, prefix=b""):
+        self.c, self.size, self.limit, self.prefix = c, size, limit, prefix
+        self.sent = 0
+        self.error = None
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        chunk = b"b" * 65536
+        deadline = time.monotonic() + self.limit
+        try:
+            if self.prefix:
+                self.c.sock.sendall(self.prefix)
+            while self.sent < self.size and not self.stop.is_set() and time.monotonic() < deadline:
+                self.sent += self.c.sock.send(chunk[:min(len(chunk), self.size - self.sent)])
+        except OSError as e:
+            self.error = e
+
+    def join(self):
+        self.stop.set()
+        self.thread.join(self.limit)
+        assert not self.thread.is_alive(), "body writer thread did not stop"
+
+
+def _read_or_error(c, **kw):
+    try:
+        return c.read_response(**kw)
+    except (ConnectionClosed, OSError) as e:
+        return e
+
+
+@pytest.mark.parametrize("case,build,status", LINGER_CASES, ids=LINGER_IDS)
+def test_error_after_pipelined_response_survives_unread_body(linger_env, case, build, status):
+    """A response pipelined before the bad request is still queued in Portico's socket when the error answer
+    is written (the client reads through a small receive buffer): a reset on close would discard it."""
+    p, o = linger_env
+    failures = []
+    for i in range(LINGER_TRIES):
+        m = marker("linger-%s-%d" % (case, i)).encode()
+        first = b"GET /bytes/300000 HTTP/1.1\r\nHost: a\r\n\r\n"
+        with RawConn(p.port, timeout=10, rcvbuf=8192) as c:
+            w = BodyWriter(c, BIG_BODY, prefix=first + build(m))
+            r1 = _read_or_error(c, keep_body=False)
+            r2 = _read_or_error(c) if isinstance(r1, Response) and r1.complete else None
+            w.join()
+        ok1 = isinstance(r1, Response) and r1.status == 200 and r1.complete and r1.body_length == 300000
+        ok2 = isinstance(r2, Response) and r2.status == status and r2.complete and b"error_msg" in r2.body
+        if not (ok1 and ok2):
+            failures.append("try %d: first %r, then %r (body bytes sent %d)" % (i, r1, r2, w.sent))
+        assert o.seen(m.decode()) == []
+    assert failures == [], "%d of %d tries lost a response:\n%s" % (len(failures), LINGER_TRIES,
+                                                                    "\n".join(failures))
+
+
+@pytest.mark.parametrize("case,build,status", LINGER_CASES, ids=LINGER_IDS)
+def test_client_sending_its_whole_request_reads_the_error(linger_env, case, build, status):
+    """A client that writes its whole request before reading (as most HTTP clients do) can finish writing,
+    then reads the answer and the end of the connection, instead of a broken pipe in the middle of its body."""
+    p, o = linger_env
+    for i in range(5):
+        m = marker("linger-seq-%s-%d" % (case, i)).encode()
+        with RawConn(p.port, timeout=10) as c:
+            c.send(build(m))
+            try:
+                c.send(b"b" * BIG_BODY)
+            except OSError as e:
+                pytest.fail("try %d: sending the body failed (%r): the connection was reset" % (i, e))
+            r = c.read_response()
+            assert r.status == status and r.complete, r
+            assert "close" in r.connection_tokens(), r
+            assert c.wait_closed(3), "no end of the connection after the answer"  # the half-close
+    assert o.seen("linger-seq") == []
+
+
+def _answered_413(c):
+    c.send(_bad_413(b"/bound"))
+    r = c.read_response()
+    assert r.status == 413 and r.complete, r
+    assert c.wait_closed(3), "Portico did not half-close after its answer"
+
+
+def _fully_closed(c, timeout):
+    """True once a byte sent on `c` is answered by a reset (Portico closed its socket), within `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            c.sock.send(b"x")
+            c.sock.settimeout(0.2)
+            c.sock.recv(1)  # EOF was already seen: returns b"" while lingering, raises once reset
+        except socket.timeout:
+            continue
+        except OSError:
+            return True
+        time.sleep(0.2)  # pacing of the probe bytes (each one also restarts the linger's idle bound)
+    return False
+
+
+def test_lingering_close_ends_after_idle_bound(linger_env):
+    p, o = linger_env
+    with RawConn(p.port, timeout=10) as c:
+        _answered_413(c)
+        # The client stays silent past the idle bound (this wait is what is tested, not a synchronisation);
+        # then Portico's socket is gone, so the next byte is answered with a reset.
+        time.sleep(LINGER_IDLE + MARGIN)
+        assert _fully_closed(c, 1.0), "Portico still lingering %.1fs after the client fell silent" % (
+            LINGER_IDLE + MARGIN)
+
+
+def test_lingering_close_ends_after_byte_bound(linger_env):
+    p, o = linger_env
+    with RawConn(p.port, timeout=10) as c:
+        w = BodyWriter(c, 4 * LINGER_MAX_BYTES, limit=LINGER_TOTAL, prefix=_bad_413(b"/bytes-bound"))
+        r = c.read_response()
+        assert r.status == 413 and r.complete, r
+        w.thread.join(LINGER_TOTAL + 1)
+        assert w.error is not None, "Portico read %d bytes after its answer without closing" % w.sent
+        # What the kernels' buffers hold on both sides comes on top of the bound.
+        assert w.sent < LINGER_MAX_BYTES + 16 * 1024 * 1024, w.sent
+        w.join()
+
+
+def test_lingering_close_ends_after_total_bound(linger_env):
+    p, o = linger_env
+    with RawConn(p.port, timeout=10) as c:
+        _answered_413(c)
+        t0 = time.monotonic()
+        # A byte every 0.2 s keeps the idle bound from ending it: the total bound does.
+        closed = _fully_closed(c, LINGER_TOTAL + MARGIN)
+        took = time.monotonic() - t0
+    assert closed, "Portico still lingering %.1fs after its answer" % took
+    assert took >= LINGER_TOTAL - 1, "the linger ended after %.1fs although the client kept sending" % took
+
+
+def test_drain_ends_lingering_connections_promptly(origin, portico):
+    o = origin("linger-drain")
+    p = portico(_linger_config(o), drain_delay=0, drain_timeout=30)
+    with RawConn(p.port, timeout=10) as c:
+        _answered_413(c)
+        t0 = time.monotonic()
+        p.sigterm()
+        # The client keeps sending (the linger would last LINGER_TOTAL): the drain cuts it short.
+        assert _fully_closed(c, LINGER_WHILE_DRAINING + MARGIN), "lingering connection outlived the drain"
+        assert p.wait_exit(LINGER_WHILE_DRAINING + MARGIN) == 0, "portico did not exit promptly"
+    assert time.monotonic() - t0 <= LINGER_WHILE_DRAINING + MARGIN + 1
