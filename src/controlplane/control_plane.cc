@@ -276,7 +276,12 @@ void ControlPlane::start() {
     sync_options.keys = load_dp_tokens(o.dp_tokens_file);
     // Long polls wait without a thread (admin::Deferred); the pool serves snapshots, reports and answers.
     sync_options.handler_threads = 8;
-    sync_options.max_connections = 16384;       // every data plane holds one or two connections
+    sync_options.max_connections = 16384;  // every data plane holds one or two connections
+    // Many data planes may share one source address (NAT, a node running several) and reconnect at once
+    // after a control plane restarts: the unauthenticated caps are wide here. What bounds an attacker is
+    // the head deadline and that the oldest unauthenticated connection makes room for a newcomer.
+    sync_options.max_unauthenticated = 4096;
+    sync_options.max_unauthenticated_per_source = 1024;
     sync_options.max_body_size = kSyncMaxBody;  // only reports have a body: a few hundred bytes
     SyncService* sync_service = s.sync_service.get();
     s.sync_server = std::make_unique<admin::AdminServer>(

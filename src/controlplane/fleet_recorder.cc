@@ -5,10 +5,12 @@
 #include <condition_variable>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <queue>
 #include <thread>
 
 #include "base/log.h"
+#include "config/json_input.h"
 
 namespace portico::controlplane {
 
@@ -188,8 +190,11 @@ std::vector<json> FleetRecorder::list(bool& stale) {
   store::RangeResult rr;
   stale = !impl_->etcd.range(q, rr).ok();
   for (const store::KeyValue& kv : rr.kvs) {
-    json r = json::parse(kv.value, nullptr, false);
-    if (r.is_object()) merged[kv.key.substr(q.key.size())] = std::move(r);
+    // Records are etcd values anyone with etcd access can write: the strict reader, so a deep one is skipped
+    // rather than crashing the listing (dumping a tree recurses once per level).
+    config::Errors errors;
+    std::optional<json> r = config::parse_json(kv.value, errors, kv.key);
+    if (r && r->is_object()) merged[kv.key.substr(q.key.size())] = std::move(*r);
   }
   {
     // This replica's newest reports: newer than etcd's record while their write waits for its interval, and

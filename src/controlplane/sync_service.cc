@@ -7,9 +7,11 @@
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <thread>
 
 #include "base/log.h"
+#include "config/json_input.h"
 #include "controlplane/fleet_recorder.h"
 
 namespace portico::controlplane {
@@ -489,8 +491,13 @@ std::string report_record(const json& body, json& record) {
 
 AdminResponse SyncService::Impl::report(const AdminRequest& request) {
   json record = json::object();
-  if (std::string why = report_record(json::parse(request.body, nullptr, false), record); !why.empty())
-    return error(400, why);
+  config::Errors errors;
+  std::optional<json> body = config::parse_json(request.body, errors, "report");
+  if (!body) {
+    const std::vector<config::FieldError>& list = errors.list();
+    return error(400, list.empty() ? "report: invalid JSON" : list.front().path + ": " + list.front().reason);
+  }
+  if (std::string why = report_record(*body, record); !why.empty()) return error(400, why);
   record["node_id"] = request.principal;
   record["control_plane"] = options.name;
   record["reported_at"] = unix_now();

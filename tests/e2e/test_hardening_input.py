@@ -299,3 +299,18 @@ def test_absurd_upstream_numbers_are_refused(cp, field, value, path, reason):
     r = cp.admin("PUT", "/routes/absurd", {"uri": "/absurd", "upstream": upstream})
     assert_refused(r, path, reason)
     assert_absent(cp, "routes", "absurd")
+
+
+def test_deep_fleet_record_written_into_etcd_by_hand_is_skipped(cp, etcd1):
+    """The fleet view reads data-plane records back from etcd (PREFIX-fleet/): a hand-written deep record is
+    skipped, not dumped (which recursed once per level and crashed the control plane)."""
+    etcd1.etcdctl("put", "--", "/apisix-fleet/deepnode", input=('{"node_id":"deepnode","x":%s}' % deep_lists()).encode())
+    etcd1.etcdctl("put", "--", "/apisix-fleet/dupnode", input=b'{"node_id":"a","node_id":"b"}')
+    try:
+        st, _, body = cp.admin("GET", "/data_planes")
+        assert st == 200, (st, str(body)[:300])
+        ids = [n.get("node_id") for n in body.get("list", [])] if isinstance(body, dict) else []
+        assert "deepnode" not in ids and "a" not in ids and "b" not in ids, ids
+        alive(cp)
+    finally:
+        etcd1.etcdctl("del", "--prefix", "/apisix-fleet/")
