@@ -12,17 +12,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-constexpr size_t kMaxBody = 256 * 1024 * 1024;  // a snapshot larger than this is refused
-constexpr double kTickSeconds = 0.25;           // upper bound between tick() calls and stop checks
+constexpr double kTickSeconds = 0.25;  // upper bound between tick() calls and stop checks
 
 std::once_flag g_curl_once;
-
-size_t append_body(char* data, size_t size, size_t n, void* user) {
-  auto* body = static_cast<std::string*>(user);
-  if (body->size() + size * n > kMaxBody) return 0;  // aborts with CURLE_WRITE_ERROR
-  body->append(data, size * n);
-  return size * n;
-}
 
 long millis(double seconds) {
   return std::max(1L, static_cast<long>(seconds * 1000));
@@ -56,10 +48,39 @@ CpHttp::~CpHttp() {
   curl_slist_free_all(post_headers_);
 }
 
-void CpHttp::setup(CURL* h, const std::string& url, double timeout, std::string* sink, char* error) {
+size_t CpHttp::append_body(char* data, size_t size, size_t n, void* user) {
+  auto* sink = static_cast<Sink*>(user);
+  const size_t bytes = size * n;
+  if (sink->body.empty()) {
+    // A declared length past the bound is refused before a byte is kept (curl 7.88's CURLOPT_MAXFILESIZE
+    // does that too, but only for a length it knew before the transfer started).
+    curl_off_t declared = -1;
+    if (curl_easy_getinfo(sink->handle, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &declared) == CURLE_OK &&
+        declared > static_cast<curl_off_t>(sink->limit)) {
+      sink->too_large = true;
+      return 0;  // aborts the transfer with CURLE_WRITE_ERROR
+    }
+  }
+  if (bytes > sink->limit - sink->body.size()) {
+    sink->too_large = true;
+    return 0;
+  }
+  // Grow by doubling, but never past the bound: std::string's own growth could reserve up to twice it.
+  if (sink->body.size() + bytes > sink->body.capacity()) {
+    sink->body.reserve(std::min(sink->limit, std::max(sink->body.size() + bytes, 2 * sink->body.capacity())));
+  }
+  sink->body.append(data, bytes);
+  return bytes;
+}
+
+void CpHttp::setup(CURL* h, const std::string& url, double timeout, Sink* sink, size_t max_body,
+                   char* error) {
   curl_easy_reset(h);
   error[0] = '\0';
-  sink->clear();
+  sink->handle = h;
+  std::string().swap(sink->body);  // the last answer's capacity goes too
+  sink->limit = max_body;
+  sink->too_large = false;
   curl_easy_setopt(h, CURLOPT_URL, url.c_str());
   curl_easy_setopt(h, CURLOPT_PROXY, "");  // control planes are reached directly, as etcd is
   curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
@@ -70,12 +91,13 @@ void CpHttp::setup(CURL* h, const std::string& url, double timeout, std::string*
   curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, millis(timeout));
   curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, append_body);
   curl_easy_setopt(h, CURLOPT_WRITEDATA, sink);
+  curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, static_cast<curl_off_t>(max_body));
   curl_easy_setopt(h, CURLOPT_ERRORBUFFER, error);
 }
 
-bool CpHttp::get(const std::string& url, double timeout, HttpReply& reply) {
+bool CpHttp::get(const std::string& url, double timeout, size_t max_body, HttpReply& reply) {
   if (stopped()) return false;
-  setup(foreground_, url, timeout, &foreground_body_, foreground_error_);
+  setup(foreground_, url, timeout, &foreground_body_, max_body, foreground_error_);
   curl_easy_setopt(foreground_, CURLOPT_HTTPHEADER, get_headers_);
   curl_multi_add_handle(multi_, foreground_);
   return drive(foreground_, 0, &reply);
@@ -84,7 +106,7 @@ bool CpHttp::get(const std::string& url, double timeout, HttpReply& reply) {
 bool CpHttp::post_background(const std::string& url, std::string body, double timeout) {
   if (background_busy_ || stopped()) return false;
   background_request_ = std::move(body);
-  setup(background_, url, timeout, &background_body_, background_error_);
+  setup(background_, url, timeout, &background_body_, kMaxReportAnswer, background_error_);
   curl_easy_setopt(background_, CURLOPT_HTTPHEADER, post_headers_);
   curl_easy_setopt(background_, CURLOPT_POST, 1L);
   curl_easy_setopt(background_, CURLOPT_POSTFIELDS, background_request_.data());
@@ -109,7 +131,7 @@ void CpHttp::finish_background(CURLcode code) {
   r.code = code;
   curl_easy_getinfo(background_, CURLINFO_RESPONSE_CODE, &r.status);
   if (code != CURLE_OK) r.error = background_error_[0] != '\0' ? background_error_ : curl_easy_strerror(code);
-  r.body = std::move(background_body_);
+  r.body = std::move(background_body_.body);
   curl_multi_remove_handle(multi_, background_);
   background_busy_ = false;
   if (background_done_) background_done_(r);
@@ -141,10 +163,18 @@ bool CpHttp::drive(CURL* foreground, double seconds, HttpReply* reply) {
       reply->code = result;
       reply->status = 0;
       curl_easy_getinfo(foreground, CURLINFO_RESPONSE_CODE, &reply->status);
-      reply->error = result == CURLE_OK ? std::string()
-                                        : (foreground_error_[0] != '\0' ? std::string(foreground_error_)
-                                                                        : curl_easy_strerror(result));
-      reply->body = std::move(foreground_body_);
+      reply->too_large = foreground_body_.too_large || result == CURLE_FILESIZE_EXCEEDED;
+      if (reply->too_large) {
+        if (result == CURLE_OK) reply->code = CURLE_WRITE_ERROR;
+        reply->error = "answer larger than ";
+        reply->error += std::to_string(foreground_body_.limit);
+        reply->error += " bytes: transfer aborted";
+      } else {
+        reply->error = result == CURLE_OK ? std::string()
+                                          : (foreground_error_[0] != '\0' ? std::string(foreground_error_)
+                                                                          : curl_easy_strerror(result));
+      }
+      reply->body = std::move(foreground_body_.body);
       curl_multi_remove_handle(multi_, foreground);
       return true;
     }

@@ -94,13 +94,19 @@ struct detail::S3Reply {
 namespace {
 size_t append_body(char* data, size_t size, size_t n, void* user) {
   auto* reply = static_cast<detail::S3Reply*>(user);
-  if (reply->body.size() + size * n > reply->max_bytes) {
+  const size_t bytes = size * n;
+  if (bytes > reply->max_bytes - reply->body.size()) {
     reply->body.append(data, reply->max_bytes - reply->body.size());  // what fits (get_head uses it)
     reply->too_large = true;
-    return 0;
+    return 0;  // aborts the transfer: nothing past the bound is ever buffered
   }
-  reply->body.append(data, size * n);
-  return size * n;
+  // Grow by doubling, but never past the bound: std::string's own growth could reserve up to twice it.
+  if (reply->body.size() + bytes > reply->body.capacity()) {
+    reply->body.reserve(
+        std::min(reply->max_bytes, std::max(reply->body.size() + bytes, 2 * reply->body.capacity())));
+  }
+  reply->body.append(data, bytes);
+  return bytes;
 }
 }  // namespace
 
@@ -302,7 +308,8 @@ bool S3Client::list(const std::string& prefix, std::vector<S3Object>& objects, s
     query += "&prefix=";
     query += detail::url_escape(prefix, false);
     detail::S3Reply reply;
-    if (!request("GET", query, {}, 64 << 20, reply)) {
+    // A page of 1000 keys is about 350 KB of XML.
+    if (!request("GET", query, {}, 8 << 20, reply)) {
       error = reply.error;
       return false;
     }

@@ -14,7 +14,6 @@ namespace {
 constexpr std::string_view kName = "snapshot-";
 constexpr std::string_view kSuffix = ".psnap";
 constexpr size_t kRevisionDigits = 20;
-constexpr size_t kMaxObjectBytes = (size_t{1} << 30) + 4096;  // decode_snapshot refuses more than 1 GiB
 
 }  // namespace
 
@@ -64,7 +63,7 @@ std::optional<S3Snapshot> S3Fallback::load_latest(const Verifier& verifier, std:
   for (const auto& [revision, key] : candidates) {
     S3Snapshot out;
     std::string why;
-    if (!client_.get(key, out.encoded, why, nullptr, kMaxObjectBytes)) {
+    if (!client_.get(key, out.encoded, why, nullptr, kMaxSnapshotBytes)) {
       if (why == "canceled") {
         error = why;
         return std::nullopt;

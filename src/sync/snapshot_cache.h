@@ -78,6 +78,9 @@ class CacheWriter {
   void submit(const std::unique_lock<std::mutex>& held, SignedState state,
               std::function<std::string()> document);
 
+  // Drops the pending state, if any (its owner can no longer produce its document). `held` must hold lock().
+  void discard(const std::unique_lock<std::mutex>& held);
+
   // Waits (up to `seconds`) until no state is pending or being written; true when none is.
   bool wait_idle(double seconds);
 

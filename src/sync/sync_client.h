@@ -42,6 +42,9 @@ struct SyncOptions {
   double connect_timeout = 1;  // seconds per attempt
   double report_interval = 5;  // seconds between reports
   double retry_backoff = 0.5;  // first pause after a failure (doubles up to 5 s)
+  // Seconds for which control planes must serve another etcd cluster, with none serving the one we serve,
+  // before a state of that cluster replaces ours (docs/sync-protocol.md, "Cluster identity").
+  double cluster_change_delay = 30;
   // The S3 fallback: used when s3.endpoint is set. Tried after a failed round over every control plane while
   // nothing is served, at most every s3_retry seconds. Its snapshot is cached like a control plane's.
   S3Options s3;
