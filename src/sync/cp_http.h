@@ -14,6 +14,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <curl/curl.h>
 #include <nlohmann/json.hpp>
@@ -70,6 +71,7 @@ class CpHttp {
     std::string body;
     size_t limit = 0;
     bool too_large = false;
+    bool no_memory = false;  // an allocation failed: the transfer was aborted
   };
   static size_t append_body(char* data, size_t size, size_t n, void* user);
   void setup(CURL* handle, const std::string& url, double timeout, Sink* sink, size_t max_body, char* error);
@@ -94,6 +96,11 @@ class CpHttp {
   std::function<void(const HttpReply&)> background_done_;
 };
 
+// Makes room in `body` for `need` bytes in all (need <= limit) without ever holding more than `limit` bytes
+// of buffers, the copy included: capacities are limit / 2^k (std::string's own growth may reserve up to
+// twice what is asked, and the copy into a larger buffer holds both). Throws std::bad_alloc.
+void reserve_bounded(std::string& body, size_t need, size_t limit);
+
 // A control plane answers a report with 204 and no body: an answer longer than this is cut off.
 inline constexpr size_t kMaxReportAnswer = 64 * 1024;
 
@@ -109,6 +116,21 @@ bool read_i64(const Json& j, const char* key, int64_t& out);
 inline bool too_deep(std::string_view text, int max_depth = 600) {
   return json_too_deep(text, max_depth);
 }
+// A /changes answer ({cluster_id, from, revision, changes[{kind,id,value|null}], state{...}, behind?}), taken
+// apart without a DOM of the whole: the changes may be tens of MB, and a DOM costs about 20 bytes of memory
+// per byte of text (and allocates even to free itself). Every member but "changes" is parsed into
+// `envelope` (each at most kMaxEnvelopeMember bytes of text); each change's value is canonicalized on its
+// own (canonicalize(): verbatim when it is canonical already, as a control plane sends it). About the
+// body's size again in memory at the peak.
+struct ChangesAnswer {
+  Json envelope = Json::object();
+  bool has_changes = false;  // "changes" was there, an array
+  std::vector<ResourceChange> changes;
+};
+inline constexpr size_t kMaxEnvelopeMember = 64 * 1024;
+// False with `error` ("not a JSON object", "a malformed change", ...) when the answer is unusable.
+bool parse_changes_answer(std::string_view body, ChangesAnswer& out, std::string& error);
+
 // The control plane's {"error_msg": ...}, or the start of whatever the body is.
 std::string error_message(const std::string& body);
 // RFC 3986 percent-encoding: unreserved characters stay, and '/' too when `keep_slash` (an S3 object key in a

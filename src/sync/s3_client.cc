@@ -95,18 +95,21 @@ namespace {
 size_t append_body(char* data, size_t size, size_t n, void* user) {
   auto* reply = static_cast<detail::S3Reply*>(user);
   const size_t bytes = size * n;
-  if (bytes > reply->max_bytes - reply->body.size()) {
-    reply->body.append(data, reply->max_bytes - reply->body.size());  // what fits (get_head uses it)
+  try {
+    if (bytes > reply->max_bytes - reply->body.size()) {
+      const size_t fits = reply->max_bytes - reply->body.size();
+      detail::reserve_bounded(reply->body, reply->max_bytes, reply->max_bytes);
+      reply->body.append(data, fits);  // what fits (get_head uses it)
+      reply->too_large = true;
+      return 0;  // aborts the transfer: nothing past the bound is ever buffered
+    }
+    detail::reserve_bounded(reply->body, reply->body.size() + bytes, reply->max_bytes);
+    reply->body.append(data, bytes);
+    return bytes;
+  } catch (const std::exception&) {  // never through libcurl's C frames
     reply->too_large = true;
-    return 0;  // aborts the transfer: nothing past the bound is ever buffered
+    return 0;
   }
-  // Grow by doubling, but never past the bound: std::string's own growth could reserve up to twice it.
-  if (reply->body.size() + bytes > reply->body.capacity()) {
-    reply->body.reserve(
-        std::min(reply->max_bytes, std::max(reply->body.size() + bytes, 2 * reply->body.capacity())));
-  }
-  reply->body.append(data, bytes);
-  return bytes;
 }
 }  // namespace
 

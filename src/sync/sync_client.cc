@@ -355,15 +355,17 @@ SyncClient::Impl::Step SyncClient::Impl::poll_changes(size_t cp) {
     return Step::failed;
   };
   if (detail::too_deep(reply.body)) return unusable("nested too deep");
-  const Json j = Json::parse(reply.body, nullptr, false);
-  if (!j.is_object()) return unusable("not a JSON object");
+  detail::ChangesAnswer answer;
+  std::string why;
+  if (!detail::parse_changes_answer(reply.body, answer, why)) return unusable(why.c_str());
+  std::string().swap(reply.body);  // the changes hold what is needed of it
+  const Json& j = answer.envelope;
   auto st = j.find("state");
-  auto changes = j.find("changes");
   SignedState state;
   if (st == j.end() || !st->is_object() || !read_i64(*st, "revision", state.revision)) {
     return unusable("no state");
   }
-  if (changes == j.end() || !changes->is_array()) return unusable("no changes");
+  if (!answer.has_changes) return unusable("no changes");
   int64_t from = 0;
   state.cluster_id = read_string(*st, "cluster_id");
   state.content_hash = read_string(*st, "sha256");
@@ -406,20 +408,7 @@ SyncClient::Impl::Step SyncClient::Impl::poll_changes(size_t cp) {
   // A newer revision: apply the changes to the base in place and check the result against the signed state.
   // Whatever refuses it, the changes are undone, so the base is again exactly the verified state it was: the
   // next delta starts from it, and the cache writer may read it (current). O(changes) either way.
-  std::vector<ResourceChange> list;
-  list.reserve(changes->size());
-  for (const Json& c : *changes) {
-    if (!c.is_object()) return unusable("a change is not an object");
-    auto value = c.find("value");
-    ResourceChange change{read_string(c, "kind"), read_string(c, "id"), std::nullopt};
-    if (change.kind.empty() || change.id.empty() || value == c.end()) return unusable("a malformed change");
-    if (!value->is_null()) {
-      std::string canonical;
-      if (!canonicalize(value->dump(), canonical)) return unusable("a change's value is not JSON");
-      change.value = std::move(canonical);
-    }
-    list.push_back(std::move(change));
-  }
+  std::vector<ResourceChange> list = std::move(answer.changes);
   // The writer serializes current under its lock: keep it out while current's set is not current's state.
   std::unique_lock<std::mutex> hold;
   if (&b == &current) hold = writer.lock();
