@@ -12,6 +12,11 @@
 // cache is written by a thread of its own (CacheWriter: newest state only, serialized while the sync thread
 // waits to change the set).
 //
+// Everything it reads is bounded before it is buffered (docs/sync-protocol.md, "Bounds"), and an exception on
+// the sync thread (std::bad_alloc under a memory limit, above all) is logged and counted as a sync error: the
+// configuration served stays. It pins the etcd cluster of the state it serves ("Cluster identity"): a state
+// of another cluster replaces it only after no control plane has served ours for cluster_change_delay.
+//
 // Contract: start_from_cache() on the owning thread before start(); start() runs the sync thread; stop() is
 // thread-safe and idempotent, returns within about a second plus the time to write the newest accepted state
 // to the cache if it is not written yet (so a clean shutdown leaves it cached). status() may be called from

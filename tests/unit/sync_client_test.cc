@@ -21,6 +21,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "sync/cp_http.h"
 #include "sync/snapshot_cache.h"
 #include "sync/sync_client.h"
 #include "sync_test_data.h"
@@ -953,6 +954,59 @@ TEST_F(SyncClientTest, MovesToAReplacedClusterAfterTheDelay) {
   char name[64];
   std::snprintf(name, sizeof name, "/snapshot-%020lld.psnap.superseded", static_cast<long long>(r2));
   EXPECT_TRUE(fs::exists(root_ + "/cache" + name));
+}
+
+// The /changes answer is taken apart without a DOM of the whole: any member order and whitespace, values
+// canonicalized one by one, and every malformed shape refused with a reason.
+TEST(SyncChangesAnswer, ParsesWithoutADom) {
+  detail::ChangesAnswer a;
+  std::string error;
+  ASSERT_TRUE(detail::parse_changes_answer(
+      R"( { "state" : {"revision":9,"cluster_id":"c"}, "changes" : [ {"value":{"uri":"/a", "id":"1"},)"
+      R"("kind":"routes","id":"1"}, {"kind":"upstreams","id":7,"value":null} ], "from":8, "behind":false } )",
+      a, error))
+      << error;
+  EXPECT_EQ(a.envelope["state"]["revision"], 9);
+  EXPECT_EQ(a.envelope["from"], 8);
+  EXPECT_EQ(a.envelope["behind"], false);
+  EXPECT_FALSE(a.envelope.contains("changes"));
+  ASSERT_TRUE(a.has_changes);
+  ASSERT_EQ(a.changes.size(), 2u);
+  EXPECT_EQ(a.changes[0].kind, "routes");
+  EXPECT_EQ(a.changes[0].id, "1");
+  EXPECT_EQ(a.changes[0].value, std::optional<std::string>(R"({"id":"1","uri":"/a"})"));
+  EXPECT_EQ(a.changes[1].id, "7");
+  EXPECT_FALSE(a.changes[1].value.has_value());
+
+  ASSERT_TRUE(detail::parse_changes_answer(R"({"changes":[],"state":{}})", a, error)) << error;
+  EXPECT_TRUE(a.has_changes && a.changes.empty());
+  ASSERT_TRUE(detail::parse_changes_answer(R"({"state":{}})", a, error)) << error;
+  EXPECT_FALSE(a.has_changes);
+
+  struct Case {
+    std::string body;
+    const char* error;
+  } cases[] = {
+      {"", "not a JSON object"},
+      {"[]", "not a JSON object"},
+      {R"({"changes":[]} x)", "not a JSON object"},
+      {R"({"changes":{}})", "no changes"},
+      {R"({"changes":[],"changes":[]})", "two \"changes\""},
+      {R"({"changes":[1]})", "a change is not an object"},
+      {R"({"changes":[{"kind":"routes","id":"1"}]})", "a malformed change"},
+      {R"({"changes":[{"kind":"routes","value":{}}]})", "a malformed change"},
+      {R"({"changes":[{"kind":"routes","id":"1","value":{"a":}}]})", "a change's value is not JSON"},
+      {R"({"changes":[{"kind":"routes","id":"1","value":{ "a":")" + std::string(kMaxNonCanonicalBytes, 'x') +
+           R"("}}]})",
+       "a change's value is too large (not canonical)"},
+      {R"({"state":")" + std::string(detail::kMaxEnvelopeMember, 'x') + R"("})",
+       "a member is not JSON or too large"},
+      {R"({"state":tru})", "a member is not JSON or too large"},
+  };
+  for (const Case& c : cases) {
+    EXPECT_FALSE(detail::parse_changes_answer(c.body, a, error)) << c.body.substr(0, 80);
+    EXPECT_EQ(error, c.error) << c.body.substr(0, 80);
+  }
 }
 
 TEST_F(SyncClientTest, StopReturnsPromptlyDuringALongPoll) {
