@@ -328,8 +328,12 @@ Json small_value(Lexer& lex) {
 }  // namespace
 
 bool parse_changes_answer(std::string_view body, ChangesAnswer& out, std::string& error) {
-  Lexer lex{body};
   out = ChangesAnswer{};
+  if (too_deep(body)) {  // what is parsed below (members, values) recurses when dumped
+    error = "nested too deep";
+    return false;
+  }
+  Lexer lex{body};
   std::string problem;
   auto fail = [&](const char* what) {
     if (problem.empty()) problem = what;

@@ -128,7 +128,8 @@ struct ChangesAnswer {
   std::vector<ResourceChange> changes;
 };
 inline constexpr size_t kMaxEnvelopeMember = 64 * 1024;
-// False with `error` ("not a JSON object", "a malformed change", ...) when the answer is unusable.
+// False with `error` ("nested too deep", "not a JSON object", "a malformed change", ...) when the answer is
+// unusable. The nesting is checked before anything is parsed.
 bool parse_changes_answer(std::string_view body, ChangesAnswer& out, std::string& error);
 
 // The control plane's {"error_msg": ...}, or the start of whatever the body is.

@@ -118,6 +118,8 @@ struct SyncClient::Impl {
   // Runs one exchange; an exception (std::bad_alloc on a huge answer, above all) is logged, counted and
   // survived: the configuration served stays, and the sync thread goes on with the next control plane.
   Step exchange(size_t cp);
+  template <typename Fn>
+  void guarded(const char* what, Fn&& fn);
   // True when `state` (verified, of another cluster than the base's) may replace the base: no control plane
   // has served the base's cluster for options.cluster_change_delay seconds (docs/sync-protocol.md).
   bool cluster_change_due(size_t cp, const SignedState& state);
@@ -207,7 +209,7 @@ void SyncClient::Impl::run() {
         // not to spin; after it, a full snapshot re-checks what we hold against the control plane.
         failed_in_round = 0;
         need_full = true;
-        http.pause(refusal_pause);
+        guarded("pause", [&] { http.pause(refusal_pause); });
         refusal_pause = std::min(refusal_pause * 2, kMaxBackoff);
         break;
       case Step::behind:
@@ -218,12 +220,26 @@ void SyncClient::Impl::run() {
         report_wanted = true;
         if (++failed_in_round >= n) {
           failed_in_round = 0;
-          try_s3();
-          http.pause(backoff);
+          guarded("S3 fallback", [this] { try_s3(); });
+          guarded("pause", [&] { http.pause(backoff); });
           backoff = std::min(backoff * 2, kMaxBackoff);
         }
         break;
     }
+  }
+}
+
+// Runs what the sync thread does outside an exchange (the S3 fallback, a pause whose tick starts a report):
+// an exception there is logged and counted like one in an exchange, never let out of the thread.
+template <typename Fn>
+void SyncClient::Impl::guarded(const char* what, Fn&& fn) {
+  try {
+    fn();
+  } catch (const std::exception& e) {
+    std::string message = cat("sync: ", what, " failed: ", e.what());
+    PORTICO_LOG(error, "%s; still serving revision %lld", message.c_str(),
+                static_cast<long long>(current.state.revision));
+    record_error(message);
   }
 }
 
@@ -354,7 +370,6 @@ SyncClient::Impl::Step SyncClient::Impl::poll_changes(size_t cp) {
                     log::Level::error);
     return Step::failed;
   };
-  if (detail::too_deep(reply.body)) return unusable("nested too deep");
   detail::ChangesAnswer answer;
   std::string why;
   if (!detail::parse_changes_answer(reply.body, answer, why)) return unusable(why.c_str());

@@ -1002,6 +1002,7 @@ TEST(SyncChangesAnswer, ParsesWithoutADom) {
       {R"({"state":")" + std::string(detail::kMaxEnvelopeMember, 'x') + R"("})",
        "a member is not JSON or too large"},
       {R"({"state":tru})", "a member is not JSON or too large"},
+      {R"({"state":)" + std::string(1000, '[') + std::string(1000, ']') + "}", "nested too deep"},
   };
   for (const Case& c : cases) {
     EXPECT_FALSE(detail::parse_changes_answer(c.body, a, error)) << c.body.substr(0, 80);
