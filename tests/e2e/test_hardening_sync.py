@@ -32,7 +32,7 @@ from test_hybrid_sync import KINDS, canonical, document_hash, encode_snapshot, k
 
 MIB = 1 << 20
 MAX_DELTA = 32 * MIB      # src/sync/envelope.h kMaxDeltaBytes
-MAX_SNAPSHOT = 256 * MIB  # src/sync/envelope.h kMaxSnapshotBytes
+MAX_SNAPSHOT = 128 * MIB  # src/sync/envelope.h kMaxSnapshotBytes
 HOST = "hard.test"
 ORIGIN_ID = "hard"
 
@@ -264,7 +264,7 @@ def report(name, **figures):
 # ------------------------------------------------------------------------------------------------------------
 
 def test_huge_changes_answer_is_refused_with_bounded_memory(dataplane, origin, tmp_path):
-    """A 250 MiB /changes answer (under the old 256 MiB bound, so it used to be parsed: ~4.9 GB RSS) is aborted
+    """A 250 MiB /changes answer (under the old 256 MiB bound, so it used to be parsed: 2.4 GB RSS) is refused
     at 32 MiB. Under a strict address-space limit the data plane lives on, keeps serving, and says why."""
     o = origin(ORIGIN_ID)
     signer = Signer(tmp_path)
@@ -292,7 +292,7 @@ def test_huge_changes_answer_is_refused_with_bounded_memory(dataplane, origin, t
 
 
 def test_endless_changes_and_snapshot_bodies_are_cut_at_their_bounds(dataplane, origin, tmp_path):
-    """Bodies that never end: /changes is cut at 32 MiB, /snapshot at 256 MiB (no more: growing the buffer never
+    """Bodies that never end: /changes is cut at 32 MiB, /snapshot at 128 MiB (no more: growing the buffer never
     reserves past the bound), and the data plane goes on serving what it had."""
     o = origin(ORIGIN_ID)
     signer = Signer(tmp_path)

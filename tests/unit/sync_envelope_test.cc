@@ -274,7 +274,7 @@ TEST_F(SyncEnvelope, RefusesMoreThanTheBound) {
   std::string_view doc;
   std::string error;
   EXPECT_FALSE(decode_snapshot(std::string_view(static_cast<const char*>(p), size), s, doc, error));
-  EXPECT_EQ(error, "snapshot is larger than 256 MiB");
+  EXPECT_EQ(error, "snapshot is larger than 128 MiB");
   ::munmap(p, size);
 }
 
