@@ -428,8 +428,8 @@ SyncClient::Impl::Step SyncClient::Impl::poll_changes(size_t cp) {
   std::unique_lock<std::mutex> hold;
   if (&b == &current) hold = writer.lock();
   const std::string base_hash = b.state.content_hash;
-  changing =
-      &b;  // cleared by accept_delta or an undo below; exchange() drops the set if an exception escapes
+  // Cleared by accept_delta or an undo below; exchange() drops the set if an exception escapes meanwhile.
+  changing = &b;
   std::vector<ResourceChange> undo = b.set.apply_with_undo(list);
   std::string hash = b.set.content_hash();
   const std::string what =
