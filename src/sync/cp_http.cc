@@ -12,17 +12,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-constexpr size_t kMaxBody = 256 * 1024 * 1024;  // a snapshot larger than this is refused
-constexpr double kTickSeconds = 0.25;           // upper bound between tick() calls and stop checks
+constexpr double kTickSeconds = 0.25;  // upper bound between tick() calls and stop checks
 
 std::once_flag g_curl_once;
-
-size_t append_body(char* data, size_t size, size_t n, void* user) {
-  auto* body = static_cast<std::string*>(user);
-  if (body->size() + size * n > kMaxBody) return 0;  // aborts with CURLE_WRITE_ERROR
-  body->append(data, size * n);
-  return size * n;
-}
 
 long millis(double seconds) {
   return std::max(1L, static_cast<long>(seconds * 1000));
@@ -56,10 +48,56 @@ CpHttp::~CpHttp() {
   curl_slist_free_all(post_headers_);
 }
 
-void CpHttp::setup(CURL* h, const std::string& url, double timeout, std::string* sink, char* error) {
+void reserve_bounded(std::string& body, size_t need, size_t limit) {
+  if (need <= body.capacity()) return;
+  size_t cap = limit;
+  while (cap / 2 >= need && cap / 2 >= 16384) cap /= 2;
+  std::string bigger;
+  bigger.reserve(cap);  // from an empty string: exactly `cap`
+  bigger.append(body);
+  body.swap(bigger);
+}
+
+size_t CpHttp::append_body(char* data, size_t size, size_t n, void* user) {
+  auto* sink = static_cast<Sink*>(user);
+  const size_t bytes = size * n;
+  try {
+    if (sink->body.empty()) {
+      // A declared length past the bound is refused before a byte is kept (curl 7.88's CURLOPT_MAXFILESIZE
+      // does that too, but only for a length it knew before the transfer started); one within it is
+      // reserved at once.
+      curl_off_t declared = -1;
+      if (curl_easy_getinfo(sink->handle, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &declared) == CURLE_OK &&
+          declared > 0) {
+        if (declared > static_cast<curl_off_t>(sink->limit)) {
+          sink->too_large = true;
+          return 0;  // aborts the transfer with CURLE_WRITE_ERROR
+        }
+        sink->body.reserve(static_cast<size_t>(declared));
+      }
+    }
+    if (bytes > sink->limit - sink->body.size()) {
+      sink->too_large = true;
+      return 0;
+    }
+    reserve_bounded(sink->body, sink->body.size() + bytes, sink->limit);
+    sink->body.append(data, bytes);
+    return bytes;
+  } catch (const std::exception&) {  // never through libcurl's C frames
+    sink->no_memory = true;
+    return 0;
+  }
+}
+
+void CpHttp::setup(CURL* h, const std::string& url, double timeout, Sink* sink, size_t max_body,
+                   char* error) {
   curl_easy_reset(h);
   error[0] = '\0';
-  sink->clear();
+  sink->handle = h;
+  std::string().swap(sink->body);  // the last answer's capacity goes too
+  sink->limit = max_body;
+  sink->too_large = false;
+  sink->no_memory = false;
   curl_easy_setopt(h, CURLOPT_URL, url.c_str());
   curl_easy_setopt(h, CURLOPT_PROXY, "");  // control planes are reached directly, as etcd is
   curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
@@ -70,12 +108,13 @@ void CpHttp::setup(CURL* h, const std::string& url, double timeout, std::string*
   curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, millis(timeout));
   curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, append_body);
   curl_easy_setopt(h, CURLOPT_WRITEDATA, sink);
+  curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, static_cast<curl_off_t>(max_body));
   curl_easy_setopt(h, CURLOPT_ERRORBUFFER, error);
 }
 
-bool CpHttp::get(const std::string& url, double timeout, HttpReply& reply) {
+bool CpHttp::get(const std::string& url, double timeout, size_t max_body, HttpReply& reply) {
   if (stopped()) return false;
-  setup(foreground_, url, timeout, &foreground_body_, foreground_error_);
+  setup(foreground_, url, timeout, &foreground_body_, max_body, foreground_error_);
   curl_easy_setopt(foreground_, CURLOPT_HTTPHEADER, get_headers_);
   curl_multi_add_handle(multi_, foreground_);
   return drive(foreground_, 0, &reply);
@@ -84,7 +123,7 @@ bool CpHttp::get(const std::string& url, double timeout, HttpReply& reply) {
 bool CpHttp::post_background(const std::string& url, std::string body, double timeout) {
   if (background_busy_ || stopped()) return false;
   background_request_ = std::move(body);
-  setup(background_, url, timeout, &background_body_, background_error_);
+  setup(background_, url, timeout, &background_body_, kMaxReportAnswer, background_error_);
   curl_easy_setopt(background_, CURLOPT_HTTPHEADER, post_headers_);
   curl_easy_setopt(background_, CURLOPT_POST, 1L);
   curl_easy_setopt(background_, CURLOPT_POSTFIELDS, background_request_.data());
@@ -109,7 +148,7 @@ void CpHttp::finish_background(CURLcode code) {
   r.code = code;
   curl_easy_getinfo(background_, CURLINFO_RESPONSE_CODE, &r.status);
   if (code != CURLE_OK) r.error = background_error_[0] != '\0' ? background_error_ : curl_easy_strerror(code);
-  r.body = std::move(background_body_);
+  r.body = std::move(background_body_.body);
   curl_multi_remove_handle(multi_, background_);
   background_busy_ = false;
   if (background_done_) background_done_(r);
@@ -141,10 +180,21 @@ bool CpHttp::drive(CURL* foreground, double seconds, HttpReply* reply) {
       reply->code = result;
       reply->status = 0;
       curl_easy_getinfo(foreground, CURLINFO_RESPONSE_CODE, &reply->status);
-      reply->error = result == CURLE_OK ? std::string()
-                                        : (foreground_error_[0] != '\0' ? std::string(foreground_error_)
-                                                                        : curl_easy_strerror(result));
-      reply->body = std::move(foreground_body_);
+      reply->too_large = foreground_body_.too_large || result == CURLE_FILESIZE_EXCEEDED;
+      if (foreground_body_.no_memory) {
+        reply->code = CURLE_OUT_OF_MEMORY;
+        reply->error = "out of memory receiving the answer";
+      } else if (reply->too_large) {
+        if (result == CURLE_OK) reply->code = CURLE_WRITE_ERROR;
+        reply->error = "answer larger than ";
+        reply->error += std::to_string(foreground_body_.limit);
+        reply->error += " bytes: transfer aborted";
+      } else {
+        reply->error = result == CURLE_OK ? std::string()
+                                          : (foreground_error_[0] != '\0' ? std::string(foreground_error_)
+                                                                          : curl_easy_strerror(result));
+      }
+      reply->body = std::move(foreground_body_.body);
       curl_multi_remove_handle(multi_, foreground);
       return true;
     }
@@ -190,8 +240,162 @@ bool read_i64(const Json& j, const char* key, int64_t& out) {
   return true;
 }
 
+namespace {
+
+// The structure of JSON text, skipped over without building anything: what a span holds is validated by
+// whoever parses it (nlohmann for small members, canonicalize() for values).
+struct Lexer {
+  std::string_view t;
+  size_t pos = 0;
+
+  void space() {
+    while (pos < t.size() && (t[pos] == ' ' || t[pos] == '\n' || t[pos] == '\r' || t[pos] == '\t')) ++pos;
+  }
+  bool eat(char c) {
+    space();
+    if (pos >= t.size() || t[pos] != c) return false;
+    ++pos;
+    return true;
+  }
+  bool skip_string() {  // at '"'
+    for (++pos; pos < t.size(); ++pos) {
+      if (t[pos] == '\\') {
+        ++pos;
+      } else if (t[pos] == '"') {
+        ++pos;
+        return true;
+      }
+    }
+    return false;
+  }
+  bool skip_container() {  // at '{' or '['
+    int depth = 0;
+    while (pos < t.size()) {
+      char c = t[pos];
+      if (c == '"') {
+        if (!skip_string()) return false;
+        continue;
+      }
+      ++pos;
+      if (c == '{' || c == '[') {
+        ++depth;
+      } else if ((c == '}' || c == ']') && --depth == 0) {
+        return true;
+      }
+    }
+    return false;
+  }
+  // One value; `span` gets its text.
+  bool value(std::string_view& span) {
+    space();
+    size_t start = pos;
+    if (pos >= t.size()) return false;
+    char c = t[pos];
+    if (c == '"') {
+      if (!skip_string()) return false;
+    } else if (c == '{' || c == '[') {
+      if (!skip_container()) return false;
+    } else {
+      while (pos < t.size() && std::string_view(",]} \t\r\n").find(t[pos]) == std::string_view::npos) ++pos;
+      if (pos == start) return false;
+    }
+    span = t.substr(start, pos - start);
+    return true;
+  }
+  // The members of an object: `member(key)` is called at each value, which it must consume.
+  template <typename Member>
+  bool object(Member&& member) {
+    if (!eat('{')) return false;
+    if (eat('}')) return true;
+    do {
+      space();
+      std::string_view span;
+      if (pos >= t.size() || t[pos] != '"' || !value(span) || span.size() > kMaxEnvelopeMember) return false;
+      Json key = Json::parse(span, nullptr, false);
+      if (!key.is_string() || !eat(':') || !member(key.get_ref<const std::string&>())) return false;
+    } while (eat(','));
+    return eat('}');
+  }
+};
+
+// A small member's value, parsed; discarded when it is not JSON or too long for a DOM.
+Json small_value(Lexer& lex) {
+  std::string_view span;
+  if (!lex.value(span) || span.size() > kMaxEnvelopeMember) return Json(Json::value_t::discarded);
+  return Json::parse(span, nullptr, false);
+}
+
+}  // namespace
+
+bool parse_changes_answer(std::string_view body, ChangesAnswer& out, std::string& error) {
+  out = ChangesAnswer{};
+  if (too_deep(body)) {  // what is parsed below (members, values) recurses when dumped
+    error = "nested too deep";
+    return false;
+  }
+  Lexer lex{body};
+  std::string problem;
+  auto fail = [&](const char* what) {
+    if (problem.empty()) problem = what;
+    return false;
+  };
+  auto change = [&]() {
+    ResourceChange c;
+    std::string_view value;
+    bool has_value = false;
+    bool ok = lex.object([&](const std::string& key) {
+      if (key == "value") {
+        has_value = true;
+        return lex.value(value);
+      }
+      Json v = small_value(lex);
+      if (v.is_discarded()) return false;
+      if (key == "kind" || key == "id") {
+        Json holder = {{"v", std::move(v)}};
+        (key == "kind" ? c.kind : c.id) = read_string(holder, "v");
+      }
+      return true;
+    });
+    if (!ok) return fail("a change is not an object");
+    if (c.kind.empty() || c.id.empty() || !has_value) return fail("a malformed change");
+    if (value != "null") {
+      std::string canonical;
+      if (!canonicalize(value, canonical)) {
+        return fail(value.size() > kMaxNonCanonicalBytes ? "a change's value is too large (not canonical)"
+                                                         : "a change's value is not JSON");
+      }
+      c.value = std::move(canonical);
+    }
+    out.changes.push_back(std::move(c));
+    return true;
+  };
+  bool ok = lex.object([&](const std::string& key) {
+    if (key == "changes") {
+      if (out.has_changes) return fail("two \"changes\"");
+      out.has_changes = true;
+      if (!lex.eat('[')) return fail("no changes");
+      if (lex.eat(']')) return true;
+      do {
+        if (!change()) return false;
+      } while (lex.eat(','));
+      return lex.eat(']');
+    }
+    Json v = small_value(lex);
+    if (v.is_discarded()) return fail("a member is not JSON or too large");
+    out.envelope[key] = std::move(v);
+    return true;
+  });
+  lex.space();
+  if (!ok || lex.pos != body.size()) {
+    error = problem.empty() ? "not a JSON object" : problem;
+    return false;
+  }
+  return true;
+}
+
 std::string error_message(const std::string& body) {
-  if (!too_deep(body)) {
+  // Only a body small enough for a DOM: an error answer is a line of JSON.
+  if (body.size() <= kMaxEnvelopeMember && !too_deep(body)) {
     Json j = Json::parse(body, nullptr, false);
     if (j.is_object()) {
       std::string m = read_string(j, "error_msg");

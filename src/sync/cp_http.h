@@ -14,6 +14,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <curl/curl.h>
 #include <nlohmann/json.hpp>
@@ -26,7 +27,8 @@ struct HttpReply {
   CURLcode code = CURLE_OK;  // transport result; CURLE_OK means an HTTP answer arrived
   long status = 0;           // HTTP status (0 without an answer)
   std::string body;
-  std::string error;  // curl's message when code != CURLE_OK
+  std::string error;       // curl's message when code != CURLE_OK
+  bool too_large = false;  // the body passed the request's bound: the transfer was aborted (code != CURLE_OK)
 
   bool transport_ok() const { return code == CURLE_OK; }
 };
@@ -44,9 +46,13 @@ class CpHttp {
   // Called on the sync thread when a background POST ends.
   void set_background_done(std::function<void(const HttpReply&)> done) { background_done_ = std::move(done); }
 
-  // GET `url` with a total timeout of `timeout` seconds. False when stop() interrupted it (reply unset).
-  bool get(const std::string& url, double timeout, HttpReply& reply);
-  // Starts a POST of JSON `body` in the background. False (nothing started) while another one is running.
+  // GET `url` with a total timeout of `timeout` seconds. A body longer than `max_body` bytes is never
+  // buffered: the transfer is aborted as soon as the Content-Length or the bytes received pass it
+  // (reply.too_large), so a hostile peer costs at most `max_body` bytes of memory. False when stop()
+  // interrupted it (reply unset).
+  bool get(const std::string& url, double timeout, size_t max_body, HttpReply& reply);
+  // Starts a POST of JSON `body` in the background; its answer is bounded by kMaxReportAnswer. False
+  // (nothing started) while another one is running.
   bool post_background(const std::string& url, std::string body, double timeout);
   bool background_busy() const { return background_busy_; }
   // Waits `seconds` while background transfers go on. False when stop() interrupted it.
@@ -59,7 +65,16 @@ class CpHttp {
  private:
   // Drives the multi handle until `foreground` (may be null) is done or `seconds` have passed.
   bool drive(CURL* foreground, double seconds, HttpReply* reply);
-  void setup(CURL* handle, const std::string& url, double timeout, std::string* sink, char* error);
+  // A transfer's body, bounded (see get()).
+  struct Sink {
+    CURL* handle = nullptr;
+    std::string body;
+    size_t limit = 0;
+    bool too_large = false;
+    bool no_memory = false;  // an allocation failed: the transfer was aborted
+  };
+  static size_t append_body(char* data, size_t size, size_t n, void* user);
+  void setup(CURL* handle, const std::string& url, double timeout, Sink* sink, size_t max_body, char* error);
   void finish_background(CURLcode code);
 
   CURLM* multi_;
@@ -70,16 +85,24 @@ class CpHttp {
   double connect_timeout_;
   std::atomic<bool> stopped_{false};
 
-  std::string foreground_body_;
+  Sink foreground_body_;
   char foreground_error_[CURL_ERROR_SIZE] = {};
   bool background_busy_ = false;
   std::string background_request_;
-  std::string background_body_;
+  Sink background_body_;
   char background_error_[CURL_ERROR_SIZE] = {};
 
   std::function<void()> tick_;
   std::function<void(const HttpReply&)> background_done_;
 };
+
+// Makes room in `body` for `need` bytes in all (need <= limit) without ever holding more than `limit` bytes
+// of buffers, the copy included: capacities are limit / 2^k (std::string's own growth may reserve up to
+// twice what is asked, and the copy into a larger buffer holds both). Throws std::bad_alloc.
+void reserve_bounded(std::string& body, size_t need, size_t limit);
+
+// A control plane answers a report with 204 and no body: an answer longer than this is cut off.
+inline constexpr size_t kMaxReportAnswer = 64 * 1024;
 
 // Protocol helpers.
 using Json = nlohmann::json;
@@ -93,6 +116,22 @@ bool read_i64(const Json& j, const char* key, int64_t& out);
 inline bool too_deep(std::string_view text, int max_depth = 600) {
   return json_too_deep(text, max_depth);
 }
+// A /changes answer ({cluster_id, from, revision, changes[{kind,id,value|null}], state{...}, behind?}), taken
+// apart without a DOM of the whole: the changes may be tens of MB, and a DOM costs about 20 bytes of memory
+// per byte of text (and allocates even to free itself). Every member but "changes" is parsed into
+// `envelope` (each at most kMaxEnvelopeMember bytes of text); each change's value is canonicalized on its
+// own (canonicalize(): verbatim when it is canonical already, as a control plane sends it). About the
+// body's size again in memory at the peak.
+struct ChangesAnswer {
+  Json envelope = Json::object();
+  bool has_changes = false;  // "changes" was there, an array
+  std::vector<ResourceChange> changes;
+};
+inline constexpr size_t kMaxEnvelopeMember = 64 * 1024;
+// False with `error` ("nested too deep", "not a JSON object", "a malformed change", ...) when the answer is
+// unusable. The nesting is checked before anything is parsed.
+bool parse_changes_answer(std::string_view body, ChangesAnswer& out, std::string& error);
+
 // The control plane's {"error_msg": ...}, or the start of whatever the body is.
 std::string error_message(const std::string& body);
 // RFC 3986 percent-encoding: unreserved characters stay, and '/' too when `keep_slash` (an S3 object key in a

@@ -19,8 +19,7 @@
 namespace portico::sync {
 namespace {
 
-constexpr size_t kMaxSnapshotBytes = size_t{1} << 30;  // 1 GiB
-constexpr size_t kSignatureBytes = 64;                 // Ed25519
+constexpr size_t kSignatureBytes = 64;  // Ed25519
 
 struct PkeyFree {
   void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
@@ -376,7 +375,7 @@ constexpr std::string_view kIdChars = "0123456789abcdefghijklmnopqrstuvwxyzABCDE
 bool decode_snapshot(std::string_view text, SignedState& state, std::string_view& document,
                      std::string& error) {
   if (text.size() > kMaxSnapshotBytes) {
-    error = "snapshot is larger than 1 GiB";
+    error = cat({"snapshot is larger than ", std::to_string(kMaxSnapshotBytes >> 20), " MiB"});
     return false;
   }
   static constexpr std::string_view kFields[] = {"cluster_id", "revision", "sha256", "key_id", "signature"};

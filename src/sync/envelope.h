@@ -19,6 +19,7 @@
 // Signer and Verifier are immutable after construction; any thread may use them concurrently.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -28,6 +29,18 @@
 #include "sync/resource_set.h"
 
 namespace portico::sync {
+
+// The largest snapshot a data plane reads, from any source (a control plane, its cache, S3): a larger body
+// is refused before it is buffered. A 100k-route configuration is 22-30 MB, and a data plane peaks at about
+// 22 times the snapshot's size while it loads one (scan, validation, the built router: 500 MB at 100k
+// routes), so the bound leaves room for a configuration four times that large, and no more
+// (docs/sync-protocol.md, "Bounds").
+inline constexpr size_t kMaxSnapshotBytes = size_t{128} << 20;
+// The largest /changes answer a data plane reads. A delta is parsed into a DOM (about 20 bytes of memory
+// per byte of text) where a snapshot is scanned, so a larger delta is not worth its memory: the data plane
+// aborts it and fetches the snapshot instead. 32 MiB holds a change of every route of a 100k-route
+// configuration.
+inline constexpr size_t kMaxDeltaBytes = size_t{32} << 20;
 
 struct SignedState {
   std::string cluster_id;  // etcd cluster id (decimal), so a state from another cluster is recognisable

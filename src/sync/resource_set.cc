@@ -256,6 +256,10 @@ std::string scan_document(std::string_view text, KindMaps& kinds) {
       } else {
         s.pos = start;
         if (!s.skip_container()) return kNotJson;
+        if (s.pos - start > kMaxNonCanonicalBytes) {
+          return cat({where, " is not in canonical form and larger than ",
+                      std::to_string(kMaxNonCanonicalBytes >> 20), " MiB"});
+        }
         Json item = parse_json(text.substr(start, s.pos - start));
         if (item.is_discarded()) return kNotJson;
         id_text = item_id(item, key);
@@ -290,6 +294,7 @@ bool canonicalize(std::string_view json_text, std::string& out) {
     out = json_text;
     return true;
   }
+  if (json_text.size() > kMaxNonCanonicalBytes) return false;
   try {
     Json j = parse_json(json_text);
     if (j.is_discarded()) return false;
@@ -592,12 +597,29 @@ bool ResourceSet::from_document(std::string_view text, ResourceSet& out, std::st
       out = std::move(set);
       return true;
     }
-    if (!Json::accept(text.begin(), text.end())) {
-      try {
-        Json unused = Json::parse(text.begin(), text.end());
-      } catch (const Json::parse_error& e) {
-        problem = cat({"document is not valid JSON: ", e.what()});
+    // The parser's message, from a parse that builds nothing (a DOM of a large document could exhaust
+    // memory).
+    struct ErrorOnly : nlohmann::json_sax<Json> {
+      std::string message;
+      bool null() override { return true; }
+      bool boolean(bool) override { return true; }
+      bool number_integer(number_integer_t) override { return true; }
+      bool number_unsigned(number_unsigned_t) override { return true; }
+      bool number_float(number_float_t, const string_t&) override { return true; }
+      bool string(string_t&) override { return true; }
+      bool binary(binary_t&) override { return true; }
+      bool start_object(std::size_t) override { return true; }
+      bool key(string_t&) override { return true; }
+      bool end_object() override { return true; }
+      bool start_array(std::size_t) override { return true; }
+      bool end_array() override { return true; }
+      bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) override {
+        message = e.what();
+        return false;
       }
+    } sax;
+    if (!Json::sax_parse(text.begin(), text.end(), &sax) && !sax.message.empty()) {
+      problem = cat({"document is not valid JSON: ", sax.message});
     }
     error = std::move(problem);
     return false;

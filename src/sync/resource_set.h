@@ -124,7 +124,14 @@ class ResourceSet {
 // level.
 bool json_too_deep(std::string_view text, int max_depth);
 
-// Parses JSON text and dumps it canonically; false (out untouched) if it is not valid JSON.
+// The longest value that is taken through a DOM (nlohmann parse + dump, about 20 bytes of memory per byte
+// of text, and a DOM's destructor allocates, so running out of memory there ends the process): values that
+// are already canonical, as every control plane sends them, are taken verbatim at any size. A control plane
+// never sends a longer non-canonical one (etcd refuses values over 1.5 MiB by default).
+inline constexpr size_t kMaxNonCanonicalBytes = size_t{4} << 20;
+
+// Parses JSON text and dumps it canonically; false (out untouched) if it is not valid JSON, or if it is not
+// canonical already and longer than kMaxNonCanonicalBytes.
 bool canonicalize(std::string_view json_text, std::string& out);
 
 }  // namespace portico::sync

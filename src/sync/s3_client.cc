@@ -94,13 +94,22 @@ struct detail::S3Reply {
 namespace {
 size_t append_body(char* data, size_t size, size_t n, void* user) {
   auto* reply = static_cast<detail::S3Reply*>(user);
-  if (reply->body.size() + size * n > reply->max_bytes) {
-    reply->body.append(data, reply->max_bytes - reply->body.size());  // what fits (get_head uses it)
+  const size_t bytes = size * n;
+  try {
+    if (bytes > reply->max_bytes - reply->body.size()) {
+      const size_t fits = reply->max_bytes - reply->body.size();
+      detail::reserve_bounded(reply->body, reply->max_bytes, reply->max_bytes);
+      reply->body.append(data, fits);  // what fits (get_head uses it)
+      reply->too_large = true;
+      return 0;  // aborts the transfer: nothing past the bound is ever buffered
+    }
+    detail::reserve_bounded(reply->body, reply->body.size() + bytes, reply->max_bytes);
+    reply->body.append(data, bytes);
+    return bytes;
+  } catch (const std::exception&) {  // never through libcurl's C frames
     reply->too_large = true;
     return 0;
   }
-  reply->body.append(data, size * n);
-  return size * n;
 }
 }  // namespace
 
@@ -302,7 +311,8 @@ bool S3Client::list(const std::string& prefix, std::vector<S3Object>& objects, s
     query += "&prefix=";
     query += detail::url_escape(prefix, false);
     detail::S3Reply reply;
-    if (!request("GET", query, {}, 64 << 20, reply)) {
+    // A page of 1000 keys is about 350 KB of XML.
+    if (!request("GET", query, {}, 8 << 20, reply)) {
       error = reply.error;
       return false;
     }

@@ -56,7 +56,7 @@ class S3Client {
   bool put(const std::string& key, std::string_view body, std::string& error);
   // `max_bytes`: a larger object is refused. `status` (optional) receives the HTTP status (404: no object).
   bool get(const std::string& key, std::string& body, std::string& error, long* status = nullptr,
-           size_t max_bytes = size_t{1} << 30);
+           size_t max_bytes = size_t{128} << 20);
   // The first `bytes` bytes of an object (a Range request), e.g. to read a snapshot's header only.
   bool get_head(const std::string& key, size_t bytes, std::string& body, std::string& error);
   // Every object whose key starts with `prefix`, in key order, following continuation tokens. `page_size`

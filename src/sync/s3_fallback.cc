@@ -14,7 +14,6 @@ namespace {
 constexpr std::string_view kName = "snapshot-";
 constexpr std::string_view kSuffix = ".psnap";
 constexpr size_t kRevisionDigits = 20;
-constexpr size_t kMaxObjectBytes = (size_t{1} << 30) + 4096;  // decode_snapshot refuses more than 1 GiB
 
 }  // namespace
 
@@ -55,16 +54,24 @@ std::optional<S3Snapshot> S3Fallback::load_latest(const Verifier& verifier, std:
     return std::nullopt;
   }
   std::vector<std::pair<int64_t, std::string>> candidates;
+  size_t bad = 0;
   for (S3Object& o : objects) {
     int64_t revision = parse_s3_snapshot_key(prefix_, o.key);
-    if (revision >= 0) candidates.emplace_back(revision, std::move(o.key));
+    if (revision < 0) continue;
+    if (static_cast<uint64_t>(o.size) >
+        kMaxSnapshotBytes) {  // not worth a download (nor read past the bound)
+      PORTICO_LOG(warn, "sync: S3 object %s skipped: %lld bytes, more than %zu MiB", o.key.c_str(),
+                  static_cast<long long>(o.size), kMaxSnapshotBytes >> 20);
+      ++bad;
+      continue;
+    }
+    candidates.emplace_back(revision, std::move(o.key));
   }
   std::sort(candidates.begin(), candidates.end(), std::greater<>());
-  size_t bad = 0;
   for (const auto& [revision, key] : candidates) {
     S3Snapshot out;
     std::string why;
-    if (!client_.get(key, out.encoded, why, nullptr, kMaxObjectBytes)) {
+    if (!client_.get(key, out.encoded, why, nullptr, kMaxSnapshotBytes)) {
       if (why == "canceled") {
         error = why;
         return std::nullopt;
@@ -88,7 +95,7 @@ std::optional<S3Snapshot> S3Fallback::load_latest(const Verifier& verifier, std:
     out.key = key;
     return out;
   }
-  if (candidates.empty()) {
+  if (candidates.empty() && bad == 0) {
     error = "no snapshot under ";
     error += where();
   } else {

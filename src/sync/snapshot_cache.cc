@@ -24,8 +24,8 @@ namespace {
 constexpr std::string_view kPrefix = "snapshot-";
 constexpr std::string_view kSuffix = ".psnap";
 constexpr std::string_view kTempPrefix = ".tmp-snapshot-";
+constexpr std::string_view kSupersededSuffix = ".superseded";
 constexpr size_t kRevisionDigits = 20;
-constexpr size_t kMaxFileBytes = (size_t{1} << 30) + 4096;  // decode_snapshot refuses more than 1 GiB anyway
 constexpr time_t kStaleTempSeconds = 3600;
 
 std::string errno_text(const char* what, const std::string& path, int err) {
@@ -92,19 +92,39 @@ bool fsync_dir(const std::string& dir) {
   return ok;
 }
 
-// Reads `path` whole; false with `error` on failure or when it is larger than `limit`.
-bool read_file(const std::string& path, size_t limit, std::string& out, std::string& error) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+enum class ReadResult { ok, failed, skipped };
+
+// Reads the cache file `path` whole. Anything but a regular file is skipped (a FIFO would block open() and
+// read() forever; a symlink could point anywhere): it is opened with O_NONBLOCK | O_NOFOLLOW, checked with
+// fstat, and never renamed. At most `limit` bytes are read, whatever the size fstat reported (a file that
+// grows meanwhile). `error` says why on failed and skipped.
+ReadResult read_file(const std::string& path, size_t limit, std::string& out, std::string& error) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW);
   if (fd < 0) {
-    error = std::strerror(errno);
-    return false;
+    int err = errno;
+    error = std::strerror(err);
+    if (err == ELOOP) error = "a symbolic link, not a regular file";
+    return err == ELOOP || err == ENXIO ? ReadResult::skipped : ReadResult::failed;
   }
   struct stat st;
-  if (::fstat(fd, &st) != 0 || static_cast<uint64_t>(st.st_size) > limit) {
-    error = "too large or unreadable";
+  if (::fstat(fd, &st) != 0) {
+    error = std::strerror(errno);
     ::close(fd);
-    return false;
+    return ReadResult::failed;
   }
+  if (!S_ISREG(st.st_mode)) {
+    error = "not a regular file";
+    ::close(fd);
+    return ReadResult::skipped;
+  }
+  if (static_cast<uint64_t>(st.st_size) > limit) {
+    error = "larger than ";
+    error += std::to_string(limit >> 20);
+    error += " MiB";
+    ::close(fd);
+    return ReadResult::failed;
+  }
+  out.clear();
   out.resize(static_cast<size_t>(st.st_size));
   size_t off = 0;
   while (off < out.size()) {
@@ -113,17 +133,20 @@ bool read_file(const std::string& path, size_t limit, std::string& out, std::str
     if (n <= 0) break;
     off += static_cast<size_t>(n);
   }
+  char extra;
+  ssize_t more = off == out.size() ? ::read(fd, &extra, 1) : 0;
   ::close(fd);
-  if (off != out.size()) {
-    error = "short read";
-    return false;
+  if (off != out.size() || more > 0) {
+    error = "changed while being read";
+    return ReadResult::failed;
   }
-  return true;
+  return ReadResult::ok;
 }
 
 struct Listing {
   std::vector<std::pair<int64_t, std::string>> snapshots;  // (revision, name), newest first
   std::vector<std::string> temps;                          // leftover temp files
+  std::vector<std::string> superseded;                     // set aside by a move to another cluster
 };
 
 bool list_dir(const std::string& dir, Listing& out) {
@@ -136,6 +159,9 @@ bool list_dir(const std::string& dir, Listing& out) {
       out.snapshots.emplace_back(revision, std::string(name));
     } else if (name.starts_with(kTempPrefix)) {
       out.temps.emplace_back(name);
+    } else if (name.ends_with(kSupersededSuffix) &&
+               parse_name(name.substr(0, name.size() - kSupersededSuffix.size())) >= 0) {
+      out.superseded.emplace_back(name);
     }
   }
   ::closedir(d);
@@ -149,9 +175,11 @@ SnapshotCache::SnapshotCache(std::string dir, size_t keep)
     : dir_(std::move(dir)), keep_(std::max<size_t>(keep, 1)) {}
 
 // Write protocol: temp file (mkstemp: O_EXCL, 0600) in the cache directory, write, fsync, rename over the
-// final name, fsync the directory. Then prune: the `keep_` newest stay; so do none newer than `revision`
-// (a higher revision than the one just stored comes from an earlier etcd cluster's history — the data plane
-// never moves back within one cluster — and must not shadow the state just applied).
+// final name, fsync the directory. Then prune: the `keep_` newest older than `revision` stay. None newer than
+// `revision` may stay under its name: a higher revision than the one just stored comes from the etcd cluster
+// the data plane has just left (it never moves back within one cluster) and would shadow the state just
+// applied at the next start. Those are not deleted but renamed to *.superseded: the last good state of that
+// cluster survives for an operator (the `keep_` most recently written of them are kept).
 bool SnapshotCache::store(std::string_view encoded_snapshot, int64_t revision, std::string& error) {
   if (revision < 0) {
     error = "negative revision";
@@ -196,17 +224,41 @@ bool SnapshotCache::store(std::string_view encoded_snapshot, int64_t revision, s
   Listing listing;
   if (!list_dir(dir_, listing)) return true;  // stored; pruning is best effort
   size_t kept = 0;
+  auto in_dir = [this](std::string_view n) {
+    std::string p = dir_;
+    p += '/';
+    p += n;
+    return p;
+  };
+  std::vector<std::string> superseded = std::move(listing.superseded);
   for (const auto& [r, n] : listing.snapshots) {
     if (n == name || (r < revision && kept < keep_)) {
       ++kept;
       continue;
     }
-    std::string old = dir_;
-    old += '/';
-    old += n;
+    std::string old = in_dir(n);
+    if (r > revision) {
+      std::string aside = old;
+      aside += kSupersededSuffix;
+      if (::rename(old.c_str(), aside.c_str()) == 0) {
+        PORTICO_LOG(info, "sync cache: %s is newer than revision %lld just stored: kept aside as %s",
+                    old.c_str(), static_cast<long long>(revision), aside.c_str());
+        superseded.push_back(n + std::string(kSupersededSuffix));
+        continue;
+      }
+    }
     if (::unlink(old.c_str()) != 0) {
       PORTICO_LOG(warn, "sync cache: cannot remove %s: %s", old.c_str(), std::strerror(errno));
     }
+  }
+  if (superseded.size() > keep_) {
+    std::vector<std::pair<time_t, std::string>> by_age;  // most recently written first
+    for (std::string& n : superseded) {
+      struct stat st;
+      if (::stat(in_dir(n).c_str(), &st) == 0) by_age.emplace_back(st.st_mtime, std::move(n));
+    }
+    std::sort(by_age.begin(), by_age.end(), std::greater<>());
+    for (size_t i = keep_; i < by_age.size(); ++i) ::unlink(in_dir(by_age[i].second).c_str());
   }
   time_t now = std::time(nullptr);
   for (const std::string& t : listing.temps) {  // left by a crash between mkstemp and rename
@@ -234,8 +286,13 @@ std::optional<CachedSnapshot> SnapshotCache::load_latest(const Verifier& verifie
       path += name;
       std::string text, error;
       CachedSnapshot snap;
-      if (read_file(path, kMaxFileBytes, text, error) &&
-          open_snapshot(text, verifier, snap.state, snap.set, error)) {
+      ReadResult read = read_file(path, kMaxSnapshotBytes, text, error);
+      if (read == ReadResult::skipped) {
+        // Not ours (we only ever write regular files): left alone, for whoever put it there.
+        PORTICO_LOG(warn, "sync cache: %s skipped: %s", path.c_str(), error.c_str());
+        continue;
+      }
+      if (read == ReadResult::ok && open_snapshot(text, verifier, snap.state, snap.set, error)) {
         if (snap.state.revision == revision) {
           snap.path = std::move(path);
           return snap;
@@ -271,6 +328,13 @@ void CacheWriter::submit(const std::unique_lock<std::mutex>& held, SignedState s
 void CacheWriter::submit(const std::unique_lock<std::mutex>& held, SignedState state,
                          std::function<std::string()> document) {
   enqueue(held, Job{std::move(state), std::string(), std::move(document)});
+}
+
+void CacheWriter::discard(const std::unique_lock<std::mutex>& held) {
+  if (held.mutex() != &mu_ || !held.owns_lock())
+    throw std::logic_error("CacheWriter::discard without lock()");
+  job_.reset();
+  cv_.notify_all();
 }
 
 void CacheWriter::enqueue(const std::unique_lock<std::mutex>& held, Job job) {

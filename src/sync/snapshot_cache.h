@@ -4,9 +4,11 @@
 // torn one. Loading verifies each candidate (open_snapshot); a corrupt or tampered file is logged, renamed to
 // *.bad (kept for inspection, never tried again) and the next newest is tried.
 //
-// Files: <dir>/snapshot-<revision, 20 digits>.psnap; the newest `keep` are kept.
-// SnapshotCache is not thread-safe: one user at a time (the data plane loads it before its sync thread
-// starts, then only its CacheWriter's thread stores).
+// Files: <dir>/snapshot-<revision, 20 digits>.psnap; the newest `keep` are kept. Storing a lower revision
+// than some files hold (a move to another etcd cluster) renames those to *.superseded rather than delete
+// them. Anything that is not a regular file is skipped by load_latest and left alone. SnapshotCache is not
+// thread-safe: one user at a time (the data plane loads it before its sync thread starts, then only its
+// CacheWriter's thread stores).
 #pragma once
 
 #include <condition_variable>
@@ -77,6 +79,9 @@ class CacheWriter {
   void submit(const std::unique_lock<std::mutex>& held, SignedState state, std::string encoded_snapshot);
   void submit(const std::unique_lock<std::mutex>& held, SignedState state,
               std::function<std::string()> document);
+
+  // Drops the pending state, if any (its owner can no longer produce its document). `held` must hold lock().
+  void discard(const std::unique_lock<std::mutex>& held);
 
   // Waits (up to `seconds`) until no state is pending or being written; true when none is.
   bool wait_idle(double seconds);

@@ -33,9 +33,11 @@ constexpr double kMinHeartbeat = 0.5;    // seconds: the shortest spacing of lon
 
 // Endpoint problem kinds, to log a failing endpoint once per kind of failure instead of once per attempt.
 constexpr int kFine = 0;
-constexpr int kProtocol = -1;    // an answer we could not use
-constexpr int kBehind = -2;      // the control plane is behind us
-constexpr int kHttpKind = 1000;  // + HTTP status; curl codes are below
+constexpr int kProtocol = -1;      // an answer we could not use
+constexpr int kBehind = -2;        // the control plane is behind us
+constexpr int kTooLarge = -3;      // an answer past its bound (kMaxDeltaBytes)
+constexpr int kOtherCluster = -4;  // the control plane serves another etcd cluster than the one we serve
+constexpr int kHttpKind = 1000;    // + HTTP status; curl codes are below
 
 // Concatenates text pieces with appends: GCC 12 warns falsely (-Wrestrict) on `"lit" + std::string + ...`
 // chains. Numbers must go through std::to_string (a string_view cannot be made from one, so no silent char).
@@ -113,6 +115,14 @@ struct SyncClient::Impl {
   Step refused(size_t cp, const SignedState& state, const std::string& error);
   Step applied(size_t cp, const std::string& how);
   Step full_needed(size_t cp, bool after_noop, const std::string& why);
+  // Runs one exchange; an exception (std::bad_alloc on a huge answer, above all) is logged, counted and
+  // survived: the configuration served stays, and the sync thread goes on with the next control plane.
+  Step exchange(size_t cp);
+  template <typename Fn>
+  void guarded(const char* what, Fn&& fn);
+  // True when `state` (verified, of another cluster than the base's) may replace the base: no control plane
+  // has served the base's cluster for options.cluster_change_delay seconds (docs/sync-protocol.md).
+  bool cluster_change_due(size_t cp, const SignedState& state);
   bool call_apply(const SignedState& state, const ResourceSet& set, const Delta* delta, Source source,
                   std::string& error);
   // Makes `state` in `set` what we serve, replacing current (under the writer's lock, which guards current),
@@ -144,6 +154,12 @@ struct SyncClient::Impl {
   Held current;  // applied and serving; changed only under writer.lock(), because the writer reads it
   Held pending;  // verified but refused by Apply, newer than current
   bool need_full = false;
+  // Set while a delta is applied in place to it (current or pending): if an exception escapes meanwhile,
+  // that set is neither its state nor the next one, and is dropped (exchange()).
+  Held* changing = nullptr;
+  // Another cluster control planes serve, and since when no control plane has served ours (the base's).
+  std::string other_cluster;
+  Clock::time_point other_cluster_since{};
   bool snapshot_noop = false;  // the last snapshot changed nothing (guards a 409 ↔ snapshot loop)
   size_t cp_index = 0;
   size_t report_cp = 0;  // the control plane the report in flight went to
@@ -177,7 +193,7 @@ void SyncClient::Impl::run() {
   double refusal_pause = first_backoff;
   size_t failed_in_round = 0;
   while (!http.stopped()) {
-    Step step = need_full || !base().valid ? fetch_snapshot(cp_index) : poll_changes(cp_index);
+    Step step = exchange(cp_index);
     switch (step) {
       case Step::stopped:
         return;
@@ -193,7 +209,7 @@ void SyncClient::Impl::run() {
         // not to spin; after it, a full snapshot re-checks what we hold against the control plane.
         failed_in_round = 0;
         need_full = true;
-        http.pause(refusal_pause);
+        guarded("pause", [&] { http.pause(refusal_pause); });
         refusal_pause = std::min(refusal_pause * 2, kMaxBackoff);
         break;
       case Step::behind:
@@ -204,8 +220,8 @@ void SyncClient::Impl::run() {
         report_wanted = true;
         if (++failed_in_round >= n) {
           failed_in_round = 0;
-          try_s3();
-          http.pause(backoff);
+          guarded("S3 fallback", [this] { try_s3(); });
+          guarded("pause", [&] { http.pause(backoff); });
           backoff = std::min(backoff * 2, kMaxBackoff);
         }
         break;
@@ -213,10 +229,78 @@ void SyncClient::Impl::run() {
   }
 }
 
+// Runs what the sync thread does outside an exchange (the S3 fallback, a pause whose tick starts a report):
+// an exception there is logged and counted like one in an exchange, never let out of the thread.
+template <typename Fn>
+void SyncClient::Impl::guarded(const char* what, Fn&& fn) {
+  try {
+    fn();
+  } catch (const std::exception& e) {
+    std::string message = cat("sync: ", what, " failed: ", e.what());
+    PORTICO_LOG(error, "%s; still serving revision %lld", message.c_str(),
+                static_cast<long long>(current.state.revision));
+    record_error(message);
+  }
+}
+
+SyncClient::Impl::Step SyncClient::Impl::exchange(size_t cp) {
+  try {
+    return need_full || !base().valid ? fetch_snapshot(cp) : poll_changes(cp);
+  } catch (const std::exception& e) {
+    if (changing == &current) {
+      // The set no longer matches current's state: keep the writer from caching it, and make sure it is never
+      // taken for that state again (it is replaced by the next snapshot; Apply still serves what it served).
+      std::unique_lock hold = writer.lock();
+      writer.discard(hold);
+      current.set.clear();
+      current.state.content_hash.clear();
+    } else if (changing == &pending) {
+      pending = Held{};
+    }
+    changing = nullptr;
+    need_full = true;
+    std::string message = cat("sync with control plane ", options.control_planes[cp], " failed: ", e.what());
+    PORTICO_LOG(error, "sync: %s; still serving revision %lld", message.c_str(),
+                static_cast<long long>(current.state.revision));
+    record_error(message);
+    return Step::failed;
+  }
+}
+
+bool SyncClient::Impl::cluster_change_due(size_t cp, const SignedState& state) {
+  const Held& b = base();
+  Clock::time_point now = Clock::now();
+  if (other_cluster != state.cluster_id) {
+    other_cluster = state.cluster_id;
+    other_cluster_since = now;
+  }
+  const double waited = std::chrono::duration<double>(now - other_cluster_since).count();
+  if (waited >= options.cluster_change_delay) {
+    PORTICO_LOG(
+        warn,
+        "sync: moving to etcd cluster %s (revision %lld, from control plane %s): no control plane has "
+        "served cluster %s (our revision %lld) for %.0f s",
+        state.cluster_id.c_str(), static_cast<long long>(state.revision), options.control_planes[cp].c_str(),
+        b.state.cluster_id.c_str(), static_cast<long long>(b.state.revision), waited);
+    other_cluster.clear();
+    return true;
+  }
+  endpoint_failed(
+      cp, kOtherCluster,
+      cat("control plane ", options.control_planes[cp], " serves etcd cluster ", state.cluster_id,
+          " (revision ", num(state.revision), "), not ours (", b.state.cluster_id, ", revision ",
+          num(b.state.revision), "): it replaces ours only once no control plane has served ours for ",
+          num(std::llround(options.cluster_change_delay)), " s"),
+      log::Level::warn);
+  return false;
+}
+
 SyncClient::Impl::Step SyncClient::Impl::fetch_snapshot(size_t cp) {
   const std::string& url = options.control_planes[cp];
   detail::HttpReply reply;
-  if (!http.get(cat(url, "/portico/v1/snapshot"), kSnapshotTimeout, reply)) return Step::stopped;
+  if (!http.get(cat(url, "/portico/v1/snapshot"), kSnapshotTimeout, kMaxSnapshotBytes, reply)) {
+    return Step::stopped;
+  }
   if (!answered(cp, reply, "snapshot")) return Step::failed;
   SignedState state;
   ResourceSet set;
@@ -229,7 +313,13 @@ SyncClient::Impl::Step SyncClient::Impl::fetch_snapshot(size_t cp) {
   }
   need_full = false;
   const Held& b = base();
+  if (b.valid && state.cluster_id != b.state.cluster_id) {
+    // A genuine state of another cluster signed with the same key (a replaced etcd cluster, or another
+    // cluster's state replayed): its revision says nothing about ours, so only time tells them apart.
+    if (!cluster_change_due(cp, state)) return Step::behind;
+  }
   if (b.valid && state.cluster_id == b.state.cluster_id) {
+    other_cluster.clear();  // a control plane still serves our cluster
     if (state.revision < b.state.revision) {
       std::string message = cat("control plane ", url, " is behind us (snapshot revision ",
                                 num(state.revision), " < ", num(b.state.revision), ")");
@@ -258,7 +348,17 @@ SyncClient::Impl::Step SyncClient::Impl::poll_changes(size_t cp) {
                             "&cluster=", url_escape(b.state.cluster_id), "&wait=", num(wait));
   detail::HttpReply reply;
   Clock::time_point asked = Clock::now();
-  if (!http.get(request, wait + kPollSlack, reply)) return Step::stopped;
+  if (!http.get(request, wait + kPollSlack, kMaxDeltaBytes, reply)) return Step::stopped;
+  if (reply.too_large) {
+    // Never buffered past the bound. A real control plane sends that much only for a change of most of a
+    // large configuration, for which the snapshot is the cheaper path anyway.
+    endpoint_failed(cp, kTooLarge,
+                    cat("control plane ", url, ": /changes answer refused (", reply.error,
+                        "); fetching a full snapshot instead"),
+                    log::Level::warn);
+    need_full = true;
+    return after_noop ? Step::failed : Step::again;
+  }
   if (reply.transport_ok() && reply.status == 409) {
     return full_needed(cp, after_noop, cat("it asks for a full snapshot: ", error_message(reply.body)));
   }
@@ -270,16 +370,17 @@ SyncClient::Impl::Step SyncClient::Impl::poll_changes(size_t cp) {
                     log::Level::error);
     return Step::failed;
   };
-  if (detail::too_deep(reply.body)) return unusable("nested too deep");
-  const Json j = Json::parse(reply.body, nullptr, false);
-  if (!j.is_object()) return unusable("not a JSON object");
+  detail::ChangesAnswer answer;
+  std::string why;
+  if (!detail::parse_changes_answer(reply.body, answer, why)) return unusable(why.c_str());
+  std::string().swap(reply.body);  // the changes hold what is needed of it
+  const Json& j = answer.envelope;
   auto st = j.find("state");
-  auto changes = j.find("changes");
   SignedState state;
   if (st == j.end() || !st->is_object() || !read_i64(*st, "revision", state.revision)) {
     return unusable("no state");
   }
-  if (changes == j.end() || !changes->is_array()) return unusable("no changes");
+  if (!answer.has_changes) return unusable("no changes");
   int64_t from = 0;
   state.cluster_id = read_string(*st, "cluster_id");
   state.content_hash = read_string(*st, "sha256");
@@ -290,6 +391,7 @@ SyncClient::Impl::Step SyncClient::Impl::poll_changes(size_t cp) {
     return full_needed(cp, after_noop,
                        cat("it serves cluster ", state.cluster_id, ", we hold ", b.state.cluster_id));
   }
+  other_cluster.clear();  // a control plane still serves our cluster
   const bool same_content = state.content_hash == b.state.content_hash;
   if ((behind != j.end() && behind->is_boolean() && behind->get<bool>()) ||
       (state.revision < since && !same_content)) {
@@ -321,30 +423,20 @@ SyncClient::Impl::Step SyncClient::Impl::poll_changes(size_t cp) {
   // A newer revision: apply the changes to the base in place and check the result against the signed state.
   // Whatever refuses it, the changes are undone, so the base is again exactly the verified state it was: the
   // next delta starts from it, and the cache writer may read it (current). O(changes) either way.
-  std::vector<ResourceChange> list;
-  list.reserve(changes->size());
-  for (const Json& c : *changes) {
-    if (!c.is_object()) return unusable("a change is not an object");
-    auto value = c.find("value");
-    ResourceChange change{read_string(c, "kind"), read_string(c, "id"), std::nullopt};
-    if (change.kind.empty() || change.id.empty() || value == c.end()) return unusable("a malformed change");
-    if (!value->is_null()) {
-      std::string canonical;
-      if (!canonicalize(value->dump(), canonical)) return unusable("a change's value is not JSON");
-      change.value = std::move(canonical);
-    }
-    list.push_back(std::move(change));
-  }
+  std::vector<ResourceChange> list = std::move(answer.changes);
   // The writer serializes current under its lock: keep it out while current's set is not current's state.
   std::unique_lock<std::mutex> hold;
   if (&b == &current) hold = writer.lock();
   const std::string base_hash = b.state.content_hash;
+  // Cleared by accept_delta or an undo below; exchange() drops the set if an exception escapes meanwhile.
+  changing = &b;
   std::vector<ResourceChange> undo = b.set.apply_with_undo(list);
   std::string hash = b.set.content_hash();
   const std::string what =
       cat("changes ", num(since), "..", num(state.revision), " from control plane ", url);
   if (hash != state.content_hash) {
     b.set.apply(std::move(undo));
+    changing = nullptr;
     hold = {};
     std::string message =
         cat(what, " refused: content hash ", short_hash(hash), " != signed ", short_hash(state.content_hash));
@@ -356,6 +448,7 @@ SyncClient::Impl::Step SyncClient::Impl::poll_changes(size_t cp) {
   std::string error;
   if (!verifier.verify(state, error)) {
     b.set.apply(std::move(undo));
+    changing = nullptr;
     hold = {};
     std::string message = cat(what, " refused: bad signature: ", error);
     PORTICO_LOG(error, "sync: %s", message.c_str());
@@ -408,6 +501,7 @@ SyncClient::Impl::Step SyncClient::Impl::accept_delta(size_t cp, const SignedSta
     } else {
       pending.state = state;  // pending already holds the refused content
     }
+    changing = nullptr;
     hold = {};
     return refused(cp, state, error);
   }
@@ -422,6 +516,7 @@ SyncClient::Impl::Step SyncClient::Impl::accept_delta(size_t cp, const SignedSta
     // The cache holds signed bytes: the delta's result is encoded with its state, by the writer.
     writer.submit(hold, state, [this] { return current.set.document(); });
   }
+  changing = nullptr;
   hold = {};
   return applied(cp, cat("delta of ", num(delta.changes.size()), " changes"));
 }
@@ -529,8 +624,8 @@ void SyncClient::Impl::endpoint_failed(size_t cp, int kind, const std::string& m
     log::logf(level, "sync: %s", message.c_str());
   }
   std::lock_guard lock(mu);
-  status.connected = kind == kBehind;  // a control plane that is behind still answered
-  if (kind == kBehind) return;         // not an error of ours: we keep what we have and look elsewhere
+  status.connected = kind == kBehind || kind == kOtherCluster;  // those still answered
+  if (kind == kBehind) return;  // not an error of ours: we keep what we have and look elsewhere
   status.last_error = message;
   error_cp = static_cast<int>(cp);
   ++status.sync_errors;

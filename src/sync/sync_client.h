@@ -12,6 +12,11 @@
 // cache is written by a thread of its own (CacheWriter: newest state only, serialized while the sync thread
 // waits to change the set).
 //
+// Everything it reads is bounded before it is buffered (docs/sync-protocol.md, "Bounds"), and an exception on
+// the sync thread (std::bad_alloc under a memory limit, above all) is logged and counted as a sync error: the
+// configuration served stays. It pins the etcd cluster of the state it serves ("Cluster identity"): a state
+// of another cluster replaces it only after no control plane has served ours for cluster_change_delay.
+//
 // Contract: start_from_cache() on the owning thread before start(); start() runs the sync thread; stop() is
 // thread-safe and idempotent, returns within about a second plus the time to write the newest accepted state
 // to the cache if it is not written yet (so a clean shutdown leaves it cached). status() may be called from
@@ -42,6 +47,9 @@ struct SyncOptions {
   double connect_timeout = 1;  // seconds per attempt
   double report_interval = 5;  // seconds between reports
   double retry_backoff = 0.5;  // first pause after a failure (doubles up to 5 s)
+  // Seconds for which control planes must serve another etcd cluster, with none serving the one we serve,
+  // before a state of that cluster replaces ours (docs/sync-protocol.md, "Cluster identity").
+  double cluster_change_delay = 30;
   // The S3 fallback: used when s3.endpoint is set. Tried after a failed round over every control plane while
   // nothing is served, at most every s3_retry seconds. Its snapshot is cached like a control plane's.
   S3Options s3;

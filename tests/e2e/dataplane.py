@@ -6,6 +6,7 @@ Modelled on controlplane.py's ControlPlane.
     dp.get("/id", host="a.test")            # one proxied request (conftest RawConn), a Response
     dp.config_status()["sync_revision"]; dp.metrics().value("portico_sync_revision")
     dp.snapshots()                          # cache files, oldest first
+    dp.memory_kb()["VmRSS"]                 # /proc/<pid>/status figures
     dp.stop(); dp.start(wait_ready=False)   # same state dir, cache and ports
 
 `token` is written to WORKDIR/cp.token (mode 0600) and passed as --cp-token-file. `trusted_keys` is a path or a
@@ -171,6 +172,17 @@ class DataPlane(PorticoProcess):
             return self.config_status()
         except Exception as e:  # noqa: BLE001 - diagnostics only
             return "unavailable (%r)" % (e,)
+
+    def memory_kb(self):
+        """The process's memory figures from /proc/<pid>/status, in kB: {"VmRSS": ..., "VmHWM": ..., "VmSize": ...}
+        (VmHWM is the peak resident size since the start)."""
+        out = {}
+        with open("/proc/%d/status" % self.pid) as f:
+            for line in f:
+                name, _, value = line.partition(":")
+                if name.startswith("Vm") and value.strip().endswith("kB"):
+                    out[name] = int(value.split()[0])
+        return out
 
     def metrics(self):
         st, body = self.status_get("/metrics")

@@ -1,6 +1,8 @@
 // SnapshotCache: atomic store, pruning, and load_latest skipping (and setting aside) what does not verify.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -104,17 +106,61 @@ TEST_F(SyncCache, KeepsTheNewest) {
   EXPECT_EQ(files(), (std::vector<std::string>{"snapshot-00000000000000000006.psnap"}));
 }
 
-TEST_F(SyncCache, StoringALowerRevisionDropsHigherOnes) {
-  // A replaced etcd cluster starts its revisions again; what was just stored must be what loads next.
+TEST_F(SyncCache, StoringALowerRevisionSetsHigherOnesAside) {
+  // A replaced etcd cluster starts its revisions again; what was just stored must be what loads next, and
+  // the last good state of the cluster left is kept (renamed, never loaded), not deleted.
   SnapshotCache cache(dir_, 3);
   store(cache, 100);
   store(cache, 101);
   store(cache, 5);
-  EXPECT_EQ(files(), (std::vector<std::string>{"snapshot-00000000000000000005.psnap"}));
+  EXPECT_EQ(files(), (std::vector<std::string>{"snapshot-00000000000000000005.psnap",
+                                               "snapshot-00000000000000000100.psnap.superseded",
+                                               "snapshot-00000000000000000101.psnap.superseded"}));
+  EXPECT_EQ(read(path(101) + ".superseded"), snapshot(101));
   store(cache, 6);
   auto got = cache.load_latest(verifier_);
   ASSERT_TRUE(got.has_value());
   EXPECT_EQ(got->state.revision, 6);
+  // Set-aside files are bounded too: the `keep` most recently set aside stay.
+  SnapshotCache one(dir_, 1);
+  store(one, 2);
+  size_t superseded = 0;
+  for (const std::string& f : files()) superseded += f.ends_with(".superseded");
+  EXPECT_EQ(superseded, 1u);
+}
+
+TEST_F(SyncCache, NonRegularFilesAreSkippedPromptly) {
+  // A FIFO named like the newest snapshot would block open() (and a read) forever; a symlink could point
+  // anywhere. Both are skipped without being renamed, and the valid older file loads at once.
+  SnapshotCache cache(dir_);
+  store(cache, 3);
+  ASSERT_EQ(::mkfifo(path(9).c_str(), 0600), 0);
+  write(root_ + "/elsewhere", snapshot(3));
+  fs::create_symlink(root_ + "/elsewhere", path(8));
+  fs::create_directory(path(7));
+  auto start = std::chrono::steady_clock::now();
+  std::optional<CachedSnapshot> got;
+  std::thread loader([&] { got = cache.load_latest(verifier_); });
+  // Unblocks a loader stuck in open() on the FIFO, so that the test fails instead of hanging.
+  std::atomic<bool> done{false};
+  std::thread rescue([&] {
+    for (int i = 0; i < 100 && !done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (!done) {
+      int fd = ::open(path(9).c_str(), O_WRONLY | O_NONBLOCK);
+      if (fd >= 0) ::close(fd);
+    }
+  });
+  loader.join();
+  done = true;
+  rescue.join();
+  double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_LT(took, 2.0);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->state.revision, 3);
+  EXPECT_TRUE(fs::is_fifo(path(9)));
+  EXPECT_TRUE(fs::is_symlink(path(8)));
+  EXPECT_TRUE(fs::is_directory(path(7)));
+  EXPECT_FALSE(fs::exists(path(9) + ".bad"));
 }
 
 TEST_F(SyncCache, CorruptNewestIsSetAsideAndOlderLoaded) {

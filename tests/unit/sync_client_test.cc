@@ -21,6 +21,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "sync/cp_http.h"
 #include "sync/snapshot_cache.h"
 #include "sync/sync_client.h"
 #include "sync_test_data.h"
@@ -76,7 +77,8 @@ struct Cluster {
   int64_t revision = 0;                   // guarded by mu
 };
 
-enum class Fault { none, delta_content, delta_signature };
+// endless_changes: every /changes answer is a body that never ends (a hostile or broken control plane).
+enum class Fault { none, delta_content, delta_signature, endless_changes };
 
 class FakeCp {
  public:
@@ -198,6 +200,9 @@ class FakeCp {
       size_t start = head.find_first_not_of(' ', p + 16);
       auth = head.substr(start, head.find("\r\n", start) - start);
     }
+    if (target.starts_with("/portico/v1/changes") && fault() == Fault::endless_changes) {
+      return endless(fd);
+    }
     std::optional<Reply> reply = handle(method, target, auth, body);
     if (reply && target.starts_with("/portico/v1/changes") &&
         reply->body.find("\"changes\":[{") != std::string::npos) {
@@ -222,6 +227,37 @@ class FakeCp {
     close_conn(fd);
   }
 
+  Fault fault() {
+    std::lock_guard lock(mu_);
+    return fault_;
+  }
+
+  // A 200 without a length whose body goes on until the client hangs up (or 1 GiB, a test's bound).
+  void endless(int fd) {
+    std::string head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n";
+    ::send(fd, head.data(), head.size(), MSG_NOSIGNAL);
+    std::string chunk = "{\"changes\":[" + std::string(64 * 1024, ' ');
+    size_t sent = 0;
+    while (!stopping_ && sent < (size_t{1} << 30)) {
+      ssize_t n = ::send(fd, chunk.data(), chunk.size(), MSG_NOSIGNAL);
+      if (n <= 0) break;
+      sent += static_cast<size_t>(n);
+    }
+    {
+      std::lock_guard lock(mu_);
+      endless_sent_.push_back(sent);
+    }
+    close_conn(fd);
+  }
+
+ public:
+  // The bytes of each endless body sent before the client hung up.
+  std::vector<size_t> endless_sent() {
+    std::lock_guard lock(mu_);
+    return endless_sent_;
+  }
+
+ private:
   void close_conn(int fd) {
     std::lock_guard lock(mu_);
     open_.erase(fd);
@@ -336,6 +372,7 @@ class FakeCp {
   Clock::time_point delta_sent_{};     // guarded by mu_
   Clock::time_point after_delta_{};    // guarded by mu_
   std::vector<Json> reports_;          // guarded by mu_
+  std::vector<size_t> endless_sent_;   // guarded by mu_
   std::map<std::string, int> counts_;  // guarded by mu_
 };
 
@@ -828,6 +865,149 @@ TEST_F(SyncClientTest, HeartbeatWithAnotherHashTriggersASnapshot) {
   EXPECT_EQ(c->status().source, Source::control_plane);
   EXPECT_EQ(cp.count("/portico/v1/snapshot"), 1);
   EXPECT_TRUE(applied.last().set == state(r1));
+}
+
+// A control plane that answers /changes with a body that never ends: the client aborts each transfer at
+// kMaxDeltaBytes (it never buffers more), fetches a snapshot instead, keeps serving its state, and says why.
+TEST_F(SyncClientTest, EndlessChangesAnswerIsAbortedAtTheBound) {
+  int64_t r1 = cluster_->publish(routes({"1"}));
+  FakeCp cp(*cluster_);
+  Applied applied;
+  auto c = polling_client(cp, applied, r1);
+  ASSERT_NE(c, nullptr);
+  cp.set_fault(Fault::endless_changes);
+  cluster_->publish(routes({"1", "2"}));  // ends the long poll in progress; the next ones are endless
+  ASSERT_TRUE(eventually([&] { return cp.endless_sent().size() >= 2; }, 30));
+  for (size_t sent : cp.endless_sent()) {
+    // What the socket buffers hold on top of what the client read before it hung up: a few MiB at most.
+    EXPECT_LT(sent, kMaxDeltaBytes + (size_t{8} << 20));
+  }
+  // The snapshot it fetched instead brought it to the new revision; it goes on serving it.
+  SyncStatus s = c->status();
+  EXPECT_EQ(s.revision, cluster_->revision);
+  EXPECT_GE(cp.count("/portico/v1/snapshot"), 1);
+  cp.set_fault(Fault::none);
+  int64_t r3 = cluster_->publish(routes({"3"}));
+  EXPECT_TRUE(at_revision(*c, r3, 10));
+}
+
+// Another etcd cluster's genuine state, signed with the same key, from a control plane listed first: the
+// client keeps the state of its own cluster (another control plane still serves it) and its cache files.
+TEST_F(SyncClientTest, AnotherClustersStateDoesNotReplaceOursWhileOursIsServed) {
+  cluster_->publish(routes({"1"}));
+  int64_t r2 = cluster_->publish(routes({"1", "2"}));
+  cache_state(r2);
+  Cluster other(root_);  // same signing key
+  other.id = "777";
+  int64_t other_rev = other.publish(routes({"9"}, "other"));
+  ASSERT_LT(other_rev, r2);
+  FakeCp foreign(other);
+  FakeCp ours(*cluster_);
+  Applied applied;
+  SyncOptions o = options({foreign.url(), ours.url()});
+  o.cluster_change_delay = 1;
+  SyncClient c(o, verifier(), applied.fn());
+  ASSERT_TRUE(c.start_from_cache());
+  c.start();
+  // Past the delay: ours answered long polls (a second each) all along.
+  ASSERT_TRUE(eventually([&] { return foreign.count("/portico/v1/snapshot") >= 1; }));
+  ASSERT_TRUE(eventually([&] { return ours.count("/portico/v1/changes") >= 3; }, 10));
+  SyncStatus s = c.status();
+  EXPECT_EQ(s.cluster_id, cluster_->id);
+  EXPECT_EQ(s.revision, r2);
+  {
+    std::lock_guard lock(applied.mu);
+    for (const Applied::Call& call : applied.calls) EXPECT_EQ(call.revision, r2);
+  }
+  c.stop();
+  std::optional<CachedSnapshot> cache = cached();
+  ASSERT_TRUE(cache.has_value());
+  EXPECT_EQ(cache->state.cluster_id, cluster_->id);
+  EXPECT_EQ(cache->state.revision, r2);
+}
+
+// A replaced etcd cluster (every control plane serves the new one): the client moves to it once none has
+// served its own cluster for cluster_change_delay, and the old cluster's cache file is kept aside.
+TEST_F(SyncClientTest, MovesToAReplacedClusterAfterTheDelay) {
+  int64_t r2 = cluster_->publish(routes({"1"}));
+  r2 = cluster_->publish(routes({"1", "2"}));
+  cache_state(r2);
+  Cluster replaced(root_);
+  replaced.id = "888";
+  int64_t new_rev = replaced.publish(routes({"5"}, "new"));
+  FakeCp cp(replaced);
+  Applied applied;
+  SyncOptions o = options({cp.url()});
+  o.cluster_change_delay = 1;
+  SyncClient c(o, verifier(), applied.fn());
+  ASSERT_TRUE(c.start_from_cache());
+  Clock::time_point t0 = Clock::now();
+  c.start();
+  ASSERT_TRUE(eventually([&] { return c.status().cluster_id == "888"; }, 15));
+  EXPECT_GE(Clock::now() - t0, std::chrono::milliseconds(1000));
+  EXPECT_EQ(c.status().revision, new_rev);
+  EXPECT_EQ(c.status().source, Source::control_plane);
+  ASSERT_TRUE(eventually([&] {
+    std::optional<CachedSnapshot> cache = cached();
+    return cache && cache->state.cluster_id == "888";
+  }));
+  char name[64];
+  std::snprintf(name, sizeof name, "/snapshot-%020lld.psnap.superseded", static_cast<long long>(r2));
+  EXPECT_TRUE(fs::exists(root_ + "/cache" + name));
+}
+
+// The /changes answer is taken apart without a DOM of the whole: any member order and whitespace, values
+// canonicalized one by one, and every malformed shape refused with a reason.
+TEST(SyncChangesAnswer, ParsesWithoutADom) {
+  detail::ChangesAnswer a;
+  std::string error;
+  ASSERT_TRUE(detail::parse_changes_answer(
+      R"( { "state" : {"revision":9,"cluster_id":"c"}, "changes" : [ {"value":{"uri":"/a", "id":"1"},)"
+      R"("kind":"routes","id":"1"}, {"kind":"upstreams","id":7,"value":null} ], "from":8, "behind":false } )",
+      a, error))
+      << error;
+  EXPECT_EQ(a.envelope["state"]["revision"], 9);
+  EXPECT_EQ(a.envelope["from"], 8);
+  EXPECT_EQ(a.envelope["behind"], false);
+  EXPECT_FALSE(a.envelope.contains("changes"));
+  ASSERT_TRUE(a.has_changes);
+  ASSERT_EQ(a.changes.size(), 2u);
+  EXPECT_EQ(a.changes[0].kind, "routes");
+  EXPECT_EQ(a.changes[0].id, "1");
+  EXPECT_EQ(a.changes[0].value, std::optional<std::string>(R"({"id":"1","uri":"/a"})"));
+  EXPECT_EQ(a.changes[1].id, "7");
+  EXPECT_FALSE(a.changes[1].value.has_value());
+
+  ASSERT_TRUE(detail::parse_changes_answer(R"({"changes":[],"state":{}})", a, error)) << error;
+  EXPECT_TRUE(a.has_changes && a.changes.empty());
+  ASSERT_TRUE(detail::parse_changes_answer(R"({"state":{}})", a, error)) << error;
+  EXPECT_FALSE(a.has_changes);
+
+  struct Case {
+    std::string body;
+    const char* error;
+  } cases[] = {
+      {"", "not a JSON object"},
+      {"[]", "not a JSON object"},
+      {R"({"changes":[]} x)", "not a JSON object"},
+      {R"({"changes":{}})", "no changes"},
+      {R"({"changes":[],"changes":[]})", "two \"changes\""},
+      {R"({"changes":[1]})", "a change is not an object"},
+      {R"({"changes":[{"kind":"routes","id":"1"}]})", "a malformed change"},
+      {R"({"changes":[{"kind":"routes","value":{}}]})", "a malformed change"},
+      {R"({"changes":[{"kind":"routes","id":"1","value":{"a":}}]})", "a change's value is not JSON"},
+      {R"({"changes":[{"kind":"routes","id":"1","value":{ "a":")" + std::string(kMaxNonCanonicalBytes, 'x') +
+           R"("}}]})",
+       "a change's value is too large (not canonical)"},
+      {R"({"state":")" + std::string(detail::kMaxEnvelopeMember, 'x') + R"("})",
+       "a member is not JSON or too large"},
+      {R"({"state":tru})", "a member is not JSON or too large"},
+      {R"({"state":)" + std::string(1000, '[') + std::string(1000, ']') + "}", "nested too deep"},
+  };
+  for (const Case& c : cases) {
+    EXPECT_FALSE(detail::parse_changes_answer(c.body, a, error)) << c.body.substr(0, 80);
+    EXPECT_EQ(error, c.error) << c.body.substr(0, 80);
+  }
 }
 
 TEST_F(SyncClientTest, StopReturnsPromptlyDuringALongPoll) {

@@ -266,15 +266,15 @@ TEST_F(SyncEnvelope, DecodeIsStrict) {
   EXPECT_FALSE(decode_snapshot(replace_line(6, "signature: " + moved), s, doc, error));
 }
 
-TEST_F(SyncEnvelope, RefusesMoreThanOneGiB) {
-  size_t size = (size_t{1} << 30) + 1;
+TEST_F(SyncEnvelope, RefusesMoreThanTheBound) {
+  size_t size = kMaxSnapshotBytes + 1;
   void* p = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   ASSERT_NE(p, MAP_FAILED);
   SignedState s;
   std::string_view doc;
   std::string error;
   EXPECT_FALSE(decode_snapshot(std::string_view(static_cast<const char*>(p), size), s, doc, error));
-  EXPECT_EQ(error, "snapshot is larger than 1 GiB");
+  EXPECT_EQ(error, "snapshot is larger than 128 MiB");
   ::munmap(p, size);
 }
 

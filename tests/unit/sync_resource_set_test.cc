@@ -480,6 +480,24 @@ TEST(SyncResourceSet, FromDocumentErrors) {
   EXPECT_NE(error.find("deeper"), std::string::npos) << error;
 }
 
+// What goes through a DOM (about 20 bytes of memory per byte of text) is bounded; canonical text of any size
+// is taken as it is.
+TEST(SyncResourceSet, NonCanonicalValuesAreBounded) {
+  const std::string big(kMaxNonCanonicalBytes, 'd');
+  std::string out;
+  EXPECT_TRUE(canonicalize(R"({"desc":")" + big + R"("})", out));    // canonical: any size
+  EXPECT_FALSE(canonicalize(R"({ "desc":")" + big + R"("})", out));  // not canonical, over the bound
+  EXPECT_TRUE(canonicalize(R"({ "desc":"small"})", out));
+  EXPECT_EQ(out, R"({"desc":"small"})");
+
+  ResourceSet s;
+  std::string error;
+  EXPECT_TRUE(ResourceSet::from_document(R"({"routes":[{"desc":")" + big + R"(","id":"1"}]})", s, error))
+      << error;
+  EXPECT_FALSE(ResourceSet::from_document(R"({"routes":[{"id":"1", "desc":")" + big + R"("}]})", s, error));
+  EXPECT_EQ(error, "routes[0] is not in canonical form and larger than 4 MiB");
+}
+
 TEST(SyncResourceSet, DiffInHashOrder) {
   ResourceSet a, b;
   a.put("routes", "1", "{\"v\":1}");
