@@ -4,6 +4,7 @@
 #include <cctype>
 #include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <mutex>
 
@@ -89,8 +90,8 @@ size_t CpHttp::append_body(char* data, size_t size, size_t n, void* user) {
   }
 }
 
-void CpHttp::setup(CURL* h, const std::string& url, double timeout, Sink* sink, size_t max_body,
-                   char* error) {
+void CpHttp::setup(CURL* h, const std::string& url, double timeout, Sink* sink, size_t max_body, char* error,
+                   double stall) {
   curl_easy_reset(h);
   error[0] = '\0';
   sink->handle = h;
@@ -110,20 +111,32 @@ void CpHttp::setup(CURL* h, const std::string& url, double timeout, Sink* sink, 
   curl_easy_setopt(h, CURLOPT_WRITEDATA, sink);
   curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, static_cast<curl_off_t>(max_body));
   curl_easy_setopt(h, CURLOPT_ERRORBUFFER, error);
+  if (stall > 0) {  // fewer than 1 byte/s over `stall` seconds, the wait for the first byte included
+    curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, std::max(1L, std::lround(stall)));
+  }
 }
 
-bool CpHttp::get(const std::string& url, double timeout, size_t max_body, HttpReply& reply) {
+bool CpHttp::get(const std::string& url, double timeout, size_t max_body, HttpReply& reply, double stall) {
   if (stopped()) return false;
-  setup(foreground_, url, timeout, &foreground_body_, max_body, foreground_error_);
+  setup(foreground_, url, timeout, &foreground_body_, max_body, foreground_error_, stall);
   curl_easy_setopt(foreground_, CURLOPT_HTTPHEADER, get_headers_);
   curl_multi_add_handle(multi_, foreground_);
-  return drive(foreground_, 0, &reply);
+  foreground_busy_ = true;
+  foreground_abort_.clear();
+  const bool finished = drive(foreground_, 0, &reply);
+  foreground_busy_ = false;
+  return finished;
+}
+
+void CpHttp::abort_foreground(std::string why) {
+  if (foreground_busy_) foreground_abort_ = std::move(why);
 }
 
 bool CpHttp::post_background(const std::string& url, std::string body, double timeout) {
   if (background_busy_ || stopped()) return false;
   background_request_ = std::move(body);
-  setup(background_, url, timeout, &background_body_, kMaxReportAnswer, background_error_);
+  setup(background_, url, timeout, &background_body_, kMaxReportAnswer, background_error_, 0);
   curl_easy_setopt(background_, CURLOPT_HTTPHEADER, post_headers_);
   curl_easy_setopt(background_, CURLOPT_POST, 1L);
   curl_easy_setopt(background_, CURLOPT_POSTFIELDS, background_request_.data());
@@ -175,6 +188,16 @@ bool CpHttp::drive(CURL* foreground, double seconds, HttpReply* reply) {
       } else if (easy == background_) {
         finish_background(code);
       }
+    }
+    if (!done && foreground != nullptr && !foreground_abort_.empty()) {
+      reply->code = CURLE_ABORTED_BY_CALLBACK;
+      reply->status = 0;
+      reply->too_large = false;
+      reply->error = std::move(foreground_abort_);
+      foreground_abort_.clear();
+      reply->body.clear();
+      curl_multi_remove_handle(multi_, foreground);
+      return true;
     }
     if (done) {
       reply->code = result;

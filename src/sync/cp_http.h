@@ -50,7 +50,14 @@ class CpHttp {
   // buffered: the transfer is aborted as soon as the Content-Length or the bytes received pass it
   // (reply.too_large), so a hostile peer costs at most `max_body` bytes of memory. False when stop()
   // interrupted it (reply unset).
-  bool get(const std::string& url, double timeout, size_t max_body, HttpReply& reply);
+  // `stall`: seconds without a byte received after which the transfer is given up (0: none), so a peer
+  // that accepts connections and never answers is left long before `timeout`. Long polls pass 0: they are
+  // silent by design, and abort_foreground() ends them instead.
+  bool get(const std::string& url, double timeout, size_t max_body, HttpReply& reply, double stall = 0);
+  // Ends the running foreground transfer now, as a transport failure with `why` as its error. For the sync
+  // thread (a tick or a background completion) while get() waits; a no-op when nothing runs.
+  void abort_foreground(std::string why);
+  bool foreground_busy() const { return foreground_busy_; }
   // Starts a POST of JSON `body` in the background; its answer is bounded by kMaxReportAnswer. False
   // (nothing started) while another one is running.
   bool post_background(const std::string& url, std::string body, double timeout);
@@ -74,7 +81,8 @@ class CpHttp {
     bool no_memory = false;  // an allocation failed: the transfer was aborted
   };
   static size_t append_body(char* data, size_t size, size_t n, void* user);
-  void setup(CURL* handle, const std::string& url, double timeout, Sink* sink, size_t max_body, char* error);
+  void setup(CURL* handle, const std::string& url, double timeout, Sink* sink, size_t max_body, char* error,
+             double stall);
   void finish_background(CURLcode code);
 
   CURLM* multi_;
@@ -86,6 +94,8 @@ class CpHttp {
   std::atomic<bool> stopped_{false};
 
   Sink foreground_body_;
+  bool foreground_busy_ = false;
+  std::string foreground_abort_;  // set by abort_foreground(): why the running get() ends
   char foreground_error_[CURL_ERROR_SIZE] = {};
   bool background_busy_ = false;
   std::string background_request_;

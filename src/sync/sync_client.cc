@@ -29,7 +29,14 @@ constexpr double kMaxBackoff = 5;        // seconds: the longest pause between r
 constexpr double kSnapshotTimeout = 30;  // a whole configuration may be large and the link slow
 constexpr double kPollSlack = 10;        // a long poll's timeout beyond the wait we asked for
 constexpr double kReportTimeout = 2;     // reports are best effort: never let one hang around
-constexpr double kMinHeartbeat = 0.5;    // seconds: the shortest spacing of long polls that bring nothing
+// A control plane that accepts connections and never answers (hung, SIGSTOPped, a black hole behind a load
+// balancer) must be left long before a request's whole timeout: a snapshot that receives no byte for this
+// long is given up; a long poll, silent by design, is given up when two reports in a row to the same control
+// plane get no answer (the second is sent at once after the first fails), about 5 + 2 + 2 s at worst.
+constexpr double kStallTimeout = 5;
+constexpr int kSilentReportsToLeave = 2;
+constexpr size_t kMaxReportedError = 1024;  // bytes of last_error in a report (control planes keep as much)
+constexpr double kMinHeartbeat = 0.5;       // seconds: the shortest spacing of long polls that bring nothing
 
 // Endpoint problem kinds, to log a failing endpoint once per kind of failure instead of once per attempt.
 constexpr int kFine = 0;
@@ -162,8 +169,9 @@ struct SyncClient::Impl {
   Clock::time_point other_cluster_since{};
   bool snapshot_noop = false;  // the last snapshot changed nothing (guards a 409 ↔ snapshot loop)
   size_t cp_index = 0;
-  size_t report_cp = 0;  // the control plane the report in flight went to
-  int error_cp = -1;     // status.last_error is that control plane's failure (-1: an error about content)
+  size_t report_cp = 0;    // the control plane the report in flight went to
+  int silent_reports = 0;  // reports in a row that got no answer from report_cp
+  int error_cp = -1;       // status.last_error is that control plane's failure (-1: an error about content)
   std::vector<int> endpoint_problem;  // per control plane: kFine or the kind last logged
   bool report_wanted = false;
   bool reports_ok = true;
@@ -298,7 +306,8 @@ bool SyncClient::Impl::cluster_change_due(size_t cp, const SignedState& state) {
 SyncClient::Impl::Step SyncClient::Impl::fetch_snapshot(size_t cp) {
   const std::string& url = options.control_planes[cp];
   detail::HttpReply reply;
-  if (!http.get(cat(url, "/portico/v1/snapshot"), kSnapshotTimeout, kMaxSnapshotBytes, reply)) {
+  if (!http.get(cat(url, "/portico/v1/snapshot"), kSnapshotTimeout, kMaxSnapshotBytes, reply,
+                kStallTimeout)) {
     return Step::stopped;
   }
   if (!answered(cp, reply, "snapshot")) return Step::failed;
@@ -680,6 +689,21 @@ void SyncClient::Impl::tick() {
 void SyncClient::Impl::report_done(const detail::HttpReply& reply) {
   // A report that fails is not a sync error: the next one carries the same facts.
   bool ok = reply.transport_ok() && reply.status / 100 == 2;
+  // No answer at all (an HTTP error is an answer) from the control plane our request waits on: ask once more
+  // at once, and after a second silence leave it rather than wait out the long poll's timeout.
+  if (!reply.transport_ok() && report_cp == cp_index) {
+    if (++silent_reports < kSilentReportsToLeave) {
+      report_wanted = true;
+    } else {
+      silent_reports = 0;
+      if (http.foreground_busy()) {
+        http.abort_foreground(cat("no answer to ", num(kSilentReportsToLeave),
+                                  " reports in a row while the request waited (", reply.error, ")"));
+      }
+    }
+  } else {
+    silent_reports = 0;
+  }
   if (ok) {
     // The control plane in use answered: it is the endpoint in use, and we are connected, even while its long
     // poll is still waiting. An error that was only another endpoint's failure no longer describes us: clear
@@ -715,11 +739,12 @@ void SyncClient::Impl::report_done(const detail::HttpReply& reply) {
 
 std::string SyncClient::Impl::report_body() const {
   std::lock_guard lock(mu);
-  Json j = {{"hostname", options.hostname},        {"version", options.version},
-            {"node_id", options.node_id},          {"revision", status.revision},
-            {"content_hash", status.content_hash}, {"source", source_name(status.source)},
-            {"last_sync", status.last_sync},       {"last_error", status.last_error},
-            {"sync_errors", status.sync_errors}};
+  Json j = {
+      {"hostname", options.hostname},        {"version", options.version},
+      {"node_id", options.node_id},          {"revision", status.revision},
+      {"content_hash", status.content_hash}, {"source", source_name(status.source)},
+      {"last_sync", status.last_sync},       {"last_error", status.last_error.substr(0, kMaxReportedError)},
+      {"sync_errors", status.sync_errors}};
   // An error text may quote bytes that are not UTF-8: replace them rather than throw.
   return j.dump(-1, ' ', false, Json::error_handler_t::replace);
 }

@@ -502,6 +502,33 @@ def test_failover_status_names_new_cp_promptly(hs):
         % (victim.name, took, survivor.name, "failing" if failing_seen else "not failing", samples[::4]))
 
 
+def test_hung_control_plane_is_left_before_the_long_poll_times_out(hs):
+    """A control plane that accepts connections and never answers (SIGSTOP: the kernel still completes TCP
+    handshakes) used to hold a data plane for the long poll's whole timeout (20 s wait + 10 s slack). Its
+    silence to two reports in a row now makes the data plane leave it: a change made through the other
+    replica is served well before that."""
+    dp2 = hs.dps[1]
+    wait_for(lambda: dp2.config_status()["connected"], timeout=10, message="dp2 connected")
+    victim = hs.cp_by_url(dp2.config_status()["control_plane"])
+    survivor = hs.b if victim is hs.a else hs.a
+    # A change through the victim answers dp2's long poll, so dp2 has just opened a fresh one there: without
+    # the fix it would wait ~30 s from now.
+    host = "hs-hung-pre.hs.test"
+    hs.put_route("hs_hung_pre", host, via=victim)
+    wait_served(dp2, host)
+    victim.proc.send_signal(signal.SIGSTOP)
+    try:
+        host = "hs-hung.hs.test"
+        t = propagate(hs, [dp2], lambda: hs.put_route("hs_hung", host, via=survivor),
+                      lambda dp: dp.served(host) == (200, ORIGIN_ID), timeout=25)
+        RESULTS["hung_cp_failover_s"] = round(t["dp2"], 2)
+        print("\nhung control plane left after %.2f s" % t["dp2"])
+        assert t["dp2"] < 15, "dp2 waited %.1f s on a hung control plane" % t["dp2"]
+        assert "no answer to 2 reports in a row" in dp2.error_log(), dp2.log_tail(20)
+    finally:
+        victim.proc.send_signal(signal.SIGCONT)
+
+
 def test_restarted_replica_state(hs):
     """A replica restarted with no content change since: same content hash as the other replica, and the data
     planes keep serving that content. (Its published revision is recorded: it may differ, see the report.)"""
