@@ -57,6 +57,8 @@ const char kUsage[] =
     "  --cp-token-file FILE      data_plane: bearer token for the control planes\n"
     "  --trusted-keys FILES      data_plane: comma-separated files of trusted control-plane public keys\n"
     "  --cache-dir DIR           data_plane: last-known-good config cache (default STATE_DIR/cache)\n"
+    "  --cluster-change-delay S  data_plane: control planes must serve another etcd cluster this long, and\n"
+    "                            none ours, before this data plane follows it (default 30)\n"
     "  --cache-interval SECONDS  data_plane: at most one cache write per interval, the newest state (default "
     "1)\n"
     "  --s3-endpoint URL         S3 fallback: http(s)://host:port of an S3-compatible store (path-style);\n"
@@ -216,6 +218,8 @@ int main(int argc, char** argv) {
       server_options.trusted_keys = split_list(value);
     } else if (flag == "--cache-dir") {
       dp.cache_dir = value;
+    } else if (flag == "--cluster-change-delay") {
+      dp.cluster_change_delay = parse_seconds(flag, value);
     } else if (flag == "--cache-interval") {
       dp.cache_interval = parse_seconds(flag, value);
     } else if (flag.starts_with("--s3-")) {
