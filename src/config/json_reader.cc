@@ -71,6 +71,13 @@ class Sax : public nlohmann::json_sax<json> {
 }  // namespace
 
 bool read_json(std::string_view text, TreeBuilder& builder, Errors& errors) {
+  // nlohmann's lexer takes a NUL byte for the end of input, so `{"a":1}<NUL>anything` would parse as its
+  // prefix. JSON has no raw NUL anywhere (control characters in strings must be escaped): refuse it.
+  if (size_t nul = text.find('\0'); nul != std::string_view::npos) {
+    errors.add(std::string(builder.path_prefix()),
+               "invalid JSON: a NUL byte at offset " + std::to_string(nul));
+    return false;
+  }
   Sax sax(builder, errors);
   json::sax_parse(text.data(), text.data() + text.size(), &sax);
   return !sax.syntax_error();

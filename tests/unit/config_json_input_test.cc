@@ -37,6 +37,20 @@ TEST(ParseJson, AcceptsAValueAndKeepsItsShape) {
   EXPECT_EQ(*scalar, 42);
 }
 
+// nlohmann's lexer ends the input at a NUL byte: `{"uri":"/a"}<NUL>{...}` parsed as its prefix (found by
+// fuzz_json_input with "3<NUL>...").
+TEST(ParseJson, RefusesANulByteInsteadOfEndingThere) {
+  for (std::string text : {std::string("3\0,{\"a\":1}", 9), std::string("{\"uri\":\"/a\"}\0junk", 17),
+                           std::string("{\"uri\":\"/\0a\"}", 12)}) {
+    Errors errors;
+    EXPECT_FALSE(parse_json(text, errors, "routes/r1")) << text.size();
+    ASSERT_EQ(errors.total(), 1u);
+    EXPECT_EQ(errors.list().front().path, "routes/r1");
+    EXPECT_NE(errors.list().front().reason.find("NUL byte"), std::string::npos)
+        << errors.list().front().reason;
+  }
+}
+
 TEST(ParseJson, RefusesDuplicateKeysAtTheirPath) {
   Errors errors;
   EXPECT_FALSE(parse_json(R"({"uri": "/a", "labels": {"a": "1", "a": "2"}})", errors));
