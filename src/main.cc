@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 
@@ -100,10 +101,15 @@ bool known_option(const std::string& flag) {
   return std::strstr(kUsage, ("  " + flag + " ").c_str()) != nullptr;
 }
 
+constexpr double kMaxSeconds = 31536000;  // a year: the validators' bound for durations too
+
 double parse_seconds(const std::string& flag, const char* text) {
   char* end = nullptr;
   double v = std::strtod(text, &end);
-  if (end == text || *end != '\0' || v < 0) usage_error(flag + " needs a non-negative number of seconds");
+  // strtod takes "inf", "nan" and 1e300, which overflow the nanosecond clock (a deadline in the past).
+  if (end == text || *end != '\0' || !std::isfinite(v) || v < 0 || v > kMaxSeconds)
+    usage_error(flag + " needs a number of seconds from 0 to " +
+                std::to_string(static_cast<long>(kMaxSeconds)));
   return v;
 }
 

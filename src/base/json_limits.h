@@ -1,7 +1,8 @@
-// The nesting bound for JSON (and YAML) that enters the process, shared by every subsystem so there is one
-// number: config (the strict reader of files, Admin API bodies and etcd values, config/json_input.h) and sync
-// (documents and envelopes from control planes, caches and S3, which come before config in the dependency
-// order). Constant data only.
+// The nesting bound for JSON (and YAML) that enters the process as configuration: config's strict reader
+// (files, Admin API bodies, etcd values, deltas; config/json_input.h) enforces it. Sync checks a looser
+// lexical bound (512 for values, 600 for envelopes) before it parses what control planes, caches and S3 send,
+// only to keep its own parsing safe: every resource it accepts is then loaded by config, which applies this
+// one. Constant data only.
 #pragma once
 
 #include <cstddef>

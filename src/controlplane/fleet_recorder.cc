@@ -39,6 +39,7 @@ struct FleetRecorder::Impl {
   using Due = std::pair<Clock::time_point, std::string>;
 
   void run();
+  void run_once();  // the loop of run(), until stop
   Clock::time_point allowed(const Node& n) const {
     return n.tat - secs(options.write_interval * (std::max(options.write_burst, 1) - 1));
   }
@@ -102,7 +103,39 @@ void FleetRecorder::Impl::keep_lease() {
   if (s.ok() && ttl_left <= 0) lease = 0;  // gone: the next write grants a new one
 }
 
+namespace {
+
+// A record this control plane could have written: the fields the fleet view reads have their types (one
+// written by hand with a string `reported_at` made every listing answer 500).
+bool usable_record(const json& r) {
+  if (!r.is_object()) return false;
+  auto reported = r.find("reported_at");
+  if (reported == r.end() || !reported->is_number()) return false;
+  for (const char* text : {"last_error", "content_hash", "node_id", "hostname", "version", "source"}) {
+    auto it = r.find(text);
+    if (it != r.end() && !it->is_string()) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
 void FleetRecorder::Impl::run() {
+  // Nothing may end this thread but stop(): an exception (an allocation failure, an etcd client surprise) is
+  // logged and the loop goes on after a pause; records stay pending and are written later.
+  while (true) {
+    try {
+      run_once();
+      return;
+    } catch (const std::exception& e) {
+      PORTICO_LOG(error, "fleet recorder: %s; retrying", e.what());
+      std::unique_lock lock(mu);
+      if (wake.wait_for(lock, secs(options.write_interval), [this] { return stopping; })) return;
+    }
+  }
+}
+
+void FleetRecorder::Impl::run_once() {
   while (true) {
     std::vector<std::pair<std::string, std::string>> batch;  // node, record text
     {
@@ -194,7 +227,7 @@ std::vector<json> FleetRecorder::list(bool& stale) {
     // rather than crashing the listing (dumping a tree recurses once per level).
     config::Errors errors;
     std::optional<json> r = config::parse_json(kv.value, errors, kv.key);
-    if (r && r->is_object()) merged[kv.key.substr(q.key.size())] = std::move(*r);
+    if (r && usable_record(*r)) merged[kv.key.substr(q.key.size())] = std::move(*r);
   }
   {
     // This replica's newest reports: newer than etcd's record while their write waits for its interval, and

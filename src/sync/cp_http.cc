@@ -124,9 +124,17 @@ bool CpHttp::get(const std::string& url, double timeout, size_t max_body, HttpRe
   curl_multi_add_handle(multi_, foreground_);
   foreground_busy_ = true;
   foreground_abort_.clear();
-  const bool finished = drive(foreground_, 0, &reply);
-  foreground_busy_ = false;
-  return finished;
+  // drive() runs the tick and the report callbacks, which allocate: whatever unwinds through here (a
+  // bad_alloc the sync thread survives), the handle leaves the multi handle, so the next get() starts clean.
+  struct Detach {
+    CpHttp& http;
+    ~Detach() {
+      curl_multi_remove_handle(http.multi_, http.foreground_);  // a no-op once drive() removed it
+      http.foreground_busy_ = false;
+      http.foreground_abort_.clear();
+    }
+  } detach{*this};
+  return drive(foreground_, 0, &reply);
 }
 
 void CpHttp::abort_foreground(std::string why) {
@@ -196,6 +204,7 @@ bool CpHttp::drive(CURL* foreground, double seconds, HttpReply* reply) {
       reply->error = std::move(foreground_abort_);
       foreground_abort_.clear();
       reply->body.clear();
+      std::string().swap(foreground_body_.body);  // up to the request's bound: not kept until the next get()
       curl_multi_remove_handle(multi_, foreground);
       return true;
     }

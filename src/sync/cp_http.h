@@ -106,9 +106,9 @@ class CpHttp {
   std::function<void(const HttpReply&)> background_done_;
 };
 
-// Makes room in `body` for `need` bytes in all (need <= limit) without ever holding more than `limit` bytes
-// of buffers, the copy included: capacities are limit / 2^k (std::string's own growth may reserve up to
-// twice what is asked, and the copy into a larger buffer holds both). Throws std::bad_alloc.
+// Makes room in `body` for `need` bytes in all (need <= limit): capacities are limit / 2^k, never more than
+// `limit` (std::string's own growth may reserve up to twice what is asked). While the last step copies, the
+// old buffer (limit / 2) and the new one (limit) coexist: 1.5 x limit at the peak. Throws std::bad_alloc.
 void reserve_bounded(std::string& body, size_t need, size_t limit);
 
 // A control plane answers a report with 204 and no body: an answer longer than this is cut off.

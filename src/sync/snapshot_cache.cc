@@ -149,11 +149,22 @@ struct Listing {
   std::vector<std::string> superseded;                     // set aside by a move to another cluster
 };
 
-bool list_dir(const std::string& dir, Listing& out) {
+// `regular_only`: for pruning, which must leave alone whatever is not a regular file (loading lists
+// everything and says what it skips).
+bool list_dir(const std::string& dir, Listing& out, bool regular_only) {
   DIR* d = ::opendir(dir.c_str());
   if (d == nullptr) return false;
   while (struct dirent* e = ::readdir(d)) {
     std::string_view name = e->d_name;
+    // Only regular files are ours to keep, set aside or prune: a FIFO, directory or symlink under one of our
+    // names is left alone (and must not count toward `keep`, evicting a genuine older state).
+    if (regular_only && e->d_type != DT_REG) {
+      struct stat st;
+      if (e->d_type != DT_UNKNOWN || ::fstatat(::dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+          !S_ISREG(st.st_mode)) {
+        continue;
+      }
+    }
     int64_t revision = parse_name(name);
     if (revision >= 0) {
       out.snapshots.emplace_back(revision, std::string(name));
@@ -222,7 +233,7 @@ bool SnapshotCache::store(std::string_view encoded_snapshot, int64_t revision, s
   }
 
   Listing listing;
-  if (!list_dir(dir_, listing)) return true;  // stored; pruning is best effort
+  if (!list_dir(dir_, listing, true)) return true;  // stored; pruning is best effort
   size_t kept = 0;
   auto in_dir = [this](std::string_view n) {
     std::string p = dir_;
@@ -274,7 +285,7 @@ bool SnapshotCache::store(std::string_view encoded_snapshot, int64_t revision, s
 std::optional<CachedSnapshot> SnapshotCache::load_latest(const Verifier& verifier) {
   try {
     Listing listing;
-    if (!list_dir(dir_, listing)) {
+    if (!list_dir(dir_, listing, false)) {
       if (errno != ENOENT) {
         PORTICO_LOG(warn, "sync cache: cannot list %s: %s", dir_.c_str(), std::strerror(errno));
       }

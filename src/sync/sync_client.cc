@@ -170,8 +170,10 @@ struct SyncClient::Impl {
   bool snapshot_noop = false;  // the last snapshot changed nothing (guards a 409 ↔ snapshot loop)
   size_t cp_index = 0;
   size_t report_cp = 0;    // the control plane the report in flight went to
-  int silent_reports = 0;  // reports in a row that got no answer from report_cp
-  int error_cp = -1;       // status.last_error is that control plane's failure (-1: an error about content)
+  int silent_reports = 0;  // reports in a row that timed out at silent_cp
+  size_t silent_cp = 0;
+  bool long_poll_in_flight = false;  // the foreground request is a /changes long poll
+  int error_cp = -1;  // status.last_error is that control plane's failure (-1: an error about content)
   std::vector<int> endpoint_problem;  // per control plane: kFine or the kind last logged
   bool report_wanted = false;
   bool reports_ok = true;
@@ -357,7 +359,13 @@ SyncClient::Impl::Step SyncClient::Impl::poll_changes(size_t cp) {
                             "&cluster=", url_escape(b.state.cluster_id), "&wait=", num(wait));
   detail::HttpReply reply;
   Clock::time_point asked = Clock::now();
-  if (!http.get(request, wait + kPollSlack, kMaxDeltaBytes, reply)) return Step::stopped;
+  {
+    struct InFlight {
+      bool& flag;
+      ~InFlight() { flag = false; }
+    } in_flight{long_poll_in_flight = true};
+    if (!http.get(request, wait + kPollSlack, kMaxDeltaBytes, reply)) return Step::stopped;
+  }
   if (reply.too_large) {
     // Never buffered past the bound. A real control plane sends that much only for a change of most of a
     // large configuration, for which the snapshot is the cheaper path anyway.
@@ -691,12 +699,17 @@ void SyncClient::Impl::report_done(const detail::HttpReply& reply) {
   bool ok = reply.transport_ok() && reply.status / 100 == 2;
   // No answer at all (an HTTP error is an answer) from the control plane our request waits on: ask once more
   // at once, and after a second silence leave it rather than wait out the long poll's timeout.
-  if (!reply.transport_ok() && report_cp == cp_index) {
+  // Only a timeout is silence: a refused or reset connection is an answer of sorts (a dead process, a
+  // listener making room), and the request in flight fails by itself if its control plane is gone.
+  if (report_cp != silent_cp) silent_reports = 0;
+  silent_cp = report_cp;
+  if (reply.code == CURLE_OPERATION_TIMEDOUT && report_cp == cp_index) {
     if (++silent_reports < kSilentReportsToLeave) {
       report_wanted = true;
     } else {
       silent_reports = 0;
-      if (http.foreground_busy()) {
+      // A snapshot has its own stall limit and may be making progress; a long poll is silent by design.
+      if (long_poll_in_flight) {
         http.abort_foreground(cat("no answer to ", num(kSilentReportsToLeave),
                                   " reports in a row while the request waited (", reply.error, ")"));
       }

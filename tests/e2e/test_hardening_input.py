@@ -306,11 +306,13 @@ def test_deep_fleet_record_written_into_etcd_by_hand_is_skipped(cp, etcd1):
     skipped, not dumped (which recursed once per level and crashed the control plane)."""
     etcd1.etcdctl("put", "--", "/apisix-fleet/deepnode", input=('{"node_id":"deepnode","x":%s}' % deep_lists()).encode())
     etcd1.etcdctl("put", "--", "/apisix-fleet/dupnode", input=b'{"node_id":"a","node_id":"b"}')
+    # Of the right depth but the wrong types: a string reported_at made every listing answer 500.
+    etcd1.etcdctl("put", "--", "/apisix-fleet/typenode", input=b'{"node_id":"typenode","reported_at":"soon"}')
     try:
         st, _, body = cp.admin("GET", "/data_planes")
         assert st == 200, (st, str(body)[:300])
         ids = [n.get("node_id") for n in body.get("list", [])] if isinstance(body, dict) else []
-        assert "deepnode" not in ids and "a" not in ids and "b" not in ids, ids
+        assert "deepnode" not in ids and "a" not in ids and "b" not in ids and "typenode" not in ids, ids
         alive(cp)
     finally:
         etcd1.etcdctl("del", "--prefix", "/apisix-fleet/")

@@ -30,6 +30,15 @@ def test_unknown_option_is_named_as_unknown():
     assert r.stderr.startswith("portico: --listen needs a value\n"), r.stderr[:200]
 
 
+@pytest.mark.parametrize("value", ["inf", "nan", "1e300", "-1"])
+def test_durations_out_of_range_are_refused(value):
+    # "inf" and 1e300 overflowed the nanosecond clock: every deadline was already past.
+    r = run_portico("--keepalive-timeout", value)
+    assert r.returncode == 2
+    assert r.stderr.startswith("portico: --keepalive-timeout needs a number of seconds from 0 to 31536000\n"), \
+        r.stderr[:200]
+
+
 def test_missing_config_file_fails_fast(tmp_path):
     missing = tmp_path / "nonexistent.yaml"
     r = run_portico("--config", str(missing), "--listen", "127.0.0.1:0", "--status-listen", "127.0.0.1:0")

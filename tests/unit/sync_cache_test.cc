@@ -163,6 +163,21 @@ TEST_F(SyncCache, NonRegularFilesAreSkippedPromptly) {
   EXPECT_FALSE(fs::exists(path(9) + ".bad"));
 }
 
+TEST_F(SyncCache, PruningLeavesNonRegularEntriesAloneAndKeepsGenuineStates) {
+  // Entries that are not regular files were pruned like snapshots: they counted toward `keep` (evicting a
+  // genuine older state) and were unlinked or set aside.
+  SnapshotCache cache(dir_, 2);  // the state stored and one older
+  store(cache, 1);
+  ASSERT_EQ(::mkfifo(path(2).c_str(), 0600), 0);  // between: would take the one older place
+  fs::create_directory(path(9));                   // newer: would be set aside
+  store(cache, 3);
+  EXPECT_TRUE(fs::is_fifo(path(2)));
+  EXPECT_TRUE(fs::is_directory(path(9)));
+  EXPECT_FALSE(fs::exists(path(9) + ".superseded"));
+  EXPECT_TRUE(fs::is_regular_file(path(1)));  // the genuine older state is the one kept
+  EXPECT_TRUE(fs::is_regular_file(path(3)));
+}
+
 TEST_F(SyncCache, CorruptNewestIsSetAsideAndOlderLoaded) {
   SnapshotCache cache(dir_);
   store(cache, 1);
