@@ -35,8 +35,9 @@ constexpr double kReportTimeout = 2;     // reports are best effort: never let o
 // plane get no answer (the second is sent at once after the first fails), about 5 + 2 + 2 s at worst.
 constexpr double kStallTimeout = 5;
 constexpr int kSilentReportsToLeave = 2;
-constexpr size_t kMaxReportedError = 1024;  // bytes of last_error in a report (control planes keep as much)
-constexpr double kMinHeartbeat = 0.5;       // seconds: the shortest spacing of long polls that bring nothing
+constexpr double kOtherClusterRecheck = 10;  // seconds: see served_other_cluster
+constexpr size_t kMaxReportedError = 1024;   // bytes of last_error in a report (control planes keep as much)
+constexpr double kMinHeartbeat = 0.5;        // seconds: the shortest spacing of long polls that bring nothing
 
 // Endpoint problem kinds, to log a failing endpoint once per kind of failure instead of once per attempt.
 constexpr int kFine = 0;
@@ -167,6 +168,9 @@ struct SyncClient::Impl {
   // Another cluster control planes serve, and since when no control plane has served ours (the base's).
   std::string other_cluster;
   Clock::time_point other_cluster_since{};
+  // Per control plane: when it last served a verified state of other_cluster. Until the change could be
+  // due, it is not asked for the whole snapshot again on every round (tens of MB, at every data plane).
+  std::vector<Clock::time_point> served_other_cluster;
   bool snapshot_noop = false;  // the last snapshot changed nothing (guards a 409 ↔ snapshot loop)
   size_t cp_index = 0;
   size_t report_cp = 0;    // the control plane the report in flight went to
@@ -307,6 +311,18 @@ bool SyncClient::Impl::cluster_change_due(size_t cp, const SignedState& state) {
 
 SyncClient::Impl::Step SyncClient::Impl::fetch_snapshot(size_t cp) {
   const std::string& url = options.control_planes[cp];
+  if (served_other_cluster.size() != options.control_planes.size()) {
+    served_other_cluster.assign(options.control_planes.size(), Clock::time_point{});
+  }
+  if (!other_cluster.empty() && served_other_cluster[cp] > other_cluster_since) {
+    // It served the other cluster since the wait began: skip it like one that is behind, until the change
+    // could be due (then one snapshot is fetched and followed) or for kOtherClusterRecheck at most (it may
+    // have been pointed back at our cluster meanwhile).
+    const Clock::time_point now = Clock::now();
+    const double waited = std::chrono::duration<double>(now - other_cluster_since).count();
+    const double since_seen = std::chrono::duration<double>(now - served_other_cluster[cp]).count();
+    if (waited < options.cluster_change_delay && since_seen < kOtherClusterRecheck) return Step::behind;
+  }
   detail::HttpReply reply;
   if (!http.get(cat(url, "/portico/v1/snapshot"), kSnapshotTimeout, kMaxSnapshotBytes, reply,
                 kStallTimeout)) {
@@ -327,7 +343,10 @@ SyncClient::Impl::Step SyncClient::Impl::fetch_snapshot(size_t cp) {
   if (b.valid && state.cluster_id != b.state.cluster_id) {
     // A genuine state of another cluster signed with the same key (a replaced etcd cluster, or another
     // cluster's state replayed): its revision says nothing about ours, so only time tells them apart.
-    if (!cluster_change_due(cp, state)) return Step::behind;
+    if (!cluster_change_due(cp, state)) {
+      served_other_cluster[cp] = Clock::now();
+      return Step::behind;
+    }
   }
   if (b.valid && state.cluster_id == b.state.cluster_id) {
     other_cluster.clear();  // a control plane still serves our cluster

@@ -956,6 +956,25 @@ TEST_F(SyncClientTest, MovesToAReplacedClusterAfterTheDelay) {
   EXPECT_TRUE(fs::exists(root_ + "/cache" + name));
 }
 
+// While it waits out the delay, a data plane does not download the other cluster's whole snapshot again on
+// every round: once to see it, once more when the change is due.
+TEST_F(SyncClientTest, WaitingForAClusterChangeFetchesItsSnapshotOnlyWhenDue) {
+  int64_t r2 = cluster_->publish(routes({"1"}));
+  cache_state(r2);
+  Cluster replaced(root_);
+  replaced.id = "777";
+  replaced.publish(routes({"5"}, "new"));
+  FakeCp cp(replaced);
+  Applied applied;
+  SyncOptions o = options({cp.url()});
+  o.cluster_change_delay = 2;
+  SyncClient c(o, verifier(), applied.fn());
+  ASSERT_TRUE(c.start_from_cache());
+  c.start();
+  ASSERT_TRUE(eventually([&] { return c.status().cluster_id == "777"; }, 15));
+  EXPECT_LE(cp.count("/portico/v1/snapshot"), 2);
+}
+
 // The /changes answer is taken apart without a DOM of the whole: any member order and whitespace, values
 // canonicalized one by one, and every malformed shape refused with a reason.
 TEST(SyncChangesAnswer, ParsesWithoutADom) {
