@@ -36,6 +36,11 @@ constexpr auto kLingerTotal = std::chrono::seconds(10);         // ends this lon
 constexpr auto kLingerWhileDraining = std::chrono::seconds(1);  // ... when the worker drains
 constexpr size_t kLingerMaxBytes = 16 * 1024 * 1024;            // ends once this much was read and dropped
 
+// Empty lines (CRLF) tolerated before a request-line, per request: a stray CRLF or two after a body is common
+// (RFC 9112 2.2); hundreds are not a client's mistake, and discarding them without a bound would let a client
+// make Portico read for nothing. Beyond it: 400 and close.
+constexpr size_t kMaxEmptyLineBytes = 256;
+
 int status_class(int status) {
   int c = status / 100 - 1;
   return c < 0 ? 0 : (c > 4 ? 4 : c);
@@ -188,13 +193,45 @@ awaitable<bool> Session::read_request_head() {
   client_error_ = 0;
   client_gone_ = false;
   size_t fresh = client_buffered();  // bytes not yet seen by the parser: all of them on entry
-  // --header-timeout is one deadline for the whole head, counted from its first byte (bytes already
-  // buffered, pipelined behind the previous request, count from now: the end of that request). It is not
-  // re-armed by later reads, so a client trickling a byte at a time is answered 408 like a silent one
-  // (nginx's client_header_timeout). Before the first byte the connection is idle: --keepalive-timeout.
-  Clock::time_point head_deadline =
-      client_buffered() > 0 ? deadline_in(opt.header_timeout) : Clock::time_point::max();
+  // Until the first byte of a head the connection is idle: one --keepalive-timeout from now (the end of the
+  // previous request, or the accept), closed silently when it passes. Empty lines (CRLF) are not a head
+  // (RFC 9112 2.2: a server SHOULD ignore at least one before the request-line; some clients send one after
+  // a body): they are discarded and leave the connection idle, without moving that deadline, so they can
+  // neither start the 408 nor keep an idle connection open. At most kMaxEmptyLineBytes of them (400 after).
+  const Clock::time_point idle_deadline = deadline_in(opt.keepalive_timeout);
+  size_t empty_line_bytes = 0;
+  bool head_started = false;
+  // --header-timeout is one deadline for the whole head, counted from its first byte other than an empty
+  // line (bytes already buffered, pipelined behind the previous request, count from now: the end of that
+  // request). It is not re-armed by later reads, so a client trickling a byte at a time is answered 408 like
+  // a silent one (the deadline of nginx's client_header_timeout, but answered: nginx closes without a
+  // response).
+  Clock::time_point head_deadline = Clock::time_point::max();
   while (true) {
+    if (!head_started) {
+      while (client_buffered() >= 2 && in_[in_begin_] == '\r' && in_[in_begin_ + 1] == '\n') {
+        consume_client(2);
+        empty_line_bytes += 2;
+      }
+      fresh = std::min(fresh, client_buffered());
+      if (empty_line_bytes > kMaxEmptyLineBytes) {
+        idle_ = false;
+        request_body_done_ = false;  // whatever follows stays unread
+        worker_.metrics().bad_requests.add();
+        start_request_bookkeeping();
+        // Clears the previous request's fields (views into bytes since overwritten) for the access log.
+        http::parse_request(in_.data() + in_begin_, client_buffered(), limits_, request_);
+        co_await send_error(400, "too many empty lines before request-line", true);
+        finish_request(400, nullptr);
+        co_return false;
+      }
+      // A lone CR may still become an empty line; anything else (a bare LF too: the parser answers 400) is
+      // the first byte of a head.
+      if (client_buffered() > 1 || (client_buffered() == 1 && in_[in_begin_] != '\r')) {
+        head_started = true;
+        head_deadline = deadline_in(opt.header_timeout);
+      }
+    }
     // A head can only complete (or newly fail) on a line end; a client trickling bytes without one costs
     // no re-parse.
     if (fresh > 0 && std::memchr(in_.data() + in_end_ - fresh, '\n', fresh) != nullptr) {
@@ -236,10 +273,10 @@ awaitable<bool> Session::read_request_head() {
       }
       in_.resize(std::min(limit, in_.size() * 2));
     }
-    if (client_buffered() == 0) {
+    if (!head_started) {
       if (worker_.draining()) co_return false;
       idle_ = true;
-      arm(opt.keepalive_timeout, Guard::client);
+      arm_until(idle_deadline, Guard::client);
     } else {
       idle_ = false;
       arm_until(head_deadline, Guard::head);
@@ -248,7 +285,7 @@ awaitable<bool> Session::read_request_head() {
         co_await client_.async_read_some(asio::buffer(in_.data() + in_end_, in_.size() - in_end_), nothrow);
     disarm();
     if (ec || n == 0) {
-      if (timed_out_ && client_buffered() > 0) {
+      if (timed_out_ && head_started) {
         timed_out_ = false;
         // The client started a request and did not finish its head in time: tell it why (RFC 9110
         // 15.5.9), then close.
@@ -265,7 +302,6 @@ awaitable<bool> Session::read_request_head() {
     }
     // The deadline may have passed just as this read completed: the next wait re-arms it (already due).
     timed_out_ = false;
-    if (client_buffered() == 0) head_deadline = deadline_in(opt.header_timeout);
     in_end_ += n;
     fresh = n;
   }

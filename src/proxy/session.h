@@ -131,7 +131,7 @@ class Session : public std::enable_shared_from_this<Session> {
   Guard guard_ = Guard::none;
   bool timed_out_ = false;
   bool alive_ = true;
-  bool idle_ = true;  // waiting for the first byte of a request
+  bool idle_ = true;  // waiting for the first byte of a request (empty lines before it are not one)
   bool lingering_ = false;
   Clock::time_point linger_end_;  // the lingering close's overall deadline
 

@@ -371,10 +371,12 @@ awaitable<bool> Session::send_chunked_body() {
 
 awaitable<Session::Failure> Session::read_response_head(Attempt& a) {
   a.up_end = 0;
-  // The route's read timeout bounds the final response head as a whole, interim responses included, from
-  // the end of the request: an origin trickling its head (or endless 1xx) cannot hold the client forever.
+  // The route's read timeout bounds each response head as a whole, from the end of the request: an origin
+  // trickling a head cannot hold the client forever. A complete interim response (100, 102 Processing, 103)
+  // is progress and restarts it, so an origin doing long work can keep the request alive with a 102 every
+  // so often, as with nginx's per-read proxy_read_timeout; only a silent or trickling origin gets the 504.
   // Body reads (relay_response) are bounded per read, as nginx's proxy_read_timeout, so slow streams work.
-  const Clock::time_point head_deadline = deadline_in(a.route->timeout.read);
+  Clock::time_point head_deadline = deadline_in(a.route->timeout.read);
   while (true) {
     if (a.up_end == up_.size()) {
       if (up_.size() >= limits_.max_head_size) co_return Failure::bad_response;  // head over the limit
@@ -397,9 +399,10 @@ awaitable<Session::Failure> Session::read_response_head(Attempt& a) {
         // A switch only answers an upgrade Portico forwarded; anything else is the origin out of step.
         co_return a.upgrade ? Failure::none : Failure::bad_response;
       }
-      // Other 1xx (100, 103): Portico already handled Expect; drop the interim response.
+      // Other 1xx (100, 102, 103): Portico already handled Expect; drop the interim response.
       std::memmove(up_.data(), up_.data() + response_.head_size, a.up_end - response_.head_size);
       a.up_end -= response_.head_size;
+      head_deadline = deadline_in(a.route->timeout.read);
       if (a.up_end == 0) break;
     }
   }

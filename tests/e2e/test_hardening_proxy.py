@@ -192,13 +192,16 @@ def test_trickled_request_head_gets_408(slow_env, prelude):
     p, o = slow_env
     m = marker("slowloris-" + prelude)
     head = b"GET %s HTTP/1.1\r\nHost: a\r\nX-Pad: %s" % (m.encode(), b"p" * 200)
-    if prelude == "empty_lines":
-        head = b"\r\n" * 100 + head  # RFC 9112 2.2 empty lines before the request-line count as head bytes
     before = p.metrics().value("portico_http_bad_requests_total")
     logged_before = len(_entries_408(p))
     with RawConn(p.port, timeout=10) as c:
         if prelude == "after_keepalive_request":
             assert c.request("GET", "/id").status == 200
+        if prelude == "empty_lines":
+            # RFC 9112 2.2: empty lines before the request-line are not head bytes. They leave the connection
+            # idle, so the head deadline runs from the request line's first byte, not from them.
+            c.send(b"\r\n" * 3)
+            assert c.read_available(HEADER_TIMEOUT / 2) == b"" and not c.eof
         took, sent = _trickle(c, head, HEADER_TIMEOUT + MARGIN)
         assert took is not None, ("head trickled for %.1fs (%d bytes) with --header-timeout %s and the "
                                   "connection is still open" % (HEADER_TIMEOUT + MARGIN, sent, HEADER_TIMEOUT))
@@ -237,17 +240,108 @@ def test_slow_head_within_the_deadline_is_served(slow_env):
     assert len(o.seen(m)) == 1
 
 
+# ---- empty lines between requests -------------------------------------------------------------------------------
+# A client may send a stray CRLF after a request (after its body, typically). RFC 9112 2.2: a server SHOULD
+# ignore at least one empty line before a request-line. It must not start the head deadline: a 408 sent on an
+# idle connection can be read by the client as the answer to the next request it sends on it.
+
+IDLE_HEADER_TIMEOUT = 1.0
+IDLE_KEEPALIVE = 4.0
+MAX_EMPTY_LINE_BYTES = 256  # kMaxEmptyLineBytes in src/proxy/session.cc
+
+
+@pytest.fixture(scope="module")
+def idle_env(origin_module, portico_module):
+    o = origin_module("idle")
+    p = portico_module(make_config([route("all", "/*", o)]), header_timeout=IDLE_HEADER_TIMEOUT,
+                       keepalive_timeout=IDLE_KEEPALIVE)
+    return p, o
+
+
+def _post_with_trailing_crlf(c, same_write):
+    request = b"POST /id HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello"
+    if same_write:
+        c.send(request + b"\r\n")
+        r = c.read_response()
+    else:
+        c.send(request)
+        r = c.read_response()
+        c.send(b"\r\n")
+    assert r.status == 200 and r.header("X-Origin-Id") == "idle", r
+
+
+@pytest.mark.parametrize("same_write", [True, False], ids=["after_body_same_write", "own_write"])
+def test_empty_line_after_request_keeps_connection_idle(idle_env, same_write):
+    p, o = idle_env
+    m = marker("crlf-idle")
+    before = p.metrics().value("portico_http_bad_requests_total")
+    with RawConn(p.port, timeout=10) as c:
+        _post_with_trailing_crlf(c, same_write)
+        # Past --header-timeout, well before --keepalive-timeout: nothing is sent, the connection stays open.
+        got = c.read_available(IDLE_HEADER_TIMEOUT + 1.0)
+        assert got == b"" and not c.eof, "after an empty line: %r (eof %s)" % (got[:200], c.eof)
+        r = c.request("GET", m)
+        assert r.status == 404 and r.header("X-Origin-Id") == "idle", r
+        r = c.request("GET", "/id")
+        assert r.status == 200, r
+    assert len(o.seen(m)) == 1
+    assert p.metrics().value("portico_http_bad_requests_total") == before
+
+
+def test_only_empty_lines_close_silently_at_keepalive_timeout(idle_env):
+    """Empty lines alone leave the connection idle: closed without a byte at --keepalive-timeout, counted from
+    the end of the last response; more empty lines do not extend it."""
+    p, _ = idle_env
+    before = p.metrics().value("portico_http_bad_requests_total")
+    with RawConn(p.port, timeout=10) as c:
+        _post_with_trailing_crlf(c, True)
+        t0 = time.monotonic()
+        closed = False
+        while time.monotonic() - t0 < IDLE_KEEPALIVE + MARGIN:
+            if c.wait_closed(0.8):
+                closed = True
+                break
+            try:
+                c.send(b"\r\n")
+            except OSError:
+                closed = c.wait_closed(1)
+                break
+        took = time.monotonic() - t0
+        assert closed, "connection still open %.1fs after its last response" % took
+    assert bytes(c.buf) == b"", bytes(c.buf)[:200]
+    assert IDLE_KEEPALIVE - 0.5 <= took <= IDLE_KEEPALIVE + MARGIN, took
+    assert p.metrics().value("portico_http_bad_requests_total") == before
+
+
+def test_too_many_empty_lines_get_400(idle_env):
+    p, _ = idle_env
+    before = p.metrics().value("portico_http_bad_requests_total")
+    with RawConn(p.port, timeout=10) as c:
+        c.send(b"\r\n" * (MAX_EMPTY_LINE_BYTES // 2 + 1))
+        r = c.read_response()
+        assert r.status == 400 and "empty lines" in json.loads(r.body)["error_msg"], r
+        assert "close" in r.connection_tokens(), r
+        assert c.wait_closed(3)
+    assert p.metrics().value("portico_http_bad_requests_total") == before + 1
+    # Within the bound, empty lines are dropped and the request behind them is served.
+    with RawConn(p.port, timeout=10) as c:
+        c.send(b"\r\n" * (MAX_EMPTY_LINE_BYTES // 2) + b"GET /id HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert c.read_response().status == 200
+
+
 # ---- slow response heads ---------------------------------------------------------------------------------------
 
 class ScriptedOrigin:
     """An origin answering every request head it reads with the fixed bytes `response`, on keep-alive
     connections, one connection at a time; loopback only. With `interval`, the bytes go out one per `interval`
-    seconds for at most `limit` seconds (a trickled head)."""
+    seconds for at most `limit` seconds (a trickled head). With `steps`, a list of (delay, bytes), each piece
+    goes out `delay` seconds after the previous one, then `response`."""
 
-    def __init__(self, response, interval=None, limit=8.0):
+    def __init__(self, response, interval=None, limit=8.0, steps=()):
         self.response = response
         self.interval = interval
         self.limit = limit
+        self.steps = list(steps)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.bind((LOOPBACK, 0))
         self.sock.listen(8)
@@ -284,6 +378,10 @@ class ScriptedOrigin:
                     return
                 data += chunk
             data = data[data.index(b"\r\n\r\n") + 4:]  # GET requests only: no body
+            for delay, piece in self.steps:
+                if self.stop.wait(delay):
+                    return
+                conn.sendall(piece)
             if self.interval is None:
                 conn.sendall(self.response)
                 continue
@@ -341,6 +439,45 @@ def test_trickled_response_head_gets_504(portico):
     finally:
         origin.close()
 
+
+def test_interim_responses_restart_the_response_head_deadline(portico):
+    """An origin doing long work may keep the request alive with a 102 Processing every so often (nginx's
+    per-read proxy_read_timeout allows it): each complete interim response is progress and restarts the read
+    timeout, so the final response arrives, long after one read timeout. Silence after the last 1xx still gets
+    the 504 (test_trickled_response_head_gets_504 covers a trickled head)."""
+    read_timeout = 2.0
+    interval, count = 0.5, 7  # 3.5 s of 102s: longer than the read timeout, each gap far shorter
+    origin = ScriptedOrigin(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ndone",
+                            steps=[(interval, b"HTTP/1.1 102 Processing\r\n\r\n")] * count + [(interval, b"")])
+    try:
+        p = portico(make_config([route("r", "/*", origin.node,
+                                       timeout={"connect": 1, "send": 1, "read": read_timeout})]))
+        t0 = time.monotonic()
+        with RawConn(p.port, timeout=count * interval + read_timeout + MARGIN) as c:
+            c.send(b"GET /long HTTP/1.1\r\nHost: a\r\n\r\n")
+            r = c.read_response()
+        took = time.monotonic() - t0
+        assert r.status == 200 and r.body == b"done", r
+        assert took >= (count + 1) * interval - 0.1, took
+    finally:
+        origin.close()
+
+
+def test_silence_after_interim_response_gets_504(portico):
+    read_timeout = 1.0
+    origin = ScriptedOrigin(b"", steps=[(0.2, b"HTTP/1.1 102 Processing\r\n\r\n"), (read_timeout + MARGIN + 2, b"")])
+    try:
+        p = portico(make_config([route("r", "/*", origin.node,
+                                       timeout={"connect": 1, "send": 1, "read": read_timeout})]))
+        t0 = time.monotonic()
+        with RawConn(p.port, timeout=read_timeout + MARGIN + 1) as c:
+            c.send(b"GET /stall HTTP/1.1\r\nHost: a\r\n\r\n")
+            r = c.read_response()
+        took = time.monotonic() - t0
+        assert r.status == 504, r
+        assert 0.2 + read_timeout - 0.3 <= took <= 0.2 + read_timeout + MARGIN, took
+    finally:
+        origin.close()
 
 
 # ---- lingering close -------------------------------------------------------------------------------------------
