@@ -16,6 +16,7 @@
 #include <cstring>
 #include <list>
 #include <new>
+#include <optional>
 #include <stdexcept>
 #include <thread>
 
@@ -187,7 +188,7 @@ struct AdminServer::Impl {
   // Unauthenticated connections closed because accept() ran out of descriptors, not yet logged (one line
   // every kEvictionLogInterval at most).
   size_t descriptor_evictions = 0;
-  std::chrono::steady_clock::time_point eviction_logged;
+  std::optional<std::chrono::steady_clock::time_point> eviction_logged;
   std::unique_ptr<asio::thread_pool> pool;
   std::thread thread;
 
@@ -543,7 +544,7 @@ bool AdminServer::Impl::evict_for_descriptor() {
   ++descriptor_evictions;
   constexpr auto kEvictionLogInterval = std::chrono::seconds(10);
   const auto now = std::chrono::steady_clock::now();
-  if (descriptor_evictions == 1 || now - eviction_logged >= kEvictionLogInterval) {
+  if (!eviction_logged || now - *eviction_logged >= kEvictionLogInterval) {
     PORTICO_LOG(warn,
                 "%s: out of file descriptors: closed %zu unauthenticated connection(s), oldest first, to "
                 "accept new ones",

@@ -7,6 +7,9 @@
 - Unauthenticated connections to the Admin API and to the sync listener: an idle or trickling head is closed
   after the short head deadline; idle or half-sent connections, however many, cannot lock out a client that
   presents a valid key, and cost little memory.
+- Under a small descriptor limit (512), a flood of idle unauthenticated sync connections from two addresses,
+  more than the process may hold, leaves room for everything else: the listeners' caps are lowered to fit the
+  limit, so a keyed sync request is answered at once and an Admin API write reaches etcd.
 
 Synchronisation is on readiness endpoints, /proc and logs, with bounded waits; the one fixed interval is the
 CPU-time measurement window.
@@ -252,15 +255,26 @@ def test_admin_listener_recovers_from_descriptor_exhaustion(etcd1, origin, tmp_p
 # items 5 and 9: unauthenticated connections
 # ------------------------------------------------------------------------------------------------------------
 
-def start_sync_cp(etcd, work):
+class LimitedControlPlane(ControlPlane):
+    """Started under `ulimit -n NOFILE_SMALL` (soft and hard), as a container's limit would have it: the process
+    cannot raise it, and its listeners see it from the start."""
+
+    def argv(self):
+        return ["/bin/sh", "-c", 'ulimit -n %d && exec "$@"' % NOFILE_SMALL, "sh"] + super().argv()
+
+
+NOFILE_SMALL = 512
+
+
+def start_sync_cp(etcd, work, cls=ControlPlane):
     """A control plane with the sync listener and one data-plane token (cp.sync_port, cp.token)."""
     token = secrets.token_hex(16)
     tokens = work / "dp-tokens"
     tokens.write_text("dp1 %s\n" % token)
     tokens.chmod(0o600)
     sync_port = free_port()
-    cp = ControlPlane(work / "cp", etcd.endpoints_arg(), sync_listen="%s:%d" % (LOOPBACK, sync_port),
-                      dp_tokens_file=str(tokens)).start()
+    cp = cls(work / "cp", etcd.endpoints_arg(), sync_listen="%s:%d" % (LOOPBACK, sync_port),
+             dp_tokens_file=str(tokens)).start()
     cp.sync_port = sync_port
     cp.token = token
     return cp
@@ -378,3 +392,38 @@ def test_sync_listener_half_sent_requests_from_one_source(cp_sync):
     finally:
         close_all(attack)
         close_all(others)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# unauthenticated connections under a small descriptor limit
+# ------------------------------------------------------------------------------------------------------------
+
+def test_unauthenticated_flood_under_a_small_descriptor_limit(etcd1, tmp_path):
+    """Before: the sync listener's caps (4096 unauthenticated, 1024 per address) exceeded the 512 descriptors,
+    so idle connections took every descriptor; every listener paused (a keyed request waited for the 10 s head
+    deadlines) and nothing could open a socket to etcd."""
+    cp = start_sync_cp(etcd1, tmp_path, cls=LimitedControlPlane)
+    flood = []
+    try:
+        assert resource.prlimit(cp.pid, resource.RLIMIT_NOFILE) == (NOFILE_SMALL, NOFILE_SMALL)
+        per_source = NOFILE_SMALL // 2 + 44  # two sources: 600 connections, more than the process may hold
+        flood = open_connections(cp.sync_port, per_source, source="127.0.0.2")
+        flood += open_connections(cp.sync_port, per_source, source="127.0.0.3")
+
+        t0 = time.monotonic()
+        st, body = http_get(cp.sync_port, "/portico/v1/snapshot", headers=[("Authorization", "Bearer " + cp.token)],
+                            timeout=5)
+        assert st == 200 and time.monotonic() - t0 < 2.0, (st, body[:200])
+        # etcd is reachable: the process still has descriptors for its client.
+        r = cp.admin("PUT", "/routes/flood", {"uri": "/flood", "upstream": {
+            "type": "roundrobin", "nodes": {"127.0.0.1:1": 1}}}, timeout=10)
+        assert r.status in (200, 201) and r.elapsed < 5.0, r
+        assert cp.admin("GET", "/routes/flood", timeout=10).status == 200
+        assert readyz(cp)[0] == 200
+        assert fd_count(cp.pid) < NOFILE_SMALL * 3 // 4, "the flood holds %d descriptors" % fd_count(cp.pid)
+        log = cp.error_log()
+        assert "(/portico/v1): connection caps lowered" in log and "(/apisix/admin): connection caps lowered" in log, \
+            cp.log_tail()
+    finally:
+        close_all(flood)
+        cp.stop()

@@ -8,6 +8,7 @@
 #include <poll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -18,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/accept_backoff.h"
 #include "gtest/gtest.h"
 
 namespace portico::admin {
@@ -571,6 +573,97 @@ TEST(AdminServer, HeadDeadlineQueuedBeforeAuthenticationDoesNotCloseTheRequest) 
   }
   EXPECT_GE(exercised, 1) << "no round stalled the loop across the victims' deadline";
   server.stop();
+}
+
+// Out of descriptors with unauthenticated connections held (as a flood would hold them): the oldest makes
+// room and the listener accepts again at once, instead of pausing until some deadline frees a descriptor.
+TEST(AdminServer, OutOfDescriptorsClosesTheOldestUnauthenticatedAndAcceptsAgain) {
+  constexpr int kIdle = 80;
+  const int port = free_port();
+  AdminServerOptions o = options_on(port);
+  o.unauthenticated_timeout = 30;  // nothing frees a descriptor by itself during the test
+  o.max_unauthenticated = 1000;
+  o.max_unauthenticated_per_source = 1000;
+  o.max_connections = 2000;
+  AdminServer server(o, answer_now);
+  server.listen();
+  server.start();
+
+  // The client sockets exist before the limit is lowered (connect() takes no descriptor); the listener gets
+  // 20 more descriptors, then accept() fails with EMFILE.
+  std::vector<int> idle;
+  for (int i = 0; i < kIdle; ++i) idle.push_back(::socket(AF_INET, SOCK_STREAM, 0));
+  const int real = ::socket(AF_INET, SOCK_STREAM, 0);
+  rlimit before{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &before), 0);
+  rlimit low = before;
+  low.rlim_cur = static_cast<rlim_t>(real + 1 + 20);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+  struct Restore {
+    rlimit limit;
+    ~Restore() { ::setrlimit(RLIMIT_NOFILE, &limit); }
+  } restore{before};
+
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  for (int fd : idle) ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_EQ(::connect(real, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  ASSERT_TRUE(send_all(real, kNow));
+  EXPECT_EQ(read_all({real}, 5)[0], "\"now\"");
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2));
+  EXPECT_EQ(base::AcceptBackoff::paused_listeners(), 0);
+  // The oldest idle connections made the room.
+  EXPECT_TRUE(closed_by_peer(idle.front(), 2));
+  for (int fd : idle) ::close(fd);
+  ::close(real);
+  server.stop();
+}
+
+double cpu_seconds() {
+  rusage u{};
+  ::getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
+// A persistent accept() error (here EINVAL: the listening socket was shut down under the listener) backs off
+// and counts for readiness, instead of retrying at once on a spinning core.
+TEST(AdminServer, PersistentAcceptErrorBacksOffInsteadOfSpinning) {
+  const int port = free_port();
+  AdminServer server(options_on(port), answer_now);
+  server.listen();
+  server.start();
+  int listening = -1;
+  for (int fd = 0; fd < 4096 && listening < 0; ++fd) {
+    sockaddr_in a{};
+    socklen_t len = sizeof a;
+    int accepting = 0;
+    socklen_t optlen = sizeof accepting;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0 && a.sin_family == AF_INET &&
+        ntohs(a.sin_port) == port && ::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &optlen) == 0 &&
+        accepting) {
+      listening = fd;
+    }
+  }
+  ASSERT_GE(listening, 0);
+  ASSERT_EQ(::shutdown(listening, SHUT_RDWR), 0);
+  bool paused = false;
+  for (int i = 0; i < 100 && !paused; ++i) {
+    paused = base::AcceptBackoff::paused_reason().find("accept() failing") != std::string::npos;
+    if (!paused) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(paused) << base::AcceptBackoff::paused_reason();
+  const double c0 = cpu_seconds();
+  const auto t0 = std::chrono::steady_clock::now();
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  const double load =
+      (cpu_seconds() - c0) / std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_LT(load, 0.2) << "the listener used " << 100 * load << "% of a core on a failing accept()";
+  server.stop();
+  EXPECT_EQ(base::AcceptBackoff::paused_listeners(), 0);
 }
 
 }  // namespace
