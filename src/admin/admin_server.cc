@@ -197,8 +197,10 @@ struct AdminServer::Impl {
   // Registers an accepted connection and starts serving it; on an exception (no memory) the connection is
   // closed and nothing of it stays registered.
   void admit(tcp::socket socket, const asio::ip::address& source);
-  // accept() is out of descriptors: closes the oldest unauthenticated connection so the next accept() can
-  // have its descriptor; false when there is none.
+  // accept() is out of descriptors: closes the oldest idle unauthenticated connection (nothing waiting to be
+  // read) so the next accept() can have its descriptor; false when there is none. One with bytes waiting is a
+  // client about to be read (a burst of data planes reconnecting), so the listener pauses instead and the
+  // newcomers wait in the backlog.
   bool evict_for_descriptor();
   // Lowers the connection caps to what the process's descriptor limit can hold (logged).
   void clamp_to_descriptor_limit();
@@ -539,16 +541,30 @@ void AdminServer::Impl::admit(tcp::socket socket, const asio::ip::address& sourc
 }
 
 bool AdminServer::Impl::evict_for_descriptor() {
-  if (unauthenticated.empty()) return false;
-  close_to_make_room(*unauthenticated.front());
+  // Bounded: this runs at every accept() that fails for a descriptor.
+  constexpr size_t kScan = 64;
+  Conn* idle = nullptr;
+  size_t scanned = 0;
+  for (Conn* c : unauthenticated) {
+    if (scanned++ == kScan) break;
+    if (!c->socket.is_open()) continue;  // closed by its deadline already: its descriptor is free
+    boost::system::error_code ec;
+    if (c->socket.available(ec) == 0 || ec) {
+      idle = c;
+      break;
+    }
+  }
+  if (idle == nullptr) return false;
+  close_to_make_room(*idle);
   ++descriptor_evictions;
   constexpr auto kEvictionLogInterval = std::chrono::seconds(10);
   const auto now = std::chrono::steady_clock::now();
   if (!eviction_logged || now - *eviction_logged >= kEvictionLogInterval) {
-    PORTICO_LOG(warn,
-                "%s: out of file descriptors: closed %zu unauthenticated connection(s), oldest first, to "
-                "accept new ones",
-                name.c_str(), descriptor_evictions);
+    PORTICO_LOG(
+        warn,
+        "%s: out of file descriptors: closed %zu idle unauthenticated connection(s), oldest first, to "
+        "accept new ones",
+        name.c_str(), descriptor_evictions);
     descriptor_evictions = 0;
     eviction_logged = now;
   }
@@ -560,6 +576,7 @@ awaitable<void> AdminServer::Impl::accept_loop() {
   while (acceptor.is_open()) {
     auto [ec, socket] = co_await acceptor.async_accept(nothrow);
     std::chrono::milliseconds delay{0};
+    bool evict_when_paused = false;
     if (ec) {
       if (!acceptor.is_open()) co_return;
       const base::AcceptError kind = base::classify_accept_error(ec);
@@ -569,6 +586,7 @@ awaitable<void> AdminServer::Impl::accept_loop() {
       // rather than pausing every listener of the process until some deadline frees a descriptor.
       if (kind == base::AcceptError::descriptors && evict_for_descriptor()) continue;
       delay = backoff.failed(ec);
+      evict_when_paused = kind == base::AcceptError::descriptors;
     } else {
       backoff.succeeded();
       boost::system::error_code peer_ec;
@@ -595,6 +613,8 @@ awaitable<void> AdminServer::Impl::accept_loop() {
         pause.expires_after(delay);
         co_await pause.async_wait(nothrow);
         if (!acceptor.is_open()) co_return;
+        // Paused for descriptors: an unauthenticated connection read meanwhile may be idle now.
+        if (evict_when_paused) evict_for_descriptor();
         if (backoff.try_resume()) break;
         delay = backoff.next_delay();
       }

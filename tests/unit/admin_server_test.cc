@@ -575,8 +575,9 @@ TEST(AdminServer, HeadDeadlineQueuedBeforeAuthenticationDoesNotCloseTheRequest) 
   server.stop();
 }
 
-// Out of descriptors with unauthenticated connections held (as a flood would hold them): the oldest makes
-// room and the listener accepts again at once, instead of pausing until some deadline frees a descriptor.
+// Out of descriptors with idle unauthenticated connections held (as a flood would hold them): the oldest
+// makes room and the listener accepts again at once, instead of pausing until some deadline frees a
+// descriptor.
 TEST(AdminServer, OutOfDescriptorsClosesTheOldestUnauthenticatedAndAcceptsAgain) {
   constexpr int kIdle = 80;
   const int port = free_port();
