@@ -7,6 +7,8 @@
 - Unauthenticated connections to the Admin API and to the sync listener: an idle or trickling head is closed
   after the short head deadline; idle or half-sent connections, however many, cannot lock out a client that
   presents a valid key, and cost little memory.
+- A listening socket that fails accept() persistently (shut down under the process: EINVAL) does not spin a
+  core: the proxy workers back off, log it once and /readyz names the cause.
 - Under a small descriptor limit (512), a flood of idle unauthenticated sync connections from two addresses,
   more than the process may hold, leaves room for everything else: the listeners' caps are lowered to fit the
   limit, so a keyed sync request is answered at once and an Admin API write reaches etcd.
@@ -15,6 +17,7 @@ Synchronisation is on readiness endpoints, /proc and logs, with bounded waits; t
 CPU-time measurement window.
 """
 
+import ctypes
 import os
 import resource
 import secrets
@@ -427,3 +430,65 @@ def test_unauthenticated_flood_under_a_small_descriptor_limit(etcd1, tmp_path):
     finally:
         close_all(flood)
         cp.stop()
+
+
+# ------------------------------------------------------------------------------------------------------------
+# a persistent accept() error
+# ------------------------------------------------------------------------------------------------------------
+
+def listening_fds(pid, port):
+    """The process's descriptors of TCP sockets listening on `port` (one per proxy worker: SO_REUSEPORT)."""
+    inodes = set()
+    with open("/proc/%d/net/tcp" % pid) as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].split(":")[1], 16) == port:  # 0A: LISTEN
+                inodes.add(fields[9])
+    fds = []
+    for name in os.listdir("/proc/%d/fd" % pid):
+        try:
+            link = os.readlink("/proc/%d/fd/%s" % (pid, name))
+        except OSError:
+            continue
+        if link.startswith("socket:[") and link[8:-1] in inodes:
+            fds.append(int(name))
+    return fds
+
+
+def shut_down_in(pid, fd):
+    """shutdown(2) on another process's socket, through a copy of its descriptor (pidfd_getfd): from then on
+    its accept() fails with EINVAL, every time."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    pidfd = os.pidfd_open(pid)
+    try:
+        local = libc.syscall(438, pidfd, fd, 0)  # SYS_pidfd_getfd
+        assert local >= 0, "pidfd_getfd: %s" % os.strerror(ctypes.get_errno())
+    finally:
+        os.close(pidfd)
+    s = socket.socket(fileno=local)
+    try:
+        s.shutdown(socket.SHUT_RDWR)
+    finally:
+        s.close()
+
+
+def test_persistent_accept_error_backs_off(origin, portico):
+    """Before: an accept() error other than "out of a resource" was retried at once, silently: each worker
+    spun a core for as long as the error lasted."""
+    o = origin("einval")
+    p = portico(make_config([route("r1", "/*", o)]), workers=2)
+    assert p.get("/id").status == 200
+    fds = listening_fds(p.pid, p.port)
+    assert len(fds) == 2, fds
+    for fd in fds:
+        shut_down_in(p.pid, fd)
+
+    st, body = wait_for(lambda: (lambda r: r if r[0] != 200 else None)(readyz(p)), timeout=10,
+                        message="/readyz to stop answering 200 while the workers cannot accept")
+    assert st == 503 and b"accept() failing" in body, (st, body)
+    t0, c0 = time.monotonic(), cpu_seconds(p.pid)
+    time.sleep(2.0)
+    load = (cpu_seconds(p.pid) - c0) / (time.monotonic() - t0)
+    assert load < 0.25, "the process used %.0f%% of a core on a failing accept()" % (100 * load)
+    log = p.error_log()
+    assert log.count("accept failed: Invalid argument") == 2, p.log_tail()  # once per worker
