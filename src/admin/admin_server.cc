@@ -1,7 +1,9 @@
 #include "admin/admin_server.h"
 
 #include <openssl/crypto.h>
+#include <sys/resource.h>
 
+#include <algorithm>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -13,6 +15,8 @@
 #include <boost/asio/write.hpp>
 #include <cstring>
 #include <list>
+#include <new>
+#include <optional>
 #include <stdexcept>
 #include <thread>
 
@@ -54,6 +58,54 @@ std::string serialize(const AdminResponse& r, bool keep_alive, bool head) {
   if (r.status != 204 && !head) out += r.body;
   return out;
 }
+
+// The deadline of one connection: a timer whose expiry closes the socket. Asio runs an expiry that was
+// already queued even after cancel() or a re-arm, and when the last read and the expiry complete in the same
+// round of the event loop that is after the connection's coroutine returned and freed the socket. So the
+// handler holds nothing of the coroutine: only this shared state and the generation it was armed for, and it
+// acts only while the connection lives (socket set) and that arm is still the current one. Listener thread
+// only.
+class Watchdog {
+ public:
+  Watchdog(asio::io_context& context, tcp::socket& socket)
+      : timer_(context), state_(std::make_shared<State>()) {
+    state_->socket = &socket;
+  }
+  ~Watchdog() {
+    state_->socket = nullptr;
+    ++state_->generation;
+  }
+  Watchdog(const Watchdog&) = delete;
+  Watchdog& operator=(const Watchdog&) = delete;
+
+  // Replaces any earlier deadline (an expiry of the earlier one already queued does nothing).
+  void arm(double seconds) {
+    const uint64_t generation = ++state_->generation;
+    timer_.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+        std::chrono::duration<double>(seconds)));
+    timer_.async_wait([state = state_, generation](const boost::system::error_code& ec) {
+      if (ec || state->socket == nullptr || state->generation != generation) return;
+      state->fired = true;
+      boost::system::error_code ignored;
+      state->socket->close(ignored);
+    });
+  }
+  void disarm() {
+    ++state_->generation;
+    timer_.cancel();
+  }
+  // The deadline closed the connection.
+  bool fired() const { return state_->fired; }
+
+ private:
+  struct State {
+    uint64_t generation = 0;
+    bool fired = false;
+    tcp::socket* socket = nullptr;  // null once the connection is gone
+  };
+  asio::steady_timer timer_;
+  std::shared_ptr<State> state_;
+};
 
 AdminResponse error(int status, std::string_view message) {
   return AdminResponse{status, error_body(message), {}};
@@ -112,8 +164,10 @@ struct AdminServer::Impl {
     tcp::socket socket;
     asio::ip::address source;
     bool authenticated = false;
-    bool listed = true;   // in `unauthenticated` (until it authenticates or is closed)
-    bool counted = true;  // in `connections` (until it is closed to make room)
+    // Set by admit() once registered, cleared when it authenticates or is closed to make room: until then
+    // ~Conn has nothing to undo (admit() may fail half-way for lack of memory).
+    bool listed = false;   // in `unauthenticated`
+    bool counted = false;  // in `connections`
     std::list<Conn*>::iterator unauthenticated_pos;
   };
 
@@ -129,12 +183,27 @@ struct AdminServer::Impl {
   std::map<asio::ip::address, size_t> unauthenticated_by_source;
   asio::io_context context{1};
   tcp::acceptor acceptor{context};
+  std::string name;
   base::AcceptBackoff backoff;
+  // Unauthenticated connections closed because accept() ran out of descriptors, not yet logged (one line
+  // every kEvictionLogInterval at most).
+  size_t descriptor_evictions = 0;
+  std::optional<std::chrono::steady_clock::time_point> eviction_logged;
   std::unique_ptr<asio::thread_pool> pool;
   std::thread thread;
 
-  explicit Impl(std::string name) : backoff(std::move(name)) {}
+  explicit Impl(std::string listener_name) : name(listener_name), backoff(std::move(listener_name)) {}
   awaitable<void> accept_loop();
+  // Registers an accepted connection and starts serving it; on an exception (no memory) the connection is
+  // closed and nothing of it stays registered.
+  void admit(tcp::socket socket, const asio::ip::address& source);
+  // accept() is out of descriptors: closes the oldest idle unauthenticated connection (nothing waiting to be
+  // read) so the next accept() can have its descriptor; false when there is none. One with bytes waiting is a
+  // client about to be read (a burst of data planes reconnecting), so the listener pauses instead and the
+  // newcomers wait in the backlog.
+  bool evict_for_descriptor();
+  // Lowers the connection caps to what the process's descriptor limit can hold (logged).
+  void clamp_to_descriptor_limit();
   awaitable<void> serve(std::unique_ptr<Conn> conn);
   // Closes unauthenticated connections (oldest first) until `source` is under its cap and the listener
   // under its caps; false when the newcomer still has no room (every slot held by an authenticated client).
@@ -245,18 +314,7 @@ awaitable<void> AdminServer::Impl::serve(std::unique_ptr<Conn> conn) {
   // The parsed head (4 KiB of header slots) lives on the heap while a request is read, not in the frame of
   // every idle connection.
   std::unique_ptr<http::RequestHead> head_slots;
-  asio::steady_timer timer(context);
-  bool timed_out = false;
-  auto arm = [&](double seconds) {
-    timer.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-        std::chrono::duration<double>(seconds)));
-    timer.async_wait([&socket, &timed_out](const boost::system::error_code& ec) {
-      if (ec) return;
-      timed_out = true;
-      boost::system::error_code ignored;
-      socket.close(ignored);
-    });
-  };
+  Watchdog watchdog(context, socket);
   auto read_more = [&]() -> awaitable<bool> {
     if (buf.empty()) {
       auto [ec] = co_await socket.async_wait(tcp::socket::wait_read, nothrow);
@@ -273,9 +331,9 @@ awaitable<void> AdminServer::Impl::serve(std::unique_ptr<Conn> conn) {
   bool head_request = false;
   auto send = [&](const AdminResponse& r, bool keep_alive) -> awaitable<bool> {
     std::string out = serialize(r, keep_alive, head_request);
-    arm(options.idle_timeout);  // a client that stops reading is dropped, its response with it
+    watchdog.arm(options.idle_timeout);  // a client that stops reading is dropped, its response with it
     auto [ec, n] = co_await asio::async_write(socket, asio::buffer(out), nothrow);
-    timer.cancel();
+    watchdog.disarm();
     co_return !ec;
   };
 
@@ -283,11 +341,11 @@ awaitable<void> AdminServer::Impl::serve(std::unique_ptr<Conn> conn) {
     // A client outside the allow-list gets a few seconds to send its request (to be told 403), no more; one
     // that has not authenticated yet gets the short head deadline.
     if (!allowed_peer) {
-      arm(5.0);
+      watchdog.arm(5.0);
     } else if (!conn->authenticated) {
-      arm(std::min(options.idle_timeout, options.unauthenticated_timeout));
+      watchdog.arm(std::min(options.idle_timeout, options.unauthenticated_timeout));
     } else {
-      arm(options.idle_timeout);
+      watchdog.arm(options.idle_timeout);
     }
     http::ParseResult parsed;
     while (true) {
@@ -296,10 +354,7 @@ awaitable<void> AdminServer::Impl::serve(std::unique_ptr<Conn> conn) {
         parsed = http::parse_request(buf.data(), len, limits, *head_slots);
         if (parsed.status != http::ParseStatus::incomplete) break;
       }
-      if (len >= kMaxHead || !co_await read_more()) {
-        timer.cancel();
-        co_return;
-      }
+      if (len >= kMaxHead || !co_await read_more()) co_return;
     }
     const http::RequestHead& head = *head_slots;
     if (parsed.status == http::ParseStatus::error) {
@@ -357,7 +412,7 @@ awaitable<void> AdminServer::Impl::serve(std::unique_ptr<Conn> conn) {
     req.path = path.substr(options.path_prefix.size());
     if (!conn->authenticated) {
       authenticated(*conn);
-      arm(options.idle_timeout);  // the body, no longer under the unauthenticated head deadline
+      watchdog.arm(options.idle_timeout);  // the body, no longer under the unauthenticated head deadline
     }
 
     if (expect_continue && framing != http::BodyFraming::none) {
@@ -410,7 +465,7 @@ awaitable<void> AdminServer::Impl::serve(std::unique_ptr<Conn> conn) {
       }
     }
     if (!body_ok) break;
-    timer.cancel();
+    watchdog.disarm();
 
     AdminResponse response;
     try {
@@ -449,13 +504,13 @@ awaitable<void> AdminServer::Impl::serve(std::unique_ptr<Conn> conn) {
       head_slots.reset();
     }
   }
-  timer.cancel();
-  if (!timed_out && socket.is_open()) {
+  watchdog.disarm();
+  if (!watchdog.fired() && socket.is_open()) {
     // Lingering close: a client still sending a body we refused would get a reset (and may lose our answer)
     // if we closed with its bytes unread, so read and drop them for a moment first.
     boost::system::error_code ec;
     socket.shutdown(tcp::socket::shutdown_send, ec);
-    arm(2.0);
+    watchdog.arm(2.0);
     if (buf.size() < kInitialBuffer) buf.resize(kInitialBuffer);
     size_t drained = 0;
     while (drained < 8 * 1024 * 1024) {
@@ -463,43 +518,133 @@ awaitable<void> AdminServer::Impl::serve(std::unique_ptr<Conn> conn) {
       if (rec || n == 0) break;
       drained += n;
     }
-    timer.cancel();
   }
+}
+
+void AdminServer::Impl::admit(tcp::socket socket, const asio::ip::address& source) {
+  // Registered step by step, each step recorded in the Conn as it succeeds, so an exception (bad_alloc) at
+  // any point leaves ~Conn exactly what to undo.
+  auto conn = std::make_unique<Conn>(*this, std::move(socket), source);
+  unauthenticated.push_back(conn.get());
+  const auto pos = std::prev(unauthenticated.end());
+  try {
+    ++unauthenticated_by_source[source];
+  } catch (...) {
+    unauthenticated.erase(pos);
+    throw;
+  }
+  conn->unauthenticated_pos = pos;
+  conn->listed = true;
+  ++connections;
+  conn->counted = true;
+  asio::co_spawn(context, serve(std::move(conn)), asio::detached);
+}
+
+bool AdminServer::Impl::evict_for_descriptor() {
+  // Bounded: this runs at every accept() that fails for a descriptor.
+  constexpr size_t kScan = 64;
+  Conn* idle = nullptr;
+  size_t scanned = 0;
+  for (Conn* c : unauthenticated) {
+    if (scanned++ == kScan) break;
+    if (!c->socket.is_open()) continue;  // closed by its deadline already: its descriptor is free
+    boost::system::error_code ec;
+    if (c->socket.available(ec) == 0 || ec) {
+      idle = c;
+      break;
+    }
+  }
+  if (idle == nullptr) return false;
+  close_to_make_room(*idle);
+  ++descriptor_evictions;
+  constexpr auto kEvictionLogInterval = std::chrono::seconds(10);
+  const auto now = std::chrono::steady_clock::now();
+  if (!eviction_logged || now - *eviction_logged >= kEvictionLogInterval) {
+    PORTICO_LOG(
+        warn,
+        "%s: out of file descriptors: closed %zu idle unauthenticated connection(s), oldest first, to "
+        "accept new ones",
+        name.c_str(), descriptor_evictions);
+    descriptor_evictions = 0;
+    eviction_logged = now;
+  }
+  return true;
 }
 
 awaitable<void> AdminServer::Impl::accept_loop() {
   asio::steady_timer pause(context);
   while (acceptor.is_open()) {
     auto [ec, socket] = co_await acceptor.async_accept(nothrow);
+    std::chrono::milliseconds delay{0};
+    bool evict_when_paused = false;
     if (ec) {
       if (!acceptor.is_open()) co_return;
-      if (!base::is_resource_exhaustion(ec)) continue;  // that one connection failed
-      auto delay = backoff.failed(ec);
+      const base::AcceptError kind = base::classify_accept_error(ec);
+      if (kind == base::AcceptError::connection) continue;  // that one connection failed
+      // Out of descriptors while this listener holds connections that never authenticated: they are what
+      // an attacker can pile up, so the oldest makes room (as at the caps) and accept() runs again at once,
+      // rather than pausing every listener of the process until some deadline frees a descriptor.
+      if (kind == base::AcceptError::descriptors && evict_for_descriptor()) continue;
+      delay = backoff.failed(ec);
+      evict_when_paused = kind == base::AcceptError::descriptors;
+    } else {
+      backoff.succeeded();
+      boost::system::error_code peer_ec;
+      const tcp::endpoint peer = socket.remote_endpoint(peer_ec);
+      if (peer_ec) continue;  // already gone
+      const asio::ip::address source = client_address(peer);
+      if (!make_room(source)) {
+        boost::system::error_code ignored;
+        socket.close(ignored);
+        continue;
+      }
+      try {
+        admit(std::move(socket), source);
+      } catch (const std::bad_alloc& e) {
+        // Out of memory: this connection is closed (nothing of it stays registered) and the listener backs
+        // off as for ENOMEM instead of ending (a dead listener that readiness would not notice).
+        delay = backoff.failed(make_error_code(boost::system::errc::not_enough_memory), e.what());
+      } catch (const std::exception& e) {
+        delay = backoff.failed(make_error_code(boost::system::errc::state_not_recoverable), e.what());
+      }
+    }
+    if (delay.count() > 0) {
       while (true) {
         pause.expires_after(delay);
         co_await pause.async_wait(nothrow);
         if (!acceptor.is_open()) co_return;
+        // Paused for descriptors: an unauthenticated connection read meanwhile may be idle now.
+        if (evict_when_paused) evict_for_descriptor();
         if (backoff.try_resume()) break;
         delay = backoff.next_delay();
       }
-      continue;
     }
-    backoff.succeeded();
-    boost::system::error_code peer_ec;
-    const tcp::endpoint peer = socket.remote_endpoint(peer_ec);
-    if (peer_ec) continue;  // already gone
-    const asio::ip::address source = client_address(peer);
-    if (!make_room(source)) {
-      boost::system::error_code ignored;
-      socket.close(ignored);
-      continue;
-    }
-    auto conn = std::make_unique<Conn>(*this, std::move(socket), source);
-    ++connections;
-    unauthenticated.push_back(conn.get());
-    conn->unauthenticated_pos = std::prev(unauthenticated.end());
-    ++unauthenticated_by_source[source];
-    asio::co_spawn(context, serve(std::move(conn)), asio::detached);
+  }
+}
+
+void AdminServer::Impl::clamp_to_descriptor_limit() {
+  rlimit files{};
+  if (::getrlimit(RLIMIT_NOFILE, &files) != 0 || files.rlim_cur == RLIM_INFINITY) return;
+  // Unauthenticated connections are what anyone who reaches the port can hold: a quarter of the process's
+  // descriptors per listener, so the two control-plane listeners together leave half to etcd, the proxy and
+  // authenticated clients. All connections of one listener: half.
+  const size_t limit = static_cast<size_t>(files.rlim_cur);
+  const size_t unauthenticated_cap = std::max<size_t>(1, limit / 4);
+  const size_t connections_cap = std::max<size_t>(1, limit / 2);
+  const AdminServerOptions before = options;
+  options.max_unauthenticated = std::min(options.max_unauthenticated, unauthenticated_cap);
+  options.max_unauthenticated_per_source =
+      std::min(options.max_unauthenticated_per_source, options.max_unauthenticated);
+  options.max_connections = std::min(options.max_connections, connections_cap);
+  if (options.max_unauthenticated != before.max_unauthenticated ||
+      options.max_unauthenticated_per_source != before.max_unauthenticated_per_source ||
+      options.max_connections != before.max_connections) {
+    PORTICO_LOG(warn,
+                "%s: connection caps lowered to fit the descriptor limit (%zu): max_connections %zu -> %zu, "
+                "unauthenticated %zu -> %zu, unauthenticated per source %zu -> %zu",
+                name.c_str(), limit, before.max_connections, options.max_connections,
+                before.max_unauthenticated, options.max_unauthenticated,
+                before.max_unauthenticated_per_source, options.max_unauthenticated_per_source);
   }
 }
 
@@ -527,6 +672,7 @@ void AdminServer::listen() {
       s.options.max_unauthenticated_per_source == 0) {
     throw std::runtime_error("listener " + s.options.listen + ": connection limits must be at least 1");
   }
+  s.clamp_to_descriptor_limit();
   s.keys = std::make_shared<const std::vector<AdminKey>>(s.options.keys);
   tcp::endpoint ep = base::parse_endpoint(s.options.listen);
   s.acceptor.open(ep.protocol());

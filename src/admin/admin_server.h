@@ -6,8 +6,12 @@
 // plane: the Admin API (/apisix/admin, X-API-KEY, admin and viewer keys) and the data-plane sync listener
 // (/portico/v1, bearer tokens of the data_plane role).
 //
-// Listener limits: AdminServerOptions (connection caps, unauthenticated connections); accept errors for lack
-// of descriptors back off (base/accept_backoff.h) and count as a paused listener for readiness.
+// Listener limits: AdminServerOptions (connection caps, unauthenticated connections), lowered by listen() to
+// fit RLIMIT_NOFILE. Out of descriptors, the listener closes its oldest unauthenticated connection and
+// accepts again; with none to close, and on any other accept error but a failed connection, it backs off
+// (base/accept_backoff.h) and counts as a paused listener for readiness. Each connection's deadline is a
+// watchdog whose handler shares no memory with the connection's coroutine, so an expiry already queued when
+// the connection ends or re-arms does nothing.
 //
 // Contract: listen() then start() from the owning thread; stop() is idempotent and joins every thread. The
 // handler runs on a pool thread and may block (bounded by its own timeouts).
@@ -47,9 +51,12 @@ struct AdminServerOptions {
   std::vector<AdminKey> keys;          // at least one admin key (the server refuses to start without)
   size_t max_body_size = 1536 * 1024;  // 413 above (etcd refuses requests over 1.5 MiB by default)
   unsigned handler_threads = 4;
-  double idle_timeout = 60;  // seconds an idle keep-alive connection is kept
-  size_t max_connections =
-      1024;  // past it the oldest unauthenticated one makes room, or the newcomer is closed
+  // Seconds, once authenticated: the wait for a request and its whole head and body (the first authenticated
+  // request's body gets a fresh one after its head), and the write of each response.
+  double idle_timeout = 60;
+  // Past it the oldest unauthenticated one makes room, or the newcomer is closed. listen() lowers it to half
+  // of the soft RLIMIT_NOFILE, and the unauthenticated caps below to a quarter (logged when it does).
+  size_t max_connections = 1024;
   // A connection is unauthenticated until one of its requests presented a valid key. Anyone who can reach the
   // port can open one, so they get little: a deadline for the whole first head (not re-armed by reads; the
   // 403 path keeps its 5 s) and caps, per client address and in total. At a cap the OLDEST unauthenticated

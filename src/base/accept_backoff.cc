@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <string>
 
 #include "base/log.h"
 
@@ -13,9 +14,18 @@ namespace portico::base {
 
 namespace {
 std::atomic<int> g_paused{0};
+// By cause: descriptors, memory, unexpected (the AcceptError values past `connection`).
+std::atomic<int> g_paused_by[3];
 
-bool is_descriptor_error(const boost::system::error_code& ec) {
-  return ec.value() == EMFILE || ec.value() == ENFILE;
+int cause_index(AcceptError cause) {
+  switch (cause) {
+    case AcceptError::descriptors:
+      return 0;
+    case AcceptError::memory:
+      return 1;
+    default:
+      return 2;
+  }
 }
 
 // Whether a descriptor can be had right now: the condition that ends an EMFILE/ENFILE pause. A listener
@@ -28,32 +38,67 @@ bool descriptor_available() {
 }
 }  // namespace
 
-bool is_resource_exhaustion(const boost::system::error_code& ec) {
+AcceptError classify_accept_error(const boost::system::error_code& ec) {
   if (ec.category() != boost::system::system_category() &&
       ec.category() != boost::system::generic_category()) {
-    return false;
+    return AcceptError::unexpected;
   }
-  const int v = ec.value();
-  return v == EMFILE || v == ENFILE || v == ENOBUFS || v == ENOMEM;
+  switch (ec.value()) {
+    case EMFILE:
+    case ENFILE:
+      return AcceptError::descriptors;
+    case ENOBUFS:
+    case ENOMEM:
+      return AcceptError::memory;
+    // accept(2): Linux passes a new connection's pending network errors to accept(), to be treated like
+    // EAGAIN; and a connection reset before it was taken.
+    case ECONNABORTED:
+    case ECONNRESET:
+    case EPROTO:
+    case ENETDOWN:
+    case ENOPROTOOPT:
+    case EHOSTDOWN:
+    case ENONET:
+    case EHOSTUNREACH:
+    case EOPNOTSUPP:
+    case ENETUNREACH:
+    case ETIMEDOUT:
+    case EINTR:
+    case EAGAIN:
+      return AcceptError::connection;
+    default:
+      return AcceptError::unexpected;
+  }
+}
+
+bool is_resource_exhaustion(const boost::system::error_code& ec) {
+  const AcceptError kind = classify_accept_error(ec);
+  return kind == AcceptError::descriptors || kind == AcceptError::memory;
 }
 
 AcceptBackoff::~AcceptBackoff() {
   set_paused(false);
 }
 
-void AcceptBackoff::set_paused(bool paused) {
-  if (paused == paused_) return;
+void AcceptBackoff::set_paused(bool paused, AcceptError cause) {
+  if (paused == paused_ && (!paused || cause == cause_)) return;
+  if (paused_) g_paused_by[cause_index(cause_)].fetch_sub(1, std::memory_order_relaxed);
+  if (paused) g_paused_by[cause_index(cause)].fetch_add(1, std::memory_order_relaxed);
+  if (paused != paused_) g_paused.fetch_add(paused ? 1 : -1, std::memory_order_relaxed);
   paused_ = paused;
-  g_paused.fetch_add(paused ? 1 : -1, std::memory_order_relaxed);
+  cause_ = cause;
 }
 
-std::chrono::milliseconds AcceptBackoff::failed(const boost::system::error_code& ec) {
+std::chrono::milliseconds AcceptBackoff::failed(const boost::system::error_code& ec, const char* what) {
+  const AcceptError kind = classify_accept_error(ec);
   if (failures_++ == 0) {
-    PORTICO_LOG(warn, "%s: accept failed: %s; pausing accepts until it can take connections again",
-                name_.c_str(), ec.message().c_str());
+    // Once per streak: a persistent error (a shut-down listening socket) would otherwise log at every retry.
+    PORTICO_LOG(warn, "%s: accept failed: %s; pausing accepts, retrying after %lld ms up to every %lld ms",
+                name_.c_str(), what ? what : ec.message().c_str(),
+                static_cast<long long>(kFirstDelay.count()), static_cast<long long>(kMaxDelay.count()));
   }
-  probe_descriptors_ = is_descriptor_error(ec);
-  set_paused(true);
+  probe_descriptors_ = kind == AcceptError::descriptors;
+  set_paused(true, kind);
   return next_delay();
 }
 
@@ -87,6 +132,21 @@ void AcceptBackoff::stopped() {
 
 int AcceptBackoff::paused_listeners() {
   return g_paused.load(std::memory_order_relaxed);
+}
+
+std::string AcceptBackoff::paused_reason() {
+  const int paused = paused_listeners();
+  if (paused <= 0) return "";
+  static constexpr const char* kCauses[3] = {"out of file descriptors", "out of memory", "accept() failing"};
+  std::string causes;
+  for (int i = 0; i < 3; ++i) {
+    if (g_paused_by[i].load(std::memory_order_relaxed) <= 0) continue;
+    if (!causes.empty()) causes += "; ";
+    causes += kCauses[i];
+  }
+  // The counters are read one at a time: a listener resuming meanwhile may leave no cause to name.
+  if (causes.empty()) causes = "out of file descriptors or memory";
+  return std::to_string(paused) + " listener(s) cannot accept connections (" + causes + ")";
 }
 
 ReserveDescriptor::ReserveDescriptor() {

@@ -1,11 +1,12 @@
 // What every listener of the process (proxy workers, the admin and sync listeners, the status listener) does
-// when accept() fails for lack of a resource: out of descriptors (EMFILE, ENFILE) or kernel memory (ENOBUFS,
-// ENOMEM). Retrying at once fails the same way and spins a core; giving up stops the listener for good. So
-// the listener pauses and tries again after a growing delay, and only once a descriptor can be had again.
+// when accept() fails with anything but "that one connection failed": out of descriptors (EMFILE, ENFILE),
+// out of kernel memory (ENOBUFS, ENOMEM), or an error no retry is known to cure (EBADF, EINVAL, ENOTSOCK,
+// EPERM, ...). Retrying at once fails the same way and spins a core; giving up stops the listener for good.
+// So the listener pauses and tries again after a growing delay, for descriptors only once one can be had.
 //
 // AcceptBackoff is one listener's state, used from that listener's thread only. A paused listener is
-// counted process-wide (paused_listeners(), any thread), so readiness can answer 503 while the process
-// cannot take connections, and 200 again once every listener has resumed by itself.
+// counted process-wide, by cause (paused_listeners(), paused_reason(), any thread), so readiness can answer
+// 503 while the process cannot take connections, and 200 again once every listener has resumed by itself.
 //
 // ReserveDescriptor is the classic spare descriptor (an open /dev/null): a listener that must answer even
 // when the process is out of descriptors (the status listener, so a health checker gets 503 instead of a
@@ -18,7 +19,14 @@
 
 namespace portico::base {
 
-// True for the accept() errors that mean "out of a resource" rather than "this one connection failed".
+enum class AcceptError {
+  connection,   // that one connection failed (reset before it was taken, a network error): accept the next
+  descriptors,  // EMFILE, ENFILE
+  memory,       // ENOBUFS, ENOMEM
+  unexpected,   // anything else: as far as we know it persists (a closed or shut-down listening socket)
+};
+AcceptError classify_accept_error(const boost::system::error_code& ec);
+// True for the accept() errors that mean "out of a resource" (descriptors or memory).
 bool is_resource_exhaustion(const boost::system::error_code& ec);
 
 class AcceptBackoff {
@@ -31,10 +39,11 @@ class AcceptBackoff {
   AcceptBackoff(const AcceptBackoff&) = delete;
   AcceptBackoff& operator=(const AcceptBackoff&) = delete;
 
-  // An accept failed: returns how long to wait before try_resume(). The first failure of a streak is logged
-  // (a warning naming the listener and the error) and pauses the listener; later ones double the delay up
-  // to kMaxDelay, and are not logged.
-  std::chrono::milliseconds failed(const boost::system::error_code& ec);
+  // An accept failed with anything but AcceptError::connection (or the listener could not take the accepted
+  // connection: `what`, when given, replaces the error's text in the log): returns how long to wait before
+  // try_resume(). The first failure of a streak is logged (a warning naming the listener and the error) and
+  // pauses the listener; later ones double the delay up to kMaxDelay, and are not logged.
+  std::chrono::milliseconds failed(const boost::system::error_code& ec, const char* what = nullptr);
   // The delay has passed: true when accepting is worth trying again (a descriptor can be opened now), which
   // ends the pause; false to wait failed()'s next delay (next_delay()).
   bool try_resume();
@@ -47,12 +56,16 @@ class AcceptBackoff {
   bool paused() const { return paused_; }
   // Listeners of the process paused right now (any thread).
   static int paused_listeners();
+  // "" when none is paused, else why, for /readyz: "2 listener(s) cannot accept connections (out of file
+  // descriptors)", with every cause that holds one listener paused now (any thread).
+  static std::string paused_reason();
 
  private:
-  void set_paused(bool paused);
+  void set_paused(bool paused, AcceptError cause = AcceptError::unexpected);
 
   std::string name_;
   bool paused_ = false;
+  AcceptError cause_ = AcceptError::unexpected;  // of the pause, while paused_
   bool probe_descriptors_ = false;  // the streak is about descriptors, so a test open tells when it ends
   std::chrono::milliseconds delay_{0};
   unsigned long failures_ = 0;  // in this streak

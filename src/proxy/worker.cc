@@ -65,11 +65,13 @@ void Worker::accept_next() {
   acceptor_.async_accept([this](const boost::system::error_code& ec, asio::ip::tcp::socket socket) {
     if (ec) {
       if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
-      if (base::is_resource_exhaustion(ec)) {
-        retry_accept(backoff_.failed(ec));
-      } else {
+      if (base::classify_accept_error(ec) == base::AcceptError::connection) {
         // One connection failed (reset before it was taken, ...): nothing to wait for.
         accept_next();
+      } else {
+        // Out of a resource, or an error that retrying at once would only repeat (EINVAL, EBADF, ...): a
+        // growing delay, logged once per streak, instead of a spinning core.
+        retry_accept(backoff_.failed(ec));
       }
       return;
     }

@@ -3,9 +3,10 @@
 // client sessions, its upstream keep-alive pool, its access-log buffer and its metrics block. Nothing on the
 // request path is shared with another worker except the immutable config snapshot and relaxed health flags.
 //
-// When accept() fails for lack of descriptors (or kernel memory) the worker pauses its listener and tries
-// again after a growing delay, once a descriptor can be had (base/accept_backoff.h); connections wait in the
-// kernel's backlog meanwhile, and the pause is counted for /readyz.
+// When accept() fails for lack of descriptors (or kernel memory), or with an error that retrying at once
+// would only repeat, the worker pauses its listener and tries again after a growing delay, for descriptors
+// once one can be had (base/accept_backoff.h); connections wait in the kernel's backlog meanwhile, and the
+// pause is counted for /readyz.
 //
 // Config changes arrive as a posted task that swaps the worker's snapshot pointer; requests already running
 // keep the snapshot they started with (they hold a reference), so a change never stalls or fails a request.

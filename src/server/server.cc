@@ -105,9 +105,10 @@ bool Server::Impl::ready(bool has_config, std::string& reason) const {
     reason = role == Role::control_plane ? "the control plane is not ready" : "no valid config yet";
     return false;
   }
-  // Out of descriptors (or kernel memory): a listener waiting to accept again takes no new connection.
-  if (const int paused = base::AcceptBackoff::paused_listeners(); paused > 0) {
-    reason = std::to_string(paused) + " listener(s) cannot accept connections (out of file descriptors)";
+  // Out of descriptors or kernel memory, or accept() failing otherwise: a listener waiting to accept again
+  // takes no new connection. The reason names each cause.
+  if (std::string paused = base::AcceptBackoff::paused_reason(); !paused.empty()) {
+    reason = std::move(paused);
     return false;
   }
   return true;

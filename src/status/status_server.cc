@@ -8,6 +8,9 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <exception>
+#include <memory>
+#include <new>
 #include <thread>
 
 #include "base/accept_backoff.h"
@@ -63,18 +66,36 @@ std::string StatusServer::Impl::respond(const http::RequestHead& req) {
   return make_response(404, "text/plain", "not found\n", head);
 }
 
+namespace {
+// The 10 s limit of one connection. Asio runs an expiry that was already queued even after cancel(), possibly
+// after serve() returned and its frame (the socket with it) is gone, so the handler holds only this state and
+// closes the socket only while the connection lives.
+class Deadline {
+ public:
+  Deadline(asio::io_context& context, tcp::socket& socket, std::chrono::seconds after)
+      : timer_(context, after), socket_(std::make_shared<tcp::socket*>(&socket)) {
+    timer_.async_wait([socket = socket_](const boost::system::error_code& ec) {
+      boost::system::error_code ignored;
+      if (!ec && *socket) (*socket)->close(ignored);  // a client that never finishes its request
+    });
+  }
+  ~Deadline() { *socket_ = nullptr; }
+  Deadline(const Deadline&) = delete;
+  Deadline& operator=(const Deadline&) = delete;
+
+ private:
+  asio::steady_timer timer_;
+  std::shared_ptr<tcp::socket*> socket_;  // null once the connection is gone
+};
+}  // namespace
+
 awaitable<void> StatusServer::Impl::serve(tcp::socket socket) {
   std::string buf(16 * 1024, '\0');
   size_t len = 0;
   http::ParseLimits limits;
   limits.max_head_size = buf.size();
   http::RequestHead req;
-  asio::steady_timer timer(context);
-  timer.expires_after(std::chrono::seconds(10));
-  timer.async_wait([&socket](const boost::system::error_code& ec) {
-    boost::system::error_code ignored;
-    if (!ec) socket.close(ignored);  // a client that never finishes its request
-  });
+  Deadline deadline(context, socket, std::chrono::seconds(10));
   while (len < buf.size()) {
     auto [ec, n] = co_await socket.async_read_some(asio::buffer(buf.data() + len, buf.size() - len), nothrow);
     if (ec || n == 0) co_return;
@@ -88,7 +109,6 @@ awaitable<void> StatusServer::Impl::serve(tcp::socket socket) {
     co_await asio::async_write(socket, asio::buffer(out), nothrow);
     break;
   }
-  timer.cancel();
   boost::system::error_code ec;
   socket.shutdown(tcp::socket::shutdown_send, ec);
 }
@@ -97,12 +117,25 @@ awaitable<void> StatusServer::Impl::accept_loop() {
   asio::steady_timer pause(context);
   while (acceptor.is_open()) {
     auto [ec, socket] = co_await acceptor.async_accept(nothrow);
+    std::chrono::milliseconds delay{0};
     if (ec) {
       if (!acceptor.is_open()) co_return;
-      if (!base::is_resource_exhaustion(ec)) continue;  // that one connection failed
+      const base::AcceptError kind = base::classify_accept_error(ec);
+      if (kind == base::AcceptError::connection) continue;  // that one connection failed
       // Out of descriptors: the spare lets the connection waiting now be accepted and answered.
-      if (reserve.release()) continue;
-      auto delay = backoff.failed(ec);
+      if (kind == base::AcceptError::descriptors && reserve.release()) continue;
+      delay = backoff.failed(ec);
+    } else {
+      backoff.succeeded();
+      try {
+        // Each closed connection gives back a descriptor: take the spare again if it was spent.
+        asio::co_spawn(context, serve(std::move(socket)), [this](std::exception_ptr) { reserve.restore(); });
+      } catch (const std::bad_alloc&) {
+        // The connection is dropped; the listener lives on, backing off as for ENOMEM.
+        delay = backoff.failed(make_error_code(boost::system::errc::not_enough_memory));
+      }
+    }
+    if (delay.count() > 0) {
       while (true) {
         pause.expires_after(delay);
         co_await pause.async_wait(nothrow);
@@ -111,11 +144,7 @@ awaitable<void> StatusServer::Impl::accept_loop() {
         delay = backoff.next_delay();
       }
       reserve.restore();
-      continue;
     }
-    backoff.succeeded();
-    // Each closed connection gives back a descriptor: take the spare again if it was spent.
-    asio::co_spawn(context, serve(std::move(socket)), [this](std::exception_ptr) { reserve.restore(); });
   }
 }
 

@@ -7,11 +7,17 @@
 - Unauthenticated connections to the Admin API and to the sync listener: an idle or trickling head is closed
   after the short head deadline; idle or half-sent connections, however many, cannot lock out a client that
   presents a valid key, and cost little memory.
+- A listening socket that fails accept() persistently (shut down under the process: EINVAL) does not spin a
+  core: the proxy workers back off, log it once and /readyz names the cause.
+- Under a small descriptor limit (512), a flood of idle unauthenticated sync connections from two addresses,
+  more than the process may hold, leaves room for everything else: the listeners' caps are lowered to fit the
+  limit, so a keyed sync request is answered at once and an Admin API write reaches etcd.
 
 Synchronisation is on readiness endpoints, /proc and logs, with bounded waits; the one fixed interval is the
 CPU-time measurement window.
 """
 
+import ctypes
 import os
 import resource
 import secrets
@@ -252,15 +258,26 @@ def test_admin_listener_recovers_from_descriptor_exhaustion(etcd1, origin, tmp_p
 # items 5 and 9: unauthenticated connections
 # ------------------------------------------------------------------------------------------------------------
 
-def start_sync_cp(etcd, work):
+class LimitedControlPlane(ControlPlane):
+    """Started under `ulimit -n NOFILE_SMALL` (soft and hard), as a container's limit would have it: the process
+    cannot raise it, and its listeners see it from the start."""
+
+    def argv(self):
+        return ["/bin/sh", "-c", 'ulimit -n %d && exec "$@"' % NOFILE_SMALL, "sh"] + super().argv()
+
+
+NOFILE_SMALL = 512
+
+
+def start_sync_cp(etcd, work, cls=ControlPlane):
     """A control plane with the sync listener and one data-plane token (cp.sync_port, cp.token)."""
     token = secrets.token_hex(16)
     tokens = work / "dp-tokens"
     tokens.write_text("dp1 %s\n" % token)
     tokens.chmod(0o600)
     sync_port = free_port()
-    cp = ControlPlane(work / "cp", etcd.endpoints_arg(), sync_listen="%s:%d" % (LOOPBACK, sync_port),
-                      dp_tokens_file=str(tokens)).start()
+    cp = cls(work / "cp", etcd.endpoints_arg(), sync_listen="%s:%d" % (LOOPBACK, sync_port),
+             dp_tokens_file=str(tokens)).start()
     cp.sync_port = sync_port
     cp.token = token
     return cp
@@ -378,3 +395,100 @@ def test_sync_listener_half_sent_requests_from_one_source(cp_sync):
     finally:
         close_all(attack)
         close_all(others)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# unauthenticated connections under a small descriptor limit
+# ------------------------------------------------------------------------------------------------------------
+
+def test_unauthenticated_flood_under_a_small_descriptor_limit(etcd1, tmp_path):
+    """Before: the sync listener's caps (4096 unauthenticated, 1024 per address) exceeded the 512 descriptors,
+    so idle connections took every descriptor; every listener paused (a keyed request waited for the 10 s head
+    deadlines) and nothing could open a socket to etcd."""
+    cp = start_sync_cp(etcd1, tmp_path, cls=LimitedControlPlane)
+    flood = []
+    try:
+        assert resource.prlimit(cp.pid, resource.RLIMIT_NOFILE) == (NOFILE_SMALL, NOFILE_SMALL)
+        per_source = NOFILE_SMALL // 2 + 44  # two sources: 600 connections, more than the process may hold
+        flood = open_connections(cp.sync_port, per_source, source="127.0.0.2")
+        flood += open_connections(cp.sync_port, per_source, source="127.0.0.3")
+
+        t0 = time.monotonic()
+        st, body = http_get(cp.sync_port, "/portico/v1/snapshot", headers=[("Authorization", "Bearer " + cp.token)],
+                            timeout=5)
+        assert st == 200 and time.monotonic() - t0 < 2.0, (st, body[:200])
+        # etcd is reachable: the process still has descriptors for its client.
+        r = cp.admin("PUT", "/routes/flood", {"uri": "/flood", "upstream": {
+            "type": "roundrobin", "nodes": {"127.0.0.1:1": 1}}}, timeout=10)
+        assert r.status in (200, 201) and r.elapsed < 5.0, r
+        assert cp.admin("GET", "/routes/flood", timeout=10).status == 200
+        assert readyz(cp)[0] == 200
+        assert fd_count(cp.pid) < NOFILE_SMALL * 3 // 4, "the flood holds %d descriptors" % fd_count(cp.pid)
+        log = cp.error_log()
+        assert "(/portico/v1): connection caps lowered" in log and "(/apisix/admin): connection caps lowered" in log, \
+            cp.log_tail()
+    finally:
+        close_all(flood)
+        cp.stop()
+
+
+# ------------------------------------------------------------------------------------------------------------
+# a persistent accept() error
+# ------------------------------------------------------------------------------------------------------------
+
+def listening_fds(pid, port):
+    """The process's descriptors of TCP sockets listening on `port` (one per proxy worker: SO_REUSEPORT)."""
+    inodes = set()
+    with open("/proc/%d/net/tcp" % pid) as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].split(":")[1], 16) == port:  # 0A: LISTEN
+                inodes.add(fields[9])
+    fds = []
+    for name in os.listdir("/proc/%d/fd" % pid):
+        try:
+            link = os.readlink("/proc/%d/fd/%s" % (pid, name))
+        except OSError:
+            continue
+        if link.startswith("socket:[") and link[8:-1] in inodes:
+            fds.append(int(name))
+    return fds
+
+
+def shut_down_in(pid, fd):
+    """shutdown(2) on another process's socket, through a copy of its descriptor (pidfd_getfd): from then on
+    its accept() fails with EINVAL, every time."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    pidfd = os.pidfd_open(pid)
+    try:
+        local = libc.syscall(438, pidfd, fd, 0)  # SYS_pidfd_getfd
+        assert local >= 0, "pidfd_getfd: %s" % os.strerror(ctypes.get_errno())
+    finally:
+        os.close(pidfd)
+    s = socket.socket(fileno=local)
+    try:
+        s.shutdown(socket.SHUT_RDWR)
+    finally:
+        s.close()
+
+
+def test_persistent_accept_error_backs_off(origin, portico):
+    """Before: an accept() error other than "out of a resource" was retried at once, silently: each worker
+    spun a core for as long as the error lasted."""
+    o = origin("einval")
+    p = portico(make_config([route("r1", "/*", o)]), workers=2)
+    assert p.get("/id").status == 200
+    fds = listening_fds(p.pid, p.port)
+    assert len(fds) == 2, fds
+    for fd in fds:
+        shut_down_in(p.pid, fd)
+
+    st, body = wait_for(lambda: (lambda r: r if r[0] != 200 else None)(readyz(p)), timeout=10,
+                        message="/readyz to stop answering 200 while the workers cannot accept")
+    assert st == 503 and b"accept() failing" in body, (st, body)
+    t0, c0 = time.monotonic(), cpu_seconds(p.pid)
+    time.sleep(2.0)
+    load = (cpu_seconds(p.pid) - c0) / (time.monotonic() - t0)
+    assert load < 0.25, "the process used %.0f%% of a core on a failing accept()" % (100 * load)
+    log = p.error_log()
+    assert log.count("accept failed: Invalid argument") == 2, p.log_tail()  # once per worker

@@ -4,16 +4,22 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "base/accept_backoff.h"
 #include "gtest/gtest.h"
 
 namespace portico::admin {
@@ -354,6 +360,311 @@ TEST(AdminServer, MaxConnectionsClosesUnauthenticatedBeforeRefusing) {
   for (int fd : authed) ::close(fd);
   for (int fd : {idle, real, refused}) ::close(fd);
   server.stop();
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// A deadline whose expiry is already queued when the connection's last bytes arrive.
+//
+// Asio cannot cancel a timer wait whose expiry is already queued in the event loop: it runs, successfully.
+// To make a client's last bytes and its deadline land in the same round of the listener's loop, the tests
+// stall the loop: the server holds many 1 KiB keys, and a request presenting a wrong key of that length is
+// compared against every one of them (in constant time) on the listener's thread. A few dozen such requests
+// sent together keep the loop busy for far longer than the victims' head deadline; the victims' last bytes
+// are sent once the first of those requests was answered (the stall has begun), so the next round of the loop
+// finds both the bytes and the expired deadline.
+
+constexpr size_t kLongKey = 1024;
+constexpr size_t kLongKeys = 20000;
+constexpr int kStallers = 60;
+constexpr int kVictims = 40;
+constexpr double kVictimDeadline = 0.3;  // seconds: unauthenticated_timeout
+constexpr auto kVictimDeadlineAfter = std::chrono::milliseconds(300);
+
+AdminServerOptions stalling_options(int port) {
+  AdminServerOptions o = options_on(port);
+  o.unauthenticated_timeout = kVictimDeadline;
+  o.idle_timeout = 60;
+  o.max_unauthenticated = 1000;
+  o.max_unauthenticated_per_source = 1000;
+  o.max_connections = 2000;
+  return o;
+}
+
+void add_long_keys(AdminServer& server) {
+  std::vector<AdminKey> keys{AdminKey{"token-0123456789", Role::data_plane, "dp"}};
+  for (size_t i = 0; i < kLongKeys; ++i) {
+    keys.push_back(AdminKey{std::string(kLongKey, static_cast<char>('a' + i % 26)), Role::data_plane, ""});
+  }
+  ASSERT_TRUE(server.set_keys(std::move(keys)));
+}
+
+struct Stall {
+  std::vector<std::chrono::steady_clock::time_point> answers;  // when each stalling request was answered
+  std::chrono::steady_clock::time_point during;                // when `during` ran
+  bool complete = false;
+
+  // Whether the loop was in one stretch of the stall from `during` until past `deadline`: no answer came
+  // meanwhile (answers go out at the end of a stretch, where the loop takes new events), and some after.
+  bool spans(std::chrono::steady_clock::time_point deadline) const {
+    bool after = false;
+    for (auto t : answers) {
+      if (t >= during - std::chrono::milliseconds(5) && t <= deadline + std::chrono::milliseconds(50))
+        return false;
+      after = after || t > deadline + std::chrono::milliseconds(50);
+    }
+    return after;
+  }
+};
+
+// A connection whose small writes go out at once (no Nagle delay waiting for the server's delayed ACK).
+int connect_nodelay(int port) {
+  int fd = connect_to(port);
+  int one = 1;
+  if (fd >= 0) ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  return fd;
+}
+
+// Authenticated keep-alive connections, ready to stall the loop.
+std::vector<int> open_stallers(int port) {
+  std::vector<int> fds;
+  for (int i = 0; i < kStallers; ++i) {
+    int fd = connect_nodelay(port);
+    EXPECT_GE(fd, 0);
+    EXPECT_TRUE(send_all(fd, kNow));
+    fds.push_back(fd);
+  }
+  for (const std::string& body : read_all(fds, 10)) EXPECT_EQ(body, "\"now\"");
+  return fds;
+}
+
+// Sends the head of a request with the wrong long key on every staller, all but its last line end: each is
+// read and waits for the rest (the probe request of the caller tells when).
+void prime_stallers(const std::vector<int>& stallers) {
+  const std::string wrong =
+      "GET /v1/now HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + std::string(kLongKey, 'z') + "\r\n";
+  for (int fd : stallers) EXPECT_TRUE(send_all(fd, wrong));
+}
+
+// Ends the stallers' heads together: the loop checks each wrong key in turn without a round of the loop in
+// between (their answers go out once all are checked). Runs `during` 100 ms later, well within the stall
+// (about 60 x 9 ms), then waits for every answer. Closes the stallers.
+Stall stall_loop(std::vector<int>& stallers, const std::function<void()>& during) {
+  for (int fd : stallers) EXPECT_TRUE(send_all(fd, "\r\n"));
+  const auto start = std::chrono::steady_clock::now();
+  Stall stall;
+  std::vector<bool> answered(stallers.size(), false);
+  size_t left = stallers.size();
+  bool ran = false;
+  const auto give_up = start + std::chrono::seconds(30);
+  while ((left > 0 || !ran) && std::chrono::steady_clock::now() < give_up) {
+    if (!ran && std::chrono::steady_clock::now() >= start + std::chrono::milliseconds(100)) {
+      ran = true;
+      stall.during = std::chrono::steady_clock::now();
+      during();
+    }
+    std::vector<pollfd> p;
+    for (size_t i = 0; i < stallers.size(); ++i) p.push_back({answered[i] ? -1 : stallers[i], POLLIN, 0});
+    if (::poll(p.data(), p.size(), 5) <= 0) continue;
+    const auto now = std::chrono::steady_clock::now();
+    for (size_t i = 0; i < p.size(); ++i) {
+      if (answered[i] || (p[i].revents & (POLLIN | POLLHUP)) == 0) continue;
+      answered[i] = true;
+      --left;
+      stall.answers.push_back(now);
+    }
+  }
+  stall.complete = left == 0;
+  for (int fd : stallers) ::close(fd);
+  stallers.clear();
+  return stall;
+}
+
+// Victims that end their connection (FIN after half a head) as their head deadline expires: the coroutine
+// returns and frees the connection while the expiry is queued. Before the fix the expiry then wrote into the
+// freed coroutine frame and closed a destroyed socket (a crash, or another connection's descriptor closed).
+TEST(AdminServer, DeadlineQueuedWithTheLastReadDoesNotTouchTheFreedConnection) {
+  const int port = free_port();
+  AdminServer server(stalling_options(port), answer_now);
+  server.listen();
+  server.start();
+  add_long_keys(server);
+
+  int exercised = 0;
+  for (int round = 0; round < 8 && exercised < 2; ++round) {
+    std::vector<int> stallers = open_stallers(port);
+    const auto opened = std::chrono::steady_clock::now();
+    std::vector<int> victims;
+    for (int i = 0; i < kVictims; ++i) {
+      victims.push_back(connect_nodelay(port));
+      ASSERT_TRUE(send_all(victims.back(), "GET /v1/now HTTP/1.1\r\nHost: x\r\n"));
+    }
+    prime_stallers(stallers);
+    // A request answered after the victims and the stallers were accepted and their bytes read.
+    int probe = connect_to(port);
+    ASSERT_TRUE(send_all(probe, kNow));
+    ASSERT_EQ(read_all({probe}, 5)[0], "\"now\"");
+    ::close(probe);
+    std::chrono::steady_clock::time_point ended;
+    const Stall stall = stall_loop(stallers, [&] {
+      for (int fd : victims) ::shutdown(fd, SHUT_WR);
+      ended = std::chrono::steady_clock::now();
+    });
+    ASSERT_TRUE(stall.complete);
+    const auto deadline = opened + kVictimDeadlineAfter;
+    if (stall.spans(deadline)) ++exercised;
+    for (int fd : victims) EXPECT_TRUE(closed_by_peer(fd, 5));
+    for (int fd : victims) ::close(fd);
+    // The listener is intact: it still answers.
+    int after = connect_to(port);
+    ASSERT_TRUE(send_all(after, kNow));
+    ASSERT_EQ(read_all({after}, 5)[0], "\"now\"");
+    ::close(after);
+    std::fprintf(stderr, "round %d: stall spans the deadline: %d, victims' FIN %.0f ms after their open\n",
+                 round, static_cast<int>(stall.spans(deadline)),
+                 std::chrono::duration<double, std::milli>(ended - opened).count());
+  }
+  EXPECT_GE(exercised, 1) << "no round stalled the loop across the victims' deadline";
+  server.stop();
+}
+
+// Victims whose head (with a valid key) completes as their unauthenticated head deadline expires: they
+// authenticate, and the head deadline's expiry, already queued, must not close the connection mid-request.
+TEST(AdminServer, HeadDeadlineQueuedBeforeAuthenticationDoesNotCloseTheRequest) {
+  const int port = free_port();
+  AdminServer server(stalling_options(port), answer_now);
+  server.listen();
+  server.start();
+  add_long_keys(server);
+
+  int exercised = 0;
+  for (int round = 0; round < 8 && exercised < 2; ++round) {
+    std::vector<int> stallers = open_stallers(port);
+    const auto opened = std::chrono::steady_clock::now();
+    std::vector<int> victims;
+    for (int i = 0; i < kVictims; ++i) {
+      victims.push_back(connect_nodelay(port));
+      ASSERT_TRUE(send_all(victims.back(),
+                           "GET /v1/now HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer token-0123456789\r\n"));
+    }
+    prime_stallers(stallers);
+    int probe = connect_to(port);
+    ASSERT_TRUE(send_all(probe, kNow));
+    ASSERT_EQ(read_all({probe}, 5)[0], "\"now\"");
+    ::close(probe);
+    std::chrono::steady_clock::time_point ended;
+    const Stall stall = stall_loop(stallers, [&] {
+      for (int fd : victims) send_all(fd, "\r\n");
+      ended = std::chrono::steady_clock::now();
+    });
+    ASSERT_TRUE(stall.complete);
+    const auto deadline = opened + kVictimDeadlineAfter;
+    std::vector<std::string> bodies = read_all(victims, 10);
+    // A round whose last bytes went out late may have seen the deadline close a victim rightly.
+    if (ended < deadline - std::chrono::milliseconds(20)) {
+      if (stall.spans(deadline)) ++exercised;
+      for (int i = 0; i < kVictims; ++i)
+        EXPECT_EQ(bodies[static_cast<size_t>(i)], "\"now\"") << "victim " << i;
+    }
+    for (int fd : victims) ::close(fd);
+    std::fprintf(stderr,
+                 "round %d: stall spans the deadline: %d, victims' last bytes %.0f ms after their open\n",
+                 round, static_cast<int>(stall.spans(deadline)),
+                 std::chrono::duration<double, std::milli>(ended - opened).count());
+  }
+  EXPECT_GE(exercised, 1) << "no round stalled the loop across the victims' deadline";
+  server.stop();
+}
+
+// Out of descriptors with idle unauthenticated connections held (as a flood would hold them): the oldest
+// makes room and the listener accepts again at once, instead of pausing until some deadline frees a
+// descriptor.
+TEST(AdminServer, OutOfDescriptorsClosesTheOldestUnauthenticatedAndAcceptsAgain) {
+  constexpr int kIdle = 80;
+  const int port = free_port();
+  AdminServerOptions o = options_on(port);
+  o.unauthenticated_timeout = 30;  // nothing frees a descriptor by itself during the test
+  o.max_unauthenticated = 1000;
+  o.max_unauthenticated_per_source = 1000;
+  o.max_connections = 2000;
+  AdminServer server(o, answer_now);
+  server.listen();
+  server.start();
+
+  // The client sockets exist before the limit is lowered (connect() takes no descriptor); the listener gets
+  // 20 more descriptors, then accept() fails with EMFILE.
+  std::vector<int> idle;
+  for (int i = 0; i < kIdle; ++i) idle.push_back(::socket(AF_INET, SOCK_STREAM, 0));
+  const int real = ::socket(AF_INET, SOCK_STREAM, 0);
+  rlimit before{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &before), 0);
+  rlimit low = before;
+  low.rlim_cur = static_cast<rlim_t>(real + 1 + 20);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+  struct Restore {
+    rlimit limit;
+    ~Restore() { ::setrlimit(RLIMIT_NOFILE, &limit); }
+  } restore{before};
+
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  for (int fd : idle) ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_EQ(::connect(real, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  ASSERT_TRUE(send_all(real, kNow));
+  EXPECT_EQ(read_all({real}, 5)[0], "\"now\"");
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2));
+  EXPECT_EQ(base::AcceptBackoff::paused_listeners(), 0);
+  // The oldest idle connections made the room.
+  EXPECT_TRUE(closed_by_peer(idle.front(), 2));
+  for (int fd : idle) ::close(fd);
+  ::close(real);
+  server.stop();
+}
+
+double cpu_seconds() {
+  rusage u{};
+  ::getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
+// A persistent accept() error (here EINVAL: the listening socket was shut down under the listener) backs off
+// and counts for readiness, instead of retrying at once on a spinning core.
+TEST(AdminServer, PersistentAcceptErrorBacksOffInsteadOfSpinning) {
+  const int port = free_port();
+  AdminServer server(options_on(port), answer_now);
+  server.listen();
+  server.start();
+  int listening = -1;
+  for (int fd = 0; fd < 4096 && listening < 0; ++fd) {
+    sockaddr_in a{};
+    socklen_t len = sizeof a;
+    int accepting = 0;
+    socklen_t optlen = sizeof accepting;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0 && a.sin_family == AF_INET &&
+        ntohs(a.sin_port) == port && ::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &optlen) == 0 &&
+        accepting) {
+      listening = fd;
+    }
+  }
+  ASSERT_GE(listening, 0);
+  ASSERT_EQ(::shutdown(listening, SHUT_RDWR), 0);
+  bool paused = false;
+  for (int i = 0; i < 100 && !paused; ++i) {
+    paused = base::AcceptBackoff::paused_reason().find("accept() failing") != std::string::npos;
+    if (!paused) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(paused) << base::AcceptBackoff::paused_reason();
+  const double c0 = cpu_seconds();
+  const auto t0 = std::chrono::steady_clock::now();
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  const double load =
+      (cpu_seconds() - c0) / std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_LT(load, 0.2) << "the listener used " << 100 * load << "% of a core on a failing accept()";
+  server.stop();
+  EXPECT_EQ(base::AcceptBackoff::paused_listeners(), 0);
 }
 
 }  // namespace
