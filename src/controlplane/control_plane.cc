@@ -279,7 +279,8 @@ void ControlPlane::start() {
     sync_options.max_connections = 16384;  // every data plane holds one or two connections
     // Many data planes may share one source address (NAT, a node running several) and reconnect at once
     // after a control plane restarts: the unauthenticated caps are wide here. What bounds an attacker is
-    // the head deadline and that the oldest unauthenticated connection makes room for a newcomer.
+    // the head deadline and that the oldest unauthenticated connection makes room for a newcomer. listen()
+    // lowers these caps to fit the descriptor limit.
     sync_options.max_unauthenticated = 4096;
     sync_options.max_unauthenticated_per_source = 1024;
     sync_options.max_body_size = kSyncMaxBody;  // only reports have a body: a few hundred bytes
