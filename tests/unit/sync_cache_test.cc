@@ -169,7 +169,7 @@ TEST_F(SyncCache, PruningLeavesNonRegularEntriesAloneAndKeepsGenuineStates) {
   SnapshotCache cache(dir_, 2);  // the state stored and one older
   store(cache, 1);
   ASSERT_EQ(::mkfifo(path(2).c_str(), 0600), 0);  // between: would take the one older place
-  fs::create_directory(path(9));                   // newer: would be set aside
+  fs::create_directory(path(9));                  // newer: would be set aside
   store(cache, 3);
   EXPECT_TRUE(fs::is_fifo(path(2)));
   EXPECT_TRUE(fs::is_directory(path(9)));
