@@ -427,13 +427,21 @@ AdminResponse AdminService::write(const Target& target, const AdminRequest& req)
       return error(412, std::string(ki.noun) + " '" + t.id + "' already exists (If-None-Match: *)");
     }
     json current;
+    bool stored_usable = true;
     if (exists) {
       std::optional<json> stored = parse_stored(found.kvs.front().value);
-      current = stored && stored->is_object() ? std::move(*stored) : json::object();
+      stored_usable = stored && stored->is_object();
+      current = stored_usable ? std::move(*stored) : json::object();
     }
     json value = patch ? json() : body;
     if (patch) {
       if (!exists) return not_found();
+      // A value written into etcd by hand that is not a readable object: a merge onto nothing would quietly
+      // drop every field the patch does not name (a service its upstream, and the routes relying on it).
+      if (!stored_usable) {
+        return error(409, "the stored value of " + std::string(ki.noun) + " '" + t.id +
+                              "' is not a readable JSON object; replace it whole with PUT");
+      }
       value = current;
       std::string why;
       if (!apply_patch(value, t.sub_path, body, why)) return error(400, why);

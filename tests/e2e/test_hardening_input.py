@@ -166,8 +166,11 @@ def test_deep_value_written_into_etcd_by_hand_is_skipped(cp, etcd1):
     assert 'duplicate key "uri"' in rejected()["/apisix/routes/handdup"], rejected()
     st, _, body = cp.admin("GET", "/routes")
     assert st == 200 and body["total"] >= 2, str(body)[:200]
-    # PATCH starts from an empty object when the stored value is unusable, and fixes the key.
+    # PATCH refuses to merge onto an unusable stored value (it would drop every field it does not name);
+    # PUT replaces it whole and fixes the key.
     st, _, body = cp.admin("PATCH", "/routes/handdeep", {"uri": "/handdeep", "upstream": up("127.0.0.1:1980")})
+    assert st == 409 and "replace it whole with PUT" in body["error_msg"], (st, body)
+    st, _, body = cp.admin("PUT", "/routes/handdeep", {"uri": "/handdeep", "upstream": up("127.0.0.1:1980")})
     assert st == 200, (st, body)
     wait_for(lambda: "/apisix/routes/handdeep" not in rejected(), timeout=10)
     alive(cp)
