@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "base/log.h"
+#include "config/validate.h"  // kMaxSeconds: the validators' bound for durations, here too
 #include "proxy/options.h"
 #include "server/server.h"
 
@@ -101,15 +102,13 @@ bool known_option(const std::string& flag) {
   return std::strstr(kUsage, ("  " + flag + " ").c_str()) != nullptr;
 }
 
-constexpr double kMaxSeconds = 31536000;  // a year: the validators' bound for durations too
-
 double parse_seconds(const std::string& flag, const char* text) {
   char* end = nullptr;
   double v = std::strtod(text, &end);
   // strtod takes "inf", "nan" and 1e300, which overflow the nanosecond clock (a deadline in the past).
-  if (end == text || *end != '\0' || !std::isfinite(v) || v < 0 || v > kMaxSeconds)
+  if (end == text || *end != '\0' || !std::isfinite(v) || v < 0 || v > portico::config::kMaxSeconds)
     usage_error(flag + " needs a number of seconds from 0 to " +
-                std::to_string(static_cast<long>(kMaxSeconds)));
+                std::to_string(static_cast<long>(portico::config::kMaxSeconds)));
   return v;
 }
 

@@ -24,6 +24,7 @@
 #include "base/endpoint.h"
 #include "base/json_escape.h"
 #include "base/log.h"
+#include "base/socket_watchdog.h"
 #include "http/parser.h"
 #include "router/ip_address.h"
 
@@ -58,54 +59,6 @@ std::string serialize(const AdminResponse& r, bool keep_alive, bool head) {
   if (r.status != 204 && !head) out += r.body;
   return out;
 }
-
-// The deadline of one connection: a timer whose expiry closes the socket. Asio runs an expiry that was
-// already queued even after cancel() or a re-arm, and when the last read and the expiry complete in the same
-// round of the event loop that is after the connection's coroutine returned and freed the socket. So the
-// handler holds nothing of the coroutine: only this shared state and the generation it was armed for, and it
-// acts only while the connection lives (socket set) and that arm is still the current one. Listener thread
-// only.
-class Watchdog {
- public:
-  Watchdog(asio::io_context& context, tcp::socket& socket)
-      : timer_(context), state_(std::make_shared<State>()) {
-    state_->socket = &socket;
-  }
-  ~Watchdog() {
-    state_->socket = nullptr;
-    ++state_->generation;
-  }
-  Watchdog(const Watchdog&) = delete;
-  Watchdog& operator=(const Watchdog&) = delete;
-
-  // Replaces any earlier deadline (an expiry of the earlier one already queued does nothing).
-  void arm(double seconds) {
-    const uint64_t generation = ++state_->generation;
-    timer_.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-        std::chrono::duration<double>(seconds)));
-    timer_.async_wait([state = state_, generation](const boost::system::error_code& ec) {
-      if (ec || state->socket == nullptr || state->generation != generation) return;
-      state->fired = true;
-      boost::system::error_code ignored;
-      state->socket->close(ignored);
-    });
-  }
-  void disarm() {
-    ++state_->generation;
-    timer_.cancel();
-  }
-  // The deadline closed the connection.
-  bool fired() const { return state_->fired; }
-
- private:
-  struct State {
-    uint64_t generation = 0;
-    bool fired = false;
-    tcp::socket* socket = nullptr;  // null once the connection is gone
-  };
-  asio::steady_timer timer_;
-  std::shared_ptr<State> state_;
-};
 
 AdminResponse error(int status, std::string_view message) {
   return AdminResponse{status, error_body(message), {}};
@@ -314,7 +267,7 @@ awaitable<void> AdminServer::Impl::serve(std::unique_ptr<Conn> conn) {
   // The parsed head (4 KiB of header slots) lives on the heap while a request is read, not in the frame of
   // every idle connection.
   std::unique_ptr<http::RequestHead> head_slots;
-  Watchdog watchdog(context, socket);
+  base::SocketWatchdog watchdog(context, socket);
   auto read_more = [&]() -> awaitable<bool> {
     if (buf.empty()) {
       auto [ec] = co_await socket.async_wait(tcp::socket::wait_read, nothrow);
@@ -608,16 +561,13 @@ awaitable<void> AdminServer::Impl::accept_loop() {
         delay = backoff.failed(make_error_code(boost::system::errc::state_not_recoverable), e.what());
       }
     }
-    if (delay.count() > 0) {
-      while (true) {
-        pause.expires_after(delay);
-        co_await pause.async_wait(nothrow);
-        if (!acceptor.is_open()) co_return;
-        // Paused for descriptors: an unauthenticated connection read meanwhile may be idle now.
-        if (evict_when_paused) evict_for_descriptor();
-        if (backoff.try_resume()) break;
-        delay = backoff.next_delay();
-      }
+    while (delay.count() > 0) {
+      pause.expires_after(delay);
+      co_await pause.async_wait(nothrow);
+      if (!acceptor.is_open()) co_return;
+      // Paused for descriptors: an unauthenticated connection read meanwhile may be idle now.
+      if (evict_when_paused) evict_for_descriptor();
+      delay = backoff.after_wait();
     }
   }
 }

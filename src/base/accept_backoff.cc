@@ -13,8 +13,7 @@
 namespace portico::base {
 
 namespace {
-std::atomic<int> g_paused{0};
-// By cause: descriptors, memory, unexpected (the AcceptError values past `connection`).
+// Paused listeners by cause: descriptors, memory, unexpected (the AcceptError values past `connection`).
 std::atomic<int> g_paused_by[3];
 
 int cause_index(AcceptError cause) {
@@ -71,11 +70,6 @@ AcceptError classify_accept_error(const boost::system::error_code& ec) {
   }
 }
 
-bool is_resource_exhaustion(const boost::system::error_code& ec) {
-  const AcceptError kind = classify_accept_error(ec);
-  return kind == AcceptError::descriptors || kind == AcceptError::memory;
-}
-
 AcceptBackoff::~AcceptBackoff() {
   set_paused(false);
 }
@@ -84,7 +78,6 @@ void AcceptBackoff::set_paused(bool paused, AcceptError cause) {
   if (paused == paused_ && (!paused || cause == cause_)) return;
   if (paused_) g_paused_by[cause_index(cause_)].fetch_sub(1, std::memory_order_relaxed);
   if (paused) g_paused_by[cause_index(cause)].fetch_add(1, std::memory_order_relaxed);
-  if (paused != paused_) g_paused.fetch_add(paused ? 1 : -1, std::memory_order_relaxed);
   paused_ = paused;
   cause_ = cause;
 }
@@ -97,22 +90,21 @@ std::chrono::milliseconds AcceptBackoff::failed(const boost::system::error_code&
                 name_.c_str(), what ? what : ec.message().c_str(),
                 static_cast<long long>(kFirstDelay.count()), static_cast<long long>(kMaxDelay.count()));
   }
-  probe_descriptors_ = kind == AcceptError::descriptors;
   set_paused(true, kind);
-  return next_delay();
+  return longer_delay();
 }
 
-std::chrono::milliseconds AcceptBackoff::next_delay() {
+std::chrono::milliseconds AcceptBackoff::longer_delay() {
   delay_ = delay_.count() == 0 ? kFirstDelay : std::min(delay_ * 2, kMaxDelay);
   return delay_;
 }
 
-bool AcceptBackoff::try_resume() {
-  if (probe_descriptors_ && !descriptor_available()) return false;
+std::chrono::milliseconds AcceptBackoff::after_wait() {
+  if (paused_ && cause_ == AcceptError::descriptors && !descriptor_available()) return longer_delay();
   // Readiness comes back now, not at the next accepted connection, which may be long in coming when the
   // load balancer has stopped sending because of the pause.
   set_paused(false);
-  return true;
+  return std::chrono::milliseconds(0);
 }
 
 void AcceptBackoff::succeeded() {
@@ -131,21 +123,23 @@ void AcceptBackoff::stopped() {
 }
 
 int AcceptBackoff::paused_listeners() {
-  return g_paused.load(std::memory_order_relaxed);
+  int paused = 0;
+  for (const std::atomic<int>& by_cause : g_paused_by) paused += by_cause.load(std::memory_order_relaxed);
+  return paused;
 }
 
 std::string AcceptBackoff::paused_reason() {
-  const int paused = paused_listeners();
-  if (paused <= 0) return "";
   static constexpr const char* kCauses[3] = {"out of file descriptors", "out of memory", "accept() failing"};
+  int paused = 0;
   std::string causes;
   for (int i = 0; i < 3; ++i) {
-    if (g_paused_by[i].load(std::memory_order_relaxed) <= 0) continue;
+    const int n = g_paused_by[i].load(std::memory_order_relaxed);
+    if (n <= 0) continue;
+    paused += n;
     if (!causes.empty()) causes += "; ";
     causes += kCauses[i];
   }
-  // The counters are read one at a time: a listener resuming meanwhile may leave no cause to name.
-  if (causes.empty()) causes = "out of file descriptors or memory";
+  if (paused == 0) return "";
   return std::to_string(paused) + " listener(s) cannot accept connections (" + causes + ")";
 }
 

@@ -26,8 +26,6 @@ enum class AcceptError {
   unexpected,   // anything else: as far as we know it persists (a closed or shut-down listening socket)
 };
 AcceptError classify_accept_error(const boost::system::error_code& ec);
-// True for the accept() errors that mean "out of a resource" (descriptors or memory).
-bool is_resource_exhaustion(const boost::system::error_code& ec);
 
 class AcceptBackoff {
  public:
@@ -41,19 +39,17 @@ class AcceptBackoff {
 
   // An accept failed with anything but AcceptError::connection (or the listener could not take the accepted
   // connection: `what`, when given, replaces the error's text in the log): returns how long to wait before
-  // try_resume(). The first failure of a streak is logged (a warning naming the listener and the error) and
+  // after_wait(). The first failure of a streak is logged (a warning naming the listener and the error) and
   // pauses the listener; later ones double the delay up to kMaxDelay, and are not logged.
   std::chrono::milliseconds failed(const boost::system::error_code& ec, const char* what = nullptr);
-  // The delay has passed: true when accepting is worth trying again (a descriptor can be opened now), which
-  // ends the pause; false to wait failed()'s next delay (next_delay()).
-  bool try_resume();
-  std::chrono::milliseconds next_delay();
+  // The delay has passed: zero when accepting is worth trying again (for descriptors: one can be opened
+  // now), which ends the pause; else the next, longer delay to wait before asking again.
+  std::chrono::milliseconds after_wait();
   // An accept succeeded: ends a pause and resets the delay.
   void succeeded();
   // The listener was closed (drain, stop): it is no longer paused.
   void stopped();
 
-  bool paused() const { return paused_; }
   // Listeners of the process paused right now (any thread).
   static int paused_listeners();
   // "" when none is paused, else why, for /readyz: "2 listener(s) cannot accept connections (out of file
@@ -62,11 +58,11 @@ class AcceptBackoff {
 
  private:
   void set_paused(bool paused, AcceptError cause = AcceptError::unexpected);
+  std::chrono::milliseconds longer_delay();  // doubles the delay, kFirstDelay to kMaxDelay
 
   std::string name_;
   bool paused_ = false;
   AcceptError cause_ = AcceptError::unexpected;  // of the pause, while paused_
-  bool probe_descriptors_ = false;  // the streak is about descriptors, so a test open tells when it ends
   std::chrono::milliseconds delay_{0};
   unsigned long failures_ = 0;  // in this streak
 };
@@ -82,7 +78,6 @@ class ReserveDescriptor {
   bool release();
   // Takes the spare again; false when no descriptor is free.
   bool restore();
-  bool held() const { return fd_ >= 0; }
 
  private:
   int fd_ = -1;

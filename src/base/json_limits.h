@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstddef>
+#include <string_view>
 
 namespace portico::base {
 
@@ -13,7 +14,29 @@ namespace portico::base {
 // about 6 levels. nlohmann's parser and destructor are iterative, but copying, dumping, comparing and merging
 // a tree recurse once per level, so untrusted text must be refused before such a tree exists.
 inline constexpr size_t kMaxJsonNesting = 64;
-// A document of resources ({"routes": [resource, ...], ...}) holds each resource two levels down.
-inline constexpr size_t kMaxJsonDocumentNesting = kMaxJsonNesting + 2;
+
+// True when `text` nests arrays/objects deeper than `max_depth`: a lexical scan that skips strings and
+// validates nothing, so untrusted text can be refused before any parser builds (or recurses into) a tree.
+inline bool json_too_deep(std::string_view text, size_t max_depth) {
+  size_t depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > max_depth) return true;
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return false;
+}
 
 }  // namespace portico::base

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "base/log.h"
+#include "base/time.h"
 #include "config/json_input.h"
 
 namespace portico::controlplane {
@@ -19,10 +20,6 @@ using nlohmann::json;
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-Clock::duration secs(double s) {
-  return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
-}
 
 }  // namespace
 
@@ -41,7 +38,7 @@ struct FleetRecorder::Impl {
   void run();
   void run_once();  // the loop of run(), until stop
   Clock::time_point allowed(const Node& n) const {
-    return n.tat - secs(options.write_interval * (std::max(options.write_burst, 1) - 1));
+    return n.tat - base::seconds(options.write_interval * (std::max(options.write_burst, 1) - 1));
   }
   void schedule(const std::string& node, Node& n, Clock::time_point at);
   store::Status write(const std::string& node, const std::string& text);
@@ -79,7 +76,7 @@ store::Status FleetRecorder::Impl::write(const std::string& node, const std::str
         lease = 0;
         return s;
       }
-      next_keepalive = Clock::now() + secs(options.ttl / 3);
+      next_keepalive = Clock::now() + base::seconds(options.ttl / 3);
     }
     store::Txn txn;
     txn.success.push_back(store::Op{store::Op::Type::put, options.prefix + node, {}, text, lease, false});
@@ -97,7 +94,7 @@ store::Status FleetRecorder::Impl::write(const std::string& node, const std::str
 
 void FleetRecorder::Impl::keep_lease() {
   if (lease == 0 || Clock::now() < next_keepalive) return;
-  next_keepalive = Clock::now() + secs(options.ttl / 3);
+  next_keepalive = Clock::now() + base::seconds(options.ttl / 3);
   int64_t ttl_left = 0;
   store::Status s = etcd.lease_keepalive(lease, ttl_left);
   if (s.ok() && ttl_left <= 0) lease = 0;  // gone: the next write grants a new one
@@ -130,7 +127,7 @@ void FleetRecorder::Impl::run() {
     } catch (const std::exception& e) {
       PORTICO_LOG(error, "fleet recorder: %s; retrying", e.what());
       std::unique_lock lock(mu);
-      if (wake.wait_for(lock, secs(options.write_interval), [this] { return stopping; })) return;
+      if (wake.wait_for(lock, base::seconds(options.write_interval), [this] { return stopping; })) return;
     }
   }
 }
@@ -142,7 +139,7 @@ void FleetRecorder::Impl::run_once() {
       std::unique_lock lock(mu);
       // Until the first write is due or the lease needs its keepalive; recomputed on every wake, since a
       // report may have scheduled an earlier write.
-      const Clock::time_point idle_until = Clock::now() + secs(options.ttl / 3);
+      const Clock::time_point idle_until = Clock::now() + base::seconds(options.ttl / 3);
       while (!stopping) {
         Clock::time_point until = lease != 0 ? next_keepalive : idle_until;
         if (!due.empty()) until = std::min(until, due.top().first);
@@ -157,7 +154,7 @@ void FleetRecorder::Impl::run_once() {
         Node& n = nodes[node];
         if (!n.pending) continue;
         n.pending = false;
-        n.tat = std::max(n.tat, now) + secs(options.write_interval);
+        n.tat = std::max(n.tat, now) + base::seconds(options.write_interval);
         batch.emplace_back(node, n.record.dump());
       }
     }
@@ -177,7 +174,7 @@ void FleetRecorder::Impl::run_once() {
       // newer report replaced them meanwhile, which is then written instead). The rest is not tried now: each
       // would wait out the client's retry deadline too.
       std::lock_guard lock(mu);
-      const Clock::time_point later = Clock::now() + secs(options.write_interval);
+      const Clock::time_point later = Clock::now() + base::seconds(options.write_interval);
       for (size_t j = i; j < batch.size(); ++j) {
         Node& n = nodes[batch[j].first];
         if (!n.pending) schedule(batch[j].first, n, std::max(later, allowed(n)));

@@ -215,14 +215,7 @@ awaitable<bool> Session::read_request_head() {
       }
       fresh = std::min(fresh, client_buffered());
       if (empty_line_bytes > kMaxEmptyLineBytes) {
-        idle_ = false;
-        request_body_done_ = false;  // whatever follows stays unread
-        worker_.metrics().bad_requests.add();
-        start_request_bookkeeping();
-        // Clears the previous request's fields (views into bytes since overwritten) for the access log.
-        http::parse_request(in_.data() + in_begin_, client_buffered(), limits_, request_);
-        co_await send_error(400, "too many empty lines before request-line", true);
-        finish_request(400, nullptr);
+        co_await reject_head(400, "too many empty lines before request-line");
         co_return false;
       }
       // A lone CR may still become an empty line; anything else (a bare LF too: the parser answers 400) is
@@ -241,12 +234,7 @@ awaitable<bool> Session::read_request_head() {
         co_return true;
       }
       if (r.status == http::ParseStatus::error) {
-        idle_ = false;
-        request_body_done_ = false;  // the rest of a rejected head, and any body, stay unread
-        worker_.metrics().bad_requests.add();
-        start_request_bookkeeping();
-        co_await send_error(r.error_status, r.error_reason, true);
-        finish_request(r.error_status, nullptr);
+        co_await reject_head(r.error_status, r.error_reason);
         co_return false;
       }
     }
@@ -263,12 +251,8 @@ awaitable<bool> Session::read_request_head() {
         http::ParseResult r =
             http::parse_request(in_.data() + in_begin_, client_buffered(), limits_, request_);
         bool parsed = r.status == http::ParseStatus::error;
-        request_body_done_ = false;
-        worker_.metrics().bad_requests.add();
-        start_request_bookkeeping();
-        int status = parsed ? r.error_status : 431;
-        co_await send_error(status, parsed ? r.error_reason : "request header fields too large", true);
-        finish_request(status, nullptr);
+        co_await reject_head(parsed ? r.error_status : 431,
+                             parsed ? r.error_reason : "request header fields too large");
         co_return false;
       }
       in_.resize(std::min(limit, in_.size() * 2));
@@ -289,14 +273,7 @@ awaitable<bool> Session::read_request_head() {
         timed_out_ = false;
         // The client started a request and did not finish its head in time: tell it why (RFC 9110
         // 15.5.9), then close.
-        request_body_done_ = false;
-        worker_.metrics().bad_requests.add();
-        start_request_bookkeeping();
-        // The last parse may predate a buffer move: parse again so that the access log reads views into
-        // the bytes as they are now (whatever of the request line arrived).
-        http::parse_request(in_.data() + in_begin_, client_buffered(), limits_, request_);
-        co_await send_error(408, "request head not received in time", true);
-        finish_request(408, nullptr);
+        co_await reject_head(408, "request head not received in time");
       }
       co_return false;
     }
@@ -412,6 +389,18 @@ awaitable<bool> Session::send_error(int status, std::string_view message, bool c
   write_error_response(head_out_, status, message, close, request_.method == http::Method::HEAD);
   bool ok = co_await write_client(bufs(asio::buffer(head_out_)));
   co_return ok && !close;
+}
+
+awaitable<void> Session::reject_head(int status, std::string_view reason) {
+  idle_ = false;
+  request_body_done_ = false;  // the rest of the head, and any body, stay unread: the close lingers
+  worker_.metrics().bad_requests.add();
+  start_request_bookkeeping();
+  // The last parse may predate a buffer move or be the previous request's: parse again, so that the access
+  // log reads views into the bytes as they are now (whatever of the request line arrived).
+  http::parse_request(in_.data() + in_begin_, client_buffered(), limits_, request_);
+  co_await send_error(status, reason, true);
+  finish_request(status, nullptr);
 }
 
 void Session::start_request_bookkeeping() {

@@ -105,6 +105,9 @@ class Session : public std::enable_shared_from_this<Session> {
     return read_upstream(offset, max, deadline_in(timeout));
   }
 
+  // A request head refused before routing (400, 408, 414, 431, ...): counted, answered and logged; the
+  // connection then closes (lingering: what the client still sends stays unread).
+  boost::asio::awaitable<void> reject_head(int status, std::string_view reason);
   // Sends a Portico-generated response. Returns keep-alive (false when `close`).
   boost::asio::awaitable<bool> send_error(int status, std::string_view message, bool close);
   boost::asio::awaitable<bool> write_client(Buffers buffers);

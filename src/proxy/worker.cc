@@ -85,10 +85,11 @@ void Worker::retry_accept(std::chrono::milliseconds delay) {
   accept_retry_.expires_after(delay);
   accept_retry_.async_wait([this](const boost::system::error_code& ec) {
     if (ec || !acceptor_.is_open()) return;
-    if (backoff_.try_resume()) {
+    const std::chrono::milliseconds again = backoff_.after_wait();
+    if (again.count() == 0) {
       accept_next();
     } else {
-      retry_accept(backoff_.next_delay());
+      retry_accept(again);
     }
   });
 }

@@ -15,6 +15,7 @@
 
 #include "base/accept_backoff.h"
 #include "base/endpoint.h"
+#include "base/socket_watchdog.h"
 #include "http/parser.h"
 
 namespace portico::status {
@@ -66,36 +67,14 @@ std::string StatusServer::Impl::respond(const http::RequestHead& req) {
   return make_response(404, "text/plain", "not found\n", head);
 }
 
-namespace {
-// The 10 s limit of one connection. Asio runs an expiry that was already queued even after cancel(), possibly
-// after serve() returned and its frame (the socket with it) is gone, so the handler holds only this state and
-// closes the socket only while the connection lives.
-class Deadline {
- public:
-  Deadline(asio::io_context& context, tcp::socket& socket, std::chrono::seconds after)
-      : timer_(context, after), socket_(std::make_shared<tcp::socket*>(&socket)) {
-    timer_.async_wait([socket = socket_](const boost::system::error_code& ec) {
-      boost::system::error_code ignored;
-      if (!ec && *socket) (*socket)->close(ignored);  // a client that never finishes its request
-    });
-  }
-  ~Deadline() { *socket_ = nullptr; }
-  Deadline(const Deadline&) = delete;
-  Deadline& operator=(const Deadline&) = delete;
-
- private:
-  asio::steady_timer timer_;
-  std::shared_ptr<tcp::socket*> socket_;  // null once the connection is gone
-};
-}  // namespace
-
 awaitable<void> StatusServer::Impl::serve(tcp::socket socket) {
   std::string buf(16 * 1024, '\0');
   size_t len = 0;
   http::ParseLimits limits;
   limits.max_head_size = buf.size();
   http::RequestHead req;
-  Deadline deadline(context, socket, std::chrono::seconds(10));
+  base::SocketWatchdog deadline(context, socket);
+  deadline.arm(10);  // a client that never finishes its request
   while (len < buf.size()) {
     auto [ec, n] = co_await socket.async_read_some(asio::buffer(buf.data() + len, buf.size() - len), nothrow);
     if (ec || n == 0) co_return;
@@ -136,12 +115,11 @@ awaitable<void> StatusServer::Impl::accept_loop() {
       }
     }
     if (delay.count() > 0) {
-      while (true) {
+      while (delay.count() > 0) {
         pause.expires_after(delay);
         co_await pause.async_wait(nothrow);
         if (!acceptor.is_open()) co_return;
-        if (backoff.try_resume()) break;
-        delay = backoff.next_delay();
+        delay = backoff.after_wait();
       }
       reserve.restore();
     }

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "base/log.h"
+#include "base/time.h"
 
 namespace portico::store {
 
@@ -28,8 +29,7 @@ struct Compactor::Impl {
 };
 
 void Compactor::Impl::run() {
-  const auto interval = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-      std::chrono::duration<double>(options.interval));
+  const auto interval = base::seconds(options.interval);
   int64_t previous = 0;  // the horizon one interval ago
   int64_t done = 0;      // compacted at, in this cluster
   bool failing = false;

@@ -13,6 +13,7 @@
 #include <unordered_set>
 
 #include "base/log.h"
+#include "base/time.h"
 
 namespace portico::store {
 namespace {
@@ -26,10 +27,6 @@ constexpr double kMaxBackoff = 2.0;
 // A watch session shorter than this that ends by itself is a failure to back off from, not a one-off loss.
 constexpr double kShortSession = 1.0;
 constexpr int kFullReadAttempts = 3;  // compactions racing one full read before it counts as failed
-
-Clock::duration secs(double s) {
-  return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
-}
 
 long long ll(int64_t v) {
   return static_cast<long long>(v);
@@ -322,7 +319,7 @@ void Mirror::Impl::apply(Item& item) {
                     s.message.c_str(), ll(revision.load() + 1));
         rewatch_at = Clock::now();
       } else {
-        rewatch_at = Clock::now() + secs(backoff);
+        rewatch_at = Clock::now() + base::seconds(backoff);
         backoff = std::min(backoff * 2, kMaxBackoff);
       }
       return;
@@ -413,7 +410,7 @@ void Mirror::Impl::run() {
         verify_ok = false;
         update_connection("full read failed: " + s.message);
         std::unique_lock lock(mu);
-        wake.wait_for(lock, secs(backoff), [this] { return stopping; });
+        wake.wait_for(lock, base::seconds(backoff), [this] { return stopping; });
         backoff = std::min(backoff * 2, kMaxBackoff);
         continue;
       }
@@ -421,7 +418,7 @@ void Mirror::Impl::run() {
       verify_ok = true;
       suspicion = {};
       strikes = 0;
-      next_verify = Clock::now() + secs(options.verify_interval);
+      next_verify = Clock::now() + base::seconds(options.verify_interval);
       start_session();
     }
     if (!session && Clock::now() >= rewatch_at) start_session();
@@ -440,7 +437,7 @@ void Mirror::Impl::run() {
     }
     if (!need_reset && Clock::now() >= next_verify) {
       verify();
-      next_verify = Clock::now() + secs(options.verify_interval);
+      next_verify = Clock::now() + base::seconds(options.verify_interval);
     }
   }
   end_session();
@@ -471,7 +468,7 @@ void Mirror::stop() {
 
 bool Mirror::wait_for(int64_t revision, double timeout_seconds) {
   std::unique_lock lock(impl_->mu);
-  return impl_->applied.wait_for(lock, secs(timeout_seconds), [&] {
+  return impl_->applied.wait_for(lock, base::seconds(timeout_seconds), [&] {
     return impl_->revision.load() >= revision || impl_->stopping;
   }) && impl_->revision.load() >= revision;
 }

@@ -122,7 +122,6 @@ bool CpHttp::get(const std::string& url, double timeout, size_t max_body, HttpRe
   setup(foreground_, url, timeout, &foreground_body_, max_body, foreground_error_, stall);
   curl_easy_setopt(foreground_, CURLOPT_HTTPHEADER, get_headers_);
   curl_multi_add_handle(multi_, foreground_);
-  foreground_busy_ = true;
   foreground_abort_.clear();
   // drive() runs the tick and the report callbacks, which allocate: whatever unwinds through here (a
   // bad_alloc the sync thread survives), the handle leaves the multi handle, so the next get() starts clean.
@@ -130,15 +129,10 @@ bool CpHttp::get(const std::string& url, double timeout, size_t max_body, HttpRe
     CpHttp& http;
     ~Detach() {
       curl_multi_remove_handle(http.multi_, http.foreground_);  // a no-op once drive() removed it
-      http.foreground_busy_ = false;
       http.foreground_abort_.clear();
     }
   } detach{*this};
   return drive(foreground_, 0, &reply);
-}
-
-void CpHttp::abort_foreground(std::string why) {
-  if (foreground_busy_) foreground_abort_ = std::move(why);
 }
 
 bool CpHttp::post_background(const std::string& url, std::string body, double timeout) {

@@ -19,6 +19,7 @@
 #include <curl/curl.h>
 #include <nlohmann/json.hpp>
 
+#include "base/json_limits.h"
 #include "sync/resource_set.h"
 
 namespace portico::sync::detail {
@@ -55,9 +56,9 @@ class CpHttp {
   // silent by design, and abort_foreground() ends them instead.
   bool get(const std::string& url, double timeout, size_t max_body, HttpReply& reply, double stall = 0);
   // Ends the running foreground transfer now, as a transport failure with `why` as its error. For the sync
-  // thread (a tick or a background completion) while get() waits; a no-op when nothing runs.
-  void abort_foreground(std::string why);
-  bool foreground_busy() const { return foreground_busy_; }
+  // thread (a tick or a background completion) while get() waits; forgotten when nothing runs (the next
+  // get() starts without it).
+  void abort_foreground(std::string why) { foreground_abort_ = std::move(why); }
   // Starts a POST of JSON `body` in the background; its answer is bounded by kMaxReportAnswer. False
   // (nothing started) while another one is running.
   bool post_background(const std::string& url, std::string body, double timeout);
@@ -94,7 +95,6 @@ class CpHttp {
   std::atomic<bool> stopped_{false};
 
   Sink foreground_body_;
-  bool foreground_busy_ = false;
   std::string foreground_abort_;  // set by abort_foreground(): why the running get() ends
   char foreground_error_[CURL_ERROR_SIZE] = {};
   bool background_busy_ = false;
@@ -123,8 +123,8 @@ bool read_i64(const Json& j, const char* key, int64_t& out);
 // True when `text` nests arrays/objects deeper than `max_depth`: parsing is iterative, but dump() recurses,
 // and an answer is parsed before anything in it is verified. The default leaves room for the /changes
 // envelope around values ResourceSet accepts (512 levels).
-inline bool too_deep(std::string_view text, int max_depth = 600) {
-  return json_too_deep(text, max_depth);
+inline bool too_deep(std::string_view text, size_t max_depth = 600) {
+  return base::json_too_deep(text, max_depth);
 }
 // A /changes answer ({cluster_id, from, revision, changes[{kind,id,value|null}], state{...}, behind?}), taken
 // apart without a DOM of the whole: the changes may be tens of MB, and a DOM costs about 20 bytes of memory

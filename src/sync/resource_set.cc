@@ -9,29 +9,9 @@
 #include <stdexcept>
 #include <utility>
 
-namespace portico::sync {
+#include "base/json_limits.h"
 
-bool json_too_deep(std::string_view text, int max_depth) {
-  int depth = 0;
-  bool in_string = false;
-  for (size_t i = 0; i < text.size(); ++i) {
-    char c = text[i];
-    if (in_string) {
-      if (c == '\\') {
-        ++i;
-      } else if (c == '"') {
-        in_string = false;
-      }
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      if (++depth > max_depth) return true;
-    } else if (c == ']' || c == '}') {
-      --depth;
-    }
-  }
-  return false;
-}
+namespace portico::sync {
 
 namespace {
 
@@ -40,7 +20,7 @@ using Json = nlohmann::json;
 // Deeper nesting is refused before parsing: nlohmann's dump() recurses once per level, so an adversarial
 // document (this code parses what came over the network before its signature is checked) could otherwise
 // exhaust the stack. Real configuration nests a dozen levels at most.
-constexpr int kMaxDepth = 512;
+constexpr size_t kMaxDepth = 512;
 
 // Parses without exceptions; a discarded value means the text was not JSON.
 Json parse_json(std::string_view text) {
@@ -288,7 +268,7 @@ int kind_index(std::string_view kind) {
 }
 
 bool canonicalize(std::string_view json_text, std::string& out) {
-  if (json_too_deep(json_text, kMaxDepth)) return false;
+  if (base::json_too_deep(json_text, kMaxDepth)) return false;
   CanonicalScan scan{json_text};
   if (scan.value() && scan.pos == json_text.size()) {
     out = json_text;
@@ -586,7 +566,7 @@ std::string ResourceSet::document() const {
 }
 
 bool ResourceSet::from_document(std::string_view text, ResourceSet& out, std::string& error) {
-  if (json_too_deep(text, kMaxDepth)) {
+  if (base::json_too_deep(text, kMaxDepth)) {
     error = cat({"document nests deeper than ", std::to_string(kMaxDepth), " levels"});
     return false;
   }

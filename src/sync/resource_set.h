@@ -119,11 +119,6 @@ class ResourceSet {
   mutable std::string hash_;
 };
 
-// True when `text` nests arrays/objects deeper than `max_depth`: a lexical scan that skips strings and
-// validates nothing. Untrusted JSON is checked before parsing because nlohmann's dump() recurses once per
-// level.
-bool json_too_deep(std::string_view text, int max_depth);
-
 // The longest value that is taken through a DOM (nlohmann parse + dump, about 20 bytes of memory per byte
 // of text, and a DOM's destructor allocates, so running out of memory there ends the process): values that
 // are already canonical, as every control plane sends them, are taken verbatim at any size. A control plane

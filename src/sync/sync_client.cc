@@ -108,6 +108,7 @@ struct SyncClient::Impl {
         apply(std::move(a)),
         cache(options.cache_dir),
         http(options.token, options.connect_timeout),
+        served_other_cluster(options.control_planes.size()),
         endpoint_problem(options.control_planes.size(), kFine) {
     if (!options.s3.endpoint.empty()) s3 = std::make_unique<S3Fallback>(options.s3, options.s3_prefix);
     http.set_tick([this] { tick(); });
@@ -311,9 +312,6 @@ bool SyncClient::Impl::cluster_change_due(size_t cp, const SignedState& state) {
 
 SyncClient::Impl::Step SyncClient::Impl::fetch_snapshot(size_t cp) {
   const std::string& url = options.control_planes[cp];
-  if (served_other_cluster.size() != options.control_planes.size()) {
-    served_other_cluster.assign(options.control_planes.size(), Clock::time_point{});
-  }
   if (!other_cluster.empty() && served_other_cluster[cp] > other_cluster_since) {
     // It served the other cluster since the wait began: skip it like one that is behind, until the change
     // could be due (then one snapshot is fetched and followed) or for kOtherClusterRecheck at most (it may

@@ -23,29 +23,6 @@ using nlohmann::json;
 using portico::config::Errors;
 using portico::config::kMaxNesting;
 
-// The deepest nesting of arrays/objects in `text`, skipping strings (a reference independent of the reader).
-size_t lexical_depth(std::string_view text) {
-  size_t depth = 0, deepest = 0;
-  bool in_string = false;
-  for (size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    if (in_string) {
-      if (c == '\\') {
-        ++i;
-      } else if (c == '"') {
-        in_string = false;
-      }
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      deepest = std::max(deepest, ++depth);
-    } else if ((c == ']' || c == '}') && depth > 0) {
-      --depth;
-    }
-  }
-  return deepest;
-}
-
 bool known_reason(const std::string& reason) {
   return reason.starts_with("invalid JSON") || reason.starts_with("duplicate key \"") ||
          reason.starts_with("nested deeper than ");
@@ -60,7 +37,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const bool reference_accepts = json::accept(text.begin(), text.end());
   if (value) {
     FUZZ_CHECK(errors.total() == 0);
-    FUZZ_CHECK(lexical_depth(text) <= kMaxNesting);
+    FUZZ_CHECK(!portico::base::json_too_deep(text, kMaxNesting));  // lexically, independent of the reader
     FUZZ_CHECK(!portico::config::nested_deeper_than(*value, kMaxNesting));
     FUZZ_CHECK(reference_accepts);
     FUZZ_CHECK(json::parse(text.begin(), text.end()) == *value);
