@@ -165,18 +165,15 @@ struct AdminServer::Impl {
   void authenticated(Conn& c);
   void forget(Conn& c);
   void leave_unauthenticated(Conn& c);
-  bool client_allowed(const tcp::endpoint& peer) const;
+  // `source` as client_address() gives it (an IPv4-mapped peer as IPv4).
+  bool client_allowed(const asio::ip::address& source) const;
   // Empty optional-like: role found, or an error response to send.
   bool authenticate(std::string_view key, Role& role, std::string& principal) const;
 };
 
-bool AdminServer::Impl::client_allowed(const tcp::endpoint& peer) const {
+bool AdminServer::Impl::client_allowed(const asio::ip::address& source) const {
   router::IpAddress ip;
-  std::string text = peer.address().to_string();
-  if (peer.address().is_v6() && peer.address().to_v6().is_v4_mapped()) {
-    text = asio::ip::make_address_v4(asio::ip::v4_mapped, peer.address().to_v6()).to_string();
-  }
-  if (!router::IpAddress::parse(text, ip)) return false;
+  if (!router::IpAddress::parse(source.to_string(), ip)) return false;
   for (const router::Cidr& c : allowed) {
     if (c.contains(ip)) return true;
   }
@@ -254,10 +251,9 @@ bool AdminServer::Impl::make_room(const asio::ip::address& source) {
 
 awaitable<void> AdminServer::Impl::serve(std::unique_ptr<Conn> conn) {
   tcp::socket& socket = conn->socket;
-  boost::system::error_code peer_ec;
-  tcp::endpoint peer = socket.remote_endpoint(peer_ec);
-  const bool allowed_peer = !peer_ec && client_allowed(peer);
-  socket.set_option(tcp::no_delay(true), peer_ec);
+  const bool allowed_peer = client_allowed(conn->source);
+  boost::system::error_code ignored;
+  socket.set_option(tcp::no_delay(true), ignored);
 
   // No buffer until the client has sent something: an idle connection costs its socket and this frame.
   std::string buf;

@@ -107,10 +107,8 @@ std::chrono::milliseconds AcceptBackoff::after_wait() {
   return std::chrono::milliseconds(0);
 }
 
-void AcceptBackoff::succeeded() {
-  if (failures_ > 0) {
-    PORTICO_LOG(info, "%s: accepting again after %lu failed accepts", name_.c_str(), failures_);
-  }
+void AcceptBackoff::end_streak() {
+  PORTICO_LOG(info, "%s: accepting again after %lu failed accepts", name_.c_str(), failures_);
   failures_ = 0;
   delay_ = std::chrono::milliseconds(0);
   set_paused(false);

@@ -45,8 +45,11 @@ class AcceptBackoff {
   // The delay has passed: zero when accepting is worth trying again (for descriptors: one can be opened
   // now), which ends the pause; else the next, longer delay to wait before asking again.
   std::chrono::milliseconds after_wait();
-  // An accept succeeded: ends a pause and resets the delay.
-  void succeeded();
+  // An accept succeeded: ends a pause and resets the delay. Inline for the common case, every accepted
+  // connection outside a streak (no failure means no pause and no delay).
+  void succeeded() {
+    if (failures_ != 0) end_streak();
+  }
   // The listener was closed (drain, stop): it is no longer paused.
   void stopped();
 
@@ -59,6 +62,7 @@ class AcceptBackoff {
  private:
   void set_paused(bool paused, AcceptError cause = AcceptError::unexpected);
   std::chrono::milliseconds longer_delay();  // doubles the delay, kFirstDelay to kMaxDelay
+  void end_streak();                         // succeeded() after failures: logs, resets, resumes
 
   std::string name_;
   bool paused_ = false;

@@ -224,12 +224,7 @@ bool read_port(const json& v, const Path& p, Errors& e, int& out) {
 std::string peek_id(const json& v) {
   if (v.is_string()) {
     const std::string& s = v.get_ref<const std::string&>();
-    // "." and ".." are refused (APISIX accepts them): ids are path segments of etcd keys and Admin API URLs.
-    if (s.empty() || s.size() > 64 || s == "." || s == "..") return {};
-    for (char c : s) {
-      if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.')) return {};
-    }
-    return s;
+    return valid_id_text(s) ? s : std::string();
   }
   if (v.is_number_unsigned())
     return v.get<uint64_t>() >= 1 ? std::to_string(v.get<uint64_t>()) : std::string();
@@ -526,4 +521,14 @@ std::string check_regex(const std::string& pattern, bool caseless) {
 }
 
 }  // namespace detail
+
+bool valid_id_text(std::string_view s) {
+  // "." and ".." are refused (APISIX accepts them): ids are path segments of etcd keys and Admin API URLs.
+  if (s.empty() || s.size() > 64 || s == "." || s == "..") return false;
+  for (char c : s) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.')) return false;
+  }
+  return true;
+}
+
 }  // namespace portico::config

@@ -37,6 +37,10 @@ inline constexpr size_t kMaxErrors = 20;
 // - retries, keepalive_pool.size and checks.active.concurrency are at most 65535 (the proxy makes at most 16
 //   tries anyway; `retries + 1` must not overflow).
 inline constexpr double kMaxSeconds = 86400.0 * 365;
+
+// The rule for an id written as text (a resource id in a document or an Admin API URL, a node id): 1 to 64
+// of a-z A-Z 0-9 '_' '-' '.', not "." or ".." (path segments of etcd keys and URLs).
+bool valid_id_text(std::string_view text);
 inline constexpr double kMinCheckInterval = 0.1;
 inline constexpr int kMaxCount = 65535;
 

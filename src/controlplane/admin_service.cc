@@ -207,8 +207,8 @@ AdminResponse AdminService::handle(const AdminRequest& req) {
     if (next != std::string_view::npos) t.sub_path = std::string(rest.substr(next));
     if (t.id.empty() && !t.sub_path.empty()) return error(404, "empty resource id in the path");
     if (!t.id.empty() && !valid_id(t.id)) {
-      return error(400, "invalid " + std::string(info(t.kind).noun) + " id '" + t.id +
-                            "': 1 to 64 characters of a-z A-Z 0-9 - _ . (not \".\" or \"..\")");
+      return error(
+          400, "invalid " + std::string(info(t.kind).noun) + " id '" + t.id + "': " + std::string(kIdRule));
     }
   }
   if (!t.sub_path.empty() && req.method != "PATCH") {
@@ -398,7 +398,7 @@ AdminResponse AdminService::write(const Target& target, const AdminRequest& req)
       return error(400, "missing " + std::string(ki.noun) + " " + id_field + " (in the URL or the body)");
     }
     if (!valid_id(t.id)) {
-      return error(400, id_field + ": 1 to 64 characters of a-z A-Z 0-9 - _ . (not \".\" or \"..\")");
+      return error(400, id_field + ": " + std::string(kIdRule));
     }
   }
   int64_t if_match = -1;

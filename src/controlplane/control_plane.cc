@@ -123,7 +123,7 @@ std::vector<admin::AdminKey> load_dp_tokens(const std::string& path) {
     fields >> token >> extra;
     const std::string where = path + ":" + std::to_string(number);
     if (token.empty() || !extra.empty()) throw std::runtime_error(where + ": expected '<node-id> <token>'");
-    if (!valid_id(node)) throw std::runtime_error(where + ": node id must be 1-64 of a-z A-Z 0-9 - _ .");
+    if (!valid_id(node)) throw std::runtime_error(where + ": node id must be " + std::string(kIdRule));
     if (token.size() < 16) throw std::runtime_error(where + ": the token must be at least 16 characters");
     for (const admin::AdminKey& k : keys) {
       if (k.name == node) throw std::runtime_error(where + ": node id " + node + " appears twice");

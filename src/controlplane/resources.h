@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <string_view>
 
+#include "config/validate.h"
+
 namespace portico::controlplane {
 
 enum class Kind { routes, services, upstreams, consumers, ssls, global_rules, plugin_configs };
@@ -50,14 +52,9 @@ inline bool kind_of(std::string_view name, Kind& out) {
 // APISIX's id rule: 1..64 characters of [a-zA-Z0-9-_.], except "." and ".." (stricter than APISIX): an id is
 // a segment of etcd keys and of URLs, where those two mean "here" and "the parent" (config::read_id agrees).
 inline bool valid_id(std::string_view id) {
-  if (id.empty() || id.size() > 64 || id == "." || id == "..") return false;
-  for (char c : id) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-              c == '_' || c == '.';
-    if (!ok) return false;
-  }
-  return true;
+  return config::valid_id_text(id);
 }
+inline constexpr std::string_view kIdRule = "1 to 64 characters of a-z A-Z 0-9 - _ . (not \".\" or \"..\")";
 
 // A non-negative decimal of at most 18 digits (no sign, no spaces): revisions, pages, seconds.
 inline bool parse_decimal(std::string_view text, int64_t& out) {

@@ -197,9 +197,7 @@ bool SnapshotCache::store(std::string_view encoded_snapshot, int64_t revision, s
     return false;
   }
   if (!make_dirs(dir_, error)) return false;
-  std::string tmp = dir_;
-  tmp += '/';
-  tmp += kTempPrefix;
+  std::string tmp = in_dir(kTempPrefix);
   tmp += "XXXXXX";
   int fd = ::mkstemp(tmp.data());
   if (fd < 0) {
@@ -218,9 +216,7 @@ bool SnapshotCache::store(std::string_view encoded_snapshot, int64_t revision, s
     return false;
   }
   std::string name = file_name(revision);
-  std::string path = dir_;
-  path += '/';
-  path += name;
+  std::string path = in_dir(name);
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
     saved = errno;
     ::unlink(tmp.c_str());
@@ -235,12 +231,6 @@ bool SnapshotCache::store(std::string_view encoded_snapshot, int64_t revision, s
   Listing listing;
   if (!list_dir(dir_, listing, true)) return true;  // stored; pruning is best effort
   size_t kept = 0;
-  auto in_dir = [this](std::string_view n) {
-    std::string p = dir_;
-    p += '/';
-    p += n;
-    return p;
-  };
   std::vector<std::string> superseded = std::move(listing.superseded);
   for (const auto& [r, n] : listing.snapshots) {
     if (n == name || (r < revision && kept < keep_)) {
@@ -273,9 +263,7 @@ bool SnapshotCache::store(std::string_view encoded_snapshot, int64_t revision, s
   }
   time_t now = std::time(nullptr);
   for (const std::string& t : listing.temps) {  // left by a crash between mkstemp and rename
-    std::string p = dir_;
-    p += '/';
-    p += t;
+    const std::string p = in_dir(t);
     struct stat st;
     if (::stat(p.c_str(), &st) == 0 && now - st.st_mtime > kStaleTempSeconds) ::unlink(p.c_str());
   }
@@ -292,9 +280,7 @@ std::optional<CachedSnapshot> SnapshotCache::load_latest(const Verifier& verifie
       return std::nullopt;
     }
     for (const auto& [revision, name] : listing.snapshots) {
-      std::string path = dir_;
-      path += '/';
-      path += name;
+      std::string path = in_dir(name);
       std::string text, error;
       CachedSnapshot snap;
       ReadResult read = read_file(path, kMaxSnapshotBytes, text, error);

@@ -43,6 +43,13 @@ class SnapshotCache {
   const std::string& dir() const { return dir_; }
 
  private:
+  std::string in_dir(std::string_view name) const {  // the path of `name` in the cache directory
+    std::string path = dir_;
+    path += '/';
+    path += name;
+    return path;
+  }
+
   std::string dir_;
   size_t keep_;
 };
