@@ -9,6 +9,7 @@ genuine: the data plane cannot tell it from a real control plane whose key leake
 Run with -s to see the memory figures.
 """
 
+import contextlib
 import json
 import os
 import re
@@ -263,15 +264,24 @@ def report(name, **figures):
 # Item 4: bounded bodies, and allocation failures on the sync thread never take the proxy down
 # ------------------------------------------------------------------------------------------------------------
 
-def test_huge_changes_answer_is_refused_with_bounded_memory(dataplane, origin, tmp_path):
-    """A 250 MiB /changes answer (under the old 256 MiB bound, so it used to be parsed: 2.4 GB RSS) is refused
-    at 32 MiB. Under a strict address-space limit the data plane lives on, keeps serving, and says why."""
+@contextlib.contextmanager
+def dp_behind_fake_control_plane(dataplane, origin, tmp_path, name):
+    """A data plane serving revision 7 from a fake control plane (the hostile peer the test then turns it into)."""
     o = origin(ORIGIN_ID)
     signer = Signer(tmp_path)
     fake = FakeControlPlane(signer, "4242", 7, [route(o)])
     try:
-        dp = start_dp(dataplane, [fake], signer, "dp-huge")
+        dp = start_dp(dataplane, [fake], signer, name)
         wait_for(lambda: served(dp) == (200, ORIGIN_ID), timeout=10)
+        yield dp, fake
+    finally:
+        fake.stop()
+
+
+def test_huge_changes_answer_is_refused_with_bounded_memory(dataplane, origin, tmp_path):
+    """A 250 MiB /changes answer (under the old 256 MiB bound, so it used to be parsed: 2.4 GB RSS) is refused
+    at 32 MiB. Under a strict address-space limit the data plane lives on, keeps serving, and says why."""
+    with dp_behind_fake_control_plane(dataplane, origin, tmp_path, "dp-huge") as (dp, fake):
         before = dp.memory_kb()
         limit_address_space(dp, 768 * MIB)
         fake.mode = "huge_changes"
@@ -287,19 +297,12 @@ def test_huge_changes_answer_is_refused_with_bounded_memory(dataplane, origin, t
         assert growth_mib < MAX_DELTA / MIB + 64, (before, after)
         for sent in fake.sent:
             assert sent < MAX_DELTA + 16 * MIB, fake.sent
-    finally:
-        fake.stop()
 
 
 def test_endless_changes_and_snapshot_bodies_are_cut_at_their_bounds(dataplane, origin, tmp_path):
     """Bodies that never end: /changes is cut at 32 MiB, /snapshot at 128 MiB (no more: growing the buffer never
     reserves past the bound), and the data plane goes on serving what it had."""
-    o = origin(ORIGIN_ID)
-    signer = Signer(tmp_path)
-    fake = FakeControlPlane(signer, "4242", 7, [route(o)])
-    try:
-        dp = start_dp(dataplane, [fake], signer, "dp-endless")
-        wait_for(lambda: served(dp) == (200, ORIGIN_ID), timeout=10)
+    with dp_behind_fake_control_plane(dataplane, origin, tmp_path, "dp-endless") as (dp, fake):
         before = dp.memory_kb()
         limit_address_space(dp, 768 * MIB)
         fake.mode = "endless_changes"
@@ -318,8 +321,6 @@ def test_endless_changes_and_snapshot_bodies_are_cut_at_their_bounds(dataplane, 
                peak_after_snapshot_mib=round(after["VmHWM"] / 1024.0, 1))
         assert (mid["VmHWM"] - before["VmRSS"]) / 1024.0 < MAX_DELTA / MIB + 64, (before, mid)
         assert (after["VmHWM"] - before["VmRSS"]) / 1024.0 < MAX_SNAPSHOT / MIB + 64, (before, after)
-    finally:
-        fake.stop()
 
 
 @pytest.mark.parametrize("headroom_mib,expected", [
@@ -332,12 +333,7 @@ def test_allocation_failure_on_the_sync_thread_is_survived(dataplane, origin, tm
     strict: one malloc arena, so that the heap counts against RLIMIT_AS as it grows): the allocation failure on
     the sync thread is caught, logged and counted; the proxy keeps serving its config."""
     monkeypatch.setenv("MALLOC_ARENA_MAX", "1")
-    o = origin(ORIGIN_ID)
-    signer = Signer(tmp_path)
-    fake = FakeControlPlane(signer, "4242", 7, [route(o)])
-    try:
-        dp = start_dp(dataplane, [fake], signer, "dp-oom")
-        wait_for(lambda: served(dp) == (200, ORIGIN_ID), timeout=10)
+    with dp_behind_fake_control_plane(dataplane, origin, tmp_path, "dp-oom") as (dp, fake):
         errors_before = dp.metrics().value("portico_sync_errors_total")
         limit_address_space(dp, headroom_mib * MIB)
         fake.mode = "big_delta"
@@ -346,8 +342,6 @@ def test_allocation_failure_on_the_sync_thread_is_survived(dataplane, origin, tm
         fake.mode = "normal"
         assert_still_serving(dp, 7)
         assert dp.metrics().value("portico_sync_errors_total") > errors_before
-    finally:
-        fake.stop()
 
 
 # ------------------------------------------------------------------------------------------------------------
