@@ -39,6 +39,13 @@ def test_durations_out_of_range_are_refused(value):
         r.stderr[:200]
 
 
+def test_tiny_compaction_interval_is_refused():
+    r = run_portico("--etcd-compaction-interval", "0.001")
+    assert r.returncode == 2
+    assert r.stderr.startswith("portico: --etcd-compaction-interval is 0 (off) or at least 1 second\n"), \
+        r.stderr[:200]
+
+
 def test_missing_config_file_fails_fast(tmp_path):
     missing = tmp_path / "nonexistent.yaml"
     r = run_portico("--config", str(missing), "--listen", "127.0.0.1:0", "--status-listen", "127.0.0.1:0")
