@@ -196,8 +196,8 @@ int main(int argc, char** argv) {
     } else if (flag == "--etcd-compaction-interval") {
       cp.compaction_interval = parse_seconds(flag, value);
       // Each round is an etcd request: a tiny interval would be a request loop against the cluster.
-      if (cp.compaction_interval != 0 && cp.compaction_interval < 1)
-        usage_error("--etcd-compaction-interval is 0 (off) or at least 1 second");
+      if (cp.compaction_interval != 0 && cp.compaction_interval < 0.1)
+        usage_error("--etcd-compaction-interval is 0 (off) or at least 0.1 seconds");
     } else if (flag == "--etcd-compaction-retention") {
       cp.compaction_retention = parse_integer(flag, value, 1);
     } else if (flag == "--admin-listen") {

@@ -42,7 +42,7 @@ def test_durations_out_of_range_are_refused(value):
 def test_tiny_compaction_interval_is_refused():
     r = run_portico("--etcd-compaction-interval", "0.001")
     assert r.returncode == 2
-    assert r.stderr.startswith("portico: --etcd-compaction-interval is 0 (off) or at least 1 second\n"), \
+    assert r.stderr.startswith("portico: --etcd-compaction-interval is 0 (off) or at least 0.1 seconds\n"), \
         r.stderr[:200]
 
 
