@@ -5,12 +5,28 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 namespace portico::config {
+
+// One entry of a `plugins` mapping (routes, services, plugin configs, global rules, consumers), validated
+// against the plugin's schema (config/plugin_catalog.h) with its defaults applied. client-control is not
+// listed here: it is folded into max_body_size. The configuration is shared (copies of a model share it) and
+// never changed after validation; src/plugins/ compiles it into a runtime plugin when a snapshot is built.
+struct PluginSpec {
+  std::string name;
+  std::shared_ptr<const nlohmann::json> conf;  // the plugin's configuration object, without `_meta`
+  bool disabled = false;                       // `_meta.disable`: configured but not run
+  int priority = 0;                            // the catalog's priority, or `_meta.priority`
+};
+// Sorted by name; names are unique.
+using PluginMap = std::vector<PluginSpec>;
 
 // Seconds, as APISIX expresses them (fractions allowed).
 struct Timeout {
@@ -156,6 +172,7 @@ struct Route {
   int64_t max_body_size = -1;
   int64_t own_max_body_size = -1;  // the route's own client-control limit, before the folding above
   bool enable_websocket = false;   // Upgrade: websocket requests are tunnelled
+  PluginMap plugins;               // its own plugins (merged with its plugin config's and service's at build)
 };
 
 struct Service {
@@ -167,6 +184,7 @@ struct Service {
   int64_t max_body_size = -1;      // its client-control plugin, as Route's; already folded into its routes
   bool enable_websocket =
       false;  // Upgrade: websocket requests are tunnelled (for routes naming this service)
+  PluginMap plugins;
 };
 
 // APISIX `labels`: name -> value, sorted by name.
@@ -177,10 +195,13 @@ struct Consumer {
   std::string username;  // [A-Za-z0-9_-], 1..256 characters; unique among consumers
   std::string desc;
   Labels labels;
-  // Its client-control plugin (bytes, -1 = none, as Route's). In APISIX it applies to requests authenticated
-  // as this consumer; this version has no authentication plugin, so no request is ever attributed to a
-  // consumer and this never applies (as in APISIX with no authentication plugin on the route).
+  // Its client-control plugin (bytes, -1 = none, as Route's). Validated and kept, but not applied: Portico
+  // decides the body limit before the plugins run (413 before authentication), so a consumer's own limit is
+  // not enforced (docs/plugins.md).
   int64_t max_body_size = -1;
+  // Its plugins: the credentials of auth plugins (key-auth's key, ...; validated with the plugin's consumer
+  // schema, secret fields decrypted) and other plugins that run for requests authenticated as this consumer.
+  PluginMap plugins;
 };
 
 enum class SslType { server, client };
@@ -207,6 +228,7 @@ struct GlobalRule {
   // through its own plugins, its plugin config or its service; with several, the last rule in
   // Config::global_rules that sets one wins (APISIX runs global rules in order, the last write sticks).
   int64_t max_body_size = -1;
+  PluginMap plugins;
 };
 
 // A plugin config (APISIX `plugin_configs`): plugins shared by the routes naming it in plugin_config_id.
@@ -216,6 +238,7 @@ struct PluginConfig {
   std::string desc;
   Labels labels;
   int64_t max_body_size = -1;  // client-control, as Route's; already folded into its routes
+  PluginMap plugins;
 };
 
 struct Config {

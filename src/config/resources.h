@@ -29,14 +29,20 @@ std::string peek_username(const json& v);
 // {connect, send, read}: seconds > 0; a missing one keeps the model default (60).
 bool read_timeout(const json& v, const Path& p, Errors& e, Timeout& out);
 
-// The settings of the plugins this version implements (only client-control). Any other plugin name is
-// rejected rather than silently ignored: accepting, say, an authentication plugin that is not enforced
-// would open what the operator meant to close.
+// What a `plugins` mapping holds: client-control's body limit (folded into routes, not run as a plugin) and
+// every other plugin, each validated against its schema in the catalog (config/plugin_catalog.h). A name the
+// catalog does not know is an error rather than silently ignored: accepting, say, an authentication plugin
+// that is not enforced would open what the operator meant to close.
 struct PluginSettings {
   int64_t max_body_size =
       -1;  // client-control; -1 = not set; 0 ("no limit" in APISIX) is stored as INT64_MAX
+  PluginMap plugins;
 };
+// Where a `plugins` mapping is: on a consumer, auth plugins are credentials (their consumer schema, secret
+// fields decrypted with the process keyring); elsewhere auth plugins take their route-side schema.
+enum class PluginScope { route, consumer, credential };
 // `plugins` of any resource kind: a mapping of plugin names to their configuration.
-void read_plugins(const json& v, const Path& p, Errors& e, PluginSettings& out);
+void read_plugins(const json& v, const Path& p, Errors& e, PluginSettings& out,
+                  PluginScope scope = PluginScope::route);
 
 }  // namespace portico::config::detail

@@ -63,7 +63,7 @@ std::optional<Consumer> consumer_at(const json& v, const Path& p, Errors& e, con
       std::string ignored;  // APISIX's schema has it; consumers are keyed by username
       read_id(f, fp, e, ignored);
     } else if (k == "plugins") {
-      read_plugins(f, fp, e, plugins);
+      read_plugins(f, fp, e, plugins, PluginScope::consumer);
     } else if (k == "desc") {
       read_desc(f, fp, e, &consumer.desc);
     } else if (k == "labels") {
@@ -78,6 +78,7 @@ std::optional<Consumer> consumer_at(const json& v, const Path& p, Errors& e, con
   }
   if (!has_username && options.id_required) fail(e, p.key("username"), "is required");
   consumer.max_body_size = plugins.max_body_size;
+  consumer.plugins = std::move(plugins.plugins);
   if (e.total() != before) return std::nullopt;
   return consumer;
 }
@@ -90,6 +91,7 @@ struct PluginsResource {
   std::string id, name, desc;
   Labels labels;
   int64_t max_body_size = -1;
+  PluginMap plugins;
 };
 
 std::optional<PluginsResource> plugins_resource_at(const json& v, const Path& p, Errors& e,
@@ -130,6 +132,7 @@ std::optional<PluginsResource> plugins_resource_at(const json& v, const Path& p,
   if (!has_id && options.id_required) fail(e, p.key("id"), "is required");
   if (!has_plugins) fail(e, p.key("plugins"), "is required");
   out.max_body_size = plugins.max_body_size;
+  out.plugins = std::move(plugins.plugins);
   if (e.total() != before) return std::nullopt;
   return out;
 }
@@ -144,6 +147,7 @@ std::optional<GlobalRule> global_rule_at(const json& v, const Path& p, Errors& e
   GlobalRule rule;
   rule.id = std::move(r->id);
   rule.max_body_size = r->max_body_size;
+  rule.plugins = std::move(r->plugins);
   return rule;
 }
 
@@ -158,6 +162,7 @@ std::optional<PluginConfig> plugin_config_at(const json& v, const Path& p, Error
   config.desc = std::move(r->desc);
   config.labels = std::move(r->labels);
   config.max_body_size = r->max_body_size;
+  config.plugins = std::move(r->plugins);
   return config;
 }
 

@@ -12,7 +12,6 @@ namespace {
 constexpr std::string_view kMethods[] = {"GET",  "POST",    "PUT",     "DELETE", "PATCH",
                                          "HEAD", "OPTIONS", "CONNECT", "TRACE",  "PURGE"};
 
-constexpr int64_t kNoBodyLimit = std::numeric_limits<int64_t>::max();
 
 // For "did you mean" suggestions.
 constexpr std::string_view kRouteFields[] = {"id",           "name",       "desc",
@@ -227,39 +226,6 @@ void read_one_or_many(const json* one, const json* many, const Path& p, std::str
 
 }  // namespace
 
-void read_plugins(const json& v, const Path& p, Errors& e, PluginSettings& out) {
-  if (!v.is_object()) {
-    fail_type(e, p, "a mapping of plugin names to their configuration", v);
-    return;
-  }
-  for (auto it = v.begin(); it != v.end(); ++it) {
-    const std::string& name = it.key();
-    const Path pp = p.key(name);
-    if (name != "client-control") {
-      fail(e, pp, "plugin '" + name + "' is not supported by this version (supported: client-control)");
-      continue;
-    }
-    const json& conf = it.value();
-    if (!conf.is_object()) {
-      fail_type(e, pp, "a mapping", conf);
-      continue;
-    }
-    for (auto f = conf.begin(); f != conf.end(); ++f) {
-      if (f.key() == "max_body_size") {
-        int64_t size = 0;
-        if (read_int(f.value(), pp.key(f.key()), e, int64_t{0}, std::numeric_limits<int64_t>::max(), size)) {
-          // APISIX: with max_body_size 0 "the size of the client's request body will not be checked".
-          out.max_body_size = size == 0 ? kNoBodyLimit : size;
-        }
-      } else if (f.key() == "_meta") {
-        fail(e, pp.key(f.key()), "plugin '_meta' settings are not supported by this version");
-      } else {
-        fail_unknown(e, pp, f.key(), {"max_body_size"});
-      }
-    }
-  }
-}
-
 std::optional<Route> route_at(const json& v, const Path& p, Errors& e, const ValidateOptions& options) {
   if (!v.is_object()) {
     fail_type(e, p, "a mapping (a route)", v);
@@ -353,6 +319,7 @@ std::optional<Route> route_at(const json& v, const Path& p, Errors& e, const Val
   }
   route.max_body_size = plugins.max_body_size;
   route.own_max_body_size = plugins.max_body_size;
+  route.plugins = std::move(plugins.plugins);
   if (e.total() != before) return std::nullopt;
   return route;
 }
@@ -407,6 +374,7 @@ std::optional<Service> service_at(const json& v, const Path& p, Errors& e, const
     }
   }
   service.max_body_size = plugins.max_body_size;
+  service.plugins = std::move(plugins.plugins);
   if (e.total() != before) return std::nullopt;
   return service;
 }

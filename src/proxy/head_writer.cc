@@ -71,7 +71,40 @@ bool dropped(const http::MessageHead& head, std::string_view name) {
   return head.connection_lists(name);
 }
 
+// Whether header edits replace or remove the received field `name` (a `set` or `remove` of that name).
+bool edited_away(const std::vector<plugins::HeaderEdit>* edits, std::string_view name) {
+  if (edits == nullptr) return false;
+  for (const plugins::HeaderEdit& e : *edits) {
+    if (e.op != plugins::HeaderEdit::Op::add && iequals(e.name, name)) return true;
+  }
+  return false;
+}
+
+// The fields the edits add, in order: a `set` or `add` stands unless a later `set` or `remove` of the same
+// name replaces it.
+// On a request, `request_side`: the fields Portico re-states itself (X-Forwarded-*, X-Real-IP) are not
+// taken from the edits either.
+void append_edited(std::string& out, const std::vector<plugins::HeaderEdit>* edits,
+                   bool request_side = false) {
+  if (edits == nullptr) return;
+  for (size_t i = 0; i < edits->size(); ++i) {
+    const plugins::HeaderEdit& e = (*edits)[i];
+    if (e.op == plugins::HeaderEdit::Op::remove || is_reserved_field(e.name)) continue;
+    if (request_side && is_rewritten_request_field(e.name)) continue;
+    bool replaced = false;
+    for (size_t j = i + 1; j < edits->size() && !replaced; ++j) {
+      const plugins::HeaderEdit& later = (*edits)[j];
+      replaced = later.op != plugins::HeaderEdit::Op::add && iequals(later.name, e.name);
+    }
+    if (!replaced) append_header(out, e.name, e.value);
+  }
+}
+
 }  // namespace
+
+bool is_reserved_field(std::string_view name) {
+  return is_hop_by_hop(name) || iequals(name, "content-length") || iequals(name, "host");
+}
 
 bool iequals(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
@@ -116,7 +149,9 @@ void remove_connection_options(http::RequestHead& head) {
 void write_upstream_request_head(std::string& out, const http::RequestHead& req,
                                  const UpstreamRequestParams& p) {
   out.clear();
-  out += req.method_text;
+  const std::vector<plugins::HeaderEdit>* edits =
+      p.edits != nullptr && !p.edits->headers.empty() ? &p.edits->headers : nullptr;
+  out += p.edits != nullptr && !p.edits->method.empty() ? std::string_view(p.edits->method) : req.method_text;
   out += ' ';
   out += p.target;
   out += " HTTP/1.1\r\n";
@@ -126,6 +161,7 @@ void write_upstream_request_head(std::string& out, const http::RequestHead& req,
   for (uint16_t i = 0; i < req.header_count; ++i) {
     const http::Header& h = req.headers[i];
     if (dropped(req, h.name)) continue;
+    if (edits != nullptr && !is_reserved_field(h.name) && edited_away(edits, h.name)) continue;
     if (is_rewritten_request_field(h.name)) {
       if (!have_forwarded_for && iequals(h.name, "x-forwarded-for")) {
         forwarded_for = h.value;
@@ -138,6 +174,7 @@ void write_upstream_request_head(std::string& out, const http::RequestHead& req,
     out += h.value;
     out += "\r\n";
   }
+  append_edited(out, edits, true);
   out += "X-Forwarded-For: ";
   if (have_forwarded_for && !forwarded_for.empty()) {
     out += forwarded_for;
@@ -162,17 +199,30 @@ void write_upstream_request_head(std::string& out, const http::RequestHead& req,
 void write_client_response_head(std::string& out, const http::ResponseHead& resp,
                                 const ClientResponseParams& p) {
   out.clear();
+  const std::vector<plugins::HeaderEdit>* edits =
+      p.edits != nullptr && !p.edits->headers.empty() ? &p.edits->headers : nullptr;
+  const bool new_status = p.edits != nullptr && p.edits->status != 0;
+  const bool new_body = p.edits != nullptr && p.edits->has_body;
   out += p.http10 ? "HTTP/1.0 " : "HTTP/1.1 ";
-  append_uint(out, resp.status);
+  append_uint(out, new_status ? static_cast<uint64_t>(p.edits->status) : resp.status);
   out += ' ';
-  out += resp.reason.empty() ? http::reason_phrase(resp.status) : resp.reason;
+  out += new_status || resp.reason.empty() ? http::reason_phrase(new_status ? p.edits->status : resp.status)
+                                           : resp.reason;
   out += "\r\n";
   for (uint16_t i = 0; i < resp.header_count; ++i) {
     const http::Header& h = resp.headers[i];
     if (dropped(resp, h.name)) continue;
+    if (new_body && iequals(h.name, "content-length")) continue;
+    if (edits != nullptr && !is_reserved_field(h.name) && edited_away(edits, h.name)) continue;
     out += h.name;
     out += ": ";
     out += h.value;
+    out += "\r\n";
+  }
+  append_edited(out, edits);
+  if (new_body) {
+    out += "Content-Length: ";
+    append_uint(out, p.edits->body.size());
     out += "\r\n";
   }
   // Content-Length (validated, single) was copied above, which also keeps it on HEAD and 304 responses.
@@ -186,6 +236,36 @@ void write_client_response_head(std::string& out, const http::ResponseHead& resp
     out += "Connection: keep-alive\r\n";
   }
   out += "\r\n";
+}
+
+void write_plugin_reply(std::string& out, const plugins::Reply& reply, const plugins::ResponseEdits* edits,
+                        bool close, bool head_only) {
+  out.clear();
+  const int status = edits != nullptr && edits->status != 0 ? edits->status : reply.status;
+  const bool new_body = edits != nullptr && edits->has_body;
+  const std::string& body = new_body ? edits->body : reply.body;
+  out += "HTTP/1.1 ";
+  append_uint(out, static_cast<uint64_t>(status));
+  out += ' ';
+  out += http::reason_phrase(status);
+  out += "\r\nServer: portico\r\n";
+  const std::vector<plugins::HeaderEdit>* header_edits =
+      edits != nullptr && !edits->headers.empty() ? &edits->headers : nullptr;
+  if (!body.empty() && !edited_away(header_edits, "content-type")) {
+    append_header(
+        out, "Content-Type",
+        reply.content_type.empty() ? std::string_view("text/plain; charset=utf-8") : reply.content_type);
+  }
+  for (const auto& [name, value] : reply.headers) {
+    if (!is_reserved_field(name) && !edited_away(header_edits, name)) append_header(out, name, value);
+  }
+  append_edited(out, header_edits);
+  out += "Content-Length: ";
+  append_uint(out, body.size());
+  out += "\r\n";
+  if (close) out += "Connection: close\r\n";
+  out += "\r\n";
+  if (!head_only) out += body;
 }
 
 void write_error_response(std::string& out, int status, std::string_view message, bool close,

@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "http/path.h"
+#include "plugins/consumers.h"
 #include "proxy/worker.h"
 #include "snapshot/snapshot.h"
 
@@ -370,8 +371,69 @@ awaitable<bool> Session::handle_request() {
     co_return false;
   }
 
+  pipeline_ = plugins::Pipeline(snap.global_rules.get(), route.plugins.get());
+  if (!pipeline_.empty()) {
+    bool keep = false;
+    if (!co_await run_plugins(snap, route, path, keep)) {
+      finish_request(
+          plugin_ctx_.response.status != 0 ? plugin_ctx_.response.status : plugin_ctx_.reply.status, &route);
+      co_return keep;
+    }
+  }
+
   bool keep = co_await forward(route);
   co_return keep && !close_after_;
+}
+
+awaitable<bool> Session::run_plugins(const snapshot::Snapshot& snap, const snapshot::RouteRuntime& route,
+                                     std::string_view path, bool& keep) {
+  plugins::RequestContext& ctx = plugin_ctx_;
+  ctx.reset();
+  ctx.request = &request_;
+  ctx.path = path;
+  ctx.client_ip = client_ip_;
+  ctx.client_ip_text = std::string_view(client_ip_text_, client_ip_len_);
+  ctx.route_id = route.spec->id;
+  ctx.route_name = route.spec->name;
+  ctx.service_id = route.spec->service_id;
+  ctx.consumers = snap.consumers.get();
+  pipeline_.run_request(ctx);
+  if (ctx.replied()) {
+    keep = co_await send_plugin_reply();
+    co_return false;
+  }
+  if (ctx.consumer != nullptr) {
+    // What the origin learns of who called (APISIX 3.x attach_consumer); a client's own copies are replaced.
+    ctx.set_upstream_header("X-Consumer-Username", ctx.consumer->username);
+    if (!ctx.credential_id.empty()) {
+      ctx.set_upstream_header("X-Credential-Identifier", ctx.credential_id);
+    } else {
+      ctx.remove_upstream_header("X-Credential-Identifier");
+    }
+  }
+  if (ctx.upstream.target_changed()) {
+    std::string target(ctx.upstream_path());
+    std::string_view query = ctx.upstream_query();
+    if (!query.empty()) {
+      target += '?';
+      target += query;
+    }
+    rebuilt_target_ = std::move(target);
+    target_ = rebuilt_target_;
+  }
+  co_return true;
+}
+
+awaitable<bool> Session::send_plugin_reply() {
+  plugins::RequestContext& ctx = plugin_ctx_;
+  plugins::ResponseInfo info;
+  info.status = ctx.reply.status;
+  pipeline_.run_response(ctx, info);
+  if (response_started_) co_return false;
+  const bool close = close_after_ || worker_.draining() || !request_body_done_;
+  write_plugin_reply(head_out_, ctx.reply, &ctx.response, close, request_.method == http::Method::HEAD);
+  bool ok = co_await write_client(bufs(asio::buffer(head_out_)));
+  co_return ok && !close;
 }
 
 awaitable<bool> Session::write_client(Buffers buffers) {
@@ -404,6 +466,7 @@ awaitable<void> Session::reject_head(int status, std::string_view reason) {
 }
 
 void Session::start_request_bookkeeping() {
+  pipeline_ = {};
   request_start_ = Clock::now();
   upstream_seconds_ = -1;
   upstream_status_ = 0;
@@ -417,6 +480,16 @@ void Session::finish_request(int status, const snapshot::RouteRuntime* route) {
   m.route(route ? route->metrics_slot : 0).by_class[static_cast<size_t>(status_class(status))].add();
   m.request_duration.observe(seconds);
   if (upstream_seconds_ >= 0) m.upstream_duration.observe(upstream_seconds_);
+  if (!pipeline_.empty()) {
+    plugins::LogInfo info;
+    info.status = status;
+    info.request_seconds = seconds;
+    info.upstream_seconds = upstream_seconds_;
+    info.bytes_sent = bytes_sent_;
+    info.upstream_addr = upstream_addr_;
+    pipeline_.run_log(plugin_ctx_, info);
+    pipeline_ = {};
+  }
   AccessLog& log = worker_.access_log();
   if (!log.enabled()) return;
   AccessRecord rec;

@@ -19,6 +19,8 @@
 #include "config/model.h"
 #include "http/message.h"
 #include "http/parser.h"
+#include "plugins/context.h"
+#include "plugins/pipeline.h"
 #include "proxy/head_writer.h"
 #include "proxy/upstream_pool.h"
 #include "router/ip_address.h"
@@ -27,6 +29,7 @@
 namespace portico::snapshot {
 struct RouteRuntime;
 struct UpstreamRuntime;
+struct Snapshot;
 }  // namespace portico::snapshot
 
 namespace portico::proxy {
@@ -93,6 +96,8 @@ class Session : public std::enable_shared_from_this<Session> {
   boost::asio::awaitable<bool> send_continue();
   boost::asio::awaitable<Failure> read_response_head(Attempt& attempt);
   boost::asio::awaitable<bool> relay_response(Attempt& attempt);
+  // A plugin replaced the response body: the origin's head (with the plugins' edits) and the new body.
+  boost::asio::awaitable<bool> send_replaced_body(Attempt& attempt, bool http10);
   // After a 101 to a WebSocket upgrade: bytes both ways until either side closes.
   boost::asio::awaitable<void> tunnel(Attempt& attempt);
   boost::asio::awaitable<void> pump(boost::asio::ip::tcp::socket& from, boost::asio::ip::tcp::socket& to,
@@ -104,6 +109,14 @@ class Session : public std::enable_shared_from_this<Session> {
   boost::asio::awaitable<size_t> read_upstream(size_t offset, size_t max, double timeout) {
     return read_upstream(offset, max, deadline_in(timeout));
   }
+
+  // Runs the plugins' request phases for `route`. True: forward; false: a plugin answered (the reply was
+  // sent, `keep` says whether the connection stays open).
+  boost::asio::awaitable<bool> run_plugins(const snapshot::Snapshot& snap,
+                                           const snapshot::RouteRuntime& route, std::string_view path,
+                                           bool& keep);
+  // Sends the reply a plugin made, after the response phase.
+  boost::asio::awaitable<bool> send_plugin_reply();
 
   // A request head refused before routing (400, 408, 414, 431, ...): counted, answered and logged; the
   // connection then closes (lingering: what the client still sends stays unread).
@@ -181,6 +194,11 @@ class Session : public std::enable_shared_from_this<Session> {
   double upstream_send_timeout_ = 60;
   std::string leftover_;  // bytes read past a chunked body's end (the next pipelined request)
   http::ChunkedDecoder decoder_;
+
+  // The plugins of the current request (empty when its route and the global rules have none) and what they
+  // see and change of it.
+  plugins::Pipeline pipeline_;
+  plugins::RequestContext plugin_ctx_;
 };
 
 }  // namespace portico::proxy

@@ -103,7 +103,8 @@ awaitable<bool> Session::forward(const snapshot::RouteRuntime& route) {
       worker_.metrics().upstream_connect_errors.add();
     if (f == Failure::timeout || f == Failure::connect_timeout) worker_.metrics().upstream_timeouts.add();
     if (f == Failure::none) {
-      finish_request(upstream_status_, &route);
+      const int edited = pipeline_.empty() ? 0 : plugin_ctx_.response.status;
+      finish_request(edited != 0 ? edited : upstream_status_, &route);
       co_return !close_after_;
     }
     last = f;
@@ -252,6 +253,11 @@ awaitable<bool> Session::send_request(Attempt& a) {
     case config::PassHost::rewrite:
       p.host = spec.upstream_host;
       break;
+  }
+  if (!pipeline_.empty()) {
+    const plugins::UpstreamEdits& edits = plugin_ctx_.upstream;
+    if (!edits.host.empty()) p.host = edits.host;
+    if (!edits.empty()) p.edits = &edits;
   }
   if (p.host.empty()) p.host = a.node->host_port;  // an HTTP/1.0 client may send no Host at all
   p.client_ip = std::string_view(client_ip_text_, client_ip_len_);
@@ -408,6 +414,22 @@ awaitable<Session::Failure> Session::read_response_head(Attempt& a) {
   }
 }
 
+awaitable<bool> Session::send_replaced_body(Attempt& a, bool http10) {
+  // The origin's body is not read: its connection cannot carry another request.
+  a.reusable = false;
+  close_after_ = close_after_ || http10;
+  ClientResponseParams cp;
+  cp.body = OutFraming::content_length;
+  cp.close = close_after_;
+  cp.http10 = http10;
+  cp.edits = &plugin_ctx_.response;
+  write_client_response_head(head_out_, response_, cp);
+  const std::string& body = plugin_ctx_.response.body;
+  const bool head_only = request_.method == http::Method::HEAD;
+  co_return co_await write_client(
+      bufs(asio::buffer(head_out_), asio::buffer(head_only ? std::string_view() : body)));
+}
+
 awaitable<bool> Session::relay_response(Attempt& a) {
   bool http10 = request_.version_minor == 0;
   OutFraming out = OutFraming::none;
@@ -428,6 +450,15 @@ awaitable<bool> Session::relay_response(Attempt& a) {
   if (!request_body_done_) close_after_ = true;  // the client's body was not read to its end
   if (worker_.draining() || out == OutFraming::until_close) close_after_ = true;
   ClientResponseParams cp;
+  if (!pipeline_.empty()) {
+    plugins::ResponseInfo info;
+    info.status = response_.status;
+    info.upstream = &response_;
+    pipeline_.run_response(plugin_ctx_, info);
+    const plugins::ResponseEdits& edits = plugin_ctx_.response;
+    if (!edits.empty()) cp.edits = &edits;
+    if (edits.has_body) co_return co_await send_replaced_body(a, http10);
+  }
   cp.body = out;
   cp.close = close_after_;
   cp.http10 = http10;

@@ -7,6 +7,8 @@
 #include <unordered_set>
 
 #include "base/log.h"
+#include "plugins/consumers.h"
+#include "plugins/pipeline.h"
 #include "status/metrics.h"
 #include "upstream/health.h"
 #include "upstream/health_checker.h"
@@ -117,10 +119,16 @@ std::shared_ptr<const Layer> build_layer(config::Config config, const BuildConte
   struct ServiceRuntime {
     UpstreamRuntime* upstream = nullptr;
     bool websocket = false;
+    const config::PluginMap* plugins = nullptr;
   };
+  std::unordered_map<std::string_view, const config::PluginMap*> plugin_configs;
+  for (const config::PluginConfig& pc : cfg.plugin_configs) plugin_configs.emplace(pc.id, &pc.plugins);
+  plugins::BuildEnv env;
+  env.workers = ctx.workers;
+  plugins::PluginCache cache;
   std::unordered_map<std::string_view, ServiceRuntime> by_service;
   for (const config::Service& s : cfg.services) {
-    ServiceRuntime rt{nullptr, s.enable_websocket};
+    ServiceRuntime rt{nullptr, s.enable_websocket, &s.plugins};
     if (s.upstream) {
       layer->upstreams.push_back(make_upstream(*s.upstream, "service:" + s.id, ctx, reuse, dns));
       rt.upstream = layer->upstreams.back().get();
@@ -162,14 +170,66 @@ std::shared_ptr<const Layer> build_layer(config::Config config, const BuildConte
     rt.max_body_size = r.max_body_size;
     rt.websocket = r.enable_websocket || (service != nullptr && service->websocket);
     rt.metrics_slot = ctx.metrics ? ctx.metrics->route_slot(r.id) : 0;
+    const config::PluginMap* layers[3] = {service != nullptr ? service->plugins : nullptr, nullptr,
+                                          &r.plugins};
+    if (!r.plugin_config_id.empty()) {
+      auto it = plugin_configs.find(r.plugin_config_id);
+      if (it != plugin_configs.end()) layers[1] = it->second;
+    }
+    std::string plugin_error;
+    rt.plugins = plugins::compile_chain(layers, env, cache, &plugin_error);
+    if (!rt.plugins && !plugin_error.empty()) {
+      if (error) *error = "route " + r.id + ": " + plugin_error;
+      return nullptr;
+    }
   }
   for (const auto& up : layer->upstreams) layer->has_active_checks |= up->has_active_check;
   return layer;
 }
 
+std::shared_ptr<const plugins::GlobalRules> build_global_rules(const std::vector<config::GlobalRule>& rules,
+                                                               const BuildContext& ctx, std::string* error) {
+  plugins::BuildEnv env;
+  env.workers = ctx.workers;
+  plugins::PluginCache cache;
+  auto out = std::make_shared<plugins::GlobalRules>();
+  for (const config::GlobalRule& rule : rules) {
+    const config::PluginMap* layers[] = {&rule.plugins};
+    std::string plugin_error;
+    auto chain = plugins::compile_chain(layers, env, cache, &plugin_error);
+    if (!chain) {
+      if (plugin_error.empty()) continue;
+      if (error) *error = "global rule " + rule.id + ": " + plugin_error;
+      return nullptr;
+    }
+    out->phases |= chain->phases;
+    out->chains.push_back(std::move(chain));
+  }
+  if (out->chains.empty()) return nullptr;
+  return out;
+}
+
+std::shared_ptr<const plugins::ConsumerIndex> build_consumers(const std::vector<config::Consumer>& consumers,
+                                                              const BuildContext& ctx) {
+  plugins::BuildEnv env;
+  env.workers = ctx.workers;
+  plugins::PluginCache cache;
+  std::vector<std::string> problems;
+  auto index = plugins::ConsumerIndex::build(consumers, env, cache, problems);
+  for (const std::string& p : problems) PORTICO_LOG(warn, "consumers: %s", p.c_str());
+  return index;
+}
+
 std::shared_ptr<const Snapshot> build(config::Config config, std::string hash, std::string source,
                                       uint64_t generation, const BuildContext& ctx, std::string* error) {
   auto snap = std::make_shared<Snapshot>();
+  std::string global_error;
+  snap->global_rules = build_global_rules(config.global_rules, ctx, &global_error);
+  if (!snap->global_rules && !global_error.empty()) {
+    if (error) *error = global_error;
+    return nullptr;
+  }
+  snap->consumers = build_consumers(config.consumers, ctx);
   snap->generation = generation;
   snap->hash = std::move(hash);
   snap->source = std::move(source);

@@ -19,6 +19,11 @@
 namespace portico::status {
 class Metrics;
 }
+namespace portico::plugins {
+struct Chain;
+struct GlobalRules;
+class ConsumerIndex;
+}  // namespace portico::plugins
 namespace portico::upstream {
 class HealthRegistry;
 struct ProbeTarget;
@@ -45,6 +50,9 @@ struct RouteRuntime {
   int64_t max_body_size = -1;           // -1 = listener default
   uint32_t metrics_slot = 0;
   bool websocket = false;  // enable_websocket on the route or its service: Upgrade requests tunnel
+  // Its plugins (service < plugin config < route merged, disabled ones dropped), by priority; null when none
+  // run, so a route without plugins costs nothing per request.
+  std::shared_ptr<const plugins::Chain> plugins;
 };
 
 // What one build makes of one Config: the router over its routes and a runtime per route. Immutable once
@@ -70,6 +78,10 @@ struct Snapshot {
   std::shared_ptr<const Layer> base;
   std::shared_ptr<const Layer> overlay;  // null when nothing changed since the base was built
   std::vector<uint64_t> overridden;  // bit i: base route i is replaced by the overlay or removed; empty: none
+  // The plugins of the global rules (null: none run) and the consumers with their credentials. Built apart
+  // from the layers: a consumer or global rule change rebuilds only these.
+  std::shared_ptr<const plugins::GlobalRules> global_rules;
+  std::shared_ptr<const plugins::ConsumerIndex> consumers;
 
   // The route serving `request`, or null. With an overlay, the better of the two layers' matches wins; on a
   // full tie (same priority, path and host specificity) the route whose id sorts first, which is the route
@@ -93,6 +105,14 @@ using UpstreamReuse =
 // it does not reject the config. Returns null and sets `error` only on internal failures.
 std::shared_ptr<const Layer> build_layer(config::Config config, const BuildContext& ctx,
                                          const UpstreamReuse& reuse, std::string* error);
+
+// The global rules' compiled plugins (null when none run) and the consumer index of a validated config.
+// Problems that leave a credential out (conflicts) are logged; a plugin that cannot be built fails the build
+// (null with `error`).
+std::shared_ptr<const plugins::GlobalRules> build_global_rules(const std::vector<config::GlobalRule>& rules,
+                                                               const BuildContext& ctx, std::string* error);
+std::shared_ptr<const plugins::ConsumerIndex> build_consumers(const std::vector<config::Consumer>& consumers,
+                                                              const BuildContext& ctx);
 
 // A snapshot of one layer built from a validated config.
 std::shared_ptr<const Snapshot> build(config::Config config, std::string hash, std::string source,

@@ -14,6 +14,8 @@
 #include "base/log.h"
 #include "config/json_input.h"
 #include "config/validate.h"
+#include "plugins/consumers.h"
+#include "plugins/pipeline.h"
 
 namespace portico::snapshot {
 namespace {
@@ -189,6 +191,9 @@ struct SnapshotBuilder::State {
 
   Resources resources;
   int64_t global_limit = -1;
+  // Compiled apart from the layers, rebuilt only when global rules or consumers change.
+  std::shared_ptr<const plugins::GlobalRules> global_rules;
+  std::shared_ptr<const plugins::ConsumerIndex> consumers;
 
   Base base;
   Models<std::optional<config::Route>> overlay;  // routes changed since the base; nullopt = removed
@@ -277,6 +282,8 @@ struct SnapshotBuilder::State {
     snap->base = base.layer;
     snap->overlay = std::move(overlay_layer);
     if (overridden_count != 0) snap->overridden = overridden;  // none: the router skips the mask test
+    snap->global_rules = global_rules;
+    snap->consumers = consumers;
     last = snap;
     overlay_stale = false;
     return snap;
@@ -354,6 +361,13 @@ struct SnapshotBuilder::State {
       if (!route->upstream_id.empty()) upstream_ids.insert(route->upstream_id);
     }
     for (std::string_view id : upstream_ids) c.upstreams.push_back(resources.upstreams.find(id)->second);
+    std::unordered_set<std::string_view> plugin_config_ids;
+    for (const auto& [id, route] : overlay) {
+      if (route && !route->plugin_config_id.empty() &&
+          plugin_config_ids.insert(route->plugin_config_id).second) {
+        c.plugin_configs.push_back(resources.plugin_configs.at(route->plugin_config_id));
+      }
+    }
     return c;
   }
 };
@@ -383,8 +397,17 @@ std::shared_ptr<const Snapshot> SnapshotBuilder::build(config::Config config, st
   resources.ssls = index_models(config.ssls, id);
   resources.global_rules = index_models(config.global_rules, id);
   resources.plugin_configs = index_models(config.plugin_configs, id);
+  std::string global_error;
+  auto global_rules = build_global_rules(config.global_rules, s.context, &global_error);
+  if (!global_rules && !global_error.empty()) {
+    if (error) *error = global_error;
+    return nullptr;
+  }
+  auto consumers = build_consumers(config.consumers, s.context);
   auto layer = build_layer(std::move(config), s.context, nullptr, error);
   if (!layer) return nullptr;
+  s.global_rules = std::move(global_rules);
+  s.consumers = std::move(consumers);
   s.resources = std::move(resources);
   s.global_limit = global_limit_of(s.resources.global_rules);
   s.adopt_base(make_base(std::move(layer)));
@@ -541,6 +564,19 @@ SnapshotBuilder::Result SnapshotBuilder::apply(std::span<const ResourceChange> c
   }
   if (errors.total() != 0) return refuse();
 
+  // The global rules' plugins and the consumer index, when they changed (before anything is committed: a
+  // plugin that cannot be built refuses the delta).
+  std::shared_ptr<const plugins::GlobalRules> new_global_rules = s.global_rules;
+  if (!global_rules.empty()) {
+    Models<config::GlobalRule> merged = s.resources.global_rules;
+    commit(global_rules, merged);
+    std::string global_error;
+    new_global_rules = build_global_rules(list_models(merged), s.context, &global_error);
+    if (!new_global_rules && !global_error.empty()) {
+      errors.add("global_rules", global_error);
+      return refuse();
+    }
+  }
   // 4. Commit: the touched routes, folded as check_config folds them, go to the overlay.
   std::vector<std::pair<std::string, std::optional<config::Route>>> folded;
   folded.reserve(updates.size());
@@ -573,6 +609,8 @@ SnapshotBuilder::Result SnapshotBuilder::apply(std::span<const ResourceChange> c
   commit(global_rules, s.resources.global_rules);
   commit(plugin_configs, s.resources.plugin_configs);
   s.global_limit = global_limit;
+  s.global_rules = std::move(new_global_rules);
+  if (!consumers.empty()) s.consumers = build_consumers(list_models(s.resources.consumers), s.context);
   if (s.background && !s.background->stale) {  // it works from the state before this delta
     for (const auto& [id, model] : folded) s.background->touched_since.insert(id);
   }

@@ -1,0 +1,24 @@
+// Private to src/config. The plugin definitions of the catalog (plugin_catalog.h), in groups, each in its own
+// file: a plugin's schema is declared next to the others of its kind.
+#pragma once
+
+#include <span>
+
+#include "config/plugin_catalog.h"
+
+namespace portico::config::detail {
+
+// A definition with the common fields set; the caller sets the others (type, consumer schema, ...).
+inline PluginDef plugin_def(std::string_view name, int priority, std::string_view schema) {
+  PluginDef def;
+  def.name = name;
+  def.priority = priority;
+  def.schema = schema;
+  return def;
+}
+
+std::span<const PluginDef> auth_plugin_defs();     // plugin_defs_auth.cc
+std::span<const PluginDef> traffic_plugin_defs();  // plugin_defs_traffic.cc
+std::span<const PluginDef> observe_plugin_defs();  // plugin_defs_observe.cc
+
+}  // namespace portico::config::detail

@@ -1,0 +1,172 @@
+// What a plugin sees and changes of one request: the RequestContext. The session (proxy/session.cc) owns one
+// per connection and resets it per request; plugins read the received request through it, record their
+// changes to the request sent upstream (UpstreamEdits) and to the response sent to the client
+// (ResponseEdits), or answer the request themselves (reply()). A request on a route without plugins never
+// touches any of it beyond the reset, which frees nothing: the vectors keep their capacity across requests.
+//
+// Worker thread only (one context per session).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "http/message.h"
+#include "router/ip_address.h"
+
+namespace portico::plugins {
+
+class ConsumerRuntime;
+class ConsumerIndex;
+
+// One header change. `set` replaces every field of that name (or adds it), `add` appends one more field,
+// `remove` drops every field of that name. Names compare case-insensitively.
+struct HeaderEdit {
+  enum class Op : uint8_t { set, add, remove };
+  Op op = Op::set;
+  std::string name;
+  std::string value;
+};
+
+// Changes to the request Portico sends upstream, applied by the head writer in the order recorded.
+struct UpstreamEdits {
+  std::vector<HeaderEdit> headers;
+  std::string path;        // non-empty: the path to send instead of the routed one
+  bool query_set = false;  // `query` replaces the received query string (empty: none)
+  std::string query;
+  std::string method;  // non-empty: the method to send
+  std::string host;    // non-empty: the Host header to send
+
+  bool empty() const {
+    return headers.empty() && path.empty() && !query_set && method.empty() && host.empty();
+  }
+  bool target_changed() const { return !path.empty() || query_set; }
+  void clear() {
+    headers.clear();
+    path.clear();
+    query_set = false;
+    query.clear();
+    method.clear();
+    host.clear();
+  }
+};
+
+// Changes to the response sent to the client (from the upstream, or a plugin's own reply).
+struct ResponseEdits {
+  std::vector<HeaderEdit> headers;
+  int status = 0;         // non-zero: the status to send instead
+  bool has_body = false;  // `body` replaces the response body (Content-Length framed)
+  std::string body;
+
+  bool empty() const { return headers.empty() && status == 0 && !has_body; }
+  void clear() {
+    headers.clear();
+    status = 0;
+    has_body = false;
+    body.clear();
+  }
+};
+
+// The response a plugin makes instead of forwarding (401, 403, a redirect, a CORS preflight answer).
+struct Reply {
+  int status = 0;  // 0: no reply; the request goes on
+  std::string body;
+  std::string content_type;  // empty with a body: "text/plain; charset=utf-8"
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+
+// What the response filter phase sees of the response about to be sent.
+struct ResponseInfo {
+  int status = 0;
+  const http::ResponseHead* upstream = nullptr;  // null for a plugin's or Portico's own response
+};
+
+// Facts for the log phase, when the response is complete.
+struct LogInfo {
+  int status = 0;
+  double request_seconds = 0;
+  double upstream_seconds = -1;  // -1: no upstream exchange
+  uint64_t bytes_sent = 0;
+  uint64_t bytes_received = 0;     // request head and body bytes read from the client
+  std::string_view upstream_addr;  // "ip:port" of the node that answered; empty if none
+};
+
+class RequestContext {
+ public:
+  // Per request, set by the session before the plugins run.
+  const http::RequestHead* request = nullptr;
+  std::string_view path;  // the normalized path the route matched (without the query)
+  router::IpAddress client_ip;
+  std::string_view client_ip_text;
+  bool tls = false;  // the client connection is TLS (scheme https)
+  std::string_view route_id;
+  std::string_view route_name;
+  std::string_view service_id;
+  std::string_view matched_uri;   // the route's uri pattern that matched ("/users/*")
+  std::string_view matched_host;  // the route's host pattern that matched; empty when none
+
+  const ConsumerIndex* consumers = nullptr;  // the snapshot's credentials, for the auth plugins
+
+  // Set by an auth plugin.
+  const ConsumerRuntime* consumer = nullptr;
+  std::string_view credential_id;  // the credential that authenticated it (APISIX 3.x credentials)
+
+  UpstreamEdits upstream;
+  ResponseEdits response;
+  Reply reply;
+  std::string request_id;  // set by request-id, read by the access log and later plugins
+
+  // The first request header named `name` (case-insensitive) as received; `found` tells an empty value from
+  // a missing field.
+  std::string_view header(std::string_view name, bool* found = nullptr) const {
+    return request->find(name, found);
+  }
+  // The value of query argument `name` (first occurrence, not percent-decoded); `found` as above.
+  std::string_view query_arg(std::string_view name, bool* found = nullptr) const;
+  // The value of cookie `name` from the Cookie header(s).
+  std::string_view cookie(std::string_view name, bool* found = nullptr) const;
+
+  // Ends the plugin phases: the client gets this response (filtered by the response phase like any other).
+  void respond(int status, std::string body, std::string content_type = {}) {
+    reply.status = status;
+    reply.body = std::move(body);
+    reply.content_type = std::move(content_type);
+  }
+  // APISIX's `return 401, {message = "..."}`: a JSON body {"message":"..."}.
+  void respond_message(int status, std::string_view message);
+  bool replied() const { return reply.status != 0; }
+
+  // The path and query string as they will be sent upstream so far (after earlier plugins' edits).
+  std::string_view upstream_path() const {
+    return upstream.path.empty() ? path : std::string_view(upstream.path);
+  }
+  std::string_view upstream_query() const {
+    return upstream.query_set ? std::string_view(upstream.query) : request->query;
+  }
+  // Drops every `name=...` argument from the query string sent upstream.
+  void remove_query_arg(std::string_view name);
+  // Records a header change for the request sent upstream.
+  void set_upstream_header(std::string_view name, std::string_view value) {
+    upstream.headers.push_back({HeaderEdit::Op::set, std::string(name), std::string(value)});
+  }
+  void remove_upstream_header(std::string_view name) {
+    upstream.headers.push_back({HeaderEdit::Op::remove, std::string(name), {}});
+  }
+
+  // Back to the state of a new request (keeps allocated capacity).
+  void reset() {
+    consumer = nullptr;
+    credential_id = {};
+    upstream.clear();
+    response.clear();
+    reply.status = 0;
+    reply.body.clear();
+    reply.content_type.clear();
+    reply.headers.clear();
+    request_id.clear();
+  }
+};
+
+}  // namespace portico::plugins

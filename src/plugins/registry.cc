@@ -1,0 +1,48 @@
+// Plugin names to their runtime factories (plugin.h create_plugin).
+#include <nlohmann/json.hpp>
+#include <string_view>
+
+#include "plugins/factories.h"
+
+namespace portico::plugins {
+
+namespace {
+
+struct Entry {
+  std::string_view name;
+  detail::Factory make;
+};
+
+constexpr Entry kRuntimes[] = {
+    {"key-auth", detail::make_key_auth},
+};
+
+const Entry* find(std::string_view name) {
+  for (const Entry& e : kRuntimes) {
+    if (e.name == name) return &e;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+bool has_runtime(std::string_view name) {
+  return find(name) != nullptr;
+}
+
+std::shared_ptr<const Plugin> create_plugin(std::string_view name, const nlohmann::json& conf, int priority,
+                                            const BuildEnv& env, std::string* error) {
+  const Entry* e = find(name);
+  if (e == nullptr) {
+    if (error != nullptr) *error = "plugin '" + std::string(name) + "' has no runtime in this version";
+    return nullptr;
+  }
+  try {
+    return e->make(conf, priority, env, error);
+  } catch (const std::exception& ex) {  // a configuration the validator should have refused
+    if (error != nullptr) *error = "plugin '" + std::string(name) + "': " + ex.what();
+    return nullptr;
+  }
+}
+
+}  // namespace portico::plugins
