@@ -1325,3 +1325,47 @@ def dataplane_module(tmp_path_factory):
     yield start
     _stop_all(started)
 # --- end of data plane fixtures ---
+
+
+# --- gateway fixtures ---
+# One gateway (gateway_modes.py) per way a config arrives: a file ("file"), the Admin API of a traditional
+# process ("admin"), the Admin API of a control plane synced to a data plane ("hybrid"). A test that takes
+# `gateway` runs once per mode:
+#
+#   def test_x(gateway):
+#       gateway.apply({"routes": [route("r1", "/echo", gateway.origin, host="a.test")]})   # served on return
+#       assert gateway.request("GET", "/echo", host="a.test").status == 200
+#
+# gateway_module is the same with module scope (one gateway per mode for the whole module; each test starts
+# with an apply() of the state it needs). The admin and hybrid modes share one etcd member per session
+# (gateway_etcd); every gateway has its own --etcd-prefix.
+
+GATEWAY_MODES = ("file", "admin", "hybrid")
+
+
+@pytest.fixture(scope="session")
+def gateway_etcd(tmp_path_factory):
+    start, clusters = _etcd_factory(lambda: tmp_path_factory.mktemp("gateway-etcd"))
+    yield start(size=1, name="gateway-etcd")
+    _stop_all(clusters)
+
+
+def _start_gateway(request, workdir):
+    from gateway_modes import start_gateway
+    etcd = None if request.param == "file" else request.getfixturevalue("gateway_etcd")
+    return start_gateway(request.param, workdir, etcd=etcd)
+
+
+@pytest.fixture(params=GATEWAY_MODES)
+def gateway(request, tmp_path):
+    gw = _start_gateway(request, tmp_path / "gateway")
+    yield gw
+    gw.stop()
+
+
+@pytest.fixture(scope="module", params=GATEWAY_MODES)
+def gateway_module(request, tmp_path_factory):
+    gw = _start_gateway(request, tmp_path_factory.mktemp("gateway-" + request.param))
+    yield gw
+    gw.stop()
+# --- end of gateway fixtures ---

@@ -38,7 +38,8 @@ Endpoints (on every listener; every response carries "X-Origin-Id: ID"):
   /admin/idle?ms=N      close keep-alive connections that stay idle N ms between requests (0 = never)
   /ws                   with "Upgrade: websocket": 101 Switching Protocols, then every byte received is sent
                         back (a raw echo tunnel) until the client closes
-  /admin/seen           JSON list of the non-admin requests seen: {method, target, conn, seq, complete}
+  /admin/seen           JSON list of the non-admin requests seen: {method, target, headers (list of [name,
+                        value] as received), conn, seq, complete}
                         (?contains=S keeps only targets containing S). A request is recorded as soon as its
                         head is parsed; "complete" turns true once its whole body has been read.
   /admin/reset          clears the request log and counters
@@ -360,8 +361,8 @@ class Handler:
         is_health = req.path == "/health"
         rec = None
         if not is_admin and not is_health:
-            rec = {"method": req.method, "target": req.target, "conn": self.conn_id, "seq": self.conn.requests,
-                   "complete": False, "time": time.time()}
+            rec = {"method": req.method, "target": req.target, "headers": req.headers, "conn": self.conn_id,
+                   "seq": self.conn.requests, "complete": False, "time": time.time()}
             self.state.record(rec)
 
         # Request body: framing as a lenient but correct server would read it.
