@@ -129,4 +129,10 @@ int64_t folded_max_body_size(const Route& route, const PluginConfig* plugin_conf
 // the parser instead of building the whole tree first; results are identical).
 std::optional<Config> validate_config(const nlohmann::json& document, Errors& errors);
 
+// A `vars` expression list as a route writes it (`[[var, op, value], ...]`, the rules of a route's `vars`),
+// for plugins that take APISIX vars conditions (fault-injection). Returns false with one error per problem,
+// paths below `path_prefix` ("abort.vars[0][1]").
+bool read_vars_expressions(const nlohmann::json& vars, std::string_view path_prefix, Errors& errors,
+                           std::vector<VarExpr>& out);
+
 }  // namespace portico::config

@@ -12,7 +12,6 @@ namespace {
 constexpr std::string_view kMethods[] = {"GET",  "POST",    "PUT",     "DELETE", "PATCH",
                                          "HEAD", "OPTIONS", "CONNECT", "TRACE",  "PURGE"};
 
-
 // For "did you mean" suggestions.
 constexpr std::string_view kRouteFields[] = {"id",           "name",       "desc",
                                              "labels",       "uri",        "uris",
@@ -389,6 +388,14 @@ std::optional<Route> validate_route(const nlohmann::json& route, std::string_vie
 std::optional<Service> validate_service(const nlohmann::json& service, std::string_view path_prefix,
                                         Errors& errors, const ValidateOptions& options) {
   return detail::service_at(service, detail::Path(path_prefix), errors, options);
+}
+
+bool read_vars_expressions(const nlohmann::json& vars, std::string_view path_prefix, Errors& errors,
+                           std::vector<VarExpr>& out) {
+  const size_t before = errors.total();
+  out.clear();
+  detail::read_vars(vars, detail::Path(path_prefix), errors, out);
+  return errors.total() == before;
 }
 
 }  // namespace portico::config

@@ -16,6 +16,10 @@
 #include "http/message.h"
 #include "router/ip_address.h"
 
+namespace portico::router {
+struct MatchRequest;
+}
+
 namespace portico::plugins {
 
 class ConsumerRuntime;
@@ -106,6 +110,8 @@ class RequestContext {
   std::string_view service_id;
   std::string_view matched_uri;   // the route's uri pattern that matched ("/users/*")
   std::string_view matched_host;  // the route's host pattern that matched; empty when none
+  // The request as the router saw it, for APISIX variables (router::RequestVar, router::VarsCondition).
+  const router::MatchRequest* match = nullptr;
 
   const ConsumerIndex* consumers = nullptr;  // the snapshot's credentials, for the auth plugins
 
@@ -117,6 +123,11 @@ class RequestContext {
   ResponseEdits response;
   Reply reply;
   std::string request_id;  // set by request-id, read by the access log and later plugins
+  // Seconds the session waits, after the request phases and before it forwards the request or sends a
+  // plugin's reply (fault-injection's and mocking's `delay`). Plugins run synchronously on the worker, so a
+  // plugin never sleeps: it asks for the wait, which the session spends on a timer while the worker serves
+  // other connections. Several requests add up, as consecutive sleeps would in APISIX.
+  double delay_seconds = 0;
 
   // The first request header named `name` (case-insensitive) as received; `found` tells an empty value from
   // a missing field.
@@ -155,8 +166,13 @@ class RequestContext {
     upstream.headers.push_back({HeaderEdit::Op::remove, std::string(name), {}});
   }
 
+  void delay(double seconds) {
+    if (seconds > 0) delay_seconds += seconds;
+  }
+
   // Back to the state of a new request (keeps allocated capacity).
   void reset() {
+    delay_seconds = 0;
     consumer = nullptr;
     credential_id = {};
     upstream.clear();

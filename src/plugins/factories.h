@@ -15,5 +15,11 @@ using Factory = std::shared_ptr<const Plugin> (*)(const nlohmann::json& conf, in
                                                   const BuildEnv& env, std::string* error);
 
 std::shared_ptr<const Plugin> make_key_auth(const nlohmann::json&, int, const BuildEnv&, std::string*);
+std::shared_ptr<const Plugin> make_cors(const nlohmann::json&, int, const BuildEnv&, std::string*);
+std::shared_ptr<const Plugin> make_ip_restriction(const nlohmann::json&, int, const BuildEnv&, std::string*);
+std::shared_ptr<const Plugin> make_consumer_restriction(const nlohmann::json&, int, const BuildEnv&,
+                                                        std::string*);
+std::shared_ptr<const Plugin> make_fault_injection(const nlohmann::json&, int, const BuildEnv&, std::string*);
+std::shared_ptr<const Plugin> make_mocking(const nlohmann::json&, int, const BuildEnv&, std::string*);
 
 }  // namespace portico::plugins::detail

@@ -14,7 +14,12 @@ struct Entry {
 };
 
 constexpr Entry kRuntimes[] = {
+    {"consumer-restriction", detail::make_consumer_restriction},
+    {"cors", detail::make_cors},
+    {"fault-injection", detail::make_fault_injection},
+    {"ip-restriction", detail::make_ip_restriction},
     {"key-auth", detail::make_key_auth},
+    {"mocking", detail::make_mocking},
 };
 
 const Entry* find(std::string_view name) {

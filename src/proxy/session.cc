@@ -49,7 +49,7 @@ int status_class(int status) {
 }  // namespace
 
 Session::Session(Worker& worker, asio::ip::tcp::socket socket)
-    : worker_(worker), client_(std::move(socket)), timer_(worker.context()) {
+    : worker_(worker), client_(std::move(socket)), timer_(worker.context()), delay_timer_(worker.context()) {
   const Options& opt = worker_.options();
   limits_.max_head_size = opt.max_header_size;
   limits_.max_target_size = opt.max_target_size;
@@ -93,6 +93,7 @@ void Session::on_drain() {
 
 void Session::force_close() {
   boost::system::error_code ec;
+  delay_timer_.cancel();
   client_.close(ec);
   if (upstream_) upstream_->socket.close(ec);
 }
@@ -397,7 +398,20 @@ awaitable<bool> Session::run_plugins(const snapshot::Snapshot& snap, const snaps
   ctx.route_name = route.spec->name;
   ctx.service_id = route.spec->service_id;
   ctx.consumers = snap.consumers.get();
+  ctx.match = &match_;
   pipeline_.run_request(ctx);
+  if (ctx.delay_seconds > 0) {
+    // The worker serves other connections meanwhile. No guard is armed: the client is not expected to
+    // send or read anything during the wait, and a session closed meanwhile (force_close) cancels it.
+    delay_timer_.expires_after(
+        std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(ctx.delay_seconds)));
+    auto [ec] = co_await delay_timer_.async_wait(nothrow);
+    if (ec || !client_.is_open()) {
+      if (!ctx.replied()) ctx.reply.status = 499;  // recorded as nginx records a request given up on
+      keep = false;
+      co_return false;
+    }
+  }
   if (ctx.replied()) {
     keep = co_await send_plugin_reply();
     co_return false;

@@ -110,8 +110,9 @@ class Session : public std::enable_shared_from_this<Session> {
     return read_upstream(offset, max, deadline_in(timeout));
   }
 
-  // Runs the plugins' request phases for `route`. True: forward; false: a plugin answered (the reply was
-  // sent, `keep` says whether the connection stays open).
+  // Runs the plugins' request phases for `route`, then waits out the delay they asked for. True: forward;
+  // false: a plugin answered (the reply was sent, `keep` says whether the connection stays open), or the
+  // connection was closed during the delay.
   boost::asio::awaitable<bool> run_plugins(const snapshot::Snapshot& snap,
                                            const snapshot::RouteRuntime& route, std::string_view path,
                                            bool& keep);
@@ -143,6 +144,7 @@ class Session : public std::enable_shared_from_this<Session> {
   Worker& worker_;
   boost::asio::ip::tcp::socket client_;
   boost::asio::steady_timer timer_;
+  boost::asio::steady_timer delay_timer_;  // a plugin's delay (RequestContext::delay_seconds)
   Clock::time_point deadline_ = Clock::time_point::max();
   Guard guard_ = Guard::none;
   bool timed_out_ = false;

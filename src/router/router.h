@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "config/model.h"
 #include "http/message.h"
@@ -43,10 +44,32 @@ class RequestVar {
   // The variable's value for `request`, or false when it is missing. A decoded query argument points into
   // a thread-local buffer that the next lookup on this thread may reuse.
   bool get(const MatchRequest& request, std::string_view& out) const;
+  // False for a name that is none of the above (such a variable is always missing).
+  bool known() const;
 
  private:
   uint8_t source_ = 0xff;  // detail::CompiledExpr::Source; 0xff = missing
   std::string name_;
+};
+
+// A list of `vars` expressions that must all hold, as a route's `vars` (README.md "vars"), compiled once for
+// a plugin that takes APISIX vars conditions (fault-injection's `vars`). Immutable after compile(); matches()
+// may run on any thread concurrently, allocation-free once a thread is warm (as Router::match).
+class VarsCondition {
+ public:
+  VarsCondition();
+  ~VarsCondition();
+  VarsCondition(VarsCondition&&) noexcept;
+  VarsCondition& operator=(VarsCondition&&) noexcept;
+
+  // False with `error` set when an expression cannot be compiled (the validator refuses those first).
+  bool compile(const std::vector<config::VarExpr>& exprs, std::string* error);
+  // True when every expression holds for `request` (an empty list always holds).
+  bool matches(const MatchRequest& request) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
 };
 
 // Where a match ranks among every candidate of a request (priority, then path and host specificity, then

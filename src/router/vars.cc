@@ -222,7 +222,14 @@ bool lookup_var(Source source, const std::string& name, const MatchRequest& requ
   ctx.request = &request;
   ctx.host = request.host;
   ctx.method = request.method_text;
-  return lookup(source, name, ctx, out);
+  if (!lookup(source, name, ctx, out)) return false;
+  if (source == Source::remote_addr) {
+    // The address was formatted into ctx, which dies here: hand out a per-thread copy instead.
+    thread_local char addr[sizeof ctx.addr];
+    std::memcpy(addr, out.data(), out.size());
+    out = std::string_view(addr, out.size());
+  }
+  return true;
 }
 
 bool compile_expr(const config::VarExpr& expr, CompiledExpr& out, std::string* error) {
@@ -329,6 +336,48 @@ RequestVar::RequestVar(std::string_view name) {
 bool RequestVar::get(const MatchRequest& request, std::string_view& out) const {
   if (source_ == 0xff) return false;
   return detail::lookup_var(static_cast<detail::CompiledExpr::Source>(source_), name_, request, out);
+}
+
+bool RequestVar::known() const {
+  return source_ != 0xff && source_ != static_cast<uint8_t>(detail::CompiledExpr::Source::missing);
+}
+
+struct VarsCondition::Impl {
+  std::vector<detail::CompiledExpr> exprs;
+};
+
+VarsCondition::VarsCondition() : impl_(std::make_unique<Impl>()) {}
+VarsCondition::~VarsCondition() = default;
+VarsCondition::VarsCondition(VarsCondition&&) noexcept = default;
+VarsCondition& VarsCondition::operator=(VarsCondition&&) noexcept = default;
+
+bool VarsCondition::compile(const std::vector<config::VarExpr>& exprs, std::string* error) {
+  std::vector<detail::CompiledExpr> compiled(exprs.size());
+  for (size_t i = 0; i < exprs.size(); ++i) {
+    if (!detail::compile_expr(exprs[i], compiled[i], error)) return false;
+  }
+  impl_->exprs = std::move(compiled);
+  return true;
+}
+
+bool VarsCondition::matches(const MatchRequest& request) const {
+  if (impl_->exprs.empty()) return true;
+  // The host as the router sees it: lower-cased, without a trailing dot (on the stack, as Router::match).
+  char host_buf[256];
+  std::string_view host = request.host;
+  if (!host.empty() && host.back() == '.') host.remove_suffix(1);
+  if (host.size() <= sizeof host_buf) {
+    for (size_t i = 0; i < host.size(); ++i) host_buf[i] = detail::lower(host[i]);
+    host = std::string_view(host_buf, host.size());
+  }
+  detail::VarContext ctx;
+  ctx.request = &request;
+  ctx.host = host;
+  ctx.method = request.method_text;  // the session always sets it
+  for (const detail::CompiledExpr& e : impl_->exprs) {
+    if (!detail::eval_expr(e, ctx)) return false;
+  }
+  return true;
 }
 
 }  // namespace portico::router

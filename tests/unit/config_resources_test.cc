@@ -256,12 +256,14 @@ TEST(ConfigPluginConfigId, DanglingReferenceIsReportedAtTheRoute) {
 }
 
 TEST(ConfigPluginConfigId, InvalidPluginConfigIsReportedOnlyOnce) {
-  json d = {{"upstreams", kUpstreams},
-            {"plugin_configs", json::array({with(kPluginConfig, {{"plugins", {{"cors", json::object()}}}})})},
-            {"routes", json::array({route("r1", {{"plugin_config_id", "pc1"}})})}};
+  json d = {
+      {"upstreams", kUpstreams},
+      {"plugin_configs",
+       json::array({with(kPluginConfig, {{"plugins", {{"serverless-pre-function", json::object()}}}})})},
+      {"routes", json::array({route("r1", {{"plugin_config_id", "pc1"}})})}};
   LoadResult r = load(d);
   ASSERT_EQ(r.errors.size(), 1u) << r.describe();
-  EXPECT_EQ(r.errors[0].path, "plugin_configs[0].plugins.cors");
+  EXPECT_EQ(r.errors[0].path, "plugin_configs[0].plugins.serverless-pre-function");
 }
 
 TEST(ConfigPluginConfigId, BodyLimitPrecedence) {

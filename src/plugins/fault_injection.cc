@@ -1,0 +1,156 @@
+// fault-injection (APISIX 3.x, rewrite phase, priority 11000): delays a request and/or aborts it with a given
+// status, body and headers, each for a `percentage` of requests (all when absent) and only when one of its
+// `vars` alternatives holds (each alternative a list of expressions that must all hold, as a route's vars).
+//
+// The delay does not block the worker: the plugin asks for it (RequestContext::delay) and the session waits
+// on a timer before it forwards the request or sends the abort reply. As in APISIX, the delay comes first,
+// then the abort; the plugins after this one run before the wait rather than after it, which changes nothing
+// they can observe but the clock.
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "config/validate.h"
+#include "plugins/factories.h"
+#include "plugins/var_template.h"
+
+namespace portico::plugins {
+
+namespace {
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if ((a[i] | 0x20) != (b[i] | 0x20)) return false;
+  }
+  return true;
+}
+
+// Per-thread xorshift64*: a percentage draw costs a few instructions and no lock.
+uint64_t next_random() {
+  thread_local uint64_t state = [] {
+    std::random_device rd;
+    uint64_t s = (uint64_t{rd()} << 32) ^ rd();
+    return s != 0 ? s : 0x9e3779b97f4a7c15ull;
+  }();
+  state ^= state >> 12;
+  state ^= state << 25;
+  state ^= state >> 27;
+  return state * 0x2545f4914f6cdd1dull;
+}
+
+// What the two actions share: the share of requests and the conditions.
+struct Trigger {
+  int percentage = -1;  // -1: every request
+  std::vector<router::VarsCondition> alternatives;
+
+  bool compile(const nlohmann::json& action, std::string* error) {
+    if (auto p = action.find("percentage"); p != action.end()) percentage = p->get<int>();
+    auto vars = action.find("vars");
+    if (vars == action.end()) return true;
+    for (const nlohmann::json& alternative : *vars) {
+      std::vector<config::VarExpr> exprs;
+      config::Errors errors;
+      if (!config::read_vars_expressions(alternative, "vars", errors, exprs)) {
+        if (error != nullptr) *error = errors.list().front().path + ": " + errors.list().front().reason;
+        return false;
+      }
+      if (!alternatives.emplace_back().compile(exprs, error)) return false;
+    }
+    return true;
+  }
+
+  // APISIX evaluates the vars first, then draws the percentage.
+  bool fires(const RequestContext& ctx) const {
+    if (!alternatives.empty()) {
+      bool any = false;
+      for (const router::VarsCondition& c : alternatives) {
+        if ((any = ctx.match != nullptr && c.matches(*ctx.match))) break;
+      }
+      if (!any) return false;
+    }
+    return percentage < 0 || static_cast<int>(next_random() % 100) + 1 <= percentage;
+  }
+};
+
+class FaultInjection final : public Plugin {
+ public:
+  explicit FaultInjection(int priority) : Plugin("fault-injection", priority, kRewrite) {}
+
+  bool build(const nlohmann::json& conf, std::string* error) {
+    if (auto delay = conf.find("delay"); delay != conf.end()) {
+      has_delay_ = true;
+      duration_ = delay->at("duration").get<double>();
+      if (!delay_.compile(*delay, error)) return false;
+    }
+    auto abort = conf.find("abort");
+    if (abort == conf.end()) return true;
+    has_abort_ = true;
+    status_ = abort->at("http_status").get<int>();
+    if (!abort_.compile(*abort, error)) return false;
+    if (auto body = abort->find("body"); body != abort->end()) {
+      if (!body_.parse(body->get<std::string>(), error)) return false;
+    }
+    if (auto headers = abort->find("headers"); headers != abort->end()) {
+      for (auto it = headers->begin(); it != headers->end(); ++it) {
+        VarTemplate value;
+        if (!value.parse(it->is_string() ? it->get<std::string>() : it->dump(), error)) return false;
+        if (iequals(it.key(), "content-type")) {  // replaces the reply's own rather than adding a second
+          content_type_ = std::move(value);
+          has_content_type_ = true;
+        } else {
+          headers_.emplace_back(it.key(), std::move(value));
+        }
+      }
+    }
+    return true;
+  }
+
+  void rewrite(RequestContext& ctx) const override {
+    // Both decisions are taken before either acts, as APISIX evaluates both vars up front.
+    const bool delay = has_delay_ && delay_.fires(ctx);
+    const bool abort = has_abort_ && abort_.fires(ctx);
+    if (delay) ctx.delay(duration_);
+    if (!abort) return;
+    std::string body;
+    body_.render(ctx, body);
+    std::string content_type;
+    if (has_content_type_) content_type_.render(ctx, content_type, true);
+    ctx.respond(status_, std::move(body), std::move(content_type));
+    for (const auto& [name, value] : headers_) {
+      std::string text;
+      value.render(ctx, text, true);
+      ctx.reply.headers.emplace_back(name, std::move(text));
+    }
+  }
+
+ private:
+  bool has_delay_ = false;
+  double duration_ = 0;
+  Trigger delay_;
+  bool has_abort_ = false;
+  int status_ = 0;
+  Trigger abort_;
+  VarTemplate body_;
+  bool has_content_type_ = false;
+  VarTemplate content_type_;
+  std::vector<std::pair<std::string, VarTemplate>> headers_;
+};
+
+}  // namespace
+
+namespace detail {
+
+std::shared_ptr<const Plugin> make_fault_injection(const nlohmann::json& conf, int priority, const BuildEnv&,
+                                                   std::string* error) {
+  auto plugin = std::make_shared<FaultInjection>(priority);
+  std::string why;
+  if (!plugin->build(conf, &why)) {
+    if (error != nullptr) *error = "fault-injection: " + why;
+    return nullptr;
+  }
+  return plugin;
+}
+
+}  // namespace detail
+
+}  // namespace portico::plugins

@@ -1,0 +1,80 @@
+// mocking (APISIX 3.x, access phase, priority 10900): answers the request itself with `response_status`,
+// `content_type` and `response_example` (APISIX variables resolved), plus `response_headers` and, with
+// with_mock_header, "x-mock-by: Portico/<version>" (APISIX sends "APISIX/<version>"). `delay` seconds are
+// waited on the session's timer before the answer is sent (RequestContext::delay), never on the worker.
+// response_schema (random bodies generated from a JSON schema) is refused by the catalog.
+#include <nlohmann/json.hpp>
+
+#include "plugins/factories.h"
+#include "plugins/var_template.h"
+
+namespace portico::plugins {
+
+namespace {
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if ((a[i] | 0x20) != (b[i] | 0x20)) return false;
+  }
+  return true;
+}
+
+class Mocking final : public Plugin {
+ public:
+  explicit Mocking(int priority) : Plugin("mocking", priority, kAccess) {}
+
+  bool build(const nlohmann::json& conf, std::string* error) {
+    status_ = conf.at("response_status").get<int>();
+    content_type_ = conf.at("content_type").get<std::string>();
+    delay_ = conf.at("delay").get<double>();
+    if (!body_.parse(conf.at("response_example").get<std::string>(), error)) return false;
+    if (conf.at("with_mock_header").get<bool>())
+      headers_.emplace_back("x-mock-by", "Portico/" PORTICO_VERSION);
+    if (auto h = conf.find("response_headers"); h != conf.end()) {
+      for (auto it = h->begin(); it != h->end(); ++it) {
+        std::string value = it->is_string() ? it->get<std::string>() : it->dump();
+        if (iequals(it.key(), "content-type")) {
+          content_type_ = std::move(value);  // replaces content_type rather than adding a second field
+        } else {
+          headers_.emplace_back(it.key(), std::move(value));
+        }
+      }
+    }
+    return true;
+  }
+
+  void access(RequestContext& ctx) const override {
+    std::string body;
+    body_.render(ctx, body);
+    ctx.respond(status_, std::move(body), content_type_);
+    ctx.reply.headers.insert(ctx.reply.headers.end(), headers_.begin(), headers_.end());
+    ctx.delay(delay_);
+  }
+
+ private:
+  int status_ = 200;
+  std::string content_type_;
+  double delay_ = 0;
+  VarTemplate body_;
+  std::vector<std::pair<std::string, std::string>> headers_;
+};
+
+}  // namespace
+
+namespace detail {
+
+std::shared_ptr<const Plugin> make_mocking(const nlohmann::json& conf, int priority, const BuildEnv&,
+                                           std::string* error) {
+  auto plugin = std::make_shared<Mocking>(priority);
+  std::string why;
+  if (!plugin->build(conf, &why)) {
+    if (error != nullptr) *error = "mocking: " + why;
+    return nullptr;
+  }
+  return plugin;
+}
+
+}  // namespace detail
+
+}  // namespace portico::plugins
