@@ -71,6 +71,7 @@ std::shared_ptr<const ConsumerIndex> ConsumerIndex::build(const std::vector<conf
         JwtCredential credential;
         credential.conf = spec.conf;
         credential.consumer = runtime.get();
+        credential.lifetime_grace_period = conf.value("lifetime_grace_period", int64_t{0});
         credential.verifier = make_jwt_verifier(conf, &error);
         if (!credential.verifier) {
           problems.push_back("jwt-auth of consumer '" + c.username + "': " + error);

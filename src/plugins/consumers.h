@@ -63,6 +63,7 @@ class ConsumerIndex {
   struct JwtCredential {
     std::shared_ptr<const jwt::Verifier> verifier;
     std::shared_ptr<const nlohmann::json> conf;  // the consumer-side jwt-auth configuration
+    int64_t lifetime_grace_period = 0;           // seconds of clock skew allowed on exp and nbf
     const ConsumerRuntime* consumer = nullptr;
     std::string credential_id;
   };

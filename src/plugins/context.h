@@ -147,6 +147,9 @@ class RequestContext {
   }
   // Drops every `name=...` argument from the query string sent upstream.
   void remove_query_arg(std::string_view name);
+  // Drops every cookie `name` from the Cookie header(s) received: the others are sent upstream in one Cookie
+  // field, or none when nothing is left. Nothing changes when no cookie has that name.
+  void remove_cookie(std::string_view name);
   // Records a header change for the request sent upstream.
   void set_upstream_header(std::string_view name, std::string_view value) {
     upstream.headers.push_back({HeaderEdit::Op::set, std::string(name), std::string(value)});

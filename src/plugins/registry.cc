@@ -15,6 +15,8 @@ struct Entry {
 
 constexpr Entry kRuntimes[] = {
     {"key-auth", detail::make_key_auth},
+    {"basic-auth", detail::make_basic_auth},
+    {"jwt-auth", detail::make_jwt_auth},
 };
 
 const Entry* find(std::string_view name) {
