@@ -385,6 +385,12 @@ def test_a_credential_two_consumers_share_authenticates_neither(gw):
     assert_refused(gw, get(gw, "jwt", [("Authorization", hs256({"key": "alice-jwt"}, "alice-secret"))]),
                    "Invalid user key in JWT token")
     assert seen_as(gw, get(gw, "key", [("apikey", "bob-key")])) == ["bob"]
+    # Once the twin is gone, alice's credentials are hers alone again.
+    gw.delete("consumers", "twin")
+    assert seen_as(gw, get(gw, "key", [("apikey", "alice-key")])) == ["alice"]
+    assert seen_as(gw, get(gw, "basic", [("Authorization", basic("alice", "alice-pw"))])) == ["alice"]
+    token = hs256({"key": "alice-jwt"}, "alice-secret")
+    assert seen_as(gw, get(gw, "jwt", [("Authorization", token)])) == ["alice"]
 
 
 # ---- configurations refused when written -----------------------------------------------------------------------
