@@ -15,6 +15,7 @@ struct Entry {
 
 constexpr Entry kRuntimes[] = {
     {"key-auth", detail::make_key_auth},
+    {"prometheus", detail::make_prometheus},
 };
 
 const Entry* find(std::string_view name) {
