@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "config/loader.h"
+#include "plugins/consumers.h"
 #include "plugins/pipeline.h"
 #include "upstream/health.h"
 #include "upstream/health_checker.h"
@@ -506,6 +507,59 @@ TEST_F(SnapshotBuilderTest, OneRouteDeltaAtScalePrintsItsCost) {
       kRoutes, std::chrono::duration<double, std::milli>(t1 - t0).count(),
       std::chrono::duration<double, std::milli>(t2 - t1).count(), ms.size(), rebuilt, ms[ms.size() / 2],
       ms[ms.size() * 99 / 100], ms.back());
+}
+
+}  // namespace
+}  // namespace portico::snapshot
+
+namespace portico::snapshot {
+namespace {
+
+TEST_F(SnapshotBuilderTest, ConsumerDeltasLayerOverTheWholeIndexAndPluginConfigChangesReachTheirRoutes) {
+  Docs docs;
+  docs.put("consumers", "jack", R"({"username":"jack","plugins":{"key-auth":{"key":"k-jack"}}})");
+  docs.put("consumers", "rose", R"({"username":"rose","plugins":{"key-auth":{"key":"k-rose"}}})");
+  docs.put("plugin_configs", "pc", R"({"id":"pc","plugins":{"key-auth":{}}})");
+  docs.put("routes", "r1", route_json("r1", "/a", inline_upstream(9001) + R"(,"plugin_config_id":"pc")"));
+  docs.put("routes", "r2", route_json("r2", "/b", inline_upstream(9002)));
+  SnapshotBuilder builder(context());
+  std::string error;
+  auto first = builder.build(load(docs), "h0", "test", 1, &error);
+  ASSERT_NE(first, nullptr) << error;
+  ASSERT_NE(first->consumers, nullptr);
+  EXPECT_FALSE(first->consumers->is_layer());
+  ASSERT_NE(first->consumers->find_key("k-jack"), nullptr);
+  EXPECT_NE(first->base->routes[0].plugins, nullptr);  // r1 runs key-auth from its plugin config
+  EXPECT_EQ(first->base->routes[1].plugins, nullptr);  // r2 has none: it pays nothing
+
+  // One consumer changes its key: an overlay over the same whole index.
+  auto r = builder.apply(
+      Delta()
+          .put("consumers", "jack", R"({"username":"jack","plugins":{"key-auth":{"key":"k-jack-2"}}})")
+          .changes(),
+      "h1", "test", 2);
+  ASSERT_EQ(r.outcome, SnapshotBuilder::Outcome::built);
+  ASSERT_TRUE(r.snapshot->consumers->is_layer());
+  EXPECT_EQ(r.snapshot->consumers->whole(), first->consumers.get());
+  EXPECT_EQ(r.snapshot->consumers->find_key("k-jack"), nullptr);
+  EXPECT_NE(r.snapshot->consumers->find_key("k-jack-2"), nullptr);
+  EXPECT_NE(r.snapshot->consumers->find_key("k-rose"), nullptr);
+  EXPECT_NE(first->consumers->find_key("k-jack"), nullptr);  // the older snapshot is untouched
+
+  // The plugin config loses its plugin: r1 (relying on it) no longer runs any.
+  r = builder.apply(Delta().put("plugin_configs", "pc", R"({"id":"pc","plugins":{}})").changes(), "h2",
+                    "test", 3);
+  ASSERT_EQ(r.outcome, SnapshotBuilder::Outcome::built);
+  const RouteRuntime* r1 = r.snapshot->match(request("x", "/a", "GET"));
+  ASSERT_NE(r1, nullptr);
+  EXPECT_EQ(r1->plugins, nullptr);
+
+  // A consumer delta whose plugin configuration is invalid is refused with the path.
+  r = builder.apply(
+      Delta().put("consumers", "rose", R"({"username":"rose","plugins":{"key-auth":{}}})").changes(), "h3",
+      "test", 4);
+  ASSERT_EQ(r.outcome, SnapshotBuilder::Outcome::invalid);
+  EXPECT_EQ(r.errors[0].path, "consumers/rose.plugins.key-auth.key");
 }
 
 }  // namespace
