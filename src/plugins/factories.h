@@ -17,5 +17,6 @@ using Factory = std::shared_ptr<const Plugin> (*)(const nlohmann::json& conf, in
 std::shared_ptr<const Plugin> make_key_auth(const nlohmann::json&, int, const BuildEnv&, std::string*);
 std::shared_ptr<const Plugin> make_basic_auth(const nlohmann::json&, int, const BuildEnv&, std::string*);
 std::shared_ptr<const Plugin> make_jwt_auth(const nlohmann::json&, int, const BuildEnv&, std::string*);
+std::shared_ptr<const Plugin> make_prometheus(const nlohmann::json&, int, const BuildEnv&, std::string*);
 
 }  // namespace portico::plugins::detail

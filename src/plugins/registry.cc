@@ -17,6 +17,7 @@ constexpr Entry kRuntimes[] = {
     {"key-auth", detail::make_key_auth},
     {"basic-auth", detail::make_basic_auth},
     {"jwt-auth", detail::make_jwt_auth},
+    {"prometheus", detail::make_prometheus},
 };
 
 const Entry* find(std::string_view name) {
