@@ -362,7 +362,9 @@ TEST_F(SnapshotBuilderTest, TouchesOnlyWhatReliesOnTheChangeAndReusesUpstreams) 
   docs.put("upstreams", "u1", R"({"id":"u1","type":"least_conn","nodes":{"127.0.0.1:9001":1}})");
   docs.put("upstreams", "u2", R"({"id":"u2","nodes":{"127.0.0.1:9002":1}})");
   for (int i = 0; i < 10; ++i) {
-    std::string id = "r" + std::to_string(i);
+    // Appended, not `"r" + std::to_string(i)`: GCC 12 warns falsely (-Wrestrict) on that at -O2.
+    std::string id = "r";
+    id += std::to_string(i);
     docs.put("routes", id,
              route_json(id, "/" + id, i < 5 ? R"("upstream_id":"u1")" : R"("upstream_id":"u2")"));
   }
@@ -488,8 +490,9 @@ TEST_F(SnapshotBuilderTest, OneRouteDeltaAtScalePrintsItsCost) {
     std::string id = buf;
     std::string value = route_json(id, "/changed/" + std::to_string(k), inline_upstream(7000 + k));
     auto a = std::chrono::steady_clock::now();
-    auto r = builder.apply(Delta().put("routes", id, value).changes(), "h" + std::to_string(k + 1), "test",
-                           static_cast<uint64_t>(k + 2));
+    std::string hash = "h";
+    hash += std::to_string(k + 1);
+    auto r = builder.apply(Delta().put("routes", id, value).changes(), hash, "test", static_cast<uint64_t>(k + 2));
     auto b = std::chrono::steady_clock::now();
     ASSERT_EQ(r.outcome, SnapshotBuilder::Outcome::built);
     ASSERT_NE(r.snapshot->match(request("x", "/changed/" + std::to_string(k), "GET")), nullptr);
