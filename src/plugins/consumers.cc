@@ -75,6 +75,7 @@ void ConsumerIndex::add(const config::Consumer& c, const BuildEnv& env, PluginCa
       JwtCredential credential;
       credential.conf = spec.conf;
       credential.consumer = runtime.get();
+      credential.lifetime_grace_period = conf.value("lifetime_grace_period", int64_t{0});
       credential.verifier = make_jwt_verifier(conf, &error);
       if (!credential.verifier) {
         problems.push_back("jwt-auth of consumer '" + c.username + "': " + error);

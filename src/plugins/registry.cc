@@ -14,12 +14,15 @@ struct Entry {
 };
 
 constexpr Entry kRuntimes[] = {
+    {"basic-auth", detail::make_basic_auth},
     {"consumer-restriction", detail::make_consumer_restriction},
     {"cors", detail::make_cors},
     {"fault-injection", detail::make_fault_injection},
     {"ip-restriction", detail::make_ip_restriction},
+    {"jwt-auth", detail::make_jwt_auth},
     {"key-auth", detail::make_key_auth},
     {"mocking", detail::make_mocking},
+    {"prometheus", detail::make_prometheus},
 };
 
 const Entry* find(std::string_view name) {
