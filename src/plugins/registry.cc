@@ -15,6 +15,10 @@ struct Entry {
 
 constexpr Entry kRuntimes[] = {
     {"key-auth", detail::make_key_auth},
+    {"proxy-rewrite", detail::make_proxy_rewrite},
+    {"redirect", detail::make_redirect},
+    {"request-id", detail::make_request_id},
+    {"response-rewrite", detail::make_response_rewrite},
 };
 
 const Entry* find(std::string_view name) {
