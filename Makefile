@@ -42,9 +42,15 @@ test: build
 
 bench: build
 	bash bench/run.sh
+	bash bench/plugins.sh
 	bash bench/propagation.sh
 	bash bench/admin-bench.sh
 	bash bench/delta-latency.sh
+
+.PHONY: bench-plugins
+bench-plugins: build  # bare route vs key-auth vs jwt-auth vs three plugins, next to nginx and HAProxy (docs/benchmarks.md)
+	bash bench/plugins.sh
+	build/bench/plugins_consumers_bench --benchmark_counters_tabular=true
 
 .PHONY: bench-propagation
 bench-propagation: build  # Admin API write -> all data planes of scripts/ha-cluster serve it (docs/benchmarks.md)

@@ -2,6 +2,7 @@
 #include "plugins/consumers.h"
 
 #include <openssl/crypto.h>
+#include <openssl/rand.h>
 #include <openssl/sha.h>
 
 #include <cstring>
@@ -17,30 +18,84 @@ Sha256 sha256(std::string_view data) {
   return out;
 }
 
-size_t Sha256Hash::operator()(const Sha256& d) const {
-  size_t h;
-  std::memcpy(&h, d.data(), sizeof h);  // already uniformly distributed
-  return h;
+namespace {
+size_t process_seed() {
+  size_t seed = 0;
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(&seed), sizeof seed) != 1) seed = 0x9e3779b97f4a7c15ull;
+  return seed;
+}
+}  // namespace
+
+size_t SecretHash::operator()(std::string_view s) const {
+  static const size_t seed = process_seed();
+  return std::_Hash_bytes(s.data(), s.size(), seed);
+}
+
+bool SecretEqual::operator()(std::string_view a, std::string_view b) const {
+  return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
 namespace {
 
-// Credential "values" claimed by more than one consumer, per plugin: those are left out.
-template <typename Map, typename Key>
-void add_unique(Map& map, std::set<Key>& conflicts, Key key, typename Map::mapped_type value,
+// Inserts a credential unless its value is blocked; a value claimed twice is removed and blocked.
+template <typename Map, typename Blocked, typename Key>
+void add_unique(Map& map, Blocked& blocked, const Key& key, typename Map::mapped_type value,
                 std::string_view what, std::vector<std::string>& problems) {
-  if (conflicts.contains(key)) return;
+  if (blocked.contains(key)) return;
   const ConsumerRuntime* who = value.consumer;
   auto [it, inserted] = map.emplace(key, std::move(value));
   if (!inserted) {
     problems.push_back(std::string(what) + " of consumer '" + who->username + "' is also used by consumer '" +
                        it->second.consumer->username + "': neither authenticates with it");
     map.erase(it);
-    conflicts.insert(std::move(key));
+    blocked.insert(key);
   }
 }
 
 }  // namespace
+
+void ConsumerIndex::add(const config::Consumer& c, const BuildEnv& env, PluginCache& cache,
+                        std::vector<std::string>& problems) {
+  auto runtime = std::make_unique<ConsumerRuntime>();
+  runtime->username = c.username;
+  config::PluginMap others;
+  for (const config::PluginSpec& spec : c.plugins) {
+    if (spec.disabled || !spec.conf) continue;
+    const nlohmann::json& conf = *spec.conf;
+    if (spec.name == "key-auth") {
+      const std::string& key = conf.at("key").get_ref<const std::string&>();
+      add_unique(keys_, blocked_keys_, key, KeyCredential{runtime.get(), {}}, "key-auth key", problems);
+    } else if (spec.name == "basic-auth") {
+      const std::string& user = conf.at("username").get_ref<const std::string&>();
+      const std::string& password = conf.at("password").get_ref<const std::string&>();
+      add_unique(basic_, blocked_basic_, user, BasicCredential{sha256(password), runtime.get(), {}},
+                 "basic-auth username", problems);
+    } else if (spec.name == "jwt-auth") {
+      std::string error;
+      JwtCredential credential;
+      credential.conf = spec.conf;
+      credential.consumer = runtime.get();
+      credential.lifetime_grace_period = conf.value("lifetime_grace_period", int64_t{0});
+      credential.verifier = make_jwt_verifier(conf, &error);
+      if (!credential.verifier) {
+        problems.push_back("jwt-auth of consumer '" + c.username + "': " + error);
+        continue;
+      }
+      add_unique(jwt_, blocked_jwt_, conf.at("key").get<std::string>(), std::move(credential), "jwt-auth key",
+                 problems);
+    } else {
+      others.push_back(spec);
+    }
+  }
+  if (!others.empty()) {
+    const config::PluginMap* layers[] = {&others};
+    std::string error;
+    runtime->chain = compile_chain(layers, env, cache, &error);
+    if (!runtime->chain && !error.empty()) problems.push_back("consumer '" + c.username + "': " + error);
+  }
+  by_name_.emplace(runtime->username, runtime.get());
+  consumers_.push_back(std::move(runtime));
+}
 
 std::shared_ptr<const ConsumerIndex> ConsumerIndex::build(const std::vector<config::Consumer>& consumers,
                                                           const BuildEnv& env, PluginCache& cache,
@@ -48,81 +103,89 @@ std::shared_ptr<const ConsumerIndex> ConsumerIndex::build(const std::vector<conf
   auto index = std::make_shared<ConsumerIndex>();
   index->consumers_.reserve(consumers.size());
   index->by_name_.reserve(consumers.size());
-  std::set<Sha256> key_conflicts;
-  std::set<std::string> basic_conflicts, jwt_conflicts;
-  for (const config::Consumer& c : consumers) {
-    auto runtime = std::make_unique<ConsumerRuntime>();
-    runtime->username = c.username;
-    config::PluginMap others;
-    for (const config::PluginSpec& spec : c.plugins) {
-      if (spec.disabled || !spec.conf) continue;
-      const nlohmann::json& conf = *spec.conf;
-      if (spec.name == "key-auth") {
-        const std::string& key = conf.at("key").get_ref<const std::string&>();
-        add_unique(index->keys_, key_conflicts, sha256(key), KeyCredential{key, runtime.get(), {}},
-                   "key-auth key", problems);
-      } else if (spec.name == "basic-auth") {
-        const std::string& user = conf.at("username").get_ref<const std::string&>();
-        const std::string& password = conf.at("password").get_ref<const std::string&>();
-        add_unique(index->basic_, basic_conflicts, user, BasicCredential{sha256(password), runtime.get(), {}},
-                   "basic-auth username", problems);
-      } else if (spec.name == "jwt-auth") {
-        std::string error;
-        JwtCredential credential;
-        credential.conf = spec.conf;
-        credential.consumer = runtime.get();
-        credential.verifier = make_jwt_verifier(conf, &error);
-        if (!credential.verifier) {
-          problems.push_back("jwt-auth of consumer '" + c.username + "': " + error);
-          continue;
-        }
-        add_unique(index->jwt_, jwt_conflicts, conf.at("key").get<std::string>(), std::move(credential),
-                   "jwt-auth key", problems);
+  index->keys_.reserve(consumers.size());
+  for (const config::Consumer& c : consumers) index->add(c, env, cache, problems);
+  return index;
+}
+
+std::shared_ptr<const ConsumerIndex> ConsumerIndex::layer(std::shared_ptr<const ConsumerIndex> base,
+                                                          const std::vector<config::Consumer>& changed,
+                                                          const std::vector<std::string>& masked,
+                                                          const BuildEnv& env, PluginCache& cache,
+                                                          std::vector<std::string>& problems) {
+  auto index = std::make_shared<ConsumerIndex>();
+  const ConsumerIndex& whole = *base->whole();
+  index->masked_.insert(masked.begin(), masked.end());
+  for (const config::Consumer& c : changed) index->add(c, env, cache, problems);
+  // A value the overlay claims that a live base consumer holds too is ambiguous: blocked in both.
+  auto live_in_base = [&](const ConsumerRuntime* owner) { return owner != nullptr && !index->masked(owner); };
+  for (auto it = index->keys_.begin(); it != index->keys_.end();) {
+    auto other = whole.keys_.find(it->first);
+    if (other != whole.keys_.end() && live_in_base(other->second.consumer)) {
+      problems.push_back("key-auth key of consumer '" + it->second.consumer->username +
+                         "' is also used by consumer '" + other->second.consumer->username +
+                         "': neither authenticates with it");
+      index->blocked_keys_.insert(it->first);
+      it = index->keys_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  auto block_shared = [&](auto& mine, const auto& theirs, auto& blocked, std::string_view what) {
+    for (auto it = mine.begin(); it != mine.end();) {
+      auto other = theirs.find(it->first);
+      if (other != theirs.end() && live_in_base(other->second.consumer)) {
+        problems.push_back(std::string(what) + " of consumer '" + it->second.consumer->username +
+                           "' is also used by consumer '" + other->second.consumer->username +
+                           "': neither authenticates with it");
+        blocked.insert(it->first);
+        it = mine.erase(it);
       } else {
-        others.push_back(spec);
+        ++it;
       }
     }
-    if (!others.empty()) {
-      const config::PluginMap* layers[] = {&others};
-      std::string error;
-      runtime->chain = compile_chain(layers, env, cache, &error);
-      if (!runtime->chain && !error.empty()) problems.push_back("consumer '" + c.username + "': " + error);
-    }
-    index->by_name_.emplace(runtime->username, runtime.get());
-    index->consumers_.push_back(std::move(runtime));
-  }
+  };
+  block_shared(index->basic_, whole.basic_, index->blocked_basic_, "basic-auth username");
+  block_shared(index->jwt_, whole.jwt_, index->blocked_jwt_, "jwt-auth key");
+  index->base_ = base->is_layer() ? base->base_ : std::move(base);
   return index;
 }
 
 const ConsumerIndex::KeyCredential* ConsumerIndex::find_key(std::string_view key) const {
-  auto it = keys_.find(sha256(key));
-  if (it == keys_.end()) return nullptr;
-  const std::string& stored = it->second.key;
-  // Equal digests make a different key of the same length astronomically unlikely; compare anyway, in
-  // constant time.
-  if (stored.size() != key.size() || CRYPTO_memcmp(stored.data(), key.data(), key.size()) != 0)
-    return nullptr;
-  return &it->second;
+  if (auto it = keys_.find(key); it != keys_.end()) return &it->second;
+  if (!base_ || blocked_keys_.contains(key)) return nullptr;
+  auto b = base_->keys_.find(key);
+  return b != base_->keys_.end() && !masked(b->second.consumer) ? &b->second : nullptr;
 }
 
 const ConsumerIndex::BasicCredential* ConsumerIndex::find_basic(std::string_view user,
                                                                 std::string_view password) const {
-  auto it = basic_.find(std::string(user));
   // The digest is computed even for an unknown user, so that the time taken does not tell users apart.
-  Sha256 digest = sha256(password);
-  if (it == basic_.end()) return nullptr;
-  if (CRYPTO_memcmp(digest.data(), it->second.password_digest.data(), digest.size()) != 0) return nullptr;
-  return &it->second;
+  const Sha256 digest = sha256(password);
+  const BasicCredential* found = nullptr;
+  if (auto it = basic_.find(user); it != basic_.end()) {
+    found = &it->second;
+  } else if (base_ && !blocked_basic_.contains(user)) {
+    auto b = base_->basic_.find(user);
+    if (b != base_->basic_.end() && !masked(b->second.consumer)) found = &b->second;
+  }
+  if (found == nullptr) return nullptr;
+  if (CRYPTO_memcmp(digest.data(), found->password_digest.data(), digest.size()) != 0) return nullptr;
+  return found;
 }
 
 const ConsumerIndex::JwtCredential* ConsumerIndex::find_jwt(std::string_view key) const {
-  auto it = jwt_.find(std::string(key));
-  return it == jwt_.end() ? nullptr : &it->second;
+  if (auto it = jwt_.find(key); it != jwt_.end()) return &it->second;
+  if (!base_ || blocked_jwt_.contains(key)) return nullptr;
+  auto b = base_->jwt_.find(key);
+  return b != base_->jwt_.end() && !masked(b->second.consumer) ? &b->second : nullptr;
 }
 
 const ConsumerRuntime* ConsumerIndex::find_consumer(std::string_view username) const {
-  auto it = by_name_.find(username);
-  return it == by_name_.end() ? nullptr : it->second;
+  if (auto it = by_name_.find(username); it != by_name_.end()) return it->second;
+  if (!base_) return nullptr;
+  const ConsumerRuntime* c = base_->find_consumer(username);
+  return c != nullptr && !masked(c) ? c : nullptr;
 }
 
 }  // namespace portico::plugins

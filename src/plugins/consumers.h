@@ -2,14 +2,23 @@
 // credentials up in, built with the snapshot from the validated consumers (secrets already decrypted by the
 // validator). Lookups are O(1) hash lookups; secrets are compared in constant time.
 //
-// - key-auth: keyed by the SHA-256 of the key, and the key compared with CRYPTO_memcmp, so neither the hash
-//   table's probing nor the comparison reveals a key's bytes through timing.
+// - key-auth: keyed by the key under a hash seeded with a random per-process secret (so bucket timing tells
+//   an attacker nothing about stored keys) and compared with CRYPTO_memcmp (no early exit on the first
+//   differing byte). A SHA-256 of the key would do too, at ten times the cost per request.
 // - basic-auth: keyed by username; the password's SHA-256 compared in constant time (the length is not
 //   revealed either).
 // - jwt-auth: keyed by the token's key claim; holds the verifier prepared from the consumer's secret or
 //   public key.
 // A credential value shared by two consumers authenticates neither (ambiguous identity): it is left out of
-// the index and reported by build (the Admin API refuses such a write up front).
+// the index and logged. (The Admin API accepts such a write: the conflict is between resources, and either
+// may be the one the operator is about to fix.)
+//
+// Layers: a change of a few consumers must not cost a rebuild of 100k. An index is either whole (build) or an
+// overlay over a whole one (layer): the overlay holds the consumers changed since the base was built and
+// masks the base's entries for them (changed or removed), so a lookup tries the overlay, then the base. The
+// snapshot builder rebuilds the overlay per delta (cost: the consumers changed since the base) and folds it
+// into a new whole index past a bound. A credential conflict between the overlay and the base blocks the
+// value in both; a conflict inside the base that a change resolved stays blocked until the next whole build.
 //
 // Immutable after build; shared by every worker.
 #pragma once
@@ -17,9 +26,11 @@
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <set>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "config/model.h"
@@ -44,14 +55,24 @@ class ConsumerRuntime {
 using Sha256 = std::array<uint8_t, 32>;
 Sha256 sha256(std::string_view data);
 
-struct Sha256Hash {
-  size_t operator()(const Sha256& d) const;
+// Hash and equality of secret strings: seeded hash, constant-time comparison (for equal lengths).
+struct SecretHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const;
+};
+// Plain string keys looked up by string_view without a copy.
+struct NameHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const { return std::hash<std::string_view>()(s); }
+};
+struct SecretEqual {
+  using is_transparent = void;
+  bool operator()(std::string_view a, std::string_view b) const;
 };
 
 class ConsumerIndex {
  public:
   struct KeyCredential {
-    std::string key;
     const ConsumerRuntime* consumer = nullptr;
     std::string credential_id;  // empty for a credential written in the consumer's own plugins
   };
@@ -63,6 +84,7 @@ class ConsumerIndex {
   struct JwtCredential {
     std::shared_ptr<const jwt::Verifier> verifier;
     std::shared_ptr<const nlohmann::json> conf;  // the consumer-side jwt-auth configuration
+    int64_t lifetime_grace_period = 0;           // seconds of clock skew allowed on exp and nbf
     const ConsumerRuntime* consumer = nullptr;
     std::string credential_id;
   };
@@ -72,6 +94,20 @@ class ConsumerIndex {
   static std::shared_ptr<const ConsumerIndex> build(const std::vector<config::Consumer>& consumers,
                                                     const BuildEnv& env, PluginCache& cache,
                                                     std::vector<std::string>& problems);
+  // An overlay over `base` (a whole index): `changed` are the current models of the consumers changed since
+  // `base` was built, `masked` the usernames of every consumer changed or removed since (a superset of
+  // `changed`'s).
+  static std::shared_ptr<const ConsumerIndex> layer(std::shared_ptr<const ConsumerIndex> base,
+                                                    const std::vector<config::Consumer>& changed,
+                                                    const std::vector<std::string>& masked,
+                                                    const BuildEnv& env, PluginCache& cache,
+                                                    std::vector<std::string>& problems);
+  // The whole index under this one (itself when it is whole).
+  const ConsumerIndex* whole() const { return base_ ? base_.get() : this; }
+  static std::shared_ptr<const ConsumerIndex> whole_of(const std::shared_ptr<const ConsumerIndex>& index) {
+    return index->base_ ? index->base_ : index;
+  }
+  bool is_layer() const { return base_ != nullptr; }
 
   const KeyCredential* find_key(std::string_view key) const;
   // The credential of `user` when `password` is its password.
@@ -82,11 +118,20 @@ class ConsumerIndex {
   size_t size() const { return consumers_.size(); }
 
  private:
+  // Adds `c` and its credentials (conflicts within this index are blocked).
+  void add(const config::Consumer& c, const BuildEnv& env, PluginCache& cache,
+           std::vector<std::string>& problems);
+  bool masked(const ConsumerRuntime* consumer) const { return masked_.contains(consumer->username); }
+
+  std::shared_ptr<const ConsumerIndex> base_;        // null: a whole index
+  std::unordered_set<std::string> masked_;           // base consumers replaced or removed
+  std::set<std::string, std::less<>> blocked_keys_;  // ambiguous values: no lookup finds them
+  std::set<std::string, std::less<>> blocked_basic_, blocked_jwt_;
   std::vector<std::unique_ptr<ConsumerRuntime>> consumers_;
   std::unordered_map<std::string_view, const ConsumerRuntime*> by_name_;
-  std::unordered_map<Sha256, KeyCredential, Sha256Hash> keys_;
-  std::unordered_map<std::string, BasicCredential> basic_;
-  std::unordered_map<std::string, JwtCredential> jwt_;
+  std::unordered_map<std::string, KeyCredential, SecretHash, SecretEqual> keys_;
+  std::unordered_map<std::string, BasicCredential, NameHash, std::equal_to<>> basic_;
+  std::unordered_map<std::string, JwtCredential, NameHash, std::equal_to<>> jwt_;
 };
 
 }  // namespace portico::plugins

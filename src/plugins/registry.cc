@@ -14,7 +14,10 @@ struct Entry {
 };
 
 constexpr Entry kRuntimes[] = {
+    {"basic-auth", detail::make_basic_auth},
+    {"jwt-auth", detail::make_jwt_auth},
     {"key-auth", detail::make_key_auth},
+    {"prometheus", detail::make_prometheus},
     {"proxy-rewrite", detail::make_proxy_rewrite},
     {"redirect", detail::make_redirect},
     {"request-id", detail::make_request_id},

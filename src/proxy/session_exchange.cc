@@ -98,6 +98,7 @@ awaitable<bool> Session::forward(const snapshot::RouteRuntime& route) {
     // Last try: no tries left, or no node left to try (then an origin's 502/503/504 is relayed as is).
     a.last_try = attempt + 1 == tries || excluded_count >= up.nodes.size();
     upstream_addr_ = a.node->pool_key;
+    upstream_ip_ = a.node->address;
     balancer.on_request_start(node);
     Clock::time_point started = Clock::now();
     Failure f = co_await try_node(a);
@@ -291,6 +292,7 @@ awaitable<bool> Session::send_request(Attempt& a) {
   // Content-Length body: the buffered part goes out with the head; the rest streams from the client.
   size_t first = static_cast<size_t>(std::min<uint64_t>(after_head, request_.content_length));
   body_from_in_ = first;
+  body_bytes_read_ = first;
   if (!co_await write_upstream(bufs(asio::buffer(head_out_), asio::buffer(body_start, first))))
     co_return false;
   uint64_t remaining = request_.content_length - first;
@@ -313,6 +315,7 @@ awaitable<bool> Session::send_request(Attempt& a) {
       close_after_ = true;
       co_return false;
     }
+    body_bytes_read_ += n;
     if (!co_await write_upstream(bufs(asio::buffer(up_.data(), n)))) co_return false;
     remaining -= n;
   }
@@ -322,6 +325,7 @@ awaitable<bool> Session::send_request(Attempt& a) {
 
 awaitable<bool> Session::send_chunked_body() {
   decoder_.reset();
+  body_bytes_read_ = 0;  // a retry decodes the buffered body again
   int64_t max_body = max_body_;
   uint64_t total = 0;
   // First the bytes already buffered after the head, then reads from the client into up_.
@@ -357,6 +361,7 @@ awaitable<bool> Session::send_chunked_body() {
       if (step.status == http::ChunkedDecoder::Status::done) break;
       break;  // need_more
     }
+    body_bytes_read_ += used;
     if (decoder_.done()) {
       if (from_in) {
         body_from_in_ = used;

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -118,5 +119,13 @@ class Router {
   // Number of routes in the matcher (the enabled ones).
   virtual size_t route_count() const = 0;
 };
+
+// Which of a matched route's `uris` and `hosts` (its own, else its service's) the request matched through:
+// APISIX's matched_uri and matched_host, for logs and metrics. The most specific one matching `path` (the
+// normalized path) or `host` (the Host without port, any case), as match() ranks them; a single entry is
+// returned without a check (the route matched through it), none gives "". Any thread; allocation-free once a
+// thread has parsed a pattern with as many segments.
+std::string_view matched_uri(std::span<const std::string> uris, std::string_view path);
+std::string_view matched_host(std::span<const std::string> hosts, std::string_view host);
 
 }  // namespace portico::router

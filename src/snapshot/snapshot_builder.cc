@@ -46,6 +46,20 @@ void commit(Pending<T>& pending, Models<T>& models) {
   }
 }
 
+// `models` with `pending` applied, both left as they are (the pending values are committed after the checks).
+template <typename T>
+Models<T> merged_copy(const Pending<T>& pending, const Models<T>& models) {
+  Models<T> out = models;
+  for (const auto& [id, value] : pending) {
+    if (value) {
+      out.insert_or_assign(id, *value);
+    } else {
+      out.erase(id);
+    }
+  }
+  return out;
+}
+
 template <typename T, typename KeyOf>
 Models<T> index_models(const std::vector<T>& list, KeyOf key_of) {
   Models<T> out;
@@ -81,6 +95,9 @@ bool set_bit(std::vector<uint64_t>& bits, uint32_t i) {
 bool test_bit(const std::vector<uint64_t>& bits, uint32_t i) {
   return (bits[i >> 6] >> (i & 63) & 1) != 0;
 }
+
+// Consumers changed since the whole consumer index was built, past which a delta rebuilds it whole.
+constexpr size_t kMaxConsumerOverlay = 1024;
 
 // One `Holder<Model>` per resource kind other than routes.
 template <template <typename> class Holder>
@@ -194,6 +211,7 @@ struct SnapshotBuilder::State {
   // Compiled apart from the layers, rebuilt only when global rules or consumers change.
   std::shared_ptr<const plugins::GlobalRules> global_rules;
   std::shared_ptr<const plugins::ConsumerIndex> consumers;
+  std::set<std::string> consumers_changed;  // usernames changed or removed since the whole consumer index
 
   Base base;
   Models<std::optional<config::Route>> overlay;  // routes changed since the base; nullopt = removed
@@ -346,6 +364,32 @@ struct SnapshotBuilder::State {
   }
 
   // The overlay layer's config: its live routes with the services and upstreams they use.
+  // The consumer index after `changed` was committed: an overlay over the whole index holding every consumer
+  // changed since it was built (a delta costs the consumers changed, not all of them), or a new whole index
+  // once that overlay passes kMaxConsumerOverlay.
+  template <typename Changed>
+  void update_consumers(const Changed& changed) {
+    for (const auto& [name, model] : changed) consumers_changed.insert(name);
+    if (!consumers || consumers_changed.size() > kMaxConsumerOverlay) {
+      consumers = build_consumers(list_models(resources.consumers), context);
+      consumers_changed.clear();
+      return;
+    }
+    std::vector<config::Consumer> current;
+    std::vector<std::string> masked(consumers_changed.begin(), consumers_changed.end());
+    for (const std::string& name : consumers_changed) {
+      if (auto it = resources.consumers.find(name); it != resources.consumers.end())
+        current.push_back(it->second);
+    }
+    plugins::BuildEnv env;
+    env.workers = context.workers;
+    plugins::PluginCache cache;
+    std::vector<std::string> problems;
+    consumers = plugins::ConsumerIndex::layer(plugins::ConsumerIndex::whole_of(consumers), current, masked,
+                                              env, cache, problems);
+    for (const std::string& p : problems) PORTICO_LOG(warn, "consumers: %s", p.c_str());
+  }
+
   config::Config overlay_config() const {
     config::Config c;
     std::unordered_set<std::string_view> service_ids;
@@ -408,6 +452,7 @@ std::shared_ptr<const Snapshot> SnapshotBuilder::build(config::Config config, st
   if (!layer) return nullptr;
   s.global_rules = std::move(global_rules);
   s.consumers = std::move(consumers);
+  s.consumers_changed.clear();
   s.resources = std::move(resources);
   s.global_limit = global_limit_of(s.resources.global_rules);
   s.adopt_base(make_base(std::move(layer)));
@@ -488,9 +533,7 @@ SnapshotBuilder::Result SnapshotBuilder::apply(std::span<const ResourceChange> c
   // all.
   int64_t global_limit = s.global_limit;
   if (!global_rules.empty()) {
-    Models<config::GlobalRule> merged = s.resources.global_rules;
-    commit(global_rules, merged);
-    global_limit = global_limit_of(merged);
+    global_limit = global_limit_of(merged_copy(global_rules, s.resources.global_rules));
   }
   const bool touch_all = global_limit != s.global_limit;
   std::unordered_set<std::string_view> touched_services;
@@ -568,10 +611,9 @@ SnapshotBuilder::Result SnapshotBuilder::apply(std::span<const ResourceChange> c
   // plugin that cannot be built refuses the delta).
   std::shared_ptr<const plugins::GlobalRules> new_global_rules = s.global_rules;
   if (!global_rules.empty()) {
-    Models<config::GlobalRule> merged = s.resources.global_rules;
-    commit(global_rules, merged);
     std::string global_error;
-    new_global_rules = build_global_rules(list_models(merged), s.context, &global_error);
+    new_global_rules = build_global_rules(list_models(merged_copy(global_rules, s.resources.global_rules)),
+                                          s.context, &global_error);
     if (!new_global_rules && !global_error.empty()) {
       errors.add("global_rules", global_error);
       return refuse();
@@ -610,7 +652,7 @@ SnapshotBuilder::Result SnapshotBuilder::apply(std::span<const ResourceChange> c
   commit(plugin_configs, s.resources.plugin_configs);
   s.global_limit = global_limit;
   s.global_rules = std::move(new_global_rules);
-  if (!consumers.empty()) s.consumers = build_consumers(list_models(s.resources.consumers), s.context);
+  if (!consumers.empty()) s.update_consumers(consumers);
   if (s.background && !s.background->stale) {  // it works from the state before this delta
     for (const auto& [id, model] : folded) s.background->touched_since.insert(id);
   }

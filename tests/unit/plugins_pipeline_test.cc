@@ -202,3 +202,37 @@ TEST(ConsumerIndex, FindsKeysAndRefusesAKeySharedByTwoConsumers) {
 
 }  // namespace
 }  // namespace portico::plugins
+
+namespace portico::plugins {
+namespace {
+
+TEST(ConsumerIndex, AnOverlayMasksChangedAndRemovedConsumersOfItsBase) {
+  BuildEnv env;
+  PluginCache cache;
+  std::vector<std::string> problems;
+  auto whole = ConsumerIndex::build(
+      {consumer_with_key("a", "key-a"), consumer_with_key("b", "key-b"), consumer_with_key("c", "key-c")},
+      env, cache, problems);
+  // a changes its key, b is removed, d is added with c's key (ambiguous), e is added.
+  auto layer = ConsumerIndex::layer(
+      whole,
+      {consumer_with_key("a", "key-a2"), consumer_with_key("d", "key-c"), consumer_with_key("e", "key-e")},
+      {"a", "b", "d", "e"}, env, cache, problems);
+  EXPECT_EQ(layer->find_key("key-a"), nullptr);  // a's old key
+  ASSERT_NE(layer->find_key("key-a2"), nullptr);
+  EXPECT_EQ(layer->find_key("key-a2")->consumer->username, "a");
+  EXPECT_EQ(layer->find_key("key-b"), nullptr);  // b removed
+  EXPECT_EQ(layer->find_consumer("b"), nullptr);
+  EXPECT_EQ(layer->find_key("key-c"), nullptr);  // now claimed by c (base) and d (overlay)
+  ASSERT_NE(layer->find_key("key-e"), nullptr);
+  EXPECT_NE(layer->find_consumer("c"), nullptr);
+  // The base is untouched (older snapshots keep using it).
+  EXPECT_NE(whole->find_key("key-b"), nullptr);
+  EXPECT_NE(whole->find_key("key-c"), nullptr);
+  // A layer over a layer refers to the whole index, never to the previous layer.
+  auto next = ConsumerIndex::layer(layer, {}, {"a", "b", "d", "e"}, env, cache, problems);
+  EXPECT_EQ(next->whole(), whole.get());
+}
+
+}  // namespace
+}  // namespace portico::plugins
