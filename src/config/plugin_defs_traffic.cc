@@ -1,15 +1,13 @@
 // The traffic plugins' schemas (APISIX 3.x): request and response rewriting, redirects, CORS, IP rules,
 // request ids, fault injection, mocking, and client-control (the body limit, applied by the proxy itself).
-// Where Portico is stricter than APISIX (nested objects closed, statuses bounded to three digits, header
-// names and values that would break the response head refused), the docs say why (docs/plugins/traffic2.md).
+// What a schema cannot say (templates, regexes, reserved headers) is checked in plugin_checks_traffic.cc
+// (proxy-rewrite, response-rewrite, redirect, request-id) and plugin_checks_traffic2.cc (cors,
+// ip-restriction, fault-injection, mocking). Where Portico is stricter than APISIX (nested objects closed,
+// statuses bounded to three digits), docs/plugins/traffic2.md says why.
 #include <string_view>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
-#include "config/fields.h"
 #include "config/plugin_defs.h"
-#include "config/var_refs.h"
 
 namespace portico::config::detail {
 
@@ -23,50 +21,142 @@ constexpr std::string_view kClientControlSchema = R"({
   }
 })";
 
-// ---- checks shared by cors, fault-injection and mocking --------------------------------------------------
+// proxy-rewrite: `headers` is either {add, set, remove} or a flat mapping (the older form, meaning `set`).
+constexpr std::string_view kProxyRewriteSchema = R"({
+  "type": "object",
+  "properties": {
+    "uri": {"type": "string", "minLength": 1, "maxLength": 4096, "pattern": "^\\/.*"},
+    "method": {
+      "type": "string",
+      "enum": ["GET", "POST", "PUT", "HEAD", "DELETE", "OPTIONS", "MKCOL", "COPY", "MOVE", "PROPFIND",
+               "LOCK", "UNLOCK", "PATCH", "TRACE"]
+    },
+    "regex_uri": {"type": "array", "minItems": 2, "items": {"type": "string"}},
+    "host": {"type": "string", "pattern": "^[0-9a-zA-Z-.]+(:\\d{1,5})?$"},
+    "headers": {
+      "oneOf": [
+        {
+          "type": "object",
+          "minProperties": 1,
+          "additionalProperties": false,
+          "properties": {
+            "add": {
+              "type": "object",
+              "minProperties": 1,
+              "patternProperties": {"^[^:]+$": {"oneOf": [{"type": "string"}, {"type": "number"}]}}
+            },
+            "set": {
+              "type": "object",
+              "minProperties": 1,
+              "patternProperties": {"^[^:]+$": {"oneOf": [{"type": "string"}, {"type": "number"}]}}
+            },
+            "remove": {"type": "array", "minItems": 1, "items": {"type": "string", "pattern": "^[^:]+$"}}
+          }
+        },
+        {
+          "type": "object",
+          "minProperties": 1,
+          "patternProperties": {"^[^:]+$": {"oneOf": [{"type": "string"}, {"type": "number"}]}}
+        }
+      ]
+    },
+    "use_real_request_uri_unsafe": {"type": "boolean", "default": false}
+  },
+  "minProperties": 1
+})";
 
-bool has_control_chars(std::string_view s) {
-  for (char c : s) {
-    const auto u = static_cast<unsigned char>(c);
-    if ((u < 0x20 && c != '\t') || u == 0x7f) return true;
+// response-rewrite: `headers.add` items are "Name: value" strings; body and filters exclude each other.
+constexpr std::string_view kResponseRewriteSchema = R"({
+  "type": "object",
+  "properties": {
+    "headers": {
+      "anyOf": [
+        {
+          "type": "object",
+          "minProperties": 1,
+          "patternProperties": {"^[^:]+$": {"oneOf": [{"type": "string"}, {"type": "number"}]}}
+        },
+        {
+          "properties": {
+            "add": {"type": "array", "minItems": 1, "items": {"type": "string", "pattern": "^[^:]+:[^:]+[^/]$"}},
+            "set": {
+              "type": "object",
+              "minProperties": 1,
+              "patternProperties": {"^[^:]+$": {"oneOf": [{"type": "string"}, {"type": "number"}]}}
+            },
+            "remove": {"type": "array", "minItems": 1, "items": {"type": "string", "pattern": "^[^:]+$"}}
+          }
+        }
+      ]
+    },
+    "body": {"type": "string"},
+    "body_base64": {"type": "boolean", "default": false},
+    "status_code": {"type": "integer", "minimum": 200, "maximum": 598},
+    "vars": {"type": "array"},
+    "filters": {
+      "type": "array",
+      "minItems": 1,
+      "items": {
+        "type": "object",
+        "required": ["regex", "replace"],
+        "properties": {
+          "regex": {"type": "string", "minLength": 1},
+          "scope": {"type": "string", "enum": ["once", "global"], "default": "once"},
+          "replace": {"type": "string"},
+          "options": {"type": "string", "default": "jo"}
+        }
+      }
+    }
+  },
+  "dependencies": {
+    "body": {"not": {"required": ["filters"]}},
+    "filters": {"not": {"required": ["body"]}}
   }
-  return false;
-}
+})";
 
-// A field name of the response head a plugin may set: an RFC 9110 token, not one Portico owns (framing and
-// connection management: proxy/head_writer.h is_reserved_field).
-std::string check_header_name(std::string_view name) {
-  static constexpr std::string_view kTokenPunct = "!#$%&'*+-.^_`|~";
-  for (char c : name) {
-    const bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-    if (!alnum && kTokenPunct.find(c) == std::string_view::npos) return "is not a valid header name";
-  }
-  std::string lower(name);
-  for (char& c : lower) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c);
-  for (std::string_view reserved : {"connection", "keep-alive", "proxy-connection", "te", "trailer",
-                                    "transfer-encoding", "upgrade", "content-length", "host"}) {
-    if (lower == reserved) return "is set by Portico itself and cannot be configured";
-  }
-  return {};
-}
+// redirect: exactly one of uri, regex_uri, http_to_https. The `uri` pattern is APISIX's template grammar
+// (it refuses little: a string of backslashes). ret_code has a maximum here (a status has three digits).
+constexpr std::string_view kRedirectSchema = R"json({
+  "type": "object",
+  "properties": {
+    "ret_code": {"type": "integer", "minimum": 200, "maximum": 599, "default": 302},
+    "uri": {
+      "type": "string",
+      "minLength": 2,
+      "pattern": "(\\\\\\$[0-9a-zA-Z_]+)|\\$\\{([0-9a-zA-Z_]+)\\}|\\$([0-9a-zA-Z_]+)|(\\$|[^$\\\\]+)"
+    },
+    "regex_uri": {"type": "array", "minItems": 2, "maxItems": 2, "items": {"type": "string"}},
+    "http_to_https": {"type": "boolean"},
+    "encode_uri": {"type": "boolean", "default": false},
+    "append_query_string": {"type": "boolean", "default": false}
+  },
+  "oneOf": [{"required": ["uri"]}, {"required": ["regex_uri"]}, {"required": ["http_to_https"]}]
+})json";
 
-// A mapping of header names to string or number values (abort.headers, response_headers); strings may hold
-// variables when `with_vars`. `where` is the mapping's path below the plugin.
-std::string check_headers(const json& headers, std::string_view where, bool with_vars, std::string& field) {
-  for (auto it = headers.begin(); it != headers.end(); ++it) {
-    field = std::string(where);
-    append_key(field, it.key());
-    if (std::string why = check_header_name(it.key()); !why.empty()) return why;
-    if (!it->is_string()) continue;
-    const std::string& value = it->get_ref<const std::string&>();
-    if (has_control_chars(value)) return "must not contain control characters (CR, LF, ...)";
-    if (with_vars) {
-      if (std::string why = check_var_refs(value); !why.empty()) return why;
+// request-id: the default char_set is APISIX's, its "GHIGK" included.
+constexpr std::string_view kRequestIdSchema = R"({
+  "type": "object",
+  "properties": {
+    "header_name": {"type": "string", "default": "X-Request-Id"},
+    "include_in_response": {"type": "boolean", "default": true},
+    "algorithm": {"type": "string", "enum": ["uuid", "nanoid", "range_id", "ksuid"], "default": "uuid"},
+    "range_id": {
+      "type": "object",
+      "properties": {
+        "length": {"type": "integer", "minimum": 6, "default": 16},
+        "char_set": {
+          "type": "string",
+          "minLength": 6,
+          "default": "abcdefghijklmnopqrstuvwxyzABCDEFGHIGKLMNOPQRSTUVWXYZ0123456789"
+        }
+      },
+      "default": {
+        "length": 16,
+        "char_set": "abcdefghijklmnopqrstuvwxyzABCDEFGHIGKLMNOPQRSTUVWXYZ0123456789"
+      }
     }
   }
-  field.clear();
-  return {};
-}
+})";
 
 // ---- cors ------------------------------------------------------------------------------------------------
 
@@ -93,44 +183,6 @@ constexpr std::string_view kCorsSchema = R"({
   }
 })";
 
-std::string check_cors(const json& conf, bool, std::string& field) {
-  if (conf.contains("allow_origins_by_metadata")) {
-    field = "allow_origins_by_metadata";
-    return "plugin metadata is not supported by this version: list the origins in allow_origins or "
-           "allow_origins_by_regex";
-  }
-  for (const char* key :
-       {"allow_origins", "allow_methods", "allow_headers", "expose_headers", "timing_allow_origins"}) {
-    auto it = conf.find(key);
-    if (it != conf.end() && has_control_chars(it->get_ref<const std::string&>())) {
-      field = key;
-      return "must not contain control characters (CR, LF, ...)";
-    }
-  }
-  if (conf.at("allow_credential").get<bool>()) {
-    for (const char* key :
-         {"allow_origins", "allow_methods", "allow_headers", "expose_headers", "timing_allow_origins"}) {
-      auto it = conf.find(key);
-      if (it != conf.end() && *it == "*") {
-        return "you can not set '*' for other option when 'allow_credential' is true";
-      }
-    }
-  }
-  for (const char* key : {"allow_origins_by_regex", "timing_allow_origins_by_regex"}) {
-    auto list = conf.find(key);
-    if (list == conf.end()) continue;
-    for (size_t i = 0; i < list->size(); ++i) {
-      std::string why = check_regex((*list)[i].get<std::string>(), false);
-      if (!why.empty()) {
-        field = key;
-        append_index(field, i);
-        return why;
-      }
-    }
-  }
-  return {};
-}
-
 // ---- ip-restriction --------------------------------------------------------------------------------------
 
 // APISIX's items are anyOf four IPv4/IPv6 patterns, then check_schema parses each entry; here the check does
@@ -146,22 +198,6 @@ constexpr std::string_view kIpRestrictionSchema = R"({
   },
   "oneOf": [{"required": ["whitelist"]}, {"required": ["blacklist"]}]
 })";
-
-std::string check_ip_restriction(const json& conf, bool, std::string& field) {
-  for (const char* key : {"whitelist", "blacklist"}) {
-    auto list = conf.find(key);
-    if (list == conf.end()) continue;
-    for (size_t i = 0; i < list->size(); ++i) {
-      const std::string& text = (*list)[i].get_ref<const std::string&>();
-      if (!check_cidr(text).empty()) {
-        field = key;
-        append_index(field, i);
-        return "invalid ip address: " + text;
-      }
-    }
-  }
-  return {};
-}
 
 // ---- fault-injection -------------------------------------------------------------------------------------
 
@@ -199,42 +235,6 @@ constexpr std::string_view kFaultInjectionSchema = R"({
   "minProperties": 1
 })";
 
-// Each `vars` alternative is a route-style expression list (validate.h read_vars_expressions).
-std::string check_vars(const json& action, const std::string& where, std::string& field) {
-  auto vars = action.find("vars");
-  if (vars == action.end()) return {};
-  for (size_t i = 0; i < vars->size(); ++i) {
-    std::string prefix = where + ".vars";
-    append_index(prefix, i);
-    Errors errors;
-    std::vector<VarExpr> exprs;
-    if (!read_vars_expressions((*vars)[i], prefix, errors, exprs)) {
-      field = errors.list().front().path;
-      return errors.list().front().reason;
-    }
-  }
-  return {};
-}
-
-std::string check_fault_injection(const json& conf, bool, std::string& field) {
-  if (auto abort = conf.find("abort"); abort != conf.end()) {
-    if (auto body = abort->find("body"); body != abort->end()) {
-      if (std::string why = check_var_refs(body->get_ref<const std::string&>()); !why.empty()) {
-        field = "abort.body";
-        return why;
-      }
-    }
-    if (auto headers = abort->find("headers"); headers != abort->end()) {
-      if (std::string why = check_headers(*headers, "abort.headers", true, field); !why.empty()) return why;
-    }
-    if (std::string why = check_vars(*abort, "abort", field); !why.empty()) return why;
-  }
-  if (auto delay = conf.find("delay"); delay != conf.end()) {
-    if (std::string why = check_vars(*delay, "delay", field); !why.empty()) return why;
-  }
-  return {};
-}
-
 // ---- mocking ---------------------------------------------------------------------------------------------
 
 // response_status is bounded to what a status line can carry; delay to config::kMaxSeconds.
@@ -256,35 +256,14 @@ constexpr std::string_view kMockingSchema = R"({
   "anyOf": [{"required": ["response_example"]}, {"required": ["response_schema"]}]
 })";
 
-std::string check_mocking(const json& conf, bool, std::string& field) {
-  if (conf.contains("response_schema")) {
-    field = "response_schema";
-    return "generating bodies from a JSON schema is not supported by this version: give response_example";
-  }
-  const std::string& content_type = conf.at("content_type").get_ref<const std::string&>();
-  std::string_view type = std::string_view(content_type).substr(0, content_type.find(';'));
-  bool supported = false;
-  for (std::string_view t : {"application/xml", "application/json", "text/plain", "text/html", "text/xml"}) {
-    supported = supported || type == t;
-  }
-  if (!supported || has_control_chars(content_type)) {
-    field = "content_type";
-    return "unsupported content type!";
-  }
-  if (std::string why = check_var_refs(conf.at("response_example").get_ref<const std::string&>());
-      !why.empty()) {
-    field = "response_example";
-    return why;
-  }
-  if (auto headers = conf.find("response_headers"); headers != conf.end()) {
-    return check_headers(*headers, "response_headers", false, field);
-  }
-  return {};
-}
-
 std::vector<PluginDef> make_defs() {
   std::vector<PluginDef> defs;
   defs.emplace_back(plugin_def("client-control", 22000, kClientControlSchema)).builtin = true;
+  defs.emplace_back(plugin_def("proxy-rewrite", 1008, kProxyRewriteSchema)).check = check_proxy_rewrite;
+  defs.emplace_back(plugin_def("response-rewrite", 899, kResponseRewriteSchema)).check =
+      check_response_rewrite;
+  defs.emplace_back(plugin_def("redirect", 900, kRedirectSchema)).check = check_redirect;
+  defs.emplace_back(plugin_def("request-id", 12015, kRequestIdSchema)).check = check_request_id;
   defs.emplace_back(plugin_def("cors", 4000, kCorsSchema)).check = check_cors;
   defs.emplace_back(plugin_def("ip-restriction", 3000, kIpRestrictionSchema)).check = check_ip_restriction;
   defs.emplace_back(plugin_def("fault-injection", 11000, kFaultInjectionSchema)).check =

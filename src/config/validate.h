@@ -95,6 +95,11 @@ std::optional<GlobalRule> validate_global_rule(const nlohmann::json& rule, std::
 std::optional<PluginConfig> validate_plugin_config(const nlohmann::json& config, std::string_view path_prefix,
                                                    Errors& errors, const ValidateOptions& options = {});
 
+// A `vars` list as routes take it ([[var, op, value], ...]), for the plugins that take one too
+// (response-rewrite): the expressions, or nullopt with the errors at `path_prefix` + "[i]...".
+std::optional<std::vector<VarExpr>> validate_vars(const nlohmann::json& vars, std::string_view path_prefix,
+                                                  Errors& errors);
+
 // Whole-configuration rules over already validated resources: ids are unique per resource type (usernames
 // among consumers); upstream_id, service_id and plugin_config_id references resolve; every route ends up with
 // an upstream (its own, or its service's). Paths use the indices of the vectors in `config`
@@ -128,11 +133,5 @@ int64_t folded_max_body_size(const Route& route, const PluginConfig* plugin_conf
 // check_config. This is what the loader does, minus the file handling (the loader streams resources out of
 // the parser instead of building the whole tree first; results are identical).
 std::optional<Config> validate_config(const nlohmann::json& document, Errors& errors);
-
-// A `vars` expression list as a route writes it (`[[var, op, value], ...]`, the rules of a route's `vars`),
-// for plugins that take APISIX vars conditions (fault-injection). Returns false with one error per problem,
-// paths below `path_prefix` ("abort.vars[0][1]").
-bool read_vars_expressions(const nlohmann::json& vars, std::string_view path_prefix, Errors& errors,
-                           std::vector<VarExpr>& out);
 
 }  // namespace portico::config

@@ -115,7 +115,8 @@ class RequestContext {
   std::string_view service_name;  // empty when the route has no service or it has no name
   std::string_view matched_uri;   // the route's uri pattern that matched ("/users/*")
   std::string_view matched_host;  // the route's host pattern that matched; empty when none
-  // The request as the router saw it, for APISIX variables (router::RequestVar, router::VarsCondition).
+  // The request as the router saw it, for request-phase `vars` conditions (router::VarsCondition: the
+  // fault-injection plugin).
   const router::MatchRequest* match = nullptr;
 
   const ConsumerIndex* consumers = nullptr;  // the snapshot's credentials, for the auth plugins

@@ -18,6 +18,11 @@ std::shared_ptr<const Plugin> make_key_auth(const nlohmann::json&, int, const Bu
 std::shared_ptr<const Plugin> make_basic_auth(const nlohmann::json&, int, const BuildEnv&, std::string*);
 std::shared_ptr<const Plugin> make_jwt_auth(const nlohmann::json&, int, const BuildEnv&, std::string*);
 std::shared_ptr<const Plugin> make_prometheus(const nlohmann::json&, int, const BuildEnv&, std::string*);
+std::shared_ptr<const Plugin> make_proxy_rewrite(const nlohmann::json&, int, const BuildEnv&, std::string*);
+std::shared_ptr<const Plugin> make_response_rewrite(const nlohmann::json&, int, const BuildEnv&,
+                                                    std::string*);
+std::shared_ptr<const Plugin> make_redirect(const nlohmann::json&, int, const BuildEnv&, std::string*);
+std::shared_ptr<const Plugin> make_request_id(const nlohmann::json&, int, const BuildEnv&, std::string*);
 std::shared_ptr<const Plugin> make_cors(const nlohmann::json&, int, const BuildEnv&, std::string*);
 std::shared_ptr<const Plugin> make_ip_restriction(const nlohmann::json&, int, const BuildEnv&, std::string*);
 std::shared_ptr<const Plugin> make_consumer_restriction(const nlohmann::json&, int, const BuildEnv&,

@@ -7,11 +7,12 @@
 // then the abort; the plugins after this one run before the wait rather than after it, which changes nothing
 // they can observe but the clock.
 #include <nlohmann/json.hpp>
-#include <random>
 
 #include "config/validate.h"
 #include "plugins/factories.h"
-#include "plugins/var_template.h"
+#include "plugins/request_ids.h"
+#include "plugins/template.h"
+#include "router/router.h"
 
 namespace portico::plugins {
 
@@ -25,36 +26,24 @@ bool iequals(std::string_view a, std::string_view b) {
   return true;
 }
 
-// Per-thread xorshift64*: a percentage draw costs a few instructions and no lock.
-uint64_t next_random() {
-  thread_local uint64_t state = [] {
-    std::random_device rd;
-    uint64_t s = (uint64_t{rd()} << 32) ^ rd();
-    return s != 0 ? s : 0x9e3779b97f4a7c15ull;
-  }();
-  state ^= state >> 12;
-  state ^= state << 25;
-  state ^= state >> 27;
-  return state * 0x2545f4914f6cdd1dull;
-}
-
 // What the two actions share: the share of requests and the conditions.
 struct Trigger {
   int percentage = -1;  // -1: every request
-  std::vector<router::VarsCondition> alternatives;
+  std::vector<std::unique_ptr<router::VarsCondition>> alternatives;
 
   bool compile(const nlohmann::json& action, std::string* error) {
     if (auto p = action.find("percentage"); p != action.end()) percentage = p->get<int>();
     auto vars = action.find("vars");
     if (vars == action.end()) return true;
     for (const nlohmann::json& alternative : *vars) {
-      std::vector<config::VarExpr> exprs;
       config::Errors errors;
-      if (!config::read_vars_expressions(alternative, "vars", errors, exprs)) {
+      std::optional<std::vector<config::VarExpr>> exprs = config::validate_vars(alternative, "vars", errors);
+      if (!exprs) {
         if (error != nullptr) *error = errors.list().front().path + ": " + errors.list().front().reason;
         return false;
       }
-      if (!alternatives.emplace_back().compile(exprs, error)) return false;
+      alternatives.push_back(router::VarsCondition::compile(*exprs, error));
+      if (!alternatives.back()) return false;
     }
     return true;
   }
@@ -63,12 +52,12 @@ struct Trigger {
   bool fires(const RequestContext& ctx) const {
     if (!alternatives.empty()) {
       bool any = false;
-      for (const router::VarsCondition& c : alternatives) {
-        if ((any = ctx.match != nullptr && c.matches(*ctx.match))) break;
+      for (const auto& c : alternatives) {
+        if ((any = ctx.match != nullptr && c->matches(*ctx.match))) break;
       }
       if (!any) return false;
     }
-    return percentage < 0 || static_cast<int>(next_random() % 100) + 1 <= percentage;
+    return percentage < 0 || static_cast<int>(ids::random64() % 100) + 1 <= percentage;
   }
 };
 
@@ -87,13 +76,14 @@ class FaultInjection final : public Plugin {
     has_abort_ = true;
     status_ = abort->at("http_status").get<int>();
     if (!abort_.compile(*abort, error)) return false;
+    // Templates as the catalog's check accepted them (Template::parse throws otherwise).
     if (auto body = abort->find("body"); body != abort->end()) {
-      if (!body_.parse(body->get<std::string>(), error)) return false;
+      body_ = Template::parse(body->get<std::string>(), config::TemplateSyntax::vars);
     }
     if (auto headers = abort->find("headers"); headers != abort->end()) {
       for (auto it = headers->begin(); it != headers->end(); ++it) {
-        VarTemplate value;
-        if (!value.parse(it->is_string() ? it->get<std::string>() : it->dump(), error)) return false;
+        Template value = Template::parse(it->is_string() ? it->get<std::string>() : it->dump(),
+                                         config::TemplateSyntax::vars);
         if (iequals(it.key(), "content-type")) {  // replaces the reply's own rather than adding a second
           content_type_ = std::move(value);
           has_content_type_ = true;
@@ -112,13 +102,18 @@ class FaultInjection final : public Plugin {
     if (delay) ctx.delay(duration_);
     if (!abort) return;
     std::string body;
-    body_.render(ctx, body);
+    Expansion body_out(body, Escape::body);
+    body_.expand(ctx, nullptr, body_out);
     std::string content_type;
-    if (has_content_type_) content_type_.render(ctx, content_type, true);
+    if (has_content_type_) {
+      Expansion out(content_type, Escape::header);
+      content_type_.expand(ctx, nullptr, out);
+    }
     ctx.respond(status_, std::move(body), std::move(content_type));
     for (const auto& [name, value] : headers_) {
       std::string text;
-      value.render(ctx, text, true);
+      Expansion out(text, Escape::header);
+      value.expand(ctx, nullptr, out);
       ctx.reply.headers.emplace_back(name, std::move(text));
     }
   }
@@ -130,10 +125,10 @@ class FaultInjection final : public Plugin {
   bool has_abort_ = false;
   int status_ = 0;
   Trigger abort_;
-  VarTemplate body_;
+  Template body_;
   bool has_content_type_ = false;
-  VarTemplate content_type_;
-  std::vector<std::pair<std::string, VarTemplate>> headers_;
+  Template content_type_;
+  std::vector<std::pair<std::string, Template>> headers_;
 };
 
 }  // namespace

@@ -6,7 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "plugins/factories.h"
-#include "plugins/var_template.h"
+#include "plugins/template.h"
 
 namespace portico::plugins {
 
@@ -22,13 +22,12 @@ bool iequals(std::string_view a, std::string_view b) {
 
 class Mocking final : public Plugin {
  public:
-  explicit Mocking(int priority) : Plugin("mocking", priority, kAccess) {}
-
-  bool build(const nlohmann::json& conf, std::string* error) {
+  // `conf` as the catalog's check accepted it: Template::parse throws on anything else.
+  Mocking(const nlohmann::json& conf, int priority) : Plugin("mocking", priority, kAccess) {
     status_ = conf.at("response_status").get<int>();
     content_type_ = conf.at("content_type").get<std::string>();
     delay_ = conf.at("delay").get<double>();
-    if (!body_.parse(conf.at("response_example").get<std::string>(), error)) return false;
+    body_ = Template::parse(conf.at("response_example").get<std::string>(), config::TemplateSyntax::vars);
     if (conf.at("with_mock_header").get<bool>())
       headers_.emplace_back("x-mock-by", "Portico/" PORTICO_VERSION);
     if (auto h = conf.find("response_headers"); h != conf.end()) {
@@ -41,12 +40,12 @@ class Mocking final : public Plugin {
         }
       }
     }
-    return true;
   }
 
   void access(RequestContext& ctx) const override {
     std::string body;
-    body_.render(ctx, body);
+    Expansion out(body, Escape::body);
+    body_.expand(ctx, nullptr, out);
     ctx.respond(status_, std::move(body), content_type_);
     ctx.reply.headers.insert(ctx.reply.headers.end(), headers_.begin(), headers_.end());
     ctx.delay(delay_);
@@ -56,7 +55,7 @@ class Mocking final : public Plugin {
   int status_ = 200;
   std::string content_type_;
   double delay_ = 0;
-  VarTemplate body_;
+  Template body_;
   std::vector<std::pair<std::string, std::string>> headers_;
 };
 
@@ -65,14 +64,8 @@ class Mocking final : public Plugin {
 namespace detail {
 
 std::shared_ptr<const Plugin> make_mocking(const nlohmann::json& conf, int priority, const BuildEnv&,
-                                           std::string* error) {
-  auto plugin = std::make_shared<Mocking>(priority);
-  std::string why;
-  if (!plugin->build(conf, &why)) {
-    if (error != nullptr) *error = "mocking: " + why;
-    return nullptr;
-  }
-  return plugin;
+                                           std::string*) {
+  return std::make_shared<Mocking>(conf, priority);
 }
 
 }  // namespace detail

@@ -13,6 +13,8 @@ struct Entry {
   detail::Factory make;
 };
 
+// One plugin a line, sorted by name (clang-format would pack them into columns).
+// clang-format off
 constexpr Entry kRuntimes[] = {
     {"basic-auth", detail::make_basic_auth},
     {"consumer-restriction", detail::make_consumer_restriction},
@@ -23,7 +25,12 @@ constexpr Entry kRuntimes[] = {
     {"key-auth", detail::make_key_auth},
     {"mocking", detail::make_mocking},
     {"prometheus", detail::make_prometheus},
+    {"proxy-rewrite", detail::make_proxy_rewrite},
+    {"redirect", detail::make_redirect},
+    {"request-id", detail::make_request_id},
+    {"response-rewrite", detail::make_response_rewrite},
 };
+// clang-format on
 
 const Entry* find(std::string_view name) {
   for (const Entry& e : kRuntimes) {

@@ -38,6 +38,16 @@ void format_chunk_size(std::string& out, size_t n) {
   out += "\r\n";
 }
 
+// Whether the request as the origin receives it may be repeated (RFC 9110 9.2.2): proxy-rewrite may have
+// changed its method (a POST sent as GET, or the other way round). It never changes a HEAD request's method
+// nor makes one, so the response framing, read by request_.method, stays right.
+bool sent_idempotent(const http::RequestHead& request, const plugins::Pipeline& pipeline,
+                     const plugins::RequestContext& ctx) {
+  if (pipeline.empty() || ctx.upstream.method.empty()) return http::is_idempotent(request.method);
+  const std::string_view m = ctx.upstream.method;
+  return m == "GET" || m == "PUT" || m == "DELETE" || m == "OPTIONS" || m == "TRACE";
+}
+
 }  // namespace
 
 struct Session::Attempt {
@@ -71,7 +81,7 @@ awaitable<bool> Session::forward(const snapshot::RouteRuntime& route) {
     if (attempt > 0) {
       // Nothing reached the origin after a failed connect, so any request may go elsewhere.
       bool connect_failed = last == Failure::connect || last == Failure::connect_timeout;
-      bool safe = connect_failed || (http::is_idempotent(request_.method) && !body_streamed_);
+      bool safe = connect_failed || (sent_idempotent(request_, pipeline_, plugin_ctx_) && !body_streamed_);
       double elapsed = std::chrono::duration<double>(Clock::now() - request_start_).count();
       if (!safe || response_started_ || (spec.retry_timeout > 0 && elapsed >= spec.retry_timeout)) break;
       worker_.metrics().upstream_retries.add();
@@ -191,7 +201,8 @@ awaitable<Session::Failure> Session::try_node(Attempt& a) {
     co_return Failure::none;
   }
   bool retryable_status = response_.status == 502 || response_.status == 503 || response_.status == 504;
-  if (retryable_status && !a.last_try && http::is_idempotent(request_.method) && !body_streamed_) {
+  if (retryable_status && !a.last_try && sent_idempotent(request_, pipeline_, plugin_ctx_) &&
+      !body_streamed_) {
     upstream_.reset();  // its body is not read: the connection cannot be reused
     co_return Failure::bad_status;
   }

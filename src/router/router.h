@@ -31,6 +31,7 @@ struct MatchRequest {
   std::string_view target;       // raw request-target (for the `request_uri` var)
   const http::MessageHead* head = nullptr;  // headers and cookies for `vars`; may be null in tests
   IpAddress client;                         // peer address, for remote_addrs and `remote_addr`
+  int status = 0;  // the response status, for a plugin's response-phase condition (`status`); 0 when routing
 };
 
 // One request variable by its APISIX name ("uri", "request_uri", "host", "remote_addr", "request_method",
@@ -45,30 +46,25 @@ class RequestVar {
   // The variable's value for `request`, or false when it is missing. A decoded query argument points into
   // a thread-local buffer that the next lookup on this thread may reuse.
   bool get(const MatchRequest& request, std::string_view& out) const;
-  // False for a name that is none of the above (such a variable is always missing).
-  bool known() const;
 
  private:
   uint8_t source_ = 0xff;  // detail::CompiledExpr::Source; 0xff = missing
   std::string name_;
 };
 
-// A list of `vars` expressions that must all hold, as a route's `vars` (README.md "vars"), compiled once for
-// a plugin that takes APISIX vars conditions (fault-injection's `vars`). Immutable after compile(); matches()
-// may run on any thread concurrently, allocation-free once a thread is warm (as Router::match).
+// A `vars` condition outside routing (response-rewrite's `vars`): every expression must hold, read with the
+// router's own semantics (vars.h), `status` included when MatchRequest::status is set. Compiled once when a
+// snapshot is built; immutable; matches() is thread-safe and allocation-free, like Router::match.
 class VarsCondition {
  public:
-  VarsCondition();
+  // Null with `error` set when an expression does not compile (the config validator refuses those first).
+  static std::unique_ptr<VarsCondition> compile(const std::vector<config::VarExpr>& vars, std::string* error);
   ~VarsCondition();
-  VarsCondition(VarsCondition&&) noexcept;
-  VarsCondition& operator=(VarsCondition&&) noexcept;
 
-  // False with `error` set when an expression cannot be compiled (the validator refuses those first).
-  bool compile(const std::vector<config::VarExpr>& exprs, std::string* error);
-  // True when every expression holds for `request` (an empty list always holds).
   bool matches(const MatchRequest& request) const;
 
  private:
+  VarsCondition();
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

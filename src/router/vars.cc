@@ -149,6 +149,15 @@ bool lookup(Source source, const std::string& name, VarContext& ctx, std::string
       return find_arg(r.query, name, v);
     case Source::cookie:
       return find_cookie(r, name, v);
+    case Source::status: {
+      if (r.status <= 0) return false;
+      if (ctx.status_len < 0) {
+        auto [end, ec] = std::to_chars(ctx.status, ctx.status + sizeof ctx.status, r.status);
+        ctx.status_len = ec == std::errc() ? static_cast<int>(end - ctx.status) : 0;
+      }
+      v = std::string_view(ctx.status, static_cast<size_t>(ctx.status_len));
+      return true;
+    }
     case Source::missing:
       return false;
   }
@@ -202,6 +211,7 @@ Source resolve_var(std::string_view var, std::string& name) {
   if (var == "request_method") return Source::request_method;
   if (var == "scheme") return Source::scheme;
   if (var == "args" || var == "query_string") return Source::args;
+  if (var == "status") return Source::status;
   if (starts_with(var, "http_") && var.size() > 5) {
     for (char c : var.substr(5)) name.push_back(c == '-' ? '_' : lower(c));
     return Source::header;
@@ -223,11 +233,11 @@ bool lookup_var(Source source, const std::string& name, const MatchRequest& requ
   ctx.host = request.host;
   ctx.method = request.method_text;
   if (!lookup(source, name, ctx, out)) return false;
-  if (source == Source::remote_addr) {
-    // The address was formatted into ctx, which dies here: hand out a per-thread copy instead.
-    thread_local char addr[sizeof ctx.addr];
-    std::memcpy(addr, out.data(), out.size());
-    out = std::string_view(addr, out.size());
+  if (source == Source::remote_addr || source == Source::status) {
+    // Formatted into ctx, which dies here: hand out a per-thread copy instead.
+    thread_local char copy[sizeof ctx.addr];
+    std::memcpy(copy, out.data(), out.size());
+    out = std::string_view(copy, out.size());
   }
   return true;
 }
@@ -338,9 +348,9 @@ bool RequestVar::get(const MatchRequest& request, std::string_view& out) const {
   return detail::lookup_var(static_cast<detail::CompiledExpr::Source>(source_), name_, request, out);
 }
 
-bool RequestVar::known() const {
-  return source_ != 0xff && source_ != static_cast<uint8_t>(detail::CompiledExpr::Source::missing);
-}
+}  // namespace portico::router
+
+namespace portico::router {
 
 struct VarsCondition::Impl {
   std::vector<detail::CompiledExpr> exprs;
@@ -348,32 +358,31 @@ struct VarsCondition::Impl {
 
 VarsCondition::VarsCondition() : impl_(std::make_unique<Impl>()) {}
 VarsCondition::~VarsCondition() = default;
-VarsCondition::VarsCondition(VarsCondition&&) noexcept = default;
-VarsCondition& VarsCondition::operator=(VarsCondition&&) noexcept = default;
 
-bool VarsCondition::compile(const std::vector<config::VarExpr>& exprs, std::string* error) {
-  std::vector<detail::CompiledExpr> compiled(exprs.size());
-  for (size_t i = 0; i < exprs.size(); ++i) {
-    if (!detail::compile_expr(exprs[i], compiled[i], error)) return false;
+std::unique_ptr<VarsCondition> VarsCondition::compile(const std::vector<config::VarExpr>& vars,
+                                                      std::string* error) {
+  std::unique_ptr<VarsCondition> out(new VarsCondition());
+  out->impl_->exprs.resize(vars.size());
+  for (size_t i = 0; i < vars.size(); ++i) {
+    if (!detail::compile_expr(vars[i], out->impl_->exprs[i], error)) return nullptr;
   }
-  impl_->exprs = std::move(compiled);
-  return true;
+  return out;
 }
 
 bool VarsCondition::matches(const MatchRequest& request) const {
-  if (impl_->exprs.empty()) return true;
-  // The host as the router sees it: lower-cased, without a trailing dot (on the stack, as Router::match).
-  char host_buf[256];
-  std::string_view host = request.host;
-  if (!host.empty() && host.back() == '.') host.remove_suffix(1);
-  if (host.size() <= sizeof host_buf) {
-    for (size_t i = 0; i < host.size(); ++i) host_buf[i] = detail::lower(host[i]);
-    host = std::string_view(host_buf, host.size());
-  }
   detail::VarContext ctx;
   ctx.request = &request;
-  ctx.host = host;
-  ctx.method = request.method_text;  // the session always sets it
+  // Host as the router compares it: lower-cased, without a trailing dot.
+  char host[256];
+  std::string_view h = request.host;
+  if (!h.empty() && h.back() == '.') h.remove_suffix(1);
+  if (h.size() <= sizeof host) {
+    for (size_t i = 0; i < h.size(); ++i)
+      host[i] = h[i] >= 'A' && h[i] <= 'Z' ? static_cast<char>(h[i] + 32) : h[i];
+    h = std::string_view(host, h.size());
+  }
+  ctx.host = h;
+  ctx.method = request.method_text;
   for (const detail::CompiledExpr& e : impl_->exprs) {
     if (!detail::eval_expr(e, ctx)) return false;
   }

@@ -171,7 +171,7 @@ def test_consumer_restriction_with_key_auth_consumers(gw):
 def test_fault_injection_abort(gw):
     gw.apply({"routes": [
         route("abort", "/echo", gw.origin, host="abort.test", plugins={"fault-injection": {"abort": {
-            "http_status": 503, "body": "injected for $remote_addr (${arg_who ?? nobody})\n",
+            "http_status": 503, "body": "injected for $remote_addr (${arg_who})\n",
             "headers": {"Retry-After": 30, "X-Fault": "$request_method"}}}}),
         route("abort-vars", "/echo", gw.origin, host="vars.test", plugins={"fault-injection": {"abort": {
             "http_status": 418, "vars": [[["arg_fault", "==", "1"]], [["http_x_fault", "==", "yes"]]]}}}),
@@ -179,7 +179,7 @@ def test_fault_injection_abort(gw):
     r = gw.get("/echo?who=me", host="abort.test")
     assert r.status == 503 and r.body == b"injected for 127.0.0.1 (me)\n", r
     assert r.header("Retry-After") == "30" and r.header("X-Fault") == "GET", r.headers
-    assert gw.get("/echo", host="abort.test").body == b"injected for 127.0.0.1 (nobody)\n"
+    assert gw.get("/echo", host="abort.test").body == b"injected for 127.0.0.1 ()\n"
     assert gw.origin_seen() == []
 
     assert gw.get("/echo?fault=1", host="vars.test").status == 418
@@ -274,7 +274,7 @@ def test_mocking_answers_in_place_of_the_origin(gw):
     ({"mocking": {"response_schema": {"type": "object"}}}, "plugins.mocking.response_schema",
      "not supported by this version"),
     ({"mocking": {"response_example": "x", "response_headers": {"Content-Length": "9"}}},
-     "plugins.mocking.response_headers.Content-Length", "is set by Portico itself"),
+     "plugins.mocking.response_headers.Content-Length", "is managed by Portico itself"),
 ])
 def test_invalid_configurations_are_refused_at_their_field(gw, plugins, field, reason):
     good = route("good", "/echo", gw.origin, plugins={"cors": {}})

@@ -279,7 +279,7 @@ TEST(Cors, ConfigurationRules) {
   json origins = {{"allow_origins", "x.com"}};
   EXPECT_EQ(refusal("cors", origins).rfind("allow_origins: failed to match pattern", 0), 0u);
   json crlf = {{"allow_methods", "GET\r\nX-Injected: 1"}};
-  EXPECT_EQ(refusal("cors", crlf), "allow_methods: must not contain control characters (CR, LF, ...)");
+  EXPECT_EQ(refusal("cors", crlf), "allow_methods: invalid value character in header");
   // APISIX's origin pattern: accepted and refused values (t/plugin/cors4.t TEST 1).
   for (const char* good :
        {"*", "**", "null", "http://y.com.uk", "https://x.com,http://y.com.uk:12000,http://c.tv"}) {

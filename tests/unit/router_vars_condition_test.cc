@@ -1,73 +1,81 @@
-// router::VarsCondition (a compiled `vars` list for plugins) and router::RequestVar as plugins read them.
+// router::VarsCondition: a plugin's `vars` read with the router's semantics, plus `status`, which only a
+// response-phase condition sets (a route's `vars` naming it never match while routing); bad regexes refused.
 #include <gtest/gtest.h>
 
-#include "http/parser.h"
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config/model.h"
 #include "router/router.h"
 
 namespace portico::router {
 namespace {
 
-struct Req {
-  explicit Req(std::string text, std::string_view client = "192.0.2.7") : raw(std::move(text)) {
-    http::ParseLimits limits;
-    EXPECT_EQ(http::parse_request(raw.data(), raw.size(), limits, head).status, http::ParseStatus::complete);
-    EXPECT_TRUE(IpAddress::parse(client, match.client));
-    match.method = head.method;
-    match.method_text = head.method_text;
-    match.host = head.host;
-    match.path = head.path;
-    match.query = head.query;
-    match.target = head.target;
-    match.head = &head;
-  }
-  std::string raw;
-  http::RequestHead head;
-  MatchRequest match;
-};
+using Op = config::VarExpr::Op;
 
-config::VarExpr expr(std::string var, config::VarExpr::Op op, std::string value, bool negate = false) {
+config::VarExpr expr(std::string var, Op op, std::vector<std::string> values, bool negate = false) {
   config::VarExpr e;
   e.var = std::move(var);
   e.op = op;
   e.negate = negate;
-  e.values.push_back(std::move(value));
+  e.values = std::move(values);
   return e;
 }
 
-TEST(VarsCondition, AllExpressionsMustHold) {
-  using Op = config::VarExpr::Op;
-  VarsCondition cond;
+TEST(VarsCondition, EveryExpressionMustHoldAndStatusIsTheResponses) {
   std::string error;
-  ASSERT_TRUE(
-      cond.compile({expr("host", Op::eq, "api.test"), expr("arg_name", Op::eq, "jack"),
-                    expr("http_x_env", Op::regex, "^prod"), expr("request_method", Op::eq, "POST", true)},
-                   &error))
-      << error;
-  Req hit("GET /a?name=jack HTTP/1.1\r\nHost: API.Test.\r\nX-Env: production\r\n\r\n");
-  EXPECT_TRUE(cond.matches(hit.match));  // the host compared as the router does: lower-cased, no final dot
-  Req post("POST /a?name=jack HTTP/1.1\r\nHost: api.test\r\nX-Env: prod\r\nContent-Length: 0\r\n\r\n");
-  EXPECT_FALSE(cond.matches(post.match));
-  Req other("GET /a?name=jim HTTP/1.1\r\nHost: api.test\r\nX-Env: prod\r\n\r\n");
-  EXPECT_FALSE(cond.matches(other.match));
+  auto cond = VarsCondition::compile({expr("status", Op::ge, {"200"}), expr("status", Op::lt, {"300"}),
+                                      expr("host", Op::eq, {"api.example"})},
+                                     &error);
+  ASSERT_TRUE(cond) << error;
+  MatchRequest m;
+  m.host = "API.Example.";  // compared as the router does: lower-cased, trailing dot removed
+  m.path = "/a";
+  m.status = 204;
+  EXPECT_TRUE(cond->matches(m));
+  m.status = 404;
+  EXPECT_FALSE(cond->matches(m));
+  m.status = 0;  // no response yet: `status` is missing
+  EXPECT_FALSE(cond->matches(m));
+  auto missing = VarsCondition::compile({expr("status", Op::ne, {"200"})}, &error);
+  EXPECT_TRUE(missing->matches(m));  // lua-resty-expr: nil ~= "200"
 
-  EXPECT_TRUE(VarsCondition().matches(other.match));  // no expressions: always holds
-  VarsCondition bad;
-  EXPECT_FALSE(bad.compile({expr("uri", Op::regex, "(")}, &error));
+  // A route's `vars` naming `status` never match: routing sets none.
+  config::Config config;
+  config::Route r;
+  r.id = "r";
+  r.uris = {"/a"};
+  r.vars = {expr("status", Op::eq, {"200"})};
+  config.routes.push_back(r);
+  auto router = Router::build(config, &error);
+  ASSERT_TRUE(router) << error;
+  m = MatchRequest();
+  m.path = "/a";
+  EXPECT_EQ(router->match(m), -1);
+}
+
+TEST(VarsCondition, ABadRegexIsAnError) {
+  std::string error;
+  EXPECT_FALSE(VarsCondition::compile({expr("uri", Op::regex, {"("})}, &error));
   EXPECT_NE(error.find("regex"), std::string::npos) << error;
 }
 
-TEST(RequestVar, KnownNamesAndAStableRemoteAddr) {
-  EXPECT_TRUE(RequestVar("remote_addr").known());
-  EXPECT_TRUE(RequestVar("http_x_a").known());
-  EXPECT_FALSE(RequestVar("server_addr").known());
-  EXPECT_FALSE(RequestVar().known());
-  Req r("GET / HTTP/1.1\r\nHost: h\r\n\r\n", "2001:db8::1");
+// RequestVar formats remote_addr and status on the fly: the value must outlive the lookup (it used to point
+// into the lookup's stack frame).
+TEST(RequestVar, FormattedValuesOutliveTheLookup) {
+  MatchRequest m;
+  ASSERT_TRUE(IpAddress::parse("2001:db8::1", m.client));
+  m.path = "/";
+  m.status = 503;
   std::string_view addr, uri;
-  ASSERT_TRUE(RequestVar("remote_addr").get(r.match, addr));
-  ASSERT_TRUE(RequestVar("uri").get(r.match, uri));
-  // Read after another lookup: the address does not live in the first lookup's stack frame.
+  ASSERT_TRUE(RequestVar("remote_addr").get(m, addr));
+  ASSERT_TRUE(RequestVar("uri").get(m, uri));
   EXPECT_EQ(addr, "2001:db8::1");
   EXPECT_EQ(uri, "/");
+  std::string_view status;
+  ASSERT_TRUE(RequestVar("status").get(m, status));
+  EXPECT_EQ(status, "503");
 }
 
 }  // namespace
