@@ -131,12 +131,12 @@ class Cors final : public Plugin {
 
  private:
   static void set(RequestContext& ctx, std::string_view name, std::string_view value) {
-    ctx.response.headers.push_back({HeaderEdit::Op::set, std::string(name), std::string(value)});
+    ctx.response.headers.push(HeaderEdit::Op::set, name, value);
   }
 
   void add_cors_headers(RequestContext& ctx, std::string_view allowed) const {
     set(ctx, "Access-Control-Allow-Origin", allowed);
-    if (allowed != "*") ctx.response.headers.push_back({HeaderEdit::Op::add, "Vary", "Origin"});
+    if (allowed != "*") ctx.response.headers.push(HeaderEdit::Op::add, "Vary", "Origin");
     set(ctx, "Access-Control-Allow-Methods", allow_methods_);
     set(ctx, "Access-Control-Max-Age", max_age_);
     if (!expose_headers_.empty()) set(ctx, "Access-Control-Expose-Headers", expose_headers_);
