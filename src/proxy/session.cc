@@ -466,7 +466,22 @@ awaitable<bool> Session::write_client(Buffers buffers) {
 awaitable<bool> Session::send_error(int status, std::string_view message, bool close) {
   if (response_started_) co_return false;  // too late for a clean error: the connection just closes
   close = close || worker_.draining() || !request_body_done_;
-  write_error_response(head_out_, status, message, close, request_.method == http::Method::HEAD);
+  if (!pipeline_.empty() && !plugin_ctx_.replied()) {
+    // Portico's own answer for a request the plugins saw (502, 504, 413 while streaming): their response
+    // phase runs on it too, as APISIX's header_filter does on its errors (so CORS headers reach a 502).
+    plugins::RequestContext& ctx = plugin_ctx_;
+    ctx.reply.status = status;
+    ctx.reply.body = "{\"error_msg\":\"";
+    ctx.reply.body += message;
+    ctx.reply.body += "\"}\n";
+    ctx.reply.content_type = "application/json";
+    plugins::ResponseInfo info;
+    info.status = status;
+    pipeline_.run_response(ctx, info);
+    write_plugin_reply(head_out_, ctx.reply, &ctx.response, close, request_.method == http::Method::HEAD);
+  } else {
+    write_error_response(head_out_, status, message, close, request_.method == http::Method::HEAD);
+  }
   bool ok = co_await write_client(bufs(asio::buffer(head_out_)));
   co_return ok && !close;
 }
