@@ -3,6 +3,9 @@
 #pragma once
 
 #include <span>
+#include <string>
+
+#include <nlohmann/json_fwd.hpp>
 
 #include "config/plugin_catalog.h"
 
@@ -16,6 +19,13 @@ inline PluginDef plugin_def(std::string_view name, int priority, std::string_vie
   def.schema = schema;
   return def;
 }
+
+// The traffic plugins' checks beyond their schemas (plugin_checks_traffic.cc): templates, regexes, header
+// names, what this version does not implement.
+std::string check_proxy_rewrite(const nlohmann::json& conf, bool consumer_side, std::string& field);
+std::string check_response_rewrite(const nlohmann::json& conf, bool consumer_side, std::string& field);
+std::string check_redirect(const nlohmann::json& conf, bool consumer_side, std::string& field);
+std::string check_request_id(const nlohmann::json& conf, bool consumer_side, std::string& field);
 
 std::span<const PluginDef> auth_plugin_defs();     // plugin_defs_auth.cc
 std::span<const PluginDef> traffic_plugin_defs();  // plugin_defs_traffic.cc

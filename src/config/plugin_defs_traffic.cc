@@ -1,5 +1,6 @@
 // The traffic plugins' schemas (APISIX 3.x): request and response rewriting, redirects, CORS, IP rules,
-// request ids, fault injection, and client-control (the body limit, applied by the proxy itself).
+// request ids, fault injection, and client-control (the body limit, applied by the proxy itself). What a
+// schema cannot say (templates, regexes, reserved headers) is checked in plugin_checks_traffic.cc.
 #include <string_view>
 #include <vector>
 
@@ -17,9 +18,151 @@ constexpr std::string_view kClientControlSchema = R"({
   }
 })";
 
+// proxy-rewrite: `headers` is either {add, set, remove} or a flat mapping (the older form, meaning `set`).
+constexpr std::string_view kProxyRewriteSchema = R"({
+  "type": "object",
+  "properties": {
+    "uri": {"type": "string", "minLength": 1, "maxLength": 4096, "pattern": "^\\/.*"},
+    "method": {
+      "type": "string",
+      "enum": ["GET", "POST", "PUT", "HEAD", "DELETE", "OPTIONS", "MKCOL", "COPY", "MOVE", "PROPFIND",
+               "LOCK", "UNLOCK", "PATCH", "TRACE"]
+    },
+    "regex_uri": {"type": "array", "minItems": 2, "items": {"type": "string"}},
+    "host": {"type": "string", "pattern": "^[0-9a-zA-Z-.]+(:\\d{1,5})?$"},
+    "headers": {
+      "oneOf": [
+        {
+          "type": "object",
+          "minProperties": 1,
+          "additionalProperties": false,
+          "properties": {
+            "add": {
+              "type": "object",
+              "minProperties": 1,
+              "patternProperties": {"^[^:]+$": {"oneOf": [{"type": "string"}, {"type": "number"}]}}
+            },
+            "set": {
+              "type": "object",
+              "minProperties": 1,
+              "patternProperties": {"^[^:]+$": {"oneOf": [{"type": "string"}, {"type": "number"}]}}
+            },
+            "remove": {"type": "array", "minItems": 1, "items": {"type": "string", "pattern": "^[^:]+$"}}
+          }
+        },
+        {
+          "type": "object",
+          "minProperties": 1,
+          "patternProperties": {"^[^:]+$": {"oneOf": [{"type": "string"}, {"type": "number"}]}}
+        }
+      ]
+    },
+    "use_real_request_uri_unsafe": {"type": "boolean", "default": false}
+  },
+  "minProperties": 1
+})";
+
+// response-rewrite: `headers.add` items are "Name: value" strings; body and filters exclude each other.
+constexpr std::string_view kResponseRewriteSchema = R"({
+  "type": "object",
+  "properties": {
+    "headers": {
+      "anyOf": [
+        {
+          "type": "object",
+          "minProperties": 1,
+          "patternProperties": {"^[^:]+$": {"oneOf": [{"type": "string"}, {"type": "number"}]}}
+        },
+        {
+          "properties": {
+            "add": {"type": "array", "minItems": 1, "items": {"type": "string", "pattern": "^[^:]+:[^:]+[^/]$"}},
+            "set": {
+              "type": "object",
+              "minProperties": 1,
+              "patternProperties": {"^[^:]+$": {"oneOf": [{"type": "string"}, {"type": "number"}]}}
+            },
+            "remove": {"type": "array", "minItems": 1, "items": {"type": "string", "pattern": "^[^:]+$"}}
+          }
+        }
+      ]
+    },
+    "body": {"type": "string"},
+    "body_base64": {"type": "boolean", "default": false},
+    "status_code": {"type": "integer", "minimum": 200, "maximum": 598},
+    "vars": {"type": "array"},
+    "filters": {
+      "type": "array",
+      "minItems": 1,
+      "items": {
+        "type": "object",
+        "required": ["regex", "replace"],
+        "properties": {
+          "regex": {"type": "string", "minLength": 1},
+          "scope": {"type": "string", "enum": ["once", "global"], "default": "once"},
+          "replace": {"type": "string"},
+          "options": {"type": "string", "default": "jo"}
+        }
+      }
+    }
+  },
+  "dependencies": {
+    "body": {"not": {"required": ["filters"]}},
+    "filters": {"not": {"required": ["body"]}}
+  }
+})";
+
+// redirect: exactly one of uri, regex_uri, http_to_https. The `uri` pattern is APISIX's template grammar
+// (it refuses little: a string of backslashes). ret_code has a maximum here (a status has three digits).
+constexpr std::string_view kRedirectSchema = R"json({
+  "type": "object",
+  "properties": {
+    "ret_code": {"type": "integer", "minimum": 200, "maximum": 599, "default": 302},
+    "uri": {
+      "type": "string",
+      "minLength": 2,
+      "pattern": "(\\\\\\$[0-9a-zA-Z_]+)|\\$\\{([0-9a-zA-Z_]+)\\}|\\$([0-9a-zA-Z_]+)|(\\$|[^$\\\\]+)"
+    },
+    "regex_uri": {"type": "array", "minItems": 2, "maxItems": 2, "items": {"type": "string"}},
+    "http_to_https": {"type": "boolean"},
+    "encode_uri": {"type": "boolean", "default": false},
+    "append_query_string": {"type": "boolean", "default": false}
+  },
+  "oneOf": [{"required": ["uri"]}, {"required": ["regex_uri"]}, {"required": ["http_to_https"]}]
+})json";
+
+// request-id: the default char_set is APISIX's, its "GHIGK" included.
+constexpr std::string_view kRequestIdSchema = R"({
+  "type": "object",
+  "properties": {
+    "header_name": {"type": "string", "default": "X-Request-Id"},
+    "include_in_response": {"type": "boolean", "default": true},
+    "algorithm": {"type": "string", "enum": ["uuid", "nanoid", "range_id", "ksuid"], "default": "uuid"},
+    "range_id": {
+      "type": "object",
+      "properties": {
+        "length": {"type": "integer", "minimum": 6, "default": 16},
+        "char_set": {
+          "type": "string",
+          "minLength": 6,
+          "default": "abcdefghijklmnopqrstuvwxyzABCDEFGHIGKLMNOPQRSTUVWXYZ0123456789"
+        }
+      },
+      "default": {
+        "length": 16,
+        "char_set": "abcdefghijklmnopqrstuvwxyzABCDEFGHIGKLMNOPQRSTUVWXYZ0123456789"
+      }
+    }
+  }
+})";
+
 std::vector<PluginDef> make_defs() {
   std::vector<PluginDef> defs;
   defs.emplace_back(plugin_def("client-control", 22000, kClientControlSchema)).builtin = true;
+  defs.emplace_back(plugin_def("proxy-rewrite", 1008, kProxyRewriteSchema)).check = check_proxy_rewrite;
+  defs.emplace_back(plugin_def("response-rewrite", 899, kResponseRewriteSchema)).check =
+      check_response_rewrite;
+  defs.emplace_back(plugin_def("redirect", 900, kRedirectSchema)).check = check_redirect;
+  defs.emplace_back(plugin_def("request-id", 12015, kRequestIdSchema)).check = check_request_id;
   return defs;
 }
 

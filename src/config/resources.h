@@ -29,6 +29,9 @@ bool split_credential_id(std::string_view id, std::string_view& username, std::s
 // A consumer's username ([A-Za-z0-9_-], 1..256 characters) without reporting; empty when `v` is not one.
 std::string peek_username(const json& v);
 
+// A `vars` list: [[var, op, value] or [var, "!", op, value], ...]; regexes compiled, operands checked.
+void read_vars(const json& v, const Path& p, Errors& e, std::vector<VarExpr>& out);
+
 // {connect, send, read}: seconds > 0; a missing one keeps the model default (60).
 bool read_timeout(const json& v, const Path& p, Errors& e, Timeout& out);
 

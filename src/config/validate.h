@@ -105,6 +105,11 @@ std::optional<GlobalRule> validate_global_rule(const nlohmann::json& rule, std::
 std::optional<PluginConfig> validate_plugin_config(const nlohmann::json& config, std::string_view path_prefix,
                                                    Errors& errors, const ValidateOptions& options = {});
 
+// A `vars` list as routes take it ([[var, op, value], ...]), for the plugins that take one too
+// (response-rewrite): the expressions, or nullopt with the errors at `path_prefix` + "[i]...".
+std::optional<std::vector<VarExpr>> validate_vars(const nlohmann::json& vars, std::string_view path_prefix,
+                                                  Errors& errors);
+
 // Whole-configuration rules over already validated resources: ids are unique per resource type (usernames
 // among consumers); upstream_id, service_id and plugin_config_id references resolve; every route ends up with
 // an upstream (its own, or its service's); every credential's consumer exists. Paths use the indices of the

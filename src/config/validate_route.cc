@@ -12,7 +12,6 @@ namespace {
 constexpr std::string_view kMethods[] = {"GET",  "POST",    "PUT",     "DELETE", "PATCH",
                                          "HEAD", "OPTIONS", "CONNECT", "TRACE",  "PURGE"};
 
-
 // For "did you mean" suggestions.
 constexpr std::string_view kRouteFields[] = {"id",           "name",       "desc",
                                              "labels",       "uri",        "uris",
@@ -155,18 +154,6 @@ bool read_var_expr(const json& v, const Path& p, Errors& e, VarExpr& out) {
   return false;
 }
 
-void read_vars(const json& v, const Path& p, Errors& e, std::vector<VarExpr>& out) {
-  if (!v.is_array()) {
-    fail_type(e, p, "a list of expressions like [\"arg_name\", \"==\", \"value\"]", v);
-    return;
-  }
-  out.reserve(v.size());
-  for (size_t i = 0; i < v.size(); ++i) {
-    VarExpr expr;
-    if (read_var_expr(v[i], p.index(i), e, expr)) out.push_back(std::move(expr));
-  }
-}
-
 bool read_uri(const json& v, const Path& p, Errors& e, std::string& out) {
   if (!read_string(v, p, e, out)) return false;
   std::string reason = check_uri_pattern(out);
@@ -225,6 +212,18 @@ void read_one_or_many(const json* one, const json* many, const Path& p, std::str
 }
 
 }  // namespace
+
+void read_vars(const json& v, const Path& p, Errors& e, std::vector<VarExpr>& out) {
+  if (!v.is_array()) {
+    fail_type(e, p, "a list of expressions like [\"arg_name\", \"==\", \"value\"]", v);
+    return;
+  }
+  out.reserve(v.size());
+  for (size_t i = 0; i < v.size(); ++i) {
+    VarExpr expr;
+    if (read_var_expr(v[i], p.index(i), e, expr)) out.push_back(std::move(expr));
+  }
+}
 
 std::optional<Route> route_at(const json& v, const Path& p, Errors& e, const ValidateOptions& options) {
   if (!v.is_object()) {
@@ -389,6 +388,15 @@ std::optional<Route> validate_route(const nlohmann::json& route, std::string_vie
 std::optional<Service> validate_service(const nlohmann::json& service, std::string_view path_prefix,
                                         Errors& errors, const ValidateOptions& options) {
   return detail::service_at(service, detail::Path(path_prefix), errors, options);
+}
+
+std::optional<std::vector<VarExpr>> validate_vars(const nlohmann::json& vars, std::string_view path_prefix,
+                                                  Errors& errors) {
+  const size_t before = errors.total();
+  std::vector<VarExpr> out;
+  detail::read_vars(vars, detail::Path(path_prefix), errors, out);
+  if (errors.total() != before) return std::nullopt;
+  return out;
 }
 
 }  // namespace portico::config

@@ -72,6 +72,7 @@ void ConsumerIndex::add_credential(ConsumerRuntime* runtime, const config::Plugi
     credential.conf = spec.conf;
     credential.consumer = runtime;
     credential.credential_id = credential_id;
+    credential.lifetime_grace_period = conf.value("lifetime_grace_period", int64_t{0});
     credential.verifier = make_jwt_verifier(conf, &error);
     if (!credential.verifier) {
       problems.push_back("jwt-auth of consumer '" + runtime->username + "': " + error);

@@ -3,15 +3,22 @@
 // validator). Lookups are O(1) hash lookups; secrets are compared in constant time.
 //
 // - key-auth: keyed by the key under a hash seeded with a random per-process secret (so bucket timing tells
-// an
-//   attacker nothing about stored keys) and compared with CRYPTO_memcmp (no early exit on the first differing
-//   byte). A SHA-256 of the key would do too, at ten times the cost per request (docs/benchmarks.md).
+//   an attacker nothing about stored keys) and compared with CRYPTO_memcmp (no early exit on the first
+//   differing byte). A SHA-256 of the key would do too, at ten times the cost per request.
 // - basic-auth: keyed by username; the password's SHA-256 compared in constant time (the length is not
 //   revealed either).
 // - jwt-auth: keyed by the token's key claim; holds the verifier prepared from the consumer's secret or
 //   public key.
 // A credential value shared by two consumers authenticates neither (ambiguous identity): it is left out of
-// the index and reported by build (the Admin API refuses such a write up front).
+// the index and logged. (The Admin API accepts such a write: the conflict is between resources, and either
+// may be the one the operator is about to fix.)
+//
+// Layers: a change of a few consumers must not cost a rebuild of 100k. An index is either whole (build) or an
+// overlay over a whole one (layer): the overlay holds the consumers changed since the base was built and
+// masks the base's entries for them (changed or removed), so a lookup tries the overlay, then the base. The
+// snapshot builder rebuilds the overlay per delta (cost: the consumers changed since the base) and folds it
+// into a new whole index past a bound. A credential conflict between the overlay and the base blocks the
+// value in both; a conflict inside the base that a change resolved stays blocked until the next whole build.
 //
 // Immutable after build; shared by every worker.
 #pragma once
@@ -78,6 +85,7 @@ class ConsumerIndex {
   struct JwtCredential {
     std::shared_ptr<const jwt::Verifier> verifier;
     std::shared_ptr<const nlohmann::json> conf;  // the consumer-side jwt-auth configuration
+    int64_t lifetime_grace_period = 0;           // seconds of clock skew allowed on exp and nbf
     const ConsumerRuntime* consumer = nullptr;
     std::string credential_id;
   };

@@ -25,6 +25,11 @@ std::string_view find_pair(std::string_view list, char sep, std::string_view nam
   return {};
 }
 
+bool is_cookie_field(std::string_view n) {
+  return n.size() == 6 && (n[0] | 0x20) == 'c' && (n[1] | 0x20) == 'o' && (n[2] | 0x20) == 'o' &&
+         (n[3] | 0x20) == 'k' && (n[4] | 0x20) == 'i' && (n[5] | 0x20) == 'e';
+}
+
 }  // namespace
 
 std::string_view RequestContext::query_arg(std::string_view name, bool* found) const {
@@ -35,10 +40,7 @@ std::string_view RequestContext::cookie(std::string_view name, bool* found) cons
   if (found != nullptr) *found = false;
   for (size_t i = 0; i < request->header_count; ++i) {
     const http::Header& h = request->headers[i];
-    if (h.name.size() != 6 || (h.name[0] | 0x20) != 'c' || (h.name[1] | 0x20) != 'o' ||
-        (h.name[2] | 0x20) != 'o' || (h.name[3] | 0x20) != 'k' || (h.name[4] | 0x20) != 'i' ||
-        (h.name[5] | 0x20) != 'e')
-      continue;
+    if (!is_cookie_field(h.name)) continue;
     bool hit = false;
     std::string_view v = find_pair(h.value, ';', name, &hit);
     if (hit) {
@@ -67,6 +69,36 @@ void RequestContext::remove_query_arg(std::string_view name) {
   if (!removed) return;
   upstream.query = std::move(kept);
   upstream.query_set = true;
+}
+
+void RequestContext::remove_cookie(std::string_view name) {
+  std::string kept;
+  bool removed = false;
+  for (size_t i = 0; i < request->header_count; ++i) {
+    const http::Header& h = request->headers[i];
+    if (!is_cookie_field(h.name)) continue;
+    std::string_view list = h.value;
+    while (!list.empty()) {
+      size_t end = list.find(';');
+      std::string_view item = list.substr(0, end);
+      list = end == std::string_view::npos ? std::string_view() : list.substr(end + 1);
+      while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+      while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+      if (item.empty()) continue;
+      if (item.substr(0, item.find('=')) == name) {
+        removed = true;
+        continue;
+      }
+      if (!kept.empty()) kept += "; ";
+      kept += item;
+    }
+  }
+  if (!removed) return;
+  if (kept.empty()) {
+    remove_upstream_header("Cookie");
+  } else {
+    set_upstream_header("Cookie", kept);
+  }
 }
 
 void RequestContext::respond_message(int status, std::string_view message) {

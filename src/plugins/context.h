@@ -91,10 +91,14 @@ struct LogInfo {
   uint64_t bytes_sent = 0;
   uint64_t bytes_received = 0;     // request head and body bytes read from the client
   std::string_view upstream_addr;  // "ip:port" of the node that answered; empty if none
+  std::string_view upstream_ip;    // its IP alone ("10.0.0.5", "::1"); empty if none
 };
 
 class RequestContext {
  public:
+  // The session's worker (0, 1, ...), for state a plugin keeps per worker (single writer, no lock).
+  size_t worker = 0;
+
   // Per request, set by the session before the plugins run.
   const http::RequestHead* request = nullptr;
   std::string_view path;  // the normalized path the route matched (without the query)
@@ -104,6 +108,7 @@ class RequestContext {
   std::string_view route_id;
   std::string_view route_name;
   std::string_view service_id;
+  std::string_view service_name;  // empty when the route has no service or it has no name
   std::string_view matched_uri;   // the route's uri pattern that matched ("/users/*")
   std::string_view matched_host;  // the route's host pattern that matched; empty when none
 
@@ -147,6 +152,9 @@ class RequestContext {
   }
   // Drops every `name=...` argument from the query string sent upstream.
   void remove_query_arg(std::string_view name);
+  // Drops every cookie `name` from the Cookie header(s) received: the others are sent upstream in one Cookie
+  // field, or none when nothing is left. Nothing changes when no cookie has that name.
+  void remove_cookie(std::string_view name);
   // Records a header change for the request sent upstream.
   void set_upstream_header(std::string_view name, std::string_view value) {
     upstream.headers.push_back({HeaderEdit::Op::set, std::string(name), std::string(value)});

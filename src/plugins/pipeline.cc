@@ -82,6 +82,11 @@ const Chain* consumer_chain(const RequestContext& ctx) {
   return ctx.consumer != nullptr ? ctx.consumer->chain.get() : nullptr;
 }
 
+// A global rule's plugin that gives way to the route's own configuration of it (Plugin::prefer_route).
+bool yields_to_route(const Plugin& p, const Chain* route) {
+  return p.prefer_route() && in_chain(route, p.name());
+}
+
 }  // namespace
 
 void Pipeline::run_request(RequestContext& ctx) const {
@@ -90,7 +95,7 @@ void Pipeline::run_request(RequestContext& ctx) const {
       for (uint8_t phase : {uint8_t{kRewrite}, uint8_t{kAccess}}) {
         if ((chain->phases & phase) == 0) continue;
         for (const auto& p : chain->plugins) {
-          if ((p->phases() & phase) == 0) continue;
+          if ((p->phases() & phase) == 0 || yields_to_route(*p, route_)) continue;
           phase == kRewrite ? p->rewrite(ctx) : p->access(ctx);
           if (ctx.replied()) return;
         }
@@ -122,7 +127,7 @@ void Pipeline::run_response(RequestContext& ctx, const ResponseInfo& info) const
   if (globals_ != nullptr && (globals_->phases & kResponse) != 0) {
     for (const auto& chain : globals_->chains) {
       for (const auto& p : chain->plugins) {
-        if ((p->phases() & kResponse) != 0) p->on_response(ctx, info);
+        if ((p->phases() & kResponse) != 0 && !yields_to_route(*p, route_)) p->on_response(ctx, info);
       }
     }
   }
@@ -136,7 +141,7 @@ void Pipeline::run_log(const RequestContext& ctx, const LogInfo& info) const {
   if (globals_ != nullptr && (globals_->phases & kLog) != 0) {
     for (const auto& chain : globals_->chains) {
       for (const auto& p : chain->plugins) {
-        if ((p->phases() & kLog) != 0) p->log(ctx, info);
+        if ((p->phases() & kLog) != 0 && !yields_to_route(*p, route_)) p->log(ctx, info);
       }
     }
   }

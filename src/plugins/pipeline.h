@@ -11,6 +11,8 @@
 //     4. the access phase of the merged chain.
 //   A plugin that replies ends these phases. The response phase then runs for global rules, then the merged
 //   chain, whether the response came from the upstream or from a plugin; the log phase likewise.
+//   A global rule's plugin with run_policy prefer_route (Plugin::prefer_route) is skipped in every phase when
+//   the route's chain has the same plugin (APISIX's plugin.filter does so for global rules).
 //
 // Nothing here allocates per request: the merge is a walk over two sorted arrays.
 // Chains are shared by every worker; the functions run on the request's worker.

@@ -19,6 +19,10 @@
 
 #include "plugins/context.h"
 
+namespace portico::status {
+class Metrics;
+}
+
 namespace portico::plugins {
 
 enum Phase : uint8_t {
@@ -35,6 +39,9 @@ class Plugin {
   std::string_view name() const { return name_; }
   int priority() const { return priority_; }
   uint8_t phases() const { return phases_; }
+  // APISIX's run_policy "prefer_route": in a global rule, the plugin is skipped for a request whose route
+  // runs it too (prometheus: a request is counted once, by the route's configuration).
+  bool prefer_route() const { return prefer_route_; }
 
   virtual void rewrite(RequestContext&) const {}
   virtual void access(RequestContext&) const {}
@@ -42,18 +49,20 @@ class Plugin {
   virtual void log(const RequestContext&, const LogInfo&) const {}
 
  protected:
-  Plugin(std::string_view name, int priority, uint8_t phases)
-      : name_(name), priority_(priority), phases_(phases) {}
+  Plugin(std::string_view name, int priority, uint8_t phases, bool prefer_route = false)
+      : name_(name), priority_(priority), phases_(phases), prefer_route_(prefer_route) {}
 
  private:
   std::string name_;
   int priority_;
   uint8_t phases_;
+  bool prefer_route_;
 };
 
 // What a factory may use besides the configuration.
 struct BuildEnv {
   size_t workers = 1;
+  status::Metrics* metrics = nullptr;  // the process's metrics (outlive every snapshot); null in tests
 };
 
 // Builds the runtime plugin `name` from its validated configuration (defaults applied, `_meta` removed).

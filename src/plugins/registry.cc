@@ -13,9 +13,19 @@ struct Entry {
   detail::Factory make;
 };
 
+// One plugin a line, sorted by name (clang-format would pack them into columns).
+// clang-format off
 constexpr Entry kRuntimes[] = {
+    {"basic-auth", detail::make_basic_auth},
+    {"jwt-auth", detail::make_jwt_auth},
     {"key-auth", detail::make_key_auth},
+    {"prometheus", detail::make_prometheus},
+    {"proxy-rewrite", detail::make_proxy_rewrite},
+    {"redirect", detail::make_redirect},
+    {"request-id", detail::make_request_id},
+    {"response-rewrite", detail::make_response_rewrite},
 };
+// clang-format on
 
 const Entry* find(std::string_view name) {
   for (const Entry& e : kRuntimes) {

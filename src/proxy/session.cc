@@ -62,6 +62,7 @@ Session::Session(Worker& worker, asio::ip::tcp::socket socket)
     client_ip_len_ = client_ip_.format(client_ip_text_);
   }
   in_.resize(kInitialBuffer);
+  plugin_ctx_.worker = worker_.index();
   worker_.add_session(this);
   worker_.metrics().connections_open.add();
   worker_.metrics().connections_total.add();
@@ -396,6 +397,9 @@ awaitable<bool> Session::run_plugins(const snapshot::Snapshot& snap, const snaps
   ctx.route_id = route.spec->id;
   ctx.route_name = route.spec->name;
   ctx.service_id = route.spec->service_id;
+  ctx.service_name = route.service_name;
+  ctx.matched_uri = router::matched_uri(route.spec->uris, path);
+  ctx.matched_host = router::matched_host(route.hosts, request_.host);
   ctx.consumers = snap.consumers.get();
   pipeline_.run_request(ctx);
   if (ctx.replied()) {
@@ -471,7 +475,9 @@ void Session::start_request_bookkeeping() {
   upstream_seconds_ = -1;
   upstream_status_ = 0;
   upstream_addr_ = {};
+  upstream_ip_ = {};
   bytes_sent_ = 0;
+  body_bytes_read_ = 0;
 }
 
 void Session::finish_request(int status, const snapshot::RouteRuntime* route) {
@@ -487,6 +493,8 @@ void Session::finish_request(int status, const snapshot::RouteRuntime* route) {
     info.upstream_seconds = upstream_seconds_;
     info.bytes_sent = bytes_sent_;
     info.upstream_addr = upstream_addr_;
+    info.upstream_ip = upstream_ip_;
+    info.bytes_received = request_.head_size + body_bytes_read_;
     pipeline_.run_log(plugin_ctx_, info);
     pipeline_ = {};
   }

@@ -179,7 +179,9 @@ class Session : public std::enable_shared_from_this<Session> {
   double upstream_seconds_ = -1;
   int upstream_status_ = 0;
   std::string_view upstream_addr_;  // the node's pool key, in the pinned snapshot
+  std::string_view upstream_ip_;    // the node's address, in the pinned snapshot
   uint64_t bytes_sent_ = 0;
+  uint64_t body_bytes_read_ = 0;    // request body bytes taken from the client (as sent: chunk framing too)
   bool response_started_ = false;   // a byte of the response reached the client socket
   bool request_body_done_ = false;  // the client's request body was read to its end (not after a bad head)
   bool body_streamed_ = false;      // body bytes were read from the socket: the request cannot be replayed

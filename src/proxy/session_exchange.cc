@@ -38,6 +38,16 @@ void format_chunk_size(std::string& out, size_t n) {
   out += "\r\n";
 }
 
+// Whether the request as the origin receives it may be repeated (RFC 9110 9.2.2): proxy-rewrite may have
+// changed its method (a POST sent as GET, or the other way round). It never changes a HEAD request's method
+// nor makes one, so the response framing, read by request_.method, stays right.
+bool sent_idempotent(const http::RequestHead& request, const plugins::Pipeline& pipeline,
+                     const plugins::RequestContext& ctx) {
+  if (pipeline.empty() || ctx.upstream.method.empty()) return http::is_idempotent(request.method);
+  const std::string_view m = ctx.upstream.method;
+  return m == "GET" || m == "PUT" || m == "DELETE" || m == "OPTIONS" || m == "TRACE";
+}
+
 }  // namespace
 
 struct Session::Attempt {
@@ -71,7 +81,7 @@ awaitable<bool> Session::forward(const snapshot::RouteRuntime& route) {
     if (attempt > 0) {
       // Nothing reached the origin after a failed connect, so any request may go elsewhere.
       bool connect_failed = last == Failure::connect || last == Failure::connect_timeout;
-      bool safe = connect_failed || (http::is_idempotent(request_.method) && !body_streamed_);
+      bool safe = connect_failed || (sent_idempotent(request_, pipeline_, plugin_ctx_) && !body_streamed_);
       double elapsed = std::chrono::duration<double>(Clock::now() - request_start_).count();
       if (!safe || response_started_ || (spec.retry_timeout > 0 && elapsed >= spec.retry_timeout)) break;
       worker_.metrics().upstream_retries.add();
@@ -88,6 +98,7 @@ awaitable<bool> Session::forward(const snapshot::RouteRuntime& route) {
     // Last try: no tries left, or no node left to try (then an origin's 502/503/504 is relayed as is).
     a.last_try = attempt + 1 == tries || excluded_count >= up.nodes.size();
     upstream_addr_ = a.node->pool_key;
+    upstream_ip_ = a.node->address;
     balancer.on_request_start(node);
     Clock::time_point started = Clock::now();
     Failure f = co_await try_node(a);
@@ -190,7 +201,8 @@ awaitable<Session::Failure> Session::try_node(Attempt& a) {
     co_return Failure::none;
   }
   bool retryable_status = response_.status == 502 || response_.status == 503 || response_.status == 504;
-  if (retryable_status && !a.last_try && http::is_idempotent(request_.method) && !body_streamed_) {
+  if (retryable_status && !a.last_try && sent_idempotent(request_, pipeline_, plugin_ctx_) &&
+      !body_streamed_) {
     upstream_.reset();  // its body is not read: the connection cannot be reused
     co_return Failure::bad_status;
   }
@@ -280,6 +292,7 @@ awaitable<bool> Session::send_request(Attempt& a) {
   // Content-Length body: the buffered part goes out with the head; the rest streams from the client.
   size_t first = static_cast<size_t>(std::min<uint64_t>(after_head, request_.content_length));
   body_from_in_ = first;
+  body_bytes_read_ = first;
   if (!co_await write_upstream(bufs(asio::buffer(head_out_), asio::buffer(body_start, first))))
     co_return false;
   uint64_t remaining = request_.content_length - first;
@@ -302,6 +315,7 @@ awaitable<bool> Session::send_request(Attempt& a) {
       close_after_ = true;
       co_return false;
     }
+    body_bytes_read_ += n;
     if (!co_await write_upstream(bufs(asio::buffer(up_.data(), n)))) co_return false;
     remaining -= n;
   }
@@ -311,6 +325,7 @@ awaitable<bool> Session::send_request(Attempt& a) {
 
 awaitable<bool> Session::send_chunked_body() {
   decoder_.reset();
+  body_bytes_read_ = 0;  // a retry decodes the buffered body again
   int64_t max_body = max_body_;
   uint64_t total = 0;
   // First the bytes already buffered after the head, then reads from the client into up_.
@@ -346,6 +361,7 @@ awaitable<bool> Session::send_chunked_body() {
       if (step.status == http::ChunkedDecoder::Status::done) break;
       break;  // need_more
     }
+    body_bytes_read_ += used;
     if (decoder_.done()) {
       if (from_in) {
         body_from_in_ = used;

@@ -8,8 +8,10 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "config/model.h"
 #include "http/message.h"
@@ -29,6 +31,7 @@ struct MatchRequest {
   std::string_view target;       // raw request-target (for the `request_uri` var)
   const http::MessageHead* head = nullptr;  // headers and cookies for `vars`; may be null in tests
   IpAddress client;                         // peer address, for remote_addrs and `remote_addr`
+  int status = 0;  // the response status, for a plugin's response-phase condition (`status`); 0 when routing
 };
 
 // One request variable by its APISIX name ("uri", "request_uri", "host", "remote_addr", "request_method",
@@ -47,6 +50,23 @@ class RequestVar {
  private:
   uint8_t source_ = 0xff;  // detail::CompiledExpr::Source; 0xff = missing
   std::string name_;
+};
+
+// A `vars` condition outside routing (response-rewrite's `vars`): every expression must hold, read with the
+// router's own semantics (vars.h), `status` included when MatchRequest::status is set. Compiled once when a
+// snapshot is built; immutable; matches() is thread-safe and allocation-free, like Router::match.
+class VarsCondition {
+ public:
+  // Null with `error` set when an expression does not compile (the config validator refuses those first).
+  static std::unique_ptr<VarsCondition> compile(const std::vector<config::VarExpr>& vars, std::string* error);
+  ~VarsCondition();
+
+  bool matches(const MatchRequest& request) const;
+
+ private:
+  VarsCondition();
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
 };
 
 // Where a match ranks among every candidate of a request (priority, then path and host specificity, then
@@ -99,5 +119,13 @@ class Router {
   // Number of routes in the matcher (the enabled ones).
   virtual size_t route_count() const = 0;
 };
+
+// Which of a matched route's `uris` and `hosts` (its own, else its service's) the request matched through:
+// APISIX's matched_uri and matched_host, for logs and metrics. The most specific one matching `path` (the
+// normalized path) or `host` (the Host without port, any case), as match() ranks them; a single entry is
+// returned without a check (the route matched through it), none gives "". Any thread; allocation-free once a
+// thread has parsed a pattern with as many segments.
+std::string_view matched_uri(std::span<const std::string> uris, std::string_view path);
+std::string_view matched_host(std::span<const std::string> hosts, std::string_view host);
 
 }  // namespace portico::router

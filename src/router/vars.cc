@@ -149,6 +149,15 @@ bool lookup(Source source, const std::string& name, VarContext& ctx, std::string
       return find_arg(r.query, name, v);
     case Source::cookie:
       return find_cookie(r, name, v);
+    case Source::status: {
+      if (r.status <= 0) return false;
+      if (ctx.status_len < 0) {
+        auto [end, ec] = std::to_chars(ctx.status, ctx.status + sizeof ctx.status, r.status);
+        ctx.status_len = ec == std::errc() ? static_cast<int>(end - ctx.status) : 0;
+      }
+      v = std::string_view(ctx.status, static_cast<size_t>(ctx.status_len));
+      return true;
+    }
     case Source::missing:
       return false;
   }
@@ -202,6 +211,7 @@ Source resolve_var(std::string_view var, std::string& name) {
   if (var == "request_method") return Source::request_method;
   if (var == "scheme") return Source::scheme;
   if (var == "args" || var == "query_string") return Source::args;
+  if (var == "status") return Source::status;
   if (starts_with(var, "http_") && var.size() > 5) {
     for (char c : var.substr(5)) name.push_back(c == '-' ? '_' : lower(c));
     return Source::header;
@@ -329,6 +339,47 @@ RequestVar::RequestVar(std::string_view name) {
 bool RequestVar::get(const MatchRequest& request, std::string_view& out) const {
   if (source_ == 0xff) return false;
   return detail::lookup_var(static_cast<detail::CompiledExpr::Source>(source_), name_, request, out);
+}
+
+}  // namespace portico::router
+
+namespace portico::router {
+
+struct VarsCondition::Impl {
+  std::vector<detail::CompiledExpr> exprs;
+};
+
+VarsCondition::VarsCondition() : impl_(std::make_unique<Impl>()) {}
+VarsCondition::~VarsCondition() = default;
+
+std::unique_ptr<VarsCondition> VarsCondition::compile(const std::vector<config::VarExpr>& vars,
+                                                      std::string* error) {
+  std::unique_ptr<VarsCondition> out(new VarsCondition());
+  out->impl_->exprs.resize(vars.size());
+  for (size_t i = 0; i < vars.size(); ++i) {
+    if (!detail::compile_expr(vars[i], out->impl_->exprs[i], error)) return nullptr;
+  }
+  return out;
+}
+
+bool VarsCondition::matches(const MatchRequest& request) const {
+  detail::VarContext ctx;
+  ctx.request = &request;
+  // Host as the router compares it: lower-cased, without a trailing dot.
+  char host[256];
+  std::string_view h = request.host;
+  if (!h.empty() && h.back() == '.') h.remove_suffix(1);
+  if (h.size() <= sizeof host) {
+    for (size_t i = 0; i < h.size(); ++i)
+      host[i] = h[i] >= 'A' && h[i] <= 'Z' ? static_cast<char>(h[i] + 32) : h[i];
+    h = std::string_view(host, h.size());
+  }
+  ctx.host = h;
+  ctx.method = request.method_text;
+  for (const detail::CompiledExpr& e : impl_->exprs) {
+    if (!detail::eval_expr(e, ctx)) return false;
+  }
+  return true;
 }
 
 }  // namespace portico::router

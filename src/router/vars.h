@@ -1,7 +1,9 @@
 // Private to src/router: compiled `vars` expressions and the request variables they read.
 //
 // Variables: uri (normalized path), request_uri (raw target), host (lower-cased, without a trailing dot),
-// remote_addr, request_method, scheme ("http"), args / query_string (raw query), http_<name> (first request
+// remote_addr, request_method, scheme ("http"), args / query_string (raw query), status (the response status
+// when MatchRequest::status is set, i.e. for a plugin's response-phase condition; missing when routing),
+// http_<name> (first request
 // header whose name equals <name> ignoring case, '-' and '_' interchangeable), arg_<name> (first query
 // argument named exactly <name>, value percent-decoded with '+' as space; "?a" gives "a" an empty value),
 // cookie_<name> (first cookie named exactly <name> across all Cookie headers). Any other name is always
@@ -43,6 +45,7 @@ struct CompiledExpr {
     header,
     arg,
     cookie,
+    status,
     missing,
   };
   Source source = Source::missing;
@@ -65,6 +68,8 @@ struct VarContext {
   std::string_view method;  // request method text
   char addr[48];            // remote_addr, formatted on first use
   int addr_len = -1;
+  char status[8];  // status, formatted on first use
+  int status_len = -1;
 };
 
 bool eval_expr(const CompiledExpr& expr, VarContext& ctx);

@@ -120,15 +120,17 @@ std::shared_ptr<const Layer> build_layer(config::Config config, const BuildConte
     UpstreamRuntime* upstream = nullptr;
     bool websocket = false;
     const config::PluginMap* plugins = nullptr;
+    const config::Service* spec = nullptr;
   };
   std::unordered_map<std::string_view, const config::PluginMap*> plugin_configs;
   for (const config::PluginConfig& pc : cfg.plugin_configs) plugin_configs.emplace(pc.id, &pc.plugins);
   plugins::BuildEnv env;
   env.workers = ctx.workers;
+  env.metrics = ctx.metrics;
   plugins::PluginCache cache;
   std::unordered_map<std::string_view, ServiceRuntime> by_service;
   for (const config::Service& s : cfg.services) {
-    ServiceRuntime rt{nullptr, s.enable_websocket, &s.plugins};
+    ServiceRuntime rt{nullptr, s.enable_websocket, &s.plugins, &s};
     if (s.upstream) {
       layer->upstreams.push_back(make_upstream(*s.upstream, "service:" + s.id, ctx, reuse, dns));
       rt.upstream = layer->upstreams.back().get();
@@ -168,6 +170,9 @@ std::shared_ptr<const Layer> build_layer(config::Config config, const BuildConte
       rt.timeout = *rt.upstream->spec.timeout;
     }
     rt.max_body_size = r.max_body_size;
+    rt.hosts = r.hosts.empty() && service != nullptr ? std::span<const std::string>(service->spec->hosts)
+                                                     : std::span<const std::string>(r.hosts);
+    if (service != nullptr) rt.service_name = service->spec->name;
     rt.websocket = r.enable_websocket || (service != nullptr && service->websocket);
     rt.metrics_slot = ctx.metrics ? ctx.metrics->route_slot(r.id) : 0;
     const config::PluginMap* layers[3] = {service != nullptr ? service->plugins : nullptr, nullptr,
@@ -191,6 +196,7 @@ std::shared_ptr<const plugins::GlobalRules> build_global_rules(const std::vector
                                                                const BuildContext& ctx, std::string* error) {
   plugins::BuildEnv env;
   env.workers = ctx.workers;
+  env.metrics = ctx.metrics;
   plugins::PluginCache cache;
   auto out = std::make_shared<plugins::GlobalRules>();
   for (const config::GlobalRule& rule : rules) {
@@ -214,6 +220,7 @@ std::shared_ptr<const plugins::ConsumerIndex> build_consumers(
     const BuildContext& ctx) {
   plugins::BuildEnv env;
   env.workers = ctx.workers;
+  env.metrics = ctx.metrics;
   plugins::PluginCache cache;
   std::vector<std::string> problems;
   auto index = plugins::ConsumerIndex::build(consumers, credentials, env, cache, problems);

@@ -9,7 +9,9 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "config/model.h"
@@ -49,6 +51,10 @@ struct RouteRuntime {
   config::Timeout timeout;              // route's, else upstream's, else defaults
   int64_t max_body_size = -1;           // -1 = listener default
   uint32_t metrics_slot = 0;
+  // For logs and metrics (APISIX's matched_host, prefer_name): the hosts the route matches on (its own, else
+  // its service's) and its service's name, both in the Layer's config.
+  std::span<const std::string> hosts;
+  std::string_view service_name;
   bool websocket = false;  // enable_websocket on the route or its service: Upgrade requests tunnel
   // Its plugins (service < plugin config < route merged, disabled ones dropped), by priority; null when none
   // run, so a route without plugins costs nothing per request.

@@ -46,6 +46,20 @@ void commit(Pending<T>& pending, Models<T>& models) {
   }
 }
 
+// `models` with `pending` applied, both left as they are (the pending values are committed after the checks).
+template <typename T>
+Models<T> merged_copy(const Pending<T>& pending, const Models<T>& models) {
+  Models<T> out = models;
+  for (const auto& [id, value] : pending) {
+    if (value) {
+      out.insert_or_assign(id, *value);
+    } else {
+      out.erase(id);
+    }
+  }
+  return out;
+}
+
 template <typename T, typename KeyOf>
 Models<T> index_models(const std::vector<T>& list, KeyOf key_of) {
   Models<T> out;
@@ -555,9 +569,7 @@ SnapshotBuilder::Result SnapshotBuilder::apply(std::span<const ResourceChange> c
   // all.
   int64_t global_limit = s.global_limit;
   if (!global_rules.empty()) {
-    Models<config::GlobalRule> merged = s.resources.global_rules;
-    commit(global_rules, merged);
-    global_limit = global_limit_of(merged);
+    global_limit = global_limit_of(merged_copy(global_rules, s.resources.global_rules));
   }
   const bool touch_all = global_limit != s.global_limit;
   std::unordered_set<std::string_view> touched_services;
@@ -635,10 +647,9 @@ SnapshotBuilder::Result SnapshotBuilder::apply(std::span<const ResourceChange> c
   // plugin that cannot be built refuses the delta).
   std::shared_ptr<const plugins::GlobalRules> new_global_rules = s.global_rules;
   if (!global_rules.empty()) {
-    Models<config::GlobalRule> merged = s.resources.global_rules;
-    commit(global_rules, merged);
     std::string global_error;
-    new_global_rules = build_global_rules(list_models(merged), s.context, &global_error);
+    new_global_rules = build_global_rules(list_models(merged_copy(global_rules, s.resources.global_rules)),
+                                          s.context, &global_error);
     if (!new_global_rules && !global_error.empty()) {
       errors.add("global_rules", global_error);
       return refuse();

@@ -2,6 +2,8 @@
 
 #include <cstdio>
 
+#include "status/http_series.h"
+
 namespace portico::status {
 
 void Histogram::observe(double seconds) {
@@ -13,7 +15,10 @@ void Histogram::observe(double seconds) {
 }
 
 Metrics::Metrics(size_t workers) {
-  for (size_t i = 0; i < workers; ++i) workers_.push_back(std::make_unique<WorkerMetrics>());
+  for (size_t i = 0; i < workers; ++i) {
+    workers_.push_back(std::make_unique<WorkerMetrics>());
+    http_.push_back(std::make_unique<HttpSeriesTable>());
+  }
   route_slot("");
 }
 
@@ -39,9 +44,7 @@ uint32_t Metrics::route_slot(const std::string& route_id) {
   return slot;
 }
 
-namespace {
-
-void append_escaped(std::string& out, const std::string& value) {
+void append_label_value(std::string& out, std::string_view value) {
   for (char c : value) {
     if (c == '\\' || c == '"') out.push_back('\\');
     if (c == '\n') {
@@ -51,6 +54,8 @@ void append_escaped(std::string& out, const std::string& value) {
     out.push_back(c);
   }
 }
+
+namespace {
 
 void append_line(std::string& out, const char* name, double value) {
   char buf[64];
@@ -114,7 +119,7 @@ std::string Metrics::render(const std::string& extra) const {
   char buf[64];
   auto emit = [&](const std::string& route, size_t cls, uint64_t v) {
     out += "portico_http_requests_total{route=\"";
-    append_escaped(out, route);
+    append_label_value(out, route);
     out += "\",code=\"";
     out += kClass[cls];
     std::snprintf(buf, sizeof buf, "\"} %llu\n", static_cast<unsigned long long>(v));
@@ -166,6 +171,9 @@ std::string Metrics::render(const std::string& extra) const {
   out += "# HELP portico_config_last_failure_timestamp_seconds Unix time of the last rejected apply.\n";
   out += "# TYPE portico_config_last_failure_timestamp_seconds gauge\n";
   append_line(out, "portico_config_last_failure_timestamp_seconds", config_last_failure.load());
+  std::vector<const HttpSeriesTable*> http;
+  for (const auto& t : http_) http.push_back(t.get());
+  render_http_series(out, http);
   out += extra;
   return out;
 }

@@ -2,7 +2,8 @@
 // are relaxed atomics updated with a plain load+store (no locked instruction, no shared cache line on the
 // request path); the scraper reads them from the status thread. Route counters live in fixed blocks that are
 // allocated, for every worker at once, by the snapshot builder before a snapshot naming the route is
-// published, so a worker never allocates or resizes anything while counting.
+// published, so a worker never allocates or resizes anything while counting. The prometheus plugin's
+// labelled series live in one HttpSeriesTable per worker (http_series.h), owned here too.
 #pragma once
 
 #include <array>
@@ -11,10 +12,17 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
 namespace portico::status {
+
+class HttpSeriesTable;
+
+// Appends `value` escaped for a label value of the text exposition format: backslash, double quote and line
+// feed become \\, \" and \n; every other byte is kept (label values come from the config, valid UTF-8).
+void append_label_value(std::string& out, std::string_view value);
 
 // A counter with one writer thread and any number of reader threads.
 struct Counter {
@@ -71,6 +79,8 @@ class Metrics {
 
   WorkerMetrics& worker(size_t index) { return *workers_[index]; }
   size_t worker_count() const { return workers_.size(); }
+  // The prometheus plugin's series of worker `index`; written by that worker only.
+  HttpSeriesTable& http_series(size_t index) { return *http_[index]; }
 
   // Snapshot builder thread: the counter slot for a route id (stable for the process lifetime, so counters
   // stay monotonic across reloads). Slot 0 (route "") counts requests that matched no route, and also takes
@@ -89,6 +99,7 @@ class Metrics {
 
  private:
   std::vector<std::unique_ptr<WorkerMetrics>> workers_;
+  std::vector<std::unique_ptr<HttpSeriesTable>> http_;  // by worker
   mutable std::mutex slots_mu_;
   std::unordered_map<std::string, uint32_t> slot_of_;
   std::vector<std::string> route_ids_;                    // by slot

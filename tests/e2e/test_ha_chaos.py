@@ -458,6 +458,51 @@ def test_propagation_admin_write_to_all_data_planes(ha):
 # (a) 50 route changes per second for 10 s
 # ----------------------------------------------------------------------------------------------------------------
 
+def dp_auth_status(ha, n, key, path="/ha-auth/x"):
+    """The status data plane n answers for `path` with `apikey: key` (None: no key sent; 0: no connection)."""
+    headers = {} if key is None else {"apikey": key}
+    try:
+        return http_call(ha.dp_port(n), "GET", path, headers=headers, timeout=5.0)[0]
+    except OSError:
+        return 0
+
+
+def test_consumer_added_changed_deleted_on_every_data_plane(ha):
+    """A consumer (key-auth) added, changed and deleted through the Admin API takes effect on every data plane
+    without a restart; the old key stops working everywhere within the propagation time, the deleted one too."""
+    st, ans, _ = ha.admin("PUT", "/consumers", {"username": "ha_jack", "plugins": {"key-auth": {"key": "ha-key-1"}}})
+    assert st in (200, 201), (st, ans)
+    st, ans, _ = ha.put_route("ha-auth", "/ha-auth/*", plugins={"key-auth": {}})
+    assert st in (200, 201), (st, ans)
+    try:
+        def everywhere(key, want):
+            return all(dp_auth_status(ha, n, key) == want for n in (1, 2, 3))
+
+        wait_for(lambda: everywhere("ha-key-1", 200) and everywhere(None, 401), timeout=15,
+                 message="the key-auth route and the consumer on every data plane")
+        timings = {}
+        # Changed: the new key works and the old one stops, on all three.
+        t0 = time.monotonic()
+        st, ans, _ = ha.admin("PUT", "/consumers", {"username": "ha_jack", "plugins": {"key-auth": {"key": "ha-key-2"}}})
+        assert st in (200, 201), (st, ans)
+        wait_for(lambda: everywhere("ha-key-1", 401) and everywhere("ha-key-2", 200), timeout=10, interval=0.01,
+                 message="the changed key on every data plane")
+        timings["change_s"] = round(time.monotonic() - t0, 3)
+        # Deleted: its key stops working on all three.
+        t0 = time.monotonic()
+        st, ans, _ = ha.admin("DELETE", "/consumers/ha_jack")
+        assert st == 200, (st, ans)
+        wait_for(lambda: everywhere("ha-key-2", 401), timeout=10, interval=0.01,
+                 message="the deleted consumer's key refused on every data plane")
+        timings["delete_s"] = round(time.monotonic() - t0, 3)
+        # No data plane restarted meanwhile.
+        assert all(ha.dp_ready(n) for n in (1, 2, 3))
+        RESULTS.append(dict(scenario="consumer add/change/delete", **timings))
+    finally:
+        ha.admin("DELETE", "/routes/ha-auth")
+        ha.admin("DELETE", "/consumers/ha_jack")
+
+
 def test_a_route_changes_50_per_second(ha):
     changes, rate = 500, 50.0
     statuses = [None] * changes
