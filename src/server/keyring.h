@@ -13,9 +13,10 @@ namespace portico::server {
 
 // With `path` (--data-encryption-keyring): loads it (config::Keyring::load_file, strict checks) for any role.
 // Without: the control_plane and traditional roles use STATE_DIR/keyring, generating it (one random key,
-// mode 0600, O_EXCL) at first start and logging where; the data_plane and standalone roles run without a
-// keyring (a data plane then refuses consumers whose secrets are encrypted, naming the option; a file may
-// hold secrets in clear). False, with the reason logged, when the keyring cannot be read or written.
+// mode 0600, written whole then linked into place) at first start and logging where; the data_plane and
+// standalone roles run without a keyring (a data plane then refuses consumers whose secrets are encrypted,
+// naming the option; a file may hold secrets in clear). False, with the reason logged, when the keyring
+// cannot be read or written.
 bool install_keyring(Role role, const std::string& path, const std::string& state_dir);
 
 }  // namespace portico::server
