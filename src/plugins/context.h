@@ -30,9 +30,38 @@ struct HeaderEdit {
   std::string value;
 };
 
+// A list of header changes that keeps its entries' storage across requests: clear() only forgets them, and
+// push() assigns into a kept entry, so a plugin setting the same few headers on every request allocates
+// nothing once the strings have grown to fit.
+class HeaderEdits {
+ public:
+  void push(HeaderEdit::Op op, std::string_view name, std::string_view value = {}) {
+    HeaderEdit& e = slot();
+    e.op = op;
+    e.name.assign(name);
+    e.value.assign(value);
+  }
+  void push_back(HeaderEdit edit) { slot() = std::move(edit); }
+
+  const HeaderEdit* begin() const { return list_.data(); }
+  const HeaderEdit* end() const { return list_.data() + used_; }
+  const HeaderEdit& operator[](size_t i) const { return list_[i]; }
+  size_t size() const { return used_; }
+  bool empty() const { return used_ == 0; }
+  void clear() { used_ = 0; }
+
+ private:
+  HeaderEdit& slot() {
+    if (used_ == list_.size()) list_.emplace_back();
+    return list_[used_++];
+  }
+  std::vector<HeaderEdit> list_;
+  size_t used_ = 0;
+};
+
 // Changes to the request Portico sends upstream, applied by the head writer in the order recorded.
 struct UpstreamEdits {
-  std::vector<HeaderEdit> headers;
+  HeaderEdits headers;
   std::string path;        // non-empty: the path to send instead of the routed one
   bool query_set = false;  // `query` replaces the received query string (empty: none)
   std::string query;
@@ -55,7 +84,7 @@ struct UpstreamEdits {
 
 // Changes to the response sent to the client (from the upstream, or a plugin's own reply).
 struct ResponseEdits {
-  std::vector<HeaderEdit> headers;
+  HeaderEdits headers;
   int status = 0;         // non-zero: the status to send instead
   bool has_body = false;  // `body` replaces the response body (Content-Length framed)
   std::string body;
@@ -157,11 +186,9 @@ class RequestContext {
   void remove_cookie(std::string_view name);
   // Records a header change for the request sent upstream.
   void set_upstream_header(std::string_view name, std::string_view value) {
-    upstream.headers.push_back({HeaderEdit::Op::set, std::string(name), std::string(value)});
+    upstream.headers.push(HeaderEdit::Op::set, name, value);
   }
-  void remove_upstream_header(std::string_view name) {
-    upstream.headers.push_back({HeaderEdit::Op::remove, std::string(name), {}});
-  }
+  void remove_upstream_header(std::string_view name) { upstream.headers.push(HeaderEdit::Op::remove, name); }
 
   // Back to the state of a new request (keeps allocated capacity).
   void reset() {

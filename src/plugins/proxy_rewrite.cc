@@ -88,7 +88,7 @@ class ProxyRewrite final : public Plugin {
         Expansion out(value, Escape::header);
         h.value.expand(ctx, matched ? &captures : nullptr, out);
       }
-      ctx.upstream.headers.push_back({h.op, h.name, value});
+      ctx.upstream.headers.push(h.op, h.name, value);
     }
   }
 

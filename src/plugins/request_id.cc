@@ -73,7 +73,7 @@ class RequestId final : public Plugin {
   void on_response(RequestContext& ctx, const ResponseInfo& info) const override {
     if (ctx.request_id.empty()) return;  // the request phases did not reach this plugin
     if (info.upstream != nullptr && !info.upstream->find(header_).empty()) return;
-    ctx.response.headers.push_back({HeaderEdit::Op::set, header_, ctx.request_id});
+    ctx.response.headers.push(HeaderEdit::Op::set, header_, ctx.request_id);
   }
 
  private:

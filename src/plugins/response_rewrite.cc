@@ -69,7 +69,7 @@ class ResponseRewrite final : public Plugin {
       ctx.response.has_body = true;
       ctx.response.body.assign(body_);
       for (std::string_view stale : {"Content-Encoding", "ETag", "Last-Modified"}) {
-        ctx.response.headers.push_back({HeaderEdit::Op::remove, std::string(stale), {}});
+        ctx.response.headers.push(HeaderEdit::Op::remove, stale);
       }
     }
     for (const HeaderRule& h : headers_) {
@@ -79,7 +79,7 @@ class ResponseRewrite final : public Plugin {
         Expansion out(value, Escape::header);
         h.value.expand(ctx, nullptr, out);
       }
-      ctx.response.headers.push_back({h.op, h.name, value});
+      ctx.response.headers.push(h.op, h.name, value);
     }
   }
 

@@ -72,7 +72,7 @@ bool dropped(const http::MessageHead& head, std::string_view name) {
 }
 
 // Whether header edits replace or remove the received field `name` (a `set` or `remove` of that name).
-bool edited_away(const std::vector<plugins::HeaderEdit>* edits, std::string_view name) {
+bool edited_away(const plugins::HeaderEdits* edits, std::string_view name) {
   if (edits == nullptr) return false;
   for (const plugins::HeaderEdit& e : *edits) {
     if (e.op != plugins::HeaderEdit::Op::add && iequals(e.name, name)) return true;
@@ -84,8 +84,7 @@ bool edited_away(const std::vector<plugins::HeaderEdit>* edits, std::string_view
 // name replaces it.
 // On a request, `request_side`: the fields Portico re-states itself (X-Forwarded-*, X-Real-IP) are not
 // taken from the edits either.
-void append_edited(std::string& out, const std::vector<plugins::HeaderEdit>* edits,
-                   bool request_side = false) {
+void append_edited(std::string& out, const plugins::HeaderEdits* edits, bool request_side = false) {
   if (edits == nullptr) return;
   for (size_t i = 0; i < edits->size(); ++i) {
     const plugins::HeaderEdit& e = (*edits)[i];
@@ -149,7 +148,7 @@ void remove_connection_options(http::RequestHead& head) {
 void write_upstream_request_head(std::string& out, const http::RequestHead& req,
                                  const UpstreamRequestParams& p) {
   out.clear();
-  const std::vector<plugins::HeaderEdit>* edits =
+  const plugins::HeaderEdits* edits =
       p.edits != nullptr && !p.edits->headers.empty() ? &p.edits->headers : nullptr;
   out += p.edits != nullptr && !p.edits->method.empty() ? std::string_view(p.edits->method) : req.method_text;
   out += ' ';
@@ -199,7 +198,7 @@ void write_upstream_request_head(std::string& out, const http::RequestHead& req,
 void write_client_response_head(std::string& out, const http::ResponseHead& resp,
                                 const ClientResponseParams& p) {
   out.clear();
-  const std::vector<plugins::HeaderEdit>* edits =
+  const plugins::HeaderEdits* edits =
       p.edits != nullptr && !p.edits->headers.empty() ? &p.edits->headers : nullptr;
   const bool new_status = p.edits != nullptr && p.edits->status != 0;
   const bool new_body = p.edits != nullptr && p.edits->has_body;
@@ -249,7 +248,7 @@ void write_plugin_reply(std::string& out, const plugins::Reply& reply, const plu
   out += ' ';
   out += http::reason_phrase(status);
   out += "\r\nServer: portico\r\n";
-  const std::vector<plugins::HeaderEdit>* header_edits =
+  const plugins::HeaderEdits* header_edits =
       edits != nullptr && !edits->headers.empty() ? &edits->headers : nullptr;
   if (!body.empty() && !edited_away(header_edits, "content-type")) {
     append_header(

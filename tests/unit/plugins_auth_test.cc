@@ -98,7 +98,7 @@ Outcome run(const Plugin& plugin, const ConsumerIndex& index, const Request& req
     if (name == "WWW-Authenticate") out.challenge = value;
   }
   if (ctx.consumer != nullptr) out.consumer = ctx.consumer->username;
-  out.edits = ctx.upstream.headers;
+  out.edits.assign(ctx.upstream.headers.begin(), ctx.upstream.headers.end());
   out.query_set = ctx.upstream.query_set;
   out.query = ctx.upstream.query;
   return out;

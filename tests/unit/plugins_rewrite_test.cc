@@ -66,7 +66,7 @@ std::shared_ptr<const Plugin> build(const char* name, const char* conf_text) {
   return plugin;
 }
 
-std::string header_edit(const std::vector<HeaderEdit>& edits, std::string_view name) {
+std::string header_edit(const HeaderEdits& edits, std::string_view name) {
   for (const HeaderEdit& e : edits) {
     if (e.name == name) return e.value;
   }
