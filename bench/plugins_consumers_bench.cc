@@ -48,7 +48,7 @@ void BM_BuildIndex(benchmark::State& state) {
     PluginCache cache;
     std::vector<std::string> problems;
     size_t before = heap_bytes();
-    auto index = ConsumerIndex::build(models, env, cache, problems);
+    auto index = ConsumerIndex::build(models, {}, env, cache, problems);
     bytes = heap_bytes() - before;
     benchmark::DoNotOptimize(index);
   }
@@ -62,7 +62,7 @@ void BM_KeyLookup(benchmark::State& state) {
   BuildEnv env;
   PluginCache cache;
   std::vector<std::string> problems;
-  auto index = ConsumerIndex::build(consumers(n), env, cache, problems);
+  auto index = ConsumerIndex::build(consumers(n), {}, env, cache, problems);
   std::vector<std::string> keys;
   for (size_t i = 0; i < 1024; ++i) keys.push_back(key_of((i * 104729) % n));
   size_t i = 0;
@@ -78,11 +78,11 @@ void BM_OneConsumerDelta(benchmark::State& state) {
   BuildEnv env;
   PluginCache cache;
   std::vector<std::string> problems;
-  auto whole = ConsumerIndex::build(consumers(n), env, cache, problems);
+  auto whole = ConsumerIndex::build(consumers(n), {}, env, cache, problems);
   auto changed = consumers(1);
   changed[0].username = "user0";
   for (auto _ : state) {
-    auto layer = ConsumerIndex::layer(whole, changed, {"user0"}, env, cache, problems);
+    auto layer = ConsumerIndex::layer(whole, changed, {}, {"user0"}, env, cache, problems);
     benchmark::DoNotOptimize(layer);
   }
 }

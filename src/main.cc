@@ -43,10 +43,14 @@ const char kUsage[] =
     "  --admin-listen IP:PORT    Admin API listener (default 127.0.0.1:9180)\n"
     "  --allow-admin CIDRS       comma-separated client networks allowed on the Admin API\n"
     "                            (default 127.0.0.0/8,::1/128)\n"
-    "  --state-dir DIR           state directory; a generated admin key goes here (default portico-state)\n"
+    "  --state-dir DIR           state directory; generated keys go here (default portico-state)\n"
     "  --admin-key-file FILE     admin (read/write) key; generated with mode 0600 when missing\n"
     "                            (default STATE_DIR/admin.key)\n"
     "  --viewer-key-file FILE    viewer (read-only) key (default: none)\n"
+    "  --data-encryption-keyring FILE\n"
+    "                            keyring of consumer secrets at rest (docs/secrets.md), for every role;\n"
+    "                            control_plane and traditional default to STATE_DIR/keyring, generated\n"
+    "                            (mode 0600) when missing; data planes need the control planes' file\n"
     "  --sync-listen IP:PORT     data-plane sync listener (default 127.0.0.1:9280)\n"
     "  --dp-tokens-file FILE     '<node-id> <token>' lines; enables the sync listener\n"
     "  --signing-key-file FILE   Ed25519 key signing configs for data planes (default "
@@ -210,6 +214,8 @@ int main(int argc, char** argv) {
       cp.admin_key_file = value;
     } else if (flag == "--viewer-key-file") {
       cp.viewer_key_file = value;
+    } else if (flag == "--data-encryption-keyring") {
+      server_options.keyring_file = value;
     } else if (flag == "--sync-listen") {
       cp.sync_listen = value;
     } else if (flag == "--dp-tokens-file") {

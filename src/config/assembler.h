@@ -17,9 +17,18 @@
 namespace portico::config::detail {
 
 // The top-level lists of a document, in the order of kSectionNames.
-enum class SectionKind { routes, services, upstreams, consumers, ssls, global_rules, plugin_configs };
-inline constexpr std::string_view kSectionNames[] = {"routes", "services",     "upstreams",     "consumers",
-                                                     "ssls",   "global_rules", "plugin_configs"};
+enum class SectionKind {
+  routes,
+  services,
+  upstreams,
+  consumers,
+  ssls,
+  global_rules,
+  plugin_configs,
+  credentials
+};
+inline constexpr std::string_view kSectionNames[] = {
+    "routes", "services", "upstreams", "consumers", "ssls", "global_rules", "plugin_configs", "credentials"};
 
 // "routes" -> SectionKind::routes, ...; false for any other name.
 bool section_of(std::string_view name, SectionKind& out);
@@ -38,6 +47,7 @@ class Assembler {
   void keep(size_t index, std::optional<Ssl> ssl, std::string id);
   void keep(size_t index, std::optional<GlobalRule> rule, std::string id);
   void keep(size_t index, std::optional<PluginConfig> config, std::string id);
+  void keep(size_t index, std::optional<Credential> credential, std::string id);
 
   // The top level: a mapping whose sections (kSectionNames) are lists (or null); the items found in those
   // lists are add()ed. (The streaming loader add()s items while parsing; the tree builder leaves those lists

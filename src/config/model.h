@@ -204,6 +204,21 @@ struct Consumer {
   PluginMap plugins;
 };
 
+// A credential of a consumer (APISIX 3.x `/consumers/<username>/credentials/<id>`): one authentication
+// plugin's consumer-side configuration, authenticating as that consumer (its other plugins, labels, ...).
+// A consumer may hold several, of the same plugin or of different ones, next to those in its own `plugins`.
+struct Credential {
+  // "<username>/credentials/<credential id>": the path of its etcd key below `consumers/`, unique among
+  // credentials (the key of standalone files and of the sync document).
+  std::string id;
+  std::string username;       // the consumer it belongs to
+  std::string credential_id;  // its own id: sent upstream as X-Credential-Identifier
+  std::string name;
+  std::string desc;
+  Labels labels;
+  PluginMap plugins;  // at most one, an auth plugin (consumer schema, secret fields decrypted)
+};
+
 enum class SslType { server, client };
 
 // A certificate (APISIX `ssls`). Every cert/key pair has been checked: the certificate (and any chain after
@@ -249,6 +264,7 @@ struct Config {
   std::vector<Ssl> ssls;
   std::vector<GlobalRule> global_rules;
   std::vector<PluginConfig> plugin_configs;
+  std::vector<Credential> credentials;  // each one's consumer is in `consumers`
 };
 
 }  // namespace portico::config

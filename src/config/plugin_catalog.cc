@@ -121,6 +121,12 @@ nlohmann::json plugin_schema_document(std::string_view name, bool consumer_side)
   if (!consumer_side && doc.is_object() && doc.contains("properties")) {
     doc["properties"]["_meta"] = nlohmann::json::parse(kMetaSchema);
   }
+  // APISIX declares encrypt_fields in the consumer schema itself, and serves it there.
+  if (consumer_side && doc.is_object() && !c->def->encrypt_fields.empty()) {
+    nlohmann::json fields = nlohmann::json::array();
+    for (std::string_view f : c->def->encrypt_fields) fields.push_back(std::string(f));
+    doc["encrypt_fields"] = std::move(fields);
+  }
   return doc;
 }
 

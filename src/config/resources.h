@@ -20,9 +20,12 @@ std::optional<Consumer> consumer_at(const json& v, const Path& p, Errors& e, con
 std::optional<Ssl> ssl_at(const json& v, const Path& p, Errors& e, const ValidateOptions& options);
 std::optional<GlobalRule> global_rule_at(const json& v, const Path& p, Errors& e,
                                          const ValidateOptions& options);
+std::optional<Credential> credential_at(const json& v, const Path& p, Errors& e,
+                                        const ValidateOptions& options);
 std::optional<PluginConfig> plugin_config_at(const json& v, const Path& p, Errors& e,
                                              const ValidateOptions& options);
 
+bool split_credential_id(std::string_view id, std::string_view& username, std::string_view& credential_id);
 // A consumer's username ([A-Za-z0-9_-], 1..256 characters) without reporting; empty when `v` is not one.
 std::string peek_username(const json& v);
 

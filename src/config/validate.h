@@ -88,6 +88,16 @@ std::optional<Consumer> validate_consumer(const nlohmann::json& consumer, std::s
 // certificate (`key: does not match cert`). CPU cost: a few key operations per pair.
 std::optional<Ssl> validate_ssl(const nlohmann::json& ssl, std::string_view path_prefix, Errors& errors,
                                 const ValidateOptions& options = {});
+// A credential (APISIX 3.x): `id` is its full name "<username>/credentials/<credential id>" (a consumer's
+// username, then an id), required unless !options.id_required; `plugins` holds at most one plugin, an
+// authentication plugin, validated with its consumer schema (secret fields decrypted with the process
+// keyring); `name`, `desc`, `labels`. Whether the consumer exists is check_config's job.
+std::optional<Credential> validate_credential(const nlohmann::json& credential, std::string_view path_prefix,
+                                              Errors& errors, const ValidateOptions& options = {});
+// "jack/credentials/key-1" -> "jack", "key-1"; false when `id` is not a credential's full name (a username,
+// "/credentials/", an id as valid_id_text).
+bool split_credential_id(std::string_view id, std::string_view& username, std::string_view& credential_id);
+inline constexpr std::string_view kCredentialsInfix = "/credentials/";
 // A global rule: `plugins` is required (it may be an empty mapping).
 std::optional<GlobalRule> validate_global_rule(const nlohmann::json& rule, std::string_view path_prefix,
                                                Errors& errors, const ValidateOptions& options = {});
@@ -102,7 +112,8 @@ std::optional<std::vector<VarExpr>> validate_vars(const nlohmann::json& vars, st
 
 // Whole-configuration rules over already validated resources: ids are unique per resource type (usernames
 // among consumers); upstream_id, service_id and plugin_config_id references resolve; every route ends up with
-// an upstream (its own, or its service's). Paths use the indices of the vectors in `config`
+// an upstream (its own, or its service's); every credential's consumer exists. Paths use the indices of the
+// vectors in `config`
 // ("routes[i].upstream_id"). On success (returns true) a route that sets no client-control body limit takes
 // the first one set by its plugin config, its service, then the global rules (Route::max_body_size); nothing
 // else changes.
@@ -129,7 +140,7 @@ int64_t folded_max_body_size(const Route& route, const PluginConfig* plugin_conf
                              int64_t global_limit);
 
 // A whole document ({"routes": [...], "services": [...], "upstreams": [...], "consumers": [...], "ssls":
-// [...], "global_rules": [...], "plugin_configs": [...]}): every resource, then
+// [...], "global_rules": [...], "plugin_configs": [...], "credentials": [...]}): every resource, then
 // check_config. This is what the loader does, minus the file handling (the loader streams resources out of
 // the parser instead of building the whole tree first; results are identical).
 std::optional<Config> validate_config(const nlohmann::json& document, Errors& errors);

@@ -14,8 +14,8 @@ std::string_view name_of(SectionKind s) {
 
 // Singular resource names for messages ("duplicate route id").
 std::string_view noun_of(SectionKind s) {
-  static constexpr std::string_view kNouns[] = {"route", "service",     "upstream",     "consumer",
-                                                "SSL",   "global rule", "plugin config"};
+  static constexpr std::string_view kNouns[] = {"route", "service",     "upstream",      "consumer",
+                                                "SSL",   "global rule", "plugin config", "credential"};
   return kNouns[static_cast<size_t>(s)];
 }
 
@@ -34,7 +34,7 @@ std::string item_path(std::string_view section, size_t index) {
 bool is_unsupported_section(std::string_view key) {
   static constexpr std::string_view kKeys[] = {"consumer_groups", "plugin_metadata", "stream_routes",
                                                "protos",          "secrets",         "plugins",
-                                               "stream_plugins",  "credentials"};
+                                               "stream_plugins"};
   for (std::string_view k : kKeys) {
     if (key == k) return true;
   }
@@ -96,6 +96,10 @@ void Assembler::keep(size_t index, std::optional<PluginConfig> config, std::stri
   keep_in(config_.plugin_configs, SectionKind::plugin_configs, index, std::move(config), std::move(id));
 }
 
+void Assembler::keep(size_t index, std::optional<Credential> credential, std::string id) {
+  keep_in(config_.credentials, SectionKind::credentials, index, std::move(credential), std::move(id));
+}
+
 void Assembler::add(SectionKind section, size_t index, const json& item) {
   const Path root("");
   const Path section_path = root.key(name_of(section));
@@ -105,7 +109,15 @@ void Assembler::add(SectionKind section, size_t index, const json& item) {
   std::string id;
   if (item.is_object()) {
     if (auto it = item.find(key_field_of(section)); it != item.end()) {
-      id = section == SectionKind::consumers ? peek_username(*it) : peek_id(*it);
+      if (section == SectionKind::consumers) {
+        id = peek_username(*it);
+      } else if (section == SectionKind::credentials) {
+        std::string_view user, own;
+        if (it->is_string() && split_credential_id(it->get_ref<const std::string&>(), user, own))
+          id = it->get<std::string>();
+      } else {
+        id = peek_id(*it);
+      }
     }
   }
   const ValidateOptions options;
@@ -130,6 +142,9 @@ void Assembler::add(SectionKind section, size_t index, const json& item) {
       break;
     case SectionKind::plugin_configs:
       keep(index, plugin_config_at(item, p, errors_, options), std::move(id));
+      break;
+    case SectionKind::credentials:
+      keep(index, credential_at(item, p, errors_, options), std::move(id));
       break;
   }
 }
@@ -159,9 +174,9 @@ void Assembler::check_document(const json& document) {
     } else if (is_unsupported_section(key)) {
       errors_.add(p.str(), "'" + key + "' is not supported by this version");
     } else {
-      fail_unknown(
-          errors_, root, key,
-          {"routes", "services", "upstreams", "consumers", "ssls", "global_rules", "plugin_configs"});
+      fail_unknown(errors_, root, key,
+                   {"routes", "services", "upstreams", "consumers", "ssls", "global_rules", "plugin_configs",
+                    "credentials"});
     }
   }
 }
@@ -172,6 +187,8 @@ bool Assembler::link() {
   const Section& services = section(SectionKind::services);
   const Section& upstreams = section(SectionKind::upstreams);
   const Section& plugin_configs = section(SectionKind::plugin_configs);
+  const Section& consumers = section(SectionKind::consumers);
+  const Section& credentials = section(SectionKind::credentials);
   auto kept_service = [&](const Definition* d) {
     return d != nullptr && d->kept >= 0 ? &config_.services[static_cast<size_t>(d->kept)] : nullptr;
   };
@@ -192,6 +209,13 @@ bool Assembler::link() {
     const Service& s = config_.services[k];
     check_service_refs(s, !s.upstream_id.empty() && upstreams.by_id.contains(s.upstream_id),
                        item_path("services", services.index[k]), errors_);
+  }
+  for (size_t k = 0; k < config_.credentials.size(); ++k) {
+    const Credential& c = config_.credentials[k];
+    if (!consumers.by_id.contains(c.username)) {
+      errors_.add(item_path("credentials", credentials.index[k]) + ".id",
+                  "consumer \"" + c.username + "\" is not defined in consumers");
+    }
   }
   if (errors_.total() != before) return false;
   int64_t global_limit = -1;
@@ -276,6 +300,7 @@ bool check_config(Config& config, Errors& errors) {
   keep_all(config.ssls, id);
   keep_all(config.global_rules, id);
   keep_all(config.plugin_configs, id);
+  keep_all(config.credentials, id);
   assembler.link();
   config = assembler.take();
   return errors.total() == before;

@@ -83,6 +83,66 @@ std::optional<Consumer> consumer_at(const json& v, const Path& p, Errors& e, con
   return consumer;
 }
 
+bool split_credential_id(std::string_view id, std::string_view& username, std::string_view& credential_id) {
+  const size_t at = id.find(kCredentialsInfix);
+  if (at == std::string_view::npos) return false;
+  username = id.substr(0, at);
+  credential_id = id.substr(at + kCredentialsInfix.size());
+  return !peek_username(json(std::string(username))).empty() && valid_id_text(credential_id);
+}
+
+std::optional<Credential> credential_at(const json& v, const Path& p, Errors& e,
+                                        const ValidateOptions& options) {
+  if (!v.is_object()) {
+    fail_type(e, p, "a mapping (a credential)", v);
+    return std::nullopt;
+  }
+  const size_t before = e.total();
+  Credential credential;
+  bool has_id = false;
+  PluginSettings plugins;
+  for (auto it = v.begin(); it != v.end(); ++it) {
+    const std::string& k = it.key();
+    const json& f = it.value();
+    const Path fp = p.key(k);
+    if (k == "id") {
+      has_id = true;
+      std::string_view username, own_id;
+      if (!f.is_string() || !split_credential_id(f.get_ref<const std::string&>(), username, own_id)) {
+        fail_type(e, fp,
+                  "a credential's full id \"<username>/credentials/<id>\" (a consumer's username, then an "
+                  "id: 1 to 64 of letters, digits, '_', '-' or '.')",
+                  f);
+        continue;
+      }
+      credential.id = f.get<std::string>();
+      credential.username = std::string(username);
+      credential.credential_id = std::string(own_id);
+    } else if (k == "plugins") {
+      // APISIX's credential schema: `plugins` has at most one property (one credential, one plugin).
+      if (f.is_object() && f.size() > 1) {
+        fail(e, fp, "expect object to have at most 1 properties");
+        continue;
+      }
+      read_plugins(f, fp, e, plugins, PluginScope::credential);
+    } else if (k == "name") {
+      read_name(f, fp, e, credential.name);
+    } else if (k == "desc") {
+      read_desc(f, fp, e, &credential.desc);
+    } else if (k == "labels") {
+      read_labels(f, fp, e, &credential.labels);
+    } else if (is_timestamp(k)) {
+      check_meta_field(k, f, fp, e);
+    } else {
+      fail_unknown(e, p, k, {"id", "plugins", "name", "desc", "labels", "create_time", "update_time"});
+    }
+  }
+  if (!has_id && options.id_required) fail(e, p.key("id"), "is required");
+  credential.plugins = std::move(plugins.plugins);
+  if (e.total() != before) return std::nullopt;
+  return credential;
+}
+
 namespace {
 
 // What global rules and plugin configs share: an id and `plugins` (both required), and, for a plugin config
@@ -171,6 +231,15 @@ std::optional<PluginConfig> plugin_config_at(const json& v, const Path& p, Error
 std::optional<Consumer> validate_consumer(const nlohmann::json& consumer, std::string_view path_prefix,
                                           Errors& errors, const ValidateOptions& options) {
   return detail::consumer_at(consumer, detail::Path(path_prefix), errors, options);
+}
+
+std::optional<Credential> validate_credential(const nlohmann::json& credential, std::string_view path_prefix,
+                                              Errors& errors, const ValidateOptions& options) {
+  return detail::credential_at(credential, detail::Path(path_prefix), errors, options);
+}
+
+bool split_credential_id(std::string_view id, std::string_view& username, std::string_view& credential_id) {
+  return detail::split_credential_id(id, username, credential_id);
 }
 
 std::optional<GlobalRule> validate_global_rule(const nlohmann::json& rule, std::string_view path_prefix,

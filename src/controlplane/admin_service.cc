@@ -9,6 +9,7 @@
 
 #include "base/log.h"
 #include "config/json_input.h"
+#include "config/plugin_secrets.h"
 #include "config/validate.h"
 
 namespace portico::controlplane {
@@ -108,21 +109,28 @@ std::optional<json> parse_stored(const std::string& text) {
   return config::parse_json(text, ignored);
 }
 
-// The value as shown to clients: an SSL's private keys never leave the control plane.
-std::string presentable(Kind kind, const std::string& raw) {
+// The value as shown to clients: an SSL's private keys never leave the control plane, and a consumer's or a
+// credential's secrets are shown as tokens only. A credential shows its own id, as APISIX stores it (the copy
+// holds the full one, "<username>/credentials/<id>", which is the key's tail).
+std::string presentable(Kind kind, const std::string& key, const std::string& raw) {
   std::optional<json> parsed = parse_stored(raw);
   if (!parsed) return quote(raw);  // written into etcd by hand; shown as a string
   json& v = *parsed;
-  if (kind == Kind::ssls && v.is_object()) {
+  if (!v.is_object()) return v.dump();
+  if (kind == Kind::ssls) {
     v.erase("key");
     v.erase("keys");
   }
+  if (kind == Kind::consumers || kind == Kind::credentials) {
+    if (auto plugins = v.find("plugins"); plugins != v.end()) config::conceal_secret_fields(*plugins);
+  }
+  if (kind == Kind::credentials) v["id"] = key.substr(key.rfind('/') + 1);
   return v.dump();
 }
 
 std::string item_json(Kind kind, const std::string& key, const std::string& value, int64_t created,
                       int64_t modified) {
-  return "{\"key\":" + quote(key) + ",\"value\":" + presentable(kind, value) +
+  return "{\"key\":" + quote(key) + ",\"value\":" + presentable(kind, key, value) +
          ",\"createdIndex\":" + std::to_string(created) + ",\"modifiedIndex\":" + std::to_string(modified) +
          "}";
 }
@@ -176,8 +184,14 @@ std::span<const Reference> references_of(Kind kind) {
 
 struct AdminService::Target {
   Kind kind = Kind::routes;
-  std::string id;        // empty: the collection
+  std::string id;        // empty: the collection; a credential's own id ("key-1")
   std::string sub_path;  // PATCH only: "/upstream/nodes"
+  std::string owner;     // credentials: the consumer's username
+
+  // The id in the copy: a credential's full id "<owner>/credentials/<id>".
+  std::string copy_id() const {
+    return kind == Kind::credentials ? owner + std::string(config::kCredentialsInfix) + id : id;
+  }
 };
 
 AdminService::AdminService(store::EtcdClient& etcd, store::EtcdClient& fast_etcd, store::Mirror& mirror,
@@ -210,6 +224,21 @@ AdminResponse AdminService::handle(const AdminRequest& req) {
       return error(
           400, "invalid " + std::string(info(t.kind).noun) + " id '" + t.id + "': " + std::string(kIdRule));
     }
+    // APISIX 3.x credentials: /consumers/<username>/credentials[/<id>]
+    std::string_view sub = t.sub_path;
+    if (t.kind == Kind::consumers && (sub == "/credentials" || sub.starts_with("/credentials/"))) {
+      sub.remove_prefix(std::string_view("/credentials").size());
+      if (sub.starts_with('/')) sub.remove_prefix(1);
+      if (sub.find('/') != std::string_view::npos) return error(404, "unknown credential path");
+      t.kind = Kind::credentials;
+      t.owner = std::move(t.id);
+      t.id = std::string(sub);
+      t.sub_path.clear();
+      if (!t.id.empty() && !valid_id(t.id)) {
+        return error(400, "invalid credential id '" + t.id + "': " + std::string(kIdRule));
+      }
+      return handle_credential(t, req);
+    }
   }
   if (!t.sub_path.empty() && req.method != "PATCH") {
     return error(404, "sub-paths are only for PATCH (e.g. PATCH /apisix/admin/routes/1/upstream/nodes)");
@@ -241,8 +270,25 @@ AdminResponse AdminService::handle(const AdminRequest& req) {
   return not_allowed("method " + req.method + " is not supported", collection, post_allowed);
 }
 
+// APISIX answers POST and PATCH on credentials with 405 (its credential resource does not support them).
+AdminResponse AdminService::handle_credential(const Target& t, const AdminRequest& req) {
+  const bool collection = t.id.empty();
+  auto refuse = [&](std::string_view message) {
+    AdminResponse r = error(405, message);
+    r.headers.emplace_back("Allow", collection ? "GET, PUT" : "GET, PUT, DELETE");
+    return r;
+  };
+  if (req.method == "GET") return collection ? list(t, req.query) : get_one(t);
+  if (req.method == "PUT") return write(t, req);
+  if (req.method == "DELETE") {
+    if (collection) return refuse("DELETE needs a credential id");
+    return remove(t, req);
+  }
+  return refuse("method " + req.method + " is not supported for credentials (PUT creates and replaces)");
+}
+
 AdminResponse AdminService::get_one(const Target& t) {
-  const std::string key = copy_.key_of(t.kind, t.id);
+  const std::string key = copy_.key_of(t.kind, t.copy_id());
   store::RangeRequest rq;
   rq.key = key;
   store::RangeResult rr;
@@ -256,7 +302,7 @@ AdminResponse AdminService::get_one(const Target& t) {
   }
   // etcd cannot answer: the copy is the best there is, and says so (if it was ever loaded).
   if (!copy_.loaded()) return store_failure(s);
-  std::optional<Entry> e = copy_.get(t.kind, t.id);
+  std::optional<Entry> e = copy_.get(t.kind, t.copy_id());
   if (!e) return not_found();
   AdminResponse r{200, item_json(t.kind, key, e->value, e->create_revision, e->mod_revision), {}};
   add_revision_headers(r, copy_.revision(), e->mod_revision);
@@ -282,7 +328,14 @@ AdminResponse AdminService::list(const Target& t, const std::string& query) {
     if (amp == std::string::npos) break;
     pos = amp + 1;
   }
-  const std::string dir = copy_.key_of(t.kind, "");
+  // A consumer's credentials are keys below its own (APISIX), so the consumers' directory holds credential
+  // keys too, which a list of consumers leaves out.
+  const std::string id_prefix =
+      t.kind == Kind::credentials ? t.owner + std::string(config::kCredentialsInfix) : std::string();
+  const std::string dir = copy_.key_of(t.kind, id_prefix);
+  auto nested = [&](std::string_view key) {
+    return t.kind == Kind::consumers && key.substr(dir.size()).find('/') != std::string_view::npos;
+  };
   struct Row {
     std::string key, value;
     int64_t created, modified;
@@ -299,10 +352,20 @@ AdminResponse AdminService::list(const Target& t, const std::string& query) {
   int64_t revision = 0;
   bool stale = false;
   auto from_copy = [&] {
-    for (Entry& e : copy_.page(t.kind, begin, count, total)) {
-      rows.push_back(Row{dir + e.id, std::move(e.value), e.create_revision, e.mod_revision});
+    for (Entry& e : copy_.page(t.kind, begin, count, total, id_prefix)) {
+      rows.push_back(Row{copy_.key_of(t.kind, e.id), std::move(e.value), e.create_revision, e.mod_revision});
     }
   };
+  store::Status s;
+  if (t.kind == Kind::credentials) {
+    // The credentials of a consumer that does not exist: APISIX answers 404.
+    store::RangeRequest owner;
+    owner.key = copy_.key_of(Kind::consumers, t.owner);
+    owner.count_only = true;
+    store::RangeResult found;
+    s = client().range(owner, found);
+    if (s.ok() && found.count == 0) return not_found();
+  }
   // One cheap linearizable read (the newest key of the kind by mod_revision, keys only, and the count) tells
   // whether the copy holds what etcd holds now: once the copy has applied that mod_revision and counts as
   // many keys, no put can be missing (it would be newer) and no delete either (the counts would differ). The
@@ -316,10 +379,13 @@ AdminResponse AdminService::list(const Target& t, const std::string& query) {
   rq.sort_order = store::RangeRequest::SortOrder::descend;
   rq.sort_target = store::RangeRequest::SortTarget::mod_revision;
   store::RangeResult rr;
-  store::Status s = client().range(rq, rr);
+  // A consumer's few credentials are read from etcd; only the kinds that may be large are worth the check.
+  if (s.ok() && t.kind != Kind::credentials) s = client().range(rq, rr);
   const int64_t newest = rr.kvs.empty() ? 0 : rr.kvs.front().mod_revision;
-  if (s.ok() && !copy_.stale() && !copy_.has_rejected(t.kind) && copy_.wait_for_revision(newest, 0.5) &&
-      static_cast<int64_t>(copy_.count(t.kind)) == rr.count) {
+  const size_t in_copy =
+      copy_.count(t.kind) + (t.kind == Kind::consumers ? copy_.count(Kind::credentials) : 0);
+  if (s.ok() && t.kind != Kind::credentials && !copy_.stale() && !copy_.has_rejected(t.kind) &&
+      copy_.wait_for_revision(newest, 0.5) && static_cast<int64_t>(in_copy) == rr.count) {
     revision = rr.header.revision;
     from_copy();
   } else if (s.ok()) {
@@ -329,11 +395,13 @@ AdminResponse AdminService::list(const Target& t, const std::string& query) {
     s = client().range(rq, rr);
     if (s.ok()) {
       revision = rr.header.revision;
-      total = rr.kvs.size();
+      total = 0;
       rows.clear();
-      for (size_t i = begin; i < rr.kvs.size() && rows.size() < count; ++i) {
-        store::KeyValue& kv = rr.kvs[i];
-        rows.push_back(Row{std::move(kv.key), std::move(kv.value), kv.create_revision, kv.mod_revision});
+      for (store::KeyValue& kv : rr.kvs) {
+        if (nested(kv.key)) continue;
+        if (total++ >= begin && rows.size() < count) {
+          rows.push_back(Row{std::move(kv.key), std::move(kv.value), kv.create_revision, kv.mod_revision});
+        }
       }
     }
   }
@@ -406,9 +474,21 @@ AdminResponse AdminService::write(const Target& target, const AdminRequest& req)
     return error(400, "If-Match must be a modifiedIndex (a number, optionally quoted)");
   }
 
-  const std::string key = copy_.key_of(t.kind, t.id);
+  const std::string key = copy_.key_of(t.kind, t.copy_id());
   store::EtcdClient& etcd = client();
   for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
+    // A credential needs its consumer, until the write commits (compared in the transaction); deleting the
+    // consumer deletes its credentials in the same transaction.
+    std::string owner_key;
+    if (t.kind == Kind::credentials) {
+      store::RangeRequest q;
+      q.key = owner_key = copy_.key_of(Kind::consumers, t.owner);
+      q.count_only = true;
+      store::RangeResult qr;
+      store::Status qs = etcd.range(q, qr);
+      if (!qs.ok()) return store_failure(qs);
+      if (qr.count == 0) return error(404, "consumer not found");
+    }
     // 1. Read the resource.
     store::RangeRequest read;
     read.key = key;
@@ -463,13 +543,36 @@ AdminResponse AdminService::write(const Target& target, const AdminRequest& req)
       value["create_time"] = now;
     }
     value["update_time"] = now;
-    // 2. Validate with the data plane's validator.
+    // 2. Secrets are encrypted before they go anywhere (docs/secrets.md); a token sent back is kept only if
+    // this keyring reads it.
+    if (t.kind == Kind::consumers || t.kind == Kind::credentials) {
+      if (auto plugins = value.find("plugins"); plugins != value.end()) {
+        std::string field, why;
+        if (!config::encrypt_secret_fields(*plugins, field, why)) {
+          config::Errors e;
+          e.add("plugins." + field, why);
+          return invalid(e);
+        }
+      }
+    }
+    // 3. Validate with the data plane's validator (which decrypts the secrets), a credential under the full
+    // id data planes know it by.
     config::Errors errors;
-    if (!validate_value(t.kind, value, errors)) return invalid(errors);
-    // 3. References must resolve, and keep resolving until the write commits (compared in the transaction).
+    if (t.kind == Kind::credentials) {
+      json checked = value;
+      checked["id"] = t.copy_id();
+      if (!validate_value(t.kind, checked, errors)) return invalid(errors);
+    } else if (!validate_value(t.kind, value, errors)) {
+      return invalid(errors);
+    }
+    // 4. References must resolve, and keep resolving until the write commits (compared in the transaction).
     store::Txn txn;
     txn.compare.push_back(store::Compare{
         key, {}, store::Compare::Target::mod_revision, store::Compare::Result::equal, observed, {}});
+    if (!owner_key.empty()) {
+      txn.compare.push_back(store::Compare{
+          owner_key, {}, store::Compare::Target::create_revision, store::Compare::Result::greater, 0, {}});
+    }
     for (const Reference& ref : references_of(t.kind)) {
       auto it = value.find(ref.field);
       if (it == value.end()) continue;
@@ -522,7 +625,7 @@ AdminResponse AdminService::write(const Target& target, const AdminRequest& req)
     const std::string text = value.dump();
     txn.success.push_back(store::Op{store::Op::Type::put, key, {}, text, 0, false});
     txn.failure.push_back(store::Op{store::Op::Type::range, key, {}, {}, 0, false});
-    // 4. Commit, or find out who won.
+    // 5. Commit, or find out who won.
     store::TxnResult wr;
     s = etcd.txn(txn, wr);
     bool committed = s.ok() && wr.succeeded;
@@ -573,7 +676,7 @@ AdminResponse AdminService::remove(const Target& t, const AdminRequest& req) {
   if (!req.if_match.empty() && !parse_revision_tag(req.if_match, if_match)) {
     return error(400, "If-Match must be a modifiedIndex (a number, optionally quoted)");
   }
-  const std::string key = copy_.key_of(t.kind, t.id);
+  const std::string key = copy_.key_of(t.kind, t.copy_id());
   store::EtcdClient& etcd = client();
   auto deleted = [&](int64_t revision) {
     if (revision > 0) mirror_.wait_for(revision, 2.0);
@@ -642,6 +745,12 @@ AdminResponse AdminService::remove(const Target& t, const AdminRequest& req) {
       }
     }
     txn.success.push_back(store::Op{store::Op::Type::delete_range, key, {}, {}, 0, false});
+    if (t.kind == Kind::consumers) {  // its credentials go with it, as in APISIX
+      const std::string credentials =
+          copy_.key_of(Kind::credentials, t.id + std::string(config::kCredentialsInfix));
+      txn.success.push_back(store::Op{
+          store::Op::Type::delete_range, credentials, store::prefix_end(credentials), {}, 0, false});
+    }
     txn.failure.push_back(store::Op{store::Op::Type::range, key, {}, {}, 0, false});
     store::TxnResult wr;
     s = etcd.txn(txn, wr);

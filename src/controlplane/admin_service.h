@@ -39,6 +39,7 @@ class AdminService {
 
  private:
   struct Target;
+  admin::AdminResponse handle_credential(const Target& t, const admin::AdminRequest& request);
   admin::AdminResponse get_one(const Target& t);
   admin::AdminResponse list(const Target& t, const std::string& query);
   admin::AdminResponse write(const Target& t, const admin::AdminRequest& request);

@@ -15,6 +15,7 @@
 #include "base/json_escape.h"
 #include "base/log.h"
 #include "controlplane/admin_service.h"
+#include "controlplane/plugins_api.h"
 #include "controlplane/s3_exporter.h"
 #include "controlplane/sync_service.h"
 #include "store/compactor.h"
@@ -294,6 +295,7 @@ void ControlPlane::start() {
   SyncService* fleet = s.sync_service.get();
   s.server = std::make_unique<admin::AdminServer>(o.admin, [service, fleet](const admin::AdminRequest& r) {
     if (r.path.starts_with("/data_planes")) return fleet->fleet(r);
+    if (is_plugins_request(r)) return plugins_api(r);
     return service->handle(r);
   });
   s.server->listen();

@@ -37,6 +37,8 @@ bool validate_value(Kind kind, const json& value, config::Errors& errors) {
       return config::validate_global_rule(value, "", errors, options).has_value();
     case Kind::plugin_configs:
       return config::validate_plugin_config(value, "", errors, options).has_value();
+    case Kind::credentials:
+      return config::validate_credential(value, "", errors, options).has_value();
   }
   return false;
 }
@@ -64,7 +66,8 @@ ResourceStore::ResourceStore(std::string prefix) : prefix_(std::move(prefix)) {}
 std::string ResourceStore::key_of(Kind kind, std::string_view id) const {
   std::string key = prefix_;
   key += '/';
-  key += info(kind).name;
+  // A credential's id is "<username>/credentials/<id>": its key is below its consumer's.
+  key += kind == Kind::credentials ? info(Kind::consumers).name : info(kind).name;
   key += '/';
   key += id;
   return key;
@@ -74,14 +77,13 @@ bool ResourceStore::admit(const store::KeyValue& kv, Kind& kind, Entry& out, std
   std::string_view rest(kv.key);
   if (!rest.starts_with(prefix_) || rest.size() <= prefix_.size() || rest[prefix_.size()] != '/')
     return false;
-  rest.remove_prefix(prefix_.size() + 1);
-  size_t slash = rest.find('/');
-  if (slash == std::string_view::npos || !kind_of(rest.substr(0, slash), kind)) {
+  std::string_view id;
+  if (!parse_key(kv.key, kind, id)) {
     reason = "not a resource key";
     return false;
   }
-  std::string_view id = rest.substr(slash + 1);
-  if (!valid_id(id)) {
+  std::string_view username, own_id;
+  if (kind == Kind::credentials ? !config::split_credential_id(id, username, own_id) : !valid_id(id)) {
     reason = "invalid id '" + std::string(id) + "'";
     return false;
   }
@@ -99,7 +101,9 @@ bool ResourceStore::admit(const store::KeyValue& kv, Kind& kind, Entry& out, std
     return false;
   }
   const std::string_view id_field = info(kind).id_field;
-  if (auto it = value.find(id_field); it != value.end() && reference_id(*it) != id) {
+  // A credential's value names its own id, as APISIX writes it ("key-1"), or its full id.
+  if (auto it = value.find(id_field); it != value.end() && reference_id(*it) != id &&
+                                      (kind != Kind::credentials || reference_id(*it) != own_id)) {
     reason = std::string(id_field) + " " + it->dump() + " differs from the key's";
     return false;
   }
@@ -130,6 +134,8 @@ bool ResourceStore::parse_key(std::string_view key, Kind& kind, std::string_view
   size_t slash = key.find('/');
   if (slash == std::string_view::npos || !kind_of(key.substr(0, slash), kind)) return false;
   id = key.substr(slash + 1);
+  // consumers/<username>/credentials/<id>
+  if (kind == Kind::consumers && id.find('/') != std::string_view::npos) kind = Kind::credentials;
   return true;
 }
 
@@ -152,11 +158,20 @@ bool ResourceStore::wait_for_revision(int64_t revision, double seconds) const {
   return revision_cv_.wait_for(lock, std::chrono::duration<double>(seconds), reached);
 }
 
-std::vector<Entry> ResourceStore::page(Kind kind, size_t begin, size_t count, size_t& total) const {
+std::vector<Entry> ResourceStore::page(Kind kind, size_t begin, size_t count, size_t& total,
+                                       std::string_view id_prefix) const {
   std::shared_lock lock(mu_);
   const auto& entries = tables_[static_cast<size_t>(kind)].entries;
-  total = entries.size();
   std::vector<Entry> out;
+  if (!id_prefix.empty()) {  // a consumer's credentials: few
+    total = 0;
+    for (auto it = entries.lower_bound(id_prefix); it != entries.end() && it->first.starts_with(id_prefix);
+         ++it, ++total) {
+      if (total >= begin && out.size() < count) out.push_back(it->second);
+    }
+    return out;
+  }
+  total = entries.size();
   if (begin >= total) return out;
   auto it = entries.begin();
   std::advance(it, static_cast<std::ptrdiff_t>(begin));
@@ -166,7 +181,7 @@ std::vector<Entry> ResourceStore::page(Kind kind, size_t begin, size_t count, si
 
 bool ResourceStore::has_rejected(Kind kind) const {
   std::shared_lock lock(mu_);
-  const std::string dir = prefix_ + "/" + std::string(kKinds[static_cast<size_t>(kind)].name) + "/";
+  const std::string dir = key_of(kind, "");
   auto it = rejected_.lower_bound(dir);
   return it != rejected_.end() && it->first.starts_with(dir);
 }
@@ -410,8 +425,8 @@ sync::ResourceSet ResourceStore::publishable() const {
   const std::function<bool(const std::string&)> has_upstream = [&](const std::string& id) {
     return services_with_upstream.contains(id);
   };
-  constexpr Kind kOrder[] = {Kind::upstreams,    Kind::plugin_configs, Kind::consumers, Kind::ssls,
-                             Kind::global_rules, Kind::services,       Kind::routes};
+  constexpr Kind kOrder[] = {Kind::upstreams, Kind::plugin_configs, Kind::consumers, Kind::credentials,
+                             Kind::ssls,      Kind::global_rules,   Kind::services,  Kind::routes};
   for (Kind kind : kOrder) {
     const size_t k = static_cast<size_t>(kind);
     for (const Entry& e : copy[k]) {
@@ -436,6 +451,12 @@ sync::ResourceSet ResourceStore::publishable() const {
 const char* ResourceStore::left_out_because(
     Kind kind, const Entry& e, const std::function<bool(Kind, const std::string&)>& kept,
     const std::function<bool(const std::string&)>& service_has_upstream) {
+  if (kind == Kind::credentials) {
+    std::string_view username, own_id;
+    if (!config::split_credential_id(e.id, username, own_id) || !kept(Kind::consumers, std::string(username)))
+      return "its consumer does not exist";
+    return nullptr;
+  }
   if ((!e.upstream_id.empty() && !kept(Kind::upstreams, e.upstream_id)) ||
       (!e.service_id.empty() && !kept(Kind::services, e.service_id)) ||
       (!e.plugin_config_id.empty() && !kept(Kind::plugin_configs, e.plugin_config_id))) {

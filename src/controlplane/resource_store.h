@@ -58,7 +58,7 @@ class ResourceStore {
   explicit ResourceStore(std::string prefix);
 
   const std::string& prefix() const { return prefix_; }
-  // prefix/<kind>/<id>
+  // prefix/<kind>/<id>; a credential's: prefix/consumers/<username>/credentials/<id> (its id is the full one)
   std::string key_of(Kind kind, std::string_view id) const;
 
   // --- mirror thread ---
@@ -114,8 +114,10 @@ class ResourceStore {
   // Waits up to `seconds` until the copy has applied etcd revision `revision`; false if it has not (or it is
   // stale). Lets a reader serve a linearizable answer from the copy after one cheap etcd round trip.
   bool wait_for_revision(int64_t revision, double seconds) const;
-  // Entries [begin, begin + count) of `kind` in id order, and the number there are.
-  std::vector<Entry> page(Kind kind, size_t begin, size_t count, size_t& total) const;
+  // Entries [begin, begin + count) of `kind` in id order, and the number there are; with `id_prefix`, only
+  // the ids that start with it ("jack/credentials/": a consumer's credentials).
+  std::vector<Entry> page(Kind kind, size_t begin, size_t count, size_t& total,
+                          std::string_view id_prefix = {}) const;
   // Whether some etcd key of `kind` was left out of the copy (invalid), so that only etcd lists it.
   bool has_rejected(Kind kind) const;
   // The resources touched after `since` (each once) with their entries now, and the cursor and revision now,
@@ -133,7 +135,8 @@ class ResourceStore {
   bool admit(const store::KeyValue& kv, Kind& kind, Entry& out, std::string& reason) const;
   void remove_key(const std::string& key);
   void notify(int64_t revision);
-  // prefix/<kind>/<id> -> kind and id; false for other keys.
+  // prefix/<kind>/<id> -> kind and id (prefix/consumers/<u>/credentials/<id> -> credentials,
+  // "<u>/credentials/<id>"); false for other keys.
   bool parse_key(std::string_view key, Kind& kind, std::string_view& id) const;
 
   static constexpr size_t kJournalMax = 1 << 17;

@@ -1,6 +1,8 @@
-// The seven Admin API resource kinds and what differs between them: the URL / etcd key segment, the body
-// field that names a resource (`id`, or `username` for consumers), and whether POST may invent an id.
-// Constant data.
+// The Admin API resource kinds and what differs between them: the URL / etcd key segment, the body field that
+// names a resource (`id`, or `username` for consumers), and whether POST may invent an id. Credentials
+// (APISIX 3.x) live below their consumer, `<prefix>/consumers/<username>/credentials/<id>`, and are known in
+// the copy and to data planes by their full id "<username>/credentials/<id>" (config/validate.h). Constant
+// data.
 #pragma once
 
 #include <array>
@@ -12,7 +14,8 @@
 
 namespace portico::controlplane {
 
-enum class Kind { routes, services, upstreams, consumers, ssls, global_rules, plugin_configs };
+// In sync::kKindNames order: a Kind's index is its kind index in the sync protocol.
+enum class Kind { routes, services, upstreams, consumers, ssls, global_rules, plugin_configs, credentials };
 
 struct KindInfo {
   Kind kind;
@@ -20,9 +23,10 @@ struct KindInfo {
   std::string_view noun;      // "route": in messages
   std::string_view id_field;  // "id", or "username" for consumers
   bool post_allowed;          // POST with a server-made id
+  bool nested = false;  // lives below another resource (credentials): not a top-level URL or key segment
 };
 
-inline constexpr std::array<KindInfo, 7> kKinds = {{
+inline constexpr std::array<KindInfo, 8> kKinds = {{
     {Kind::routes, "routes", "route", "id", true},
     {Kind::services, "services", "service", "id", true},
     {Kind::upstreams, "upstreams", "upstream", "id", true},
@@ -30,6 +34,7 @@ inline constexpr std::array<KindInfo, 7> kKinds = {{
     {Kind::ssls, "ssls", "ssl", "id", true},
     {Kind::global_rules, "global_rules", "global rule", "id", false},
     {Kind::plugin_configs, "plugin_configs", "plugin config", "id", true},
+    {Kind::credentials, "credentials", "credential", "id", false, true},
 }};
 
 inline constexpr size_t kKindCount = kKinds.size();
@@ -38,10 +43,10 @@ inline const KindInfo& info(Kind k) {
   return kKinds[static_cast<size_t>(k)];
 }
 
-// "routes" -> Kind::routes; false for any other segment.
+// "routes" -> Kind::routes; false for any other segment (and for nested kinds).
 inline bool kind_of(std::string_view name, Kind& out) {
   for (const KindInfo& k : kKinds) {
-    if (k.name == name) {
+    if (k.name == name && !k.nested) {
       out = k.kind;
       return true;
     }

@@ -7,6 +7,7 @@
 
 #include <cstring>
 #include <set>
+#include <unordered_map>
 
 #include <nlohmann/json.hpp>
 
@@ -54,37 +55,60 @@ void add_unique(Map& map, Blocked& blocked, const Key& key, typename Map::mapped
 
 }  // namespace
 
-void ConsumerIndex::add(const config::Consumer& c, const BuildEnv& env, PluginCache& cache,
-                        std::vector<std::string>& problems) {
+void ConsumerIndex::add_credential(ConsumerRuntime* runtime, const config::PluginSpec& spec,
+                                   const std::string& credential_id, std::vector<std::string>& problems) {
+  const nlohmann::json& conf = *spec.conf;
+  if (spec.name == "key-auth") {
+    const std::string& key = conf.at("key").get_ref<const std::string&>();
+    add_unique(keys_, blocked_keys_, key, KeyCredential{runtime, credential_id}, "key-auth key", problems);
+  } else if (spec.name == "basic-auth") {
+    const std::string& user = conf.at("username").get_ref<const std::string&>();
+    const std::string& password = conf.at("password").get_ref<const std::string&>();
+    add_unique(basic_, blocked_basic_, user, BasicCredential{sha256(password), runtime, credential_id},
+               "basic-auth username", problems);
+  } else if (spec.name == "jwt-auth") {
+    std::string error;
+    JwtCredential credential;
+    credential.conf = spec.conf;
+    credential.consumer = runtime;
+    credential.credential_id = credential_id;
+    credential.lifetime_grace_period = conf.value("lifetime_grace_period", int64_t{0});
+    credential.verifier = make_jwt_verifier(conf, &error);
+    if (!credential.verifier) {
+      problems.push_back("jwt-auth of consumer '" + runtime->username + "': " + error);
+      return;
+    }
+    add_unique(jwt_, blocked_jwt_, conf.at("key").get<std::string>(), std::move(credential), "jwt-auth key",
+               problems);
+  }
+}
+
+namespace {
+bool is_credential_plugin(std::string_view name) {
+  return name == "key-auth" || name == "basic-auth" || name == "jwt-auth";
+}
+}  // namespace
+
+void ConsumerIndex::add(const config::Consumer& c, std::span<const config::Credential* const> credentials,
+                        const BuildEnv& env, PluginCache& cache, std::vector<std::string>& problems) {
   auto runtime = std::make_unique<ConsumerRuntime>();
   runtime->username = c.username;
   config::PluginMap others;
+  static const std::string kOwn;
   for (const config::PluginSpec& spec : c.plugins) {
     if (spec.disabled || !spec.conf) continue;
-    const nlohmann::json& conf = *spec.conf;
-    if (spec.name == "key-auth") {
-      const std::string& key = conf.at("key").get_ref<const std::string&>();
-      add_unique(keys_, blocked_keys_, key, KeyCredential{runtime.get(), {}}, "key-auth key", problems);
-    } else if (spec.name == "basic-auth") {
-      const std::string& user = conf.at("username").get_ref<const std::string&>();
-      const std::string& password = conf.at("password").get_ref<const std::string&>();
-      add_unique(basic_, blocked_basic_, user, BasicCredential{sha256(password), runtime.get(), {}},
-                 "basic-auth username", problems);
-    } else if (spec.name == "jwt-auth") {
-      std::string error;
-      JwtCredential credential;
-      credential.conf = spec.conf;
-      credential.consumer = runtime.get();
-      credential.lifetime_grace_period = conf.value("lifetime_grace_period", int64_t{0});
-      credential.verifier = make_jwt_verifier(conf, &error);
-      if (!credential.verifier) {
-        problems.push_back("jwt-auth of consumer '" + c.username + "': " + error);
-        continue;
-      }
-      add_unique(jwt_, blocked_jwt_, conf.at("key").get<std::string>(), std::move(credential), "jwt-auth key",
-                 problems);
+    if (is_credential_plugin(spec.name)) {
+      add_credential(runtime.get(), spec, kOwn, problems);
     } else {
       others.push_back(spec);
+    }
+  }
+  // A credential resource holds only an auth plugin (the validator refuses any other); what runs for the
+  // consumer it authenticates is the consumer's own chain, as in APISIX.
+  for (const config::Credential* credential : credentials) {
+    for (const config::PluginSpec& spec : credential->plugins) {
+      if (spec.disabled || !spec.conf || !is_credential_plugin(spec.name)) continue;
+      add_credential(runtime.get(), spec, credential->credential_id, problems);
     }
   }
   if (!others.empty()) {
@@ -97,26 +121,48 @@ void ConsumerIndex::add(const config::Consumer& c, const BuildEnv& env, PluginCa
   consumers_.push_back(std::move(runtime));
 }
 
+void ConsumerIndex::add_all(const std::vector<config::Consumer>& consumers,
+                            const std::vector<config::Credential>& credentials, const BuildEnv& env,
+                            PluginCache& cache, std::vector<std::string>& problems) {
+  std::unordered_map<std::string_view, std::vector<const config::Credential*>> by_user;
+  for (const config::Credential& credential : credentials)
+    by_user[credential.username].push_back(&credential);
+  for (const config::Consumer& c : consumers) {
+    auto it = by_user.find(c.username);
+    if (it == by_user.end()) {
+      add(c, {}, env, cache, problems);
+      continue;
+    }
+    add(c, it->second, env, cache, problems);
+    by_user.erase(it);
+  }
+  for (const auto& [user, orphans] : by_user) {
+    for (const config::Credential* credential : orphans) {
+      problems.push_back("credential '" + credential->id + "': its consumer is not defined");
+    }
+  }
+}
+
 std::shared_ptr<const ConsumerIndex> ConsumerIndex::build(const std::vector<config::Consumer>& consumers,
+                                                          const std::vector<config::Credential>& credentials,
                                                           const BuildEnv& env, PluginCache& cache,
                                                           std::vector<std::string>& problems) {
   auto index = std::make_shared<ConsumerIndex>();
   index->consumers_.reserve(consumers.size());
   index->by_name_.reserve(consumers.size());
-  index->keys_.reserve(consumers.size());
-  for (const config::Consumer& c : consumers) index->add(c, env, cache, problems);
+  index->keys_.reserve(consumers.size() + credentials.size());
+  index->add_all(consumers, credentials, env, cache, problems);
   return index;
 }
 
-std::shared_ptr<const ConsumerIndex> ConsumerIndex::layer(std::shared_ptr<const ConsumerIndex> base,
-                                                          const std::vector<config::Consumer>& changed,
-                                                          const std::vector<std::string>& masked,
-                                                          const BuildEnv& env, PluginCache& cache,
-                                                          std::vector<std::string>& problems) {
+std::shared_ptr<const ConsumerIndex> ConsumerIndex::layer(
+    std::shared_ptr<const ConsumerIndex> base, const std::vector<config::Consumer>& changed,
+    const std::vector<config::Credential>& changed_credentials, const std::vector<std::string>& masked,
+    const BuildEnv& env, PluginCache& cache, std::vector<std::string>& problems) {
   auto index = std::make_shared<ConsumerIndex>();
   const ConsumerIndex& whole = *base->whole();
   index->masked_.insert(masked.begin(), masked.end());
-  for (const config::Consumer& c : changed) index->add(c, env, cache, problems);
+  index->add_all(changed, changed_credentials, env, cache, problems);
   // A value the overlay claims that a live base consumer holds too is ambiguous: blocked in both.
   auto live_in_base = [&](const ConsumerRuntime* owner) { return owner != nullptr && !index->masked(owner); };
   for (auto it = index->keys_.begin(); it != index->keys_.end();) {

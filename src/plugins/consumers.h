@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <memory>
 #include <set>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -89,19 +90,22 @@ class ConsumerIndex {
     std::string credential_id;
   };
 
-  // Builds the index of `consumers`. Conflicts (a key, username or JWT key shared by two consumers) and
-  // credentials that cannot be prepared are appended to `problems` (one line each) and left out.
+  // Builds the index of `consumers` and their `credentials` (APISIX 3.x credential resources: each
+  // authenticates as its consumer, with its credential_id). Conflicts (a key, username or JWT key shared by
+  // two consumers) and credentials that cannot be prepared are appended to `problems` (one line each) and
+  // left out; so is a credential whose consumer is not in `consumers`.
   static std::shared_ptr<const ConsumerIndex> build(const std::vector<config::Consumer>& consumers,
+                                                    const std::vector<config::Credential>& credentials,
                                                     const BuildEnv& env, PluginCache& cache,
                                                     std::vector<std::string>& problems);
   // An overlay over `base` (a whole index): `changed` are the current models of the consumers changed since
-  // `base` was built, `masked` the usernames of every consumer changed or removed since (a superset of
-  // `changed`'s).
-  static std::shared_ptr<const ConsumerIndex> layer(std::shared_ptr<const ConsumerIndex> base,
-                                                    const std::vector<config::Consumer>& changed,
-                                                    const std::vector<std::string>& masked,
-                                                    const BuildEnv& env, PluginCache& cache,
-                                                    std::vector<std::string>& problems);
+  // `base` was built (a consumer whose credentials changed counts as changed), `changed_credentials` every
+  // credential of those consumers, `masked` the usernames of every consumer changed or removed since (a
+  // superset of `changed`'s).
+  static std::shared_ptr<const ConsumerIndex> layer(
+      std::shared_ptr<const ConsumerIndex> base, const std::vector<config::Consumer>& changed,
+      const std::vector<config::Credential>& changed_credentials, const std::vector<std::string>& masked,
+      const BuildEnv& env, PluginCache& cache, std::vector<std::string>& problems);
   // The whole index under this one (itself when it is whole).
   const ConsumerIndex* whole() const { return base_ ? base_.get() : this; }
   static std::shared_ptr<const ConsumerIndex> whole_of(const std::shared_ptr<const ConsumerIndex>& index) {
@@ -118,9 +122,17 @@ class ConsumerIndex {
   size_t size() const { return consumers_.size(); }
 
  private:
-  // Adds `c` and its credentials (conflicts within this index are blocked).
-  void add(const config::Consumer& c, const BuildEnv& env, PluginCache& cache,
-           std::vector<std::string>& problems);
+  // Adds every consumer with its credentials (the credential resources of `credentials` whose consumer is
+  // among them; conflicts within this index are blocked).
+  void add_all(const std::vector<config::Consumer>& consumers,
+               const std::vector<config::Credential>& credentials, const BuildEnv& env, PluginCache& cache,
+               std::vector<std::string>& problems);
+  // Adds `c`: the credentials in its own plugins and the credential resources `credentials` (its own).
+  void add(const config::Consumer& c, std::span<const config::Credential* const> credentials,
+           const BuildEnv& env, PluginCache& cache, std::vector<std::string>& problems);
+  // One auth plugin configuration of `runtime`'s (credential_id empty: from the consumer's own plugins).
+  void add_credential(ConsumerRuntime* runtime, const config::PluginSpec& spec,
+                      const std::string& credential_id, std::vector<std::string>& problems);
   bool masked(const ConsumerRuntime* consumer) const { return masked_.contains(consumer->username); }
 
   std::shared_ptr<const ConsumerIndex> base_;        // null: a whole index

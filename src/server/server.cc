@@ -16,6 +16,7 @@
 #include "proxy/access_log.h"
 #include "proxy/worker.h"
 #include "server/config_applier.h"
+#include "server/keyring.h"
 #include "status/metrics.h"
 #include "status/status_server.h"
 #include "upstream/health.h"
@@ -44,6 +45,8 @@ struct Server::Impl {
   std::unique_ptr<controlplane::ControlPlane> control_plane;
   sync::SyncOptions sync_options;
   std::vector<std::string> trusted_keys;
+  std::string keyring_file;
+  std::string state_dir;
   std::unique_ptr<sync::SyncClient> sync_client;
   std::unique_ptr<status::Metrics> metrics;
   upstream::HealthRegistry health;
@@ -146,6 +149,8 @@ Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>()) {
   impl_->options = std::move(options.proxy);
   impl_->sync_options = std::move(options.data_plane);
   impl_->trusted_keys = std::move(options.trusted_keys);
+  impl_->keyring_file = std::move(options.keyring_file);
+  impl_->state_dir = options.control_plane.state_dir;
   if (options.role == Role::traditional || options.role == Role::control_plane) {
     impl_->control_plane = std::make_unique<controlplane::ControlPlane>(std::move(options.control_plane));
   }
@@ -165,6 +170,8 @@ int Server::run() {
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
+  // Before anything reads a configuration: every consumer secret is decrypted (or encrypted) with it.
+  if (!install_keyring(s.role, s.keyring_file, s.state_dir)) return 1;
   if (s.role == Role::control_plane) return s.run_control_plane(signals);
 
   unsigned workers = opt.workers ? opt.workers : std::max(1u, std::thread::hardware_concurrency());

@@ -30,6 +30,8 @@ struct ServerOptions {
   controlplane::ControlPlaneOptions control_plane;  // traditional and control_plane roles
   sync::SyncOptions data_plane;                     // data_plane role
   std::vector<std::string> trusted_keys;            // data_plane: files of control-plane public keys
+  // --data-encryption-keyring: the keyring of consumer secrets (server/keyring.h); empty: the role's default.
+  std::string keyring_file;
 };
 
 class Server {

@@ -215,14 +215,15 @@ std::shared_ptr<const plugins::GlobalRules> build_global_rules(const std::vector
   return out;
 }
 
-std::shared_ptr<const plugins::ConsumerIndex> build_consumers(const std::vector<config::Consumer>& consumers,
-                                                              const BuildContext& ctx) {
+std::shared_ptr<const plugins::ConsumerIndex> build_consumers(
+    const std::vector<config::Consumer>& consumers, const std::vector<config::Credential>& credentials,
+    const BuildContext& ctx) {
   plugins::BuildEnv env;
   env.workers = ctx.workers;
   env.metrics = ctx.metrics;
   plugins::PluginCache cache;
   std::vector<std::string> problems;
-  auto index = plugins::ConsumerIndex::build(consumers, env, cache, problems);
+  auto index = plugins::ConsumerIndex::build(consumers, credentials, env, cache, problems);
   for (const std::string& p : problems) PORTICO_LOG(warn, "consumers: %s", p.c_str());
   return index;
 }
@@ -236,7 +237,7 @@ std::shared_ptr<const Snapshot> build(config::Config config, std::string hash, s
     if (error) *error = global_error;
     return nullptr;
   }
-  snap->consumers = build_consumers(config.consumers, ctx);
+  snap->consumers = build_consumers(config.consumers, config.credentials, ctx);
   snap->generation = generation;
   snap->hash = std::move(hash);
   snap->source = std::move(source);

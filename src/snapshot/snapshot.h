@@ -117,8 +117,9 @@ std::shared_ptr<const Layer> build_layer(config::Config config, const BuildConte
 // (null with `error`).
 std::shared_ptr<const plugins::GlobalRules> build_global_rules(const std::vector<config::GlobalRule>& rules,
                                                                const BuildContext& ctx, std::string* error);
-std::shared_ptr<const plugins::ConsumerIndex> build_consumers(const std::vector<config::Consumer>& consumers,
-                                                              const BuildContext& ctx);
+std::shared_ptr<const plugins::ConsumerIndex> build_consumers(
+    const std::vector<config::Consumer>& consumers, const std::vector<config::Credential>& credentials,
+    const BuildContext& ctx);
 
 // A snapshot of one layer built from a validated config.
 std::shared_ptr<const Snapshot> build(config::Config config, std::string hash, std::string source,

@@ -108,6 +108,7 @@ struct PerKind {
   Holder<config::Ssl> ssls;
   Holder<config::GlobalRule> global_rules;
   Holder<config::PluginConfig> plugin_configs;
+  Holder<config::Credential> credentials;  // by full id "<username>/credentials/<id>": grouped by consumer
 };
 
 // The resources other than routes, by id: what a rebuild needs besides the routes.
@@ -169,6 +170,7 @@ Base rebuild(const RebuildInput& in, const BuildContext& context) {
   c.ssls = list_models(in.resources.ssls);
   c.global_rules = list_models(in.resources.global_rules);
   c.plugin_configs = list_models(in.resources.plugin_configs);
+  c.credentials = list_models(in.resources.credentials);
 
   std::unordered_map<std::string_view, const std::shared_ptr<UpstreamRuntime>*> existing;
   for (const auto* layer : {in.base.get(), in.overlay.get()}) {
@@ -364,29 +366,36 @@ struct SnapshotBuilder::State {
   }
 
   // The overlay layer's config: its live routes with the services and upstreams they use.
-  // The consumer index after `changed` was committed: an overlay over the whole index holding every consumer
-  // changed since it was built (a delta costs the consumers changed, not all of them), or a new whole index
-  // once that overlay passes kMaxConsumerOverlay.
-  template <typename Changed>
-  void update_consumers(const Changed& changed) {
-    for (const auto& [name, model] : changed) consumers_changed.insert(name);
+  // The consumer index after the consumers named in `changed` (their own resource or one of their
+  // credentials) were committed: an overlay over the whole index holding every consumer changed since it was
+  // built (a delta costs the consumers changed, not all of them), or a new whole index once that overlay
+  // passes kMaxConsumerOverlay.
+  void update_consumers(const std::set<std::string>& changed) {
+    consumers_changed.insert(changed.begin(), changed.end());
     if (!consumers || consumers_changed.size() > kMaxConsumerOverlay) {
-      consumers = build_consumers(list_models(resources.consumers), context);
+      consumers =
+          build_consumers(list_models(resources.consumers), list_models(resources.credentials), context);
       consumers_changed.clear();
       return;
     }
     std::vector<config::Consumer> current;
+    std::vector<config::Credential> credentials;
     std::vector<std::string> masked(consumers_changed.begin(), consumers_changed.end());
     for (const std::string& name : consumers_changed) {
       if (auto it = resources.consumers.find(name); it != resources.consumers.end())
         current.push_back(it->second);
+      const std::string prefix = name + std::string(config::kCredentialsInfix);
+      for (auto it = resources.credentials.lower_bound(prefix);
+           it != resources.credentials.end() && it->first.starts_with(prefix); ++it) {
+        credentials.push_back(it->second);
+      }
     }
     plugins::BuildEnv env;
     env.workers = context.workers;
     plugins::PluginCache cache;
     std::vector<std::string> problems;
-    consumers = plugins::ConsumerIndex::layer(plugins::ConsumerIndex::whole_of(consumers), current, masked,
-                                              env, cache, problems);
+    consumers = plugins::ConsumerIndex::layer(plugins::ConsumerIndex::whole_of(consumers), current,
+                                              credentials, masked, env, cache, problems);
     for (const std::string& p : problems) PORTICO_LOG(warn, "consumers: %s", p.c_str());
   }
 
@@ -441,13 +450,14 @@ std::shared_ptr<const Snapshot> SnapshotBuilder::build(config::Config config, st
   resources.ssls = index_models(config.ssls, id);
   resources.global_rules = index_models(config.global_rules, id);
   resources.plugin_configs = index_models(config.plugin_configs, id);
+  resources.credentials = index_models(config.credentials, id);
   std::string global_error;
   auto global_rules = build_global_rules(config.global_rules, s.context, &global_error);
   if (!global_rules && !global_error.empty()) {
     if (error) *error = global_error;
     return nullptr;
   }
-  auto consumers = build_consumers(config.consumers, s.context);
+  auto consumers = build_consumers(config.consumers, config.credentials, s.context);
   auto layer = build_layer(std::move(config), s.context, nullptr, error);
   if (!layer) return nullptr;
   s.global_rules = std::move(global_rules);
@@ -474,7 +484,7 @@ SnapshotBuilder::Result SnapshotBuilder::apply(std::span<const ResourceChange> c
   config::Errors errors;
   Pending<config::Route> routes;
   PerKind<Pending> pending;
-  auto& [services, upstreams, consumers, ssls, global_rules, plugin_configs] = pending;
+  auto& [services, upstreams, consumers, ssls, global_rules, plugin_configs, credentials] = pending;
   for (const ResourceChange& change : changes) {
     const std::string path = std::string(change.kind) + "/" + std::string(change.id);
     std::optional<nlohmann::json> value;
@@ -515,6 +525,8 @@ SnapshotBuilder::Result SnapshotBuilder::apply(std::span<const ResourceChange> c
       record(global_rules, config::validate_global_rule, id, "id");
     } else if (change.kind == "plugin_configs") {
       record(plugin_configs, config::validate_plugin_config, id, "id");
+    } else if (change.kind == "credentials") {
+      record(credentials, config::validate_credential, id, "id");
     } else {
       errors.add(std::string(change.kind), "is not a resource kind of this version");
     }
@@ -526,6 +538,30 @@ SnapshotBuilder::Result SnapshotBuilder::apply(std::span<const ResourceChange> c
     result.errors = errors.take();
     return std::move(result);
   };
+  if (errors.total() != 0) return refuse();
+
+  // A credential belongs to a consumer that exists; a consumer is removed with its credentials.
+  auto consumer_defined = [&](const std::string& name) {
+    return lookup(consumers, s.resources.consumers, name) != nullptr;
+  };
+  for (const auto& [id, model] : credentials) {
+    if (model && !consumer_defined(model->username)) {
+      errors.add("credentials/" + id + ".id",
+                 "consumer \"" + model->username + "\" is not defined in consumers");
+    }
+  }
+  for (const auto& [name, model] : consumers) {
+    if (model) continue;
+    const std::string prefix = name + std::string(config::kCredentialsInfix);
+    for (auto it = s.resources.credentials.lower_bound(prefix);
+         it != s.resources.credentials.end() && it->first.starts_with(prefix); ++it) {
+      if (lookup(credentials, s.resources.credentials, it->first) != nullptr) {
+        errors.add("credentials/" + it->first + ".id",
+                   "consumer \"" + name + "\" is not defined in consumers (removed by this change)");
+        break;
+      }
+    }
+  }
   if (errors.total() != 0) return refuse();
 
   // 2. What the change touches: the changed routes, and every route relying on a changed or removed service,
@@ -650,9 +686,16 @@ SnapshotBuilder::Result SnapshotBuilder::apply(std::span<const ResourceChange> c
   commit(ssls, s.resources.ssls);
   commit(global_rules, s.resources.global_rules);
   commit(plugin_configs, s.resources.plugin_configs);
+  std::set<std::string> consumers_touched;
+  for (const auto& [name, model] : consumers) consumers_touched.insert(name);
+  for (const auto& [id, model] : credentials) {
+    std::string_view username, own;
+    if (config::split_credential_id(id, username, own)) consumers_touched.emplace(username);
+  }
+  commit(credentials, s.resources.credentials);
   s.global_limit = global_limit;
   s.global_rules = std::move(new_global_rules);
-  if (!consumers.empty()) s.update_consumers(consumers);
+  if (!consumers_touched.empty()) s.update_consumers(consumers_touched);
   if (s.background && !s.background->stale) {  // it works from the state before this delta
     for (const auto& [id, model] : folded) s.background->touched_since.insert(id);
   }

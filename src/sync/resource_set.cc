@@ -549,6 +549,7 @@ std::string ResourceSet::document() const {
   out.reserve(total);
   out += '{';
   for (size_t k = 0; k < kinds_.size(); ++k) {
+    if (k >= kAlwaysWrittenKinds && kinds_[k].empty()) continue;
     if (k > 0) out += ',';
     out += '"';
     out += kKindNames[k];

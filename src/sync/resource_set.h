@@ -19,9 +19,15 @@
 
 namespace portico::sync {
 
-// Resource kinds in their canonical order (the order of the document and of the hash).
-inline constexpr std::array<std::string_view, 7> kKindNames = {
-    "routes", "services", "upstreams", "consumers", "ssls", "global_rules", "plugin_configs"};
+// Resource kinds in their canonical order (the order of the document and of the hash). A kind is only ever
+// added at the end, so that every existing kind keeps its index in the hash.
+inline constexpr std::array<std::string_view, 8> kKindNames = {
+    "routes", "services", "upstreams", "consumers", "ssls", "global_rules", "plugin_configs", "credentials"};
+// document() always writes the kinds before this index; later ones only when they hold something, so that a
+// configuration without them has the bytes (and the content hash) an earlier version gives it, and data
+// planes of that version still load it: control planes and data planes can be upgraded one at a time until
+// the newer kinds are used.
+inline constexpr size_t kAlwaysWrittenKinds = 7;
 
 // Index of `kind` in kKindNames, or -1.
 int kind_index(std::string_view kind);
@@ -75,12 +81,14 @@ class ResourceSet {
   std::string content_hash() const;
 
   // The standalone-shaped JSON document {"routes":[...],"services":[...],...} (every kind present, possibly
-  // empty), values verbatim, kinds in kKindNames order, ids in byte order. config::parse_text(document,
+  // empty, except kinds from kAlwaysWrittenKinds on, present only when not empty), values verbatim, kinds in
+  // kKindNames order, ids in byte order. config::parse_text(document,
   // Format::json) loads it.
   std::string document() const;
 
-  // Parses a document() back. Each item must be an object naming its id (`id`, or `username` for
-  // consumers); items are canonicalized. False with `error` on any problem (nothing is kept then).
+  // Parses a document() back (a missing kind is empty). Each item must be an object naming its id (`id`, or
+  // `username` for consumers); items are canonicalized. False with `error` on any problem (nothing is kept
+  // then).
   static bool from_document(std::string_view text, ResourceSet& out, std::string& error);
 
   // What turns `from` into `to`: every resource added, changed or removed, kinds in kKindNames order, ids in

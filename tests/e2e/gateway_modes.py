@@ -5,7 +5,8 @@ ids "file", "admin", "hybrid"):
   file    standalone role: a YAML file (conftest Portico) that the gateway polls; a change rewrites it.
   admin   traditional role: one process with the Admin API and the proxy over etcd (controlplane.py).
   hybrid  a control_plane process (Admin API, sync) and a data_plane process (dataplane.py) that follows it;
-          the data plane's token and trusted key are set up as in test_hybrid_sync.py.
+          the data plane's token and trusted key are set up as in test_hybrid_sync.py, and it is given the
+          keyring the control plane generated (--data-encryption-keyring), so consumer secrets reach it.
 
     gw.mode                                   "file" | "admin" | "hybrid"
     gw.apply(doc)                             serve exactly `doc` = {"routes": [...], "upstreams": [...], ...}
@@ -453,8 +454,11 @@ def start_gateway(mode, workdir, etcd=None, **flags):
                           **dict(ETCD_FLAGS, **flags))
         procs.append(cp)
         cp.start()
+        # The control plane encrypts consumer secrets with the keyring it generated: the data plane needs it.
+        dp_flags = dict(flags)
+        dp_flags.setdefault("data_encryption_keyring", str(cp.state_dir / "keyring"))
         dp = DataPlane(workdir / "data_plane", ["http://" + sync], cp.state_dir / "signing.pub", token, "dp1",
-                       name="data_plane", **flags)
+                       name="data_plane", **dp_flags)
         procs.append(dp)
         dp.start()
         return AdminGateway(mode, origin, cp, dp, procs)

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from conftest import LOOPBACK, free_port, wait_for
-from test_hybrid_sync import KINDS, canonical, document_hash, encode_snapshot, key_id_of, signing_message
+from test_hybrid_sync import document_hash, document_text, encode_snapshot, key_id_of, signing_message
 
 MIB = 1 << 20
 MAX_DELTA = 32 * MIB      # src/sync/envelope.h kMaxDeltaBytes
@@ -55,8 +55,7 @@ class Signer:
 
     def snapshot(self, cluster_id, revision, routes):
         doc = {"routes": sorted(routes, key=lambda r: r["id"].encode())}
-        document = ("{" + ",".join('"%s":[%s]' % (k, ",".join(canonical(v) for v in doc.get(k) or []))
-                                   for k in KINDS) + "}").encode()
+        document = document_text(doc)
         st = self.state(cluster_id, revision, document_hash(document))
         header = [(k, str(st[k])) for k in ("cluster_id", "revision", "sha256", "key_id", "signature")]
         return encode_snapshot(header, document), st

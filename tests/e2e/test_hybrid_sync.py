@@ -33,7 +33,8 @@ from conftest import LOOPBACK, free_port, wait_for
 RESULTS = {}
 PROPAGATION = {}  # data plane name -> creation propagation times of test (1), reused by (2)
 ORIGIN_ID = "hs"
-KINDS = ("routes", "services", "upstreams", "consumers", "ssls", "global_rules", "plugin_configs")
+KINDS = ("routes", "services", "upstreams", "consumers", "ssls", "global_rules", "plugin_configs", "credentials")
+ALWAYS_WRITTEN = 7  # src/sync/resource_set.h kAlwaysWrittenKinds: later kinds are written only when not empty
 EXTRA_NODES = ("dp-cache", "dp-empty", "dp-corrupt", "dp-wrongkey")
 
 
@@ -77,6 +78,13 @@ def document_hash(document):
     return root.hexdigest()
 
 
+def document_text(doc):
+    """A document as src/sync/resource_set.cc document() writes it, from {kind: [value, ...]} (values in id
+    order): every kind of the first ALWAYS_WRITTEN, later ones only when they hold something."""
+    return ("{" + ",".join('"%s":[%s]' % (k, ",".join(canonical(v) for v in doc.get(k) or []))
+                           for i, k in enumerate(KINDS) if i < ALWAYS_WRITTEN or doc.get(k)) + "}").encode()
+
+
 def parse_snapshot(data):
     """(header as an ordered list of (name, value), document bytes)."""
     head, sep, document = data.partition(b"\n\n")
@@ -116,8 +124,7 @@ def forge_snapshot(valid, revision, extra_route, signer, key_id=None):
     doc = json.loads(document)
     doc["routes"] = (doc.get("routes") or []) + [extra_route]
     doc["routes"].sort(key=lambda v: str(v["id"]).encode())
-    new_doc = ("{" + ",".join('"%s":[%s]' % (k, ",".join(canonical(v) for v in doc.get(k) or []))
-                              for k in KINDS) + "}").encode()
+    new_doc = document_text(doc)
     sha = document_hash(new_doc)
     sig = signer.sign(signing_message(h["cluster_id"], revision, sha))
     new_header = [("cluster_id", h["cluster_id"]), ("revision", str(revision)), ("sha256", sha),

@@ -105,6 +105,35 @@ TEST(ResourceStore, EventsApplyInOrderAndFixRejectedKeys) {
   EXPECT_EQ(copy.count(Kind::routes), 1u);
 }
 
+// Credentials (APISIX 3.x) are keys below their consumer's; the copy knows them by their full id, the one
+// data planes get, and publishes one only with its consumer.
+TEST(ResourceStore, CredentialsAreKeysBelowTheirConsumerAndArePublishedWithIt) {
+  ResourceStore copy("/apisix");
+  copy.reset(header(5),
+             {kv("/apisix/consumers/jack", R"({"username":"jack"})", 2),
+              kv("/apisix/consumers/jack/credentials/c1", R"({"id":"c1","desc":"APISIX's shape"})", 3),
+              kv("/apisix/consumers/rose/credentials/c1", R"({"desc":"consumer missing"})", 4),
+              kv("/apisix/consumers/jack/credentials/c2", R"({"id":"other"})", 5),
+              kv("/apisix/consumers/jack/keys/c3", R"({})", 5)});
+  EXPECT_EQ(copy.key_of(Kind::credentials, "jack/credentials/c1"), "/apisix/consumers/jack/credentials/c1");
+  EXPECT_EQ(copy.count(Kind::consumers), 1u);
+  EXPECT_EQ(copy.count(Kind::credentials), 2u);
+  ASSERT_TRUE(copy.get(Kind::credentials, "jack/credentials/c1"));
+  EXPECT_EQ(copy.get(Kind::credentials, "jack/credentials/c1")->value,
+            R"({"desc":"APISIX's shape","id":"jack/credentials/c1"})");
+  auto rejected = copy.rejected();
+  ASSERT_EQ(rejected.size(), 2u);
+  EXPECT_EQ(rejected[0].key, "/apisix/consumers/jack/credentials/c2");  // names another id
+  EXPECT_EQ(rejected[1].key, "/apisix/consumers/jack/keys/c3");         // not a credential key
+  size_t total = 0;
+  EXPECT_EQ(copy.page(Kind::credentials, 0, 10, total, "jack/credentials/").size(), 1u);
+  EXPECT_EQ(total, 1u);
+  sync::ResourceSet set = copy.publishable();
+  EXPECT_NE(set.find("credentials", "jack/credentials/c1"), nullptr);
+  EXPECT_EQ(set.find("credentials", "rose/credentials/c1"), nullptr);  // its consumer does not exist
+  EXPECT_TRUE(load_set(set).ok);
+}
+
 TEST(ResourceStore, ReferrersNameRoutesAndServices) {
   ResourceStore copy("/apisix");
   copy.reset(header(4), {kv("/apisix/upstreams/u1", kUpstream, 2), kv("/apisix/routes/r1", kRoute, 3),

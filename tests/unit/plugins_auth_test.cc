@@ -67,7 +67,7 @@ std::shared_ptr<const ConsumerIndex> index_of(const std::vector<json>& consumers
   }
   PluginCache cache;
   std::vector<std::string> problems;
-  auto index = ConsumerIndex::build(models, BuildEnv{}, cache, problems);
+  auto index = ConsumerIndex::build(models, {}, BuildEnv{}, cache, problems);
   for (const auto& p : problems) ADD_FAILURE() << p;
   return index;
 }
@@ -341,7 +341,7 @@ TEST(AuthAmbiguity, ASharedBasicUsernameOrJwtKeyAuthenticatesNeither) {
   }
   PluginCache cache;
   std::vector<std::string> problems;
-  auto index = ConsumerIndex::build(models, BuildEnv{}, cache, problems);
+  auto index = ConsumerIndex::build(models, {}, BuildEnv{}, cache, problems);
   EXPECT_EQ(problems.size(), 2u);
   Request basic_request;
   basic_request.header("Authorization", basic("u:pa"));

@@ -187,7 +187,7 @@ TEST(ConsumerIndex, FindsKeysAndRefusesAKeySharedByTwoConsumers) {
   BuildEnv env;
   PluginCache cache;
   std::vector<std::string> problems;
-  auto index = ConsumerIndex::build(consumers, env, cache, problems);
+  auto index = ConsumerIndex::build(consumers, {}, env, cache, problems);
   ASSERT_TRUE(index);
   const auto* a = index->find_key("key-a");
   ASSERT_NE(a, nullptr);
@@ -211,13 +211,13 @@ TEST(ConsumerIndex, AnOverlayMasksChangedAndRemovedConsumersOfItsBase) {
   PluginCache cache;
   std::vector<std::string> problems;
   auto whole = ConsumerIndex::build(
-      {consumer_with_key("a", "key-a"), consumer_with_key("b", "key-b"), consumer_with_key("c", "key-c")},
+      {consumer_with_key("a", "key-a"), consumer_with_key("b", "key-b"), consumer_with_key("c", "key-c")}, {},
       env, cache, problems);
   // a changes its key, b is removed, d is added with c's key (ambiguous), e is added.
   auto layer = ConsumerIndex::layer(
       whole,
       {consumer_with_key("a", "key-a2"), consumer_with_key("d", "key-c"), consumer_with_key("e", "key-e")},
-      {"a", "b", "d", "e"}, env, cache, problems);
+      {}, {"a", "b", "d", "e"}, env, cache, problems);
   EXPECT_EQ(layer->find_key("key-a"), nullptr);  // a's old key
   ASSERT_NE(layer->find_key("key-a2"), nullptr);
   EXPECT_EQ(layer->find_key("key-a2")->consumer->username, "a");
@@ -230,7 +230,7 @@ TEST(ConsumerIndex, AnOverlayMasksChangedAndRemovedConsumersOfItsBase) {
   EXPECT_NE(whole->find_key("key-b"), nullptr);
   EXPECT_NE(whole->find_key("key-c"), nullptr);
   // A layer over a layer refers to the whole index, never to the previous layer.
-  auto next = ConsumerIndex::layer(layer, {}, {"a", "b", "d", "e"}, env, cache, problems);
+  auto next = ConsumerIndex::layer(layer, {}, {}, {"a", "b", "d", "e"}, env, cache, problems);
   EXPECT_EQ(next->whole(), whole.get());
 }
 

@@ -36,8 +36,8 @@ class Docs {
   std::string document() const {
     std::string out = "{";
     bool first_kind = true;
-    for (const char* kind :
-         {"routes", "services", "upstreams", "consumers", "ssls", "global_rules", "plugin_configs"}) {
+    for (const char* kind : {"routes", "services", "upstreams", "consumers", "ssls", "global_rules",
+                             "plugin_configs", "credentials"}) {
       if (!first_kind) out += ",";
       first_kind = false;
       out += '"';

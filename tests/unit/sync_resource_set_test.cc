@@ -423,6 +423,28 @@ TEST(SyncResourceSet, DocumentShapeAndRoundTrip) {
   EXPECT_EQ(back.content_hash(), s.content_hash());
 }
 
+// Credentials came after the first seven kinds: a set without any has the document (and the hash) it had
+// before them, so data planes that do not know the kind still load it.
+TEST(SyncResourceSet, CredentialsAreTheLastKindWrittenOnlyWhenThereAreSome) {
+  EXPECT_EQ(kind_index("credentials"), 7);
+  ResourceSet s;
+  s.put("consumers", "jack", R"({"username":"jack"})");
+  EXPECT_EQ(s.document().find("credentials"), std::string::npos);
+  s.put("credentials", "jack/credentials/c1", R"({"id":"jack/credentials/c1"})");
+  EXPECT_EQ(s.document(),
+            R"({"routes":[],"services":[],"upstreams":[],"consumers":[{"username":"jack"}],"ssls":[],)"
+            R"("global_rules":[],"plugin_configs":[],"credentials":[{"id":"jack/credentials/c1"}]})");
+  // Computed by the Python version of the definition (docs/sync-protocol.md), kind index 7.
+  EXPECT_EQ(s.content_hash(), "0b994fdb607a133591221a779bd4ff34f24bdb5a02717f06bfbef9b0211912b5");
+  EXPECT_EQ(reference_hash(s), s.content_hash());
+  ResourceSet back;
+  std::string error;
+  ASSERT_TRUE(ResourceSet::from_document(s.document(), back, error)) << error;
+  EXPECT_EQ(back, s);
+  s.erase("credentials", "jack/credentials/c1");
+  EXPECT_EQ(s.document().find("credentials"), std::string::npos);
+}
+
 TEST(SyncResourceSet, FromDocumentIdsAndCanonicalization) {
   ResourceSet s;
   std::string error;

@@ -1,0 +1,28 @@
+// Secret fields of plugin configurations as the Admin API stores and shows them (docs/secrets.md): the
+// `encrypt_fields` of each authentication plugin (config/plugin_catalog.h) in a consumer's or a credential's
+// `plugins` mapping. Stored values are always `$ENC$` tokens of the process keyring (config/secrets.h), so
+// etcd, data-plane caches and S3 snapshots never hold a credential in clear; answers show tokens too.
+//
+// Stateless; any thread.
+#pragma once
+
+#include <string>
+
+#include <nlohmann/json_fwd.hpp>
+
+namespace portico::config {
+
+// Before a write: every secret field given in clear is encrypted with the process keyring; one given as a
+// token is kept only if the keyring decrypts it (so a GET-then-PUT round trip works, and a token that cannot
+// be read is never stored), and re-encrypted with the keyring's first key when an older key made it (so
+// that, after a rotation, a GET then a PUT moves a value to the new key). False on the first field that
+// cannot be kept or encrypted, with `field` (its path below `plugins`: "key-auth.key") and `error` set;
+// `plugins` is then partly rewritten and must not be stored. Anything that is not a mapping of plugin
+// objects, or a secret that is not a string, is left to the validator.
+bool encrypt_secret_fields(nlohmann::json& plugins, std::string& field, std::string& error);
+
+// Before an answer: a secret field still in clear (a value written into etcd by hand) is shown as a token
+// of the process keyring, or as "******" when there is none, never as it is.
+void conceal_secret_fields(nlohmann::json& plugins);
+
+}  // namespace portico::config
