@@ -480,6 +480,10 @@ def test_consumer_added_changed_deleted_on_every_data_plane(ha):
 
         wait_for(lambda: everywhere("ha-key-1", 200) and everywhere(None, 401), timeout=15,
                  message="the key-auth route and the consumer on every data plane")
+        # Stored encrypted with the cluster's keyring (both control planes read it back the same way).
+        for cp in (1, 2):
+            st, ans, _ = ha.admin("GET", "/consumers/ha_jack", cp=cp)
+            assert st == 200 and ans["value"]["plugins"]["key-auth"]["key"].startswith("$ENC$"), (st, ans)
         timings = {}
         # Changed: the new key works and the old one stops, on all three.
         t0 = time.monotonic()
