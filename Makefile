@@ -50,6 +50,7 @@ bench: build
 .PHONY: bench-plugins
 bench-plugins: build  # bare route vs key-auth vs jwt-auth vs three plugins, next to nginx and HAProxy (docs/benchmarks.md)
 	bash bench/plugins.sh
+	bash bench/consumer-scale.sh
 	build/bench/plugins_consumers_bench --benchmark_counters_tabular=true
 
 .PHONY: bench-propagation
