@@ -7,29 +7,8 @@
 # Env: ROUNDS (default 5), SECONDS_PER_RUN (default 6), CONNS (default 50), PEERS (peer config folder).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROOT=$PWD
-PEERS=${PEERS:-$ROOT/../shared/bench-peers}
-ROUNDS=${ROUNDS:-5}
-SECS=${SECONDS_PER_RUN:-6}
-CONNS=${CONNS:-50}
-OUT=${OUT:-$ROOT/build/bench-results}
-mkdir -p "$OUT/run"
-RUN=$OUT/run
-RESULTS=$OUT/proxy-results.tsv
-: >"$RESULTS"
-
-[ -f "$PEERS/upstream-nginx.conf" ] || { echo "bench: peer configs not found in $PEERS" >&2; exit 1; }
-cp "$PEERS"/upstream-nginx.conf "$PEERS"/proxy-nginx.conf "$PEERS"/proxy-haproxy.cfg "$RUN/"
-CPR="$PEERS/cpu-per-request.sh"
-
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
-
-wait_port() {  # wait_port PORT: until something answers HTTP there (bounded)
-  for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$1/" && return 0; sleep 0.05; done
-  echo "bench: nothing answers on port $1" >&2; return 1
-}
+source bench/lib.sh
+bench_setup run proxy-results.tsv
 
 nginx -p "$RUN" -c "$RUN/upstream-nginx.conf" -e "$RUN/upstream.err" & pids+=($!)
 origin_pid=$!

@@ -26,6 +26,7 @@
 #include "base/log.h"
 #include "base/socket_watchdog.h"
 #include "http/parser.h"
+#include "http/query.h"
 #include "router/ip_address.h"
 
 namespace portico::admin {
@@ -60,10 +61,6 @@ std::string serialize(const AdminResponse& r, bool keep_alive, bool head) {
   return out;
 }
 
-AdminResponse error(int status, std::string_view message) {
-  return AdminResponse{status, error_body(message), {}};
-}
-
 bool is_write(std::string_view method) {
   return method != "GET" && method != "HEAD";
 }
@@ -72,6 +69,17 @@ bool is_write(std::string_view method) {
 
 std::string error_body(std::string_view message) {
   return "{\"error_msg\":\"" + base::json_escape(message) + "\"}";
+}
+
+AdminResponse error_response(int status, std::string_view message) {
+  return AdminResponse{status, error_body(message), {}};
+}
+
+std::string query_arg(std::string_view query, std::string_view name, bool* present) {
+  std::string_view raw;
+  const bool found = http::find_query_arg(query, name, raw);
+  if (present != nullptr) *present = found;
+  return std::string(raw);
 }
 
 uint64_t Signal::generation() const {
@@ -307,7 +315,7 @@ awaitable<void> AdminServer::Impl::serve(std::unique_ptr<Conn> conn) {
     }
     const http::RequestHead& head = *head_slots;
     if (parsed.status == http::ParseStatus::error) {
-      co_await send(error(parsed.error_status, parsed.error_reason), false);
+      co_await send(error_response(parsed.error_status, parsed.error_reason), false);
       break;
     }
     // The head's views point into buf; copy what outlives a buffer resize before reading the body.
@@ -340,17 +348,17 @@ awaitable<void> AdminServer::Impl::serve(std::unique_ptr<Conn> conn) {
     AdminResponse early;
     bool refuse = true;
     if (!allowed_peer) {
-      early = error(403, "client address not allowed by --allow-admin");
+      early = error_response(403, "client address not allowed by --allow-admin");
     } else if (path != options.path_prefix && !path.starts_with(options.path_prefix + "/")) {
-      early = error(404, "not found: this listener serves " + options.path_prefix);
+      early = error_response(404, "not found: this listener serves " + options.path_prefix);
     } else if (!key_present || key.empty()) {
-      early = error(401, std::string("missing ") + key_name);
+      early = error_response(401, std::string("missing ") + key_name);
     } else if (!authenticate(key, req.role, req.principal)) {
-      early = error(401, std::string("wrong ") + key_name);
+      early = error_response(401, std::string("wrong ") + key_name);
     } else if (req.role == Role::viewer && is_write(req.method)) {
-      early = error(403, "the viewer role is read-only");
+      early = error_response(403, "the viewer role is read-only");
     } else if (framing == http::BodyFraming::content_length && content_length > options.max_body_size) {
-      early = error(413, "request body over " + std::to_string(options.max_body_size) + " bytes");
+      early = error_response(413, "request body over " + std::to_string(options.max_body_size) + " bytes");
     } else {
       refuse = false;
     }
@@ -396,16 +404,18 @@ awaitable<void> AdminServer::Impl::serve(std::unique_ptr<Conn> conn) {
         if (step.status == http::ChunkedDecoder::Status::data) {
           req.body.append(step.data);
           if (req.body.size() > options.max_body_size) {
-            co_await send(error(413, "request body over " + std::to_string(options.max_body_size) + " bytes"),
-                          false);
+            co_await send(
+                error_response(413, "request body over " + std::to_string(options.max_body_size) + " bytes"),
+                false);
             body_ok = false;
           }
         } else if (step.status == http::ChunkedDecoder::Status::error) {
-          co_await send(error(400, std::string("bad chunked body: ") + decoder.error_reason()), false);
+          co_await send(error_response(400, std::string("bad chunked body: ") + decoder.error_reason()),
+                        false);
           body_ok = false;
         } else if (step.status == http::ChunkedDecoder::Status::need_more) {
           if (wire_bytes + len > wire_limit) {
-            co_await send(error(413, "chunked request body over its framing limit"), false);
+            co_await send(error_response(413, "chunked request body over its framing limit"), false);
             body_ok = false;
           } else if (!co_await read_more()) {
             body_ok = false;
@@ -421,7 +431,7 @@ awaitable<void> AdminServer::Impl::serve(std::unique_ptr<Conn> conn) {
       response = co_await asio::co_spawn(*pool, call_handler(&handler, &req), asio::use_awaitable);
     } catch (const std::exception& e) {
       PORTICO_LOG(error, "admin: %s %s failed: %s", req.method.c_str(), req.path.c_str(), e.what());
-      response = error(500, "internal error");
+      response = error_response(500, "internal error");
     }
     while (response.deferred) {
       // Wait without a thread: a timer at the deadline, cancelled early by the signal.
@@ -440,7 +450,7 @@ awaitable<void> AdminServer::Impl::serve(std::unique_ptr<Conn> conn) {
         response = co_await asio::co_spawn(*pool, resume_deferred(d), asio::use_awaitable);
       } catch (const std::exception& e) {
         PORTICO_LOG(error, "admin: %s %s failed: %s", req.method.c_str(), req.path.c_str(), e.what());
-        response = error(500, "internal error");
+        response = error_response(500, "internal error");
       }
     }
     if (!co_await send(response, keep_alive)) break;

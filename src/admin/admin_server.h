@@ -143,5 +143,10 @@ class AdminServer {
 
 // Admin-API-style JSON error body: {"error_msg": "..."}.
 std::string error_body(std::string_view message);
+// An answer with `status` and that body.
+AdminResponse error_response(int status, std::string_view message);
+// The value of query argument `name` as written (http/query.h), empty when absent; `present` (when not null)
+// tells an absent one from an empty one.
+std::string query_arg(std::string_view query, std::string_view name, bool* present = nullptr);
 
 }  // namespace portico::admin

@@ -12,34 +12,13 @@ namespace portico::controlplane {
 
 using admin::AdminRequest;
 using admin::AdminResponse;
+using admin::error_response;
 using nlohmann::json;
 
 namespace {
 
-AdminResponse error(int status, std::string_view message) {
-  return AdminResponse{status, admin::error_body(message), {}};
-}
-
 AdminResponse ok(const json& body) {
   return AdminResponse{200, body.dump(), {}};
-}
-
-// "a=1&b=x" -> the value of `name` (empty when absent); `present` tells an absent one from an empty one.
-std::string query_value(std::string_view query, std::string_view name, bool* present = nullptr) {
-  if (present != nullptr) *present = false;
-  size_t pos = 0;
-  while (pos <= query.size()) {
-    size_t amp = query.find('&', pos);
-    if (amp == std::string_view::npos) amp = query.size();
-    std::string_view part = query.substr(pos, amp - pos);
-    size_t eq = part.find('=');
-    if (part.substr(0, eq) == name) {
-      if (present != nullptr) *present = true;
-      return eq == std::string_view::npos ? std::string() : std::string(part.substr(eq + 1));
-    }
-    pos = amp + 1;
-  }
-  return {};
 }
 
 // Every plugin of the catalog, highest priority first (APISIX's order; names break ties).
@@ -55,8 +34,9 @@ std::vector<const config::PluginDef*> by_priority() {
 // APISIX answers the list's bad subsystem with a bare text body; Portico keeps its JSON error shape.
 AdminResponse list(const std::string& query) {
   bool given = false;
-  const std::string subsystem = query_value(query, "subsystem", &given);
-  if (given && subsystem != "http" && subsystem != "stream") return error(400, "invalid subsystem passed");
+  const std::string subsystem = admin::query_arg(query, "subsystem", &given);
+  if (given && subsystem != "http" && subsystem != "stream")
+    return error_response(400, "invalid subsystem passed");
   json names = json::array();
   if (subsystem != "stream") {  // no stream (L4) plugins in this version
     for (const config::PluginDef* d : by_priority()) names.push_back(std::string(d->name));
@@ -80,17 +60,17 @@ AdminResponse all(const std::string& subsystem) {
 
 AdminResponse one(std::string_view name, const std::string& query) {
   bool given = false;
-  std::string subsystem = query_value(query, "subsystem", &given);
+  std::string subsystem = admin::query_arg(query, "subsystem", &given);
   if (given && subsystem != "http" && subsystem != "stream") {
-    return error(400, "unsupported subsystem: " + subsystem);
+    return error_response(400, "unsupported subsystem: " + subsystem);
   }
   if (!given) subsystem = "http";
-  if (query_value(query, "all") == "true") return all(subsystem);
+  if (admin::query_arg(query, "all") == "true") return all(subsystem);
   const config::PluginDef* def = subsystem == "http" ? config::find_plugin(name) : nullptr;
-  if (def == nullptr) return error(404, "plugin not found in subsystem " + subsystem);
-  const bool consumer_side = query_value(query, "schema_type") == "consumer";
+  if (def == nullptr) return error_response(404, "plugin not found in subsystem " + subsystem);
+  const bool consumer_side = admin::query_arg(query, "schema_type") == "consumer";
   // APISIX: only auth plugins have a consumer schema.
-  if (consumer_side && def->type != config::PluginType::auth) return error(400, "not found schema");
+  if (consumer_side && def->type != config::PluginType::auth) return error_response(400, "not found schema");
   return ok(config::plugin_schema_document(name, consumer_side));
 }
 
@@ -102,14 +82,15 @@ bool is_plugins_request(const AdminRequest& request) {
 
 AdminResponse plugins_api(const AdminRequest& request) {
   if (request.method != "GET") {
-    AdminResponse r = error(405, "the plugin endpoints are read-only");
+    AdminResponse r = error_response(405, "the plugin endpoints are read-only");
     r.headers.emplace_back("Allow", "GET");
     return r;
   }
   std::string_view rest = std::string_view(request.path).substr(std::string_view("/plugins").size());
   if (rest.starts_with('/')) rest.remove_prefix(1);
   if (rest == "list") return list(request.query);
-  if (rest.find('/') != std::string_view::npos) return error(404, "plugin not found in subsystem http");
+  if (rest.find('/') != std::string_view::npos)
+    return error_response(404, "plugin not found in subsystem http");
   return one(rest, request.query);
 }
 

@@ -18,13 +18,10 @@ namespace portico::controlplane {
 
 using admin::AdminRequest;
 using admin::AdminResponse;
+using admin::error_response;
 using nlohmann::json;
 
 namespace {
-
-AdminResponse error(int status, std::string_view message) {
-  return AdminResponse{status, admin::error_body(message), {}};
-}
 
 // Report fields (what a data plane sends is far below these): a DNS name, a version string, an error text
 // kept to its start.
@@ -34,21 +31,6 @@ constexpr size_t kReportMaxError = 1024;
 
 double unix_now() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
-// "a=1&b=x" -> value of `name`, or empty.
-std::string query_value(const std::string& query, std::string_view name) {
-  size_t pos = 0;
-  while (pos <= query.size()) {
-    size_t amp = query.find('&', pos);
-    if (amp == std::string::npos) amp = query.size();
-    std::string_view part(query.data() + pos, amp - pos);
-    if (part.size() > name.size() && part.substr(0, name.size()) == name && part[name.size()] == '=') {
-      return std::string(part.substr(name.size() + 1));
-    }
-    pos = amp + 1;
-  }
-  return {};
 }
 
 std::string state_json(const sync::SignedState& s) {
@@ -299,14 +281,14 @@ AdminResponse SyncService::handle(const AdminRequest& request) {
   if (request.path == "/snapshot" && request.method == "GET") return impl_->snapshot();
   if (request.path == "/changes" && request.method == "GET") return impl_->changes(request);
   if (request.path == "/report" && request.method == "POST") return impl_->report(request);
-  return error(404, "unknown sync endpoint " + request.method + " " + request.path);
+  return error_response(404, "unknown sync endpoint " + request.method + " " + request.path);
 }
 
 AdminResponse SyncService::Impl::snapshot() {
   std::shared_ptr<Published> p;
   int64_t revision = 0;
   std::shared_ptr<const std::string> body = encoded(p, revision);
-  if (!body) return error(503, "this control plane has not read its configuration from etcd yet");
+  if (!body) return error_response(503, "this control plane has not read its configuration from etcd yet");
   AdminResponse r{200, *body, {}, "application/vnd.portico.snapshot"};
   r.headers.emplace_back("X-Portico-Revision", std::to_string(revision));
   return r;
@@ -314,19 +296,19 @@ AdminResponse SyncService::Impl::snapshot() {
 
 AdminResponse SyncService::Impl::changes(const AdminRequest& request) {
   int64_t since = 0;
-  if (!parse_decimal(query_value(request.query, "since"), since))
-    return error(400, "since=<revision> is required");
-  const std::string cluster = query_value(request.query, "cluster");
+  if (!parse_decimal(admin::query_arg(request.query, "since"), since))
+    return error_response(400, "since=<revision> is required");
+  const std::string cluster = admin::query_arg(request.query, "cluster");
   int64_t wait = 20;
-  std::string wait_text = query_value(request.query, "wait");
+  std::string wait_text = admin::query_arg(request.query, "wait");
   if (!wait_text.empty() && !parse_decimal(wait_text, wait))
-    return error(400, "wait must be a number of seconds");
+    return error_response(400, "wait must be a number of seconds");
   wait = std::min<int64_t>(wait, static_cast<int64_t>(options.max_wait));
 
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(wait);
-  std::string hash = query_value(request.query, "sha256");
+  std::string hash = admin::query_arg(request.query, "sha256");
   const bool hex = hash.size() == 64 && hash.find_first_not_of("0123456789abcdef") == std::string::npos;
-  if (!hash.empty() && !hex) return error(400, "sha256 must be a lower-case hex SHA-256");
+  if (!hash.empty() && !hex) return error_response(400, "sha256 must be a lower-case hex SHA-256");
   return changes_until(since, cluster, hash, deadline);
 }
 
@@ -353,7 +335,7 @@ AdminResponse SyncService::Impl::changes_until(int64_t since, const std::string&
     r.deferred = std::move(d);
     return r;
   }
-  if (!current) return error(503, "this control plane has not read its configuration from etcd yet");
+  if (!current) return error_response(503, "this control plane has not read its configuration from etcd yet");
   auto full = [](std::string why) {
     json body = {{"error_msg", why}, {"full", true}};
     return AdminResponse{409, body.dump(), {}};
@@ -495,9 +477,10 @@ AdminResponse SyncService::Impl::report(const AdminRequest& request) {
   std::optional<json> body = config::parse_json(request.body, errors, "report");
   if (!body) {
     const std::vector<config::FieldError>& list = errors.list();
-    return error(400, list.empty() ? "report: invalid JSON" : list.front().path + ": " + list.front().reason);
+    return error_response(
+        400, list.empty() ? "report: invalid JSON" : list.front().path + ": " + list.front().reason);
   }
-  if (std::string why = report_record(*body, record); !why.empty()) return error(400, why);
+  if (std::string why = report_record(*body, record); !why.empty()) return error_response(400, why);
   record["node_id"] = request.principal;
   record["control_plane"] = options.name;
   record["reported_at"] = unix_now();
@@ -507,11 +490,12 @@ AdminResponse SyncService::Impl::report(const AdminRequest& request) {
 
 AdminResponse SyncService::fleet(const AdminRequest& request) {
   if (request.method != "GET") {
-    AdminResponse r = error(405, "the data plane list is read-only");
+    AdminResponse r = error_response(405, "the data plane list is read-only");
     r.headers.emplace_back("Allow", "GET");
     return r;
   }
-  if (request.path != "/data_planes" && request.path != "/data_planes/") return error(404, "not found");
+  if (request.path != "/data_planes" && request.path != "/data_planes/")
+    return error_response(404, "not found");
   bool stale = false;
   std::vector<json> records = impl_->fleet.list(stale);
   const int64_t revision = published_revision();

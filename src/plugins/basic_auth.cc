@@ -47,13 +47,6 @@ class BasicAuth final : public Plugin {
 
 }  // namespace
 
-namespace detail {
-
-std::shared_ptr<const Plugin> make_basic_auth(const nlohmann::json& conf, int priority, const BuildEnv&,
-                                              std::string*) {
-  return std::make_shared<BasicAuth>(conf, priority);
-}
-
-}  // namespace detail
+constinit const detail::Factory detail::make_basic_auth = detail::construct<BasicAuth>;
 
 }  // namespace portico::plugins

@@ -124,13 +124,6 @@ class ConsumerRestriction final : public Plugin {
 
 }  // namespace
 
-namespace detail {
-
-std::shared_ptr<const Plugin> make_consumer_restriction(const nlohmann::json& conf, int priority,
-                                                        const BuildEnv&, std::string*) {
-  return std::make_shared<ConsumerRestriction>(conf, priority);
-}
-
-}  // namespace detail
+constinit const detail::Factory detail::make_consumer_restriction = detail::construct<ConsumerRestriction>;
 
 }  // namespace portico::plugins

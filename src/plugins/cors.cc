@@ -160,21 +160,16 @@ class Cors final : public Plugin {
   bool allow_credential_;
 };
 
-}  // namespace
-
-namespace detail {
-
-std::shared_ptr<const Plugin> make_cors(const nlohmann::json& conf, int priority, const BuildEnv&,
-                                        std::string* error) {
+std::shared_ptr<const Plugin> build(const nlohmann::json& conf, int priority, const BuildEnv&,
+                                    std::string* error) {
   std::string why;
   auto plugin = std::make_shared<Cors>(conf, priority, &why);
-  if (!why.empty()) {
-    if (error != nullptr) *error = "cors: a regex does not compile: " + why;
-    return nullptr;
-  }
+  if (!why.empty()) return detail::refuse(error, "cors: a regex does not compile: " + why);
   return plugin;
 }
 
-}  // namespace detail
+}  // namespace
+
+constinit const detail::Factory detail::make_cors = build;
 
 }  // namespace portico::plugins

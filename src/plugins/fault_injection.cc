@@ -8,6 +8,7 @@
 // they can observe but the clock.
 #include <nlohmann/json.hpp>
 
+#include "base/ascii.h"
 #include "config/validate.h"
 #include "plugins/factories.h"
 #include "plugins/request_ids.h"
@@ -17,14 +18,6 @@
 namespace portico::plugins {
 
 namespace {
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if ((a[i] | 0x20) != (b[i] | 0x20)) return false;
-  }
-  return true;
-}
 
 // What the two actions share: the share of requests and the conditions.
 struct Trigger {
@@ -84,7 +77,8 @@ class FaultInjection final : public Plugin {
       for (auto it = headers->begin(); it != headers->end(); ++it) {
         Template value = Template::parse(it->is_string() ? it->get<std::string>() : it->dump(),
                                          config::TemplateSyntax::vars);
-        if (iequals(it.key(), "content-type")) {  // replaces the reply's own rather than adding a second
+        if (base::iequals(it.key(),
+                          "content-type")) {  // replaces the reply's own rather than adding a second
           content_type_ = std::move(value);
           has_content_type_ = true;
         } else {
@@ -131,21 +125,16 @@ class FaultInjection final : public Plugin {
   std::vector<std::pair<std::string, Template>> headers_;
 };
 
-}  // namespace
-
-namespace detail {
-
-std::shared_ptr<const Plugin> make_fault_injection(const nlohmann::json& conf, int priority, const BuildEnv&,
-                                                   std::string* error) {
+std::shared_ptr<const Plugin> build(const nlohmann::json& conf, int priority, const BuildEnv&,
+                                    std::string* error) {
   auto plugin = std::make_shared<FaultInjection>(priority);
   std::string why;
-  if (!plugin->build(conf, &why)) {
-    if (error != nullptr) *error = "fault-injection: " + why;
-    return nullptr;
-  }
+  if (!plugin->build(conf, &why)) return detail::refuse(error, "fault-injection: " + why);
   return plugin;
 }
 
-}  // namespace detail
+}  // namespace
+
+constinit const detail::Factory detail::make_fault_injection = build;
 
 }  // namespace portico::plugins

@@ -31,26 +31,21 @@ class IpRestriction final : public Plugin {
   int status_;
 };
 
-}  // namespace
-
-namespace detail {
-
-std::shared_ptr<const Plugin> make_ip_restriction(const nlohmann::json& conf, int priority, const BuildEnv&,
-                                                  std::string* error) {
+std::shared_ptr<const Plugin> build(const nlohmann::json& conf, int priority, const BuildEnv&,
+                                    std::string* error) {
   const bool whitelist = conf.contains("whitelist");
   const nlohmann::json& list = conf.at(whitelist ? "whitelist" : "blacklist");
   std::vector<router::Cidr> blocks(list.size());
   for (size_t i = 0; i < list.size(); ++i) {
     const std::string& text = list[i].get_ref<const std::string&>();
-    if (!router::Cidr::parse(text, blocks[i])) {
-      if (error != nullptr) *error = "invalid ip address: " + text;
-      return nullptr;
-    }
+    if (!router::Cidr::parse(text, blocks[i])) return detail::refuse(error, "invalid ip address: " + text);
   }
   return std::make_shared<IpRestriction>(IpSet(blocks), whitelist, conf.at("message").get<std::string>(),
                                          conf.at("response_code").get<int>(), priority);
 }
 
-}  // namespace detail
+}  // namespace
+
+constinit const detail::Factory detail::make_ip_restriction = build;
 
 }  // namespace portico::plugins

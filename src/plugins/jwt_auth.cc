@@ -101,13 +101,6 @@ class JwtAuth final : public Plugin {
 
 }  // namespace
 
-namespace detail {
-
-std::shared_ptr<const Plugin> make_jwt_auth(const nlohmann::json& conf, int priority, const BuildEnv&,
-                                            std::string*) {
-  return std::make_shared<JwtAuth>(conf, priority);
-}
-
-}  // namespace detail
+constinit const detail::Factory detail::make_jwt_auth = detail::construct<JwtAuth>;
 
 }  // namespace portico::plugins

@@ -48,13 +48,6 @@ class KeyAuth final : public Plugin {
 
 }  // namespace
 
-namespace detail {
-
-std::shared_ptr<const Plugin> make_key_auth(const nlohmann::json& conf, int priority, const BuildEnv&,
-                                            std::string*) {
-  return std::make_shared<KeyAuth>(conf, priority);
-}
-
-}  // namespace detail
+constinit const detail::Factory detail::make_key_auth = detail::construct<KeyAuth>;
 
 }  // namespace portico::plugins

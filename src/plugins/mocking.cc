@@ -5,20 +5,13 @@
 // response_schema (random bodies generated from a JSON schema) is refused by the catalog.
 #include <nlohmann/json.hpp>
 
+#include "base/ascii.h"
 #include "plugins/factories.h"
 #include "plugins/template.h"
 
 namespace portico::plugins {
 
 namespace {
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if ((a[i] | 0x20) != (b[i] | 0x20)) return false;
-  }
-  return true;
-}
 
 class Mocking final : public Plugin {
  public:
@@ -33,7 +26,7 @@ class Mocking final : public Plugin {
     if (auto h = conf.find("response_headers"); h != conf.end()) {
       for (auto it = h->begin(); it != h->end(); ++it) {
         std::string value = it->is_string() ? it->get<std::string>() : it->dump();
-        if (iequals(it.key(), "content-type")) {
+        if (base::iequals(it.key(), "content-type")) {
           content_type_ = std::move(value);  // replaces content_type rather than adding a second field
         } else {
           headers_.emplace_back(it.key(), std::move(value));
@@ -61,13 +54,6 @@ class Mocking final : public Plugin {
 
 }  // namespace
 
-namespace detail {
-
-std::shared_ptr<const Plugin> make_mocking(const nlohmann::json& conf, int priority, const BuildEnv&,
-                                           std::string*) {
-  return std::make_shared<Mocking>(conf, priority);
-}
-
-}  // namespace detail
+constinit const detail::Factory detail::make_mocking = detail::construct<Mocking>;
 
 }  // namespace portico::plugins

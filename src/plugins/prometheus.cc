@@ -49,15 +49,13 @@ class Prometheus final : public Plugin {
   status::Metrics* metrics_;
 };
 
-}  // namespace
-
-namespace detail {
-
-std::shared_ptr<const Plugin> make_prometheus(const nlohmann::json& conf, int priority, const BuildEnv& env,
-                                              std::string*) {
+std::shared_ptr<const Plugin> build(const nlohmann::json& conf, int priority, const BuildEnv& env,
+                                    std::string*) {
   return std::make_shared<Prometheus>(conf, priority, env.metrics);
 }
 
-}  // namespace detail
+}  // namespace
+
+constinit const detail::Factory detail::make_prometheus = build;
 
 }  // namespace portico::plugins

@@ -10,7 +10,6 @@
 // keeps its method: its response carries no body for the client whatever the origin sends.
 #include <nlohmann/json.hpp>
 
-#include "config/header_ops.h"
 #include "http/path.h"
 #include "plugins/factories.h"
 #include "plugins/template.h"
@@ -18,12 +17,6 @@
 namespace portico::plugins {
 
 namespace {
-
-struct HeaderRule {
-  HeaderEdit::Op op;
-  std::string name;
-  Template value;
-};
 
 class ProxyRewrite final : public Plugin {
  public:
@@ -39,18 +32,9 @@ class ProxyRewrite final : public Plugin {
     host_ = conf.value("host", "");
     method_ = conf.value("method", "");
     if (auto headers = conf.find("headers"); headers != conf.end()) {
-      std::vector<config::HeaderOp> ops;
-      std::string field;
-      const config::HeaderOpsSyntax syntax{
-          .request_side = true, .add_as_lines = false, .values = config::TemplateSyntax::vars_and_captures};
-      std::string why = config::read_header_ops(*headers, syntax, ops, field);
-      if (!why.empty()) throw std::invalid_argument("headers." + field + ": " + why);
-      for (config::HeaderOp& op : ops) {
-        HeaderEdit::Op kind = op.kind == config::HeaderOp::Kind::add   ? HeaderEdit::Op::add
-                              : op.kind == config::HeaderOp::Kind::set ? HeaderEdit::Op::set
-                                                                       : HeaderEdit::Op::remove;
-        headers_.push_back({kind, std::move(op.name), Template(std::move(op.pieces))});
-      }
+      headers_ = read_header_rules(
+          *headers,
+          {.request_side = true, .add_as_lines = false, .values = config::TemplateSyntax::vars_and_captures});
     }
   }
 
@@ -80,16 +64,7 @@ class ProxyRewrite final : public Plugin {
     }
     if (!host_.empty()) ctx.upstream.host = host_;
     if (!method_.empty() && ctx.request->method != http::Method::HEAD) ctx.upstream.method = method_;
-    for (const HeaderRule& h : headers_) {
-      // Expanded before it is recorded: a value naming its own header reads what was there before.
-      thread_local std::string value;
-      value.clear();
-      if (h.op != HeaderEdit::Op::remove) {
-        Expansion out(value, Escape::header);
-        h.value.expand(ctx, matched ? &captures : nullptr, out);
-      }
-      ctx.upstream.headers.push(h.op, h.name, value);
-    }
+    apply_header_rules(headers_, ctx, matched ? &captures : nullptr, ctx.upstream.headers);
   }
 
  private:
@@ -135,13 +110,6 @@ class ProxyRewrite final : public Plugin {
 
 }  // namespace
 
-namespace detail {
-
-std::shared_ptr<const Plugin> make_proxy_rewrite(const nlohmann::json& conf, int priority, const BuildEnv&,
-                                                 std::string*) {
-  return std::make_shared<ProxyRewrite>(conf, priority);
-}
-
-}  // namespace detail
+constinit const detail::Factory detail::make_proxy_rewrite = detail::construct<ProxyRewrite>;
 
 }  // namespace portico::plugins

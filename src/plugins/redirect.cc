@@ -76,13 +76,6 @@ class Redirect final : public Plugin {
 
 }  // namespace
 
-namespace detail {
-
-std::shared_ptr<const Plugin> make_redirect(const nlohmann::json& conf, int priority, const BuildEnv&,
-                                            std::string*) {
-  return std::make_shared<Redirect>(conf, priority);
-}
-
-}  // namespace detail
+constinit const detail::Factory detail::make_redirect = detail::construct<Redirect>;
 
 }  // namespace portico::plugins

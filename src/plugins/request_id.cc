@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/ascii.h"
 #include "plugins/factories.h"
 #include "plugins/request_ids.h"
 
@@ -15,17 +16,6 @@ namespace portico::plugins {
 namespace {
 
 enum class Algorithm : uint8_t { uuid, nanoid, range_id, ksuid };
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    char x = a[i], y = b[i];
-    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x + 32);
-    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y + 32);
-    if (x != y) return false;
-  }
-  return true;
-}
 
 class RequestId final : public Plugin {
  public:
@@ -81,7 +71,7 @@ class RequestId final : public Plugin {
   std::string_view current(const RequestContext& ctx) const {
     const auto& edits = ctx.upstream.headers;
     for (size_t i = edits.size(); i-- > 0;) {
-      if (edits[i].op != HeaderEdit::Op::add && iequals(edits[i].name, header_)) return edits[i].value;
+      if (edits[i].op != HeaderEdit::Op::add && base::iequals(edits[i].name, header_)) return edits[i].value;
     }
     return ctx.header(header_);
   }
@@ -94,13 +84,6 @@ class RequestId final : public Plugin {
 
 }  // namespace
 
-namespace detail {
-
-std::shared_ptr<const Plugin> make_request_id(const nlohmann::json& conf, int priority, const BuildEnv&,
-                                              std::string*) {
-  return std::make_shared<RequestId>(conf, priority);
-}
-
-}  // namespace detail
+constinit const detail::Factory detail::make_request_id = detail::construct<RequestId>;
 
 }  // namespace portico::plugins

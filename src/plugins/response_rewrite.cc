@@ -6,7 +6,6 @@
 // APISIX's clear_header_as_body_modified does). `filters` (body substitutions) are refused by the catalog.
 #include <nlohmann/json.hpp>
 
-#include "config/header_ops.h"
 #include "config/validate.h"
 #include "plugins/base64.h"
 #include "plugins/factories.h"
@@ -16,12 +15,6 @@
 namespace portico::plugins {
 
 namespace {
-
-struct HeaderRule {
-  HeaderEdit::Op op;
-  std::string name;
-  Template value;
-};
 
 class ResponseRewrite final : public Plugin {
  public:
@@ -39,18 +32,8 @@ class ResponseRewrite final : public Plugin {
       }
     }
     if (auto headers = conf.find("headers"); headers != conf.end()) {
-      std::vector<config::HeaderOp> ops;
-      std::string field;
-      const config::HeaderOpsSyntax syntax{
-          .request_side = false, .add_as_lines = true, .values = config::TemplateSyntax::vars};
-      std::string why = config::read_header_ops(*headers, syntax, ops, field);
-      if (!why.empty()) throw std::invalid_argument("headers." + field + ": " + why);
-      for (config::HeaderOp& op : ops) {
-        HeaderEdit::Op kind = op.kind == config::HeaderOp::Kind::add   ? HeaderEdit::Op::add
-                              : op.kind == config::HeaderOp::Kind::set ? HeaderEdit::Op::set
-                                                                       : HeaderEdit::Op::remove;
-        headers_.push_back({kind, std::move(op.name), Template(std::move(op.pieces))});
-      }
+      headers_ = read_header_rules(
+          *headers, {.request_side = false, .add_as_lines = true, .values = config::TemplateSyntax::vars});
     }
     if (auto vars = conf.find("vars"); vars != conf.end()) {
       config::Errors errors;
@@ -72,15 +55,7 @@ class ResponseRewrite final : public Plugin {
         ctx.response.headers.push(HeaderEdit::Op::remove, stale);
       }
     }
-    for (const HeaderRule& h : headers_) {
-      thread_local std::string value;
-      value.clear();
-      if (h.op != HeaderEdit::Op::remove) {
-        Expansion out(value, Escape::header);
-        h.value.expand(ctx, nullptr, out);
-      }
-      ctx.response.headers.push(h.op, h.name, value);
-    }
+    apply_header_rules(headers_, ctx, nullptr, ctx.response.headers);
   }
 
  private:
@@ -110,13 +85,6 @@ class ResponseRewrite final : public Plugin {
 
 }  // namespace
 
-namespace detail {
-
-std::shared_ptr<const Plugin> make_response_rewrite(const nlohmann::json& conf, int priority, const BuildEnv&,
-                                                    std::string*) {
-  return std::make_shared<ResponseRewrite>(conf, priority);
-}
-
-}  // namespace detail
+constinit const detail::Factory detail::make_response_rewrite = detail::construct<ResponseRewrite>;
 
 }  // namespace portico::plugins

@@ -1,8 +1,11 @@
 // Template expansion and regex_uri rewrites (template.h).
 #include "plugins/template.h"
 
+#include <nlohmann/json.hpp>
 #include <stdexcept>
 
+#include "base/ascii.h"
+#include "http/query.h"
 #include "plugins/consumers.h"
 
 namespace portico::plugins {
@@ -10,10 +13,6 @@ namespace portico::plugins {
 namespace {
 
 constexpr char kHex[] = "0123456789ABCDEF";
-
-inline char lower(char c) {
-  return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c;
-}
 
 bool is_hex(char c) {
   return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
@@ -32,7 +31,7 @@ std::string_view find_header(const RequestContext& ctx, std::string_view want) {
   auto same = [&](std::string_view name) {
     if (name.size() != want.size()) return false;
     for (size_t i = 0; i < name.size(); ++i) {
-      const char c = name[i] == '-' ? '_' : lower(name[i]);
+      const char c = name[i] == '-' ? '_' : base::ascii_lower(name[i]);
       if (c != want[i]) return false;
     }
     return true;
@@ -47,36 +46,6 @@ std::string_view find_header(const RequestContext& ctx, std::string_view want) {
     if (same(h.name)) return h.value;
   }
   return {};
-}
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  c = lower(c);
-  return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
-// Query argument `name` of `query`, percent-decoded ('+' as space), appended decoded to `out`.
-bool find_arg(std::string_view query, std::string_view name, std::string& decoded) {
-  while (!query.empty()) {
-    size_t amp = query.find('&');
-    std::string_view pair = query.substr(0, amp);
-    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
-    size_t eq = pair.find('=');
-    if (pair.substr(0, eq) != name) continue;
-    std::string_view v = eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
-    for (size_t i = 0; i < v.size(); ++i) {
-      char c = v[i];
-      if (c == '+') {
-        c = ' ';
-      } else if (c == '%' && i + 2 < v.size() && hex_value(v[i + 1]) >= 0 && hex_value(v[i + 2]) >= 0) {
-        c = static_cast<char>(hex_value(v[i + 1]) * 16 + hex_value(v[i + 2]));
-        i += 2;
-      }
-      decoded += c;
-    }
-    return true;
-  }
-  return false;
 }
 
 // Per-thread scratch for values built per request (a decoded argument, a lower-cased host).
@@ -184,7 +153,7 @@ void Template::expand(const RequestContext& ctx, const Captures* captures, Expan
       case V::host: {
         std::string& host = scratch();
         if (ctx.request != nullptr) {
-          for (char c : ctx.request->host) host += lower(c);
+          for (char c : ctx.request->host) host += base::ascii_lower(c);
         }
         out.value(host, false);
         break;
@@ -224,7 +193,10 @@ void Template::expand(const RequestContext& ctx, const Captures* captures, Expan
         break;
       case V::arg: {
         std::string& decoded = scratch();
-        if (ctx.request != nullptr) find_arg(ctx.upstream_query(), p.text, decoded);
+        std::string_view raw;
+        if (ctx.request != nullptr && http::find_query_arg(ctx.upstream_query(), p.text, raw)) {
+          http::decode_query_value(raw, decoded);
+        }
         out.value(decoded, false);
         break;
       }
@@ -270,6 +242,36 @@ bool RegexRewrite::apply(std::string_view subject, Expansion& out, Captures* cap
   replacement_.expand(kNoRequest, &groups, out);
   out.value(subject.substr(ov[1]), true);
   return true;
+}
+
+std::vector<HeaderRule> read_header_rules(const nlohmann::json& headers,
+                                          const config::HeaderOpsSyntax& syntax) {
+  std::vector<config::HeaderOp> ops;
+  std::string field;
+  const std::string why = config::read_header_ops(headers, syntax, ops, field);
+  if (!why.empty()) throw std::invalid_argument("headers." + field + ": " + why);
+  std::vector<HeaderRule> rules;
+  rules.reserve(ops.size());
+  for (config::HeaderOp& op : ops) {
+    const HeaderEdit::Op kind = op.kind == config::HeaderOp::Kind::add   ? HeaderEdit::Op::add
+                                : op.kind == config::HeaderOp::Kind::set ? HeaderEdit::Op::set
+                                                                         : HeaderEdit::Op::remove;
+    rules.push_back({kind, std::move(op.name), Template(std::move(op.pieces))});
+  }
+  return rules;
+}
+
+void apply_header_rules(std::span<const HeaderRule> rules, const RequestContext& ctx,
+                        const Captures* captures, HeaderEdits& into) {
+  for (const HeaderRule& h : rules) {
+    thread_local std::string value;
+    value.clear();
+    if (h.op != HeaderEdit::Op::remove) {
+      Expansion out(value, Escape::header);
+      h.value.expand(ctx, captures, out);
+    }
+    into.push(h.op, h.name, value);
+  }
 }
 
 }  // namespace portico::plugins

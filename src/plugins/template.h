@@ -1,6 +1,6 @@
 // Private to src/plugins. Expansion of the templates of config/var_template.h against one request, and
 // regex_uri rewrites (ngx.re.sub: the first match replaced), for proxy-rewrite, redirect, response-rewrite,
-// fault-injection and mocking.
+// fault-injection and mocking; and the header rules proxy-rewrite and response-rewrite build from `headers`.
 //
 // Values are escaped for where the text goes (Escape):
 //  - uri: an origin-form target (or a Location). The first '?' written by template text (never by a value)
@@ -20,10 +20,14 @@
 #include <pcre2.h>
 
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
+#include "config/header_ops.h"
 #include "config/var_template.h"
 #include "plugins/context.h"
 
@@ -89,5 +93,22 @@ class RegexRewrite {
   std::unique_ptr<pcre2_code, CodeFree> code_;
   Template replacement_;
 };
+
+// One change of proxy-rewrite's or response-rewrite's `headers`, its value a template.
+struct HeaderRule {
+  HeaderEdit::Op op;
+  std::string name;
+  Template value;
+};
+
+// `headers` read by config::read_header_ops (add, then set, then remove); throws std::invalid_argument
+// ("headers.<field>: <reason>") on what the catalog's check would have refused.
+std::vector<HeaderRule> read_header_rules(const nlohmann::json& headers,
+                                          const config::HeaderOpsSyntax& syntax);
+
+// Records `rules` into `into` (part of `ctx`), in order. Each value is expanded, escaped for a header, before
+// it is recorded: a value naming its own header reads what was there before.
+void apply_header_rules(std::span<const HeaderRule> rules, const RequestContext& ctx,
+                        const Captures* captures, HeaderEdits& into);
 
 }  // namespace portico::plugins

@@ -4,16 +4,15 @@
 #include <charconv>
 #include <cstring>
 
+#include "base/ascii.h"
+#include "http/query.h"
+
 namespace portico::router::detail {
 
 namespace {
 
 using Op = config::VarExpr::Op;
 using Source = CompiledExpr::Source;
-
-inline char lower(char c) {
-  return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c;
-}
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -38,7 +37,7 @@ bool starts_with(std::string_view s, std::string_view p) {
 bool header_name_is(std::string_view name, std::string_view want) {
   if (name.size() != want.size()) return false;
   for (size_t i = 0; i < name.size(); ++i) {
-    char c = lower(name[i]);
+    char c = base::ascii_lower(name[i]);
     if (c == '-') c = '_';
     if (c != want[i]) return false;
   }
@@ -78,44 +77,20 @@ bool find_cookie(const MatchRequest& r, std::string_view want, std::string_view&
   return false;
 }
 
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  c = lower(c);
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  return -1;
-}
-
-// Percent-decodes into a per-thread buffer that only grows (no allocation once warm). Invalid escapes are
-// kept as written.
-std::string_view decode_arg(std::string_view v) {
-  if (v.find_first_of("%+") == std::string_view::npos) return v;
-  thread_local std::string buf;
-  if (buf.size() < v.size()) buf.resize(std::max<size_t>(v.size(), 256));
-  size_t o = 0;
-  for (size_t i = 0; i < v.size(); ++i) {
-    char c = v[i];
-    if (c == '+') {
-      c = ' ';
-    } else if (c == '%' && i + 2 < v.size() && hex_value(v[i + 1]) >= 0 && hex_value(v[i + 2]) >= 0) {
-      c = static_cast<char>(hex_value(v[i + 1]) * 16 + hex_value(v[i + 2]));
-      i += 2;
-    }
-    buf[o++] = c;
-  }
-  return std::string_view(buf.data(), o);
-}
-
+// The first argument named `want`, percent-decoded into a per-thread buffer that only grows (no allocation
+// once warm).
 bool find_arg(std::string_view query, std::string_view want, std::string_view& out) {
-  while (!query.empty()) {
-    size_t amp = query.find('&');
-    std::string_view pair = query.substr(0, amp);
-    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
-    size_t eq = pair.find('=');
-    if (pair.substr(0, eq) != want) continue;
-    out = eq == std::string_view::npos ? std::string_view() : decode_arg(pair.substr(eq + 1));
+  std::string_view raw;
+  if (!http::find_query_arg(query, want, raw)) return false;
+  if (raw.find_first_of("%+") == std::string_view::npos) {
+    out = raw;
     return true;
   }
-  return false;
+  thread_local std::string buf;
+  buf.clear();
+  http::decode_query_value(raw, buf);
+  out = buf;
+  return true;
 }
 
 bool lookup(Source source, const std::string& name, VarContext& ctx, std::string_view& v) {
@@ -213,7 +188,7 @@ Source resolve_var(std::string_view var, std::string& name) {
   if (var == "args" || var == "query_string") return Source::args;
   if (var == "status") return Source::status;
   if (starts_with(var, "http_") && var.size() > 5) {
-    for (char c : var.substr(5)) name.push_back(c == '-' ? '_' : lower(c));
+    for (char c : var.substr(5)) name.push_back(c == '-' ? '_' : base::ascii_lower(c));
     return Source::header;
   }
   if (starts_with(var, "arg_") && var.size() > 4) {

@@ -1,0 +1,30 @@
+# Sourced by bench/run.sh and bench/plugins.sh (from the repo root): the setup both peer benches share.
+# `bench_setup NAME RESULTS` sets ROOT, PEERS, ROUNDS, SECS, CONNS, OUT, RUN ($OUT/NAME, holding copies of the
+# peers' nginx/HAProxy configs), RESULTS ($OUT/RESULTS, emptied) and CPR; every pid pushed onto `pids` is
+# killed on exit. Env: ROUNDS (default 5), SECONDS_PER_RUN (default 6), CONNS (default 50), PEERS (peer
+# config folder), OUT (results folder).
+
+bench_setup() {
+  ROOT=$PWD
+  PEERS=${PEERS:-$ROOT/../shared/bench-peers}
+  ROUNDS=${ROUNDS:-5}
+  SECS=${SECONDS_PER_RUN:-6}
+  CONNS=${CONNS:-50}
+  OUT=${OUT:-$ROOT/build/bench-results}
+  RUN=$OUT/$1
+  mkdir -p "$RUN"
+  RESULTS=$OUT/$2
+  : >"$RESULTS"
+  [ -f "$PEERS/upstream-nginx.conf" ] || { echo "bench: peer configs not found in $PEERS" >&2; exit 1; }
+  cp "$PEERS"/upstream-nginx.conf "$PEERS"/proxy-nginx.conf "$PEERS"/proxy-haproxy.cfg "$RUN/"
+  CPR="$PEERS/cpu-per-request.sh"
+  pids=()
+  trap bench_cleanup EXIT
+}
+
+bench_cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+
+wait_port() {  # wait_port PORT: until something answers HTTP there (bounded)
+  for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$1/" && return 0; sleep 0.05; done
+  echo "bench: nothing answers on port $1" >&2; return 1
+}
