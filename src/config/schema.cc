@@ -393,6 +393,13 @@ bool Schema::validate(json& value, const Path& path, Errors& errors) const {
   return true;
 }
 
+bool Schema::check(const json& value, const Path& path, Errors& errors) const {
+  const size_t before = errors.total();
+  Run run;
+  run.check(*impl_->root, value, path, &errors);
+  return errors.total() == before;
+}
+
 bool Schema::validate(json& value, std::string_view path_prefix, Errors& errors) const {
   return validate(value, Path(path_prefix), errors);
 }

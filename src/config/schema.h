@@ -48,6 +48,9 @@ class Schema {
   bool validate(nlohmann::json& value, std::string_view path_prefix, Errors& errors) const;
   // The same, for validators inside src/config that already hold the value's Path.
   bool validate(nlohmann::json& value, const detail::Path& path, Errors& errors) const;
+  // Checks `value` and reports as validate() does, but fills nothing: for schemas that declare no default
+  // (the resource schemas, config/resource_schemas.h), whose values the caller holds const and need not copy.
+  bool check(const nlohmann::json& value, const detail::Path& path, Errors& errors) const;
 
   // The schema as given (what GET /apisix/admin/plugins/<name> serves).
   const nlohmann::json& document() const;

@@ -1,10 +1,14 @@
-// Consumers, global rules and plugin configs: the resources made of descriptive fields and plugins. SSLs live
-// in validate_ssl.cc, routes and services in validate_route.cc.
+// Consumers, credentials, global rules and plugin configs: the resources made of descriptive fields and
+// plugins. Each is checked in three steps: its schema (resource_schemas.h: types, required and unknown
+// fields, lengths, patterns, with the engine's reasons), then what a schema cannot say (the plugins'
+// configurations through read_plugins, an integer id written as a float, group_id), then the model is built
+// from the checked value. SSLs live in validate_ssl.cc, routes and services in validate_route.cc.
 #include <algorithm>
 #include <cctype>
-#include <limits>
 
+#include "config/resource_schemas.h"
 #include "config/resources.h"
+#include "config/schema.h"
 
 namespace portico::config {
 namespace detail {
@@ -14,24 +18,45 @@ bool is_username_char(char c) {
   return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
 }
 
-// APISIX 3.13+: ^[a-zA-Z0-9_\-]+$, 1 to 256 characters (earlier 3.x releases do not allow '-').
-bool read_username(const json& v, const Path& p, Errors& e, std::string& out) {
-  if (!read_string(v, p, e, out)) return false;
-  if (out.size() > 256) {
-    fail(e, p, "must be at most 256 characters long");
-    return false;
-  }
-  for (char c : out) {
-    if (!is_username_char(c)) {
-      fail(e, p, std::string("must be made of letters, digits, '_' and '-', found '") + c + "'");
-      return false;
-    }
-  }
-  return true;
+// The schema's first: for a value that is not even an object, nothing else can be said.
+bool check_schema(ResourceKind kind, const json& v, const Path& p, Errors& e,
+                  const ValidateOptions& options) {
+  resource_schema(kind, options.id_required).check(v, p, e);
+  return v.is_object();
 }
 
-bool is_timestamp(std::string_view key) {
-  return key == "create_time" || key == "update_time";
+const json* member(const json& v, const char* key) {
+  auto it = v.find(key);
+  return it == v.end() ? nullptr : &*it;
+}
+
+// The schema lets any integer through, 5.0 and 1e300 included; an id is kept as its decimal text, so it
+// must be written as an integer that text can hold. Silent when the schema already refused the value.
+void check_integer_id(const json& v, const Path& p, Errors& e) {
+  const json* id = member(v, "id");
+  if (id == nullptr || !id->is_number_float() || !json_type_is(*id, "integer") || id->get<double>() < 1)
+    return;
+  fail(e, p.key("id"), "an integer id must be written without a fraction or an exponent, got " + id->dump());
+}
+
+// `plugins` when the schema found an object there (otherwise it already said so).
+void check_plugins(const json& v, const Path& p, Errors& e, PluginScope scope, PluginSettings& out) {
+  const json* plugins = member(v, "plugins");
+  if (plugins != nullptr && plugins->is_object()) read_plugins(*plugins, p.key("plugins"), e, out, scope);
+}
+
+std::string text_of(const json& v, const char* key) {
+  const json* f = member(v, key);
+  return f != nullptr ? f->get<std::string>() : std::string();
+}
+
+Labels labels_of(const json& v) {
+  Labels out;
+  if (const json* labels = member(v, "labels")) {
+    for (auto it = labels->begin(); it != labels->end(); ++it)  // nlohmann keeps keys sorted
+      out.emplace_back(it.key(), it.value().get<std::string>());
+  }
+  return out;
 }
 
 }  // namespace
@@ -44,42 +69,21 @@ std::string peek_username(const json& v) {
 }
 
 std::optional<Consumer> consumer_at(const json& v, const Path& p, Errors& e, const ValidateOptions& options) {
-  if (!v.is_object()) {
-    fail_type(e, p, "a mapping (a consumer)", v);
-    return std::nullopt;
-  }
   const size_t before = e.total();
-  Consumer consumer;
-  bool has_username = false;
-  PluginSettings plugins;
-  for (auto it = v.begin(); it != v.end(); ++it) {
-    const std::string& k = it.key();
-    const json& f = it.value();
-    const Path fp = p.key(k);
-    if (k == "username") {
-      has_username = true;
-      read_username(f, fp, e, consumer.username);
-    } else if (k == "id") {
-      std::string ignored;  // APISIX's schema has it; consumers are keyed by username
-      read_id(f, fp, e, ignored);
-    } else if (k == "plugins") {
-      read_plugins(f, fp, e, plugins, PluginScope::consumer);
-    } else if (k == "desc") {
-      read_desc(f, fp, e, &consumer.desc);
-    } else if (k == "labels") {
-      read_labels(f, fp, e, &consumer.labels);
-    } else if (is_timestamp(k)) {
-      check_meta_field(k, f, fp, e);
-    } else if (k == "group_id") {
-      fail(e, fp, "'group_id' is not supported by this version (consumer groups are not supported)");
-    } else {
-      fail_unknown(e, p, k, {"username", "id", "plugins", "desc", "labels", "create_time", "update_time"});
-    }
+  if (!check_schema(ResourceKind::consumer, v, p, e, options)) return std::nullopt;
+  if (member(v, "group_id") != nullptr) {
+    fail(e, p.key("group_id"),
+         "'group_id' is not supported by this version (consumer groups are not supported)");
   }
-  if (!has_username && options.id_required) fail(e, p.key("username"), "is required");
+  PluginSettings plugins;
+  check_plugins(v, p, e, PluginScope::consumer, plugins);
+  if (e.total() != before) return std::nullopt;
+  Consumer consumer;
+  consumer.username = text_of(v, "username");
+  consumer.desc = text_of(v, "desc");
+  consumer.labels = labels_of(v);
   consumer.max_body_size = plugins.max_body_size;
   consumer.plugins = std::move(plugins.plugins);
-  if (e.total() != before) return std::nullopt;
   return consumer;
 }
 
@@ -93,136 +97,58 @@ bool split_credential_id(std::string_view id, std::string_view& username, std::s
 
 std::optional<Credential> credential_at(const json& v, const Path& p, Errors& e,
                                         const ValidateOptions& options) {
-  if (!v.is_object()) {
-    fail_type(e, p, "a mapping (a credential)", v);
-    return std::nullopt;
-  }
   const size_t before = e.total();
-  Credential credential;
-  bool has_id = false;
+  if (!check_schema(ResourceKind::credential, v, p, e, options)) return std::nullopt;
   PluginSettings plugins;
-  for (auto it = v.begin(); it != v.end(); ++it) {
-    const std::string& k = it.key();
-    const json& f = it.value();
-    const Path fp = p.key(k);
-    if (k == "id") {
-      has_id = true;
-      std::string_view username, own_id;
-      if (!f.is_string() || !split_credential_id(f.get_ref<const std::string&>(), username, own_id)) {
-        fail_type(e, fp,
-                  "a credential's full id \"<username>/credentials/<id>\" (a consumer's username, then an "
-                  "id: 1 to 64 of letters, digits, '_', '-' or '.')",
-                  f);
-        continue;
-      }
-      credential.id = f.get<std::string>();
-      credential.username = std::string(username);
-      credential.credential_id = std::string(own_id);
-    } else if (k == "plugins") {
-      // APISIX's credential schema: `plugins` has at most one property (one credential, one plugin).
-      if (f.is_object() && f.size() > 1) {
-        fail(e, fp, "expect object to have at most 1 properties");
-        continue;
-      }
-      read_plugins(f, fp, e, plugins, PluginScope::credential);
-    } else if (k == "name") {
-      read_name(f, fp, e, credential.name);
-    } else if (k == "desc") {
-      read_desc(f, fp, e, &credential.desc);
-    } else if (k == "labels") {
-      read_labels(f, fp, e, &credential.labels);
-    } else if (is_timestamp(k)) {
-      check_meta_field(k, f, fp, e);
-    } else {
-      fail_unknown(e, p, k, {"id", "plugins", "name", "desc", "labels", "create_time", "update_time"});
-    }
-  }
-  if (!has_id && options.id_required) fail(e, p.key("id"), "is required");
-  credential.plugins = std::move(plugins.plugins);
+  // More than one plugin is the schema's error (maxProperties); their contents would only add noise.
+  if (const json* given = member(v, "plugins"); given != nullptr && given->size() <= 1)
+    check_plugins(v, p, e, PluginScope::credential, plugins);
   if (e.total() != before) return std::nullopt;
+  Credential credential;
+  if (const json* id = member(v, "id")) {
+    credential.id = id->get<std::string>();
+    std::string_view username, own_id;
+    split_credential_id(credential.id, username, own_id);  // the schema's pattern matched
+    credential.username = std::string(username);
+    credential.credential_id = std::string(own_id);
+  }
+  credential.name = text_of(v, "name");
+  credential.desc = text_of(v, "desc");
+  credential.labels = labels_of(v);
+  credential.plugins = std::move(plugins.plugins);
   return credential;
 }
 
-namespace {
-
-// What global rules and plugin configs share: an id and `plugins` (both required), and, for a plugin config
-// (`described`), a `name`, a `desc` and `labels`.
-struct PluginsResource {
-  std::string id, name, desc;
-  Labels labels;
-  int64_t max_body_size = -1;
-  PluginMap plugins;
-};
-
-std::optional<PluginsResource> plugins_resource_at(const json& v, const Path& p, Errors& e,
-                                                   const ValidateOptions& options, std::string_view what,
-                                                   bool described) {
-  if (!v.is_object()) {
-    fail_type(e, p, what, v);
-    return std::nullopt;
-  }
-  const size_t before = e.total();
-  PluginsResource out;
-  bool has_id = false, has_plugins = false;
-  PluginSettings plugins;
-  for (auto it = v.begin(); it != v.end(); ++it) {
-    const std::string& k = it.key();
-    const json& f = it.value();
-    const Path fp = p.key(k);
-    if (k == "id") {
-      has_id = true;
-      read_id(f, fp, e, out.id);
-    } else if (k == "plugins") {
-      has_plugins = true;
-      read_plugins(f, fp, e, plugins);
-    } else if (described && k == "name") {
-      read_name(f, fp, e, out.name);
-    } else if (described && k == "desc") {
-      read_desc(f, fp, e, &out.desc);
-    } else if (described && k == "labels") {
-      read_labels(f, fp, e, &out.labels);
-    } else if (is_timestamp(k)) {
-      check_meta_field(k, f, fp, e);
-    } else if (described) {
-      fail_unknown(e, p, k, {"id", "plugins", "name", "desc", "labels", "create_time", "update_time"});
-    } else {
-      fail_unknown(e, p, k, {"id", "plugins", "create_time", "update_time"});
-    }
-  }
-  if (!has_id && options.id_required) fail(e, p.key("id"), "is required");
-  if (!has_plugins) fail(e, p.key("plugins"), "is required");
-  out.max_body_size = plugins.max_body_size;
-  out.plugins = std::move(plugins.plugins);
-  if (e.total() != before) return std::nullopt;
-  return out;
-}
-
-}  // namespace
-
 std::optional<GlobalRule> global_rule_at(const json& v, const Path& p, Errors& e,
                                          const ValidateOptions& options) {
-  std::optional<PluginsResource> r =
-      plugins_resource_at(v, p, e, options, "a mapping (a global rule)", false);
-  if (!r) return std::nullopt;
+  const size_t before = e.total();
+  if (!check_schema(ResourceKind::global_rule, v, p, e, options)) return std::nullopt;
+  check_integer_id(v, p, e);
+  PluginSettings plugins;
+  check_plugins(v, p, e, PluginScope::route, plugins);
+  if (e.total() != before) return std::nullopt;
   GlobalRule rule;
-  rule.id = std::move(r->id);
-  rule.max_body_size = r->max_body_size;
-  rule.plugins = std::move(r->plugins);
+  if (const json* id = member(v, "id")) rule.id = peek_id(*id);
+  rule.max_body_size = plugins.max_body_size;
+  rule.plugins = std::move(plugins.plugins);
   return rule;
 }
 
 std::optional<PluginConfig> plugin_config_at(const json& v, const Path& p, Errors& e,
                                              const ValidateOptions& options) {
-  std::optional<PluginsResource> r =
-      plugins_resource_at(v, p, e, options, "a mapping (a plugin config)", true);
-  if (!r) return std::nullopt;
+  const size_t before = e.total();
+  if (!check_schema(ResourceKind::plugin_config, v, p, e, options)) return std::nullopt;
+  check_integer_id(v, p, e);
+  PluginSettings plugins;
+  check_plugins(v, p, e, PluginScope::route, plugins);
+  if (e.total() != before) return std::nullopt;
   PluginConfig config;
-  config.id = std::move(r->id);
-  config.name = std::move(r->name);
-  config.desc = std::move(r->desc);
-  config.labels = std::move(r->labels);
-  config.max_body_size = r->max_body_size;
-  config.plugins = std::move(r->plugins);
+  if (const json* id = member(v, "id")) config.id = peek_id(*id);
+  config.name = text_of(v, "name");
+  config.desc = text_of(v, "desc");
+  config.labels = labels_of(v);
+  config.max_body_size = plugins.max_body_size;
+  config.plugins = std::move(plugins.plugins);
   return config;
 }
 

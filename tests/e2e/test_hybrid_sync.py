@@ -928,7 +928,7 @@ def test_hand_written_value_the_dp_refuses_does_not_block_sync(hs):
     """A consumer written straight into etcd at a key that is a valid id but not a valid username, with no
     username in the value. The control plane's copy admits it (the key is a valid id; the value validates when
     the username is left to the key) and publishes it with username = the key; the data planes' loader refuses
-    the whole config ("must be made of letters, digits, '_' and '-'").
+    the whole config (username: failed to match pattern "^[a-zA-Z0-9_-]+\\z" with "hs9.bad").
 
     The documented contract (resource_store.h: a value that fails its kind's validator is kept out of the copy,
     "so nothing downstream ever sees it"; publishable(): "one bad key cannot hold back every other change") is

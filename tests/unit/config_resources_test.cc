@@ -88,38 +88,38 @@ TEST(ConfigConsumer, Minimal) {
 
 TEST(ConfigConsumer, RejectsEachBadField) {
   expect_cases({
-      {"not_mapping", doc("consumers", "jack"), "consumers[0]", "must be a mapping (a consumer)"},
+      {"not_mapping", doc("consumers", "jack"), "consumers[0]", "wrong type: expected object, got string"},
       {"username_missing", doc("consumers", with(kConsumer, {{"username", nullptr}})),
-       "consumers[0].username", "is required"},
+       "consumers[0].username", "property \"username\" is required"},
       {"username_dot", doc("consumers", with(kConsumer, {{"username", "a.b"}})), "consumers[0].username",
-       "letters, digits, '_' and '-', found '.'"},
+       R"(failed to match pattern "^[a-zA-Z0-9_-]+\\z" with "a.b")"},
       {"username_empty", doc("consumers", with(kConsumer, {{"username", ""}})), "consumers[0].username",
-       "must not be empty"},
+       "string too short, expected at least 1, got 0"},
       {"username_long", doc("consumers", with(kConsumer, {{"username", std::string(257, 'a')}})),
-       "consumers[0].username", "at most 256 characters"},
+       "consumers[0].username", "string too long, expected at most 256, got 257"},
       {"username_int", doc("consumers", with(kConsumer, {{"username", 5}})), "consumers[0].username",
-       "must be a string"},
+       "wrong type: expected string, got number"},
       {"desc_long", doc("consumers", with(kConsumer, {{"desc", std::string(257, 'd')}})), "consumers[0].desc",
-       "at most 256 characters"},
+       "string too long, expected at most 256, got 257"},
       {"labels_space", doc("consumers", with(kConsumer, {{"labels", {{"env", "a b"}}}})),
-       "consumers[0].labels.env", "must not contain whitespace"},
+       "consumers[0].labels.env", R"(failed to match pattern "^\\S+\\z" with "a b")"},
       {"labels_long", doc("consumers", with(kConsumer, {{"labels", {{"env", std::string(257, 'v')}}}})),
-       "consumers[0].labels.env", "1 to 256 characters"},
+       "consumers[0].labels.env", "string too long, expected at most 256, got 257"},
       {"labels_list", doc("consumers", with(kConsumer, {{"labels", json::array()}})), "consumers[0].labels",
-       "a mapping of label names"},
+       "wrong type: expected object, got array"},
       {"auth_plugin_no_key", doc("consumers", with(kConsumer, {{"plugins", {{"key-auth", json::object()}}}})),
        "consumers[0].plugins.key-auth.key", "property \"key\" is required"},
       {"body_size_negative",
        doc("consumers", with(kConsumer, {{"plugins", {{"client-control", {{"max_body_size", -1}}}}}})),
        "consumers[0].plugins.client-control.max_body_size", "expected -1 to be at least 0"},
       {"plugins_list", doc("consumers", with(kConsumer, {{"plugins", json::array()}})),
-       "consumers[0].plugins", "a mapping of plugin names"},
+       "consumers[0].plugins", "wrong type: expected object, got array"},
       {"group_id", doc("consumers", with(kConsumer, {{"group_id", "g1"}})), "consumers[0].group_id",
        "not supported"},
       {"unknown", doc("consumers", with(kConsumer, {{"usernme", "x"}})), "consumers[0].usernme",
-       "unknown field 'usernme' (did you mean 'username'?)"},
+       "additional properties forbidden, found usernme"},
       {"create_time_negative", doc("consumers", with(kConsumer, {{"create_time", -5}})),
-       "consumers[0].create_time", "an integer >= 0"},
+       "consumers[0].create_time", "expected -5 to be at least 0"},
       {"duplicate_username",
        {{"consumers", json::array({kConsumer, with(kConsumer, {{"desc", "other"}})})}},
        "consumers[1].username",
@@ -135,6 +135,7 @@ TEST(ConfigConsumer, UsernameMayComeFromTheUrl) {
   EXPECT_FALSE(validate_consumer(json{{"desc", "x"}}, "", errors));
   ASSERT_EQ(errors.list().size(), 1u);
   EXPECT_EQ(errors.list()[0].path, "username");
+  EXPECT_EQ(errors.list()[0].reason, "property \"username\" is required");
 }
 
 // ---- global rules ----
@@ -156,15 +157,15 @@ TEST(ConfigGlobalRule, FullExample) {
 
 TEST(ConfigGlobalRule, RejectsEachBadField) {
   expect_cases({
-      {"not_mapping", doc("global_rules", 1), "global_rules[0]", "must be a mapping (a global rule)"},
+      {"not_mapping", doc("global_rules", 1), "global_rules[0]", "wrong type: expected object, got number"},
       {"id_missing", doc("global_rules", with(kGlobalRule, {{"id", nullptr}})), "global_rules[0].id",
-       "is required"},
+       "property \"id\" is required"},
       {"id_bad", doc("global_rules", with(kGlobalRule, {{"id", "a/b"}})), "global_rules[0].id",
-       "must be an id"},
+       R"(failed to match pattern "^(?!\\.\\.?\\z)[a-zA-Z0-9_.-]+\\z" with "a/b")"},
       {"plugins_missing", doc("global_rules", with(kGlobalRule, {{"plugins", nullptr}})),
-       "global_rules[0].plugins", "is required"},
+       "global_rules[0].plugins", "property \"plugins\" is required"},
       {"plugins_string", doc("global_rules", with(kGlobalRule, {{"plugins", "x"}})),
-       "global_rules[0].plugins", "a mapping of plugin names"},
+       "global_rules[0].plugins", "wrong type: expected object, got string"},
       {"other_plugin",
        doc("global_rules", with(kGlobalRule, {{"plugins", {{"limit-count", json::object()}}}})),
        "global_rules[0].plugins.limit-count", "plugin 'limit-count' is not supported by this version"},
@@ -173,9 +174,9 @@ TEST(ConfigGlobalRule, RejectsEachBadField) {
            with(kGlobalRule, {{"plugins", {{"client-control", {{"_meta", {{"filter", json::array()}}}}}}}})),
        "global_rules[0].plugins.client-control._meta.filter", "additional properties forbidden"},
       {"desc", doc("global_rules", with(kGlobalRule, {{"desc", "x"}})), "global_rules[0].desc",
-       "unknown field 'desc'"},
+       "additional properties forbidden, found desc"},
       {"update_time_string", doc("global_rules", with(kGlobalRule, {{"update_time", "now"}})),
-       "global_rules[0].update_time", "an integer >= 0"},
+       "global_rules[0].update_time", "wrong type: expected integer, got string"},
       {"duplicate_id",
        {{"global_rules", json::array({kGlobalRule, with(kGlobalRule, {{"id", "1"}})})}},
        "global_rules[1].id",
@@ -208,11 +209,11 @@ TEST(ConfigPluginConfig, FullExample) {
 TEST(ConfigPluginConfig, RejectsEachBadField) {
   expect_cases({
       {"not_mapping", doc("plugin_configs", json::array()), "plugin_configs[0]",
-       "must be a mapping (a plugin config)"},
+       "wrong type: expected object, got array"},
       {"id_missing", doc("plugin_configs", with(kPluginConfig, {{"id", nullptr}})), "plugin_configs[0].id",
-       "is required"},
+       "property \"id\" is required"},
       {"plugins_missing", doc("plugin_configs", with(kPluginConfig, {{"plugins", nullptr}})),
-       "plugin_configs[0].plugins", "is required"},
+       "plugin_configs[0].plugins", "property \"plugins\" is required"},
       {"other_plugin",
        doc("plugin_configs", with(kPluginConfig, {{"plugins", {{"limit-req", json::object()}}}})),
        "plugin_configs[0].plugins.limit-req", "not supported by this version"},
@@ -221,18 +222,93 @@ TEST(ConfigPluginConfig, RejectsEachBadField) {
            with(kPluginConfig, {{"plugins", {{"client-control", {{"max_body_size", 1.5}}}}}})),
        "plugin_configs[0].plugins.client-control.max_body_size", "wrong type: expected integer, got number"},
       {"name_empty", doc("plugin_configs", with(kPluginConfig, {{"name", ""}})), "plugin_configs[0].name",
-       "must not be empty"},
+       "string too short, expected at least 1, got 0"},
       {"desc_int", doc("plugin_configs", with(kPluginConfig, {{"desc", 1}})), "plugin_configs[0].desc",
-       "must be a string"},
+       "wrong type: expected string, got number"},
       {"labels_value", doc("plugin_configs", with(kPluginConfig, {{"labels", {{"team", true}}}})),
-       "plugin_configs[0].labels.team", "must be a string"},
+       "plugin_configs[0].labels.team", "wrong type: expected string, got boolean"},
       {"unknown", doc("plugin_configs", with(kPluginConfig, {{"plugin", json::object()}})),
-       "plugin_configs[0].plugin", "unknown field 'plugin' (did you mean 'plugins'?)"},
+       "plugin_configs[0].plugin", "additional properties forbidden, found plugin"},
       {"duplicate_id",
        {{"plugin_configs", json::array({kPluginConfig, kPluginConfig})}},
        "plugin_configs[1].id",
        "duplicate plugin config id \"pc1\" (first defined at plugin_configs[0])"},
   });
+}
+
+// ---- what the resource schemas say, and what the validators add ----
+
+TEST(ConfigResourceSchema, IdsFollowValidIdTextIncludingItsExceptions) {
+  expect_cases({
+      {"dot", doc("global_rules", with(kGlobalRule, {{"id", "."}})), "global_rules[0].id",
+       "failed to match pattern"},
+      {"dotdot", doc("plugin_configs", with(kPluginConfig, {{"id", ".."}})), "plugin_configs[0].id",
+       "failed to match pattern"},
+      // PCRE's $ matches before a final newline; the schemas anchor with \z.
+      {"newline", doc("global_rules", with(kGlobalRule, {{"id", "a\n"}})), "global_rules[0].id",
+       "failed to match pattern"},
+      {"username_newline", doc("consumers", with(kConsumer, {{"username", "jack\n"}})),
+       "consumers[0].username", "failed to match pattern"},
+      {"label_newline", doc("consumers", with(kConsumer, {{"labels", {{"env", "prod\n"}}}})),
+       "consumers[0].labels.env", "failed to match pattern"},
+      {"too_long", doc("global_rules", with(kGlobalRule, {{"id", std::string(65, 'a')}})),
+       "global_rules[0].id", "string too long, expected at most 64, got 65"},
+      {"zero", doc("global_rules", with(kGlobalRule, {{"id", 0}})), "global_rules[0].id",
+       "expected 0 to be at least 1"},
+      {"bool", doc("plugin_configs", with(kPluginConfig, {{"id", true}})), "plugin_configs[0].id",
+       "wrong type: expected one of string, integer, got boolean"},
+      // An integral float passes the schema (5.0 is an integer there) but has no decimal text as an id.
+      {"float", doc("global_rules", with(kGlobalRule, {{"id", 5.0}})), "global_rules[0].id",
+       "an integer id must be written without a fraction or an exponent, got 5.0"},
+      {"credential_dotdot",
+       {{"consumers", json::array({{{"username", "jack"}}})},
+        {"credentials", json::array({{{"id", "jack/credentials/.."}}})}},
+       "credentials[0].id",
+       "failed to match pattern"},
+  });
+  EXPECT_TRUE(load(doc("global_rules", with(kGlobalRule, {{"id", "a.b-c_9"}}))).ok);
+  EXPECT_TRUE(load(doc("global_rules", with(kGlobalRule, {{"id", std::string(64, 'a')}}))).ok);
+}
+
+TEST(ConfigResourceSchema, SchemaErrorsComeFirstThenThePluginsOwn) {
+  LoadResult r =
+      load(doc("consumers", with(kConsumer, {{"desc", 5}, {"plugins", {{"key-auth", json::object()}}}})));
+  ASSERT_EQ(r.errors.size(), 2u) << r.describe();
+  EXPECT_EQ(r.errors[0].path, "consumers[0].desc");
+  EXPECT_EQ(r.errors[0].reason, "wrong type: expected string, got number");
+  EXPECT_EQ(r.errors[1].path, "consumers[0].plugins.key-auth.key");
+  EXPECT_EQ(r.errors[1].reason, "property \"key\" is required");
+}
+
+TEST(ConfigResourceSchema, ACredentialWithTwoPluginsGetsOneError) {
+  LoadResult r =
+      load({{"consumers", json::array({{{"username", "jack"}}})},
+            {"credentials",
+             json::array({{{"id", "jack/credentials/c1"},
+                           {"plugins", {{"key-auth", json::object()}, {"nope", json::object()}}}}})}});
+  ASSERT_EQ(r.errors.size(), 1u) << r.describe();
+  EXPECT_EQ(r.errors[0].path, "credentials[0].plugins");
+  EXPECT_EQ(r.errors[0].reason, "expect object to have at most 1 properties");
+}
+
+TEST(ConfigResourceSchema, TheKeyMayComeFromTheUrlForEveryKind) {
+  ValidateOptions keyless;
+  keyless.id_required = false;
+  const json rule = {{"plugins", json::object()}};
+  Errors errors;
+  EXPECT_TRUE(validate_global_rule(rule, "", errors, keyless));
+  EXPECT_TRUE(validate_plugin_config(rule, "", errors, keyless));
+  EXPECT_TRUE(validate_credential(json::object(), "", errors, keyless));
+  EXPECT_EQ(errors.total(), 0u);
+  EXPECT_FALSE(validate_global_rule(rule, "body", errors));
+  EXPECT_FALSE(validate_credential(json::object(), "", errors));
+  ASSERT_EQ(errors.list().size(), 2u);
+  EXPECT_EQ(errors.list()[0].path, "body.id");
+  EXPECT_EQ(errors.list()[0].reason, "property \"id\" is required");
+  EXPECT_EQ(errors.list()[1].path, "id");
+  // Without its key, a global rule still needs its plugins.
+  EXPECT_FALSE(validate_global_rule(json::object(), "", errors, keyless));
+  EXPECT_EQ(errors.list().back().path, "plugins");
 }
 
 // ---- plugin_config_id and body-limit precedence ----

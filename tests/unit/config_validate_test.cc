@@ -476,7 +476,7 @@ const Case kDocumentCases[] = {
      R"({"credentials": [{"id": "jack/credentials/c1", "plugins": {"key-auth": {"key": "k1"}}}]})",
      "credentials[0].id", "consumer \"jack\" is not defined in consumers"},
     {"credential_short_id", R"({"consumers": [{"username": "jack"}], "credentials": [{"id": "c1"}]})",
-     "credentials[0].id", "a credential's full id \"<username>/credentials/<id>\""},
+     "credentials[0].id", R"(failed to match pattern "^[a-zA-Z0-9_-]{1,256}/credentials/)"},
     {"credential_not_auth",
      R"({"consumers": [{"username": "jack"}],
          "credentials": [{"id": "jack/credentials/c1", "plugins": {"client-control": {}}}]})",
