@@ -72,7 +72,9 @@ struct ValidateOptions {
 // One resource each. References to other resources (upstream_id, service_id, plugin_config_id) are checked
 // for syntax only; whether they resolve is check_config's job, which needs the whole configuration. Every
 // kind accepts `create_time` and `update_time` (integers >= 0, unix seconds, as the Admin API stores them),
-// which the model does not keep. `plugins` accepts only client-control, everywhere.
+// which the model does not keep. `plugins` is read by read_plugins against the plugin catalog
+// (plugin_catalog.h), everywhere. Consumers, credentials, global rules and plugin configs are checked by
+// their schema (resource_schemas.h); routes, services, upstreams and SSLs by field readers.
 std::optional<Route> validate_route(const nlohmann::json& route, std::string_view path_prefix, Errors& errors,
                                     const ValidateOptions& options = {});
 std::optional<Service> validate_service(const nlohmann::json& service, std::string_view path_prefix,
