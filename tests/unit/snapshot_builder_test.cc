@@ -492,7 +492,8 @@ TEST_F(SnapshotBuilderTest, OneRouteDeltaAtScalePrintsItsCost) {
     auto a = std::chrono::steady_clock::now();
     std::string hash = "h";
     hash += std::to_string(k + 1);
-    auto r = builder.apply(Delta().put("routes", id, value).changes(), hash, "test", static_cast<uint64_t>(k + 2));
+    auto r =
+        builder.apply(Delta().put("routes", id, value).changes(), hash, "test", static_cast<uint64_t>(k + 2));
     auto b = std::chrono::steady_clock::now();
     ASSERT_EQ(r.outcome, SnapshotBuilder::Outcome::built);
     ASSERT_NE(r.snapshot->match(request("x", "/changed/" + std::to_string(k), "GET")), nullptr);
