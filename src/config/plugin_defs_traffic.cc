@@ -242,7 +242,7 @@ constexpr std::string_view kMockingSchema = R"({
   "type": "object",
   "properties": {
     "delay": {"type": "integer", "default": 0, "maximum": 31536000},
-    "response_status": {"type": "integer", "default": 200, "minimum": 100, "maximum": 599},
+    "response_status": {"type": "integer", "default": 200, "minimum": 200, "maximum": 599},
     "content_type": {"type": "string", "default": "application/json;charset=utf8"},
     "response_example": {"type": "string"},
     "response_schema": {"type": "object"},

@@ -94,14 +94,24 @@ void ConsumerIndex::add(const config::Consumer& c, std::span<const config::Crede
   auto runtime = std::make_unique<ConsumerRuntime>();
   runtime->username = c.username;
   config::PluginMap others;
+  for (const config::PluginSpec& spec : c.plugins) {
+    if (!spec.disabled && spec.conf && !is_credential_plugin(spec.name)) others.push_back(spec);
+  }
+  if (!others.empty()) {
+    // Compiled first: a consumer whose own plugins (an ip-restriction, a consumer-level limit) cannot be
+    // built must not authenticate without them, so its credentials are then left out (fail closed).
+    const config::PluginMap* layers[] = {&others};
+    std::string error;
+    runtime->chain = compile_chain(layers, env, cache, &error);
+    if (!runtime->chain && !error.empty()) {
+      problems.push_back("consumer '" + c.username + "': " + error + "; its credentials are not accepted");
+      return;
+    }
+  }
   static const std::string kOwn;
   for (const config::PluginSpec& spec : c.plugins) {
-    if (spec.disabled || !spec.conf) continue;
-    if (is_credential_plugin(spec.name)) {
+    if (!spec.disabled && spec.conf && is_credential_plugin(spec.name))
       add_credential(runtime.get(), spec, kOwn, problems);
-    } else {
-      others.push_back(spec);
-    }
   }
   // A credential resource holds only an auth plugin (the validator refuses any other); what runs for the
   // consumer it authenticates is the consumer's own chain, as in APISIX.
@@ -110,12 +120,6 @@ void ConsumerIndex::add(const config::Consumer& c, std::span<const config::Crede
       if (spec.disabled || !spec.conf || !is_credential_plugin(spec.name)) continue;
       add_credential(runtime.get(), spec, credential->credential_id, problems);
     }
-  }
-  if (!others.empty()) {
-    const config::PluginMap* layers[] = {&others};
-    std::string error;
-    runtime->chain = compile_chain(layers, env, cache, &error);
-    if (!runtime->chain && !error.empty()) problems.push_back("consumer '" + c.username + "': " + error);
   }
   by_name_.emplace(runtime->username, runtime.get());
   consumers_.push_back(std::move(runtime));
@@ -163,27 +167,20 @@ std::shared_ptr<const ConsumerIndex> ConsumerIndex::layer(
   const ConsumerIndex& whole = *base->whole();
   index->masked_.insert(masked.begin(), masked.end());
   index->add_all(changed, changed_credentials, env, cache, problems);
-  // A value the overlay claims that a live base consumer holds too is ambiguous: blocked in both.
+  // A value the overlay claims that a live base consumer holds too is ambiguous: blocked in both. So is a
+  // value the base already blocked (two base consumers held it): which base consumers held it is not kept,
+  // so it stays blocked until the next whole build, even when the change resolved the conflict.
   auto live_in_base = [&](const ConsumerRuntime* owner) { return owner != nullptr && !index->masked(owner); };
-  for (auto it = index->keys_.begin(); it != index->keys_.end();) {
-    auto other = whole.keys_.find(it->first);
-    if (other != whole.keys_.end() && live_in_base(other->second.consumer)) {
-      problems.push_back("key-auth key of consumer '" + it->second.consumer->username +
-                         "' is also used by consumer '" + other->second.consumer->username +
-                         "': neither authenticates with it");
-      index->blocked_keys_.insert(it->first);
-      it = index->keys_.erase(it);
-    } else {
-      ++it;
-    }
-  }
-  auto block_shared = [&](auto& mine, const auto& theirs, auto& blocked, std::string_view what) {
+  auto block_shared = [&](auto& mine, const auto& theirs, const auto& theirs_blocked, auto& blocked,
+                          std::string_view what) {
     for (auto it = mine.begin(); it != mine.end();) {
       auto other = theirs.find(it->first);
-      if (other != theirs.end() && live_in_base(other->second.consumer)) {
-        problems.push_back(std::string(what) + " of consumer '" + it->second.consumer->username +
-                           "' is also used by consumer '" + other->second.consumer->username +
-                           "': neither authenticates with it");
+      const bool shared = other != theirs.end() && live_in_base(other->second.consumer);
+      if (shared || theirs_blocked.contains(it->first)) {
+        problems.push_back(
+            std::string(what) + " of consumer '" + it->second.consumer->username + "' is also used by " +
+            (shared ? "consumer '" + other->second.consumer->username + "'" : "other consumers") +
+            ": neither authenticates with it");
         blocked.insert(it->first);
         it = mine.erase(it);
       } else {
@@ -191,8 +188,10 @@ std::shared_ptr<const ConsumerIndex> ConsumerIndex::layer(
       }
     }
   };
-  block_shared(index->basic_, whole.basic_, index->blocked_basic_, "basic-auth username");
-  block_shared(index->jwt_, whole.jwt_, index->blocked_jwt_, "jwt-auth key");
+  block_shared(index->keys_, whole.keys_, whole.blocked_keys_, index->blocked_keys_, "key-auth key");
+  block_shared(index->basic_, whole.basic_, whole.blocked_basic_, index->blocked_basic_,
+               "basic-auth username");
+  block_shared(index->jwt_, whole.jwt_, whole.blocked_jwt_, index->blocked_jwt_, "jwt-auth key");
   index->base_ = base->is_layer() ? base->base_ : std::move(base);
   return index;
 }

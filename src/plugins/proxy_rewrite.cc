@@ -57,14 +57,18 @@ class ProxyRewrite final : public Plugin {
           }
         }
       }
+      // Header values read the request as it came in (less what earlier plugins hid, e.g. key-auth's
+      // hidden key), not the target this plugin is about to set: expanded before it.
+      apply_header_rules(headers_, ctx, matched ? &captures : nullptr, ctx.upstream.headers);
       if (rewritten && !set_target(ctx, target, out.query_at())) {
         ctx.respond_message(400, "invalid rewritten uri");
         return;
       }
+    } else {
+      apply_header_rules(headers_, ctx, nullptr, ctx.upstream.headers);
     }
     if (!host_.empty()) ctx.upstream.host = host_;
     if (!method_.empty() && ctx.request->method != http::Method::HEAD) ctx.upstream.method = method_;
-    apply_header_rules(headers_, ctx, matched ? &captures : nullptr, ctx.upstream.headers);
   }
 
  private:

@@ -168,7 +168,8 @@ void Template::expand(const RequestContext& ctx, const Captures* captures, Expan
         out.value(ctx.tls ? "https" : "http", false);
         break;
       case V::args:
-        out.value(ctx.request ? ctx.request->query : std::string_view(), true);
+        // The query as it goes upstream: an argument an earlier plugin removed (hide_credentials) stays out.
+        out.value(ctx.request ? ctx.upstream_query() : std::string_view(), true);
         break;
       case V::is_args:
         out.value(ctx.request && ctx.request->target.find('?') != std::string_view::npos ? "?" : "", true);

@@ -71,11 +71,21 @@ bool dropped(const http::MessageHead& head, std::string_view name) {
   return head.connection_lists(name);
 }
 
-// Whether header edits replace or remove the received field `name` (a `set` or `remove` of that name).
+// Whether header edits replace or remove the received field `name` (a `set` or `remove` of that name). Names
+// compare as CGI-style origins read them, case-insensitively and with '_' standing for '-': a client's
+// `X_Consumer_Username` must not survive Portico's own `X-Consumer-Username` (an origin folding '_' into '-'
+// would otherwise read the client's value).
 bool edited_away(const plugins::HeaderEdits* edits, std::string_view name) {
   if (edits == nullptr) return false;
   for (const plugins::HeaderEdit& e : *edits) {
-    if (e.op != plugins::HeaderEdit::Op::add && iequals(e.name, name)) return true;
+    if (e.op == plugins::HeaderEdit::Op::add || e.name.size() != name.size()) continue;
+    bool same = true;
+    for (size_t i = 0; i < name.size() && same; ++i) {
+      const char a = e.name[i] == '_' ? '-' : lower_char(e.name[i]);
+      const char b = name[i] == '_' ? '-' : lower_char(name[i]);
+      same = a == b;
+    }
+    if (same) return true;
   }
   return false;
 }
@@ -219,12 +229,15 @@ void write_client_response_head(std::string& out, const http::ResponseHead& resp
     out += "\r\n";
   }
   append_edited(out, edits);
-  if (new_body) {
+  // A replaced body is framed by its length; a status that has no body (1xx, 204, 304) gets no framing
+  // field at all when its body was replaced (RFC 9110 8.6: no Content-Length in a 204), and the session
+  // sends no body bytes after it.
+  if (new_body && !is_bodiless_status(new_status ? p.edits->status : resp.status)) {
     out += "Content-Length: ";
     append_uint(out, p.edits->body.size());
     out += "\r\n";
   }
-  // Content-Length (validated, single) was copied above, which also keeps it on HEAD and 304 responses.
+  // Otherwise Content-Length (validated, single) was copied above, which also keeps it on HEAD and 304s.
   if (p.body == OutFraming::chunked) out += "Transfer-Encoding: chunked\r\n";
   if (p.upgrade) {
     append_header(out, "Upgrade", resp.find("upgrade"));
@@ -242,7 +255,10 @@ void write_plugin_reply(std::string& out, const plugins::Reply& reply, const plu
   out.clear();
   const int status = edits != nullptr && edits->status != 0 ? edits->status : reply.status;
   const bool new_body = edits != nullptr && edits->has_body;
-  const std::string& body = new_body ? edits->body : reply.body;
+  // A status without a body (1xx, 204, 304) is sent without one, and without Content-Type/Content-Length.
+  const bool bodiless = is_bodiless_status(status);
+  static const std::string kNone;
+  const std::string& body = bodiless ? kNone : new_body ? edits->body : reply.body;
   out += "HTTP/1.1 ";
   append_uint(out, static_cast<uint64_t>(status));
   out += ' ';
@@ -259,9 +275,11 @@ void write_plugin_reply(std::string& out, const plugins::Reply& reply, const plu
     if (!is_reserved_field(name) && !edited_away(header_edits, name)) append_header(out, name, value);
   }
   append_edited(out, header_edits);
-  out += "Content-Length: ";
-  append_uint(out, body.size());
-  out += "\r\n";
+  if (!bodiless) {
+    out += "Content-Length: ";
+    append_uint(out, body.size());
+    out += "\r\n";
+  }
   if (close) out += "Connection: close\r\n";
   out += "\r\n";
   if (!head_only) out += body;

@@ -46,6 +46,11 @@ void write_client_response_head(std::string& out, const http::ResponseHead& resp
 void write_plugin_reply(std::string& out, const plugins::Reply& reply, const plugins::ResponseEdits* edits,
                         bool close, bool head_only);
 
+// Statuses whose responses never have a body (RFC 9110 6.4.1): 1xx, 204, 304.
+constexpr bool is_bodiless_status(int status) {
+  return status < 200 || status == 204 || status == 304;
+}
+
 // True for fields a plugin may not set or remove: the framing and connection management Portico owns
 // (hop-by-hop fields, Content-Length, Host). The config validator refuses them; the writers skip them too.
 bool is_reserved_field(std::string_view name);

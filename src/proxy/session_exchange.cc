@@ -438,9 +438,15 @@ awaitable<bool> Session::send_replaced_body(Attempt& a, bool http10) {
   cp.body = OutFraming::content_length;
   cp.close = close_after_;
   cp.http10 = http10;
-  cp.edits = &plugin_ctx_.response;
+  plugins::ResponseEdits& edits = plugin_ctx_.response;
+  const int status = edits.status != 0 ? edits.status : response_.status;
+  if (!edits.has_body || is_bodiless_status(status)) {
+    edits.has_body = true;  // framed by the head writer: Content-Length 0, or none for a bodiless status
+    edits.body.clear();
+  }
+  cp.edits = &edits;
   write_client_response_head(head_out_, response_, cp);
-  const std::string& body = plugin_ctx_.response.body;
+  const std::string& body = edits.body;
   const bool head_only = request_.method == http::Method::HEAD;
   co_return co_await write_client(
       bufs(asio::buffer(head_out_), asio::buffer(head_only ? std::string_view() : body)));
@@ -473,7 +479,12 @@ awaitable<bool> Session::relay_response(Attempt& a) {
     pipeline_.run_response(plugin_ctx_, info);
     const plugins::ResponseEdits& edits = plugin_ctx_.response;
     if (!edits.empty()) cp.edits = &edits;
-    if (edits.has_body) co_return co_await send_replaced_body(a, http10);
+    // A new status of the other kind (one that has a body vs 1xx/204/304, which have none) cannot keep the
+    // origin's framing: relaying a 200's body after a 204, or waiting for a 304's Content-Length after a 200,
+    // would desynchronise the client. The response is then sent like a replaced (here: empty) body.
+    const bool status_kind_changed =
+        edits.status != 0 && is_bodiless_status(edits.status) != is_bodiless_status(response_.status);
+    if (edits.has_body || status_kind_changed) co_return co_await send_replaced_body(a, http10);
   }
   cp.body = out;
   cp.close = close_after_;

@@ -392,6 +392,7 @@ struct SnapshotBuilder::State {
     }
     plugins::BuildEnv env;
     env.workers = context.workers;
+    env.metrics = context.metrics;
     plugins::PluginCache cache;
     std::vector<std::string> problems;
     consumers = plugins::ConsumerIndex::layer(plugins::ConsumerIndex::whole_of(consumers), current,

@@ -236,3 +236,23 @@ TEST(ConsumerIndex, AnOverlayMasksChangedAndRemovedConsumersOfItsBase) {
 
 }  // namespace
 }  // namespace portico::plugins
+
+namespace portico::plugins {
+namespace {
+
+TEST(ConsumerIndex, AValueTheBaseBlockedStaysBlockedWhenAHolderChanges) {
+  BuildEnv env;
+  PluginCache cache;
+  std::vector<std::string> problems;
+  auto whole = ConsumerIndex::build({consumer_with_key("a", "shared"), consumer_with_key("b", "shared")}, {},
+                                    env, cache, problems);
+  ASSERT_EQ(whole->find_key("shared"), nullptr);
+  // a is edited (its desc, say) and keeps the key; c is added with the same key: neither may take it over.
+  auto layer =
+      ConsumerIndex::layer(whole, {consumer_with_key("a", "shared"), consumer_with_key("c", "shared")}, {},
+                           {"a", "c"}, env, cache, problems);
+  EXPECT_EQ(layer->find_key("shared"), nullptr);
+}
+
+}  // namespace
+}  // namespace portico::plugins

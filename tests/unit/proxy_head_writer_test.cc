@@ -212,3 +212,57 @@ TEST(RemoveConnectionOptions, NothingNamedNothingRemoved) {
 
 }  // namespace
 }  // namespace portico::proxy
+
+namespace portico::proxy {
+namespace {
+
+TEST(PluginEdits, AClientsUnderscoreSpellingOfAnIdentityFieldDoesNotSurvivePorticosOwn) {
+  const std::string raw =
+      "GET / HTTP/1.1\r\nHost: a\r\nX_Consumer_Username: admin\r\nx-consumer-username: admin2\r\n\r\n";
+  const http::RequestHead req = parse_request(raw);
+  plugins::UpstreamEdits edits;
+  edits.headers.push(plugins::HeaderEdit::Op::set, "X-Consumer-Username", "bob");
+  UpstreamRequestParams p = upstream_params();
+  p.edits = &edits;
+  std::string out;
+  write_upstream_request_head(out, req, p);
+  EXPECT_EQ(values(out, "X-Consumer-Username"), (Values{"bob"}));
+  EXPECT_EQ(values(out, "X_Consumer_Username"), (Values{}));
+}
+
+TEST(PluginEdits, AStatusWithoutABodyIsSentWithoutFramingOrBody) {
+  const std::string raw = "HTTP/1.1 200 OK\r\nContent-Length: 20\r\nX-A: 1\r\n\r\n";
+  const http::ResponseHead resp = parse_response(raw);
+  plugins::ResponseEdits edits;
+  edits.status = 204;
+  edits.has_body = true;  // how the session sends a status of the other kind: an empty replaced body
+  ClientResponseParams cp;
+  cp.body = OutFraming::content_length;
+  cp.edits = &edits;
+  std::string out;
+  write_client_response_head(out, resp, cp);
+  EXPECT_TRUE(out.starts_with("HTTP/1.1 204 "));
+  EXPECT_EQ(values(out, "Content-Length"), (Values{}));
+  EXPECT_EQ(values(out, "X-A"), (Values{"1"}));
+
+  // 304 from the origin turned into a 200: Content-Length 0 (the origin's is the representation's length).
+  const std::string raw304 = "HTTP/1.1 304 Not Modified\r\nContent-Length: 1234\r\n\r\n";
+  const http::ResponseHead not_modified = parse_response(raw304);
+  edits.status = 200;
+  write_client_response_head(out, not_modified, cp);
+  EXPECT_EQ(values(out, "Content-Length"), (Values{"0"}));
+
+  // A plugin's own 204: no body, no Content-Type, no Content-Length.
+  plugins::Reply reply;
+  reply.status = 204;
+  reply.body = "{\"x\":1}";
+  reply.content_type = "application/json";
+  write_plugin_reply(out, reply, nullptr, false, false);
+  EXPECT_TRUE(out.starts_with("HTTP/1.1 204 "));
+  EXPECT_EQ(values(out, "Content-Length"), (Values{}));
+  EXPECT_EQ(values(out, "Content-Type"), (Values{}));
+  EXPECT_TRUE(out.ends_with("\r\n\r\n"));
+}
+
+}  // namespace
+}  // namespace portico::proxy
