@@ -14,11 +14,16 @@
 
 #include <nlohmann/json.hpp>
 
+#include "config/validate.h"
+
 namespace portico::config::detail {
 
 namespace {
 
 using json = nlohmann::json;
+
+// The schemas' literal bounds (JSON Schema text cannot name a C++ constant).
+static_assert(kMaxSeconds == 31536000 && kMinCheckInterval == 0.1 && kMaxCount == 65535);
 
 // - id: APISIX's id_schema (a string of 1..64 of [a-zA-Z0-9_.-], or an integer >= 1) minus "." and "..",
 //   path segments of etcd keys and URLs (valid_id_text). Each keyword applies to its own type only.
@@ -41,7 +46,17 @@ constexpr std::string_view kDefinitions = R"({
     }
   },
   "timestamp": {"type": "integer", "minimum": 0},
-  "plugins": {"type": "object"}
+  "plugins": {"type": "object"},
+  "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+  "weight": {"type": "integer", "minimum": 0, "maximum": 2147483647},
+  "duration": {"type": "number", "minimum": 0, "maximum": 31536000},
+  "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 31536000},
+  "check_interval": {"type": "number", "minimum": 0.1, "maximum": 31536000},
+  "check_type": {"type": "string", "enum": ["http", "https", "tcp"]},
+  "http_statuses": {
+    "type": "array", "minItems": 1,
+    "items": {"type": "integer", "minimum": 200, "maximum": 599}
+  }
 })";
 
 // APISIX 3.13+ (usernames may hold '-'). `id` is in APISIX's schema and ignored: consumers are keyed by
@@ -110,6 +125,143 @@ constexpr std::string_view kPluginConfig = R"({
   "additionalProperties": false
 })";
 
+// APISIX's upstream_schema (and health_checker), with this version's bounds: durations at most 365 days
+// (kMaxSeconds), check intervals >= 0.1 s, counts <= 65535, weights within an int. `nodes` takes both forms
+// in one schema ({"host:port": weight} or a list of nodes): each keyword applies to its own type only.
+// Duplicate statuses and headers are the validator's to report, at the repeated item (uniqueItems would
+// name the list). The fields this version refuses by name (tls, service discovery, schemes other than http,
+// https checks) are declared so that the validator can say why (validate_upstream.cc); `id` is declared for
+// the inline form too, which the validator refuses with its reason.
+constexpr std::string_view kUpstream = R"({
+  "type": "object",
+  "properties": {
+    "id": {"$ref": "#/definitions/id"},
+    "name": {"$ref": "#/definitions/name"},
+    "desc": {"$ref": "#/definitions/desc"},
+    "labels": {"$ref": "#/definitions/labels"},
+    "create_time": {"$ref": "#/definitions/timestamp"},
+    "update_time": {"$ref": "#/definitions/timestamp"},
+    "nodes": {
+      "type": ["object", "array"],
+      "patternProperties": {".*": {"$ref": "#/definitions/weight"}},
+      "items": {
+        "type": "object",
+        "properties": {
+          "host": {"type": "string"},
+          "port": {"$ref": "#/definitions/port"},
+          "weight": {"$ref": "#/definitions/weight"},
+          "priority": {"type": "integer", "minimum": -2147483648, "maximum": 2147483647},
+          "metadata": {"type": "object"}
+        },
+        "required": ["host", "weight"],
+        "additionalProperties": false
+      }
+    },
+    "type": {"type": "string", "enum": ["roundrobin", "chash", "ewma", "least_conn"]},
+    "hash_on": {"type": "string", "enum": ["vars", "header", "cookie", "consumer", "vars_combinations"]},
+    "key": {"type": "string", "minLength": 1},
+    "checks": {
+      "type": "object",
+      "properties": {
+        "active": {
+          "type": "object",
+          "properties": {
+            "type": {"$ref": "#/definitions/check_type"},
+            "timeout": {"$ref": "#/definitions/timeout"},
+            "concurrency": {"type": "integer", "minimum": 1, "maximum": 65535},
+            "http_path": {"type": "string"},
+            "host": {"type": "string"},
+            "port": {"$ref": "#/definitions/port"},
+            "https_verify_certificate": {"type": "boolean"},
+            "req_headers": {
+              "type": "array", "minItems": 1, "items": {"type": "string"}
+            },
+            "healthy": {
+              "type": "object",
+              "properties": {
+                "interval": {"$ref": "#/definitions/check_interval"},
+                "successes": {"type": "integer", "minimum": 1, "maximum": 254},
+                "http_statuses": {"$ref": "#/definitions/http_statuses"}
+              },
+              "additionalProperties": false
+            },
+            "unhealthy": {
+              "type": "object",
+              "properties": {
+                "interval": {"$ref": "#/definitions/check_interval"},
+                "http_statuses": {"$ref": "#/definitions/http_statuses"},
+                "http_failures": {"type": "integer", "minimum": 1, "maximum": 254},
+                "tcp_failures": {"type": "integer", "minimum": 1, "maximum": 254},
+                "timeouts": {"type": "integer", "minimum": 1, "maximum": 254}
+              },
+              "additionalProperties": false
+            }
+          },
+          "additionalProperties": false
+        },
+        "passive": {
+          "type": "object",
+          "properties": {
+            "type": {"$ref": "#/definitions/check_type"},
+            "healthy": {
+              "type": "object",
+              "properties": {
+                "http_statuses": {"$ref": "#/definitions/http_statuses"},
+                "successes": {"type": "integer", "minimum": 0, "maximum": 254}
+              },
+              "additionalProperties": false
+            },
+            "unhealthy": {
+              "type": "object",
+              "properties": {
+                "http_statuses": {"$ref": "#/definitions/http_statuses"},
+                "http_failures": {"type": "integer", "minimum": 0, "maximum": 254},
+                "tcp_failures": {"type": "integer", "minimum": 0, "maximum": 254},
+                "timeouts": {"type": "integer", "minimum": 0, "maximum": 254}
+              },
+              "additionalProperties": false
+            }
+          },
+          "additionalProperties": false
+        }
+      },
+      "anyOf": [{"required": ["active"]}, {"required": ["passive"]}],
+      "additionalProperties": false
+    },
+    "retries": {"type": "integer", "minimum": 0, "maximum": 65535},
+    "retry_timeout": {"$ref": "#/definitions/duration"},
+    "timeout": {
+      "type": "object",
+      "properties": {
+        "connect": {"$ref": "#/definitions/timeout"},
+        "send": {"$ref": "#/definitions/timeout"},
+        "read": {"$ref": "#/definitions/timeout"}
+      },
+      "additionalProperties": false
+    },
+    "scheme": {
+      "type": "string", "enum": ["grpc", "grpcs", "http", "https", "tcp", "tls", "udp", "kafka"]
+    },
+    "pass_host": {"type": "string", "enum": ["pass", "node", "rewrite"]},
+    "upstream_host": {"type": "string", "minLength": 1},
+    "keepalive_pool": {
+      "type": "object",
+      "properties": {
+        "size": {"type": "integer", "minimum": 1, "maximum": 65535},
+        "idle_timeout": {"$ref": "#/definitions/duration"},
+        "requests": {"type": "integer", "minimum": 1, "maximum": 2147483647}
+      },
+      "additionalProperties": false
+    },
+    "tls": {},
+    "service_name": {},
+    "discovery_type": {},
+    "discovery_args": {}
+  },
+  "required": ["id"],
+  "additionalProperties": false
+})";
+
 constexpr std::string_view kRefPrefix = "#/definitions/";
 
 // Replaces every {"$ref": "#/definitions/x"} below `node` by the definition. Definitions hold no
@@ -157,11 +309,9 @@ Compiled compile(std::string_view text, std::string_view key) {
 }  // namespace
 
 const Schema& resource_schema(ResourceKind kind, bool key_required) {
-  static const std::array<Compiled, 4> schemas = {
-      compile(kConsumer, "username"),
-      compile(kCredential, "id"),
-      compile(kGlobalRule, "id"),
-      compile(kPluginConfig, "id"),
+  static const std::array<Compiled, 5> schemas = {
+      compile(kConsumer, "username"), compile(kCredential, "id"), compile(kGlobalRule, "id"),
+      compile(kPluginConfig, "id"),   compile(kUpstream, "id"),
   };
   const Compiled& c = schemas[static_cast<size_t>(kind)];
   return key_required ? *c.keyed : *c.keyless;

@@ -30,15 +30,6 @@ const json* member(const json& v, const char* key) {
   return it == v.end() ? nullptr : &*it;
 }
 
-// The schema lets any integer through, 5.0 and 1e300 included; an id is kept as its decimal text, so it
-// must be written as an integer that text can hold. Silent when the schema already refused the value.
-void check_integer_id(const json& v, const Path& p, Errors& e) {
-  const json* id = member(v, "id");
-  if (id == nullptr || !id->is_number_float() || !json_type_is(*id, "integer") || id->get<double>() < 1)
-    return;
-  fail(e, p.key("id"), "an integer id must be written without a fraction or an exponent, got " + id->dump());
-}
-
 // `plugins` when the schema found an object there (otherwise it already said so).
 void check_plugins(const json& v, const Path& p, Errors& e, PluginScope scope, PluginSettings& out) {
   const json* plugins = member(v, "plugins");
@@ -60,6 +51,15 @@ Labels labels_of(const json& v) {
 }
 
 }  // namespace
+
+// The schema lets any integer through, 5.0 and 1e300 included; an id is kept as its decimal text, so it
+// must be written as an integer that text can hold. Silent when the schema already refused the value.
+void check_integer_id(const json& v, const Path& p, Errors& e) {
+  const json* id = member(v, "id");
+  if (id == nullptr || !id->is_number_float() || !json_type_is(*id, "integer") || id->get<double>() < 1)
+    return;
+  fail(e, p.key("id"), "an integer id must be written without a fraction or an exponent, got " + id->dump());
+}
 
 std::string peek_username(const json& v) {
   if (!v.is_string()) return {};

@@ -1,35 +1,17 @@
 // Upstreams: nodes (map and list forms), load-balancing settings, health checks, timeouts, keepalive pool.
+// Checked as the other schema-declared resources are (validate_resources.cc): the schema first
+// (resource_schemas.cc), then what it cannot say, then the model.
 #include <cctype>
 #include <charconv>
 #include <limits>
 
+#include "config/resource_schemas.h"
 #include "config/resources.h"
+#include "config/schema.h"
 
 namespace portico::config {
 namespace detail {
 namespace {
-
-constexpr int kIntMax = std::numeric_limits<int>::max();
-
-template <typename E, size_t N>
-bool read_enum(const json& v, const Path& p, Errors& e, const std::pair<std::string_view, E> (&names)[N],
-               E& out) {
-  if (v.is_string()) {
-    for (const auto& [name, value] : names) {
-      if (v.get_ref<const std::string&>() == name) {
-        out = value;
-        return true;
-      }
-    }
-  }
-  std::string expected = "one of ";
-  for (size_t i = 0; i < N; ++i) {
-    if (i > 0) expected += ", ";
-    expected.append(names[i].first);
-  }
-  fail_type(e, p, expected, v);
-  return false;
-}
 
 bool parse_port(std::string_view text, uint16_t& out) {
   if (text.empty() || text.size() > 5) return false;
@@ -77,6 +59,28 @@ std::string node_key(const Node& node) {
   return key + ":" + std::to_string(node.port);
 }
 
+// A number the schema accepted as an integer (5.0 included) as an int; its bounds are the schema's.
+int as_int(const json& v) {
+  return v.is_number_float() ? static_cast<int>(v.get<double>()) : static_cast<int>(v.get<int64_t>());
+}
+
+const json* member(const json& v, std::string_view key) {
+  if (!v.is_object()) return nullptr;
+  auto it = v.find(key);
+  return it == v.end() ? nullptr : &*it;
+}
+
+// The schema takes 80.0 as an integer; a port is part of an address, where a float is a client bug.
+// Silent for what the schema already refused.
+bool check_port_text(const json& v, const Path& p, Errors& e) {
+  if (!v.is_number_float() || !json_type_is(v, "integer")) return true;
+  const double d = v.get<double>();
+  if (d < 1 || d > 65535) return true;
+  fail_type(e, p, "an integer from 1 to 65535 (written without a fraction)", v);
+  return false;
+}
+
+// The nodes the schema accepted the shape of: host names and addresses, duplicates, at least one node.
 void read_nodes(const json& v, const Path& p, Errors& e, std::vector<Node>& out) {
   const size_t before = e.total();
   std::vector<std::string> keys;
@@ -90,7 +94,8 @@ void read_nodes(const json& v, const Path& p, Errors& e, std::vector<Node>& out)
         fail(e, np, std::move(reason));
         continue;
       }
-      if (!read_int(it.value(), np, e, 0, kIntMax, node.weight)) continue;
+      if (!json_type_is(it.value(), "integer")) continue;
+      node.weight = as_int(it.value());
       keys.push_back(node_key(node));
       out.push_back(std::move(node));
     }
@@ -98,50 +103,34 @@ void read_nodes(const json& v, const Path& p, Errors& e, std::vector<Node>& out)
     for (size_t i = 0; i < v.size(); ++i) {
       const Path np = p.index(i);
       const json& item = v[i];
-      if (!item.is_object()) {
-        fail_type(e, np, "a node {host, port, weight, priority}", item);
+      Node node;
+      const json* host = member(item, "host");
+      if (host == nullptr || !host->is_string()) continue;
+      node.host = host->get<std::string>();
+      if (node.host.size() > 2 && node.host.front() == '[' && node.host.back() == ']') {
+        node.host = node.host.substr(1, node.host.size() - 2);
+      }
+      if (std::string reason = check_hostname(node.host); !reason.empty()) {
+        fail(e, np.key("host"), reason);
         continue;
       }
-      const size_t node_before = e.total();
-      Node node;
-      bool has_host = false, has_weight = false;
-      for (auto it = item.begin(); it != item.end(); ++it) {
-        const std::string& k = it.key();
-        const Path fp = np.key(k);
-        if (k == "host") {
-          has_host = true;
-          if (!read_string(it.value(), fp, e, node.host)) continue;
-          if (node.host.size() > 2 && node.host.front() == '[' && node.host.back() == ']') {
-            node.host = node.host.substr(1, node.host.size() - 2);
-          }
-          std::string reason = check_hostname(node.host);
-          if (!reason.empty()) fail(e, fp, reason);
-        } else if (k == "port") {
-          int port = 0;
-          if (read_port(it.value(), fp, e, port)) node.port = static_cast<uint16_t>(port);
-        } else if (k == "weight") {
-          has_weight = true;
-          read_int(it.value(), fp, e, 0, kIntMax, node.weight);
-        } else if (k == "priority") {
-          read_int(it.value(), fp, e, std::numeric_limits<int>::min(), kIntMax, node.priority);
-        } else if (k == "metadata") {
-          if (!it.value().is_object()) fail_type(e, fp, "a mapping", it.value());
-        } else {
-          fail_unknown(e, np, k, {"host", "port", "weight", "priority", "metadata"});
-        }
+      if (const json* port = member(item, "port")) {
+        if (!check_port_text(*port, np.key("port"), e) || !json_type_is(*port, "integer")) continue;
+        node.port = static_cast<uint16_t>(as_int(*port));
       }
-      if (!has_host) fail(e, np.key("host"), "is required");
-      if (!has_weight) fail(e, np.key("weight"), "is required");
-      if (e.total() != node_before) continue;
+      const json* weight = member(item, "weight");
+      if (weight == nullptr || !json_type_is(*weight, "integer")) continue;
+      node.weight = as_int(*weight);
+      if (const json* priority = member(item, "priority"); priority && json_type_is(*priority, "integer"))
+        node.priority = as_int(*priority);
       keys.push_back(node_key(node));
       out.push_back(std::move(node));
     }
   } else {
-    fail_type(e, p, "a mapping {\"host:port\": weight} or a list of {host, port, weight}", v);
     return;
   }
   if (e.total() != before) return;
-  if (out.empty()) {
+  if (v.empty()) {
     fail(e, p, "must contain at least one node");
     return;
   }
@@ -152,56 +141,6 @@ void read_nodes(const json& v, const Path& p, Errors& e, std::vector<Node>& out)
     const Path dp = v.is_array() ? p.index(d) : p.key(std::next(v.begin(), static_cast<long>(d)).key());
     fail(e, dp, "duplicate node " + keys[d] + " (the same address as node " + std::to_string(first) + ")");
   }
-}
-
-bool read_statuses(const json& v, const Path& p, Errors& e, std::vector<int>& out) {
-  if (!v.is_array() || v.empty()) {
-    fail_type(e, p, "a non-empty list of HTTP status codes", v);
-    return false;
-  }
-  std::vector<int> statuses;
-  bool ok = true;
-  for (size_t i = 0; i < v.size(); ++i) {
-    int status = 0;
-    if (read_int(v[i], p.index(i), e, 200, 599, status)) {
-      statuses.push_back(status);
-    } else {
-      ok = false;
-    }
-  }
-  if (!ok) return false;
-  size_t first = 0;
-  long dup = find_duplicate(statuses, first);
-  if (dup >= 0) {
-    fail(e, p.index(static_cast<size_t>(dup)),
-         "duplicate status " + std::to_string(statuses[static_cast<size_t>(dup)]) + " (already at index " +
-             std::to_string(first) + ")");
-    return false;
-  }
-  out = std::move(statuses);
-  return true;
-}
-
-bool read_check_type(const json& v, const Path& p, Errors& e, std::string& out) {
-  if (v.is_string()) {
-    const std::string& s = v.get_ref<const std::string&>();
-    if (s == "http" || s == "tcp") {
-      out = s;
-      return true;
-    }
-    if (s == "https") {
-      fail(e, p, "health checks of type \"https\" are not supported by this version");
-      return false;
-    }
-  }
-  fail_type(e, p, "one of http, tcp", v);
-  return false;
-}
-
-bool require_object(const json& v, const Path& p, Errors& e) {
-  if (v.is_object()) return true;
-  fail_type(e, p, "a mapping", v);
-  return false;
 }
 
 std::string check_req_header(std::string_view h) {
@@ -219,150 +158,115 @@ std::string check_req_header(std::string_view h) {
   return {};
 }
 
+// What the schema accepted of a status list, as ints (it refused out-of-range codes); duplicates are
+// reported here, at the repeated status.
+void read_statuses(const json* v, const Path& p, Errors& e, std::vector<int>& out) {
+  if (v == nullptr || !v->is_array()) return;
+  std::vector<int> statuses;
+  for (const json& status : *v) {
+    if (!json_type_is(status, "integer")) return;
+    statuses.push_back(as_int(status));
+  }
+  size_t first = 0;
+  if (long dup = find_duplicate(statuses, first); dup >= 0) {
+    fail(e, p.index(static_cast<size_t>(dup)),
+         "duplicate status " + std::to_string(statuses[static_cast<size_t>(dup)]) + " (already at index " +
+             std::to_string(first) + ")");
+    return;
+  }
+  out = std::move(statuses);
+}
+
+void read_int_field(const json& v, std::string_view key, int& out) {
+  if (const json* f = member(v, key); f != nullptr && json_type_is(*f, "integer")) out = as_int(*f);
+}
+
+void read_number_field(const json& v, std::string_view key, double& out) {
+  if (const json* f = member(v, key); f != nullptr && f->is_number()) out = f->get<double>();
+}
+
+// "https" is in APISIX's enum; this version probes over plain HTTP or TCP only.
+void read_check_type(const json& v, const Path& p, Errors& e, std::string& out) {
+  const json* type = member(v, "type");
+  if (type == nullptr || !type->is_string()) return;
+  if (*type == "https") {
+    fail(e, p.key("type"), "health checks of type \"https\" are not supported by this version");
+    return;
+  }
+  out = type->get<std::string>();
+}
+
 void read_active(const json& v, const Path& p, Errors& e, ActiveCheck& out) {
-  if (!require_object(v, p, e)) return;
-  for (auto it = v.begin(); it != v.end(); ++it) {
-    const std::string& k = it.key();
-    const json& f = it.value();
-    const Path fp = p.key(k);
-    if (k == "type") {
-      read_check_type(f, fp, e, out.type);
-    } else if (k == "timeout") {
-      read_seconds(f, fp, e, 0, true, out.timeout);
-    } else if (k == "concurrency") {
-      read_int(f, fp, e, 1, kMaxCount, out.concurrency);
-    } else if (k == "http_path") {
-      if (read_string(f, fp, e, out.http_path) && out.http_path.front() != '/')
-        fail(e, fp, "must start with '/'");
-    } else if (k == "host") {
-      if (read_string(f, fp, e, out.host)) {
-        std::string reason = check_hostname(out.host);
-        if (!reason.empty()) fail(e, fp, reason);
+  read_check_type(v, p, e, out.type);
+  read_number_field(v, "timeout", out.timeout);
+  read_int_field(v, "concurrency", out.concurrency);
+  if (const json* path = member(v, "http_path"); path != nullptr && path->is_string()) {
+    out.http_path = path->get<std::string>();
+    if (out.http_path.empty() || out.http_path.front() != '/')
+      fail(e, p.key("http_path"), "must start with '/'");
+  }
+  if (const json* host = member(v, "host"); host != nullptr && host->is_string()) {
+    out.host = host->get<std::string>();
+    if (std::string reason = check_hostname(out.host); !reason.empty()) fail(e, p.key("host"), reason);
+  }
+  if (const json* port = member(v, "port"); port != nullptr && check_port_text(*port, p.key("port"), e))
+    read_int_field(v, "port", out.port);
+  if (const json* headers = member(v, "req_headers"); headers != nullptr && headers->is_array()) {
+    const Path hp = p.key("req_headers");
+    const size_t before = e.total();
+    for (size_t i = 0; i < headers->size(); ++i) {
+      const json& h = (*headers)[i];
+      if (!h.is_string()) continue;
+      if (std::string reason = check_req_header(h.get_ref<const std::string&>()); !reason.empty()) {
+        fail(e, hp.index(i), reason);
+      } else {
+        out.req_headers.push_back(h.get<std::string>());
       }
-    } else if (k == "port") {
-      read_port(f, fp, e, out.port);
-    } else if (k == "req_headers") {
-      read_string_list(f, fp, e, 1, out.req_headers, [&](const json& item, const Path& ip, std::string& h) {
-        if (!read_string(item, ip, e, h)) return false;
-        std::string reason = check_req_header(h);
-        if (reason.empty()) return true;
-        fail(e, ip, reason);
-        return false;
-      });
-    } else if (k == "https_verify_certificate") {
-      bool ignored = false;
-      read_bool(f, fp, e, ignored);  // meaningful only for https checks, which are not supported
-    } else if (k == "healthy") {
-      if (!require_object(f, fp, e)) continue;
-      for (auto h = f.begin(); h != f.end(); ++h) {
-        const Path hp = fp.key(h.key());
-        if (h.key() == "interval") {
-          read_seconds(h.value(), hp, e, kMinCheckInterval, false, out.healthy.interval);
-        } else if (h.key() == "successes") {
-          read_int(h.value(), hp, e, 1, 254, out.healthy.successes);
-        } else if (h.key() == "http_statuses") {
-          read_statuses(h.value(), hp, e, out.healthy.http_statuses);
-        } else {
-          fail_unknown(e, fp, h.key(), {"interval", "successes", "http_statuses"});
-        }
-      }
-    } else if (k == "unhealthy") {
-      if (!require_object(f, fp, e)) continue;
-      for (auto u = f.begin(); u != f.end(); ++u) {
-        const Path up = fp.key(u.key());
-        if (u.key() == "interval") {
-          read_seconds(u.value(), up, e, kMinCheckInterval, false, out.unhealthy.interval);
-        } else if (u.key() == "http_failures") {
-          read_int(u.value(), up, e, 1, 254, out.unhealthy.http_failures);
-        } else if (u.key() == "tcp_failures") {
-          read_int(u.value(), up, e, 1, 254, out.unhealthy.tcp_failures);
-        } else if (u.key() == "timeouts") {
-          read_int(u.value(), up, e, 1, 254, out.unhealthy.timeouts);
-        } else if (u.key() == "http_statuses") {
-          read_statuses(u.value(), up, e, out.unhealthy.http_statuses);
-        } else {
-          fail_unknown(e, fp, u.key(),
-                       {"interval", "http_failures", "tcp_failures", "timeouts", "http_statuses"});
-        }
-      }
-    } else {
-      fail_unknown(e, p, k,
-                   {"type", "timeout", "concurrency", "http_path", "host", "port", "req_headers",
-                    "https_verify_certificate", "healthy", "unhealthy"});
     }
+    size_t first = 0;
+    long dup = e.total() == before ? find_duplicate(out.req_headers, first) : -1;
+    if (dup >= 0) {
+      fail(e, hp.index(static_cast<size_t>(dup)),
+           "duplicate \"" + out.req_headers[static_cast<size_t>(dup)] + "\" (already at index " +
+               std::to_string(first) + ")");
+    }
+  }
+  if (const json* healthy = member(v, "healthy")) {
+    read_number_field(*healthy, "interval", out.healthy.interval);
+    read_int_field(*healthy, "successes", out.healthy.successes);
+    read_statuses(member(*healthy, "http_statuses"), p.key("healthy").key("http_statuses"), e,
+                  out.healthy.http_statuses);
+  }
+  if (const json* unhealthy = member(v, "unhealthy")) {
+    read_number_field(*unhealthy, "interval", out.unhealthy.interval);
+    read_int_field(*unhealthy, "http_failures", out.unhealthy.http_failures);
+    read_int_field(*unhealthy, "tcp_failures", out.unhealthy.tcp_failures);
+    read_int_field(*unhealthy, "timeouts", out.unhealthy.timeouts);
+    read_statuses(member(*unhealthy, "http_statuses"), p.key("unhealthy").key("http_statuses"), e,
+                  out.unhealthy.http_statuses);
   }
 }
 
 void read_passive(const json& v, const Path& p, Errors& e, PassiveCheck& out) {
-  if (!require_object(v, p, e)) return;
-  for (auto it = v.begin(); it != v.end(); ++it) {
-    const std::string& k = it.key();
-    const json& f = it.value();
-    const Path fp = p.key(k);
-    if (k == "type") {
-      read_check_type(f, fp, e, out.type);
-    } else if (k == "healthy") {
-      if (!require_object(f, fp, e)) continue;
-      for (auto h = f.begin(); h != f.end(); ++h) {
-        const Path hp = fp.key(h.key());
-        if (h.key() == "successes") {
-          read_int(h.value(), hp, e, 0, 254, out.healthy.successes);
-        } else if (h.key() == "http_statuses") {
-          read_statuses(h.value(), hp, e, out.healthy.http_statuses);
-        } else {
-          fail_unknown(e, fp, h.key(), {"successes", "http_statuses"});
-        }
-      }
-    } else if (k == "unhealthy") {
-      if (!require_object(f, fp, e)) continue;
-      for (auto u = f.begin(); u != f.end(); ++u) {
-        const Path up = fp.key(u.key());
-        if (u.key() == "http_failures") {
-          read_int(u.value(), up, e, 0, 254, out.unhealthy.http_failures);
-        } else if (u.key() == "tcp_failures") {
-          read_int(u.value(), up, e, 0, 254, out.unhealthy.tcp_failures);
-        } else if (u.key() == "timeouts") {
-          read_int(u.value(), up, e, 0, 254, out.unhealthy.timeouts);
-        } else if (u.key() == "http_statuses") {
-          read_statuses(u.value(), up, e, out.unhealthy.http_statuses);
-        } else {
-          fail_unknown(e, fp, u.key(), {"http_failures", "tcp_failures", "timeouts", "http_statuses"});
-        }
-      }
-    } else {
-      fail_unknown(e, p, k, {"type", "healthy", "unhealthy"});
-    }
+  read_check_type(v, p, e, out.type);
+  if (const json* healthy = member(v, "healthy")) {
+    read_int_field(*healthy, "successes", out.healthy.successes);
+    read_statuses(member(*healthy, "http_statuses"), p.key("healthy").key("http_statuses"), e,
+                  out.healthy.http_statuses);
+  }
+  if (const json* unhealthy = member(v, "unhealthy")) {
+    read_int_field(*unhealthy, "http_failures", out.unhealthy.http_failures);
+    read_int_field(*unhealthy, "tcp_failures", out.unhealthy.tcp_failures);
+    read_int_field(*unhealthy, "timeouts", out.unhealthy.timeouts);
+    read_statuses(member(*unhealthy, "http_statuses"), p.key("unhealthy").key("http_statuses"), e,
+                  out.unhealthy.http_statuses);
   }
 }
 
-void read_checks(const json& v, const Path& p, Errors& e, HealthChecks& out) {
-  if (!require_object(v, p, e)) return;
-  for (auto it = v.begin(); it != v.end(); ++it) {
-    if (it.key() == "active") {
-      read_active(it.value(), p.key("active"), e, out.active.emplace());
-    } else if (it.key() == "passive") {
-      read_passive(it.value(), p.key("passive"), e, out.passive.emplace());
-    } else {
-      fail_unknown(e, p, it.key(), {"active", "passive"});
-    }
-  }
-  if (!out.active && !out.passive) fail(e, p, "must contain active and/or passive");
-}
-
-void read_keepalive(const json& v, const Path& p, Errors& e, KeepalivePool& out) {
-  if (!require_object(v, p, e)) return;
-  for (auto it = v.begin(); it != v.end(); ++it) {
-    const Path fp = p.key(it.key());
-    if (it.key() == "size") {
-      read_int(it.value(), fp, e, 1, kMaxCount, out.size);
-    } else if (it.key() == "idle_timeout") {
-      read_seconds(it.value(), fp, e, 0, false, out.idle_timeout);
-    } else if (it.key() == "requests") {
-      read_int(it.value(), fp, e, 1, kIntMax, out.requests);
-    } else {
-      fail_unknown(e, p, it.key(), {"size", "idle_timeout", "requests"});
-    }
-  }
+void read_keepalive(const json& v, KeepalivePool& out) {
+  read_int_field(v, "size", out.size);
+  read_number_field(v, "idle_timeout", out.idle_timeout);
+  read_int_field(v, "requests", out.requests);
 }
 
 bool is_hash_var(std::string_view key) {
@@ -422,7 +326,10 @@ void check_hash_key(const Upstream& u, bool has_key, bool key_ok, const Path& p,
 }  // namespace
 
 bool read_timeout(const json& v, const Path& p, Errors& e, Timeout& out) {
-  if (!require_object(v, p, e)) return false;
+  if (!v.is_object()) {
+    fail_type(e, p, "a mapping", v);
+    return false;
+  }
   const size_t before = e.total();
   for (auto it = v.begin(); it != v.end(); ++it) {
     const Path fp = p.key(it.key());
@@ -439,12 +346,11 @@ bool read_timeout(const json& v, const Path& p, Errors& e, Timeout& out) {
   return e.total() == before;
 }
 
+// The schema first (types, enums, bounds, closed objects), then what it cannot say (the refusals with their
+// reasons, host names and addresses, the hash key, node duplicates, ports written as floats), reading the
+// model as it goes; every error is reported, and nothing is returned if there was one.
 std::optional<Upstream> upstream_at(const json& v, const Path& p, Errors& e, bool inline_upstream,
                                     const ValidateOptions& options) {
-  if (!v.is_object()) {
-    fail_type(e, p, "a mapping (an upstream)", v);
-    return std::nullopt;
-  }
   static constexpr std::pair<std::string_view, LbType> kTypes[] = {{"roundrobin", LbType::roundrobin},
                                                                    {"chash", LbType::chash},
                                                                    {"least_conn", LbType::least_conn},
@@ -457,87 +363,86 @@ std::optional<Upstream> upstream_at(const json& v, const Path& p, Errors& e, boo
       {"vars_combinations", HashOn::vars_combinations}};
   static constexpr std::pair<std::string_view, PassHost> kPassHost[] = {
       {"pass", PassHost::pass}, {"node", PassHost::node}, {"rewrite", PassHost::rewrite}};
+  const auto pick = [](const json* f, const auto& names, auto& out) {
+    if (f == nullptr || !f->is_string()) return;
+    for (const auto& [name, value] : names) {
+      if (*f == name) out = value;
+    }
+  };
 
   const size_t before = e.total();
+  resource_schema(ResourceKind::upstream, options.id_required && !inline_upstream).check(v, p, e);
+  if (!v.is_object()) return std::nullopt;
   Upstream u;
-  bool has_id = false, has_nodes = false, has_key = false, key_ok = false, has_upstream_host = false;
+  if (const json* id = member(v, "id")) {
+    if (inline_upstream) {
+      fail(e, p.key("id"),
+           "an upstream written inline has no id; to share an upstream, define it under `upstreams` and "
+           "reference it with upstream_id");
+    } else {
+      check_integer_id(v, p, e);
+      u.id = peek_id(*id);
+    }
+  }
   bool discovery = false;
   for (auto it = v.begin(); it != v.end(); ++it) {
     const std::string& k = it.key();
-    const json& f = it.value();
-    const Path fp = p.key(k);
-    if (k == "id") {
-      has_id = true;
-      if (inline_upstream) {
-        fail(e, fp,
-             "an upstream written inline has no id; to share an upstream, define it under `upstreams` and "
-             "reference it with upstream_id");
-      } else {
-        read_id(f, fp, e, u.id);
+    if (k == "service_name" || k == "discovery_type" || k == "discovery_args") {
+      if (!discovery) {
+        fail(e, p.key(k), "service discovery is not supported by this version; list the nodes instead");
       }
-    } else if (k == "nodes") {
-      has_nodes = true;
-      read_nodes(f, fp, e, u.nodes);
-    } else if (k == "type") {
-      read_enum(f, fp, e, kTypes, u.type);
-    } else if (k == "hash_on") {
-      read_enum(f, fp, e, kHashOn, u.hash_on);
-    } else if (k == "key") {
-      has_key = true;
-      key_ok = read_string(f, fp, e, u.key);
-    } else if (k == "checks") {
-      read_checks(f, fp, e, u.checks.emplace());
-    } else if (k == "retries") {
-      read_int(f, fp, e, 0, kMaxCount, u.retries);
-    } else if (k == "retry_timeout") {
-      read_seconds(f, fp, e, 0, false, u.retry_timeout);
-    } else if (k == "timeout") {
-      read_timeout(f, fp, e, u.timeout.emplace());
-    } else if (k == "scheme") {
-      if (f.is_string() && f.get_ref<const std::string&>() == "http") {
-        u.scheme = "http";
-      } else if (f.is_string() &&
-                 (f.get_ref<const std::string&>() == "https" || f.get_ref<const std::string&>() == "grpc" ||
-                  f.get_ref<const std::string&>() == "grpcs")) {
-        fail(e, fp,
-             "scheme \"" + f.get<std::string>() + "\" is not supported by this version (only \"http\")");
-      } else {
-        fail_type(e, fp, "\"http\"", f);
-      }
-    } else if (k == "pass_host") {
-      read_enum(f, fp, e, kPassHost, u.pass_host);
-    } else if (k == "upstream_host") {
-      has_upstream_host = true;
-      if (read_string(f, fp, e, u.upstream_host)) {
-        std::string host;
-        uint16_t port = 0;
-        bool has_port = false;
-        std::string reason = split_host_port(u.upstream_host, host, port, has_port);
-        if (!reason.empty()) fail(e, fp, reason);
-      }
-    } else if (k == "keepalive_pool") {
-      read_keepalive(f, fp, e, u.keepalive_pool);
-    } else if (k == "name") {
-      read_name(f, fp, e, u.name);
-    } else if (check_meta_field(k, f, fp, e)) {
-    } else if (k == "service_name" || k == "discovery_type" || k == "discovery_args") {
-      if (!discovery)
-        fail(e, fp, "service discovery is not supported by this version; list the nodes instead");
       discovery = true;
     } else if (k == "tls") {
-      fail(e, fp, "upstream TLS is not supported by this version");
-    } else {
-      fail_unknown(e, p, k,
-                   {"id", "name", "desc", "labels", "type", "nodes", "hash_on", "key", "checks", "retries",
-                    "retry_timeout", "timeout", "scheme", "pass_host", "upstream_host", "keepalive_pool"});
+      fail(e, p.key(k), "upstream TLS is not supported by this version");
     }
   }
-  if (!has_id && !inline_upstream && options.id_required) fail(e, p.key("id"), "is required");
-  if (!has_nodes && !discovery) fail(e, p.key("nodes"), "is required");
-  check_hash_key(u, has_key, key_ok, p, e);
-  if (u.pass_host == PassHost::rewrite && !has_upstream_host) {
+  if (const json* scheme = member(v, "scheme");
+      scheme != nullptr && scheme->is_string() && *scheme != "http") {
+    fail(e, p.key("scheme"),
+         "scheme \"" + scheme->get<std::string>() + "\" is not supported by this version (only \"http\")");
+  }
+  if (const json* nodes = member(v, "nodes")) {
+    read_nodes(*nodes, p.key("nodes"), e, u.nodes);
+  } else if (!discovery) {
+    fail(e, p.key("nodes"), "property \"nodes\" is required");
+  }
+  pick(member(v, "type"), kTypes, u.type);
+  pick(member(v, "hash_on"), kHashOn, u.hash_on);
+  pick(member(v, "pass_host"), kPassHost, u.pass_host);
+  const json* key = member(v, "key");
+  const bool key_ok = key != nullptr && key->is_string() && !key->get_ref<const std::string&>().empty();
+  if (key_ok) u.key = key->get<std::string>();
+  check_hash_key(u, key != nullptr, key_ok, p, e);
+  if (const json* checks = member(v, "checks")) {
+    HealthChecks& hc = u.checks.emplace();
+    if (const json* active = member(*checks, "active"); active != nullptr && active->is_object())
+      read_active(*active, p.key("checks").key("active"), e, hc.active.emplace());
+    if (const json* passive = member(*checks, "passive"); passive != nullptr && passive->is_object())
+      read_passive(*passive, p.key("checks").key("passive"), e, hc.passive.emplace());
+  }
+  read_int_field(v, "retries", u.retries);
+  read_number_field(v, "retry_timeout", u.retry_timeout);
+  if (const json* timeout = member(v, "timeout"); timeout != nullptr && timeout->is_object()) {
+    Timeout& t = u.timeout.emplace();
+    read_number_field(*timeout, "connect", t.connect);
+    read_number_field(*timeout, "send", t.send);
+    read_number_field(*timeout, "read", t.read);
+  }
+  if (const json* host = member(v, "upstream_host"); host != nullptr && host->is_string()) {
+    u.upstream_host = host->get<std::string>();
+    std::string h;
+    uint16_t port = 0;
+    bool has_port = false;
+    if (std::string reason = split_host_port(u.upstream_host, h, port, has_port); !reason.empty())
+      fail(e, p.key("upstream_host"), reason);
+  }
+  if (u.pass_host == PassHost::rewrite && member(v, "upstream_host") == nullptr) {
     fail(e, p.key("upstream_host"), "is required when pass_host is \"rewrite\"");
   }
+  if (const json* pool = member(v, "keepalive_pool"); pool != nullptr && pool->is_object())
+    read_keepalive(*pool, u.keepalive_pool);
+  if (const json* name = member(v, "name"); name != nullptr && name->is_string())
+    u.name = name->get<std::string>();
   if (e.total() != before) return std::nullopt;
   return u;
 }
