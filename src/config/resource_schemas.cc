@@ -262,6 +262,30 @@ constexpr std::string_view kUpstream = R"({
   "additionalProperties": false
 })";
 
+// APISIX's service. `upstream` is checked by the upstream's own schema (validate_upstream.cc), at its path;
+// `script` and `plugin_config_id` are declared so that the validator refuses them with a reason. Duplicate
+// hosts are the validator's (compared lower-cased, reported at the repeated item).
+constexpr std::string_view kService = R"({
+  "type": "object",
+  "properties": {
+    "id": {"$ref": "#/definitions/id"},
+    "name": {"$ref": "#/definitions/name"},
+    "desc": {"$ref": "#/definitions/desc"},
+    "labels": {"$ref": "#/definitions/labels"},
+    "create_time": {"$ref": "#/definitions/timestamp"},
+    "update_time": {"$ref": "#/definitions/timestamp"},
+    "plugins": {"$ref": "#/definitions/plugins"},
+    "upstream": {},
+    "upstream_id": {"$ref": "#/definitions/id"},
+    "enable_websocket": {"type": "boolean"},
+    "hosts": {"type": "array", "minItems": 1, "items": {"type": "string"}},
+    "script": {},
+    "plugin_config_id": {}
+  },
+  "required": ["id"],
+  "additionalProperties": false
+})";
+
 constexpr std::string_view kRefPrefix = "#/definitions/";
 
 // Replaces every {"$ref": "#/definitions/x"} below `node` by the definition. Definitions hold no
@@ -309,10 +333,17 @@ Compiled compile(std::string_view text, std::string_view key) {
 }  // namespace
 
 const Schema& resource_schema(ResourceKind kind, bool key_required) {
-  static const std::array<Compiled, 5> schemas = {
-      compile(kConsumer, "username"), compile(kCredential, "id"), compile(kGlobalRule, "id"),
-      compile(kPluginConfig, "id"),   compile(kUpstream, "id"),
+  // Indexed by ResourceKind, in its order.
+  // clang-format off
+  static const std::array<Compiled, 6> schemas = {
+      compile(kConsumer, "username"),
+      compile(kCredential, "id"),
+      compile(kGlobalRule, "id"),
+      compile(kPluginConfig, "id"),
+      compile(kUpstream, "id"),
+      compile(kService, "id"),
   };
+  // clang-format on
   const Compiled& c = schemas[static_cast<size_t>(kind)];
   return key_required ? *c.keyed : *c.keyless;
 }

@@ -29,9 +29,10 @@ bool split_credential_id(std::string_view id, std::string_view& username, std::s
 // A consumer's username ([A-Za-z0-9_-], 1..256 characters) without reporting; empty when `v` is not one.
 std::string peek_username(const json& v);
 
-// After a resource schema accepted `v.id`: an integer id must be written as an integer (5.0 and 1e3 are
-// integers to the schema, but an id is kept as its decimal text). Silent when the schema refused the value.
-void check_integer_id(const json& v, const Path& p, Errors& e);
+// After a resource schema accepted `v.id` (or another id field, `key`): an integer id must be written as an
+// integer (5.0 and 1e3 are integers to the schema, but an id is kept as its decimal text). Silent when the
+// schema refused the value.
+void check_integer_id(const json& v, const Path& p, Errors& e, const char* key = "id");
 
 // A `vars` list: [[var, op, value] or [var, "!", op, value], ...]; regexes compiled, operands checked.
 void read_vars(const json& v, const Path& p, Errors& e, std::vector<VarExpr>& out);

@@ -54,11 +54,11 @@ Labels labels_of(const json& v) {
 
 // The schema lets any integer through, 5.0 and 1e300 included; an id is kept as its decimal text, so it
 // must be written as an integer that text can hold. Silent when the schema already refused the value.
-void check_integer_id(const json& v, const Path& p, Errors& e) {
-  const json* id = member(v, "id");
+void check_integer_id(const json& v, const Path& p, Errors& e, const char* key) {
+  const json* id = member(v, key);
   if (id == nullptr || !id->is_number_float() || !json_type_is(*id, "integer") || id->get<double>() < 1)
     return;
-  fail(e, p.key("id"), "an integer id must be written without a fraction or an exponent, got " + id->dump());
+  fail(e, p.key(key), "an integer id must be written without a fraction or an exponent, got " + id->dump());
 }
 
 std::string peek_username(const json& v) {

@@ -3,7 +3,9 @@
 #include <cmath>
 #include <limits>
 
+#include "config/resource_schemas.h"
 #include "config/resources.h"
+#include "config/schema.h"
 
 namespace portico::config {
 namespace detail {
@@ -323,55 +325,58 @@ std::optional<Route> route_at(const json& v, const Path& p, Errors& e, const Val
   return route;
 }
 
+// The schema first (resource_schemas.cc), then what it cannot say: the refused fields, integer ids written
+// as floats, host patterns and their duplicates, upstream and upstream_id together, the inline upstream
+// (its own schema and checks) and the plugins.
 std::optional<Service> service_at(const json& v, const Path& p, Errors& e, const ValidateOptions& options) {
-  if (!v.is_object()) {
-    fail_type(e, p, "a mapping (a service)", v);
-    return std::nullopt;
-  }
   const size_t before = e.total();
+  resource_schema(ResourceKind::service, options.id_required).check(v, p, e);
+  if (!v.is_object()) return std::nullopt;
   Service service;
-  const json* upstream = nullptr;
-  bool has_id = false, has_upstream_id = false;
-  PluginSettings plugins;
-  for (auto it = v.begin(); it != v.end(); ++it) {
-    const std::string& k = it.key();
-    const json& f = it.value();
-    const Path fp = p.key(k);
-    if (k == "id") {
-      has_id = true;
-      read_id(f, fp, e, service.id);
-    } else if (k == "upstream") {
-      upstream = &f;
-    } else if (k == "upstream_id") {
-      has_upstream_id = true;
-      read_id(f, fp, e, service.upstream_id);
-    } else if (k == "hosts") {
-      read_string_list(f, fp, e, 1, service.hosts, [&](const json& item, const Path& ip, std::string& out) {
-        return read_host(item, ip, e, out);
-      });
-    } else if (k == "plugins") {
-      read_plugins(f, fp, e, plugins);
-    } else if (k == "enable_websocket") {
-      read_bool(f, fp, e, service.enable_websocket);
-    } else if (k == "name") {
-      read_name(f, fp, e, service.name);
-    } else if (check_meta_field(k, f, fp, e)) {
-    } else if (k == "script" || k == "plugin_config_id") {
-      fail(e, fp, "'" + k + "' is not supported by this version");
-    } else {
-      fail_unknown(e, p, k,
-                   {"id", "name", "desc", "labels", "upstream", "upstream_id", "hosts", "plugins",
-                    "enable_websocket", "create_time", "update_time"});
+  for (const char* refused : {"script", "plugin_config_id"}) {
+    if (v.contains(refused)) {
+      fail(e, p.key(refused), "'" + std::string(refused) + "' is not supported by this version");
     }
   }
-  if (!has_id && options.id_required) fail(e, p.key("id"), "is required");
-  if (upstream != nullptr) {
-    if (has_upstream_id) {
+  check_integer_id(v, p, e);
+  check_integer_id(v, p, e, "upstream_id");
+  if (auto id = v.find("id"); id != v.end()) service.id = peek_id(*id);
+  if (auto id = v.find("upstream_id"); id != v.end()) service.upstream_id = peek_id(*id);
+  if (auto hosts = v.find("hosts"); hosts != v.end() && hosts->is_array()) {
+    const Path hp = p.key("hosts");
+    const size_t hosts_before = e.total();
+    for (size_t i = 0; i < hosts->size(); ++i) {
+      const json& host = (*hosts)[i];
+      if (!host.is_string()) continue;
+      std::string text = host.get<std::string>();
+      if (std::string reason = check_host_pattern(text); !reason.empty()) {
+        fail(e, hp.index(i), std::move(reason));
+      } else {
+        service.hosts.push_back(std::move(text));
+      }
+    }
+    size_t first = 0;
+    long dup = e.total() == hosts_before ? find_duplicate(service.hosts, first) : -1;
+    if (dup >= 0) {
+      fail(e, hp.index(static_cast<size_t>(dup)),
+           "duplicate \"" + service.hosts[static_cast<size_t>(dup)] + "\" (already at index " +
+               std::to_string(first) + ")");
+    }
+  }
+  if (auto ws = v.find("enable_websocket"); ws != v.end() && ws->is_boolean())
+    service.enable_websocket = ws->get<bool>();
+  if (auto name = v.find("name"); name != v.end() && name->is_string())
+    service.name = name->get<std::string>();
+  if (auto upstream = v.find("upstream"); upstream != v.end()) {
+    if (v.contains("upstream_id")) {
       fail(e, p.key("upstream_id"), "set either upstream or upstream_id, not both");
     } else {
       service.upstream = upstream_at(*upstream, p.key("upstream"), e, true, options);
     }
   }
+  PluginSettings plugins;
+  if (auto given = v.find("plugins"); given != v.end() && given->is_object())
+    read_plugins(*given, p.key("plugins"), e, plugins);
   service.max_body_size = plugins.max_body_size;
   service.plugins = std::move(plugins.plugins);
   if (e.total() != before) return std::nullopt;

@@ -453,10 +453,10 @@ INSTANTIATE_TEST_SUITE_P(Bounds, ValidationError, ::testing::ValuesIn(kBoundCase
                          [](const auto& info) { return std::string(info.param.name); });
 
 const Case kServiceCases[] = {
-    {"not_mapping", service_doc("1"), "services[0]", "must be a mapping (a service)"},
+    {"not_mapping", service_doc("1"), "services[0]", "wrong type: expected object, got number"},
     {"id_missing", service_doc(R"({"upstream_id": "u1"})"), "services[0].id", "is required"},
     {"hosts_empty", service_doc(R"({"id": "s1", "hosts": []})"), "services[0].hosts",
-     "must be a non-empty list"},
+     "expect array to have at least 1 items"},
     {"hosts_bad", service_doc(R"({"id": "s1", "hosts": ["a_b.com", "a b"]})"), "services[0].hosts[1]",
      "must be a host name"},
     {"upstream_and_id",
@@ -468,9 +468,18 @@ const Case kServiceCases[] = {
      "services[0].plugins.serverless-pre-function",
      "plugin 'serverless-pre-function' is not supported by this version"},
     {"enable_websocket", service_doc(R"({"id": "s1", "enable_websocket": 1})"),
-     "services[0].enable_websocket", "a boolean"},
-    {"unknown", service_doc(R"({"id": "s1", "uri": "/a"})"), "services[0].uri", "unknown field 'uri'"},
+     "services[0].enable_websocket", "wrong type: expected boolean, got number"},
+    {"unknown", service_doc(R"({"id": "s1", "uri": "/a"})"), "services[0].uri",
+     "additional properties forbidden, found uri"},
     {"script", service_doc(R"({"id": "s1", "script": "x"})"), "services[0].script", "not supported"},
+    {"plugin_config_id", service_doc(R"({"id": "s1", "plugin_config_id": "p1"})"),
+     "services[0].plugin_config_id", "'plugin_config_id' is not supported by this version"},
+    {"hosts_duplicate", service_doc(R"({"id": "s1", "hosts": ["a.com", "b.com", "A.com"]})"),
+     "services[0].hosts[2]", "duplicate \"a.com\" (already at index 0)"},
+    {"upstream_id_float", service_doc(R"({"id": "s1", "upstream_id": 7.0})"), "services[0].upstream_id",
+     "an integer id must be written without a fraction or an exponent, got 7.0"},
+    {"name_too_long", service_doc(R"({"id": "s1", "name": ")" + std::string(257, 'n') + R"("})"),
+     "services[0].name", "string too long, expected at most 256, got 257"},
 };
 INSTANTIATE_TEST_SUITE_P(Services, ValidationError, ::testing::ValuesIn(kServiceCases),
                          [](const auto& info) { return std::string(info.param.name); });
@@ -537,7 +546,7 @@ const Case kDocumentCases[] = {
      "upstreams[0].nodes", "must contain at least one node"},
     {"reference_to_invalid_service",
      R"({"services": [{"id": "s1", "hosts": []}], "routes": [{"id": "r1", "uri": "/a", "service_id": "s1"}]})",
-     "services[0].hosts", "non-empty"},
+     "services[0].hosts", "expect array to have at least 1 items"},
 };
 INSTANTIATE_TEST_SUITE_P(Document, ValidationError, ::testing::ValuesIn(kDocumentCases),
                          [](const auto& info) { return std::string(info.param.name); });
