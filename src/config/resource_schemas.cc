@@ -47,6 +47,7 @@ constexpr std::string_view kDefinitions = R"({
   },
   "timestamp": {"type": "integer", "minimum": 0},
   "plugins": {"type": "object"},
+  "pem": {"type": "string", "maxLength": 65536},
   "port": {"type": "integer", "minimum": 1, "maximum": 65535},
   "weight": {"type": "integer", "minimum": 0, "maximum": 2147483647},
   "duration": {"type": "number", "minimum": 0, "maximum": 31536000},
@@ -286,6 +287,32 @@ constexpr std::string_view kService = R"({
   "additionalProperties": false
 })";
 
+// APISIX's ssl. PEM texts are at most 64 KiB; what they hold is the validator's (OpenSSL parses them). The
+// SNIs are strings here; their patterns, duplicates (compared lower-cased) and "sni or snis" are the
+// validator's. `client` (mTLS) and `ssl_protocols` are declared so that the validator refuses them by name.
+constexpr std::string_view kSsl = R"({
+  "type": "object",
+  "properties": {
+    "id": {"$ref": "#/definitions/id"},
+    "desc": {"$ref": "#/definitions/desc"},
+    "labels": {"$ref": "#/definitions/labels"},
+    "create_time": {"$ref": "#/definitions/timestamp"},
+    "update_time": {"$ref": "#/definitions/timestamp"},
+    "type": {"type": "string", "enum": ["server", "client"]},
+    "cert": {"$ref": "#/definitions/pem"},
+    "key": {"$ref": "#/definitions/pem"},
+    "certs": {"type": "array", "items": {"$ref": "#/definitions/pem"}},
+    "keys": {"type": "array", "items": {"$ref": "#/definitions/pem"}},
+    "sni": {"type": "string"},
+    "snis": {"type": "array", "minItems": 1, "items": {"type": "string"}},
+    "status": {"type": "integer", "enum": [1, 0]},
+    "client": {},
+    "ssl_protocols": {}
+  },
+  "required": ["id", "cert", "key"],
+  "additionalProperties": false
+})";
+
 constexpr std::string_view kRefPrefix = "#/definitions/";
 
 // Replaces every {"$ref": "#/definitions/x"} below `node` by the definition. Definitions hold no
@@ -335,13 +362,14 @@ Compiled compile(std::string_view text, std::string_view key) {
 const Schema& resource_schema(ResourceKind kind, bool key_required) {
   // Indexed by ResourceKind, in its order.
   // clang-format off
-  static const std::array<Compiled, 6> schemas = {
+  static const std::array<Compiled, 7> schemas = {
       compile(kConsumer, "username"),
       compile(kCredential, "id"),
       compile(kGlobalRule, "id"),
       compile(kPluginConfig, "id"),
       compile(kUpstream, "id"),
       compile(kService, "id"),
+      compile(kSsl, "id"),
   };
   // clang-format on
   const Compiled& c = schemas[static_cast<size_t>(kind)];

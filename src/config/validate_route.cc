@@ -335,7 +335,7 @@ std::optional<Service> service_at(const json& v, const Path& p, Errors& e, const
   Service service;
   for (const char* refused : {"script", "plugin_config_id"}) {
     if (v.contains(refused)) {
-      fail(e, p.key(refused), "'" + std::string(refused) + "' is not supported by this version");
+      fail(e, p.key(refused), std::string("'").append(refused).append("' is not supported by this version"));
     }
   }
   check_integer_id(v, p, e);

@@ -8,13 +8,13 @@
 
 #include <memory>
 
+#include "config/resource_schemas.h"
 #include "config/resources.h"
+#include "config/schema.h"
 
 namespace portico::config {
 namespace detail {
 namespace {
-
-constexpr size_t kMaxPemSize = 64 * 1024;  // APISIX: maxLength 64 KiB for cert and key
 
 struct BioFree {
   void operator()(BIO* b) const { BIO_free(b); }
@@ -53,13 +53,11 @@ BioPtr memory_bio(const std::string& text) {
   return BioPtr(BIO_new_mem_buf(text.data(), static_cast<int>(text.size())));
 }
 
-// A PEM text field (cert, key, certs[i], keys[i]): a string of at most 64 KiB, not a secret reference.
+// A PEM text field (cert, key, certs[i], keys[i]) the schema accepted as a string of at most 64 KiB: not a
+// secret reference.
 bool read_pem(const json& v, const Path& p, Errors& e, std::string& out) {
-  if (!read_string(v, p, e, out)) return false;
-  if (out.size() > kMaxPemSize) {
-    fail(e, p, "must be at most 65536 characters long");
-    return false;
-  }
+  if (!v.is_string()) return false;
+  out = v.get<std::string>();
   if (out.starts_with("$secret://") || out.starts_with("$env://")) {
     fail(e, p, "secret references ($secret://, $env://) are not supported by this version");
     return false;
@@ -112,9 +110,10 @@ void check_pair(const std::string& cert, const Path& cert_path, const std::strin
   if (X509_check_private_key(x509.get(), pkey.get()) != 1) fail(e, key_path, "does not match " + cert_name);
 }
 
-// An SNI: a host name, "*.suffix" or "*" (any name); lower-cased.
+// An SNI the schema accepted as a string: a host name, "*.suffix" or "*" (any name); lower-cased.
 bool read_sni(const json& v, const Path& p, Errors& e, std::string& out) {
-  if (!read_string(v, p, e, out)) return false;
+  if (!v.is_string()) return false;
+  out = v.get<std::string>();
   if (out == "*") return true;
   std::string reason = check_host_pattern(out);
   if (reason.empty() && (out.front() == '[' || is_ip_literal(out))) {
@@ -125,87 +124,65 @@ bool read_sni(const json& v, const Path& p, Errors& e, std::string& out) {
   return false;
 }
 
-void read_pem_list(const json& v, const Path& p, Errors& e, std::vector<std::string>& out) {
-  if (!v.is_array()) {
-    fail_type(e, p, "a list of PEM strings", v);
-    return;
-  }
-  out.reserve(v.size());
-  for (size_t i = 0; i < v.size(); ++i) {
+void read_pem_list(const json* v, const Path& p, Errors& e, std::vector<std::string>& out) {
+  if (v == nullptr || !v->is_array()) return;
+  out.reserve(v->size());
+  for (size_t i = 0; i < v->size(); ++i) {
     std::string pem;
-    if (read_pem(v[i], p.index(i), e, pem)) out.push_back(std::move(pem));
+    if (read_pem((*v)[i], p.index(i), e, pem)) out.push_back(std::move(pem));
   }
+}
+
+const json* member(const json& v, const char* key) {
+  auto it = v.find(key);
+  return it == v.end() ? nullptr : &*it;
 }
 
 }  // namespace
 
+// The schema first (resource_schemas.cc), then what it cannot say: the refused fields, integer ids written
+// as floats, secret references, SNI patterns and duplicates, sni or snis, certs pairing with keys, and
+// last what OpenSSL makes of the PEM texts.
 std::optional<Ssl> ssl_at(const json& v, const Path& p, Errors& e, const ValidateOptions& options) {
-  if (!v.is_object()) {
-    fail_type(e, p, "a mapping (an SSL)", v);
-    return std::nullopt;
-  }
   const size_t before = e.total();
+  resource_schema(ResourceKind::ssl, options.id_required).check(v, p, e);
+  if (!v.is_object()) return std::nullopt;
   Ssl ssl;
-  const json *sni = nullptr, *snis = nullptr, *certs = nullptr, *keys = nullptr;
-  bool has_id = false, has_cert = false, has_key = false;
-  for (auto it = v.begin(); it != v.end(); ++it) {
-    const std::string& k = it.key();
-    const json& f = it.value();
-    const Path fp = p.key(k);
-    if (k == "id") {
-      has_id = true;
-      read_id(f, fp, e, ssl.id);
-    } else if (k == "cert") {
-      has_cert = true;
-      if (!read_pem(f, fp, e, ssl.cert)) ssl.cert.clear();  // empty: skip the OpenSSL check below
-    } else if (k == "key") {
-      has_key = true;
-      if (!read_pem(f, fp, e, ssl.key)) ssl.key.clear();
-    } else if (k == "certs") {
-      certs = &f;
-    } else if (k == "keys") {
-      keys = &f;
-    } else if (k == "sni") {
-      sni = &f;
-    } else if (k == "snis") {
-      snis = &f;
-    } else if (k == "type") {
-      if (f.is_string() && f.get_ref<const std::string&>() == "server") {
-        ssl.type = SslType::server;
-      } else if (f.is_string() && f.get_ref<const std::string&>() == "client") {
-        ssl.type = SslType::client;
-      } else {
-        fail_type(e, fp, "one of server, client", f);
-      }
-    } else if (k == "status") {
-      int status = 1;
-      if (read_int(f, fp, e, 0, 1, status)) ssl.enabled = status == 1;
-    } else if (check_meta_field(k, f, fp, e)) {
-    } else if (k == "client" || k == "ssl_protocols") {
-      fail(e, fp, "'" + k + "' is not supported by this version");
-    } else {
-      fail_unknown(e, p, k,
-                   {"id", "cert", "key", "certs", "keys", "sni", "snis", "type", "status", "desc", "labels",
-                    "create_time", "update_time"});
+  for (const char* refused : {"client", "ssl_protocols"}) {
+    if (v.contains(refused)) {
+      fail(e, p.key(refused), std::string("'").append(refused).append("' is not supported by this version"));
     }
   }
-  if (!has_id && options.id_required) fail(e, p.key("id"), "is required");
-  if (!has_cert) fail(e, p.key("cert"), "is required");
-  if (!has_key) fail(e, p.key("key"), "is required");
+  check_integer_id(v, p, e);
+  if (const json* id = member(v, "id")) ssl.id = peek_id(*id);
+  // Empty when refused: the OpenSSL checks below skip it.
+  if (const json* cert = member(v, "cert"); cert != nullptr && !read_pem(*cert, p.key("cert"), e, ssl.cert))
+    ssl.cert.clear();
+  if (const json* key = member(v, "key"); key != nullptr && !read_pem(*key, p.key("key"), e, ssl.key))
+    ssl.key.clear();
+  if (const json* type = member(v, "type"); type != nullptr && *type == "client") ssl.type = SslType::client;
+  if (const json* status = member(v, "status"); status != nullptr && status->is_number())
+    ssl.enabled = status->get<double>() != 0;
+  const json* sni = member(v, "sni");
+  const json* snis = member(v, "snis");
+  const json* certs = member(v, "certs");
+  const json* keys = member(v, "keys");
   if (sni != nullptr && snis != nullptr) {
     fail(e, p.key("snis"), "set either sni or snis, not both");
   } else if (sni != nullptr) {
     std::string name;
     if (read_sni(*sni, p.key("sni"), e, name)) ssl.snis.push_back(std::move(name));
   } else if (snis != nullptr) {
-    read_string_list(
-        *snis, p.key("snis"), e, 1, ssl.snis,
-        [&](const json& item, const Path& ip, std::string& out) { return read_sni(item, ip, e, out); });
+    if (snis->is_array() && !snis->empty()) {
+      read_string_list(
+          *snis, p.key("snis"), e, 1, ssl.snis,
+          [&](const json& item, const Path& ip, std::string& out) { return read_sni(item, ip, e, out); });
+    }
   } else if (ssl.type == SslType::server) {
     fail(e, p.key("snis"), "is required for a server certificate (set sni or snis)");
   }
-  if (certs != nullptr) read_pem_list(*certs, p.key("certs"), e, ssl.certs);
-  if (keys != nullptr) read_pem_list(*keys, p.key("keys"), e, ssl.keys);
+  read_pem_list(certs, p.key("certs"), e, ssl.certs);
+  read_pem_list(keys, p.key("keys"), e, ssl.keys);
   const size_t cert_count = certs != nullptr && certs->is_array() ? certs->size() : 0;
   const size_t key_count = keys != nullptr && keys->is_array() ? keys->size() : 0;
   if (cert_count != key_count) {
