@@ -48,6 +48,7 @@ constexpr std::string_view kDefinitions = R"({
   "timestamp": {"type": "integer", "minimum": 0},
   "plugins": {"type": "object"},
   "pem": {"type": "string", "maxLength": 65536},
+  "uri": {"type": "string", "minLength": 1, "maxLength": 4096},
   "port": {"type": "integer", "minimum": 1, "maximum": 65535},
   "weight": {"type": "integer", "minimum": 0, "maximum": 2147483647},
   "duration": {"type": "number", "minimum": 0, "maximum": 31536000},
@@ -313,6 +314,59 @@ constexpr std::string_view kSsl = R"({
   "additionalProperties": false
 })";
 
+// APISIX's route. `upstream` is checked by the upstream's own schema (validate_upstream.cc), `vars` items by
+// the validator (lua-resty-expr expressions: operators, operands, regexes), as APISIX does. Duplicates in the
+// lists (uris, hosts compared lower-cased, remote_addrs, methods), the "x or xs" pairs and the URI, host and
+// CIDR syntax are the validator's; the refused fields are declared so that it can name them.
+constexpr std::string_view kRoute = R"({
+  "type": "object",
+  "properties": {
+    "id": {"$ref": "#/definitions/id"},
+    "name": {"$ref": "#/definitions/name"},
+    "desc": {"$ref": "#/definitions/desc"},
+    "labels": {"$ref": "#/definitions/labels"},
+    "create_time": {"$ref": "#/definitions/timestamp"},
+    "update_time": {"$ref": "#/definitions/timestamp"},
+    "uri": {"$ref": "#/definitions/uri"},
+    "uris": {"type": "array", "minItems": 1, "items": {"$ref": "#/definitions/uri"}},
+    "host": {"type": "string"},
+    "hosts": {"type": "array", "minItems": 1, "items": {"type": "string"}},
+    "remote_addr": {"type": "string"},
+    "remote_addrs": {"type": "array", "minItems": 1, "items": {"type": "string"}},
+    "methods": {
+      "type": "array",
+      "items": {
+        "type": "string",
+        "enum": ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "CONNECT", "TRACE", "PURGE"]
+      }
+    },
+    "vars": {"type": "array"},
+    "priority": {"type": "integer", "minimum": -2147483648, "maximum": 2147483647},
+    "status": {"type": "integer", "enum": [1, 0]},
+    "plugins": {"$ref": "#/definitions/plugins"},
+    "upstream": {},
+    "upstream_id": {"$ref": "#/definitions/id"},
+    "service_id": {"$ref": "#/definitions/id"},
+    "plugin_config_id": {"$ref": "#/definitions/id"},
+    "timeout": {
+      "type": "object",
+      "properties": {
+        "connect": {"$ref": "#/definitions/timeout"},
+        "send": {"$ref": "#/definitions/timeout"},
+        "read": {"$ref": "#/definitions/timeout"}
+      },
+      "additionalProperties": false
+    },
+    "enable_websocket": {"type": "boolean"},
+    "filter_func": {},
+    "script": {},
+    "script_id": {},
+    "service_protocol": {}
+  },
+  "required": ["id"],
+  "additionalProperties": false
+})";
+
 constexpr std::string_view kRefPrefix = "#/definitions/";
 
 // Replaces every {"$ref": "#/definitions/x"} below `node` by the definition. Definitions hold no
@@ -362,7 +416,7 @@ Compiled compile(std::string_view text, std::string_view key) {
 const Schema& resource_schema(ResourceKind kind, bool key_required) {
   // Indexed by ResourceKind, in its order.
   // clang-format off
-  static const std::array<Compiled, 7> schemas = {
+  static const std::array<Compiled, 8> schemas = {
       compile(kConsumer, "username"),
       compile(kCredential, "id"),
       compile(kGlobalRule, "id"),
@@ -370,6 +424,7 @@ const Schema& resource_schema(ResourceKind kind, bool key_required) {
       compile(kUpstream, "id"),
       compile(kService, "id"),
       compile(kSsl, "id"),
+      compile(kRoute, "id"),
   };
   // clang-format on
   const Compiled& c = schemas[static_cast<size_t>(kind)];

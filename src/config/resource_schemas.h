@@ -1,8 +1,7 @@
 // Private to src/config. The JSON Schemas of the resources that the schema engine (config/schema.h) checks
 // before their validator builds the model: consumers, credentials, global rules, plugin configs,
-// upstreams, services and SSLs. Each is declared once, as JSON Schema text in the manner of APISIX's
-// apisix/schema_def.lua, in resource_schemas.cc. Routes are still checked field by field
-// (src/config/README.md, "Resource schemas").
+// upstreams, services, SSLs and routes. Each is declared once, as JSON Schema text in the manner of APISIX's
+// apisix/schema_def.lua, in resource_schemas.cc (src/config/README.md, "Resource schemas").
 //
 // A schema says what the engine can say: types, required fields, closed objects, lengths, patterns. The
 // validators (validate_resources.cc, validate_upstream.cc, validate_route.cc, validate_ssl.cc) keep what it
@@ -16,7 +15,7 @@
 
 namespace portico::config::detail {
 
-enum class ResourceKind { consumer, credential, global_rule, plugin_config, upstream, service, ssl };
+enum class ResourceKind { consumer, credential, global_rule, plugin_config, upstream, service, ssl, route };
 
 // The compiled schema of `kind`. With `key_required` false, the key (`username` for a consumer, `id`
 // otherwise) is not in `required`: an Admin API body may leave it to the URL (ValidateOptions::id_required).

@@ -37,9 +37,6 @@ void check_integer_id(const json& v, const Path& p, Errors& e, const char* key =
 // A `vars` list: [[var, op, value] or [var, "!", op, value], ...]; regexes compiled, operands checked.
 void read_vars(const json& v, const Path& p, Errors& e, std::vector<VarExpr>& out);
 
-// {connect, send, read}: seconds > 0; a missing one keeps the model default (60).
-bool read_timeout(const json& v, const Path& p, Errors& e, Timeout& out);
-
 // What a `plugins` mapping holds: client-control's body limit (folded into routes, not run as a plugin) and
 // every other plugin, each validated against its schema in the catalog (config/plugin_catalog.h). A name the
 // catalog does not know is an error rather than silently ignored: accepting, say, an authentication plugin

@@ -1,4 +1,6 @@
 // Routes and services: matching fields, vars expressions, plugins. Upstreams live in validate_upstream.cc.
+// Both are checked as the other schema-declared resources are (validate_resources.cc): the schema first
+// (resource_schemas.cc), then what it cannot say, then the model.
 #include <charconv>
 #include <cmath>
 #include <limits>
@@ -10,19 +12,6 @@
 namespace portico::config {
 namespace detail {
 namespace {
-
-constexpr std::string_view kMethods[] = {"GET",  "POST",    "PUT",     "DELETE", "PATCH",
-                                         "HEAD", "OPTIONS", "CONNECT", "TRACE",  "PURGE"};
-
-// For "did you mean" suggestions.
-constexpr std::string_view kRouteFields[] = {"id",           "name",       "desc",
-                                             "labels",       "uri",        "uris",
-                                             "host",         "hosts",      "remote_addr",
-                                             "remote_addrs", "methods",    "vars",
-                                             "priority",     "status",     "upstream",
-                                             "upstream_id",  "service_id", "plugin_config_id",
-                                             "timeout",      "plugins",    "enable_websocket",
-                                             "create_time",  "update_time"};
 
 // A `vars` operand as the text the matcher compares with: strings as written, numbers in shortest form.
 bool operand_text(const json& v, const Path& p, Errors& e, std::string& out) {
@@ -156,61 +145,66 @@ bool read_var_expr(const json& v, const Path& p, Errors& e, VarExpr& out) {
   return false;
 }
 
-bool read_uri(const json& v, const Path& p, Errors& e, std::string& out) {
-  if (!read_string(v, p, e, out)) return false;
-  std::string reason = check_uri_pattern(out);
-  if (reason.empty()) return true;
-  fail(e, p, std::move(reason));
-  return false;
-}
-
-bool read_host(const json& v, const Path& p, Errors& e, std::string& out) {
-  if (!read_string(v, p, e, out)) return false;
-  std::string reason = check_host_pattern(out);
-  if (reason.empty()) return true;
-  fail(e, p, std::move(reason));
-  return false;
-}
-
-bool read_method(const json& v, const Path& p, Errors& e, std::string& out) {
-  if (v.is_string()) {
-    for (std::string_view m : kMethods) {
-      if (v.get_ref<const std::string&>() == m) {
-        out = m;
-        return true;
-      }
+// A list the schema accepted the shape of: each string item passes `check` (which may rewrite it, e.g.
+// lower-case a host; empty when fine, else the reason), then duplicates are reported at the repeated item.
+// Items of another type were the schema's to report.
+template <typename Check>
+void read_list(const json& v, const Path& p, Errors& e, std::vector<std::string>& out, Check check) {
+  if (!v.is_array()) return;
+  const size_t before = e.total();
+  out.reserve(v.size());
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (!v[i].is_string()) continue;
+    std::string text = v[i].get<std::string>();
+    if (std::string reason = check(text); !reason.empty()) {
+      fail(e, p.index(i), std::move(reason));
+    } else {
+      out.push_back(std::move(text));
     }
   }
-  fail_type(e, p, "one of GET, POST, PUT, DELETE, PATCH, HEAD, OPTIONS, CONNECT, TRACE, PURGE (upper case)",
-            v);
-  return false;
-}
-
-bool read_remote_addr(const json& v, const Path& p, Errors& e, std::string& out) {
-  if (!read_string(v, p, e, out)) return false;
-  std::string reason = check_cidr(out);
-  if (reason.empty()) return true;
-  fail(e, p, std::move(reason));
-  return false;
+  size_t first = 0;
+  long dup = e.total() == before ? find_duplicate(out, first) : -1;
+  if (dup >= 0) {
+    fail(e, p.index(static_cast<size_t>(dup)),
+         "duplicate \"" + out[static_cast<size_t>(dup)] + "\" (already at index " + std::to_string(first) +
+             ")");
+  }
 }
 
 // A pair of APISIX alternatives (uri|uris, host|hosts, remote_addr|remote_addrs): the singular one is a
 // shorthand for a one-item list. Both at once is an error.
-template <typename ReadItem>
+template <typename Check>
 void read_one_or_many(const json* one, const json* many, const Path& p, std::string_view one_name,
-                      std::string_view many_name, Errors& e, std::vector<std::string>& out,
-                      ReadItem read_item) {
+                      std::string_view many_name, Errors& e, std::vector<std::string>& out, Check check) {
   if (one != nullptr && many != nullptr) {
     fail(e, p.key(many_name),
          "set either " + std::string(one_name) + " or " + std::string(many_name) + ", not both");
     return;
   }
   if (one != nullptr) {
-    std::string item;
-    if (read_item(*one, p.key(one_name), item)) out.push_back(std::move(item));
+    if (!one->is_string()) return;
+    std::string text = one->get<std::string>();
+    if (std::string reason = check(text); !reason.empty()) {
+      fail(e, p.key(one_name), std::move(reason));
+    } else {
+      out.push_back(std::move(text));
+    }
   } else if (many != nullptr) {
-    read_string_list(*many, p.key(many_name), e, 1, out, read_item);
+    read_list(*many, p.key(many_name), e, out, check);
   }
+}
+
+// An empty or overlong URI is the schema's to report (minLength, maxLength).
+std::string check_uri(std::string& text) {
+  return text.empty() || text.size() > 4096 ? std::string() : check_uri_pattern(text);
+}
+
+std::string check_remote_addr(std::string& text) {
+  return check_cidr(text);
+}
+
+std::string check_nothing(std::string&) {
+  return {};
 }
 
 }  // namespace
@@ -227,24 +221,27 @@ void read_vars(const json& v, const Path& p, Errors& e, std::vector<VarExpr>& ou
   }
 }
 
+// The schema first (resource_schemas.cc), then what it cannot say: the refused fields, integer ids written
+// as floats, the URI, host and CIDR syntax and the lists' duplicates, the "x or xs" pairs, the vars
+// expressions, an upstream from somewhere, the inline upstream (its own schema and checks) and the plugins.
 std::optional<Route> route_at(const json& v, const Path& p, Errors& e, const ValidateOptions& options) {
-  if (!v.is_object()) {
-    fail_type(e, p, "a mapping (a route)", v);
-    return std::nullopt;
-  }
   const size_t before = e.total();
+  resource_schema(ResourceKind::route, options.id_required).check(v, p, e);
+  if (!v.is_object()) return std::nullopt;
   Route route;
+  // One pass over the members (a 100k-route load looks each up once), then the checks that span fields.
   const json *uri = nullptr, *uris = nullptr, *host = nullptr, *hosts = nullptr, *addr = nullptr,
-             *addrs = nullptr, *upstream = nullptr;
-  bool has_id = false, has_upstream_id = false, has_service_id = false;
-  PluginSettings plugins;
+             *addrs = nullptr, *upstream = nullptr, *plugins = nullptr;
+  bool has_upstream_id = false, has_service_id = false;
+  const auto read_id_field = [&](const std::string& key, const json& f, std::string& out) {
+    if (f.is_number_float()) check_integer_id(v, p, e, key.c_str());
+    out = peek_id(f);
+  };
   for (auto it = v.begin(); it != v.end(); ++it) {
     const std::string& k = it.key();
     const json& f = it.value();
-    const Path fp = p.key(k);
     if (k == "id") {
-      has_id = true;
-      read_id(f, fp, e, route.id);
+      read_id_field(k, f, route.id);
     } else if (k == "uri") {
       uri = &f;
     } else if (k == "uris") {
@@ -257,58 +254,47 @@ std::optional<Route> route_at(const json& v, const Path& p, Errors& e, const Val
       addr = &f;
     } else if (k == "remote_addrs") {
       addrs = &f;
-    } else if (k == "methods") {
-      read_string_list(f, fp, e, 0, route.methods, [&](const json& item, const Path& ip, std::string& out) {
-        return read_method(item, ip, e, out);
-      });
-    } else if (k == "vars") {
-      read_vars(f, fp, e, route.vars);
-    } else if (k == "priority") {
-      read_int(f, fp, e, std::numeric_limits<int>::min(), std::numeric_limits<int>::max(), route.priority);
-    } else if (k == "status") {
-      int status = 1;
-      if (read_int(f, fp, e, 0, 1, status)) route.enabled = status == 1;
     } else if (k == "upstream") {
       upstream = &f;
+    } else if (k == "plugins") {
+      plugins = &f;
     } else if (k == "upstream_id") {
       has_upstream_id = true;
-      read_id(f, fp, e, route.upstream_id);
+      read_id_field(k, f, route.upstream_id);
     } else if (k == "service_id") {
       has_service_id = true;
-      read_id(f, fp, e, route.service_id);
+      read_id_field(k, f, route.service_id);
     } else if (k == "plugin_config_id") {
-      read_id(f, fp, e, route.plugin_config_id);
+      read_id_field(k, f, route.plugin_config_id);
+    } else if (k == "methods") {
+      read_list(f, p.key(k), e, route.methods, check_nothing);
+    } else if (k == "vars") {
+      if (f.is_array()) read_vars(f, p.key(k), e, route.vars);
+    } else if (k == "priority") {
+      if (json_type_is(f, "integer")) route.priority = static_cast<int>(f.get<double>());
+    } else if (k == "status") {
+      if (f.is_number()) route.enabled = f.get<double>() != 0;
     } else if (k == "timeout") {
-      route.timeout.emplace();
-      read_timeout(f, fp, e, *route.timeout);
-    } else if (k == "plugins") {
-      read_plugins(f, fp, e, plugins);
+      if (!f.is_object()) continue;
+      Timeout& t = route.timeout.emplace();
+      for (auto [key, out] : {std::pair{"connect", &t.connect}, {"send", &t.send}, {"read", &t.read}}) {
+        if (auto n = f.find(key); n != f.end() && n->is_number()) *out = n->get<double>();
+      }
     } else if (k == "enable_websocket") {
-      read_bool(f, fp, e, route.enable_websocket);
+      if (f.is_boolean()) route.enable_websocket = f.get<bool>();
     } else if (k == "name") {
-      read_name(f, fp, e, route.name);
-    } else if (check_meta_field(k, f, fp, e)) {
+      if (f.is_string()) route.name = f.get<std::string>();
     } else if (k == "filter_func" || k == "script" || k == "script_id" || k == "service_protocol") {
-      fail(e, fp, "'" + k + "' is not supported by this version");
-    } else {
-      fail_unknown(e, p, k, kRouteFields);
+      fail(e, p.key(k), "'" + k + "' is not supported by this version");
     }
   }
-  if (!has_id && options.id_required) fail(e, p.key("id"), "is required");
   if (uri == nullptr && uris == nullptr) {
     fail(e, p.key("uri"), "is required (set uri or uris)");
   } else {
-    auto read = [&](const json& item, const Path& ip, std::string& out) {
-      return read_uri(item, ip, e, out);
-    };
-    read_one_or_many(uri, uris, p, "uri", "uris", e, route.uris, read);
+    read_one_or_many(uri, uris, p, "uri", "uris", e, route.uris, check_uri);
   }
-  read_one_or_many(
-      host, hosts, p, "host", "hosts", e, route.hosts,
-      [&](const json& item, const Path& ip, std::string& out) { return read_host(item, ip, e, out); });
-  read_one_or_many(
-      addr, addrs, p, "remote_addr", "remote_addrs", e, route.remote_addrs,
-      [&](const json& item, const Path& ip, std::string& out) { return read_remote_addr(item, ip, e, out); });
+  read_one_or_many(host, hosts, p, "host", "hosts", e, route.hosts, check_host_pattern);
+  read_one_or_many(addr, addrs, p, "remote_addr", "remote_addrs", e, route.remote_addrs, check_remote_addr);
   if (upstream != nullptr) {
     if (has_upstream_id) {
       fail(e, p.key("upstream_id"), "set either upstream or upstream_id, not both");
@@ -318,9 +304,11 @@ std::optional<Route> route_at(const json& v, const Path& p, Errors& e, const Val
   } else if (!has_upstream_id && !has_service_id) {
     fail(e, p, "has no upstream: set upstream, upstream_id, or a service_id whose service has an upstream");
   }
-  route.max_body_size = plugins.max_body_size;
-  route.own_max_body_size = plugins.max_body_size;
-  route.plugins = std::move(plugins.plugins);
+  PluginSettings settings;
+  if (plugins != nullptr && plugins->is_object()) read_plugins(*plugins, p.key("plugins"), e, settings);
+  route.max_body_size = settings.max_body_size;
+  route.own_max_body_size = settings.max_body_size;
+  route.plugins = std::move(settings.plugins);
   if (e.total() != before) return std::nullopt;
   return route;
 }
@@ -342,27 +330,8 @@ std::optional<Service> service_at(const json& v, const Path& p, Errors& e, const
   check_integer_id(v, p, e, "upstream_id");
   if (auto id = v.find("id"); id != v.end()) service.id = peek_id(*id);
   if (auto id = v.find("upstream_id"); id != v.end()) service.upstream_id = peek_id(*id);
-  if (auto hosts = v.find("hosts"); hosts != v.end() && hosts->is_array()) {
-    const Path hp = p.key("hosts");
-    const size_t hosts_before = e.total();
-    for (size_t i = 0; i < hosts->size(); ++i) {
-      const json& host = (*hosts)[i];
-      if (!host.is_string()) continue;
-      std::string text = host.get<std::string>();
-      if (std::string reason = check_host_pattern(text); !reason.empty()) {
-        fail(e, hp.index(i), std::move(reason));
-      } else {
-        service.hosts.push_back(std::move(text));
-      }
-    }
-    size_t first = 0;
-    long dup = e.total() == hosts_before ? find_duplicate(service.hosts, first) : -1;
-    if (dup >= 0) {
-      fail(e, hp.index(static_cast<size_t>(dup)),
-           "duplicate \"" + service.hosts[static_cast<size_t>(dup)] + "\" (already at index " +
-               std::to_string(first) + ")");
-    }
-  }
+  if (auto hosts = v.find("hosts"); hosts != v.end())
+    read_list(*hosts, p.key("hosts"), e, service.hosts, check_host_pattern);
   if (auto ws = v.find("enable_websocket"); ws != v.end() && ws->is_boolean())
     service.enable_websocket = ws->get<bool>();
   if (auto name = v.find("name"); name != v.end() && name->is_string())

@@ -325,27 +325,6 @@ void check_hash_key(const Upstream& u, bool has_key, bool key_ok, const Path& p,
 
 }  // namespace
 
-bool read_timeout(const json& v, const Path& p, Errors& e, Timeout& out) {
-  if (!v.is_object()) {
-    fail_type(e, p, "a mapping", v);
-    return false;
-  }
-  const size_t before = e.total();
-  for (auto it = v.begin(); it != v.end(); ++it) {
-    const Path fp = p.key(it.key());
-    if (it.key() == "connect") {
-      read_seconds(it.value(), fp, e, 0, true, out.connect);
-    } else if (it.key() == "send") {
-      read_seconds(it.value(), fp, e, 0, true, out.send);
-    } else if (it.key() == "read") {
-      read_seconds(it.value(), fp, e, 0, true, out.read);
-    } else {
-      fail_unknown(e, p, it.key(), {"connect", "send", "read"});
-    }
-  }
-  return e.total() == before;
-}
-
 // The schema first (types, enums, bounds, closed objects), then what it cannot say (the refusals with their
 // reasons, host names and addresses, the hash key, node duplicates, ports written as floats), reading the
 // model as it goes; every error is reported, and nothing is returned if there was one.

@@ -112,7 +112,7 @@ def test_bad_field_is_refused_and_the_last_good_config_keeps_serving(gw):
     else:
         assert err.paths == ["uri"], err
         assert err.status == 400 and err.message.startswith("invalid configuration: uri: "), err
-    assert "must be a string" in err.errors[0][1], err
+    assert "wrong type: expected string, got number" in err.errors[0][1], err
     # Nothing of the refused document serves, not even its valid new route (the admin modes undo it).
     assert served(gw, "good.test") == (200, "gw")
     assert gw.request("GET", "/id", host="new.test").status == 404

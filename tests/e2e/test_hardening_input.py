@@ -249,7 +249,7 @@ def test_dot_ids_are_refused(cp, rid):
     st, _, body = cp.admin("PUT", "/upstreams", dict(up("127.0.0.1:1"), id=rid))
     assert st == 400 and body["error_msg"].startswith("id: "), (st, body)
     st, _, body = cp.admin("PUT", "/routes/dotref", {"uri": "/dotref", "upstream_id": rid})
-    assert_refused((st, None, body), "upstream_id", 'not "." or ".."')
+    assert_refused((st, None, body), "upstream_id", 'failed to match pattern')
     # Other dotted ids stay valid, as in APISIX.
     st, _, body = cp.admin("PUT", "/upstreams/a.b", up("127.0.0.1:1"))
     assert st in (200, 201), (st, body)
@@ -276,7 +276,7 @@ def test_route_timeout_1e10_is_refused_with_its_path(cp):
     r = cp.admin("PUT", "/routes/t1e10",
                  '{"uri":"/t","upstream":%s,"timeout":{"connect":1,"send":1,"read":1e10}}'
                  % json.dumps(up("127.0.0.1:1")))
-    assert_refused(r, "timeout.read", "a number > 0 and <= 31536000 (seconds: at most 365 days)")
+    assert_refused(r, "timeout.read", "expected 10000000000 to be at most 31536000")
     assert_absent(cp, "routes", "t1e10")
     # A year is still accepted.
     r = cp.admin("PUT", "/routes/t1y", {"uri": "/t", "upstream": up("127.0.0.1:1"),

@@ -312,7 +312,7 @@ TEST(ConfigYaml, QuotedNumbersAreStrings) {
   ASSERT_FALSE(r.ok);
   ASSERT_EQ(r.errors.size(), 1u);
   EXPECT_EQ(r.errors[0].path, "routes[0].priority");
-  EXPECT_EQ(r.errors[0].reason, "must be an integer from -2147483648 to 2147483647, got a string (\"80\")");
+  EXPECT_EQ(r.errors[0].reason, "wrong type: expected integer, got string");
 
   LoadResult ok =
       yaml(std::string(kUpstreamYaml) +
@@ -332,7 +332,7 @@ TEST(ConfigYaml, CoreSchemaScalars) {
                       "routes:\n  - id: r1\n    uri: /a\n    upstream_id: u1\n    enable_websocket: yes\n");
   ASSERT_FALSE(r.ok);
   EXPECT_EQ(r.errors[0].path, "routes[0].enable_websocket");
-  EXPECT_NE(r.errors[0].reason.find("got a string (\"yes\")"), std::string::npos);
+  EXPECT_EQ(r.errors[0].reason, "wrong type: expected boolean, got string");
   EXPECT_TRUE(yaml(std::string(kUpstreamYaml) +
                    "routes:\n  - id: r1\n    uri: /a\n    upstream_id: u1\n    enable_websocket: True\n")
                   .ok);
