@@ -209,7 +209,8 @@ TEST(ConfigSsl, RejectsEachBadField) {
       {"cert_int", ssls(with(small_ssl(), {{"cert", 1}})), "ssls[0].cert",
        "wrong type: expected string, got number"},
       {"cert_huge", ssls(with(small_ssl(), {{"cert", cert + std::string(65536, '\n')}})), "ssls[0].cert",
-       "string too long, expected at most 65536, got 65980"},
+       // The generated certificate's length varies by a few bytes from run to run: the bound is what matters.
+       "string too long, expected at most 65536, got "},
       {"cert_secret", ssls(with(small_ssl(), {{"cert", "$secret://vault/1/cert"}})), "ssls[0].cert",
        "secret references"},
       {"key_garbage",
