@@ -430,13 +430,15 @@ awaitable<bool> Session::run_plugins(const snapshot::Snapshot& snap, const snaps
     }
   }
   if (ctx.upstream.target_changed()) {
-    std::string target(ctx.upstream_path());
-    std::string_view query = ctx.upstream_query();
+    // Built in place, reusing the buffer's capacity across requests. Neither view points into it: the path
+    // is the plugins' or the routed one, the query the plugins' or the received one.
+    const std::string_view path = ctx.upstream_path();
+    const std::string_view query = ctx.upstream_query();
+    rebuilt_target_.assign(path);
     if (!query.empty()) {
-      target += '?';
-      target += query;
+      rebuilt_target_ += '?';
+      rebuilt_target_ += query;
     }
-    rebuilt_target_ = std::move(target);
     target_ = rebuilt_target_;
   }
   co_return true;
