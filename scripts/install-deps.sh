@@ -6,9 +6,9 @@ set -euo pipefail
 build_pkgs=(
   build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev clang-format
   libboost1.81-dev libssl-dev libyaml-dev nlohmann-json3-dev libpcre2-dev
-  libgtest-dev libgmock-dev libbenchmark-dev libcurl4-openssl-dev
+  libgtest-dev libgmock-dev libbenchmark-dev libcurl4-openssl-dev libhiredis-dev
 )
-test_pkgs=(python3-pytest python3-jwt python3-cryptography etcd-server etcd-client curl wrk nginx-light haproxy nghttp2-client python3 procps iproute2 util-linux)
+test_pkgs=(python3-pytest python3-jwt python3-cryptography etcd-server etcd-client curl wrk nginx-light haproxy nghttp2-client redis-server redis-tools python3 procps iproute2 util-linux)
 
 missing=()
 for p in "${build_pkgs[@]}" "${test_pkgs[@]}"; do
@@ -36,7 +36,7 @@ if [ ! -x "$ROOT/node_modules/.bin/s3rver" ]; then
   (cd "$ROOT" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi
 # Debian starts packaged servers as services; Portico's tests start their own on loopback ports.
-for svc in nginx haproxy etcd; do
+for svc in nginx haproxy etcd redis-server; do
   if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
     systemctl stop "$svc" || true
   fi
