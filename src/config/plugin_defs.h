@@ -32,6 +32,10 @@ std::string check_ip_restriction(const nlohmann::json& conf, bool consumer_side,
 std::string check_fault_injection(const nlohmann::json& conf, bool consumer_side, std::string& field);
 std::string check_mocking(const nlohmann::json& conf, bool consumer_side, std::string& field);
 
+// The rate-limit plugins' check (plugin_defs_limits.cc): the key's variables, the policies this version runs.
+std::string check_limit(const nlohmann::json& conf, bool consumer_side, std::string& field);
+
+std::span<const PluginDef> limit_plugin_defs();    // plugin_defs_limits.cc
 std::span<const PluginDef> auth_plugin_defs();     // plugin_defs_auth.cc
 std::span<const PluginDef> traffic_plugin_defs();  // plugin_defs_traffic.cc
 std::span<const PluginDef> observe_plugin_defs();  // plugin_defs_observe.cc

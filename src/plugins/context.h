@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -24,6 +25,67 @@ namespace portico::plugins {
 
 class ConsumerRuntime;
 class ConsumerIndex;
+class Plugin;
+class RequestContext;
+
+// The asynchronous access step. A plugin that must wait for I/O before the request can go on (a Redis reply)
+// calls RequestContext::suspend() from access() and hands the Completion it gets to the I/O. The pipeline
+// stops after that plugin; the session waits without blocking the worker and, once complete() was called,
+// the pipeline calls the plugin's resume() and goes on with the next plugin. complete() runs on the worker
+// thread (the I/O is on the worker's event loop); only its first call for the current wait counts, and a
+// Completion of an earlier wait (an earlier request on the connection) does nothing: each suspend() numbers
+// its wait. The I/O must not outlive the context: the plugin keeps it in a PluginState, whose cancel() and
+// destructor stop it.
+class Waiter {
+ public:
+  virtual void wake() = 0;  // the current wait completed
+
+ protected:
+  ~Waiter() = default;
+};
+
+class Completion {
+ public:
+  Completion() = default;
+  void complete() const;
+
+ private:
+  friend class RequestContext;
+  Completion(RequestContext* ctx, uint64_t seq) : ctx_(ctx), seq_(seq) {}
+  RequestContext* ctx_ = nullptr;
+  uint64_t seq_ = 0;
+};
+
+// Per-request state a plugin keeps in the context (an in-flight call). One object per type per context,
+// reused by every request of the connection (RequestContext::state); the plugin re-initialises it.
+class PluginState {
+ public:
+  virtual ~PluginState() = default;
+  // The request is given up while this state's I/O may be pending (the session closes): stop it, so that
+  // nothing completes into it.
+  virtual void cancel() {}
+};
+
+// Something a plugin took for the request from process-wide state (limit-conn's connection count), given
+// back exactly once: by the session after the log phase (with the request's duration) or, when the request
+// ends without one (the session is destroyed mid-request), by the context (duration -1).
+class LeaseHolder {
+ public:
+  virtual void release(uint64_t a, uint64_t b, double request_seconds) const = 0;
+
+ protected:
+  ~LeaseHolder() = default;
+};
+
+// Where the pipeline stopped for an asynchronous step (pipeline.cc); opaque to plugins.
+struct ResumeCursor {
+  uint8_t stage = 0;
+  uint8_t phase = 0;
+  uint32_t chain = 0;
+  uint32_t i = 0;
+  uint32_t j = 0;
+  const Plugin* suspended = nullptr;  // the plugin whose resume() runs next
+};
 
 // One header change. `set` replaces every field of that name (or adds it), `add` appends one more field,
 // `remove` drops every field of that name. Names compare case-insensitively.
@@ -149,6 +211,8 @@ class RequestContext {
   const router::MatchRequest* match = nullptr;
 
   const ConsumerIndex* consumers = nullptr;  // the snapshot's credentials, for the auth plugins
+  // Set by the pipeline while a global rule's plugin runs (its limits count every route's requests).
+  bool global_rule = false;
 
   // Set by an auth plugin.
   const ConsumerRuntime* consumer = nullptr;
@@ -206,8 +270,67 @@ class RequestContext {
     if (seconds > 0) delay_seconds += seconds;
   }
 
+  // The asynchronous step (see Completion). From a plugin's access() only, at most once per call.
+  Completion suspend() {
+    wait_ = Wait::pending;
+    return Completion(this, ++wait_seq_);
+  }
+  // Set by the session once: told when a pending wait completes. Null: nobody is told (tests poll).
+  Waiter* waiter = nullptr;
+  // A plugin suspended the request and its completion has not come yet.
+  bool waiting() const { return wait_ == Wait::pending; }
+  // A plugin suspended the request (completed or not) and the pipeline has not resumed it yet.
+  bool suspended() const { return wait_ != Wait::none; }
+  // Gives up the current wait (the session closes): late completions are ignored, pending I/O cancelled.
+  void cancel_wait() {
+    if (wait_ == Wait::none) return;
+    wait_ = Wait::none;
+    ++wait_seq_;
+    for (auto& s : states_) s->cancel();
+  }
+  // Called by the pipeline when it resumes.
+  void clear_wait() { wait_ = Wait::none; }
+  ResumeCursor cursor;  // the pipeline's (pipeline.cc)
+
+  // This context's object of type T (default-constructed the first time, then reused).
+  template <class T>
+  T& state() {
+    for (auto& s : states_) {
+      if (T* t = dynamic_cast<T*>(s.get())) return *t;
+    }
+    states_.push_back(std::make_unique<T>());
+    return static_cast<T&>(*states_.back());
+  }
+
+  // Records a lease (LeaseHolder). The holder must outlive the request (it lives in the pinned snapshot or
+  // in process-wide state).
+  void add_lease(const LeaseHolder* holder, uint64_t a, uint64_t b) { leases_.push_back({holder, a, b}); }
+  // Gives back every lease taken (each exactly once: the list is emptied).
+  void release_leases(double request_seconds) {
+    for (size_t n = 0; n < leases_.size(); ++n) {
+      const Lease l = leases_[n];
+      l.holder->release(l.a, l.b, request_seconds);
+    }
+    leases_.clear();
+  }
+  size_t leases() const { return leases_.size(); }
+
+  RequestContext() = default;
+  RequestContext(const RequestContext&) = delete;
+  RequestContext& operator=(const RequestContext&) = delete;
+  // Not while a wait is pending (its Completion points at this object).
+  RequestContext(RequestContext&&) = default;
+  RequestContext& operator=(RequestContext&&) = default;
+  ~RequestContext() {
+    cancel_wait();
+    release_leases(-1);
+  }
+
   // Back to the state of a new request (keeps allocated capacity).
   void reset() {
+    cancel_wait();
+    release_leases(-1);
+    cursor = {};
     delay_seconds = 0;
     consumer = nullptr;
     credential_id = {};
@@ -219,6 +342,24 @@ class RequestContext {
     reply.headers.clear();
     request_id.clear();
   }
+
+ private:
+  friend class Completion;
+  enum class Wait : uint8_t { none, pending, completed };
+  struct Lease {
+    const LeaseHolder* holder;
+    uint64_t a, b;
+  };
+  Wait wait_ = Wait::none;
+  uint64_t wait_seq_ = 0;
+  std::vector<std::unique_ptr<PluginState>> states_;
+  std::vector<Lease> leases_;
 };
+
+inline void Completion::complete() const {
+  if (ctx_ == nullptr || ctx_->wait_seq_ != seq_ || ctx_->wait_ != RequestContext::Wait::pending) return;
+  ctx_->wait_ = RequestContext::Wait::completed;
+  if (ctx_->waiter != nullptr) ctx_->waiter->wake();
+}
 
 }  // namespace portico::plugins

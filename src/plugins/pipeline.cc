@@ -89,38 +89,102 @@ bool yields_to_route(const Plugin& p, const Chain* route) {
 
 }  // namespace
 
-void Pipeline::run_request(RequestContext& ctx) const {
-  if (globals_ != nullptr && (globals_->phases & (kRewrite | kAccess)) != 0) {
-    for (const auto& chain : globals_->chains) {
-      for (uint8_t phase : {uint8_t{kRewrite}, uint8_t{kAccess}}) {
-        if ((chain->phases & phase) == 0) continue;
-        for (const auto& p : chain->plugins) {
-          if ((p->phases() & phase) == 0 || yields_to_route(*p, route_)) continue;
-          phase == kRewrite ? p->rewrite(ctx) : p->access(ctx);
-          if (ctx.replied()) return;
+bool Pipeline::run_request(RequestContext& ctx) const {
+  ctx.cursor = {};
+  return run_from(ctx);
+}
+
+bool Pipeline::resume_request(RequestContext& ctx) const {
+  const Plugin* p = ctx.cursor.suspended;
+  ctx.cursor.suspended = nullptr;
+  ctx.clear_wait();
+  if (p != nullptr) {
+    ctx.global_rule = ctx.cursor.stage == 0;
+    p->resume(ctx);
+    if (ctx.suspended()) {  // it waits once more
+      ctx.cursor.suspended = p;
+      return false;
+    }
+    if (ctx.replied()) return true;
+  }
+  return run_from(ctx);
+}
+
+// Runs the request phases from ctx.cursor on. Each loop keeps its position in the cursor, advanced past a
+// plugin before it runs, so that after a suspension the walk continues with the next plugin.
+bool Pipeline::run_from(RequestContext& ctx) const {
+  ResumeCursor& c = ctx.cursor;
+  // False: stop here (a reply, or a suspension: c.suspended is set).
+  auto call = [&](const Plugin& p, uint8_t phase) {
+    ctx.global_rule = c.stage == 0;
+    phase == kRewrite ? p.rewrite(ctx) : p.access(ctx);
+    if (ctx.suspended()) {
+      c.suspended = &p;
+      return false;
+    }
+    return !ctx.replied();
+  };
+  auto stopped = [&] { return !ctx.suspended(); };  // what run_from returns after call() said stop
+  if (c.stage == 0) {
+    if (globals_ != nullptr && (globals_->phases & (kRewrite | kAccess)) != 0) {
+      for (; c.chain < globals_->chains.size(); ++c.chain, c.phase = 0, c.i = 0) {
+        const Chain& chain = *globals_->chains[c.chain];
+        for (; c.phase < 2; ++c.phase, c.i = 0) {
+          const uint8_t phase = c.phase == 0 ? kRewrite : kAccess;
+          if ((chain.phases & phase) == 0) continue;
+          while (c.i < chain.plugins.size()) {
+            const Plugin& p = *chain.plugins[c.i++];
+            if ((p.phases() & phase) == 0 || yields_to_route(p, route_)) continue;
+            if (!call(p, phase)) return stopped();
+          }
         }
       }
     }
+    c.stage = 1;
+    c.i = 0;
   }
-  if (route_ != nullptr && (route_->phases & kRewrite) != 0) {
-    for (const auto& p : route_->plugins) {
-      if ((p->phases() & kRewrite) == 0) continue;
-      p->rewrite(ctx);
-      if (ctx.replied()) return;
+  if (c.stage == 1) {
+    if (route_ != nullptr && (route_->phases & kRewrite) != 0) {
+      while (c.i < route_->plugins.size()) {
+        const Plugin& p = *route_->plugins[c.i++];
+        if ((p.phases() & kRewrite) != 0 && !call(p, kRewrite)) return stopped();
+      }
     }
+    c.stage = 2;
+    c.i = 0;
   }
+  // The consumer is known from here on (auth plugins run in the rewrite phase above).
   const Chain* consumer = consumer_chain(ctx);
-  if (consumer != nullptr && (consumer->phases & kRewrite) != 0) {
-    for (const auto& p : consumer->plugins) {
-      if ((p->phases() & kRewrite) == 0) continue;
-      p->rewrite(ctx);
-      if (ctx.replied()) return;
+  if (c.stage == 2) {
+    if (consumer != nullptr && (consumer->phases & kRewrite) != 0) {
+      while (c.i < consumer->plugins.size()) {
+        const Plugin& p = *consumer->plugins[c.i++];
+        if ((p.phases() & kRewrite) != 0 && !call(p, kRewrite)) return stopped();
+      }
     }
+    c.stage = 3;
+    c.i = 0;
+    c.j = 0;
   }
-  for_merged(route_, consumer, kAccess, [&](const Plugin& p) {
-    p.access(ctx);
-    return !ctx.replied();
-  });
+  if (c.stage == 3) {
+    // for_merged's walk, with its two positions in the cursor.
+    const auto none = std::span<const std::shared_ptr<const Plugin>>();
+    auto r = route_ ? std::span(route_->plugins) : none;
+    auto k = consumer ? std::span(consumer->plugins) : none;
+    while (c.i < r.size() || c.j < k.size()) {
+      const Plugin* next;
+      if (c.j >= k.size() || (c.i < r.size() && r[c.i]->priority() > k[c.j]->priority())) {
+        next = r[c.i++].get();
+        if (consumer != nullptr && in_chain(consumer, next->name())) continue;
+      } else {
+        next = k[c.j++].get();
+      }
+      if ((next->phases() & kAccess) != 0 && !call(*next, kAccess)) return stopped();
+    }
+    c.stage = 4;
+  }
+  ctx.global_rule = false;
+  return true;
 }
 
 void Pipeline::run_response(RequestContext& ctx, const ResponseInfo& info) const {

@@ -9,7 +9,10 @@
 //     3. once a consumer is known, its plugins are merged over the route's (a plugin configured on both runs
 //        with the consumer's configuration), and the consumer's own plugins run their rewrite phase;
 //     4. the access phase of the merged chain.
-//   A plugin that replies ends these phases. The response phase then runs for global rules, then the merged
+//   A plugin that replies ends these phases. A plugin's access() may suspend the request (context.h
+//   Completion): run_request then returns false with the cursor in the context; once the completion came,
+//   resume_request calls that plugin's resume() and goes on from the next plugin, so the order is the same
+//   as without the wait. A request whose plugins never suspend pays nothing for it. The response phase then runs for global rules, then the merged
 //   chain, whether the response came from the upstream or from a plugin; the log phase likewise.
 //   A global rule's plugin with run_policy prefer_route (Plugin::prefer_route) is skipped in every phase when
 //   the route's chain has the same plugin (APISIX's plugin.filter does so for global rules).
@@ -58,13 +61,16 @@ class Pipeline {
 
   bool empty() const { return globals_ == nullptr && route_ == nullptr; }
 
-  // Steps 1-4 above. After it, ctx.replied() says whether a plugin answered.
-  void run_request(RequestContext& ctx) const;
+  // Steps 1-4 above. True: done, and ctx.replied() says whether a plugin answered. False: a plugin
+  // suspended the request (ctx.suspended()); call resume_request once ctx.waiting() is false.
+  bool run_request(RequestContext& ctx) const;
+  bool resume_request(RequestContext& ctx) const;
   // The response phase (ctx.consumer's plugins included when set).
   void run_response(RequestContext& ctx, const ResponseInfo& info) const;
   void run_log(const RequestContext& ctx, const LogInfo& info) const;
 
  private:
+  bool run_from(RequestContext& ctx) const;
   const GlobalRules* globals_ = nullptr;
   const Chain* route_ = nullptr;
 };

@@ -22,6 +22,9 @@
 namespace portico::status {
 class Metrics;
 }
+namespace portico::plugins {
+struct LimitStores;
+}
 
 namespace portico::plugins {
 
@@ -45,6 +48,9 @@ class Plugin {
 
   virtual void rewrite(RequestContext&) const {}
   virtual void access(RequestContext&) const {}
+  // After access() suspended the request (RequestContext::suspend) and the wait completed: the plugin reads
+  // the outcome of its I/O (kept in a PluginState) and goes on as access() would have (reply, headers).
+  virtual void resume(RequestContext&) const {}
   virtual void on_response(RequestContext&, const ResponseInfo&) const {}
   virtual void log(const RequestContext&, const LogInfo&) const {}
 
@@ -63,6 +69,9 @@ class Plugin {
 struct BuildEnv {
   size_t workers = 1;
   status::Metrics* metrics = nullptr;  // the process's metrics (outlive every snapshot); null in tests
+  // The rate limits' process-wide counters (limits.h; outlive every snapshot). Null: each limit plugin keeps
+  // its own (tests; counters then start over when the plugin is rebuilt).
+  LimitStores* limits = nullptr;
 };
 
 // Builds the runtime plugin `name` from its validated configuration (defaults applied, `_meta` removed).

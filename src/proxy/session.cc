@@ -63,6 +63,7 @@ Session::Session(Worker& worker, asio::ip::tcp::socket socket)
   }
   in_.resize(kInitialBuffer);
   plugin_ctx_.worker = worker_.index();
+  plugin_ctx_.waiter = &plugin_waiter_;
   worker_.add_session(this);
   worker_.metrics().connections_open.add();
   worker_.metrics().connections_total.add();
@@ -131,6 +132,9 @@ awaitable<void> Session::run() {
     if (!co_await read_request_head()) break;
     idle_ = false;
     bool keep = co_await handle_request();
+    // Every path through handle_request ends in finish_request, which gives leases back after the log
+    // phase; this only catches one that did not, while the plugins holding them are still pinned.
+    plugin_ctx_.release_leases(-1);
     pinned_.reset();
     if (!keep || worker_.draining()) break;
     consume_client(request_.head_size + body_from_in_);
@@ -403,7 +407,22 @@ awaitable<bool> Session::run_plugins(const snapshot::Snapshot& snap, const snaps
   ctx.matched_host = router::matched_host(route.hosts, request_.host);
   ctx.consumers = snap.consumers.get();
   ctx.match = &match_;
-  pipeline_.run_request(ctx);
+  bool done = pipeline_.run_request(ctx);
+  while (!done) {
+    // A plugin waits for I/O (context.h Completion). No guard is armed: the plugin's I/O has its own
+    // timeout, and a session closed meanwhile (force_close) cancels the timer without a completion.
+    if (ctx.waiting()) {
+      delay_timer_.expires_at(Clock::time_point::max());
+      co_await delay_timer_.async_wait(nothrow);
+    }
+    if (ctx.waiting() || !client_.is_open()) {
+      ctx.cancel_wait();
+      if (!ctx.replied()) ctx.reply.status = 499;
+      keep = false;
+      co_return false;
+    }
+    done = pipeline_.resume_request(ctx);
+  }
   if (ctx.delay_seconds > 0) {
     // The worker serves other connections meanwhile. No guard is armed: the client is not expected to
     // send or read anything during the wait, and a session closed meanwhile (force_close) cancels it.
@@ -527,6 +546,7 @@ void Session::finish_request(int status, const snapshot::RouteRuntime* route) {
     info.upstream_ip = upstream_ip_;
     info.bytes_received = request_.head_size + body_bytes_read_;
     pipeline_.run_log(plugin_ctx_, info);
+    plugin_ctx_.release_leases(seconds);
     pipeline_ = {};
   }
   AccessLog& log = worker_.access_log();

@@ -199,8 +199,18 @@ class Session : public std::enable_shared_from_this<Session> {
   std::string leftover_;  // bytes read past a chunked body's end (the next pipelined request)
   http::ChunkedDecoder decoder_;
 
+  // Wakes run_plugins when a plugin's asynchronous step completes (context.h Completion): the wait is on
+  // delay_timer_, which completion cancels.
+  struct PluginWaiter final : plugins::Waiter {
+    explicit PluginWaiter(boost::asio::steady_timer& t) : timer(t) {}
+    void wake() override { timer.cancel(); }
+    boost::asio::steady_timer& timer;
+  };
+  PluginWaiter plugin_waiter_{delay_timer_};
+
   // The plugins of the current request (empty when its route and the global rules have none) and what they
-  // see and change of it.
+  // see and change of it. Declared last: destroyed first, while pinned_ still holds the plugins its pending
+  // I/O and leases refer to.
   plugins::Pipeline pipeline_;
   plugins::RequestContext plugin_ctx_;
 };

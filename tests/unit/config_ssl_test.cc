@@ -414,13 +414,13 @@ TEST(ConfigAllSections, ErrorsInStreamedSectionsCarryTheirPaths) {
   - username: "not ok"
 plugin_configs:
   - id: pc1
-    plugins: { limit-req: {} }
+    plugins: { ua-restriction: {} }
 #END
 )";
   LoadResult r = parse_text(yaml, Format::yaml);
   ASSERT_EQ(r.errors.size(), 2u) << r.describe();
   EXPECT_EQ(r.errors[0].path, "consumers[1].username");
-  EXPECT_EQ(r.errors[1].path, "plugin_configs[0].plugins.limit-req");
+  EXPECT_EQ(r.errors[1].path, "plugin_configs[0].plugins.ua-restriction");
 }
 
 }  // namespace
