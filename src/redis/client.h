@@ -86,7 +86,8 @@ class Call {
  private:
   friend class Client;
   friend class Connection;
-  friend struct ClientInternals;
+  friend struct ClientCore;
+  friend struct CallList;
 
   Client* client_ = nullptr;  // non-null while pending
   Call* prev_ = nullptr;      // intrusive list: waiting for a connection, a retry or a posted completion
@@ -153,9 +154,8 @@ class Client {
  private:
   friend class Target;
   friend class Connection;
-  friend struct ClientInternals;
-  Client(std::shared_ptr<Target> target, boost::asio::io_context& context);
-  void issue(Call* call);
+  friend struct ClientCore;
+  Client(Target& target, boost::asio::io_context& context);
 
   std::unique_ptr<ClientCore> core_;
 };

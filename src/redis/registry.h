@@ -25,6 +25,7 @@ namespace portico::redis {
 
 struct RegistryCore;
 struct Breaker;
+struct TlsContext;
 
 class Target : public std::enable_shared_from_this<Target> {
  public:
@@ -53,6 +54,7 @@ class Target : public std::enable_shared_from_this<Target> {
   std::vector<std::unique_ptr<Client>> clients_;  // slot i written only by worker i
   std::mutex breakers_mutex_;
   std::unordered_map<std::string, std::unique_ptr<Breaker>> breakers_;
+  std::shared_ptr<TlsContext> tls_;  // null without TLS
 };
 
 class Registry {
