@@ -22,6 +22,9 @@
 namespace portico::status {
 class Metrics;
 }
+namespace portico::redis {
+class Registry;
+}
 
 namespace portico::plugins {
 
@@ -63,6 +66,7 @@ class Plugin {
 struct BuildEnv {
   size_t workers = 1;
   status::Metrics* metrics = nullptr;  // the process's metrics (outlive every snapshot); null in tests
+  redis::Registry* redis = nullptr;    // the process's Redis targets (redis/registry.h); null in tests
 };
 
 // Builds the runtime plugin `name` from its validated configuration (defaults applied, `_meta` removed).
