@@ -132,6 +132,7 @@ void Connection::on_connected() {
 }
 
 void Connection::send(Call* call) {
+  if (state_ == down) connect();  // queues the handshake first
   if (call->asking_) {
     call->asking_ = false;
     std::string_view asking[] = {"ASKING"};
@@ -140,10 +141,6 @@ void Connection::send(Call* call) {
   }
   out_.append(call->wire_);
   push(call, kUser);
-  if (state_ == down) {
-    connect();
-    return;
-  }
   schedule_flush();
 }
 
