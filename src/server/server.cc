@@ -15,6 +15,7 @@
 #include "config/loader.h"
 #include "proxy/access_log.h"
 #include "proxy/worker.h"
+#include "redis/registry.h"
 #include "server/config_applier.h"
 #include "server/keyring.h"
 #include "status/metrics.h"
@@ -52,6 +53,8 @@ struct Server::Impl {
   upstream::HealthRegistry health;
   upstream::ActiveHealthChecker checker;
   std::vector<std::unique_ptr<proxy::Worker>> workers;
+  // Destroyed before the workers: its clients live on their io_contexts.
+  std::unique_ptr<redis::Registry> redis = std::make_unique<redis::Registry>();
   std::unique_ptr<ConfigApplier> applier;
   std::unique_ptr<status::StatusServer> status_server;
   std::atomic<bool> draining{false};
@@ -187,6 +190,7 @@ int Server::run() {
     for (unsigned i = 0; i < workers; ++i) {
       s.workers.push_back(std::make_unique<proxy::Worker>(i, opt, *s.metrics, s.access_log_fd));
       s.workers.back()->listen(endpoint);
+      s.redis->attach_worker(i, s.workers.back()->context());
     }
     s.status_server = std::make_unique<status::StatusServer>(status::StatusHandlers{
         [&s](std::string& reason) { return s.ready(s.applier->has_config(), reason); },
@@ -203,6 +207,7 @@ int Server::run() {
   ctx.workers = workers;
   ctx.health = &s.health;
   ctx.metrics = s.metrics.get();
+  ctx.redis = s.redis.get();
   s.applier = std::make_unique<ConfigApplier>(opt.config_path, opt.watch_interval, ctx,
                                               [&s](std::shared_ptr<const snapshot::Snapshot> snap) {
                                                 s.checker.set_targets(snapshot::probe_targets(*snap));
@@ -310,6 +315,7 @@ int Server::run() {
     break;  // SIGTERM / SIGINT
   }
   bool clean = s.drain_and_wait();
+  s.redis->shutdown();  // the workers have stopped; their io_contexts are still alive
   if (s.sync_client) s.sync_client->stop();
   if (s.control_plane) s.control_plane->stop();
   s.applier->stop();

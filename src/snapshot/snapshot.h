@@ -21,6 +21,9 @@
 namespace portico::status {
 class Metrics;
 }
+namespace portico::redis {
+class Registry;
+}
 namespace portico::plugins {
 struct Chain;
 struct GlobalRules;
@@ -99,6 +102,7 @@ struct BuildContext {
   size_t workers = 1;
   upstream::HealthRegistry* health = nullptr;
   status::Metrics* metrics = nullptr;
+  redis::Registry* redis = nullptr;
 };
 
 // An existing runtime for upstream `key` whose spec equals `spec`, to use instead of building a new one

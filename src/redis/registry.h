@@ -1,0 +1,82 @@
+// Process-wide Redis targets (README.md).
+//
+// The Registry is owned by the server and outlives every snapshot's use of it. At start-up the server
+// attaches each worker's io_context (attach_worker), before any worker runs. Plugins, when a snapshot is
+// built (any thread), ask for the Target of their Options: equal Options (Options::key) give the same
+// Target while some plugin holds it, so routes sharing a Redis share its connections and its circuit
+// breaker. On the request path a plugin asks the Target for its worker's Client.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "redis/client.h"
+
+namespace boost::asio {
+class io_context;
+}
+
+namespace portico::redis {
+
+struct RegistryCore;
+struct Breaker;
+struct TlsContext;
+
+class Target : public std::enable_shared_from_this<Target> {
+ public:
+  ~Target();  // any thread: each worker's Client is destroyed on its worker (posted)
+  Target(const Target&) = delete;
+  Target& operator=(const Target&) = delete;
+
+  const Options& options() const { return options_; }
+  // Worker `worker`'s client, created on first use. Call only on that worker's thread.
+  Client& client(size_t worker);
+  // False while the circuit breaker is open. Any thread.
+  bool available() const;
+
+ private:
+  friend class Registry;
+  friend class Client;
+  friend struct ClientCore;
+  friend class Connection;
+  Target(Options options, std::shared_ptr<RegistryCore> core);
+  // The breaker of node "host:port" (created on first use, stable address). Any thread.
+  Breaker& breaker(const std::string& node);
+
+  Options options_;
+  std::string key_;
+  std::shared_ptr<RegistryCore> core_;
+  std::vector<std::unique_ptr<Client>> clients_;  // slot i written only by worker i
+  std::mutex breakers_mutex_;
+  std::unordered_map<std::string, std::unique_ptr<Breaker>> breakers_;
+  std::shared_ptr<TlsContext> tls_;  // null without TLS
+};
+
+class Registry {
+ public:
+  Registry();
+  ~Registry();
+  Registry(const Registry&) = delete;
+  Registry& operator=(const Registry&) = delete;
+
+  // Start-up, before workers run: worker `index` runs on `context`.
+  void attach_worker(size_t index, boost::asio::io_context& context);
+  size_t workers() const;
+
+  // The Target for `options` (same key: the same Target while it is held). Any thread.
+  std::shared_ptr<Target> target(const Options& options);
+
+  // After the workers stopped (threads joined), before their io_contexts are destroyed: destroys every
+  // Client (pending calls complete `shutdown`). Targets still held afterwards have no clients.
+  void shutdown();
+
+ private:
+  std::shared_ptr<RegistryCore> core_;
+};
+
+}  // namespace portico::redis
