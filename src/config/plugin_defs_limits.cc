@@ -2,7 +2,7 @@
 // limit-conn.lua and apisix/utils/redis-schema.lua): limit-count, limit-req, limit-conn. The Redis fields are
 // declared at the top (objects are closed here) and required and defaulted by the policy's `then` branch, as
 // APISIX's if/then/else does. What a schema cannot say (a key naming a variable this version does not know,
-// the policies this version does not run yet) is checked by check_limit.
+// cluster nodes that are not host:port, a batched sliding window) is checked by check_limit.
 #include <string>
 #include <string_view>
 #include <vector>
@@ -26,7 +26,7 @@ constexpr std::string_view kRedisFields = R"(
     "redis_timeout": {"type": "integer", "minimum": 1},
     "redis_ssl": {"type": "boolean"},
     "redis_ssl_verify": {"type": "boolean"},
-    "sync_interval": {"type": "integer"},
+    "sync_interval": {"type": "number"},
     "redis_cluster_nodes": {
       "type": "array", "minItems": 1, "items": {"type": "string", "minLength": 2, "maxLength": 100}
     },
@@ -47,7 +47,7 @@ constexpr std::string_view kPolicyBranches = R"(
       "redis_timeout": {"type": "integer", "minimum": 1, "default": 1000},
       "redis_ssl": {"type": "boolean", "default": false},
       "redis_ssl_verify": {"type": "boolean", "default": false},
-      "sync_interval": {"type": "integer", "default": -1}
+      "sync_interval": {"type": "number", "default": -1}
     },
     "required": ["redis_host"]
   },
@@ -63,7 +63,7 @@ constexpr std::string_view kPolicyBranches = R"(
         "redis_cluster_name": {"type": "string"},
         "redis_cluster_ssl": {"type": "boolean", "default": false},
         "redis_cluster_ssl_verify": {"type": "boolean", "default": false},
-        "sync_interval": {"type": "integer", "default": -1}
+        "sync_interval": {"type": "number", "default": -1}
       },
       "required": ["redis_cluster_nodes", "redis_cluster_name"]
     }
@@ -140,16 +140,17 @@ constexpr std::string_view kRedisSecrets[] = {"redis_password"};
 bool is_var_name(std::string_view s) {
   if (s.empty()) return false;
   for (char c : s) {
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_')) return false;
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_'))
+      return false;
   }
   return true;
 }
 
 std::vector<PluginDef> make_defs() {
   std::vector<PluginDef> defs;
-  for (auto [name, priority, schema] :
-       {std::tuple{"limit-conn", 1003, &limit_conn_schema()}, std::tuple{"limit-count", 1002, &limit_count_schema()},
-        std::tuple{"limit-req", 1001, &limit_req_schema()}}) {
+  for (auto [name, priority, schema] : {std::tuple{"limit-conn", 1003, &limit_conn_schema()},
+                                        std::tuple{"limit-count", 1002, &limit_count_schema()},
+                                        std::tuple{"limit-req", 1001, &limit_req_schema()}}) {
     PluginDef def = plugin_def(name, priority, *schema);
     def.encrypt_fields = kRedisSecrets;
     def.check = check_limit;
@@ -162,9 +163,21 @@ std::vector<PluginDef> make_defs() {
 
 std::string check_limit(const nlohmann::json& conf, bool, std::string& field) {
   const std::string policy = conf.value("policy", std::string("local"));
-  if (policy != "local") {
-    field = "policy";
-    return "policy " + policy + " is not supported by this version (local only)";
+  if (policy == "redis-cluster") {
+    for (const auto& node : conf.at("redis_cluster_nodes")) {
+      const std::string& text = node.get_ref<const std::string&>();
+      const size_t colon = text.rfind(':');
+      if (colon == std::string::npos || colon == 0 || colon + 1 == text.size() ||
+          text.find_first_not_of("0123456789", colon + 1) != std::string::npos) {
+        field = "redis_cluster_nodes";
+        return "not host:port: " + text;
+      }
+    }
+  }
+  if (policy != "local" && conf.value("sync_interval", -1.0) > 0 &&
+      conf.value("window_type", std::string("fixed")) == "sliding") {
+    field = "sync_interval";
+    return "sync_interval (batched mode) counts a fixed window: remove it or window_type \"sliding\"";
   }
   const std::string key_type = conf.value("key_type", std::string("var"));
   if (key_type == "constant") return {};

@@ -2,9 +2,10 @@
 // default_conn_delay per `conn` requests ahead, or the requests' measured duration), the rest answered
 // `rejected_code`. An admitted request holds a lease on its key's count (context.h LeaseHolder), given back
 // exactly once: after the log phase, or when the request ends without one (the client gone, the session
-// destroyed). Policies: `local`; Redis ones later.
+// destroyed). Policies: `local`, `redis`, `redis-cluster` (limits_redis.h).
 #include "plugins/factories.h"
 #include "plugins/limit_plugin.h"
+#include "plugins/limits_redis.h"
 
 namespace portico::plugins {
 
@@ -15,12 +16,12 @@ class LimitConn final : public Plugin {
   LimitConn(const nlohmann::json& conf, int priority, const BuildEnv& env)
       : Plugin("limit-conn", priority, kAccess), common_("limit-conn", conf, env, false) {
     if (conf.value("policy", std::string("local")) != "local") {
-      throw std::invalid_argument("policy " + conf.at("policy").get<std::string>() + " is not supported");
+      backend_ = make_redis_conn(conf, env, common_.ns);
+      return;
     }
-    backend_ = std::make_unique<LocalConn>(*common_.stores, common_.ns, conf.at("conn").get<int64_t>(),
-                                           conf.at("burst").get<int64_t>(),
-                                           conf.at("default_conn_delay").get<double>(),
-                                           conf.at("only_use_default_delay").get<bool>());
+    backend_ = std::make_unique<LocalConn>(
+        *common_.stores, common_.ns, conf.at("conn").get<int64_t>(), conf.at("burst").get<int64_t>(),
+        conf.at("default_conn_delay").get<double>(), conf.at("only_use_default_delay").get<bool>());
   }
 
   void access(RequestContext& ctx) const override {

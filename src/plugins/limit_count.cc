@@ -1,9 +1,10 @@
 // limit-count (APISIX 3.x): at most `count` requests per `time_window` seconds per key; a fixed window (as
 // APISIX) or, with Portico's `window_type: "sliding"`, a sliding one (limits.h LocalCount). The quota
 // headers go on every answer, the rejection included (Remaining 0). Policies: `local` (process-wide, shared
-// by the workers); the Redis ones come later (the catalog refuses them in this version).
+// by the workers), `redis` and `redis-cluster` (limits_redis.h; batched with sync_interval: limit_batch.h).
 #include "plugins/factories.h"
 #include "plugins/limit_plugin.h"
+#include "plugins/limits_redis.h"
 
 namespace portico::plugins {
 
@@ -16,7 +17,8 @@ class LimitCount final : public Plugin {
         common_("limit-count", conf, env, true),
         show_headers_(conf.at("show_limit_quota_header").get<bool>()) {
     if (conf.value("policy", std::string("local")) != "local") {
-      throw std::invalid_argument("policy " + conf.at("policy").get<std::string>() + " is not supported");
+      backend_ = make_redis_count(conf, env, common_.ns, *common_.stores);
+      return;
     }
     backend_ = std::make_unique<LocalCount>(*common_.stores, common_.ns, conf.at("count").get<int64_t>(),
                                             conf.at("time_window").get<int64_t>(),
@@ -33,8 +35,8 @@ class LimitCount final : public Plugin {
  private:
   void apply(RequestContext& ctx, const CountDecision& d) const {
     if (d.kind == CountDecision::Kind::failed) {
-      if (!common_.allow_degradation) ctx.respond(500, "{\"error_msg\":\"failed to limit count\"}\n",
-                                                  "application/json");
+      if (!common_.allow_degradation)
+        ctx.respond(500, "{\"error_msg\":\"failed to limit count\"}\n", "application/json");
       return;
     }
     if (show_headers_) {

@@ -1,9 +1,11 @@
 // limit-req (APISIX 3.x): a leaky bucket per key (limits.h LocalReq): `rate` requests per second, up to
 // `burst` more delayed until the bucket drains to them (no delay with `nodelay`), the rest answered
 // `rejected_code`. The delay is RequestContext::delay: the session waits on a timer, the worker serving
-// others meanwhile (APISIX sleeps in the access phase). Policies: `local`; Redis ones later.
+// others meanwhile (APISIX sleeps in the access phase). Policies: `local`, `redis`, `redis-cluster`
+// (limits_redis.h).
 #include "plugins/factories.h"
 #include "plugins/limit_plugin.h"
+#include "plugins/limits_redis.h"
 
 namespace portico::plugins {
 
@@ -16,7 +18,8 @@ class LimitReq final : public Plugin {
         common_("limit-req", conf, env, false),
         nodelay_(conf.at("nodelay").get<bool>()) {
     if (conf.value("policy", std::string("local")) != "local") {
-      throw std::invalid_argument("policy " + conf.at("policy").get<std::string>() + " is not supported");
+      backend_ = make_redis_req(conf, env, common_.ns);
+      return;
     }
     backend_ = std::make_unique<LocalReq>(*common_.stores, common_.ns, conf.at("rate").get<double>(),
                                           conf.at("burst").get<double>());
