@@ -118,7 +118,7 @@ class BatchedCount::SyncCall final : public redis::Call {
       : shared_(std::move(shared)), key_(std::move(key)), now_ms_(now_ms) {}
   void start(redis::Client& client, int64_t delta) {
     std::string rkey;
-    redis_key("lb", shared_->ns, key_, rkey);
+    redis_key("portico:lb", shared_->ns, key_, rkey);
     char buf[24];
     const std::string_view keys[] = {rkey};
     const std::string_view args[] = {format_int(delta, buf), shared_->window_arg};

@@ -38,8 +38,10 @@ redis::Options redis_options(const nlohmann::json& conf);
 // The Target of `conf` in env.redis; throws std::invalid_argument when the process has no Redis registry.
 std::shared_ptr<redis::Target> redis_target(const nlohmann::json& conf, const BuildEnv& env);
 
-// The counter's Redis key: "portico:<kind>:{<namespace hex>:<key>}" (the hash tag is the whole name).
-void redis_key(std::string_view kind, uint64_t ns, std::string_view key, std::string& out);
+// The counter's Redis key: "<head>:{<namespace hex>:<route id>:<key>}" (the hash tag is the whole name; a
+// group or global rule has no route id). Heads: portico:lc, portico:lcs, portico:lb, portico:lr and
+// limit-conn's redis_prefix.
+void redis_key(std::string_view head, uint64_t ns, std::string_view key, std::string& out);
 
 // The context's call in flight (one per context, reused by every Redis limit of the request: they suspend
 // one after the other). values[] are the script's integer replies.
