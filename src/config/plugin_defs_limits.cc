@@ -36,7 +36,7 @@ constexpr std::string_view kRedisFields = R"(
 
 // redis-schema.lua's policy_to_additional_properties, as the if/then/else every limit plugin ends with.
 constexpr std::string_view kPolicyBranches = R"(
-  "if": {"properties": {"policy": {"enum": ["redis"]}}},
+  "if": {"properties": {"policy": {"enum": ["redis"]}}, "required": ["policy"]},
   "then": {
     "properties": {
       "redis_host": {"type": "string", "minLength": 2},
@@ -52,7 +52,7 @@ constexpr std::string_view kPolicyBranches = R"(
     "required": ["redis_host"]
   },
   "else": {
-    "if": {"properties": {"policy": {"enum": ["redis-cluster"]}}},
+    "if": {"properties": {"policy": {"enum": ["redis-cluster"]}}, "required": ["policy"]},
     "then": {
       "properties": {
         "redis_cluster_nodes": {
@@ -140,16 +140,17 @@ constexpr std::string_view kRedisSecrets[] = {"redis_password"};
 bool is_var_name(std::string_view s) {
   if (s.empty()) return false;
   for (char c : s) {
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_')) return false;
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_'))
+      return false;
   }
   return true;
 }
 
 std::vector<PluginDef> make_defs() {
   std::vector<PluginDef> defs;
-  for (auto [name, priority, schema] :
-       {std::tuple{"limit-conn", 1003, &limit_conn_schema()}, std::tuple{"limit-count", 1002, &limit_count_schema()},
-        std::tuple{"limit-req", 1001, &limit_req_schema()}}) {
+  for (auto [name, priority, schema] : {std::tuple{"limit-conn", 1003, &limit_conn_schema()},
+                                        std::tuple{"limit-count", 1002, &limit_count_schema()},
+                                        std::tuple{"limit-req", 1001, &limit_req_schema()}}) {
     PluginDef def = plugin_def(name, priority, *schema);
     def.encrypt_fields = kRedisSecrets;
     def.check = check_limit;

@@ -17,10 +17,9 @@ class LimitConn final : public Plugin {
     if (conf.value("policy", std::string("local")) != "local") {
       throw std::invalid_argument("policy " + conf.at("policy").get<std::string>() + " is not supported");
     }
-    backend_ = std::make_unique<LocalConn>(*common_.stores, common_.ns, conf.at("conn").get<int64_t>(),
-                                           conf.at("burst").get<int64_t>(),
-                                           conf.at("default_conn_delay").get<double>(),
-                                           conf.at("only_use_default_delay").get<bool>());
+    backend_ = std::make_unique<LocalConn>(
+        *common_.stores, common_.ns, conf.at("conn").get<int64_t>(), conf.at("burst").get<int64_t>(),
+        conf.at("default_conn_delay").get<double>(), conf.at("only_use_default_delay").get<bool>());
   }
 
   void access(RequestContext& ctx) const override {

@@ -33,8 +33,8 @@ class LimitCount final : public Plugin {
  private:
   void apply(RequestContext& ctx, const CountDecision& d) const {
     if (d.kind == CountDecision::Kind::failed) {
-      if (!common_.allow_degradation) ctx.respond(500, "{\"error_msg\":\"failed to limit count\"}\n",
-                                                  "application/json");
+      if (!common_.allow_degradation)
+        ctx.respond(500, "{\"error_msg\":\"failed to limit count\"}\n", "application/json");
       return;
     }
     if (show_headers_) {

@@ -13,6 +13,7 @@
 #include "base/json_escape.h"
 #include "base/log.h"
 #include "config/loader.h"
+#include "plugins/limits.h"
 #include "proxy/access_log.h"
 #include "proxy/worker.h"
 #include "server/config_applier.h"
@@ -49,6 +50,8 @@ struct Server::Impl {
   std::string state_dir;
   std::unique_ptr<sync::SyncClient> sync_client;
   std::unique_ptr<status::Metrics> metrics;
+  // The rate limits' local counters: outlive every snapshot and session (declared before workers).
+  plugins::LimitStores limits;
   upstream::HealthRegistry health;
   upstream::ActiveHealthChecker checker;
   std::vector<std::unique_ptr<proxy::Worker>> workers;
@@ -203,6 +206,7 @@ int Server::run() {
   ctx.workers = workers;
   ctx.health = &s.health;
   ctx.metrics = s.metrics.get();
+  ctx.limits = &s.limits;
   s.applier = std::make_unique<ConfigApplier>(opt.config_path, opt.watch_interval, ctx,
                                               [&s](std::shared_ptr<const snapshot::Snapshot> snap) {
                                                 s.checker.set_targets(snapshot::probe_targets(*snap));

@@ -127,6 +127,7 @@ std::shared_ptr<const Layer> build_layer(config::Config config, const BuildConte
   plugins::BuildEnv env;
   env.workers = ctx.workers;
   env.metrics = ctx.metrics;
+  env.limits = ctx.limits;
   plugins::PluginCache cache;
   std::unordered_map<std::string_view, ServiceRuntime> by_service;
   for (const config::Service& s : cfg.services) {
@@ -197,6 +198,7 @@ std::shared_ptr<const plugins::GlobalRules> build_global_rules(const std::vector
   plugins::BuildEnv env;
   env.workers = ctx.workers;
   env.metrics = ctx.metrics;
+  env.limits = ctx.limits;
   plugins::PluginCache cache;
   auto out = std::make_shared<plugins::GlobalRules>();
   for (const config::GlobalRule& rule : rules) {
@@ -221,6 +223,7 @@ std::shared_ptr<const plugins::ConsumerIndex> build_consumers(
   plugins::BuildEnv env;
   env.workers = ctx.workers;
   env.metrics = ctx.metrics;
+  env.limits = ctx.limits;
   plugins::PluginCache cache;
   std::vector<std::string> problems;
   auto index = plugins::ConsumerIndex::build(consumers, credentials, env, cache, problems);

@@ -25,6 +25,7 @@ namespace portico::plugins {
 struct Chain;
 struct GlobalRules;
 class ConsumerIndex;
+struct LimitStores;
 }  // namespace portico::plugins
 namespace portico::upstream {
 class HealthRegistry;
@@ -99,6 +100,7 @@ struct BuildContext {
   size_t workers = 1;
   upstream::HealthRegistry* health = nullptr;
   status::Metrics* metrics = nullptr;
+  plugins::LimitStores* limits = nullptr;  // BuildEnv::limits
 };
 
 // An existing runtime for upstream `key` whose spec equals `spec`, to use instead of building a new one

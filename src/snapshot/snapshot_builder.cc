@@ -393,6 +393,7 @@ struct SnapshotBuilder::State {
     plugins::BuildEnv env;
     env.workers = context.workers;
     env.metrics = context.metrics;
+    env.limits = context.limits;
     plugins::PluginCache cache;
     std::vector<std::string> problems;
     consumers = plugins::ConsumerIndex::layer(plugins::ConsumerIndex::whole_of(consumers), current,
