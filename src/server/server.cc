@@ -262,7 +262,7 @@ int Server::run() {
             break;
         }
       }
-      config::LoadResult loaded = config::parse_text(set.document(), config::Format::json);
+      config::LoadResult loaded = config::parse_text(set.document(), config::Format::json, false);
       loaded.content_hash = state.content_hash;
       if (!applier->apply_config(std::move(loaded), source_text, state.revision, error)) {
         error = "refused revision " + std::to_string(state.revision) + ": " + error;
