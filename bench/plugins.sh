@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# `make bench-plugins`: what plugins cost per request. One Portico (one worker, CPU0) serves four routes side
-# by side — bare, key-auth, jwt-auth (HS256), key-auth + proxy-rewrite + prometheus — next to nginx and
+# `make bench-plugins`: what plugins cost per request. One Portico (one worker, CPU0) serves five routes side
+# by side — bare, key-auth, jwt-auth (HS256), key-auth + proxy-rewrite + prometheus, limit-count (local) — next to nginx and
 # HAProxy as bare proxies, rounds interleaved (method: ../shared/bench-peers/README.md). Credentials go in the
 # query string (?apikey=, ?jwt=) because the peers' wrk driver sends no custom headers.
 # Env: ROUNDS (default 5), SECONDS_PER_RUN (default 6), CONNS (default 50), PEERS (peer config folder).
@@ -27,6 +27,7 @@ routes:
   - {id: bare, uri: /bare, upstream_id: origin}
   - {id: key, uri: /key, upstream_id: origin, plugins: {key-auth: {}}}
   - {id: jwt, uri: /jwt, upstream_id: origin, plugins: {jwt-auth: {}}}
+  - {id: lcl, uri: /lcl, upstream_id: origin, plugins: {limit-count: {count: 1000000000, time_window: 60}}}
   - id: three
     uri: /three
     upstream_id: origin
@@ -56,13 +57,14 @@ declare -A url_of=(
   [key-auth]="http://127.0.0.1:18083/key?apikey=$KEY"
   [jwt-auth]="http://127.0.0.1:18083/jwt?jwt=$JWT"
   [three]="http://127.0.0.1:18083/three?apikey=$KEY"
+  [limit-count-local]="http://127.0.0.1:18083/lcl"
 )
-for name in bare key-auth jwt-auth three; do
+for name in bare key-auth jwt-auth three limit-count-local; do
   code=$(curl -s -o /dev/null -w '%{http_code}' "${url_of[$name]}")
   [ "$code" = 200 ] || { echo "bench: $name answers $code" >&2; exit 1; }
 done
 for round in $(seq 1 "$ROUNDS"); do
-  for name in bare key-auth jwt-auth three nginx haproxy; do
+  for name in bare key-auth jwt-auth three limit-count-local nginx haproxy; do
     pid=$portico_pid
     [ "$name" = nginx ] && pid=$nginx_pid
     [ "$name" = haproxy ] && pid=$haproxy_pid

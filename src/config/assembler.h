@@ -57,6 +57,9 @@ class Assembler {
   // Cross-resource rules; folds plugin config, service and global rule plugin settings into routes. True when
   // no error was found.
   bool link();
+  // limit-count's `group`: every configuration naming one group must be the same (loader.h
+  // whole_document_rules: files only).
+  void check_limit_groups();
   // The kept resources, in document order (those that failed validation are left out).
   Config take() { return std::move(config_); }
 

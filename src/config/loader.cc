@@ -49,7 +49,7 @@ bool has_end_marker(std::string_view text) {
 
 }  // namespace
 
-LoadResult parse_text(std::string_view text, Format format) {
+LoadResult parse_text(std::string_view text, Format format, bool whole_document_rules) {
   LoadResult result;
   result.content_hash = sha256_hex(text);
   Errors errors;
@@ -73,6 +73,7 @@ LoadResult parse_text(std::string_view text, Format format) {
       nlohmann::json root = builder.take_root();
       // A YAML file with nothing but comments (and #END) is an empty configuration.
       if (!(format == Format::yaml && root.is_null())) assembler.check_document(root);
+      if (whole_document_rules) assembler.check_limit_groups();
       if (assembler.link() && errors.total() == 0) {
         result.config = assembler.take();
         result.ok = true;

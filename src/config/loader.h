@@ -36,7 +36,10 @@ enum class Format { yaml, json };
 
 // YAML must end with a line `#END` (as APISIX requires), so a half-written file is never applied; a YAML file
 // holding only comments and `#END` is a valid, empty configuration.
-LoadResult parse_text(std::string_view text, Format format);
+// `whole_document_rules`: also the rules that span resources the Admin API does not check on write
+// (limit-count's `group` configurations must agree): on for a file, which is accepted or refused as a whole;
+// off for the etcd-backed roles' documents, where one resource must never make everything refused.
+LoadResult parse_text(std::string_view text, Format format, bool whole_document_rules = true);
 
 // Reads `path`; the format follows the extension (.json = JSON, anything else = YAML).
 LoadResult load_file(const std::string& path);

@@ -36,7 +36,7 @@ constexpr std::string_view kRedisFields = R"(
 
 // redis-schema.lua's policy_to_additional_properties, as the if/then/else every limit plugin ends with.
 constexpr std::string_view kPolicyBranches = R"(
-  "if": {"properties": {"policy": {"enum": ["redis"]}}},
+  "if": {"properties": {"policy": {"enum": ["redis"]}}, "required": ["policy"]},
   "then": {
     "properties": {
       "redis_host": {"type": "string", "minLength": 2},
@@ -52,7 +52,7 @@ constexpr std::string_view kPolicyBranches = R"(
     "required": ["redis_host"]
   },
   "else": {
-    "if": {"properties": {"policy": {"enum": ["redis-cluster"]}}},
+    "if": {"properties": {"policy": {"enum": ["redis-cluster"]}}, "required": ["policy"]},
     "then": {
       "properties": {
         "redis_cluster_nodes": {

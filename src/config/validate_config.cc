@@ -1,5 +1,8 @@
 // Whole-document validation: top-level shape, unique ids, references between resources.
 #include <limits>
+#include <unordered_map>
+
+#include <nlohmann/json.hpp>
 
 #include "config/assembler.h"
 #include "config/resources.h"
@@ -232,6 +235,38 @@ bool Assembler::link() {
     r.max_body_size = folded_max_body_size(r, pc, service, global_limit);
   }
   return true;
+}
+
+void Assembler::check_limit_groups() {
+  // APISIX refuses a limit-count whose `group` another configuration uses differently ("group conf
+  // mismatched"): the routes of a group share one counter, so they must agree on what it counts. APISIX
+  // compares with the first configuration its process saw; here, with the first of the document (routes,
+  // services, plugin configs, global rules in that order).
+  std::unordered_map<std::string, const nlohmann::json*> first;
+  auto visit = [&](const PluginMap& plugins, SectionKind kind, size_t index) {
+    for (const PluginSpec& p : plugins) {
+      if (p.name != "limit-count" || !p.conf || !p.conf->contains("group")) continue;
+      const auto [it, inserted] = first.emplace(p.conf->at("group").get<std::string>(), p.conf.get());
+      if (!inserted && *it->second != *p.conf) {
+        std::string path = item_path(name_of(kind), index);
+        append_key(path, "plugins");
+        append_key(path, "limit-count");
+        errors_.add(std::move(path), "group conf mismatched");
+      }
+    }
+  };
+  for (size_t k = 0; k < config_.routes.size(); ++k)
+    visit(config_.routes[k].plugins, SectionKind::routes, section(SectionKind::routes).index[k]);
+  for (size_t k = 0; k < config_.services.size(); ++k)
+    visit(config_.services[k].plugins, SectionKind::services, section(SectionKind::services).index[k]);
+  for (size_t k = 0; k < config_.plugin_configs.size(); ++k) {
+    visit(config_.plugin_configs[k].plugins, SectionKind::plugin_configs,
+          section(SectionKind::plugin_configs).index[k]);
+  }
+  for (size_t k = 0; k < config_.global_rules.size(); ++k) {
+    visit(config_.global_rules[k].plugins, SectionKind::global_rules,
+          section(SectionKind::global_rules).index[k]);
+  }
 }
 
 }  // namespace detail

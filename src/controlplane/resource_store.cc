@@ -479,7 +479,7 @@ config::LoadResult ResourceStore::assemble() const {
 
 config::LoadResult load_set(const sync::ResourceSet& set) {
   // The same document and loader a data plane uses: what traditional serves is what data planes serve.
-  config::LoadResult result = config::parse_text(set.document(), config::Format::json);
+  config::LoadResult result = config::parse_text(set.document(), config::Format::json, false);
   result.content_hash = set.content_hash();
   return result;
 }

@@ -21,8 +21,8 @@ struct LimitCommon {
         rejected_code(conf.at("rejected_code").get<int>()),
         allow_degradation(conf.value("allow_degradation", false)) {
     if (conf.contains("rejected_msg")) {
-      rejected_body = "{\"error_msg\":\"" + base::json_escape(conf.at("rejected_msg").get<std::string>()) +
-                      "\"}\n";
+      rejected_body =
+          "{\"error_msg\":\"" + base::json_escape(conf.at("rejected_msg").get<std::string>()) + "\"}\n";
     }
     if (env.limits == nullptr) own = std::make_unique<LimitStores>(512);
     stores = env.limits != nullptr ? env.limits : own.get();

@@ -11,7 +11,8 @@
 // candidates are pinned update() fails (the plugin answers 500, or lets the request through with
 // allow_degradation, as APISIX does when its dict reports "no memory").
 //
-// Slots keep their key's storage: a key reusing a slot allocates only when it is longer than any before.
+// The slots are allocated on first use (a process whose routes have no limits pays nothing). Slots keep
+// their key's storage: a key reusing a slot allocates only when it is longer than any before.
 // Any thread.
 #pragma once
 
@@ -58,14 +59,16 @@ class LimitTable {
   template <class Fn>
   void with(Handle h, Fn&& fn);
 
-  size_t capacity() const { return slots_.size(); }
+  size_t capacity() const { return per_stripe_ * kStripes; }
   uint64_t evictions() const { return evictions_.load(std::memory_order_relaxed); }
 
  private:
   struct alignas(64) Stripe {
     std::mutex mu;
   };
+  void allocate();
   size_t per_stripe_;
+  std::once_flag allocated_;
   std::vector<Entry> slots_;
   std::unique_ptr<Stripe[]> stripes_;
   std::atomic<uint64_t> evictions_{0};
@@ -79,6 +82,7 @@ bool LimitTable::update(uint64_t ns, std::string_view key, int64_t now_ms, Fn&& 
   const size_t stripe = h % kStripes;
   const size_t base = stripe * per_stripe_;
   const size_t start = (h >> 6) % per_stripe_;
+  std::call_once(allocated_, [this] { allocate(); });
   std::lock_guard lock(stripes_[stripe].mu);
   Entry* free_slot = nullptr;
   Entry* victim = nullptr;
@@ -114,7 +118,7 @@ bool LimitTable::update(uint64_t ns, std::string_view key, int64_t now_ms, Fn&& 
 
 template <class Fn>
 void LimitTable::with(Handle h, Fn&& fn) {
-  if (h.slot >= slots_.size()) return;
+  if (h.slot >= capacity()) return;  // a handle is only made once the slots exist
   std::lock_guard lock(stripes_[h.slot / per_stripe_].mu);
   Entry& e = slots_[h.slot];
   if (e.gen == h.gen) fn(e);

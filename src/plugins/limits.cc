@@ -44,9 +44,12 @@ LimitTable::LimitTable(size_t capacity) {
   const size_t unit = kStripes * kWindow;
   const size_t slots = std::max(unit, (capacity + unit - 1) / unit * unit);
   per_stripe_ = slots / kStripes;
-  slots_.resize(slots);
-  for (Entry& e : slots_) e.expires_ms = kDead;
   stripes_ = std::make_unique<Stripe[]>(kStripes);
+}
+
+void LimitTable::allocate() {
+  slots_.resize(capacity());
+  for (Entry& e : slots_) e.expires_ms = kDead;
 }
 
 uint64_t limit_hash(uint64_t ns, std::string_view key) {

@@ -27,8 +27,8 @@
 namespace portico::plugins {
 
 struct LimitStores {
-  // Slots per table. Each slot is about 80 bytes plus its key: ~10 MB per table, in the order of APISIX's
-  // 10m-20m shared dicts.
+  // Slots per table. Each slot is about 80 bytes plus its key: ~10 MB per table once used, in the order of
+  // APISIX's 10m-20m shared dicts.
   static constexpr size_t kDefaultCapacity = 1 << 17;
   explicit LimitStores(size_t capacity = kDefaultCapacity) : count(capacity), req(capacity), conn(capacity) {}
   LimitTable count;

@@ -12,10 +12,11 @@
 //   A plugin that replies ends these phases. A plugin's access() may suspend the request (context.h
 //   Completion): run_request then returns false with the cursor in the context; once the completion came,
 //   resume_request calls that plugin's resume() and goes on from the next plugin, so the order is the same
-//   as without the wait. A request whose plugins never suspend pays nothing for it. The response phase then runs for global rules, then the merged
-//   chain, whether the response came from the upstream or from a plugin; the log phase likewise.
-//   A global rule's plugin with run_policy prefer_route (Plugin::prefer_route) is skipped in every phase when
-//   the route's chain has the same plugin (APISIX's plugin.filter does so for global rules).
+//   as without the wait. A request whose plugins never suspend pays nothing for it. The response phase then
+//   runs for global rules, then the merged chain, whether the response came from the upstream or from a
+//   plugin; the log phase likewise. A global rule's plugin with run_policy prefer_route
+//   (Plugin::prefer_route) is skipped in every phase when the route's chain has the same plugin (APISIX's
+//   plugin.filter does so for global rules).
 //
 // Nothing here allocates per request: the merge is a walk over two sorted arrays.
 // Chains are shared by every worker; the functions run on the request's worker.

@@ -13,6 +13,7 @@
 #include "base/json_escape.h"
 #include "base/log.h"
 #include "config/loader.h"
+#include "plugins/limits.h"
 #include "proxy/access_log.h"
 #include "proxy/worker.h"
 #include "redis/registry.h"
@@ -50,6 +51,8 @@ struct Server::Impl {
   std::string state_dir;
   std::unique_ptr<sync::SyncClient> sync_client;
   std::unique_ptr<status::Metrics> metrics;
+  // The rate limits' local counters: outlive every snapshot and session (declared before workers).
+  plugins::LimitStores limits;
   upstream::HealthRegistry health;
   upstream::ActiveHealthChecker checker;
   std::vector<std::unique_ptr<proxy::Worker>> workers;
@@ -208,6 +211,7 @@ int Server::run() {
   ctx.health = &s.health;
   ctx.metrics = s.metrics.get();
   ctx.redis = s.redis.get();
+  ctx.limits = &s.limits;
   s.applier = std::make_unique<ConfigApplier>(opt.config_path, opt.watch_interval, ctx,
                                               [&s](std::shared_ptr<const snapshot::Snapshot> snap) {
                                                 s.checker.set_targets(snapshot::probe_targets(*snap));
@@ -263,7 +267,7 @@ int Server::run() {
             break;
         }
       }
-      config::LoadResult loaded = config::parse_text(set.document(), config::Format::json);
+      config::LoadResult loaded = config::parse_text(set.document(), config::Format::json, false);
       loaded.content_hash = state.content_hash;
       if (!applier->apply_config(std::move(loaded), source_text, state.revision, error)) {
         error = "refused revision " + std::to_string(state.revision) + ": " + error;

@@ -128,6 +128,7 @@ std::shared_ptr<const Layer> build_layer(config::Config config, const BuildConte
   env.workers = ctx.workers;
   env.metrics = ctx.metrics;
   env.redis = ctx.redis;
+  env.limits = ctx.limits;
   plugins::PluginCache cache;
   std::unordered_map<std::string_view, ServiceRuntime> by_service;
   for (const config::Service& s : cfg.services) {
@@ -199,6 +200,7 @@ std::shared_ptr<const plugins::GlobalRules> build_global_rules(const std::vector
   env.workers = ctx.workers;
   env.metrics = ctx.metrics;
   env.redis = ctx.redis;
+  env.limits = ctx.limits;
   plugins::PluginCache cache;
   auto out = std::make_shared<plugins::GlobalRules>();
   for (const config::GlobalRule& rule : rules) {
@@ -224,6 +226,7 @@ std::shared_ptr<const plugins::ConsumerIndex> build_consumers(
   env.workers = ctx.workers;
   env.metrics = ctx.metrics;
   env.redis = ctx.redis;
+  env.limits = ctx.limits;
   plugins::PluginCache cache;
   std::vector<std::string> problems;
   auto index = plugins::ConsumerIndex::build(consumers, credentials, env, cache, problems);

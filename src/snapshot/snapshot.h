@@ -28,6 +28,7 @@ namespace portico::plugins {
 struct Chain;
 struct GlobalRules;
 class ConsumerIndex;
+struct LimitStores;
 }  // namespace portico::plugins
 namespace portico::upstream {
 class HealthRegistry;
@@ -103,6 +104,7 @@ struct BuildContext {
   upstream::HealthRegistry* health = nullptr;
   status::Metrics* metrics = nullptr;
   redis::Registry* redis = nullptr;
+  plugins::LimitStores* limits = nullptr;  // BuildEnv::limits
 };
 
 // An existing runtime for upstream `key` whose spec equals `spec`, to use instead of building a new one

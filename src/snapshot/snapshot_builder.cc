@@ -394,6 +394,7 @@ struct SnapshotBuilder::State {
     env.workers = context.workers;
     env.metrics = context.metrics;
     env.redis = context.redis;
+    env.limits = context.limits;
     plugins::PluginCache cache;
     std::vector<std::string> problems;
     consumers = plugins::ConsumerIndex::layer(plugins::ConsumerIndex::whole_of(consumers), current,

@@ -595,6 +595,23 @@ TEST(ValidationErrors, ReferencesAreCheckedOnlyForValidResources) {
   EXPECT_EQ(r.errors[0].path, "routes[0].uri");
 }
 
+TEST(ValidationErrors, LimitCountGroupsMustShareOneConfiguration) {
+  const std::string same = R"("limit-count": {"count": 2, "time_window": 60, "group": "g"})";
+  LoadResult ok = parse_text(
+      route_doc(R"({"id": "r1", "uri": "/a", "upstream_id": "u1", "plugins": {)" + same +
+                R"(}}, {"id": "r2", "uri": "/b", "upstream_id": "u1", "plugins": {)" + same + "}}"),
+      Format::json);
+  EXPECT_TRUE(ok.ok) << ok.describe();
+  LoadResult r =
+      parse_text(route_doc(R"({"id": "r1", "uri": "/a", "upstream_id": "u1", "plugins": {)" + same +
+                           R"(}}, {"id": "r2", "uri": "/b", "upstream_id": "u1",
+                   "plugins": {"limit-count": {"count": 3, "time_window": 60, "group": "g"}}})"),
+                 Format::json);
+  ASSERT_EQ(r.errors.size(), 1u) << r.describe();
+  EXPECT_EQ(r.errors[0].path, "routes[1].plugins.limit-count");
+  EXPECT_EQ(r.errors[0].reason, "group conf mismatched");
+}
+
 TEST(ValidationErrors, YamlPathsAreTheSame) {
   LoadResult r = parse_text(R"(upstreams:
   - id: u1
