@@ -906,3 +906,26 @@ def test_i_fleet_limit_count_on_redis_is_accurate(ha, redis_module):
     assert counts.get(429, 0) > 5 * n, "the load must be far above the limit: %s" % counts
     assert all(v > n for v in per_dp.values()), "every data plane took part: %s" % per_dp
     assert abs(admitted - n) <= n // 100, res
+
+
+def test_i_fleet_limit_count_batched_is_within_its_bound(ha, redis_module):
+    """Batched mode (sync_interval): each data plane counts locally and syncs every interval. The stated bound
+    (docs/plugins/limits-redis.md): admitted <= N + min(D * r * (I + rtt), (D - 1) * N), r the requests per
+    second one data plane admits, I the interval, rtt the sync's round trip."""
+    r = redis_module()
+    n, interval, rtt = 500, 0.2, 0.05
+    t0 = time.monotonic()
+    counts, per_dp = fleet_limit(ha, "fleet-batched", r.port, n, sync_interval=interval)
+    seconds = time.monotonic() - t0
+    admitted = counts.get(200, 0)
+    dps = len(per_dp)
+    rate = max(per_dp.values()) / seconds
+    bound = n + min(dps * rate * (interval + rtt), (dps - 1) * n)
+    res = {"name": "i: limit-count redis batched (sync_interval %.1f s) across %d dps" % (interval, dps),
+           "limit": n, "admitted": admitted, "bound": round(bound), "rate_per_dp": round(rate),
+           "rejected_429": counts.get(429, 0), "served_per_dp": per_dp,
+           "error_pct": round(100.0 * (admitted - n) / n, 2)}
+    RESULTS.append(res)
+    print(json.dumps(res))
+    assert set(counts) <= {200, 429}, counts
+    assert n <= admitted <= bound, res
