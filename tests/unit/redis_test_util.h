@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -33,6 +34,27 @@ inline uint16_t free_port() {
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
   ::close(fd);
   return ntohs(a.sin_port);
+}
+
+inline bool port_is_free(uint16_t port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(port);
+  bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  ::close(fd);
+  return ok;
+}
+
+// A cluster node also listens on port + 10000 (its bus): both must be free and below 65536.
+inline uint16_t free_cluster_port() {
+  static uint16_t next = static_cast<uint16_t>(20000 + (::getpid() * 37) % 20000);
+  while (true) {
+    uint16_t p = next++;
+    if (next > 45000) next = 20000;
+    if (port_is_free(p) && port_is_free(static_cast<uint16_t>(p + 10000))) return p;
+  }
 }
 
 // redis-cli's output for `args` against port (admin side of the tests, blocking).
@@ -74,6 +96,7 @@ class RedisServer {
     args.insert(args.end(), extra_.begin(), extra_.end());
     pid_ = ::fork();
     if (pid_ == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlives the test, even when it is killed
       std::vector<char*> argv;
       for (auto& a : args) argv.push_back(a.data());
       argv.push_back(nullptr);
