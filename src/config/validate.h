@@ -149,8 +149,9 @@ std::vector<PluginUpstreamRef> plugin_upstream_refs(const PluginMap& plugins);
 bool plugin_refs_upstream(const PluginMap& plugins, std::string_view id);
 // Every upstream `plugins` names must be defined: an error at `path` + "." + the reference's field otherwise,
 // with check_route_refs's message. Returns false if one is missing.
-bool check_plugin_upstream_refs(const PluginMap& plugins, const std::function<bool(const std::string&)>& defined,
-                                std::string_view path, Errors& errors);
+bool check_plugin_upstream_refs(const PluginMap& plugins,
+                                const std::function<bool(const std::string&)>& defined, std::string_view path,
+                                Errors& errors);
 // A service's upstream_id must name an upstream.
 bool check_service_refs(const Service& service, bool upstream_defined, std::string_view path, Errors& errors);
 

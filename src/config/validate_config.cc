@@ -213,8 +213,8 @@ bool Assembler::link() {
   // The upstreams traffic-split names, wherever it is configured.
   auto upstream_defined = [&](const std::string& id) { return upstreams.by_id.contains(id); };
   for (size_t k = 0; k < config_.routes.size(); ++k) {
-    check_plugin_upstream_refs(config_.routes[k].plugins, upstream_defined, item_path("routes", routes.index[k]),
-                               errors_);
+    check_plugin_upstream_refs(config_.routes[k].plugins, upstream_defined,
+                               item_path("routes", routes.index[k]), errors_);
   }
   for (size_t k = 0; k < config_.services.size(); ++k) {
     check_plugin_upstream_refs(config_.services[k].plugins, upstream_defined,
@@ -330,12 +330,14 @@ bool plugin_refs_upstream(const PluginMap& plugins, std::string_view id) {
   return found;
 }
 
-bool check_plugin_upstream_refs(const PluginMap& plugins, const std::function<bool(const std::string&)>& defined,
-                                std::string_view path, Errors& errors) {
+bool check_plugin_upstream_refs(const PluginMap& plugins,
+                                const std::function<bool(const std::string&)>& defined, std::string_view path,
+                                Errors& errors) {
   bool ok = true;
   for (const PluginUpstreamRef& ref : plugin_upstream_refs(plugins)) {
     if (defined(ref.id)) continue;
-    errors.add(std::string(path) + "." + ref.field, "upstream \"" + ref.id + "\" is not defined in upstreams");
+    errors.add(std::string(path) + "." + ref.field,
+               "upstream \"" + ref.id + "\" is not defined in upstreams");
     ok = false;
   }
   return ok;

@@ -410,7 +410,8 @@ std::vector<std::pair<Kind, std::string>> ResourceStore::referrers(Kind kind, st
       for (Kind from : {Kind::routes, Kind::services, Kind::plugin_configs}) {
         for (const auto& [rid, e] : tables_[static_cast<size_t>(from)].entries) {
           if (out.size() >= limit) break;
-          if (std::find(e.split_upstream_ids.begin(), e.split_upstream_ids.end(), id) != e.split_upstream_ids.end() &&
+          if (std::find(e.split_upstream_ids.begin(), e.split_upstream_ids.end(), id) !=
+                  e.split_upstream_ids.end() &&
               std::find(out.begin(), out.end(), std::pair<Kind, std::string>(from, rid)) == out.end()) {
             out.emplace_back(from, rid);
           }

@@ -43,7 +43,7 @@ struct Entry {
   std::string upstream_id;
   std::string service_id;
   std::string plugin_config_id;
-  bool has_upstream = false;  // sets `upstream` or `upstream_id` (routes and services)
+  bool has_upstream = false;                    // sets `upstream` or `upstream_id` (routes and services)
   std::vector<std::string> split_upstream_ids;  // named by its traffic-split (plugin_upstream_refs)
 };
 

@@ -4,9 +4,9 @@
 // to it (traffic_split.h says how the choice reaches the session). No rule applies, or every weight of the
 // rule is 0: the route's own upstream.
 //
-// APISIX picks with a round-robin object per rule (lua-resty-balancer) per nginx worker; Portico does the same
-// with a smooth weighted round robin per rule per worker, so a 9:1 split sends exactly one request in ten of
-// each worker to the second upstream.
+// APISIX picks with a round-robin object per rule (lua-resty-balancer) per nginx worker; Portico does the
+// same with a smooth weighted round robin per rule per worker, so a 9:1 split sends exactly one request in
+// ten of each worker to the second upstream.
 #include "plugins/traffic_split.h"
 
 #include <nlohmann/json.hpp>

@@ -3,8 +3,8 @@
 // (snapshot.cc). The plugin itself is private to traffic_split.cc.
 //
 // The plugin records its choice in the RequestContext (split_owner, split_choice): the index of the chosen
-// weighted upstream among all of its rules' weighted upstreams, numbered in order (rule 0's first, ...), or -1
-// for the route's own upstream. It never sees an upstream runtime: plugins do not depend on snapshots.
+// weighted upstream among all of its rules' weighted upstreams, numbered in order (rule 0's first, ...), or
+// -1 for the route's own upstream. It never sees an upstream runtime: plugins do not depend on snapshots.
 #pragma once
 
 #include <cstdint>

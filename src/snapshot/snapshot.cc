@@ -9,8 +9,8 @@
 #include <unordered_set>
 
 #include "base/log.h"
-#include "plugins/consumers.h"
 #include "config/validate.h"
+#include "plugins/consumers.h"
 #include "plugins/pipeline.h"
 #include "plugins/traffic_split.h"
 #include "status/metrics.h"
@@ -171,7 +171,8 @@ std::shared_ptr<const Layer> build_layer(config::Config config, const BuildConte
       SplitTarget target{rt.upstream, rt.timeout};
       bool inline_upstream = false;
       if (t.upstream_id != nullptr) {
-        const std::string id = t.upstream_id->is_string() ? t.upstream_id->get<std::string>() : t.upstream_id->dump();
+        const std::string id =
+            t.upstream_id->is_string() ? t.upstream_id->get<std::string>() : t.upstream_id->dump();
         auto it = by_id.find(id);
         if (it == by_id.end()) {
           if (error) *error = "route " + r.id + ": traffic-split names upstream " + id + ", not defined";
@@ -184,7 +185,8 @@ std::shared_ptr<const Layer> build_layer(config::Config config, const BuildConte
         auto it = split_runtimes.find(key);
         if (it == split_runtimes.end()) {
           config::Errors errors;
-          std::optional<config::Upstream> model = config::validate_inline_upstream(*t.upstream, "upstream", errors);
+          std::optional<config::Upstream> model =
+              config::validate_inline_upstream(*t.upstream, "upstream", errors);
           if (!model) {
             if (error) *error = "route " + r.id + ": traffic-split upstream: " + errors.list().front().reason;
             return false;
@@ -264,8 +266,9 @@ std::shared_ptr<const Layer> build_layer(config::Config config, const BuildConte
     for (size_t k = 0; k < 3; ++k) {
       if (const config::PluginSpec* p = find_plugin(layers[k], "traffic-split")) {
         split = p;
-        owner_key = k == 0 ? "service:" + r.service_id : k == 1 ? "plugin_config:" + r.plugin_config_id
-                                                                : "route:" + r.id;
+        owner_key = k == 0   ? "service:" + r.service_id
+                    : k == 1 ? "plugin_config:" + r.plugin_config_id
+                             : "route:" + r.id;
       }
     }
     if (split != nullptr && !split->disabled && rt.plugins) {

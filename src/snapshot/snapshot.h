@@ -96,7 +96,7 @@ struct Layer {
   // Every upstream runtime its routes use; a runtime may also be held by other layers (see UpstreamReuse).
   std::vector<std::shared_ptr<UpstreamRuntime>> upstreams;
   std::vector<std::unique_ptr<SplitTable>> split_tables;  // RouteRuntime::split
-  bool has_active_checks = false;  // some upstream here has active health checks
+  bool has_active_checks = false;                         // some upstream here has active health checks
 };
 
 // A generation of the config as workers see it. A full build makes one layer (`base`); applying a delta

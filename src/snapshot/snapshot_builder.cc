@@ -434,7 +434,8 @@ struct SnapshotBuilder::State {
     for (const config::Service& sv : c.services) add_split(sv.plugins);
     for (const config::PluginConfig& pc : c.plugin_configs) add_split(pc.plugins);
     for (const std::string& id : split_ids) {
-      if (auto it = resources.upstreams.find(id); it != resources.upstreams.end()) upstream_ids.insert(it->first);
+      if (auto it = resources.upstreams.find(id); it != resources.upstreams.end())
+        upstream_ids.insert(it->first);
     }
     for (std::string_view id : upstream_ids) c.upstreams.push_back(resources.upstreams.find(id)->second);
     return c;
@@ -652,7 +653,8 @@ SnapshotBuilder::Result SnapshotBuilder::apply(std::span<const ResourceChange> c
     if (service != nullptr) {
       config::check_service_refs(*service, upstream_defined(service->upstream_id),
                                  "services/" + std::string(id), errors);
-      config::check_plugin_upstream_refs(service->plugins, split_defined, "services/" + std::string(id), errors);
+      config::check_plugin_upstream_refs(service->plugins, split_defined, "services/" + std::string(id),
+                                         errors);
     }
   }
   for (std::string_view id : plugin_configs_to_check) {

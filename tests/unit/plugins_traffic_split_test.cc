@@ -84,9 +84,10 @@ TEST(TrafficSplit, FirstMatchingRuleAndItsNumbering) {
     EXPECT_EQ(choice(*p, "GET /?beta=1 HTTP/1.1\r\nHost: h\r\nCookie: u=plain"), 2);
     EXPECT_EQ(choice(*p, "GET / HTTP/1.1\r\nHost: h\r\nX-Canary: 2"), 2);
   }
-  auto targets = split_targets(json{{"rules",
-                                     {{{"weighted_upstreams", {{{"upstream_id", "canary"}}, {{"weight", 0}}}}},
-                                      {{"weighted_upstreams", {{{"upstream", {{"nodes", {{"a:1", 1}}}}}}}}}}}});
+  auto targets =
+      split_targets(json{{"rules",
+                          {{{"weighted_upstreams", {{{"upstream_id", "canary"}}, {{"weight", 0}}}}},
+                           {{"weighted_upstreams", {{{"upstream", {{"nodes", {{"a:1", 1}}}}}}}}}}}});
   ASSERT_EQ(targets.size(), 3u);
   EXPECT_TRUE(targets[0].upstream_id != nullptr && targets[0].upstream == nullptr);
   EXPECT_TRUE(targets[1].upstream_id == nullptr && targets[1].upstream == nullptr);  // the route's own
@@ -98,7 +99,8 @@ TEST(TrafficSplit, NoRuleAppliesOrEveryWeightZeroMeansTheRoutesUpstream) {
                                               {{{"match", {{{"vars", {{"http_x-canary", "==", "1"}}}}}},
                                                 {"weighted_upstreams", {{{"upstream_id", "c"}}}}}}}});
   EXPECT_EQ(choice(*only_header, "GET / HTTP/1.1\r\nHost: h"), -2);
-  auto zero = build("traffic-split", {{"rules", {{{"weighted_upstreams", {{{"upstream_id", "c"}, {"weight", 0}}}}}}}});
+  auto zero = build("traffic-split",
+                    {{"rules", {{{"weighted_upstreams", {{{"upstream_id", "c"}, {"weight", 0}}}}}}}});
   EXPECT_EQ(choice(*zero, "GET / HTTP/1.1\r\nHost: h"), -1);
   // A rule without weighted_upstreams gets the schema's default: the route's own upstream.
   auto bare = build("traffic-split", {{"rules", {json::object()}}});
@@ -107,10 +109,11 @@ TEST(TrafficSplit, NoRuleAppliesOrEveryWeightZeroMeansTheRoutesUpstream) {
 }
 
 TEST(TrafficSplit, WeightsSplitRequestsExactlyPerWorker) {
-  auto p = build("traffic-split", {{"rules",
-                                    {{{"weighted_upstreams",
-                                       {{{"upstream", {{"nodes", {{"127.0.0.1:1", 1}}}}}, {"weight", 1}},
-                                        {{"weight", 9}}}}}}}});
+  auto p =
+      build("traffic-split",
+            {{"rules",
+              {{{"weighted_upstreams",
+                 {{{"upstream", {{"nodes", {{"127.0.0.1:1", 1}}}}}, {"weight", 1}}, {{"weight", 9}}}}}}}});
   std::map<int, int> count;
   for (int i = 0; i < 1000; ++i) ++count[choice(*p, "GET / HTTP/1.1\r\nHost: h")];
   EXPECT_EQ(count[0], 100);
@@ -124,13 +127,16 @@ TEST(TrafficSplit, SchemaAndCheckRefusals) {
   EXPECT_NE(refused({{"rules", {{{"weighted_upstreams", {{{"weight", -1}}}}}}}}), "");
   EXPECT_NE(refused({{"rules", {{{"other", 1}}}}}), "");
   EXPECT_NE(refused({{"rules", {{{"match", {{{"vars", {{"http_a", "=~", "1"}}}}}}}}}}), "");
-  EXPECT_EQ(refused({{"rules",
-                      {{{"weighted_upstreams", {{{"upstream", {{"nodes", {{"a:1", 1}}}}}, {"upstream_id", "x"}}}}}}}}),
-            "rules[0].weighted_upstreams[0].upstream_id: set either upstream or upstream_id, not both");
+  EXPECT_EQ(
+      refused(
+          {{"rules",
+            {{{"weighted_upstreams", {{{"upstream", {{"nodes", {{"a:1", 1}}}}}, {"upstream_id", "x"}}}}}}}}),
+      "rules[0].weighted_upstreams[0].upstream_id: set either upstream or upstream_id, not both");
   // The inline upstream is checked as a route's inline upstream, with its path.
   EXPECT_EQ(refused({{"rules", {{{"weighted_upstreams", {{{"upstream", {{"type", "roundrobin"}}}}}}}}}}),
             "rules[0].weighted_upstreams[0].upstream.nodes: property \"nodes\" is required");
-  EXPECT_NE(refused({{"rules", {{{"weighted_upstreams", {{{"upstream", {{"id", "u"}, {"nodes", {{"a:1", 1}}}}}}}}}}}}),
+  EXPECT_NE(refused({{"rules",
+                      {{{"weighted_upstreams", {{{"upstream", {{"id", "u"}, {"nodes", {{"a:1", 1}}}}}}}}}}}}),
             "");
   // 20 weighted upstreams at most, as APISIX.
   json many = json::array();

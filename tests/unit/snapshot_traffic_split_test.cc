@@ -86,7 +86,8 @@ TEST_F(TrafficSplitSnapshot, TargetsFollowThePluginsNumbering) {
 }
 
 TEST_F(TrafficSplitSnapshot, InlineUpstreamWithoutTimeoutsGetsApisixsFifteenSeconds) {
-  const std::string split = R"({"rules":[{"weighted_upstreams":[{"upstream":{"nodes":{"127.0.0.1:9005":1}}}]}]})";
+  const std::string split =
+      R"({"rules":[{"weighted_upstreams":[{"upstream":{"nodes":{"127.0.0.1:9005":1}}}]}]})";
   config::LoadResult loaded = config::parse_text(
       R"({"routes":[{"id":"r1","uri":"/a","upstream":{"nodes":{"127.0.0.1:9001":1}},"plugins":{"traffic-split":)" +
           split + "}}]}",
@@ -105,7 +106,8 @@ TEST_F(TrafficSplitSnapshot, MissingUpstreamIdIsRefusedWithItsPath) {
   config::LoadResult loaded = config::parse_text(document("9004", split), config::Format::json);
   ASSERT_FALSE(loaded.ok);
   ASSERT_FALSE(loaded.errors.empty());
-  EXPECT_EQ(loaded.errors[0].path, "routes[0].plugins.traffic-split.rules[0].weighted_upstreams[1].upstream_id");
+  EXPECT_EQ(loaded.errors[0].path,
+            "routes[0].plugins.traffic-split.rules[0].weighted_upstreams[1].upstream_id");
   EXPECT_EQ(loaded.errors[0].reason, "upstream \"nope\" is not defined in upstreams");
 }
 
@@ -138,7 +140,8 @@ TEST_F(TrafficSplitSnapshot, DeltasRebuildWhatReliesOnANamedUpstreamAndRefuseIts
   std::vector<ResourceChange> add_pc{{"plugin_configs", "pc1", &pc}};
   r = builder.apply(add_pc, "h3", "test", 4);
   ASSERT_EQ(r.outcome, SnapshotBuilder::Outcome::invalid);
-  EXPECT_EQ(r.errors[0].path, "plugin_configs/pc1.plugins.traffic-split.rules[0].weighted_upstreams[0].upstream_id");
+  EXPECT_EQ(r.errors[0].path,
+            "plugin_configs/pc1.plugins.traffic-split.rules[0].weighted_upstreams[0].upstream_id");
 }
 
 }  // namespace
