@@ -83,6 +83,7 @@ def test_canary_by_weight_is_within_two_percent_over_10k_requests(gw, origins):
     assert counts == {"canary": seen["canary"], "blue": seen["blue"]}, (counts, seen)
     assert seen["green"] == 0
     assert seen["canary"] + seen["blue"] == 10000
+    print("canary share over 10k (%s): %d" % (gw.mode, seen["canary"]))
     assert abs(seen["canary"] - 1000) <= 200, seen
 
 
