@@ -43,6 +43,7 @@ test: build
 bench: build
 	bash bench/run.sh
 	bash bench/plugins.sh
+	bash bench/ratelimit.sh
 	bash bench/propagation.sh
 	bash bench/admin-bench.sh
 	bash bench/delta-latency.sh
@@ -52,6 +53,10 @@ bench-plugins: build  # bare route vs key-auth vs jwt-auth vs three plugins, nex
 	bash bench/plugins.sh
 	bash bench/consumer-scale.sh
 	build/bench/plugins_consumers_bench --benchmark_counters_tabular=true
+
+.PHONY: bench-ratelimit
+bench-ratelimit: build  # bare vs limit-count local / redis / batched, next to nginx and HAProxy (docs/benchmarks.md)
+	bash bench/ratelimit.sh
 
 .PHONY: bench-propagation
 bench-propagation: build  # Admin API write -> all data planes of scripts/ha-cluster serve it (docs/benchmarks.md)

@@ -1369,3 +1369,57 @@ def gateway_module(request, tmp_path_factory):
     yield gw
     gw.stop()
 # --- end of gateway fixtures ---
+
+
+# --- Redis fixtures ---
+# Real redis-server processes (redis_servers.py) on loopback, for the rate-limit tests. Factories like the etcd
+# ones: everything started is stopped by the finalizer.
+#
+#   def test_x(redis):
+#       r = redis()                    # a standalone server, PING answered
+#       r = redis(password="s3cret")   # with requirepass
+#   def test_y(redis_cluster):
+#       c = redis_cluster()            # 3 masters + 1 replica each, cluster_state:ok
+#
+# redis_module / redis_cluster_module are the same with module scope.
+
+def _redis_factory(tmp_dir_fn, cluster=False):
+    from redis_servers import RedisCluster, RedisServer
+    started = []
+
+    def start(**kw):
+        workdir = Path(tmp_dir_fn()) / ("redis-%s%d" % ("cluster-" if cluster else "", len(started)))
+        s = RedisCluster(workdir, **kw) if cluster else RedisServer(workdir, **kw)
+        started.append(s)
+        return s.start()
+
+    return start, started
+
+
+@pytest.fixture
+def redis(tmp_path, request):
+    start, started = _redis_factory(lambda: tmp_path)
+    yield start
+    _stop_all(started, request)
+
+
+@pytest.fixture(scope="module")
+def redis_module(tmp_path_factory):
+    start, started = _redis_factory(lambda: tmp_path_factory.mktemp("redis"))
+    yield start
+    _stop_all(started)
+
+
+@pytest.fixture
+def redis_cluster(tmp_path, request):
+    start, started = _redis_factory(lambda: tmp_path, cluster=True)
+    yield start
+    _stop_all(started, request)
+
+
+@pytest.fixture(scope="module")
+def redis_cluster_module(tmp_path_factory):
+    start, started = _redis_factory(lambda: tmp_path_factory.mktemp("redis-cluster"), cluster=True)
+    yield start
+    _stop_all(started)
+# --- end of Redis fixtures ---

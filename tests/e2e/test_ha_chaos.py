@@ -827,3 +827,82 @@ def test_h_corrupted_cache_file(ha):
     for k in range(2):
         ha.admin("DELETE", "/routes/cache-%d" % k)
     assert res
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# (i) one rate limit across the fleet: limit-count on Redis, 3 data planes behind HAProxy
+# ----------------------------------------------------------------------------------------------------------------
+
+def blast(port, path, threads=6, seconds=4.0):
+    """As many keep-alive GETs of `path` through `port` as `threads` clients make in `seconds` (bounded).
+    Returns {status: count} (0 counts transport errors)."""
+    counts = {}
+    lock = threading.Lock()
+    deadline = time.monotonic() + seconds
+
+    def client():
+        local = {}
+        conn = None
+        while time.monotonic() < deadline:
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection(LOOPBACK, port, timeout=5)
+                conn.request("GET", path)
+                r = conn.getresponse()
+                r.read()
+                local[r.status] = local.get(r.status, 0) + 1
+                if r.getheader("connection", "").lower() == "close":
+                    conn.close()
+                    conn = None
+            except OSError:
+                local[0] = local.get(0, 0) + 1
+                if conn is not None:
+                    conn.close()
+                conn = None
+        if conn is not None:
+            conn.close()
+        with lock:
+            for k, v in local.items():
+                counts[k] = counts.get(k, 0) + v
+
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        for f in [pool.submit(client) for _ in range(threads)]:
+            f.result()
+    return counts
+
+
+def lb_served_per_dp(ha):
+    return {k: int(v["stot"] or 0) for k, v in ha.lb_stats().items() if k != "BACKEND"}
+
+
+def fleet_limit(ha, rid, redis_port, count, **extra):
+    """Puts route `rid` (/rl/<rid>) with one limit-count of `count` per 60 s on a key shared by every data plane,
+    waits until the whole fleet runs it (by content hash: a request would spend the quota), then loads it
+    through HAProxy far above `count`. Returns (status counts, requests each data plane served)."""
+    conf = {"count": count, "time_window": 60, "key_type": "constant", "key": "fleet-" + rid,
+            "rejected_code": 429, "policy": "redis", "redis_host": LOOPBACK, "redis_port": redis_port}
+    conf.update(extra)
+    st, ans, _ = ha.put_route(rid, "/rl/" + rid, plugins={"limit-count": conf})
+    assert st in (200, 201), (st, ans)
+    wait_for(ha.in_sync, timeout=30, interval=0.2, message="every dp runs the limited route")
+    before = lb_served_per_dp(ha)
+    counts = blast(ha.lb_port, "/rl/" + rid)
+    after = lb_served_per_dp(ha)
+    ha.admin("DELETE", "/routes/" + rid)
+    return counts, {k: after[k] - before.get(k, 0) for k in after}
+
+
+def test_i_fleet_limit_count_on_redis_is_accurate(ha, redis_module):
+    r = redis_module()
+    n = 500
+    counts, per_dp = fleet_limit(ha, "fleet-redis", r.port, n)
+    admitted = counts.get(200, 0)
+    res = {"name": "i: limit-count redis across 3 dps", "limit": n, "admitted": admitted,
+           "rejected_429": counts.get(429, 0), "other": {k: v for k, v in counts.items() if k not in (200, 429)},
+           "served_per_dp": per_dp, "error_pct": round(100.0 * (admitted - n) / n, 2)}
+    RESULTS.append(res)
+    print(json.dumps(res))
+    assert set(counts) <= {200, 429}, counts
+    assert counts.get(429, 0) > 5 * n, "the load must be far above the limit: %s" % counts
+    assert all(v > n for v in per_dp.values()), "every data plane took part: %s" % per_dp
+    assert abs(admitted - n) <= n // 100, res
