@@ -167,4 +167,49 @@ std::string check_mocking(const json& conf, bool, std::string& field) {
   return {};
 }
 
+// traffic-split: each match entry's vars are route-style expressions; an inline upstream is a route's inline
+// upstream (same rules, no id); a weighted upstream names at most one upstream. Whether an upstream_id exists
+// is check_config's (check_plugin_upstream_refs).
+std::string check_traffic_split(const json& conf, bool, std::string& field) {
+  auto rules = conf.find("rules");
+  if (rules == conf.end()) return {};
+  for (size_t i = 0; i < rules->size(); ++i) {
+    const json& rule = (*rules)[i];
+    std::string where = "rules";
+    append_index(where, i);
+    if (auto match = rule.find("match"); match != rule.end()) {
+      for (size_t m = 0; m < match->size(); ++m) {
+        auto vars = (*match)[m].find("vars");
+        if (vars == (*match)[m].end()) continue;
+        std::string at = where + ".match";
+        append_index(at, m);
+        Errors errors;
+        if (!validate_vars(*vars, at + ".vars", errors)) {
+          field = errors.list().front().path;
+          return errors.list().front().reason;
+        }
+      }
+    }
+    auto ups = rule.find("weighted_upstreams");
+    if (ups == rule.end()) continue;
+    for (size_t j = 0; j < ups->size(); ++j) {
+      const json& wu = (*ups)[j];
+      std::string at = where + ".weighted_upstreams";
+      append_index(at, j);
+      auto upstream = wu.find("upstream");
+      if (upstream == wu.end()) continue;
+      if (wu.contains("upstream_id")) {
+        field = at + ".upstream_id";
+        return "set either upstream or upstream_id, not both";
+      }
+      Errors errors;
+      if (!validate_inline_upstream(*upstream, at + ".upstream", errors)) {
+        field = errors.list().front().path;
+        return errors.list().front().reason;
+      }
+    }
+  }
+  return {};
+}
+
 }  // namespace portico::config::detail

@@ -26,11 +26,12 @@ std::string check_proxy_rewrite(const nlohmann::json& conf, bool consumer_side, 
 std::string check_response_rewrite(const nlohmann::json& conf, bool consumer_side, std::string& field);
 std::string check_redirect(const nlohmann::json& conf, bool consumer_side, std::string& field);
 std::string check_request_id(const nlohmann::json& conf, bool consumer_side, std::string& field);
-// ... and of cors, ip-restriction, fault-injection, mocking (plugin_checks_traffic2.cc).
+// ... and of cors, ip-restriction, fault-injection, mocking, traffic-split (plugin_checks_traffic2.cc).
 std::string check_cors(const nlohmann::json& conf, bool consumer_side, std::string& field);
 std::string check_ip_restriction(const nlohmann::json& conf, bool consumer_side, std::string& field);
 std::string check_fault_injection(const nlohmann::json& conf, bool consumer_side, std::string& field);
 std::string check_mocking(const nlohmann::json& conf, bool consumer_side, std::string& field);
+std::string check_traffic_split(const nlohmann::json& conf, bool consumer_side, std::string& field);
 
 // The rate-limit plugins' check (plugin_defs_limits.cc): the key's variables, the policies this version runs.
 std::string check_limit(const nlohmann::json& conf, bool consumer_side, std::string& field);

@@ -256,6 +256,54 @@ constexpr std::string_view kMockingSchema = R"({
   "anyOf": [{"required": ["response_example"]}, {"required": ["response_schema"]}]
 })";
 
+// ---- traffic-split ---------------------------------------------------------------------------------------
+
+// As APISIX 3.x: rules[].match[].vars (route-style expressions, checked by check_traffic_split) and
+// rules[].weighted_upstreams[] (1 to 20; `upstream_id`, an inline `upstream` validated as a route's inline
+// upstream by the check, `weight` >= 0, default 1; neither upstream: the route's own). The nested objects are
+// closed, as elsewhere in Portico.
+constexpr std::string_view kTrafficSplitSchema = R"({
+  "type": "object",
+  "properties": {
+    "rules": {
+      "type": "array",
+      "items": {
+        "type": "object",
+        "properties": {
+          "match": {
+            "type": "array",
+            "items": {
+              "type": "object",
+              "properties": {"vars": {"type": "array"}},
+              "additionalProperties": false
+            }
+          },
+          "weighted_upstreams": {
+            "type": "array",
+            "items": {
+              "type": "object",
+              "properties": {
+                "upstream_id": {
+                  "type": ["string", "integer"],
+                  "minLength": 1, "maxLength": 64, "pattern": "^(?!\\.\\.?\\z)[a-zA-Z0-9_.-]+\\z",
+                  "minimum": 1
+                },
+                "upstream": {"type": "object"},
+                "weight": {"type": "integer", "default": 1, "minimum": 0, "maximum": 2147483647}
+              },
+              "additionalProperties": false
+            },
+            "default": [{"weight": 1}],
+            "minItems": 1,
+            "maxItems": 20
+          }
+        },
+        "additionalProperties": false
+      }
+    }
+  }
+})";
+
 std::vector<PluginDef> make_defs() {
   std::vector<PluginDef> defs;
   defs.emplace_back(plugin_def("client-control", 22000, kClientControlSchema)).builtin = true;
@@ -269,6 +317,7 @@ std::vector<PluginDef> make_defs() {
   defs.emplace_back(plugin_def("fault-injection", 11000, kFaultInjectionSchema)).check =
       check_fault_injection;
   defs.emplace_back(plugin_def("mocking", 10900, kMockingSchema)).check = check_mocking;
+  defs.emplace_back(plugin_def("traffic-split", 966, kTrafficSplitSchema)).check = check_traffic_split;
   return defs;
 }
 

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -83,6 +84,10 @@ std::optional<Service> validate_service(const nlohmann::json& service, std::stri
 // by validate_route / validate_service and must not carry an id.
 std::optional<Upstream> validate_upstream(const nlohmann::json& upstream, std::string_view path_prefix,
                                           Errors& errors, const ValidateOptions& options = {});
+// An upstream written inline (a route's, a service's, a traffic-split weighted upstream's): as
+// validate_upstream, without an id.
+std::optional<Upstream> validate_inline_upstream(const nlohmann::json& upstream, std::string_view path_prefix,
+                                                 Errors& errors);
 // A consumer: `username` is its key (required unless !options.id_required); `desc`, `labels`, `plugins`.
 std::optional<Consumer> validate_consumer(const nlohmann::json& consumer, std::string_view path_prefix,
                                           Errors& errors, const ValidateOptions& options = {});
@@ -132,6 +137,21 @@ struct RouteRefs {
   const Service* service = nullptr;    // that service when it is valid; null when undefined or invalid
 };
 bool check_route_refs(const Route& route, const RouteRefs& refs, std::string_view path, Errors& errors);
+// The upstreams a resource's plugins name by id: traffic-split's rules[i].weighted_upstreams[j].upstream_id,
+// each with its field path under the resource ("plugins.traffic-split.rules[0].weighted_upstreams[1].
+// upstream_id"), in order. Empty for plugins without such references (the common case: one lookup).
+struct PluginUpstreamRef {
+  std::string id;
+  std::string field;
+};
+std::vector<PluginUpstreamRef> plugin_upstream_refs(const PluginMap& plugins);
+// True when `plugins` names upstream `id` (as above).
+bool plugin_refs_upstream(const PluginMap& plugins, std::string_view id);
+// Every upstream `plugins` names must be defined: an error at `path` + "." + the reference's field otherwise,
+// with check_route_refs's message. Returns false if one is missing.
+bool check_plugin_upstream_refs(const PluginMap& plugins,
+                                const std::function<bool(const std::string&)>& defined, std::string_view path,
+                                Errors& errors);
 // A service's upstream_id must name an upstream.
 bool check_service_refs(const Service& service, bool upstream_defined, std::string_view path, Errors& errors);
 

@@ -213,6 +213,20 @@ bool Assembler::link() {
     check_service_refs(s, !s.upstream_id.empty() && upstreams.by_id.contains(s.upstream_id),
                        item_path("services", services.index[k]), errors_);
   }
+  // The upstreams traffic-split names, wherever it is configured.
+  auto upstream_defined = [&](const std::string& id) { return upstreams.by_id.contains(id); };
+  for (size_t k = 0; k < config_.routes.size(); ++k) {
+    check_plugin_upstream_refs(config_.routes[k].plugins, upstream_defined,
+                               item_path("routes", routes.index[k]), errors_);
+  }
+  for (size_t k = 0; k < config_.services.size(); ++k) {
+    check_plugin_upstream_refs(config_.services[k].plugins, upstream_defined,
+                               item_path("services", services.index[k]), errors_);
+  }
+  for (size_t k = 0; k < config_.plugin_configs.size(); ++k) {
+    check_plugin_upstream_refs(config_.plugin_configs[k].plugins, upstream_defined,
+                               item_path("plugin_configs", plugin_configs.index[k]), errors_);
+  }
   for (size_t k = 0; k < config_.credentials.size(); ++k) {
     const Credential& c = config_.credentials[k];
     if (!consumers.by_id.contains(c.username)) {
@@ -298,6 +312,70 @@ bool check_route_refs(const Route& r, const RouteRefs& refs, std::string_view pa
     }
   }
   return errors.total() == before;
+}
+
+namespace {
+
+// traffic-split's configuration in `plugins`, or null (PluginMap is sorted by name).
+const nlohmann::json* traffic_split_conf(const PluginMap& plugins) {
+  constexpr std::string_view kName = "traffic-split";
+  auto it = std::lower_bound(plugins.begin(), plugins.end(), kName,
+                             [](const PluginSpec& p, std::string_view n) { return p.name < n; });
+  return it != plugins.end() && it->name == kName && it->conf ? it->conf.get() : nullptr;
+}
+
+// Calls f(id, rule index, weighted upstream index) for each upstream_id traffic-split names.
+template <typename F>
+void for_each_split_ref(const nlohmann::json& conf, F&& f) {
+  auto rules = conf.find("rules");
+  if (rules == conf.end() || !rules->is_array()) return;
+  for (size_t i = 0; i < rules->size(); ++i) {
+    auto ups = (*rules)[i].find("weighted_upstreams");
+    if (ups == (*rules)[i].end() || !ups->is_array()) continue;
+    for (size_t j = 0; j < ups->size(); ++j) {
+      auto id = (*ups)[j].find("upstream_id");
+      if (id == (*ups)[j].end()) continue;
+      f(id->is_string() ? id->get<std::string>() : id->dump(), i, j);
+    }
+  }
+}
+
+}  // namespace
+
+std::vector<PluginUpstreamRef> plugin_upstream_refs(const PluginMap& plugins) {
+  std::vector<PluginUpstreamRef> out;
+  const nlohmann::json* conf = traffic_split_conf(plugins);
+  if (conf == nullptr) return out;
+  for_each_split_ref(*conf, [&](std::string id, size_t i, size_t j) {
+    std::string field = "plugins.traffic-split.rules";
+    detail::append_index(field, i);
+    field += ".weighted_upstreams";
+    detail::append_index(field, j);
+    field += ".upstream_id";
+    out.push_back({std::move(id), std::move(field)});
+  });
+  return out;
+}
+
+bool plugin_refs_upstream(const PluginMap& plugins, std::string_view id) {
+  const nlohmann::json* conf = traffic_split_conf(plugins);
+  if (conf == nullptr) return false;
+  bool found = false;
+  for_each_split_ref(*conf, [&](const std::string& ref, size_t, size_t) { found |= ref == id; });
+  return found;
+}
+
+bool check_plugin_upstream_refs(const PluginMap& plugins,
+                                const std::function<bool(const std::string&)>& defined, std::string_view path,
+                                Errors& errors) {
+  bool ok = true;
+  for (const PluginUpstreamRef& ref : plugin_upstream_refs(plugins)) {
+    if (defined(ref.id)) continue;
+    errors.add(std::string(path) + "." + ref.field,
+               "upstream \"" + ref.id + "\" is not defined in upstreams");
+    ok = false;
+  }
+  return ok;
 }
 
 bool check_service_refs(const Service& s, bool upstream_defined, std::string_view path, Errors& errors) {

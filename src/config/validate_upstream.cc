@@ -433,4 +433,9 @@ std::optional<Upstream> validate_upstream(const nlohmann::json& upstream, std::s
   return detail::upstream_at(upstream, detail::Path(path_prefix), errors, false, options);
 }
 
+std::optional<Upstream> validate_inline_upstream(const nlohmann::json& upstream, std::string_view path_prefix,
+                                                 Errors& errors) {
+  return detail::upstream_at(upstream, detail::Path(path_prefix), errors, true, ValidateOptions{});
+}
+
 }  // namespace portico::config

@@ -331,6 +331,24 @@ AdminResponse AdminService::write(const Target& target, const AdminRequest& req)
             ref_key, {}, store::Compare::Target::create_revision, store::Compare::Result::greater, 0, {}});
       }
     }
+    // The upstreams its traffic-split names must exist too, until the write commits.
+    if (t.kind == Kind::routes || t.kind == Kind::services || t.kind == Kind::plugin_configs) {
+      for (const auto& [ref_id, field] : plugin_upstream_refs(value)) {
+        const std::string ref_key = copy_.key_of(Kind::upstreams, ref_id);
+        store::RangeRequest q;
+        q.key = ref_key;
+        store::RangeResult qr;
+        store::Status qs = etcd.range(q, qr);
+        if (!qs.ok()) return store_failure(qs);
+        if (qr.kvs.empty()) {
+          config::Errors e;
+          e.add(field, std::string(info(Kind::upstreams).noun) + " \"" + ref_id + "\" does not exist");
+          return invalid(e);
+        }
+        txn.compare.push_back(store::Compare{
+            ref_key, {}, store::Compare::Target::create_revision, store::Compare::Result::greater, 0, {}});
+      }
+    }
     // A service losing its upstream must not strand routes that rely on it.
     if (t.kind == Kind::services && !value.contains("upstream") && !value.contains("upstream_id")) {
       std::vector<std::string> routes = copy_.routes_relying_on(t.id);
@@ -442,7 +460,11 @@ AdminResponse AdminService::remove(const Target& t, const AdminRequest& req) {
           const char* field = t.kind == Kind::upstreams  ? "upstream_id"
                               : t.kind == Kind::services ? "service_id"
                                                          : "plugin_config_id";
-          if (!v.is_object() || !v.contains(field) || reference_id(v[field]) != t.id) {
+          bool refers = v.is_object() && v.contains(field) && reference_id(v[field]) == t.id;
+          if (!refers && t.kind == Kind::upstreams && v.is_object()) {
+            for (const auto& [ref_id, ref_field] : plugin_upstream_refs(v)) refers |= ref_id == t.id;
+          }
+          if (!refers) {
             confirmed = false;
             mirror_.wait_for(ur.kvs.empty() ? seen + 1 : ur.kvs.front().mod_revision, 1.0);
             break;
@@ -455,7 +477,7 @@ AdminResponse AdminService::remove(const Target& t, const AdminRequest& req) {
         }
         continue;
       }
-      for (Kind k : {Kind::routes, Kind::services}) {
+      for (Kind k : {Kind::routes, Kind::services, Kind::plugin_configs}) {
         const std::string dir = copy_.key_of(k, "");
         txn.compare.push_back(store::Compare{dir,
                                              store::prefix_end(dir),

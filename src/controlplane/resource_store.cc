@@ -1,5 +1,7 @@
 #include "controlplane/resource_store.h"
 
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 #include <set>
 #include <unordered_set>
@@ -17,6 +19,29 @@ std::string reference_id(const json& v) {
   if (v.is_number_integer() && v.get<int64_t>() >= 1) return std::to_string(v.get<int64_t>());
   if (v.is_number_unsigned()) return std::to_string(v.get<uint64_t>());
   return {};
+}
+
+std::vector<std::pair<std::string, std::string>> plugin_upstream_refs(const json& resource) {
+  std::vector<std::pair<std::string, std::string>> out;
+  auto plugins = resource.find("plugins");
+  if (plugins == resource.end() || !plugins->is_object()) return out;
+  auto split = plugins->find("traffic-split");
+  if (split == plugins->end() || !split->is_object()) return out;
+  auto rules = split->find("rules");
+  if (rules == split->end() || !rules->is_array()) return out;
+  for (size_t i = 0; i < rules->size(); ++i) {
+    const json& rule = (*rules)[i];
+    auto ups = rule.is_object() ? rule.find("weighted_upstreams") : rule.end();
+    if (ups == rule.end() || !ups->is_array()) continue;
+    for (size_t j = 0; j < ups->size(); ++j) {
+      const json& wu = (*ups)[j];
+      auto id = wu.is_object() ? wu.find("upstream_id") : wu.end();
+      if (id == wu.end()) continue;
+      out.emplace_back(reference_id(*id), "plugins.traffic-split.rules[" + std::to_string(i) +
+                                              "].weighted_upstreams[" + std::to_string(j) + "].upstream_id");
+    }
+  }
+  return out;
 }
 
 bool validate_value(Kind kind, const json& value, config::Errors& errors) {
@@ -124,6 +149,7 @@ bool ResourceStore::admit(const store::KeyValue& kv, Kind& kind, Entry& out, std
   out.service_id = string_field(value, "service_id");
   out.plugin_config_id = string_field(value, "plugin_config_id");
   out.has_upstream = sets_upstream(value);
+  for (auto& [ref, field] : plugin_upstream_refs(value)) out.split_upstream_ids.push_back(std::move(ref));
   return true;
 }
 
@@ -380,6 +406,17 @@ std::vector<std::pair<Kind, std::string>> ResourceStore::referrers(Kind kind, st
     case Kind::upstreams:
       scan(Kind::routes, &Entry::upstream_id);
       scan(Kind::services, &Entry::upstream_id);
+      // ... and through traffic-split, from routes, services and plugin configs.
+      for (Kind from : {Kind::routes, Kind::services, Kind::plugin_configs}) {
+        for (const auto& [rid, e] : tables_[static_cast<size_t>(from)].entries) {
+          if (out.size() >= limit) break;
+          if (std::find(e.split_upstream_ids.begin(), e.split_upstream_ids.end(), id) !=
+                  e.split_upstream_ids.end() &&
+              std::find(out.begin(), out.end(), std::pair<Kind, std::string>(from, rid)) == out.end()) {
+            out.emplace_back(from, rid);
+          }
+        }
+      }
       break;
     case Kind::services:
       scan(Kind::routes, &Entry::service_id);

@@ -43,7 +43,8 @@ struct Entry {
   std::string upstream_id;
   std::string service_id;
   std::string plugin_config_id;
-  bool has_upstream = false;  // sets `upstream` or `upstream_id` (routes and services)
+  bool has_upstream = false;                    // sets `upstream` or `upstream_id` (routes and services)
+  std::vector<std::string> split_upstream_ids;  // named by its traffic-split (plugin_upstream_refs)
 };
 
 struct RejectedKey {
@@ -169,6 +170,10 @@ bool sets_upstream(const nlohmann::json& resource);
 
 // A reference field's id as the validator reads it: a string, or an integer >= 1 in decimal; else empty.
 std::string reference_id(const nlohmann::json& v);
+
+// The upstreams a route's, service's or plugin config's traffic-split names: (id, field path relative to the
+// value, "plugins.traffic-split.rules[0].weighted_upstreams[1].upstream_id"), in order.
+std::vector<std::pair<std::string, std::string>> plugin_upstream_refs(const nlohmann::json& resource);
 
 // Validates one resource value of `kind` with the shared validator (config/validate.h). Errors carry paths
 // relative to the value ("upstream.nodes[0].port"). The id is not required here (the caller supplies it).

@@ -227,6 +227,11 @@ class RequestContext {
   // plugin never sleeps: it asks for the wait, which the session spends on a timer while the worker serves
   // other connections. Several requests add up, as consecutive sleeps would in APISIX.
   double delay_seconds = 0;
+  // traffic-split's choice (traffic_split.h): the plugin instance that chose and the number of the weighted
+  // upstream it picked, -1 for the route's own. The session forwards to the upstream the snapshot compiled
+  // for that number when the instance is the route's traffic-split (not a consumer's or a global rule's).
+  const void* split_owner = nullptr;
+  int split_choice = -1;
 
   // The first request header named `name` (case-insensitive) as received; `found` tells an empty value from
   // a missing field.
@@ -332,6 +337,8 @@ class RequestContext {
     release_leases(-1);
     cursor = {};
     delay_seconds = 0;
+    split_owner = nullptr;
+    split_choice = -1;
     consumer = nullptr;
     credential_id = {};
     upstream.clear();

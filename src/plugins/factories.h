@@ -47,5 +47,6 @@ extern const Factory make_proxy_rewrite;
 extern const Factory make_redirect;
 extern const Factory make_request_id;
 extern const Factory make_response_rewrite;
+extern const Factory make_traffic_split;
 
 }  // namespace portico::plugins::detail

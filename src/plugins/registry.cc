@@ -32,6 +32,7 @@ constexpr Entry kRuntimes[] = {
     {"redirect", &detail::make_redirect},
     {"request-id", &detail::make_request_id},
     {"response-rewrite", &detail::make_response_rewrite},
+    {"traffic-split", &detail::make_traffic_split},
 };
 // clang-format on
 

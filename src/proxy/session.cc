@@ -387,7 +387,10 @@ awaitable<bool> Session::handle_request() {
     }
   }
 
-  bool keep = co_await forward(route);
+  // traffic-split's choice is read only when plugins ran (the context is reset then).
+  bool keep = co_await forward(
+      route, pipeline_.empty() ? snapshot::SplitTarget{route.upstream, route.timeout}
+                               : route.target_for(plugin_ctx_.split_owner, plugin_ctx_.split_choice));
   co_return keep && !close_after_;
 }
 

@@ -28,6 +28,7 @@
 
 namespace portico::snapshot {
 struct RouteRuntime;
+struct SplitTarget;
 struct UpstreamRuntime;
 struct Snapshot;
 }  // namespace portico::snapshot
@@ -89,7 +90,8 @@ class Session : public std::enable_shared_from_this<Session> {
   // Routes and serves the parsed request. False: close the connection after it.
   boost::asio::awaitable<bool> handle_request();
   // Tries nodes of the route's upstream until one answers or the tries run out.
-  boost::asio::awaitable<bool> forward(const snapshot::RouteRuntime& route);
+  // `target`: the route's own upstream, or the one its traffic-split chose (RouteRuntime::target_for).
+  boost::asio::awaitable<bool> forward(const snapshot::RouteRuntime& route, snapshot::SplitTarget target);
   boost::asio::awaitable<Failure> try_node(Attempt& attempt);
   boost::asio::awaitable<bool> send_request(Attempt& attempt);
   boost::asio::awaitable<bool> send_chunked_body();

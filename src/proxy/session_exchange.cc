@@ -54,6 +54,7 @@ struct Session::Attempt {
   bool upgrade = false;  // a WebSocket upgrade was forwarded
   const snapshot::RouteRuntime* route = nullptr;
   snapshot::UpstreamRuntime* upstream = nullptr;
+  const config::Timeout* timeout = nullptr;  // the route's for that upstream (SplitTarget::timeout)
   const upstream::NodeRuntime* node = nullptr;
   bool last_try = false;
   bool reused = false;
@@ -62,8 +63,8 @@ struct Session::Attempt {
   Clock::time_point sent_at;
 };
 
-awaitable<bool> Session::forward(const snapshot::RouteRuntime& route) {
-  snapshot::UpstreamRuntime& up = *route.upstream;
+awaitable<bool> Session::forward(const snapshot::RouteRuntime& route, snapshot::SplitTarget target) {
+  snapshot::UpstreamRuntime& up = *target.upstream;
   upstream::Balancer& balancer = *up.per_worker[worker_.index()];
   const config::Upstream& spec = up.spec;
   std::string_view hash_key;
@@ -94,6 +95,7 @@ awaitable<bool> Session::forward(const snapshot::RouteRuntime& route) {
     Attempt a;
     a.route = &route;
     a.upstream = &up;
+    a.timeout = &target.timeout;
     a.node = &up.nodes[static_cast<size_t>(node)];
     // Last try: no tries left, or no node left to try (then an origin's 502/503/504 is relayed as is).
     a.last_try = attempt + 1 == tries || excluded_count >= up.nodes.size();
@@ -146,7 +148,7 @@ awaitable<bool> Session::forward(const snapshot::RouteRuntime& route) {
 awaitable<Session::Failure> Session::try_node(Attempt& a) {
   const config::Upstream& spec = a.upstream->spec;
   const std::string& key = a.node->pool_key;
-  const config::Timeout& timeout = a.route->timeout;
+  const config::Timeout& timeout = *a.timeout;
   // A reused connection may have been closed by the origin just as we picked it: if it fails before any
   // response byte and before any body byte was consumed from the client, try once more on a new connection.
   for (int fresh = 0; fresh < 2; ++fresh) {
@@ -252,7 +254,7 @@ awaitable<bool> Session::send_continue() {
 
 awaitable<bool> Session::send_request(Attempt& a) {
   const config::Upstream& spec = a.upstream->spec;
-  upstream_send_timeout_ = a.route->timeout.send;
+  upstream_send_timeout_ = a.timeout->send;
   UpstreamRequestParams p;
   p.target = target_;
   switch (spec.pass_host) {
@@ -398,7 +400,7 @@ awaitable<Session::Failure> Session::read_response_head(Attempt& a) {
   // is progress and restarts it, so an origin doing long work can keep the request alive with a 102 every
   // so often, as with nginx's per-read proxy_read_timeout; only a silent or trickling origin gets the 504.
   // Body reads (relay_response) are bounded per read, as nginx's proxy_read_timeout, so slow streams work.
-  Clock::time_point head_deadline = deadline_in(a.route->timeout.read);
+  Clock::time_point head_deadline = deadline_in(a.timeout->read);
   while (true) {
     if (a.up_end == up_.size()) {
       if (up_.size() >= limits_.max_head_size) co_return Failure::bad_response;  // head over the limit
@@ -424,7 +426,7 @@ awaitable<Session::Failure> Session::read_response_head(Attempt& a) {
       // Other 1xx (100, 102, 103): Portico already handled Expect; drop the interim response.
       std::memmove(up_.data(), up_.data() + response_.head_size, a.up_end - response_.head_size);
       a.up_end -= response_.head_size;
-      head_deadline = deadline_in(a.route->timeout.read);
+      head_deadline = deadline_in(a.timeout->read);
       if (a.up_end == 0) break;
     }
   }
@@ -493,7 +495,7 @@ awaitable<bool> Session::relay_response(Attempt& a) {
 
   const char* body = up_.data() + response_.head_size;
   size_t buffered = a.up_end - response_.head_size;
-  double read_timeout = a.route->timeout.read;
+  double read_timeout = a.timeout->read;
 
   if (response_.framing == http::BodyFraming::none ||
       (response_.framing == http::BodyFraming::content_length)) {
@@ -605,7 +607,7 @@ awaitable<void> Session::tunnel(Attempt& a) {
   }
   body_from_in_ = pending;  // forwarded: not bytes the client sent past its request (client_may_still_send)
   request_body_done_ = true;
-  double idle = a.route->timeout.read;  // as APISIX: proxy_read_timeout bounds a silent WebSocket
+  double idle = a.timeout->read;  // as APISIX: proxy_read_timeout bounds a silent WebSocket
   // The client's direction gets its own buffer: in_ still holds the request head the access log reads.
   std::vector<char> from_client(16 * 1024);
   co_await (pump(client_, upstream_->socket, from_client.data(), from_client.size(), idle) &&

@@ -3,12 +3,16 @@
 #include <arpa/inet.h>
 #include <netdb.h>
 
+#include <nlohmann/json.hpp>
+
 #include <unordered_map>
 #include <unordered_set>
 
 #include "base/log.h"
+#include "config/validate.h"
 #include "plugins/consumers.h"
 #include "plugins/pipeline.h"
+#include "plugins/traffic_split.h"
 #include "status/metrics.h"
 #include "upstream/health.h"
 #include "upstream/health_checker.h"
@@ -99,6 +103,17 @@ std::shared_ptr<UpstreamRuntime> make_upstream(const config::Upstream& spec, std
   return up;
 }
 
+const config::PluginSpec* find_plugin(const config::PluginMap* plugins, std::string_view name) {
+  if (plugins == nullptr) return nullptr;
+  for (const config::PluginSpec& p : *plugins) {
+    if (p.name == name) return &p;
+  }
+  return nullptr;
+}
+
+// Seconds APISIX gives each timeout of an inline traffic-split upstream that sets none.
+constexpr double kSplitInlineTimeout = 15;
+
 }  // namespace
 
 std::shared_ptr<const Layer> build_layer(config::Config config, const BuildContext& ctx,
@@ -142,6 +157,64 @@ std::shared_ptr<const Layer> build_layer(config::Config config, const BuildConte
     }
     by_service.emplace(s.id, rt);
   }
+
+  // Inline split upstreams by key: routes sharing a service's or plugin config's traffic-split share them.
+  std::unordered_map<std::string, UpstreamRuntime*> split_runtimes;
+  auto build_split = [&](const config::Config&, const config::Route& r, RouteRuntime& rt,
+                         const config::PluginSpec& spec, const std::string& owner_key) {
+    auto table = std::make_unique<SplitTable>();
+    for (const auto& p : rt.plugins->plugins) {
+      if (p->name() == "traffic-split") table->owner = p.get();
+    }
+    const std::vector<plugins::SplitTargetSpec> specs = plugins::split_targets(*spec.conf);
+    table->targets.reserve(specs.size());
+    for (size_t n = 0; n < specs.size(); ++n) {
+      const plugins::SplitTargetSpec& t = specs[n];
+      SplitTarget target{rt.upstream, rt.timeout};
+      bool inline_upstream = false;
+      if (t.upstream_id != nullptr) {
+        const std::string id =
+            t.upstream_id->is_string() ? t.upstream_id->get<std::string>() : t.upstream_id->dump();
+        auto it = by_id.find(id);
+        if (it == by_id.end()) {
+          if (error) *error = "route " + r.id + ": traffic-split names upstream " + id + ", not defined";
+          return false;
+        }
+        target.upstream = it->second;
+      } else if (t.upstream != nullptr) {
+        inline_upstream = true;
+        const std::string key = owner_key + "#traffic-split/" + std::to_string(n);
+        auto it = split_runtimes.find(key);
+        if (it == split_runtimes.end()) {
+          config::Errors errors;
+          std::optional<config::Upstream> model =
+              config::validate_inline_upstream(*t.upstream, "upstream", errors);
+          if (!model) {
+            if (error) *error = "route " + r.id + ": traffic-split upstream: " + errors.list().front().reason;
+            return false;
+          }
+          layer->upstreams.push_back(make_upstream(*model, key, ctx, reuse, dns));
+          it = split_runtimes.emplace(key, layer->upstreams.back().get()).first;
+        }
+        target.upstream = it->second;
+      }
+      if (target.upstream != rt.upstream) {
+        if (r.timeout) {
+          target.timeout = *r.timeout;
+        } else if (target.upstream->spec.timeout) {
+          target.timeout = *target.upstream->spec.timeout;
+        } else if (inline_upstream) {
+          target.timeout = config::Timeout{kSplitInlineTimeout, kSplitInlineTimeout, kSplitInlineTimeout};
+        } else {
+          target.timeout = config::Timeout{};
+        }
+      }
+      table->targets.push_back(target);
+    }
+    rt.split = table.get();
+    layer->split_tables.push_back(std::move(table));
+    return true;
+  };
 
   layer->routes.resize(cfg.routes.size());
   for (size_t i = 0; i < cfg.routes.size(); ++i) {
@@ -188,6 +261,20 @@ std::shared_ptr<const Layer> build_layer(config::Config config, const BuildConte
     if (!rt.plugins && !plugin_error.empty()) {
       if (error) *error = "route " + r.id + ": " + plugin_error;
       return nullptr;
+    }
+    // traffic-split's upstreams, from the layer whose configuration runs (the last one naming it).
+    const config::PluginSpec* split = nullptr;
+    std::string owner_key;
+    for (size_t k = 0; k < 3; ++k) {
+      if (const config::PluginSpec* p = find_plugin(layers[k], "traffic-split")) {
+        split = p;
+        owner_key = k == 0   ? "service:" + r.service_id
+                    : k == 1 ? "plugin_config:" + r.plugin_config_id
+                             : "route:" + r.id;
+      }
+    }
+    if (split != nullptr && !split->disabled && rt.plugins) {
+      if (!build_split(layer->config, r, rt, *split, owner_key)) return nullptr;
     }
   }
   for (const auto& up : layer->upstreams) layer->has_active_checks |= up->has_active_check;
@@ -282,8 +369,14 @@ std::vector<upstream::ProbeTarget> probe_targets(const Snapshot& snapshot) {
   // one runtime may serve routes of both layers.
   std::unordered_set<const UpstreamRuntime*> seen;
   std::vector<const UpstreamRuntime*> checked;
+  auto visit_upstream = [&](const UpstreamRuntime* up) {
+    if (up->has_active_check && seen.insert(up).second) checked.push_back(up);
+  };
   auto visit = [&](const RouteRuntime& r) {
-    if (r.upstream->has_active_check && seen.insert(r.upstream).second) checked.push_back(r.upstream);
+    visit_upstream(r.upstream);
+    if (r.split != nullptr) {
+      for (const SplitTarget& t : r.split->targets) visit_upstream(t.upstream);
+    }
   };
   const router::RouteBits excluded{snapshot.overridden.data(), snapshot.overridden.size()};
   for (size_t i = 0; i < snapshot.base->routes.size(); ++i) {

@@ -49,6 +49,20 @@ struct UpstreamRuntime {
   std::vector<std::unique_ptr<upstream::Balancer>> per_worker;
 };
 
+// The upstreams a route's traffic-split may send a request to, indexed by the plugin's numbering of its
+// weighted upstreams (plugins/traffic_split.h): an upstream_id's runtime (the layer's runtime of that
+// upstream), an inline upstream's own runtime (balancers, health checks, retries, keep-alive pool like a
+// route's), or the route's own upstream. Each with the timeouts a request sent there uses: the route's, else
+// that upstream's, else (an inline upstream, as APISIX sets them) 15 s, else the defaults.
+struct SplitTarget {
+  UpstreamRuntime* upstream = nullptr;
+  config::Timeout timeout;
+};
+struct SplitTable {
+  const void* owner = nullptr;  // the route chain's traffic-split instance (RequestContext::split_owner)
+  std::vector<SplitTarget> targets;
+};
+
 struct RouteRuntime {
   const config::Route* spec = nullptr;  // points into the config of the Layer holding this runtime
   UpstreamRuntime* upstream = nullptr;  // owned by that Layer (possibly together with other layers)
@@ -63,6 +77,18 @@ struct RouteRuntime {
   // Its plugins (service < plugin config < route merged, disabled ones dropped), by priority; null when none
   // run, so a route without plugins costs nothing per request.
   std::shared_ptr<const plugins::Chain> plugins;
+  // Set when its plugins include traffic-split; owned by the Layer (one per route: the route's own upstream
+  // and timeouts differ between routes sharing a service's traffic-split).
+  const SplitTable* split = nullptr;
+
+  // Where a request goes: the weighted upstream traffic-split chose, else the route's own upstream.
+  SplitTarget target_for(const void* split_owner, int split_choice) const {
+    if (split != nullptr && split_owner == split->owner && split_choice >= 0 &&
+        static_cast<size_t>(split_choice) < split->targets.size()) {
+      return split->targets[static_cast<size_t>(split_choice)];
+    }
+    return SplitTarget{upstream, timeout};
+  }
 };
 
 // What one build makes of one Config: the router over its routes and a runtime per route. Immutable once
@@ -73,7 +99,8 @@ struct Layer {
   std::vector<RouteRuntime> routes;  // parallel to config.routes
   // Every upstream runtime its routes use; a runtime may also be held by other layers (see UpstreamReuse).
   std::vector<std::shared_ptr<UpstreamRuntime>> upstreams;
-  bool has_active_checks = false;  // some upstream here has active health checks
+  std::vector<std::unique_ptr<SplitTable>> split_tables;  // RouteRuntime::split
+  bool has_active_checks = false;                         // some upstream here has active health checks
 };
 
 // A generation of the config as workers see it. A full build makes one layer (`base`); applying a delta

@@ -416,7 +416,6 @@ struct SnapshotBuilder::State {
       }
       if (!route->upstream_id.empty()) upstream_ids.insert(route->upstream_id);
     }
-    for (std::string_view id : upstream_ids) c.upstreams.push_back(resources.upstreams.find(id)->second);
     std::unordered_set<std::string_view> plugin_config_ids;
     for (const auto& [id, route] : overlay) {
       if (route && !route->plugin_config_id.empty() &&
@@ -424,6 +423,23 @@ struct SnapshotBuilder::State {
         c.plugin_configs.push_back(resources.plugin_configs.at(route->plugin_config_id));
       }
     }
+    // The upstreams traffic-split names, wherever it is configured. Views into the models, which outlive c.
+    std::vector<std::string> split_ids;
+    auto add_split = [&](const config::PluginMap& plugins) {
+      for (config::PluginUpstreamRef& ref : config::plugin_upstream_refs(plugins)) {
+        split_ids.push_back(std::move(ref.id));
+      }
+    };
+    for (const auto& [id, route] : overlay) {
+      if (route) add_split(route->plugins);
+    }
+    for (const config::Service& sv : c.services) add_split(sv.plugins);
+    for (const config::PluginConfig& pc : c.plugin_configs) add_split(pc.plugins);
+    for (const std::string& id : split_ids) {
+      if (auto it = resources.upstreams.find(id); it != resources.upstreams.end())
+        upstream_ids.insert(it->first);
+    }
+    for (std::string_view id : upstream_ids) c.upstreams.push_back(resources.upstreams.find(id)->second);
     return c;
   }
 };
@@ -581,11 +597,31 @@ SnapshotBuilder::Result SnapshotBuilder::apply(std::span<const ResourceChange> c
   for (const auto& [id, model] : services) {
     if (model) services_to_check.push_back(id);
   }
+  // traffic-split may name an upstream from a route, a service or a plugin config.
+  auto plugins_rely = [&](const config::PluginMap& plugins) {
+    for (const auto& [id, model] : upstreams) {
+      if (config::plugin_refs_upstream(plugins, id)) return true;
+    }
+    return false;
+  };
+  std::unordered_set<std::string_view> touched_plugin_configs;  // relying on a changed upstream
+  std::vector<std::string_view> plugin_configs_to_check;        // changed, or relying on a changed upstream
+  for (const auto& [id, model] : plugin_configs) {
+    if (model) plugin_configs_to_check.push_back(id);
+  }
   if (!upstreams.empty()) {
     for (const auto& [id, service] : s.resources.services) {
-      if (!service.upstream_id.empty() && upstreams.contains(service.upstream_id) && !services.contains(id)) {
+      if (services.contains(id)) continue;
+      if ((!service.upstream_id.empty() && upstreams.contains(service.upstream_id)) ||
+          plugins_rely(service.plugins)) {
         touched_services.insert(id);
         services_to_check.push_back(id);
+      }
+    }
+    for (const auto& [id, pc] : s.resources.plugin_configs) {
+      if (!plugin_configs.contains(id) && plugins_rely(pc.plugins)) {
+        touched_plugin_configs.insert(id);
+        plugin_configs_to_check.push_back(id);
       }
     }
   }
@@ -595,7 +631,9 @@ SnapshotBuilder::Result SnapshotBuilder::apply(std::span<const ResourceChange> c
     auto relies = [&](const config::Route& r) {
       return touch_all || (!r.service_id.empty() && touched_services.contains(r.service_id)) ||
              (!r.upstream_id.empty() && upstreams.contains(r.upstream_id)) ||
-             (!r.plugin_config_id.empty() && plugin_configs.contains(r.plugin_config_id));
+             (!r.plugin_config_id.empty() && (plugin_configs.contains(r.plugin_config_id) ||
+                                              touched_plugin_configs.contains(r.plugin_config_id))) ||
+             (!upstreams.empty() && plugins_rely(r.plugins));
     };
     const auto& base = s.base.layer->config.routes;
     for (size_t i = 0; i < base.size(); ++i) {
@@ -611,11 +649,20 @@ SnapshotBuilder::Result SnapshotBuilder::apply(std::span<const ResourceChange> c
   auto upstream_defined = [&](const std::string& id) {
     return !id.empty() && lookup(upstreams, s.resources.upstreams, id) != nullptr;
   };
+  auto split_defined = [&](const std::string& id) { return upstream_defined(id); };
   for (std::string_view id : services_to_check) {
     const config::Service* service = find_service(id);
     if (service != nullptr) {
       config::check_service_refs(*service, upstream_defined(service->upstream_id),
                                  "services/" + std::string(id), errors);
+      config::check_plugin_upstream_refs(service->plugins, split_defined, "services/" + std::string(id),
+                                         errors);
+    }
+  }
+  for (std::string_view id : plugin_configs_to_check) {
+    if (const config::PluginConfig* pc = lookup(plugin_configs, s.resources.plugin_configs, id)) {
+      config::check_plugin_upstream_refs(pc->plugins, split_defined, "plugin_configs/" + std::string(id),
+                                         errors);
     }
   }
   struct Touched {
@@ -643,6 +690,7 @@ SnapshotBuilder::Result SnapshotBuilder::apply(std::span<const ResourceChange> c
       refs.service_defined = refs.service != nullptr;
     }
     config::check_route_refs(*r, refs, "routes/" + std::string(id), errors);
+    config::check_plugin_upstream_refs(r->plugins, split_defined, "routes/" + std::string(id), errors);
   }
   if (errors.total() != 0) return refuse();
 

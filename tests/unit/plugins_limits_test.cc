@@ -16,6 +16,12 @@ using test::json;
 using test::Request;
 
 int64_t fake_now = 1'000'000;
+
+// "<prefix><n>" (GCC 12 warns, wrongly, about `"literal" + std::to_string(n)`).
+std::string named(std::string prefix, int n) {
+  prefix += std::to_string(n);
+  return prefix;
+}
 int64_t now_fn() {
   return fake_now;
 }
@@ -44,14 +50,14 @@ TEST(LimitTable, EntriesExpireAndAFullTableEvictsTheSoonestToExpireButNeverAPinn
   EXPECT_TRUE(touch("k", 100, 100));  // expired at 100: a new entry
   EXPECT_EQ(fresh, 2);
   // Far more keys than slots: every update succeeds (evicting), the table never grows.
-  for (int i = 0; i < 5000; ++i) EXPECT_TRUE(touch("key" + std::to_string(i), 200, 1000 + i));
+  for (int i = 0; i < 5000; ++i) EXPECT_TRUE(touch(named("key", i), 200, 1000 + i));
   EXPECT_GT(table.evictions(), 0u);
   // Pinned entries (limit-conn in use) are never evicted: once a window is all pinned, update fails.
   LimitTable pinned(1);
   int refused = 0;
   for (int i = 0; i < 2000; ++i) {
-    refused += !pinned.update(1, "p" + std::to_string(i), 0,
-                              [](LimitTable::Entry& e, bool) { e.expires_ms = INT64_MAX; });
+    refused +=
+        !pinned.update(1, named("p", i), 0, [](LimitTable::Entry& e, bool) { e.expires_ms = INT64_MAX; });
   }
   EXPECT_GT(refused, 0);
   EXPECT_EQ(pinned.evictions(), 0u);
@@ -67,7 +73,7 @@ TEST(LimitTable, AHandleGoesStaleOnceItsSlotHoldsAnotherEntry) {
   EXPECT_EQ(seen, 1);
   // Expired, then reused by other keys of the same window until the slot changes hands.
   for (int i = 0; i < 4000; ++i) {
-    table.update(1, "b" + std::to_string(i), 20, [](LimitTable::Entry& e, bool) { e.expires_ms = 30; });
+    table.update(1, named("b", i), 20, [](LimitTable::Entry& e, bool) { e.expires_ms = 30; });
   }
   table.with(h, [&](LimitTable::Entry&) { ++seen; });
   EXPECT_EQ(seen, 1);
