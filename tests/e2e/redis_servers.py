@@ -149,8 +149,11 @@ class RedisCluster:
         for i in range(masters * (1 + replicas)):
             port = free_port()
             d = self.workdir / ("node-%d" % i)
+            # The cluster bus gets a port of its own (Redis 7's cluster-port), not the default port + 10000,
+            # which may be taken or in the ephemeral range.
             self.nodes.append(RedisServer(d, port=port, password=password, extra=[
-                "--cluster-enabled", "yes", "--cluster-config-file", str(d / "nodes.conf"),
+                "--cluster-enabled", "yes", "--cluster-port", str(free_port()), "--repl-diskless-sync-delay", "0",
+                "--cluster-config-file", str(d / "nodes.conf"),
                 "--cluster-node-timeout", "1000", "--cluster-replica-validity-factor", "0"]
                 + (["--masterauth", password] if password else [])))
         self.name = "redis-cluster"
@@ -166,7 +169,15 @@ class RedisCluster:
         if out.returncode != 0:
             raise RuntimeError("redis-cli --cluster create failed: %s %s" % (out.stdout[-2000:], out.stderr[-2000:]))
         wait_for(self.healthy, timeout=30, message="redis cluster state ok on every node")
+        # A replica promoted before its first sync would serve an empty data set: ready means every replica's
+        # link to its master is up (the first full sync done).
+        wait_for(self.replicas_synced, timeout=30, message="every replica synced with its master")
         return self
+
+    def replicas_synced(self):
+        replicas = [n for n in self.nodes if n.running() and n.cli("ROLE").splitlines()[:1] == ["slave"]]
+        return len(replicas) == self.masters * self.replicas and all(
+            "master_link_status:up" in r.cli("INFO", "replication") for r in replicas)
 
     def healthy(self):
         for n in self.nodes:
