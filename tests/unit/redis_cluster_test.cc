@@ -41,8 +41,15 @@ class RedisCluster : public ::testing::Test {
     std::string out = cli(servers_[0]->port(), create);
     ASSERT_NE(out.find("All 16384 slots covered"), std::string::npos) << out;
     for (auto& s : servers_) {
-      ASSERT_TRUE(eventually(
-          [&] { return cli(s->port(), "CLUSTER INFO").find("cluster_state:ok") != std::string::npos; }));
+      ASSERT_TRUE(eventually([&] {
+        if (cli(s->port(), "CLUSTER INFO").find("cluster_state:ok") == std::string::npos) return false;
+        // Every node knows the roles (the replicas' roles spread by gossip after the create).
+        std::string view = cli(s->port(), "CLUSTER NODES");
+        size_t replicas = 0;
+        for (size_t at = view.find("slave"); at != std::string::npos; at = view.find("slave", at + 1))
+          ++replicas;
+        return replicas == 3;
+      }));
     }
   }
   static void TearDownTestSuite() {
