@@ -71,13 +71,13 @@ Call* CallList::pop() {
 
 ClientCore::ClientCore(Client& client, Target& t, asio::io_context& ctx)
     : self(client),
-      target(t),
+      shared(t.shared_),
       context(ctx),
-      options(t.options()),
+      options(shared->options),
       timeout(std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(
           t.options().timeout_seconds > 0 ? t.options().timeout_seconds : 1.0))),
       alive(std::make_shared<bool>(true)),
-      tls(t.tls_),
+      tls(shared->tls),
       timer(ctx),
       retry_timer(ctx) {
   refresh_call.core = this;
@@ -102,7 +102,7 @@ Connection& ClientCore::connection(const std::string& host, uint16_t port) {
   std::string name =
       (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(port);
   if (Connection* c = connection_by_name(name)) return *c;
-  conns.push_back(std::make_unique<Connection>(*this, host, port, target.breaker(name)));
+  conns.push_back(std::make_unique<Connection>(*this, host, port, shared->breaker(name)));
   return *conns.back();
 }
 
