@@ -213,3 +213,35 @@ TEST(RedisServer, RecoversAfterTheServerIsKilledAndRestarted) {
 
 }  // namespace
 }  // namespace portico::redis
+
+namespace portico::redis {
+namespace {
+
+using namespace testing;
+
+TEST(RedisServer, AReleasedTargetDestroysItsClientOnTheWorker) {
+  RedisServer server;
+  boost::asio::io_context context{1};
+  Registry registry;
+  registry.attach_worker(0, context);
+  auto target = registry.target(local(server.port()));
+  RecordingCall c;
+  std::string_view ping[] = {"PING"};
+  target->client(0).command(ping, &c);
+  ASSERT_TRUE(run_until(context, [&] { return c.completions > 0; }));
+  std::weak_ptr<Target> weak = target;
+  target.reset();  // the last holder: the client's destruction is posted to its worker
+  EXPECT_TRUE(weak.expired());
+  context.restart();
+  EXPECT_GT(context.poll(), 0u);  // ran the posted destruction (and the aborted handlers after it)
+  // The next holder gets a new target with a new client.
+  auto again = registry.target(local(server.port()));
+  EXPECT_EQ(again->client(0).stats().connects, 0u);
+  RecordingCall d;
+  again->client(0).command(ping, &d);
+  ASSERT_TRUE(run_until(context, [&] { return d.completions > 0; }));
+  EXPECT_EQ(d.result, Result::ok);
+}
+
+}  // namespace
+}  // namespace portico::redis
