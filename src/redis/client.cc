@@ -396,6 +396,7 @@ Client::Client(Target& target, asio::io_context& context)
 Client::~Client() = default;
 
 void Client::command(std::span<const std::string_view> argv, Call* call) {
+  if (core_->destroying) return;  // issued from a `shutdown` completion: dropped
   if (call == nullptr) {
     ClientCore& c = *core_;
     if (c.owned_free.empty()) {
@@ -416,6 +417,7 @@ void Client::command(std::span<const std::string_view> argv, Call* call) {
 
 void Client::eval(const Script& script, std::span<const std::string_view> keys,
                   std::span<const std::string_view> args, Call* call) {
+  if (core_->destroying) return;
   if (call->client_ != nullptr) cancel(call);
   std::string& w = call->wire_;
   w.clear();

@@ -245,3 +245,45 @@ TEST(RedisServer, AReleasedTargetDestroysItsClientOnTheWorker) {
 
 }  // namespace
 }  // namespace portico::redis
+
+namespace portico::redis {
+namespace {
+
+using namespace testing;
+
+TEST(RedisServer, Tls) {
+  auto dir = std::filesystem::temp_directory_path() / ("portico-redis-tls-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string cert = (dir / "cert.pem").string(), key = (dir / "key.pem").string();
+  const std::string gen =
+      "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost -addext "
+      "subjectAltName=DNS:localhost -keyout " +
+      key + " -out " + cert + " >/dev/null 2>&1";
+  ASSERT_EQ(std::system(gen.c_str()), 0);
+  const uint16_t tls_port = free_port();
+  {
+    RedisServer server({"--tls-port", std::to_string(tls_port), "--tls-cert-file", cert, "--tls-key-file",
+                        key, "--tls-ca-cert-file", cert, "--tls-auth-clients", "no"});
+    Options o = local(tls_port);
+    o.tls = true;
+    o.server_name = "localhost";
+    {
+      Harness h(o);
+      EXPECT_EQ(h.call({"SET", "t", "1"}).result, Result::ok);
+      EXPECT_EQ(h.call({"GET", "t"}).str, "1");
+    }
+    // Verification against the system CAs refuses a self-signed certificate.
+    Options verify = o;
+    verify.tls_verify = true;
+    Harness h(verify);
+    EXPECT_EQ(h.call({"GET", "t"}).result, Result::unavailable);
+    // Plain text to the TLS port is not a Redis conversation either.
+    Harness plain(local(tls_port, 0.3));
+    EXPECT_NE(plain.call({"GET", "t"}).result, Result::ok);
+  }
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+}
+
+}  // namespace
+}  // namespace portico::redis
