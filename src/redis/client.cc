@@ -71,13 +71,13 @@ Call* CallList::pop() {
 
 ClientCore::ClientCore(Client& client, Target& t, asio::io_context& ctx)
     : self(client),
-      target(t),
+      shared(t.shared_),
       context(ctx),
-      options(t.options()),
+      options(shared->options),
       timeout(std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(
           t.options().timeout_seconds > 0 ? t.options().timeout_seconds : 1.0))),
       alive(std::make_shared<bool>(true)),
-      tls(t.tls_),
+      tls(shared->tls),
       timer(ctx),
       retry_timer(ctx) {
   refresh_call.core = this;
@@ -102,7 +102,7 @@ Connection& ClientCore::connection(const std::string& host, uint16_t port) {
   std::string name =
       (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(port);
   if (Connection* c = connection_by_name(name)) return *c;
-  conns.push_back(std::make_unique<Connection>(*this, host, port, target.breaker(name)));
+  conns.push_back(std::make_unique<Connection>(*this, host, port, shared->breaker(name)));
   return *conns.back();
 }
 
@@ -396,6 +396,7 @@ Client::Client(Target& target, asio::io_context& context)
 Client::~Client() = default;
 
 void Client::command(std::span<const std::string_view> argv, Call* call) {
+  if (core_->destroying) return;  // issued from a `shutdown` completion: dropped
   if (call == nullptr) {
     ClientCore& c = *core_;
     if (c.owned_free.empty()) {
@@ -416,6 +417,7 @@ void Client::command(std::span<const std::string_view> argv, Call* call) {
 
 void Client::eval(const Script& script, std::span<const std::string_view> keys,
                   std::span<const std::string_view> args, Call* call) {
+  if (core_->destroying) return;
   if (call->client_ != nullptr) cancel(call);
   std::string& w = call->wire_;
   w.clear();

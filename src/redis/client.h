@@ -124,7 +124,9 @@ struct ClientCore;
 
 class Client {
  public:
-  ~Client();  // pending calls complete `shutdown` (synchronously, from the destructor)
+  // Pending calls complete `shutdown` (synchronously, from the destructor); calls issued from those
+  // completions are dropped (never completed).
+  ~Client();
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
 

@@ -57,6 +57,16 @@ struct TlsContext {
   boost::asio::ssl::context context{boost::asio::ssl::context::tls_client};
 };
 
+// What a Target shares with its clients (see Target::shared_).
+struct TargetShared {
+  Options options;
+  std::shared_ptr<TlsContext> tls;  // null without TLS
+  std::mutex mutex;
+  std::unordered_map<std::string, std::unique_ptr<Breaker>> breakers;
+  // The breaker of node "host:port", created on first use (stable address). Any thread.
+  Breaker& breaker(const std::string& node);
+};
+
 enum CallState : uint8_t { kIdle = 0, kWaiting, kInFlight, kReady };
 
 class Connection;
@@ -103,7 +113,7 @@ struct ClientCore {
   void arm_retry(std::chrono::milliseconds delay);
 
   Client& self;
-  Target& target;
+  std::shared_ptr<TargetShared> shared;
   boost::asio::io_context& context;
   const Options& options;
   Clock::duration timeout;

@@ -54,11 +54,15 @@ void Breaker::failure(int64_t now, const std::string& why) {
 // --- Target ---
 
 Target::Target(Options options, std::shared_ptr<RegistryCore> core)
-    : options_(std::move(options)), key_(options_.key()), core_(std::move(core)) {
+    : options_(std::move(options)),
+      key_(options_.key()),
+      core_(std::move(core)),
+      shared_(std::make_shared<TargetShared>()) {
   clients_.resize(core_->contexts.size());
+  shared_->options = options_;
   if (options_.tls) {
-    tls_ = std::make_shared<TlsContext>();
-    if (options_.tls_verify) tls_->context.set_default_verify_paths();
+    shared_->tls = std::make_shared<TlsContext>();
+    if (options_.tls_verify) shared_->tls->context.set_default_verify_paths();
   }
 }
 
@@ -69,8 +73,8 @@ Target::~Target() {
   for (size_t i = 0; i < clients_.size(); ++i) {
     if (!clients_[i]) continue;
     // The client belongs to its worker's loop: destroy it there. Its calls belong to plugins of the
-    // snapshot that held this target, gone by now, so none is pending. Breakers live here, so the client
-    // must not touch them once posted: ClientCore's destructor does not.
+    // snapshot that held this target, gone by now, so none is pending; what its handlers may still touch
+    // (options, breakers) is in shared_, which it co-owns.
     std::shared_ptr<Client> c(clients_[i].release());
     asio::post(*core_->contexts[i], [c]() mutable { c.reset(); });
   }
@@ -84,19 +88,19 @@ Client& Target::client(size_t worker) {
 
 bool Target::available() const {
   const int64_t now = now_ns();
-  std::lock_guard<std::mutex> lock(const_cast<std::mutex&>(breakers_mutex_));
-  for (const auto& [name, b] : breakers_) {
+  std::lock_guard<std::mutex> lock(shared_->mutex);
+  for (const auto& [name, b] : shared_->breakers) {
     if (!b->is_open(now)) return true;
   }
-  return breakers_.empty();
+  return shared_->breakers.empty();
 }
 
-Breaker& Target::breaker(const std::string& node) {
-  std::lock_guard<std::mutex> lock(breakers_mutex_);
-  std::unique_ptr<Breaker>& b = breakers_[node];
+Breaker& TargetShared::breaker(const std::string& node) {
+  std::lock_guard<std::mutex> lock(mutex);
+  std::unique_ptr<Breaker>& b = breakers[node];
   if (!b) {
     b = std::make_unique<Breaker>();
-    b->name = (options_.cluster ? "cluster node " : "") + node;
+    b->name = (options.cluster ? "cluster node " : "") + node;
   }
   return *b;
 }

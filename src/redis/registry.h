@@ -24,8 +24,7 @@ class io_context;
 namespace portico::redis {
 
 struct RegistryCore;
-struct Breaker;
-struct TlsContext;
+struct TargetShared;
 
 class Target : public std::enable_shared_from_this<Target> {
  public:
@@ -45,16 +44,14 @@ class Target : public std::enable_shared_from_this<Target> {
   friend struct ClientCore;
   friend class Connection;
   Target(Options options, std::shared_ptr<RegistryCore> core);
-  // The breaker of node "host:port" (created on first use, stable address). Any thread.
-  Breaker& breaker(const std::string& node);
 
   Options options_;
   std::string key_;
   std::shared_ptr<RegistryCore> core_;
   std::vector<std::unique_ptr<Client>> clients_;  // slot i written only by worker i
-  std::mutex breakers_mutex_;
-  std::unordered_map<std::string, std::unique_ptr<Breaker>> breakers_;
-  std::shared_ptr<TlsContext> tls_;  // null without TLS
+  // Options, breakers and TLS context, shared with the clients: a client whose destruction was posted to
+  // its worker may still run handlers after the Target is gone.
+  std::shared_ptr<TargetShared> shared_;
 };
 
 class Registry {

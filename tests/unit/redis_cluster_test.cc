@@ -41,8 +41,15 @@ class RedisCluster : public ::testing::Test {
     std::string out = cli(servers_[0]->port(), create);
     ASSERT_NE(out.find("All 16384 slots covered"), std::string::npos) << out;
     for (auto& s : servers_) {
-      ASSERT_TRUE(eventually(
-          [&] { return cli(s->port(), "CLUSTER INFO").find("cluster_state:ok") != std::string::npos; }));
+      ASSERT_TRUE(eventually([&] {
+        if (cli(s->port(), "CLUSTER INFO").find("cluster_state:ok") == std::string::npos) return false;
+        // Every node knows the roles (the replicas' roles spread by gossip after the create).
+        std::string view = cli(s->port(), "CLUSTER NODES");
+        size_t replicas = 0;
+        for (size_t at = view.find("slave"); at != std::string::npos; at = view.find("slave", at + 1))
+          ++replicas;
+        return replicas == 3;
+      }));
     }
   }
   static void TearDownTestSuite() {
@@ -51,9 +58,16 @@ class RedisCluster : public ::testing::Test {
     std::filesystem::remove_all(dir_, ec);
   }
 
+  // A node still running, to ask for the cluster's view.
+  static uint16_t admin_port() {
+    for (auto& s : servers_) {
+      if (s->running()) return s->port();
+    }
+    return 0;
+  }
   static std::vector<NodeInfo> nodes() {
     std::vector<NodeInfo> out;
-    std::istringstream in(cli(servers_[0]->port(), "CLUSTER NODES"));
+    std::istringstream in(cli(admin_port(), "CLUSTER NODES"));
     std::string line;
     while (std::getline(in, line)) {
       std::istringstream f(line);
@@ -69,7 +83,7 @@ class RedisCluster : public ::testing::Test {
   }
   // The master serving `slot`, from the node's own view.
   static NodeInfo owner(int slot) {
-    std::istringstream in(cli(servers_[0]->port(), "CLUSTER NODES"));
+    std::istringstream in(cli(admin_port(), "CLUSTER NODES"));
     std::string line;
     while (std::getline(in, line)) {
       if (line.find("master") == std::string::npos || line.find("fail") != std::string::npos) continue;
@@ -213,7 +227,54 @@ TEST_F(RedisCluster, MasterFailover) {
       },
       10);
   EXPECT_TRUE(ok);
-  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+  auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_LT(took, std::chrono::seconds(5));
+  std::printf("calls succeed again %.0f ms after the promotion\n",
+              std::chrono::duration<double, std::milli>(took).count());
+}
+
+}  // namespace
+}  // namespace portico::redis
+
+namespace portico::redis {
+namespace {
+
+TEST_F(RedisCluster, MasterKilled) {
+  EXPECT_EQ(call({"SET", "kk", "1"}).result, Result::ok);
+  NodeInfo master = owner(key_slot("kk"));
+  NodeInfo replica;
+  for (const NodeInfo& n : nodes()) {
+    if (!n.master && n.master_id == master.id) replica = n;
+  }
+  ASSERT_FALSE(replica.id.empty());
+  ASSERT_TRUE(eventually([&] {
+    return cli(replica.port, "INFO replication").find("master_link_status:up") != std::string::npos;
+  }));
+  for (auto& s : servers_) {
+    if (s->port() == master.port) s->stop();
+  }
+  // The replica is promoted after cluster-node-timeout (2 s); meanwhile calls fail fast or time out, and
+  // then succeed again without any restart.
+  auto start = std::chrono::steady_clock::now();
+  RecordingCall probe;
+  int failed = 0;
+  bool ok = run_until(
+      context_,
+      [&] {
+        if (probe.pending()) return false;
+        if (probe.completions > 0 && probe.result == Result::ok && probe.integer >= 2) return true;
+        if (probe.completions > 0) ++failed;
+        std::string_view argv[] = {"INCR", "kk"};
+        client().command(argv, &probe);
+        return false;
+      },
+      15);
+  EXPECT_TRUE(ok) << "last result " << result_name(probe.result) << " " << probe.str;
+  auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_LT(took, std::chrono::seconds(10));
+  std::printf("calls succeed again %.0f ms after the kill (%d failed meanwhile)\n",
+              std::chrono::duration<double, std::milli>(took).count(), failed);
+  EXPECT_EQ(owner(key_slot("kk")).port, replica.port);
 }
 
 }  // namespace

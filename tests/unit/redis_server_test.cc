@@ -213,3 +213,77 @@ TEST(RedisServer, RecoversAfterTheServerIsKilledAndRestarted) {
 
 }  // namespace
 }  // namespace portico::redis
+
+namespace portico::redis {
+namespace {
+
+using namespace testing;
+
+TEST(RedisServer, AReleasedTargetDestroysItsClientOnTheWorker) {
+  RedisServer server;
+  boost::asio::io_context context{1};
+  Registry registry;
+  registry.attach_worker(0, context);
+  auto target = registry.target(local(server.port()));
+  RecordingCall c;
+  std::string_view ping[] = {"PING"};
+  target->client(0).command(ping, &c);
+  ASSERT_TRUE(run_until(context, [&] { return c.completions > 0; }));
+  std::weak_ptr<Target> weak = target;
+  target.reset();  // the last holder: the client's destruction is posted to its worker
+  EXPECT_TRUE(weak.expired());
+  context.restart();
+  EXPECT_GT(context.poll(), 0u);  // ran the posted destruction (and the aborted handlers after it)
+  // The next holder gets a new target with a new client.
+  auto again = registry.target(local(server.port()));
+  EXPECT_EQ(again->client(0).stats().connects, 0u);
+  RecordingCall d;
+  again->client(0).command(ping, &d);
+  ASSERT_TRUE(run_until(context, [&] { return d.completions > 0; }));
+  EXPECT_EQ(d.result, Result::ok);
+}
+
+}  // namespace
+}  // namespace portico::redis
+
+namespace portico::redis {
+namespace {
+
+using namespace testing;
+
+TEST(RedisServer, Tls) {
+  auto dir = std::filesystem::temp_directory_path() / ("portico-redis-tls-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string cert = (dir / "cert.pem").string(), key = (dir / "key.pem").string();
+  const std::string gen =
+      "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost -addext "
+      "subjectAltName=DNS:localhost -keyout " +
+      key + " -out " + cert + " >/dev/null 2>&1";
+  ASSERT_EQ(std::system(gen.c_str()), 0);
+  const uint16_t tls_port = free_port();
+  {
+    RedisServer server({"--tls-port", std::to_string(tls_port), "--tls-cert-file", cert, "--tls-key-file",
+                        key, "--tls-ca-cert-file", cert, "--tls-auth-clients", "no"});
+    Options o = local(tls_port);
+    o.tls = true;
+    o.server_name = "localhost";
+    {
+      Harness h(o);
+      EXPECT_EQ(h.call({"SET", "t", "1"}).result, Result::ok);
+      EXPECT_EQ(h.call({"GET", "t"}).str, "1");
+    }
+    // Verification against the system CAs refuses a self-signed certificate.
+    Options verify = o;
+    verify.tls_verify = true;
+    Harness h(verify);
+    EXPECT_EQ(h.call({"GET", "t"}).result, Result::unavailable);
+    // Plain text to the TLS port is not a Redis conversation either.
+    Harness plain(local(tls_port, 0.3));
+    EXPECT_NE(plain.call({"GET", "t"}).result, Result::ok);
+  }
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+}
+
+}  // namespace
+}  // namespace portico::redis

@@ -120,6 +120,7 @@ class RedisServer {
   }
   void signal(int sig) { ::kill(pid_, sig); }
   uint16_t port() const { return port_; }
+  bool running() const { return pid_ > 0; }
 
  private:
   uint16_t port_;
