@@ -57,9 +57,8 @@ struct Catalog {
   std::shared_ptr<const Schema> meta;
 
   Catalog() {
-    for (auto group :
-         {detail::auth_plugin_defs(), detail::traffic_plugin_defs(), detail::observe_plugin_defs(),
-          detail::limit_plugin_defs()})
+    for (auto group : {detail::auth_plugin_defs(), detail::traffic_plugin_defs(),
+                       detail::observe_plugin_defs(), detail::limit_plugin_defs()})
       defs.insert(defs.end(), group.begin(), group.end());
     std::sort(defs.begin(), defs.end(),
               [](const PluginDef& a, const PluginDef& b) { return a.name < b.name; });

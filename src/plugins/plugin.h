@@ -75,7 +75,7 @@ struct BuildEnv {
   // The rate limits' process-wide counters (limits.h; outlive every snapshot). Null: each limit plugin keeps
   // its own (tests; counters then start over when the plugin is rebuilt).
   LimitStores* limits = nullptr;
-  redis::Registry* redis = nullptr;    // the process's Redis targets (redis/registry.h); null in tests
+  redis::Registry* redis = nullptr;  // the process's Redis targets (redis/registry.h); null in tests
 };
 
 // Builds the runtime plugin `name` from its validated configuration (defaults applied, `_meta` removed).
