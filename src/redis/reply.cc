@@ -22,14 +22,18 @@ Reply* slot_for(const redisReadTask* task) {
     return const_cast<Reply*>(&parent->elements[static_cast<size_t>(task->idx)]);
   }
   auto* parser = static_cast<ReplyParser*>(task->privdata);
-  return new (parser->allocate(sizeof(Reply), alignof(Reply))) Reply();
+  void* memory = parser->allocate(sizeof(Reply), alignof(Reply));
+  return memory == nullptr ? nullptr : new (memory) Reply();
 }
 
+// A null return makes hiredis fail the reply (an out-of-memory error): the connection is dropped.
 void* create_string(const redisReadTask* task, char* data, size_t len) {
   Reply* r = slot_for(task);
+  if (r == nullptr) return nullptr;
   r->type = static_cast<ReplyType>(task->type);
   auto* parser = static_cast<ReplyParser*>(task->privdata);
   char* copy = static_cast<char*>(parser->allocate(len + 1, 1));
+  if (copy == nullptr) return nullptr;
   std::memcpy(copy, data, len);
   copy[len] = '\0';
   r->str = std::string_view(copy, len);
@@ -37,11 +41,14 @@ void* create_string(const redisReadTask* task, char* data, size_t len) {
 }
 
 void* create_array(const redisReadTask* task, int elements) {
+  if (elements > static_cast<int>(ReplyParser::kMaxElements)) return nullptr;
   Reply* r = slot_for(task);
+  if (r == nullptr) return nullptr;
   r->type = ReplyType::array;
   if (elements > 0) {
     auto* parser = static_cast<ReplyParser*>(task->privdata);
     auto* children = static_cast<Reply*>(parser->allocate(sizeof(Reply) * elements, alignof(Reply)));
+    if (children == nullptr) return nullptr;
     for (int i = 0; i < elements; ++i) new (&children[i]) Reply();
     r->elements = std::span<const Reply>(children, static_cast<size_t>(elements));
   }
@@ -50,6 +57,7 @@ void* create_array(const redisReadTask* task, int elements) {
 
 void* create_integer(const redisReadTask* task, long long value) {
   Reply* r = slot_for(task);
+  if (r == nullptr) return nullptr;
   r->type = ReplyType::integer;
   r->integer = value;
   return r;
@@ -57,6 +65,7 @@ void* create_integer(const redisReadTask* task, long long value) {
 
 void* create_nil(const redisReadTask* task) {
   Reply* r = slot_for(task);
+  if (r == nullptr) return nullptr;
   r->type = ReplyType::nil;
   return r;
 }
@@ -80,7 +89,10 @@ ReplyParser::~ReplyParser() {
 
 bool ReplyParser::feed(const char* data, size_t size) {
   if (failed_) return false;
-  if (redisReaderFeed(static_cast<redisReader*>(reader_), data, size) != REDIS_OK) failed_ = true;
+  auto* reader = static_cast<redisReader*>(reader_);
+  if (redisReaderFeed(reader, data, size) != REDIS_OK) failed_ = true;
+  // Bytes not parsed yet: a reply announced as larger than any this client asks for is a broken peer.
+  if (reader->len - reader->pos > kMaxReplyBytes) failed_ = true;
   return !failed_;
 }
 
@@ -121,9 +133,12 @@ size_t ReplyParser::arena_capacity() const {
 void ReplyParser::rewind() {
   chunk_ = 0;
   used_ = 0;
+  reply_bytes_ = 0;
 }
 
 void* ReplyParser::allocate(size_t size, size_t align) {
+  if (size > kMaxReplyBytes || reply_bytes_ + size > kMaxReplyBytes) return nullptr;
+  reply_bytes_ += size;
   while (chunk_ < chunks_.size()) {
     size_t start = (used_ + align - 1) & ~(align - 1);
     if (start + size <= chunks_[chunk_].size) {

@@ -33,6 +33,12 @@ struct Reply {
 
 class ReplyParser {
  public:
+  // Bounds of one reply (its bytes in the arena, and the elements of one array) and of the bytes buffered
+  // before a reply completes: far above what Portico's commands get back, so only a broken or hostile peer
+  // (a redis_host that is not Redis) reaches them, and it fails the connection instead of exhausting memory.
+  static constexpr size_t kMaxReplyBytes = 16u << 20;
+  static constexpr size_t kMaxElements = 1u << 20;
+
   ReplyParser();
   ~ReplyParser();
   ReplyParser(const ReplyParser&) = delete;
@@ -63,8 +69,9 @@ class ReplyParser {
 
   void* reader_ = nullptr;  // redisReader*, kept out of this header
   std::vector<Chunk> chunks_;
-  size_t chunk_ = 0;  // chunk being filled
-  size_t used_ = 0;   // bytes used in it
+  size_t chunk_ = 0;        // chunk being filled
+  size_t used_ = 0;         // bytes used in it
+  size_t reply_bytes_ = 0;  // arena bytes of the reply being parsed
   bool failed_ = false;
 };
 
