@@ -142,9 +142,9 @@ void read_meta(const json& v, const Path& p, Errors& e, PluginSpec& spec) {
   if (meta.contains("priority")) spec.priority = meta["priority"].get<int>();
 }
 
-// The consumer-side fields holding secrets arrive encrypted from etcd (the control plane encrypts them on
+// The fields holding secrets (has_secrets) arrive encrypted from etcd (the control plane encrypts them on
 // write); a file may hold them in clear. Either way the model holds the clear value, which never leaves the
-// process that verifies credentials.
+// process that uses it (verifies a credential, authenticates to Redis).
 void decrypt_secrets(const PluginDef& def, json& conf, const Path& p, Errors& e) {
   for (std::string_view field : def.encrypt_fields) {
     auto it = conf.find(std::string(field));
@@ -198,7 +198,7 @@ void read_plugins(const json& v, const Path& p, Errors& e, PluginSettings& out, 
       conf.erase(meta);
     }
     const size_t before = e.total();
-    if (consumer_side) decrypt_secrets(def, conf, pp, e);
+    if (has_secrets(def, scope != PluginScope::route)) decrypt_secrets(def, conf, pp, e);
     if (e.total() != before) continue;
     if (!plugin_schema(def, consumer_side).validate(conf, pp, e)) continue;
     if (def.check != nullptr) {

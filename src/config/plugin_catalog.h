@@ -30,12 +30,20 @@ struct PluginDef {
   PluginType type = PluginType::other;
   std::string_view schema;           // where routes, services, plugin configs and global rules set it
   std::string_view consumer_schema;  // auth plugins: a consumer's credential; empty: same as `schema`
-  // Fields of the consumer-side configuration holding secrets: encrypted at rest, never shown in clear.
+  // Fields holding secrets (APISIX's encrypt_fields): encrypted at rest, never shown in clear. An
+  // authentication plugin's are of its consumer-side configuration; any other plugin's, of its one schema.
   std::span<const std::string_view> encrypt_fields;
   PluginCheck check = nullptr;
   // client-control only: handled by the body limit (Route::max_body_size), not by src/plugins/.
   bool builtin = false;
 };
+
+// Whether `plugin`'s encrypt_fields apply where it is configured: an authentication plugin's in consumers and
+// credentials only (its route-side configuration holds no credential), any other plugin's everywhere
+// (`consumer_resource`: a consumer's or credential's `plugins`).
+inline bool has_secrets(const PluginDef& plugin, bool consumer_resource) {
+  return !plugin.encrypt_fields.empty() && (plugin.type != PluginType::auth || consumer_resource);
+}
 
 // Every plugin, sorted by name.
 std::span<const PluginDef> plugin_catalog();

@@ -11,14 +11,13 @@ namespace portico::config {
 
 namespace {
 
-// Calls `visit(value, path)` for every string secret field of every authentication plugin in `plugins`;
-// stops at the first false.
+// Calls `visit(value, path)` for every string secret field in `plugins`; stops at the first false.
 template <typename Visit>
-bool each_secret(nlohmann::json& plugins, Visit&& visit) {
+bool each_secret(nlohmann::json& plugins, bool consumer_resource, Visit&& visit) {
   if (!plugins.is_object()) return true;
   for (auto it = plugins.begin(); it != plugins.end(); ++it) {
     const PluginDef* def = find_plugin(it.key());
-    if (def == nullptr || def->type != PluginType::auth || !it.value().is_object()) continue;
+    if (def == nullptr || !has_secrets(*def, consumer_resource) || !it.value().is_object()) continue;
     for (std::string_view name : def->encrypt_fields) {
       auto field = it.value().find(std::string(name));
       if (field == it.value().end() || !field->is_string()) continue;
@@ -30,8 +29,9 @@ bool each_secret(nlohmann::json& plugins, Visit&& visit) {
 
 }  // namespace
 
-bool encrypt_secret_fields(nlohmann::json& plugins, std::string& field, std::string& error) {
-  return each_secret(plugins, [&](nlohmann::json& value, const std::string& path) {
+bool encrypt_secret_fields(nlohmann::json& plugins, bool consumer_resource, std::string& field,
+                           std::string& error) {
+  return each_secret(plugins, consumer_resource, [&](nlohmann::json& value, const std::string& path) {
     const std::string& text = value.get_ref<const std::string&>();
     std::string out;
     if (is_encrypted_secret(text)) {
@@ -64,8 +64,8 @@ bool encrypt_secret_fields(nlohmann::json& plugins, std::string& field, std::str
   });
 }
 
-void conceal_secret_fields(nlohmann::json& plugins) {
-  each_secret(plugins, [](nlohmann::json& value, const std::string&) {
+void conceal_secret_fields(nlohmann::json& plugins, bool consumer_resource) {
+  each_secret(plugins, consumer_resource, [](nlohmann::json& value, const std::string&) {
     const std::string& text = value.get_ref<const std::string&>();
     if (is_encrypted_secret(text)) return true;
     std::string token;

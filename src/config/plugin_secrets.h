@@ -1,7 +1,8 @@
 // Secret fields of plugin configurations as the Admin API stores and shows them (docs/secrets.md): the
-// `encrypt_fields` of each authentication plugin (config/plugin_catalog.h) in a consumer's or a credential's
-// `plugins` mapping. Stored values are always `$ENC$` tokens of the process keyring (config/secrets.h), so
-// etcd, data-plane caches and S3 snapshots never hold a credential in clear; answers show tokens too.
+// `encrypt_fields` of each plugin (config/plugin_catalog.h has_secrets: an authentication plugin's in a
+// consumer's or a credential's `plugins`, any other plugin's wherever it is configured). Stored values are
+// always `$ENC$` tokens of the process keyring (config/secrets.h), so etcd, data-plane caches and S3
+// snapshots never hold a credential in clear; answers show tokens too.
 //
 // Stateless; any thread.
 #pragma once
@@ -19,10 +20,12 @@ namespace portico::config {
 // cannot be kept or encrypted, with `field` (its path below `plugins`: "key-auth.key") and `error` set;
 // `plugins` is then partly rewritten and must not be stored. Anything that is not a mapping of plugin
 // objects, or a secret that is not a string, is left to the validator.
-bool encrypt_secret_fields(nlohmann::json& plugins, std::string& field, std::string& error);
+// `consumer_resource`: `plugins` is a consumer's or a credential's.
+bool encrypt_secret_fields(nlohmann::json& plugins, bool consumer_resource, std::string& field,
+                           std::string& error);
 
 // Before an answer: a secret field still in clear (a value written into etcd by hand) is shown as a token
 // of the process keyring, or as "******" when there is none, never as it is.
-void conceal_secret_fields(nlohmann::json& plugins);
+void conceal_secret_fields(nlohmann::json& plugins, bool consumer_resource);
 
 }  // namespace portico::config

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "config/assembler.h"
+#include "config/limit_groups.h"
 #include "config/resources.h"
 
 namespace portico::config {
@@ -253,19 +254,21 @@ bool Assembler::link() {
 
 void Assembler::check_limit_groups() {
   // APISIX refuses a limit-count whose `group` another configuration uses differently ("group conf
-  // mismatched"): the routes of a group share one counter, so they must agree on what it counts. APISIX
-  // compares with the first configuration its process saw; here, with the first of the document (routes,
-  // services, plugin configs, global rules in that order).
-  std::unordered_map<std::string, const nlohmann::json*> first;
+  // mismatched", on the fields limit_group_view keeps): the routes of a group share one counter, so they must
+  // agree on what it counts. APISIX compares with the first configuration its process saw; here, with the
+  // first of the document (routes, services, plugin configs, global rules, consumers in that order).
+  std::unordered_map<std::string, std::string> first;
   auto visit = [&](const PluginMap& plugins, SectionKind kind, size_t index) {
     for (const PluginSpec& p : plugins) {
-      if (p.name != "limit-count" || !p.conf || !p.conf->contains("group")) continue;
-      const auto [it, inserted] = first.emplace(p.conf->at("group").get<std::string>(), p.conf.get());
-      if (!inserted && *it->second != *p.conf) {
+      if (p.name != "limit-count" || !p.conf) continue;
+      std::string view = limit_group_view(*p.conf);
+      if (view.empty()) continue;
+      const auto [it, inserted] = first.emplace(p.conf->at("group").get<std::string>(), std::move(view));
+      if (!inserted && it->second != limit_group_view(*p.conf)) {
         std::string path = item_path(name_of(kind), index);
         append_key(path, "plugins");
         append_key(path, "limit-count");
-        errors_.add(std::move(path), "group conf mismatched");
+        errors_.add(std::move(path), std::string(kGroupConfMismatched));
       }
     }
   };
@@ -281,6 +284,8 @@ void Assembler::check_limit_groups() {
     visit(config_.global_rules[k].plugins, SectionKind::global_rules,
           section(SectionKind::global_rules).index[k]);
   }
+  for (size_t k = 0; k < config_.consumers.size(); ++k)
+    visit(config_.consumers[k].plugins, SectionKind::consumers, section(SectionKind::consumers).index[k]);
 }
 
 }  // namespace detail

@@ -278,12 +278,26 @@ AdminResponse AdminService::write(const Target& target, const AdminRequest& req)
     // 3. Validate with the data plane's validator (which decrypts the secrets), a credential under the full
     // id data planes know it by.
     config::Errors errors;
+    std::vector<config::LimitGroup> groups;
     if (t.kind == Kind::credentials) {
       json checked = value;
       checked["id"] = t.copy_id();
       if (!validate_value(t.kind, checked, errors)) return invalid(errors);
-    } else if (!validate_value(t.kind, value, errors)) {
+    } else if (!validate_value(t.kind, value, errors, &groups)) {
       return invalid(errors);
+    }
+    // A limit-count group must keep one configuration (APISIX's check, at write time over every resource
+    // rather than per process): the copy is scanned at revision `seen`, and the transaction proves that no
+    // resource that may hold a group changed after it.
+    int64_t groups_seen = -1;
+    if (!groups.empty()) {
+      groups_seen = copy_.revision();
+      for (const config::LimitGroup& g : groups) {
+        if (copy_.limit_group_mismatch(g, t.kind, t.id)) {
+          return error_response(400, "failed to check the configuration of plugin limit-count err: " +
+                                         std::string(config::kGroupConfMismatched));
+        }
+      }
     }
     // 4. References must resolve, and keep resolving until the write commits (compared in the transaction).
     store::Txn txn;
@@ -360,6 +374,17 @@ AdminResponse AdminService::write(const Target& target, const AdminRequest& req)
         return invalid(e);
       }
     }
+    if (groups_seen >= 0) {
+      for (Kind k : kLimitGroupKinds) {
+        const std::string dir = copy_.key_of(k, "");
+        txn.compare.push_back(store::Compare{dir,
+                                             store::prefix_end(dir),
+                                             store::Compare::Target::mod_revision,
+                                             store::Compare::Result::less,
+                                             groups_seen + 1,
+                                             {}});
+      }
+    }
     const std::string text = value.dump();
     txn.success.push_back(store::Op{store::Op::Type::put, key, {}, text, 0, false});
     txn.failure.push_back(store::Op{store::Op::Type::range, key, {}, {}, 0, false});
@@ -404,6 +429,8 @@ AdminResponse AdminService::write(const Target& target, const AdminRequest& req)
       return error_response(412,
                             std::string(ki.noun) + " '" + t.id + "' was changed concurrently; read it again");
     }
+    // The group scan's compare may have failed: the copy must catch up before it is trusted again.
+    if (groups_seen >= 0) mirror_.wait_for(wr.header.revision, 1.0);
   }
   return error_response(409, std::string(ki.noun) + " '" + t.id + "' keeps changing concurrently; try again");
 }

@@ -23,9 +23,10 @@ json errors_json(const config::Errors& errors) {
   return list;
 }
 
-// The value as shown to clients: an SSL's private keys never leave the control plane, and a consumer's or a
-// credential's secrets are shown as tokens only. A credential shows its own id, as APISIX stores it (the copy
-// holds the full one, "<username>/credentials/<id>", which is the key's tail).
+// The value as shown to clients: an SSL's private keys never leave the control plane, and plugin secrets
+// (a consumer's credentials, a limit plugin's redis_password) are shown as tokens only. A credential shows
+// its own id, as APISIX stores it (the copy holds the full one, "<username>/credentials/<id>", which is the
+// key's tail).
 std::string presentable(Kind kind, const std::string& key, const std::string& raw) {
   std::optional<json> parsed = parse_stored(raw);
   if (!parsed) return quote(raw);  // written into etcd by hand; shown as a string
@@ -35,8 +36,8 @@ std::string presentable(Kind kind, const std::string& key, const std::string& ra
     v.erase("key");
     v.erase("keys");
   }
-  if (kind == Kind::consumers || kind == Kind::credentials) {
-    if (auto plugins = v.find("plugins"); plugins != v.end()) config::conceal_secret_fields(*plugins);
+  if (auto plugins = v.find("plugins"); plugins != v.end()) {
+    config::conceal_secret_fields(*plugins, kind == Kind::consumers || kind == Kind::credentials);
   }
   if (kind == Kind::credentials) v["id"] = key.substr(key.rfind('/') + 1);
   return v.dump();
@@ -140,11 +141,12 @@ bool apply_patch(json& value, const std::string& sub_path, const json& patch, st
 }
 
 bool encrypt_secrets(Kind kind, json& value, config::Errors& errors) {
-  if (kind != Kind::consumers && kind != Kind::credentials) return true;
   auto plugins = value.find("plugins");
   if (plugins == value.end()) return true;
   std::string field, why;
-  if (config::encrypt_secret_fields(*plugins, field, why)) return true;
+  if (config::encrypt_secret_fields(*plugins, kind == Kind::consumers || kind == Kind::credentials, field,
+                                    why))
+    return true;
   errors.add("plugins." + field, why);
   return false;
 }

@@ -1,8 +1,8 @@
 // Private to src/controlplane: what AdminService's verbs (admin_service.cc: routing, writes, deletes;
 // admin_reads.cc: reads) share. Answers: errors in APISIX's shapes, an etcd failure told apart by what the
 // client can do about it, an item as listed. Values: as read from etcd (strict parse), as shown (an SSL's
-// private keys dropped, a consumer's or credential's secrets as tokens only, a credential's own id), as
-// written (secrets encrypted, merge patches, generated ids).
+// private keys dropped, plugin secrets as tokens only, a credential's own id), as written (secrets
+// encrypted, merge patches, generated ids).
 //
 // Pure functions over their arguments (generate_id draws from OpenSSL's RNG); any thread.
 #pragma once
@@ -64,7 +64,7 @@ std::string generate_id();
 // A JSON merge patch (RFC 7396) at `sub_path` ("" = the whole value, which merges; a sub-path replaces).
 bool apply_patch(nlohmann::json& value, const std::string& sub_path, const nlohmann::json& patch,
                  std::string& why);
-// A consumer's or credential's plugin secrets encrypted in place (config/plugin_secrets.h); a token sent back
+// A resource's plugin secrets encrypted in place (config/plugin_secrets.h); a token sent back
 // is kept only if this keyring reads it. False with `errors` set ("plugins.<field>") otherwise.
 bool encrypt_secrets(Kind kind, nlohmann::json& value, config::Errors& errors);
 

@@ -44,26 +44,34 @@ std::vector<std::pair<std::string, std::string>> plugin_upstream_refs(const json
   return out;
 }
 
-bool validate_value(Kind kind, const json& value, config::Errors& errors) {
+bool validate_value(Kind kind, const json& value, config::Errors& errors,
+                    std::vector<config::LimitGroup>* groups) {
   config::ValidateOptions options;
   options.id_required = false;
+  auto done = [groups](const auto& resource) {
+    if (!resource) return false;
+    if constexpr (requires { resource->plugins; }) {
+      if (groups != nullptr) *groups = config::limit_groups(resource->plugins);
+    }
+    return true;
+  };
   switch (kind) {
     case Kind::routes:
-      return config::validate_route(value, "", errors, options).has_value();
+      return done(config::validate_route(value, "", errors, options));
     case Kind::services:
-      return config::validate_service(value, "", errors, options).has_value();
+      return done(config::validate_service(value, "", errors, options));
     case Kind::upstreams:
-      return config::validate_upstream(value, "", errors, options).has_value();
+      return done(config::validate_upstream(value, "", errors, options));
     case Kind::consumers:
-      return config::validate_consumer(value, "", errors, options).has_value();
+      return done(config::validate_consumer(value, "", errors, options));
     case Kind::ssls:
-      return config::validate_ssl(value, "", errors, options).has_value();
+      return done(config::validate_ssl(value, "", errors, options));
     case Kind::global_rules:
-      return config::validate_global_rule(value, "", errors, options).has_value();
+      return done(config::validate_global_rule(value, "", errors, options));
     case Kind::plugin_configs:
-      return config::validate_plugin_config(value, "", errors, options).has_value();
+      return done(config::validate_plugin_config(value, "", errors, options));
     case Kind::credentials:
-      return config::validate_credential(value, "", errors, options).has_value();
+      return done(config::validate_credential(value, "", errors, options));
   }
   return false;
 }
@@ -136,7 +144,7 @@ bool ResourceStore::admit(const store::KeyValue& kv, Kind& kind, Entry& out, std
   // own, and it is validated with the id the data planes will see: what is admitted here, they accept.
   value[id_field] = std::string(id);
   config::Errors errors;
-  if (!validate_value(kind, value, errors)) {
+  if (!validate_value(kind, value, errors, &out.limit_groups)) {
     reason = describe(errors);
     return false;
   }
@@ -428,6 +436,20 @@ std::vector<std::pair<Kind, std::string>> ResourceStore::referrers(Kind kind, st
       break;
   }
   return out;
+}
+
+std::optional<std::pair<Kind, std::string>> ResourceStore::limit_group_mismatch(
+    const config::LimitGroup& group, Kind self_kind, std::string_view self_id) const {
+  std::shared_lock lock(mu_);
+  for (Kind kind : kLimitGroupKinds) {
+    for (const auto& [id, e] : tables_[static_cast<size_t>(kind)].entries) {
+      if (e.limit_groups.empty() || (kind == self_kind && id == self_id)) continue;
+      for (const config::LimitGroup& g : e.limit_groups) {
+        if (g.name == group.name && g.digest != group.digest) return std::pair{kind, id};
+      }
+    }
+  }
+  return std::nullopt;
 }
 
 std::vector<std::string> ResourceStore::routes_relying_on(std::string_view service_id, size_t limit) const {

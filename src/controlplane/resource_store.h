@@ -26,6 +26,7 @@
 #include <array>
 #include <nlohmann/json_fwd.hpp>
 
+#include "config/limit_groups.h"
 #include "config/loader.h"
 #include "config/validate.h"
 #include "controlplane/resources.h"
@@ -43,8 +44,9 @@ struct Entry {
   std::string upstream_id;
   std::string service_id;
   std::string plugin_config_id;
-  bool has_upstream = false;                    // sets `upstream` or `upstream_id` (routes and services)
-  std::vector<std::string> split_upstream_ids;  // named by its traffic-split (plugin_upstream_refs)
+  bool has_upstream = false;                     // sets `upstream` or `upstream_id` (routes and services)
+  std::vector<std::string> split_upstream_ids;   // named by its traffic-split (plugin_upstream_refs)
+  std::vector<config::LimitGroup> limit_groups;  // its limit-count's group (config/limit_groups.h)
 };
 
 struct RejectedKey {
@@ -86,6 +88,11 @@ class ResourceStore {
                                                       size_t limit = 10) const;
   // Routes naming service `service_id` with no upstream of their own (they need the service's).
   std::vector<std::string> routes_relying_on(std::string_view service_id, size_t limit = 10) const;
+  // A resource other than `self_kind`/`self_id` whose limit-count names `group` with another configuration
+  // (routes, services, plugin configs, global rules, consumers; a scan, paid only by writes naming a group).
+  std::optional<std::pair<Kind, std::string>> limit_group_mismatch(const config::LimitGroup& group,
+                                                                   Kind self_kind,
+                                                                   std::string_view self_id) const;
 
   // What data planes get: every resource of the copy, except those whose references do not resolve (only
   // possible for values written into etcd by hand; logged), so one bad key cannot hold back every other
@@ -177,6 +184,12 @@ std::vector<std::pair<std::string, std::string>> plugin_upstream_refs(const nloh
 
 // Validates one resource value of `kind` with the shared validator (config/validate.h). Errors carry paths
 // relative to the value ("upstream.nodes[0].port"). The id is not required here (the caller supplies it).
-bool validate_value(Kind kind, const nlohmann::json& value, config::Errors& errors);
+// `groups`, if given, receives the value's limit-count groups.
+bool validate_value(Kind kind, const nlohmann::json& value, config::Errors& errors,
+                    std::vector<config::LimitGroup>* groups = nullptr);
+
+// The kinds whose plugins may hold a limit-count group.
+inline constexpr Kind kLimitGroupKinds[] = {Kind::routes, Kind::services, Kind::plugin_configs,
+                                            Kind::global_rules, Kind::consumers};
 
 }  // namespace portico::controlplane

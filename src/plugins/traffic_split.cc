@@ -1,8 +1,10 @@
 // traffic-split (APISIX 3.x, access phase, priority 966): picks the upstream of a request. The first rule
 // whose `match` holds (any of its entries; every expression of an entry's `vars`) applies; a rule without
-// `match` always does. Among that rule's weighted upstreams one is picked by weight, and the session forwards
-// to it (traffic_split.h says how the choice reaches the session). No rule applies, or every weight of the
-// rule is 0: the route's own upstream.
+// `match` always does. A rule with an empty `match` ([]) holds only when it is the first rule: APISIX keeps
+// the previous rule's verdict there (its match_passed starts true and only an evaluated entry changes it),
+// and any rule before it that was evaluated failed. Among that rule's weighted upstreams one is picked by
+// weight, and the session forwards to it (traffic_split.h says how the choice reaches the session). No rule
+// applies, or every weight of the rule is 0: the route's own upstream.
 //
 // APISIX picks with a round-robin object per rule (lua-resty-balancer) per nginx worker; Portico does the
 // same with a smooth weighted round robin per rule per worker, so a 9:1 split sends exactly one request in
@@ -67,9 +69,11 @@ class TrafficSplit final : public Plugin {
     if (rules == conf.end()) return;
     int next = 0;  // the first weighted upstream's number in this rule (split_targets' order)
     for (const nlohmann::json& r : *rules) {
+      const bool first_rule = rules_.empty();
       Rule& rule = rules_.emplace_back();
       if (auto match = r.find("match"); match != r.end()) {
         rule.has_match = true;
+        rule.never = match->empty() && !first_rule;
         for (const nlohmann::json& m : *match) {
           auto& alternative = rule.alternatives.emplace_back();
           auto vars = m.find("vars");
@@ -114,12 +118,14 @@ class TrafficSplit final : public Plugin {
   };
   struct Rule {
     bool has_match = false;
+    bool never = false;  // `match: []` after another rule: that rule failed, and APISIX keeps its verdict
     // One per match entry; null: the entry has no vars (holds).
     std::vector<std::unique_ptr<router::VarsCondition>> alternatives;
     int first = 0;
     std::unique_ptr<Slot[]> per_worker;  // mutable state of a const plugin: worker i alone uses slot i
 
     bool matches(const RequestContext& ctx) const {
+      if (never) return false;
       if (!has_match || alternatives.empty()) return true;
       for (const auto& c : alternatives) {
         if (!c || (ctx.match != nullptr && c->matches(*ctx.match))) return true;

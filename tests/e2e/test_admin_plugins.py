@@ -7,6 +7,7 @@ keyring with --data-encryption-keyring), and a traditional process "tr" (prefix 
 state it needs; writes wait for the serving process's config_revision, never for a fixed time.
 """
 
+import json
 import secrets
 
 import pytest
@@ -312,3 +313,97 @@ def test_traditional_key_auth_through_a_credential(env):
     assert env.etcd.keys("/ap-trad/consumers/") == []
     assert authenticated(env, env.tr, CLEAR_CRED)[0].status == 401
     assert authenticated(env, env.tr, CLEAR_OWN)[0].status == 401
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# limit-count `group`: one configuration per group, checked at write time over every resource
+# ----------------------------------------------------------------------------------------------------------------
+
+MISMATCHED = {"error_msg": "failed to check the configuration of plugin limit-count err: group conf mismatched"}
+
+
+def test_limit_count_group_mismatch_is_refused_over_the_admin_api(env):
+    cp, etcd = env.cp, env.etcd
+    conf = {"count": 2, "time_window": 60, "group": "grp-admin", "key_type": "constant", "key": "k"}
+    other = dict(conf, count=3)
+    created = env.write(cp, "PUT", "/routes/grp-1", {"uri": "/grp-1", "plugins": {"limit-count": conf},
+                                                      "upstream": env.upstream()})
+    before = etcd.get_prefix("/ap-hybrid/")
+
+    # Every kind that carries plugins, every verb that writes: refused, with APISIX's answer, nothing stored.
+    refused = [
+        ("PUT", "/routes/grp-2", {"uri": "/grp-2", "plugins": {"limit-count": other}, "upstream": env.upstream()}),
+        ("POST", "/routes", {"uri": "/grp-3", "plugins": {"limit-count": other}, "upstream": env.upstream()}),
+        ("PUT", "/services/grp-s", {"plugins": {"limit-count": dict(conf, rejected_code=429)}}),
+        ("PUT", "/plugin_configs/grp-pc", {"plugins": {"limit-count": dict(conf, key="other")}}),
+        ("PUT", "/global_rules/grp-g", {"plugins": {"limit-count": dict(conf, policy="redis",
+                                                                          redis_host="127.0.0.1")}}),
+        ("PUT", "/consumers/grpjack", {"username": "grpjack",
+                                       "plugins": {"limit-count": dict(conf, show_limit_quota_header=False)}}),
+        # A default made explicit is the same configuration only if it equals the default.
+        ("PUT", "/routes/grp-2", {"uri": "/grp-2", "plugins": {"limit-count": dict(conf, rejected_code=503,
+                                                                                   allow_degradation=True)},
+                                  "upstream": env.upstream()}),
+    ]
+    for method, path, body in refused:
+        r = cp.admin(method, path, body)
+        assert (r.status, r.body) == (400, MISMATCHED), (method, path, r)
+    assert etcd.get_prefix("/ap-hybrid/") == before
+
+    # The same configuration (defaults written out or not) joins the group, from any kind.
+    env.write(cp, "PUT", "/routes/grp-2", {"uri": "/grp-2", "plugins": {"limit-count": dict(conf, rejected_code=503)},
+                                           "upstream": env.upstream()})
+    env.write(cp, "PUT", "/services/grp-s", {"plugins": {"limit-count": conf}, "upstream": env.upstream()})
+
+    # PATCH (merge and sub-path), and a member changing alone while others keep the old configuration.
+    stored = etcd.get("/ap-hybrid/routes/grp-2")
+    for path, body in [("/routes/grp-2", {"plugins": {"limit-count": {"count": 9}}}),
+                       ("/routes/grp-2/plugins/limit-count/time_window", "30"),
+                       ("/services/grp-s/plugins/limit-count", other)]:
+        r = cp.admin("PATCH", path, body)
+        assert (r.status, r.body) == (400, MISMATCHED), (path, r)
+    r = cp.admin("PUT", "/routes/grp-1", {"uri": "/grp-1", "plugins": {"limit-count": other},
+                                          "upstream": env.upstream()})
+    assert (r.status, r.body) == (400, MISMATCHED), r
+    assert etcd.get("/ap-hybrid/routes/grp-2") == stored
+    assert cp.admin("GET", "/routes/grp-1").body["value"]["plugins"]["limit-count"]["count"] == 2
+
+    # Once it is the group's only member, a resource may change the group's configuration.
+    env.write(cp, "DELETE", "/routes/grp-2")
+    env.write(cp, "DELETE", "/services/grp-s")
+    r = env.write(cp, "PUT", "/routes/grp-1", {"uri": "/grp-1", "plugins": {"limit-count": other},
+                                               "upstream": env.upstream()})
+    assert r.status == 200 and int(r.headers["x-portico-revision"]) > int(created.headers["x-portico-revision"])
+    env.write(cp, "DELETE", "/routes/grp-1")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Secrets of every resource: a route's limit-count redis_password
+# ----------------------------------------------------------------------------------------------------------------
+
+def test_route_redis_password_is_encrypted_at_rest_and_the_data_plane_authenticates(env, redis):
+    password = "redis-pw-" + secrets.token_hex(8)
+    server = redis(password=password)
+    conf = {"count": 2, "time_window": 60, "key_type": "constant", "key": "enc", "policy": "redis",
+            "redis_host": server.host, "redis_port": server.port, "redis_password": password}
+    r = env.write(env.cp, "PUT", "/routes/rl-enc", {"uri": "/echo", "hosts": ["rl-enc.test"],
+                                                    "plugins": {"limit-count": conf}, "upstream": env.upstream()})
+    shown = r.body["value"]["plugins"]["limit-count"]["redis_password"]
+    assert shown.startswith(TOKEN), r
+
+    # etcd holds a token; the Admin API shows one; a GET then PUT keeps it.
+    raw = env.etcd.get("/ap-hybrid/routes/rl-enc")
+    assert password not in raw
+    assert json.loads(raw)["plugins"]["limit-count"]["redis_password"].startswith(TOKEN), raw
+    got = env.cp.admin("GET", "/routes/rl-enc")
+    assert password not in got.raw.decode() and TOKEN in got.raw.decode()
+    assert password not in env.cp.admin("GET", "/routes").raw.decode()
+    back = env.cp.admin("PUT", "/routes/rl-enc", got.body["value"])
+    assert back.status == 200, back
+    assert back.body["value"]["plugins"]["limit-count"]["redis_password"] == shown
+
+    # The data plane decrypts it and authenticates to Redis (requirepass): the limit holds, counted in Redis.
+    statuses = [env.dp.get("/echo", host="rl-enc.test").status for _ in range(3)]
+    assert statuses == [200, 200, 503], statuses
+    assert int(server.cli("DBSIZE")) >= 1, server.cli("KEYS", "*")
+    env.write(env.cp, "DELETE", "/routes/rl-enc")

@@ -84,7 +84,7 @@ TEST(Credentials, EncryptedSecretsWithoutAKeyringAreRefusedNamingTheOption) {
 TEST_F(WithKeyring, WritesEncryptClearSecretsAndKeepTokensThisKeyringReads) {
   json plugins = {{"key-auth", {{"key", "clear-key"}}}, {"client-control", {{"max_body_size", 5}}}};
   std::string field, error;
-  ASSERT_TRUE(encrypt_secret_fields(plugins, field, error)) << error;
+  ASSERT_TRUE(encrypt_secret_fields(plugins, true, field, error)) << error;
   const std::string stored = plugins["key-auth"]["key"];
   ASSERT_TRUE(Keyring::is_encrypted(stored));
   std::string plain;
@@ -92,7 +92,7 @@ TEST_F(WithKeyring, WritesEncryptClearSecretsAndKeepTokensThisKeyringReads) {
   EXPECT_EQ(plain, "clear-key");
   EXPECT_EQ(plugins["client-control"]["max_body_size"], 5);  // not an auth plugin: untouched
   // GET then PUT: the token is kept as it is (not encrypted twice).
-  ASSERT_TRUE(encrypt_secret_fields(plugins, field, error)) << error;
+  ASSERT_TRUE(encrypt_secret_fields(plugins, true, field, error)) << error;
   EXPECT_EQ(plugins["key-auth"]["key"], stored);
 }
 
@@ -101,11 +101,11 @@ TEST_F(WithKeyring, WritesRefuseATokenThisKeyringCannotRead) {
   ASSERT_TRUE(make_keyring("other")->encrypt("x", foreign));
   json plugins = {{"key-auth", {{"key", foreign}}}};
   std::string field, error;
-  EXPECT_FALSE(encrypt_secret_fields(plugins, field, error));
+  EXPECT_FALSE(encrypt_secret_fields(plugins, true, field, error));
   EXPECT_EQ(field, "key-auth.key");
   EXPECT_NE(error.find("cannot decrypt"), std::string::npos) << error;
   json damaged = {{"key-auth", {{"key", "$ENC$v1$k1$AAAA"}}}};
-  EXPECT_FALSE(encrypt_secret_fields(damaged, field, error));
+  EXPECT_FALSE(encrypt_secret_fields(damaged, true, field, error));
 }
 
 TEST(Credentials, WritesMoveATokenOfAnOlderKeyToTheFirstKey) {
@@ -119,7 +119,7 @@ TEST(Credentials, WritesMoveATokenOfAnOlderKeyToTheFirstKey) {
   set_process_keyring(std::make_shared<const Keyring>(std::move(*after)));
   json plugins = {{"key-auth", {{"key", stored}}}};
   std::string field;
-  ASSERT_TRUE(encrypt_secret_fields(plugins, field, error)) << error;
+  ASSERT_TRUE(encrypt_secret_fields(plugins, true, field, error)) << error;
   const std::string now = plugins["key-auth"]["key"];
   EXPECT_EQ(Keyring::key_id_of(now), "new");
   std::string plain;
@@ -132,7 +132,7 @@ TEST(Credentials, WritesWithoutAKeyringStoreNothingInClear) {
   set_process_keyring(nullptr);
   json plugins = {{"key-auth", {{"key", "clear-key"}}}};
   std::string field, error;
-  EXPECT_FALSE(encrypt_secret_fields(plugins, field, error));
+  EXPECT_FALSE(encrypt_secret_fields(plugins, true, field, error));
   EXPECT_EQ(field, "key-auth.key");
 }
 
@@ -140,15 +140,50 @@ TEST_F(WithKeyring, AnswersConcealSecretsLeftInClear) {
   const std::string stored = token("k");
   json plugins = {{"key-auth", {{"key", "written-by-hand"}}}, {"basic", {{"key", "x"}}}};
   json tokens = {{"key-auth", {{"key", stored}}}};
-  conceal_secret_fields(plugins);
-  conceal_secret_fields(tokens);
+  conceal_secret_fields(plugins, true);
+  conceal_secret_fields(tokens, true);
   EXPECT_TRUE(Keyring::is_encrypted(plugins["key-auth"]["key"].get<std::string>()));
   EXPECT_EQ(plugins["basic"]["key"], "x");  // not a plugin of the catalog
   EXPECT_EQ(tokens["key-auth"]["key"], stored);
   set_process_keyring(nullptr);
   json again = {{"key-auth", {{"key", "written-by-hand"}}}};
-  conceal_secret_fields(again);
+  conceal_secret_fields(again, true);
   EXPECT_EQ(again["key-auth"]["key"], "******");
+}
+
+// APISIX encrypts every plugin's encrypt_fields wherever it is configured: a limit plugin's redis_password
+// on a route as on a consumer; an auth plugin's only on the consumer side (its route side holds no secret).
+TEST_F(WithKeyring, EveryResourcesPluginSecretsAreEncryptedAndConcealed) {
+  json plugins = {{"limit-count", {{"count", 1}, {"policy", "redis"}, {"redis_password", "pw"}}},
+                  {"limit-req", {{"redis_password", "pw2"}}},
+                  {"key-auth", {{"header", "apikey"}}}};
+  std::string field, error;
+  ASSERT_TRUE(encrypt_secret_fields(plugins, false, field, error)) << error;
+  for (const char* name : {"limit-count", "limit-req"}) {
+    std::string plain;
+    ASSERT_TRUE(keyring_->decrypt(plugins[name]["redis_password"].get<std::string>(), plain)) << name;
+  }
+  EXPECT_EQ(plugins["key-auth"], json({{"header", "apikey"}}));
+  json on_consumer = {{"limit-conn", {{"redis_password", "pw"}}}};
+  ASSERT_TRUE(encrypt_secret_fields(on_consumer, true, field, error)) << error;
+  EXPECT_TRUE(Keyring::is_encrypted(on_consumer["limit-conn"]["redis_password"].get<std::string>()));
+  json by_hand = {{"limit-count", {{"redis_password", "written-by-hand"}}}};
+  conceal_secret_fields(by_hand, false);
+  EXPECT_TRUE(Keyring::is_encrypted(by_hand["limit-count"]["redis_password"].get<std::string>()));
+}
+
+TEST_F(WithKeyring, ARoutesEncryptedRedisPasswordIsLoadedInClear) {
+  const std::string doc = R"({"routes": [{"id": "r1", "uri": "/a", "upstream": {"nodes": {"127.0.0.1:1": 1}},
+      "plugins": {"limit-count": {"count": 1, "time_window": 60, "policy": "redis",
+                                  "redis_host": "127.0.0.1", "redis_password": ")" +
+                          token("redis-pw") + R"("}}}]})";
+  LoadResult r = parse_text(doc, Format::json);
+  ASSERT_TRUE(r.ok) << r.describe();
+  EXPECT_EQ(r.config.routes[0].plugins[0].conf->at("redis_password"), "redis-pw");
+  set_process_keyring(nullptr);
+  LoadResult refused = parse_text(doc, Format::json);
+  ASSERT_FALSE(refused.ok);
+  EXPECT_EQ(refused.errors[0].path, "routes[0].plugins.limit-count.redis_password");
 }
 
 TEST(PluginSchemaDocument, TheConsumerSchemaNamesItsEncryptedFields) {

@@ -612,6 +612,29 @@ TEST(ValidationErrors, LimitCountGroupsMustShareOneConfiguration) {
   EXPECT_EQ(r.errors[0].reason, "group conf mismatched");
 }
 
+TEST(ValidationErrors, LimitCountGroupsCompareApisixsFieldsAndConsumersToo) {
+  // APISIX compares its schema's fields and the policy's Redis fields: under the local policy a Redis field
+  // given by one member and not another is not part of the group's configuration.
+  const std::string a = R"("limit-count": {"count": 2, "time_window": 60, "group": "g"})";
+  const std::string b = R"("limit-count": {"count": 2, "time_window": 60, "group": "g", "redis_host": "xx"})";
+  LoadResult ok =
+      parse_text(route_doc(R"({"id": "r1", "uri": "/a", "upstream_id": "u1", "plugins": {)" + a +
+                           R"(}}, {"id": "r2", "uri": "/b", "upstream_id": "u1", "plugins": {)" + b + "}}"),
+                 Format::json);
+  EXPECT_TRUE(ok.ok) << ok.describe();
+  // A consumer's limit-count is a member of the group as well.
+  LoadResult r = parse_text(
+      R"({"upstreams": [{"id": "u1", "nodes": {"10.0.0.1:80": 1}}],
+          "routes": [{"id": "r1", "uri": "/a", "upstream_id": "u1", "plugins": {)" +
+          a + R"(}}],
+          "consumers": [{"username": "jack",
+                         "plugins": {"limit-count": {"count": 2, "time_window": 61, "group": "g"}}}]})",
+      Format::json);
+  ASSERT_EQ(r.errors.size(), 1u) << r.describe();
+  EXPECT_EQ(r.errors[0].path, "consumers[0].plugins.limit-count");
+  EXPECT_EQ(r.errors[0].reason, "group conf mismatched");
+}
+
 TEST(ValidationErrors, YamlPathsAreTheSame) {
   LoadResult r = parse_text(R"(upstreams:
   - id: u1

@@ -108,6 +108,30 @@ TEST(TrafficSplit, NoRuleAppliesOrEveryWeightZeroMeansTheRoutesUpstream) {
   EXPECT_EQ(split_targets(json{{"rules", {{{"weighted_upstreams", {{{"weight", 1}}}}}}}}).size(), 1u);
 }
 
+TEST(TrafficSplit, AnEmptyMatchHoldsOnlyAsTheFirstRule) {
+  // APISIX's match_passed starts true and only an evaluated entry changes it: `match: []` first holds; after
+  // a rule that failed it keeps that rule's verdict (fails), so the next rule or the route's upstream serves.
+  auto first =
+      build("traffic-split", {{"rules",
+                               {{{"match", json::array()}, {"weighted_upstreams", {{{"upstream_id", "a"}}}}},
+                                {{"weighted_upstreams", {{{"upstream_id", "b"}}}}}}}});
+  EXPECT_EQ(choice(*first, "GET / HTTP/1.1\r\nHost: h"), 0);
+  auto after_failed =
+      build("traffic-split", {{"rules",
+                               {{{"match", {{{"vars", {{"http_x-canary", "==", "1"}}}}}},
+                                 {"weighted_upstreams", {{{"upstream_id", "a"}}}}},
+                                {{"match", json::array()}, {"weighted_upstreams", {{{"upstream_id", "b"}}}}},
+                                {{"weighted_upstreams", {{{"upstream_id", "c"}}}}}}}});
+  EXPECT_EQ(choice(*after_failed, "GET / HTTP/1.1\r\nHost: h"), 2);
+  EXPECT_EQ(choice(*after_failed, "GET / HTTP/1.1\r\nHost: h\r\nx-canary: 1"), 0);
+  auto last = build("traffic-split",
+                    {{"rules",
+                      {{{"match", {{{"vars", {{"http_x-canary", "==", "1"}}}}}},
+                        {"weighted_upstreams", {{{"upstream_id", "a"}}}}},
+                       {{"match", json::array()}, {"weighted_upstreams", {{{"upstream_id", "b"}}}}}}}});
+  EXPECT_EQ(choice(*last, "GET / HTTP/1.1\r\nHost: h"), -2);
+}
+
 TEST(TrafficSplit, WeightsSplitRequestsExactlyPerWorker) {
   auto p =
       build("traffic-split",
