@@ -162,11 +162,12 @@ void BatchedCount::sync(size_t worker, int64_t now) const {
   Shared& s = *shared_;
   s.table.collect(now, s.scratch);
   if (s.scratch.empty()) return;
-  redis::Client& client = s.target->client(worker);
+  redis::Client* client = s.target->client(worker);
+  if (client == nullptr) return;  // the registry shut down
   s.inflight.fetch_add(static_cast<int>(s.scratch.size()), std::memory_order_acq_rel);
   for (BatchTable::Delta& d : s.scratch) {
     auto* call = new SyncCall(shared_, std::move(d.key), now_ms_);
-    call->start(client, d.delta);
+    call->start(*client, d.delta);
   }
 }
 

@@ -168,14 +168,15 @@ void redis_key(std::string_view head, uint64_t ns, std::string_view key, std::st
 
 // --- the call in flight ---
 
-void RedisLimitCall::start(RequestContext& ctx, redis::Client& client, const redis::Script& script,
+void RedisLimitCall::start(RequestContext& ctx, redis::Client* client, const redis::Script& script,
                            std::span<const std::string_view> keys, std::span<const std::string_view> args) {
   cancel();
   count = 0;
   result = redis::Result::unavailable;
   completion_ = ctx.suspend();
-  client_ = &client;
-  client.eval(script, keys, args, this);
+  client_ = client;
+  if (client == nullptr) return completion_.complete();
+  client->eval(script, keys, args, this);
 }
 
 void RedisLimitCall::complete(redis::Result r, const redis::Reply* reply) {
@@ -311,7 +312,8 @@ void RedisConn::release(uint64_t a, uint64_t, double) const {
   const uint32_t slot = static_cast<uint32_t>(a);
   Slots& s = workers_[worker];
   const std::string_view argv[] = {"DECR", s.keys[slot]};
-  target_->client(worker).command(argv, nullptr);  // fire and forget: the TTL undoes a lost one
+  // Fire and forget: the TTL undoes a lost one. No client after shutdown (a context destroyed with its loop).
+  if (redis::Client* client = target_->client(worker)) client->command(argv, nullptr);
   s.free.push_back(slot);
 }
 

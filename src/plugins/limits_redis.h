@@ -48,7 +48,8 @@ void redis_key(std::string_view head, uint64_t ns, std::string_view key, std::st
 class RedisLimitCall final : public PluginState, public redis::Call {
  public:
   ~RedisLimitCall() override { RedisLimitCall::cancel(); }
-  void start(RequestContext& ctx, redis::Client& client, const redis::Script& script,
+  // `client` null (the registry shut down): completes at once, `unavailable`.
+  void start(RequestContext& ctx, redis::Client* client, const redis::Script& script,
              std::span<const std::string_view> keys, std::span<const std::string_view> args);
   void complete(redis::Result result, const redis::Reply* reply) override;
   void cancel() override;

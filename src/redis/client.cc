@@ -94,8 +94,30 @@ ClientCore::~ClientCore() {
   for (auto& conn : conns) conn->abandon(pending);
   while (Call* c = pending.pop()) {
     if (c == &refresh_call) continue;
-    finish(c, Result::shutdown, nullptr);
+    finish(c, Result::shutdown, nullptr);  // owned calls go back to owned_free, freed with it
   }
+}
+
+ClientCore::OwnedCall* ClientCore::take_owned() {
+  if (!owned_free.empty()) {
+    OwnedCall* call = owned_free.back().release();
+    owned_free.pop_back();
+    return call;
+  }
+  if (owned_live >= kOwnedPoolCap) ++stats.owned_overflow;
+  ++owned_live;
+  auto* call = new OwnedCall;
+  call->owned_ = true;
+  return call;
+}
+
+void ClientCore::give_back(OwnedCall* call) {
+  if (owned_free.size() < kOwnedPoolCap) {
+    owned_free.emplace_back(call);
+    return;
+  }
+  --owned_live;
+  delete call;
 }
 
 Connection& ClientCore::connection(const std::string& host, uint16_t port) {
@@ -116,6 +138,7 @@ Connection* ClientCore::connection_by_name(std::string_view name) {
 void ClientCore::issue(Call* call) {
   call->client_ = &self;
   call->attempts_ = 0;
+  call->park_epoch_ = 0;
   call->asking_ = false;
   call->deadline_ = Clock::now() + timeout;
   arm(call->deadline_);
@@ -162,12 +185,26 @@ void ClientCore::route_to(Connection& conn, Call* call) {
     ok = b.try_connect(now);
   }
   if (ok) return conn.send(call);
-  if (options.cluster && ++call->attempts_ < kMaxAttempts) {
-    // The node may have been replaced (failover): look again before giving up.
-    wait(call);
-    return request_refresh();
+  if (options.cluster) {
+    if (may_wait_for_map(call) && ++call->attempts_ < kMaxAttempts) {
+      // The node may have been replaced (failover): look once at a newer map before giving up.
+      call->park_epoch_ = map_epoch + 1;
+      wait(call);
+      return request_refresh();
+    }
+    // The latest map still sends the slot to this node: fail now (a node down until its failover would
+    // otherwise cost every call on its slots the whole retry budget), and keep the map current so that
+    // calls go to the new master as soon as the cluster names one.
+    request_refresh();
   }
   make_ready(call, Result::unavailable);
+}
+
+bool ClientCore::may_wait_for_map(const Call* call) const {
+  if (call->park_epoch_ != 0 && map_epoch >= call->park_epoch_) return false;  // waited: same owner
+  if (!have_map || call->asking_) return true;
+  // A map newer than the refresh interval is what a refresh would bring (refreshes are rate-limited).
+  return Clock::now() - map_at >= kRefreshInterval;
 }
 
 void ClientCore::on_reply(Connection& conn, Call* call, const Reply& reply) {
@@ -217,8 +254,10 @@ void ClientCore::on_reply(Connection& conn, Call* call, const Reply& reply) {
   finish(call, Result::error, &reply);
 }
 
-void ClientCore::on_lost(Call* call, Result result) {
-  if (call != &refresh_call && options.cluster && result != Result::timeout &&
+void ClientCore::on_lost(Call* call, Result result, bool written) {
+  // A written call may have run (an INCR counted, its reply lost): sending it again could run it twice, so
+  // it completes `unavailable` and the caller decides. One still in the output buffer never left.
+  if (call != &refresh_call && options.cluster && !written && result != Result::timeout &&
       ++call->attempts_ < kMaxAttempts) {
     // Cluster: the node may be gone (failover); the map will tell where the slot went.
     wait(call);
@@ -231,10 +270,7 @@ void ClientCore::finish(Call* call, Result result, const Reply* reply) {
   call->client_ = nullptr;
   call->state_ = kIdle;
   call->conn_ = nullptr;
-  if (call->owned_) {
-    owned_free.push_back(static_cast<OwnedCall*>(call));
-    return;
-  }
+  if (call->owned_) return give_back(static_cast<OwnedCall*>(call));
   call->complete(result, reply);
 }
 
@@ -360,6 +396,8 @@ void ClientCore::on_map(Connection* from, Result result, const Reply* reply) {
     }
     slots.swap(map);
     have_map = true;
+    ++map_epoch;
+    map_at = Clock::now();
     ++stats.map_refreshes;
   } else if (waiting.head != nullptr) {
     request_refresh();  // rate-limited: tries the next node
@@ -397,16 +435,7 @@ Client::~Client() = default;
 
 void Client::command(std::span<const std::string_view> argv, Call* call) {
   if (core_->destroying) return;  // issued from a `shutdown` completion: dropped
-  if (call == nullptr) {
-    ClientCore& c = *core_;
-    if (c.owned_free.empty()) {
-      c.owned.push_back(std::make_unique<ClientCore::OwnedCall>());
-      c.owned.back()->owned_ = true;
-      c.owned_free.push_back(c.owned.back().get());
-    }
-    call = c.owned_free.back();
-    c.owned_free.pop_back();
-  }
+  if (call == nullptr) call = core_->take_owned();
   if (call->client_ != nullptr) cancel(call);
   call->wire_.clear();
   append_command(call->wire_, argv);
@@ -469,7 +498,11 @@ const Options& Client::options() const {
   return core_->options;
 }
 const Client::Stats& Client::stats() const {
-  return core_->stats;
+  Stats& s = core_->stats;
+  s.owned_pooled = core_->owned_free.size();
+  s.ring_slots = 0;
+  for (auto& conn : core_->conns) s.ring_slots += conn->ring_capacity();
+  return s;
 }
 
 }  // namespace portico::redis

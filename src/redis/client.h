@@ -58,7 +58,8 @@ enum class Result : uint8_t {
   ok,           // a reply (possibly nil); never an error reply
   error,        // an error reply (-ERR ..., other than the MOVED/ASK/NOSCRIPT/TRYAGAIN the client handles)
   timeout,      // no reply within the deadline
-  unavailable,  // not sent, or the connection was lost with it in flight (circuit open, connect failed)
+  unavailable,  // not sent (circuit open, connect failed), or its connection was lost after it was written:
+                // it may have run, and it is never sent again
   shutdown,     // the client was destroyed with the call pending
 };
 const char* result_name(Result result);
@@ -101,6 +102,7 @@ class Call {
   int slot_ = -1;                   // cluster hash slot (-1: any node)
   uint8_t state_ = 0;
   uint8_t attempts_ = 0;        // redirects and retries so far
+  uint32_t park_epoch_ = 0;     // cluster: parked for an open breaker until map ClientCore::map_epoch >= it
   bool asking_ = false;         // next send goes to ask_node_ preceded by ASKING
   bool owned_ = false;          // allocated by the client for a fire-and-forget command
   Result result_ = Result::ok;  // for posted completions
@@ -146,10 +148,14 @@ class Client {
 
   // Counters for tests and metrics (worker thread).
   struct Stats {
-    uint64_t connects = 0;       // connections established
-    uint64_t redirects = 0;      // MOVED and ASK followed
-    uint64_t script_loads = 0;   // NOSCRIPT answered by EVAL
-    uint64_t map_refreshes = 0;  // cluster slot maps fetched
+    uint64_t connects = 0;        // connections established
+    uint64_t redirects = 0;       // MOVED and ASK followed
+    uint64_t script_loads = 0;    // NOSCRIPT answered by EVAL
+    uint64_t map_refreshes = 0;   // cluster slot maps fetched
+    uint64_t owned_overflow = 0;  // fire-and-forget calls allocated past the pool's cap (freed when done)
+    // Gauges, read when stats() is called.
+    size_t owned_pooled = 0;  // fire-and-forget calls kept for reuse (at most 4096)
+    size_t ring_slots = 0;    // reply slots allocated by the connections (shrunk when a connection idles)
   };
   const Stats& stats() const;
 

@@ -14,10 +14,16 @@ namespace portico::redis {
 namespace asio = boost::asio;
 using asio::ip::tcp;
 
+namespace {
+constexpr size_t kRingInitial = 64;
+constexpr size_t kRingKeep = 1024;         // an idle connection's ring larger than this shrinks back
+constexpr size_t kBufferKeep = 64 * 1024;  // same for the output buffers' capacity
+}  // namespace
+
 Connection::Connection(ClientCore& core, std::string host, uint16_t port, Breaker& breaker)
     : core_(core), host_(std::move(host)), port_(port), breaker_(breaker) {
   name_ = (host_.find(':') != std::string::npos ? "[" + host_ + "]" : host_) + ":" + std::to_string(port_);
-  ring_.resize(64);
+  ring_.resize(kRingInitial);
 }
 
 Connection::~Connection() {
@@ -170,6 +176,8 @@ void Connection::flush() {
   writing_.swap(out_);
   out_.clear();
   write_active_ = true;
+  // From here every call queued so far may reach the server: none of them is ever sent again.
+  written_seq_ = head_seq_ + count_;
   auto io = io_;
   auto done = [this, io](const boost::system::error_code& ec, size_t) {
     if (io->owner == nullptr) return;
@@ -177,6 +185,7 @@ void Connection::flush() {
     writing_.clear();
     if (ec) return fail(Result::unavailable, "write: " + ec.message(), true);
     flush();
+    shrink_if_idle();
   };
   if (io->tls) {
     asio::async_write(*io->tls, asio::buffer(writing_), done);
@@ -235,7 +244,20 @@ void Connection::on_read(size_t n) {
   }
   if (parser_.failed())
     return fail(Result::unavailable, std::string("protocol error: ") + parser_.error(), true);
+  shrink_if_idle();
   read();
+}
+
+void Connection::shrink_if_idle() {
+  // A stall at a high rate grows the ring and the buffers to tens of thousands of entries; once nothing is
+  // in flight, give that memory back instead of keeping it for the connection's lifetime.
+  if (count_ != 0) return;
+  if (ring_.size() > kRingKeep) {
+    std::vector<Slot>(kRingInitial).swap(ring_);
+    head_ = 0;
+  }
+  if (!write_active_ && writing_.capacity() > kBufferKeep) std::string().swap(writing_);
+  if (out_.empty() && out_.capacity() > kBufferKeep) std::string().swap(out_);
 }
 
 void Connection::fail(Result result, const std::string& why, bool breaker_failure) {
@@ -250,23 +272,25 @@ void Connection::fail(Result result, const std::string& why, bool breaker_failur
   connect_deadline_ = Clock::time_point::max();
   const Clock::time_point now = Clock::now();
   // Take the whole FIFO first: handing a call over may queue new ones on this connection.
-  std::vector<Call*> calls;
+  std::vector<std::pair<Call*, bool>> calls;  // the call, written
   calls.reserve(count_);
   for (size_t i = 0; i < count_; ++i) {
     Slot& s = ring_[(head_ + i) & (ring_.size() - 1)];
-    if (s.kind == kUser && s.call != nullptr) calls.push_back(s.call);
+    if (s.kind == kUser && s.call != nullptr) calls.emplace_back(s.call, head_seq_ + i < written_seq_);
   }
   head_seq_ += count_;
+  written_seq_ = head_seq_;
   head_ = 0;
   count_ = 0;
+  shrink_if_idle();
   if (breaker_failure) {
     breaker_.failure(now.time_since_epoch().count(), why);
   } else if (was_up) {
     PORTICO_LOG(debug, "redis %s: %s", breaker_.name.c_str(), why.c_str());
   }
-  for (Call* c : calls) {
+  for (auto [c, written] : calls) {
     c->conn_ = nullptr;
-    core_.on_lost(c, c->deadline_ <= now ? Result::timeout : result);
+    core_.on_lost(c, c->deadline_ <= now ? Result::timeout : result, written);
   }
 }
 
@@ -293,6 +317,7 @@ void Connection::abandon(CallList& out) {
     }
   }
   head_seq_ += count_;
+  written_seq_ = head_seq_;
   head_ = 0;
   count_ = 0;
   close_io();

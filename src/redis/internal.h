@@ -50,7 +50,9 @@ struct RegistryCore {
   std::mutex mutex;
   std::vector<boost::asio::io_context*> contexts;
   std::unordered_map<std::string, std::weak_ptr<Target>> targets;
-  bool shut_down = false;
+  // Set by Registry::shutdown(); read without the mutex by Target::client() (any thread, also from
+  // destructors running inside a dying io_context).
+  std::atomic<bool> shut_down{false};
 };
 
 struct TlsContext {
@@ -94,7 +96,11 @@ struct ClientCore {
 
   // Outcomes.
   void on_reply(Connection& conn, Call* call, const Reply& reply);
-  void on_lost(Call* call, Result result);  // a call in flight on a connection that failed
+  // A call in flight on a connection that failed; `written`: its bytes went to the socket (it may have run).
+  void on_lost(Call* call, Result result, bool written);
+  // Cluster: may a call routed to a node whose breaker is open wait for a newer map? False when the latest
+  // map already sent it there (the map came after the call was parked, or is as fresh as a refresh could be).
+  bool may_wait_for_map(const Call* call) const;
   void finish(Call* call, Result result, const Reply* reply);
   void make_ready(Call* call, Result result);  // completed later by drain() (posted)
   void post_drain();
@@ -134,6 +140,8 @@ struct ClientCore {
   static constexpr uint16_t kNoNode = 0xffff;
   std::vector<uint16_t> slots;  // slot -> index in conns
   bool have_map = false;
+  uint32_t map_epoch = 0;      // maps received so far
+  Clock::time_point map_at{};  // when the latest map arrived
   bool refresh_in_flight = false;
   bool refresh_wanted = false;
   Clock::time_point last_refresh{};
@@ -144,12 +152,17 @@ struct ClientCore {
     void complete(Result result, const Reply* reply) override { core->on_map(from, result, reply); }
   } refresh_call;
 
-  // Fire-and-forget commands borrow a call from this pool.
-  struct OwnedCall : Call {
+  // Fire-and-forget commands borrow a call from this pool; a call in use is owned by the client's lists and
+  // comes back through finish(). At most kOwnedPoolCap are kept: past it (a stall at a high rate) a call is
+  // allocated for one command and freed when done, so a burst does not stay resident.
+  struct OwnedCall final : Call {
     void complete(Result, const Reply*) override {}
   };
-  std::vector<std::unique_ptr<OwnedCall>> owned;
-  std::vector<OwnedCall*> owned_free;
+  static constexpr size_t kOwnedPoolCap = 4096;
+  std::vector<std::unique_ptr<OwnedCall>> owned_free;
+  size_t owned_live = 0;  // allocated (in use + pooled)
+  OwnedCall* take_owned();
+  void give_back(OwnedCall* call);
 
   Client::Stats stats;
   bool destroying = false;
@@ -182,6 +195,7 @@ class Connection {
   bool expired(Clock::time_point now) const;
   // Shutdown: hands every call in flight to `out` and closes.
   void abandon(CallList& out);
+  size_t ring_capacity() const { return ring_.size(); }
 
  private:
   enum Kind : uint8_t { kUser, kHandshake, kIgnore };
@@ -205,6 +219,7 @@ class Connection {
   void read();
   void on_read(size_t n);
   void close_io();
+  void shrink_if_idle();
 
   ClientCore& core_;
   std::string host_;
@@ -222,6 +237,7 @@ class Connection {
   size_t head_ = 0;
   size_t count_ = 0;
   uint64_t head_seq_ = 0;
+  uint64_t written_seq_ = 0;  // slots before it had their bytes handed to a write (they may have run)
   int handshake_left_ = 0;
   Clock::time_point connect_deadline_ = Clock::time_point::max();
 };

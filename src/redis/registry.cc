@@ -80,10 +80,13 @@ Target::~Target() {
   }
 }
 
-Client& Target::client(size_t worker) {
+Client* Target::client(size_t worker) {
+  // After shutdown the worker's io_context may be dying (frames of suspended sessions destroyed inside
+  // ~io_context release their leases through here): a client created now would live on it.
+  if (core_->shut_down.load(std::memory_order_acquire)) return nullptr;
   std::unique_ptr<Client>& c = clients_[worker];
   if (!c) c.reset(new Client(*this, *core_->contexts[worker]));
-  return *c;
+  return c.get();
 }
 
 bool Target::available() const {
@@ -138,8 +141,8 @@ void Registry::shutdown() {
   std::vector<std::shared_ptr<Target>> live;
   {
     std::lock_guard<std::mutex> lock(core_->mutex);
-    if (core_->shut_down) return;
-    core_->shut_down = true;
+    if (core_->shut_down.load(std::memory_order_relaxed)) return;
+    core_->shut_down.store(true, std::memory_order_release);
     for (auto& [key, weak] : core_->targets) {
       if (auto t = weak.lock()) live.push_back(std::move(t));
     }

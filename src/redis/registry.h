@@ -33,8 +33,9 @@ class Target : public std::enable_shared_from_this<Target> {
   Target& operator=(const Target&) = delete;
 
   const Options& options() const { return options_; }
-  // Worker `worker`'s client, created on first use. Call only on that worker's thread.
-  Client& client(size_t worker);
+  // Worker `worker`'s client, created on first use. Call only on that worker's thread. Null after
+  // Registry::shutdown(): callers skip their call (e.g. a lease released while the loop is torn down).
+  Client* client(size_t worker);
   // False while the circuit breaker is open. Any thread.
   bool available() const;
 
@@ -69,7 +70,8 @@ class Registry {
   std::shared_ptr<Target> target(const Options& options);
 
   // After the workers stopped (threads joined), before their io_contexts are destroyed: destroys every
-  // Client (pending calls complete `shutdown`). Targets still held afterwards have no clients.
+  // Client (pending calls complete `shutdown`). Targets still held afterwards have no clients, and
+  // Target::client() returns null from then on.
   void shutdown();
 
  private:

@@ -114,7 +114,7 @@ class RedisCluster : public ::testing::Test {
     registry_.attach_worker(0, context_);
     target_ = registry_.target(o);
   }
-  Client& client() { return target_->client(0); }
+  Client& client() { return *target_->client(0); }
   RecordingCall call(std::initializer_list<std::string_view> argv, double seconds = 5) {
     RecordingCall c;
     std::vector<std::string_view> v(argv);
@@ -231,6 +231,97 @@ TEST_F(RedisCluster, MasterFailover) {
   EXPECT_LT(took, std::chrono::seconds(5));
   std::printf("calls succeed again %.0f ms after the promotion\n",
               std::chrono::duration<double, std::milli>(took).count());
+}
+
+TEST_F(RedisCluster, AWrittenCallIsNeverSentAgainWhenItsConnectionIsLost) {
+  // The node drops a client whose reply overflows a tiny output buffer limit: the script ran (INCR), its
+  // reply is lost with the connection. Sending it again would count twice.
+  const int slot = key_slot("{w}n");
+  NodeInfo node = owner(slot);
+  EXPECT_EQ(call({"DEL", "{w}n"}).result, Result::ok);
+  ASSERT_EQ(cli(node.port, "CONFIG SET client-output-buffer-limit \"normal 1024 1024 0\""), "OK");
+  Script script("redis.call('INCR', KEYS[1]); return string.rep('x', 200000)");
+  std::string_view keys[] = {"{w}n"};
+  RecordingCall c;
+  client().eval(script, keys, {}, &c);
+  run_until(context_, [&] { return c.completions > 0; });
+  cli(node.port, "CONFIG SET client-output-buffer-limit \"normal 0 0 0\"");
+  EXPECT_EQ(c.result, Result::unavailable);
+  EXPECT_EQ(cli(node.port, "GET {w}n"), "1");  // ran once
+}
+
+TEST_F(RedisCluster, ANodeWhoseBreakerIsOpenFailsItsSlotsAtOnce) {
+  Options o;
+  o.cluster = true;
+  o.nodes = {{"127.0.0.1", servers_[1]->port()}};
+  o.timeout_seconds = 0.3;
+  std::shared_ptr<Target> target = registry_.target(o);
+  Client& c = *target->client(0);
+  auto issue = [&](std::string_view key, RecordingCall& rc) {
+    std::string_view argv[] = {"INCR", key};
+    c.command(argv, &rc);
+  };
+  const std::string down_key = "bk";
+  NodeInfo master = owner(key_slot(down_key));
+  std::string up_key;
+  for (int i = 0; up_key.empty(); ++i) {
+    std::string k = "bk" + std::to_string(i);
+    if (owner(key_slot(k)).port != master.port) up_key = k;
+  }
+  RedisServer* stopped = nullptr;
+  for (auto& s : servers_) {
+    if (s->port() == master.port) stopped = s.get();
+  }
+  ASSERT_NE(stopped, nullptr);
+  RecordingCall warm_down, warm_up;
+  issue(down_key, warm_down);
+  issue(up_key, warm_up);
+  ASSERT_TRUE(run_until(context_, [&] { return warm_down.completions > 0 && warm_up.completions > 0; }));
+  ASSERT_EQ(warm_down.result, Result::ok);
+  ASSERT_EQ(warm_up.result, Result::ok);
+
+  // Stopped for well under cluster-node-timeout (2 s): no failover, the map keeps naming this master.
+  stopped->signal(SIGSTOP);
+  RecordingCall first;
+  issue(down_key, first);
+  run_until(context_, [&] { return first.completions > 0; });
+  EXPECT_EQ(first.result, Result::timeout);  // opens the node's breaker (50 ms)
+
+  constexpr int kCalls = 10;
+  std::vector<RecordingCall> down(kCalls), up(kCalls);
+  auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < kCalls; ++i) {
+    issue(down_key, down[i]);
+    issue(up_key, up[i]);
+  }
+  auto all = [&](std::vector<RecordingCall>& v) {
+    for (auto& rc : v) {
+      if (rc.completions == 0) return false;
+    }
+    return true;
+  };
+  run_until(context_, [&] { return all(down); });
+  auto took = std::chrono::steady_clock::now() - start;
+  run_until(context_, [&] { return all(up); });
+  stopped->signal(SIGCONT);
+  for (auto& rc : down) EXPECT_EQ(rc.result, Result::unavailable);
+  for (auto& rc : up) EXPECT_EQ(rc.result, Result::ok);
+  EXPECT_LT(took, std::chrono::milliseconds(40));  // not the retry budget (~0.7 s) nor the timeout
+  std::printf("calls on the stopped master failed in %.1f ms\n",
+              std::chrono::duration<double, std::milli>(took).count());
+
+  // Back once the master answers again.
+  RecordingCall probe;
+  bool ok = run_until(
+      context_,
+      [&] {
+        if (probe.pending()) return false;
+        if (probe.completions > 0 && probe.result == Result::ok) return true;
+        issue(down_key, probe);
+        return false;
+      },
+      5);
+  EXPECT_TRUE(ok);
 }
 
 }  // namespace

@@ -21,7 +21,7 @@ struct Harness {
     registry.attach_worker(0, context);
     target = registry.target(o);
   }
-  Client& client() { return target->client(0); }
+  Client& client() { return *target->client(0); }
   // Issues argv and runs the loop until it completes.
   RecordingCall call(std::initializer_list<std::string_view> argv, double seconds = 5) {
     RecordingCall c;
@@ -227,7 +227,7 @@ TEST(RedisServer, AReleasedTargetDestroysItsClientOnTheWorker) {
   auto target = registry.target(local(server.port()));
   RecordingCall c;
   std::string_view ping[] = {"PING"};
-  target->client(0).command(ping, &c);
+  target->client(0)->command(ping, &c);
   ASSERT_TRUE(run_until(context, [&] { return c.completions > 0; }));
   std::weak_ptr<Target> weak = target;
   target.reset();  // the last holder: the client's destruction is posted to its worker
@@ -236,9 +236,9 @@ TEST(RedisServer, AReleasedTargetDestroysItsClientOnTheWorker) {
   EXPECT_GT(context.poll(), 0u);  // ran the posted destruction (and the aborted handlers after it)
   // The next holder gets a new target with a new client.
   auto again = registry.target(local(server.port()));
-  EXPECT_EQ(again->client(0).stats().connects, 0u);
+  EXPECT_EQ(again->client(0)->stats().connects, 0u);
   RecordingCall d;
-  again->client(0).command(ping, &d);
+  again->client(0)->command(ping, &d);
   ASSERT_TRUE(run_until(context, [&] { return d.completions > 0; }));
   EXPECT_EQ(d.result, Result::ok);
 }
