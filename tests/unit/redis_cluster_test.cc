@@ -30,8 +30,10 @@ class RedisCluster : public ::testing::Test {
     std::string create = "--cluster create";
     for (int i = 0; i < 6; ++i) {
       uint16_t port = free_cluster_port();
+      uint16_t bus = free_cluster_port();
       servers_.push_back(std::make_unique<RedisServer>(
-          std::vector<std::string>{"--cluster-enabled", "yes", "--cluster-config-file",
+          std::vector<std::string>{"--cluster-enabled", "yes", "--cluster-port", std::to_string(bus),
+                                   "--cluster-config-file",
                                    (dir_ / ("nodes-" + std::to_string(port) + ".conf")).string(),
                                    "--cluster-node-timeout", "2000", "--dir", dir_.string()},
           port));
@@ -41,15 +43,17 @@ class RedisCluster : public ::testing::Test {
     std::string out = cli(servers_[0]->port(), create);
     ASSERT_NE(out.find("All 16384 slots covered"), std::string::npos) << out;
     for (auto& s : servers_) {
-      ASSERT_TRUE(eventually([&] {
-        if (cli(s->port(), "CLUSTER INFO").find("cluster_state:ok") == std::string::npos) return false;
-        // Every node knows the roles (the replicas' roles spread by gossip after the create).
-        std::string view = cli(s->port(), "CLUSTER NODES");
-        size_t replicas = 0;
-        for (size_t at = view.find("slave"); at != std::string::npos; at = view.find("slave", at + 1))
-          ++replicas;
-        return replicas == 3;
-      }));
+      ASSERT_TRUE(eventually(
+          [&] {
+            if (cli(s->port(), "CLUSTER INFO").find("cluster_state:ok") == std::string::npos) return false;
+            // Every node knows the roles (the replicas' roles spread by gossip after the create).
+            std::string view = cli(s->port(), "CLUSTER NODES");
+            size_t replicas = 0;
+            for (size_t at = view.find("slave"); at != std::string::npos; at = view.find("slave", at + 1))
+              ++replicas;
+            return replicas == 3;
+          },
+          30));
     }
   }
   static void TearDownTestSuite() {
