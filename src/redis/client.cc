@@ -267,6 +267,9 @@ void ClientCore::on_lost(Call* call, Result result, bool written) {
 }
 
 void ClientCore::finish(Call* call, Result result, const Reply* reply) {
+  if (outcomes != nullptr) {
+    outcomes->by_result[static_cast<int>(result)].fetch_add(1, std::memory_order_relaxed);
+  }
   call->client_ = nullptr;
   call->state_ = kIdle;
   call->conn_ = nullptr;

@@ -34,6 +34,7 @@ struct Breaker {
   std::atomic<int64_t> open_until{0};
   std::atomic<int32_t> backoff_ms{0};
   std::atomic<bool> probing{false};
+  std::atomic<uint64_t> opens{0};  // closed -> open transitions (one per outage), for metrics
 
   bool is_open(int64_t now) const {
     int64_t until = open_until.load(std::memory_order_relaxed);
@@ -61,8 +62,16 @@ struct TlsContext {
 
 // What a Target shares with its clients (see Target::shared_).
 struct TargetShared {
+  // Calls completed by one worker's client, by Result (single writer: that worker; read by the status
+  // thread for metrics).
+  struct alignas(64) Outcomes {
+    std::atomic<uint64_t> by_result[5] = {};
+  };
+
   Options options;
-  std::shared_ptr<TlsContext> tls;  // null without TLS
+  std::shared_ptr<TlsContext> tls;       // null without TLS
+  std::unique_ptr<Outcomes[]> outcomes;  // one per worker
+  size_t workers = 0;
   std::mutex mutex;
   std::unordered_map<std::string, std::unique_ptr<Breaker>> breakers;
   // The breaker of node "host:port", created on first use (stable address). Any thread.
@@ -166,6 +175,8 @@ struct ClientCore {
 
   Client::Stats stats;
   bool destroying = false;
+  // This worker's counters in the target (set by Target::client; null in a client built otherwise).
+  TargetShared::Outcomes* outcomes = nullptr;
 };
 
 // One pipelined connection to one node. Commands are appended to an output buffer and written in one write

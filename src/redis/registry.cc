@@ -2,6 +2,10 @@
 
 #include <boost/asio/post.hpp>
 
+#include <map>
+
+#include "base/json_escape.h"
+
 #include "base/log.h"
 #include "redis/internal.h"
 
@@ -43,6 +47,7 @@ void Breaker::failure(int64_t now, const std::string& why) {
   backoff_ms.store(next, std::memory_order_relaxed);
   probing.store(false, std::memory_order_release);
   if (previous == 0) {
+    opens.fetch_add(1, std::memory_order_relaxed);
     PORTICO_LOG(warn, "redis %s: %s; circuit open (calls fail at once, retried after %d ms, up to %d ms)",
                 name.c_str(), why.c_str(), next, kMaxBackoffMs);
   } else {
@@ -60,6 +65,8 @@ Target::Target(Options options, std::shared_ptr<RegistryCore> core)
       shared_(std::make_shared<TargetShared>()) {
   clients_.resize(core_->contexts.size());
   shared_->options = options_;
+  shared_->workers = core_->contexts.size();
+  shared_->outcomes = std::make_unique<TargetShared::Outcomes[]>(shared_->workers);
   if (options_.tls) {
     shared_->tls = std::make_shared<TlsContext>();
     if (options_.tls_verify) shared_->tls->context.set_default_verify_paths();
@@ -85,7 +92,10 @@ Client* Target::client(size_t worker) {
   // ~io_context release their leases through here): a client created now would live on it.
   if (core_->shut_down.load(std::memory_order_acquire)) return nullptr;
   std::unique_ptr<Client>& c = clients_[worker];
-  if (!c) c.reset(new Client(*this, *core_->contexts[worker]));
+  if (!c) {
+    c.reset(new Client(*this, *core_->contexts[worker]));
+    c->core_->outcomes = &shared_->outcomes[worker];
+  }
   return c.get();
 }
 
@@ -135,6 +145,69 @@ std::shared_ptr<Target> Registry::target(const Options& options) {
   std::shared_ptr<Target> t(new Target(options, core_));
   slot = t;
   return t;
+}
+
+std::string Registry::render_metrics() const {
+  // Targets that differ only in credentials or database share a label set: their figures are summed.
+  struct Figures {
+    uint64_t by_result[5] = {};
+    std::map<std::string, std::pair<bool, uint64_t>> nodes;  // node -> (up, circuit opens)
+  };
+  std::map<std::string, Figures> by_label;
+  std::vector<std::shared_ptr<Target>> live;
+  {
+    std::lock_guard<std::mutex> lock(core_->mutex);
+    for (auto& [key, weak] : core_->targets) {
+      if (auto t = weak.lock()) live.push_back(std::move(t));
+    }
+  }
+  const int64_t now = now_ns();
+  for (const auto& t : live) {
+    const TargetShared& sh = *t->shared_;
+    std::string label = "target=\"" + base::json_escape(sh.options.describe()) + "\",mode=\"" +
+                        (sh.options.cluster ? "cluster" : "standalone") + "\"";
+    Figures& f = by_label[label];
+    for (size_t w = 0; w < sh.workers; ++w) {
+      for (int r = 0; r < 5; ++r)
+        f.by_result[r] += sh.outcomes[w].by_result[r].load(std::memory_order_relaxed);
+    }
+    std::lock_guard<std::mutex> lock(t->shared_->mutex);
+    for (const auto& [node, b] : sh.breakers) {
+      auto& n = f.nodes[node];
+      n.first = n.first || !b->is_open(now);
+      n.second += b->opens.load(std::memory_order_relaxed);
+    }
+  }
+  std::string out;
+  if (by_label.empty()) return out;
+  out +=
+      "# HELP portico_redis_calls_total Redis calls of the rate-limit plugins, by outcome.\n"
+      "# TYPE portico_redis_calls_total counter\n";
+  for (const auto& [label, f] : by_label) {
+    for (int r = 0; r < 5; ++r) {
+      out += "portico_redis_calls_total{" + label + ",result=\"" + result_name(static_cast<Result>(r)) +
+             "\"} " + std::to_string(f.by_result[r]) + "\n";
+    }
+  }
+  out +=
+      "# HELP portico_redis_node_up 1 while the node's circuit breaker is closed (calls are sent), 0 while "
+      "open.\n# TYPE portico_redis_node_up gauge\n";
+  for (const auto& [label, f] : by_label) {
+    for (const auto& [node, n] : f.nodes) {
+      out += "portico_redis_node_up{" + label + ",node=\"" + base::json_escape(node) + "\"} " +
+             (n.first ? "1" : "0") + "\n";
+    }
+  }
+  out +=
+      "# HELP portico_redis_circuit_opens_total Times a node's circuit breaker opened (one per outage).\n"
+      "# TYPE portico_redis_circuit_opens_total counter\n";
+  for (const auto& [label, f] : by_label) {
+    for (const auto& [node, n] : f.nodes) {
+      out += "portico_redis_circuit_opens_total{" + label + ",node=\"" + base::json_escape(node) + "\"} " +
+             std::to_string(n.second) + "\n";
+    }
+  }
+  return out;
 }
 
 void Registry::shutdown() {

@@ -69,6 +69,11 @@ class Registry {
   // The Target for `options` (same key: the same Target while it is held). Any thread.
   std::shared_ptr<Target> target(const Options& options);
 
+  // Prometheus text of every live target: portico_redis_calls_total{target,mode,result},
+  // portico_redis_node_up{target,mode,node} and portico_redis_circuit_opens_total{target,mode,node}. Any
+  // thread (the status listener's).
+  std::string render_metrics() const;
+
   // After the workers stopped (threads joined), before their io_contexts are destroyed: destroys every
   // Client (pending calls complete `shutdown`). Targets still held afterwards have no clients, and
   // Target::client() returns null from then on.

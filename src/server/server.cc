@@ -197,7 +197,7 @@ int Server::run() {
     }
     s.status_server = std::make_unique<status::StatusServer>(status::StatusHandlers{
         [&s](std::string& reason) { return s.ready(s.applier->has_config(), reason); },
-        [&s] { return s.metrics->render(s.health_metrics()); },
+        [&s] { return s.metrics->render(s.health_metrics() + s.redis->render_metrics()); },
         [&s] { return s.config_json(); },
     });
     s.status_server->listen(opt.status_listen);
