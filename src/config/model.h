@@ -234,6 +234,10 @@ struct Ssl {
   // here. Non-empty for type server; may be empty for type client.
   std::vector<std::string> snis;
   bool enabled = true;  // status: 1
+  // client (APISIX mTLS to clients): the CA (PEM, one or more certificates) client certificates must chain
+  // to, and the verification depth. Empty `client_ca`: no client certificate is asked for.
+  std::string client_ca;
+  int client_depth = 1;
 };
 
 // A global rule (APISIX `global_rules`): plugins run for every request.

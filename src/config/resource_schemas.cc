@@ -290,7 +290,8 @@ constexpr std::string_view kService = R"({
 
 // APISIX's ssl. PEM texts are at most 64 KiB; what they hold is the validator's (OpenSSL parses them). The
 // SNIs are strings here; their patterns, duplicates (compared lower-cased) and "sni or snis" are the
-// validator's. `client` (mTLS) and `ssl_protocols` are declared so that the validator refuses them by name.
+// validator's. `ssl_protocols` is declared so that the validator refuses it by name; so is
+// client.skip_mtls_uri_regex.
 constexpr std::string_view kSsl = R"({
   "type": "object",
   "properties": {
@@ -307,7 +308,15 @@ constexpr std::string_view kSsl = R"({
     "sni": {"type": "string"},
     "snis": {"type": "array", "minItems": 1, "items": {"type": "string"}},
     "status": {"type": "integer", "enum": [1, 0]},
-    "client": {},
+    "client": {
+      "type": "object",
+      "properties": {
+        "ca": {"$ref": "#/definitions/pem"},
+        "depth": {"type": "integer", "minimum": 0, "default": 1},
+        "skip_mtls_uri_regex": {}
+      },
+      "required": ["ca"]
+    },
     "ssl_protocols": {}
   },
   "required": ["id", "cert", "key"],

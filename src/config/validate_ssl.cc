@@ -6,6 +6,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include <algorithm>
 #include <memory>
 
 #include "config/resource_schemas.h"
@@ -148,10 +149,24 @@ std::optional<Ssl> ssl_at(const json& v, const Path& p, Errors& e, const Validat
   resource_schema(ResourceKind::ssl, options.id_required).check(v, p, e);
   if (!v.is_object()) return std::nullopt;
   Ssl ssl;
-  for (const char* refused : {"client", "ssl_protocols"}) {
-    if (v.contains(refused)) {
-      fail(e, p.key(refused), std::string("'").append(refused).append("' is not supported by this version"));
+  if (v.contains("ssl_protocols"))
+    fail(e, p.key("ssl_protocols"), "'ssl_protocols' is not supported by this version");
+  if (const json* client = member(v, "client"); client != nullptr && client->is_object()) {
+    const Path cp = p.key("client");
+    if (client->contains("skip_mtls_uri_regex")) {
+      fail(e, cp.key("skip_mtls_uri_regex"), "'skip_mtls_uri_regex' is not supported by this version");
     }
+    if (const json* ca = member(*client, "ca");
+        ca != nullptr && read_pem(*ca, cp.key("ca"), e, ssl.client_ca)) {
+      X509Ptr first;
+      std::string reason = parse_cert(ssl.client_ca, first);
+      if (!reason.empty()) {
+        fail(e, cp.key("ca"), std::move(reason));
+        ssl.client_ca.clear();
+      }
+    }
+    if (const json* depth = member(*client, "depth"); depth != nullptr && depth->is_number_integer())
+      ssl.client_depth = static_cast<int>(std::min<int64_t>(depth->get<int64_t>(), 100));
   }
   check_integer_id(v, p, e);
   if (const json* id = member(v, "id")) ssl.id = peek_id(*id);

@@ -177,6 +177,14 @@ TEST(ConfigSsl, Defaults) {
   s = validate_ssl(with(small_ssl(), {{"sni", "*"}, {"cert", ec_a().cert + ec_b().cert}}), "", errors);
   ASSERT_TRUE(s);
   EXPECT_EQ(s->snis, std::vector<std::string>{"*"});
+  // client (mTLS): the CA kept, depth 1 unless set.
+  s = validate_ssl(with(small_ssl(), {{"client", {{"ca", ec_a().cert}}}}), "", errors);
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->client_ca, ec_a().cert);
+  EXPECT_EQ(s->client_depth, 1);
+  s = validate_ssl(with(small_ssl(), {{"client", {{"ca", ec_a().cert}, {"depth", 3}}}}), "", errors);
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->client_depth, 3);
   EXPECT_EQ(errors.total(), 0u);
 }
 
@@ -252,8 +260,12 @@ TEST(ConfigSsl, RejectsEachBadField) {
        "matches none of the enum values"},
       {"labels_bad", ssls(with(small_ssl(), {{"labels", {{"a", ""}}}})), "ssls[0].labels.a",
        "string too short, expected at least 1, got 0"},
-      {"client_mtls", ssls(with(small_ssl(), {{"client", {{"ca", cert}}}})), "ssls[0].client",
-       "'client' is not supported by this version"},
+      {"client_ca_garbage", ssls(with(small_ssl(), {{"client", {{"ca", "x"}}}})), "ssls[0].client.ca",
+       "not a PEM certificate"},
+      {"client_no_ca", ssls(with(small_ssl(), {{"client", {{"depth", 2}}}})), "ssls[0].client.ca",
+       "property \"ca\" is required"},
+      {"client_depth_negative", ssls(with(small_ssl(), {{"client", {{"ca", cert}, {"depth", -1}}}})),
+       "ssls[0].client.depth", "expected -1 to be at least 0"},
       {"ssl_protocols", ssls(with(small_ssl(), {{"ssl_protocols", {"TLSv1.3"}}})), "ssls[0].ssl_protocols",
        "not supported"},
       {"unknown", ssls(with(small_ssl(), {{"validity_end", 1}})), "ssls[0].validity_end",

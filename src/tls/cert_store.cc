@@ -1,0 +1,88 @@
+#include "tls/cert_store.h"
+
+#include <openssl/sha.h>
+
+#include <algorithm>
+
+namespace portico::tls {
+namespace {
+
+// Lower case, without a trailing dot; empty when the name cannot be a host name.
+std::string canonical(std::string_view name) {
+  if (!name.empty() && name.back() == '.') name.remove_suffix(1);
+  if (name.empty() || name.size() > 253) return {};
+  std::string out(name);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return out;
+}
+
+}  // namespace
+
+std::shared_ptr<const CertStore> CertStore::build(const std::vector<config::Ssl>& ssls,
+                                                  std::vector<std::string>* problems) {
+  auto store = std::make_shared<CertStore>();
+  for (const config::Ssl& ssl : ssls) {
+    if (ssl.type != config::SslType::server || !ssl.enabled) continue;
+    auto entry = std::make_unique<CertEntry>();
+    entry->id = ssl.id;
+    auto add = [&](const std::string& cert, const std::string& key, const std::string& field) {
+      KeyPair pair;
+      std::string why = load_pair(cert, key, pair);
+      if (!why.empty()) {
+        if (problems) problems->push_back("ssls/" + ssl.id + "." + field + ": " + why);
+        return;
+      }
+      std::string type = key_type(pair.key.get());
+      // One certificate per key type: OpenSSL holds one per type, the first listed wins.
+      if (std::find(entry->types.begin(), entry->types.end(), type) != entry->types.end()) return;
+      entry->types.push_back(std::move(type));
+      entry->pairs.push_back(std::move(pair));
+    };
+    add(ssl.cert, ssl.key, "cert");
+    for (size_t i = 0; i < ssl.certs.size() && i < ssl.keys.size(); ++i) {
+      add(ssl.certs[i], ssl.keys[i], "certs[" + std::to_string(i) + "]");
+    }
+    if (entry->pairs.empty()) continue;
+    if (!ssl.client_ca.empty()) {
+      std::string why = load_ca(ssl.client_ca, entry->client_ca, &entry->client_ca_names);
+      if (!why.empty()) {
+        // Never serve without the client check the config asked for.
+        if (problems) problems->push_back("ssls/" + ssl.id + ".client.ca: " + why);
+        continue;
+      }
+      entry->client_depth = ssl.client_depth;
+    }
+    std::string context = ssl.id;
+    context += '\0';
+    context += ssl.client_ca;
+    SHA256(reinterpret_cast<const unsigned char*>(context.data()), context.size(), entry->sid_ctx);
+    const CertEntry* e = entry.get();
+    store->entries_.push_back(std::move(entry));
+    for (const std::string& sni : ssl.snis) {
+      if (sni == "*") {
+        if (store->any_ == nullptr) store->any_ = e;
+      } else if (sni.starts_with("*.")) {
+        store->wildcard_.emplace(canonical(sni.substr(2)), e);  // emplace: the first keeps it
+      } else {
+        store->exact_.emplace(canonical(sni), e);
+      }
+    }
+  }
+  return store;
+}
+
+const CertEntry* CertStore::find(std::string_view server_name) const {
+  const std::string name = canonical(server_name);
+  if (!name.empty()) {
+    if (auto it = exact_.find(name); it != exact_.end()) return it->second;
+    // "*.example.com" covers "a.example.com", not "example.com" nor "a.b.example.com" (RFC 6125 6.4.3).
+    if (size_t dot = name.find('.'); dot != std::string::npos && dot > 0) {
+      if (auto it = wildcard_.find(name.substr(dot + 1)); it != wildcard_.end()) return it->second;
+    }
+  }
+  return any_;
+}
+
+}  // namespace portico::tls

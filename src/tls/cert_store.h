@@ -1,0 +1,53 @@
+// CertStore: the server certificates of one config generation (APISIX `ssls` of type server, status 1),
+// compiled into OpenSSL objects when the snapshot is built (off the workers), immutable afterwards and shared
+// by every worker's handshakes. A handshake pins the store it started with; a new config publishes a new
+// store, so a certificate change applies to the next handshake and never to one in progress.
+//
+// Selection by SNI (case-insensitive, a trailing dot ignored): an exact name, else a wildcard "*.suffix"
+// (one label, as clients check it), else "*" (any name), else none. Among ssls claiming the same name, the
+// first in config order (by id) wins. One entry holds one certificate per key type (RSA, ECDSA): OpenSSL
+// presents the one the client's signature algorithms accept.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "config/model.h"
+#include "tls/pem.h"
+
+namespace portico::tls {
+
+struct CertEntry {
+  std::string id;                  // the ssl's id
+  std::vector<KeyPair> pairs;      // at most one per key type, in config order (cert, then certs[i])
+  std::vector<std::string> types;  // key_type() of each pair, parallel to `pairs`
+  StorePtr client_ca;              // null: no client certificate asked for
+  NamesPtr client_ca_names;
+  int client_depth = 1;
+  // Session id context: sessions resume only under the same ssl and client CA (OpenSSL checks it for both
+  // tickets and cached sessions), so a session verified against one CA never skips another's check.
+  unsigned char sid_ctx[32] = {0};
+};
+
+class CertStore {
+ public:
+  // Compiles the server certificates of `ssls`. A pair OpenSSL refuses (already validated, so only on
+  // internal failure) is skipped and reported in `problems`.
+  static std::shared_ptr<const CertStore> build(const std::vector<config::Ssl>& ssls,
+                                                std::vector<std::string>* problems = nullptr);
+
+  // The entry for `server_name` (SNI as sent); null when none matches. Any thread.
+  const CertEntry* find(std::string_view server_name) const;
+  size_t size() const { return entries_.size(); }
+
+ private:
+  std::vector<std::unique_ptr<CertEntry>> entries_;
+  std::unordered_map<std::string, const CertEntry*> exact_;
+  std::unordered_map<std::string, const CertEntry*> wildcard_;  // key: the suffix after "*." ("example.com")
+  const CertEntry* any_ = nullptr;                              // "*"
+};
+
+}  // namespace portico::tls

@@ -1,0 +1,61 @@
+// ServerContext: the TLS settings of the client-facing listener, one SSL_CTX shared by every worker (an
+// SSL_CTX is safe to share once configured; each connection gets its own SSL). Built once at start, it holds
+// no certificate: a connection's certificate is chosen during its handshake, in the ClientHello callback,
+// from the CertStore the session pinned (prepare()), by SNI:
+//   1. the store's entry for the SNI (exact, then wildcard, then "*"; cert_store.h);
+//   2. else, when --tls-default-sni is set, the entry for that name (also for a ClientHello without SNI);
+//   3. else the handshake fails with an unrecognized_name alert (a ClientHello without SNI included, unless
+//      an ssl lists "*").
+// The chosen entry's certificates (RSA and/or ECDSA) are set on the SSL, and OpenSSL presents the one the
+// client's signature algorithms accept; its client CA (ssls.client.ca) makes the client certificate
+// mandatory (verified in the handshake, as APISIX does: a missing or invalid one fails the handshake).
+//
+// Fixed policy: TLS 1.2 and 1.3 only, Mozilla "intermediate" ciphers, no compression, no renegotiation,
+// ALPN "http/1.1" (h2 comes with the HTTP/2 codec), stateless session tickets (TicketKeys, rotated hourly,
+// shared by the workers), no server-side session cache.
+#pragma once
+
+#include <openssl/ssl.h>
+
+#include <boost/asio/ssl/context.hpp>
+#include <memory>
+#include <string>
+
+#include "tls/cert_store.h"
+#include "tls/ticket_keys.h"
+
+namespace portico::tls {
+
+struct ServerOptions {
+  std::string default_sni;  // --tls-default-sni: the name whose certificate answers no or an unknown SNI
+};
+
+class ServerContext {
+ public:
+  explicit ServerContext(ServerOptions options);
+  ServerContext(const ServerContext&) = delete;
+  ServerContext& operator=(const ServerContext&) = delete;
+
+  boost::asio::ssl::context& context() { return context_; }
+  TicketKeys& ticket_keys() { return tickets_; }
+  const ServerOptions& options() const { return options_; }
+
+  // Before the handshake of `ssl`: the store it selects from. The caller keeps `store` alive until the
+  // handshake ends (the chosen certificates are then referenced by the SSL itself).
+  static void prepare(SSL* ssl, const CertStore* store);
+
+  // After a successful handshake: the client certificate's subject (RFC 2253, as nginx's
+  // $ssl_client_s_dn) and the verification result as nginx's $ssl_client_verify ("SUCCESS", "NONE").
+  static std::string client_subject(SSL* ssl);
+  static const char* client_verify(SSL* ssl);
+
+  // The ClientHello callback (public for the C trampoline).
+  int on_client_hello(SSL* ssl, int* alert);
+
+ private:
+  ServerOptions options_;
+  boost::asio::ssl::context context_;
+  TicketKeys tickets_;
+};
+
+}  // namespace portico::tls

@@ -1,0 +1,345 @@
+// The TLS store and the listener's certificate choice: SNI selection (exact, wildcard, "*", none, the default
+// name), RSA vs ECDSA by what the client accepts, client certificates, a store swap between handshakes, and
+// ticket key rotation. Handshakes run in memory (a BIO pair) against the real ServerContext; certificates are
+// generated at test time.
+#include <gtest/gtest.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include <string>
+
+#include "tls/cert_store.h"
+#include "tls/server_context.h"
+
+namespace portico::tls {
+namespace {
+
+struct Pem {
+  std::string cert;
+  std::string key;
+};
+
+std::string bio_text(BIO* bio) {
+  char* data = nullptr;
+  long n = BIO_get_mem_data(bio, &data);
+  std::string out(data, static_cast<size_t>(n));
+  BIO_free(bio);
+  return out;
+}
+
+// A certificate for `cn`, signed by `issuer` (self-signed when null).
+Pem make_cert(const char* cn, bool rsa, const Pem* issuer = nullptr) {
+  EVP_PKEY* pkey = rsa ? EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", size_t{2048})
+                       : EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256");
+  X509* x = X509_new();
+  X509_set_version(x, 2);
+  ASN1_INTEGER_set(X509_get_serialNumber(x), 7);
+  X509_gmtime_adj(X509_getm_notBefore(x), -60);
+  X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+  X509_set_pubkey(x, pkey);
+  X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
+                             reinterpret_cast<const unsigned char*>(cn), -1, -1, 0);
+  EVP_PKEY* signer = pkey;
+  X509* issuer_cert = nullptr;
+  if (issuer != nullptr) {
+    BIO* b = BIO_new_mem_buf(issuer->cert.data(), static_cast<int>(issuer->cert.size()));
+    issuer_cert = PEM_read_bio_X509(b, nullptr, nullptr, nullptr);
+    BIO_free(b);
+    b = BIO_new_mem_buf(issuer->key.data(), static_cast<int>(issuer->key.size()));
+    signer = PEM_read_bio_PrivateKey(b, nullptr, nullptr, nullptr);
+    BIO_free(b);
+    X509_set_issuer_name(x, X509_get_subject_name(issuer_cert));
+  } else {
+    X509_set_issuer_name(x, X509_get_subject_name(x));
+    X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, nullptr, NID_basic_constraints, "critical,CA:TRUE");
+    X509_add_ext(x, ext, -1);
+    X509_EXTENSION_free(ext);
+  }
+  X509_sign(x, signer, EVP_sha256());
+  Pem out;
+  BIO* bio = BIO_new(BIO_s_mem());
+  PEM_write_bio_X509(bio, x);
+  out.cert = bio_text(bio);
+  bio = BIO_new(BIO_s_mem());
+  PEM_write_bio_PrivateKey(bio, pkey, nullptr, nullptr, 0, nullptr, nullptr);
+  out.key = bio_text(bio);
+  if (issuer_cert != nullptr) {
+    X509_free(issuer_cert);
+    EVP_PKEY_free(signer);
+  }
+  X509_free(x);
+  EVP_PKEY_free(pkey);
+  return out;
+}
+
+const Pem& rsa_a() {
+  static const Pem p = make_cert("a-rsa", true);
+  return p;
+}
+const Pem& ec_a() {
+  static const Pem p = make_cert("a-ec", false);
+  return p;
+}
+const Pem& ec_wild() {
+  static const Pem p = make_cert("wild", false);
+  return p;
+}
+const Pem& ec_any() {
+  static const Pem p = make_cert("any", false);
+  return p;
+}
+const Pem& ca() {
+  static const Pem p = make_cert("test-ca", false);
+  return p;
+}
+
+config::Ssl ssl(std::string id, const Pem& pem, std::vector<std::string> snis) {
+  config::Ssl s;
+  s.id = std::move(id);
+  s.cert = pem.cert;
+  s.key = pem.key;
+  s.snis = std::move(snis);
+  return s;
+}
+
+// The subject CN of `x`.
+std::string cn_of(X509* x) {
+  if (x == nullptr) return "";
+  char buf[256] = {0};
+  X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, buf, sizeof buf);
+  return buf;
+}
+
+struct ClientOptions {
+  const char* sni = nullptr;
+  const char* sigalgs = nullptr;  // e.g. "ECDSA+SHA256" (client accepts only ECDSA certificates)
+  int max_version = TLS1_3_VERSION;
+  const Pem* client_cert = nullptr;
+  SSL_SESSION* session = nullptr;  // resume this one
+};
+
+struct Result {
+  bool ok = false;
+  std::string server_cn;  // the certificate the client received
+  int client_alert = 0;   // alert the server sent (as the client saw it), 0 when none
+  bool resumed = false;
+  std::string subject;             // as the server saw the client certificate
+  SSL_SESSION* session = nullptr;  // the client's session (caller frees)
+};
+
+int g_alert = 0;
+void record_alert(const SSL*, int where, int ret) {
+  if ((where & SSL_CB_READ_ALERT) != 0) g_alert = ret & 0xff;
+}
+
+// One handshake between an OpenSSL client and `server` selecting from `store`, through a BIO pair.
+Result handshake(ServerContext& server, const CertStore* store, const ClientOptions& o) {
+  SSL_CTX* cctx = SSL_CTX_new(TLS_client_method());
+  SSL_CTX_set_max_proto_version(cctx, o.max_version);
+  SSL_CTX_set_verify(cctx, SSL_VERIFY_NONE, nullptr);
+  SSL_CTX_set_info_callback(cctx, record_alert);
+  if (o.sigalgs != nullptr) SSL_CTX_set1_sigalgs_list(cctx, o.sigalgs);
+  SSL* c = SSL_new(cctx);
+  if (o.client_cert != nullptr) {
+    BIO* b = BIO_new_mem_buf(o.client_cert->cert.data(), -1);
+    X509* x = PEM_read_bio_X509(b, nullptr, nullptr, nullptr);
+    BIO_free(b);
+    b = BIO_new_mem_buf(o.client_cert->key.data(), -1);
+    EVP_PKEY* k = PEM_read_bio_PrivateKey(b, nullptr, nullptr, nullptr);
+    BIO_free(b);
+    SSL_use_certificate(c, x);
+    SSL_use_PrivateKey(c, k);
+    X509_free(x);
+    EVP_PKEY_free(k);
+  }
+  if (o.sni != nullptr) SSL_set_tlsext_host_name(c, o.sni);
+  if (o.session != nullptr) SSL_set_session(c, o.session);
+  SSL* s = SSL_new(server.context().native_handle());
+  ServerContext::prepare(s, store);
+  BIO *cb = nullptr, *sb = nullptr;
+  BIO_new_bio_pair(&cb, 0, &sb, 0);
+  SSL_set_bio(c, cb, cb);
+  SSL_set_bio(s, sb, sb);
+  SSL_set_connect_state(c);
+  SSL_set_accept_state(s);
+  g_alert = 0;
+  Result r;
+  bool cdone = false, sdone = false, failed = false;
+  for (int i = 0; i < 20 && !(cdone && sdone) && !failed; ++i) {
+    if (!cdone) {
+      int rc = SSL_do_handshake(c);
+      if (rc == 1)
+        cdone = true;
+      else if (SSL_get_error(c, rc) != SSL_ERROR_WANT_READ)
+        failed = true;
+    }
+    if (!sdone && !failed) {
+      int rc = SSL_do_handshake(s);
+      if (rc == 1)
+        sdone = true;
+      else if (SSL_get_error(s, rc) != SSL_ERROR_WANT_READ)
+        failed = true;
+    }
+  }
+  if (failed) {  // let the client read the server's alert
+    SSL_do_handshake(c);
+  }
+  if (cdone && sdone) {
+    // TLS 1.3 tickets arrive after the handshake: a read on both sides moves them.
+    char byte = 'x';
+    SSL_write(c, &byte, 1);
+    SSL_read(s, &byte, 1);
+    SSL_write(s, &byte, 1);
+    SSL_read(c, &byte, 1);
+    r.ok = true;
+    r.server_cn = cn_of(SSL_get0_peer_certificate(c));
+    r.resumed = SSL_session_reused(c) == 1;
+    r.subject = ServerContext::client_subject(s);
+    r.session = SSL_get1_session(c);
+  }
+  r.client_alert = g_alert;
+  // A connection freed without a shutdown marks its session not resumable.
+  SSL_set_shutdown(c, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+  SSL_free(c);
+  SSL_free(s);
+  SSL_CTX_free(cctx);
+  ERR_clear_error();
+  return r;
+}
+
+std::string served(ServerContext& server, const CertStore* store, ClientOptions o) {
+  Result r = handshake(server, store, o);
+  if (r.session) SSL_SESSION_free(r.session);
+  return r.ok ? r.server_cn : "FAILED";
+}
+
+TEST(TlsStore, ExactBeforeWildcardBeforeAnyBeforeNone) {
+  auto store =
+      CertStore::build({ssl("1", ec_wild(), {"*.example.com"}), ssl("2", ec_a(), {"a.example.com"})});
+  ASSERT_EQ(store->size(), 2u);
+  EXPECT_EQ(store->find("a.example.com")->id, "2");
+  EXPECT_EQ(store->find("A.Example.COM.")->id, "2");  // case and a trailing dot ignored
+  EXPECT_EQ(store->find("b.example.com")->id, "1");
+  EXPECT_EQ(store->find("x.b.example.com"), nullptr);  // a wildcard covers one label
+  EXPECT_EQ(store->find("example.com"), nullptr);
+  EXPECT_EQ(store->find(""), nullptr);
+  auto with_any = CertStore::build({ssl("1", ec_wild(), {"*.example.com"}), ssl("9", ec_any(), {"*"})});
+  EXPECT_EQ(with_any->find("other.org")->id, "9");
+  EXPECT_EQ(with_any->find("b.example.com")->id, "1");
+  EXPECT_EQ(with_any->find("")->id, "9");
+}
+
+TEST(TlsStore, FirstSslWinsAndDisabledOrClientSkipped) {
+  config::Ssl off = ssl("0", rsa_a(), {"a.example.com"});
+  off.enabled = false;
+  config::Ssl client = ssl("00", rsa_a(), {"a.example.com"});
+  client.type = config::SslType::client;
+  auto store = CertStore::build(
+      {off, client, ssl("1", ec_a(), {"a.example.com"}), ssl("2", ec_wild(), {"a.example.com"})});
+  EXPECT_EQ(store->find("a.example.com")->id, "1");
+}
+
+TEST(TlsHandshake, SniSelectsTheCertificate) {
+  ServerContext server({});
+  auto store =
+      CertStore::build({ssl("1", ec_wild(), {"*.example.com"}), ssl("2", ec_a(), {"a.example.com"})});
+  EXPECT_EQ(served(server, store.get(), {.sni = "a.example.com"}), "a-ec");
+  EXPECT_EQ(served(server, store.get(), {.sni = "zz.example.com"}), "wild");
+  // Unknown name and no SNI: unrecognized_name, without a default name.
+  Result r = handshake(server, store.get(), {.sni = "other.org"});
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(r.client_alert, SSL_AD_UNRECOGNIZED_NAME);
+  EXPECT_EQ(served(server, store.get(), {}), "FAILED");
+  // No store at all (no configuration yet): the same answer.
+  EXPECT_EQ(served(server, nullptr, {.sni = "a.example.com"}), "FAILED");
+}
+
+TEST(TlsHandshake, DefaultSniAnswersUnknownAndMissingNames) {
+  ServerContext server({.default_sni = "a.example.com"});
+  auto store =
+      CertStore::build({ssl("1", ec_wild(), {"*.example.com"}), ssl("2", ec_a(), {"a.example.com"})});
+  EXPECT_EQ(served(server, store.get(), {.sni = "other.org"}), "a-ec");
+  EXPECT_EQ(served(server, store.get(), {}), "a-ec");
+  EXPECT_EQ(served(server, store.get(), {.sni = "b.example.com"}), "wild");
+}
+
+TEST(TlsHandshake, RsaOrEcdsaByWhatTheClientAccepts) {
+  ServerContext server({});
+  config::Ssl both = ssl("1", rsa_a(), {"a.example.com"});
+  both.certs = {ec_a().cert};
+  both.keys = {ec_a().key};
+  auto store = CertStore::build({both});
+  for (int version : {TLS1_2_VERSION, TLS1_3_VERSION}) {
+    SCOPED_TRACE(version);
+    EXPECT_EQ(served(server, store.get(),
+                     {.sni = "a.example.com", .sigalgs = "ECDSA+SHA256", .max_version = version}),
+              "a-ec");
+    EXPECT_EQ(
+        served(server, store.get(),
+               {.sni = "a.example.com", .sigalgs = "RSA-PSS+SHA256:RSA+SHA256", .max_version = version}),
+        "a-rsa");
+  }
+  // An RSA-only entry still serves an ECDSA-preferring client that accepts RSA.
+  auto rsa_only = CertStore::build({ssl("1", rsa_a(), {"a.example.com"})});
+  EXPECT_EQ(served(server, rsa_only.get(), {.sni = "a.example.com"}), "a-rsa");
+}
+
+TEST(TlsHandshake, StoreSwapAppliesToTheNextHandshake) {
+  ServerContext server({});
+  auto first = CertStore::build({ssl("1", rsa_a(), {"a.example.com"})});
+  auto second = CertStore::build({ssl("1", ec_a(), {"a.example.com"})});
+  EXPECT_EQ(served(server, first.get(), {.sni = "a.example.com"}), "a-rsa");
+  EXPECT_EQ(served(server, second.get(), {.sni = "a.example.com"}), "a-ec");
+  auto removed = CertStore::build({});
+  EXPECT_EQ(served(server, removed.get(), {.sni = "a.example.com"}), "FAILED");
+}
+
+TEST(TlsHandshake, ClientCertificateRequiredWhenClientCaSet) {
+  ServerContext server({});
+  static const Pem client = make_cert("client-1", false, &ca());
+  static const Pem stranger = make_cert("stranger", false);
+  config::Ssl s = ssl("1", ec_a(), {"a.example.com"});
+  s.client_ca = ca().cert;
+  auto store = CertStore::build({s});
+  Result ok = handshake(server, store.get(), {.sni = "a.example.com", .client_cert = &client});
+  EXPECT_TRUE(ok.ok);
+  EXPECT_EQ(ok.subject, "CN=client-1");
+  if (ok.session) SSL_SESSION_free(ok.session);
+  EXPECT_EQ(served(server, store.get(), {.sni = "a.example.com"}), "FAILED");
+  EXPECT_EQ(served(server, store.get(), {.sni = "a.example.com", .client_cert = &stranger}), "FAILED");
+  EXPECT_EQ(served(server, store.get(), {.sni = "a.example.com", .max_version = TLS1_2_VERSION}), "FAILED");
+}
+
+TEST(TlsHandshake, TicketsResumeAcrossOneRotationNotTwo) {
+  auto store = CertStore::build({ssl("1", ec_a(), {"a.example.com"})});
+  for (int version : {TLS1_2_VERSION, TLS1_3_VERSION}) {
+    SCOPED_TRACE(version);
+    ServerContext server({});
+    Result first = handshake(server, store.get(), {.sni = "a.example.com", .max_version = version});
+    ASSERT_TRUE(first.ok);
+    ASSERT_NE(first.session, nullptr);
+    Result again = handshake(server, store.get(),
+                             {.sni = "a.example.com", .max_version = version, .session = first.session});
+    EXPECT_TRUE(again.resumed);
+    auto later = TicketKeys::Clock::now() + std::chrono::hours(1) + std::chrono::seconds(1);
+    server.ticket_keys().rotate_if_due(later);
+    Result after_one = handshake(server, store.get(),
+                                 {.sni = "a.example.com", .max_version = version, .session = first.session});
+    EXPECT_TRUE(after_one.resumed);
+    server.ticket_keys().rotate_if_due(later + std::chrono::hours(1) + std::chrono::seconds(1));
+    Result after_two = handshake(server, store.get(),
+                                 {.sni = "a.example.com", .max_version = version, .session = first.session});
+    EXPECT_TRUE(after_two.ok);
+    EXPECT_FALSE(after_two.resumed);
+    for (SSL_SESSION* s : {first.session, again.session, after_one.session, after_two.session}) {
+      if (s) SSL_SESSION_free(s);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace portico::tls
