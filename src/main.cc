@@ -78,6 +78,11 @@ const char kUsage[] =
     "  --s3-lease-ttl SECONDS    S3 fallback: export election lease; a dead exporter is replaced within\n"
     "                            about this long (default 10)\n"
     "  --listen IP:PORT          proxy listener (default 0.0.0.0:9080)\n"
+    "  --listen-tls IP:PORT      TLS proxy listener, certificates from ssls (default: none)\n"
+    "  --tls-default-sni NAME    certificate for a ClientHello without SNI or with an unknown name "
+    "(default:\n"
+    "                            none: the handshake fails with unrecognized_name)\n"
+    "  --tls-handshake-timeout SEC  deadline for a TLS handshake from the accept (default 10)\n"
     "  --status-listen IP:PORT   /healthz /readyz /metrics /status/config (default 127.0.0.1:9091)\n"
     "  --workers N               worker threads, one event loop each (default: number of CPUs)\n"
     "  --access-log PATH|-|off   JSON-lines access log (default '-' = stdout)\n"
@@ -262,6 +267,12 @@ int main(int argc, char** argv) {
       opt.listen = value;
     } else if (flag == "--status-listen") {
       opt.status_listen = value;
+    } else if (flag == "--listen-tls") {
+      opt.listen_tls = value;
+    } else if (flag == "--tls-default-sni") {
+      opt.tls_default_sni = value;
+    } else if (flag == "--tls-handshake-timeout") {
+      opt.tls_handshake_timeout = parse_seconds(flag, value);
     } else if (flag == "--workers") {
       opt.workers = static_cast<unsigned>(parse_integer(flag, value, 0));
     } else if (flag == "--access-log") {

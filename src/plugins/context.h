@@ -200,6 +200,10 @@ class RequestContext {
   router::IpAddress client_ip;
   std::string_view client_ip_text;
   bool tls = false;  // the client connection is TLS (scheme https)
+  // With a client certificate (ssls.client.ca): its subject (RFC 2253, nginx's $ssl_client_s_dn) and
+  // "SUCCESS" (a failed verification ends the handshake); "NONE"/empty otherwise ("" on plain connections).
+  std::string_view ssl_client_s_dn;
+  std::string_view ssl_client_verify;
   std::string_view route_id;
   std::string_view route_name;
   std::string_view service_id;

@@ -57,6 +57,11 @@ void AccessLog::write(const AccessRecord& r) {
   append_field(buffer_, "user_agent", r.user_agent);
   append_field(buffer_, "route_id", r.route_id);
   append_field(buffer_, "upstream_addr", r.upstream_addr);
+  if (r.tls) {
+    buffer_ += ",\"scheme\":\"https\"";
+    if (!r.ssl_client_s_dn.empty()) append_field(buffer_, "ssl_client_s_dn", r.ssl_client_s_dn);
+    append_field(buffer_, "ssl_client_verify", r.ssl_client_verify);
+  }
   char tail[192];
   if (r.upstream_time >= 0) {
     n = std::snprintf(tail, sizeof tail,

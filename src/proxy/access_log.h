@@ -23,6 +23,11 @@ struct AccessRecord {
   uint64_t bytes_sent = 0;
   double request_time = 0;    // seconds
   double upstream_time = -1;  // seconds; < 0 = no upstream
+  // TLS connections only (plain lines stay as they were): "scheme":"https", and with a client certificate
+  // nginx's $ssl_client_s_dn and $ssl_client_verify.
+  bool tls = false;
+  std::string_view ssl_client_s_dn;
+  std::string_view ssl_client_verify;
 };
 
 class AccessLog {

@@ -192,7 +192,7 @@ void write_upstream_request_head(std::string& out, const http::RequestHead& req,
   out += p.client_ip;
   out += "\r\n";
   append_header(out, "X-Real-IP", p.client_ip);
-  out += "X-Forwarded-Proto: http\r\n";
+  out += p.tls ? "X-Forwarded-Proto: https\r\n" : "X-Forwarded-Proto: http\r\n";
   append_header(out, "X-Forwarded-Host", req.host_header);
   // Content-Length (validated, single) was copied above; a chunked body is re-chunked by Portico.
   if (p.body == OutFraming::chunked) out += "Transfer-Encoding: chunked\r\n";

@@ -20,6 +20,7 @@ struct UpstreamRequestParams {
   std::string_view client_ip;  // appended to X-Forwarded-For; X-Real-IP
   OutFraming body = OutFraming::none;
   bool close = false;        // Connection: close (no keep-alive to this node)
+  bool tls = false;          // the client connection is TLS: X-Forwarded-Proto https
   std::string_view upgrade;  // non-empty: ask the node to switch to this protocol (WebSocket)
   // Plugins' changes (headers, method); null when none. The target and host above already include theirs.
   const plugins::UpstreamEdits* edits = nullptr;

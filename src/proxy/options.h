@@ -22,6 +22,9 @@ struct Options {
                                        // re-armed per read; also the per-read idle limit of request bodies
   double client_send_timeout = 60;     // a client that stops reading for this long is dropped
   double watch_interval = 1;           // config file poll period, seconds
+  std::string listen_tls;              // TLS proxy listener ("" = none), one SO_REUSEPORT socket per worker
+  std::string tls_default_sni;        // certificate name for a ClientHello without SNI or with an unknown one
+  double tls_handshake_timeout = 10;  // seconds from accept to a completed TLS handshake
 };
 
 }  // namespace portico::proxy

@@ -9,14 +9,17 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <cstring>
 
+#include "base/log.h"
 #include "http/path.h"
 #include "plugins/consumers.h"
 #include "proxy/worker.h"
 #include "snapshot/snapshot.h"
+#include "tls/server_context.h"
 
 namespace portico::proxy {
 
@@ -48,20 +51,28 @@ int status_class(int status) {
 }
 }  // namespace
 
-Session::Session(Worker& worker, asio::ip::tcp::socket socket)
-    : worker_(worker), client_(std::move(socket)), timer_(worker.context()), delay_timer_(worker.context()) {
+Session::Session(Worker& worker, asio::ip::tcp::socket socket, tls::ServerContext* tls)
+    : worker_(worker),
+      client_(std::move(socket)),
+      tls_(tls),
+      timer_(worker.context()),
+      delay_timer_(worker.context()) {
   const Options& opt = worker_.options();
   limits_.max_head_size = opt.max_header_size;
   limits_.max_target_size = opt.max_target_size;
   boost::system::error_code ec;
-  client_.set_option(asio::ip::tcp::no_delay(true), ec);
+  client_.socket().set_option(asio::ip::tcp::no_delay(true), ec);
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;
-  if (::getpeername(client_.native_handle(), reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
+  if (::getpeername(client_.socket().native_handle(), reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
     client_ip_ = router::IpAddress::from_sockaddr(reinterpret_cast<sockaddr*>(&ss));
     client_ip_len_ = client_ip_.format(client_ip_text_);
   }
   in_.resize(kInitialBuffer);
+  if (tls_ != nullptr) {
+    client_.enable_tls(tls_->context());
+    match_.tls = true;
+  }
   plugin_ctx_.worker = worker_.index();
   plugin_ctx_.waiter = &plugin_waiter_;
   worker_.add_session(this);
@@ -127,7 +138,37 @@ awaitable<void> Session::watchdog() {
   }
 }
 
+awaitable<bool> Session::tls_handshake() {
+  // The newest certificates this worker has; the handshake pins them (a swap applies to the next one).
+  std::shared_ptr<PinnedSnapshot> pinned = worker_.snapshot();
+  const tls::CertStore* store = pinned && pinned->snapshot ? pinned->snapshot->tls.get() : nullptr;
+  tls::ServerContext::prepare(client_.ssl(), store);
+  arm(worker_.options().tls_handshake_timeout, Guard::client);
+  auto [ec] = co_await client_.tls()->async_handshake(asio::ssl::stream_base::server, nothrow);
+  disarm();
+  tls::ServerContext::prepare(client_.ssl(), nullptr);
+  if (ec) {
+    worker_.metrics().tls_handshake_failures.add();
+    PORTICO_LOG(debug, "TLS handshake with %.*s failed: %s%s", static_cast<int>(client_ip_len_),
+                client_ip_text_, timed_out_ ? "timed out" : ec.message().c_str(), "");
+    co_return false;
+  }
+  worker_.metrics().tls_handshakes.add();
+  if (SSL_session_reused(client_.ssl()) == 1) worker_.metrics().tls_resumed.add();
+  ssl_client_s_dn_ = tls::ServerContext::client_subject(client_.ssl());
+  ssl_client_verify_ = tls::ServerContext::client_verify(client_.ssl());
+  tls_ready_ = true;
+  co_return true;
+}
+
 awaitable<void> Session::run() {
+  if (tls_ != nullptr && !co_await tls_handshake()) {
+    alive_ = false;
+    timer_.cancel();
+    boost::system::error_code ec;
+    client_.close(ec);
+    co_return;
+  }
   while (true) {
     if (!co_await read_request_head()) break;
     idle_ = false;
@@ -150,6 +191,12 @@ awaitable<void> Session::run() {
   }
   boost::system::error_code ec;
   if (upstream_) upstream_->socket.close(ec);
+  if (tls_ready_ && client_.is_open() && !client_gone_) {
+    // close_notify: the client can tell the end of a response from a cut connection.
+    arm(worker_.options().client_send_timeout, Guard::client);
+    co_await client_.async_close_notify(nothrow);
+    disarm();
+  }
   if (client_may_still_send()) co_await linger();
   alive_ = false;
   timer_.cancel();
@@ -179,7 +226,9 @@ awaitable<void> Session::linger() {
   while (dropped < kLingerMaxBytes) {
     // A passed deadline closes the socket (Guard::client), which ends the read; so does Worker::abort.
     arm_until(std::min(Clock::now() + kLingerIdle, linger_end_), Guard::client);
-    auto [rec, n] = co_await client_.async_read_some(asio::buffer(buffer.data(), buffer.size()), nothrow);
+    // The socket itself: after a TLS close_notify what the client still sends is dropped undecrypted.
+    auto [rec, n] =
+        co_await client_.socket().async_read_some(asio::buffer(buffer.data(), buffer.size()), nothrow);
     disarm();
     if (rec || n == 0) break;
     dropped += n;
@@ -402,6 +451,9 @@ awaitable<bool> Session::run_plugins(const snapshot::Snapshot& snap, const snaps
   ctx.path = path;
   ctx.client_ip = client_ip_;
   ctx.client_ip_text = std::string_view(client_ip_text_, client_ip_len_);
+  ctx.tls = tls_ != nullptr;
+  ctx.ssl_client_s_dn = ssl_client_s_dn_;
+  ctx.ssl_client_verify = tls_ != nullptr ? std::string_view(ssl_client_verify_) : std::string_view();
   ctx.route_id = route.spec->id;
   ctx.route_name = route.spec->name;
   ctx.service_id = route.spec->service_id;
@@ -566,6 +618,11 @@ void Session::finish_request(int status, const snapshot::RouteRuntime* route) {
   rec.upstream_status = upstream_status_;
   rec.bytes_sent = bytes_sent_;
   rec.request_time = seconds;
+  if (tls_ != nullptr) {
+    rec.tls = true;
+    rec.ssl_client_s_dn = ssl_client_s_dn_;
+    rec.ssl_client_verify = ssl_client_verify_;
+  }
   rec.upstream_time = upstream_seconds_;
   log.write(rec);
 }

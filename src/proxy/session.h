@@ -21,6 +21,7 @@
 #include "http/parser.h"
 #include "plugins/context.h"
 #include "plugins/pipeline.h"
+#include "proxy/client_stream.h"
 #include "proxy/head_writer.h"
 #include "proxy/upstream_pool.h"
 #include "router/ip_address.h"
@@ -33,6 +34,10 @@ struct UpstreamRuntime;
 struct Snapshot;
 }  // namespace portico::snapshot
 
+namespace portico::tls {
+class ServerContext;
+}
+
 namespace portico::proxy {
 
 class Worker;
@@ -40,7 +45,8 @@ struct PinnedSnapshot;
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(Worker& worker, boost::asio::ip::tcp::socket socket);
+  // `tls`: the listener's TLS context when the connection came from the TLS listener, else null.
+  Session(Worker& worker, boost::asio::ip::tcp::socket socket, tls::ServerContext* tls = nullptr);
   ~Session();
 
   void start();
@@ -78,6 +84,9 @@ class Session : public std::enable_shared_from_this<Session> {
 
   boost::asio::awaitable<void> run();
   boost::asio::awaitable<void> watchdog();
+  // The TLS handshake, under --tls-handshake-timeout, with the certificates of the worker's newest snapshot.
+  // False: close (counted and logged at debug, never per connection above that).
+  boost::asio::awaitable<bool> tls_handshake();
   // Lingering close (nginx's lingering_close, RFC 9112 9.6): after the last response, half-close and read
   // and drop what the client still sends, within time and byte bounds, so that closing with its bytes unread
   // does not send a reset that destroys the response before the client read it.
@@ -102,8 +111,8 @@ class Session : public std::enable_shared_from_this<Session> {
   boost::asio::awaitable<bool> send_replaced_body(Attempt& attempt, bool http10);
   // After a 101 to a WebSocket upgrade: bytes both ways until either side closes.
   boost::asio::awaitable<void> tunnel(Attempt& attempt);
-  boost::asio::awaitable<void> pump(boost::asio::ip::tcp::socket& from, boost::asio::ip::tcp::socket& to,
-                                    char* buffer, size_t size, double idle_timeout);
+  template <typename From, typename To>
+  boost::asio::awaitable<void> pump(From& from, To& to, char* buffer, size_t size, double idle_timeout);
   boost::asio::awaitable<bool> write_upstream(Buffers buffers);
   // Reads from the upstream into up_[offset, offset+max), giving up at `deadline`. Returns bytes read; 0 on
   // EOF, error or timeout (then timed_out_ is set).
@@ -144,7 +153,11 @@ class Session : public std::enable_shared_from_this<Session> {
   void finish_request(int status, const snapshot::RouteRuntime* route);
 
   Worker& worker_;
-  boost::asio::ip::tcp::socket client_;
+  ClientStream client_;
+  tls::ServerContext* tls_ = nullptr;
+  bool tls_ready_ = false;       // the handshake completed: close_notify is due at the end
+  std::string ssl_client_s_dn_;  // the client certificate's subject (mTLS), for plugins and the log
+  const char* ssl_client_verify_ = "NONE";
   boost::asio::steady_timer timer_;
   boost::asio::steady_timer delay_timer_;  // a plugin's delay (RequestContext::delay_seconds)
   Clock::time_point deadline_ = Clock::time_point::max();

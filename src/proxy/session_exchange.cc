@@ -275,6 +275,7 @@ awaitable<bool> Session::send_request(Attempt& a) {
   }
   if (p.host.empty()) p.host = a.node->host_port;  // an HTTP/1.0 client may send no Host at all
   p.client_ip = std::string_view(client_ip_text_, client_ip_len_);
+  p.tls = tls_ != nullptr;
   p.body = request_.framing == http::BodyFraming::chunked          ? OutFraming::chunked
            : request_.framing == http::BodyFraming::content_length ? OutFraming::content_length
                                                                    : OutFraming::none;
@@ -574,8 +575,8 @@ awaitable<bool> Session::relay_response(Attempt& a) {
   }
 }
 
-awaitable<void> Session::pump(asio::ip::tcp::socket& from, asio::ip::tcp::socket& to, char* buffer,
-                              size_t size, double idle_timeout) {
+template <typename From, typename To>
+awaitable<void> Session::pump(From& from, To& to, char* buffer, size_t size, double idle_timeout) {
   while (true) {
     // Either direction's traffic keeps the tunnel alive; silence both ways for idle_timeout closes both ends.
     arm(idle_timeout, Guard::tunnel);
@@ -583,7 +584,7 @@ awaitable<void> Session::pump(asio::ip::tcp::socket& from, asio::ip::tcp::socket
     if (rec || n == 0) break;
     auto [wec, written] = co_await asio::async_write(to, asio::buffer(buffer, n), nothrow);
     if (wec) break;
-    if (&to == &client_) bytes_sent_ += written;
+    if (static_cast<void*>(&to) == static_cast<void*>(&client_)) bytes_sent_ += written;
   }
   // One side finished: pass the half-close on; the other direction ends on its own.
   boost::system::error_code ec;

@@ -19,10 +19,8 @@ Worker::Worker(size_t index, const Options& options, status::Metrics& metrics, i
       metrics_(metrics.worker(index)),
       // Only this worker's thread touches its sockets; other threads merely post to it.
       context_(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO),
-      acceptor_(context_),
+      plain_(context_, "worker " + std::to_string(index)),
       tick_timer_(context_),
-      accept_retry_(context_),
-      backoff_("worker " + std::to_string(index)),
       pool_(context_.get_executor()),
       access_log_(access_log_fd) {}
 
@@ -31,19 +29,34 @@ Worker::~Worker() {
   draining_ = false;  // sessions destroyed with the context below must not run the drain bookkeeping
 }
 
-void Worker::listen(const asio::ip::tcp::endpoint& endpoint) {
-  acceptor_.open(endpoint.protocol());
-  acceptor_.set_option(asio::socket_base::reuse_address(true));
+void Worker::bind(asio::ip::tcp::acceptor& acceptor, const asio::ip::tcp::endpoint& endpoint) {
+  acceptor.open(endpoint.protocol());
+  acceptor.set_option(asio::socket_base::reuse_address(true));
   int one = 1;
-  if (::setsockopt(acceptor_.native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+  if (::setsockopt(acceptor.native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
     throw std::system_error(errno, std::generic_category(), "SO_REUSEPORT");
   }
-  acceptor_.bind(endpoint);
-  acceptor_.listen(4096);
+  acceptor.bind(endpoint);
+  acceptor.listen(4096);
+}
+
+void Worker::listen(const asio::ip::tcp::endpoint& endpoint) {
+  bind(plain_.acceptor, endpoint);
+}
+
+void Worker::listen_tls(const asio::ip::tcp::endpoint& endpoint, tls::ServerContext& tls) {
+  tls_ = std::make_unique<Listener>(context_, "worker " + std::to_string(index_) + " (TLS)");
+  tls_->tls = &tls;
+  bind(tls_->acceptor, endpoint);
+}
+
+bool Worker::listening() const {
+  return plain_.acceptor.is_open() || (tls_ && tls_->acceptor.is_open());
 }
 
 void Worker::start() {
-  accept_next();
+  if (plain_.acceptor.is_open()) accept_next(plain_);
+  if (tls_) accept_next(*tls_);
   tick();
   thread_ = std::thread([this] {
     context_.run();
@@ -61,35 +74,35 @@ void Worker::publish(std::shared_ptr<const snapshot::Snapshot> snapshot) {
   asio::post(context_, [this, pinned = std::move(pinned)]() mutable { snapshot_ = std::move(pinned); });
 }
 
-void Worker::accept_next() {
-  acceptor_.async_accept([this](const boost::system::error_code& ec, asio::ip::tcp::socket socket) {
+void Worker::accept_next(Listener& l) {
+  l.acceptor.async_accept([this, &l](const boost::system::error_code& ec, asio::ip::tcp::socket socket) {
     if (ec) {
-      if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
+      if (ec == asio::error::operation_aborted || !l.acceptor.is_open()) return;
       if (base::classify_accept_error(ec) == base::AcceptError::connection) {
         // One connection failed (reset before it was taken, ...): nothing to wait for.
-        accept_next();
+        accept_next(l);
       } else {
         // Out of a resource, or an error that retrying at once would only repeat (EINVAL, EBADF, ...): a
         // growing delay, logged once per streak, instead of a spinning core.
-        retry_accept(backoff_.failed(ec));
+        retry_accept(l, l.backoff.failed(ec));
       }
       return;
     }
-    backoff_.succeeded();
-    std::make_shared<Session>(*this, std::move(socket))->start();
-    accept_next();
+    l.backoff.succeeded();
+    std::make_shared<Session>(*this, std::move(socket), l.tls)->start();
+    accept_next(l);
   });
 }
 
-void Worker::retry_accept(std::chrono::milliseconds delay) {
-  accept_retry_.expires_after(delay);
-  accept_retry_.async_wait([this](const boost::system::error_code& ec) {
-    if (ec || !acceptor_.is_open()) return;
-    const std::chrono::milliseconds again = backoff_.after_wait();
+void Worker::retry_accept(Listener& l, std::chrono::milliseconds delay) {
+  l.retry.expires_after(delay);
+  l.retry.async_wait([this, &l](const boost::system::error_code& ec) {
+    if (ec || !l.acceptor.is_open()) return;
+    const std::chrono::milliseconds again = l.backoff.after_wait();
     if (again.count() == 0) {
-      accept_next();
+      accept_next(l);
     } else {
-      retry_accept(again);
+      retry_accept(l, again);
     }
   });
 }
@@ -100,7 +113,7 @@ void Worker::tick() {
     if (ec) return;
     access_log_.flush();
     pool_.sweep();
-    if (!draining_ && !acceptor_.is_open()) return;
+    if (!draining_ && !listening()) return;
     if (draining_) {
       maybe_finish();
       if (sessions_.empty()) return;
@@ -113,9 +126,12 @@ void Worker::drain() {
   asio::post(context_, [this] {
     draining_ = true;
     boost::system::error_code ec;
-    acceptor_.close(ec);
-    accept_retry_.cancel();
-    backoff_.stopped();
+    for (Listener* l : {&plain_, tls_.get()}) {
+      if (l == nullptr) continue;
+      l->acceptor.close(ec);
+      l->retry.cancel();
+      l->backoff.stopped();
+    }
     std::vector<Session*> current(sessions_.begin(), sessions_.end());
     for (Session* s : current) s->on_drain();
     pool_.sweep(true);

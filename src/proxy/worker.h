@@ -27,6 +27,10 @@
 #include "snapshot/snapshot.h"
 #include "status/metrics.h"
 
+namespace portico::tls {
+class ServerContext;
+}
+
 namespace portico::proxy {
 
 class Session;
@@ -44,6 +48,9 @@ class Worker {
 
   // Binds the listening socket (throws std::system_error on failure). Called before start().
   void listen(const boost::asio::ip::tcp::endpoint& endpoint);
+  // Binds the TLS listening socket (--listen-tls); its connections handshake with `tls` (shared by all
+  // workers, outlives them). Called before start().
+  void listen_tls(const boost::asio::ip::tcp::endpoint& endpoint, tls::ServerContext& tls);
   void start();  // spawns the thread
   void join();
   bool finished() const { return finished_.load(); }  // the thread's loop has ended
@@ -69,8 +76,19 @@ class Worker {
   void remove_session(Session* s);
 
  private:
-  void accept_next();
-  void retry_accept(std::chrono::milliseconds delay);
+  // One listening socket: plain, or TLS (`tls` set). Each pauses and resumes on its own (AcceptBackoff).
+  struct Listener {
+    Listener(boost::asio::io_context& context, std::string name)
+        : acceptor(context), retry(context), backoff(std::move(name)) {}
+    boost::asio::ip::tcp::acceptor acceptor;
+    boost::asio::steady_timer retry;
+    base::AcceptBackoff backoff;
+    tls::ServerContext* tls = nullptr;
+  };
+  static void bind(boost::asio::ip::tcp::acceptor& acceptor, const boost::asio::ip::tcp::endpoint& endpoint);
+  void accept_next(Listener& l);
+  void retry_accept(Listener& l, std::chrono::milliseconds delay);
+  bool listening() const;
   void tick();
   void maybe_finish();
 
@@ -82,10 +100,9 @@ class Worker {
   std::unordered_set<Session*> sessions_;
   bool draining_ = false;
   boost::asio::io_context context_;
-  boost::asio::ip::tcp::acceptor acceptor_;
+  Listener plain_;
+  std::unique_ptr<Listener> tls_;  // --listen-tls
   boost::asio::steady_timer tick_timer_;
-  boost::asio::steady_timer accept_retry_;
-  base::AcceptBackoff backoff_;
   UpstreamPool pool_;
   AccessLog access_log_;
   std::shared_ptr<PinnedSnapshot> snapshot_;

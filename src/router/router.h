@@ -32,6 +32,7 @@ struct MatchRequest {
   const http::MessageHead* head = nullptr;  // headers and cookies for `vars`; may be null in tests
   IpAddress client;                         // peer address, for remote_addrs and `remote_addr`
   int status = 0;  // the response status, for a plugin's response-phase condition (`status`); 0 when routing
+  bool tls = false;  // the client connection is TLS: `scheme` is "https"
 };
 
 // One request variable by its APISIX name ("uri", "request_uri", "host", "remote_addr", "request_method",

@@ -113,7 +113,7 @@ bool lookup(Source source, const std::string& name, VarContext& ctx, std::string
       v = ctx.method;
       return true;
     case Source::scheme:
-      v = "http";
+      v = r.tls ? "https" : "http";
       return true;
     case Source::args:
       v = r.query;

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -21,6 +22,7 @@
 #include "server/keyring.h"
 #include "status/metrics.h"
 #include "status/status_server.h"
+#include "tls/server_context.h"
 #include "upstream/health.h"
 #include "upstream/health_checker.h"
 
@@ -55,6 +57,7 @@ struct Server::Impl {
   plugins::LimitStores limits;
   upstream::HealthRegistry health;
   upstream::ActiveHealthChecker checker;
+  std::unique_ptr<tls::ServerContext> tls;  // --listen-tls; declared first: outlives the workers
   std::vector<std::unique_ptr<proxy::Worker>> workers;
   // Destroyed before the workers: its clients live on their io_contexts.
   std::unique_ptr<redis::Registry> redis = std::make_unique<redis::Registry>();
@@ -190,9 +193,15 @@ int Server::run() {
 
   try {
     auto endpoint = base::parse_endpoint(opt.listen);
+    std::optional<boost::asio::ip::tcp::endpoint> tls_endpoint;
+    if (!opt.listen_tls.empty()) {
+      tls_endpoint = base::parse_endpoint(opt.listen_tls);
+      s.tls = std::make_unique<tls::ServerContext>(tls::ServerOptions{opt.tls_default_sni});
+    }
     for (unsigned i = 0; i < workers; ++i) {
       s.workers.push_back(std::make_unique<proxy::Worker>(i, opt, *s.metrics, s.access_log_fd));
       s.workers.back()->listen(endpoint);
+      if (tls_endpoint) s.workers.back()->listen_tls(*tls_endpoint, *s.tls);
       s.redis->attach_worker(i, s.workers.back()->context());
     }
     s.status_server = std::make_unique<status::StatusServer>(status::StatusHandlers{
@@ -300,6 +309,7 @@ int Server::run() {
   if (s.sync_client) s.sync_client->start();
   PORTICO_LOG(info, "portico %s listening on %s with %u workers; status on %s", PORTICO_VERSION,
               opt.listen.c_str(), workers, opt.status_listen.c_str());
+  if (!opt.listen_tls.empty()) PORTICO_LOG(info, "TLS listener on %s", opt.listen_tls.c_str());
 
   while (true) {
     int sig = 0;

@@ -14,6 +14,7 @@
 #include "plugins/pipeline.h"
 #include "plugins/traffic_split.h"
 #include "status/metrics.h"
+#include "tls/cert_store.h"
 #include "upstream/health.h"
 #include "upstream/health_checker.h"
 
@@ -321,6 +322,13 @@ std::shared_ptr<const plugins::ConsumerIndex> build_consumers(
   return index;
 }
 
+std::shared_ptr<const tls::CertStore> build_tls(const std::vector<config::Ssl>& ssls) {
+  std::vector<std::string> problems;
+  auto store = tls::CertStore::build(ssls, &problems);
+  for (const std::string& p : problems) PORTICO_LOG(warn, "ssls: %s", p.c_str());
+  return store;
+}
+
 std::shared_ptr<const Snapshot> build(config::Config config, std::string hash, std::string source,
                                       uint64_t generation, const BuildContext& ctx, std::string* error) {
   auto snap = std::make_shared<Snapshot>();
@@ -331,6 +339,7 @@ std::shared_ptr<const Snapshot> build(config::Config config, std::string hash, s
     return nullptr;
   }
   snap->consumers = build_consumers(config.consumers, config.credentials, ctx);
+  snap->tls = build_tls(config.ssls);
   snap->generation = generation;
   snap->hash = std::move(hash);
   snap->source = std::move(source);

@@ -30,6 +30,9 @@ struct GlobalRules;
 class ConsumerIndex;
 struct LimitStores;
 }  // namespace portico::plugins
+namespace portico::tls {
+class CertStore;
+}
 namespace portico::upstream {
 class HealthRegistry;
 struct ProbeTarget;
@@ -119,6 +122,9 @@ struct Snapshot {
   // from the layers: a consumer or global rule change rebuilds only these.
   std::shared_ptr<const plugins::GlobalRules> global_rules;
   std::shared_ptr<const plugins::ConsumerIndex> consumers;
+  // The server certificates of `ssls` (tls/cert_store.h), compiled with the snapshot; rebuilt only when ssls
+  // change. Never null once built by build() or SnapshotBuilder.
+  std::shared_ptr<const tls::CertStore> tls;
 
   // The route serving `request`, or null. With an overlay, the better of the two layers' matches wins; on a
   // full tie (same priority, path and host specificity) the route whose id sorts first, which is the route
@@ -153,6 +159,9 @@ std::shared_ptr<const plugins::GlobalRules> build_global_rules(const std::vector
 std::shared_ptr<const plugins::ConsumerIndex> build_consumers(
     const std::vector<config::Consumer>& consumers, const std::vector<config::Credential>& credentials,
     const BuildContext& ctx);
+
+// The certificate store of `ssls`; problems (a pair OpenSSL refuses) are logged and leave that ssl out.
+std::shared_ptr<const tls::CertStore> build_tls(const std::vector<config::Ssl>& ssls);
 
 // A snapshot of one layer built from a validated config.
 std::shared_ptr<const Snapshot> build(config::Config config, std::string hash, std::string source,

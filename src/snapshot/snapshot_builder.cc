@@ -16,6 +16,7 @@
 #include "config/validate.h"
 #include "plugins/consumers.h"
 #include "plugins/pipeline.h"
+#include "tls/cert_store.h"
 
 namespace portico::snapshot {
 namespace {
@@ -213,7 +214,8 @@ struct SnapshotBuilder::State {
   // Compiled apart from the layers, rebuilt only when global rules or consumers change.
   std::shared_ptr<const plugins::GlobalRules> global_rules;
   std::shared_ptr<const plugins::ConsumerIndex> consumers;
-  std::set<std::string> consumers_changed;  // usernames changed or removed since the whole consumer index
+  std::set<std::string> consumers_changed;    // usernames changed or removed since the whole consumer index
+  std::shared_ptr<const tls::CertStore> tls;  // rebuilt only when ssls change
 
   Base base;
   Models<std::optional<config::Route>> overlay;  // routes changed since the base; nullopt = removed
@@ -304,6 +306,7 @@ struct SnapshotBuilder::State {
     if (overridden_count != 0) snap->overridden = overridden;  // none: the router skips the mask test
     snap->global_rules = global_rules;
     snap->consumers = consumers;
+    snap->tls = tls;
     last = snap;
     overlay_stale = false;
     return snap;
@@ -477,11 +480,13 @@ std::shared_ptr<const Snapshot> SnapshotBuilder::build(config::Config config, st
     return nullptr;
   }
   auto consumers = build_consumers(config.consumers, config.credentials, s.context);
+  auto tls_store = build_tls(config.ssls);
   auto layer = build_layer(std::move(config), s.context, nullptr, error);
   if (!layer) return nullptr;
   s.global_rules = std::move(global_rules);
   s.consumers = std::move(consumers);
   s.consumers_changed.clear();
+  s.tls = std::move(tls_store);
   s.resources = std::move(resources);
   s.global_limit = global_limit_of(s.resources.global_rules);
   s.adopt_base(make_base(std::move(layer)));
@@ -735,6 +740,7 @@ SnapshotBuilder::Result SnapshotBuilder::apply(std::span<const ResourceChange> c
   commit(upstreams, s.resources.upstreams);
   commit(consumers, s.resources.consumers);
   commit(ssls, s.resources.ssls);
+  if (!ssls.empty()) s.tls = build_tls(list_models(s.resources.ssls));
   commit(global_rules, s.resources.global_rules);
   commit(plugin_configs, s.resources.plugin_configs);
   std::set<std::string> consumers_touched;

@@ -154,6 +154,15 @@ std::string Metrics::render(const std::string& extra) const {
   render_counter(out, "portico_http_bad_requests_total", "counter",
                  "Requests rejected by the HTTP parser before routing.",
                  sum_workers(workers_, [](const WorkerMetrics& w) { return w.bad_requests.get(); }));
+  render_counter(out, "portico_tls_handshakes_total", "counter",
+                 "TLS handshakes completed on the TLS listener.",
+                 sum_workers(workers_, [](const WorkerMetrics& w) { return w.tls_handshakes.get(); }));
+  render_counter(
+      out, "portico_tls_handshake_failures_total", "counter", "TLS handshakes that failed or timed out.",
+      sum_workers(workers_, [](const WorkerMetrics& w) { return w.tls_handshake_failures.get(); }));
+  render_counter(out, "portico_tls_sessions_resumed_total", "counter",
+                 "TLS handshakes that resumed a session (ticket).",
+                 sum_workers(workers_, [](const WorkerMetrics& w) { return w.tls_resumed.get(); }));
   render_counter(out, "portico_connections_open", "gauge", "Client connections open now.",
                  sum_workers(workers_, [](const WorkerMetrics& w) { return w.connections_open.get(); }));
   render_counter(out, "portico_connections_total", "counter", "Client connections accepted.",

@@ -60,7 +60,10 @@ struct alignas(64) WorkerMetrics {
   Counter upstream_connect_errors;
   Counter upstream_timeouts;
   Counter upstream_retries;
-  Counter bad_requests;  // rejected by the parser (4xx before routing)
+  Counter bad_requests;            // rejected by the parser (4xx before routing)
+  Counter tls_handshakes;          // completed on the TLS listener
+  Counter tls_handshake_failures;  // failed or timed out (alert, unknown SNI, client certificate, ...)
+  Counter tls_resumed;             // of tls_handshakes: resumed from a session ticket
   Histogram request_duration;
   Histogram upstream_duration;
   std::array<std::atomic<RouteCounters*>, kMaxRouteBlocks> route_blocks{};

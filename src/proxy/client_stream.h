@@ -1,0 +1,99 @@
+// ClientStream: a session's client connection, plain TCP or TLS, behind one stream interface (Asio's
+// AsyncReadStream/AsyncWriteStream), so that the request path is one code path for both. The choice is made
+// once, at accept; each operation dispatches with a branch, and a plain connection pays nothing else.
+//
+// TLS writes: Asio's SSL stream writes one buffer per call, so a gather write (head + body + framing) would
+// become several records and syscalls; the TLS path copies small gathers (up to kCoalesce) into one buffer
+// first. Owned by its Session; worker thread only.
+#pragma once
+
+#include <openssl/ssl.h>
+
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/stream.hpp>
+#include <boost/asio/write.hpp>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+namespace portico::proxy {
+
+class ClientStream {
+ public:
+  using executor_type = boost::asio::ip::tcp::socket::executor_type;
+  using tls_stream = boost::asio::ssl::stream<boost::asio::ip::tcp::socket&>;
+  static constexpr size_t kCoalesce = 16 * 1024;
+
+  explicit ClientStream(boost::asio::ip::tcp::socket socket) : socket_(std::move(socket)) {}
+
+  // Makes this a TLS connection (before any I/O); the handshake is the caller's (tls()->async_handshake).
+  void enable_tls(boost::asio::ssl::context& context) {
+    tls_ = std::make_unique<tls_stream>(socket_, context);
+  }
+  tls_stream* tls() { return tls_.get(); }
+  SSL* ssl() { return tls_ ? tls_->native_handle() : nullptr; }
+
+  boost::asio::ip::tcp::socket& socket() { return socket_; }
+  executor_type get_executor() { return socket_.get_executor(); }
+  bool is_open() const { return socket_.is_open(); }
+  void close(boost::system::error_code& ec) { socket_.close(ec); }
+  void cancel(boost::system::error_code& ec) { socket_.cancel(ec); }
+  void shutdown(boost::asio::socket_base::shutdown_type what, boost::system::error_code& ec) {
+    socket_.shutdown(what, ec);
+  }
+  size_t available(boost::system::error_code& ec) const { return socket_.available(ec); }
+
+  template <typename MutableBuffers, typename Token>
+  auto async_read_some(const MutableBuffers& buffers, Token&& token) {
+    return boost::asio::async_initiate<Token, void(boost::system::error_code, size_t)>(
+        [this](auto handler, const MutableBuffers& b) {
+          if (tls_) {
+            tls_->async_read_some(b, std::move(handler));
+          } else {
+            socket_.async_read_some(b, std::move(handler));
+          }
+        },
+        token, buffers);
+  }
+
+  template <typename ConstBuffers, typename Token>
+  auto async_write_some(const ConstBuffers& buffers, Token&& token) {
+    return boost::asio::async_initiate<Token, void(boost::system::error_code, size_t)>(
+        [this](auto handler, const ConstBuffers& b) {
+          if (!tls_) {
+            socket_.async_write_some(b, std::move(handler));
+            return;
+          }
+          const size_t total = boost::asio::buffer_size(b);
+          const size_t pieces = static_cast<size_t>(
+              std::distance(boost::asio::buffer_sequence_begin(b), boost::asio::buffer_sequence_end(b)));
+          if (pieces <= 1 || total > kCoalesce) {
+            tls_->async_write_some(b, std::move(handler));
+            return;
+          }
+          // One record for the whole gather: copied, then written out in full (a write_some may write
+          // all it was given).
+          scratch_.resize(total);
+          boost::asio::buffer_copy(boost::asio::buffer(scratch_), b);
+          boost::asio::async_write(*tls_, boost::asio::buffer(scratch_), std::move(handler));
+        },
+        token, buffers);
+  }
+
+  // Sends TLS close_notify without waiting for the client's (nginx does the same): the client sees a clean
+  // end of the stream. Plain connections: completes at once.
+  template <typename Token>
+  auto async_close_notify(Token&& token) {
+    SSL_set_shutdown(tls_->native_handle(), SSL_RECEIVED_SHUTDOWN);
+    return tls_->async_shutdown(std::forward<Token>(token));
+  }
+
+ private:
+  boost::asio::ip::tcp::socket socket_;
+  std::unique_ptr<tls_stream> tls_;
+  std::vector<char> scratch_;
+};
+
+}  // namespace portico::proxy
