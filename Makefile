@@ -54,6 +54,10 @@ bench-plugins: build  # bare route vs key-auth vs jwt-auth vs three plugins, nex
 	bash bench/consumer-scale.sh
 	build/bench/plugins_consumers_bench --benchmark_counters_tabular=true
 
+.PHONY: bench-tls
+bench-tls: build  # TLS full/resumed handshakes and keep-alive CPU per request, next to nginx and HAProxy (docs/tls.md)
+	bash bench/tls.sh
+
 .PHONY: bench-ratelimit
 bench-ratelimit: build  # bare vs limit-count local / redis / batched, next to nginx and HAProxy (docs/benchmarks.md)
 	bash bench/ratelimit.sh
