@@ -174,6 +174,8 @@ def test_limit_conn_on_redis_counts_requests_in_flight_across_instances(origin, 
     # The release is a ZREM of the request's lease, sent after the log phase.
     wait_for(lambda: r.cli("ZCARD", key) == "0", timeout=5, message="released")
     assert get(p2, "/delay/0", headers=h).status == 200
+    # (its lease is released after the log phase, which follows the answer)
+    wait_for(lambda: r.cli("ZCARD", key) == "0", timeout=5, message="released")
     # A client that goes away mid-request gives its slot back too.
     s = socket.create_connection((LOOPBACK, p1.port))
     s.sendall(b"GET /delay/3000 HTTP/1.1\r\nHost: test.local\r\nX-K: c\r\n\r\n")
