@@ -83,7 +83,7 @@ class ClientStream {
   }
 
   // Sends TLS close_notify without waiting for the client's (nginx does the same): the client sees a clean
-  // end of the stream. Plain connections: completes at once.
+  // end of the stream. TLS connections only.
   template <typename Token>
   auto async_close_notify(Token&& token) {
     SSL_set_shutdown(tls_->native_handle(), SSL_RECEIVED_SHUTDOWN);
