@@ -33,6 +33,9 @@ struct UpstreamConnection {
   std::unique_ptr<boost::asio::ssl::stream<boost::asio::ip::tcp::socket&>> tls;
   uint32_t requests = 0;  // requests already sent on this connection
   explicit UpstreamConnection(boost::asio::ip::tcp::socket s) : socket(std::move(s)) {}
+  ~UpstreamConnection() {
+    if (tls) tls::keep_session_resumable(tls->native_handle());
+  }
 };
 
 class UpstreamPool {

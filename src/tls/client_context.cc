@@ -115,6 +115,10 @@ std::string_view host_without_port(std::string_view host) {
   return colon == std::string_view::npos ? host : host.substr(0, colon);
 }
 
+void keep_session_resumable(SSL* ssl) {
+  SSL_set_shutdown(ssl, SSL_get_shutdown(ssl) | SSL_SENT_SHUTDOWN);
+}
+
 SSL_SESSION* ClientSessionCache::find(const std::string& key) const {
   auto it = sessions_.find(key);
   return it == sessions_.end() ? nullptr : it->second;

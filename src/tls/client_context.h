@@ -58,6 +58,11 @@ class ClientContext {
 // The host part of a Host header value ("a.example:8443" -> "a.example", "[::1]:8443" -> "::1").
 std::string_view host_without_port(std::string_view host);
 
+// Call before freeing a connection's SSL that ends without a TLS shutdown (pool eviction, an origin's close,
+// an error after the handshake): OpenSSL otherwise marks its session not resumable (ssl_clear_bad_session),
+// which would also spoil the copy ClientSessionCache keeps.
+void keep_session_resumable(SSL* ssl);
+
 class ClientSessionCache {
  public:
   ClientSessionCache() = default;
