@@ -243,9 +243,11 @@ bool Assembler::link() {
   for (size_t k = 0; k < config_.upstreams.size(); ++k)
     check_cert_ref(&config_.upstreams[k], item_path("upstreams", upstreams.index[k]));
   for (size_t k = 0; k < config_.services.size(); ++k)
-    check_cert_ref(config_.services[k].upstream ? &*config_.services[k].upstream : nullptr, item_path("services", services.index[k]) + ".upstream");
+    check_cert_ref(config_.services[k].upstream ? &*config_.services[k].upstream : nullptr,
+                   item_path("services", services.index[k]) + ".upstream");
   for (size_t k = 0; k < config_.routes.size(); ++k)
-    check_cert_ref(config_.routes[k].upstream ? &*config_.routes[k].upstream : nullptr, item_path("routes", routes.index[k]) + ".upstream");
+    check_cert_ref(config_.routes[k].upstream ? &*config_.routes[k].upstream : nullptr,
+                   item_path("routes", routes.index[k]) + ".upstream");
   for (size_t k = 0; k < config_.credentials.size(); ++k) {
     const Credential& c = config_.credentials[k];
     if (!consumers.by_id.contains(c.username)) {

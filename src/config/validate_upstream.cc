@@ -409,8 +409,9 @@ std::optional<Upstream> upstream_at(const json& v, const Path& p, Errors& e, boo
     if (*scheme == "http" || *scheme == "https") {
       u.scheme = scheme->get<std::string>();
     } else {
-      fail(e, p.key("scheme"), "scheme \"" + scheme->get<std::string>() +
-                                   "\" is not supported by this version (only \"http\" and \"https\")");
+      fail(e, p.key("scheme"),
+           "scheme \"" + scheme->get<std::string>() +
+               "\" is not supported by this version (only \"http\" and \"https\")");
     }
   }
   if (const json* tls = member(v, "tls"); tls != nullptr && tls->is_object())

@@ -185,7 +185,7 @@ awaitable<Session::Failure> Session::start_tls(Attempt& a, const std::string& ke
   const long verify = SSL_get_verify_result(ssl);
   PORTICO_LOG(warn, "upstream %s: TLS handshake with %s failed: %s", a.upstream->key.c_str(),
               a.node->pool_key.c_str(),
-              was_timeout        ? "timed out"
+              was_timeout           ? "timed out"
               : verify != X509_V_OK ? X509_verify_cert_error_string(verify)
                                     : ec.message().c_str());
   co_return was_timeout ? Failure::connect_timeout : Failure::connect;
@@ -287,7 +287,7 @@ awaitable<Session::Failure> Session::try_node(Attempt& a) {
 awaitable<bool> Session::write_upstream(Buffers buffers) {
   arm(upstream_send_timeout_, Guard::upstream);
   auto [ec, n] = upstream_->tls ? co_await asio::async_write(*upstream_->tls, buffers, nothrow)
-                                 : co_await asio::async_write(upstream_->socket, buffers, nothrow);
+                                : co_await asio::async_write(upstream_->socket, buffers, nothrow);
   disarm();
   co_return !ec;
 }

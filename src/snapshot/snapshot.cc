@@ -97,8 +97,8 @@ void make_tls(UpstreamRuntime& up, const config::Upstream& spec, const BuildCont
   up.tls_spec = tls_spec_of(spec, ctx, ssls);
   if (up.https) {
     if (spec.tls && !spec.tls->client_cert_id.empty() && up.tls_spec.cert_pem.empty()) {
-      PORTICO_LOG(error, "upstream %s: tls.client_cert_id \"%s\" names no ssl of type client",
-                  up.key.c_str(), spec.tls->client_cert_id.c_str());
+      PORTICO_LOG(error, "upstream %s: tls.client_cert_id \"%s\" names no ssl of type client", up.key.c_str(),
+                  spec.tls->client_cert_id.c_str());
     } else {
       up.tls = build_tls(up.key, up.tls_spec, "requests");
     }

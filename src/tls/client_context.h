@@ -1,9 +1,10 @@
 // Client-side TLS for connections Portico opens to upstream nodes (scheme https, https health checks).
 //
-// A ClientContext is compiled from PEM material when a snapshot is built (off the workers), is immutable after
-// build() returns, and is shared by every worker and the health checker: OpenSSL allows SSL_new on one SSL_CTX
-// from many threads. Each context gets a process-unique id so that keep-alive pools and session caches never
-// hand a connection or a session made under one identity (CA, client certificate, verify flag) to another.
+// A ClientContext is compiled from PEM material when a snapshot is built (off the workers), is immutable
+// after build() returns, and is shared by every worker and the health checker: OpenSSL allows SSL_new on one
+// SSL_CTX from many threads. Each context gets a process-unique id so that keep-alive pools and session
+// caches never hand a connection or a session made under one identity (CA, client certificate, verify flag)
+// to another.
 //
 // ClientSessionCache is per worker (one thread, no locks): the last resumable SSL_SESSION per pool key, so a
 // new connection to a node resumes instead of paying a full handshake.
@@ -24,10 +25,10 @@
 namespace portico::tls {
 
 struct ClientTlsSpec {
-  bool verify = false;     // verify the server's chain (against ca_file) and its name (the SNI host)
-  std::string ca_file;     // PEM bundle trusted for verification; empty: OpenSSL's default paths
-  std::string cert_pem;    // client certificate (optionally followed by its chain), for mTLS; empty: none
-  std::string key_pem;     // private key of cert_pem
+  bool verify = false;   // verify the server's chain (against ca_file) and its name (the SNI host)
+  std::string ca_file;   // PEM bundle trusted for verification; empty: OpenSSL's default paths
+  std::string cert_pem;  // client certificate (optionally followed by its chain), for mTLS; empty: none
+  std::string key_pem;   // private key of cert_pem
 
   bool operator==(const ClientTlsSpec&) const = default;
 };
