@@ -51,6 +51,8 @@ const char kUsage[] =
     "                            keyring of consumer secrets at rest (docs/secrets.md), for every role;\n"
     "                            control_plane and traditional default to STATE_DIR/keyring, generated\n"
     "                            (mode 0600) when missing; data planes need the control planes' file\n"
+    "  --upstream-ca-file FILE   PEM CA bundle verifying upstream certificates (upstream tls.verify, https\n"
+    "                            health checks); default: the system trust store\n"
     "  --sync-listen IP:PORT     data-plane sync listener (default 127.0.0.1:9280)\n"
     "  --dp-tokens-file FILE     '<node-id> <token>' lines; enables the sync listener\n"
     "  --signing-key-file FILE   Ed25519 key signing configs for data planes (default "
@@ -219,6 +221,8 @@ int main(int argc, char** argv) {
       cp.admin_key_file = value;
     } else if (flag == "--viewer-key-file") {
       cp.viewer_key_file = value;
+    } else if (flag == "--upstream-ca-file") {
+      server_options.upstream_ca_file = value;
     } else if (flag == "--data-encryption-keyring") {
       server_options.keyring_file = value;
     } else if (flag == "--sync-listen") {

@@ -77,7 +77,8 @@ struct ActiveUnhealthy {
 };
 
 struct ActiveCheck {
-  std::string type = "http";  // "http" (GET http_path) or "tcp" (connect only)
+  std::string type = "http";  // "http" (GET http_path), "https" (the same over TLS) or "tcp" (connect only)
+  bool https_verify_certificate = true;  // https: verify the node's certificate (APISIX's default: true)
   double timeout = 1;
   int concurrency = 10;
   std::string http_path = "/";
@@ -122,6 +123,17 @@ struct HealthChecks {
   bool operator==(const HealthChecks&) const = default;
 };
 
+// APISIX's upstream `tls`: a client certificate for mTLS (inline, or an `ssls` of type client by id) and
+// whether to verify the node's certificate.
+struct UpstreamTls {
+  std::string client_cert;     // PEM; with client_key
+  std::string client_key;      // PEM
+  std::string client_cert_id;  // an ssl of type client (instead of client_cert/client_key)
+  bool verify = false;         // APISIX's default
+
+  bool operator==(const UpstreamTls&) const = default;
+};
+
 struct Upstream {
   std::string id;  // empty for an upstream written inline in a route or service
   std::string name;
@@ -133,7 +145,8 @@ struct Upstream {
   int retries = -1;          // -1 = APISIX default: number of nodes - 1
   double retry_timeout = 0;  // seconds for all tries together; 0 = unlimited
   std::optional<Timeout> timeout;
-  std::string scheme = "http";  // only "http" in this version
+  std::string scheme = "http";  // "http" or "https"
+  std::optional<UpstreamTls> tls;
   PassHost pass_host = PassHost::pass;
   std::string upstream_host;  // with pass_host = rewrite
   KeepalivePool keepalive_pool;

@@ -228,6 +228,26 @@ bool Assembler::link() {
     check_plugin_upstream_refs(config_.plugin_configs[k].plugins, upstream_defined,
                                item_path("plugin_configs", plugin_configs.index[k]), errors_);
   }
+  // upstream tls.client_cert_id: an ssl of type client (APISIX refuses the upstream otherwise).
+  const Section& ssls = section(SectionKind::ssls);
+  auto check_cert_ref = [&](const Upstream* u, const std::string& path) {
+    if (!u || !u->tls || u->tls->client_cert_id.empty()) return;
+    const std::string& id = u->tls->client_cert_id;
+    const Definition* d = ssls.by_id.find(id);
+    if (d == nullptr) {
+      errors_.add(path + ".tls.client_cert_id", "ssl \"" + id + "\" is not defined in ssls");
+    } else if (d->kept >= 0 && config_.ssls[static_cast<size_t>(d->kept)].type != SslType::client) {
+      errors_.add(path + ".tls.client_cert_id", "ssl \"" + id + "\" is not of type client");
+    }
+  };
+  for (size_t k = 0; k < config_.upstreams.size(); ++k)
+    check_cert_ref(&config_.upstreams[k], item_path("upstreams", upstreams.index[k]));
+  for (size_t k = 0; k < config_.services.size(); ++k)
+    check_cert_ref(config_.services[k].upstream ? &*config_.services[k].upstream : nullptr,
+                   item_path("services", services.index[k]) + ".upstream");
+  for (size_t k = 0; k < config_.routes.size(); ++k)
+    check_cert_ref(config_.routes[k].upstream ? &*config_.routes[k].upstream : nullptr,
+                   item_path("routes", routes.index[k]) + ".upstream");
   for (size_t k = 0; k < config_.credentials.size(); ++k) {
     const Credential& c = config_.credentials[k];
     if (!consumers.by_id.contains(c.username)) {

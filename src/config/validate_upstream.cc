@@ -8,6 +8,7 @@
 #include "config/resource_schemas.h"
 #include "config/resources.h"
 #include "config/schema.h"
+#include "tls/client_context.h"
 
 namespace portico::config {
 namespace detail {
@@ -185,19 +186,16 @@ void read_number_field(const json& v, std::string_view key, double& out) {
   if (const json* f = member(v, key); f != nullptr && f->is_number()) out = f->get<double>();
 }
 
-// "https" is in APISIX's enum; this version probes over plain HTTP or TCP only.
-void read_check_type(const json& v, const Path& p, Errors& e, std::string& out) {
+void read_check_type(const json& v, std::string& out) {
   const json* type = member(v, "type");
   if (type == nullptr || !type->is_string()) return;
-  if (*type == "https") {
-    fail(e, p.key("type"), "health checks of type \"https\" are not supported by this version");
-    return;
-  }
   out = type->get<std::string>();
 }
 
 void read_active(const json& v, const Path& p, Errors& e, ActiveCheck& out) {
-  read_check_type(v, p, e, out.type);
+  read_check_type(v, out.type);
+  if (const json* verify = member(v, "https_verify_certificate"); verify != nullptr && verify->is_boolean())
+    out.https_verify_certificate = verify->get<bool>();
   read_number_field(v, "timeout", out.timeout);
   read_int_field(v, "concurrency", out.concurrency);
   if (const json* path = member(v, "http_path"); path != nullptr && path->is_string()) {
@@ -248,7 +246,7 @@ void read_active(const json& v, const Path& p, Errors& e, ActiveCheck& out) {
 }
 
 void read_passive(const json& v, const Path& p, Errors& e, PassiveCheck& out) {
-  read_check_type(v, p, e, out.type);
+  read_check_type(v, out.type);
   if (const json* healthy = member(v, "healthy")) {
     read_int_field(*healthy, "successes", out.healthy.successes);
     read_statuses(member(*healthy, "http_statuses"), p.key("healthy").key("http_statuses"), e,
@@ -323,6 +321,40 @@ void check_hash_key(const Upstream& u, bool has_key, bool key_ok, const Path& p,
   }
 }
 
+// APISIX's dependencies: client_cert and client_key go together, client_cert_id replaces both. The PEM
+// texts are loaded as the proxy will load them (a client TLS context), so what passes here connects.
+void read_upstream_tls(const json& v, const Path& p, Errors& e, UpstreamTls& out) {
+  const json* cert = member(v, "client_cert");
+  const json* key = member(v, "client_key");
+  const json* id = member(v, "client_cert_id");
+  if (const json* verify = member(v, "verify"); verify != nullptr && verify->is_boolean())
+    out.verify = verify->get<bool>();
+  if (id != nullptr) {
+    if (cert != nullptr || key != nullptr) {
+      fail(e, p.key("client_cert_id"), "set either client_cert_id or client_cert and client_key, not both");
+      return;
+    }
+    out.client_cert_id = peek_id(*id);
+    return;
+  }
+  if ((cert == nullptr) != (key == nullptr)) {
+    fail(e, p.key(cert == nullptr ? "client_cert" : "client_key"),
+         cert == nullptr ? "is required with client_key" : "is required with client_cert");
+    return;
+  }
+  if (cert == nullptr || !cert->is_string() || !key->is_string()) return;
+  out.client_cert = cert->get<std::string>();
+  out.client_key = key->get<std::string>();
+  tls::ClientTlsSpec spec;
+  spec.cert_pem = out.client_cert;
+  spec.key_pem = out.client_key;
+  std::string reason;
+  if (!tls::ClientContext::build(spec, &reason)) {
+    const bool key_side = reason.starts_with("client key");
+    fail(e, p.key(key_side ? "client_key" : "client_cert"), reason);
+  }
+}
+
 }  // namespace
 
 // The schema first (types, enums, bounds, closed objects), then what it cannot say (the refusals with their
@@ -371,15 +403,19 @@ std::optional<Upstream> upstream_at(const json& v, const Path& p, Errors& e, boo
         fail(e, p.key(k), "service discovery is not supported by this version; list the nodes instead");
       }
       discovery = true;
-    } else if (k == "tls") {
-      fail(e, p.key(k), "upstream TLS is not supported by this version");
     }
   }
-  if (const json* scheme = member(v, "scheme");
-      scheme != nullptr && scheme->is_string() && *scheme != "http") {
-    fail(e, p.key("scheme"),
-         "scheme \"" + scheme->get<std::string>() + "\" is not supported by this version (only \"http\")");
+  if (const json* scheme = member(v, "scheme"); scheme != nullptr && scheme->is_string()) {
+    if (*scheme == "http" || *scheme == "https") {
+      u.scheme = scheme->get<std::string>();
+    } else {
+      fail(e, p.key("scheme"),
+           "scheme \"" + scheme->get<std::string>() +
+               "\" is not supported by this version (only \"http\" and \"https\")");
+    }
   }
+  if (const json* tls = member(v, "tls"); tls != nullptr && tls->is_object())
+    read_upstream_tls(*tls, p.key("tls"), e, u.tls.emplace());
   if (const json* nodes = member(v, "nodes")) {
     read_nodes(*nodes, p.key("nodes"), e, u.nodes);
   } else if (!discovery) {

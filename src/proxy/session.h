@@ -111,8 +111,14 @@ class Session : public std::enable_shared_from_this<Session> {
   boost::asio::awaitable<bool> send_replaced_body(Attempt& attempt, bool http10);
   // After a 101 to a WebSocket upgrade: bytes both ways until either side closes.
   boost::asio::awaitable<void> tunnel(Attempt& attempt);
+  // One direction of a tunnel; either side may be the upstream's TLS layer (session_exchange.cc only).
   template <typename From, typename To>
   boost::asio::awaitable<void> pump(From& from, To& to, char* buffer, size_t size, double idle_timeout);
+  // scheme https: the TLS handshake on the just-connected upstream_ (bounded by the connect timeout),
+  // offering the worker's session for `key`. A failed verification fails like a refused connect.
+  boost::asio::awaitable<Failure> start_tls(Attempt& attempt, const std::string& key, std::string_view sni);
+  // The Host the origin receives (pass_host, or a plugin's edit); also the SNI over TLS.
+  std::string_view upstream_host(const Attempt& attempt) const;
   boost::asio::awaitable<bool> write_upstream(Buffers buffers);
   // Reads from the upstream into up_[offset, offset+max), giving up at `deadline`. Returns bytes read; 0 on
   // EOF, error or timeout (then timed_out_ is set).
@@ -190,6 +196,7 @@ class Session : public std::enable_shared_from_this<Session> {
   router::MatchRequest match_;  // what the router saw; also the source of consistent-hash keys
   std::shared_ptr<PinnedSnapshot> pinned_;
   std::unique_ptr<UpstreamConnection> upstream_;
+  std::string tls_pool_key_;  // scheme https: the pool key of the node, context and SNI of this try
 
   // Per-request bookkeeping for logs and metrics.
   Clock::time_point request_start_;

@@ -5,11 +5,13 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <charconv>
 #include <cstring>
 
+#include "base/log.h"
 #include "proxy/session.h"
 #include "proxy/worker.h"
 #include "snapshot/snapshot.h"
@@ -145,10 +147,62 @@ awaitable<bool> Session::forward(const snapshot::RouteRuntime& route, snapshot::
   co_return keep;
 }
 
+std::string_view Session::upstream_host(const Attempt& a) const {
+  const config::Upstream& spec = a.upstream->spec;
+  std::string_view host;
+  switch (spec.pass_host) {
+    case config::PassHost::pass:
+      host = request_.host_header;
+      break;
+    case config::PassHost::node:
+      host = a.node->host_port;
+      break;
+    case config::PassHost::rewrite:
+      host = spec.upstream_host;
+      break;
+  }
+  if (!pipeline_.empty() && !plugin_ctx_.upstream.host.empty()) host = plugin_ctx_.upstream.host;
+  if (host.empty()) host = a.node->host_port;  // an HTTP/1.0 client may send no Host at all
+  return host;
+}
+
+awaitable<Session::Failure> Session::start_tls(Attempt& a, const std::string& key, std::string_view sni) {
+  const std::shared_ptr<const tls::ClientContext>& ctx = a.upstream->tls;
+  if (!ctx) co_return Failure::connect;  // its material did not load (logged at build): never plain HTTP
+  upstream_->tls_context = ctx;
+  upstream_->tls =
+      std::make_unique<asio::ssl::stream<asio::ip::tcp::socket&>>(upstream_->socket, ctx->asio());
+  SSL* ssl = upstream_->tls->native_handle();
+  tls::ClientSessionCache& sessions = worker_.pool().sessions();
+  if (!ctx->prepare(ssl, sni, sessions.find(key))) co_return Failure::connect;
+  arm(a.timeout->connect, Guard::upstream);  // as nginx: proxy_connect_timeout bounds the handshake too
+  auto [ec] = co_await upstream_->tls->async_handshake(asio::ssl::stream_base::client, nothrow);
+  disarm();
+  if (!ec) co_return Failure::none;
+  const bool was_timeout = timed_out_;
+  timed_out_ = false;
+  sessions.erase(key);
+  const long verify = SSL_get_verify_result(ssl);
+  PORTICO_LOG(warn, "upstream %s: TLS handshake with %s failed: %s", a.upstream->key.c_str(),
+              a.node->pool_key.c_str(),
+              was_timeout           ? "timed out"
+              : verify != X509_V_OK ? X509_verify_cert_error_string(verify)
+                                    : ec.message().c_str());
+  co_return was_timeout ? Failure::connect_timeout : Failure::connect;
+}
+
 awaitable<Session::Failure> Session::try_node(Attempt& a) {
   const config::Upstream& spec = a.upstream->spec;
-  const std::string& key = a.node->pool_key;
   const config::Timeout& timeout = *a.timeout;
+  // scheme https: the pool key also names the context and the SNI (upstream_pool.h).
+  std::string_view sni;
+  if (a.upstream->https) {
+    sni = tls::host_without_port(upstream_host(a));
+    tls_pool_key_.assign(a.node->pool_key).append("|tls:");
+    if (a.upstream->tls) tls_pool_key_.append(std::to_string(a.upstream->tls->id()));
+    tls_pool_key_.append("|").append(sni);
+  }
+  const std::string& key = a.upstream->https ? tls_pool_key_ : a.node->pool_key;
   // A reused connection may have been closed by the origin just as we picked it: if it fails before any
   // response byte and before any body byte was consumed from the client, try once more on a new connection.
   for (int fresh = 0; fresh < 2; ++fresh) {
@@ -171,6 +225,12 @@ awaitable<Session::Failure> Session::try_node(Attempt& a) {
         co_return was_timeout ? Failure::connect_timeout : Failure::connect;
       }
       upstream_->socket.set_option(asio::ip::tcp::no_delay(true), ec);
+      if (a.upstream->https) {
+        if (Failure f = co_await start_tls(a, key, sni); f != Failure::none) {
+          upstream_.reset();
+          co_return f;
+        }
+      }
     }
     a.reusable = spec.keepalive_pool.size > 0;
     if (!co_await send_request(a)) {
@@ -190,6 +250,8 @@ awaitable<Session::Failure> Session::try_node(Attempt& a) {
       upstream_.reset();
       co_return f;
     }
+    // A TLS 1.3 ticket arrives after the handshake, ahead of the response: keep the session now.
+    if (upstream_->tls) worker_.pool().sessions().store(key, upstream_->tls->native_handle());
     break;
   }
   if (!upstream_) co_return Failure::reset;
@@ -224,14 +286,17 @@ awaitable<Session::Failure> Session::try_node(Attempt& a) {
 
 awaitable<bool> Session::write_upstream(Buffers buffers) {
   arm(upstream_send_timeout_, Guard::upstream);
-  auto [ec, n] = co_await asio::async_write(upstream_->socket, buffers, nothrow);
+  auto [ec, n] = upstream_->tls ? co_await asio::async_write(*upstream_->tls, buffers, nothrow)
+                                : co_await asio::async_write(upstream_->socket, buffers, nothrow);
   disarm();
   co_return !ec;
 }
 
 awaitable<size_t> Session::read_upstream(size_t offset, size_t max, Clock::time_point deadline) {
   arm_until(deadline, Guard::upstream);
-  auto [ec, n] = co_await upstream_->socket.async_read_some(asio::buffer(up_.data() + offset, max), nothrow);
+  const auto buffer = asio::buffer(up_.data() + offset, max);
+  auto [ec, n] = upstream_->tls ? co_await upstream_->tls->async_read_some(buffer, nothrow)
+                                : co_await upstream_->socket.async_read_some(buffer, nothrow);
   disarm();
   co_return ec ? 0 : n;
 }
@@ -257,23 +322,11 @@ awaitable<bool> Session::send_request(Attempt& a) {
   upstream_send_timeout_ = a.timeout->send;
   UpstreamRequestParams p;
   p.target = target_;
-  switch (spec.pass_host) {
-    case config::PassHost::pass:
-      p.host = request_.host_header;
-      break;
-    case config::PassHost::node:
-      p.host = a.node->host_port;
-      break;
-    case config::PassHost::rewrite:
-      p.host = spec.upstream_host;
-      break;
-  }
+  p.host = upstream_host(a);
   if (!pipeline_.empty()) {
     const plugins::UpstreamEdits& edits = plugin_ctx_.upstream;
-    if (!edits.host.empty()) p.host = edits.host;
     if (!edits.empty()) p.edits = &edits;
   }
-  if (p.host.empty()) p.host = a.node->host_port;  // an HTTP/1.0 client may send no Host at all
   p.client_ip = std::string_view(client_ip_text_, client_ip_len_);
   p.tls = tls_ != nullptr;
   p.body = request_.framing == http::BodyFraming::chunked          ? OutFraming::chunked
@@ -586,9 +639,10 @@ awaitable<void> Session::pump(From& from, To& to, char* buffer, size_t size, dou
     if (wec) break;
     if (static_cast<void*>(&to) == static_cast<void*>(&client_)) bytes_sent_ += written;
   }
-  // One side finished: pass the half-close on; the other direction ends on its own.
+  // One side finished: pass the half-close on; the other direction ends on its own. Over TLS this is a TCP
+  // half-close without close_notify (a TLS shutdown would wait for the peer's).
   boost::system::error_code ec;
-  to.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+  to.lowest_layer().shutdown(asio::ip::tcp::socket::shutdown_send, ec);
 }
 
 awaitable<void> Session::tunnel(Attempt& a) {
@@ -611,8 +665,14 @@ awaitable<void> Session::tunnel(Attempt& a) {
   double idle = a.timeout->read;  // as APISIX: proxy_read_timeout bounds a silent WebSocket
   // The client's direction gets its own buffer: in_ still holds the request head the access log reads.
   std::vector<char> from_client(16 * 1024);
-  co_await (pump(client_, upstream_->socket, from_client.data(), from_client.size(), idle) &&
-            pump(upstream_->socket, client_, up_.data(), up_.size(), idle));
+  if (upstream_->tls) {  // wss: the tunnel runs over the upstream's TLS layer
+    auto& up = *upstream_->tls;
+    co_await (pump(client_, up, from_client.data(), from_client.size(), idle) &&
+              pump(up, client_, up_.data(), up_.size(), idle));
+  } else {
+    co_await (pump(client_, upstream_->socket, from_client.data(), from_client.size(), idle) &&
+              pump(upstream_->socket, client_, up_.data(), up_.size(), idle));
+  }
   disarm();
   timed_out_ = false;
 }

@@ -4,9 +4,14 @@
 // dropped at once, so a request is rarely sent into a connection the origin has already closed. Connections
 // reused right away are not watched: arming a watch costs an epoll_ctl, and a request that does hit a
 // just-closed connection is retried once on a new one by the session.
+//
+// TLS connections (scheme https) are pooled the same way, under a key that also names the client context and
+// the SNI they were made with ("ip:port|tls:<context id>|<sni>"), so a connection is only ever reused for the
+// identity it was verified for. The pool also keeps the worker's TLS session cache, for new connections.
 #pragma once
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -14,14 +19,23 @@
 #include <unordered_map>
 #include <vector>
 
+#include "tls/client_context.h"
+
 namespace portico::proxy {
 
 using Clock = std::chrono::steady_clock;
 
 struct UpstreamConnection {
   boost::asio::ip::tcp::socket socket;
+  // scheme https: the context the TLS layer was made with (kept alive as long as the layer) and the layer
+  // over `socket`; both null for plain HTTP. Closing `socket` aborts pending TLS operations too.
+  std::shared_ptr<const tls::ClientContext> tls_context;
+  std::unique_ptr<boost::asio::ssl::stream<boost::asio::ip::tcp::socket&>> tls;
   uint32_t requests = 0;  // requests already sent on this connection
   explicit UpstreamConnection(boost::asio::ip::tcp::socket s) : socket(std::move(s)) {}
+  ~UpstreamConnection() {
+    if (tls) tls::keep_session_resumable(tls->native_handle());
+  }
 };
 
 class UpstreamPool {
@@ -40,6 +54,9 @@ class UpstreamPool {
   // starts watching those idle since the previous sweep.
   void sweep(bool all = false);
 
+  // The worker's TLS sessions by pool key, to resume on new connections.
+  tls::ClientSessionCache& sessions() { return sessions_; }
+
  private:
   struct Idle {
     std::unique_ptr<UpstreamConnection> conn;
@@ -53,6 +70,7 @@ class UpstreamPool {
   boost::asio::any_io_executor executor_;
   std::unordered_map<std::string, std::vector<Idle>> idle_;
   uint64_t next_id_ = 1;
+  tls::ClientSessionCache sessions_;
 };
 
 }  // namespace portico::proxy

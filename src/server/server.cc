@@ -50,6 +50,7 @@ struct Server::Impl {
   sync::SyncOptions sync_options;
   std::vector<std::string> trusted_keys;
   std::string keyring_file;
+  std::string upstream_ca_file;
   std::string state_dir;
   std::unique_ptr<sync::SyncClient> sync_client;
   std::unique_ptr<status::Metrics> metrics;
@@ -159,6 +160,7 @@ Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>()) {
   impl_->sync_options = std::move(options.data_plane);
   impl_->trusted_keys = std::move(options.trusted_keys);
   impl_->keyring_file = std::move(options.keyring_file);
+  impl_->upstream_ca_file = std::move(options.upstream_ca_file);
   impl_->state_dir = options.control_plane.state_dir;
   if (options.role == Role::traditional || options.role == Role::control_plane) {
     impl_->control_plane = std::make_unique<controlplane::ControlPlane>(std::move(options.control_plane));
@@ -181,6 +183,16 @@ int Server::run() {
   ::signal(SIGPIPE, SIG_IGN);
   // Before anything reads a configuration: every consumer secret is decrypted (or encrypted) with it.
   if (!install_keyring(s.role, s.keyring_file, s.state_dir)) return 1;
+  if (!s.upstream_ca_file.empty()) {
+    std::string error;
+    tls::ClientTlsSpec probe;
+    probe.verify = true;
+    probe.ca_file = s.upstream_ca_file;
+    if (!tls::ClientContext::build(probe, &error)) {
+      PORTICO_LOG(error, "--upstream-ca-file: %s", error.c_str());
+      return 1;
+    }
+  }
   if (s.role == Role::control_plane) return s.run_control_plane(signals);
 
   unsigned workers = opt.workers ? opt.workers : std::max(1u, std::thread::hardware_concurrency());
@@ -221,6 +233,7 @@ int Server::run() {
   ctx.metrics = s.metrics.get();
   ctx.redis = s.redis.get();
   ctx.limits = &s.limits;
+  ctx.upstream_ca_file = s.upstream_ca_file;
   s.applier = std::make_unique<ConfigApplier>(opt.config_path, opt.watch_interval, ctx,
                                               [&s](std::shared_ptr<const snapshot::Snapshot> snap) {
                                                 s.checker.set_targets(snapshot::probe_targets(*snap));

@@ -32,6 +32,9 @@ struct ServerOptions {
   std::vector<std::string> trusted_keys;            // data_plane: files of control-plane public keys
   // --data-encryption-keyring: the keyring of consumer secrets (server/keyring.h); empty: the role's default.
   std::string keyring_file;
+  // --upstream-ca-file: CA bundle verifying upstream certificates (tls.verify, https health checks); empty:
+  // OpenSSL's default trust store. Checked at start: a bundle that does not load stops the process.
+  std::string upstream_ca_file;
 };
 
 class Server {

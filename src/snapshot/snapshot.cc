@@ -60,15 +60,70 @@ std::string host_port(const config::Node& node) {
   return out;
 }
 
+// The TLS material of an https upstream: its own client certificate or the ssl its client_cert_id names.
+tls::ClientTlsSpec tls_spec_of(const config::Upstream& spec, const BuildContext& ctx,
+                               const std::vector<config::Ssl>& ssls) {
+  tls::ClientTlsSpec t;
+  if (spec.scheme != "https") return t;
+  t.ca_file = ctx.upstream_ca_file;
+  if (!spec.tls) return t;
+  t.verify = spec.tls->verify;
+  t.cert_pem = spec.tls->client_cert;
+  t.key_pem = spec.tls->client_key;
+  if (!spec.tls->client_cert_id.empty()) {
+    for (const config::Ssl& ssl : ssls) {
+      if (ssl.id == spec.tls->client_cert_id && ssl.type == config::SslType::client) {
+        t.cert_pem = ssl.cert;
+        t.key_pem = ssl.key;
+      }
+    }
+  }
+  return t;
+}
+
+std::shared_ptr<const tls::ClientContext> build_tls(const std::string& key, tls::ClientTlsSpec spec,
+                                                    const char* what) {
+  std::string error;
+  auto ctx = tls::ClientContext::build(spec, &error);
+  if (!ctx) {
+    PORTICO_LOG(error, "upstream %s: cannot build the TLS context of its %s: %s; its connections will fail",
+                key.c_str(), what, error.c_str());
+  }
+  return ctx;
+}
+
+void make_tls(UpstreamRuntime& up, const config::Upstream& spec, const BuildContext& ctx,
+              const std::vector<config::Ssl>& ssls) {
+  up.https = spec.scheme == "https";
+  up.tls_spec = tls_spec_of(spec, ctx, ssls);
+  if (up.https) {
+    if (spec.tls && !spec.tls->client_cert_id.empty() && up.tls_spec.cert_pem.empty()) {
+      PORTICO_LOG(error, "upstream %s: tls.client_cert_id \"%s\" names no ssl of type client", up.key.c_str(),
+                  spec.tls->client_cert_id.c_str());
+    } else {
+      up.tls = build_tls(up.key, up.tls_spec, "requests");
+    }
+  }
+  if (spec.checks && spec.checks->active && spec.checks->active->type == "https") {
+    tls::ClientTlsSpec probe = up.tls_spec;
+    probe.ca_file = ctx.upstream_ca_file;
+    probe.verify = spec.checks->active->https_verify_certificate;
+    up.probe_tls = probe == up.tls_spec && up.tls ? up.tls : build_tls(up.key, probe, "health checks");
+  }
+}
+
 std::shared_ptr<UpstreamRuntime> make_upstream(const config::Upstream& spec, std::string key,
                                                const BuildContext& ctx, const UpstreamReuse& reuse,
-                                               std::unordered_map<std::string, std::string>& dns) {
+                                               std::unordered_map<std::string, std::string>& dns,
+                                               const std::vector<config::Ssl>& ssls) {
   if (reuse) {
-    if (auto existing = reuse(key, spec)) return existing;
+    if (auto existing = reuse(key, spec); existing && existing->tls_spec == tls_spec_of(spec, ctx, ssls))
+      return existing;
   }
   auto up = std::make_shared<UpstreamRuntime>();
   up->key = std::move(key);
   up->spec = spec;
+  make_tls(*up, spec, ctx, ssls);
   up->has_active_check = spec.checks && spec.checks->active;
   up->nodes.reserve(spec.nodes.size());
   for (const config::Node& node : spec.nodes) {
@@ -129,7 +184,7 @@ std::shared_ptr<const Layer> build_layer(config::Config config, const BuildConte
   std::unordered_map<std::string, std::string> dns;
   std::unordered_map<std::string_view, UpstreamRuntime*> by_id;
   for (const config::Upstream& u : cfg.upstreams) {
-    layer->upstreams.push_back(make_upstream(u, u.id, ctx, reuse, dns));
+    layer->upstreams.push_back(make_upstream(u, u.id, ctx, reuse, dns, cfg.ssls));
     by_id.emplace(u.id, layer->upstreams.back().get());
   }
   struct ServiceRuntime {
@@ -150,7 +205,7 @@ std::shared_ptr<const Layer> build_layer(config::Config config, const BuildConte
   for (const config::Service& s : cfg.services) {
     ServiceRuntime rt{nullptr, s.enable_websocket, &s.plugins, &s};
     if (s.upstream) {
-      layer->upstreams.push_back(make_upstream(*s.upstream, "service:" + s.id, ctx, reuse, dns));
+      layer->upstreams.push_back(make_upstream(*s.upstream, "service:" + s.id, ctx, reuse, dns, cfg.ssls));
       rt.upstream = layer->upstreams.back().get();
     } else if (!s.upstream_id.empty()) {
       auto it = by_id.find(s.upstream_id);
@@ -194,7 +249,7 @@ std::shared_ptr<const Layer> build_layer(config::Config config, const BuildConte
             if (error) *error = "route " + r.id + ": traffic-split upstream: " + errors.list().front().reason;
             return false;
           }
-          layer->upstreams.push_back(make_upstream(*model, key, ctx, reuse, dns));
+          layer->upstreams.push_back(make_upstream(*model, key, ctx, reuse, dns, cfg.ssls));
           it = split_runtimes.emplace(key, layer->upstreams.back().get()).first;
         }
         target.upstream = it->second;
@@ -228,7 +283,7 @@ std::shared_ptr<const Layer> build_layer(config::Config config, const BuildConte
       if (it != by_service.end()) service = &it->second;
     }
     if (r.upstream) {
-      layer->upstreams.push_back(make_upstream(*r.upstream, "route:" + r.id, ctx, reuse, dns));
+      layer->upstreams.push_back(make_upstream(*r.upstream, "route:" + r.id, ctx, reuse, dns, cfg.ssls));
       rt.upstream = layer->upstreams.back().get();
     } else if (!r.upstream_id.empty()) {
       auto it = by_id.find(r.upstream_id);
@@ -405,6 +460,7 @@ std::vector<upstream::ProbeTarget> probe_targets(const Snapshot& snapshot) {
       t.port = spec.port > 0 ? static_cast<uint16_t>(spec.port) : node.spec.port;
       t.host_header = spec.host.empty() ? node.host_port : spec.host;
       t.health = node.health;
+      t.tls = up->probe_tls;
       targets.push_back(std::move(t));
     }
   }

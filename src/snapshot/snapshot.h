@@ -16,6 +16,7 @@
 
 #include "config/model.h"
 #include "router/router.h"
+#include "tls/client_context.h"
 #include "upstream/balancer.h"
 
 namespace portico::status {
@@ -50,6 +51,16 @@ struct UpstreamRuntime {
   int tries = 1;                // 1 + effective retries
   router::RequestVar hash_key;  // chash: the variable whose value is hashed (hash_on + key)
   std::vector<std::unique_ptr<upstream::Balancer>> per_worker;
+  // scheme https: what the TLS context was compiled from (tls.client_cert_id resolved, the process CA
+  // bundle), so a runtime is reused only while its material is unchanged, and the context itself. `tls` is
+  // null when the scheme is http, or when the material did not load (logged; every connect then fails: a
+  // TLS upstream never falls back to plain HTTP).
+  bool https = false;
+  tls::ClientTlsSpec tls_spec;
+  std::shared_ptr<const tls::ClientContext> tls;
+  // The active checks' context when they are of type https (null otherwise): the same material, verifying
+  // as checks.active.https_verify_certificate says.
+  std::shared_ptr<const tls::ClientContext> probe_tls;
 };
 
 // The upstreams a route's traffic-split may send a request to, indexed by the plugin's numbering of its
@@ -138,6 +149,9 @@ struct BuildContext {
   status::Metrics* metrics = nullptr;
   redis::Registry* redis = nullptr;
   plugins::LimitStores* limits = nullptr;  // BuildEnv::limits
+  // --upstream-ca-file: the CA bundle that verifies upstream certificates (tls.verify, https checks);
+  // empty: OpenSSL's default trust store.
+  std::string upstream_ca_file;
 };
 
 // An existing runtime for upstream `key` whose spec equals `spec`, to use instead of building a new one

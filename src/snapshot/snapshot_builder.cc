@@ -443,6 +443,10 @@ struct SnapshotBuilder::State {
         upstream_ids.insert(it->first);
     }
     for (std::string_view id : upstream_ids) c.upstreams.push_back(resources.upstreams.find(id)->second);
+    // Upstream tls.client_cert_id is resolved at build time.
+    for (const auto& [id, ssl] : resources.ssls) {
+      if (ssl.type == config::SslType::client) c.ssls.push_back(ssl);
+    }
     return c;
   }
 };
@@ -595,7 +599,17 @@ SnapshotBuilder::Result SnapshotBuilder::apply(std::span<const ResourceChange> c
   if (!global_rules.empty()) {
     global_limit = global_limit_of(merged_copy(global_rules, s.resources.global_rules));
   }
-  const bool touch_all = global_limit != s.global_limit;
+  // A client certificate (ssls of type client) is compiled into the TLS contexts of the upstreams naming it
+  // (tls.client_cert_id): a change to one rebuilds every upstream runtime that uses it, through a rebuild.
+  bool client_ssl_changed = false;
+  for (const auto& [id, model] : ssls) {
+    const auto old = s.resources.ssls.find(id);
+    if ((model && model->type == config::SslType::client) ||
+        (old != s.resources.ssls.end() && old->second.type == config::SslType::client)) {
+      client_ssl_changed = true;
+    }
+  }
+  const bool touch_all = global_limit != s.global_limit || client_ssl_changed;
   std::unordered_set<std::string_view> touched_services;
   for (const auto& [id, model] : services) touched_services.insert(id);
   std::vector<std::string_view> services_to_check;  // changed, or relying on a changed upstream

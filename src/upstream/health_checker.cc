@@ -7,6 +7,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
@@ -59,6 +60,7 @@ std::string identity(const ProbeTarget& t) {
   add(t.address);
   num(t.port);
   add(c.type);
+  num(c.https_verify_certificate ? 1 : 0);
   num(c.timeout);
   num(c.concurrency);
   add(c.http_path);
@@ -129,6 +131,23 @@ struct Probe {
   bool stopped = false;
 };
 
+// Sends the probe request on a connected stream and reads the status line: the status, or 0.
+template <typename Stream>
+asio::awaitable<int> exchange(Stream& stream, const ProbeTarget& t) {
+  std::string request = build_request(t);
+  auto [wec, written] = co_await asio::async_write(stream, asio::buffer(request), kNoThrow);
+  (void)written;
+  if (wec) co_return 0;
+  char buf[kMaxStatusLine];
+  size_t len = 0;
+  while (len < sizeof buf) {
+    auto [rec, n] = co_await stream.async_read_some(asio::buffer(buf + len, sizeof buf - len), kNoThrow);
+    len += n;
+    if (std::memchr(buf, '\n', len) != nullptr || rec) break;
+  }
+  co_return parse_status_line(std::string_view(buf, len));
+}
+
 // One probe: 0 = connection failure (or unusable answer), -1 = timeout, else the HTTP status (200 for a
 // successful tcp-only check).
 asio::awaitable<int> probe_once(std::shared_ptr<Probe> p) {
@@ -157,20 +176,16 @@ asio::awaitable<int> probe_once(std::shared_ptr<Probe> p) {
   auto [cec] = co_await p->socket.async_connect(tcp::endpoint(addr, t.port), kNoThrow);
   if (cec) co_return finish(0);
   if (t.spec.type == "tcp") co_return finish(200);
-
-  std::string request = build_request(t);
-  auto [wec, written] = co_await asio::async_write(p->socket, asio::buffer(request), kNoThrow);
-  (void)written;
-  if (wec) co_return finish(0);
-
-  char buf[kMaxStatusLine];
-  size_t len = 0;
-  while (len < sizeof buf) {
-    auto [rec, n] = co_await p->socket.async_read_some(asio::buffer(buf + len, sizeof buf - len), kNoThrow);
-    len += n;
-    if (std::memchr(buf, '\n', len) != nullptr || rec) break;
-  }
-  co_return finish(parse_status_line(std::string_view(buf, len)));
+  if (t.spec.type != "https") co_return finish(co_await exchange(p->socket, t));
+  // https: a handshake (a certificate that fails verification is a failed probe, like a refused connect),
+  // then the same exchange over TLS. No context (its material did not load): a failed probe.
+  if (!t.tls) co_return finish(0);
+  asio::ssl::stream<tcp::socket&> stream(p->socket, t.tls->asio());
+  std::string_view host = tls::host_without_port(t.host_header.empty() ? t.address : t.host_header);
+  if (!t.tls->prepare(stream.native_handle(), host, nullptr)) co_return finish(0);
+  auto [hec] = co_await stream.async_handshake(asio::ssl::stream_base::client, kNoThrow);
+  if (hec) co_return finish(0);
+  co_return finish(co_await exchange(stream, t));
 }
 
 asio::awaitable<void> probe_loop(std::shared_ptr<Probe> p) {
@@ -219,6 +234,7 @@ struct ActiveHealthChecker::Impl {
         // Same node, same check: keep its state and schedule; pick up what may differ besides.
         it->second->target.host_header = std::move(t.host_header);
         it->second->target.health = std::move(t.health);
+        it->second->target.tls = std::move(t.tls);
         kept.emplace(key, std::move(it->second));
         probes.erase(it);
         continue;

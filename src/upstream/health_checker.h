@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "config/model.h"
+#include "tls/client_context.h"
 #include "upstream/health.h"
 
 namespace portico::upstream {
@@ -21,6 +22,9 @@ struct ProbeTarget {
   uint16_t port = 0;        // already resolved from spec.port or the node's port
   std::string host_header;  // spec.host or the node's host
   std::shared_ptr<NodeHealth> health;
+  // spec.type "https": the client context (verifying as spec.https_verify_certificate says); null otherwise,
+  // or when its material did not load (then every probe fails).
+  std::shared_ptr<const tls::ClientContext> tls;
 };
 
 class ActiveHealthChecker {
