@@ -36,6 +36,8 @@ class ClientStream {
   SSL* ssl() { return tls_ ? tls_->native_handle() : nullptr; }
 
   boost::asio::ip::tcp::socket& socket() { return socket_; }
+  // As Asio's streams name it: the TCP socket under the TLS layer (a tunnel's half-close, session_exchange.cc).
+  boost::asio::ip::tcp::socket& lowest_layer() { return socket_; }
   executor_type get_executor() { return socket_.get_executor(); }
   bool is_open() const { return socket_.is_open(); }
   void close(boost::system::error_code& ec) { socket_.close(ec); }
