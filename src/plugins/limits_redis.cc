@@ -1,8 +1,12 @@
 // The Redis policies of the limit plugins (limits_redis.h): options, keys, scripts and backends.
 #include "plugins/limits_redis.h"
 
+#include <unistd.h>
+
 #include <charconv>
 #include <cmath>
+#include <cstdio>
+#include <random>
 #include <stdexcept>
 
 #include <nlohmann/json.hpp>
@@ -75,24 +79,39 @@ const redis::Script& bucket_script() {
       "end\n"
       "if excess > burst then return {0, math.floor(excess)} end\n"
       "redis.call('HSET', KEYS[1], 'e', excess, 'l', now)\n"
-      "redis.call('PEXPIRE', KEYS[1], math.ceil((excess + 1000) / rate * 1000) + 1)\n"
+      // capped (~300 years) so that a tiny rate still gives an integer Lua prints without an exponent
+      "redis.call('PEXPIRE', KEYS[1], math.min(math.ceil((excess + 1000) / rate * 1000) + 1, 1e13))\n"
       "return {1, math.floor(excess)}\n");
   return s;
 }
 
-// Connections: ARGV: conn + burst, key TTL (s). {admitted, count}. A count below 1 after the INCR means
-// releases outlived the key (it expired mid-request): it starts over at 1.
+// Connections: a sorted set of leases scored by their expiry (Redis ms). ARGV: conn + burst, lease TTL (s),
+// the lease id. {admitted, leases held (this one included when admitted)}. Expired leases (never released)
+// are dropped first, so they stop counting by themselves; a rejected attempt neither adds a lease nor
+// extends the key's life, so a busy key's leaked leases still expire.
 const redis::Script& conn_script() {
-  static const redis::Script s(
-      "local c = redis.call('INCR', KEYS[1])\n"
-      "if c < 1 then redis.call('SET', KEYS[1], 1); c = 1 end\n"
-      "redis.call('EXPIRE', KEYS[1], ARGV[2])\n"
-      "if c > tonumber(ARGV[1]) then\n"
-      "  redis.call('DECR', KEYS[1])\n"
-      "  return {0, c}\n"
-      "end\n"
-      "return {1, c}\n");
+  static const redis::Script s(PORTICO_EFFECTS PORTICO_NOW
+                               "local ttl = tonumber(ARGV[2]) * 1000\n"
+                               "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)\n"
+                               "local c = redis.call('ZCARD', KEYS[1])\n"
+                               "if c >= tonumber(ARGV[1]) then return {0, c} end\n"
+                               "redis.call('ZADD', KEYS[1], now + ttl, ARGV[3])\n"
+                               "redis.call('PEXPIRE', KEYS[1], ttl)\n"
+                               "return {1, c + 1}\n");
   return s;
+}
+
+// Distinguishes this process's lease ids from every other data plane's (and from an earlier run's).
+const std::string& process_token() {
+  static const std::string token = [] {
+    std::random_device rd;
+    const uint64_t r = (static_cast<uint64_t>(rd()) << 32) ^ rd() ^ static_cast<uint64_t>(::getpid());
+    static constexpr char kHex[] = "0123456789abcdef";
+    std::string t;
+    for (int shift = 60; shift >= 0; shift -= 4) t += kHex[(r >> shift) & 15];
+    return t;
+  }();
+  return token;
 }
 
 std::string to_text(int64_t v) {
@@ -152,6 +171,12 @@ std::shared_ptr<redis::Target> redis_target(const nlohmann::json& conf, const Bu
   return env.redis->target(redis_options(conf));
 }
 
+std::string decimal_text(double v) {
+  char buf[32];
+  const int n = std::snprintf(buf, sizeof buf, "%.17g", v);
+  return std::string(buf, static_cast<size_t>(n));
+}
+
 void redis_key(std::string_view head, uint64_t ns, std::string_view key, std::string& out) {
   static constexpr char kHex[] = "0123456789abcdef";
   out.assign(head);
@@ -193,6 +218,9 @@ void RedisLimitCall::complete(redis::Result r, const redis::Reply* reply) {
 
 void RedisLimitCall::cancel() {
   if (client_ != nullptr && pending()) client_->cancel(this);
+  uint32_t worker, slot;
+  // The script may have run (or may still run): its lease is owed a ZREM.
+  if (const RedisConn* owner = take_lease(worker, slot)) owner->abandon(worker, slot);
 }
 
 // --- limit-count ---
@@ -234,8 +262,8 @@ RedisReq::RedisReq(std::shared_ptr<redis::Target> target, uint64_t ns, double ra
     : target_(std::move(target)),
       ns_(ns),
       rate_(rate * 1000),
-      rate_arg_(to_text(std::llround(rate * 1000))),
-      burst_arg_(to_text(std::llround(burst * 1000))) {}
+      rate_arg_(decimal_text(rate * 1000)),
+      burst_arg_(decimal_text(burst * 1000)) {}
 
 bool RedisReq::incoming(RequestContext& ctx, std::string_view key, ReqDecision&) const {
   std::string& k = key_buffer();
@@ -262,58 +290,116 @@ ReqDecision RedisReq::finish(RequestContext& ctx) const {
 // --- limit-conn ---
 
 RedisConn::RedisConn(std::shared_ptr<redis::Target> target, size_t workers, uint64_t ns, std::string prefix,
-                     int64_t conn, int64_t burst, double default_delay, int64_t key_ttl)
+                     int64_t conn, int64_t burst, double default_delay, int64_t lease_ttl)
     : target_(std::move(target)),
       ns_(ns),
-      prefix_(std::move(prefix)),
+      // Not the INCR counter's key of earlier versions: a data plane of either kind meeting the other's key
+      // would fail every request with WRONGTYPE.
+      head_(std::move(prefix) + ":leases"),
       conn_(conn),
       delay_(default_delay),
       max_arg_(to_text(conn + burst)),
-      ttl_arg_(to_text(key_ttl)),
+      ttl_arg_(to_text(lease_ttl)),
       workers_(std::max<size_t>(workers, 1)) {}
+
+uint32_t RedisConn::take_slot(Slots& s) const {
+  if (s.free.empty()) {
+    s.leases.emplace_back();
+    return static_cast<uint32_t>(s.leases.size() - 1);
+  }
+  const uint32_t slot = s.free.back();
+  s.free.pop_back();
+  return slot;
+}
+
+void RedisConn::flush(Slots& s, redis::Client& client) const {
+  if (s.orphans.empty() || !client.available()) return;
+  for (uint32_t slot : s.orphans) {
+    const std::string_view argv[] = {"ZREM", s.leases[slot].key, s.leases[slot].id};
+    client.command(argv, nullptr);
+    s.free.push_back(slot);
+  }
+  s.orphans.clear();
+}
 
 bool RedisConn::incoming(RequestContext& ctx, std::string_view key, ConnDecision&) const {
   RedisLimitCall& call = ctx.state<RedisLimitCall>();
-  redis_key(prefix_, ns_, key, call.key);
-  const std::string_view keys[] = {call.key};
-  const std::string_view args[] = {max_arg_, ttl_arg_};
-  call.start(ctx, target_->client(ctx.worker), conn_script(), keys, args);
+  redis::Client* client = target_->client(ctx.worker);  // null after shutdown: the call fails at once
+  if (ctx.worker >= workers_.size()) {  // not a worker of this process (tests): a lease nobody releases
+    thread_local Lease lease;
+    redis_key(head_, ns_, key, lease.key);
+    lease.id = process_token() + ":test";
+    const std::string_view keys[] = {lease.key};
+    const std::string_view args[] = {max_arg_, ttl_arg_, lease.id};
+    call.start(ctx, client, conn_script(), keys, args);
+    return false;
+  }
+  Slots& s = workers_[ctx.worker];
+  if (client != nullptr)
+    flush(s, *client);  // before this admission, on the same connection: freed slots count
+  const uint32_t slot = take_slot(s);
+  Lease& l = s.leases[slot];
+  redis_key(head_, ns_, key, l.key);
+  char buf[24];
+  l.id.assign(process_token());
+  l.id += ':';
+  l.id += format_int(static_cast<int64_t>(ctx.worker), buf);
+  l.id += ':';
+  l.id += format_int(static_cast<int64_t>(++s.counter), buf);
+  const std::string_view keys[] = {l.key};
+  const std::string_view args[] = {max_arg_, ttl_arg_, l.id};
+  call.start(ctx, client, conn_script(), keys, args);
+  call.hold(this, static_cast<uint32_t>(ctx.worker), slot);
   return false;
 }
 
 ConnDecision RedisConn::finish(RequestContext& ctx) const {
-  const RedisLimitCall& call = ctx.state<RedisLimitCall>();
+  RedisLimitCall& call = ctx.state<RedisLimitCall>();
+  uint32_t worker, slot;
+  const bool held = call.take_lease(worker, slot) == this;
   ConnDecision d;
-  if (!call.answered(2)) return d;
+  if (!call.answered(2)) {  // failed: the lease may or may not be in Redis
+    if (held) abandon(worker, slot);
+    return d;
+  }
   if (call.values[0] != 1) {
     d.kind = ConnDecision::Kind::rejected;
+    if (held) workers_[worker].free.push_back(slot);
     return d;
   }
   d.kind = ConnDecision::Kind::allowed;
   const int64_t c = call.values[1];
   if (c > conn_) d.delay = delay_ * static_cast<double>((c - 1) / conn_);
-  if (ctx.worker >= workers_.size()) return d;  // not a worker of this process (tests): no release
-  Slots& s = workers_[ctx.worker];
-  uint32_t slot;
-  if (s.free.empty()) {
-    slot = static_cast<uint32_t>(s.keys.size());
-    s.keys.emplace_back();
-  } else {
-    slot = s.free.back();
-    s.free.pop_back();
-  }
-  s.keys[slot].assign(call.key);
-  ctx.add_lease(this, (static_cast<uint64_t>(ctx.worker) << 32) | slot, 0);
+  if (held) ctx.add_lease(this, (static_cast<uint64_t>(worker) << 32) | slot, 0);
   return d;
+}
+
+void RedisConn::abandon(uint32_t worker, uint32_t slot) const {
+  Slots& s = workers_[worker];
+  if (s.orphans.size() < kMaxOrphans) {
+    s.orphans.push_back(slot);
+  } else {
+    s.free.push_back(slot);  // its expiry cleans up
+  }
 }
 
 void RedisConn::release(uint64_t a, uint64_t, double) const {
   const size_t worker = static_cast<size_t>(a >> 32);
   const uint32_t slot = static_cast<uint32_t>(a);
   Slots& s = workers_[worker];
-  const std::string_view argv[] = {"DECR", s.keys[slot]};
-  // Fire and forget: the TTL undoes a lost one. No client after shutdown (a context destroyed with its loop).
-  if (redis::Client* client = target_->client(worker)) client->command(argv, nullptr);
+  // No client after shutdown (a context destroyed with its loop): the lease's expiry undoes it.
+  redis::Client* client = target_->client(worker);
+  if (client == nullptr) {
+    s.free.push_back(slot);
+    return;
+  }
+  if (!client->available()) {  // a command now would be dropped: ZREM it once the breaker closes
+    abandon(static_cast<uint32_t>(worker), slot);
+    return;
+  }
+  flush(s, *client);
+  const std::string_view argv[] = {"ZREM", s.leases[slot].key, s.leases[slot].id};
+  client->command(argv, nullptr);  // fire and forget: the lease's expiry undoes a lost one
   s.free.push_back(slot);
 }
 
@@ -326,7 +412,8 @@ std::unique_ptr<CountBackend> make_redis_count(const nlohmann::json& conf, const
   const int64_t window = conf.at("time_window").get<int64_t>();
   const double interval = conf.value("sync_interval", -1.0);
   if (interval > 0) {
-    return std::make_unique<BatchedCount>(std::move(target), ns, count, window, interval, stores.now_ms);
+    return std::make_unique<BatchedCount>(std::move(target), ns, count, window, interval, stores.now_ms,
+                                          env.redis->context(0));
   }
   return std::make_unique<RedisCount>(std::move(target), ns, count, window,
                                       conf.value("window_type", std::string("fixed")) == "sliding");
@@ -338,10 +425,10 @@ std::unique_ptr<ReqBackend> make_redis_req(const nlohmann::json& conf, const Bui
 }
 
 std::unique_ptr<ConnBackend> make_redis_conn(const nlohmann::json& conf, const BuildEnv& env, uint64_t ns) {
-  return std::make_unique<RedisConn>(
-      redis_target(conf, env), env.workers, ns, conf.value("redis_prefix", std::string("limit_conn")),
-      conf.at("conn").get<int64_t>(), conf.at("burst").get<int64_t>(),
-      conf.at("default_conn_delay").get<double>(), conf.value("key_ttl", RedisConn::kDefaultKeyTtl));
+  return std::make_unique<RedisConn>(redis_target(conf, env), env.workers, ns,
+                                     conf.value("redis_prefix", std::string("limit_conn")),
+                                     conf.at("conn").get<int64_t>(), conf.at("burst").get<int64_t>(),
+                                     conf.at("default_conn_delay").get<double>(), RedisConn::kLeaseTtl);
 }
 
 }  // namespace portico::plugins

@@ -17,6 +17,7 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json_fwd.hpp>
@@ -43,6 +44,11 @@ std::shared_ptr<redis::Target> redis_target(const nlohmann::json& conf, const Bu
 // limit-conn's redis_prefix.
 void redis_key(std::string_view head, uint64_t ns, std::string_view key, std::string& out);
 
+// A number as the shortest text that reads back as the same double ("%.17g"): Lua's tonumber() parses it.
+std::string decimal_text(double v);
+
+class RedisConn;
+
 // The context's call in flight (one per context, reused by every Redis limit of the request: they suspend
 // one after the other). values[] are the script's integer replies.
 class RedisLimitCall final : public PluginState, public redis::Call {
@@ -52,18 +58,32 @@ class RedisLimitCall final : public PluginState, public redis::Call {
   void start(RequestContext& ctx, redis::Client* client, const redis::Script& script,
              std::span<const std::string_view> keys, std::span<const std::string_view> args);
   void complete(redis::Result result, const redis::Reply* reply) override;
+  // Also gives up the limit-conn lease attempt whose outcome is now unknown (RedisConn::abandon).
   void cancel() override;
   // The script answered an array of at least `n` integers.
   bool answered(size_t n) const { return result == redis::Result::ok && count >= n; }
 
+  // limit-conn: the lease the call in flight tries to add, until RedisConn::finish() takes it back.
+  void hold(const RedisConn* owner, uint32_t worker, uint32_t slot) {
+    lease_owner_ = owner;
+    lease_worker_ = worker;
+    lease_slot_ = slot;
+  }
+  const RedisConn* take_lease(uint32_t& worker, uint32_t& slot) {
+    worker = lease_worker_;
+    slot = lease_slot_;
+    return std::exchange(lease_owner_, nullptr);
+  }
+
   redis::Result result = redis::Result::unavailable;
   int64_t values[4] = {};
   size_t count = 0;
-  std::string key;  // the Redis key of the call (limit-conn keeps it for its lease)
 
  private:
   redis::Client* client_ = nullptr;
   Completion completion_;
+  const RedisConn* lease_owner_ = nullptr;
+  uint32_t lease_worker_ = 0, lease_slot_ = 0;
 };
 
 // limit-count: fixed window (the window starts with the key's first request, as APISIX; it lasts the key's
@@ -94,31 +114,54 @@ class RedisReq final : public ReqBackend {
  private:
   std::shared_ptr<redis::Target> target_;
   uint64_t ns_;
-  double rate_;  // thousandths per second
-  std::string rate_arg_, burst_arg_;
+  double rate_;                       // thousandths per second
+  std::string rate_arg_, burst_arg_;  // thousandths, as decimal_text (a rate of 0.0001/s is not 0)
 };
 
-// limit-conn: INCR with a TTL (key_ttl seconds, refreshed by every admission: a count leaked by a data plane
-// that died with requests in flight disappears with it); the release is a fire-and-forget DECR on the
-// worker's client, also when the client disconnected mid-request. The key is kept in a per-worker slot until
-// then (the lease names the slot).
+// limit-conn: one lease per admitted request, a member of a sorted set per key (`<redis_prefix>:leases:`),
+// its score the Redis time (ms) it expires at: now + lease_ttl. Admission is one script: drop the expired
+// members, compare ZCARD with conn + burst, ZADD the request's unique lease id and refresh the key's TTL
+// (on admission only). The release is ZREM of that id: idempotent, fire-and-forget on the worker's client.
+// A lease nobody releases (a data plane that died, a ZREM lost) costs one slot until it expires by itself;
+// it never locks the key out for longer.
+//
+// A lease whose admission outcome is unknown (timeout, connection lost after the write, request given up
+// while the call was in flight or before the pipeline resumed) is `abandoned`: its id is queued per worker
+// and ZREMed as soon as the worker's client is available again (before that worker's next admission on
+// it); so is a release while the circuit breaker is open. The queue is bounded (kMaxOrphans); past it, the
+// lease's expiry is the only cleanup.
 class RedisConn final : public ConnBackend, public LeaseHolder {
  public:
-  static constexpr int64_t kDefaultKeyTtl = 3600;
+  // APISIX's limit-conn has no TTL field: a lease lives 300 s (see docs/plugins/limits-redis.md).
+  static constexpr int64_t kLeaseTtl = 300;
+  static constexpr size_t kMaxOrphans = 4096;
   RedisConn(std::shared_ptr<redis::Target> target, size_t workers, uint64_t ns, std::string prefix,
-            int64_t conn, int64_t burst, double default_delay, int64_t key_ttl);
+            int64_t conn, int64_t burst, double default_delay, int64_t lease_ttl);
   bool incoming(RequestContext& ctx, std::string_view key, ConnDecision& out) const override;
   ConnDecision finish(RequestContext& ctx) const override;
   void release(uint64_t a, uint64_t b, double request_seconds) const override;
+  // The outcome of the lease attempt in `slot` is unknown: ZREM it when the client can send. Worker thread.
+  void abandon(uint32_t worker, uint32_t slot) const;
+  // Leases owed a ZREM on `worker` (tests).
+  size_t orphans(size_t worker) const { return workers_[worker].orphans.size(); }
 
  private:
-  struct Slots {  // one worker's keys of requests in flight; `free` lists the unused slots
-    std::vector<std::string> keys;
-    std::vector<uint32_t> free;
+  struct Lease {
+    std::string key;  // the sorted set
+    std::string id;   // the member: "<process token>:<worker>:<counter>"
   };
+  struct alignas(64) Slots {  // one worker's leases in flight; `free` lists the unused slots
+    std::vector<Lease> leases;
+    std::vector<uint32_t> free;
+    std::vector<uint32_t> orphans;  // slots owed a ZREM
+    uint64_t counter = 0;
+  };
+  uint32_t take_slot(Slots& s) const;
+  void flush(Slots& s, redis::Client& client) const;
+
   std::shared_ptr<redis::Target> target_;
   uint64_t ns_;
-  std::string prefix_;
+  std::string head_;
   int64_t conn_;
   double delay_;
   std::string max_arg_, ttl_arg_;

@@ -137,6 +137,11 @@ size_t Registry::workers() const {
   return core_->contexts.size();
 }
 
+asio::io_context* Registry::context(size_t worker) const {
+  std::lock_guard<std::mutex> lock(core_->mutex);
+  return worker < core_->contexts.size() ? core_->contexts[worker] : nullptr;
+}
+
 std::shared_ptr<Target> Registry::target(const Options& options) {
   std::string key = options.key();
   std::lock_guard<std::mutex> lock(core_->mutex);

@@ -65,6 +65,9 @@ class Registry {
   // Start-up, before workers run: worker `index` runs on `context`.
   void attach_worker(size_t index, boost::asio::io_context& context);
   size_t workers() const;
+  // Worker `worker`'s event loop, for timers a plugin runs there (null when none is attached: tests). Any
+  // thread; the loop outlives every snapshot.
+  boost::asio::io_context* context(size_t worker) const;
 
   // The Target for `options` (same key: the same Target while it is held). Any thread.
   std::shared_ptr<Target> target(const Options& options);

@@ -135,6 +135,28 @@ def test_limit_req_on_redis_shared_by_two_instances(origin, portico, redis):
     assert r.cli("KEYS", "portico:lr:*").count("portico:lr:") == 3
 
 
+def lease_keys(r):
+    return r.cli("KEYS", "limit_conn:leases:{*").split()
+
+
+def redis_ms(r):
+    sec, usec = r.cli("TIME").split()
+    return int(sec) * 1000 + int(usec) // 1000
+
+
+def test_limit_req_on_redis_with_a_very_small_rate(origin, portico, redis):
+    r = redis()
+    o = origin("o")
+    slow = redis_conf(r, rate=0.0001, burst=0, key_type="var", key="remote_addr", nodelay=True)
+    p = portico(make_config([route("rt", "/id", o, plugins={"limit-req": slow})]))
+    assert get(p, "/id").status == 200
+    assert get(p, "/id").status == 503  # one per 10 000 s: not a division by zero (500)
+    key = r.cli("KEYS", "portico:lr:*").split()[0]
+    # The key lives until the bucket drained: 10 000 s at 0.0001/s (not rounded to another rate).
+    assert 9990 * 1000 <= int(r.cli("PTTL", key)) <= 10001 * 1000
+    assert float(r.cli("HGET", key, "e")) == 0
+
+
 def test_limit_conn_on_redis_counts_requests_in_flight_across_instances(origin, portico, redis):
     r = redis()
     o = origin("o")
@@ -144,21 +166,70 @@ def test_limit_conn_on_redis_counts_requests_in_flight_across_instances(origin, 
     h = [("X-K", "c")]
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         held = pool.submit(get, p1, "/delay/1500", headers=h)
-        key = wait_for(lambda: [k for k in r.cli("KEYS", "limit_conn:{*").split() if r.cli("GET", k) == "1"],
-                       timeout=5, message="the request in flight counted in Redis")[0]
+        key = wait_for(lambda: [k for k in lease_keys(r) if r.cli("ZCARD", k) == "1"],
+                       timeout=5, message="the request in flight holds a lease in Redis")[0]
+        assert 0 < int(r.cli("TTL", key)) <= 300
         assert get(p2, "/delay/0", headers=h).status == 503
         assert held.result().status == 200
-    # The release is a DECR sent after the log phase.
-    wait_for(lambda: r.cli("GET", key) == "0", timeout=5, message="released")
-    assert 0 < int(r.cli("TTL", key)) <= 3600
+    # The release is a ZREM of the request's lease, sent after the log phase.
+    wait_for(lambda: r.cli("ZCARD", key) == "0", timeout=5, message="released")
     assert get(p2, "/delay/0", headers=h).status == 200
+    # (its lease is released after the log phase, which follows the answer)
+    wait_for(lambda: r.cli("ZCARD", key) == "0", timeout=5, message="released")
     # A client that goes away mid-request gives its slot back too.
     s = socket.create_connection((LOOPBACK, p1.port))
     s.sendall(b"GET /delay/3000 HTTP/1.1\r\nHost: test.local\r\nX-K: c\r\n\r\n")
-    wait_for(lambda: r.cli("GET", key) == "1", timeout=5, message="counted")
+    wait_for(lambda: r.cli("ZCARD", key) == "1", timeout=5, message="counted")
     s.close()
-    wait_for(lambda: r.cli("GET", key) == "0", timeout=5, message="released after the client left")
+    wait_for(lambda: r.cli("ZCARD", key) == "0", timeout=5, message="released after the client left")
     assert get(p2, "/delay/0", headers=h).status == 200
+
+
+def test_limit_conn_lease_never_released_stops_counting_at_its_expiry(origin, portico, redis):
+    r = redis()
+    o = origin("o")
+    conf = redis_conf(r, conn=1, burst=0, default_conn_delay=0.1, key_type="var", key="remote_addr")
+    p = portico(make_config([route("cl", "/delay/*", o, plugins={"limit-conn": conf})]))
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        held = pool.submit(get, p, "/delay/800")
+        key = wait_for(lambda: lease_keys(r), timeout=5, message="lease")[0]
+        assert held.result().status == 200
+    # Leases whose release never came (a data plane that died mid-request): one expired, one expiring soon.
+    now = redis_ms(r)
+    r.cli("ZADD", key, str(now - 1), "dead-dp:0:1")
+    assert get(p, "/delay/0").status == 200  # the expired one no longer counts
+    r.cli("ZADD", key, str(now + 1500), "dead-dp:0:2")
+    assert get(p, "/delay/0").status == 503  # a live one does: conn = 1
+    wait_for(lambda: get(p, "/delay/0").status == 200, timeout=5, interval=0.1,
+             message="the leaked lease expired by itself")
+    assert redis_ms(r) >= now + 1500
+    assert r.cli("ZSCORE", key, "dead-dp:0:2") == ""  # dropped by the admission that followed
+
+
+def test_limit_conn_requests_lost_in_a_redis_stall_do_not_lock_the_key_out(origin, portico, redis):
+    """Admissions that time out may still run in Redis (SIGSTOP: they wait in the socket); their leases are
+    ZREMed once Redis answers again, so the key is free at once rather than after the leases' expiry."""
+    r = redis()
+    o = origin("o")
+    conf = redis_conf(r, conn=2, burst=0, default_conn_delay=0.1, key_type="var", key="remote_addr",
+                      redis_timeout=300)
+    p = portico(make_config([route("cs", "/delay/*", o, plugins={"limit-conn": conf})]))
+    assert get(p, "/delay/0").status == 200
+    r.pause()
+    try:
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            stalled = list(pool.map(lambda _: get(p, "/delay/0").status, range(4)))
+        assert set(stalled) == {500}, stalled
+    finally:
+        r.resume()
+    # Redis ran what was written before the stall: conn = 2 leases exist, with nobody to release them.
+    wait_for(lambda: sum(int(r.cli("ZCARD", k)) for k in lease_keys(r)) == 2, timeout=5,
+             message="the stalled admissions ran")
+    wait_for(lambda: get(p, "/delay/0").status == 200, timeout=5, interval=0.1, message="admits again")
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        both = list(pool.map(lambda _: get(p, "/delay/600").status, range(2)))
+    assert both == [200, 200], both  # conn = 2 slots, none leaked
+    wait_for(lambda: all(r.cli("ZCARD", k) == "0" for k in lease_keys(r)), timeout=5, message="all released")
 
 
 def failure_config(o, r, timeout_ms):
@@ -241,17 +312,22 @@ def test_redis_cluster_policy_through_a_master_failover(origin, portico, redis_c
     p = portico(make_config([route("cl", "/id", o, plugins={"limit-count": conf})]))
     keys = ["k%d" % i for i in range(6)]  # spread over the masters
     results = {k: {} for k in keys}
+    failures = []  # (start, seconds) of every request answered 500
     lock = threading.Lock()
     stop = threading.Event()
 
     def load(k):
         conn = http.client.HTTPConnection(LOOPBACK, p.port, timeout=10)
         while not stop.is_set():
+            started = time.monotonic()
             conn.request("GET", "/id?k=" + k)
             resp = conn.getresponse()
             resp.read()
+            took = time.monotonic() - started
             with lock:
                 results[k][resp.status] = results[k].get(resp.status, 0) + 1
+                if resp.status == 500:
+                    failures.append((started, took))
             if results[k].get(503, 0) > 50:
                 break
             time.sleep(0.002)  # about 300 requests per key take a few seconds: the failover lands mid-window
@@ -283,7 +359,13 @@ def test_redis_cluster_policy_through_a_master_failover(origin, portico, redis_c
         # writes the old master acknowledged but had not yet replicated are lost (Redis replication is
         # asynchronous): the new master's count restarts lower by that much.
         assert n - v.get(500, 0) <= v.get(200, 0) <= n + 20, (k, v)
-        assert v.get(500, 0) <= failover_s / 0.5 + 2, (k, v)  # one redis_timeout each, then the breaker
+    # Errors only while the master is down: each costs at most one redis_timeout (the first calls on the dead
+    # connection), then the open breaker fails its slots at once, and they stop within a map refresh of the
+    # failover (a replica promoted, the slot map read again).
+    assert failures, "the keys of the failed master saw the outage"
+    assert max(took for _, took in failures) <= 0.5 + 0.3, failures
+    assert all(t0 - 0.1 <= started <= t0 + failover_s + 1.0 for started, _ in failures), \
+        (t0, failover_s, [round(s - t0, 2) for s, _ in failures][-5:])
 
 
 def test_batched_mode_stays_within_its_bound(origin, portico, redis):
@@ -305,8 +387,7 @@ def test_batched_mode_stays_within_its_bound(origin, portico, redis):
     # No instance alone admits more than N either: the excess is at most min(D r (I + rtt), (D - 1) N).
     assert n <= admitted <= min(bound, 2 * n), (admitted, bound, counts)
     assert all(c.get(200, 0) <= n for c in per), per  # no instance alone above N
-    # Redis holds the global count once both synced.
+    # Redis holds the global count once both synced: the sync runs on a timer, so the last interval's
+    # admissions reach Redis without any further request.
     key = r.cli("KEYS", "portico:lb:*").split()[0]
-    # The sync is request-driven: requests keep coming until both instances have sent their deltas.
-    wait_for(lambda: (get(p1, "/id"), get(p2, "/id")) and int(r.cli("GET", key)) >= admitted, timeout=5,
-             interval=0.05, message="deltas synced")
+    wait_for(lambda: int(r.cli("GET", key)) == admitted, timeout=5, interval=0.05, message="deltas synced")

@@ -3,6 +3,9 @@
 // tests/e2e/test_plugin_limits_redis.py.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <string>
+
 #include <nlohmann/json.hpp>
 
 #include "plugins/limit_batch.h"
@@ -112,6 +115,71 @@ TEST(BatchTable, TouchedKeysAreRefreshedWithAZeroDelta) {
   t.collect(10, out);  // a rejected request still asks Redis for the current count (the window may move)
   ASSERT_EQ(out.size(), 1u);
   EXPECT_EQ(out[0].delta, 0);
+}
+
+TEST(BatchTable, AnInFlightDeltaOfAnEndedWindowCountsForNoLaterOne) {
+  BatchTable t(3, 1000);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(t.admit("k", 0).kind, Kind::allowed);
+  std::vector<BatchTable::Delta> out;
+  t.collect(0, out);  // 3 in flight, for the window [0, 1000)
+  // The local window rolls over while the sync is unanswered: the old delta no longer counts...
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(t.admit("k", 1000).kind, Kind::allowed) << i;
+  EXPECT_EQ(t.admit("k", 1000).kind, Kind::rejected);
+  // ...and a failed sync does not push it into the new window either.
+  t.synced("k", false, 0, 0, 1001);
+  t.collect(1002, out);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].delta, 3);  // the new window's 3 only
+}
+
+TEST(BatchTable, FullTablePurgesEndedWindowsThenEvictsThoseEndingFirst) {
+  BatchTable t(5, 1000, 32);
+  for (int i = 0; i < 16; ++i)
+    t.admit(std::string("old").append(std::to_string(i)), 0);  // windows end at 1000
+  for (int i = 0; i < 16; ++i) t.admit(std::string("new").append(std::to_string(i)), 500 + i);
+  EXPECT_EQ(t.size(), 32u);
+  t.admit("x", 1000);  // full: the 16 ended windows go
+  EXPECT_EQ(t.size(), 17u);
+  for (int i = 0; i < 15; ++i) t.admit(std::string("y").append(std::to_string(i)), 1200);
+  EXPECT_EQ(t.size(), 32u);
+  t.admit("z", 1300);  // full, every window live: the two ending first (new0, new1) are evicted
+  EXPECT_EQ(t.size(), 31u);
+  std::vector<BatchTable::Delta> out;
+  t.collect(1300, out);
+  std::vector<std::string> keys;
+  for (const auto& d : out) keys.push_back(d.key);
+  EXPECT_EQ(std::count(keys.begin(), keys.end(), "new0"), 0);
+  EXPECT_EQ(std::count(keys.begin(), keys.end(), "new1"), 0);
+  EXPECT_EQ(std::count(keys.begin(), keys.end(), "new2"), 1);
+  EXPECT_EQ(std::count(keys.begin(), keys.end(), "z"), 1);
+}
+
+TEST(BatchTable, TimerStartsWithTheFirstKeyAndStopsWhenEmpty) {
+  BatchTable t(5, 1000);
+  bool start = false;
+  t.admit("a", 0, &start);
+  EXPECT_TRUE(start);
+  start = false;
+  t.admit("b", 0, &start);
+  EXPECT_FALSE(start);  // already running
+  EXPECT_FALSE(t.stop_timer_if_empty());
+  std::vector<BatchTable::Delta> out;
+  t.collect(0, out);
+  t.synced("a", true, 1, 1000, 0);
+  t.synced("b", true, 1, 1000, 0);
+  t.collect(2000, out);  // windows over, nothing new: forgotten
+  EXPECT_TRUE(t.stop_timer_if_empty());
+  t.admit("c", 2000, &start);
+  EXPECT_TRUE(start);
+}
+
+TEST(DecimalText, SmallRatesKeepTheirValue) {
+  // limit-req sends rate * 1000: 0.0001 request/s must not round to 0 (a division by zero in the script).
+  EXPECT_EQ(std::stod(decimal_text(0.0001 * 1000)), 0.0001 * 1000);
+  EXPECT_EQ(std::stod(decimal_text(1.5)), 1.5);
+  EXPECT_EQ(decimal_text(2000), "2000");
+  EXPECT_NE(decimal_text(1e-7), "0");
+  EXPECT_EQ(std::stod(decimal_text(1e-7)), 1e-7);
 }
 
 }  // namespace
