@@ -24,6 +24,7 @@ const char kUsage[] =
     "       portico --role traditional --etcd-endpoints URLS [options]\n"
     "       portico --role control_plane --etcd-endpoints URLS [options]\n"
     "       portico --role data_plane --control-planes URLS --trusted-keys FILE --cp-token-file FILE [...]\n"
+    "       (TLS on the Admin API, sync and etcd: docs/tls-control.md)\n"
     "\n"
     "standalone: a reverse proxy serving the routes of a declarative file (APISIX standalone shape, YAML\n"
     "ending with '#END' or .json), reloaded when it changes and on SIGHUP.\n"
@@ -33,7 +34,10 @@ const char kUsage[] =
     "\n"
     "  --role ROLE               standalone|traditional|control_plane|data_plane (default standalone)\n"
     "  --config FILE             declarative routes/services/upstreams (standalone; required there)\n"
-    "  --etcd-endpoints URLS     comma-separated http://host:port of the etcd members (etcd roles)\n"
+    "  --etcd-endpoints URLS     comma-separated http(s)://host:port of the etcd members (etcd roles)\n"
+    "  --etcd-cacert FILE        PEM CA bundle verifying etcd's certificate (default: the system's)\n"
+    "  --etcd-cert FILE          client certificate (PEM) for etcd's --client-cert-auth\n"
+    "  --etcd-key FILE           its private key (PEM)\n"
     "  --etcd-prefix PREFIX      etcd key prefix (default /apisix)\n"
     "  --etcd-compaction-interval SECONDS\n"
     "                            compact etcd's history behind what this process has read, every SECONDS;\n"
@@ -43,6 +47,8 @@ const char kUsage[] =
     "  --admin-listen IP:PORT    Admin API listener (default 127.0.0.1:9180)\n"
     "  --allow-admin CIDRS       comma-separated client networks allowed on the Admin API\n"
     "                            (default 127.0.0.0/8,::1/128)\n"
+    "  --admin-tls-cert FILE     serve the Admin API over HTTPS with this PEM certificate (and chain)\n"
+    "  --admin-tls-key FILE      its private key (PEM); SIGHUP reloads both\n"
     "  --state-dir DIR           state directory; generated keys go here (default portico-state)\n"
     "  --admin-key-file FILE     admin (read/write) key; generated with mode 0600 when missing\n"
     "                            (default STATE_DIR/admin.key)\n"
@@ -55,14 +61,24 @@ const char kUsage[] =
     "                            health checks); default: the system trust store\n"
     "  --sync-listen IP:PORT     data-plane sync listener (default 127.0.0.1:9280)\n"
     "  --dp-tokens-file FILE     '<node-id> <token>' lines; enables the sync listener\n"
+    "  --sync-tls-cert FILE      serve data-plane sync over HTTPS with this PEM certificate (and chain)\n"
+    "  --sync-tls-key FILE       its private key (PEM); SIGHUP reloads both\n"
+    "  --sync-tls-client-ca FILE mutual TLS: data planes may present a certificate signed by this CA in\n"
+    "                            place of a token (node id: its first DNS subjectAltName, else its CN);\n"
+    "                            enables the sync listener; required of every data plane without\n"
+    "                            --dp-tokens-file\n"
     "  --signing-key-file FILE   Ed25519 key signing configs for data planes (default "
     "STATE_DIR/signing.key,\n"
     "                            generated when missing; its public half is written beside it as "
     "signing.pub)\n"
-    "  --control-planes URLS     data_plane: comma-separated http://host:port of control-plane sync "
+    "  --control-planes URLS     data_plane: comma-separated http(s)://host:port of control-plane sync "
     "listeners\n"
     "  --node-id ID              data_plane: this node's id (default: the host name)\n"
-    "  --cp-token-file FILE      data_plane: bearer token for the control planes\n"
+    "  --cp-token-file FILE      data_plane: bearer token for the control planes (or --cp-tls-cert)\n"
+    "  --cp-tls-ca FILE          data_plane: PEM CA bundle verifying https:// control planes (default: the\n"
+    "                            system's); the host name or IP address of each URL is checked\n"
+    "  --cp-tls-cert FILE        data_plane: client certificate (PEM) for mutual TLS with control planes\n"
+    "  --cp-tls-key FILE         data_plane: its private key (PEM)\n"
     "  --trusted-keys FILES      data_plane: comma-separated files of trusted control-plane public keys\n"
     "  --cache-dir DIR           data_plane: last-known-good config cache (default STATE_DIR/cache)\n"
     "  --cluster-change-delay S  data_plane: control planes must serve another etcd cluster this long, and\n"
@@ -199,9 +215,31 @@ int main(int argc, char** argv) {
       cp.etcd_endpoints = split_list(value);
       for (const std::string& e : cp.etcd_endpoints) {
         if (!e.starts_with("http://") && !e.starts_with("https://")) {
-          usage_error("--etcd-endpoints takes http://host:port URLs, got '" + e + "'");
+          usage_error("--etcd-endpoints takes http(s)://host:port URLs, got '" + e + "'");
         }
       }
+    } else if (flag == "--etcd-cacert") {
+      cp.etcd_ca_file = value;
+    } else if (flag == "--etcd-cert") {
+      cp.etcd_cert_file = value;
+    } else if (flag == "--etcd-key") {
+      cp.etcd_key_file = value;
+    } else if (flag == "--admin-tls-cert") {
+      cp.admin.tls.cert_file = value;
+    } else if (flag == "--admin-tls-key") {
+      cp.admin.tls.key_file = value;
+    } else if (flag == "--sync-tls-cert") {
+      cp.sync_tls.cert_file = value;
+    } else if (flag == "--sync-tls-key") {
+      cp.sync_tls.key_file = value;
+    } else if (flag == "--sync-tls-client-ca") {
+      cp.sync_tls.client_ca_file = value;
+    } else if (flag == "--cp-tls-ca") {
+      dp.tls_ca_file = value;
+    } else if (flag == "--cp-tls-cert") {
+      dp.tls_cert_file = value;
+    } else if (flag == "--cp-tls-key") {
+      dp.tls_key_file = value;
     } else if (flag == "--etcd-prefix") {
       cp.etcd_prefix = value;
     } else if (flag == "--etcd-compaction-interval") {
@@ -311,6 +349,17 @@ int main(int argc, char** argv) {
       usage_error("unknown option " + flag);
     }
   }
+  auto pair = [](const std::string& cert, const std::string& key, const char* cert_flag,
+                 const char* key_flag) {
+    if (cert.empty() != key.empty())
+      usage_error(std::string(cert_flag) + " and " + key_flag + " go together");
+  };
+  pair(cp.admin.tls.cert_file, cp.admin.tls.key_file, "--admin-tls-cert", "--admin-tls-key");
+  pair(cp.sync_tls.cert_file, cp.sync_tls.key_file, "--sync-tls-cert", "--sync-tls-key");
+  pair(cp.etcd_cert_file, cp.etcd_key_file, "--etcd-cert", "--etcd-key");
+  pair(dp.tls_cert_file, dp.tls_key_file, "--cp-tls-cert", "--cp-tls-key");
+  if (!cp.sync_tls.client_ca_file.empty() && cp.sync_tls.cert_file.empty())
+    usage_error("--sync-tls-client-ca needs --sync-tls-cert and --sync-tls-key");
   if (s3_flags) {
     if (server_options.role == portico::server::Role::standalone)
       usage_error("--s3-* options need an etcd or data_plane role");
@@ -344,12 +393,15 @@ int main(int argc, char** argv) {
     if (dp.control_planes.empty()) usage_error("--control-planes is required for the data_plane role");
     if (server_options.trusted_keys.empty())
       usage_error("--trusted-keys is required for the data_plane role");
-    if (cp_token_file.empty()) usage_error("--cp-token-file is required for the data_plane role");
-    try {
-      bool unused = false;
-      dp.token = portico::controlplane::load_or_generate_key(cp_token_file, false, unused);
-    } catch (const std::exception& e) {
-      usage_error(e.what());
+    if (cp_token_file.empty() && dp.tls_cert_file.empty())
+      usage_error("--cp-token-file (or --cp-tls-cert) is required for the data_plane role");
+    if (!cp_token_file.empty()) {
+      try {
+        bool unused = false;
+        dp.token = portico::controlplane::load_or_generate_key(cp_token_file, false, unused);
+      } catch (const std::exception& e) {
+        usage_error(e.what());
+      }
     }
     char host[256] = {0};
     ::gethostname(host, sizeof host - 1);

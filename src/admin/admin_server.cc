@@ -9,6 +9,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -28,6 +29,7 @@
 #include "http/parser.h"
 #include "http/query.h"
 #include "router/ip_address.h"
+#include "tls/control_tls.h"
 
 namespace portico::admin {
 
@@ -136,6 +138,7 @@ struct AdminServer::Impl {
   AdminHandler handler;
   mutable std::mutex keys_mu;
   std::shared_ptr<const std::vector<AdminKey>> keys;  // replaced whole by set_keys()
+  std::shared_ptr<asio::ssl::context> tls;  // under keys_mu; null: plain HTTP; replaced by reload_tls()
   std::vector<router::Cidr> allowed;
   // Connection accounting (the listener's thread only). Declared before the io_context: destroying the
   // context destroys the coroutines still parked in it, and their Conns unregister here.
@@ -177,6 +180,15 @@ struct AdminServer::Impl {
   bool client_allowed(const asio::ip::address& source) const;
   // Empty optional-like: role found, or an error response to send.
   bool authenticate(std::string_view key, Role& role, std::string& principal) const;
+  std::shared_ptr<asio::ssl::context> tls_context() const {
+    std::lock_guard lock(keys_mu);
+    return tls;
+  }
+  std::shared_ptr<asio::ssl::context> build_tls() const {
+    const AdminTlsOptions& t = options.tls;
+    return tls::make_server_context(
+        tls::ServerFiles{t.cert_file, t.key_file, t.client_ca_file, t.require_client_cert});
+  }
 };
 
 bool AdminServer::Impl::client_allowed(const asio::ip::address& source) const {
@@ -262,6 +274,11 @@ awaitable<void> AdminServer::Impl::serve(std::unique_ptr<Conn> conn) {
   const bool allowed_peer = client_allowed(conn->source);
   boost::system::error_code ignored;
   socket.set_option(tcp::no_delay(true), ignored);
+  // TLS: the context is pinned for the connection's life (a reload applies to the next handshake).
+  const std::shared_ptr<asio::ssl::context> tls_context = this->tls_context();
+  std::optional<asio::ssl::stream<tcp::socket&>> tls;
+  std::string cert_identity;  // a verified client certificate's identity, accepted for certificate_role
+  std::string cert_refusal;   // why a verified certificate's identity was refused
 
   // No buffer until the client has sent something: an idle connection costs its socket and this frame.
   std::string buf;
@@ -272,15 +289,48 @@ awaitable<void> AdminServer::Impl::serve(std::unique_ptr<Conn> conn) {
   // every idle connection.
   std::unique_ptr<http::RequestHead> head_slots;
   base::SocketWatchdog watchdog(context, socket);
+  if (tls_context) {
+    // The handshake is part of the unauthenticated client's head deadline.
+    watchdog.arm(allowed_peer ? std::min(options.idle_timeout, options.unauthenticated_timeout) : 5.0);
+    tls.emplace(socket, *tls_context);
+    auto [ec] = co_await tls->async_handshake(asio::ssl::stream_base::server, nothrow);
+    if (ec) {
+      PORTICO_LOG(debug, "%s: TLS handshake with %s failed: %s", name.c_str(),
+                  conn->source.to_string().c_str(), ec.message().c_str());
+      co_return;
+    }
+    if (options.tls.certificate_authenticates) {
+      cert_identity = tls::peer_identity(tls->native_handle());
+      if (SSL_get0_peer_certificate(tls->native_handle()) != nullptr && cert_identity.empty()) {
+        cert_refusal = "the client certificate names no identity (DNS subjectAltName or CN)";
+      } else if (!cert_identity.empty() && options.tls.check_identity) {
+        cert_refusal = options.tls.check_identity(cert_identity);
+        if (!cert_refusal.empty()) cert_identity.clear();
+      }
+    }
+  }
+  auto read_some = [&](asio::mutable_buffer b) -> awaitable<std::tuple<boost::system::error_code, size_t>> {
+    if (tls) co_return co_await tls->async_read_some(b, nothrow);
+    co_return co_await socket.async_read_some(b, nothrow);
+  };
+  auto write_all = [&](asio::const_buffer b) -> awaitable<boost::system::error_code> {
+    auto [ec, n] =
+        tls ? co_await asio::async_write(*tls, b, nothrow) : co_await asio::async_write(socket, b, nothrow);
+    co_return ec;
+  };
   auto read_more = [&]() -> awaitable<bool> {
     if (buf.empty()) {
-      auto [ec] = co_await socket.async_wait(tcp::socket::wait_read, nothrow);
-      if (ec) co_return false;
+      // Plain: no buffer before the client sends. TLS may hold decrypted bytes already (the request came
+      // with the handshake's last flight), so it reads at once.
+      if (!tls) {
+        auto [ec] = co_await socket.async_wait(tcp::socket::wait_read, nothrow);
+        if (ec) co_return false;
+      }
       buf.resize(kInitialBuffer);
     } else if (len == buf.size()) {
       buf.resize(buf.size() * 2);
     }
-    auto [ec, n] = co_await socket.async_read_some(asio::buffer(buf.data() + len, buf.size() - len), nothrow);
+    auto [ec, n] = co_await read_some(asio::buffer(buf.data() + len, buf.size() - len));
     if (ec || n == 0) co_return false;
     len += n;
     co_return true;
@@ -289,7 +339,7 @@ awaitable<void> AdminServer::Impl::serve(std::unique_ptr<Conn> conn) {
   auto send = [&](const AdminResponse& r, bool keep_alive) -> awaitable<bool> {
     std::string out = serialize(r, keep_alive, head_request);
     watchdog.arm(options.idle_timeout);  // a client that stops reading is dropped, its response with it
-    auto [ec, n] = co_await asio::async_write(socket, asio::buffer(out), nothrow);
+    auto ec = co_await write_all(asio::buffer(out));
     watchdog.disarm();
     co_return !ec;
   };
@@ -347,20 +397,35 @@ awaitable<void> AdminServer::Impl::serve(std::unique_ptr<Conn> conn) {
     // Refuse before reading a body that would be thrown away.
     AdminResponse early;
     bool refuse = true;
+    const bool no_key = !key_present || key.empty();
     if (!allowed_peer) {
       early = error_response(403, "client address not allowed by --allow-admin");
     } else if (path != options.path_prefix && !path.starts_with(options.path_prefix + "/")) {
       early = error_response(404, "not found: this listener serves " + options.path_prefix);
-    } else if (!key_present || key.empty()) {
-      early = error_response(401, std::string("missing ") + key_name);
+    } else if (no_key && cert_identity.empty()) {
+      std::string why = std::string("missing ") + key_name;
+      if (!cert_refusal.empty()) {
+        why = cert_refusal;
+      } else if (options.tls.certificate_authenticates) {
+        why += " or client certificate";
+      }
+      early = error_response(401, why);
+    } else if (no_key) {  // mutual TLS in place of a key
+      req.role = options.tls.certificate_role;
+      req.principal = cert_identity;
+      refuse = false;
     } else if (!authenticate(key, req.role, req.principal)) {
       early = error_response(401, std::string("wrong ") + key_name);
-    } else if (req.role == Role::viewer && is_write(req.method)) {
-      early = error_response(403, "the viewer role is read-only");
-    } else if (framing == http::BodyFraming::content_length && content_length > options.max_body_size) {
-      early = error_response(413, "request body over " + std::to_string(options.max_body_size) + " bytes");
     } else {
       refuse = false;
+    }
+    if (refuse) {
+    } else if (req.role == Role::viewer && is_write(req.method)) {
+      refuse = true;
+      early = error_response(403, "the viewer role is read-only");
+    } else if (framing == http::BodyFraming::content_length && content_length > options.max_body_size) {
+      refuse = true;
+      early = error_response(413, "request body over " + std::to_string(options.max_body_size) + " bytes");
     }
     if (refuse) {
       co_await send(early, false);
@@ -374,8 +439,7 @@ awaitable<void> AdminServer::Impl::serve(std::unique_ptr<Conn> conn) {
 
     if (expect_continue && framing != http::BodyFraming::none) {
       static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-      auto [ec, n] = co_await asio::async_write(socket, asio::buffer(kContinue), nothrow);
-      if (ec) break;
+      if (co_await write_all(asio::buffer(kContinue))) break;
     }
     bool body_ok = true;
     if (framing == http::BodyFraming::content_length) {
@@ -464,7 +528,11 @@ awaitable<void> AdminServer::Impl::serve(std::unique_ptr<Conn> conn) {
     }
   }
   watchdog.disarm();
-  if (!watchdog.fired() && socket.is_open()) {
+  if (!watchdog.fired() && socket.is_open() && tls) {
+    // TLS: close_notify, then the peer's (or its EOF), bounded like the plain lingering close.
+    watchdog.arm(2.0);
+    co_await tls->async_shutdown(nothrow);
+  } else if (!watchdog.fired() && socket.is_open()) {
     // Lingering close: a client still sending a body we refused would get a reset (and may lose our answer)
     // if we closed with its bytes unread, so read and drop them for a moment first.
     boost::system::error_code ec;
@@ -623,7 +691,11 @@ void AdminServer::listen() {
     }
     s.allowed.push_back(cidr);
   }
-  if (s.options.keys.empty()) throw std::runtime_error("no key configured for " + s.options.path_prefix);
+  if (s.options.keys.empty() && !s.options.tls.certificate_authenticates)
+    throw std::runtime_error("no key configured for " + s.options.path_prefix);
+  if (s.options.tls.certificate_authenticates && s.options.tls.client_ca_file.empty())
+    throw std::runtime_error("listener " + s.options.listen + ": client certificates need a client CA");
+  if (s.options.tls.enabled()) s.tls = s.build_tls();
   if (s.options.max_connections == 0 || s.options.max_unauthenticated == 0 ||
       s.options.max_unauthenticated_per_source == 0) {
     throw std::runtime_error("listener " + s.options.listen + ": connection limits must be at least 1");
@@ -637,8 +709,15 @@ void AdminServer::listen() {
   s.acceptor.listen(256);
 }
 
+void AdminServer::reload_tls() {
+  if (!impl_->options.tls.enabled()) return;
+  auto next = impl_->build_tls();
+  std::lock_guard lock(impl_->keys_mu);
+  impl_->tls = std::move(next);
+}
+
 bool AdminServer::set_keys(std::vector<AdminKey> keys) {
-  if (keys.empty()) return false;
+  if (keys.empty() && !impl_->options.tls.certificate_authenticates) return false;
   auto next = std::make_shared<const std::vector<AdminKey>>(std::move(keys));
   std::lock_guard lock(impl_->keys_mu);
   impl_->keys = std::move(next);

@@ -13,6 +13,12 @@
 // watchdog whose handler shares no memory with the connection's coroutine, so an expiry already queued when
 // the connection ends or re-arms does nothing.
 //
+// TLS (AdminServerOptions::tls, tls/control_tls.h): with a certificate the listener speaks HTTPS only; the
+// handshake runs under the unauthenticated head deadline. With a client CA it asks for client certificates,
+// and with certificate_authenticates a request that presents no key is authenticated by the verified
+// certificate's identity (its first DNS subjectAltName, else its CN) with certificate_role: mutual TLS in
+// place of a key. A key, when presented, is checked as without TLS and decides the principal.
+//
 // Contract: listen() then start() from the owning thread; stop() is idempotent and joins every thread. The
 // handler runs on a pool thread and may block (bounded by its own timeouts).
 #pragma once
@@ -43,12 +49,24 @@ enum class KeyScheme {
   bearer,   // Authorization: Bearer <key>
 };
 
+struct AdminTlsOptions {
+  std::string cert_file;  // PEM certificate and chain; empty: plain HTTP
+  std::string key_file;
+  std::string client_ca_file;        // ask clients for a certificate signed by this CA bundle
+  bool require_client_cert = false;  // a client without one fails the handshake
+  bool certificate_authenticates = false;
+  Role certificate_role = Role::data_plane;
+  // Refuses an identity (an error message for the 401) or accepts it (empty); null accepts any.
+  std::function<std::string(const std::string& identity)> check_identity;
+  bool enabled() const { return !cert_file.empty(); }
+};
+
 struct AdminServerOptions {
   std::string listen = "127.0.0.1:9180";
   std::string path_prefix = "/apisix/admin";  // other paths get 404
   KeyScheme key_scheme = KeyScheme::api_key;
   std::vector<std::string> allow_admin = {"127.0.0.0/8", "::1/128"};  // client networks; others get 403
-  std::vector<AdminKey> keys;          // at least one admin key (the server refuses to start without)
+  std::vector<AdminKey> keys;          // at least one (none only with tls.certificate_authenticates)
   size_t max_body_size = 1536 * 1024;  // 413 above (etcd refuses requests over 1.5 MiB by default)
   unsigned handler_threads = 4;
   // Seconds, once authenticated: the wait for a request and its whole head and body (the first authenticated
@@ -65,6 +83,7 @@ struct AdminServerOptions {
   double unauthenticated_timeout = 10;         // seconds
   size_t max_unauthenticated = 256;            // in total
   size_t max_unauthenticated_per_source = 32;  // per client IP address
+  AdminTlsOptions tls;
 };
 
 struct AdminRequest {
@@ -135,6 +154,9 @@ class AdminServer {
   // Replaces the keys (a rotated key, a data plane added to the tokens file). Requests already
   // authenticated are not affected. Any thread; an empty list is refused (returns false).
   bool set_keys(std::vector<AdminKey> keys);
+  // Reads the TLS certificate, key and client CA files again; the next handshake uses them, established
+  // connections keep theirs. Throws std::runtime_error (the old ones stay in force). No-op without TLS.
+  void reload_tls();
 
  private:
   struct Impl;

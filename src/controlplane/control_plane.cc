@@ -185,6 +185,9 @@ void ControlPlane::start() {
 
   store::EtcdOptions eo;
   eo.endpoints = o.etcd_endpoints;
+  eo.ca_file = o.etcd_ca_file;
+  eo.cert_file = o.etcd_cert_file;
+  eo.key_file = o.etcd_key_file;
   s.etcd = std::make_unique<store::EtcdClient>(eo);
   store::EtcdOptions fast = eo;
   fast.retry_deadline = 1.5;
@@ -227,7 +230,8 @@ void ControlPlane::start() {
     std::ofstream(pub) << s.signer->public_key_pem();
     // The key matters only once something outside this process verifies it (data planes, the S3
     // fallback); before that a generated key is routine, not a warning.
-    const bool key_handed_out = !o.dp_tokens_file.empty() || !o.s3.endpoint.empty();
+    const bool key_handed_out =
+        !o.dp_tokens_file.empty() || !o.sync_tls.client_ca_file.empty() || !o.s3.endpoint.empty();
     if (signing_generated && key_handed_out) {
       PORTICO_LOG(warn,
                   "no signing key was configured: generated one in %s; give every control plane the same "
@@ -268,13 +272,27 @@ void ControlPlane::start() {
     S3Exporter* exporter = s.exporter.get();
     publisher->on_publish([exporter](int64_t revision) { exporter->notify(revision); });
   }
-  if (!o.dp_tokens_file.empty()) {
+  if (!o.dp_tokens_file.empty() || !o.sync_tls.client_ca_file.empty()) {
+    if (!o.sync_tls.client_ca_file.empty() && !o.sync_tls.enabled())
+      throw std::runtime_error("--sync-tls-client-ca needs --sync-tls-cert and --sync-tls-key");
     admin::AdminServerOptions sync_options;
+    sync_options.tls = o.sync_tls;
+    if (!o.sync_tls.client_ca_file.empty()) {
+      // Mutual TLS: a verified certificate names the node, as a token's line does.
+      sync_options.tls.certificate_authenticates = true;
+      sync_options.tls.certificate_role = admin::Role::data_plane;
+      sync_options.tls.require_client_cert = o.dp_tokens_file.empty();
+      sync_options.tls.check_identity = [](const std::string& id) {
+        return valid_id(id)
+                   ? std::string()
+                   : "the client certificate's identity is not a node id (" + std::string(kIdRule) + ")";
+      };
+    }
     sync_options.listen = o.sync_listen;
     sync_options.allow_admin = o.sync_allow;
     sync_options.path_prefix = "/portico/v1";
     sync_options.key_scheme = admin::KeyScheme::bearer;
-    sync_options.keys = load_dp_tokens(o.dp_tokens_file);
+    if (!o.dp_tokens_file.empty()) sync_options.keys = load_dp_tokens(o.dp_tokens_file);
     // Long polls wait without a thread (admin::Deferred); the pool serves snapshots, reports and answers.
     sync_options.handler_threads = 8;
     sync_options.max_connections = 16384;  // every data plane holds one or two connections
@@ -306,12 +324,17 @@ void ControlPlane::start() {
   s.server->start();
   if (s.sync_server) {
     s.sync_server->start();
-    PORTICO_LOG(info, "data-plane sync on %s (%s)", o.sync_listen.c_str(), o.dp_tokens_file.c_str());
+    std::string auth = o.dp_tokens_file;
+    if (!o.sync_tls.client_ca_file.empty())
+      auth += (auth.empty() ? "" : ", ") + std::string("client certificates of ") + o.sync_tls.client_ca_file;
+    PORTICO_LOG(info, "data-plane sync on %s%s (%s)", o.sync_tls.enabled() ? "https://" : "",
+                o.sync_listen.c_str(), auth.c_str());
   }
   std::string allowed;
   for (const std::string& c : o.admin.allow_admin) allowed += (allowed.empty() ? "" : ",") + c;
-  PORTICO_LOG(info, "Admin API on %s (allowed clients: %s); etcd %s prefix %s", o.admin.listen.c_str(),
-              allowed.c_str(), o.etcd_endpoints.front().c_str(), o.etcd_prefix.c_str());
+  PORTICO_LOG(info, "Admin API on %s%s (allowed clients: %s); etcd %s prefix %s",
+              o.admin.tls.enabled() ? "https://" : "", o.admin.listen.c_str(), allowed.c_str(),
+              o.etcd_endpoints.front().c_str(), o.etcd_prefix.c_str());
 }
 
 void ControlPlane::reload_keys() {
@@ -322,7 +345,16 @@ void ControlPlane::reload_keys() {
   } catch (const std::exception& e) {
     PORTICO_LOG(error, "admin keys not reloaded, the previous ones stay in force: %s", e.what());
   }
-  if (!s.sync_server) return;
+  // Certificates too (a renewed one applies to the next handshake).
+  for (admin::AdminServer* server : {s.server.get(), s.sync_server.get()}) {
+    if (server == nullptr) continue;
+    try {
+      server->reload_tls();
+    } catch (const std::exception& e) {
+      PORTICO_LOG(error, "TLS files not reloaded, the previous ones stay in force: %s", e.what());
+    }
+  }
+  if (!s.sync_server || s.options.dp_tokens_file.empty()) return;
   try {
     std::vector<admin::AdminKey> tokens = load_dp_tokens(s.options.dp_tokens_file);
     const size_t n = tokens.size();

@@ -18,7 +18,10 @@
 namespace portico::controlplane {
 
 struct ControlPlaneOptions {
-  std::vector<std::string> etcd_endpoints;  // "http://127.0.0.1:2379"
+  std::vector<std::string> etcd_endpoints;  // "http://127.0.0.1:2379" (https:// with the TLS files below)
+  std::string etcd_ca_file;                 // PEM CA bundle verifying etcd's certificate (default: system)
+  std::string etcd_cert_file;               // client certificate for etcd's --client-cert-auth
+  std::string etcd_key_file;
   std::string etcd_prefix = "/apisix";
   std::string state_dir = "portico-state";
   std::string admin_key_file;       // empty: state_dir/admin.key; generated (mode 0600) when missing
@@ -28,7 +31,11 @@ struct ControlPlaneOptions {
   // Data-plane sync (docs/sync-protocol.md). The sync listener runs when a tokens file is given.
   std::string sync_listen = "127.0.0.1:9280";
   std::vector<std::string> sync_allow = {"0.0.0.0/0", "::/0"};  // tokens are the gate; narrow it if you can
-  std::string dp_tokens_file;    // lines "<node-id> <token>"; empty: no sync listener
+  std::string dp_tokens_file;  // lines "<node-id> <token>"; empty: no sync listener (unless mTLS below)
+  // The sync listener's TLS (cert/key; empty: plain). With sync_tls.client_ca_file, data planes may
+  // authenticate with a certificate signed by it instead of a token (its identity is the node id); without
+  // a tokens file, a certificate is required. Filled in by start(): the roles and the identity check.
+  admin::AdminTlsOptions sync_tls;
   std::string signing_key_file;  // Ed25519 private key; empty: state_dir/signing.key (generated when missing)
 
   // S3 fallback (controlplane/s3_exporter.h): with s3.endpoint set, the replica elected through etcd exports

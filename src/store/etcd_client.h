@@ -36,6 +36,11 @@ struct EtcdOptions {
   double request_timeout = 2.0;        // seconds, per attempt (unary calls)
   double retry_deadline = 8.0;         // seconds a call keeps retrying across endpoints
   double endpoint_cooldown = 2.0;      // seconds a failed endpoint is tried only after the others
+  // TLS to https:// endpoints (tls/curl_tls.h): the CA bundle verifying etcd (empty: the system's) and a
+  // client certificate and key for etcd's --client-cert-auth (empty: none).
+  std::string ca_file;
+  std::string cert_file;
+  std::string key_file;
 };
 
 enum class Code {

@@ -4,6 +4,7 @@
 #include <thread>
 
 #include "base/log.h"
+#include "tls/curl_tls.h"
 
 namespace portico::store::detail {
 namespace {
@@ -55,7 +56,8 @@ void curl_init_once() {
   });
 }
 
-void setup_post(CURL* h, const std::string& url, const std::string& body, double connect_timeout) {
+void setup_post(CURL* h, const std::string& url, const std::string& body, double connect_timeout,
+                const EtcdOptions& options) {
   curl_easy_setopt(h, CURLOPT_URL, url.c_str());
   curl_easy_setopt(h, CURLOPT_POST, 1L);
   curl_easy_setopt(h, CURLOPT_POSTFIELDS, body.data());
@@ -67,6 +69,7 @@ void setup_post(CURL* h, const std::string& url, const std::string& body, double
   curl_easy_setopt(h, CURLOPT_TCP_KEEPIDLE, 10L);
   curl_easy_setopt(h, CURLOPT_TCP_KEEPINTVL, 5L);
   curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, millis(connect_timeout));
+  tls::apply_curl_tls(h, options.ca_file, options.cert_file, options.key_file);
 }
 
 Transport::Transport(const EtcdOptions& options) : options_(options), endpoints_(options.endpoints.size()) {
@@ -231,7 +234,7 @@ Transport::Attempt Transport::attempt(const std::string& url, const char* path, 
   curl_easy_reset(h);  // keeps the handle's connection cache, which is the point of pooling
   std::string full_url = url + path;
   std::string reply;
-  setup_post(h, full_url, body, std::min(options_.connect_timeout, timeout));
+  setup_post(h, full_url, body, std::min(options_.connect_timeout, timeout), options_);
   curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, millis(timeout));
   curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, append_body);
   curl_easy_setopt(h, CURLOPT_WRITEDATA, &reply);

@@ -27,8 +27,9 @@ void curl_init_once();
 
 // Sets what every transfer to etcd needs: POST of `body` (not copied: it must outlive the transfer) to
 // `url`, JSON headers without "Expect: 100-continue", no proxy from the environment (etcd is reached
-// directly), no signals (threads), TCP keep-alive, and the connect timeout.
-void setup_post(CURL* handle, const std::string& url, const std::string& body, double connect_timeout);
+// directly), no signals (threads), TCP keep-alive, the connect timeout, and TLS (`options`' files).
+void setup_post(CURL* handle, const std::string& url, const std::string& body, double connect_timeout,
+                const EtcdOptions& options);
 
 class Transport {
  public:

@@ -148,7 +148,7 @@ EtcdWatch::Impl::End EtcdWatch::Impl::stream(const std::string& url, const std::
     return End::lost;
   }
   std::string full_url = url + "/v3/watch";
-  detail::setup_post(s.handle, full_url, body, options.connect_timeout);
+  detail::setup_post(s.handle, full_url, body, options.connect_timeout, options);
   curl_easy_setopt(s.handle, CURLOPT_WRITEFUNCTION, on_data);
   curl_easy_setopt(s.handle, CURLOPT_WRITEDATA, &s);
   char error[CURL_ERROR_SIZE] = {};

@@ -8,6 +8,8 @@
 #include <cstdlib>
 #include <mutex>
 
+#include "tls/curl_tls.h"
+
 namespace portico::sync::detail {
 namespace {
 
@@ -23,16 +25,19 @@ long millis(double seconds) {
 
 }  // namespace
 
-CpHttp::CpHttp(const std::string& token, double connect_timeout) : connect_timeout_(connect_timeout) {
+CpHttp::CpHttp(const std::string& token, double connect_timeout, CpTls tls)
+    : connect_timeout_(connect_timeout), tls_(std::move(tls)) {
   // curl_global_init is not thread-safe itself; the sync client is created before its thread starts.
   std::call_once(g_curl_once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
   multi_ = curl_multi_init();
   foreground_ = curl_easy_init();
   background_ = curl_easy_init();
-  std::string auth = "Authorization: Bearer ";
-  auth += token;
-  get_headers_ = curl_slist_append(nullptr, auth.c_str());
-  post_headers_ = curl_slist_append(nullptr, auth.c_str());
+  if (!token.empty()) {
+    std::string auth = "Authorization: Bearer ";
+    auth += token;
+    get_headers_ = curl_slist_append(nullptr, auth.c_str());
+    post_headers_ = curl_slist_append(nullptr, auth.c_str());
+  }
   post_headers_ = curl_slist_append(post_headers_, "Content-Type: application/json");
   // Without this libcurl waits up to 1 s for "100 Continue" before sending a body over 1 KiB.
   post_headers_ = curl_slist_append(post_headers_, "Expect:");
@@ -111,6 +116,7 @@ void CpHttp::setup(CURL* h, const std::string& url, double timeout, Sink* sink, 
   curl_easy_setopt(h, CURLOPT_WRITEDATA, sink);
   curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, static_cast<curl_off_t>(max_body));
   curl_easy_setopt(h, CURLOPT_ERRORBUFFER, error);
+  tls::apply_curl_tls(h, tls_.ca_file, tls_.cert_file, tls_.key_file);
   if (stall > 0) {  // fewer than 1 byte/s over `stall` seconds, the wait for the first byte included
     curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
     curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, std::max(1L, std::lround(stall)));

@@ -34,10 +34,17 @@ struct HttpReply {
   bool transport_ok() const { return code == CURLE_OK; }
 };
 
+// TLS files for https:// control planes (see SyncOptions).
+struct CpTls {
+  std::string ca_file;
+  std::string cert_file;
+  std::string key_file;
+};
+
 class CpHttp {
  public:
-  // `token` goes into every request as "Authorization: Bearer <token>".
-  CpHttp(const std::string& token, double connect_timeout);
+  // `token` goes into every request as "Authorization: Bearer <token>" (none when empty: mutual TLS).
+  CpHttp(const std::string& token, double connect_timeout, CpTls tls = {});
   ~CpHttp();
   CpHttp(const CpHttp&) = delete;
   CpHttp& operator=(const CpHttp&) = delete;
@@ -92,6 +99,7 @@ class CpHttp {
   curl_slist* get_headers_ = nullptr;
   curl_slist* post_headers_ = nullptr;
   double connect_timeout_;
+  const CpTls tls_;
   std::atomic<bool> stopped_{false};
 
   Sink foreground_body_;

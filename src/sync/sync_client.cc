@@ -107,7 +107,8 @@ struct SyncClient::Impl {
         verifier(std::move(v)),
         apply(std::move(a)),
         cache(options.cache_dir),
-        http(options.token, options.connect_timeout),
+        http(options.token, options.connect_timeout,
+             detail::CpTls{options.tls_ca_file, options.tls_cert_file, options.tls_key_file}),
         served_other_cluster(options.control_planes.size()),
         endpoint_problem(options.control_planes.size(), kFine) {
     if (!options.s3.endpoint.empty()) s3 = std::make_unique<S3Fallback>(options.s3, options.s3_prefix);

@@ -36,9 +36,14 @@
 namespace portico::sync {
 
 struct SyncOptions {
-  std::vector<std::string> control_planes;  // "http://10.0.0.1:9280", tried in order
+  std::vector<std::string> control_planes;  // "http://10.0.0.1:9280" or "https://...", tried in order
   std::string node_id;
-  std::string token;           // bearer token for the control planes
+  std::string token;  // bearer token for the control planes (empty: none, mutual TLS instead)
+  // TLS to https:// control planes (tls/curl_tls.h): the CA verifying them (empty: the system's store), and
+  // this node's certificate and key for mutual TLS (empty: none).
+  std::string tls_ca_file;
+  std::string tls_cert_file;
+  std::string tls_key_file;
   std::string cache_dir;       // last-known-good cache (SnapshotCache)
   double cache_interval = 1;   // seconds between cache writes at most (the newest state is written)
   std::string hostname;        // reported

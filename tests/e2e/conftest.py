@@ -1225,8 +1225,8 @@ def _etcd_factory(tmp_dir_fn):
     from etcd_cluster import EtcdCluster
     clusters = []
 
-    def start(size=1, name="etcd"):
-        c = EtcdCluster(Path(tmp_dir_fn()) / ("%s-%d" % (name, len(clusters))), size=size, name=name)
+    def start(size=1, name="etcd", tls=None):
+        c = EtcdCluster(Path(tmp_dir_fn()) / ("%s-%d" % (name, len(clusters))), size=size, name=name, tls=tls)
         clusters.append(c)
         return c.start_all()
 

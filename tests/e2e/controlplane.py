@@ -107,6 +107,7 @@ class ControlPlane(PorticoProcess):
         self.admin_port = None
         self.admin_host = LOOPBACK
         self._key = None
+        self.admin_ssl_context = None  # an ssl.SSLContext: the Admin API is reached over HTTPS
 
     # -- files --------------------------------------------------------------------------------------------------
     @property
@@ -231,7 +232,11 @@ class ControlPlane(PorticoProcess):
         elif method in ("PUT", "POST", "PATCH"):
             data = b""
         hdrs.update(headers or {})
-        conn = http.client.HTTPConnection(self.admin_host, self.admin_port, timeout=timeout)
+        if self.admin_ssl_context is not None:
+            conn = http.client.HTTPSConnection(self.admin_host, self.admin_port, timeout=timeout,
+                                               context=self.admin_ssl_context)
+        else:
+            conn = http.client.HTTPConnection(self.admin_host, self.admin_port, timeout=timeout)
         t0 = time.monotonic()
         try:
             conn.request(method, path, body=data, headers=hdrs)

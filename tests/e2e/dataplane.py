@@ -47,7 +47,9 @@ class DataPlane(PorticoProcess):
         self.error_log_path = self.workdir / "error.log"
         self.stdout_path = self.workdir / "stdout.log"
         self.token_path = self.workdir / "cp.token"
-        self.write_token(token)
+        self.token = None
+        if token is not None:  # None: no --cp-token-file (mutual TLS with --cp-tls-cert)
+            self.write_token(token)
         self.flags = dict(DEFAULT_FLAGS)
         self.flags.setdefault("state_dir", str(self.workdir / "state"))
         self.flags.update(flags)
@@ -97,10 +99,11 @@ class DataPlane(PorticoProcess):
         args = [str(PORTICO_BIN), "--role", "data_plane",
                 "--control-planes", ",".join(self.control_planes),
                 "--trusted-keys", ",".join(self.trusted_keys),
-                "--cp-token-file", str(self.token_path),
                 "--node-id", self.node_id,
                 "--listen", "%s:%d" % (LOOPBACK, self.port),
                 "--status-listen", "%s:%d" % (LOOPBACK, self.status_port)]
+        if self.token is not None:
+            args += ["--cp-token-file", str(self.token_path)]
         flags = dict(self.flags)
         flags.setdefault("access_log", "off")
         flags.setdefault("error_log", str(self.error_log_path))

@@ -60,18 +60,20 @@ def _b64(s):
     return base64.b64encode(s).decode()
 
 
-def http_json(url, body=None, timeout=2.0):
-    """POST (body given) or GET `url` with JSON; returns the parsed answer. Raises on transport or HTTP errors."""
+def http_json(url, body=None, timeout=2.0, context=None):
+    """POST (body given) or GET `url` with JSON; returns the parsed answer. Raises on transport or HTTP errors.
+    `context`: an ssl.SSLContext for https:// URLs."""
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET",
                                  headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=timeout) as r:
+    with urllib.request.urlopen(req, timeout=timeout, context=context) as r:
         return json.loads(r.read() or b"{}")
 
 
 class Member:
-    def __init__(self, index, workdir):
+    def __init__(self, index, workdir, scheme="http"):
         self.index = index
+        self.scheme = scheme
         self.name = "m%d" % index
         self.client_port = free_port()
         self.peer_port = free_port()
@@ -83,7 +85,7 @@ class Member:
 
     @property
     def client_url(self):
-        return "http://%s:%d" % (LOOPBACK, self.client_port)
+        return "%s://%s:%d" % (self.scheme, LOOPBACK, self.client_port)
 
     @property
     def peer_url(self):
@@ -100,14 +102,23 @@ class Member:
 
 
 class EtcdCluster:
-    def __init__(self, workdir, size=1, name="etcd"):
+    def __init__(self, workdir, size=1, name="etcd", tls=None):
+        """tls: a tls_control_certs.TestCA: clients reach the members over https with --client-cert-auth (the
+        certificates are issued here: self.server_cert, and self.client_cert for Portico, etcdctl and this
+        module); peers stay plain (loopback)."""
         assert size in (1, 3, 5), "size must be 1, 3 or 5"
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.size = size
         self.name = name
         self.token = "portico-e2e-%s" % uuid.uuid4().hex
-        self.members = [Member(i, self.workdir) for i in range(size)]
+        self.tls = tls
+        self.ssl_context = None
+        if tls is not None:
+            self.server_cert = tls.issue("etcd-server", ips=[LOOPBACK], dns=["localhost"])
+            self.client_cert = tls.issue("etcd-client", client=True)
+            self.ssl_context = tls.context(self.client_cert)
+        self.members = [Member(i, self.workdir, "https" if tls is not None else "http") for i in range(size)]
         with _LIVE_LOCK:
             _LIVE.append(self)
 
@@ -135,7 +146,20 @@ class EtcdCluster:
                 # As every etcd the project starts (src/store/README.md, "Compaction"); a test never writes
                 # 10000 revisions, so tests that compact on purpose are not overtaken.
                 "--auto-compaction-mode", "revision", "--auto-compaction-retention", "10000",
-                "--logger", "zap", "--log-outputs", "stderr"]
+                "--logger", "zap", "--log-outputs", "stderr"] + self._tls_argv()
+
+    def _tls_argv(self):
+        if self.tls is None:
+            return []
+        return ["--cert-file", self.server_cert.cert, "--key-file", self.server_cert.key, "--client-cert-auth",
+                "--trusted-ca-file", self.tls.cert]
+
+    def portico_tls_args(self):
+        """Portico's etcd TLS flags for this cluster (empty without TLS)."""
+        if self.tls is None:
+            return []
+        return ["--etcd-cacert", self.tls.cert, "--etcd-cert", self.client_cert.cert, "--etcd-key",
+                self.client_cert.key]
 
     def _spawn(self, i):
         m = self.members[i]
@@ -155,7 +179,7 @@ class EtcdCluster:
         if not m.running() or m.stopped:
             return False
         try:
-            return http_json(m.client_url + "/health", timeout=1.0).get("health") in ("true", True)
+            return http_json(m.client_url + "/health", timeout=1.0, context=self.ssl_context).get("health") in ("true", True)
         except (OSError, ValueError, urllib.error.URLError):
             return False
 
@@ -251,7 +275,8 @@ class EtcdCluster:
     # -- status -------------------------------------------------------------------------------------------------
     def member_status(self, i, timeout=1.0):
         """The JSON gateway's /v3/maintenance/status answer of member i (header, leader, raftTerm, ...)."""
-        return http_json(self.members[i].client_url + "/v3/maintenance/status", {}, timeout=timeout)
+        return http_json(self.members[i].client_url + "/v3/maintenance/status", {}, timeout=timeout,
+                         context=self.ssl_context)
 
     def member_id(self, i):
         return self.member_status(i)["header"]["member_id"]
@@ -292,7 +317,7 @@ class EtcdCluster:
         for i in self.running_indexes():
             try:
                 ans = http_json(self.members[i].client_url + "/v3/kv/range",
-                                {"key": _b64("\0"), "limit": 1}, timeout=3.0)
+                                {"key": _b64("\0"), "limit": 1}, timeout=3.0, context=self.ssl_context)
                 return int(ans["header"]["revision"])
             except (OSError, ValueError, urllib.error.URLError) as e:
                 last = e
@@ -302,6 +327,8 @@ class EtcdCluster:
     def etcdctl(self, *args, check=True, timeout=20.0, endpoints=None, input=None):
         eps = endpoints or self.live_endpoints() or self.endpoints()
         argv = [ETCDCTL_BIN, "--endpoints", ",".join(eps), "--dial-timeout", "2s", "--command-timeout", "8s"]
+        if self.tls is not None:
+            argv += ["--cacert", self.tls.cert, "--cert", self.client_cert.cert, "--key", self.client_cert.key]
         argv += [str(a) for a in args]
         env = dict(os.environ, ETCDCTL_API="3")
         r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, timeout=timeout,

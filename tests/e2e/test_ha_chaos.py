@@ -9,6 +9,8 @@ whole module (HA_DIR in a temp dir, HA_PORT_BASE chosen free) and brought back t
 Run with -s to see the measurements: one JSON line per scenario and a summary at the end of the module.
     /usr/bin/python3 -m pytest -q tests/e2e/test_ha_chaos.py -s
 HA_PROP_ROUTES=10000 loads that many routes before the propagation measurement (default 10).
+The last test runs a second cluster in the script's TLS variant (HA_TLS=1, docs/tls-control.md): propagation
+and a control plane stopped under load, over TLS etcd, HTTPS Admin API and sync, and mutual TLS data planes.
 """
 
 import concurrent.futures
@@ -62,9 +64,13 @@ def free_port_base():
     raise RuntimeError("no free block of 100 ports")
 
 
-def http_call(port, method, path, body=None, headers=None, timeout=10.0):
-    """(status, headers, body bytes) on a fresh connection; raises OSError on transport errors."""
-    conn = http.client.HTTPConnection(LOOPBACK, port, timeout=timeout)
+def http_call(port, method, path, body=None, headers=None, timeout=10.0, context=None):
+    """(status, headers, body bytes) on a fresh connection; raises OSError on transport errors. `context`: an
+    ssl.SSLContext (HTTPS)."""
+    if context is not None:
+        conn = http.client.HTTPSConnection(LOOPBACK, port, timeout=timeout, context=context)
+    else:
+        conn = http.client.HTTPConnection(LOOPBACK, port, timeout=timeout)
     try:
         conn.request(method, path, body=body, headers=headers or {})
         r = conn.getresponse()
@@ -74,12 +80,13 @@ def http_call(port, method, path, body=None, headers=None, timeout=10.0):
 
 
 class HA:
-    def __init__(self, ha_dir, base):
+    def __init__(self, ha_dir, base, tls=False):
         self.dir = Path(ha_dir)
         self.base = base
         self.env = dict(os.environ, HA_DIR=str(self.dir), HA_PORT_BASE=str(base), HA_TIMEOUT="30",
-                        PORTICO_BIN=str(PORTICO_BIN))
+                        PORTICO_BIN=str(PORTICO_BIN), HA_TLS="1" if tls else "0")
         self.vars = {}
+        self.admin_context = None  # the TLS variant: the Admin API is HTTPS, verified against TLS_CA
 
     def run(self, *args, check=True, timeout=180, quiet=False):
         t0 = time.monotonic()
@@ -101,6 +108,9 @@ class HA:
             if line.startswith("export "):
                 k, _, v = line[len("export "):].partition("=")
                 self.vars[k] = shlex.split(v)[0] if v else ""
+        if self.vars.get("TLS_CA"):
+            import ssl
+            self.admin_context = ssl.create_default_context(cafile=self.vars["TLS_CA"])
         return self.vars
 
     def status(self):
@@ -130,7 +140,8 @@ class HA:
         last = None
         for port in ports:
             try:
-                st, h, raw = http_call(port, method, "/apisix/admin" + path, data, hdrs, timeout)
+                st, h, raw = http_call(port, method, "/apisix/admin" + path, data, hdrs, timeout,
+                                       context=self.admin_context)
             except OSError as e:
                 last = e
                 continue
@@ -929,3 +940,43 @@ def test_i_fleet_limit_count_batched_is_within_its_bound(ha, redis_module):
     print(json.dumps(res))
     assert set(counts) <= {200, 429}, counts
     assert n <= admitted <= bound, res
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The TLS variant (HA_TLS=1): propagation and a control plane stopped under load
+# ----------------------------------------------------------------------------------------------------------------
+
+def test_tls_variant_propagation_and_control_plane_stop(ha, tmp_path_factory):
+    """A second cluster with TLS on every control channel: etcd with client-cert auth, HTTPS Admin API and sync,
+    data planes verifying the control planes and authenticating with client certificates (CN dpN)."""
+    t = HA(tmp_path_factory.mktemp("ha-tls"), free_port_base(), tls=True)
+    try:
+        t.run("start", timeout=240)
+        t.load_env()
+        assert t.vars["ADMIN_URL"].startswith("https://") and t.vars["ETCD_ENDPOINTS"].startswith("https://")
+        # A plain client gets no HTTP answer from the Admin API.
+        with pytest.raises((OSError, http.client.HTTPException)):
+            http_call(t.admin_ports[0], "GET", "/apisix/admin/routes", timeout=3.0)
+        st, ans, _ = t.put_route("ha-load", "/load/*")
+        assert st in (200, 201), (st, ans)
+        t0 = time.monotonic()
+        wait_for(lambda: t.served_by_all("/load/warmup"), timeout=15, interval=0.02,
+                 message="the load route on every dp (TLS)")
+        propagation = time.monotonic() - t0
+        st, fleet, _ = t.admin("GET", "/data_planes")
+        assert st == 200 and sorted(d["node_id"] for d in fleet["list"]) == ["dp1", "dp2", "dp3"], fleet
+        before = t.lb_counters()
+        with Load(t.lb_port) as load:
+            time.sleep(1)
+            t.run("cp-stop", "1", "--kill")
+            st, ans, _ = t.put_route("tls-cp2", "/tls-cp2")  # through cp2, the one left
+            assert st in (200, 201), (st, ans)
+            wait_for(lambda: t.served_by_all("/tls-cp2"), timeout=20, interval=0.05,
+                     message="a write through cp2 served by every dp after cp1 was killed (TLS)")
+            t.run("cp-start", "1")
+            wait_for(t.in_sync, timeout=30, interval=0.2, message="every dp in sync again (TLS)")
+            time.sleep(1)
+        record("tls: propagation and cp1 killed", load, t, before, propagation_s=round(propagation, 3))
+        assert_no_failures(load, t)
+    finally:
+        t.run("stop", check=False, timeout=240)
