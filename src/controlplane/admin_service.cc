@@ -363,6 +363,53 @@ AdminResponse AdminService::write(const Target& target, const AdminRequest& req)
             ref_key, {}, store::Compare::Target::create_revision, store::Compare::Result::greater, 0, {}});
       }
     }
+    // The ssl an upstream's tls.client_cert_id names must exist and be of type client (APISIX's check and
+    // message), and stay so until the write commits: its version is compared, as a type can change.
+    if (auto ref = client_cert_ref(t.kind, value)) {
+      const auto& [ref_id, field] = *ref;
+      const std::string ref_key = copy_.key_of(Kind::ssls, ref_id);
+      store::RangeRequest q;
+      q.key = ref_key;
+      store::RangeResult qr;
+      store::Status qs = etcd.range(q, qr);
+      if (!qs.ok()) return store_failure(qs);
+      std::optional<json> ssl = qr.kvs.empty() ? std::nullopt : parse_stored(qr.kvs.front().value);
+      if (qr.kvs.empty() || !ssl || !ssl->is_object() || !is_client_ssl(*ssl)) {
+        const std::string message = "failed to fetch ssl info by ssl id [" + ref_id + "], " +
+                                    (qr.kvs.empty() ? "response code: 404" : "wrong ssl type");
+        json answer = {{"error_msg", message}, {"errors", {{{"path", field}, {"reason", message}}}}};
+        return AdminResponse{400, answer.dump(), {}};
+      }
+      txn.compare.push_back(store::Compare{ref_key,
+                                           {},
+                                           store::Compare::Target::mod_revision,
+                                           store::Compare::Result::equal,
+                                           qr.kvs.front().mod_revision,
+                                           {}});
+    }
+    // An ssl named by a tls.client_cert_id must stay of type client: the scan runs over the copy at `seen`,
+    // and the transaction proves that no upstream, service or route changed after it.
+    bool ssl_users_scanned = false;
+    if (t.kind == Kind::ssls && !is_client_ssl(value)) {
+      ssl_users_scanned = true;
+      const int64_t seen = copy_.revision();
+      std::vector<std::pair<Kind, std::string>> users = copy_.referrers(Kind::ssls, t.id);
+      if (!users.empty()) {
+        config::Errors e;
+        e.add("type", "must stay \"client\": " + std::string(info(users.front().first).noun) + " [" +
+                          users.front().second + "] uses this ssl as tls.client_cert_id");
+        return invalid(e);
+      }
+      for (Kind k : {Kind::upstreams, Kind::services, Kind::routes}) {
+        const std::string dir = copy_.key_of(k, "");
+        txn.compare.push_back(store::Compare{dir,
+                                             store::prefix_end(dir),
+                                             store::Compare::Target::mod_revision,
+                                             store::Compare::Result::less,
+                                             seen + 1,
+                                             {}});
+      }
+    }
     // A service losing its upstream must not strand routes that rely on it.
     if (t.kind == Kind::services && !value.contains("upstream") && !value.contains("upstream_id")) {
       std::vector<std::string> routes = copy_.routes_relying_on(t.id);
@@ -429,8 +476,8 @@ AdminResponse AdminService::write(const Target& target, const AdminRequest& req)
       return error_response(412,
                             std::string(ki.noun) + " '" + t.id + "' was changed concurrently; read it again");
     }
-    // The group scan's compare may have failed: the copy must catch up before it is trusted again.
-    if (groups_seen >= 0) mirror_.wait_for(wr.header.revision, 1.0);
+    // A scan's compare may have failed: the copy must catch up before it is trusted again.
+    if (groups_seen >= 0 || ssl_users_scanned) mirror_.wait_for(wr.header.revision, 1.0);
   }
   return error_response(409, std::string(ki.noun) + " '" + t.id + "' keeps changing concurrently; try again");
 }
@@ -450,8 +497,12 @@ AdminResponse AdminService::remove(const Target& t, const AdminRequest& req) {
     add_revision_headers(r, revision, 0);
     return r;
   };
-  const bool referable =
-      t.kind == Kind::upstreams || t.kind == Kind::services || t.kind == Kind::plugin_configs;
+  const bool referable = t.kind == Kind::upstreams || t.kind == Kind::services ||
+                         t.kind == Kind::plugin_configs || t.kind == Kind::ssls;
+  // The kinds whose values may refer to the deleted one: none of them may change between scan and delete.
+  const std::vector<Kind> referring_kinds =
+      t.kind == Kind::ssls ? std::vector<Kind>{Kind::upstreams, Kind::services, Kind::routes}
+                           : std::vector<Kind>{Kind::routes, Kind::services, Kind::plugin_configs};
   for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
     store::RangeRequest q;
     q.key = key;
@@ -491,6 +542,10 @@ AdminResponse AdminService::remove(const Target& t, const AdminRequest& req) {
           if (!refers && t.kind == Kind::upstreams && v.is_object()) {
             for (const auto& [ref_id, ref_field] : plugin_upstream_refs(v)) refers |= ref_id == t.id;
           }
+          if (t.kind == Kind::ssls && v.is_object()) {
+            auto ref = client_cert_ref(kind, v);
+            refers = ref && ref->first == t.id;
+          }
           if (!refers) {
             confirmed = false;
             mirror_.wait_for(ur.kvs.empty() ? seen + 1 : ur.kvs.front().mod_revision, 1.0);
@@ -504,7 +559,7 @@ AdminResponse AdminService::remove(const Target& t, const AdminRequest& req) {
         }
         continue;
       }
-      for (Kind k : {Kind::routes, Kind::services, Kind::plugin_configs}) {
+      for (Kind k : referring_kinds) {
         const std::string dir = copy_.key_of(k, "");
         txn.compare.push_back(store::Compare{dir,
                                              store::prefix_end(dir),

@@ -44,6 +44,29 @@ std::vector<std::pair<std::string, std::string>> plugin_upstream_refs(const json
   return out;
 }
 
+std::optional<std::pair<std::string, std::string>> client_cert_ref(Kind kind, const json& resource) {
+  const json* upstream = &resource;
+  std::string path = "tls.client_cert_id";
+  if (kind == Kind::routes || kind == Kind::services) {
+    auto it = resource.find("upstream");
+    if (it == resource.end() || !it->is_object()) return std::nullopt;
+    upstream = &*it;
+    path = "upstream." + path;
+  } else if (kind != Kind::upstreams) {
+    return std::nullopt;
+  }
+  auto tls = upstream->find("tls");
+  if (tls == upstream->end() || !tls->is_object()) return std::nullopt;
+  auto id = tls->find("client_cert_id");
+  if (id == tls->end()) return std::nullopt;
+  return std::pair{reference_id(*id), std::move(path)};
+}
+
+bool is_client_ssl(const json& ssl) {
+  auto type = ssl.find("type");
+  return type != ssl.end() && *type == "client";
+}
+
 bool validate_value(Kind kind, const json& value, config::Errors& errors,
                     std::vector<config::LimitGroup>* groups) {
   config::ValidateOptions options;
@@ -158,6 +181,8 @@ bool ResourceStore::admit(const store::KeyValue& kv, Kind& kind, Entry& out, std
   out.plugin_config_id = string_field(value, "plugin_config_id");
   out.has_upstream = sets_upstream(value);
   for (auto& [ref, field] : plugin_upstream_refs(value)) out.split_upstream_ids.push_back(std::move(ref));
+  if (auto ref = client_cert_ref(kind, value)) out.client_cert_id = std::move(ref->first);
+  out.client_ssl = kind == Kind::ssls && is_client_ssl(value);
   return true;
 }
 
@@ -432,6 +457,11 @@ std::vector<std::pair<Kind, std::string>> ResourceStore::referrers(Kind kind, st
     case Kind::plugin_configs:
       scan(Kind::routes, &Entry::plugin_config_id);
       break;
+    case Kind::ssls:
+      scan(Kind::upstreams, &Entry::client_cert_id);
+      scan(Kind::services, &Entry::client_cert_id);
+      scan(Kind::routes, &Entry::client_cert_id);
+      break;
     default:
       break;
   }
@@ -478,23 +508,28 @@ sync::ResourceSet ResourceStore::publishable() const {
   // configs first, then services, then routes.
   std::array<std::unordered_set<std::string>, kKindCount> kept;
   std::unordered_set<std::string> services_with_upstream;
+  std::unordered_set<std::string> client_ssls;
+  const std::function<bool(const std::string&)> client_ssl = [&](const std::string& id) {
+    return client_ssls.contains(id);
+  };
   const std::function<bool(Kind, const std::string&)> is_kept = [&](Kind kind, const std::string& id) {
     return kept[static_cast<size_t>(kind)].contains(id);
   };
   const std::function<bool(const std::string&)> has_upstream = [&](const std::string& id) {
     return services_with_upstream.contains(id);
   };
-  constexpr Kind kOrder[] = {Kind::upstreams, Kind::plugin_configs, Kind::consumers, Kind::credentials,
-                             Kind::ssls,      Kind::global_rules,   Kind::services,  Kind::routes};
+  constexpr Kind kOrder[] = {Kind::ssls,        Kind::upstreams,    Kind::plugin_configs, Kind::consumers,
+                             Kind::credentials, Kind::global_rules, Kind::services,       Kind::routes};
   for (Kind kind : kOrder) {
     const size_t k = static_cast<size_t>(kind);
     for (const Entry& e : copy[k]) {
-      if (const char* why = left_out_because(kind, e, is_kept, has_upstream)) {
+      if (const char* why = left_out_because(kind, e, is_kept, has_upstream, client_ssl)) {
         PORTICO_LOG(warn, "%s [%s] left out of the data plane config: %s",
                     std::string(kKinds[k].noun).c_str(), e.id.c_str(), why);
         continue;
       }
       if (kind == Kind::services && e.has_upstream) services_with_upstream.insert(e.id);
+      if (e.client_ssl) client_ssls.insert(e.id);
       kept[k].insert(e.id);
     }
   }
@@ -509,7 +544,8 @@ sync::ResourceSet ResourceStore::publishable() const {
 
 const char* ResourceStore::left_out_because(
     Kind kind, const Entry& e, const std::function<bool(Kind, const std::string&)>& kept,
-    const std::function<bool(const std::string&)>& service_has_upstream) {
+    const std::function<bool(const std::string&)>& service_has_upstream,
+    const std::function<bool(const std::string&)>& client_ssl) {
   if (kind == Kind::credentials) {
     std::string_view username, own_id;
     if (!config::split_credential_id(e.id, username, own_id) || !kept(Kind::consumers, std::string(username)))
@@ -521,6 +557,9 @@ const char* ResourceStore::left_out_because(
       (!e.plugin_config_id.empty() && !kept(Kind::plugin_configs, e.plugin_config_id))) {
     return "it references a missing resource";
   }
+  // The data plane's loader refuses a whole document whose upstream names a missing or server ssl.
+  if (!e.client_cert_id.empty() && !client_ssl(e.client_cert_id))
+    return "its upstream's tls.client_cert_id names no ssl of type client";
   if (kind == Kind::routes && !e.has_upstream &&
       (e.service_id.empty() || !service_has_upstream(e.service_id))) {
     return "it has no upstream (neither its own nor its service's)";

@@ -44,8 +44,11 @@ struct Entry {
   std::string upstream_id;
   std::string service_id;
   std::string plugin_config_id;
-  bool has_upstream = false;                     // sets `upstream` or `upstream_id` (routes and services)
-  std::vector<std::string> split_upstream_ids;   // named by its traffic-split (plugin_upstream_refs)
+  bool has_upstream = false;                    // sets `upstream` or `upstream_id` (routes and services)
+  std::vector<std::string> split_upstream_ids;  // named by its traffic-split (plugin_upstream_refs)
+  std::string
+      client_cert_id;       // the ssl its upstream's tls.client_cert_id names (upstreams, routes, services)
+  bool client_ssl = false;  // an ssl of type client (ssls)
   std::vector<config::LimitGroup> limit_groups;  // its limit-count's group (config/limit_groups.h)
 };
 
@@ -83,7 +86,9 @@ class ResourceStore {
   std::vector<RejectedKey> rejected() const;
   size_t count(Kind kind) const;
 
-  // Resources that reference `kind`/`id` (routes and services), for the delete check. At most `limit`.
+  // Resources that reference `kind`/`id`, for the delete check: routes and services (upstream_id, service_id,
+  // plugin_config_id, traffic-split), and for an ssl the upstreams, services and routes whose upstream names
+  // it as tls.client_cert_id. At most `limit`.
   std::vector<std::pair<Kind, std::string>> referrers(Kind kind, std::string_view id,
                                                       size_t limit = 10) const;
   // Routes naming service `service_id` with no upstream of their own (they need the service's).
@@ -100,10 +105,11 @@ class ResourceStore {
   sync::ResourceSet publishable() const;
   // The rule publishable() applies to one resource: null when `e` (of `kind`) is published, else why not.
   // `kept(kind, id)`: whether that resource is published; `service_has_upstream(id)`: whether that published
-  // service sets an upstream.
+  // service sets an upstream; `client_ssl(id)`: whether that published ssl is of type client.
   static const char* left_out_because(Kind kind, const Entry& e,
                                       const std::function<bool(Kind, const std::string&)>& kept,
-                                      const std::function<bool(const std::string&)>& service_has_upstream);
+                                      const std::function<bool(const std::string&)>& service_has_upstream,
+                                      const std::function<bool(const std::string&)>& client_ssl);
 
   // A point in the copy's change journal, for changes_since().
   struct Cursor {
@@ -181,6 +187,13 @@ std::string reference_id(const nlohmann::json& v);
 // The upstreams a route's, service's or plugin config's traffic-split names: (id, field path relative to the
 // value, "plugins.traffic-split.rules[0].weighted_upstreams[1].upstream_id"), in order.
 std::vector<std::pair<std::string, std::string>> plugin_upstream_refs(const nlohmann::json& resource);
+
+// The ssl an upstream's (`tls.client_cert_id`), or a route's or service's inline upstream's
+// (`upstream.tls.client_cert_id`), names: (id, field path relative to the value); nullopt when none.
+std::optional<std::pair<std::string, std::string>> client_cert_ref(Kind kind, const nlohmann::json& resource);
+
+// Whether an ssl value is of type client (APISIX's `type`, "server" by default).
+bool is_client_ssl(const nlohmann::json& ssl);
 
 // Validates one resource value of `kind` with the shared validator (config/validate.h). Errors carry paths
 // relative to the value ("upstream.nodes[0].port"). The id is not required here (the caller supplies it).

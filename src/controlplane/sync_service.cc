@@ -189,11 +189,17 @@ bool SyncService::Impl::publish_routes(std::vector<sync::ResourceChange>& change
     const json v = json::parse(*service, nullptr, false);
     return v.is_object() && sets_upstream(v);
   };
+  const std::function<bool(const std::string&)> client_ssl = [this](const std::string& id) {
+    const std::string* ssl = working.find("ssls", id);
+    if (ssl == nullptr) return false;
+    const json v = json::parse(*ssl, nullptr, false);
+    return v.is_object() && is_client_ssl(v);
+  };
   for (ResourceStore::Touched& t : touched) {
     const std::string* held = working.find("routes", t.id);
     if (t.entry) {
-      if (const char* why =
-              ResourceStore::left_out_because(Kind::routes, *t.entry, kept, service_has_upstream)) {
+      if (const char* why = ResourceStore::left_out_because(Kind::routes, *t.entry, kept,
+                                                            service_has_upstream, client_ssl)) {
         PORTICO_LOG(warn, "route [%s] left out of the data plane config: %s", t.id.c_str(), why);
       } else {
         if (held == nullptr || *held != t.entry->value) {

@@ -49,9 +49,18 @@ std::shared_ptr<boost::asio::ssl::context> make_server_context(const ServerFiles
   apply_settings(ctx);
   if (SSL_CTX_use_certificate_chain_file(ctx, files.cert_file.c_str()) != 1)
     fail("cannot load the TLS certificate", files.cert_file);
-  if (SSL_CTX_use_PrivateKey_file(ctx, files.key_file.c_str(), SSL_FILETYPE_PEM) != 1)
+  if (SSL_CTX_use_PrivateKey_file(ctx, files.key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
+    // OpenSSL compares the key with the certificate while loading it: a key of another pair fails here, not
+    // in SSL_CTX_check_private_key, and deserves its own message.
+    const unsigned long e = ERR_peek_error();
+    if (ERR_GET_LIB(e) == ERR_LIB_X509 &&
+        (ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH || ERR_GET_REASON(e) == X509_R_KEY_TYPE_MISMATCH)) {
+      fail("the TLS key does not match the certificate " + files.cert_file + ": key", files.key_file);
+    }
     fail("cannot load the TLS key", files.key_file);
-  if (SSL_CTX_check_private_key(ctx) != 1) fail("the TLS key does not match the certificate", files.key_file);
+  }
+  if (SSL_CTX_check_private_key(ctx) != 1)
+    fail("the TLS key does not match the certificate " + files.cert_file + ": key", files.key_file);
   // Resumed sessions of clients verified against the CA are bound to this listener's purpose.
   static const unsigned char kSessionContext[] = "portico-control";
   SSL_CTX_set_session_id_context(ctx, kSessionContext, sizeof kSessionContext - 1);

@@ -6,6 +6,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include <algorithm>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -279,6 +280,40 @@ TEST(ConfigSsl, RejectsEachBadField) {
        "ssls[1].id",
        "duplicate SSL id \"s1\" (first defined at ssls[0])"},
   });
+}
+
+// tls.client_cert_id names an ssl of type client, wherever the upstream is: the whole document is refused
+// with the field's path otherwise (the data plane would have no client certificate to present).
+TEST(ConfigSsl, ClientCertIdNamesAClientSsl) {
+  const json tls = {{"client_cert_id", "c1"}};
+  const json upstream = {{"nodes", {{"10.0.0.1:443", 1}}}, {"scheme", "https"}, {"tls", tls}};
+  const json client_ssl = with(small_ssl(), {{"id", "c1"}, {"type", "client"}, {"sni", nullptr}});
+  const json server_ssl = with(small_ssl(), {{"id", "c1"}});
+  auto doc = [&](const json& ssl) {
+    json d = {{"upstreams", {with(upstream, {{"id", "u1"}})}},
+              {"services", {{{"id", "s1"}, {"upstream", upstream}}}},
+              {"routes", {{{"id", "r1"}, {"uri", "/r"}, {"upstream", upstream}}}}};
+    if (!ssl.is_null()) d["ssls"] = json::array({ssl});
+    return d;
+  };
+  LoadResult ok = load(doc(client_ssl));
+  ASSERT_TRUE(ok.ok) << ok.describe();
+  for (const auto& [ssl, reason] : {std::pair{json(), std::string("ssl \"c1\" is not defined in ssls")},
+                                    std::pair{server_ssl, std::string("ssl \"c1\" is not of type client")}}) {
+    SCOPED_TRACE(reason);
+    LoadResult r = load(doc(ssl));
+    ASSERT_FALSE(r.ok);
+    ASSERT_EQ(r.errors.size(), 3u) << r.describe();
+    std::vector<std::string> paths;
+    for (const auto& e : r.errors) {
+      paths.push_back(e.path);
+      EXPECT_EQ(e.reason, reason) << r.describe();
+    }
+    std::sort(paths.begin(), paths.end());
+    EXPECT_EQ(paths, (std::vector<std::string>{"routes[0].upstream.tls.client_cert_id",
+                                               "services[0].upstream.tls.client_cert_id",
+                                               "upstreams[0].tls.client_cert_id"}));
+  }
 }
 
 TEST(ConfigSsl, SingleResourceApiPaths) {

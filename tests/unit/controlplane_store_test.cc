@@ -6,10 +6,12 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "controlplane/control_plane.h"
 #include "controlplane/resource_store.h"
 #include "gtest/gtest.h"
+#include "tls_test_certs.h"
 
 namespace portico::controlplane {
 namespace {
@@ -144,6 +146,50 @@ TEST(ResourceStore, ReferrersNameRoutesAndServices) {
   EXPECT_EQ(users[1], std::make_pair(Kind::services, std::string("s1")));
   EXPECT_TRUE(copy.referrers(Kind::upstreams, "u2").empty());
   EXPECT_TRUE(copy.referrers(Kind::routes, "r1").empty());
+}
+
+// An ssl named by tls.client_cert_id: who names it (for the delete check), and what is published when it is
+// missing or not of type client (left out, so the data planes' loader does not refuse the whole document).
+std::string ssl_value(const char* type) {
+  static const test_certs::Pem pem = test_certs::make_cert("gateway-client", false);
+  nlohmann::json v = {{"cert", pem.cert}, {"key", pem.key}, {"type", type}};
+  if (std::string(type) == "server") v["sni"] = "a.example.com";
+  return v.dump();
+}
+const char kTlsUpstream[] =
+    R"({"nodes":{"127.0.0.1:8443":1},"scheme":"https","tls":{"client_cert_id":"c1"}})";
+
+TEST(ResourceStore, ClientCertIdReferrersAndPublishing) {
+  ResourceStore copy("/apisix");
+  const std::string inline_up = std::string(R"({"uri":"/r2","upstream":)") + kTlsUpstream + "}";
+  copy.reset(header(6), {kv("/apisix/ssls/c1", ssl_value("client"), 2),
+                         kv("/apisix/upstreams/u1", kTlsUpstream, 3), kv("/apisix/routes/r1", kRoute, 4),
+                         kv("/apisix/services/s1", std::string(R"({"upstream":)") + kTlsUpstream + "}", 5),
+                         kv("/apisix/routes/r2", inline_up, 6)});
+  EXPECT_EQ(copy.get(Kind::upstreams, "u1")->client_cert_id, "c1");
+  auto users = copy.referrers(Kind::ssls, "c1");
+  ASSERT_EQ(users.size(), 3u);
+  EXPECT_EQ(users[0], std::make_pair(Kind::upstreams, std::string("u1")));
+  EXPECT_EQ(users[1], std::make_pair(Kind::services, std::string("s1")));
+  EXPECT_EQ(users[2], std::make_pair(Kind::routes, std::string("r2")));
+  EXPECT_TRUE(copy.referrers(Kind::ssls, "c2").empty());
+  config::LoadResult all = copy.assemble();
+  ASSERT_TRUE(all.ok) << all.describe();
+  EXPECT_EQ(all.config.routes.size(), 2u);
+
+  // Made a server ssl (by hand in etcd), then gone: everything naming it is left out, the rest published.
+  for (const char* change : {"server", "deleted"}) {
+    SCOPED_TRACE(change);
+    std::vector<store::WatchEvent> events(1);
+    events[0].kv = kv("/apisix/ssls/c1", std::string(change) == "server" ? ssl_value("server") : "", 7);
+    if (std::string(change) == "deleted") events[0].type = store::WatchEvent::Type::del;
+    copy.apply(header(7), events);
+    config::LoadResult r = copy.assemble();
+    ASSERT_TRUE(r.ok) << r.describe();
+    EXPECT_TRUE(r.config.upstreams.empty());
+    EXPECT_TRUE(r.config.services.empty());
+    EXPECT_TRUE(r.config.routes.empty());  // r1 through u1, r2 inline
+  }
 }
 
 TEST(ResourceStore, AssembleBuildsTheDataPlaneConfigAndHashesContent) {

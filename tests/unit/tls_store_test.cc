@@ -14,67 +14,13 @@
 
 #include "tls/cert_store.h"
 #include "tls/server_context.h"
+#include "tls_test_certs.h"
 
 namespace portico::tls {
 namespace {
 
-struct Pem {
-  std::string cert;
-  std::string key;
-};
-
-std::string bio_text(BIO* bio) {
-  char* data = nullptr;
-  long n = BIO_get_mem_data(bio, &data);
-  std::string out(data, static_cast<size_t>(n));
-  BIO_free(bio);
-  return out;
-}
-
-// A certificate for `cn`, signed by `issuer` (self-signed when null).
-Pem make_cert(const char* cn, bool rsa, const Pem* issuer = nullptr) {
-  EVP_PKEY* pkey = rsa ? EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", size_t{2048})
-                       : EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256");
-  X509* x = X509_new();
-  X509_set_version(x, 2);
-  ASN1_INTEGER_set(X509_get_serialNumber(x), 7);
-  X509_gmtime_adj(X509_getm_notBefore(x), -60);
-  X509_gmtime_adj(X509_getm_notAfter(x), 3600);
-  X509_set_pubkey(x, pkey);
-  X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
-                             reinterpret_cast<const unsigned char*>(cn), -1, -1, 0);
-  EVP_PKEY* signer = pkey;
-  X509* issuer_cert = nullptr;
-  if (issuer != nullptr) {
-    BIO* b = BIO_new_mem_buf(issuer->cert.data(), static_cast<int>(issuer->cert.size()));
-    issuer_cert = PEM_read_bio_X509(b, nullptr, nullptr, nullptr);
-    BIO_free(b);
-    b = BIO_new_mem_buf(issuer->key.data(), static_cast<int>(issuer->key.size()));
-    signer = PEM_read_bio_PrivateKey(b, nullptr, nullptr, nullptr);
-    BIO_free(b);
-    X509_set_issuer_name(x, X509_get_subject_name(issuer_cert));
-  } else {
-    X509_set_issuer_name(x, X509_get_subject_name(x));
-    X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, nullptr, NID_basic_constraints, "critical,CA:TRUE");
-    X509_add_ext(x, ext, -1);
-    X509_EXTENSION_free(ext);
-  }
-  X509_sign(x, signer, EVP_sha256());
-  Pem out;
-  BIO* bio = BIO_new(BIO_s_mem());
-  PEM_write_bio_X509(bio, x);
-  out.cert = bio_text(bio);
-  bio = BIO_new(BIO_s_mem());
-  PEM_write_bio_PrivateKey(bio, pkey, nullptr, nullptr, 0, nullptr, nullptr);
-  out.key = bio_text(bio);
-  if (issuer_cert != nullptr) {
-    X509_free(issuer_cert);
-    EVP_PKEY_free(signer);
-  }
-  X509_free(x);
-  EVP_PKEY_free(pkey);
-  return out;
-}
+using test_certs::make_cert;
+using test_certs::Pem;
 
 const Pem& rsa_a() {
   static const Pem p = make_cert("a-rsa", true);
