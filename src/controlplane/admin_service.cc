@@ -37,21 +37,6 @@ int64_t unix_now() {
       .count();
 }
 
-struct Reference {
-  Kind kind;
-  const char* field;
-};
-constexpr Reference kRouteRefs[] = {{Kind::upstreams, "upstream_id"},
-                                    {Kind::services, "service_id"},
-                                    {Kind::plugin_configs, "plugin_config_id"}};
-constexpr Reference kServiceRefs[] = {{Kind::upstreams, "upstream_id"}};
-
-std::span<const Reference> references_of(Kind kind) {
-  if (kind == Kind::routes) return kRouteRefs;
-  if (kind == Kind::services) return kServiceRefs;
-  return {};
-}
-
 }  // namespace
 
 AdminService::AdminService(store::EtcdClient& etcd, store::EtcdClient& fast_etcd, store::Mirror& mirror,
@@ -286,19 +271,6 @@ AdminResponse AdminService::write(const Target& target, const AdminRequest& req)
     } else if (!validate_value(t.kind, value, errors, &groups)) {
       return invalid(errors);
     }
-    // A limit-count group must keep one configuration (APISIX's check, at write time over every resource
-    // rather than per process): the copy is scanned at revision `seen`, and the transaction proves that no
-    // resource that may hold a group changed after it.
-    int64_t groups_seen = -1;
-    if (!groups.empty()) {
-      groups_seen = copy_.revision();
-      for (const config::LimitGroup& g : groups) {
-        if (copy_.limit_group_mismatch(g, t.kind, t.id)) {
-          return error_response(400, "failed to check the configuration of plugin limit-count err: " +
-                                         std::string(config::kGroupConfMismatched));
-        }
-      }
-    }
     // 4. References must resolve, and keep resolving until the write commits (compared in the transaction).
     store::Txn txn;
     txn.compare.push_back(store::Compare{
@@ -307,131 +279,9 @@ AdminResponse AdminService::write(const Target& target, const AdminRequest& req)
       txn.compare.push_back(store::Compare{
           owner_key, {}, store::Compare::Target::create_revision, store::Compare::Result::greater, 0, {}});
     }
-    for (const Reference& ref : references_of(t.kind)) {
-      auto it = value.find(ref.field);
-      if (it == value.end()) continue;
-      const std::string ref_id = reference_id(*it);
-      const std::string ref_key = copy_.key_of(ref.kind, ref_id);
-      store::RangeRequest q;
-      q.key = ref_key;
-      store::RangeResult qr;
-      store::Status qs = etcd.range(q, qr);
-      if (!qs.ok()) return store_failure(qs);
-      if (qr.kvs.empty()) {
-        config::Errors e;
-        e.add(ref.field, std::string(info(ref.kind).noun) + " \"" + ref_id + "\" does not exist");
-        return invalid(e);
-      }
-      // A route without an upstream of its own needs its service's: the service must keep it until the route
-      // commits, so the compare pins the service's version, not just its existence.
-      const bool needs_service_upstream = t.kind == Kind::routes && ref.kind == Kind::services &&
-                                          !value.contains("upstream") && !value.contains("upstream_id");
-      if (needs_service_upstream) {
-        std::optional<json> service = parse_stored(qr.kvs.front().value);
-        if (!service || !service->is_object() || !sets_upstream(*service)) {
-          config::Errors e;
-          e.add("service_id", "service \"" + ref_id +
-                                  "\" has no upstream and the route sets none (set upstream or upstream_id)");
-          return invalid(e);
-        }
-        txn.compare.push_back(store::Compare{ref_key,
-                                             {},
-                                             store::Compare::Target::mod_revision,
-                                             store::Compare::Result::equal,
-                                             qr.kvs.front().mod_revision,
-                                             {}});
-      } else {
-        txn.compare.push_back(store::Compare{
-            ref_key, {}, store::Compare::Target::create_revision, store::Compare::Result::greater, 0, {}});
-      }
-    }
-    // The upstreams its traffic-split names must exist too, until the write commits.
-    if (t.kind == Kind::routes || t.kind == Kind::services || t.kind == Kind::plugin_configs) {
-      for (const auto& [ref_id, field] : plugin_upstream_refs(value)) {
-        const std::string ref_key = copy_.key_of(Kind::upstreams, ref_id);
-        store::RangeRequest q;
-        q.key = ref_key;
-        store::RangeResult qr;
-        store::Status qs = etcd.range(q, qr);
-        if (!qs.ok()) return store_failure(qs);
-        if (qr.kvs.empty()) {
-          config::Errors e;
-          e.add(field, std::string(info(Kind::upstreams).noun) + " \"" + ref_id + "\" does not exist");
-          return invalid(e);
-        }
-        txn.compare.push_back(store::Compare{
-            ref_key, {}, store::Compare::Target::create_revision, store::Compare::Result::greater, 0, {}});
-      }
-    }
-    // The ssl an upstream's tls.client_cert_id names must exist and be of type client (APISIX's check and
-    // message), and stay so until the write commits: its version is compared, as a type can change.
-    if (auto ref = client_cert_ref(t.kind, value)) {
-      const auto& [ref_id, field] = *ref;
-      const std::string ref_key = copy_.key_of(Kind::ssls, ref_id);
-      store::RangeRequest q;
-      q.key = ref_key;
-      store::RangeResult qr;
-      store::Status qs = etcd.range(q, qr);
-      if (!qs.ok()) return store_failure(qs);
-      std::optional<json> ssl = qr.kvs.empty() ? std::nullopt : parse_stored(qr.kvs.front().value);
-      if (qr.kvs.empty() || !ssl || !ssl->is_object() || !is_client_ssl(*ssl)) {
-        const std::string message = "failed to fetch ssl info by ssl id [" + ref_id + "], " +
-                                    (qr.kvs.empty() ? "response code: 404" : "wrong ssl type");
-        json answer = {{"error_msg", message}, {"errors", {{{"path", field}, {"reason", message}}}}};
-        return AdminResponse{400, answer.dump(), {}};
-      }
-      txn.compare.push_back(store::Compare{ref_key,
-                                           {},
-                                           store::Compare::Target::mod_revision,
-                                           store::Compare::Result::equal,
-                                           qr.kvs.front().mod_revision,
-                                           {}});
-    }
-    // An ssl named by a tls.client_cert_id must stay of type client: the scan runs over the copy at `seen`,
-    // and the transaction proves that no upstream, service or route changed after it.
-    bool ssl_users_scanned = false;
-    if (t.kind == Kind::ssls && !is_client_ssl(value)) {
-      ssl_users_scanned = true;
-      const int64_t seen = copy_.revision();
-      std::vector<std::pair<Kind, std::string>> users = copy_.referrers(Kind::ssls, t.id);
-      if (!users.empty()) {
-        config::Errors e;
-        e.add("type", "must stay \"client\": " + std::string(info(users.front().first).noun) + " [" +
-                          users.front().second + "] uses this ssl as tls.client_cert_id");
-        return invalid(e);
-      }
-      for (Kind k : {Kind::upstreams, Kind::services, Kind::routes}) {
-        const std::string dir = copy_.key_of(k, "");
-        txn.compare.push_back(store::Compare{dir,
-                                             store::prefix_end(dir),
-                                             store::Compare::Target::mod_revision,
-                                             store::Compare::Result::less,
-                                             seen + 1,
-                                             {}});
-      }
-    }
-    // A service losing its upstream must not strand routes that rely on it.
-    if (t.kind == Kind::services && !value.contains("upstream") && !value.contains("upstream_id")) {
-      std::vector<std::string> routes = copy_.routes_relying_on(t.id);
-      if (!routes.empty()) {
-        std::string names;
-        for (const std::string& r : routes) names += (names.empty() ? "route [" : ", route [") + r + "]";
-        config::Errors e;
-        e.add("upstream", "required: " + names + " uses this service's upstream and sets none of its own");
-        return invalid(e);
-      }
-    }
-    if (groups_seen >= 0) {
-      for (Kind k : kLimitGroupKinds) {
-        const std::string dir = copy_.key_of(k, "");
-        txn.compare.push_back(store::Compare{dir,
-                                             store::prefix_end(dir),
-                                             store::Compare::Target::mod_revision,
-                                             store::Compare::Result::less,
-                                             groups_seen + 1,
-                                             {}});
-      }
-    }
+    WriteChecks checks;
+    if (std::optional<AdminResponse> refused = check_references(t, value, groups, txn, checks))
+      return *refused;
     const std::string text = value.dump();
     txn.success.push_back(store::Op{store::Op::Type::put, key, {}, text, 0, false});
     txn.failure.push_back(store::Op{store::Op::Type::range, key, {}, {}, 0, false});
@@ -477,7 +327,7 @@ AdminResponse AdminService::write(const Target& target, const AdminRequest& req)
                             std::string(ki.noun) + " '" + t.id + "' was changed concurrently; read it again");
     }
     // A scan's compare may have failed: the copy must catch up before it is trusted again.
-    if (groups_seen >= 0 || ssl_users_scanned) mirror_.wait_for(wr.header.revision, 1.0);
+    if (checks.groups_seen >= 0 || checks.ssl_users_scanned) mirror_.wait_for(wr.header.revision, 1.0);
   }
   return error_response(409, std::string(ki.noun) + " '" + t.id + "' keeps changing concurrently; try again");
 }

@@ -17,12 +17,20 @@
 
 #include <atomic>
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
 
 #include "admin/admin_server.h"
 #include "controlplane/resource_store.h"
 #include "store/etcd_client.h"
 #include "store/mirror.h"
+
+namespace portico::config {
+struct LimitGroup;
+}
 
 namespace portico::controlplane {
 
@@ -44,6 +52,17 @@ class AdminService {
   admin::AdminResponse list(const Target& t, const std::string& query);
   admin::AdminResponse write(const Target& t, const admin::AdminRequest& request);
   admin::AdminResponse remove(const Target& t, const admin::AdminRequest& request);
+  // What a write proved by scanning this replica's copy, whose compares are in its transaction
+  // (admin_references.cc): the copy's revision when scanned, -1 when not.
+  struct WriteChecks {
+    int64_t groups_seen = -1;        // limit-count groups compared
+    bool ssl_users_scanned = false;  // an ssl losing type client: no upstream names it
+  };
+  // The references `value` makes must hold (refusal answered), with compares added to `txn` so they keep
+  // holding until it commits.
+  std::optional<admin::AdminResponse> check_references(const Target& t, const nlohmann::json& value,
+                                                       const std::vector<config::LimitGroup>& groups,
+                                                       store::Txn& txn, WriteChecks& checks);
   store::EtcdClient& client();
 
   store::EtcdClient& etcd_;
