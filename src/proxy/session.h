@@ -70,7 +70,8 @@ class Session : public std::enable_shared_from_this<Session> {
     reset,
     bad_response,
     bad_status,
-    client
+    client,
+    tls_verify  // the node's certificate did not verify: a configuration problem, not a node failure
   };
 
   struct Attempt;  // state of one try against one node (session_exchange.cc)

@@ -50,6 +50,22 @@ bool sent_idempotent(const http::RequestHead& request, const plugins::Pipeline& 
   return m == "GET" || m == "PUT" || m == "DELETE" || m == "OPTIONS" || m == "TRACE";
 }
 
+// Verification failures can be triggered at request rate: one warning per worker per second, with the count
+// of those not logged since.
+bool verify_log_due(uint64_t& suppressed) {
+  thread_local Clock::time_point next{};
+  thread_local uint64_t skipped = 0;
+  const Clock::time_point now = Clock::now();
+  if (now < next) {
+    ++skipped;
+    return false;
+  }
+  next = now + std::chrono::seconds(1);
+  suppressed = skipped;
+  skipped = 0;
+  return true;
+}
+
 }  // namespace
 
 struct Session::Attempt {
@@ -60,8 +76,9 @@ struct Session::Attempt {
   const upstream::NodeRuntime* node = nullptr;
   bool last_try = false;
   bool reused = false;
-  bool reusable = true;  // the upstream connection may go back to the pool after this exchange
-  size_t up_end = 0;     // bytes in up_
+  bool reusable = true;        // the upstream connection may go back to the pool after this exchange
+  bool name_per_node = false;  // the TLS name checked is the node's own (a failure may be this node's alone)
+  size_t up_end = 0;           // bytes in up_
   Clock::time_point sent_at;
 };
 
@@ -107,8 +124,11 @@ awaitable<bool> Session::forward(const snapshot::RouteRuntime& route, snapshot::
     Clock::time_point started = Clock::now();
     Failure f = co_await try_node(a);
     double latency = std::chrono::duration<double>(Clock::now() - started).count();
-    balancer.on_request_end(node, latency, f != Failure::none && f != Failure::client);
-    if (passive && f != Failure::client) {
+    // A certificate that does not verify is a trust or naming problem, not a sick node: it neither ejects
+    // the node (balancer, passive checks) nor counts as a connect error.
+    const bool counted = f != Failure::client && f != Failure::tls_verify;
+    balancer.on_request_end(node, latency, f != Failure::none && counted);
+    if (passive && counted) {
       int outcome = f == Failure::none || f == Failure::bad_status           ? upstream_status_
                     : f == Failure::timeout || f == Failure::connect_timeout ? -1
                                                                              : 0;
@@ -124,6 +144,8 @@ awaitable<bool> Session::forward(const snapshot::RouteRuntime& route, snapshot::
     }
     last = f;
     if (f == Failure::client) break;  // the client's fault (or gone): no other node would do better
+    // The same name checked on every node fails the same way on every node: no retry storm.
+    if (f == Failure::tls_verify && !a.name_per_node) break;
   }
   if (upstream_) {
     boost::system::error_code ec;
@@ -132,12 +154,13 @@ awaitable<bool> Session::forward(const snapshot::RouteRuntime& route, snapshot::
   }
   bool timed_out = last == Failure::timeout || last == Failure::connect_timeout;
   int status = client_error_ ? client_error_ : !any_node ? 503 : timed_out ? 504 : 502;
-  const char* message = client_error_ == 400       ? "invalid chunked request body"
-                        : client_error_ == 413     ? "request body too large"
-                        : !any_node                ? "no upstream node available"
-                        : timed_out                ? "upstream timed out"
-                        : last == Failure::connect ? "upstream connection failed"
-                                                   : "invalid or failed upstream response";
+  const char* message = client_error_ == 400   ? "invalid chunked request body"
+                        : client_error_ == 413 ? "request body too large"
+                        : !any_node            ? "no upstream node available"
+                        : timed_out            ? "upstream timed out"
+                        : last == Failure::connect || last == Failure::tls_verify
+                            ? "upstream connection failed"
+                            : "invalid or failed upstream response";
   if (client_gone_) status = 499;  // nobody to answer; logged as nginx does
   bool keep = false;
   if (!response_started_ && !client_gone_) {
@@ -174,7 +197,10 @@ awaitable<Session::Failure> Session::start_tls(Attempt& a, const std::string& ke
       std::make_unique<asio::ssl::stream<asio::ip::tcp::socket&>>(upstream_->socket, ctx->asio());
   SSL* ssl = upstream_->tls->native_handle();
   tls::ClientSessionCache& sessions = worker_.pool().sessions();
-  if (!ctx->prepare(ssl, sni, sessions.find(key))) co_return Failure::connect;
+  if (!ctx->prepare(ssl, sni, sessions.find(key))) {
+    // Verification with no name to check (client_context.cc fails closed) is a naming problem too.
+    co_return ctx->verify() && sni.empty() ? Failure::tls_verify : Failure::connect;
+  }
   arm(a.timeout->connect, Guard::upstream);  // as nginx: proxy_connect_timeout bounds the handshake too
   auto [ec] = co_await upstream_->tls->async_handshake(asio::ssl::stream_base::client, nothrow);
   disarm();
@@ -183,11 +209,19 @@ awaitable<Session::Failure> Session::start_tls(Attempt& a, const std::string& ke
   timed_out_ = false;
   sessions.erase(key);
   const long verify = SSL_get_verify_result(ssl);
+  if (!was_timeout && verify != X509_V_OK) {
+    uint64_t suppressed = 0;
+    if (verify_log_due(suppressed)) {
+      PORTICO_LOG(warn,
+                  "upstream %s: TLS handshake with %s failed: certificate verification for \"%.*s\": %s "
+                  "(%llu similar failures not logged)",
+                  a.upstream->key.c_str(), a.node->pool_key.c_str(), static_cast<int>(sni.size()), sni.data(),
+                  X509_verify_cert_error_string(verify), static_cast<unsigned long long>(suppressed));
+    }
+    co_return Failure::tls_verify;
+  }
   PORTICO_LOG(warn, "upstream %s: TLS handshake with %s failed: %s", a.upstream->key.c_str(),
-              a.node->pool_key.c_str(),
-              was_timeout           ? "timed out"
-              : verify != X509_V_OK ? X509_verify_cert_error_string(verify)
-                                    : ec.message().c_str());
+              a.node->pool_key.c_str(), was_timeout ? "timed out" : ec.message().c_str());
   co_return was_timeout ? Failure::connect_timeout : Failure::connect;
 }
 
@@ -197,7 +231,17 @@ awaitable<Session::Failure> Session::try_node(Attempt& a) {
   // scheme https: the pool key also names the context and the SNI (upstream_pool.h).
   std::string_view sni;
   if (a.upstream->https) {
-    sni = tls::host_without_port(upstream_host(a));
+    // The SNI is the Host the origin receives (APISIX: proxy_ssl_name $upstream_host), except that with
+    // verification a client's Host (pass_host pass) is never the name checked: the node's own host is, as
+    // nginx's default proxy_ssl_name $proxy_host. A client then cannot pick the identity the gateway trusts,
+    // nor fail every node with a bogus Host. A name left empty (a Host of ":80") falls back to the node's.
+    const bool edited_host = !pipeline_.empty() && !plugin_ctx_.upstream.host.empty();
+    const bool verify = a.upstream->tls && a.upstream->tls->verify();
+    const bool client_host = spec.pass_host == config::PassHost::pass && !edited_host;
+    const bool node_name = verify && client_host;
+    sni = tls::host_without_port(node_name ? std::string_view(a.node->host_port) : upstream_host(a));
+    if (sni.empty()) sni = tls::host_without_port(a.node->host_port);
+    a.name_per_node = !edited_host && (node_name || spec.pass_host == config::PassHost::node);
     tls_pool_key_.assign(a.node->pool_key).append("|tls:");
     if (a.upstream->tls) tls_pool_key_.append(std::to_string(a.upstream->tls->id()));
     tls_pool_key_.append("|").append(sni);

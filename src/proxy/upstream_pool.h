@@ -7,13 +7,16 @@
 //
 // TLS connections (scheme https) are pooled the same way, under a key that also names the client context and
 // the SNI they were made with ("ip:port|tls:<context id>|<sni>"), so a connection is only ever reused for the
-// identity it was verified for. The pool also keeps the worker's TLS session cache, for new connections.
+// identity it was verified for. Since the SNI may come from clients (pass_host pass), the cap applies per
+// node across all its keys, as nginx's keepalive cache: a check-in beyond it closes the node's oldest idle
+// connection, whatever its SNI. The pool also keeps the worker's TLS session cache, for new connections.
 #pragma once
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/stream.hpp>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -34,7 +37,9 @@ struct UpstreamConnection {
   uint32_t requests = 0;  // requests already sent on this connection
   explicit UpstreamConnection(boost::asio::ip::tcp::socket s) : socket(std::move(s)) {}
   ~UpstreamConnection() {
-    if (tls) tls::keep_session_resumable(tls->native_handle());
+    // Only a connection still in good standing: after a fatal alert (sent or received) or a failed
+    // handshake OpenSSL is in its error state and the session must not be offered again.
+    if (tls && SSL_is_init_finished(tls->native_handle())) tls::keep_session_resumable(tls->native_handle());
   }
 };
 
@@ -45,14 +50,19 @@ class UpstreamPool {
   // An idle connection to `key` whose idle time has not run out, or null.
   std::unique_ptr<UpstreamConnection> checkout(const std::string& key);
 
-  // Returns a connection after a complete exchange, to be kept `idle_timeout` seconds. Closed instead if the
-  // pool for `key` already holds `max_idle` connections.
+  // Returns a connection after a complete exchange, to be kept `idle_timeout` seconds. If the node of `key`
+  // (its part before '|') already holds `max_idle` idle connections under all its keys, the oldest of them
+  // is closed to make room.
   void checkin(const std::string& key, std::unique_ptr<UpstreamConnection> conn, size_t max_idle,
                double idle_timeout);
 
   // Periodic sweep: closes connections whose idle time ran out (or every idle connection when `all`) and
   // starts watching those idle since the previous sweep.
   void sweep(bool all = false);
+
+  // Idle connections held for the node of `key` (all its keys), and in total.
+  size_t idle_for_node(const std::string& key) const;
+  size_t idle_total() const;
 
   // The worker's TLS sessions by pool key, to resume on new connections.
   tls::ClientSessionCache& sessions() { return sessions_; }
@@ -64,11 +74,21 @@ class UpstreamPool {
     uint64_t id;
     bool watched;
   };
+  // Per node: how many idle connections it has, and its check-ins oldest first (entries whose connection
+  // has left the pool are skipped lazily, and compacted away when they outnumber the live ones).
+  struct NodeIdle {
+    size_t count = 0;
+    std::deque<std::pair<std::string, uint64_t>> order;
+  };
+  static std::string_view node_of(const std::string& key);
   void watch(const std::string& key, uint64_t id, UpstreamConnection* conn);
-  void drop(const std::string& key, uint64_t id);
+  bool drop(const std::string& key, uint64_t id);
+  void forget(const std::string& key);  // one idle connection of `key` left the pool
+  bool holds(const std::string& key, uint64_t id) const;
 
   boost::asio::any_io_executor executor_;
   std::unordered_map<std::string, std::vector<Idle>> idle_;
+  std::unordered_map<std::string, NodeIdle> nodes_;
   uint64_t next_id_ = 1;
   tls::ClientSessionCache sessions_;
 };

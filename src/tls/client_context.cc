@@ -94,7 +94,9 @@ bool ClientContext::prepare(SSL* ssl, std::string_view host, SSL_SESSION* sessio
   const std::string name(host);
   // RFC 6066 3: an IP address is never sent as SNI.
   if (!name.empty() && !ip && SSL_set_tlsext_host_name(ssl, name.c_str()) != 1) return false;
-  if (verify_ && !name.empty()) {
+  // Verifying only the chain would accept any certificate the trust store signed: fail closed instead.
+  if (verify_ && name.empty()) return false;
+  if (verify_) {
     if (ip) {
       if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name.c_str()) != 1) return false;
     } else {

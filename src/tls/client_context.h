@@ -46,7 +46,8 @@ class ClientContext {
 
   // Sets up `ssl` (not yet handshaken) for `host`: SNI unless `host` is an IP literal or empty, the name to
   // verify when verifying (a host name, or an IP address against the certificate's IP SANs), and `session`
-  // (may be null) to resume. False when OpenSSL refuses one of them.
+  // (may be null) to resume. False when OpenSSL refuses one of them, or when verifying with an empty `host`
+  // (a chain-only check would accept any certificate the trust store signed).
   bool prepare(SSL* ssl, std::string_view host, SSL_SESSION* session) const;
 
  private:

@@ -58,6 +58,10 @@ def gw(pki, origins, portico_module):
             {"id": "unverified", "uri": "/unverified/*", "upstream": https(o["plain"])},
             {"id": "wrong-name", "uri": "/wrong-name/*",
              "upstream": https(o["plain"], {"verify": True}, upstream_host="other.example")},
+            {"id": "pass-verify", "uri": "/pass-verify/*",
+             "upstream": https(o["plain"], {"verify": True}, pass_host="pass", upstream_host=None)},
+            {"id": "pass-noverify", "uri": "/pass-noverify/*",
+             "upstream": https(o["plain"], {"verify": False}, pass_host="pass", upstream_host=None)},
             {"id": "by-ip", "uri": "/by-ip/*", "upstream": https(o["plain"], {"verify": True}, pass_host="node",
                                                                  upstream_host=None)},
             {"id": "mtls-inline", "uri": "/mtls-inline/*",
@@ -108,6 +112,36 @@ def test_verification_fails_on_wrong_name_with_502(gw, origins):
     status, _, _ = http_request(gw.port, path="/wrong-name/a")
     assert status == 502
     wait_for(lambda: "TLS handshake" in gw.log_since(mark), message="handshake failure logged")
+
+
+def test_verification_failures_are_not_node_failures_and_log_is_rate_limited(gw, origins):
+    o = origins["plain"]
+    o.reset()
+    mark = gw.log_size()
+    for _ in range(8):
+        status, _, _ = http_request(gw.port, path="/wrong-name/a")
+        assert status == 502
+    wait_for(lambda: "certificate verification" in gw.log_since(mark), message="verification failure logged")
+    log = gw.log_since(mark)
+    # One line per worker per second at most (two workers), not one per request.
+    assert log.count("certificate verification") <= 2, log
+    # The node is not ejected: the same node still serves a route whose name verifies.
+    status, _, body = http_request(gw.port, path="/verified/b")
+    assert status == 200, body
+
+
+def test_pass_host_pass_verifies_the_node_host_not_the_clients(gw, origins):
+    o = origins["plain"]
+    o.reset()
+    # With verification, a client's Host never becomes the checked name: the node's (an IP here) is.
+    status, _, body = http_request(gw.port, path="/pass-verify/a", host="bogus.invalid")
+    assert status == 200, body
+    assert o.snapshot()[-1]["sni"] is None
+    # Without verification the client's Host is the SNI, as APISIX (proxy_ssl_name $upstream_host).
+    o.reset()
+    status, _, body = http_request(gw.port, path="/pass-noverify/a", host="client.example")
+    assert status == 200, body
+    assert o.snapshot()[-1]["sni"] == "client.example"
 
 
 def test_wrong_ca_is_502_never_plaintext(pki, origins, portico):
