@@ -64,9 +64,12 @@ const char kUsage[] =
     "  --sync-tls-cert FILE      serve data-plane sync over HTTPS with this PEM certificate (and chain)\n"
     "  --sync-tls-key FILE       its private key (PEM); SIGHUP reloads both\n"
     "  --sync-tls-client-ca FILE mutual TLS: data planes may present a certificate signed by this CA in\n"
-    "                            place of a token (node id: its first DNS subjectAltName, else its CN);\n"
-    "                            enables the sync listener; required of every data plane without\n"
-    "                            --dp-tokens-file\n"
+    "                            place of a token (node id: its first DNS subjectAltName; its CN only\n"
+    "                            without a SAN extension); enables the sync listener; required of every\n"
+    "                            data plane without --dp-tokens-file\n"
+    "  --sync-tls-allowed-nodes FILE  node ids (one a line) a client certificate may name; default: the\n"
+    "                            ids of --dp-tokens-file (one of the two is required with\n"
+    "                            --sync-tls-client-ca); SIGHUP reloads it\n"
     "  --signing-key-file FILE   Ed25519 key signing configs for data planes (default "
     "STATE_DIR/signing.key,\n"
     "                            generated when missing; its public half is written beside it as "
@@ -234,6 +237,8 @@ int main(int argc, char** argv) {
       cp.sync_tls.key_file = value;
     } else if (flag == "--sync-tls-client-ca") {
       cp.sync_tls.client_ca_file = value;
+    } else if (flag == "--sync-tls-allowed-nodes") {
+      cp.sync_tls_allowed_nodes_file = value;
     } else if (flag == "--cp-tls-ca") {
       dp.tls_ca_file = value;
     } else if (flag == "--cp-tls-cert") {
@@ -360,6 +365,13 @@ int main(int argc, char** argv) {
   pair(dp.tls_cert_file, dp.tls_key_file, "--cp-tls-cert", "--cp-tls-key");
   if (!cp.sync_tls.client_ca_file.empty() && cp.sync_tls.cert_file.empty())
     usage_error("--sync-tls-client-ca needs --sync-tls-cert and --sync-tls-key");
+  if (!cp.sync_tls.client_ca_file.empty() && cp.dp_tokens_file.empty() &&
+      cp.sync_tls_allowed_nodes_file.empty())
+    usage_error(
+        "--sync-tls-client-ca needs --sync-tls-allowed-nodes or --dp-tokens-file (the node ids a "
+        "certificate may name)");
+  if (!cp.sync_tls_allowed_nodes_file.empty() && cp.sync_tls.client_ca_file.empty())
+    usage_error("--sync-tls-allowed-nodes goes with --sync-tls-client-ca");
   if (s3_flags) {
     if (server_options.role == portico::server::Role::standalone)
       usage_error("--s3-* options need an etcd or data_plane role");

@@ -302,7 +302,10 @@ awaitable<void> AdminServer::Impl::serve(std::unique_ptr<Conn> conn) {
     if (options.tls.certificate_authenticates) {
       cert_identity = tls::peer_identity(tls->native_handle());
       if (SSL_get0_peer_certificate(tls->native_handle()) != nullptr && cert_identity.empty()) {
-        cert_refusal = "the client certificate names no identity (DNS subjectAltName or CN)";
+        cert_refusal =
+            "the client certificate names no identity (a DNS subjectAltName, or the CN of a certificate "
+            "without "
+            "subjectAltName)";
       } else if (!cert_identity.empty() && options.tls.check_identity) {
         cert_refusal = options.tls.check_identity(cert_identity);
         if (!cert_refusal.empty()) cert_identity.clear();

@@ -16,8 +16,9 @@
 // TLS (AdminServerOptions::tls, tls/control_tls.h): with a certificate the listener speaks HTTPS only; the
 // handshake runs under the unauthenticated head deadline. With a client CA it asks for client certificates,
 // and with certificate_authenticates a request that presents no key is authenticated by the verified
-// certificate's identity (its first DNS subjectAltName, else its CN) with certificate_role: mutual TLS in
-// place of a key. A key, when presented, is checked as without TLS and decides the principal.
+// certificate's identity (its first DNS subjectAltName; its CN only without a SAN extension) with
+// certificate_role: mutual TLS in place of a key. A key, when presented, is checked as without TLS and
+// decides the principal.
 //
 // Contract: listen() then start() from the owning thread; stop() is idempotent and joins every thread. The
 // handler runs on a pool thread and may block (bounded by its own timeouts).

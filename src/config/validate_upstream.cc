@@ -8,6 +8,7 @@
 #include "config/resource_schemas.h"
 #include "config/resources.h"
 #include "config/schema.h"
+#include "config/secrets.h"
 #include "tls/client_context.h"
 
 namespace portico::config {
@@ -345,6 +346,14 @@ void read_upstream_tls(const json& v, const Path& p, Errors& e, UpstreamTls& out
   if (cert == nullptr || !cert->is_string() || !key->is_string()) return;
   out.client_cert = cert->get<std::string>();
   out.client_key = key->get<std::string>();
+  if (is_encrypted_secret(out.client_key)) {  // as the Admin API stores it (plugin_secrets.h)
+    std::string plain, why;
+    if (!decrypt_secret(out.client_key, plain, &why)) {
+      fail(e, p.key("client_key"), "cannot be decrypted: " + why);
+      return;
+    }
+    out.client_key = std::move(plain);
+  }
   tls::ClientTlsSpec spec;
   spec.cert_pem = out.client_cert;
   spec.key_pem = out.client_key;

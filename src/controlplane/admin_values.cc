@@ -23,7 +23,8 @@ json errors_json(const config::Errors& errors) {
   return list;
 }
 
-// The value as shown to clients: an SSL's private keys never leave the control plane, and plugin secrets
+// The value as shown to clients: an SSL's private keys never leave the control plane, an upstream's
+// tls.client_key is shown as a token (or left out without a keyring), and plugin secrets
 // (a consumer's credentials, a limit plugin's redis_password) are shown as tokens only. A credential shows
 // its own id, as APISIX stores it (the copy holds the full one, "<username>/credentials/<id>", which is the
 // key's tail).
@@ -35,6 +36,11 @@ std::string presentable(Kind kind, const std::string& key, const std::string& ra
   if (kind == Kind::ssls) {
     v.erase("key");
     v.erase("keys");
+  }
+  if (kind == Kind::upstreams) config::conceal_upstream_client_key(v);
+  if (kind == Kind::routes || kind == Kind::services) {
+    if (auto upstream = v.find("upstream"); upstream != v.end())
+      config::conceal_upstream_client_key(*upstream);
   }
   if (auto plugins = v.find("plugins"); plugins != v.end()) {
     config::conceal_secret_fields(*plugins, kind == Kind::consumers || kind == Kind::credentials);
@@ -141,9 +147,20 @@ bool apply_patch(json& value, const std::string& sub_path, const json& patch, st
 }
 
 bool encrypt_secrets(Kind kind, json& value, config::Errors& errors) {
+  std::string field, why;
+  if (kind == Kind::upstreams && !config::encrypt_upstream_client_key(value, why)) {
+    errors.add("tls.client_key", why);
+    return false;
+  }
+  if (kind == Kind::routes || kind == Kind::services) {
+    auto upstream = value.find("upstream");
+    if (upstream != value.end() && !config::encrypt_upstream_client_key(*upstream, why)) {
+      errors.add("upstream.tls.client_key", why);
+      return false;
+    }
+  }
   auto plugins = value.find("plugins");
   if (plugins == value.end()) return true;
-  std::string field, why;
   if (config::encrypt_secret_fields(*plugins, kind == Kind::consumers || kind == Kind::credentials, field,
                                     why))
     return true;

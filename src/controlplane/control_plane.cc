@@ -9,6 +9,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 
@@ -93,8 +95,27 @@ std::string load_or_generate_key(const std::string& path, bool generate, bool& g
   return key;
 }
 
+// The node ids a sync client certificate may name. Read by the sync server's threads, replaced on SIGHUP.
+class NodeAllowList {
+ public:
+  void set(std::vector<std::string> ids) {
+    std::set<std::string> next(std::make_move_iterator(ids.begin()), std::make_move_iterator(ids.end()));
+    std::lock_guard lock(mutex_);
+    ids_ = std::move(next);
+  }
+  bool contains(const std::string& id) const {
+    std::lock_guard lock(mutex_);
+    return ids_.count(id) != 0;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::set<std::string> ids_;
+};
+
 struct ControlPlane::Impl {
   ControlPlaneOptions options;
+  std::shared_ptr<NodeAllowList> allowed_nodes = std::make_shared<NodeAllowList>();
   std::unique_ptr<store::EtcdClient> etcd;
   std::unique_ptr<store::EtcdClient> fast_etcd;
   std::unique_ptr<ResourceStore> copy;
@@ -133,6 +154,41 @@ std::vector<admin::AdminKey> load_dp_tokens(const std::string& path) {
   }
   return keys;
 }
+
+std::vector<std::string> load_node_ids(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw std::runtime_error("cannot read node allow-list " + path + ": " + std::strerror(errno));
+  std::vector<std::string> ids;
+  std::string line;
+  int number = 0;
+  while (std::getline(in, line)) {
+    ++number;
+    std::stringstream fields(line);
+    std::string node, extra;
+    fields >> node;
+    if (node.empty() || node[0] == '#') continue;
+    fields >> extra;
+    const std::string where = path + ":" + std::to_string(number);
+    if (!extra.empty()) throw std::runtime_error(where + ": expected one node id");
+    if (!valid_id(node)) throw std::runtime_error(where + ": node id must be " + std::string(kIdRule));
+    ids.push_back(node);
+  }
+  return ids;
+}
+
+namespace {
+
+// The ids sync client certificates may name: the allow-list file, else the tokens file's ids.
+std::vector<std::string> certificate_node_ids(const ControlPlaneOptions& o) {
+  if (!o.sync_tls_allowed_nodes_file.empty()) return load_node_ids(o.sync_tls_allowed_nodes_file);
+  std::vector<std::string> ids;
+  if (!o.dp_tokens_file.empty()) {
+    for (admin::AdminKey& k : load_dp_tokens(o.dp_tokens_file)) ids.push_back(std::move(k.name));
+  }
+  return ids;
+}
+
+}  // namespace
 
 // The Admin API keys: the admin key (generated when missing and `generate`) and the viewer key, if any.
 std::vector<admin::AdminKey> admin_keys(const ControlPlaneOptions& o, bool generate) {
@@ -282,10 +338,19 @@ void ControlPlane::start() {
       sync_options.tls.certificate_authenticates = true;
       sync_options.tls.certificate_role = admin::Role::data_plane;
       sync_options.tls.require_client_cert = o.dp_tokens_file.empty();
-      sync_options.tls.check_identity = [](const std::string& id) {
-        return valid_id(id)
-                   ? std::string()
-                   : "the client certificate's identity is not a node id (" + std::string(kIdRule) + ")";
+      if (o.dp_tokens_file.empty() && o.sync_tls_allowed_nodes_file.empty())
+        throw std::runtime_error(
+            "--sync-tls-client-ca needs --sync-tls-allowed-nodes or --dp-tokens-file "
+            "(the node ids a certificate may name)");
+      s.allowed_nodes->set(certificate_node_ids(o));
+      const std::string list =
+          o.sync_tls_allowed_nodes_file.empty() ? o.dp_tokens_file : o.sync_tls_allowed_nodes_file;
+      sync_options.tls.check_identity = [allowed = s.allowed_nodes, list](const std::string& id) {
+        if (!valid_id(id))
+          return "the client certificate's identity is not a node id (" + std::string(kIdRule) + ")";
+        if (!allowed->contains(id))
+          return "the client certificate's identity " + id + " is not an allowed data plane (" + list + ")";
+        return std::string();
       };
     }
     sync_options.listen = o.sync_listen;
@@ -326,7 +391,9 @@ void ControlPlane::start() {
     s.sync_server->start();
     std::string auth = o.dp_tokens_file;
     if (!o.sync_tls.client_ca_file.empty())
-      auth += (auth.empty() ? "" : ", ") + std::string("client certificates of ") + o.sync_tls.client_ca_file;
+      auth += (auth.empty() ? "" : ", ") + std::string("client certificates of ") +
+              o.sync_tls.client_ca_file + " naming a node of " +
+              (o.sync_tls_allowed_nodes_file.empty() ? o.dp_tokens_file : o.sync_tls_allowed_nodes_file);
     PORTICO_LOG(info, "data-plane sync on %s%s (%s)", o.sync_tls.enabled() ? "https://" : "",
                 o.sync_listen.c_str(), auth.c_str());
   }
@@ -352,6 +419,14 @@ void ControlPlane::reload_keys() {
       server->reload_tls();
     } catch (const std::exception& e) {
       PORTICO_LOG(error, "TLS files not reloaded, the previous ones stay in force: %s", e.what());
+    }
+  }
+  if (s.sync_server && !s.options.sync_tls.client_ca_file.empty()) {
+    try {
+      s.allowed_nodes->set(certificate_node_ids(s.options));
+      PORTICO_LOG(info, "data-plane certificate allow-list reloaded");
+    } catch (const std::exception& e) {
+      PORTICO_LOG(error, "data-plane allow-list not reloaded, the previous one stays in force: %s", e.what());
     }
   }
   if (!s.sync_server || s.options.dp_tokens_file.empty()) return;

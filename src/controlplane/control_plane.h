@@ -33,9 +33,14 @@ struct ControlPlaneOptions {
   std::vector<std::string> sync_allow = {"0.0.0.0/0", "::/0"};  // tokens are the gate; narrow it if you can
   std::string dp_tokens_file;  // lines "<node-id> <token>"; empty: no sync listener (unless mTLS below)
   // The sync listener's TLS (cert/key; empty: plain). With sync_tls.client_ca_file, data planes may
-  // authenticate with a certificate signed by it instead of a token (its identity is the node id); without
-  // a tokens file, a certificate is required. Filled in by start(): the roles and the identity check.
+  // authenticate with a certificate signed by it instead of a token (its identity is the node id, which must
+  // be on the allow-list below); without a tokens file, a certificate is required. Filled in by start(): the
+  // roles and the identity check.
   admin::AdminTlsOptions sync_tls;
+  // With sync_tls.client_ca_file: the node ids a certificate may name, one a line ('#' comments); empty: the
+  // ids of dp_tokens_file. A verified certificate naming another id is refused (401), so a CA that also
+  // signs other certificates (etcd's, an operator's) does not make them data planes. SIGHUP reloads it.
+  std::string sync_tls_allowed_nodes_file;
   std::string signing_key_file;  // Ed25519 private key; empty: state_dir/signing.key (generated when missing)
 
   // S3 fallback (controlplane/s3_exporter.h): with s3.endpoint set, the replica elected through etcd exports
@@ -54,6 +59,10 @@ struct ControlPlaneOptions {
 // Reads "<node-id> <token>" lines ('#' comments, blank lines ignored). Throws std::runtime_error naming the
 // file and line on a malformed line, a token shorter than 16 characters or a repeated node id.
 std::vector<admin::AdminKey> load_dp_tokens(const std::string& path);
+
+// Reads a node allow-list: one node id a line ('#' comments, blank lines ignored). Throws
+// std::runtime_error naming the file and line on an invalid id.
+std::vector<std::string> load_node_ids(const std::string& path);
 
 class ControlPlane {
  public:

@@ -94,7 +94,9 @@ std::string peer_identity(SSL* ssl) {
     }
     GENERAL_NAMES_free(names);
   }
-  if (!out.empty()) return out;
+  // RFC 6125 6.4.4: a certificate with a subjectAltName extension is named by it alone, so one whose SAN
+  // holds only IPs or URIs names nothing (its CN is not a fallback).
+  if (!out.empty() || X509_get_ext_by_NID(cert, NID_subject_alt_name, -1) >= 0) return out;
   X509_NAME* subject = X509_get_subject_name(cert);
   const int index = X509_NAME_get_index_by_NID(subject, NID_commonName, -1);
   if (index < 0) return {};

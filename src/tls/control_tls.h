@@ -30,8 +30,9 @@ struct ServerFiles {
 // Throws std::runtime_error naming the file and OpenSSL's reason (unreadable, not PEM, key does not match).
 std::shared_ptr<boost::asio::ssl::context> make_server_context(const ServerFiles& files);
 
-// The identity of a client certificate that passed verification: its first DNS subjectAltName, else its
-// subject's commonName. Empty when the connection has no verified certificate or it names nothing.
+// The identity of a client certificate that passed verification: its first DNS subjectAltName; its
+// subject's commonName only when it has no subjectAltName extension at all (RFC 6125). Empty when the
+// connection has no verified certificate or it names nothing (e.g. a SAN with only IP addresses).
 std::string peer_identity(SSL* ssl);
 
 // Sets the common protocol bounds and options on a context (used by make_server_context; for tests and

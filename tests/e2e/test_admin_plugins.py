@@ -407,3 +407,48 @@ def test_route_redis_password_is_encrypted_at_rest_and_the_data_plane_authentica
     assert statuses == [200, 200, 503], statuses
     assert int(server.cli("DBSIZE")) >= 1, server.cli("KEYS", "*")
     env.write(env.cp, "DELETE", "/routes/rl-enc")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# An upstream's tls.client_key: a token in etcd and in answers, decrypted by the data plane (docs/secrets.md)
+# ----------------------------------------------------------------------------------------------------------------
+
+def test_upstream_client_key_is_encrypted_at_rest_and_never_shown(env, tmp_path):
+    from tls_control_certs import TestCA
+    client = TestCA(tmp_path / "ca").issue("gw-client", client=True)
+    cert, key = open(client.cert).read(), open(client.key).read()
+    secret_line = key.strip().splitlines()[1]  # a line of the key's base64 body
+    tls = {"client_cert": cert, "client_key": key}
+    env.write(env.cp, "PUT", "/upstreams/mtls-up", dict(env.upstream(), tls=tls))
+    env.write(env.cp, "PUT", "/routes/mtls-inline", {"uri": "/id", "hosts": ["up-key.test"],
+                                                     "upstream": dict(env.upstream(), tls=tls)})
+    env.write(env.cp, "PUT", "/services/mtls-svc", {"upstream": dict(env.upstream(), tls=tls)})
+    # etcd holds tokens, never the PEM key.
+    stored = env.etcd.get_prefix("/ap-hybrid/")
+    for name, upstream in (("upstreams/mtls-up", None), ("routes/mtls-inline", "upstream"),
+                           ("services/mtls-svc", "upstream")):
+        raw = stored["/ap-hybrid/" + name]
+        assert secret_line not in raw and "PRIVATE KEY" not in raw, name
+        value = json.loads(raw)
+        tls_value = (value[upstream] if upstream else value)["tls"]
+        assert tls_value["client_key"].startswith(TOKEN), (name, tls_value)
+        assert tls_value["client_cert"] == cert
+    # Answers show the token, lists too.
+    for path in ("/upstreams/mtls-up", "/upstreams", "/routes/mtls-inline", "/routes", "/services/mtls-svc"):
+        raw = env.cp.admin("GET", path).raw.decode()
+        assert TOKEN in raw and secret_line not in raw and "PRIVATE KEY" not in raw, path
+    # The data plane decrypted it (a key it could not read would refuse the route: 404).
+    r = env.dp.get("/id", host="up-key.test")
+    assert r.status == 200, r
+    # A GET then a PUT keeps the key (the token round-trips).
+    got = env.cp.admin("GET", "/upstreams/mtls-up").body["value"]
+    r = env.cp.admin("PUT", "/upstreams/mtls-up", {k: v for k, v in got.items() if k.endswith("time") is False})
+    assert r.status == 200, r
+    assert json.loads(env.etcd.get("/ap-hybrid/upstreams/mtls-up"))["tls"]["client_key"] == got["tls"]["client_key"]
+    # A key written into etcd in clear by hand is shown as a token.
+    env.etcd.put("/ap-hybrid/upstreams/byhand", json.dumps(dict(env.upstream(), id="byhand", tls=tls)))
+    r = wait_for(lambda: (lambda r: r if r.status == 200 else None)(env.cp.admin("GET", "/upstreams/byhand")),
+                 timeout=5)
+    assert r.body["value"]["tls"]["client_key"].startswith(TOKEN) and secret_line not in r.raw.decode(), r
+    for path in ("/routes/mtls-inline", "/services/mtls-svc", "/upstreams/mtls-up", "/upstreams/byhand"):
+        assert env.cp.admin("DELETE", path).status == 200, path

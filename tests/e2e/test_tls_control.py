@@ -38,15 +38,19 @@ def tc(etcd_module, controlplane_module, origin_module, tmp_path_factory):
     tokens = {"dp-token": secrets.token_hex(12)}
     tokens_file = work / "dp-tokens"
     tokens_file.write_text("".join("%s %s\n" % kv for kv in tokens.items()))
+    # The ids a client certificate may name (the CA also signs etcd's and the control plane's certificates).
+    allowed_file = work / "dp-allowed"
+    allowed_file.write_text("# certificate-authenticated data planes\ndp-mtls\ndp-cn-only\ndp-ip-san\n")
     sync_port = free_port()
     cp = controlplane_module(
         e.endpoints_arg(), name="cp-tls", sync_listen="%s:%d" % (LOOPBACK, sync_port),
-        dp_tokens_file=str(tokens_file), admin_tls_cert=server.cert, admin_tls_key=server.key,
+        dp_tokens_file=str(tokens_file), sync_tls_allowed_nodes=str(allowed_file), admin_tls_cert=server.cert, admin_tls_key=server.key,
         sync_tls_cert=server.cert, sync_tls_key=server.key, sync_tls_client_ca=ca.cert,
         etcd_cacert=ca.cert, etcd_cert=e.client_cert.cert, etcd_key=e.client_cert.key)
     cp.admin_ssl_context = ca.context()
     s = Setup()
     s.ca, s.other, s.etcd, s.origin, s.cp, s.tokens = ca, other, e, o, cp, tokens
+    s.server = server
     s.sync_port = sync_port
     s.url = "https://%s:%d" % (LOOPBACK, sync_port)
     s.pub = cp.state_dir / "signing.pub"
@@ -144,6 +148,17 @@ def test_client_certificates_refused(tc):
     bad = tc.ca.issue("bad name!", client=True, san=False)
     status, body = sync_get(tc, "/snapshot", tc.ca.context(bad))
     assert status == 401 and b"not a node id" in body, (status, body)
+    # Signed by the same CA, a valid node id, but not on the allow-list: 401 with the reason.
+    stranger = tc.ca.issue("dp-stranger", client=True)
+    status, body = sync_get(tc, "/snapshot", tc.ca.context(stranger))
+    assert status == 401 and b"dp-stranger is not an allowed data plane" in body, (status, body)
+    # The control plane's own certificate (same CA, DNS SAN localhost) is no data plane either.
+    status, body = sync_get(tc, "/snapshot", tc.ca.context(tc.server))
+    assert status == 401 and b"localhost is not an allowed data plane" in body, (status, body)
+    # A subjectAltName with only an IP: its CN (allowed) is no fallback, the certificate names nothing.
+    ip_only = tc.ca.issue("dp-ip-san", ips=[LOOPBACK], client=True, san=False)
+    status, body = sync_get(tc, "/snapshot", tc.ca.context(ip_only))
+    assert status == 401 and b"names no identity" in body, (status, body)
     # Neither a certificate nor a token (tokens are on, so the handshake passes): 401.
     status, body = sync_get(tc, "/snapshot", tc.ca.context())
     assert status == 401 and b"client certificate" in body, (status, body)
