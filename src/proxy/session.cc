@@ -57,6 +57,9 @@ Session::Session(Worker& worker, asio::ip::tcp::socket socket, tls::ServerContex
       tls_(tls),
       timer_(worker.context()),
       delay_timer_(worker.context()) {
+  // A new timer's expiry is the epoch, which arm_until would never see as later than a deadline: start at
+  // "never" so the first deadline (armed by run() before watchdog() starts) moves it.
+  timer_.expires_at(Clock::time_point::max());
   const Options& opt = worker_.options();
   limits_.max_head_size = opt.max_header_size;
   limits_.max_target_size = opt.max_target_size;
@@ -119,7 +122,8 @@ void Session::arm_until(Clock::time_point deadline, Guard guard) {
 }
 
 awaitable<void> Session::watchdog() {
-  timer_.expires_at(Clock::time_point::max());
+  // run() starts first (co_spawn dispatches inline) and may already have armed a deadline: keep it.
+  timer_.expires_at(deadline_);
   while (alive_) {
     co_await timer_.async_wait(nothrow);
     if (!alive_) break;
