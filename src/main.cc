@@ -100,7 +100,7 @@ const char kUsage[] =
     "                            about this long (default 10)\n"
     "  --listen IP:PORT          proxy listener (default 0.0.0.0:9080)\n"
     "  --listen-tls IP:PORT      TLS proxy listener, certificates from ssls (default: none)\n"
-    "  --tls-default-sni NAME    certificate for a ClientHello without SNI or with an unknown name "
+    "  --tls-default-sni NAME    certificate for a ClientHello without SNI; an unknown SNI is refused "
     "(default:\n"
     "                            none: the handshake fails with unrecognized_name)\n"
     "  --tls-handshake-timeout SEC  deadline for a TLS handshake from the accept (default 10)\n"

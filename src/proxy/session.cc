@@ -12,6 +12,7 @@
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <cctype>
 #include <cstring>
 
 #include "base/log.h"
@@ -19,6 +20,7 @@
 #include "plugins/consumers.h"
 #include "proxy/worker.h"
 #include "snapshot/snapshot.h"
+#include "tls/cert_store.h"
 #include "tls/server_context.h"
 
 namespace portico::proxy {
@@ -57,6 +59,9 @@ Session::Session(Worker& worker, asio::ip::tcp::socket socket, tls::ServerContex
       tls_(tls),
       timer_(worker.context()),
       delay_timer_(worker.context()) {
+  // A new timer's expiry is the epoch, which arm_until would never see as later than a deadline: start at
+  // "never" so the first deadline (armed by run() before watchdog() starts) moves it.
+  timer_.expires_at(Clock::time_point::max());
   const Options& opt = worker_.options();
   limits_.max_head_size = opt.max_header_size;
   limits_.max_target_size = opt.max_target_size;
@@ -119,7 +124,8 @@ void Session::arm_until(Clock::time_point deadline, Guard guard) {
 }
 
 awaitable<void> Session::watchdog() {
-  timer_.expires_at(Clock::time_point::max());
+  // run() starts first (co_spawn dispatches inline) and may already have armed a deadline: keep it.
+  timer_.expires_at(deadline_);
   while (alive_) {
     co_await timer_.async_wait(nothrow);
     if (!alive_) break;
@@ -157,8 +163,28 @@ awaitable<bool> Session::tls_handshake() {
   if (SSL_session_reused(client_.ssl()) == 1) worker_.metrics().tls_resumed.add();
   ssl_client_s_dn_ = tls::ServerContext::client_subject(client_.ssl());
   ssl_client_verify_ = tls::ServerContext::client_verify(client_.ssl());
+  if (const char* sni = SSL_get_servername(client_.ssl(), TLSEXT_NAMETYPE_host_name)) {
+    tls_sni_ = sni;
+    for (char& c : tls_sni_) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (!tls_sni_.empty() && tls_sni_.back() == '.') tls_sni_.pop_back();
+  }
   tls_ready_ = true;
   co_return true;
+}
+
+bool Session::client_verified_for_host(const snapshot::Snapshot& snap) const {
+  // The handshake chose its certificate (and whether to ask for a client one) by SNI; routing goes by Host.
+  // When the Host's ssl requires a client certificate, it must be the one the handshake was made under
+  // (same name) and the certificate verified, else a client certificate-less SNI could reach its routes
+  // (APISIX verify_https_client: 400).
+  const tls::CertEntry* entry = snap.tls ? snap.tls->find(request_.host) : nullptr;
+  if (entry == nullptr || !entry->client_ca) return true;
+  std::string_view host = request_.host;
+  if (!host.empty() && host.back() == '.') host.remove_suffix(1);
+  if (host == tls_sni_ && std::strcmp(ssl_client_verify_, "SUCCESS") == 0) return true;
+  PORTICO_LOG(warn, "client certificate verified with SNI \"%s\", but the host is \"%.*s\": 400",
+              tls_sni_.c_str(), static_cast<int>(request_.host.size()), request_.host.data());
+  return false;
 }
 
 awaitable<void> Session::run() {
@@ -362,6 +388,11 @@ awaitable<bool> Session::handle_request() {
   }
   const snapshot::Snapshot& snap = *pinned_->snapshot;
 
+  if (tls_ != nullptr && !client_verified_for_host(snap)) {
+    bool keep = co_await send_error(400, "400 Bad Request", close_after_ || !request_body_done_);
+    finish_request(400, nullptr);
+    co_return keep;
+  }
   if (request_.method == http::Method::CONNECT) {
     co_await send_error(501, "CONNECT is not supported", true);
     finish_request(501, nullptr);

@@ -149,6 +149,9 @@ class Session : public std::enable_shared_from_this<Session> {
   static Clock::time_point deadline_in(double seconds) {
     return Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
   }
+  // TLS listener: false when the Host's ssl asks for a client certificate that this connection's handshake
+  // (made for another SNI, or unverified) did not check; the request is then answered 400.
+  bool client_verified_for_host(const snapshot::Snapshot& snap) const;
   void arm(double seconds, Guard guard) { arm_until(deadline_in(seconds), guard); }
   void arm_until(Clock::time_point deadline, Guard guard);
   void disarm() { deadline_ = Clock::time_point::max(); }
@@ -165,6 +168,7 @@ class Session : public std::enable_shared_from_this<Session> {
   bool tls_ready_ = false;       // the handshake completed: close_notify is due at the end
   std::string ssl_client_s_dn_;  // the client certificate's subject (mTLS), for plugins and the log
   const char* ssl_client_verify_ = "NONE";
+  std::string tls_sni_;  // the handshake's SNI, lower case, without a trailing dot; empty when none was sent
   boost::asio::steady_timer timer_;
   boost::asio::steady_timer delay_timer_;  // a plugin's delay (RequestContext::delay_seconds)
   Clock::time_point deadline_ = Clock::time_point::max();

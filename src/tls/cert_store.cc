@@ -23,6 +23,7 @@ std::string canonical(std::string_view name) {
 std::shared_ptr<const CertStore> CertStore::build(const std::vector<config::Ssl>& ssls,
                                                   std::vector<std::string>* problems) {
   auto store = std::make_shared<CertStore>();
+  std::unordered_map<const CertEntry*, const std::string*> client_ca_of;  // to report a shadowed mTLS ssl
   for (const config::Ssl& ssl : ssls) {
     if (ssl.type != config::SslType::server || !ssl.enabled) continue;
     auto entry = std::make_unique<CertEntry>();
@@ -60,13 +61,24 @@ std::shared_ptr<const CertStore> CertStore::build(const std::vector<config::Ssl>
     SHA256(reinterpret_cast<const unsigned char*>(context.data()), context.size(), entry->sid_ctx);
     const CertEntry* e = entry.get();
     store->entries_.push_back(std::move(entry));
+    client_ca_of[e] = &ssl.client_ca;
+    // The first claimant keeps a name. Losing it silently is harmless between ssls with the same client
+    // check, but an mTLS ssl shadowed by one without (or with another CA) changes who may connect: reported.
+    auto claim = [&](const CertEntry*& slot, const std::string& sni) {
+      if (slot == nullptr) {
+        slot = e;
+      } else if (problems && *client_ca_of[slot] != ssl.client_ca) {
+        problems->push_back("ssls/" + ssl.id + ": sni \"" + sni + "\" is already served by ssls/" + slot->id +
+                            " with a different client.ca; ssls/" + ssl.id + " is not used for it");
+      }
+    };
     for (const std::string& sni : ssl.snis) {
       if (sni == "*") {
-        if (store->any_ == nullptr) store->any_ = e;
+        claim(store->any_, sni);
       } else if (sni.starts_with("*.")) {
-        store->wildcard_.emplace(canonical(sni.substr(2)), e);  // emplace: the first keeps it
+        claim(store->wildcard_[canonical(sni.substr(2))], sni);
       } else {
-        store->exact_.emplace(canonical(sni), e);
+        claim(store->exact_[canonical(sni)], sni);
       }
     }
   }

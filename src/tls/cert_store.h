@@ -5,8 +5,9 @@
 //
 // Selection by SNI (case-insensitive, a trailing dot ignored): an exact name, else a wildcard "*.suffix"
 // (one label, as clients check it), else "*" (any name), else none. Among ssls claiming the same name, the
-// first in config order (by id) wins. One entry holds one certificate per key type (RSA, ECDSA): OpenSSL
-// presents the one the client's signature algorithms accept.
+// first in config order (by id) wins; when their client.ca differ, the loser is reported in `problems`
+// (an mTLS ssl shadowed by one without is a configuration mistake, not a rotation). One entry holds one
+// certificate per key type (RSA, ECDSA): OpenSSL presents the one the client's signature algorithms accept.
 #pragma once
 
 #include <memory>

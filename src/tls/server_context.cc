@@ -80,8 +80,11 @@ int ServerContext::on_client_hello(SSL* ssl, int* alert) {
   const auto* store = static_cast<const CertStore*>(SSL_get_ex_data(ssl, store_index()));
   const CertEntry* entry = nullptr;
   if (store != nullptr) {
-    entry = store->find(sni_of(ssl));
-    if (entry == nullptr && !options_.default_sni.empty()) entry = store->find(options_.default_sni);
+    // As APISIX's fallback_sni: the default name stands in for a missing SNI only; an unknown one is refused
+    // (answering it would present, and with mTLS check for, a name the client did not ask for).
+    const std::string_view sni = sni_of(ssl);
+    entry = store->find(sni.empty() && !options_.default_sni.empty() ? std::string_view(options_.default_sni)
+                                                                     : sni);
   }
   if (entry == nullptr) {
     *alert = SSL_AD_UNRECOGNIZED_NAME;

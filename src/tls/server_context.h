@@ -3,9 +3,9 @@
 // no certificate: a connection's certificate is chosen during its handshake, in the ClientHello callback,
 // from the CertStore the session pinned (prepare()), by SNI:
 //   1. the store's entry for the SNI (exact, then wildcard, then "*"; cert_store.h);
-//   2. else, when --tls-default-sni is set, the entry for that name (also for a ClientHello without SNI);
-//   3. else the handshake fails with an unrecognized_name alert (a ClientHello without SNI included, unless
-//      an ssl lists "*").
+//   2. a ClientHello without SNI: the entry for --tls-default-sni when set (APISIX fallback_sni), else "*";
+//   3. else the handshake fails with an unrecognized_name alert (an unknown SNI never falls back to the
+//      default name).
 // The chosen entry's certificates (RSA and/or ECDSA) are set on the SSL, and OpenSSL presents the one the
 // client's signature algorithms accept; its client CA (ssls.client.ca) makes the client certificate
 // mandatory (verified in the handshake, as APISIX does: a missing or invalid one fails the handshake).
@@ -27,7 +27,7 @@
 namespace portico::tls {
 
 struct ServerOptions {
-  std::string default_sni;  // --tls-default-sni: the name whose certificate answers no or an unknown SNI
+  std::string default_sni;  // --tls-default-sni: the name whose certificate answers a ClientHello without SNI
 };
 
 class ServerContext {

@@ -236,3 +236,50 @@ def test_rotation_under_load_no_failed_handshake(tls_gw):
 def test_plain_listener_unchanged_next_to_tls(tls_gw):
     st = tls_gw.get("/id")
     assert st.status == 200
+
+
+PUB = make_leaf(CA, "pub.test", ["pub.test"], kind="ecdsa")
+MH = make_leaf(CA, "mh.test", ["mh.test"], kind="ecdsa")
+MW = make_leaf(CA, "mw wildcard", ["*.mw.test"], kind="ecdsa")
+
+
+def test_mtls_host_differing_from_sni_is_400(tls_gw, tmp_path):
+    """Review 12, finding 1: the handshake asks for a client certificate by SNI, routing goes by Host. A Host
+    naming an mTLS ssl is answered 400 (APISIX verify_https_client) unless the SNI is that very name."""
+    tls_gw.put("ssls", "pub", ssl_res("pub", PUB, ["pub.test"]))
+    tls_gw.put("ssls", "mh", ssl_res("mh", MH, ["mh.test"], client={"ca": CLIENT_CA.cert, "depth": 1}))
+    tls_gw.put("ssls", "mw", ssl_res("mw", MW, ["*.mw.test"], client={"ca": CLIENT_CA.cert, "depth": 1}))
+    ccert, ckey = CLIENT.write(tmp_path, "client")
+    cert = ("--cert", str(ccert), "--key", str(ckey))
+    wait_for(lambda: curl(tls_gw, "mh.test", "/id", *cert)[1] == "200", timeout=10)
+    wait_for(lambda: curl(tls_gw, "a.mw.test", "/id", *cert)[1] == "200", timeout=10)
+    assert curl(tls_gw, "pub.test")[:2] == (0, "200")
+    # No certificate, SNI of the ssl without client.ca, Host of the one with it.
+    assert curl(tls_gw, "pub.test", "/id", "-H", "Host: mh.test")[:2] == (0, "400")
+    assert curl(tls_gw, "pub.test", "/id", "-H", "Host: MH.test:443")[:2] == (0, "400")
+    # Verified for one name under a wildcard ssl, another name as Host.
+    assert curl(tls_gw, "a.mw.test", "/id", "-H", "Host: b.mw.test", *cert)[:2] == (0, "400")
+    # A verified connection may still name a Host without client.ca (APISIX checks the Host's ssl only).
+    assert curl(tls_gw, "mh.test", "/id", "-H", "Host: pub.test", *cert)[:2] == (0, "200")
+    assert "client certificate verified with SNI" in tls_gw.log_tail()
+    for rid in ("pub", "mh", "mw"):
+        tls_gw.delete("ssls", rid)
+
+
+def test_default_sni_answers_a_missing_sni_only(tmp_path):
+    """--tls-default-sni stands in for a missing SNI (APISIX fallback_sni); an unknown SNI is still refused."""
+    from gateway_modes import start_gateway
+    (tmp_path / "ca.crt").write_text(CA.cert)
+    port = free_port()
+    gw = start_gateway("file", tmp_path / "gw", listen_tls="%s:%d" % (LOOPBACK, port), tls_default_sni="a.test")
+    try:
+        gw.tls_port, gw.cafile = port, str(tmp_path / "ca.crt")
+        gw.put("routes", "1", route("1", "/*", upstream=gw.upstream()))
+        gw.put("ssls", "a", ssl_res("a", A_EC, ["a.test"]))
+        wait_for(lambda: curl(gw, "a.test")[1] == "200", timeout=10)
+        out = s_client(gw, "-noservername", request=False)
+        assert "CN = a.test" in out and "unrecognized name" not in out, out
+        rc, _, err = curl(gw, "nobody.test")
+        assert rc != 0 and "unrecognized name" in err, err
+    finally:
+        gw.stop()

@@ -189,6 +189,21 @@ TEST(TlsStore, FirstSslWinsAndDisabledOrClientSkipped) {
   EXPECT_EQ(store->find("a.example.com")->id, "1");
 }
 
+TEST(TlsStore, NameClaimedWithAndWithoutClientCaIsAProblem) {
+  config::Ssl mtls = ssl("2", ec_a(), {"a.example.com", "*.example.com"});
+  mtls.client_ca = ca().cert;
+  std::vector<std::string> problems;
+  auto store = CertStore::build(
+      {ssl("1", ec_a(), {"a.example.com", "*.example.com"}), mtls, ssl("3", ec_a(), {"a.example.com"})},
+      &problems);
+  EXPECT_EQ(store->find("a.example.com")->id, "1");
+  // The mTLS ssl loses both names to one without client.ca: reported; "3" (same client check as "1") is not.
+  ASSERT_EQ(problems.size(), 2u);
+  EXPECT_NE(problems[0].find("ssls/2"), std::string::npos) << problems[0];
+  EXPECT_NE(problems[0].find("a.example.com"), std::string::npos) << problems[0];
+  EXPECT_NE(problems[1].find("*.example.com"), std::string::npos) << problems[1];
+}
+
 TEST(TlsHandshake, SniSelectsTheCertificate) {
   ServerContext server({});
   auto store =
@@ -204,11 +219,14 @@ TEST(TlsHandshake, SniSelectsTheCertificate) {
   EXPECT_EQ(served(server, nullptr, {.sni = "a.example.com"}), "FAILED");
 }
 
-TEST(TlsHandshake, DefaultSniAnswersUnknownAndMissingNames) {
+TEST(TlsHandshake, DefaultSniAnswersMissingNamesOnly) {
   ServerContext server({.default_sni = "a.example.com"});
   auto store =
       CertStore::build({ssl("1", ec_wild(), {"*.example.com"}), ssl("2", ec_a(), {"a.example.com"})});
-  EXPECT_EQ(served(server, store.get(), {.sni = "other.org"}), "a-ec");
+  // As APISIX's fallback_sni: an unknown SNI is refused, not answered for the default name.
+  Result r = handshake(server, store.get(), {.sni = "other.org"});
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(r.client_alert, SSL_AD_UNRECOGNIZED_NAME);
   EXPECT_EQ(served(server, store.get(), {}), "a-ec");
   EXPECT_EQ(served(server, store.get(), {.sni = "b.example.com"}), "wild");
 }
