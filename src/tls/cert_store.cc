@@ -55,9 +55,13 @@ std::shared_ptr<const CertStore> CertStore::build(const std::vector<config::Ssl>
       }
       entry->client_depth = ssl.client_depth;
     }
+    // A session resumes only under the same ssl and the same client check (CA and depth): a ticket issued
+    // under a laxer check never skips a stricter one.
     std::string context = ssl.id;
     context += '\0';
     context += ssl.client_ca;
+    context += '\0';
+    context += std::to_string(ssl.client_ca.empty() ? 0 : ssl.client_depth);
     SHA256(reinterpret_cast<const unsigned char*>(context.data()), context.size(), entry->sid_ctx);
     const CertEntry* e = entry.get();
     store->entries_.push_back(std::move(entry));

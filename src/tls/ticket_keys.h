@@ -5,6 +5,8 @@
 // handshake, next to far costlier public-key work).
 #pragma once
 
+#include <openssl/crypto.h>
+
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
 
@@ -31,10 +33,15 @@ class TicketKeys {
   int on_ticket(unsigned char name[16], unsigned char* iv, EVP_CIPHER_CTX* cipher, EVP_MAC_CTX* mac, int enc);
 
  private:
+  // Wiped when destroyed, the copies a handshake makes on its stack included.
   struct Key {
     std::array<unsigned char, 16> name{};
     std::array<unsigned char, 32> aes{};
     std::array<unsigned char, 32> hmac{};
+    Key() = default;
+    Key(const Key&) = default;
+    Key& operator=(const Key&) = default;
+    ~Key() { OPENSSL_cleanse(this, sizeof *this); }
   };
   static Key fresh();
 

@@ -305,5 +305,23 @@ TEST(TlsHandshake, TicketsResumeAcrossOneRotationNotTwo) {
   }
 }
 
+// A ticket resumes only under the same client check: the session id context covers the ssl, its CA and its
+// depth, so tightening client.depth is not skipped by a session issued under the laxer one.
+TEST(TlsStore, SessionContextCoversTheClientCheck) {
+  auto context_of = [](int depth, bool with_ca) {
+    config::Ssl s = ssl("1", ec_a(), {"a.example.com"});
+    if (with_ca) s.client_ca = ca().cert;
+    s.client_depth = depth;
+    auto store = CertStore::build({s}, nullptr);
+    const CertEntry* e = store->find("a.example.com");
+    EXPECT_NE(e, nullptr);
+    return std::string(reinterpret_cast<const char*>(e->sid_ctx), sizeof e->sid_ctx);
+  };
+  EXPECT_NE(context_of(1, true), context_of(2, true));
+  EXPECT_NE(context_of(1, true), context_of(1, false));
+  EXPECT_EQ(context_of(1, false), context_of(2, false));  // depth means nothing without a CA
+  EXPECT_EQ(context_of(2, true), context_of(2, true));
+}
+
 }  // namespace
 }  // namespace portico::tls
