@@ -121,9 +121,12 @@ def test_blue_green_switch_under_load_fails_no_request(gw, origins, tmp_path):
         run.kill()
     assert result["non2xx"] == 0 and result["socket_errors"] == 0, result
     assert result["responses"] > 400, result
+    # wrk's last requests may still reach the origin after it exits (Portico finishes what it received):
+    # they go to green as well, so blue and canary must stay at zero, green at least what was sent.
     reset(origins)
     assert fetch_ids(gw, "/id", 200) == {"green": 200}
-    assert hits(origins) == {"blue": 0, "green": 200, "canary": 0}
+    after = hits(origins)
+    assert after["blue"] == 0 and after["canary"] == 0 and after["green"] >= 200, after
 
 
 def test_upstream_id_reference_follows_the_upstream_and_must_exist(gw, origins):
