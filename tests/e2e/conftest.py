@@ -12,6 +12,7 @@ Helpers meant for the test modules (import them with `from conftest import ...`)
   PatternChecker.
 """
 
+import concurrent.futures
 import hashlib
 import http.client
 import json
@@ -111,6 +112,45 @@ def wait_for(predicate, timeout=5.0, interval=0.02, message=None):
             raise AssertionError("timed out after %.1fs waiting for %s (last value %r, last error %r)"
                                  % (timeout, detail, last_val, last_exc))
         time.sleep(interval)
+
+
+def blast(port, path, threads=4, seconds=2.0, stop=None):
+    """As many keep-alive GETs of `path` on `port` as `threads` clients make in `seconds` (or until `stop`, an
+    Event, is set): {status: count}, 0 counting transport errors. For load far above a limit (rate-limit
+    tests): every answer is read, a "Connection: close" one opens a new connection."""
+    counts = {}
+    lock = threading.Lock()
+    deadline = time.monotonic() + seconds
+
+    def client():
+        local = {}
+        conn = None
+        while time.monotonic() < deadline and not (stop is not None and stop.is_set()):
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection(LOOPBACK, port, timeout=10)
+                conn.request("GET", path)
+                resp = conn.getresponse()
+                resp.read()
+                local[resp.status] = local.get(resp.status, 0) + 1
+                if (resp.getheader("connection") or "").lower() == "close":
+                    conn.close()
+                    conn = None
+            except OSError:
+                local[0] = local.get(0, 0) + 1
+                if conn is not None:
+                    conn.close()
+                conn = None
+        if conn is not None:
+            conn.close()
+        with lock:
+            for k, v in local.items():
+                counts[k] = counts.get(k, 0) + v
+
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        for f in [pool.submit(client) for _ in range(threads)]:
+            f.result()
+    return counts
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import LOOPBACK, PORTICO_BIN, wait_for
+from conftest import LOOPBACK, PORTICO_BIN, blast, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "ha-cluster"
@@ -844,44 +844,6 @@ def test_h_corrupted_cache_file(ha):
 # (i) one rate limit across the fleet: limit-count on Redis, 3 data planes behind HAProxy
 # ----------------------------------------------------------------------------------------------------------------
 
-def blast(port, path, threads=6, seconds=4.0):
-    """As many keep-alive GETs of `path` through `port` as `threads` clients make in `seconds` (bounded).
-    Returns {status: count} (0 counts transport errors)."""
-    counts = {}
-    lock = threading.Lock()
-    deadline = time.monotonic() + seconds
-
-    def client():
-        local = {}
-        conn = None
-        while time.monotonic() < deadline:
-            try:
-                if conn is None:
-                    conn = http.client.HTTPConnection(LOOPBACK, port, timeout=5)
-                conn.request("GET", path)
-                r = conn.getresponse()
-                r.read()
-                local[r.status] = local.get(r.status, 0) + 1
-                if r.getheader("connection", "").lower() == "close":
-                    conn.close()
-                    conn = None
-            except OSError:
-                local[0] = local.get(0, 0) + 1
-                if conn is not None:
-                    conn.close()
-                conn = None
-        if conn is not None:
-            conn.close()
-        with lock:
-            for k, v in local.items():
-                counts[k] = counts.get(k, 0) + v
-
-    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
-        for f in [pool.submit(client) for _ in range(threads)]:
-            f.result()
-    return counts
-
-
 def lb_served_per_dp(ha):
     return {k: int(v["stot"] or 0) for k, v in ha.lb_stats().items() if k != "BACKEND"}
 
@@ -897,7 +859,7 @@ def fleet_limit(ha, rid, redis_port, count, **extra):
     assert st in (200, 201), (st, ans)
     wait_for(ha.in_sync, timeout=30, interval=0.2, message="every dp runs the limited route")
     before = lb_served_per_dp(ha)
-    counts = blast(ha.lb_port, "/rl/" + rid)
+    counts = blast(ha.lb_port, "/rl/" + rid, threads=6, seconds=4.0)
     after = lb_served_per_dp(ha)
     ha.admin("DELETE", "/routes/" + rid)
     return counts, {k: after[k] - before.get(k, 0) for k in after}

@@ -10,7 +10,7 @@ import socket
 import threading
 import time
 
-from conftest import LOOPBACK, make_config, route, wait_for
+from conftest import LOOPBACK, blast, make_config, route, wait_for
 
 
 def redis_conf(r, **kw):
@@ -29,40 +29,6 @@ def count_conf(r, count, **kw):
 
 def get(p, target, **kw):
     return p.request("GET", target, **kw)
-
-
-def blast(port, path, threads=4, seconds=2.0, stop=None):
-    """Keep-alive GETs from `threads` clients for `seconds` (or until `stop` is set): {status: count}."""
-    counts = {}
-    lock = threading.Lock()
-    deadline = time.monotonic() + seconds
-
-    def client():
-        local = {}
-        conn = None
-        while time.monotonic() < deadline and not (stop is not None and stop.is_set()):
-            try:
-                if conn is None:
-                    conn = http.client.HTTPConnection(LOOPBACK, port, timeout=10)
-                conn.request("GET", path)
-                resp = conn.getresponse()
-                resp.read()
-                local[resp.status] = local.get(resp.status, 0) + 1
-            except OSError:
-                local[0] = local.get(0, 0) + 1
-                if conn is not None:
-                    conn.close()
-                conn = None
-        if conn is not None:
-            conn.close()
-        with lock:
-            for k, v in local.items():
-                counts[k] = counts.get(k, 0) + v
-
-    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
-        for f in [pool.submit(client) for _ in range(threads)]:
-            f.result()
-    return counts
 
 
 def add(a, b):
