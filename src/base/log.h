@@ -3,6 +3,8 @@
 // (the access log has its own per-worker buffer, see proxy/access_log.h).
 #pragma once
 
+#include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <string>
 #include <string_view>
@@ -31,5 +33,27 @@ void logf(Level level, const char* fmt, Args... args) {
 }
 
 #define PORTICO_LOG(level, ...) ::portico::log::logf(::portico::log::Level::level, __VA_ARGS__)
+
+// For a line a client or an origin can trigger at request rate: at most one per second. Declare one per call
+// site and thread (`static thread_local log::Throttle t;`); due() says whether to log now and sets
+// `suppressed` to the lines skipped since the last one (for the line to report).
+class Throttle {
+ public:
+  bool due(uint64_t& suppressed) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now < next_) {
+      ++skipped_;
+      return false;
+    }
+    next_ = now + std::chrono::seconds(1);
+    suppressed = skipped_;
+    skipped_ = 0;
+    return true;
+  }
+
+ private:
+  std::chrono::steady_clock::time_point next_{};
+  uint64_t skipped_ = 0;
+};
 
 }  // namespace portico::log

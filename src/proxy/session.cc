@@ -182,8 +182,16 @@ bool Session::client_verified_for_host(const snapshot::Snapshot& snap) const {
   std::string_view host = request_.host;
   if (!host.empty() && host.back() == '.') host.remove_suffix(1);
   if (host == tls_sni_ && std::strcmp(ssl_client_verify_, "SUCCESS") == 0) return true;
-  PORTICO_LOG(warn, "client certificate verified with SNI \"%s\", but the host is \"%.*s\": 400",
-              tls_sni_.c_str(), static_cast<int>(request_.host.size()), request_.host.data());
+  // A client can send this at request rate: throttled.
+  static thread_local ::portico::log::Throttle throttle;
+  uint64_t suppressed = 0;
+  if (throttle.due(suppressed)) {
+    PORTICO_LOG(warn,
+                "client certificate verified with SNI \"%s\", but the host is \"%.*s\": 400 (%llu similar "
+                "answers not logged)",
+                tls_sni_.c_str(), static_cast<int>(request_.host.size()), request_.host.data(),
+                static_cast<unsigned long long>(suppressed));
+  }
   return false;
 }
 

@@ -50,22 +50,6 @@ bool sent_idempotent(const http::RequestHead& request, const plugins::Pipeline& 
   return m == "GET" || m == "PUT" || m == "DELETE" || m == "OPTIONS" || m == "TRACE";
 }
 
-// Verification failures can be triggered at request rate: one warning per worker per second, with the count
-// of those not logged since.
-bool verify_log_due(uint64_t& suppressed) {
-  thread_local Clock::time_point next{};
-  thread_local uint64_t skipped = 0;
-  const Clock::time_point now = Clock::now();
-  if (now < next) {
-    ++skipped;
-    return false;
-  }
-  next = now + std::chrono::seconds(1);
-  suppressed = skipped;
-  skipped = 0;
-  return true;
-}
-
 }  // namespace
 
 struct Session::Attempt {
@@ -210,8 +194,10 @@ awaitable<Session::Failure> Session::start_tls(Attempt& a, const std::string& ke
   sessions.erase(key);
   const long verify = SSL_get_verify_result(ssl);
   if (!was_timeout && verify != X509_V_OK) {
+    // Triggered at request rate by a forged Host under pass_host pass with verify off, or a bad origin.
+    static thread_local ::portico::log::Throttle throttle;
     uint64_t suppressed = 0;
-    if (verify_log_due(suppressed)) {
+    if (throttle.due(suppressed)) {
       PORTICO_LOG(warn,
                   "upstream %s: TLS handshake with %s failed: certificate verification for \"%.*s\": %s "
                   "(%llu similar failures not logged)",
