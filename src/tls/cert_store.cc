@@ -1,11 +1,42 @@
 #include "tls/cert_store.h"
 
+#include <openssl/err.h>
 #include <openssl/sha.h>
 
 #include <algorithm>
+#include <stdexcept>
+
+#include "tls/server_context.h"
 
 namespace portico::tls {
 namespace {
+
+// The entry's SSL_CTX: the listener's policy, then what the entry adds. Empty string on success.
+std::string compile_context(CertEntry& entry) {
+  entry.ctx.reset(SSL_CTX_new(TLS_server_method()));
+  if (!entry.ctx) return "cannot create a TLS context";
+  SSL_CTX* ctx = entry.ctx.get();
+  try {
+    apply_server_policy(ctx);
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  for (const KeyPair& pair : entry.pairs) {
+    // The chain is given (possibly empty), so OpenSSL never builds one per handshake.
+    if (SSL_CTX_use_cert_and_key(ctx, pair.cert.get(), pair.key.get(), pair.chain.get(), 1) != 1) {
+      ERR_clear_error();
+      return "OpenSSL refuses the certificate";
+    }
+  }
+  SSL_CTX_set_session_id_context(ctx, entry.sid_ctx, sizeof entry.sid_ctx);
+  if (entry.client_ca) {
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+    SSL_CTX_set_verify_depth(ctx, entry.client_depth);
+    SSL_CTX_set1_verify_cert_store(ctx, entry.client_ca.get());
+    if (entry.client_ca_names) SSL_CTX_set_client_CA_list(ctx, SSL_dup_CA_list(entry.client_ca_names.get()));
+  }
+  return {};
+}
 
 // Lower case, without a trailing dot; empty when the name cannot be a host name.
 std::string canonical(std::string_view name) {
@@ -63,6 +94,10 @@ std::shared_ptr<const CertStore> CertStore::build(const std::vector<config::Ssl>
     context += '\0';
     context += std::to_string(ssl.client_ca.empty() ? 0 : ssl.client_depth);
     SHA256(reinterpret_cast<const unsigned char*>(context.data()), context.size(), entry->sid_ctx);
+    if (std::string why = compile_context(*entry); !why.empty()) {
+      if (problems) problems->push_back("ssls/" + ssl.id + ": " + why);
+      continue;
+    }
     const CertEntry* e = entry.get();
     store->entries_.push_back(std::move(entry));
     client_ca_of[e] = &ssl.client_ca;

@@ -8,7 +8,14 @@
 // first in config order (by id) wins; when their client.ca differ, the loser is reported in `problems`
 // (an mTLS ssl shadowed by one without is a configuration mistake, not a rotation). One entry holds one
 // certificate per key type (RSA, ECDSA): OpenSSL presents the one the client's signature algorithms accept.
+//
+// Each entry is compiled into its own SSL_CTX (server_context.h's apply_server_policy, then its certificates
+// with their chains, its client CA and its session id context), so that a handshake only switches to it
+// (SSL_set_SSL_CTX) instead of installing and re-checking certificates on every connection. A connection
+// keeps a reference to the context it switched to: the store may go while connections continue.
 #pragma once
+
+#include <openssl/ssl.h>
 
 #include <memory>
 #include <string>
@@ -21,6 +28,11 @@
 
 namespace portico::tls {
 
+struct CtxFree {
+  void operator()(SSL_CTX* c) const { SSL_CTX_free(c); }
+};
+using CtxPtr = std::unique_ptr<SSL_CTX, CtxFree>;
+
 struct CertEntry {
   std::string id;                  // the ssl's id
   std::vector<KeyPair> pairs;      // at most one per key type, in config order (cert, then certs[i])
@@ -31,6 +43,8 @@ struct CertEntry {
   // Session id context: sessions resume only under the same ssl and client CA (OpenSSL checks it for both
   // tickets and cached sessions), so a session verified against one CA never skips another's check.
   unsigned char sid_ctx[32] = {0};
+  // All of the above as OpenSSL applies it: the context a handshake switches to. Never null in a store.
+  CtxPtr ctx;
 };
 
 class CertStore {
