@@ -45,21 +45,26 @@ struct CertEntry {
   unsigned char sid_ctx[32] = {0};
   // All of the above as OpenSSL applies it: the context a handshake switches to. Never null in a store.
   CtxPtr ctx;
+  unsigned char digest[32] = {0};  // of what the entry was compiled from (id, certificates, keys, client CA)
 };
 
 class CertStore {
  public:
   // Compiles the server certificates of `ssls`. A pair OpenSSL refuses (already validated, so only on
-  // internal failure) is skipped and reported in `problems`.
+  // internal failure) is skipped and reported in `problems`. An ssl compiled from the same id, certificates,
+  // keys and client CA in `previous` (the store being replaced) keeps that entry, context included.
   static std::shared_ptr<const CertStore> build(const std::vector<config::Ssl>& ssls,
-                                                std::vector<std::string>* problems = nullptr);
+                                                std::vector<std::string>* problems = nullptr,
+                                                const CertStore* previous = nullptr);
 
   // The entry for `server_name` (SNI as sent); null when none matches. Any thread.
   const CertEntry* find(std::string_view server_name) const;
   size_t size() const { return entries_.size(); }
 
  private:
-  std::vector<std::unique_ptr<CertEntry>> entries_;
+  // Entries are immutable and shared with the next store when their ssl is unchanged.
+  std::vector<std::shared_ptr<const CertEntry>> entries_;
+  std::unordered_map<std::string, std::shared_ptr<const CertEntry>> by_id_;
   std::unordered_map<std::string, const CertEntry*> exact_;
   std::unordered_map<std::string, const CertEntry*> wildcard_;  // key: the suffix after "*." ("example.com")
   const CertEntry* any_ = nullptr;                              // "*"

@@ -201,6 +201,31 @@ TEST(TlsStore, FirstSslWinsAndDisabledOrClientSkipped) {
   EXPECT_EQ(store->find("a.example.com")->id, "1");
 }
 
+TEST(TlsStore, UnchangedSslKeepsItsCompiledContextAcrossBuilds) {
+  config::Ssl a = ssl("1", ec_a(), {"a.example.com"});
+  config::Ssl w = ssl("2", ec_wild(), {"*.example.com"});
+  auto first = CertStore::build({a, w});
+  const CertEntry* a1 = first->find("a.example.com");
+  const CertEntry* w1 = first->find("b.example.com");
+  ASSERT_NE(a1, nullptr);
+  ASSERT_NE(w1, nullptr);
+  EXPECT_NE(a1->ctx, nullptr);
+  // "2" gets a client CA: recompiled; "1" changes only its names: kept (names are the store's, not the
+  // entry's).
+  a.snis = {"a.example.com", "c.example.com"};
+  w.client_ca = ca().cert;
+  auto second = CertStore::build({a, w}, nullptr, first.get());
+  EXPECT_EQ(second->find("c.example.com"), a1);
+  EXPECT_EQ(second->find("a.example.com")->ctx.get(), a1->ctx.get());
+  EXPECT_NE(second->find("b.example.com"), w1);
+  EXPECT_TRUE(second->find("b.example.com")->client_ca);
+  // Without a previous store, everything is compiled anew.
+  EXPECT_NE(CertStore::build({a, w})->find("a.example.com"), a1);
+  // The previous store may go: the kept entry lives on in the new one.
+  first.reset();
+  EXPECT_EQ(second->find("a.example.com")->id, "1");
+}
+
 TEST(TlsStore, NameClaimedWithAndWithoutClientCaIsAProblem) {
   config::Ssl mtls = ssl("2", ec_a(), {"a.example.com", "*.example.com"});
   mtls.client_ca = ca().cert;
