@@ -53,7 +53,8 @@ int status_class(int status) {
 }
 }  // namespace
 
-Session::Session(Worker& worker, asio::ip::tcp::socket socket, tls::ServerContext* tls)
+Session::Session(Worker& worker, asio::ip::tcp::socket socket, tls::ServerContext* tls,
+                 const asio::ip::tcp::endpoint* peer)
     : worker_(worker),
       client_(std::move(socket)),
       tls_(tls),
@@ -69,7 +70,11 @@ Session::Session(Worker& worker, asio::ip::tcp::socket socket, tls::ServerContex
   client_.socket().set_option(asio::ip::tcp::no_delay(true), ec);
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;
-  if (::getpeername(client_.socket().native_handle(), reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
+  if (peer != nullptr && peer->size() <= sizeof ss) {
+    std::memcpy(&ss, peer->data(), peer->size());
+    client_ip_ = router::IpAddress::from_sockaddr(reinterpret_cast<sockaddr*>(&ss));
+    client_ip_len_ = client_ip_.format(client_ip_text_);
+  } else if (::getpeername(client_.socket().native_handle(), reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
     client_ip_ = router::IpAddress::from_sockaddr(reinterpret_cast<sockaddr*>(&ss));
     client_ip_len_ = client_ip_.format(client_ip_text_);
   }
@@ -234,7 +239,7 @@ awaitable<void> Session::run() {
   if (client_may_still_send()) co_await linger();
   alive_ = false;
   timer_.cancel();
-  client_.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+  if (!client_gone_) client_.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
   client_.close(ec);
 }
 
@@ -359,6 +364,8 @@ awaitable<bool> Session::read_request_head() {
         co_await client_.async_read_some(asio::buffer(in_.data() + in_end_, in_.size() - in_end_), nothrow);
     disarm();
     if (ec || n == 0) {
+      // A reset connection takes no close_notify nor shutdown (each would only fail, a syscall each).
+      if (ec == asio::error::connection_reset || ec == asio::error::broken_pipe) client_gone_ = true;
       if (timed_out_ && head_started) {
         timed_out_ = false;
         // The client started a request and did not finish its head in time: tell it why (RFC 9110

@@ -46,7 +46,9 @@ struct PinnedSnapshot;
 class Session : public std::enable_shared_from_this<Session> {
  public:
   // `tls`: the listener's TLS context when the connection came from the TLS listener, else null.
-  Session(Worker& worker, boost::asio::ip::tcp::socket socket, tls::ServerContext* tls = nullptr);
+  // `peer`: the client's address as accept returned it (null: asked of the socket).
+  Session(Worker& worker, boost::asio::ip::tcp::socket socket, tls::ServerContext* tls = nullptr,
+          const boost::asio::ip::tcp::endpoint* peer = nullptr);
   ~Session();
 
   void start();

@@ -8,7 +8,14 @@
 // first in config order (by id) wins; when their client.ca differ, the loser is reported in `problems`
 // (an mTLS ssl shadowed by one without is a configuration mistake, not a rotation). One entry holds one
 // certificate per key type (RSA, ECDSA): OpenSSL presents the one the client's signature algorithms accept.
+//
+// Each entry is compiled into its own SSL_CTX (server_context.h's apply_server_policy, then its certificates
+// with their chains, its client CA and its session id context), so that a handshake only switches to it
+// (SSL_set_SSL_CTX) instead of installing and re-checking certificates on every connection. A connection
+// keeps a reference to the context it switched to: the store may go while connections continue.
 #pragma once
+
+#include <openssl/ssl.h>
 
 #include <memory>
 #include <string>
@@ -21,6 +28,11 @@
 
 namespace portico::tls {
 
+struct CtxFree {
+  void operator()(SSL_CTX* c) const { SSL_CTX_free(c); }
+};
+using CtxPtr = std::unique_ptr<SSL_CTX, CtxFree>;
+
 struct CertEntry {
   std::string id;                  // the ssl's id
   std::vector<KeyPair> pairs;      // at most one per key type, in config order (cert, then certs[i])
@@ -31,21 +43,28 @@ struct CertEntry {
   // Session id context: sessions resume only under the same ssl and client CA (OpenSSL checks it for both
   // tickets and cached sessions), so a session verified against one CA never skips another's check.
   unsigned char sid_ctx[32] = {0};
+  // All of the above as OpenSSL applies it: the context a handshake switches to. Never null in a store.
+  CtxPtr ctx;
+  unsigned char digest[32] = {0};  // of what the entry was compiled from (id, certificates, keys, client CA)
 };
 
 class CertStore {
  public:
   // Compiles the server certificates of `ssls`. A pair OpenSSL refuses (already validated, so only on
-  // internal failure) is skipped and reported in `problems`.
+  // internal failure) is skipped and reported in `problems`. An ssl compiled from the same id, certificates,
+  // keys and client CA in `previous` (the store being replaced) keeps that entry, context included.
   static std::shared_ptr<const CertStore> build(const std::vector<config::Ssl>& ssls,
-                                                std::vector<std::string>* problems = nullptr);
+                                                std::vector<std::string>* problems = nullptr,
+                                                const CertStore* previous = nullptr);
 
   // The entry for `server_name` (SNI as sent); null when none matches. Any thread.
   const CertEntry* find(std::string_view server_name) const;
   size_t size() const { return entries_.size(); }
 
  private:
-  std::vector<std::unique_ptr<CertEntry>> entries_;
+  // Entries are immutable and shared with the next store when their ssl is unchanged.
+  std::vector<std::shared_ptr<const CertEntry>> entries_;
+  std::unordered_map<std::string, std::shared_ptr<const CertEntry>> by_id_;
   std::unordered_map<std::string, const CertEntry*> exact_;
   std::unordered_map<std::string, const CertEntry*> wildcard_;  // key: the suffix after "*." ("example.com")
   const CertEntry* any_ = nullptr;                              // "*"

@@ -21,6 +21,19 @@ int store_index() {
   return index;
 }
 
+// The ServerContext a connection came through, for the callbacks of the certificate context it moved to.
+int listener_index() {
+  static const int index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+  return index;
+}
+
+int alpn_via_listener(SSL* ssl, const unsigned char** out, unsigned char* outlen, const unsigned char* in,
+                      unsigned int inlen, void*) {
+  auto* server = static_cast<ServerContext*>(SSL_get_ex_data(ssl, listener_index()));
+  if (server == nullptr) return SSL_TLSEXT_ERR_ALERT_FATAL;
+  return server->select_protocol(ssl, out, outlen, in, inlen);
+}
+
 int client_hello_trampoline(SSL* ssl, int* alert, void* arg) {
   return static_cast<ServerContext*>(arg)->on_client_hello(ssl, alert);
 }
@@ -50,9 +63,7 @@ int select_alpn(SSL*, const unsigned char** out, unsigned char* outlen, const un
 
 }  // namespace
 
-ServerContext::ServerContext(ServerOptions options)
-    : options_(std::move(options)), context_(boost::asio::ssl::context::tls_server) {
-  SSL_CTX* ctx = context_.native_handle();
+void apply_server_policy(SSL_CTX* ctx) {
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
   SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION);
   SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
@@ -63,11 +74,29 @@ ServerContext::ServerContext(ServerOptions options)
   // Tickets only: nothing to share between workers but the ticket keys.
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
   SSL_CTX_set_timeout(ctx, 3600);  // a ticket's lifetime hint; TicketKeys keeps its key at least that long
-  tickets_.install(ctx);
-  SSL_CTX_set_client_hello_cb(ctx, client_hello_trampoline, this);
-  SSL_CTX_set_alpn_select_cb(ctx, select_alpn, nullptr);
+  // OpenSSL asks the connection's current SSL_CTX, the certificate's once the ClientHello chose it; the
+  // choice stays the listener's (ServerContext::select_protocol).
+  SSL_CTX_set_alpn_select_cb(ctx, alpn_via_listener, nullptr);
   // Small writes are coalesced by the session; release buffers of idle keep-alive connections.
   SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+}
+
+ServerContext::ServerContext(ServerOptions options)
+    : options_(std::move(options)), context_(boost::asio::ssl::context::tls_server) {
+  SSL_CTX* ctx = context_.native_handle();
+  apply_server_policy(ctx);
+  // Tickets are sealed and opened by the context the connection started with (OpenSSL's session_ctx), even
+  // after the ClientHello switched it to a certificate's context.
+  tickets_.install(ctx);
+  SSL_CTX_set_client_hello_cb(ctx, client_hello_trampoline, this);
+  // Connections leave this context in the ClientHello callback; their certificate's context calls
+  // select_protocol(), which calls select_alpn with the same argument (keep the two in step).
+  SSL_CTX_set_alpn_select_cb(ctx, select_alpn, alpn_arg_);
+}
+
+int ServerContext::select_protocol(SSL* ssl, const unsigned char** out, unsigned char* outlen,
+                                   const unsigned char* in, unsigned int inlen) {
+  return select_alpn(ssl, out, outlen, in, inlen, alpn_arg_);
 }
 
 void ServerContext::prepare(SSL* ssl, const CertStore* store) {
@@ -90,21 +119,21 @@ int ServerContext::on_client_hello(SSL* ssl, int* alert) {
     *alert = SSL_AD_UNRECOGNIZED_NAME;
     return SSL_CLIENT_HELLO_ERROR;
   }
-  for (const KeyPair& pair : entry->pairs) {
-    if (SSL_use_cert_and_key(ssl, pair.cert.get(), pair.key.get(), pair.chain.get(), 1) != 1) {
-      *alert = SSL_AD_INTERNAL_ERROR;
-      return SSL_CLIENT_HELLO_ERROR;
-    }
+  // The entry's context was built with the snapshot (certificates, chains, client CA, session id context):
+  // switching to it costs a reference count and a copy of OpenSSL's per-connection certificate table,
+  // where setting the certificates here re-checked each key against its certificate on every handshake.
+  SSL_CTX* ctx = entry->ctx.get();
+  // The callbacks that stay the listener's find it through the SSL from now on.
+  SSL_set_ex_data(ssl, listener_index(), this);
+  tickets_.bind(ssl);
+  if (SSL_set_SSL_CTX(ssl, ctx) != ctx) {
+    *alert = SSL_AD_INTERNAL_ERROR;
+    return SSL_CLIENT_HELLO_ERROR;
   }
+  // What SSL_set_SSL_CTX does not carry over (the SSL copied them from the listener's context at SSL_new).
   SSL_set_session_id_context(ssl, entry->sid_ctx, sizeof entry->sid_ctx);
-  if (entry->client_ca) {
-    SSL_set_verify(ssl, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
-    SSL_set_verify_depth(ssl, entry->client_depth);
-    SSL_set1_verify_cert_store(ssl, entry->client_ca.get());
-    if (entry->client_ca_names) {
-      SSL_set_client_CA_list(ssl, SSL_dup_CA_list(entry->client_ca_names.get()));
-    }
-  }
+  SSL_set_verify(ssl, SSL_CTX_get_verify_mode(ctx), nullptr);
+  SSL_set_verify_depth(ssl, SSL_CTX_get_verify_depth(ctx));
   return SSL_CLIENT_HELLO_SUCCESS;
 }
 
