@@ -15,6 +15,14 @@ constexpr const char* kCiphers =
     "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305";
 constexpr const char* kGroups = "X25519:P-256:P-384";
 constexpr unsigned char kHttp11[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+// HTTP/2 on: h2 first, so the server's preference picks it when the client offers both.
+constexpr unsigned char kH2Http11[] = {2, 'h', '2', 8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+struct AlpnList {
+  const unsigned char* data;
+  unsigned int size;
+};
+constexpr AlpnList kAlpnHttp11{kHttp11, sizeof kHttp11};
+constexpr AlpnList kAlpnH2{kH2Http11, sizeof kH2Http11};
 
 int store_index() {
   static const int index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
@@ -39,9 +47,10 @@ std::string_view sni_of(SSL* ssl) {
 }
 
 int select_alpn(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in,
-                unsigned int inlen, void*) {
+                unsigned int inlen, void* arg) {
+  const AlpnList& ours = *static_cast<const AlpnList*>(arg);
   unsigned char* chosen = nullptr;
-  if (SSL_select_next_proto(&chosen, outlen, kHttp11, sizeof kHttp11, in, inlen) != OPENSSL_NPN_NEGOTIATED) {
+  if (SSL_select_next_proto(&chosen, outlen, ours.data, ours.size, in, inlen) != OPENSSL_NPN_NEGOTIATED) {
     return SSL_TLSEXT_ERR_ALERT_FATAL;  // no_application_protocol (RFC 7301 3.2), as nginx
   }
   *out = chosen;
@@ -65,7 +74,8 @@ ServerContext::ServerContext(ServerOptions options)
   SSL_CTX_set_timeout(ctx, 3600);  // a ticket's lifetime hint; TicketKeys keeps its key at least that long
   tickets_.install(ctx);
   SSL_CTX_set_client_hello_cb(ctx, client_hello_trampoline, this);
-  SSL_CTX_set_alpn_select_cb(ctx, select_alpn, nullptr);
+  SSL_CTX_set_alpn_select_cb(ctx, select_alpn,
+                             const_cast<AlpnList*>(options_.http2 ? &kAlpnH2 : &kAlpnHttp11));
   // Small writes are coalesced by the session; release buffers of idle keep-alive connections.
   SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 }

@@ -28,6 +28,7 @@ namespace portico::tls {
 
 struct ServerOptions {
   std::string default_sni;  // --tls-default-sni: the name whose certificate answers a ClientHello without SNI
+  bool http2 = false;       // ALPN offers h2 before http/1.1 (--http2)
 };
 
 class ServerContext {
