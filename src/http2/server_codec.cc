@@ -58,6 +58,13 @@ int cb_data_chunk(nghttp2_session*, uint8_t, int32_t id, const uint8_t* data, si
 int cb_stream_close(nghttp2_session*, int32_t id, uint32_t error_code, void* u) {
   return self(u).on_close(id, error_code);
 }
+int cb_frame_send(nghttp2_session*, const nghttp2_frame* frame, void* u) {
+  // A GOAWAY nghttp2 sent on its own (a protocol error it found) ends the connection like ours.
+  if (frame->hd.type == NGHTTP2_GOAWAY && frame->goaway.error_code != NGHTTP2_NO_ERROR) {
+    self(u).on_error_goaway_sent(frame->goaway.error_code);
+  }
+  return 0;
+}
 ssize_t cb_read_data(nghttp2_session*, int32_t id, uint8_t* buf, size_t length, uint32_t* flags,
                      nghttp2_data_source*, void* u) {
   return self(u).read_data(id, buf, length, flags);
@@ -86,6 +93,7 @@ ServerCodec::ServerCodec(const ServerLimits& limits, Handler& handler) : limits_
   nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, cb_frame_recv);
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, cb_data_chunk);
   nghttp2_session_callbacks_set_on_stream_close_callback(cbs, cb_stream_close);
+  nghttp2_session_callbacks_set_on_frame_send_callback(cbs, cb_frame_send);
   // Request body bytes open the window only as the session forwards them (consume): the window is the
   // bound on what a client can make Portico buffer.
   nghttp2_option_set_no_auto_window_update(opt, 1);

@@ -123,6 +123,11 @@ class ServerCodec {
   int on_data_chunk(int32_t id, const uint8_t* data, size_t len);
   int on_close(int32_t id, uint32_t error_code);
   long read_data(int32_t id, uint8_t* buf, size_t length, uint32_t* flags);
+  void on_error_goaway_sent(uint32_t code) {
+    failed_ = true;
+    final_goaway_ = true;
+    if (goaway_code_ == 0) goaway_code_ = code;
+  }
 
  private:
   struct Stream {

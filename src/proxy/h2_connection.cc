@@ -133,10 +133,17 @@ void H2Connection::on_request(int32_t id, http2::Request& r) {
   body.chunked = !r.end_stream && !r.has_content_length;
   if (body.chunked) head += "Transfer-Encoding: chunked\r\n";
   head += "\r\n";
+  worker_.metrics().http2_streams.add();
   auto stream = std::make_shared<H2Stream>(shared_from_this(), id, r.method == "HEAD", body);
   streams_[id] = stream.get();
   auto session = std::make_shared<Session>(worker_, stream, info_, std::move(head));
   stream->attach(session);
+  if (body.has_content_length && body.content_length == 0 && !body.ended) {
+    // Nothing to read, yet the request is not over: forwarded only once END_STREAM shows that no DATA
+    // contradicts its content-length.
+    stream->start_at_end(std::move(session));
+    return;
+  }
   // Not inside the codec's callback: the session may answer at once.
   asio::post(worker_.context(), [session] { session->start(); });
 }
@@ -256,7 +263,9 @@ awaitable<void> H2Connection::writer() {
 
 awaitable<void> H2Connection::run(std::string_view initial) {
   auto self = shared_from_this();
+  worker_.metrics().http2_connections.add();
   co_await (reader(initial) && writer());
+  if (codec_.goaway_code() != NGHTTP2_NO_ERROR) worker_.metrics().http2_errors.add();
   stopped_ = true;
   // Every stream still running ends now; their sessions go, then the connection does.
   std::vector<H2Stream*> current;

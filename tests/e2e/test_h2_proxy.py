@@ -147,6 +147,8 @@ def test_access_log_and_metrics_say_http2(env):
     assert rec["protocol"] == "HTTP/2.0" and rec["status"] == 200 and rec["route_id"] == "main", rec
     # Per request, as HTTP/1.1 (whose lines stay without the field).
     wait_for(lambda: p.metrics().value("portico_http_requests_total", route="main") > before, timeout=5)
+    m = p.metrics()
+    assert m.value("portico_http2_streams_total") >= 1 and m.value("portico_http2_connections_total") >= 1
     r = subprocess.run(["curl", "-sS", "--http1.1", "-o", "/dev/null", "http://%s:%d/id?h1log=1" % (LOOPBACK, p.port)],
                        timeout=20)
     line = wait_for(lambda: [ln for ln in p.access_log_lines() if "h1log=1" in ln], timeout=5)[-1]
