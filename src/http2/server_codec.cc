@@ -63,6 +63,10 @@ int cb_frame_send(nghttp2_session*, const nghttp2_frame* frame, void* u) {
   if (frame->hd.type == NGHTTP2_GOAWAY && frame->goaway.error_code != NGHTTP2_NO_ERROR) {
     self(u).on_error_goaway_sent(frame->goaway.error_code);
   }
+  if ((frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA) &&
+      (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0) {
+    self(u).on_end_stream_sent(frame->hd.stream_id);
+  }
   return 0;
 }
 ssize_t cb_read_data(nghttp2_session*, int32_t id, uint8_t* buf, size_t length, uint32_t* flags,
@@ -284,6 +288,7 @@ int ServerCodec::on_frame_recv(const void* p) {
     }
     case NGHTTP2_DATA: {
       Stream* s = find(id);
+      if (s != nullptr && (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0) s->remote_ended = true;
       if (s != nullptr && s->delivered && !s->closed && (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0) {
         handler_.on_end_stream(id);
       }
@@ -298,6 +303,7 @@ int ServerCodec::on_frame_recv(const void* p) {
   Stream* s = find(id);
   if (s == nullptr) return 0;
   const bool end_stream = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
+  if (end_stream) s->remote_ended = true;
   if (frame->headers.cat != NGHTTP2_HCAT_REQUEST) {
     if (s->reject == -1 && !s->closed) {
       nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, id, NGHTTP2_PROTOCOL_ERROR);
@@ -473,11 +479,30 @@ void ServerCodec::consume(int32_t id, size_t n) {
   nghttp2_session_consume(session_, id, n);
 }
 
+void ServerCodec::on_end_stream_sent(int32_t id) {
+  Stream* s = find(id);
+  if (s == nullptr) return;
+  s->end_sent = true;
+  if (s->reset_after_end && !s->closed) {
+    nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, id, NGHTTP2_NO_ERROR);
+  }
+}
+
 void ServerCodec::stream_finished(int32_t id) {
   Stream* s = find(id);
   if (s == nullptr || s->finished) return;
   s->finished = true;
   if (s->delivered) --live_;
+  if (!s->closed && !s->remote_ended) {
+    // Answered before the request ended (a 413, a 401 before the body, ...): once the response is out,
+    // RST_STREAM NO_ERROR tells the client to stop sending (RFC 9113 8.1), instead of Portico reading and
+    // dropping the rest of its body.
+    if (s->end_sent) {
+      nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, id, NGHTTP2_NO_ERROR);
+    } else {
+      s->reset_after_end = true;
+    }
+  }
   maybe_erase(id);
 }
 

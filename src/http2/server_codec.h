@@ -123,6 +123,7 @@ class ServerCodec {
   int on_data_chunk(int32_t id, const uint8_t* data, size_t len);
   int on_close(int32_t id, uint32_t error_code);
   long read_data(int32_t id, uint8_t* buf, size_t length, uint32_t* flags);
+  void on_end_stream_sent(int32_t id);
   void on_error_goaway_sent(uint32_t code) {
     failed_ = true;
     final_goaway_ = true;
@@ -143,6 +144,9 @@ class ServerCodec {
     bool deferred = false;   // the data source waits for submit_data
     bool end = false;        // submit_end called
     bool has_trailers = false;
+    bool remote_ended = false;     // the client's END_STREAM arrived
+    bool end_sent = false;         // our END_STREAM went out
+    bool reset_after_end = false;  // RST_STREAM NO_ERROR once END_STREAM went out
     std::vector<Field> trailers;
     std::string out;  // queued response body bytes [out_begin, size)
     size_t out_begin = 0;

@@ -9,13 +9,16 @@ Defenses: rapid reset (CVE-2023-44487), an HPACK bomb, a CONTINUATION flood (CVE
 floods, an incomplete header block (slowloris), an idle connection (GOAWAY then close).
 """
 
+import socket
+import ssl
 import time
 
 import hpack
 import pytest
+from hyperframe.frame import Frame
 
-from conftest import make_config, route
-from h2_frames import (CONTINUATION, END_HEADERS, END_STREAM, ENHANCE_YOUR_CALM, HEADERS, NO_ERROR, PING,
+from conftest import LOOPBACK, free_port, make_config, route
+from h2_frames import (PREFACE, CONTINUATION, END_HEADERS, END_STREAM, ENHANCE_YOUR_CALM, HEADERS, NO_ERROR, PING,
                        PROTOCOL_ERROR, RST_STREAM, SETTINGS, CANCEL, H2Client, frame)
 
 
@@ -202,3 +205,44 @@ def test_idle_connection_gets_goaway_no_error_then_close(env):
         assert c.goaway[0] == NO_ERROR
         assert c.wait_closed(timeout=3)
         assert 1.5 < time.monotonic() - start < 5
+
+
+def test_h2c_preface_split_across_reads(env):
+    p = env["p"]
+    s = socket.create_connection((LOOPBACK, p.port), timeout=5)
+    try:
+        s.sendall(PREFACE[:10])
+        s.sendall(PREFACE[10:] + frame(SETTINGS, 0, 0))
+        f, _ = Frame.parse_frame_header(memoryview(s.recv(9)))
+        assert f.type == 0x4  # the server's SETTINGS: HTTP/2 it is
+    finally:
+        s.close()
+
+
+def test_tls_h2_without_preface_is_closed_after_header_timeout(portico, origin, tmp_path):
+    from tls_certs import make_ca, make_leaf
+    ca = make_ca()
+    leaf = make_leaf(ca, "p.test", ["p.test"], kind="ecdsa")
+    (tmp_path / "ca.crt").write_text(ca.cert)
+    o = origin("tlsp")
+    tls_port = free_port()
+    cfg = make_config([route("main", "/*", o)])
+    cfg["ssls"] = [{"id": "p", "cert": leaf.cert, "key": leaf.key, "snis": ["p.test"]}]
+    p = portico(cfg, listen_tls="%s:%d" % (LOOPBACK, tls_port), header_timeout=1)
+    ctx = ssl.create_default_context(cafile=str(tmp_path / "ca.crt"))
+    ctx.set_alpn_protocols(["h2", "http/1.1"])
+    s = ctx.wrap_socket(socket.create_connection((LOOPBACK, tls_port), timeout=5), server_hostname="p.test")
+    try:
+        assert s.selected_alpn_protocol() == "h2"
+        start = time.monotonic()
+        data = b""
+        while True:  # the server's SETTINGS may come first; then the close
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        assert 0.5 < time.monotonic() - start < 4
+    except (ConnectionResetError, ssl.SSLError):
+        pass
+    finally:
+        s.close()

@@ -35,6 +35,7 @@ def config(origin, dead_port, **extra):
               plugins={"limit-count": {"count": 2, "time_window": 60, "rejected_code": 429}}),
         route("retry", "/echo", host="retry.test",
               upstream=upstream("%s:%d" % (LOOPBACK, dead_port), origin, type="roundrobin", retries=1)),
+        route("small", "/echo", origin, host="small.test", plugins={"client-control": {"max_body_size": 100}}),
         route("main", "/*", origin),
     ])
     cfg["consumers"] = [KEYS]
@@ -130,6 +131,21 @@ def test_plugins_over_h2(env):
     assert code == 200 and ["X-Rewritten", "yes"] in json.loads(body)["headers"]
     codes = [curl(p, "/echo", host="limited.test")[2] for _ in range(3)]
     assert codes == [200, 200, 429], codes
+
+
+def test_answer_before_the_body_ends_then_reset_no_error(env):
+    p, o = env["p"], env["o"]
+    with H2Client(p.port) as c:
+        sid = c.request("POST", "/echo?toolarge=1", authority="small.test",
+                        headers=[("content-length", "1000000")], end_stream=False)
+        c.send_body(sid, b"x" * 1000, end_stream=False)
+        r = c.response(sid)
+        assert r.status == 413 and r.ended
+        # Then RST_STREAM NO_ERROR: stop sending the rest (RFC 9113 8.1), the connection stays.
+        c.events_until(lambda: r.reset is not None, timeout=5)
+        assert r.reset == NO_ERROR
+        assert c.response(c.request("GET", "/id")).status == 200
+    assert o.hits("toolarge=1") == 0
 
 
 def test_retry_to_another_node_over_h2(env):

@@ -284,6 +284,20 @@ TEST(ServerCodec, ContentLengthDisagreeingWithDataResetsTheStream) {
   EXPECT_NE(p.owner.closed[id], 0u);
 }
 
+TEST(ServerCodec, AnsweredBeforeTheBodyEndsThenResetNoError) {
+  Pair p;
+  int32_t id = p.client.get({}, false);  // HEADERS without END_STREAM: a body would follow
+  p.pump();
+  ASSERT_EQ(p.owner.requests.count(id), 1u);
+  ASSERT_TRUE(p.codec.submit_response(id, 413, {}, true));
+  p.codec.stream_finished(id);
+  p.pump();
+  EXPECT_EQ(p.client.status[id], 413);
+  EXPECT_EQ(p.client.end.count(id), 1u) << "the response is complete first";
+  ASSERT_EQ(p.client.rst.count(id), 1u);
+  EXPECT_EQ(p.client.rst[id], static_cast<uint32_t>(NGHTTP2_NO_ERROR));
+}
+
 TEST(ServerCodec, GracefulGoawayRefusesLaterStreams) {
   Pair p;
   int32_t first = p.client.get();
