@@ -3,6 +3,7 @@
 #include <nghttp2/nghttp2.h>
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -61,6 +62,7 @@ void H2Connection::wake_writer() {
 }
 
 void H2Connection::stop() {
+  if (!closing_) read_cancel_.emit(asio::cancellation_type::terminal);
   closing_ = true;
   read_timer_.cancel();
   wake_writer();
@@ -90,7 +92,8 @@ void H2Connection::on_drain() {
 }
 
 void H2Connection::force_close() {
-  closing_ = true;
+  forced_ = true;
+  stop();
   boost::system::error_code ec;
   if (!stopped_) client_.close(ec);
   read_timer_.cancel();
@@ -192,31 +195,13 @@ awaitable<void> H2Connection::reader(std::string_view initial) {
   wake_writer();
   in_.resize(kReadBuffer);
   while (!closing_ && codec_.want_read()) {
-    const Clock::time_point deadline = read_deadline();
-    read_timer_.expires_at(deadline);
-    auto result = co_await (client_.async_read_some(asio::buffer(in_.data(), in_.size()), nothrow) ||
-                            read_timer_.async_wait(nothrow));
-    if (result.index() == 1) {
-      if (closing_) break;
-      const Clock::time_point now = Clock::now();
-      if (now >= final_goaway_at_) {
-        final_goaway_at_ = Clock::time_point::max();
-        codec_.goaway(NGHTTP2_NO_ERROR);
-        wake_writer();
-        maybe_finish();
-        continue;
-      }
-      if (now < deadline) continue;  // woken to re-evaluate the deadline
-      if (!codec_.preface_received()) {
-        PORTICO_LOG(debug, "HTTP/2: no preface from %s in time", info_.client_ip_text.c_str());
-        break;
-      }
-      // An incomplete header block (slowloris) or an idle connection.
-      codec_.goaway(codec_.in_header_block() ? NGHTTP2_ENHANCE_YOUR_CALM : NGHTTP2_NO_ERROR);
+    auto [ec, n] = co_await client_.async_read_some(
+        asio::buffer(in_.data(), in_.size()), asio::bind_cancellation_slot(read_cancel_.slot(), nothrow));
+    if (ec || n == 0) {
+      client_done_ = client_done_ || !closing_;
       break;
     }
-    auto [ec, n] = std::get<0>(result);
-    if (ec || n == 0) break;
+    if (closing_) break;
     const bool ok = codec_.receive(std::string_view(in_.data(), n));
     wake_writer();
     if (!ok) {
@@ -224,9 +209,35 @@ awaitable<void> H2Connection::reader(std::string_view initial) {
                   info_.client_ip_text.c_str());
       break;
     }
+    read_timer_.cancel();  // the deadline that applies may have changed (preface seen, header block, ...)
     maybe_finish();
   }
   stop();
+}
+
+awaitable<void> H2Connection::watch() {
+  while (!closing_) {
+    const Clock::time_point deadline = read_deadline();
+    read_timer_.expires_at(deadline);
+    co_await read_timer_.async_wait(nothrow);
+    if (closing_) break;
+    const Clock::time_point now = Clock::now();
+    if (now >= final_goaway_at_) {
+      final_goaway_at_ = Clock::time_point::max();
+      codec_.goaway(NGHTTP2_NO_ERROR);
+      wake_writer();
+      maybe_finish();
+      continue;
+    }
+    if (now < deadline) continue;  // woken to re-evaluate
+    if (!codec_.preface_received()) {
+      PORTICO_LOG(debug, "HTTP/2: no preface from %s in time", info_.client_ip_text.c_str());
+    } else {
+      // An incomplete header block (slowloris), or an idle connection.
+      codec_.goaway(codec_.in_header_block() ? NGHTTP2_ENHANCE_YOUR_CALM : NGHTTP2_NO_ERROR);
+    }
+    stop();
+  }
 }
 
 awaitable<void> H2Connection::writer() {
@@ -255,6 +266,7 @@ awaitable<void> H2Connection::writer() {
     auto result =
         co_await (asio::async_write(client_, asio::buffer(out_), nothrow) || send_timer_.async_wait(nothrow));
     if (result.index() == 1 || std::get<0>(std::get<0>(result))) {
+      client_done_ = true;
       stop();
       break;
     }
@@ -264,7 +276,7 @@ awaitable<void> H2Connection::writer() {
 awaitable<void> H2Connection::run(std::string_view initial) {
   auto self = shared_from_this();
   worker_.metrics().http2_connections.add();
-  co_await (reader(initial) && writer());
+  co_await (reader(initial) && writer() && watch());
   if (codec_.goaway_code() != NGHTTP2_NO_ERROR) worker_.metrics().http2_errors.add();
   stopped_ = true;
   // Every stream still running ends now; their sessions go, then the connection does.

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <memory>
 #include <string>
@@ -48,6 +49,9 @@ class H2Connection : public std::enable_shared_from_this<H2Connection>, private 
   // Graceful: GOAWAY shutdown notice now, the final GOAWAY a second later; open streams finish.
   void on_drain();
   void force_close();
+  // After run(): Portico ended the connection with a GOAWAY while the client may still be sending; closing
+  // with its bytes unread would reset the connection and could destroy the GOAWAY (the Session lingers).
+  bool linger_wanted() const { return codec_.goaway_sent() && !client_done_ && !forced_; }
 
   // --- for H2Stream ---
   http2::ServerCodec& codec() { return codec_; }
@@ -62,6 +66,9 @@ class H2Connection : public std::enable_shared_from_this<H2Connection>, private 
   void on_stream_close(int32_t id, uint32_t error_code) override;
 
   boost::asio::awaitable<void> reader(std::string_view initial);
+  // The connection's deadlines (preface, header block, idle, the drain's final GOAWAY). Separate from the
+  // read loop so that re-evaluating a deadline never cancels a read (a TLS read is best left whole).
+  boost::asio::awaitable<void> watch();
   boost::asio::awaitable<void> writer();
   Clock::time_point read_deadline();
   void stop();          // ends the read loop; the writer flushes what is pending, then ends
@@ -72,7 +79,8 @@ class H2Connection : public std::enable_shared_from_this<H2Connection>, private 
   ConnectionInfo info_;
   http2::ServerCodec codec_;
   std::unordered_map<int32_t, H2Stream*> streams_;
-  boost::asio::steady_timer read_timer_;
+  boost::asio::steady_timer read_timer_;          // watch()'s
+  boost::asio::cancellation_signal read_cancel_;  // ends the pending read (stop), and only it
   boost::asio::steady_timer wake_;
   boost::asio::steady_timer send_timer_;
   std::string out_;
@@ -82,7 +90,9 @@ class H2Connection : public std::enable_shared_from_this<H2Connection>, private 
   Clock::time_point header_block_since_ = Clock::time_point::max();
   Clock::time_point final_goaway_at_ = Clock::time_point::max();  // drain: the final GOAWAY is due
   bool closing_ = false;
-  bool stopped_ = false;  // the client stream is no longer used
+  bool stopped_ = false;      // the client stream is no longer used
+  bool client_done_ = false;  // the client closed, or a read or write failed
+  bool forced_ = false;       // force_close
 };
 
 }  // namespace portico::proxy

@@ -244,6 +244,11 @@ awaitable<void> Session::serve_h2(std::string_view initial) {
   h2_ = std::make_shared<H2Connection>(worker_, client_, std::move(info));
   std::shared_ptr<H2Connection> h2 = h2_;
   co_await h2->run(initial);
+  if (h2->linger_wanted()) {
+    // As after an HTTP/1.1 response the client may still be sending: run()'s caller lingers.
+    response_started_ = true;
+    request_body_done_ = false;
+  }
 }
 
 awaitable<void> Session::run() {
