@@ -11,7 +11,7 @@
 // mandatory (verified in the handshake, as APISIX does: a missing or invalid one fails the handshake).
 //
 // Fixed policy: TLS 1.2 and 1.3 only, Mozilla "intermediate" ciphers, no compression, no renegotiation,
-// ALPN "http/1.1" (h2 comes with the HTTP/2 codec), stateless session tickets (TicketKeys, rotated hourly,
+// ALPN "h2" (ServerOptions::http2) and "http/1.1", stateless session tickets (TicketKeys, rotated hourly,
 // shared by the workers), no server-side session cache.
 #pragma once
 
