@@ -25,7 +25,9 @@ bool iequals(std::string_view a, std::string_view b) {
   return true;
 }
 
-std::vector<nghttp2_nv> make_nva(const std::string& status, const std::vector<Field>& fields) {
+// The name/value pointers refer to `status` and `fields`: both must outlive the submission (nghttp2 copies
+// them then, NGHTTP2_NV_FLAG_NONE).
+std::vector<nghttp2_nv> make_nva(std::string_view status, const std::vector<Field>& fields) {
   std::vector<nghttp2_nv> nva;
   nva.reserve(fields.size() + 1);
   auto add = [&nva](std::string_view n, std::string_view v) {
@@ -329,7 +331,8 @@ int ServerCodec::on_frame_recv(const void* p) {
   if (s->reject == 431) {
     // The head is too large: answered (RFC 9113 10.5.1), never delivered.
     s->responded = true;
-    std::vector<nghttp2_nv> nva = make_nva("431", {});
+    static const std::vector<Field> kNone;
+    std::vector<nghttp2_nv> nva = make_nva("431", kNone);
     nghttp2_submit_response(session_, id, nva.data(), nva.size(), nullptr);
     if (!end_stream) nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, id, NGHTTP2_NO_ERROR);
     return 0;
@@ -422,7 +425,8 @@ bool ServerCodec::submit_response(int32_t id, int status, const std::vector<Fiel
   Stream* s = find(id);
   if (s == nullptr || s->closed) return false;
   s->responded = true;
-  std::vector<nghttp2_nv> nva = make_nva(std::to_string(status), fields);
+  const std::string code = std::to_string(status);
+  std::vector<nghttp2_nv> nva = make_nva(code, fields);
   nghttp2_data_provider prd{};
   prd.read_callback = cb_read_data;
   return nghttp2_submit_response(session_, id, nva.data(), nva.size(), end_stream ? nullptr : &prd) == 0;
@@ -431,7 +435,8 @@ bool ServerCodec::submit_response(int32_t id, int status, const std::vector<Fiel
 bool ServerCodec::submit_informational(int32_t id, int status, const std::vector<Field>& fields) {
   Stream* s = find(id);
   if (s == nullptr || s->closed || s->responded) return false;
-  std::vector<nghttp2_nv> nva = make_nva(std::to_string(status), fields);
+  const std::string code = std::to_string(status);
+  std::vector<nghttp2_nv> nva = make_nva(code, fields);
   return nghttp2_submit_headers(session_, NGHTTP2_FLAG_NONE, id, nullptr, nva.data(), nva.size(), nullptr) >=
          0;
 }
