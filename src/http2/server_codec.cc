@@ -10,6 +10,9 @@
 namespace portico::http2 {
 namespace {
 
+// The opaque data of the PING that follows the shutdown notice.
+const uint8_t kNoticePing[8] = {'p', 'o', 'r', 't', 'i', 'c', 'o', '!'};
+
 ServerCodec& self(void* user_data) {
   return *static_cast<ServerCodec*>(user_data);
 }
@@ -280,6 +283,12 @@ int ServerCodec::on_frame_recv(const void* p) {
     case NGHTTP2_SETTINGS:
       if ((frame->hd.flags & NGHTTP2_FLAG_ACK) == 0) settings_received_ = true;
       return 0;
+    case NGHTTP2_PING:
+      if ((frame->hd.flags & NGHTTP2_FLAG_ACK) != 0 && notice_sent_ &&
+          std::memcmp(frame->ping.opaque_data, kNoticePing, 8) == 0) {
+        notice_acked_ = true;
+      }
+      return 0;
     case NGHTTP2_RST_STREAM: {
       Stream* s = find(id);
       if (s != nullptr && !s->responded && !resets_.add(limits_.max_early_resets_per_second)) {
@@ -512,7 +521,10 @@ void ServerCodec::stream_finished(int32_t id) {
 }
 
 void ServerCodec::shutdown_notice() {
-  if (!final_goaway_) nghttp2_submit_shutdown_notice(session_);
+  if (final_goaway_ || notice_sent_) return;
+  notice_sent_ = true;
+  nghttp2_submit_shutdown_notice(session_);
+  nghttp2_submit_ping(session_, NGHTTP2_FLAG_NONE, kNoticePing);
 }
 
 void ServerCodec::goaway(uint32_t error_code) {

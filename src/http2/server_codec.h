@@ -106,8 +106,11 @@ class ServerCodec {
   void consume(int32_t id, size_t n);
   // The owner is done with the stream: it no longer counts as live.
   void stream_finished(int32_t id);
-  // GOAWAY with the last stream id 2^31-1: the client stops opening streams (graceful shutdown, step one).
+  // GOAWAY with the last stream id 2^31-1: the client stops opening streams (graceful shutdown, step one),
+  // followed by a PING whose ACK (notice_acknowledged) shows one round trip has passed: streams the client
+  // opened before it saw the notice have arrived by then.
   void shutdown_notice();
+  bool notice_acknowledged() const { return notice_acked_; }
   // The final GOAWAY, with the last stream id processed; streams above it are refused.
   void goaway(uint32_t error_code);
   bool goaway_sent() const { return final_goaway_; }
@@ -174,6 +177,8 @@ class ServerCodec {
   bool final_goaway_ = false;
   bool settings_received_ = false;
   bool in_header_block_ = false;
+  bool notice_sent_ = false;
+  bool notice_acked_ = false;
   uint32_t goaway_code_ = 0;
   uint32_t pending_calm_ = 0;  // set in a callback: the GOAWAY code to end the connection with
 };

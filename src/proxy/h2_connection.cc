@@ -25,8 +25,8 @@ constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 namespace {
 constexpr size_t kReadBuffer = 16 * 1024;
 constexpr size_t kWriteBatch = 64 * 1024;  // bytes gathered from the codec per write
-// Drain: the final GOAWAY follows the shutdown notice after this long (RFC 9113 6.8: at least one round
-// trip, so streams the client opened meanwhile are still served).
+// Drain: the final GOAWAY follows the shutdown notice once the PING sent with it is acknowledged (one round
+// trip, RFC 9113 6.8: streams the client opened meanwhile are still served), or after this long at most.
 constexpr auto kFinalGoawayDelay = std::chrono::seconds(1);
 
 Clock::duration seconds(double s) {
@@ -208,6 +208,12 @@ awaitable<void> H2Connection::reader(std::string_view initial) {
       PORTICO_LOG(debug, "HTTP/2: connection error %u with %s", codec_.goaway_code(),
                   info_.client_ip_text.c_str());
       break;
+    }
+    if (final_goaway_at_ != Clock::time_point::max() && codec_.notice_acknowledged()) {
+      // Drain: one round trip since the notice (its PING came back), so the final GOAWAY can go now.
+      final_goaway_at_ = Clock::time_point::max();
+      codec_.goaway(NGHTTP2_NO_ERROR);
+      wake_writer();
     }
     read_timer_.cancel();  // the deadline that applies may have changed (preface seen, header block, ...)
     maybe_finish();

@@ -46,7 +46,8 @@ class H2Connection : public std::enable_shared_from_this<H2Connection>, private 
 
   // Serves the connection until it closes; `initial`: bytes already read (the h2c preface).
   boost::asio::awaitable<void> run(std::string_view initial);
-  // Graceful: GOAWAY shutdown notice now, the final GOAWAY a second later; open streams finish.
+  // Graceful: GOAWAY shutdown notice now, the final GOAWAY a round trip (or a second) later; open streams
+  // finish.
   void on_drain();
   void force_close();
   // After run(): Portico ended the connection with a GOAWAY while the client may still be sending; closing

@@ -306,6 +306,7 @@ TEST(ServerCodec, GracefulGoawayRefusesLaterStreams) {
   p.pump();
   ASSERT_EQ(p.client.goaways.size(), 1u);
   EXPECT_EQ(p.client.goaways[0].second, 0x7fffffff);
+  EXPECT_TRUE(p.codec.notice_acknowledged()) << "the PING after the notice came back: one round trip";
   p.codec.goaway(NGHTTP2_NO_ERROR);
   p.pump();
   ASSERT_EQ(p.client.goaways.size(), 2u);
