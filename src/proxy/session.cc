@@ -18,6 +18,7 @@
 #include "base/log.h"
 #include "http/path.h"
 #include "plugins/consumers.h"
+#include "proxy/h2_connection.h"
 #include "proxy/worker.h"
 #include "snapshot/snapshot.h"
 #include "tls/cert_store.h"
@@ -46,6 +47,9 @@ constexpr size_t kLingerMaxBytes = 16 * 1024 * 1024;            // ends once thi
 // (RFC 9112 2.2); hundreds are not a client's mistake, and discarding them without a bound would let a client
 // make Portico read for nothing. Beyond it: 400 and close.
 constexpr size_t kMaxEmptyLineBytes = 256;
+
+// RFC 9113 3.4: what an h2c client with prior knowledge sends first.
+constexpr std::string_view kH2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 int status_class(int status) {
   int c = status / 100 - 1;
@@ -82,6 +86,9 @@ Session::Session(Worker& worker, asio::ip::tcp::socket socket, tls::ServerContex
   if (tls_ != nullptr) {
     client_.enable_tls(tls_->context());
     match_.tls = true;
+    secure_ = true;
+  } else {
+    h2c_possible_ = opt.h2c;
   }
   plugin_ctx_.worker = worker_.index();
   plugin_ctx_.waiter = &plugin_waiter_;
@@ -90,7 +97,34 @@ Session::Session(Worker& worker, asio::ip::tcp::socket socket, tls::ServerContex
   worker_.metrics().connections_total.add();
 }
 
+Session::Session(Worker& worker, std::shared_ptr<H2Stream> stream, const ConnectionInfo& connection,
+                 std::string head)
+    : worker_(worker),
+      client_(asio::ip::tcp::socket(worker.context()), std::move(stream)),
+      timer_(worker.context()),
+      delay_timer_(worker.context()) {
+  timer_.expires_at(Clock::time_point::max());
+  const Options& opt = worker_.options();
+  limits_.max_head_size = opt.max_header_size;
+  limits_.max_target_size = opt.max_target_size;
+  stream_mode_ = true;
+  secure_ = connection.tls;
+  match_.tls = connection.tls;
+  client_ip_ = connection.client_ip;
+  client_ip_len_ = std::min(connection.client_ip_text.size(), sizeof client_ip_text_ - 1);
+  std::memcpy(client_ip_text_, connection.client_ip_text.data(), client_ip_len_);
+  tls_sni_ = connection.sni;
+  ssl_client_s_dn_ = connection.ssl_client_s_dn;
+  ssl_client_verify_ = connection.ssl_client_verify;
+  in_.assign(head.begin(), head.end());
+  in_end_ = in_.size();
+  if (in_.size() < kInitialBuffer) in_.resize(kInitialBuffer);
+  plugin_ctx_.worker = worker_.index();
+  plugin_ctx_.waiter = &plugin_waiter_;
+}
+
 Session::~Session() {
+  if (stream_mode_) return;  // its H2Connection's session is the one the worker counts
   worker_.metrics().connections_open.sub();
   worker_.remove_session(this);
 }
@@ -104,7 +138,9 @@ void Session::start() {
 }
 
 void Session::on_drain() {
-  if (idle_) {
+  if (h2_) {
+    h2_->on_drain();
+  } else if (idle_) {
     force_close();
   } else if (lingering_) {
     // Shutdown wins over the linger's full bounds, but not at once: a response just sent still gets its
@@ -115,6 +151,7 @@ void Session::on_drain() {
 }
 
 void Session::force_close() {
+  if (h2_) h2_->force_close();
   boost::system::error_code ec;
   delay_timer_.cancel();
   client_.close(ec);
@@ -200,6 +237,25 @@ bool Session::client_verified_for_host(const snapshot::Snapshot& snap) const {
   return false;
 }
 
+awaitable<void> Session::serve_h2(std::string_view initial) {
+  ConnectionInfo info;
+  info.client_ip = client_ip_;
+  info.client_ip_text.assign(client_ip_text_, client_ip_len_);
+  info.tls = secure_;
+  info.sni = tls_sni_;
+  info.ssl_client_s_dn = ssl_client_s_dn_;
+  info.ssl_client_verify = ssl_client_verify_;
+  idle_ = false;
+  h2_ = std::make_shared<H2Connection>(worker_, client_, std::move(info));
+  std::shared_ptr<H2Connection> h2 = h2_;
+  co_await h2->run(initial);
+  if (h2->linger_wanted()) {
+    // As after an HTTP/1.1 response the client may still be sending: run()'s caller lingers.
+    response_started_ = true;
+    request_body_done_ = false;
+  }
+}
+
 awaitable<void> Session::run() {
   if (tls_ != nullptr && !co_await tls_handshake()) {
     alive_ = false;
@@ -208,15 +264,26 @@ awaitable<void> Session::run() {
     client_.close(ec);
     co_return;
   }
-  while (true) {
-    if (!co_await read_request_head()) break;
+  bool h2 = false;
+  if (tls_ready_ && worker_.options().http2) {
+    const unsigned char* proto = nullptr;
+    unsigned int len = 0;
+    SSL_get0_alpn_selected(client_.ssl(), &proto, &len);
+    h2 = len == 2 && proto[0] == 'h' && proto[1] == '2';
+  }
+  if (h2) co_await serve_h2({});
+  while (!h2) {
+    if (!co_await read_request_head()) {
+      if (h2c_preface_) co_await serve_h2(std::string_view(in_.data() + in_begin_, client_buffered()));
+      break;
+    }
     idle_ = false;
     bool keep = co_await handle_request();
     // Every path through handle_request ends in finish_request, which gives leases back after the log
     // phase; this only catches one that did not, while the plugins holding them are still pinned.
     plugin_ctx_.release_leases(-1);
     pinned_.reset();
-    if (!keep || worker_.draining()) break;
+    if (!keep || worker_.draining() || stream_mode_) break;
     consume_client(request_.head_size + body_from_in_);
     if (!leftover_.empty()) {
       // Bytes read past the end of a chunked body: the start of the next pipelined request.
@@ -245,7 +312,8 @@ awaitable<void> Session::run() {
 
 bool Session::client_may_still_send() {
   // Only a close that follows a response needs care; the client's own close, or its stall, ends it anyway.
-  if (!response_started_ || client_gone_ || !client_.is_open()) return false;
+  // An HTTP/2 stream has no socket of its own: its connection goes on.
+  if (stream_mode_ || !response_started_ || client_gone_ || !client_.is_open()) return false;
   if (!request_body_done_ || !leftover_.empty()) return true;
   // Pipelined bytes behind the request (in the buffer, or still in the kernel's).
   if (client_buffered() > request_.head_size + body_from_in_) return true;
@@ -303,6 +371,19 @@ awaitable<bool> Session::read_request_head() {
   // response).
   Clock::time_point head_deadline = Clock::time_point::max();
   while (true) {
+    bool partial_preface = false;
+    if (h2c_possible_) {
+      // The h2c preface (prior knowledge) can only be the connection's very first bytes.
+      const size_t k = std::min(client_buffered(), kH2Preface.size());
+      if (std::memcmp(in_.data() + in_begin_, kH2Preface.data(), k) != 0) {
+        h2c_possible_ = false;
+      } else if (k == kH2Preface.size()) {
+        h2c_preface_ = true;
+        co_return false;
+      } else {
+        partial_preface = k > 0;
+      }
+    }
     if (!head_started) {
       while (client_buffered() >= 2 && in_[in_begin_] == '\r' && in_[in_begin_ + 1] == '\n') {
         consume_client(2);
@@ -322,9 +403,10 @@ awaitable<bool> Session::read_request_head() {
     }
     // A head can only complete (or newly fail) on a line end; a client trickling bytes without one costs
     // no re-parse.
-    if (fresh > 0 && std::memchr(in_.data() + in_end_ - fresh, '\n', fresh) != nullptr) {
+    if (!partial_preface && fresh > 0 && std::memchr(in_.data() + in_end_ - fresh, '\n', fresh) != nullptr) {
       http::ParseResult r = http::parse_request(in_.data() + in_begin_, client_buffered(), limits_, request_);
       if (r.status == http::ParseStatus::complete) {
+        h2c_possible_ = false;
         idle_ = false;
         co_return true;
       }
@@ -403,7 +485,7 @@ awaitable<bool> Session::handle_request() {
   }
   const snapshot::Snapshot& snap = *pinned_->snapshot;
 
-  if (tls_ != nullptr && !client_verified_for_host(snap)) {
+  if (secure_ && !client_verified_for_host(snap)) {
     bool keep = co_await send_error(400, "400 Bad Request", close_after_ || !request_body_done_);
     finish_request(400, nullptr);
     co_return keep;
@@ -497,9 +579,9 @@ awaitable<bool> Session::run_plugins(const snapshot::Snapshot& snap, const snaps
   ctx.path = path;
   ctx.client_ip = client_ip_;
   ctx.client_ip_text = std::string_view(client_ip_text_, client_ip_len_);
-  ctx.tls = tls_ != nullptr;
+  ctx.tls = secure_;
   ctx.ssl_client_s_dn = ssl_client_s_dn_;
-  ctx.ssl_client_verify = tls_ != nullptr ? std::string_view(ssl_client_verify_) : std::string_view();
+  ctx.ssl_client_verify = secure_ ? std::string_view(ssl_client_verify_) : std::string_view();
   ctx.route_id = route.spec->id;
   ctx.route_name = route.spec->name;
   ctx.service_id = route.spec->service_id;
@@ -664,7 +746,8 @@ void Session::finish_request(int status, const snapshot::RouteRuntime* route) {
   rec.upstream_status = upstream_status_;
   rec.bytes_sent = bytes_sent_;
   rec.request_time = seconds;
-  if (tls_ != nullptr) {
+  if (stream_mode_) rec.protocol = "HTTP/2.0";
+  if (secure_) {
     rec.tls = true;
     rec.ssl_client_s_dn = ssl_client_s_dn_;
     rec.ssl_client_verify = ssl_client_verify_;

@@ -42,6 +42,8 @@ namespace portico::proxy {
 
 class Worker;
 struct PinnedSnapshot;
+class H2Connection;
+struct ConnectionInfo;
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
@@ -49,6 +51,11 @@ class Session : public std::enable_shared_from_this<Session> {
   // `peer`: the client's address as accept returned it (null: asked of the socket).
   Session(Worker& worker, boost::asio::ip::tcp::socket socket, tls::ServerContext* tls = nullptr,
           const boost::asio::ip::tcp::endpoint* peer = nullptr);
+  // Stream mode: one HTTP/2 request stream. `head` is the request as an HTTP/1.1 head (h2_connection.cc); the
+  // body and the response go through `stream`. One request, then the session ends. Not tracked by the
+  // worker as a connection: its H2Connection is.
+  Session(Worker& worker, std::shared_ptr<H2Stream> stream, const ConnectionInfo& connection,
+          std::string head);
   ~Session();
 
   void start();
@@ -90,6 +97,9 @@ class Session : public std::enable_shared_from_this<Session> {
   // The TLS handshake, under --tls-handshake-timeout, with the certificates of the worker's newest snapshot.
   // False: close (counted and logged at debug, never per connection above that).
   boost::asio::awaitable<bool> tls_handshake();
+  // The connection speaks HTTP/2 (ALPN h2, or the h2c preface): an H2Connection serves it from here on;
+  // `initial` holds the bytes already read.
+  boost::asio::awaitable<void> serve_h2(std::string_view initial);
   // Lingering close (nginx's lingering_close, RFC 9112 9.6): after the last response, half-close and read
   // and drop what the client still sends, within time and byte bounds, so that closing with its bytes unread
   // does not send a reset that destroys the response before the client read it.
@@ -167,8 +177,13 @@ class Session : public std::enable_shared_from_this<Session> {
   Worker& worker_;
   ClientStream client_;
   tls::ServerContext* tls_ = nullptr;
-  bool tls_ready_ = false;       // the handshake completed: close_notify is due at the end
-  std::string ssl_client_s_dn_;  // the client certificate's subject (mTLS), for plugins and the log
+  bool secure_ = false;               // the client connection is TLS (this one, or the HTTP/2 connection's)
+  bool stream_mode_ = false;          // one HTTP/2 stream (the second constructor)
+  bool h2c_possible_ = false;         // plain listener, --h2c on, nothing read yet that rules out the preface
+  bool h2c_preface_ = false;          // the connection began with the HTTP/2 preface
+  std::shared_ptr<H2Connection> h2_;  // the connection speaks HTTP/2
+  bool tls_ready_ = false;            // the handshake completed: close_notify is due at the end
+  std::string ssl_client_s_dn_;       // the client certificate's subject (mTLS), for plugins and the log
   const char* ssl_client_verify_ = "NONE";
   std::string tls_sni_;  // the handshake's SNI, lower case, without a trailing dot; empty when none was sent
   boost::asio::steady_timer timer_;

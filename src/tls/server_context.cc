@@ -15,6 +15,14 @@ constexpr const char* kCiphers =
     "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305";
 constexpr const char* kGroups = "X25519:P-256:P-384";
 constexpr unsigned char kHttp11[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+// HTTP/2 on: h2 first, so the server's preference picks it when the client offers both.
+constexpr unsigned char kH2Http11[] = {2, 'h', '2', 8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+struct AlpnList {
+  const unsigned char* data;
+  unsigned int size;
+};
+constexpr AlpnList kAlpnHttp11{kHttp11, sizeof kHttp11};
+constexpr AlpnList kAlpnH2{kH2Http11, sizeof kH2Http11};
 
 int store_index() {
   static const int index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
@@ -52,9 +60,10 @@ std::string_view sni_of(SSL* ssl) {
 }
 
 int select_alpn(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in,
-                unsigned int inlen, void*) {
+                unsigned int inlen, void* arg) {
+  const AlpnList& ours = *static_cast<const AlpnList*>(arg);
   unsigned char* chosen = nullptr;
-  if (SSL_select_next_proto(&chosen, outlen, kHttp11, sizeof kHttp11, in, inlen) != OPENSSL_NPN_NEGOTIATED) {
+  if (SSL_select_next_proto(&chosen, outlen, ours.data, ours.size, in, inlen) != OPENSSL_NPN_NEGOTIATED) {
     return SSL_TLSEXT_ERR_ALERT_FATAL;  // no_application_protocol (RFC 7301 3.2), as nginx
   }
   *out = chosen;
@@ -84,6 +93,7 @@ void apply_server_policy(SSL_CTX* ctx) {
 ServerContext::ServerContext(ServerOptions options)
     : options_(std::move(options)), context_(boost::asio::ssl::context::tls_server) {
   SSL_CTX* ctx = context_.native_handle();
+  alpn_arg_ = const_cast<AlpnList*>(options_.http2 ? &kAlpnH2 : &kAlpnHttp11);
   apply_server_policy(ctx);
   // Tickets are sealed and opened by the context the connection started with (OpenSSL's session_ctx), even
   // after the ClientHello switched it to a certificate's context.

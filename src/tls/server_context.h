@@ -12,7 +12,7 @@
 // mandatory (verified in the handshake, as APISIX does: a missing or invalid one fails the handshake).
 //
 // Fixed policy: TLS 1.2 and 1.3 only, Mozilla "intermediate" ciphers, no compression, no renegotiation,
-// ALPN "http/1.1" (h2 comes with the HTTP/2 codec), stateless session tickets (TicketKeys, rotated hourly,
+// ALPN "h2" (ServerOptions::http2) and "http/1.1", stateless session tickets (TicketKeys, rotated hourly,
 // shared by the workers), no server-side session cache.
 #pragma once
 
@@ -36,6 +36,7 @@ void apply_server_policy(SSL_CTX* ctx);
 
 struct ServerOptions {
   std::string default_sni;  // --tls-default-sni: the name whose certificate answers a ClientHello without SNI
+  bool http2 = false;       // ALPN offers h2 before http/1.1 (--http2)
 };
 
 class ServerContext {
