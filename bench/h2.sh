@@ -59,7 +59,7 @@ print(json.dumps({
 PY
       taskset -c 0 build/portico --config "$RUN/portico.json" --listen 127.0.0.1:18463 \
         --listen-tls 127.0.0.1:18453 --tls-default-sni bench.test --status-listen 127.0.0.1:18473 --workers 1 \
-        --access-log off --log-level warn & pids+=($!)
+        --http2-max-requests 1000000 --access-log off --log-level warn & pids+=($!)  # as nginx keepalive_requests
       pid_of[portico]=$!
       ;;
     *) echo "bench: unknown server $name (portico, nginx, haproxy)" >&2; exit 1 ;;

@@ -106,6 +106,8 @@ const char kUsage[] =
     "  --tls-handshake-timeout SEC  deadline for a TLS handshake from the accept (default 10)\n"
     "  --http2 on|off            HTTP/2 on the TLS listener, ALPN h2 (default on)\n"
     "  --h2c on|off              HTTP/2 with prior knowledge on the plain listener (default on)\n"
+    "  --http2-max-requests N    requests per HTTP/2 connection, then a graceful GOAWAY (default 1000, as\n"
+    "                            nginx's keepalive_requests; clients open a new connection)\n"
     "  --status-listen IP:PORT   /healthz /readyz /metrics /status/config (default 127.0.0.1:9091)\n"
     "  --workers N               worker threads, one event loop each (default: number of CPUs)\n"
     "  --access-log PATH|-|off   JSON-lines access log (default '-' = stdout)\n"
@@ -324,6 +326,8 @@ int main(int argc, char** argv) {
       const std::string_view v = value;
       if (v != "on" && v != "off") usage_error(flag + " takes on or off");
       (flag == "--http2" ? opt.http2 : opt.h2c) = v == "on";
+    } else if (flag == "--http2-max-requests") {
+      opt.http2_max_requests = static_cast<uint32_t>(std::min<long long>(parse_integer(flag, value, 1), UINT32_MAX));
     } else if (flag == "--tls-handshake-timeout") {
       opt.tls_handshake_timeout = parse_seconds(flag, value);
     } else if (flag == "--workers") {

@@ -36,6 +36,7 @@ Clock::duration seconds(double s) {
 http2::ServerLimits limits_for(const Options& opt) {
   http2::ServerLimits l;
   l.max_header_list_size = static_cast<uint32_t>(opt.max_header_size);
+  l.max_requests = opt.http2_max_requests;
   return l;
 }
 }  // namespace
