@@ -22,6 +22,7 @@
 #include "proxy/worker.h"
 #include "snapshot/snapshot.h"
 #include "tls/cert_store.h"
+#include "tls/request_check.h"
 #include "tls/server_context.h"
 
 namespace portico::proxy {
@@ -215,19 +216,30 @@ awaitable<bool> Session::tls_handshake() {
 }
 
 bool Session::client_verified_for_host(const snapshot::Snapshot& snap) const {
-  // The handshake chose its certificate (and whether to ask for a client one) by SNI; routing goes by Host.
-  // When the Host's ssl requires a client certificate, it must be the one the handshake was made under
-  // (same name) and the certificate verified, else a client certificate-less SNI could reach its routes
-  // (APISIX verify_https_client: 400).
-  const tls::CertEntry* entry = snap.tls ? snap.tls->find(request_.host) : nullptr;
-  if (entry == nullptr || !entry->client_ca) return true;
-  std::string_view host = request_.host;
-  if (!host.empty() && host.back() == '.') host.remove_suffix(1);
-  if (host == tls_sni_ && std::strcmp(ssl_client_verify_, "SUCCESS") == 0) return true;
+  // The handshake chose its certificate (and whether to ask for a client one) by SNI; routing goes by Host
+  // (APISIX verify_https_client: 400). tls/request_check.h has the rules.
+  const tls::RequestTls state{tls_sni_, tls_->options().default_sni,
+                              std::strcmp(ssl_client_verify_, "SUCCESS") == 0};
+  std::string normalized;
+  const tls::RequestCheck verdict =
+      tls::check_request(snap.tls.get(), state, request_.host, [&]() -> std::string_view {
+        // skip_mtls_uri_regex sees the path routes match (an invalid one is answered 400 right after this
+        // check).
+        return http::normalize_path(request_.path, normalized) == http::PathStatus::normalized
+                   ? std::string_view(normalized)
+                   : request_.path;
+      });
+  if (verdict == tls::RequestCheck::ok) return true;
   // A client can send this at request rate: throttled.
   static thread_local ::portico::log::Throttle throttle;
   uint64_t suppressed = 0;
-  if (throttle.due(suppressed)) {
+  if (!throttle.due(suppressed)) return false;
+  if (verdict == tls::RequestCheck::no_certificate) {
+    PORTICO_LOG(warn,
+                "client certificate was not present, path \"%.*s\": 400 (%llu similar answers not logged)",
+                static_cast<int>(request_.path.size()), request_.path.data(),
+                static_cast<unsigned long long>(suppressed));
+  } else {
     PORTICO_LOG(warn,
                 "client certificate verified with SNI \"%s\", but the host is \"%.*s\": 400 (%llu similar "
                 "answers not logged)",

@@ -31,7 +31,10 @@ std::string compile_context(CertEntry& entry) {
   }
   SSL_CTX_set_session_id_context(ctx, entry.sid_ctx, sizeof entry.sid_ctx);
   if (entry.client_ca) {
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+    // With skip_mtls_uri_regex the certificate is asked for, not required: the request path decides.
+    SSL_CTX_set_verify(
+        ctx, entry.skip_mtls.empty() ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT : SSL_VERIFY_PEER,
+        nullptr);
     SSL_CTX_set_verify_depth(ctx, entry.client_depth);
     SSL_CTX_set1_verify_cert_store(ctx, entry.client_ca.get());
     if (entry.client_ca_names) SSL_CTX_set_client_CA_list(ctx, SSL_dup_CA_list(entry.client_ca_names.get()));
@@ -66,6 +69,10 @@ void source_digest(const config::Ssl& ssl, unsigned char out[32]) {
   for (const std::string& k : ssl.keys) field(k);
   field(ssl.client_ca);
   field(std::to_string(ssl.client_depth));
+  text += '|';
+  for (const std::string& r : ssl.skip_mtls_uri_regex) field(r);
+  text += '|';
+  for (int v : ssl.ssl_protocols) field(std::to_string(v));
   SHA256(reinterpret_cast<const unsigned char*>(text.data()), text.size(), out);
 }
 
@@ -99,14 +106,32 @@ std::shared_ptr<CertEntry> compile_entry(const config::Ssl& ssl, std::vector<std
       return nullptr;
     }
     entry->client_depth = ssl.client_depth;
+    for (const std::string& pattern : ssl.skip_mtls_uri_regex) {
+      plugins::Regex regex;
+      std::string why;
+      if (!regex.compile(pattern, false, &why)) {
+        // Validated already: never serve with a laxer check than the config asked for.
+        if (problems) problems->push_back("ssls/" + ssl.id + ".client.skip_mtls_uri_regex: " + why);
+        return nullptr;
+      }
+      entry->skip_mtls.push_back(std::move(regex));
+    }
   }
-  // A session resumes only under the same ssl and the same client check (CA and depth): a ticket issued
-  // under a laxer check never skips a stricter one.
+  if (!ssl.ssl_protocols.empty()) {
+    entry->min_version = ssl.ssl_protocols.front();
+    entry->max_version = ssl.ssl_protocols.back();
+  }
+  // A session resumes only under the same ssl and the same client check (CA, depth, certificate optional or
+  // required): a ticket issued under a laxer check never skips a stricter one.
   std::string context = ssl.id;
   context += '\0';
   context += ssl.client_ca;
   context += '\0';
   context += std::to_string(ssl.client_ca.empty() ? 0 : ssl.client_depth);
+  if (!entry->skip_mtls.empty()) {
+    context += '\0';
+    context += "optional";
+  }
   SHA256(reinterpret_cast<const unsigned char*>(context.data()), context.size(), entry->sid_ctx);
   if (std::string why = compile_context(*entry); !why.empty()) {
     if (problems) problems->push_back("ssls/" + ssl.id + ": " + why);
@@ -166,6 +191,14 @@ std::shared_ptr<const CertStore> CertStore::build(const std::vector<config::Ssl>
     }
   }
   return store;
+}
+
+bool CertEntry::allows_unverified(std::string_view path) const {
+  if (!client_ca) return true;
+  for (const plugins::Regex& regex : skip_mtls) {
+    if (regex.search(path)) return true;
+  }
+  return false;
 }
 
 const CertEntry* CertStore::find(std::string_view server_name) const {

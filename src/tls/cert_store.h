@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "config/model.h"
+#include "plugins/regex.h"
 #include "tls/pem.h"
 
 namespace portico::tls {
@@ -40,12 +41,23 @@ struct CertEntry {
   StorePtr client_ca;              // null: no client certificate asked for
   NamesPtr client_ca_names;
   int client_depth = 1;
+  // client.skip_mtls_uri_regex, compiled. Non-empty: the client certificate is optional in the handshake
+  // (a presented one must still verify) and the request path decides (request_check.h).
+  std::vector<plugins::Regex> skip_mtls;
+  // ssl_protocols as OpenSSL versions; 0: the policy's bound (TLS 1.2, 1.3). Set on the connection in the
+  // ClientHello callback, before the version is negotiated (SSL_set_SSL_CTX does not carry them over).
+  int min_version = 0;
+  int max_version = 0;
   // Session id context: sessions resume only under the same ssl and client CA (OpenSSL checks it for both
   // tickets and cached sessions), so a session verified against one CA never skips another's check.
   unsigned char sid_ctx[32] = {0};
   // All of the above as OpenSSL applies it: the context a handshake switches to. Never null in a store.
   CtxPtr ctx;
   unsigned char digest[32] = {0};  // of what the entry was compiled from (id, certificates, keys, client CA)
+
+  // Whether a request for `path` (normalized) may go without a verified client certificate: no client.ca,
+  // or a skip_mtls_uri_regex pattern found in it (unanchored, as APISIX's ngx.re.match).
+  bool allows_unverified(std::string_view path) const;
 };
 
 class CertStore {

@@ -144,6 +144,13 @@ int ServerContext::on_client_hello(SSL* ssl, int* alert) {
   SSL_set_session_id_context(ssl, entry->sid_ctx, sizeof entry->sid_ctx);
   SSL_set_verify(ssl, SSL_CTX_get_verify_mode(ctx), nullptr);
   SSL_set_verify_depth(ssl, SSL_CTX_get_verify_depth(ctx));
+  // ssl_protocols: OpenSSL negotiates the version after this callback, with the connection's bounds (which
+  // also decide the TLS 1.3 downgrade sentinel, so a 1.2-only name does not look like an attack).
+  if ((entry->min_version != 0 && SSL_set_min_proto_version(ssl, entry->min_version) != 1) ||
+      (entry->max_version != 0 && SSL_set_max_proto_version(ssl, entry->max_version) != 1)) {
+    *alert = SSL_AD_INTERNAL_ERROR;
+    return SSL_CLIENT_HELLO_ERROR;
+  }
   return SSL_CLIENT_HELLO_SUCCESS;
 }
 

@@ -9,7 +9,11 @@
 //      default name).
 // The chosen entry's context holds its certificates (RSA and/or ECDSA), and OpenSSL presents the one the
 // client's signature algorithms accept; its client CA (ssls.client.ca) makes the client certificate
-// mandatory (verified in the handshake, as APISIX does: a missing or invalid one fails the handshake).
+// mandatory (verified in the handshake, as APISIX does: a missing or invalid one fails the handshake), or
+// optional with client.skip_mtls_uri_regex (a presented one must still verify; request_check.h decides
+// per request).
+//
+// The entry's ssl_protocols narrow the versions for that connection (set before the version is negotiated).
 //
 // Fixed policy: TLS 1.2 and 1.3 only, Mozilla "intermediate" ciphers, no compression, no renegotiation,
 // ALPN "h2" (ServerOptions::http2) and "http/1.1", stateless session tickets (TicketKeys, rotated hourly,

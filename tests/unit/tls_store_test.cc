@@ -10,6 +10,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include <cstring>
 #include <string>
 
 #include "tls/cert_store.h"
@@ -78,6 +79,8 @@ struct Result {
   SSL_SESSION* session = nullptr;  // the client's session (caller frees)
   std::string alpn;                // the protocol the server selected
   SSL_CTX* server_ctx = nullptr;   // the context the server's connection ended in (not owned)
+  int version = 0;                 // the negotiated protocol version
+  const char* verify = "";         // ServerContext::client_verify as the server saw it
 };
 
 int g_alert = 0;
@@ -158,6 +161,8 @@ Result handshake(ServerContext& server, const CertStore* store, const ClientOpti
     SSL_get0_alpn_selected(s, &proto, &proto_len);
     r.alpn.assign(reinterpret_cast<const char*>(proto), proto_len);
     r.server_ctx = SSL_get_SSL_CTX(s);
+    r.version = SSL_version(s);
+    r.verify = ServerContext::client_verify(s);
   }
   r.client_alert = g_alert;
   // A connection freed without a shutdown marks its session not resumable.
@@ -384,6 +389,66 @@ TEST(TlsStore, SessionContextCoversTheClientCheck) {
   EXPECT_NE(context_of(1, true), context_of(1, false));
   EXPECT_EQ(context_of(1, false), context_of(2, false));  // depth means nothing without a CA
   EXPECT_EQ(context_of(2, true), context_of(2, true));
+}
+
+// ssl_protocols: the connection offers only the ssl's versions; another name keeps both.
+TEST(TlsHandshake, SslProtocolsNarrowTheVersionsForTheirNamesOnly) {
+  ServerContext server({});
+  config::Ssl only13 = ssl("13", ec_a(), {"a.example.com"});
+  only13.ssl_protocols = {TLS1_3_VERSION};
+  config::Ssl only12 = ssl("12", ec_wild(), {"b.example.com"});
+  only12.ssl_protocols = {TLS1_2_VERSION};
+  auto store = CertStore::build({only13, only12, ssl("any", ec_any(), {"*"})});
+  auto version = [&](const char* sni, int max_version) {
+    Result r = handshake(server, store.get(), {.sni = sni, .max_version = max_version});
+    if (r.session) SSL_SESSION_free(r.session);
+    return r.ok ? r.version : 0;
+  };
+  EXPECT_EQ(version("a.example.com", TLS1_3_VERSION), TLS1_3_VERSION);
+  EXPECT_EQ(version("a.example.com", TLS1_2_VERSION), 0);
+  // A TLS 1.3 client gets 1.2 without the downgrade sentinel (OpenSSL clients check it).
+  EXPECT_EQ(version("b.example.com", TLS1_3_VERSION), TLS1_2_VERSION);
+  EXPECT_EQ(version("other.org", TLS1_3_VERSION), TLS1_3_VERSION);
+  EXPECT_EQ(version("other.org", TLS1_2_VERSION), TLS1_2_VERSION);
+}
+
+// skip_mtls_uri_regex: the certificate is asked for, not required; a presented one must still verify.
+TEST(TlsHandshake, SkipMtlsMakesTheClientCertificateOptional) {
+  ServerContext server({});
+  static const Pem client = make_cert("client-1", false, &ca());
+  static const Pem stranger = make_cert("stranger", false);
+  config::Ssl s = ssl("1", ec_a(), {"a.example.com"});
+  s.client_ca = ca().cert;
+  s.skip_mtls_uri_regex = {"^/public/"};
+  auto store = CertStore::build({s});
+  Result none = handshake(server, store.get(), {.sni = "a.example.com"});
+  EXPECT_TRUE(none.ok);
+  EXPECT_STREQ(none.verify, "NONE");
+  if (none.session) SSL_SESSION_free(none.session);
+  Result good = handshake(server, store.get(), {.sni = "a.example.com", .client_cert = &client});
+  EXPECT_TRUE(good.ok);
+  EXPECT_STREQ(good.verify, "SUCCESS");
+  if (good.session) SSL_SESSION_free(good.session);
+  EXPECT_EQ(served(server, store.get(), {.sni = "a.example.com", .client_cert = &stranger}), "FAILED");
+  const CertEntry* entry = store->find("a.example.com");
+  ASSERT_NE(entry, nullptr);
+  EXPECT_TRUE(entry->allows_unverified("/public/x"));
+  EXPECT_FALSE(entry->allows_unverified("/private"));
+}
+
+// The optional check is part of the session id context: a session made without a certificate under the
+// optional check does not resume once the ssl requires one.
+TEST(TlsStore, SessionContextCoversOptionalClientCertificate) {
+  config::Ssl s = ssl("1", ec_a(), {"a.example.com"});
+  s.client_ca = ca().cert;
+  auto required = CertStore::build({s});
+  s.skip_mtls_uri_regex = {"/x"};
+  auto optional = CertStore::build({s});
+  EXPECT_NE(
+      std::memcmp(required->find("a.example.com")->sid_ctx, optional->find("a.example.com")->sid_ctx, 32), 0);
+  // ... and of what an entry is compiled from: the changed ssl is recompiled.
+  auto again = CertStore::build({s}, nullptr, required.get());
+  EXPECT_FALSE(again->find("a.example.com")->skip_mtls.empty());
 }
 
 }  // namespace
