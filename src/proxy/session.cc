@@ -218,7 +218,7 @@ awaitable<bool> Session::tls_handshake() {
 bool Session::client_verified_for_host(const snapshot::Snapshot& snap) const {
   // The handshake chose its certificate (and whether to ask for a client one) by SNI; routing goes by Host
   // (APISIX verify_https_client: 400). tls/request_check.h has the rules.
-  const tls::RequestTls state{tls_sni_, tls_->options().default_sni,
+  const tls::RequestTls state{tls_sni_, worker_.options().tls_default_sni,
                               std::strcmp(ssl_client_verify_, "SUCCESS") == 0};
   std::string normalized;
   const tls::RequestCheck verdict =

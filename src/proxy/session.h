@@ -161,8 +161,9 @@ class Session : public std::enable_shared_from_this<Session> {
   static Clock::time_point deadline_in(double seconds) {
     return Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
   }
-  // TLS listener: false when the Host's ssl asks for a client certificate that this connection's handshake
-  // (made for another SNI, or unverified) did not check; the request is then answered 400.
+  // TLS listener (both codecs): false when the Host's ssl asks for a client certificate that this
+  // connection's handshake (made for another SNI, or unverified) did not check, unless the ssl's
+  // skip_mtls_uri_regex lets the path through (tls/request_check.h); the request is then answered 400.
   bool client_verified_for_host(const snapshot::Snapshot& snap) const;
   void arm(double seconds, Guard guard) { arm_until(deadline_in(seconds), guard); }
   void arm_until(Clock::time_point deadline, Guard guard);
