@@ -6,9 +6,9 @@ set -euo pipefail
 build_pkgs=(
   build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev clang-format
   libboost1.81-dev libssl-dev libyaml-dev nlohmann-json3-dev libpcre2-dev
-  libgtest-dev libgmock-dev libbenchmark-dev libcurl4-openssl-dev libhiredis-dev
+  libgtest-dev libgmock-dev libbenchmark-dev libcurl4-openssl-dev libhiredis-dev libnghttp2-dev
 )
-test_pkgs=(python3-pytest python3-jwt python3-cryptography etcd-server etcd-client curl wrk nginx-light haproxy nghttp2-client redis-server redis-tools openssl ca-certificates python3 procps iproute2 util-linux)
+test_pkgs=(python3-pytest python3-h2 python3-hpack python3-hyperframe python3-grpcio python3-protobuf python3-jwt python3-cryptography etcd-server etcd-client curl wrk nginx-light haproxy nghttp2-client redis-server redis-tools openssl ca-certificates python3 procps iproute2 util-linux)
 
 missing=()
 for p in "${build_pkgs[@]}" "${test_pkgs[@]}"; do
