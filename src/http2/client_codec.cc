@@ -217,7 +217,9 @@ ClientCodec::ClientCodec(const ClientLimits& limits) : limits_(limits) {
                                         static_cast<int32_t>(limits_.connection_window));
 }
 
-ClientCodec::~ClientCodec() { nghttp2_session_del(session_); }
+ClientCodec::~ClientCodec() {
+  nghttp2_session_del(session_);
+}
 
 void ClientCodec::mark(ClientStream& s) {
   if (s.changed) return;
@@ -290,7 +292,9 @@ bool ClientCodec::take_output(std::string& out) {
   return out.size() > before;
 }
 
-bool ClientCodec::want_output() const { return !dead_ && nghttp2_session_want_write(session_) != 0; }
+bool ClientCodec::want_output() const {
+  return !dead_ && nghttp2_session_want_write(session_) != 0;
+}
 
 bool ClientCodec::alive() const {
   return !dead_ && (nghttp2_session_want_read(session_) != 0 || nghttp2_session_want_write(session_) != 0);
@@ -372,6 +376,8 @@ void ClientCodec::shutdown() {
   nghttp2_submit_goaway(session_, NGHTTP2_FLAG_NONE, 0, NGHTTP2_NO_ERROR, nullptr, 0);
 }
 
-void ClientCodec::transport_closed(uint32_t error_code) { fail_all(error_code); }
+void ClientCodec::transport_closed(uint32_t error_code) {
+  fail_all(error_code);
+}
 
 }  // namespace portico::http2

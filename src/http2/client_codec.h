@@ -127,7 +127,7 @@ class ClientCodec {
   void transport_closed(uint32_t error_code = kInternalError);
 
   // Connection state.
-  bool alive() const;                     // can still read or write
+  bool alive() const;  // can still read or write
   bool goaway_received() const { return goaway_received_; }
   int32_t goaway_last_stream() const { return goaway_last_stream_; }
   uint32_t connection_error() const { return connection_error_; }
