@@ -98,6 +98,26 @@ std::string percent_decode(std::string_view encoded) {
   return out;
 }
 
+std::string message_of_body(std::string_view body) {
+  for (std::string_view key : {std::string_view("\"message\""), std::string_view("\"error_msg\"")}) {
+    size_t at = body.find(key);
+    if (at == std::string_view::npos) continue;
+    size_t i = at + key.size();
+    while (i < body.size() && (body[i] == ' ' || body[i] == ':')) ++i;
+    if (i >= body.size() || body[i] != '"') continue;
+    std::string out;
+    for (++i; i < body.size() && body[i] != '"' && out.size() < 512; ++i) {
+      if (body[i] == '\\' && i + 1 < body.size()) ++i;  // \" and \\ as themselves; good enough for a message
+      out += body[i];
+    }
+    return out;
+  }
+  size_t b = body.find_first_not_of(" \t\r\n");
+  if (b == std::string_view::npos) return {};
+  size_t e = body.find_last_not_of(" \t\r\n");
+  return std::string(body.substr(b, std::min<size_t>(e - b + 1, 512)));
+}
+
 Fields trailers_only(int grpc_status, std::string_view message) {
   Fields f{
       {":status", "200"}, {"content-type", "application/grpc"}, {"grpc-status", std::to_string(grpc_status)}};

@@ -42,6 +42,10 @@ std::string percent_encode(std::string_view message);
 // Its decoding, for logs and tests (malformed escapes are kept as they are).
 std::string percent_decode(std::string_view encoded);
 
+// The grpc-message for a refusal whose HTTP body is APISIX's JSON ({"message": "..."} from plugins,
+// {"error_msg": "..."} from Portico): that text; otherwise the body itself, trimmed, at most 512 bytes.
+std::string message_of_body(std::string_view body);
+
 // A trailers-only response (one HEADERS frame with END_STREAM): :status 200, content-type application/grpc,
 // grpc-status, grpc-message (percent-encoded; left out when empty).
 Fields trailers_only(int grpc_status, std::string_view message);

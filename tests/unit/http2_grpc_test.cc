@@ -48,6 +48,15 @@ TEST(GrpcMessage, PercentEncoding) {
   EXPECT_EQ(percent_decode("bad %G1 %4"), "bad %G1 %4");
 }
 
+TEST(GrpcMessage, FromRefusalBodies) {
+  EXPECT_EQ(message_of_body(R"({"message":"Missing API key found in request"})"),
+            "Missing API key found in request");
+  EXPECT_EQ(message_of_body("{\"error_msg\": \"404 Route Not Found\"}\n"), "404 Route Not Found");
+  EXPECT_EQ(message_of_body("  plain text\n"), "plain text");
+  EXPECT_EQ(message_of_body(""), "");
+  EXPECT_EQ(message_of_body(std::string(2000, 'x')).size(), 512u);
+}
+
 TEST(GrpcResponse, TrailersOnly) {
   Fields f = trailers_only(kUnavailable, "upstream: no node answered");
   ASSERT_EQ(f.size(), 4u);

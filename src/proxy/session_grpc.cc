@@ -1,0 +1,348 @@
+// Upstream side of a session for scheme grpc / grpcs (docs/grpc.md): the same request path as HTTP/1.1
+// (routing, plugins, balancing, retries, access log, metrics run in session.cc and forward()), with one try
+// going over an HTTP/2 stream of the worker's H2UpstreamPool instead of an HTTP/1.1 exchange.
+//
+// The request head the node receives is the one the HTTP/1.1 path would send (write_upstream_request_head:
+// hop-by-hop and Connection-named fields dropped, X-Forwarded-*, plugin edits), parsed back by Portico's
+// strict parser and turned into HTTP/2 fields, so both paths forward exactly the same fields. The body
+// streams with backpressure: at most H2Stream::kSendHighWater bytes wait for the node's window. The response
+// relays head, DATA and trailers, the DATA re-opening the node's window only as the client takes it.
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <charconv>
+
+#include "base/log.h"
+#include "http/parser.h"
+#include "http2/grpc.h"
+#include "proxy/session.h"
+#include "proxy/session_attempt.h"
+#include "proxy/worker.h"
+#include "snapshot/snapshot.h"
+
+namespace portico::proxy {
+
+namespace asio = boost::asio;
+using asio::awaitable;
+constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+
+namespace {
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return out;
+}
+
+// Fields HTTP/2 forbids (RFC 9113 8.2.2) or that :authority replaces. The head writer already dropped the
+// hop-by-hop ones; these are the ones it re-states for HTTP/1.1 framing.
+bool not_for_h2(std::string_view lower_name) {
+  return lower_name == "host" || lower_name == "connection" || lower_name == "transfer-encoding" ||
+         lower_name == "keep-alive" || lower_name == "proxy-connection" || lower_name == "upgrade" ||
+         lower_name == "te";
+}
+
+}  // namespace
+
+bool Session::is_grpc_request() const {
+  return http2::grpc::is_grpc_content_type(request_.find("content-type"));
+}
+
+bool Session::h2_request_fields(Attempt& a, http2::Fields& fields) {
+  UpstreamRequestParams p;
+  p.target = target_;
+  p.host = upstream_host(a);
+  if (!pipeline_.empty()) {
+    const plugins::UpstreamEdits& edits = plugin_ctx_.upstream;
+    if (!edits.empty()) p.edits = &edits;
+  }
+  p.client_ip = std::string_view(client_ip_text_, client_ip_len_);
+  p.tls = tls_ != nullptr;
+  p.body = OutFraming::none;
+  write_upstream_request_head(head_out_, request_, p);
+  http::RequestHead parsed;
+  http::ParseLimits limits = limits_;
+  limits.max_head_size = std::max(limits.max_head_size, head_out_.size());
+  http::ParseResult r = http::parse_request(head_out_.data(), head_out_.size(), limits, parsed);
+  if (r.status != http::ParseStatus::complete) return false;  // a plugin edit made it invalid
+  fields.clear();
+  fields.push_back({":method", std::string(parsed.method_text)});
+  fields.push_back({":scheme", a.upstream->https ? std::string("https") : std::string("http")});
+  fields.push_back({":authority", std::string(parsed.host_header)});
+  fields.push_back({":path", std::string(parsed.target)});
+  for (uint16_t i = 0; i < parsed.header_count; ++i) {
+    std::string name = lower(parsed.headers[i].name);
+    if (not_for_h2(name)) continue;
+    if (name == "content-length" && request_.framing != http::BodyFraming::content_length) continue;
+    fields.push_back({std::move(name), std::string(parsed.headers[i].value)});
+  }
+  // gRPC requires it (PROTOCOL-HTTP2.md), and it is the only TE HTTP/2 allows.
+  fields.push_back({"te", "trailers"});
+  return true;
+}
+
+awaitable<Session::Failure> Session::try_h2_node(Attempt& a) {
+  const config::Upstream& spec = a.upstream->spec;
+  std::string_view sni;
+  if (a.upstream->https) sni = tls_server_name(a);
+  H2Target t;
+  t.key = h2_pool_key(a.node->pool_key, a.upstream->tls.get(), sni);
+  t.tls = a.upstream->tls;
+  t.tls_required = a.upstream->https;
+  t.sni = std::string(sni);
+  t.connect_timeout = a.timeout->connect;
+  t.idle_timeout = spec.keepalive_pool.size > 0 ? spec.keepalive_pool.idle_timeout : 0;
+  if (a.node->address.empty()) co_return Failure::connect;
+  boost::system::error_code ec;
+  auto address = asio::ip::make_address(a.node->address, ec);
+  if (ec) co_return Failure::connect;
+  t.endpoint = asio::ip::tcp::endpoint(address, a.node->spec.port);
+
+  http2::Fields fields;
+  if (!h2_request_fields(a, fields)) co_return Failure::bad_response;
+  const bool has_body = request_.framing != http::BodyFraming::none;
+  H2OpenError error = H2OpenError::none;
+  h2_ = co_await worker_.h2_pool().open(t, fields, !has_body, error);
+  if (!h2_) {
+    switch (error) {
+      case H2OpenError::connect_timeout:
+        co_return Failure::connect_timeout;
+      case H2OpenError::tls_verify:
+        co_return Failure::tls_verify;
+      default:
+        co_return Failure::connect;
+    }
+  }
+  a.sent_at = Clock::now();
+  // The call's deadline: its grpc-timeout capped by the route's read timeout for the response head; a
+  // streaming response's later reads each get the read timeout, within the grpc-timeout (docs/grpc.md).
+  const std::optional<double> grpc_timeout = http2::grpc::parse_timeout(request_.find("grpc-timeout"));
+  grpc_deadline_ = grpc_timeout ? deadline_in(*grpc_timeout) : Clock::time_point::max();
+  if (has_body && !co_await send_h2_body()) {
+    const http2::ClientStream& s = h2_->state();
+    if (client_error_ || client_gone_) {
+      h2_.reset();  // RST_STREAM CANCEL
+      co_return Failure::client;
+    }
+    // The node refused the stream or ended it early: what it answered (if anything) is relayed below.
+    if (!s.head_ready && s.closed) {
+      const bool unprocessed = s.unprocessed && !body_streamed_;
+      h2_.reset();
+      co_return unprocessed ? Failure::connect : Failure::reset;
+    }
+  }
+  const Clock::time_point head_deadline = std::min(deadline_in(a.timeout->read), grpc_deadline_);
+  H2Stream::Wait w = co_await h2_->wait_head(head_deadline);
+  if (w != H2Stream::Wait::ready) {
+    const http2::ClientStream& s = h2_->state();
+    // Not processed by the node (REFUSED_STREAM, above a GOAWAY's last stream id): nothing reached its
+    // application, so the request may go to another node like after a failed connect, if its body can be
+    // sent again (not streamed from the client yet).
+    const bool unprocessed = w == H2Stream::Wait::closed && s.unprocessed && !body_streamed_;
+    h2_.reset();
+    if (w == H2Stream::Wait::timeout) co_return Failure::timeout;
+    if (w == H2Stream::Wait::interrupted) co_return Failure::client;
+    co_return unprocessed ? Failure::connect : Failure::reset;
+  }
+  upstream_status_ = h2_->state().status;
+  bool ok = co_await relay_h2_response(a);
+  upstream_seconds_ = std::chrono::duration<double>(Clock::now() - a.sent_at).count();
+  h2_.reset();
+  response_.header_count = 0;  // its views pointed into the stream's fields
+  if (!ok) close_after_ = true;
+  co_return Failure::none;
+}
+
+awaitable<bool> Session::send_h2_body() {
+  const Clock::time_point deadline = std::min(deadline_in(upstream_send_timeout_), grpc_deadline_);
+  if (request_.framing == http::BodyFraming::content_length) {
+    const char* start = in_.data() + in_begin_ + request_.head_size;
+    const size_t after_head = client_buffered() - request_.head_size;
+    const size_t first = static_cast<size_t>(std::min<uint64_t>(after_head, request_.content_length));
+    body_from_in_ = first;
+    body_bytes_read_ = first;
+    if (first > 0 && !co_await h2_->write(std::string_view(start, first), deadline)) co_return false;
+    uint64_t remaining = request_.content_length - first;
+    if (remaining > 0) {
+      if (!co_await send_continue()) {
+        client_gone_ = true;
+        co_return false;
+      }
+      body_streamed_ = true;
+    }
+    while (remaining > 0) {
+      const size_t want = static_cast<size_t>(std::min<uint64_t>(remaining, up_.size()));
+      arm(worker_.options().header_timeout, Guard::client);
+      auto [ec, n] = co_await client_.async_read_some(asio::buffer(up_.data(), want), nothrow);
+      disarm();
+      if (ec || n == 0) {
+        client_gone_ = true;
+        close_after_ = true;
+        co_return false;
+      }
+      body_bytes_read_ += n;
+      remaining -= n;
+      if (!co_await h2_->write(std::string_view(up_.data(), n),
+                               std::min(deadline_in(upstream_send_timeout_), grpc_deadline_)))
+        co_return false;
+    }
+    request_body_done_ = true;
+    co_return h2_->finish();
+  }
+  // Chunked (an HTTP/1.1 client without Content-Length): decoded, sent as DATA.
+  decoder_.reset();
+  body_bytes_read_ = 0;
+  uint64_t total = 0;
+  const char* data = in_.data() + in_begin_ + request_.head_size;
+  size_t len = client_buffered() - request_.head_size;
+  bool from_in = true;
+  while (true) {
+    std::string_view input(data, len);
+    size_t used = 0;
+    while (used < input.size() || !decoder_.done()) {
+      http::ChunkedDecoder::Step step = decoder_.next(input.substr(used));
+      used += step.consumed;
+      if (step.status == http::ChunkedDecoder::Status::error) {
+        client_error_ = 400;
+        close_after_ = true;
+        co_return false;
+      }
+      if (step.status == http::ChunkedDecoder::Status::data) {
+        total += step.data.size();
+        if (max_body_ >= 0 && total > static_cast<uint64_t>(max_body_)) {
+          client_error_ = 413;
+          close_after_ = true;
+          co_return false;
+        }
+        if (!co_await h2_->write(step.data, std::min(deadline_in(upstream_send_timeout_), grpc_deadline_)))
+          co_return false;
+        continue;
+      }
+      break;  // done or need more
+    }
+    body_bytes_read_ += used;
+    if (decoder_.done()) {
+      if (from_in) {
+        body_from_in_ = used;
+      } else {
+        body_from_in_ = client_buffered() - request_.head_size;
+        leftover_.assign(data + used, len - used);
+      }
+      request_body_done_ = true;
+      co_return h2_->finish();
+    }
+    if (!co_await send_continue()) {
+      client_gone_ = true;
+      co_return false;
+    }
+    body_streamed_ = true;
+    from_in = false;
+    arm(worker_.options().header_timeout, Guard::client);
+    auto [ec, n] = co_await client_.async_read_some(asio::buffer(up_.data(), up_.size()), nothrow);
+    disarm();
+    if (ec || n == 0) {
+      client_gone_ = true;
+      close_after_ = true;
+      co_return false;
+    }
+    data = up_.data();
+    len = n;
+  }
+}
+
+awaitable<bool> Session::relay_h2_response(Attempt& a) {
+  const http2::ClientStream& s = h2_->state();
+  // The node's head as an HTTP/1.1 response head (views into the stream's fields, alive as long as h2_), so
+  // the plugins' response phase and the head writer see it like any other.
+  http::ResponseHead& head = response_;
+  head = http::ResponseHead{};
+  head.status = static_cast<uint16_t>(s.status);
+  head.framing = http::BodyFraming::chunked;
+  for (const http2::Field& f : s.head) {
+    if (f.name == "content-length") continue;  // re-framed
+    if (head.header_count == http::kMaxHeaders) co_return false;
+    head.headers[head.header_count++] = http::Header{f.name, f.value};
+  }
+  const bool http10 = request_.version_minor == 0;
+  if (!request_body_done_) close_after_ = true;
+  if (worker_.draining()) close_after_ = true;
+  ClientResponseParams cp;
+  if (!pipeline_.empty()) {
+    plugins::ResponseInfo info;
+    info.status = head.status;
+    info.upstream = &head;
+    pipeline_.run_response(plugin_ctx_, info);
+    // Header and status edits apply; a replaced body does not (a gRPC body is framed messages).
+    if (!plugin_ctx_.response.empty()) cp.edits = &plugin_ctx_.response;
+    if (plugin_ctx_.response.has_body) plugin_ctx_.response.has_body = false;
+  }
+  cp.body = http10 ? OutFraming::until_close : OutFraming::chunked;
+  if (http10) close_after_ = true;
+  cp.close = close_after_;
+  cp.http10 = http10;
+  write_client_response_head(head_out_, head, cp);
+  if (!co_await write_client(bufs(asio::buffer(head_out_)))) {
+    h2_->reset();
+    co_return false;
+  }
+  const bool chunked = !http10;
+  while (true) {
+    const Clock::time_point deadline = std::min(deadline_in(a.timeout->read), grpc_deadline_);
+    H2Stream::Wait w = co_await h2_->wait_data(deadline);
+    if (w == H2Stream::Wait::ready) {
+      if (!s.data.empty()) {
+        const size_t n = s.data.size();
+        if (!co_await write_client_body(s.data, chunked)) {
+          h2_->reset();
+          co_return false;
+        }
+        h2_->consume(n);
+        continue;
+      }
+      // END_STREAM: the trailers (HTTP/1.1: a chunked trailer section).
+      if (!chunked) co_return true;
+      co_return co_await write_client_trailers(s.trailers);
+    }
+    // Reset by the node, its connection lost, a deadline: the client sees the response cut (no last chunk).
+    h2_->reset();
+    co_return false;
+  }
+}
+
+awaitable<bool> Session::write_client_trailers(const http2::Fields& trailers) {
+  std::string& out = chunk_line_;
+  out = "0\r\n";
+  for (const http2::Field& f : trailers) {
+    out += f.name;
+    out += ": ";
+    out += f.value;
+    out += "\r\n";
+  }
+  out += "\r\n";
+  co_return co_await write_client(bufs(asio::buffer(out)));
+}
+
+awaitable<bool> Session::send_grpc_error(int status, std::string_view message, bool close) {
+  // Portico's own timeouts are the call's deadline; every other status maps as the gRPC document says.
+  const int code = status == 504 ? http2::grpc::kDeadlineExceeded : http2::grpc::status_for_http(status);
+  const std::string encoded = http2::grpc::percent_encode(message);
+  std::string& out = head_out_;
+  out = request_.version_minor == 0 ? "HTTP/1.0 200 OK\r\n" : "HTTP/1.1 200 OK\r\n";
+  out += "Server: portico\r\nContent-Type: application/grpc\r\ngrpc-status: ";
+  out += std::to_string(code);
+  out += "\r\n";
+  if (!encoded.empty()) {
+    out += "grpc-message: ";
+    out += encoded;
+    out += "\r\n";
+  }
+  out += "Content-Length: 0\r\n";
+  if (close) out += "Connection: close\r\n";
+  out += "\r\n";
+  bool ok = co_await write_client(bufs(asio::buffer(out)));
+  co_return ok && !close;
+}
+
+}  // namespace portico::proxy
