@@ -116,6 +116,7 @@ awaitable<Session::Failure> Session::try_h2_node(Attempt& a) {
     }
   }
   a.sent_at = Clock::now();
+  upstream_send_timeout_ = a.timeout->send;
   // The call's deadline: its grpc-timeout capped by the route's read timeout for the response head; a
   // streaming response's later reads each get the read timeout, within the grpc-timeout (docs/grpc.md).
   const std::optional<double> grpc_timeout = http2::grpc::parse_timeout(request_.find("grpc-timeout"));

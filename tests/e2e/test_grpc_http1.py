@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from conftest import RawConn, reserve_dead_port
+from conftest import RawConn, reserve_dead_port, wait_for
 from grpc_servers import SERVICE, GrpcServer
 
 
@@ -106,3 +106,61 @@ def test_no_route_is_grpc_unimplemented(gw):
     with RawConn(gw.port) as c:
         r = c.request("GET", "/nothing.Here/M")  # not gRPC: Portico's usual answer
     assert r.status == 404
+
+
+def test_grpc_timeout_is_deadline_exceeded_and_cancels_upstream(gw, node):
+    with RawConn(gw.port) as c:
+        r = c.request("POST", "/%s/Slow" % SERVICE, body=frame(b"10"),
+                      headers=GRPC_HEADERS + [("grpc-timeout", "300m"), ("x-id", "h1-slow")])
+    assert r.status == 200
+    assert r.header("grpc-status") == "4"
+    wait_for(lambda: "cancelled Slow h1-slow" in node.events(), message="the node's call was cancelled")
+
+
+def test_node_dying_mid_stream_cuts_the_response(tmp_path, portico):
+    dying = GrpcServer(tmp_path)
+    try:
+        gw = portico({"routes": [{"id": "d", "uri": "/*", "upstream": {"scheme": "grpc",
+                                                                         "nodes": {dying.node: 1}}}]}, fmt="json")
+        with RawConn(gw.port) as c:
+            c.send(b"POST /%s/Die HTTP/1.1\r\nHost: g\r\nContent-Type: application/grpc\r\nContent-Length: 5\r\n\r\n"
+                   % SERVICE.encode() + frame(b""))
+            data = b""
+            while not c.eof:
+                more = c.read_available(timeout=5)
+                if not more and not c.eof:
+                    break
+                data += more
+            assert c.eof, data
+        # Both messages arrived, then the connection closed without the last chunk: a truncated response.
+        assert b"before-2" in data, data
+        assert b"0\r\n\r\n" not in data.split(b"before-2", 1)[1]
+    finally:
+        dying.stop()
+
+
+def test_grpcs_verified_and_wrong_ca(tmp_path, portico):
+    from tls_upstream_certs import Ca, write
+    ca, wrong = Ca("grpc CA"), Ca("other CA")
+    cert, key = ca.issue("grpc.test", dns=["grpc.test"], ips=["127.0.0.1"])
+    tls_node = GrpcServer(tmp_path, write(tmp_path, "g.crt", cert), write(tmp_path, "g.key", key))
+    try:
+        def grpcs(**kw):
+            return dict({"scheme": "grpcs", "nodes": {tls_node.node: 1}, "pass_host": "rewrite",
+                         "upstream_host": "grpc.test", "tls": {"verify": True}}, **kw)
+        cfg = {"routes": [{"id": "s", "uri": "/%s/*" % SERVICE, "upstream": grpcs()}]}
+        good = portico(cfg, fmt="json", upstream_ca_file=write(tmp_path, "ca.pem", ca.pem))
+        bad = portico(cfg, fmt="json", upstream_ca_file=write(tmp_path, "wrong.pem", wrong.pem))
+        for _ in range(2):  # the second one on the pooled connection
+            with RawConn(good.port) as c:
+                c.send(b"POST /%s/Echo HTTP/1.1\r\nHost: g\r\nContent-Type: application/grpc\r\n"
+                       b"Content-Length: 7\r\n\r\n" % SERVICE.encode() + frame(b"ok"))
+                head, body, trailers = raw_chunked_response(c)
+            assert head.startswith("HTTP/1.1 200"), head
+            assert body == frame(b"ok") and trailers.get("grpc-status") == "0"
+        with RawConn(bad.port) as c:
+            r = c.request("POST", "/%s/Echo" % SERVICE, headers=GRPC_HEADERS, body=frame(b"no"))
+        assert r.header("grpc-status") == "14"
+        assert r.header("grpc-message") == "upstream connection failed"
+    finally:
+        tls_node.stop()
