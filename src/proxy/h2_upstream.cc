@@ -40,10 +40,10 @@ std::string h2_pool_key(std::string_view node_pool_key, const tls::ClientContext
 }
 
 // One multiplexed connection (see the header). Worker thread only.
-class H2Connection : public std::enable_shared_from_this<H2Connection> {
+class H2UpstreamConnection : public std::enable_shared_from_this<H2UpstreamConnection> {
  public:
-  H2Connection(H2UpstreamPool* pool, std::string key, std::unique_ptr<UpstreamConnection> transport,
-               double idle_timeout, const asio::any_io_executor& executor)
+  H2UpstreamConnection(H2UpstreamPool* pool, std::string key, std::unique_ptr<UpstreamConnection> transport,
+                       double idle_timeout, const asio::any_io_executor& executor)
       : pool_(pool),
         key_(std::move(key)),
         transport_(std::move(transport)),
@@ -68,7 +68,7 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
     idle_timer_.cancel();
     return codec_.submit_request(head, end_stream);
   }
-  void attach(int32_t id, H2Stream* stream) { streams_[id] = stream; }
+  void attach(int32_t id, H2UpstreamStream* stream) { streams_[id] = stream; }
   void detach(int32_t id) {
     streams_.erase(id);
     codec_.forget(id);  // RST_STREAM CANCEL when still open; its unread DATA's window is given back
@@ -197,23 +197,24 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
   double idle_timeout_;
   asio::steady_timer idle_timer_;
   asio::any_io_executor executor_;
-  std::unordered_map<int32_t, H2Stream*> streams_;
+  std::unordered_map<int32_t, H2UpstreamStream*> streams_;
   std::string out_;
   bool writing_ = false;
   bool closing_ = false;
   bool closed_ = false;
 };
 
-// --- H2Stream ---
+// --- H2UpstreamStream ---
 
-H2Stream::H2Stream(std::shared_ptr<H2Connection> conn, int32_t id, const asio::any_io_executor& executor)
+H2UpstreamStream::H2UpstreamStream(std::shared_ptr<H2UpstreamConnection> conn, int32_t id,
+                                   const asio::any_io_executor& executor)
     : conn_(std::move(conn)), id_(id), state_(conn_->codec_.stream(id)), wake_(executor) {}
 
-H2Stream::~H2Stream() {
+H2UpstreamStream::~H2UpstreamStream() {
   if (conn_) conn_->detach(id_);
 }
 
-awaitable<H2Stream::Wait> H2Stream::wait(Clock::time_point deadline) {
+awaitable<H2UpstreamStream::Wait> H2UpstreamStream::wait(Clock::time_point deadline) {
   if (interrupted_) co_return Wait::interrupted;
   wake_.expires_at(deadline);
   auto [ec] = co_await wake_.async_wait(nothrow);
@@ -221,12 +222,12 @@ awaitable<H2Stream::Wait> H2Stream::wait(Clock::time_point deadline) {
   co_return ec ? Wait::ready : Wait::timeout;  // cancelled: woken by the connection
 }
 
-void H2Stream::interrupt() {
+void H2UpstreamStream::interrupt() {
   interrupted_ = true;
   wake_.cancel();
 }
 
-awaitable<bool> H2Stream::write(std::string_view data, Clock::time_point deadline) {
+awaitable<bool> H2UpstreamStream::write(std::string_view data, Clock::time_point deadline) {
   while (state_->out_pending() >= kSendHighWater) {
     if (state_->closed || conn_->closed()) co_return false;
     if (co_await wait(deadline) != Wait::ready) co_return false;
@@ -237,18 +238,18 @@ awaitable<bool> H2Stream::write(std::string_view data, Clock::time_point deadlin
   co_return ok;
 }
 
-bool H2Stream::finish(const http2::Fields& trailers) {
+bool H2UpstreamStream::finish(const http2::Fields& trailers) {
   const bool ok = conn_->codec_.end_stream(id_, trailers);
   conn_->flush();
   return ok;
 }
 
-void H2Stream::reset(uint32_t code) {
+void H2UpstreamStream::reset(uint32_t code) {
   conn_->codec_.reset(id_, code);
   conn_->flush();
 }
 
-awaitable<H2Stream::Wait> H2Stream::wait_head(Clock::time_point deadline) {
+awaitable<H2UpstreamStream::Wait> H2UpstreamStream::wait_head(Clock::time_point deadline) {
   while (true) {
     if (state_->head_ready) co_return Wait::ready;
     if (state_->closed) co_return Wait::closed;
@@ -256,7 +257,7 @@ awaitable<H2Stream::Wait> H2Stream::wait_head(Clock::time_point deadline) {
   }
 }
 
-awaitable<H2Stream::Wait> H2Stream::wait_data(Clock::time_point deadline) {
+awaitable<H2UpstreamStream::Wait> H2UpstreamStream::wait_data(Clock::time_point deadline) {
   while (true) {
     if (!state_->data.empty() || state_->remote_ended) co_return Wait::ready;
     if (state_->closed) co_return Wait::closed;
@@ -264,7 +265,7 @@ awaitable<H2Stream::Wait> H2Stream::wait_data(Clock::time_point deadline) {
   }
 }
 
-void H2Stream::consume(size_t n) {
+void H2UpstreamStream::consume(size_t n) {
   conn_->codec_.consume(id_, n);
   conn_->flush();  // the WINDOW_UPDATE
 }
@@ -275,7 +276,7 @@ H2UpstreamPool::~H2UpstreamPool() {
   close_all(true);
 }
 
-void H2UpstreamPool::remove(H2Connection* conn) {
+void H2UpstreamPool::remove(H2UpstreamConnection* conn) {
   auto it = conns_.find(conn->key());
   if (it == conns_.end()) return;
   auto& list = it->second;
@@ -314,7 +315,8 @@ size_t H2UpstreamPool::connections_for(const std::string& key) const {
   return it == conns_.end() ? 0 : it->second.size();
 }
 
-awaitable<std::shared_ptr<H2Connection>> H2UpstreamPool::connect(const H2Target& t, H2OpenError& error) {
+awaitable<std::shared_ptr<H2UpstreamConnection>> H2UpstreamPool::connect(const H2Target& t,
+                                                                         H2OpenError& error) {
   if (t.tls_required && !t.tls) {
     error = H2OpenError::connect;  // its material did not load (logged at build): never h2c instead
     co_return nullptr;
@@ -379,16 +381,18 @@ awaitable<std::shared_ptr<H2Connection>> H2UpstreamPool::connect(const H2Target&
     }
     sessions_.store(t.key, ssl);
   }
-  auto conn = std::make_shared<H2Connection>(this, t.key, std::move(transport), t.idle_timeout, executor_);
+  auto conn =
+      std::make_shared<H2UpstreamConnection>(this, t.key, std::move(transport), t.idle_timeout, executor_);
   conns_[t.key].push_back(conn);
   conn->start();
   co_return conn;
 }
 
-awaitable<std::unique_ptr<H2Stream>> H2UpstreamPool::open(const H2Target& t, const http2::Fields& head,
-                                                          bool end_stream, H2OpenError& error) {
+awaitable<std::unique_ptr<H2UpstreamStream>> H2UpstreamPool::open(const H2Target& t,
+                                                                  const http2::Fields& head, bool end_stream,
+                                                                  H2OpenError& error) {
   error = H2OpenError::none;
-  std::shared_ptr<H2Connection> conn;
+  std::shared_ptr<H2UpstreamConnection> conn;
   if (auto it = conns_.find(t.key); it != conns_.end()) {
     for (auto& c : it->second) {
       if (c->has_room()) {
@@ -404,7 +408,7 @@ awaitable<std::unique_ptr<H2Stream>> H2UpstreamPool::open(const H2Target& t, con
     error = H2OpenError::refused;
     co_return nullptr;
   }
-  std::unique_ptr<H2Stream> stream(new H2Stream(conn, id, executor_));
+  std::unique_ptr<H2UpstreamStream> stream(new H2UpstreamStream(conn, id, executor_));
   conn->attach(id, stream.get());
   conn->flush();
   co_return stream;

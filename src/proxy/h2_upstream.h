@@ -10,8 +10,8 @@
 // error) fails every stream on it.
 //
 // Each connection runs one read coroutine (bytes -> http2::ClientCodec -> wake the streams that changed) and,
-// while it has output, one write coroutine. An H2Stream belongs to one session's coroutine; its waits are
-// woken by the connection (a timer used as a condition: cancel() is the signal, expiry the deadline). The
+// while it has output, one write coroutine. An H2UpstreamStream belongs to one session's coroutine; its waits
+// are woken by the connection (a timer used as a condition: cancel() is the signal, expiry the deadline). The
 // stream keeps its connection alive; destroying the stream forgets it in the codec (RST_STREAM CANCEL if it
 // is still open). The pool outlives its connections' coroutines only through close_all(): the worker calls it
 // before its io_context stops.
@@ -32,7 +32,7 @@
 
 namespace portico::proxy {
 
-class H2Connection;
+class H2UpstreamConnection;
 
 // Why no stream could be opened.
 enum class H2OpenError : uint8_t {
@@ -57,11 +57,11 @@ struct H2Target {
 // "ip:port|h2" or "ip:port|h2|tls:<context id>|<sni>".
 std::string h2_pool_key(std::string_view node_pool_key, const tls::ClientContext* tls, std::string_view sni);
 
-class H2Stream {
+class H2UpstreamStream {
  public:
-  ~H2Stream();
-  H2Stream(const H2Stream&) = delete;
-  H2Stream& operator=(const H2Stream&) = delete;
+  ~H2UpstreamStream();
+  H2UpstreamStream(const H2UpstreamStream&) = delete;
+  H2UpstreamStream& operator=(const H2UpstreamStream&) = delete;
 
   enum class Wait : uint8_t { ready, closed, timeout, interrupted };
 
@@ -90,13 +90,14 @@ class H2Stream {
   static constexpr size_t kSendHighWater = 64 * 1024;
 
  private:
-  friend class H2Connection;
+  friend class H2UpstreamConnection;
   friend class H2UpstreamPool;
-  H2Stream(std::shared_ptr<H2Connection> conn, int32_t id, const boost::asio::any_io_executor& executor);
+  H2UpstreamStream(std::shared_ptr<H2UpstreamConnection> conn, int32_t id,
+                   const boost::asio::any_io_executor& executor);
   boost::asio::awaitable<Wait> wait(Clock::time_point deadline);
   void wake() { wake_.cancel(); }
 
-  std::shared_ptr<H2Connection> conn_;
+  std::shared_ptr<H2UpstreamConnection> conn_;
   int32_t id_;
   const http2::ClientStream* state_;
   boost::asio::steady_timer wake_;
@@ -111,8 +112,9 @@ class H2UpstreamPool {
   // A stream carrying a request with `head` (pseudo-headers first, names lower case) on a connection of
   // target.key with room, or on a new one (connect, TLS with ALPN h2, preface) bounded by connect_timeout.
   // `end_stream`: the request has no body. Null with `error` set when none could be opened.
-  boost::asio::awaitable<std::unique_ptr<H2Stream>> open(const H2Target& target, const http2::Fields& head,
-                                                         bool end_stream, H2OpenError& error);
+  boost::asio::awaitable<std::unique_ptr<H2UpstreamStream>> open(const H2Target& target,
+                                                                 const http2::Fields& head, bool end_stream,
+                                                                 H2OpenError& error);
 
   // Drain: GOAWAY on every connection; each closes once its streams are done. `now`: close them at once.
   void close_all(bool now);
@@ -122,12 +124,13 @@ class H2UpstreamPool {
   tls::ClientSessionCache& sessions() { return sessions_; }
 
  private:
-  friend class H2Connection;
-  boost::asio::awaitable<std::shared_ptr<H2Connection>> connect(const H2Target& target, H2OpenError& error);
-  void remove(H2Connection* conn);
+  friend class H2UpstreamConnection;
+  boost::asio::awaitable<std::shared_ptr<H2UpstreamConnection>> connect(const H2Target& target,
+                                                                        H2OpenError& error);
+  void remove(H2UpstreamConnection* conn);
 
   boost::asio::any_io_executor executor_;
-  std::unordered_map<std::string, std::vector<std::shared_ptr<H2Connection>>> conns_;
+  std::unordered_map<std::string, std::vector<std::shared_ptr<H2UpstreamConnection>>> conns_;
   tls::ClientSessionCache sessions_;
 };
 

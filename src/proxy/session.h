@@ -216,8 +216,8 @@ class Session : public std::enable_shared_from_this<Session> {
   router::MatchRequest match_;  // what the router saw; also the source of consistent-hash keys
   std::shared_ptr<PinnedSnapshot> pinned_;
   std::unique_ptr<UpstreamConnection> upstream_;
-  std::string tls_pool_key_;      // scheme https: the pool key of the node, context and SNI of this try
-  std::unique_ptr<H2Stream> h2_;  // scheme grpc / grpcs: the stream of this try
+  std::string tls_pool_key_;  // scheme https: the pool key of the node, context and SNI of this try
+  std::unique_ptr<H2UpstreamStream> h2_;                        // scheme grpc / grpcs: the stream of this try
   Clock::time_point grpc_deadline_ = Clock::time_point::max();  // the call's grpc-timeout, when it has one
 
   // Per-request bookkeeping for logs and metrics.

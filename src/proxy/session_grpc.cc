@@ -5,8 +5,8 @@
 // The request head the node receives is the one the HTTP/1.1 path would send (write_upstream_request_head:
 // hop-by-hop and Connection-named fields dropped, X-Forwarded-*, plugin edits), parsed back by Portico's
 // strict parser and turned into HTTP/2 fields, so both paths forward exactly the same fields. The body
-// streams with backpressure: at most H2Stream::kSendHighWater bytes wait for the node's window. The response
-// relays head, DATA and trailers, the DATA re-opening the node's window only as the client takes it.
+// streams with backpressure: at most H2UpstreamStream::kSendHighWater bytes wait for the node's window. The
+// response relays head, DATA and trailers, the DATA re-opening the node's window only as the client takes it.
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
@@ -135,16 +135,16 @@ awaitable<Session::Failure> Session::try_h2_node(Attempt& a) {
     }
   }
   const Clock::time_point head_deadline = std::min(deadline_in(a.timeout->read), grpc_deadline_);
-  H2Stream::Wait w = co_await h2_->wait_head(head_deadline);
-  if (w != H2Stream::Wait::ready) {
+  H2UpstreamStream::Wait w = co_await h2_->wait_head(head_deadline);
+  if (w != H2UpstreamStream::Wait::ready) {
     const http2::ClientStream& s = h2_->state();
     // Not processed by the node (REFUSED_STREAM, above a GOAWAY's last stream id): nothing reached its
     // application, so the request may go to another node like after a failed connect, if its body can be
     // sent again (not streamed from the client yet).
-    const bool unprocessed = w == H2Stream::Wait::closed && s.unprocessed && !body_streamed_;
+    const bool unprocessed = w == H2UpstreamStream::Wait::closed && s.unprocessed && !body_streamed_;
     h2_.reset();
-    if (w == H2Stream::Wait::timeout) co_return Failure::timeout;
-    if (w == H2Stream::Wait::interrupted) co_return Failure::client;
+    if (w == H2UpstreamStream::Wait::timeout) co_return Failure::timeout;
+    if (w == H2UpstreamStream::Wait::interrupted) co_return Failure::client;
     co_return unprocessed ? Failure::connect : Failure::reset;
   }
   upstream_status_ = h2_->state().status;
@@ -291,8 +291,8 @@ awaitable<bool> Session::relay_h2_response(Attempt& a) {
   const bool chunked = !http10;
   while (true) {
     const Clock::time_point deadline = std::min(deadline_in(a.timeout->read), grpc_deadline_);
-    H2Stream::Wait w = co_await h2_->wait_data(deadline);
-    if (w == H2Stream::Wait::ready) {
+    H2UpstreamStream::Wait w = co_await h2_->wait_data(deadline);
+    if (w == H2UpstreamStream::Wait::ready) {
       if (!s.data.empty()) {
         const size_t n = s.data.size();
         if (!co_await write_client_body(s.data, chunked)) {

@@ -190,13 +190,13 @@ H2Target target(const H2Server& s, double idle = 60) {
 }
 
 // One full exchange on `s`: returns the body, or "<closed>" / "<timeout>".
-awaitable<std::string> exchange(H2Stream& s) {
+awaitable<std::string> exchange(H2UpstreamStream& s) {
   s.finish();
-  if (co_await s.wait_head(soon()) != H2Stream::Wait::ready) co_return "<no head>";
+  if (co_await s.wait_head(soon()) != H2UpstreamStream::Wait::ready) co_return "<no head>";
   std::string body;
   while (true) {
-    H2Stream::Wait w = co_await s.wait_data(soon());
-    if (w != H2Stream::Wait::ready) co_return "<closed>";
+    H2UpstreamStream::Wait w = co_await s.wait_data(soon());
+    if (w != H2UpstreamStream::Wait::ready) co_return "<closed>";
     body += s.state().data;
     s.consume(s.state().data.size());
     if (s.state().remote_ended) break;
@@ -226,7 +226,7 @@ TEST(H2UpstreamPool, TheNodesStreamLimitOpensAnotherConnection) {
   H2Server server(io, 1);
   server.hold = true;
   H2UpstreamPool pool(io.get_executor());
-  std::unique_ptr<H2Stream> a, b;
+  std::unique_ptr<H2UpstreamStream> a, b;
   run(io, [&]() -> awaitable<void> {
     H2OpenError e;
     a = co_await pool.open(target(server), head("/a"), true, e);
@@ -279,16 +279,16 @@ TEST(H2UpstreamPool, ConnectionLossFailsOpenStreams) {
   H2Server server(io, 100);
   server.hold = true;
   H2UpstreamPool pool(io.get_executor());
-  std::unique_ptr<H2Stream> a;
+  std::unique_ptr<H2UpstreamStream> a;
   run(io, [&]() -> awaitable<void> {
     H2OpenError e;
     a = co_await pool.open(target(server), head("/a"), true, e);
   });
   ASSERT_TRUE(run_until(io, [&] { return server.requests == 1; }));
   server.drop_all();
-  H2Stream::Wait w = H2Stream::Wait::ready;
+  H2UpstreamStream::Wait w = H2UpstreamStream::Wait::ready;
   run(io, [&]() -> awaitable<void> { w = co_await a->wait_head(soon()); });
-  EXPECT_EQ(w, H2Stream::Wait::closed);
+  EXPECT_EQ(w, H2UpstreamStream::Wait::closed);
   EXPECT_TRUE(a->state().closed);
   EXPECT_FALSE(a->state().unprocessed);
   EXPECT_EQ(pool.connections(), 0u);
@@ -302,9 +302,9 @@ TEST(H2UpstreamPool, DeadlineAndInterrupt) {
   run(io, [&]() -> awaitable<void> {
     H2OpenError e;
     auto a = co_await pool.open(target(server), head("/a"), true, e);
-    EXPECT_EQ(co_await a->wait_head(soon(0.05)), H2Stream::Wait::timeout);
+    EXPECT_EQ(co_await a->wait_head(soon(0.05)), H2UpstreamStream::Wait::timeout);
     a->interrupt();
-    EXPECT_EQ(co_await a->wait_head(soon()), H2Stream::Wait::interrupted);
+    EXPECT_EQ(co_await a->wait_head(soon()), H2UpstreamStream::Wait::interrupted);
   });
 }
 
