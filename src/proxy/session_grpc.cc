@@ -267,6 +267,7 @@ awaitable<bool> Session::relay_h2_response(Attempt& a) {
     head.headers[head.header_count++] = http::Header{f.name, f.value};
   }
   const bool http10 = request_.version_minor == 0;
+  const bool grpc_response = http2::grpc::is_grpc_content_type(head.find("content-type"));
   if (!request_body_done_) close_after_ = true;
   if (worker_.draining()) close_after_ = true;
   ClientResponseParams cp;
@@ -306,9 +307,20 @@ awaitable<bool> Session::relay_h2_response(Attempt& a) {
       if (!chunked) co_return true;
       co_return co_await write_client_trailers(s.trailers);
     }
-    // Reset by the node, its connection lost, a deadline: the client sees the response cut (no last chunk).
+    // Reset by the node, its connection lost, a deadline. A gRPC response ends with a status the client
+    // understands (UNAVAILABLE, or DEADLINE_EXCEEDED), as trailers after the messages already relayed; any
+    // other response is cut (HTTP/2: RST_STREAM; HTTP/1.1: no last chunk).
     h2_->reset();
-    co_return false;
+    if (w == H2UpstreamStream::Wait::interrupted || !grpc_response || !chunked) co_return false;
+    const bool expired = w == H2UpstreamStream::Wait::timeout && Clock::now() >= grpc_deadline_;
+    const int code = expired ? http2::grpc::kDeadlineExceeded : http2::grpc::kUnavailable;
+    const http2::Fields status{
+        {"grpc-status", std::to_string(code)},
+        {"grpc-message", expired ? std::string("deadline exceeded")
+                                 : std::string("upstream ended the call without a status")}};
+    if (!co_await write_client_trailers(status)) co_return false;
+    close_after_ = true;  // the node's stream failed: start afresh
+    co_return true;
   }
 }
 
