@@ -58,6 +58,10 @@ bench-plugins: build  # bare route vs key-auth vs jwt-auth vs three plugins, nex
 bench-tls: build  # TLS full/resumed handshakes and keep-alive CPU per request, next to nginx and HAProxy (docs/tls.md)
 	bash bench/tls.sh
 
+.PHONY: bench-h2
+bench-h2: build  # HTTP/2 with h2load (100 streams) over TLS and h2c, CPU per request next to nginx and HAProxy
+	bash bench/h2.sh
+
 .PHONY: bench-ratelimit
 bench-ratelimit: build  # bare vs limit-count local / redis / batched, next to nginx and HAProxy (docs/benchmarks.md)
 	bash bench/ratelimit.sh

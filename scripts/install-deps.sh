@@ -8,7 +8,7 @@ build_pkgs=(
   libboost1.81-dev libssl-dev libyaml-dev nlohmann-json3-dev libpcre2-dev
   libgtest-dev libgmock-dev libbenchmark-dev libcurl4-openssl-dev libhiredis-dev libnghttp2-dev
 )
-test_pkgs=(python3-pytest python3-h2 python3-hpack python3-hyperframe python3-grpcio python3-protobuf python3-jwt python3-cryptography etcd-server etcd-client curl wrk nginx-light haproxy nghttp2-client redis-server redis-tools openssl ca-certificates python3 procps iproute2 util-linux)
+test_pkgs=(python3-pytest python3-jwt python3-cryptography etcd-server etcd-client curl wrk nginx-light haproxy nghttp2-client python3-h2 python3-hpack python3-hyperframe python3-grpcio python3-protobuf redis-server redis-tools openssl ca-certificates python3 procps iproute2 util-linux)
 
 missing=()
 for p in "${build_pkgs[@]}" "${test_pkgs[@]}"; do

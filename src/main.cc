@@ -104,6 +104,10 @@ const char kUsage[] =
     "(default:\n"
     "                            none: the handshake fails with unrecognized_name)\n"
     "  --tls-handshake-timeout SEC  deadline for a TLS handshake from the accept (default 10)\n"
+    "  --http2 on|off            HTTP/2 on the TLS listener, ALPN h2 (default on)\n"
+    "  --h2c on|off              HTTP/2 with prior knowledge on the plain listener (default on)\n"
+    "  --http2-max-requests N    requests per HTTP/2 connection, then a graceful GOAWAY (default 1000, as\n"
+    "                            nginx's keepalive_requests; clients open a new connection)\n"
     "  --status-listen IP:PORT   /healthz /readyz /metrics /status/config (default 127.0.0.1:9091)\n"
     "  --workers N               worker threads, one event loop each (default: number of CPUs)\n"
     "  --access-log PATH|-|off   JSON-lines access log (default '-' = stdout)\n"
@@ -318,6 +322,12 @@ int main(int argc, char** argv) {
       opt.listen_tls = value;
     } else if (flag == "--tls-default-sni") {
       opt.tls_default_sni = value;
+    } else if (flag == "--http2" || flag == "--h2c") {
+      const std::string_view v = value;
+      if (v != "on" && v != "off") usage_error(flag + " takes on or off");
+      (flag == "--http2" ? opt.http2 : opt.h2c) = v == "on";
+    } else if (flag == "--http2-max-requests") {
+      opt.http2_max_requests = static_cast<uint32_t>(std::min<long long>(parse_integer(flag, value, 1), UINT32_MAX));
     } else if (flag == "--tls-handshake-timeout") {
       opt.tls_handshake_timeout = parse_seconds(flag, value);
     } else if (flag == "--workers") {

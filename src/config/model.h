@@ -251,6 +251,13 @@ struct Ssl {
   // to, and the verification depth. Empty `client_ca`: no client certificate is asked for.
   std::string client_ca;
   int client_depth = 1;
+  // client.skip_mtls_uri_regex: PCRE2 patterns (checked to compile). Non-empty: the handshake asks for a
+  // client certificate without requiring one, and a request without a verified one is refused (400) unless
+  // its path matches one of them (APISIX verify_https_client).
+  std::vector<std::string> skip_mtls_uri_regex;
+  // ssl_protocols: the TLS versions the handshakes for these names offer, as OpenSSL versions
+  // (TLS1_2_VERSION, TLS1_3_VERSION), ascending; empty: every version Portico speaks (1.2 and 1.3).
+  std::vector<int> ssl_protocols;
 };
 
 // A global rule (APISIX `global_rules`): plugins run for every request.

@@ -299,8 +299,10 @@ constexpr std::string_view kService = R"({
 
 // APISIX's ssl. PEM texts are at most 64 KiB; what they hold is the validator's (OpenSSL parses them). The
 // SNIs are strings here; their patterns, duplicates (compared lower-cased) and "sni or snis" are the
-// validator's. `ssl_protocols` is declared so that the validator refuses it by name; so is
-// client.skip_mtls_uri_regex.
+// validator's. ssl_protocols keeps APISIX's enum so that "TLSv1.1" is refused by the validator with a reason
+// (Portico never speaks it), and one item at least (an empty list would serve no handshake). The
+// skip_mtls_uri_regex bounds are Portico's (each is tried per request without a verified certificate); the
+// validator compiles each pattern.
 constexpr std::string_view kSsl = R"({
   "type": "object",
   "properties": {
@@ -322,11 +324,23 @@ constexpr std::string_view kSsl = R"({
       "properties": {
         "ca": {"$ref": "#/definitions/pem"},
         "depth": {"type": "integer", "minimum": 0, "default": 1},
-        "skip_mtls_uri_regex": {}
+        "skip_mtls_uri_regex": {
+          "type": "array",
+          "minItems": 1,
+          "maxItems": 32,
+          "uniqueItems": true,
+          "items": {"type": "string", "minLength": 1, "maxLength": 1024}
+        }
       },
       "required": ["ca"]
     },
-    "ssl_protocols": {}
+    "ssl_protocols": {
+      "type": "array",
+      "minItems": 1,
+      "maxItems": 3,
+      "uniqueItems": true,
+      "items": {"type": "string", "enum": ["TLSv1.1", "TLSv1.2", "TLSv1.3"]}
+    }
   },
   "required": ["id", "cert", "key"],
   "additionalProperties": false

@@ -4,11 +4,13 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/tls1.h>
 #include <openssl/x509.h>
 
 #include <algorithm>
 #include <memory>
 
+#include "config/fields.h"
 #include "config/resource_schemas.h"
 #include "config/resources.h"
 #include "config/schema.h"
@@ -134,6 +136,23 @@ void read_pem_list(const json* v, const Path& p, Errors& e, std::vector<std::str
   }
 }
 
+// ssl_protocols as the schema accepted it (unique items of APISIX's enum). "TLSv1.1" is refused rather than
+// ignored: Portico never speaks TLS 1.1 or older, and a list asking for it says the operator expects clients
+// that will fail.
+void read_protocols(const json& v, const Path& p, Errors& e, std::vector<int>& out) {
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (v[i] == "TLSv1.2") {
+      out.push_back(TLS1_2_VERSION);
+    } else if (v[i] == "TLSv1.3") {
+      out.push_back(TLS1_3_VERSION);
+    } else if (v[i] == "TLSv1.1") {
+      fail(e, p.index(i), "TLSv1.1 is not supported: Portico speaks TLS 1.2 and 1.3 only");
+    }
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+}
+
 const json* member(const json& v, const char* key) {
   auto it = v.find(key);
   return it == v.end() ? nullptr : &*it;
@@ -141,20 +160,30 @@ const json* member(const json& v, const char* key) {
 
 }  // namespace
 
-// The schema first (resource_schemas.cc), then what it cannot say: the refused fields, integer ids written
-// as floats, secret references, SNI patterns and duplicates, sni or snis, certs pairing with keys, and
-// last what OpenSSL makes of the PEM texts.
+// The schema first (resource_schemas.cc), then what it cannot say: TLSv1.1, the skip_mtls_uri_regex
+// patterns, integer ids written as floats, secret references, SNI patterns and duplicates, sni or snis,
+// certs pairing with keys, and last what OpenSSL makes of the PEM texts.
 std::optional<Ssl> ssl_at(const json& v, const Path& p, Errors& e, const ValidateOptions& options) {
   const size_t before = e.total();
   resource_schema(ResourceKind::ssl, options.id_required).check(v, p, e);
   if (!v.is_object()) return std::nullopt;
   Ssl ssl;
-  if (v.contains("ssl_protocols"))
-    fail(e, p.key("ssl_protocols"), "'ssl_protocols' is not supported by this version");
+  if (const json* protocols = member(v, "ssl_protocols"); protocols != nullptr && protocols->is_array())
+    read_protocols(*protocols, p.key("ssl_protocols"), e, ssl.ssl_protocols);
   if (const json* client = member(v, "client"); client != nullptr && client->is_object()) {
     const Path cp = p.key("client");
-    if (client->contains("skip_mtls_uri_regex")) {
-      fail(e, cp.key("skip_mtls_uri_regex"), "'skip_mtls_uri_regex' is not supported by this version");
+    // Duplicates are the schema's (uniqueItems); each pattern must compile, as the snapshot compiles it.
+    if (const json* skip = member(*client, "skip_mtls_uri_regex"); skip != nullptr && skip->is_array()) {
+      const Path sp = cp.key("skip_mtls_uri_regex");
+      for (size_t i = 0; i < skip->size(); ++i) {
+        if (!(*skip)[i].is_string()) continue;
+        std::string pattern = (*skip)[i].get<std::string>();
+        if (std::string reason = check_regex(pattern, false); !reason.empty()) {
+          fail(e, sp.index(i), std::move(reason));
+        } else {
+          ssl.skip_mtls_uri_regex.push_back(std::move(pattern));
+        }
+      }
     }
     if (const json* ca = member(*client, "ca");
         ca != nullptr && read_pem(*ca, cp.key("ca"), e, ssl.client_ca)) {

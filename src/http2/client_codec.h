@@ -24,16 +24,11 @@
 #include <unordered_map>
 #include <vector>
 
+#include "http2/field.h"
+
 struct nghttp2_session;
 
 namespace portico::http2 {
-
-struct Field {
-  std::string name;  // lower case (HTTP/2), pseudo-headers included in a response head (":status" is not)
-  std::string value;
-  bool operator==(const Field&) const = default;
-};
-using Fields = std::vector<Field>;
 
 struct ClientLimits {
   // Window granted per stream, and so the DATA buffered per stream (nginx grpc_buffer_size is 4 KiB with

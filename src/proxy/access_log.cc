@@ -62,6 +62,7 @@ void AccessLog::write(const AccessRecord& r) {
     if (!r.ssl_client_s_dn.empty()) append_field(buffer_, "ssl_client_s_dn", r.ssl_client_s_dn);
     append_field(buffer_, "ssl_client_verify", r.ssl_client_verify);
   }
+  if (!r.protocol.empty()) append_field(buffer_, "protocol", r.protocol);
   char tail[192];
   if (r.upstream_time >= 0) {
     n = std::snprintf(tail, sizeof tail,

@@ -28,6 +28,8 @@ struct AccessRecord {
   bool tls = false;
   std::string_view ssl_client_s_dn;
   std::string_view ssl_client_verify;
+  // HTTP/2 streams only (HTTP/1.1 lines stay as they were): "protocol":"HTTP/2.0".
+  std::string_view protocol;
 };
 
 class AccessLog {

@@ -1,6 +1,8 @@
-// ClientStream: a session's client connection, plain TCP or TLS, behind one stream interface (Asio's
-// AsyncReadStream/AsyncWriteStream), so that the request path is one code path for both. The choice is made
-// once, at accept; each operation dispatches with a branch, and a plain connection pays nothing else.
+// ClientStream: a session's client connection, plain TCP or TLS, or one HTTP/2 stream (H2Stream), behind one
+// stream interface (Asio's AsyncReadStream/AsyncWriteStream), so that the request path is one code path for
+// all. The choice is made once, at accept (or when a stream opens); each operation dispatches with a branch,
+// and a plain connection pays nothing else. This is the Session's seam: the bytes a Session reads and writes
+// are HTTP/1.1 whatever the client speaks (h2_stream.h translates for HTTP/2).
 //
 // TLS writes: Asio's SSL stream writes one buffer per call, so a gather write (head + body + framing) would
 // become several records and syscalls; the TLS path copies small gathers (up to kCoalesce) into one buffer
@@ -18,6 +20,8 @@
 #include <memory>
 #include <vector>
 
+#include "proxy/h2_stream.h"
+
 namespace portico::proxy {
 
 class ClientStream {
@@ -27,6 +31,10 @@ class ClientStream {
   static constexpr size_t kCoalesce = 16 * 1024;
 
   explicit ClientStream(boost::asio::ip::tcp::socket socket) : socket_(std::move(socket)) {}
+  // An HTTP/2 stream: `socket` is an unopened placeholder (socket-level calls on it fail harmlessly).
+  ClientStream(boost::asio::ip::tcp::socket socket, std::shared_ptr<H2Stream> stream)
+      : socket_(std::move(socket)), h2_(std::move(stream)) {}
+  H2Stream* h2() { return h2_.get(); }
 
   // Makes this a TLS connection (before any I/O); the handshake is the caller's (tls()->async_handshake).
   void enable_tls(boost::asio::ssl::context& context) {
@@ -36,22 +44,38 @@ class ClientStream {
   SSL* ssl() { return tls_ ? tls_->native_handle() : nullptr; }
 
   boost::asio::ip::tcp::socket& socket() { return socket_; }
-  // As Asio's streams name it: the TCP socket under the TLS layer (a tunnel's half-close, session_exchange.cc).
+  // As Asio's streams name it: the TCP socket under the TLS layer (a tunnel's half-close,
+  // session_exchange.cc).
   boost::asio::ip::tcp::socket& lowest_layer() { return socket_; }
   executor_type get_executor() { return socket_.get_executor(); }
-  bool is_open() const { return socket_.is_open(); }
-  void close(boost::system::error_code& ec) { socket_.close(ec); }
-  void cancel(boost::system::error_code& ec) { socket_.cancel(ec); }
-  void shutdown(boost::asio::socket_base::shutdown_type what, boost::system::error_code& ec) {
-    socket_.shutdown(what, ec);
+  bool is_open() const { return h2_ ? h2_->is_open() : socket_.is_open(); }
+  void close(boost::system::error_code& ec) {
+    if (h2_) {
+      h2_->close();
+      return;
+    }
+    socket_.close(ec);
   }
-  size_t available(boost::system::error_code& ec) const { return socket_.available(ec); }
+  void cancel(boost::system::error_code& ec) {
+    if (h2_) {
+      h2_->cancel();
+      return;
+    }
+    socket_.cancel(ec);
+  }
+  void shutdown(boost::asio::socket_base::shutdown_type what, boost::system::error_code& ec) {
+    if (!h2_) socket_.shutdown(what, ec);
+  }
+  size_t available(boost::system::error_code& ec) const { return h2_ ? 0 : socket_.available(ec); }
 
   template <typename MutableBuffers, typename Token>
   auto async_read_some(const MutableBuffers& buffers, Token&& token) {
     return boost::asio::async_initiate<Token, void(boost::system::error_code, size_t)>(
         [this](auto handler, const MutableBuffers& b) {
-          if (tls_) {
+          if (h2_) {
+            h2_->async_read_some(*boost::asio::buffer_sequence_begin(b),
+                                 H2Stream::Handler(std::move(handler)));
+          } else if (tls_) {
             tls_->async_read_some(b, std::move(handler));
           } else {
             socket_.async_read_some(b, std::move(handler));
@@ -64,6 +88,17 @@ class ClientStream {
   auto async_write_some(const ConstBuffers& buffers, Token&& token) {
     return boost::asio::async_initiate<Token, void(boost::system::error_code, size_t)>(
         [this](auto handler, const ConstBuffers& b) {
+          if (h2_) {
+            size_t total = 0;
+            for (auto it = boost::asio::buffer_sequence_begin(b); it != boost::asio::buffer_sequence_end(b);
+                 ++it) {
+              const boost::asio::const_buffer piece(*it);
+              h2_->write(std::string_view(static_cast<const char*>(piece.data()), piece.size()));
+              total += piece.size();
+            }
+            h2_->async_wait_writable(total, H2Stream::Handler(std::move(handler)));
+            return;
+          }
           if (!tls_) {
             socket_.async_write_some(b, std::move(handler));
             return;
@@ -95,6 +130,7 @@ class ClientStream {
  private:
   boost::asio::ip::tcp::socket socket_;
   std::unique_ptr<tls_stream> tls_;
+  std::shared_ptr<H2Stream> h2_;
   std::vector<char> scratch_;
 };
 

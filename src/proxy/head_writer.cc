@@ -250,6 +250,17 @@ void write_client_response_head(std::string& out, const http::ResponseHead& resp
   out += "\r\n";
 }
 
+void write_h2_response_fields(std::vector<std::pair<std::string, std::string>>& out,
+                              const http::ResponseHead& resp) {
+  for (uint16_t i = 0; i < resp.header_count; ++i) {
+    const http::Header& h = resp.headers[i];
+    if (dropped(resp, h.name)) continue;
+    std::string name(h.name);
+    for (char& c : name) c = lower_char(c);
+    out.emplace_back(std::move(name), std::string(h.value));
+  }
+}
+
 void write_plugin_reply(std::string& out, const plugins::Reply& reply, const plugins::ResponseEdits* edits,
                         bool close, bool head_only) {
   out.clear();

@@ -5,6 +5,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "http/message.h"
 #include "plugins/context.h"
@@ -42,6 +43,13 @@ struct ClientResponseParams {
 
 void write_client_response_head(std::string& out, const http::ResponseHead& response,
                                 const ClientResponseParams& params);
+
+// The HTTP/2 serialisation of a response head Portico wrote for HTTP/1.1 (write_client_response_head,
+// write_plugin_reply, write_error_response, parsed back by the stream seam): the same filter (hop-by-hop
+// fields and fields named in Connection dropped, Content-Length kept), names in lower case, no framing
+// fields (Transfer-Encoding, Connection). Appends (name, value) pairs to `out`.
+void write_h2_response_fields(std::vector<std::pair<std::string, std::string>>& out,
+                              const http::ResponseHead& response);
 
 // A complete response made by a plugin (RequestContext::respond), with the response phase's edits applied.
 void write_plugin_reply(std::string& out, const plugins::Reply& reply, const plugins::ResponseEdits* edits,

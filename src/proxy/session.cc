@@ -20,9 +20,11 @@
 #include "base/log.h"
 #include "http/path.h"
 #include "plugins/consumers.h"
+#include "proxy/h2_connection.h"
 #include "proxy/worker.h"
 #include "snapshot/snapshot.h"
 #include "tls/cert_store.h"
+#include "tls/request_check.h"
 #include "tls/server_context.h"
 
 namespace portico::proxy {
@@ -49,13 +51,17 @@ constexpr size_t kLingerMaxBytes = 16 * 1024 * 1024;            // ends once thi
 // make Portico read for nothing. Beyond it: 400 and close.
 constexpr size_t kMaxEmptyLineBytes = 256;
 
+// RFC 9113 3.4: what an h2c client with prior knowledge sends first.
+constexpr std::string_view kH2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
 int status_class(int status) {
   int c = status / 100 - 1;
   return c < 0 ? 0 : (c > 4 ? 4 : c);
 }
 }  // namespace
 
-Session::Session(Worker& worker, asio::ip::tcp::socket socket, tls::ServerContext* tls)
+Session::Session(Worker& worker, asio::ip::tcp::socket socket, tls::ServerContext* tls,
+                 const asio::ip::tcp::endpoint* peer)
     : worker_(worker),
       client_(std::move(socket)),
       tls_(tls),
@@ -71,7 +77,11 @@ Session::Session(Worker& worker, asio::ip::tcp::socket socket, tls::ServerContex
   client_.socket().set_option(asio::ip::tcp::no_delay(true), ec);
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;
-  if (::getpeername(client_.socket().native_handle(), reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
+  if (peer != nullptr && peer->size() <= sizeof ss) {
+    std::memcpy(&ss, peer->data(), peer->size());
+    client_ip_ = router::IpAddress::from_sockaddr(reinterpret_cast<sockaddr*>(&ss));
+    client_ip_len_ = client_ip_.format(client_ip_text_);
+  } else if (::getpeername(client_.socket().native_handle(), reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
     client_ip_ = router::IpAddress::from_sockaddr(reinterpret_cast<sockaddr*>(&ss));
     client_ip_len_ = client_ip_.format(client_ip_text_);
   }
@@ -79,6 +89,9 @@ Session::Session(Worker& worker, asio::ip::tcp::socket socket, tls::ServerContex
   if (tls_ != nullptr) {
     client_.enable_tls(tls_->context());
     match_.tls = true;
+    secure_ = true;
+  } else {
+    h2c_possible_ = opt.h2c;
   }
   plugin_ctx_.worker = worker_.index();
   plugin_ctx_.waiter = &plugin_waiter_;
@@ -87,7 +100,34 @@ Session::Session(Worker& worker, asio::ip::tcp::socket socket, tls::ServerContex
   worker_.metrics().connections_total.add();
 }
 
+Session::Session(Worker& worker, std::shared_ptr<H2Stream> stream, const ConnectionInfo& connection,
+                 std::string head)
+    : worker_(worker),
+      client_(asio::ip::tcp::socket(worker.context()), std::move(stream)),
+      timer_(worker.context()),
+      delay_timer_(worker.context()) {
+  timer_.expires_at(Clock::time_point::max());
+  const Options& opt = worker_.options();
+  limits_.max_head_size = opt.max_header_size;
+  limits_.max_target_size = opt.max_target_size;
+  stream_mode_ = true;
+  secure_ = connection.tls;
+  match_.tls = connection.tls;
+  client_ip_ = connection.client_ip;
+  client_ip_len_ = std::min(connection.client_ip_text.size(), sizeof client_ip_text_ - 1);
+  std::memcpy(client_ip_text_, connection.client_ip_text.data(), client_ip_len_);
+  tls_sni_ = connection.sni;
+  ssl_client_s_dn_ = connection.ssl_client_s_dn;
+  ssl_client_verify_ = connection.ssl_client_verify;
+  in_.assign(head.begin(), head.end());
+  in_end_ = in_.size();
+  if (in_.size() < kInitialBuffer) in_.resize(kInitialBuffer);
+  plugin_ctx_.worker = worker_.index();
+  plugin_ctx_.waiter = &plugin_waiter_;
+}
+
 Session::~Session() {
+  if (stream_mode_) return;  // its H2Connection's session is the one the worker counts
   worker_.metrics().connections_open.sub();
   worker_.remove_session(this);
 }
@@ -101,7 +141,9 @@ void Session::start() {
 }
 
 void Session::on_drain() {
-  if (idle_) {
+  if (h2_) {
+    h2_->on_drain();
+  } else if (idle_) {
     force_close();
   } else if (lingering_) {
     // Shutdown wins over the linger's full bounds, but not at once: a response just sent still gets its
@@ -112,11 +154,12 @@ void Session::on_drain() {
 }
 
 void Session::force_close() {
+  if (h2_) h2_->force_close();
   boost::system::error_code ec;
   delay_timer_.cancel();
   client_.close(ec);
   if (upstream_) upstream_->socket.close(ec);
-  if (h2_) h2_->interrupt();
+  if (h2up_) h2up_->interrupt();
 }
 
 void Session::arm_until(Clock::time_point deadline, Guard guard) {
@@ -176,19 +219,30 @@ awaitable<bool> Session::tls_handshake() {
 }
 
 bool Session::client_verified_for_host(const snapshot::Snapshot& snap) const {
-  // The handshake chose its certificate (and whether to ask for a client one) by SNI; routing goes by Host.
-  // When the Host's ssl requires a client certificate, it must be the one the handshake was made under
-  // (same name) and the certificate verified, else a client certificate-less SNI could reach its routes
-  // (APISIX verify_https_client: 400).
-  const tls::CertEntry* entry = snap.tls ? snap.tls->find(request_.host) : nullptr;
-  if (entry == nullptr || !entry->client_ca) return true;
-  std::string_view host = request_.host;
-  if (!host.empty() && host.back() == '.') host.remove_suffix(1);
-  if (host == tls_sni_ && std::strcmp(ssl_client_verify_, "SUCCESS") == 0) return true;
+  // The handshake chose its certificate (and whether to ask for a client one) by SNI; routing goes by Host
+  // (APISIX verify_https_client: 400). tls/request_check.h has the rules.
+  const tls::RequestTls state{tls_sni_, worker_.options().tls_default_sni,
+                              std::strcmp(ssl_client_verify_, "SUCCESS") == 0};
+  std::string normalized;
+  const tls::RequestCheck verdict =
+      tls::check_request(snap.tls.get(), state, request_.host, [&]() -> std::string_view {
+        // skip_mtls_uri_regex sees the path routes match (an invalid one is answered 400 right after this
+        // check).
+        return http::normalize_path(request_.path, normalized) == http::PathStatus::normalized
+                   ? std::string_view(normalized)
+                   : request_.path;
+      });
+  if (verdict == tls::RequestCheck::ok) return true;
   // A client can send this at request rate: throttled.
   static thread_local ::portico::log::Throttle throttle;
   uint64_t suppressed = 0;
-  if (throttle.due(suppressed)) {
+  if (!throttle.due(suppressed)) return false;
+  if (verdict == tls::RequestCheck::no_certificate) {
+    PORTICO_LOG(warn,
+                "client certificate was not present, path \"%.*s\": 400 (%llu similar answers not logged)",
+                static_cast<int>(request_.path.size()), request_.path.data(),
+                static_cast<unsigned long long>(suppressed));
+  } else {
     PORTICO_LOG(warn,
                 "client certificate verified with SNI \"%s\", but the host is \"%.*s\": 400 (%llu similar "
                 "answers not logged)",
@@ -196,6 +250,25 @@ bool Session::client_verified_for_host(const snapshot::Snapshot& snap) const {
                 static_cast<unsigned long long>(suppressed));
   }
   return false;
+}
+
+awaitable<void> Session::serve_h2(std::string_view initial) {
+  ConnectionInfo info;
+  info.client_ip = client_ip_;
+  info.client_ip_text.assign(client_ip_text_, client_ip_len_);
+  info.tls = secure_;
+  info.sni = tls_sni_;
+  info.ssl_client_s_dn = ssl_client_s_dn_;
+  info.ssl_client_verify = ssl_client_verify_;
+  idle_ = false;
+  h2_ = std::make_shared<H2Connection>(worker_, client_, std::move(info));
+  std::shared_ptr<H2Connection> h2 = h2_;
+  co_await h2->run(initial);
+  if (h2->linger_wanted()) {
+    // As after an HTTP/1.1 response the client may still be sending: run()'s caller lingers.
+    response_started_ = true;
+    request_body_done_ = false;
+  }
 }
 
 awaitable<void> Session::run() {
@@ -206,15 +279,26 @@ awaitable<void> Session::run() {
     client_.close(ec);
     co_return;
   }
-  while (true) {
-    if (!co_await read_request_head()) break;
+  bool h2 = false;
+  if (tls_ready_ && worker_.options().http2) {
+    const unsigned char* proto = nullptr;
+    unsigned int len = 0;
+    SSL_get0_alpn_selected(client_.ssl(), &proto, &len);
+    h2 = len == 2 && proto[0] == 'h' && proto[1] == '2';
+  }
+  if (h2) co_await serve_h2({});
+  while (!h2) {
+    if (!co_await read_request_head()) {
+      if (h2c_preface_) co_await serve_h2(std::string_view(in_.data() + in_begin_, client_buffered()));
+      break;
+    }
     idle_ = false;
     bool keep = co_await handle_request();
     // Every path through handle_request ends in finish_request, which gives leases back after the log
     // phase; this only catches one that did not, while the plugins holding them are still pinned.
     plugin_ctx_.release_leases(-1);
     pinned_.reset();
-    if (!keep || worker_.draining()) break;
+    if (!keep || worker_.draining() || stream_mode_) break;
     consume_client(request_.head_size + body_from_in_);
     if (!leftover_.empty()) {
       // Bytes read past the end of a chunked body: the start of the next pipelined request.
@@ -237,13 +321,14 @@ awaitable<void> Session::run() {
   if (client_may_still_send()) co_await linger();
   alive_ = false;
   timer_.cancel();
-  client_.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+  if (!client_gone_) client_.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
   client_.close(ec);
 }
 
 bool Session::client_may_still_send() {
   // Only a close that follows a response needs care; the client's own close, or its stall, ends it anyway.
-  if (!response_started_ || client_gone_ || !client_.is_open()) return false;
+  // An HTTP/2 stream has no socket of its own: its connection goes on.
+  if (stream_mode_ || !response_started_ || client_gone_ || !client_.is_open()) return false;
   if (!request_body_done_ || !leftover_.empty()) return true;
   // Pipelined bytes behind the request (in the buffer, or still in the kernel's).
   if (client_buffered() > request_.head_size + body_from_in_) return true;
@@ -301,6 +386,19 @@ awaitable<bool> Session::read_request_head() {
   // response).
   Clock::time_point head_deadline = Clock::time_point::max();
   while (true) {
+    bool partial_preface = false;
+    if (h2c_possible_) {
+      // The h2c preface (prior knowledge) can only be the connection's very first bytes.
+      const size_t k = std::min(client_buffered(), kH2Preface.size());
+      if (std::memcmp(in_.data() + in_begin_, kH2Preface.data(), k) != 0) {
+        h2c_possible_ = false;
+      } else if (k == kH2Preface.size()) {
+        h2c_preface_ = true;
+        co_return false;
+      } else {
+        partial_preface = k > 0;
+      }
+    }
     if (!head_started) {
       while (client_buffered() >= 2 && in_[in_begin_] == '\r' && in_[in_begin_ + 1] == '\n') {
         consume_client(2);
@@ -320,9 +418,10 @@ awaitable<bool> Session::read_request_head() {
     }
     // A head can only complete (or newly fail) on a line end; a client trickling bytes without one costs
     // no re-parse.
-    if (fresh > 0 && std::memchr(in_.data() + in_end_ - fresh, '\n', fresh) != nullptr) {
+    if (!partial_preface && fresh > 0 && std::memchr(in_.data() + in_end_ - fresh, '\n', fresh) != nullptr) {
       http::ParseResult r = http::parse_request(in_.data() + in_begin_, client_buffered(), limits_, request_);
       if (r.status == http::ParseStatus::complete) {
+        h2c_possible_ = false;
         idle_ = false;
         co_return true;
       }
@@ -362,6 +461,8 @@ awaitable<bool> Session::read_request_head() {
         co_await client_.async_read_some(asio::buffer(in_.data() + in_end_, in_.size() - in_end_), nothrow);
     disarm();
     if (ec || n == 0) {
+      // A reset connection takes no close_notify nor shutdown (each would only fail, a syscall each).
+      if (ec == asio::error::connection_reset || ec == asio::error::broken_pipe) client_gone_ = true;
       if (timed_out_ && head_started) {
         timed_out_ = false;
         // The client started a request and did not finish its head in time: tell it why (RFC 9110
@@ -399,7 +500,7 @@ awaitable<bool> Session::handle_request() {
   }
   const snapshot::Snapshot& snap = *pinned_->snapshot;
 
-  if (tls_ != nullptr && !client_verified_for_host(snap)) {
+  if (secure_ && !client_verified_for_host(snap)) {
     bool keep = co_await send_error(400, "400 Bad Request", close_after_ || !request_body_done_);
     finish_request(400, nullptr);
     co_return keep;
@@ -493,9 +594,9 @@ awaitable<bool> Session::run_plugins(const snapshot::Snapshot& snap, const snaps
   ctx.path = path;
   ctx.client_ip = client_ip_;
   ctx.client_ip_text = std::string_view(client_ip_text_, client_ip_len_);
-  ctx.tls = tls_ != nullptr;
+  ctx.tls = secure_;
   ctx.ssl_client_s_dn = ssl_client_s_dn_;
-  ctx.ssl_client_verify = tls_ != nullptr ? std::string_view(ssl_client_verify_) : std::string_view();
+  ctx.ssl_client_verify = secure_ ? std::string_view(ssl_client_verify_) : std::string_view();
   ctx.route_id = route.spec->id;
   ctx.route_name = route.spec->name;
   ctx.service_id = route.spec->service_id;
@@ -631,6 +732,12 @@ void Session::start_request_bookkeeping() {
   upstream_ip_ = {};
   bytes_sent_ = 0;
   body_bytes_read_ = 0;
+  if (h2_body_.started) {
+    std::string replay = std::move(h2_body_.replay);
+    replay.clear();
+    h2_body_ = H2Body{};
+    if (replay.capacity() <= kH2ReplayLimit) h2_body_.replay = std::move(replay);  // keep its allocation
+  }
 }
 
 void Session::finish_request(int status, const snapshot::RouteRuntime* route) {
@@ -666,7 +773,8 @@ void Session::finish_request(int status, const snapshot::RouteRuntime* route) {
   rec.upstream_status = upstream_status_;
   rec.bytes_sent = bytes_sent_;
   rec.request_time = seconds;
-  if (tls_ != nullptr) {
+  if (stream_mode_) rec.protocol = "HTTP/2.0";
+  if (secure_) {
     rec.tls = true;
     rec.ssl_client_s_dn = ssl_client_s_dn_;
     rec.ssl_client_verify = ssl_client_verify_;

@@ -44,11 +44,20 @@ namespace portico::proxy {
 
 class Worker;
 struct PinnedSnapshot;
+class H2Connection;
+struct ConnectionInfo;
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
   // `tls`: the listener's TLS context when the connection came from the TLS listener, else null.
-  Session(Worker& worker, boost::asio::ip::tcp::socket socket, tls::ServerContext* tls = nullptr);
+  // `peer`: the client's address as accept returned it (null: asked of the socket).
+  Session(Worker& worker, boost::asio::ip::tcp::socket socket, tls::ServerContext* tls = nullptr,
+          const boost::asio::ip::tcp::endpoint* peer = nullptr);
+  // Stream mode: one HTTP/2 request stream. `head` is the request as an HTTP/1.1 head (h2_connection.cc); the
+  // body and the response go through `stream`. One request, then the session ends. Not tracked by the
+  // worker as a connection: its H2Connection is.
+  Session(Worker& worker, std::shared_ptr<H2Stream> stream, const ConnectionInfo& connection,
+          std::string head);
   ~Session();
 
   void start();
@@ -90,6 +99,9 @@ class Session : public std::enable_shared_from_this<Session> {
   // The TLS handshake, under --tls-handshake-timeout, with the certificates of the worker's newest snapshot.
   // False: close (counted and logged at debug, never per connection above that).
   boost::asio::awaitable<bool> tls_handshake();
+  // The connection speaks HTTP/2 (ALPN h2, or the h2c preface): an H2Connection serves it from here on;
+  // `initial` holds the bytes already read.
+  boost::asio::awaitable<void> serve_h2(std::string_view initial);
   // Lingering close (nginx's lingering_close, RFC 9112 9.6): after the last response, half-close and read
   // and drop what the client still sends, within time and byte bounds, so that closing with its bytes unread
   // does not send a reset that destroys the response before the client read it.
@@ -126,6 +138,9 @@ class Session : public std::enable_shared_from_this<Session> {
   boost::asio::awaitable<Failure> try_h2_node(Attempt& attempt);
   bool h2_request_fields(Attempt& attempt, http2::Fields& fields);
   boost::asio::awaitable<bool> send_h2_body();
+  // The next piece of the request body, decoded (a view valid until the next call): 1 a piece, 0 the end,
+  // -1 an error (client_error_ / client_gone_ set). Resumable across tries (h2_body_).
+  boost::asio::awaitable<int> next_h2_body_piece(std::string_view& piece);
   boost::asio::awaitable<bool> relay_h2_response(Attempt& attempt);
   // HTTP/1.1 clients: the trailers as a chunked trailer section (with the last chunk).
   boost::asio::awaitable<bool> write_client_trailers(const http2::Fields& trailers);
@@ -164,8 +179,9 @@ class Session : public std::enable_shared_from_this<Session> {
   static Clock::time_point deadline_in(double seconds) {
     return Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
   }
-  // TLS listener: false when the Host's ssl asks for a client certificate that this connection's handshake
-  // (made for another SNI, or unverified) did not check; the request is then answered 400.
+  // TLS listener (both codecs): false when the Host's ssl asks for a client certificate that this
+  // connection's handshake (made for another SNI, or unverified) did not check, unless the ssl's
+  // skip_mtls_uri_regex lets the path through (tls/request_check.h); the request is then answered 400.
   bool client_verified_for_host(const snapshot::Snapshot& snap) const;
   void arm(double seconds, Guard guard) { arm_until(deadline_in(seconds), guard); }
   void arm_until(Clock::time_point deadline, Guard guard);
@@ -180,8 +196,13 @@ class Session : public std::enable_shared_from_this<Session> {
   Worker& worker_;
   ClientStream client_;
   tls::ServerContext* tls_ = nullptr;
-  bool tls_ready_ = false;       // the handshake completed: close_notify is due at the end
-  std::string ssl_client_s_dn_;  // the client certificate's subject (mTLS), for plugins and the log
+  bool secure_ = false;               // the client connection is TLS (this one, or the HTTP/2 connection's)
+  bool stream_mode_ = false;          // one HTTP/2 stream (the second constructor)
+  bool h2c_possible_ = false;         // plain listener, --h2c on, nothing read yet that rules out the preface
+  bool h2c_preface_ = false;          // the connection began with the HTTP/2 preface
+  std::shared_ptr<H2Connection> h2_;  // the connection speaks HTTP/2
+  bool tls_ready_ = false;            // the handshake completed: close_notify is due at the end
+  std::string ssl_client_s_dn_;       // the client certificate's subject (mTLS), for plugins and the log
   const char* ssl_client_verify_ = "NONE";
   std::string tls_sni_;  // the handshake's SNI, lower case, without a trailing dot; empty when none was sent
   boost::asio::steady_timer timer_;
@@ -217,8 +238,23 @@ class Session : public std::enable_shared_from_this<Session> {
   std::shared_ptr<PinnedSnapshot> pinned_;
   std::unique_ptr<UpstreamConnection> upstream_;
   std::string tls_pool_key_;  // scheme https: the pool key of the node, context and SNI of this try
-  std::unique_ptr<H2UpstreamStream> h2_;                        // scheme grpc / grpcs: the stream of this try
+  std::unique_ptr<H2UpstreamStream> h2up_;                      // scheme grpc / grpcs: the stream of this try
   Clock::time_point grpc_deadline_ = Clock::time_point::max();  // the call's grpc-timeout, when it has one
+  // The request body as the h2 tries read it: where the reader is, and what it took so far (up to
+  // kH2ReplayLimit), which a retry sends again. Reset per request (start_request_bookkeeping).
+  struct H2Body {
+    bool started = false;
+    const char* data = nullptr;  // input being decoded: in_ after the head, then up_
+    size_t len = 0;
+    size_t used = 0;
+    bool from_in = true;
+    uint64_t left = 0;   // Content-Length bytes not read yet
+    uint64_t total = 0;  // chunked: payload bytes so far (max body size)
+    std::string replay;
+    bool replay_overflow = false;
+  };
+  static constexpr size_t kH2ReplayLimit = 64 * 1024;
+  H2Body h2_body_;
 
   // Per-request bookkeeping for logs and metrics.
   Clock::time_point request_start_;

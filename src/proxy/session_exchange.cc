@@ -262,11 +262,20 @@ awaitable<Session::Failure> Session::try_node(Attempt& a) {
       bool was_timeout = timed_out_;
       timed_out_ = false;
       upstream_.reset();
-      if (client_error_ || client_gone_) co_return Failure::client;
+      if (client_error_ || client_gone_ || !client_.is_open()) {
+        client_gone_ = client_gone_ || !client_.is_open();
+        co_return Failure::client;
+      }
       if (a.reused && !body_streamed_ && !was_timeout) continue;
       co_return was_timeout ? Failure::timeout : Failure::send;
     }
     Failure f = co_await read_response_head(a);
+    if (f != Failure::none && !client_.is_open()) {
+      // The client went away (an HTTP/2 stream reset, force_close): no retry, nobody to answer.
+      client_gone_ = true;
+      upstream_.reset();
+      co_return Failure::client;
+    }
     if (f == Failure::reset && a.reused && !body_streamed_) {
       upstream_.reset();
       continue;
@@ -353,7 +362,7 @@ awaitable<bool> Session::send_request(Attempt& a) {
     if (!edits.empty()) p.edits = &edits;
   }
   p.client_ip = std::string_view(client_ip_text_, client_ip_len_);
-  p.tls = tls_ != nullptr;
+  p.tls = secure_;
   p.body = request_.framing == http::BodyFraming::chunked          ? OutFraming::chunked
            : request_.framing == http::BodyFraming::content_length ? OutFraming::content_length
                                                                    : OutFraming::none;

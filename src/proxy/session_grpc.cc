@@ -104,8 +104,8 @@ awaitable<Session::Failure> Session::try_h2_node(Attempt& a) {
   if (!h2_request_fields(a, fields)) co_return Failure::bad_response;
   const bool has_body = request_.framing != http::BodyFraming::none;
   H2OpenError error = H2OpenError::none;
-  h2_ = co_await worker_.h2_pool().open(t, fields, !has_body, error);
-  if (!h2_) {
+  h2up_ = co_await worker_.h2_pool().open(t, fields, !has_body, error);
+  if (!h2up_) {
     switch (error) {
       case H2OpenError::connect_timeout:
         co_return Failure::connect_timeout;
@@ -122,140 +122,172 @@ awaitable<Session::Failure> Session::try_h2_node(Attempt& a) {
   const std::optional<double> grpc_timeout = http2::grpc::parse_timeout(request_.find("grpc-timeout"));
   grpc_deadline_ = grpc_timeout ? deadline_in(*grpc_timeout) : Clock::time_point::max();
   if (has_body && !co_await send_h2_body()) {
-    const http2::ClientStream& s = h2_->state();
+    const http2::ClientStream& s = h2up_->state();
     if (client_error_ || client_gone_) {
-      h2_.reset();  // RST_STREAM CANCEL
+      h2up_.reset();  // RST_STREAM CANCEL
       co_return Failure::client;
     }
     // The node refused the stream or ended it early: what it answered (if anything) is relayed below.
     if (!s.head_ready && s.closed) {
-      const bool unprocessed = s.unprocessed && !body_streamed_;
-      h2_.reset();
+      const bool unprocessed = s.unprocessed && !h2_body_.replay_overflow;
+      h2up_.reset();
       co_return unprocessed ? Failure::connect : Failure::reset;
     }
   }
   const Clock::time_point head_deadline = std::min(deadline_in(a.timeout->read), grpc_deadline_);
-  H2UpstreamStream::Wait w = co_await h2_->wait_head(head_deadline);
+  H2UpstreamStream::Wait w = co_await h2up_->wait_head(head_deadline);
   if (w != H2UpstreamStream::Wait::ready) {
-    const http2::ClientStream& s = h2_->state();
+    const http2::ClientStream& s = h2up_->state();
     // Not processed by the node (REFUSED_STREAM, above a GOAWAY's last stream id): nothing reached its
     // application, so the request may go to another node like after a failed connect, if its body can be
-    // sent again (not streamed from the client yet).
-    const bool unprocessed = w == H2UpstreamStream::Wait::closed && s.unprocessed && !body_streamed_;
-    h2_.reset();
+    // sent again (all of it so far is in the replay buffer).
+    const bool unprocessed =
+        w == H2UpstreamStream::Wait::closed && s.unprocessed && !h2_body_.replay_overflow;
+    h2up_.reset();
     if (w == H2UpstreamStream::Wait::timeout) co_return Failure::timeout;
     if (w == H2UpstreamStream::Wait::interrupted) co_return Failure::client;
     co_return unprocessed ? Failure::connect : Failure::reset;
   }
-  upstream_status_ = h2_->state().status;
+  upstream_status_ = h2up_->state().status;
   bool ok = co_await relay_h2_response(a);
   upstream_seconds_ = std::chrono::duration<double>(Clock::now() - a.sent_at).count();
-  h2_.reset();
+  h2up_.reset();
   response_.header_count = 0;  // its views pointed into the stream's fields
   if (!ok) close_after_ = true;
   co_return Failure::none;
 }
 
-awaitable<bool> Session::send_h2_body() {
-  const Clock::time_point deadline = std::min(deadline_in(upstream_send_timeout_), grpc_deadline_);
-  if (request_.framing == http::BodyFraming::content_length) {
-    const char* start = in_.data() + in_begin_ + request_.head_size;
-    const size_t after_head = client_buffered() - request_.head_size;
-    const size_t first = static_cast<size_t>(std::min<uint64_t>(after_head, request_.content_length));
-    body_from_in_ = first;
-    body_bytes_read_ = first;
-    if (first > 0 && !co_await h2_->write(std::string_view(start, first), deadline)) co_return false;
-    uint64_t remaining = request_.content_length - first;
-    if (remaining > 0) {
-      if (!co_await send_continue()) {
-        client_gone_ = true;
-        co_return false;
+awaitable<int> Session::next_h2_body_piece(std::string_view& piece) {
+  H2Body& b = h2_body_;
+  if (request_body_done_ && b.started) co_return 0;
+  const size_t head = request_.head_size;
+  if (!b.started) {
+    b.started = true;
+    b.data = in_.data() + in_begin_ + head;
+    b.len = client_buffered() - head;
+    b.used = 0;
+    b.from_in = true;
+    body_bytes_read_ = 0;
+    if (request_.framing == http::BodyFraming::content_length) {
+      b.left = request_.content_length;
+      const size_t first = static_cast<size_t>(std::min<uint64_t>(b.len, b.left));
+      body_from_in_ = first;
+      body_bytes_read_ = first;
+      b.left -= first;
+      request_body_done_ = b.left == 0;
+      if (first > 0) {
+        piece = std::string_view(b.data, first);
+        co_return 1;
       }
-      body_streamed_ = true;
+    } else {
+      decoder_.reset();
+      request_body_done_ = false;
     }
-    while (remaining > 0) {
-      const size_t want = static_cast<size_t>(std::min<uint64_t>(remaining, up_.size()));
-      arm(worker_.options().header_timeout, Guard::client);
-      auto [ec, n] = co_await client_.async_read_some(asio::buffer(up_.data(), want), nothrow);
-      disarm();
-      if (ec || n == 0) {
-        client_gone_ = true;
-        close_after_ = true;
-        co_return false;
-      }
-      body_bytes_read_ += n;
-      remaining -= n;
-      if (!co_await h2_->write(std::string_view(up_.data(), n),
-                               std::min(deadline_in(upstream_send_timeout_), grpc_deadline_)))
-        co_return false;
-    }
-    request_body_done_ = true;
-    co_return h2_->finish();
   }
-  // Chunked (an HTTP/1.1 client without Content-Length): decoded, sent as DATA.
-  decoder_.reset();
-  body_bytes_read_ = 0;
-  uint64_t total = 0;
-  const char* data = in_.data() + in_begin_ + request_.head_size;
-  size_t len = client_buffered() - request_.head_size;
-  bool from_in = true;
-  while (true) {
-    std::string_view input(data, len);
-    size_t used = 0;
-    while (used < input.size() || !decoder_.done()) {
-      http::ChunkedDecoder::Step step = decoder_.next(input.substr(used));
-      used += step.consumed;
-      if (step.status == http::ChunkedDecoder::Status::error) {
-        client_error_ = 400;
-        close_after_ = true;
-        co_return false;
-      }
-      if (step.status == http::ChunkedDecoder::Status::data) {
-        total += step.data.size();
-        if (max_body_ >= 0 && total > static_cast<uint64_t>(max_body_)) {
-          client_error_ = 413;
-          close_after_ = true;
-          co_return false;
-        }
-        if (!co_await h2_->write(step.data, std::min(deadline_in(upstream_send_timeout_), grpc_deadline_)))
-          co_return false;
-        continue;
-      }
-      break;  // done or need more
-    }
-    body_bytes_read_ += used;
-    if (decoder_.done()) {
-      if (from_in) {
-        body_from_in_ = used;
-      } else {
-        body_from_in_ = client_buffered() - request_.head_size;
-        leftover_.assign(data + used, len - used);
-      }
+  if (request_.framing == http::BodyFraming::content_length) {
+    if (b.left == 0) {
       request_body_done_ = true;
-      co_return h2_->finish();
+      co_return 0;
     }
     if (!co_await send_continue()) {
       client_gone_ = true;
-      co_return false;
+      co_return -1;
     }
     body_streamed_ = true;
-    from_in = false;
+    const size_t want = static_cast<size_t>(std::min<uint64_t>(b.left, up_.size()));
+    arm(worker_.options().header_timeout, Guard::client);
+    auto [ec, n] = co_await client_.async_read_some(asio::buffer(up_.data(), want), nothrow);
+    disarm();
+    if (ec || n == 0) {
+      client_gone_ = true;
+      close_after_ = true;
+      co_return -1;
+    }
+    body_bytes_read_ += n;
+    b.left -= n;
+    request_body_done_ = b.left == 0;
+    piece = std::string_view(up_.data(), n);
+    co_return 1;
+  }
+  // Chunked (an HTTP/1.1 client without Content-Length, or an HTTP/2 client's body: h2_stream.h): decoded.
+  while (true) {
+    http::ChunkedDecoder::Step step = decoder_.next(std::string_view(b.data + b.used, b.len - b.used));
+    b.used += step.consumed;
+    body_bytes_read_ += step.consumed;
+    switch (step.status) {
+      case http::ChunkedDecoder::Status::error:
+        client_error_ = 400;
+        close_after_ = true;
+        co_return -1;
+      case http::ChunkedDecoder::Status::data:
+        b.total += step.data.size();
+        if (max_body_ >= 0 && b.total > static_cast<uint64_t>(max_body_)) {
+          client_error_ = 413;
+          close_after_ = true;
+          co_return -1;
+        }
+        piece = step.data;
+        co_return 1;
+      case http::ChunkedDecoder::Status::done:
+        if (b.from_in) {
+          body_from_in_ = b.used;
+        } else {
+          body_from_in_ = client_buffered() - head;
+          leftover_.assign(b.data + b.used, b.len - b.used);  // the next pipelined request
+        }
+        request_body_done_ = true;
+        co_return 0;
+      case http::ChunkedDecoder::Status::need_more:
+        break;
+    }
+    if (!co_await send_continue()) {
+      client_gone_ = true;
+      co_return -1;
+    }
+    body_streamed_ = true;
+    b.from_in = false;
     arm(worker_.options().header_timeout, Guard::client);
     auto [ec, n] = co_await client_.async_read_some(asio::buffer(up_.data(), up_.size()), nothrow);
     disarm();
     if (ec || n == 0) {
       client_gone_ = true;
       close_after_ = true;
-      co_return false;
+      co_return -1;
     }
-    data = up_.data();
-    len = n;
+    b.data = up_.data();
+    b.len = n;
+    b.used = 0;
   }
 }
 
+awaitable<bool> Session::send_h2_body() {
+  H2Body& b = h2_body_;
+  auto deadline = [&] { return std::min(deadline_in(upstream_send_timeout_), grpc_deadline_); };
+  // A retry first sends again what earlier tries took from the client.
+  if (!b.replay.empty() && !co_await h2up_->write(b.replay, deadline())) co_return false;
+  while (true) {
+    std::string_view piece;
+    const int r = co_await next_h2_body_piece(piece);
+    if (r < 0) co_return false;
+    if (r == 0) break;
+    // Kept for a retry on another node while it is small (Envoy keeps a retry buffer the same way); a body
+    // larger than that cannot be replayed, and a refused stream is then an error like any other.
+    if (!b.replay_overflow) {
+      if (b.replay.size() + piece.size() <= kH2ReplayLimit) {
+        b.replay.append(piece);
+      } else {
+        b.replay_overflow = true;
+        std::string().swap(b.replay);
+      }
+    }
+    if (!co_await h2up_->write(piece, deadline())) co_return false;
+  }
+  co_return h2up_->finish();
+}
+
 awaitable<bool> Session::relay_h2_response(Attempt& a) {
-  const http2::ClientStream& s = h2_->state();
-  // The node's head as an HTTP/1.1 response head (views into the stream's fields, alive as long as h2_), so
+  const http2::ClientStream& s = h2up_->state();
+  // The node's head as an HTTP/1.1 response head (views into the stream's fields, alive as long as h2up_), so
   // the plugins' response phase and the head writer see it like any other.
   http::ResponseHead& head = response_;
   head = http::ResponseHead{};
@@ -280,27 +312,40 @@ awaitable<bool> Session::relay_h2_response(Attempt& a) {
     if (!plugin_ctx_.response.empty()) cp.edits = &plugin_ctx_.response;
     if (plugin_ctx_.response.has_body) plugin_ctx_.response.has_body = false;
   }
-  cp.body = http10 ? OutFraming::until_close : OutFraming::chunked;
-  if (http10) close_after_ = true;
+  // A head that ended the stream (gRPC's trailers-only response: the status is in the head) is relayed as
+  // one: an empty body by Content-Length, which an HTTP/2 client receives as a single HEADERS with
+  // END_STREAM. Relayed chunked, the client would see DATA after a status and fail the call.
+  const bool headers_only = s.remote_ended && s.data.empty() && !s.trailers_ready;
+  if (headers_only) {
+    if (head.header_count == http::kMaxHeaders) co_return false;
+    head.framing = http::BodyFraming::content_length;
+    head.content_length = 0;
+    head.headers[head.header_count++] = http::Header{"content-length", "0"};
+    cp.body = OutFraming::content_length;
+  } else {
+    cp.body = http10 ? OutFraming::until_close : OutFraming::chunked;
+    if (http10) close_after_ = true;
+  }
   cp.close = close_after_;
   cp.http10 = http10;
   write_client_response_head(head_out_, head, cp);
   if (!co_await write_client(bufs(asio::buffer(head_out_)))) {
-    h2_->reset();
+    h2up_->reset();
     co_return false;
   }
+  if (headers_only) co_return true;
   const bool chunked = !http10;
   while (true) {
     const Clock::time_point deadline = std::min(deadline_in(a.timeout->read), grpc_deadline_);
-    H2UpstreamStream::Wait w = co_await h2_->wait_data(deadline);
+    H2UpstreamStream::Wait w = co_await h2up_->wait_data(deadline);
     if (w == H2UpstreamStream::Wait::ready) {
       if (!s.data.empty()) {
         const size_t n = s.data.size();
         if (!co_await write_client_body(s.data, chunked)) {
-          h2_->reset();
+          h2up_->reset();
           co_return false;
         }
-        h2_->consume(n);
+        h2up_->consume(n);
         continue;
       }
       // END_STREAM: the trailers (HTTP/1.1: a chunked trailer section).
@@ -310,7 +355,7 @@ awaitable<bool> Session::relay_h2_response(Attempt& a) {
     // Reset by the node, its connection lost, a deadline. A gRPC response ends with a status the client
     // understands (UNAVAILABLE, or DEADLINE_EXCEEDED), as trailers after the messages already relayed; any
     // other response is cut (HTTP/2: RST_STREAM; HTTP/1.1: no last chunk).
-    h2_->reset();
+    h2up_->reset();
     if (w == H2UpstreamStream::Wait::interrupted || !grpc_response || !chunked) co_return false;
     const bool expired = w == H2UpstreamStream::Wait::timeout && Clock::now() >= grpc_deadline_;
     const int code = expired ? http2::grpc::kDeadlineExceeded : http2::grpc::kUnavailable;
@@ -326,6 +371,12 @@ awaitable<bool> Session::relay_h2_response(Attempt& a) {
 
 awaitable<bool> Session::write_client_trailers(const http2::Fields& trailers) {
   std::string& out = chunk_line_;
+  if (H2Stream* stream = client_.h2()) {
+    // HTTP/2 client: END_STREAM carries them (HEADERS), sent when the translation sees the last chunk.
+    stream->set_trailers(trailers);
+    out = "0\r\n\r\n";
+    co_return co_await write_client(bufs(asio::buffer(out)));
+  }
   out = "0\r\n";
   for (const http2::Field& f : trailers) {
     out += f.name;

@@ -76,23 +76,26 @@ void Worker::publish(std::shared_ptr<const snapshot::Snapshot> snapshot) {
 }
 
 void Worker::accept_next(Listener& l) {
-  l.acceptor.async_accept([this, &l](const boost::system::error_code& ec, asio::ip::tcp::socket socket) {
-    if (ec) {
-      if (ec == asio::error::operation_aborted || !l.acceptor.is_open()) return;
-      if (base::classify_accept_error(ec) == base::AcceptError::connection) {
-        // One connection failed (reset before it was taken, ...): nothing to wait for.
-        accept_next(l);
-      } else {
-        // Out of a resource, or an error that retrying at once would only repeat (EINVAL, EBADF, ...): a
-        // growing delay, logged once per streak, instead of a spinning core.
-        retry_accept(l, l.backoff.failed(ec));
-      }
-      return;
-    }
-    l.backoff.succeeded();
-    std::make_shared<Session>(*this, std::move(socket), l.tls)->start();
-    accept_next(l);
-  });
+  l.acceptor.async_accept(l.peer,
+                          [this, &l](const boost::system::error_code& ec, asio::ip::tcp::socket socket) {
+                            if (ec) {
+                              if (ec == asio::error::operation_aborted || !l.acceptor.is_open()) return;
+                              if (base::classify_accept_error(ec) == base::AcceptError::connection) {
+                                // One connection failed (reset before it was taken, ...): nothing to wait
+                                // for.
+                                accept_next(l);
+                              } else {
+                                // Out of a resource, or an error that retrying at once would only repeat
+                                // (EINVAL, EBADF, ...): a growing delay, logged once per streak, instead of a
+                                // spinning core.
+                                retry_accept(l, l.backoff.failed(ec));
+                              }
+                              return;
+                            }
+                            l.backoff.succeeded();
+                            std::make_shared<Session>(*this, std::move(socket), l.tls, &l.peer)->start();
+                            accept_next(l);
+                          });
 }
 
 void Worker::retry_accept(Listener& l, std::chrono::milliseconds delay) {

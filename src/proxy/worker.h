@@ -86,6 +86,7 @@ class Worker {
     boost::asio::steady_timer retry;
     base::AcceptBackoff backoff;
     tls::ServerContext* tls = nullptr;
+    boost::asio::ip::tcp::endpoint peer;  // filled by accept(2) itself: no getpeername per connection
   };
   static void bind(boost::asio::ip::tcp::acceptor& acceptor, const boost::asio::ip::tcp::endpoint& endpoint);
   void accept_next(Listener& l);

@@ -208,7 +208,7 @@ int Server::run() {
     std::optional<boost::asio::ip::tcp::endpoint> tls_endpoint;
     if (!opt.listen_tls.empty()) {
       tls_endpoint = base::parse_endpoint(opt.listen_tls);
-      s.tls = std::make_unique<tls::ServerContext>(tls::ServerOptions{opt.tls_default_sni});
+      s.tls = std::make_unique<tls::ServerContext>(tls::ServerOptions{opt.tls_default_sni, opt.http2});
     }
     for (unsigned i = 0; i < workers; ++i) {
       s.workers.push_back(std::make_unique<proxy::Worker>(i, opt, *s.metrics, s.access_log_fd));

@@ -378,9 +378,10 @@ std::shared_ptr<const plugins::ConsumerIndex> build_consumers(
   return index;
 }
 
-std::shared_ptr<const tls::CertStore> build_tls(const std::vector<config::Ssl>& ssls) {
+std::shared_ptr<const tls::CertStore> build_tls(const std::vector<config::Ssl>& ssls,
+                                                const tls::CertStore* previous) {
   std::vector<std::string> problems;
-  auto store = tls::CertStore::build(ssls, &problems);
+  auto store = tls::CertStore::build(ssls, &problems, previous);
   for (const std::string& p : problems) PORTICO_LOG(warn, "ssls: %s", p.c_str());
   return store;
 }

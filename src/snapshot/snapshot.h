@@ -175,8 +175,10 @@ std::shared_ptr<const plugins::ConsumerIndex> build_consumers(
     const std::vector<config::Consumer>& consumers, const std::vector<config::Credential>& credentials,
     const BuildContext& ctx);
 
-// The certificate store of `ssls`; problems (a pair OpenSSL refuses) are logged and leave that ssl out.
-std::shared_ptr<const tls::CertStore> build_tls(const std::vector<config::Ssl>& ssls);
+// The certificate store of `ssls`; problems (a pair OpenSSL refuses) are logged and leave that ssl out. An
+// ssl unchanged since `previous` (the store being replaced) keeps its compiled entry.
+std::shared_ptr<const tls::CertStore> build_tls(const std::vector<config::Ssl>& ssls,
+                                                const tls::CertStore* previous = nullptr);
 
 // A snapshot of one layer built from a validated config.
 std::shared_ptr<const Snapshot> build(config::Config config, std::string hash, std::string source,

@@ -484,7 +484,7 @@ std::shared_ptr<const Snapshot> SnapshotBuilder::build(config::Config config, st
     return nullptr;
   }
   auto consumers = build_consumers(config.consumers, config.credentials, s.context);
-  auto tls_store = build_tls(config.ssls);
+  auto tls_store = build_tls(config.ssls, s.tls.get());
   auto layer = build_layer(std::move(config), s.context, nullptr, error);
   if (!layer) return nullptr;
   s.global_rules = std::move(global_rules);
@@ -754,7 +754,7 @@ SnapshotBuilder::Result SnapshotBuilder::apply(std::span<const ResourceChange> c
   commit(upstreams, s.resources.upstreams);
   commit(consumers, s.resources.consumers);
   commit(ssls, s.resources.ssls);
-  if (!ssls.empty()) s.tls = build_tls(list_models(s.resources.ssls));
+  if (!ssls.empty()) s.tls = build_tls(list_models(s.resources.ssls), s.tls.get());
   commit(global_rules, s.resources.global_rules);
   commit(plugin_configs, s.resources.plugin_configs);
   std::set<std::string> consumers_touched;

@@ -163,6 +163,15 @@ std::string Metrics::render(const std::string& extra) const {
   render_counter(out, "portico_tls_sessions_resumed_total", "counter",
                  "TLS handshakes that resumed a session (ticket).",
                  sum_workers(workers_, [](const WorkerMetrics& w) { return w.tls_resumed.get(); }));
+  render_counter(out, "portico_http2_connections_total", "counter",
+                 "Client connections that spoke HTTP/2 (ALPN h2 or h2c prior knowledge).",
+                 sum_workers(workers_, [](const WorkerMetrics& w) { return w.http2_connections.get(); }));
+  render_counter(out, "portico_http2_streams_total", "counter", "HTTP/2 request streams served.",
+                 sum_workers(workers_, [](const WorkerMetrics& w) { return w.http2_streams.get(); }));
+  render_counter(
+      out, "portico_http2_connection_errors_total", "counter",
+      "HTTP/2 connections ended by a GOAWAY with an error (ENHANCE_YOUR_CALM, PROTOCOL_ERROR, ...).",
+      sum_workers(workers_, [](const WorkerMetrics& w) { return w.http2_errors.get(); }));
   render_counter(out, "portico_connections_open", "gauge", "Client connections open now.",
                  sum_workers(workers_, [](const WorkerMetrics& w) { return w.connections_open.get(); }));
   render_counter(out, "portico_connections_total", "counter", "Client connections accepted.",

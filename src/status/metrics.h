@@ -64,6 +64,9 @@ struct alignas(64) WorkerMetrics {
   Counter tls_handshakes;          // completed on the TLS listener
   Counter tls_handshake_failures;  // failed or timed out (alert, unknown SNI, client certificate, ...)
   Counter tls_resumed;             // of tls_handshakes: resumed from a session ticket
+  Counter http2_connections;       // of connections_total: spoke HTTP/2 (ALPN h2 or the h2c preface)
+  Counter http2_streams;           // request streams handed to a session (each also counts as a request)
+  Counter http2_errors;            // connections ended by a GOAWAY with an error code (abuse, protocol error)
   Histogram request_duration;
   Histogram upstream_duration;
   std::array<std::atomic<RouteCounters*>, kMaxRouteBlocks> route_blocks{};

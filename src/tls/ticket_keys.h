@@ -21,9 +21,15 @@ class TicketKeys {
  public:
   using Clock = std::chrono::steady_clock;
   explicit TicketKeys(std::chrono::seconds period = std::chrono::hours(1));
+  ~TicketKeys();
+  TicketKeys(const TicketKeys&) = delete;
+  TicketKeys& operator=(const TicketKeys&) = delete;
 
   // Installs the ticket callback on `ctx`; `this` must outlive it.
   void install(SSL_CTX* ctx);
+  // For a connection of an installed context that moves to another SSL_CTX (SSL_set_SSL_CTX): OpenSSL keeps
+  // calling the first context's callback, which then finds this object through `ssl`. Any thread.
+  void bind(SSL* ssl);
 
   // For tests: rotates as if `now` were the time.
   void rotate_if_due(Clock::time_point now);
@@ -44,6 +50,9 @@ class TicketKeys {
     ~Key() { OPENSSL_cleanse(this, sizeof *this); }
   };
   static Key fresh();
+
+  // AES-256-CBC fetched once: the legacy EVP_aes_256_cbc() makes OpenSSL 3 look it up on every ticket.
+  EVP_CIPHER* cipher_ = nullptr;
 
   mutable std::mutex mutex_;
   std::chrono::seconds period_;

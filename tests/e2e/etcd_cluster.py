@@ -103,7 +103,7 @@ class Member:
 
 class EtcdCluster:
     def __init__(self, workdir, size=1, name="etcd", tls=None):
-        """tls: a tls_control_certs.TestCA: clients reach the members over https with --client-cert-auth (the
+        """tls: a tls_certs.TestCA: clients reach the members over https with --client-cert-auth (the
         certificates are issued here: self.server_cert, and self.client_cert for Portico, etcdctl and this
         module); peers stay plain (loopback)."""
         assert size in (1, 3, 5), "size must be 1, 3 or 5"

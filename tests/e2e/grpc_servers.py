@@ -15,7 +15,7 @@ Events (one line each: "call <method> <x-id>", "cancelled Slow <x-id>") go to a 
 
 Usage in tests:
     srv = GrpcServer(tmp_path)                 # h2c with prior knowledge
-    srv = GrpcServer(tmp_path, cert, key)      # TLS (ALPN h2), files from tls_upstream_certs.Ca
+    srv = GrpcServer(tmp_path, cert, key)      # TLS (ALPN h2), files from tls_certs.Ca
     srv.node, srv.port, srv.events(), srv.stop()
 """
 
@@ -175,3 +175,64 @@ if __name__ == "__main__":
     p.add_argument("--key")
     a = p.parse_args()
     _serve(a.port, a.events, a.cert, a.key)
+
+
+class MisbehavingNode:
+    """An h2c node (python3-h2, in the test process) that never answers a call: for every request it either
+    refuses the stream (mode "refuse": RST_STREAM REFUSED_STREAM), sends GOAWAY with last stream id 0 ("goaway":
+    the request was not processed), or resets it after reading it ("reset": RST_STREAM INTERNAL_ERROR, the
+    request may have been processed). `requests` counts the request heads it received."""
+
+    def __init__(self, mode):
+        import threading
+        self.mode = mode
+        self.requests = 0
+        self.lock = threading.Lock()
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.node = "127.0.0.1:%d" % self.port
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        import threading
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        import h2.config
+        import h2.connection
+        import h2.errors
+        import h2.events
+        c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+        c.initiate_connection()
+        try:
+            conn.sendall(c.data_to_send())
+            while True:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                for ev in c.receive_data(data):
+                    if isinstance(ev, h2.events.RequestReceived):
+                        with self.lock:
+                            self.requests += 1
+                        if self.mode == "refuse":
+                            c.reset_stream(ev.stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
+                        elif self.mode == "goaway":
+                            c.close_connection(error_code=h2.errors.ErrorCodes.NO_ERROR, last_stream_id=0)
+                        else:
+                            c.reset_stream(ev.stream_id, h2.errors.ErrorCodes.INTERNAL_ERROR)
+                conn.sendall(c.data_to_send())
+        except Exception:
+            return
+        finally:
+            conn.close()
+
+    def stop(self):
+        self.sock.close()

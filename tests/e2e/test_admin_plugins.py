@@ -414,7 +414,7 @@ def test_route_redis_password_is_encrypted_at_rest_and_the_data_plane_authentica
 # ----------------------------------------------------------------------------------------------------------------
 
 def test_upstream_client_key_is_encrypted_at_rest_and_never_shown(env, tmp_path):
-    from tls_control_certs import TestCA
+    from tls_certs import TestCA
     client = TestCA(tmp_path / "ca").issue("gw-client", client=True)
     cert, key = open(client.cert).read(), open(client.key).read()
     secret_line = key.strip().splitlines()[1]  # a line of the key's base64 body

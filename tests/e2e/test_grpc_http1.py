@@ -135,7 +135,7 @@ def test_node_dying_mid_stream_ends_with_unavailable(tmp_path, portico):
 
 
 def test_grpcs_verified_and_wrong_ca(tmp_path, portico):
-    from tls_upstream_certs import Ca, write
+    from tls_certs import Ca, write
     ca, wrong = Ca("grpc CA"), Ca("other CA")
     cert, key = ca.issue("grpc.test", dns=["grpc.test"], ips=["127.0.0.1"])
     tls_node = GrpcServer(tmp_path, write(tmp_path, "g.crt", cert), write(tmp_path, "g.key", key))

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import LOOPBACK, free_port, reserve_dead_port, wait_for
 from grpc_servers import SERVICE, GrpcServer
-from tls_upstream_certs import Ca, write
+from tls_certs import Ca, write
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import pytest
 
 from conftest import wait_for
 from grpc_servers import SERVICE, GrpcServer
-from tls_upstream_certs import Ca, write
+from tls_certs import Ca, write
 
 
 def method(channel, name, kind="unary_unary"):

@@ -4,7 +4,7 @@ in place of tokens, and data planes that verify it.
 
     /usr/bin/python3 -m pytest -q tests/e2e/test_tls_control.py
 
-Certificates come from a CA made at test time (tls_control_certs.py, the openssl CLI).
+Certificates come from a CA made at test time (tls_certs.py).
 """
 
 import json
@@ -17,7 +17,7 @@ import urllib.request
 import pytest
 
 from conftest import LOOPBACK, free_port, wait_for
-from tls_control_certs import TestCA
+from tls_certs import TestCA
 
 ORIGIN_ID = "tlsctl"
 

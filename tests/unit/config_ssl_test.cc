@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/tls1.h>
 #include <openssl/x509.h>
 
 #include <algorithm>
@@ -186,6 +187,15 @@ TEST(ConfigSsl, Defaults) {
   s = validate_ssl(with(small_ssl(), {{"client", {{"ca", ec_a().cert}, {"depth", 3}}}}), "", errors);
   ASSERT_TRUE(s);
   EXPECT_EQ(s->client_depth, 3);
+  EXPECT_TRUE(s->skip_mtls_uri_regex.empty());
+  EXPECT_TRUE(s->ssl_protocols.empty());  // every version Portico speaks
+  s = validate_ssl(
+      with(small_ssl(), {{"client", {{"ca", ec_a().cert}, {"skip_mtls_uri_regex", {"/anything.*"}}}},
+                         {"ssl_protocols", {"TLSv1.3", "TLSv1.2"}}}),
+      "", errors);
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->skip_mtls_uri_regex, std::vector<std::string>{"/anything.*"});
+  EXPECT_EQ(s->ssl_protocols, (std::vector<int>{TLS1_2_VERSION, TLS1_3_VERSION}));  // ascending
   EXPECT_EQ(errors.total(), 0u);
 }
 
@@ -267,8 +277,26 @@ TEST(ConfigSsl, RejectsEachBadField) {
        "property \"ca\" is required"},
       {"client_depth_negative", ssls(with(small_ssl(), {{"client", {{"ca", cert}, {"depth", -1}}}})),
        "ssls[0].client.depth", "expected -1 to be at least 0"},
-      {"ssl_protocols", ssls(with(small_ssl(), {{"ssl_protocols", {"TLSv1.3"}}})), "ssls[0].ssl_protocols",
-       "not supported"},
+      {"ssl_protocols_tls11", ssls(with(small_ssl(), {{"ssl_protocols", {"TLSv1.3", "TLSv1.1"}}})),
+       "ssls[0].ssl_protocols[1]", "TLSv1.1 is not supported: Portico speaks TLS 1.2 and 1.3 only"},
+      {"ssl_protocols_unknown", ssls(with(small_ssl(), {{"ssl_protocols", {"SSLv3"}}})),
+       "ssls[0].ssl_protocols[0]", "matches none of the enum values"},
+      {"ssl_protocols_twice", ssls(with(small_ssl(), {{"ssl_protocols", {"TLSv1.2", "TLSv1.2"}}})),
+       "ssls[0].ssl_protocols", "unique"},
+      {"ssl_protocols_empty", ssls(with(small_ssl(), {{"ssl_protocols", json::array()}})),
+       "ssls[0].ssl_protocols", "expect array to have at least 1 items"},
+      {"skip_regex_invalid",
+       ssls(with(small_ssl(), {{"client", {{"ca", cert}, {"skip_mtls_uri_regex", {"/ok", "/a(b"}}}}})),
+       "ssls[0].client.skip_mtls_uri_regex[1]", "invalid regular expression at offset 4"},
+      {"skip_regex_not_list",
+       ssls(with(small_ssl(), {{"client", {{"ca", cert}, {"skip_mtls_uri_regex", "/a"}}}})),
+       "ssls[0].client.skip_mtls_uri_regex", "wrong type: expected array, got string"},
+      {"skip_regex_too_long",
+       ssls(with(small_ssl(),
+                 {{"client", {{"ca", cert}, {"skip_mtls_uri_regex", {std::string(1025, 'a')}}}}})),
+       "ssls[0].client.skip_mtls_uri_regex[0]", "string too long"},
+      {"skip_regex_without_ca", ssls(with(small_ssl(), {{"client", {{"skip_mtls_uri_regex", {"/a"}}}}})),
+       "ssls[0].client.ca", "property \"ca\" is required"},
       {"unknown", ssls(with(small_ssl(), {{"validity_end", 1}})), "ssls[0].validity_end",
        "additional properties forbidden, found validity_end"},
       {"id_float", ssls(with(small_ssl(), {{"id", 3.0}})), "ssls[0].id",

@@ -264,5 +264,27 @@ TEST(PluginEdits, AStatusWithoutABodyIsSentWithoutFramingOrBody) {
   EXPECT_TRUE(out.ends_with("\r\n\r\n"));
 }
 
+TEST(H2ResponseFields, SameFilterLowerCaseNoFraming) {
+  // What the HTTP/2 stream receives from a Session: the HTTP/1.1 head Portico wrote, parsed back.
+  const std::string in =
+      "HTTP/1.1 200 OK\r\nX-Custom: A\r\nConnection: close, x-secret\r\nX-Secret: s\r\nKeep-Alive: t=5\r\n"
+      "Transfer-Encoding: chunked\r\nContent-Type: text/plain\r\n\r\n";
+  const http::ResponseHead resp = parse_response(in);
+  std::vector<std::pair<std::string, std::string>> fields;
+  write_h2_response_fields(fields, resp);
+  const std::vector<std::pair<std::string, std::string>> want = {{"x-custom", "A"},
+                                                                 {"content-type", "text/plain"}};
+  EXPECT_EQ(fields, want);
+}
+
+TEST(H2ResponseFields, ContentLengthKept) {
+  const std::string in = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: content-length\r\n\r\n";
+  const http::ResponseHead resp = parse_response(in);
+  std::vector<std::pair<std::string, std::string>> fields;
+  write_h2_response_fields(fields, resp);
+  ASSERT_EQ(fields.size(), 1u);
+  EXPECT_EQ(fields[0], std::make_pair(std::string("content-length"), std::string("3")));
+}
+
 }  // namespace
 }  // namespace portico::proxy

@@ -10,6 +10,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include <cstring>
 #include <string>
 
 #include "tls/cert_store.h"
@@ -66,6 +67,7 @@ struct ClientOptions {
   int max_version = TLS1_3_VERSION;
   const Pem* client_cert = nullptr;
   SSL_SESSION* session = nullptr;  // resume this one
+  std::string alpn = {};           // wire format ("\x08http/1.1"); empty: no ALPN extension
 };
 
 struct Result {
@@ -75,6 +77,10 @@ struct Result {
   bool resumed = false;
   std::string subject;             // as the server saw the client certificate
   SSL_SESSION* session = nullptr;  // the client's session (caller frees)
+  std::string alpn;                // the protocol the server selected
+  SSL_CTX* server_ctx = nullptr;   // the context the server's connection ended in (not owned)
+  int version = 0;                 // the negotiated protocol version
+  const char* verify = "";         // ServerContext::client_verify as the server saw it
 };
 
 int g_alert = 0;
@@ -104,6 +110,10 @@ Result handshake(ServerContext& server, const CertStore* store, const ClientOpti
   }
   if (o.sni != nullptr) SSL_set_tlsext_host_name(c, o.sni);
   if (o.session != nullptr) SSL_set_session(c, o.session);
+  if (!o.alpn.empty()) {
+    SSL_set_alpn_protos(c, reinterpret_cast<const unsigned char*>(o.alpn.data()),
+                        static_cast<unsigned>(o.alpn.size()));
+  }
   SSL* s = SSL_new(server.context().native_handle());
   ServerContext::prepare(s, store);
   BIO *cb = nullptr, *sb = nullptr;
@@ -146,6 +156,13 @@ Result handshake(ServerContext& server, const CertStore* store, const ClientOpti
     r.resumed = SSL_session_reused(c) == 1;
     r.subject = ServerContext::client_subject(s);
     r.session = SSL_get1_session(c);
+    const unsigned char* proto = nullptr;
+    unsigned proto_len = 0;
+    SSL_get0_alpn_selected(s, &proto, &proto_len);
+    r.alpn.assign(reinterpret_cast<const char*>(proto), proto_len);
+    r.server_ctx = SSL_get_SSL_CTX(s);
+    r.version = SSL_version(s);
+    r.verify = ServerContext::client_verify(s);
   }
   r.client_alert = g_alert;
   // A connection freed without a shutdown marks its session not resumable.
@@ -189,6 +206,31 @@ TEST(TlsStore, FirstSslWinsAndDisabledOrClientSkipped) {
   EXPECT_EQ(store->find("a.example.com")->id, "1");
 }
 
+TEST(TlsStore, UnchangedSslKeepsItsCompiledContextAcrossBuilds) {
+  config::Ssl a = ssl("1", ec_a(), {"a.example.com"});
+  config::Ssl w = ssl("2", ec_wild(), {"*.example.com"});
+  auto first = CertStore::build({a, w});
+  const CertEntry* a1 = first->find("a.example.com");
+  const CertEntry* w1 = first->find("b.example.com");
+  ASSERT_NE(a1, nullptr);
+  ASSERT_NE(w1, nullptr);
+  EXPECT_NE(a1->ctx, nullptr);
+  // "2" gets a client CA: recompiled; "1" changes only its names: kept (names are the store's, not the
+  // entry's).
+  a.snis = {"a.example.com", "c.example.com"};
+  w.client_ca = ca().cert;
+  auto second = CertStore::build({a, w}, nullptr, first.get());
+  EXPECT_EQ(second->find("c.example.com"), a1);
+  EXPECT_EQ(second->find("a.example.com")->ctx.get(), a1->ctx.get());
+  EXPECT_NE(second->find("b.example.com"), w1);
+  EXPECT_TRUE(second->find("b.example.com")->client_ca);
+  // Without a previous store, everything is compiled anew.
+  EXPECT_NE(CertStore::build({a, w})->find("a.example.com"), a1);
+  // The previous store may go: the kept entry lives on in the new one.
+  first.reset();
+  EXPECT_EQ(second->find("a.example.com")->id, "1");
+}
+
 TEST(TlsStore, NameClaimedWithAndWithoutClientCaIsAProblem) {
   config::Ssl mtls = ssl("2", ec_a(), {"a.example.com", "*.example.com"});
   mtls.client_ca = ca().cert;
@@ -217,6 +259,32 @@ TEST(TlsHandshake, SniSelectsTheCertificate) {
   EXPECT_EQ(served(server, store.get(), {}), "FAILED");
   // No store at all (no configuration yet): the same answer.
   EXPECT_EQ(served(server, nullptr, {.sni = "a.example.com"}), "FAILED");
+}
+
+TEST(TlsHandshake, ConnectionMovesToItsCertificatesContextAndKeepsTheListenersAlpn) {
+  ServerContext server({});
+  auto store =
+      CertStore::build({ssl("1", ec_wild(), {"*.example.com"}), ssl("2", ec_a(), {"a.example.com"})});
+  for (int version : {TLS1_2_VERSION, TLS1_3_VERSION}) {
+    Result r =
+        handshake(server, store.get(),
+                  {.sni = "a.example.com", .max_version = version, .alpn = std::string("\x08http/1.1", 9)});
+    ASSERT_TRUE(r.ok) << version;
+    // The context compiled with the store, not the listener's with certificates set per connection.
+    EXPECT_EQ(r.server_ctx, store->find("a.example.com")->ctx.get());
+    EXPECT_NE(r.server_ctx, server.context().native_handle());
+    EXPECT_EQ(r.alpn, "http/1.1");
+    if (r.session) SSL_SESSION_free(r.session);
+    // The listener's refusal applies in the certificate's context too.
+    r = handshake(server, store.get(),
+                  {.sni = "b.example.com",
+                   .max_version = version,
+                   .alpn = std::string("\x03"
+                                       "foo",
+                                       4)});
+    EXPECT_FALSE(r.ok);
+    EXPECT_EQ(r.client_alert, SSL_AD_NO_APPLICATION_PROTOCOL);
+  }
 }
 
 TEST(TlsHandshake, DefaultSniAnswersMissingNamesOnly) {
@@ -321,6 +389,66 @@ TEST(TlsStore, SessionContextCoversTheClientCheck) {
   EXPECT_NE(context_of(1, true), context_of(1, false));
   EXPECT_EQ(context_of(1, false), context_of(2, false));  // depth means nothing without a CA
   EXPECT_EQ(context_of(2, true), context_of(2, true));
+}
+
+// ssl_protocols: the connection offers only the ssl's versions; another name keeps both.
+TEST(TlsHandshake, SslProtocolsNarrowTheVersionsForTheirNamesOnly) {
+  ServerContext server({});
+  config::Ssl only13 = ssl("13", ec_a(), {"a.example.com"});
+  only13.ssl_protocols = {TLS1_3_VERSION};
+  config::Ssl only12 = ssl("12", ec_wild(), {"b.example.com"});
+  only12.ssl_protocols = {TLS1_2_VERSION};
+  auto store = CertStore::build({only13, only12, ssl("any", ec_any(), {"*"})});
+  auto version = [&](const char* sni, int max_version) {
+    Result r = handshake(server, store.get(), {.sni = sni, .max_version = max_version});
+    if (r.session) SSL_SESSION_free(r.session);
+    return r.ok ? r.version : 0;
+  };
+  EXPECT_EQ(version("a.example.com", TLS1_3_VERSION), TLS1_3_VERSION);
+  EXPECT_EQ(version("a.example.com", TLS1_2_VERSION), 0);
+  // A TLS 1.3 client gets 1.2 without the downgrade sentinel (OpenSSL clients check it).
+  EXPECT_EQ(version("b.example.com", TLS1_3_VERSION), TLS1_2_VERSION);
+  EXPECT_EQ(version("other.org", TLS1_3_VERSION), TLS1_3_VERSION);
+  EXPECT_EQ(version("other.org", TLS1_2_VERSION), TLS1_2_VERSION);
+}
+
+// skip_mtls_uri_regex: the certificate is asked for, not required; a presented one must still verify.
+TEST(TlsHandshake, SkipMtlsMakesTheClientCertificateOptional) {
+  ServerContext server({});
+  static const Pem client = make_cert("client-1", false, &ca());
+  static const Pem stranger = make_cert("stranger", false);
+  config::Ssl s = ssl("1", ec_a(), {"a.example.com"});
+  s.client_ca = ca().cert;
+  s.skip_mtls_uri_regex = {"^/public/"};
+  auto store = CertStore::build({s});
+  Result none = handshake(server, store.get(), {.sni = "a.example.com"});
+  EXPECT_TRUE(none.ok);
+  EXPECT_STREQ(none.verify, "NONE");
+  if (none.session) SSL_SESSION_free(none.session);
+  Result good = handshake(server, store.get(), {.sni = "a.example.com", .client_cert = &client});
+  EXPECT_TRUE(good.ok);
+  EXPECT_STREQ(good.verify, "SUCCESS");
+  if (good.session) SSL_SESSION_free(good.session);
+  EXPECT_EQ(served(server, store.get(), {.sni = "a.example.com", .client_cert = &stranger}), "FAILED");
+  const CertEntry* entry = store->find("a.example.com");
+  ASSERT_NE(entry, nullptr);
+  EXPECT_TRUE(entry->allows_unverified("/public/x"));
+  EXPECT_FALSE(entry->allows_unverified("/private"));
+}
+
+// The optional check is part of the session id context: a session made without a certificate under the
+// optional check does not resume once the ssl requires one.
+TEST(TlsStore, SessionContextCoversOptionalClientCertificate) {
+  config::Ssl s = ssl("1", ec_a(), {"a.example.com"});
+  s.client_ca = ca().cert;
+  auto required = CertStore::build({s});
+  s.skip_mtls_uri_regex = {"/x"};
+  auto optional = CertStore::build({s});
+  EXPECT_NE(
+      std::memcmp(required->find("a.example.com")->sid_ctx, optional->find("a.example.com")->sid_ctx, 32), 0);
+  // ... and of what an entry is compiled from: the changed ssl is recompiled.
+  auto again = CertStore::build({s}, nullptr, required.get());
+  EXPECT_FALSE(again->find("a.example.com")->skip_mtls.empty());
 }
 
 }  // namespace

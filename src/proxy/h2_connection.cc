@@ -1,0 +1,299 @@
+#include "proxy/h2_connection.h"
+
+#include <nghttp2/nghttp2.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <vector>
+
+#include "base/log.h"
+#include "proxy/h2_stream.h"
+#include "proxy/session.h"
+#include "proxy/worker.h"
+
+namespace portico::proxy {
+
+namespace asio = boost::asio;
+using asio::awaitable;
+using namespace asio::experimental::awaitable_operators;
+constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+
+namespace {
+constexpr size_t kReadBuffer = 16 * 1024;
+constexpr size_t kWriteBatch = 64 * 1024;  // bytes gathered from the codec per write
+// Drain: the final GOAWAY follows the shutdown notice once the PING sent with it is acknowledged (one round
+// trip, RFC 9113 6.8: streams the client opened meanwhile are still served), or after this long at most.
+constexpr auto kFinalGoawayDelay = std::chrono::seconds(1);
+
+Clock::duration seconds(double s) {
+  return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
+}
+
+http2::ServerLimits limits_for(const Options& opt) {
+  http2::ServerLimits l;
+  l.max_header_list_size = static_cast<uint32_t>(opt.max_header_size);
+  l.max_requests = opt.http2_max_requests;
+  return l;
+}
+}  // namespace
+
+H2Connection::H2Connection(Worker& worker, ClientStream& client, ConnectionInfo info)
+    : worker_(worker),
+      client_(client),
+      info_(std::move(info)),
+      codec_(limits_for(worker.options()), *this),
+      read_timer_(worker.context()),
+      wake_(worker.context()),
+      send_timer_(worker.context()),
+      started_(Clock::now()),
+      idle_since_(started_) {}
+
+H2Connection::~H2Connection() = default;
+
+asio::any_io_executor H2Connection::executor() {
+  return worker_.context().get_executor();
+}
+
+void H2Connection::wake_writer() {
+  wake_.cancel();
+}
+
+void H2Connection::stop() {
+  if (!closing_) read_cancel_.emit(asio::cancellation_type::terminal);
+  closing_ = true;
+  read_timer_.cancel();
+  wake_writer();
+}
+
+void H2Connection::maybe_finish() {
+  if (codec_.goaway_sent() && streams_.empty() && codec_.live_streams() == 0) stop();
+}
+
+void H2Connection::release(int32_t id) {
+  streams_.erase(id);
+  codec_.stream_finished(id);
+  if (streams_.empty()) idle_since_ = Clock::now();
+  wake_writer();
+  if (!stopped_) {
+    read_timer_.cancel();  // the idle deadline may apply now
+    maybe_finish();
+  }
+}
+
+void H2Connection::on_drain() {
+  if (closing_ || codec_.goaway_sent()) return;
+  codec_.shutdown_notice();
+  final_goaway_at_ = Clock::now() + kFinalGoawayDelay;
+  read_timer_.cancel();
+  wake_writer();
+}
+
+void H2Connection::force_close() {
+  forced_ = true;
+  stop();
+  boost::system::error_code ec;
+  if (!stopped_) client_.close(ec);
+  read_timer_.cancel();
+  wake_writer();
+  std::vector<H2Stream*> current;
+  for (auto& [id, s] : streams_) current.push_back(s);
+  for (H2Stream* s : current) s->on_closed(NGHTTP2_CANCEL);
+}
+
+void H2Connection::on_request(int32_t id, http2::Request& r) {
+  if (closing_) {
+    codec_.reset(id, NGHTTP2_REFUSED_STREAM);
+    codec_.stream_finished(id);
+    return;
+  }
+  // The request as an HTTP/1.1 head, parsed again by Portico's strict parser in the stream's Session: one
+  // set of invariants for http::RequestHead whatever the codec (src/http2/README.md).
+  const bool connect = r.method == "CONNECT";
+  std::string head;
+  head.reserve(256);
+  head += r.method;
+  head += ' ';
+  head += connect ? r.authority : r.path;
+  head += " HTTP/1.1\r\n";
+  if (!r.authority.empty()) {
+    head += "Host: ";
+    head += r.authority;
+    head += "\r\n";
+  }
+  for (const http2::Field& f : r.fields) {
+    head += f.name;
+    head += ": ";
+    head += f.value;
+    head += "\r\n";
+  }
+  H2Stream::Body body;
+  body.ended = r.end_stream;
+  body.has_content_length = r.has_content_length;
+  body.content_length = r.content_length;
+  body.chunked = !r.end_stream && !r.has_content_length;
+  if (body.chunked) head += "Transfer-Encoding: chunked\r\n";
+  head += "\r\n";
+  worker_.metrics().http2_streams.add();
+  auto stream = std::make_shared<H2Stream>(shared_from_this(), id, r.method == "HEAD", body);
+  streams_[id] = stream.get();
+  auto session = std::make_shared<Session>(worker_, stream, info_, std::move(head));
+  stream->attach(session);
+  if (body.has_content_length && body.content_length == 0 && !body.ended) {
+    // Nothing to read, yet the request is not over: forwarded only once END_STREAM shows that no DATA
+    // contradicts its content-length.
+    stream->start_at_end(std::move(session));
+    return;
+  }
+  // Not inside the codec's callback: the session may answer at once.
+  asio::post(worker_.context(), [session] { session->start(); });
+}
+
+void H2Connection::on_data(int32_t id, std::string_view data) {
+  auto it = streams_.find(id);
+  if (it == streams_.end()) {
+    codec_.consume(id, data.size());
+    return;
+  }
+  it->second->on_data(data);
+}
+
+void H2Connection::on_end_stream(int32_t id) {
+  auto it = streams_.find(id);
+  if (it != streams_.end()) it->second->on_end();
+}
+
+void H2Connection::on_stream_close(int32_t id, uint32_t error_code) {
+  auto it = streams_.find(id);
+  if (it != streams_.end()) it->second->on_closed(error_code);
+}
+
+Clock::time_point H2Connection::read_deadline() {
+  const Options& opt = worker_.options();
+  Clock::time_point d = Clock::time_point::max();
+  if (!codec_.preface_received()) {
+    d = started_ + seconds(opt.header_timeout);  // the preface and first SETTINGS
+  } else if (codec_.in_header_block()) {
+    if (header_block_since_ == Clock::time_point::max()) header_block_since_ = Clock::now();
+    d = header_block_since_ + seconds(opt.header_timeout);
+  } else {
+    header_block_since_ = Clock::time_point::max();
+  }
+  if (streams_.empty() && codec_.live_streams() == 0) {
+    d = std::min(d, idle_since_ + seconds(opt.keepalive_timeout));
+  }
+  return std::min(d, final_goaway_at_);
+}
+
+awaitable<void> H2Connection::reader(std::string_view initial) {
+  if (!initial.empty() && !codec_.receive(initial)) {
+    stop();
+    co_return;
+  }
+  wake_writer();
+  in_.resize(kReadBuffer);
+  while (!closing_ && codec_.want_read()) {
+    auto [ec, n] = co_await client_.async_read_some(
+        asio::buffer(in_.data(), in_.size()), asio::bind_cancellation_slot(read_cancel_.slot(), nothrow));
+    if (ec || n == 0) {
+      client_done_ = client_done_ || !closing_;
+      break;
+    }
+    if (closing_) break;
+    const bool ok = codec_.receive(std::string_view(in_.data(), n));
+    wake_writer();
+    if (!ok) {
+      PORTICO_LOG(debug, "HTTP/2: connection error %u with %s", codec_.goaway_code(),
+                  info_.client_ip_text.c_str());
+      break;
+    }
+    if (final_goaway_at_ != Clock::time_point::max() && codec_.notice_acknowledged()) {
+      // Drain: one round trip since the notice (its PING came back), so the final GOAWAY can go now.
+      final_goaway_at_ = Clock::time_point::max();
+      codec_.goaway(NGHTTP2_NO_ERROR);
+      wake_writer();
+    }
+    read_timer_.cancel();  // the deadline that applies may have changed (preface seen, header block, ...)
+    maybe_finish();
+  }
+  stop();
+}
+
+awaitable<void> H2Connection::watch() {
+  while (!closing_) {
+    const Clock::time_point deadline = read_deadline();
+    read_timer_.expires_at(deadline);
+    co_await read_timer_.async_wait(nothrow);
+    if (closing_) break;
+    const Clock::time_point now = Clock::now();
+    if (now >= final_goaway_at_) {
+      final_goaway_at_ = Clock::time_point::max();
+      codec_.goaway(NGHTTP2_NO_ERROR);
+      wake_writer();
+      maybe_finish();
+      continue;
+    }
+    if (now < deadline) continue;  // woken to re-evaluate
+    if (!codec_.preface_received()) {
+      PORTICO_LOG(debug, "HTTP/2: no preface from %s in time", info_.client_ip_text.c_str());
+    } else {
+      // An incomplete header block (slowloris), or an idle connection.
+      codec_.goaway(codec_.in_header_block() ? NGHTTP2_ENHANCE_YOUR_CALM : NGHTTP2_NO_ERROR);
+    }
+    stop();
+  }
+}
+
+awaitable<void> H2Connection::writer() {
+  const Options& opt = worker_.options();
+  std::vector<H2Stream*> parked;
+  while (true) {
+    out_.clear();
+    codec_.produce(out_, kWriteBatch);
+    parked.clear();
+    for (auto& [id, s] : streams_) {
+      if (s->write_parked()) parked.push_back(s);
+    }
+    for (H2Stream* s : parked) s->on_drained();
+    if (out_.empty()) {
+      if (closing_) break;
+      if (!codec_.want_read() && !codec_.want_write()) {
+        stop();
+        break;
+      }
+      wake_.expires_at(Clock::time_point::max());
+      co_await wake_.async_wait(nothrow);
+      continue;
+    }
+    // A client that stops reading holds the connection for --send-timeout at most.
+    send_timer_.expires_after(seconds(opt.client_send_timeout));
+    auto result =
+        co_await (asio::async_write(client_, asio::buffer(out_), nothrow) || send_timer_.async_wait(nothrow));
+    if (result.index() == 1 || std::get<0>(std::get<0>(result))) {
+      client_done_ = true;
+      stop();
+      break;
+    }
+  }
+}
+
+awaitable<void> H2Connection::run(std::string_view initial) {
+  auto self = shared_from_this();
+  worker_.metrics().http2_connections.add();
+  co_await (reader(initial) && writer() && watch());
+  if (codec_.goaway_code() != NGHTTP2_NO_ERROR) worker_.metrics().http2_errors.add();
+  stopped_ = true;
+  // Every stream still running ends now; their sessions go, then the connection does.
+  std::vector<H2Stream*> current;
+  for (auto& [id, s] : streams_) current.push_back(s);
+  for (H2Stream* s : current) s->on_closed(NGHTTP2_CANCEL);
+  while (!streams_.empty()) {
+    wake_.expires_at(Clock::time_point::max());
+    co_await wake_.async_wait(nothrow);
+  }
+}
+
+}  // namespace portico::proxy

@@ -1,0 +1,280 @@
+#include "proxy/h2_stream.h"
+
+#include <nghttp2/nghttp2.h>
+
+#include <boost/asio/error.hpp>
+#include <boost/asio/post.hpp>
+#include <charconv>
+#include <cstring>
+
+#include "proxy/h2_connection.h"
+#include "proxy/head_writer.h"
+#include "proxy/session.h"
+
+namespace portico::proxy {
+
+namespace asio = boost::asio;
+
+H2Stream::H2Stream(std::shared_ptr<H2Connection> connection, int32_t id, bool head_request, Body body)
+    : conn_(std::move(connection)),
+      executor_(conn_->executor()),
+      id_(id),
+      head_request_(head_request),
+      body_info_(body),
+      body_end_(body.ended) {}
+
+H2Stream::~H2Stream() {
+  close();
+  conn_->release(id_);
+}
+
+void H2Stream::post(Handler handler, boost::system::error_code ec, size_t n) {
+  asio::post(executor_, [h = std::move(handler), ec, n]() mutable { h(ec, n); });
+}
+
+void H2Stream::async_read_some(asio::mutable_buffer buffer, Handler handler) {
+  if (read_handler_) {
+    post(std::move(handler), asio::error::in_progress, 0);
+    return;
+  }
+  read_handler_ = std::move(handler);
+  read_buffer_ = buffer;
+  try_read();
+}
+
+void H2Stream::try_read() {
+  if (!read_handler_) return;
+  if (broken_ || (closed_ && !body_end_)) {
+    post(std::move(read_handler_), asio::error::connection_reset, 0);
+    return;
+  }
+  char* dst = static_cast<char*>(read_buffer_.data());
+  const size_t cap = read_buffer_.size();
+  size_t n = 0;
+  size_t payload = 0;
+  while (n < cap) {
+    if (framing_begin_ < framing_.size()) {
+      const size_t k = std::min(cap - n, framing_.size() - framing_begin_);
+      std::memcpy(dst + n, framing_.data() + framing_begin_, k);
+      n += k;
+      framing_begin_ += k;
+      continue;
+    }
+    framing_.clear();
+    framing_begin_ = 0;
+    if (body_info_.chunked) {
+      if (chunk_left_ == 0 && !body_.empty()) {
+        // Whatever payload is buffered becomes one chunk.
+        chunk_left_ = body_.size();
+        char hex[24];
+        auto [end, ec] = std::to_chars(hex, hex + sizeof hex, chunk_left_, 16);
+        (void)ec;
+        framing_.assign(hex, end);
+        framing_ += "\r\n";
+        continue;
+      }
+      if (chunk_left_ > 0) {
+        const size_t k = static_cast<size_t>(std::min<uint64_t>(cap - n, chunk_left_));
+        std::memcpy(dst + n, body_.data(), k);
+        body_.erase(0, k);
+        chunk_left_ -= k;
+        n += k;
+        payload += k;
+        if (chunk_left_ == 0) framing_ = "\r\n";
+        continue;
+      }
+      if (body_end_ && !last_chunk_sent_) {
+        last_chunk_sent_ = true;
+        framing_ = "0\r\n\r\n";
+        continue;
+      }
+      break;
+    }
+    // Content-Length: the last byte waits for END_STREAM, so a body longer or shorter than declared never
+    // reaches the origin complete (nghttp2 resets the stream on the mismatch).
+    size_t avail = body_.size();
+    if (!body_end_ && body_info_.has_content_length && avail > 0 &&
+        body_read_ + avail >= body_info_.content_length) {
+      --avail;
+    }
+    const size_t k = std::min(cap - n, avail);
+    if (k == 0) break;
+    std::memcpy(dst + n, body_.data(), k);
+    body_.erase(0, k);
+    body_read_ += k;
+    n += k;
+    payload += k;
+  }
+  if (payload > 0) {
+    conn_->codec().consume(id_, payload);
+    conn_->wake_writer();
+  }
+  if (n > 0) {
+    post(std::move(read_handler_), {}, n);
+  } else if (body_end_ && (!body_info_.chunked || last_chunk_sent_) && body_.empty()) {
+    post(std::move(read_handler_), asio::error::eof, 0);
+  }
+}
+
+void H2Stream::on_data(std::string_view data) {
+  if (broken_) return;
+  body_.append(data);
+  try_read();
+}
+
+void H2Stream::on_end() {
+  body_end_ = true;
+  if (deferred_) {
+    asio::post(executor_, [s = std::move(deferred_)] { s->start(); });
+  }
+  try_read();
+}
+
+void H2Stream::on_closed(uint32_t error_code) {
+  closed_ = true;
+  if (deferred_) {
+    // Never started: dropping it ends the cycle, and the stream with it (posted: not inside the codec).
+    asio::post(executor_, [s = std::move(deferred_)] {});
+  }
+  const bool complete = out_ == Out::done && error_code == 0;
+  if (!complete) broken_ = true;
+  if (read_handler_) post(std::move(read_handler_), asio::error::connection_reset, 0);
+  if (write_handler_) post(std::move(write_handler_), asio::error::connection_reset, 0);
+  // The client gave up on the request (or the connection ended): its Session stops, and its upstream
+  // connection is closed, not pooled.
+  if (!complete) {
+    if (std::shared_ptr<Session> s = session_.lock()) s->force_close();
+  }
+}
+
+void H2Stream::on_drained() {
+  if (write_handler_ && conn_->codec().queued(id_) <= kMaxQueued) {
+    post(std::move(write_handler_), {}, write_size_);
+  }
+}
+
+void H2Stream::async_wait_writable(size_t n, Handler handler) {
+  if (broken_ || closed_) {
+    post(std::move(handler), asio::error::broken_pipe, 0);
+    return;
+  }
+  if (conn_->codec().queued(id_) <= kMaxQueued) {
+    post(std::move(handler), {}, n);
+    return;
+  }
+  write_size_ = n;
+  write_handler_ = std::move(handler);
+}
+
+void H2Stream::cancel() {
+  if (read_handler_) post(std::move(read_handler_), asio::error::operation_aborted, 0);
+  if (write_handler_) post(std::move(write_handler_), asio::error::operation_aborted, 0);
+}
+
+void H2Stream::close() {
+  if (out_ != Out::done) fail(NGHTTP2_INTERNAL_ERROR);
+  cancel();
+}
+
+void H2Stream::fail(uint32_t error_code) {
+  if (broken_) return;
+  broken_ = true;
+  if (!closed_) {
+    conn_->codec().reset(id_, error_code);
+    conn_->wake_writer();
+  }
+}
+
+void H2Stream::write(std::string_view bytes) {
+  if (broken_ || closed_) return;
+  translate(bytes);
+  conn_->wake_writer();
+}
+
+void H2Stream::translate(std::string_view bytes) {
+  http2::ServerCodec& codec = conn_->codec();
+  while (!bytes.empty() && !broken_) {
+    switch (out_) {
+      case Out::head: {
+        head_buf_.append(bytes);
+        bytes = {};
+        http::ParseLimits limits;
+        limits.max_head_size = 1 << 20;  // Portico's own output: the origin's head was bounded on its way in
+        http::ParseResult r =
+            http::parse_response(head_buf_.data(), head_buf_.size(),
+                                 head_request_ ? http::Method::HEAD : http::Method::GET, limits, response_);
+        if (r.status == http::ParseStatus::incomplete) break;
+        if (r.status == http::ParseStatus::error) {
+          fail(NGHTTP2_INTERNAL_ERROR);
+          break;
+        }
+        std::string rest = head_buf_.substr(response_.head_size);
+        submit_head();
+        head_buf_.clear();
+        if (!rest.empty()) {
+          if (out_ == Out::head) {
+            translate(rest);  // after a 1xx: the next head
+          } else if (out_ != Out::done) {
+            translate(rest);
+          }
+        }
+        break;
+      }
+      case Out::length: {
+        const size_t k = static_cast<size_t>(std::min<uint64_t>(bytes.size(), out_left_));
+        codec.submit_data(id_, bytes.substr(0, k));
+        out_left_ -= k;
+        bytes.remove_prefix(k);
+        if (out_left_ == 0) {
+          codec.submit_end(id_);
+          out_ = Out::done;
+        }
+        break;
+      }
+      case Out::chunked: {
+        http::ChunkedDecoder::Step step = decoder_.next(bytes);
+        bytes.remove_prefix(step.consumed);
+        if (step.status == http::ChunkedDecoder::Status::error) {
+          fail(NGHTTP2_INTERNAL_ERROR);
+        } else if (step.status == http::ChunkedDecoder::Status::data) {
+          codec.submit_data(id_, step.data);
+        } else if (step.status == http::ChunkedDecoder::Status::done) {
+          codec.submit_end(id_, trailers_.empty() ? nullptr : &trailers_);
+          out_ = Out::done;
+        }
+        break;
+      }
+      case Out::done:
+        bytes = {};
+        break;
+    }
+  }
+}
+
+void H2Stream::submit_head() {
+  http2::ServerCodec& codec = conn_->codec();
+  std::vector<std::pair<std::string, std::string>> pairs;
+  write_h2_response_fields(pairs, response_);
+  std::vector<http2::Field> fields;
+  fields.reserve(pairs.size());
+  for (auto& [n, v] : pairs) fields.push_back(http2::Field{std::move(n), std::move(v)});
+  if (response_.status < 200) {
+    codec.submit_informational(id_, response_.status, fields);
+    return;  // the final head follows
+  }
+  bool end = head_request_ || is_bodiless_status(response_.status);
+  if (!end && response_.framing == http::BodyFraming::content_length) {
+    end = response_.content_length == 0;
+    out_left_ = response_.content_length;
+    out_ = Out::length;
+  } else if (!end && response_.framing == http::BodyFraming::chunked) {
+    decoder_.reset();
+    out_ = Out::chunked;
+  } else {
+    end = true;  // framing none: no body
+  }
+  if (end) out_ = Out::done;
+  if (!codec.submit_response(id_, response_.status, fields, end)) fail(NGHTTP2_INTERNAL_ERROR);
+}
+
+}  // namespace portico::proxy
