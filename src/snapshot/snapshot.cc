@@ -60,7 +60,8 @@ std::string host_port(const config::Node& node) {
   return out;
 }
 
-// The TLS material of an https (or grpcs) upstream: its own client certificate or the ssl its client_cert_id names.
+// The TLS material of an https (or grpcs) upstream: its own client certificate or the ssl its client_cert_id
+// names.
 tls::ClientTlsSpec tls_spec_of(const config::Upstream& spec, const BuildContext& ctx,
                                const std::vector<config::Ssl>& ssls) {
   tls::ClientTlsSpec t;
