@@ -145,7 +145,7 @@ struct Upstream {
   int retries = -1;          // -1 = APISIX default: number of nodes - 1
   double retry_timeout = 0;  // seconds for all tries together; 0 = unlimited
   std::optional<Timeout> timeout;
-  std::string scheme = "http";  // "http" or "https"
+  std::string scheme = "http";  // "http", "https", or "grpc" / "grpcs" (HTTP/2, plain or TLS: docs/grpc.md)
   std::optional<UpstreamTls> tls;
   PassHost pass_host = PassHost::pass;
   std::string upstream_host;  // with pass_host = rewrite

@@ -131,9 +131,9 @@ constexpr std::string_view kPluginConfig = R"({
 // (kMaxSeconds), check intervals >= 0.1 s, counts <= 65535, weights within an int. `nodes` takes both forms
 // in one schema ({"host:port": weight} or a list of nodes): each keyword applies to its own type only.
 // Duplicate statuses and headers are the validator's to report, at the repeated item (uniqueItems would
-// name the list). The fields this version refuses by name (service discovery, schemes other than http and
-// https) are declared so that the validator can say why (validate_upstream.cc); `id` is declared for
-// the inline form too, which the validator refuses with its reason.
+// name the list). The fields this version refuses by name (service discovery, schemes other than http,
+// https, grpc and grpcs) are declared so that the validator can say why (validate_upstream.cc); `id` is
+// declared for the inline form too, which the validator refuses with its reason.
 constexpr std::string_view kUpstream = R"({
   "type": "object",
   "properties": {

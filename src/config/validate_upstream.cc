@@ -415,12 +415,12 @@ std::optional<Upstream> upstream_at(const json& v, const Path& p, Errors& e, boo
     }
   }
   if (const json* scheme = member(v, "scheme"); scheme != nullptr && scheme->is_string()) {
-    if (*scheme == "http" || *scheme == "https") {
+    if (*scheme == "http" || *scheme == "https" || *scheme == "grpc" || *scheme == "grpcs") {
       u.scheme = scheme->get<std::string>();
     } else {
       fail(e, p.key("scheme"),
            "scheme \"" + scheme->get<std::string>() +
-               "\" is not supported by this version (only \"http\" and \"https\")");
+               "\" is not supported by this version (only \"http\", \"https\", \"grpc\" and \"grpcs\")");
     }
   }
   if (const json* tls = member(v, "tls"); tls != nullptr && tls->is_object())

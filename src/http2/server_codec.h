@@ -17,6 +17,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "http2/field.h"
+
 struct nghttp2_session;
 
 namespace portico::http2 {
@@ -37,11 +39,6 @@ struct ServerLimits {
       1000;  // PING, SETTINGS, PRIORITY, RST_STREAM, WINDOW_UPDATE, empty DATA
   uint32_t max_early_resets_per_second = 200;  // client RST_STREAM before the response started
   uint32_t max_requests = 1000;                // nginx keepalive_requests 1000: then a graceful GOAWAY
-};
-
-struct Field {
-  std::string name;  // lower case
-  std::string value;
 };
 
 // A request head that passed nghttp2's checks and Portico's (:authority vs host, cookie crumbs joined).

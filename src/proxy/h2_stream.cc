@@ -239,7 +239,7 @@ void H2Stream::translate(std::string_view bytes) {
         } else if (step.status == http::ChunkedDecoder::Status::data) {
           codec.submit_data(id_, step.data);
         } else if (step.status == http::ChunkedDecoder::Status::done) {
-          codec.submit_end(id_);
+          codec.submit_end(id_, trailers_.empty() ? nullptr : &trailers_);
           out_ = Out::done;
         }
         break;

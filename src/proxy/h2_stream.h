@@ -23,9 +23,11 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <vector>
 
 #include "http/message.h"
 #include "http/parser.h"
+#include "http2/field.h"
 
 namespace portico::proxy {
 
@@ -82,6 +84,10 @@ class H2Stream {
   // The Session is done with the client: an incomplete response resets the stream.
   void close();
   void cancel();  // pending operations complete with operation_aborted
+  // Trailers to send with END_STREAM once the (chunked) response body ends: gRPC's status
+  // (proxy/session_grpc.cc). HTTP/1.1 bytes cannot carry them through the translation (chunked trailer
+  // sections are dropped by the decoder), so they come through here; set before the last chunk is written.
+  void set_trailers(std::vector<http2::Field> trailers) { trailers_ = std::move(trailers); }
   bool is_open() const { return !closed_ && !broken_; }
 
   // --- the connection's side ---
@@ -132,8 +138,9 @@ class H2Stream {
   Handler write_handler_;
   size_t write_size_ = 0;
 
-  bool closed_ = false;  // the codec closed the stream
-  bool broken_ = false;  // reset by Portico, or the response could not be translated
+  std::vector<http2::Field> trailers_;  // set_trailers
+  bool closed_ = false;                 // the codec closed the stream
+  bool broken_ = false;                 // reset by Portico, or the response could not be translated
   std::weak_ptr<Session> session_;
   std::shared_ptr<Session> deferred_;  // start_at_end (a cycle with the Session's ClientStream until then)
 };

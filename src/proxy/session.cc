@@ -2,6 +2,8 @@
 // The upstream side (tries, body streaming, response relay) is in session_exchange.cc.
 #include "proxy/session.h"
 
+#include "http2/grpc.h"
+
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 
@@ -157,6 +159,7 @@ void Session::force_close() {
   delay_timer_.cancel();
   client_.close(ec);
   if (upstream_) upstream_->socket.close(ec);
+  if (h2up_) h2up_->interrupt();
 }
 
 void Session::arm_until(Clock::time_point deadline, Guard guard) {
@@ -665,6 +668,11 @@ awaitable<bool> Session::send_plugin_reply() {
   pipeline_.run_response(ctx, info);
   if (response_started_) co_return false;
   const bool close = close_after_ || worker_.draining() || !request_body_done_;
+  if (ctx.reply.status >= 400 && is_grpc_request()) {
+    // A gRPC client reads statuses from trailers: a refusal (401, 403, 429...) as a gRPC error.
+    const int status = ctx.response.status != 0 ? ctx.response.status : ctx.reply.status;
+    co_return co_await send_grpc_error(status, http2::grpc::message_of_body(ctx.reply.body), close);
+  }
   write_plugin_reply(head_out_, ctx.reply, &ctx.response, close, request_.method == http::Method::HEAD);
   bool ok = co_await write_client(bufs(asio::buffer(head_out_)));
   co_return ok && !close;
@@ -682,6 +690,7 @@ awaitable<bool> Session::write_client(Buffers buffers) {
 awaitable<bool> Session::send_error(int status, std::string_view message, bool close) {
   if (response_started_) co_return false;  // too late for a clean error: the connection just closes
   close = close || worker_.draining() || !request_body_done_;
+  if (is_grpc_request()) co_return co_await send_grpc_error(status, message, close);
   if (!pipeline_.empty() && !plugin_ctx_.replied()) {
     // Portico's own answer for a request the plugins saw (502, 504, 413 while streaming): their response
     // phase runs on it too, as APISIX's header_filter does on its errors (so CORS headers reach a 502).
@@ -723,6 +732,12 @@ void Session::start_request_bookkeeping() {
   upstream_ip_ = {};
   bytes_sent_ = 0;
   body_bytes_read_ = 0;
+  if (h2_body_.started) {
+    std::string replay = std::move(h2_body_.replay);
+    replay.clear();
+    h2_body_ = H2Body{};
+    if (replay.capacity() <= kH2ReplayLimit) h2_body_.replay = std::move(replay);  // keep its allocation
+  }
 }
 
 void Session::finish_request(int status, const snapshot::RouteRuntime* route) {

@@ -19,9 +19,11 @@
 #include "config/model.h"
 #include "http/message.h"
 #include "http/parser.h"
+#include "http2/client_codec.h"
 #include "plugins/context.h"
 #include "plugins/pipeline.h"
 #include "proxy/client_stream.h"
+#include "proxy/h2_upstream.h"
 #include "proxy/head_writer.h"
 #include "proxy/upstream_pool.h"
 #include "router/ip_address.h"
@@ -130,6 +132,22 @@ class Session : public std::enable_shared_from_this<Session> {
   // scheme https: the TLS handshake on the just-connected upstream_ (bounded by the connect timeout),
   // offering the worker's session for `key`. A failed verification fails like a refused connect.
   boost::asio::awaitable<Failure> start_tls(Attempt& attempt, const std::string& key, std::string_view sni);
+  // The TLS name for a node of an https/grpcs upstream (SNI and the name verified); sets a.name_per_node.
+  std::string_view tls_server_name(Attempt& attempt) const;
+  // scheme grpc / grpcs (session_grpc.cc): one try over an HTTP/2 stream of the worker's H2UpstreamPool.
+  boost::asio::awaitable<Failure> try_h2_node(Attempt& attempt);
+  bool h2_request_fields(Attempt& attempt, http2::Fields& fields);
+  boost::asio::awaitable<bool> send_h2_body();
+  // The next piece of the request body, decoded (a view valid until the next call): 1 a piece, 0 the end,
+  // -1 an error (client_error_ / client_gone_ set). Resumable across tries (h2_body_).
+  boost::asio::awaitable<int> next_h2_body_piece(std::string_view& piece);
+  boost::asio::awaitable<bool> relay_h2_response(Attempt& attempt);
+  // HTTP/1.1 clients: the trailers as a chunked trailer section (with the last chunk).
+  boost::asio::awaitable<bool> write_client_trailers(const http2::Fields& trailers);
+  // The request is gRPC (content-type application/grpc...): Portico answers it with gRPC statuses.
+  bool is_grpc_request() const;
+  // Portico's own answer to a gRPC request: a trailers-only response (docs/grpc.md has the mapping).
+  boost::asio::awaitable<bool> send_grpc_error(int status, std::string_view message, bool close);
   // The Host the origin receives (pass_host, or a plugin's edit); also the SNI over TLS.
   std::string_view upstream_host(const Attempt& attempt) const;
   boost::asio::awaitable<bool> write_upstream(Buffers buffers);
@@ -220,6 +238,23 @@ class Session : public std::enable_shared_from_this<Session> {
   std::shared_ptr<PinnedSnapshot> pinned_;
   std::unique_ptr<UpstreamConnection> upstream_;
   std::string tls_pool_key_;  // scheme https: the pool key of the node, context and SNI of this try
+  std::unique_ptr<H2UpstreamStream> h2up_;                      // scheme grpc / grpcs: the stream of this try
+  Clock::time_point grpc_deadline_ = Clock::time_point::max();  // the call's grpc-timeout, when it has one
+  // The request body as the h2 tries read it: where the reader is, and what it took so far (up to
+  // kH2ReplayLimit), which a retry sends again. Reset per request (start_request_bookkeeping).
+  struct H2Body {
+    bool started = false;
+    const char* data = nullptr;  // input being decoded: in_ after the head, then up_
+    size_t len = 0;
+    size_t used = 0;
+    bool from_in = true;
+    uint64_t left = 0;   // Content-Length bytes not read yet
+    uint64_t total = 0;  // chunked: payload bytes so far (max body size)
+    std::string replay;
+    bool replay_overflow = false;
+  };
+  static constexpr size_t kH2ReplayLimit = 64 * 1024;
+  H2Body h2_body_;
 
   // Per-request bookkeeping for logs and metrics.
   Clock::time_point request_start_;

@@ -13,6 +13,7 @@
 
 #include "base/log.h"
 #include "proxy/session.h"
+#include "proxy/session_attempt.h"
 #include "proxy/worker.h"
 #include "snapshot/snapshot.h"
 
@@ -51,20 +52,6 @@ bool sent_idempotent(const http::RequestHead& request, const plugins::Pipeline& 
 }
 
 }  // namespace
-
-struct Session::Attempt {
-  bool upgrade = false;  // a WebSocket upgrade was forwarded
-  const snapshot::RouteRuntime* route = nullptr;
-  snapshot::UpstreamRuntime* upstream = nullptr;
-  const config::Timeout* timeout = nullptr;  // the route's for that upstream (SplitTarget::timeout)
-  const upstream::NodeRuntime* node = nullptr;
-  bool last_try = false;
-  bool reused = false;
-  bool reusable = true;        // the upstream connection may go back to the pool after this exchange
-  bool name_per_node = false;  // the TLS name checked is the node's own (a failure may be this node's alone)
-  size_t up_end = 0;           // bytes in up_
-  Clock::time_point sent_at;
-};
 
 awaitable<bool> Session::forward(const snapshot::RouteRuntime& route, snapshot::SplitTarget target) {
   snapshot::UpstreamRuntime& up = *target.upstream;
@@ -106,7 +93,8 @@ awaitable<bool> Session::forward(const snapshot::RouteRuntime& route, snapshot::
     upstream_ip_ = a.node->address;
     balancer.on_request_start(node);
     Clock::time_point started = Clock::now();
-    Failure f = co_await try_node(a);
+    // scheme grpc / grpcs: one HTTP/2 stream instead of an HTTP/1.1 exchange (session_grpc.cc).
+    Failure f = up.grpc ? co_await try_h2_node(a) : co_await try_node(a);
     double latency = std::chrono::duration<double>(Clock::now() - started).count();
     // A certificate that does not verify is a trust or naming problem, not a sick node: it neither ejects
     // the node (balancer, passive checks) nor counts as a connect error.
@@ -211,23 +199,30 @@ awaitable<Session::Failure> Session::start_tls(Attempt& a, const std::string& ke
   co_return was_timeout ? Failure::connect_timeout : Failure::connect;
 }
 
+std::string_view Session::tls_server_name(Attempt& a) const {
+  // The SNI is the Host the origin receives (APISIX: proxy_ssl_name $upstream_host), except that with
+  // verification a client's Host (pass_host pass) is never the name checked: the node's own host is, as
+  // nginx's default proxy_ssl_name $proxy_host. A client then cannot pick the identity the gateway trusts,
+  // nor fail every node with a bogus Host. A name left empty (a Host of ":80") falls back to the node's.
+  const config::Upstream& spec = a.upstream->spec;
+  const bool edited_host = !pipeline_.empty() && !plugin_ctx_.upstream.host.empty();
+  const bool verify = a.upstream->tls && a.upstream->tls->verify();
+  const bool client_host = spec.pass_host == config::PassHost::pass && !edited_host;
+  const bool node_name = verify && client_host;
+  std::string_view sni =
+      tls::host_without_port(node_name ? std::string_view(a.node->host_port) : upstream_host(a));
+  if (sni.empty()) sni = tls::host_without_port(a.node->host_port);
+  a.name_per_node = !edited_host && (node_name || spec.pass_host == config::PassHost::node);
+  return sni;
+}
+
 awaitable<Session::Failure> Session::try_node(Attempt& a) {
   const config::Upstream& spec = a.upstream->spec;
   const config::Timeout& timeout = *a.timeout;
   // scheme https: the pool key also names the context and the SNI (upstream_pool.h).
   std::string_view sni;
   if (a.upstream->https) {
-    // The SNI is the Host the origin receives (APISIX: proxy_ssl_name $upstream_host), except that with
-    // verification a client's Host (pass_host pass) is never the name checked: the node's own host is, as
-    // nginx's default proxy_ssl_name $proxy_host. A client then cannot pick the identity the gateway trusts,
-    // nor fail every node with a bogus Host. A name left empty (a Host of ":80") falls back to the node's.
-    const bool edited_host = !pipeline_.empty() && !plugin_ctx_.upstream.host.empty();
-    const bool verify = a.upstream->tls && a.upstream->tls->verify();
-    const bool client_host = spec.pass_host == config::PassHost::pass && !edited_host;
-    const bool node_name = verify && client_host;
-    sni = tls::host_without_port(node_name ? std::string_view(a.node->host_port) : upstream_host(a));
-    if (sni.empty()) sni = tls::host_without_port(a.node->host_port);
-    a.name_per_node = !edited_host && (node_name || spec.pass_host == config::PassHost::node);
+    sni = tls_server_name(a);
     tls_pool_key_.assign(a.node->pool_key).append("|tls:");
     if (a.upstream->tls) tls_pool_key_.append(std::to_string(a.upstream->tls->id()));
     tls_pool_key_.append("|").append(sni);

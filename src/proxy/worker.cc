@@ -22,6 +22,7 @@ Worker::Worker(size_t index, const Options& options, status::Metrics& metrics, i
       plain_(context_, "worker " + std::to_string(index)),
       tick_timer_(context_),
       pool_(context_.get_executor()),
+      h2_pool_(context_.get_executor()),
       access_log_(access_log_fd) {}
 
 Worker::~Worker() {
@@ -138,6 +139,7 @@ void Worker::drain() {
     std::vector<Session*> current(sessions_.begin(), sessions_.end());
     for (Session* s : current) s->on_drain();
     pool_.sweep(true);
+    h2_pool_.close_all(false);  // GOAWAY: streams in flight finish, no new ones
     maybe_finish();
   });
 }
@@ -147,6 +149,7 @@ void Worker::abort() {
     std::vector<Session*> current(sessions_.begin(), sessions_.end());
     for (Session* s : current) s->force_close();
     pool_.sweep(true);
+    h2_pool_.close_all(true);
     context_.stop();
   });
 }
@@ -159,6 +162,7 @@ void Worker::remove_session(Session* s) {
 void Worker::maybe_finish() {
   if (!draining_ || !sessions_.empty()) return;
   pool_.sweep(true);
+  h2_pool_.close_all(true);
   boost::system::error_code ec;
   tick_timer_.cancel();
   context_.stop();

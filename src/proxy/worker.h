@@ -22,6 +22,7 @@
 
 #include "base/accept_backoff.h"
 #include "proxy/access_log.h"
+#include "proxy/h2_upstream.h"
 #include "proxy/options.h"
 #include "proxy/upstream_pool.h"
 #include "snapshot/snapshot.h"
@@ -68,6 +69,7 @@ class Worker {
   const Options& options() const { return options_; }
   status::WorkerMetrics& metrics() { return metrics_; }
   UpstreamPool& pool() { return pool_; }
+  H2UpstreamPool& h2_pool() { return h2_pool_; }  // scheme grpc / grpcs
   AccessLog& access_log() { return access_log_; }
   const std::shared_ptr<PinnedSnapshot>& snapshot() const { return snapshot_; }
   bool draining() const { return draining_; }
@@ -105,6 +107,7 @@ class Worker {
   std::unique_ptr<Listener> tls_;  // --listen-tls
   boost::asio::steady_timer tick_timer_;
   UpstreamPool pool_;
+  H2UpstreamPool h2_pool_;
   AccessLog access_log_;
   std::shared_ptr<PinnedSnapshot> snapshot_;
   std::atomic<bool> finished_{false};

@@ -60,11 +60,12 @@ std::string host_port(const config::Node& node) {
   return out;
 }
 
-// The TLS material of an https upstream: its own client certificate or the ssl its client_cert_id names.
+// The TLS material of an https (or grpcs) upstream: its own client certificate or the ssl its client_cert_id
+// names.
 tls::ClientTlsSpec tls_spec_of(const config::Upstream& spec, const BuildContext& ctx,
                                const std::vector<config::Ssl>& ssls) {
   tls::ClientTlsSpec t;
-  if (spec.scheme != "https") return t;
+  if (spec.scheme != "https" && spec.scheme != "grpcs") return t;
   t.ca_file = ctx.upstream_ca_file;
   if (!spec.tls) return t;
   t.verify = spec.tls->verify;
@@ -94,7 +95,8 @@ std::shared_ptr<const tls::ClientContext> build_tls(const std::string& key, tls:
 
 void make_tls(UpstreamRuntime& up, const config::Upstream& spec, const BuildContext& ctx,
               const std::vector<config::Ssl>& ssls) {
-  up.https = spec.scheme == "https";
+  up.https = spec.scheme == "https" || spec.scheme == "grpcs";
+  up.grpc = spec.scheme == "grpc" || spec.scheme == "grpcs";
   up.tls_spec = tls_spec_of(spec, ctx, ssls);
   if (up.https) {
     if (spec.tls && !spec.tls->client_cert_id.empty() && up.tls_spec.cert_pem.empty()) {

@@ -55,7 +55,8 @@ struct UpstreamRuntime {
   // bundle), so a runtime is reused only while its material is unchanged, and the context itself. `tls` is
   // null when the scheme is http, or when the material did not load (logged; every connect then fails: a
   // TLS upstream never falls back to plain HTTP).
-  bool https = false;
+  bool https = false;  // https or grpcs: connections are TLS
+  bool grpc = false;   // grpc or grpcs: requests go over HTTP/2 (proxy/h2_upstream.h, docs/grpc.md)
   tls::ClientTlsSpec tls_spec;
   std::shared_ptr<const tls::ClientContext> tls;
   // The active checks' context when they are of type https (null otherwise): the same material, verifying

@@ -412,12 +412,8 @@ const Case kUpstreamCases[] = {
      upstream_doc(
          R"({"id": "u1", "nodes": {"10.0.0.1:80": 1}, "scheme": "https", "tls": {"client_cert_id": "c9"}})"),
      "upstreams[0].tls.client_cert_id", "ssl \"c9\" is not defined in ssls"},
-    {"scheme_grpc", upstream_with(R"("scheme": "grpc")"), "upstreams[0].scheme",
-     "not supported by this version"},
-    {"scheme_grpcs", upstream_with(R"("scheme": "grpcs")"), "upstreams[0].scheme",
-     "not supported by this version"},
     {"scheme_other", upstream_with(R"("scheme": "tcp")"), "upstreams[0].scheme",
-     "scheme \"tcp\" is not supported by this version (only \"http\" and \"https\")"},
+     "scheme \"tcp\" is not supported by this version (only \"http\", \"https\", \"grpc\" and \"grpcs\")"},
     {"pass_host_unknown", upstream_with(R"("pass_host": "keep")"), "upstreams[0].pass_host",
      "matches none of the enum values"},
     {"rewrite_without_host", upstream_with(R"("pass_host": "rewrite")"), "upstreams[0].upstream_host",
@@ -702,6 +698,19 @@ TEST(ValidateApi, ServiceAndUpstream) {
   EXPECT_TRUE(errors.list().empty());
   EXPECT_FALSE(validate_upstream(json::parse(R"({"nodes": {"a": 1}})"), "", errors));
   EXPECT_EQ(errors.list().back().path, "id");
+}
+
+TEST(ValidateApi, GrpcSchemes) {
+  for (const char* scheme : {"grpc", "grpcs"}) {
+    Errors errors;
+    std::optional<Upstream> u = validate_upstream(
+        json::parse(std::string(R"({"id": 1, "nodes": {"10.0.0.1:50051": 1}, "scheme": ")") + scheme +
+                    R"(", "tls": {"verify": true}})"),
+        "", errors);
+    ASSERT_TRUE(u.has_value()) << scheme;
+    EXPECT_EQ(u->scheme, scheme);
+    EXPECT_TRUE(errors.list().empty());
+  }
 }
 
 TEST(ValidateApi, ErrorsKeepTheFirstN) {

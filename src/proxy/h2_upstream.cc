@@ -1,0 +1,417 @@
+#include "proxy/h2_upstream.h"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/ssl/stream.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <cstring>
+
+#include "base/log.h"
+
+namespace portico::proxy {
+
+namespace asio = boost::asio;
+using asio::awaitable;
+using namespace asio::experimental::awaitable_operators;
+constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+
+namespace {
+constexpr size_t kReadBuffer = 16 * 1024;  // one TLS record, HAProxy's buffer
+constexpr unsigned char kAlpnH2[] = {2, 'h', '2'};
+
+Clock::time_point deadline_in(double seconds) {
+  return Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+}
+}  // namespace
+
+std::string h2_pool_key(std::string_view node_pool_key, const tls::ClientContext* tls, std::string_view sni) {
+  std::string key(node_pool_key);
+  key += "|h2";
+  if (tls != nullptr) {
+    key += "|tls:";
+    key += std::to_string(tls->id());
+    key += '|';
+    key += sni;
+  }
+  return key;
+}
+
+// One multiplexed connection (see the header). Worker thread only.
+class H2UpstreamConnection : public std::enable_shared_from_this<H2UpstreamConnection> {
+ public:
+  H2UpstreamConnection(H2UpstreamPool* pool, std::string key, std::unique_ptr<UpstreamConnection> transport,
+                       double idle_timeout, const asio::any_io_executor& executor)
+      : pool_(pool),
+        key_(std::move(key)),
+        transport_(std::move(transport)),
+        idle_timeout_(idle_timeout),
+        idle_timer_(executor),
+        executor_(executor) {}
+
+  void start() {
+    asio::co_spawn(
+        executor_, [self = shared_from_this()] { return self->read_loop(); }, asio::detached);
+    flush();  // the preface and SETTINGS
+  }
+
+  bool has_room() const {
+    return !closed_ && !closing_ && codec_.alive() && !codec_.goaway_received() &&
+           codec_.open_streams() < codec_.peer_max_streams();
+  }
+  bool closed() const { return closed_; }
+  const std::string& key() const { return key_; }
+
+  int32_t submit(const http2::Fields& head, bool end_stream) {
+    idle_timer_.cancel();
+    return codec_.submit_request(head, end_stream);
+  }
+  void attach(int32_t id, H2UpstreamStream* stream) { streams_[id] = stream; }
+  void detach(int32_t id) {
+    streams_.erase(id);
+    codec_.forget(id);  // RST_STREAM CANCEL when still open; its unread DATA's window is given back
+    flush();
+    if (streams_.empty()) on_idle();
+  }
+
+  // Writes what the codec has to say, from one write coroutine at a time.
+  void flush() {
+    if (writing_ || closed_) return;
+    if (!codec_.want_output()) {
+      maybe_close();
+      return;
+    }
+    writing_ = true;
+    asio::co_spawn(
+        executor_, [self = shared_from_this()] { return self->write_loop(); }, asio::detached);
+  }
+
+  // Graceful: GOAWAY, then close once the streams are done.
+  void go_away() {
+    if (closed_) return;
+    closing_ = true;
+    if (pool_ != nullptr) pool_->remove(this);
+    codec_.shutdown();
+    flush();
+  }
+
+  // The transport is finished (error, EOF, abort): every open stream fails.
+  void close_transport(uint32_t error_code) {
+    if (closed_) return;
+    closed_ = true;
+    codec_.transport_closed(error_code);
+    boost::system::error_code ec;
+    idle_timer_.cancel();
+    transport_->socket.close(ec);
+    if (pool_ != nullptr) pool_->remove(this);
+    dispatch();
+  }
+
+  void detach_pool() { pool_ = nullptr; }
+
+  http2::ClientCodec codec_;
+
+ private:
+  awaitable<void> read_loop() {
+    auto self = shared_from_this();
+    std::vector<char> buffer(kReadBuffer);
+    while (!closed_) {
+      auto b = asio::buffer(buffer);
+      auto [ec, n] = transport_->tls ? co_await transport_->tls->async_read_some(b, nothrow)
+                                     : co_await transport_->socket.async_read_some(b, nothrow);
+      if (closed_) break;
+      if (ec) {
+        if (ec != asio::error::eof && ec != asio::error::operation_aborted && !closing_) {
+          PORTICO_LOG(debug, "h2 upstream %s: read failed: %s", key_.c_str(), ec.message().c_str());
+        }
+        close_transport(http2::kInternalError);
+        break;
+      }
+      const bool ok = codec_.feed(buffer.data(), n);
+      // A TLS 1.3 ticket arrives after the handshake: keep the newest resumable session (a no-op when
+      // unchanged).
+      if (transport_->tls && pool_ != nullptr) pool_->sessions_.store(key_, transport_->tls->native_handle());
+      dispatch();
+      flush();
+      if (!ok) {
+        PORTICO_LOG(debug, "h2 upstream %s: connection error %u", key_.c_str(), codec_.connection_error());
+        break;  // the GOAWAY goes out (flush), then maybe_close closes
+      }
+    }
+  }
+
+  awaitable<void> write_loop() {
+    auto self = shared_from_this();
+    while (!closed_) {
+      out_.clear();
+      if (!codec_.take_output(out_)) break;
+      dispatch();  // bodies framed into DATA: writers held back by kSendHighWater go on
+      auto b = asio::buffer(out_);
+      auto [ec, n] = transport_->tls ? co_await asio::async_write(*transport_->tls, b, nothrow)
+                                     : co_await asio::async_write(transport_->socket, b, nothrow);
+      if (ec) {
+        writing_ = false;
+        close_transport(http2::kInternalError);
+        co_return;
+      }
+    }
+    writing_ = false;
+    maybe_close();
+  }
+
+  void maybe_close() {
+    if (closed_ || writing_) return;
+    if (!codec_.alive() || (closing_ && streams_.empty())) close_transport(codec_.connection_error());
+  }
+
+  // Wakes the streams whose state changed; a connection the node is draining takes no new streams.
+  void dispatch() {
+    for (int32_t id : codec_.take_changed()) {
+      if (auto it = streams_.find(id); it != streams_.end()) it->second->wake();
+    }
+    if ((codec_.goaway_received() || !codec_.alive()) && pool_ != nullptr) pool_->remove(this);
+  }
+
+  void on_idle() {
+    if (closing_ || closed_ || codec_.goaway_received()) {
+      maybe_close();
+      if (codec_.goaway_received() && !closed_) go_away();
+      return;
+    }
+    if (idle_timeout_ <= 0) {
+      go_away();
+      return;
+    }
+    idle_timer_.expires_at(deadline_in(idle_timeout_));
+    idle_timer_.async_wait([weak = weak_from_this()](const boost::system::error_code& ec) {
+      if (ec) return;
+      if (auto self = weak.lock(); self && self->streams_.empty()) self->go_away();
+    });
+  }
+
+  H2UpstreamPool* pool_;
+  std::string key_;
+  std::unique_ptr<UpstreamConnection> transport_;
+  double idle_timeout_;
+  asio::steady_timer idle_timer_;
+  asio::any_io_executor executor_;
+  std::unordered_map<int32_t, H2UpstreamStream*> streams_;
+  std::string out_;
+  bool writing_ = false;
+  bool closing_ = false;
+  bool closed_ = false;
+};
+
+// --- H2UpstreamStream ---
+
+H2UpstreamStream::H2UpstreamStream(std::shared_ptr<H2UpstreamConnection> conn, int32_t id,
+                                   const asio::any_io_executor& executor)
+    : conn_(std::move(conn)), id_(id), state_(conn_->codec_.stream(id)), wake_(executor) {}
+
+H2UpstreamStream::~H2UpstreamStream() {
+  if (conn_) conn_->detach(id_);
+}
+
+awaitable<H2UpstreamStream::Wait> H2UpstreamStream::wait(Clock::time_point deadline) {
+  if (interrupted_) co_return Wait::interrupted;
+  wake_.expires_at(deadline);
+  auto [ec] = co_await wake_.async_wait(nothrow);
+  if (interrupted_) co_return Wait::interrupted;
+  co_return ec ? Wait::ready : Wait::timeout;  // cancelled: woken by the connection
+}
+
+void H2UpstreamStream::interrupt() {
+  interrupted_ = true;
+  wake_.cancel();
+}
+
+awaitable<bool> H2UpstreamStream::write(std::string_view data, Clock::time_point deadline) {
+  while (state_->out_pending() >= kSendHighWater) {
+    if (state_->closed || conn_->closed()) co_return false;
+    if (co_await wait(deadline) != Wait::ready) co_return false;
+  }
+  if (state_->closed || conn_->closed()) co_return false;
+  const bool ok = conn_->codec_.send_data(id_, data);
+  conn_->flush();
+  co_return ok;
+}
+
+bool H2UpstreamStream::finish(const http2::Fields& trailers) {
+  const bool ok = conn_->codec_.end_stream(id_, trailers);
+  conn_->flush();
+  return ok;
+}
+
+void H2UpstreamStream::reset(uint32_t code) {
+  conn_->codec_.reset(id_, code);
+  conn_->flush();
+}
+
+awaitable<H2UpstreamStream::Wait> H2UpstreamStream::wait_head(Clock::time_point deadline) {
+  while (true) {
+    if (state_->head_ready) co_return Wait::ready;
+    if (state_->closed) co_return Wait::closed;
+    if (Wait w = co_await wait(deadline); w != Wait::ready) co_return w;
+  }
+}
+
+awaitable<H2UpstreamStream::Wait> H2UpstreamStream::wait_data(Clock::time_point deadline) {
+  while (true) {
+    if (!state_->data.empty() || state_->remote_ended) co_return Wait::ready;
+    if (state_->closed) co_return Wait::closed;
+    if (Wait w = co_await wait(deadline); w != Wait::ready) co_return w;
+  }
+}
+
+void H2UpstreamStream::consume(size_t n) {
+  conn_->codec_.consume(id_, n);
+  conn_->flush();  // the WINDOW_UPDATE
+}
+
+// --- H2UpstreamPool ---
+
+H2UpstreamPool::~H2UpstreamPool() {
+  close_all(true);
+}
+
+void H2UpstreamPool::remove(H2UpstreamConnection* conn) {
+  auto it = conns_.find(conn->key());
+  if (it == conns_.end()) return;
+  auto& list = it->second;
+  for (size_t i = 0; i < list.size(); ++i) {
+    if (list[i].get() == conn) {
+      list.erase(list.begin() + static_cast<std::ptrdiff_t>(i));
+      break;
+    }
+  }
+  if (list.empty()) conns_.erase(it);
+}
+
+void H2UpstreamPool::close_all(bool now) {
+  auto all = std::move(conns_);
+  conns_.clear();
+  for (auto& [key, list] : all) {
+    for (auto& conn : list) {
+      if (now) {
+        conn->detach_pool();
+        conn->close_transport(http2::kCancel);
+      } else {
+        conn->go_away();
+      }
+    }
+  }
+}
+
+size_t H2UpstreamPool::connections() const {
+  size_t n = 0;
+  for (const auto& [key, list] : conns_) n += list.size();
+  return n;
+}
+
+size_t H2UpstreamPool::connections_for(const std::string& key) const {
+  auto it = conns_.find(key);
+  return it == conns_.end() ? 0 : it->second.size();
+}
+
+awaitable<std::shared_ptr<H2UpstreamConnection>> H2UpstreamPool::connect(const H2Target& t,
+                                                                         H2OpenError& error) {
+  if (t.tls_required && !t.tls) {
+    error = H2OpenError::connect;  // its material did not load (logged at build): never h2c instead
+    co_return nullptr;
+  }
+  auto transport = std::make_unique<UpstreamConnection>(asio::ip::tcp::socket(executor_));
+  asio::steady_timer timer(executor_);
+  timer.expires_at(deadline_in(t.connect_timeout));
+  auto connected =
+      co_await (transport->socket.async_connect(t.endpoint, nothrow) || timer.async_wait(nothrow));
+  if (connected.index() == 1) {
+    error = H2OpenError::connect_timeout;
+    co_return nullptr;
+  }
+  if (auto [ec] = std::get<0>(connected); ec) {
+    error = H2OpenError::connect;
+    co_return nullptr;
+  }
+  boost::system::error_code ec;
+  transport->socket.set_option(asio::ip::tcp::no_delay(true), ec);
+  if (t.tls) {
+    transport->tls_context = t.tls;
+    transport->tls =
+        std::make_unique<asio::ssl::stream<asio::ip::tcp::socket&>>(transport->socket, t.tls->asio());
+    SSL* ssl = transport->tls->native_handle();
+    if (!t.tls->prepare(ssl, t.sni, sessions_.find(t.key))) {
+      error = t.tls->verify() && t.sni.empty() ? H2OpenError::tls_verify : H2OpenError::connect;
+      co_return nullptr;
+    }
+    // ALPN per connection: the shared context offers http/1.1 for scheme https.
+    SSL_set_alpn_protos(ssl, kAlpnH2, sizeof kAlpnH2);
+    auto shaken = co_await (transport->tls->async_handshake(asio::ssl::stream_base::client, nothrow) ||
+                            timer.async_wait(nothrow));
+    if (shaken.index() == 1) {
+      sessions_.erase(t.key);
+      error = H2OpenError::connect_timeout;
+      co_return nullptr;
+    }
+    if (auto [hec] = std::get<0>(shaken); hec) {
+      sessions_.erase(t.key);
+      const long verify = SSL_get_verify_result(ssl);
+      error = verify != X509_V_OK ? H2OpenError::tls_verify : H2OpenError::connect;
+      if (verify != X509_V_OK) {
+        static thread_local ::portico::log::Throttle throttle;
+        uint64_t suppressed = 0;
+        if (throttle.due(suppressed)) {
+          PORTICO_LOG(warn,
+                      "h2 upstream %s: certificate verification for \"%s\" failed: %s (%llu similar failures "
+                      "not logged)",
+                      t.key.c_str(), t.sni.c_str(), X509_verify_cert_error_string(verify),
+                      static_cast<unsigned long long>(suppressed));
+        }
+      }
+      co_return nullptr;
+    }
+    const unsigned char* alpn = nullptr;
+    unsigned int alpn_len = 0;
+    SSL_get0_alpn_selected(ssl, &alpn, &alpn_len);
+    if (alpn_len != 2 || std::memcmp(alpn, "h2", 2) != 0) {
+      PORTICO_LOG(warn, "h2 upstream %s: the node did not select ALPN \"h2\"", t.key.c_str());
+      error = H2OpenError::no_h2;
+      co_return nullptr;
+    }
+    sessions_.store(t.key, ssl);
+  }
+  auto conn =
+      std::make_shared<H2UpstreamConnection>(this, t.key, std::move(transport), t.idle_timeout, executor_);
+  conns_[t.key].push_back(conn);
+  conn->start();
+  co_return conn;
+}
+
+awaitable<std::unique_ptr<H2UpstreamStream>> H2UpstreamPool::open(const H2Target& t,
+                                                                  const http2::Fields& head, bool end_stream,
+                                                                  H2OpenError& error) {
+  error = H2OpenError::none;
+  std::shared_ptr<H2UpstreamConnection> conn;
+  if (auto it = conns_.find(t.key); it != conns_.end()) {
+    for (auto& c : it->second) {
+      if (c->has_room()) {
+        conn = c;
+        break;
+      }
+    }
+  }
+  if (!conn) conn = co_await connect(t, error);
+  if (!conn) co_return nullptr;
+  const int32_t id = conn->submit(head, end_stream);
+  if (id < 0) {
+    error = H2OpenError::refused;
+    co_return nullptr;
+  }
+  std::unique_ptr<H2UpstreamStream> stream(new H2UpstreamStream(conn, id, executor_));
+  conn->attach(id, stream.get());
+  conn->flush();
+  co_return stream;
+}
+
+}  // namespace portico::proxy

@@ -1,0 +1,412 @@
+// Upstream side of a session for scheme grpc / grpcs (docs/grpc.md): the same request path as HTTP/1.1
+// (routing, plugins, balancing, retries, access log, metrics run in session.cc and forward()), with one try
+// going over an HTTP/2 stream of the worker's H2UpstreamPool instead of an HTTP/1.1 exchange.
+//
+// The request head the node receives is the one the HTTP/1.1 path would send (write_upstream_request_head:
+// hop-by-hop and Connection-named fields dropped, X-Forwarded-*, plugin edits), parsed back by Portico's
+// strict parser and turned into HTTP/2 fields, so both paths forward exactly the same fields. The body
+// streams with backpressure: at most H2UpstreamStream::kSendHighWater bytes wait for the node's window. The
+// response relays head, DATA and trailers, the DATA re-opening the node's window only as the client takes it.
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <charconv>
+
+#include "base/log.h"
+#include "http/parser.h"
+#include "http2/grpc.h"
+#include "proxy/session.h"
+#include "proxy/session_attempt.h"
+#include "proxy/worker.h"
+#include "snapshot/snapshot.h"
+
+namespace portico::proxy {
+
+namespace asio = boost::asio;
+using asio::awaitable;
+constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+
+namespace {
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return out;
+}
+
+// Fields HTTP/2 forbids (RFC 9113 8.2.2) or that :authority replaces. The head writer already dropped the
+// hop-by-hop ones; these are the ones it re-states for HTTP/1.1 framing.
+bool not_for_h2(std::string_view lower_name) {
+  return lower_name == "host" || lower_name == "connection" || lower_name == "transfer-encoding" ||
+         lower_name == "keep-alive" || lower_name == "proxy-connection" || lower_name == "upgrade" ||
+         lower_name == "te";
+}
+
+}  // namespace
+
+bool Session::is_grpc_request() const {
+  return http2::grpc::is_grpc_content_type(request_.find("content-type"));
+}
+
+bool Session::h2_request_fields(Attempt& a, http2::Fields& fields) {
+  UpstreamRequestParams p;
+  p.target = target_;
+  p.host = upstream_host(a);
+  if (!pipeline_.empty()) {
+    const plugins::UpstreamEdits& edits = plugin_ctx_.upstream;
+    if (!edits.empty()) p.edits = &edits;
+  }
+  p.client_ip = std::string_view(client_ip_text_, client_ip_len_);
+  p.tls = tls_ != nullptr;
+  p.body = OutFraming::none;
+  write_upstream_request_head(head_out_, request_, p);
+  http::RequestHead parsed;
+  http::ParseLimits limits = limits_;
+  limits.max_head_size = std::max(limits.max_head_size, head_out_.size());
+  http::ParseResult r = http::parse_request(head_out_.data(), head_out_.size(), limits, parsed);
+  if (r.status != http::ParseStatus::complete) return false;  // a plugin edit made it invalid
+  fields.clear();
+  fields.push_back({":method", std::string(parsed.method_text)});
+  fields.push_back({":scheme", a.upstream->https ? std::string("https") : std::string("http")});
+  fields.push_back({":authority", std::string(parsed.host_header)});
+  fields.push_back({":path", std::string(parsed.target)});
+  for (uint16_t i = 0; i < parsed.header_count; ++i) {
+    std::string name = lower(parsed.headers[i].name);
+    if (not_for_h2(name)) continue;
+    if (name == "content-length" && request_.framing != http::BodyFraming::content_length) continue;
+    fields.push_back({std::move(name), std::string(parsed.headers[i].value)});
+  }
+  // gRPC requires it (PROTOCOL-HTTP2.md), and it is the only TE HTTP/2 allows.
+  fields.push_back({"te", "trailers"});
+  return true;
+}
+
+awaitable<Session::Failure> Session::try_h2_node(Attempt& a) {
+  const config::Upstream& spec = a.upstream->spec;
+  std::string_view sni;
+  if (a.upstream->https) sni = tls_server_name(a);
+  H2Target t;
+  t.key = h2_pool_key(a.node->pool_key, a.upstream->tls.get(), sni);
+  t.tls = a.upstream->tls;
+  t.tls_required = a.upstream->https;
+  t.sni = std::string(sni);
+  t.connect_timeout = a.timeout->connect;
+  t.idle_timeout = spec.keepalive_pool.size > 0 ? spec.keepalive_pool.idle_timeout : 0;
+  if (a.node->address.empty()) co_return Failure::connect;
+  boost::system::error_code ec;
+  auto address = asio::ip::make_address(a.node->address, ec);
+  if (ec) co_return Failure::connect;
+  t.endpoint = asio::ip::tcp::endpoint(address, a.node->spec.port);
+
+  http2::Fields fields;
+  if (!h2_request_fields(a, fields)) co_return Failure::bad_response;
+  const bool has_body = request_.framing != http::BodyFraming::none;
+  H2OpenError error = H2OpenError::none;
+  h2up_ = co_await worker_.h2_pool().open(t, fields, !has_body, error);
+  if (!h2up_) {
+    switch (error) {
+      case H2OpenError::connect_timeout:
+        co_return Failure::connect_timeout;
+      case H2OpenError::tls_verify:
+        co_return Failure::tls_verify;
+      default:
+        co_return Failure::connect;
+    }
+  }
+  a.sent_at = Clock::now();
+  upstream_send_timeout_ = a.timeout->send;
+  // The call's deadline: its grpc-timeout capped by the route's read timeout for the response head; a
+  // streaming response's later reads each get the read timeout, within the grpc-timeout (docs/grpc.md).
+  const std::optional<double> grpc_timeout = http2::grpc::parse_timeout(request_.find("grpc-timeout"));
+  grpc_deadline_ = grpc_timeout ? deadline_in(*grpc_timeout) : Clock::time_point::max();
+  if (has_body && !co_await send_h2_body()) {
+    const http2::ClientStream& s = h2up_->state();
+    if (client_error_ || client_gone_) {
+      h2up_.reset();  // RST_STREAM CANCEL
+      co_return Failure::client;
+    }
+    // The node refused the stream or ended it early: what it answered (if anything) is relayed below.
+    if (!s.head_ready && s.closed) {
+      const bool unprocessed = s.unprocessed && !h2_body_.replay_overflow;
+      h2up_.reset();
+      co_return unprocessed ? Failure::connect : Failure::reset;
+    }
+  }
+  const Clock::time_point head_deadline = std::min(deadline_in(a.timeout->read), grpc_deadline_);
+  H2UpstreamStream::Wait w = co_await h2up_->wait_head(head_deadline);
+  if (w != H2UpstreamStream::Wait::ready) {
+    const http2::ClientStream& s = h2up_->state();
+    // Not processed by the node (REFUSED_STREAM, above a GOAWAY's last stream id): nothing reached its
+    // application, so the request may go to another node like after a failed connect, if its body can be
+    // sent again (all of it so far is in the replay buffer).
+    const bool unprocessed =
+        w == H2UpstreamStream::Wait::closed && s.unprocessed && !h2_body_.replay_overflow;
+    h2up_.reset();
+    if (w == H2UpstreamStream::Wait::timeout) co_return Failure::timeout;
+    if (w == H2UpstreamStream::Wait::interrupted) co_return Failure::client;
+    co_return unprocessed ? Failure::connect : Failure::reset;
+  }
+  upstream_status_ = h2up_->state().status;
+  bool ok = co_await relay_h2_response(a);
+  upstream_seconds_ = std::chrono::duration<double>(Clock::now() - a.sent_at).count();
+  h2up_.reset();
+  response_.header_count = 0;  // its views pointed into the stream's fields
+  if (!ok) close_after_ = true;
+  co_return Failure::none;
+}
+
+awaitable<int> Session::next_h2_body_piece(std::string_view& piece) {
+  H2Body& b = h2_body_;
+  if (request_body_done_ && b.started) co_return 0;
+  const size_t head = request_.head_size;
+  if (!b.started) {
+    b.started = true;
+    b.data = in_.data() + in_begin_ + head;
+    b.len = client_buffered() - head;
+    b.used = 0;
+    b.from_in = true;
+    body_bytes_read_ = 0;
+    if (request_.framing == http::BodyFraming::content_length) {
+      b.left = request_.content_length;
+      const size_t first = static_cast<size_t>(std::min<uint64_t>(b.len, b.left));
+      body_from_in_ = first;
+      body_bytes_read_ = first;
+      b.left -= first;
+      request_body_done_ = b.left == 0;
+      if (first > 0) {
+        piece = std::string_view(b.data, first);
+        co_return 1;
+      }
+    } else {
+      decoder_.reset();
+      request_body_done_ = false;
+    }
+  }
+  if (request_.framing == http::BodyFraming::content_length) {
+    if (b.left == 0) {
+      request_body_done_ = true;
+      co_return 0;
+    }
+    if (!co_await send_continue()) {
+      client_gone_ = true;
+      co_return -1;
+    }
+    body_streamed_ = true;
+    const size_t want = static_cast<size_t>(std::min<uint64_t>(b.left, up_.size()));
+    arm(worker_.options().header_timeout, Guard::client);
+    auto [ec, n] = co_await client_.async_read_some(asio::buffer(up_.data(), want), nothrow);
+    disarm();
+    if (ec || n == 0) {
+      client_gone_ = true;
+      close_after_ = true;
+      co_return -1;
+    }
+    body_bytes_read_ += n;
+    b.left -= n;
+    request_body_done_ = b.left == 0;
+    piece = std::string_view(up_.data(), n);
+    co_return 1;
+  }
+  // Chunked (an HTTP/1.1 client without Content-Length, or an HTTP/2 client's body: h2_stream.h): decoded.
+  while (true) {
+    http::ChunkedDecoder::Step step = decoder_.next(std::string_view(b.data + b.used, b.len - b.used));
+    b.used += step.consumed;
+    body_bytes_read_ += step.consumed;
+    switch (step.status) {
+      case http::ChunkedDecoder::Status::error:
+        client_error_ = 400;
+        close_after_ = true;
+        co_return -1;
+      case http::ChunkedDecoder::Status::data:
+        b.total += step.data.size();
+        if (max_body_ >= 0 && b.total > static_cast<uint64_t>(max_body_)) {
+          client_error_ = 413;
+          close_after_ = true;
+          co_return -1;
+        }
+        piece = step.data;
+        co_return 1;
+      case http::ChunkedDecoder::Status::done:
+        if (b.from_in) {
+          body_from_in_ = b.used;
+        } else {
+          body_from_in_ = client_buffered() - head;
+          leftover_.assign(b.data + b.used, b.len - b.used);  // the next pipelined request
+        }
+        request_body_done_ = true;
+        co_return 0;
+      case http::ChunkedDecoder::Status::need_more:
+        break;
+    }
+    if (!co_await send_continue()) {
+      client_gone_ = true;
+      co_return -1;
+    }
+    body_streamed_ = true;
+    b.from_in = false;
+    arm(worker_.options().header_timeout, Guard::client);
+    auto [ec, n] = co_await client_.async_read_some(asio::buffer(up_.data(), up_.size()), nothrow);
+    disarm();
+    if (ec || n == 0) {
+      client_gone_ = true;
+      close_after_ = true;
+      co_return -1;
+    }
+    b.data = up_.data();
+    b.len = n;
+    b.used = 0;
+  }
+}
+
+awaitable<bool> Session::send_h2_body() {
+  H2Body& b = h2_body_;
+  auto deadline = [&] { return std::min(deadline_in(upstream_send_timeout_), grpc_deadline_); };
+  // A retry first sends again what earlier tries took from the client.
+  if (!b.replay.empty() && !co_await h2up_->write(b.replay, deadline())) co_return false;
+  while (true) {
+    std::string_view piece;
+    const int r = co_await next_h2_body_piece(piece);
+    if (r < 0) co_return false;
+    if (r == 0) break;
+    // Kept for a retry on another node while it is small (Envoy keeps a retry buffer the same way); a body
+    // larger than that cannot be replayed, and a refused stream is then an error like any other.
+    if (!b.replay_overflow) {
+      if (b.replay.size() + piece.size() <= kH2ReplayLimit) {
+        b.replay.append(piece);
+      } else {
+        b.replay_overflow = true;
+        std::string().swap(b.replay);
+      }
+    }
+    if (!co_await h2up_->write(piece, deadline())) co_return false;
+  }
+  co_return h2up_->finish();
+}
+
+awaitable<bool> Session::relay_h2_response(Attempt& a) {
+  const http2::ClientStream& s = h2up_->state();
+  // The node's head as an HTTP/1.1 response head (views into the stream's fields, alive as long as h2up_), so
+  // the plugins' response phase and the head writer see it like any other.
+  http::ResponseHead& head = response_;
+  head = http::ResponseHead{};
+  head.status = static_cast<uint16_t>(s.status);
+  head.framing = http::BodyFraming::chunked;
+  for (const http2::Field& f : s.head) {
+    if (f.name == "content-length") continue;  // re-framed
+    if (head.header_count == http::kMaxHeaders) co_return false;
+    head.headers[head.header_count++] = http::Header{f.name, f.value};
+  }
+  const bool http10 = request_.version_minor == 0;
+  const bool grpc_response = http2::grpc::is_grpc_content_type(head.find("content-type"));
+  if (!request_body_done_) close_after_ = true;
+  if (worker_.draining()) close_after_ = true;
+  ClientResponseParams cp;
+  if (!pipeline_.empty()) {
+    plugins::ResponseInfo info;
+    info.status = head.status;
+    info.upstream = &head;
+    pipeline_.run_response(plugin_ctx_, info);
+    // Header and status edits apply; a replaced body does not (a gRPC body is framed messages).
+    if (!plugin_ctx_.response.empty()) cp.edits = &plugin_ctx_.response;
+    if (plugin_ctx_.response.has_body) plugin_ctx_.response.has_body = false;
+  }
+  // A head that ended the stream (gRPC's trailers-only response: the status is in the head) is relayed as
+  // one: an empty body by Content-Length, which an HTTP/2 client receives as a single HEADERS with
+  // END_STREAM. Relayed chunked, the client would see DATA after a status and fail the call.
+  const bool headers_only = s.remote_ended && s.data.empty() && !s.trailers_ready;
+  if (headers_only) {
+    if (head.header_count == http::kMaxHeaders) co_return false;
+    head.framing = http::BodyFraming::content_length;
+    head.content_length = 0;
+    head.headers[head.header_count++] = http::Header{"content-length", "0"};
+    cp.body = OutFraming::content_length;
+  } else {
+    cp.body = http10 ? OutFraming::until_close : OutFraming::chunked;
+    if (http10) close_after_ = true;
+  }
+  cp.close = close_after_;
+  cp.http10 = http10;
+  write_client_response_head(head_out_, head, cp);
+  if (!co_await write_client(bufs(asio::buffer(head_out_)))) {
+    h2up_->reset();
+    co_return false;
+  }
+  if (headers_only) co_return true;
+  const bool chunked = !http10;
+  while (true) {
+    const Clock::time_point deadline = std::min(deadline_in(a.timeout->read), grpc_deadline_);
+    H2UpstreamStream::Wait w = co_await h2up_->wait_data(deadline);
+    if (w == H2UpstreamStream::Wait::ready) {
+      if (!s.data.empty()) {
+        const size_t n = s.data.size();
+        if (!co_await write_client_body(s.data, chunked)) {
+          h2up_->reset();
+          co_return false;
+        }
+        h2up_->consume(n);
+        continue;
+      }
+      // END_STREAM: the trailers (HTTP/1.1: a chunked trailer section).
+      if (!chunked) co_return true;
+      co_return co_await write_client_trailers(s.trailers);
+    }
+    // Reset by the node, its connection lost, a deadline. A gRPC response ends with a status the client
+    // understands (UNAVAILABLE, or DEADLINE_EXCEEDED), as trailers after the messages already relayed; any
+    // other response is cut (HTTP/2: RST_STREAM; HTTP/1.1: no last chunk).
+    h2up_->reset();
+    if (w == H2UpstreamStream::Wait::interrupted || !grpc_response || !chunked) co_return false;
+    const bool expired = w == H2UpstreamStream::Wait::timeout && Clock::now() >= grpc_deadline_;
+    const int code = expired ? http2::grpc::kDeadlineExceeded : http2::grpc::kUnavailable;
+    const http2::Fields status{
+        {"grpc-status", std::to_string(code)},
+        {"grpc-message", expired ? std::string("deadline exceeded")
+                                 : std::string("upstream ended the call without a status")}};
+    if (!co_await write_client_trailers(status)) co_return false;
+    close_after_ = true;  // the node's stream failed: start afresh
+    co_return true;
+  }
+}
+
+awaitable<bool> Session::write_client_trailers(const http2::Fields& trailers) {
+  std::string& out = chunk_line_;
+  if (H2Stream* stream = client_.h2()) {
+    // HTTP/2 client: END_STREAM carries them (HEADERS), sent when the translation sees the last chunk.
+    stream->set_trailers(trailers);
+    out = "0\r\n\r\n";
+    co_return co_await write_client(bufs(asio::buffer(out)));
+  }
+  out = "0\r\n";
+  for (const http2::Field& f : trailers) {
+    out += f.name;
+    out += ": ";
+    out += f.value;
+    out += "\r\n";
+  }
+  out += "\r\n";
+  co_return co_await write_client(bufs(asio::buffer(out)));
+}
+
+awaitable<bool> Session::send_grpc_error(int status, std::string_view message, bool close) {
+  // Portico's own timeouts are the call's deadline; every other status maps as the gRPC document says.
+  const int code = status == 504 ? http2::grpc::kDeadlineExceeded : http2::grpc::status_for_http(status);
+  const std::string encoded = http2::grpc::percent_encode(message);
+  std::string& out = head_out_;
+  out = request_.version_minor == 0 ? "HTTP/1.0 200 OK\r\n" : "HTTP/1.1 200 OK\r\n";
+  out += "Server: portico\r\nContent-Type: application/grpc\r\ngrpc-status: ";
+  out += std::to_string(code);
+  out += "\r\n";
+  if (!encoded.empty()) {
+    out += "grpc-message: ";
+    out += encoded;
+    out += "\r\n";
+  }
+  out += "Content-Length: 0\r\n";
+  if (close) out += "Connection: close\r\n";
+  out += "\r\n";
+  bool ok = co_await write_client(bufs(asio::buffer(out)));
+  co_return ok && !close;
+}
+
+}  // namespace portico::proxy
