@@ -393,6 +393,14 @@ int ServerCodec::on_close(int32_t id, uint32_t error_code) {
     s->unconsumed = 0;
   }
   if (s->delivered && !s->finished) {
+    if (error_code == NGHTTP2_NO_ERROR && s->end_sent && s->remote_ended) {
+      // Completed on the wire: the client saw the whole response and may open the next stream at once,
+      // before this stream's session has unwound (it ends on a later turn of the loop). Only a stream the
+      // client reset keeps its slot until its session is finished (rapid reset); this one frees it now, or
+      // a client keeping N < MAX_CONCURRENT_STREAMS requests in flight would be refused streams.
+      s->slot_freed = true;
+      --live_;
+    }
     handler_.on_stream_close(id, error_code);
   } else if (!s->delivered && s->reject != -2) {
     --live_;
@@ -506,7 +514,7 @@ void ServerCodec::stream_finished(int32_t id) {
   Stream* s = find(id);
   if (s == nullptr || s->finished) return;
   s->finished = true;
-  if (s->delivered) --live_;
+  if (s->delivered && !s->slot_freed) --live_;
   if (!s->closed && !s->remote_ended) {
     // Answered before the request ended (a 413, a 401 before the body, ...): once the response is out,
     // RST_STREAM NO_ERROR tells the client to stop sending (RFC 9113 8.1), instead of Portico reading and

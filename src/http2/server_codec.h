@@ -139,6 +139,7 @@ class ServerCodec {
     int reject = 0;          // 431: header list too large; -1: stream error (PROTOCOL_ERROR)
     bool delivered = false;  // on_request was called: the owner calls stream_finished
     bool finished = false;   // the owner called stream_finished
+    bool slot_freed = false;  // no longer counted in live_ (completed on the wire before its session ended)
     bool closed = false;     // nghttp2 closed it
     bool responded = false;  // a response head was submitted
     bool deferred = false;   // the data source waits for submit_data
