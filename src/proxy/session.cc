@@ -85,7 +85,7 @@ Session::Session(Worker& worker, asio::ip::tcp::socket socket, tls::ServerContex
     client_ip_ = router::IpAddress::from_sockaddr(reinterpret_cast<sockaddr*>(&ss));
     client_ip_len_ = client_ip_.format(client_ip_text_);
   }
-  in_.resize(kInitialBuffer);
+  in_ = worker_.head_buffers().take(kInitialBuffer);
   if (tls_ != nullptr) {
     client_.enable_tls(tls_->context());
     match_.tls = true;
@@ -119,14 +119,16 @@ Session::Session(Worker& worker, std::shared_ptr<H2Stream> stream, const Connect
   tls_sni_ = connection.sni;
   ssl_client_s_dn_ = connection.ssl_client_s_dn;
   ssl_client_verify_ = connection.ssl_client_verify;
-  in_.assign(head.begin(), head.end());
-  in_end_ = in_.size();
-  if (in_.size() < kInitialBuffer) in_.resize(kInitialBuffer);
+  in_ = worker_.head_buffers().take(std::max(kInitialBuffer, head.size()));
+  std::memcpy(in_.data(), head.data(), head.size());
+  in_end_ = head.size();
   plugin_ctx_.worker = worker_.index();
   plugin_ctx_.waiter = &plugin_waiter_;
 }
 
 Session::~Session() {
+  worker_.head_buffers().give(std::move(in_));
+  worker_.upstream_buffers().give(std::move(up_));
   if (stream_mode_) return;  // its H2Connection's session is the one the worker counts
   worker_.metrics().connections_open.sub();
   worker_.remove_session(this);

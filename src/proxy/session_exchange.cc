@@ -61,7 +61,7 @@ awaitable<bool> Session::forward(const snapshot::RouteRuntime& route, snapshot::
   if (spec.type == config::LbType::chash) up.hash_key.get(match_, hash_key);
   const config::PassiveCheck* passive =
       spec.checks && spec.checks->passive ? &*spec.checks->passive : nullptr;
-  if (up_.size() < kUpstreamBuffer) up_.resize(kUpstreamBuffer);
+  if (up_.size() < kUpstreamBuffer) up_ = worker_.upstream_buffers().take(kUpstreamBuffer);
 
   int excluded[kMaxTries];
   size_t excluded_count = 0;

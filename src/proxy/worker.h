@@ -22,6 +22,7 @@
 
 #include "base/accept_backoff.h"
 #include "proxy/access_log.h"
+#include "proxy/buffer_cache.h"
 #include "proxy/h2_upstream.h"
 #include "proxy/options.h"
 #include "proxy/upstream_pool.h"
@@ -70,6 +71,10 @@ class Worker {
   status::WorkerMetrics& metrics() { return metrics_; }
   UpstreamPool& pool() { return pool_; }
   H2UpstreamPool& h2_pool() { return h2_pool_; }  // scheme grpc / grpcs
+  // Spare session buffers: request heads (in_) and upstream I/O (up_), kept apart so neither takes the
+  // other's.
+  BufferCache& head_buffers() { return head_buffers_; }
+  BufferCache& upstream_buffers() { return upstream_buffers_; }
   AccessLog& access_log() { return access_log_; }
   const std::shared_ptr<PinnedSnapshot>& snapshot() const { return snapshot_; }
   bool draining() const { return draining_; }
@@ -99,8 +104,10 @@ class Worker {
   const Options& options_;
   status::WorkerMetrics& metrics_;
   // Declared before the io_context: destroying the context destroys sessions still parked in it (after an
-  // aborted drain), and their destructors unregister here.
+  // aborted drain), and their destructors unregister here and give their buffers back.
   std::unordered_set<Session*> sessions_;
+  BufferCache head_buffers_;
+  BufferCache upstream_buffers_;
   bool draining_ = false;
   boost::asio::io_context context_;
   Listener plain_;
