@@ -94,6 +94,7 @@ awaitable<Session::Failure> Session::try_h2_node(Attempt& a) {
   t.sni = std::string(sni);
   t.connect_timeout = a.timeout->connect;
   t.idle_timeout = spec.keepalive_pool.size > 0 ? spec.keepalive_pool.idle_timeout : 0;
+  t.send_timeout = a.timeout->send;
   if (a.node->address.empty()) co_return Failure::connect;
   boost::system::error_code ec;
   auto address = asio::ip::make_address(a.node->address, ec);

@@ -1,0 +1,82 @@
+"""Regressions from the gRPC upstream review (docs/grpc.md): misbehaving nodes must neither leak connections
+nor turn into wrong statuses."""
+
+import socket
+import subprocess
+import threading
+
+import grpc
+import h2.config
+import h2.connection
+import h2.events
+import h2.settings
+
+from conftest import LOOPBACK, wait_for
+from grpc_servers import SERVICE, GrpcServer
+
+
+def listener():
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind((LOOPBACK, 0))
+    srv.listen(64)
+    return srv, srv.getsockname()[1]
+
+
+def accept_each(srv, serve):
+    def loop():
+        while True:
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(c,), daemon=True).start()
+    threading.Thread(target=loop, daemon=True).start()
+
+
+def established_to(port):
+    out = subprocess.run(["ss", "-Htn", "state", "established", "dst", "%s:%d" % (LOOPBACK, port)],
+                         capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if line.strip()]
+
+
+def grpc_curl(gw, body_path, *extra, timeout=15):
+    r = subprocess.run(["curl", "-s", "-i", "--http2-prior-knowledge", "-m", str(timeout), "-H",
+                        "content-type: application/grpc", "-H", "te: trailers", *extra, "--data-binary",
+                        "@%s" % body_path, "http://%s:%d/%s/Echo" % (LOOPBACK, gw.port, SERVICE)],
+                       capture_output=True)
+    lines = r.stdout.split(b"\r\n")
+    status = next((l for l in lines if l.startswith(b"HTTP/")), b"")
+    grpc_status = next((l.split(b":", 1)[1].strip() for l in lines if l.lower().startswith(b"grpc-status")), None)
+    return status, grpc_status
+
+
+def test_a_node_that_stops_reading_leaves_no_connection(portico, tmp_path):
+    # SETTINGS with a huge window, then never reads: Portico's writes fill the socket buffers and stall.
+    srv, port = listener()
+    held = []
+
+    def serve(c):
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+        conn.initiate_connection()
+        conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 2**31 - 1})
+        conn.increment_flow_control_window(2**31 - 1 - 65535)
+        c.sendall(conn.data_to_send())
+        held.append(c)
+
+    accept_each(srv, serve)
+    up = {"scheme": "grpc", "nodes": {"%s:%d" % (LOOPBACK, port): 1}, "timeout": {"connect": 1, "send": 1, "read": 1},
+          "keepalive_pool": {"size": 10, "idle_timeout": 1}}
+    gw = portico({"routes": [{"id": "d", "uri": "/*", "upstream": up}]}, fmt="json")
+    (tmp_path / "b").write_bytes(b"\0" * (8 << 20))
+    try:
+        for _ in range(3):
+            grpc_curl(gw, tmp_path / "b", timeout=8)
+        assert held
+        wait_for(lambda: not established_to(port), timeout=10,
+                 message="connections to a node that stopped reading were not closed")
+    finally:
+        srv.close()
+        for c in held:
+            c.close()
