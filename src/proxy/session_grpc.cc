@@ -144,7 +144,9 @@ awaitable<Session::Failure> Session::try_h2_node(Attempt& a) {
     // sent again (all of it so far is in the replay buffer).
     const bool unprocessed =
         w == H2UpstreamStream::Wait::closed && s.unprocessed && !h2_body_.replay_overflow;
+    const bool overflow = s.header_overflow;  // too large or too many fields: the node's answer is invalid
     h2up_.reset();
+    if (overflow) co_return Failure::bad_response;
     if (w == H2UpstreamStream::Wait::timeout) co_return Failure::timeout;
     if (w == H2UpstreamStream::Wait::interrupted) co_return Failure::client;
     co_return unprocessed ? Failure::connect : Failure::reset;

@@ -80,3 +80,64 @@ def test_a_node_that_stops_reading_leaves_no_connection(portico, tmp_path):
         srv.close()
         for c in held:
             c.close()
+
+
+def scripted_node(respond):
+    """An HTTP/2 node (h2c) answering each request with respond(conn, stream_id)."""
+    srv, port = listener()
+
+    def serve(c):
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False,
+                                                                    validate_outbound_headers=False))
+        conn.initiate_connection()
+        c.sendall(conn.data_to_send())
+        try:
+            while True:
+                d = c.recv(65536)
+                if not d:
+                    return
+                for ev in conn.receive_data(d):
+                    if isinstance(ev, h2.events.RequestReceived):
+                        respond(conn, ev.stream_id)
+                c.sendall(conn.data_to_send())
+        except Exception:
+            pass
+        finally:
+            c.close()
+
+    accept_each(srv, serve)
+    return srv, port
+
+
+def many_fields(count, where):
+    def respond(conn, sid):
+        extra = [("x-h%d" % i, "v") for i in range(count)]
+        conn.send_headers(sid, [(":status", "200"), ("content-type", "application/grpc")] +
+                          (extra if where == "head" else []))
+        conn.send_data(sid, b"\x00\x00\x00\x00\x01A")
+        conn.send_headers(sid, [("grpc-status", "0")] + (extra if where == "trailers" else []), end_stream=True)
+    return respond
+
+
+def call_status(gw, method="Echo"):
+    with grpc.insecure_channel("%s:%d" % (LOOPBACK, gw.port)) as ch:
+        try:
+            ch.unary_unary("/%s/%s" % (SERVICE, method))(b"x", timeout=5)
+            return grpc.StatusCode.OK
+        except grpc.RpcError as e:
+            return e.code()
+
+
+def test_too_many_response_fields_are_unavailable_not_silence(portico, tmp_path):
+    for where in ("head", "trailers"):
+        srv, port = scripted_node(many_fields(200, where))
+        try:
+            gw = portico({"routes": [{"id": "d", "uri": "/*", "upstream": {
+                "scheme": "grpc", "nodes": {"%s:%d" % (LOOPBACK, port): 1}}}]}, fmt="json")
+            assert call_status(gw) == grpc.StatusCode.UNAVAILABLE, where
+            if where == "head":
+                (tmp_path / "b").write_bytes(b"x")
+                status, grpc_status = grpc_curl(gw, tmp_path / "b")
+                assert status.startswith(b"HTTP/2 200") and grpc_status == b"14", (status, grpc_status)
+        finally:
+            srv.close()
