@@ -26,6 +26,7 @@ constexpr unsigned char kAlpnH2[] = {2, 'h', '2'};
 constexpr double kDefaultSendTimeout = 60;
 
 Clock::time_point deadline_in(double seconds) {
+  if (!(seconds < 1e9)) return Clock::time_point::max();  // saturates (as Session::deadline_in)
   return Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
 }
 }  // namespace

@@ -75,6 +75,7 @@ awaitable<bool> Session::forward(const snapshot::RouteRuntime& route, snapshot::
       bool safe = connect_failed || (sent_idempotent(request_, pipeline_, plugin_ctx_) && !body_streamed_);
       double elapsed = std::chrono::duration<double>(Clock::now() - request_start_).count();
       if (!safe || response_started_ || (spec.retry_timeout > 0 && elapsed >= spec.retry_timeout)) break;
+      if (up.grpc && Clock::now() >= grpc_deadline_) break;  // the call's deadline covers every try
       worker_.metrics().upstream_retries.add();
     }
     int node = balancer.pick(hash_key, std::span<const int>(excluded, excluded_count));

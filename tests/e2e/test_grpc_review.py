@@ -1,6 +1,7 @@
 """Regressions from the gRPC upstream review (docs/grpc.md): misbehaving nodes must neither leak connections
 nor turn into wrong statuses."""
 
+import re
 import socket
 import subprocess
 import threading
@@ -47,8 +48,10 @@ def grpc_curl(gw, body_path, *extra, timeout=15):
                        capture_output=True)
     lines = r.stdout.split(b"\r\n")
     status = next((l for l in lines if l.startswith(b"HTTP/")), b"")
-    grpc_status = next((l.split(b":", 1)[1].strip() for l in lines if l.lower().startswith(b"grpc-status")), None)
-    return status, grpc_status
+    # curl prints the trailers right after the body bytes.
+    found = re.findall(rb"grpc-status: *(\d+)", r.stdout, re.I)
+    grpc_status = found[-1] if found else None
+    return status.strip(), grpc_status, r.stdout
 
 
 def test_a_node_that_stops_reading_leaves_no_connection(portico, tmp_path):
@@ -137,7 +140,39 @@ def test_too_many_response_fields_are_unavailable_not_silence(portico, tmp_path)
             assert call_status(gw) == grpc.StatusCode.UNAVAILABLE, where
             if where == "head":
                 (tmp_path / "b").write_bytes(b"x")
-                status, grpc_status = grpc_curl(gw, tmp_path / "b")
-                assert status.startswith(b"HTTP/2 200") and grpc_status == b"14", (status, grpc_status)
+                status, grpc_status, _ = grpc_curl(gw, tmp_path / "b")
+                assert (status, grpc_status) == (b"HTTP/2 200", b"14")
         finally:
             srv.close()
+
+
+def test_a_huge_grpc_timeout_is_no_deadline(portico, tmp_path):
+    node = GrpcServer(tmp_path)
+    try:
+        gw = portico({"routes": [{"id": "d", "uri": "/*", "upstream": {"scheme": "grpc", "nodes": {node.node: 1}}}]},
+                     fmt="json")
+        (tmp_path / "b").write_bytes(b"\x00\x00\x00\x00\x02hi")
+        # 2562047H is grpc-java's "no deadline" (Long.MAX_VALUE nanoseconds).
+        for t in ["5S", "99999999S", "99999999M", "99999999H", "2562047H"]:
+            status, grpc_status, out = grpc_curl(gw, tmp_path / "b", "-H", "grpc-timeout: " + t)
+            assert (status, grpc_status) == (b"HTTP/2 200", b"0") and b"\x02hi" in out, (t, out)
+    finally:
+        node.stop()
+
+
+def test_a_route_read_timeout_is_unavailable_not_deadline_exceeded(portico):
+    # The node answers nothing: the route's read timeout (1 s) passes, the call's own deadline (none) did not.
+    srv, port = scripted_node(lambda conn, sid: None)
+    try:
+        gw = portico({"routes": [{"id": "d", "uri": "/*", "upstream": {
+            "scheme": "grpc", "nodes": {"%s:%d" % (LOOPBACK, port): 1}, "timeout": {"connect": 1, "send": 1, "read": 1}}}]},
+            fmt="json")
+        assert call_status(gw) == grpc.StatusCode.UNAVAILABLE
+        with grpc.insecure_channel("%s:%d" % (LOOPBACK, gw.port)) as ch:
+            try:
+                ch.unary_unary("/%s/Echo" % SERVICE)(b"x", timeout=0.5)
+                raise AssertionError("no answer expected")
+            except grpc.RpcError as e:
+                assert e.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    finally:
+        srv.close()
