@@ -55,6 +55,7 @@ class H2UpstreamConnection : public std::enable_shared_from_this<H2UpstreamConne
         send_timeout_(send_timeout > 0 ? send_timeout : kDefaultSendTimeout),
         idle_timer_(executor),
         stall_timer_(executor),
+        ready_(executor, Clock::time_point::max()),
         executor_(executor) {}
 
   void start() {
@@ -69,6 +70,28 @@ class H2UpstreamConnection : public std::enable_shared_from_this<H2UpstreamConne
   }
   bool closed() const { return closed_; }
   const std::string& key() const { return key_; }
+  bool ready() const { return !closed_ && codec_.settings_received(); }
+
+  // Until the node's SETTINGS arrived (true), the connection closed or `deadline` passed (false; `timed_out`
+  // tells which). A node that accepts and says nothing must not hold calls past the connect timeout.
+  awaitable<bool> wait_ready(Clock::time_point deadline, bool& timed_out) {
+    auto self = shared_from_this();
+    asio::steady_timer timer(executor_, deadline);
+    timed_out = false;
+    while (!ready() && !closed_) {
+      auto r = co_await (ready_.async_wait(nothrow) || timer.async_wait(nothrow));
+      if (r.index() == 1) {
+        timed_out = !ready() && !closed_;
+        break;
+      }
+    }
+    co_return ready();
+  }
+
+  // A stream could not be placed after all: the connection may be idle.
+  void unused() {
+    if (streams_.empty()) on_idle();
+  }
 
   int32_t submit(const http2::Fields& head, bool end_stream) {
     idle_timer_.cancel();
@@ -113,6 +136,7 @@ class H2UpstreamConnection : public std::enable_shared_from_this<H2UpstreamConne
     boost::system::error_code ec;
     idle_timer_.cancel();
     stall_timer_.cancel();
+    ready_.cancel();
     transport_->socket.close(ec);
     if (pool_ != nullptr) pool_->remove(this);
     pool_ = nullptr;  // forgotten by the pool: a closed connection never reaches it again
@@ -140,6 +164,7 @@ class H2UpstreamConnection : public std::enable_shared_from_this<H2UpstreamConne
         break;
       }
       const bool ok = codec_.feed(buffer.data(), n);
+      if (codec_.settings_received()) ready_.cancel();  // wakes open()s waiting for the node's SETTINGS
       // A TLS 1.3 ticket arrives after the handshake: keep the newest resumable session (a no-op when
       // unchanged).
       if (transport_->tls && pool_ != nullptr) pool_->sessions_.store(key_, transport_->tls->native_handle());
@@ -219,6 +244,7 @@ class H2UpstreamConnection : public std::enable_shared_from_this<H2UpstreamConne
   double send_timeout_;
   asio::steady_timer idle_timer_;
   asio::steady_timer stall_timer_;
+  asio::steady_timer ready_;  // a condition: cancelled when the SETTINGS arrive or the connection closes
   asio::any_io_executor executor_;
   std::unordered_map<int32_t, H2UpstreamStream*> streams_;
   std::string out_;
@@ -426,24 +452,56 @@ awaitable<std::shared_ptr<H2UpstreamConnection>> H2UpstreamPool::connect(const H
   co_return conn;
 }
 
+std::shared_ptr<H2UpstreamConnection> H2UpstreamPool::find_room(const std::string& key) const {
+  if (auto it = conns_.find(key); it != conns_.end()) {
+    for (const auto& c : it->second) {
+      if (c->has_room()) return c;
+    }
+  }
+  return nullptr;
+}
+
 awaitable<std::unique_ptr<H2UpstreamStream>> H2UpstreamPool::open(const H2Target& t,
                                                                   const http2::Fields& head, bool end_stream,
                                                                   H2OpenError& error) {
   error = H2OpenError::none;
+  const Clock::time_point deadline = deadline_in(t.connect_timeout);
   std::shared_ptr<H2UpstreamConnection> conn;
-  if (auto it = conns_.find(t.key); it != conns_.end()) {
-    for (auto& c : it->second) {
-      if (c->has_room()) {
-        conn = c;
-        break;
+  // A connection joined before its SETTINGS may turn out to have no room for this stream (a node allowing
+  // one stream): look again, a bounded number of times.
+  for (size_t round = 0; round <= kMaxConnectionsPerKey && !conn; ++round) {
+    conn = find_room(t.key);
+    if (!conn) {
+      auto found = connecting_.find(t.key);
+      const size_t connecting = found == connecting_.end() ? 0 : found->second;
+      if (connections_for(t.key) + connecting >= kMaxConnectionsPerKey) {
+        error = H2OpenError::busy;
+        co_return nullptr;
       }
+      ++connecting_[t.key];
+      conn = co_await connect(t, error);
+      if (auto it = connecting_.find(t.key); it != connecting_.end() && --it->second == 0)
+        connecting_.erase(it);
+      if (!conn) co_return nullptr;
+    }
+    if (!conn->ready()) {
+      bool timed_out = false;
+      if (!co_await conn->wait_ready(deadline, timed_out)) {
+        if (timed_out) conn->close_transport(http2::kCancel);  // silent node: no one else waits on it
+        error = timed_out ? H2OpenError::connect_timeout : H2OpenError::connect;
+        co_return nullptr;
+      }
+      if (!conn->has_room()) conn.reset();
     }
   }
-  if (!conn) conn = co_await connect(t, error);
-  if (!conn) co_return nullptr;
+  if (!conn) {
+    error = H2OpenError::busy;
+    co_return nullptr;
+  }
   const int32_t id = conn->submit(head, end_stream);
   if (id < 0) {
     error = H2OpenError::refused;
+    conn->unused();  // a fresh connection still gets its idle timer
     co_return nullptr;
   }
   std::unique_ptr<H2UpstreamStream> stream(new H2UpstreamStream(conn, id, executor_));

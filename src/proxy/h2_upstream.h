@@ -44,6 +44,7 @@ enum class H2OpenError : uint8_t {
   tls_verify,       // the node's certificate did not verify (a configuration problem, not a node failure)
   no_h2,            // TLS without ALPN "h2": the node does not speak HTTP/2 over TLS
   refused,          // the codec refused the request (invalid fields)
+  busy,             // kMaxConnectionsPerKey connections, none with room: nothing reached the node
 };
 
 struct H2Target {
@@ -111,11 +112,18 @@ class H2UpstreamStream {
 
 class H2UpstreamPool {
  public:
+  // Connections per key, connecting ones included: a burst, or a node announcing
+  // SETTINGS_MAX_CONCURRENT_STREAMS 0 or 1, gets no more (the call fails UNAVAILABLE) instead of one
+  // connection per call (Envoy's per-host max_connections plays this part).
+  static constexpr size_t kMaxConnectionsPerKey = 16;
+
   explicit H2UpstreamPool(boost::asio::any_io_executor executor) : executor_(std::move(executor)) {}
   ~H2UpstreamPool();
 
   // A stream carrying a request with `head` (pseudo-headers first, names lower case) on a connection of
-  // target.key with room, or on a new one (connect, TLS with ALPN h2, preface) bounded by connect_timeout.
+  // target.key with room, or on a new one (connect, TLS with ALPN h2, preface, and the node's SETTINGS)
+  // bounded by connect_timeout. A connection whose SETTINGS have not arrived yet is joined (its waiters
+  // submit once they do).
   // `end_stream`: the request has no body. Null with `error` set when none could be opened.
   boost::asio::awaitable<std::unique_ptr<H2UpstreamStream>> open(const H2Target& target,
                                                                  const http2::Fields& head, bool end_stream,
@@ -137,8 +145,11 @@ class H2UpstreamPool {
   // until it is.
   void remove(H2UpstreamConnection* conn);
 
+  std::shared_ptr<H2UpstreamConnection> find_room(const std::string& key) const;
+
   boost::asio::any_io_executor executor_;
   std::unordered_map<std::string, std::vector<std::shared_ptr<H2UpstreamConnection>>> conns_;
+  std::unordered_map<std::string, size_t> connecting_;  // connects in progress per key (TCP, TLS)
   // Going away (GOAWAY sent or received) and not closed yet: tracked so that close_all(true) and the
   // destructor reach every connection that still points at the pool.
   std::vector<std::shared_ptr<H2UpstreamConnection>> draining_;

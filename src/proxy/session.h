@@ -82,7 +82,11 @@ class Session : public std::enable_shared_from_this<Session> {
     bad_response,
     bad_status,
     client,
-    tls_verify  // the node's certificate did not verify: a configuration problem, not a node failure
+    tls_verify,  // the node's certificate did not verify: a configuration problem, not a node failure
+    // Nothing reached the node's application and the node is not sick: its graceful GOAWAY or REFUSED_STREAM
+    // (RFC 9113 8.7), or the worker's HTTP/2 pool at its connection cap. Retried like a failed connect, never
+    // counted against the node (balancer, passive checks, connect-error metrics).
+    refused
   };
 
   struct Attempt;  // state of one try against one node (session_exchange.cc)

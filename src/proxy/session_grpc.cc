@@ -125,6 +125,8 @@ awaitable<Session::Failure> Session::try_h2_node(Attempt& a) {
         co_return Failure::connect_timeout;
       case H2OpenError::tls_verify:
         co_return Failure::tls_verify;
+      case H2OpenError::busy:
+        co_return Failure::refused;
       default:
         co_return Failure::connect;
     }
@@ -143,7 +145,7 @@ awaitable<Session::Failure> Session::try_h2_node(Attempt& a) {
     if (!s.head_ready && s.closed) {
       const bool unprocessed = s.unprocessed && !h2_body_.replay_overflow;
       h2up_.reset();
-      co_return unprocessed ? Failure::connect : Failure::reset;
+      co_return unprocessed ? Failure::refused : Failure::reset;
     }
   }
   const Clock::time_point head_deadline = std::min(deadline_in(a.timeout->read), grpc_deadline_);
@@ -160,7 +162,7 @@ awaitable<Session::Failure> Session::try_h2_node(Attempt& a) {
     if (overflow) co_return Failure::bad_response;
     if (w == H2UpstreamStream::Wait::timeout) co_return Failure::timeout;
     if (w == H2UpstreamStream::Wait::interrupted) co_return Failure::client;
-    co_return unprocessed ? Failure::connect : Failure::reset;
+    co_return unprocessed ? Failure::refused : Failure::reset;
   }
   upstream_status_ = h2up_->state().status;
   bool ok = co_await relay_h2_response(a);

@@ -176,3 +176,87 @@ def test_a_route_read_timeout_is_unavailable_not_deadline_exceeded(portico):
                 assert e.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     finally:
         srv.close()
+
+
+def silent_node():
+    """Accepts TCP connections and never says a word (no SETTINGS)."""
+    srv, port = listener()
+    held = []
+    accept_each(srv, held.append)
+    return srv, port, held
+
+
+def test_a_node_that_never_sends_settings_is_a_connect_timeout(portico, tmp_path):
+    srv, port, held = silent_node()
+    good = GrpcServer(tmp_path)
+    try:
+        up = {"scheme": "grpc", "nodes": {"%s:%d" % (LOOPBACK, port): 100, good.node: 1}, "retries": 1,
+              "timeout": {"connect": 1, "send": 5, "read": 5}}
+        gw = portico({"routes": [{"id": "d", "uri": "/*", "upstream": up}]}, fmt="json")
+        # The silent node first (weights): its connect times out after 1 s, the call goes to the good node.
+        assert call_status(gw) == grpc.StatusCode.OK
+        assert held
+    finally:
+        good.stop()
+        srv.close()
+
+
+def test_the_grpc_deadline_bounds_the_connect(portico, tmp_path):
+    # connect timeout 60 s, grpc-timeout 1 s: the call ends at its deadline, DEADLINE_EXCEEDED from Portico.
+    srv, port, held = silent_node()
+    try:
+        up = {"scheme": "grpc", "nodes": {"%s:%d" % (LOOPBACK, port): 1}, "timeout": {"connect": 60, "send": 60, "read": 60}}
+        gw = portico({"routes": [{"id": "d", "uri": "/*", "upstream": up}]}, fmt="json")
+        (tmp_path / "b").write_bytes(b"x")
+        status, grpc_status, _ = grpc_curl(gw, tmp_path / "b", "-H", "grpc-timeout: 1S", timeout=10)
+        assert (status, grpc_status) == (b"HTTP/2 200", b"4")
+        # Without a grpc-timeout, a connect timeout of the route is UNAVAILABLE (the call's deadline did not pass).
+        up["timeout"]["connect"] = 1
+        gw2 = portico({"routes": [{"id": "d", "uri": "/*", "upstream": up}]}, fmt="json")
+        assert grpc_curl(gw2, tmp_path / "b", timeout=10)[:2] == (b"HTTP/2 200", b"14")
+    finally:
+        srv.close()
+
+
+def test_connections_per_node_are_capped(portico):
+    # A node allowing one stream at a time that never answers: 40 concurrent calls must not open 40
+    # connections (the pool's cap is 16; the calls above it fail UNAVAILABLE at once).
+    srv, port = listener()
+    held = []
+
+    def serve(c):
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+        conn.initiate_connection()
+        conn.update_settings({h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 1})
+        c.sendall(conn.data_to_send())
+        held.append(c)
+        try:
+            while True:
+                d = c.recv(65536)
+                if not d:
+                    return
+                conn.receive_data(d)
+                c.sendall(conn.data_to_send())
+        except Exception:
+            pass
+
+    accept_each(srv, serve)
+    up = {"scheme": "grpc", "nodes": {"%s:%d" % (LOOPBACK, port): 1}, "timeout": {"connect": 2, "send": 5, "read": 5}}
+    gw = portico({"routes": [{"id": "d", "uri": "/*", "upstream": up}]}, fmt="json")
+    codes = []
+    with grpc.insecure_channel("%s:%d" % (LOOPBACK, gw.port)) as ch:
+        echo = ch.unary_unary("/%s/Echo" % SERVICE)
+        futures = [echo.future(b"x", timeout=3) for _ in range(40)]
+        for f in futures:
+            try:
+                f.result()
+                codes.append(grpc.StatusCode.OK)
+            except grpc.RpcError as e:
+                codes.append(e.code())
+    try:
+        assert len(held) <= 16, len(held)
+        assert grpc.StatusCode.UNAVAILABLE in codes
+    finally:
+        srv.close()
+        for c in held:
+            c.close()
