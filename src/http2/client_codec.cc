@@ -46,7 +46,9 @@ struct ClientCodec::Callbacks {
     if (s == nullptr) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     // RFC 9113 6.5.2's accounting, on the decoded fields: an HPACK bomb ends here, however small its frames.
     c.header_bytes_ += namelen + valuelen + 32;
-    if (c.header_bytes_ > c.limits_.max_header_list) {
+    const bool pseudo = namelen > 0 && name[0] == ':';
+    if (c.header_bytes_ > c.limits_.max_header_list ||
+        (!pseudo && c.block_.size() >= c.limits_.max_header_count)) {
       s->header_overflow = true;
       c.mark(*s);
       return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;  // RST_STREAM INTERNAL_ERROR; the stream closes

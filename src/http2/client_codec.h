@@ -12,8 +12,8 @@
 // automatic WINDOW_UPDATEs are off and the window is re-opened only as the caller consume()s, so a slow
 // client of a fast node holds at most one window per stream, and a node sending beyond it breaks flow
 // control (a connection error nghttp2 reports). Response header lists are bounded (decoded size, as
-// SETTINGS_MAX_HEADER_LIST_SIZE) and so is the number of CONTINUATION frames. HTTP messaging checks stay on
-// (http2/README.md): a malformed response is a stream error, never delivered.
+// SETTINGS_MAX_HEADER_LIST_SIZE, and field count) and so is the number of CONTINUATION frames. HTTP messaging
+// checks stay on (http2/README.md): a malformed response is a stream error, never delivered.
 #pragma once
 
 #include <cstddef>
@@ -24,6 +24,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "http/message.h"
 #include "http2/field.h"
 
 struct nghttp2_session;
@@ -39,6 +40,10 @@ struct ClientLimits {
   // Decoded size of a response's header list, name + value + 32 per field as RFC 9113 6.5.2 counts (nginx
   // large_client_header_buffers-like 32 KiB for grpc; HAProxy tune.bufsize 16 KiB).
   uint32_t max_header_list = 64 * 1024;
+  // Fields per header block (head or trailers), pseudo-headers aside: the proxy relays a head as an
+  // HTTP/1.1 head of at most http::kMaxHeaders fields, one of them possibly its own Content-Length (HAProxy's
+  // tune.http.maxhdr is 101; nginx has no count, only buffer sizes).
+  size_t max_header_count = http::kMaxHeaders - 1;
   // CONTINUATION frames per header block (nghttp2's default is 8; CVE-2024-27316 floods).
   size_t max_continuations = 8;
   // Streams assumed before the node's SETTINGS arrive (RFC 9113 recommends at least 100).
@@ -68,7 +73,8 @@ struct ClientStream {
   // The node did not process this request (REFUSED_STREAM, or above a GOAWAY's last stream id): it may be
   // retried elsewhere even if not idempotent (RFC 9113 8.7).
   bool unprocessed = false;
-  bool header_overflow = false;  // the head went over limits.max_header_list (the stream was reset)
+  // The head or trailers went over limits.max_header_list or max_header_count (the stream was reset).
+  bool header_overflow = false;
 
   // Request side.
   std::string out;  // body bytes submitted and not yet framed into DATA

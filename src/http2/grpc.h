@@ -27,6 +27,9 @@ constexpr int kUnauthenticated = 16;
 // in seconds; nullopt when malformed (the header is then ignored, as grpc-go and Envoy do).
 std::optional<double> parse_timeout(std::string_view value);
 
+// A cap for "no deadline" values (grpc-java sends 2562047H for Long.MAX_VALUE nanoseconds): ~3 years.
+constexpr double kMaxTimeoutSeconds = 1e8;
+
 // The time a gRPC request may take: its grpc-timeout when it has a valid one, capped by the route's
 // `route_seconds` (a client cannot hold the gateway longer than the route allows).
 double effective_timeout(std::string_view grpc_timeout, double route_seconds);

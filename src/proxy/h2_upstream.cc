@@ -21,8 +21,12 @@ constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 namespace {
 constexpr size_t kReadBuffer = 16 * 1024;  // one TLS record, HAProxy's buffer
 constexpr unsigned char kAlpnH2[] = {2, 'h', '2'};
+// A write stalled this long closes the connection when the route sets no send timeout (nginx's
+// grpc_send_timeout default).
+constexpr double kDefaultSendTimeout = 60;
 
 Clock::time_point deadline_in(double seconds) {
+  if (!(seconds < 1e9)) return Clock::time_point::max();  // saturates (as Session::deadline_in)
   return Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
 }
 }  // namespace
@@ -43,12 +47,15 @@ std::string h2_pool_key(std::string_view node_pool_key, const tls::ClientContext
 class H2UpstreamConnection : public std::enable_shared_from_this<H2UpstreamConnection> {
  public:
   H2UpstreamConnection(H2UpstreamPool* pool, std::string key, std::unique_ptr<UpstreamConnection> transport,
-                       double idle_timeout, const asio::any_io_executor& executor)
+                       double idle_timeout, double send_timeout, const asio::any_io_executor& executor)
       : pool_(pool),
         key_(std::move(key)),
         transport_(std::move(transport)),
         idle_timeout_(idle_timeout),
+        send_timeout_(send_timeout > 0 ? send_timeout : kDefaultSendTimeout),
         idle_timer_(executor),
+        stall_timer_(executor),
+        ready_(executor, Clock::time_point::max()),
         executor_(executor) {}
 
   void start() {
@@ -63,6 +70,28 @@ class H2UpstreamConnection : public std::enable_shared_from_this<H2UpstreamConne
   }
   bool closed() const { return closed_; }
   const std::string& key() const { return key_; }
+  bool ready() const { return !closed_ && codec_.settings_received(); }
+
+  // Until the node's SETTINGS arrived (true), the connection closed or `deadline` passed (false; `timed_out`
+  // tells which). A node that accepts and says nothing must not hold calls past the connect timeout.
+  awaitable<bool> wait_ready(Clock::time_point deadline, bool& timed_out) {
+    auto self = shared_from_this();
+    asio::steady_timer timer(executor_, deadline);
+    timed_out = false;
+    while (!ready() && !closed_) {
+      auto r = co_await (ready_.async_wait(nothrow) || timer.async_wait(nothrow));
+      if (r.index() == 1) {
+        timed_out = !ready() && !closed_;
+        break;
+      }
+    }
+    co_return ready();
+  }
+
+  // A stream could not be placed after all: the connection may be idle.
+  void unused() {
+    if (streams_.empty()) on_idle();
+  }
 
   int32_t submit(const http2::Fields& head, bool end_stream) {
     idle_timer_.cancel();
@@ -91,6 +120,7 @@ class H2UpstreamConnection : public std::enable_shared_from_this<H2UpstreamConne
   // Graceful: GOAWAY, then close once the streams are done.
   void go_away() {
     if (closed_) return;
+    auto self = shared_from_this();
     closing_ = true;
     if (pool_ != nullptr) pool_->remove(this);
     codec_.shutdown();
@@ -100,12 +130,16 @@ class H2UpstreamConnection : public std::enable_shared_from_this<H2UpstreamConne
   // The transport is finished (error, EOF, abort): every open stream fails.
   void close_transport(uint32_t error_code) {
     if (closed_) return;
+    auto self = shared_from_this();  // the pool's reference may be the last one
     closed_ = true;
     codec_.transport_closed(error_code);
     boost::system::error_code ec;
     idle_timer_.cancel();
+    stall_timer_.cancel();
+    ready_.cancel();
     transport_->socket.close(ec);
     if (pool_ != nullptr) pool_->remove(this);
+    pool_ = nullptr;  // forgotten by the pool: a closed connection never reaches it again
     dispatch();
   }
 
@@ -130,6 +164,7 @@ class H2UpstreamConnection : public std::enable_shared_from_this<H2UpstreamConne
         break;
       }
       const bool ok = codec_.feed(buffer.data(), n);
+      if (codec_.settings_received()) ready_.cancel();  // wakes open()s waiting for the node's SETTINGS
       // A TLS 1.3 ticket arrives after the handshake: keep the newest resumable session (a no-op when
       // unchanged).
       if (transport_->tls && pool_ != nullptr) pool_->sessions_.store(key_, transport_->tls->native_handle());
@@ -149,9 +184,20 @@ class H2UpstreamConnection : public std::enable_shared_from_this<H2UpstreamConne
       if (!codec_.take_output(out_)) break;
       dispatch();  // bodies framed into DATA: writers held back by kSendHighWater go on
       auto b = asio::buffer(out_);
-      auto [ec, n] = transport_->tls ? co_await asio::async_write(*transport_->tls, b, nothrow)
-                                     : co_await asio::async_write(transport_->socket, b, nothrow);
-      if (ec) {
+      // A node that stops reading (full socket buffers) must not hold the connection forever: the streams
+      // on it have their own deadlines, but a GOAWAY or RST_STREAM queued behind the stalled bytes has none.
+      stall_timer_.expires_at(deadline_in(send_timeout_));
+      auto written = transport_->tls ? co_await (asio::async_write(*transport_->tls, b, nothrow) ||
+                                                 stall_timer_.async_wait(nothrow))
+                                     : co_await (asio::async_write(transport_->socket, b, nothrow) ||
+                                                 stall_timer_.async_wait(nothrow));
+      if (written.index() == 1) {
+        PORTICO_LOG(debug, "h2 upstream %s: write stalled for %gs", key_.c_str(), send_timeout_);
+        writing_ = false;
+        close_transport(http2::kInternalError);
+        co_return;
+      }
+      if (auto [ec, n] = std::get<0>(written); ec) {
         writing_ = false;
         close_transport(http2::kInternalError);
         co_return;
@@ -195,7 +241,10 @@ class H2UpstreamConnection : public std::enable_shared_from_this<H2UpstreamConne
   std::string key_;
   std::unique_ptr<UpstreamConnection> transport_;
   double idle_timeout_;
+  double send_timeout_;
   asio::steady_timer idle_timer_;
+  asio::steady_timer stall_timer_;
+  asio::steady_timer ready_;  // a condition: cancelled when the SETTINGS arrive or the connection closes
   asio::any_io_executor executor_;
   std::unordered_map<int32_t, H2UpstreamStream*> streams_;
   std::string out_;
@@ -277,16 +326,23 @@ H2UpstreamPool::~H2UpstreamPool() {
 }
 
 void H2UpstreamPool::remove(H2UpstreamConnection* conn) {
-  auto it = conns_.find(conn->key());
-  if (it == conns_.end()) return;
-  auto& list = it->second;
-  for (size_t i = 0; i < list.size(); ++i) {
-    if (list[i].get() == conn) {
-      list.erase(list.begin() + static_cast<std::ptrdiff_t>(i));
-      break;
+  std::shared_ptr<H2UpstreamConnection> keep;
+  if (auto it = conns_.find(conn->key()); it != conns_.end()) {
+    auto& list = it->second;
+    for (size_t i = 0; i < list.size(); ++i) {
+      if (list[i].get() == conn) {
+        keep = std::move(list[i]);
+        list.erase(list.begin() + static_cast<std::ptrdiff_t>(i));
+        break;
+      }
     }
+    if (list.empty()) conns_.erase(it);
   }
-  if (list.empty()) conns_.erase(it);
+  if (conn->closed()) {
+    std::erase_if(draining_, [conn](const auto& c) { return c.get() == conn; });
+  } else if (keep) {
+    draining_.push_back(std::move(keep));
+  }
 }
 
 void H2UpstreamPool::close_all(bool now) {
@@ -298,9 +354,17 @@ void H2UpstreamPool::close_all(bool now) {
         conn->detach_pool();
         conn->close_transport(http2::kCancel);
       } else {
+        draining_.push_back(conn);  // until it closes (remove)
         conn->go_away();
       }
     }
+  }
+  if (!now) return;
+  auto draining = std::move(draining_);
+  draining_.clear();
+  for (auto& conn : draining) {
+    conn->detach_pool();
+    conn->close_transport(http2::kCancel);
   }
 }
 
@@ -381,31 +445,63 @@ awaitable<std::shared_ptr<H2UpstreamConnection>> H2UpstreamPool::connect(const H
     }
     sessions_.store(t.key, ssl);
   }
-  auto conn =
-      std::make_shared<H2UpstreamConnection>(this, t.key, std::move(transport), t.idle_timeout, executor_);
+  auto conn = std::make_shared<H2UpstreamConnection>(this, t.key, std::move(transport), t.idle_timeout,
+                                                     t.send_timeout, executor_);
   conns_[t.key].push_back(conn);
   conn->start();
   co_return conn;
+}
+
+std::shared_ptr<H2UpstreamConnection> H2UpstreamPool::find_room(const std::string& key) const {
+  if (auto it = conns_.find(key); it != conns_.end()) {
+    for (const auto& c : it->second) {
+      if (c->has_room()) return c;
+    }
+  }
+  return nullptr;
 }
 
 awaitable<std::unique_ptr<H2UpstreamStream>> H2UpstreamPool::open(const H2Target& t,
                                                                   const http2::Fields& head, bool end_stream,
                                                                   H2OpenError& error) {
   error = H2OpenError::none;
+  const Clock::time_point deadline = deadline_in(t.connect_timeout);
   std::shared_ptr<H2UpstreamConnection> conn;
-  if (auto it = conns_.find(t.key); it != conns_.end()) {
-    for (auto& c : it->second) {
-      if (c->has_room()) {
-        conn = c;
-        break;
+  // A connection joined before its SETTINGS may turn out to have no room for this stream (a node allowing
+  // one stream): look again, a bounded number of times.
+  for (size_t round = 0; round <= kMaxConnectionsPerKey && !conn; ++round) {
+    conn = find_room(t.key);
+    if (!conn) {
+      auto found = connecting_.find(t.key);
+      const size_t connecting = found == connecting_.end() ? 0 : found->second;
+      if (connections_for(t.key) + connecting >= kMaxConnectionsPerKey) {
+        error = H2OpenError::busy;
+        co_return nullptr;
       }
+      ++connecting_[t.key];
+      conn = co_await connect(t, error);
+      if (auto it = connecting_.find(t.key); it != connecting_.end() && --it->second == 0)
+        connecting_.erase(it);
+      if (!conn) co_return nullptr;
+    }
+    if (!conn->ready()) {
+      bool timed_out = false;
+      if (!co_await conn->wait_ready(deadline, timed_out)) {
+        if (timed_out) conn->close_transport(http2::kCancel);  // silent node: no one else waits on it
+        error = timed_out ? H2OpenError::connect_timeout : H2OpenError::connect;
+        co_return nullptr;
+      }
+      if (!conn->has_room()) conn.reset();
     }
   }
-  if (!conn) conn = co_await connect(t, error);
-  if (!conn) co_return nullptr;
+  if (!conn) {
+    error = H2OpenError::busy;
+    co_return nullptr;
+  }
   const int32_t id = conn->submit(head, end_stream);
   if (id < 0) {
     error = H2OpenError::refused;
+    conn->unused();  // a fresh connection still gets its idle timer
     co_return nullptr;
   }
   std::unique_ptr<H2UpstreamStream> stream(new H2UpstreamStream(conn, id, executor_));

@@ -13,8 +13,10 @@
 // while it has output, one write coroutine. An H2UpstreamStream belongs to one session's coroutine; its waits
 // are woken by the connection (a timer used as a condition: cancel() is the signal, expiry the deadline). The
 // stream keeps its connection alive; destroying the stream forgets it in the codec (RST_STREAM CANCEL if it
-// is still open). The pool outlives its connections' coroutines only through close_all(): the worker calls it
-// before its io_context stops.
+// is still open). Every write races a send-stall timer (H2Target::send_timeout): a node that stops reading
+// loses the connection instead of pinning it. The pool knows every connection not yet closed (open or
+// draining); close_all(true), which its destructor runs, detaches them all, so a connection outliving the
+// pool (in a coroutine frame the io_context destroys later) never reaches it.
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
@@ -42,6 +44,7 @@ enum class H2OpenError : uint8_t {
   tls_verify,       // the node's certificate did not verify (a configuration problem, not a node failure)
   no_h2,            // TLS without ALPN "h2": the node does not speak HTTP/2 over TLS
   refused,          // the codec refused the request (invalid fields)
+  busy,             // kMaxConnectionsPerKey connections, none with room: nothing reached the node
 };
 
 struct H2Target {
@@ -52,6 +55,9 @@ struct H2Target {
   std::string sni;                                // grpcs: SNI and the name verified
   double connect_timeout = 60;
   double idle_timeout = 60;  // keepalive_pool.idle_timeout: a connection without streams closes after it
+  // The route's timeout.send: a write to the node that makes no progress for this long closes the
+  // connection (a node that stops reading would otherwise hold it, and its socket, forever).
+  double send_timeout = 60;
 };
 
 // "ip:port|h2" or "ip:port|h2|tls:<context id>|<sni>".
@@ -106,17 +112,25 @@ class H2UpstreamStream {
 
 class H2UpstreamPool {
  public:
+  // Connections per key, connecting ones included: a burst, or a node announcing
+  // SETTINGS_MAX_CONCURRENT_STREAMS 0 or 1, gets no more (the call fails UNAVAILABLE) instead of one
+  // connection per call (Envoy's per-host max_connections plays this part).
+  static constexpr size_t kMaxConnectionsPerKey = 16;
+
   explicit H2UpstreamPool(boost::asio::any_io_executor executor) : executor_(std::move(executor)) {}
   ~H2UpstreamPool();
 
   // A stream carrying a request with `head` (pseudo-headers first, names lower case) on a connection of
-  // target.key with room, or on a new one (connect, TLS with ALPN h2, preface) bounded by connect_timeout.
+  // target.key with room, or on a new one (connect, TLS with ALPN h2, preface, and the node's SETTINGS)
+  // bounded by connect_timeout. A connection whose SETTINGS have not arrived yet is joined (its waiters
+  // submit once they do).
   // `end_stream`: the request has no body. Null with `error` set when none could be opened.
   boost::asio::awaitable<std::unique_ptr<H2UpstreamStream>> open(const H2Target& target,
                                                                  const http2::Fields& head, bool end_stream,
                                                                  H2OpenError& error);
 
-  // Drain: GOAWAY on every connection; each closes once its streams are done. `now`: close them at once.
+  // Drain: GOAWAY on every connection; each closes once its streams are done. `now`: close them at once,
+  // the draining ones too, and forget them (they never reach the pool again).
   void close_all(bool now);
 
   size_t connections() const;
@@ -127,10 +141,18 @@ class H2UpstreamPool {
   friend class H2UpstreamConnection;
   boost::asio::awaitable<std::shared_ptr<H2UpstreamConnection>> connect(const H2Target& target,
                                                                         H2OpenError& error);
+  // Takes `conn` out of the list new streams are placed on; a connection not yet closed is kept in draining_
+  // until it is.
   void remove(H2UpstreamConnection* conn);
+
+  std::shared_ptr<H2UpstreamConnection> find_room(const std::string& key) const;
 
   boost::asio::any_io_executor executor_;
   std::unordered_map<std::string, std::vector<std::shared_ptr<H2UpstreamConnection>>> conns_;
+  std::unordered_map<std::string, size_t> connecting_;  // connects in progress per key (TCP, TLS)
+  // Going away (GOAWAY sent or received) and not closed yet: tracked so that close_all(true) and the
+  // destructor reach every connection that still points at the pool.
+  std::vector<std::shared_ptr<H2UpstreamConnection>> draining_;
   tls::ClientSessionCache sessions_;
 };
 

@@ -728,6 +728,7 @@ awaitable<void> Session::reject_head(int status, std::string_view reason) {
 void Session::start_request_bookkeeping() {
   pipeline_ = {};
   request_start_ = Clock::now();
+  grpc_deadline_ = Clock::time_point::max();  // set by the first gRPC try (session_grpc.cc)
   upstream_seconds_ = -1;
   upstream_status_ = 0;
   upstream_addr_ = {};

@@ -82,7 +82,11 @@ class Session : public std::enable_shared_from_this<Session> {
     bad_response,
     bad_status,
     client,
-    tls_verify  // the node's certificate did not verify: a configuration problem, not a node failure
+    tls_verify,  // the node's certificate did not verify: a configuration problem, not a node failure
+    // Nothing reached the node's application and the node is not sick: its graceful GOAWAY or REFUSED_STREAM
+    // (RFC 9113 8.7), or the worker's HTTP/2 pool at its connection cap. Retried like a failed connect, never
+    // counted against the node (balancer, passive checks, connect-error metrics).
+    refused
   };
 
   struct Attempt;  // state of one try against one node (session_exchange.cc)
@@ -176,8 +180,13 @@ class Session : public std::enable_shared_from_this<Session> {
   // A piece of response body, framed as one chunk when `chunked`.
   boost::asio::awaitable<bool> write_client_body(std::string_view data, bool chunked);
 
-  static Clock::time_point deadline_in(double seconds) {
-    return Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+  static Clock::time_point deadline_in(double seconds) { return deadline_after(Clock::now(), seconds); }
+  // Saturates: a timeout too large for the clock (a grpc-timeout of 99999999H) is "never", not an overflow
+  // into the past.
+  static Clock::time_point deadline_after(Clock::time_point from, double seconds) {
+    constexpr double kNever = 1e9;  // ~31 years: far below the clock's range, far above any real timeout
+    if (!(seconds < kNever)) return Clock::time_point::max();
+    return from + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
   }
   // TLS listener (both codecs): false when the Host's ssl asks for a client certificate that this
   // connection's handshake (made for another SNI, or unverified) did not check, unless the ssl's

@@ -71,10 +71,12 @@ awaitable<bool> Session::forward(const snapshot::RouteRuntime& route, snapshot::
   for (int attempt = 0; attempt < tries; ++attempt) {
     if (attempt > 0) {
       // Nothing reached the origin after a failed connect, so any request may go elsewhere.
-      bool connect_failed = last == Failure::connect || last == Failure::connect_timeout;
+      bool connect_failed =
+          last == Failure::connect || last == Failure::connect_timeout || last == Failure::refused;
       bool safe = connect_failed || (sent_idempotent(request_, pipeline_, plugin_ctx_) && !body_streamed_);
       double elapsed = std::chrono::duration<double>(Clock::now() - request_start_).count();
       if (!safe || response_started_ || (spec.retry_timeout > 0 && elapsed >= spec.retry_timeout)) break;
+      if (up.grpc && Clock::now() >= grpc_deadline_) break;  // the call's deadline covers every try
       worker_.metrics().upstream_retries.add();
     }
     int node = balancer.pick(hash_key, std::span<const int>(excluded, excluded_count));
@@ -98,7 +100,7 @@ awaitable<bool> Session::forward(const snapshot::RouteRuntime& route, snapshot::
     double latency = std::chrono::duration<double>(Clock::now() - started).count();
     // A certificate that does not verify is a trust or naming problem, not a sick node: it neither ejects
     // the node (balancer, passive checks) nor counts as a connect error.
-    const bool counted = f != Failure::client && f != Failure::tls_verify;
+    const bool counted = f != Failure::client && f != Failure::tls_verify && f != Failure::refused;
     balancer.on_request_end(node, latency, f != Failure::none && counted);
     if (passive && counted) {
       int outcome = f == Failure::none || f == Failure::bad_status           ? upstream_status_
@@ -130,7 +132,7 @@ awaitable<bool> Session::forward(const snapshot::RouteRuntime& route, snapshot::
                         : client_error_ == 413 ? "request body too large"
                         : !any_node            ? "no upstream node available"
                         : timed_out            ? "upstream timed out"
-                        : last == Failure::connect || last == Failure::tls_verify
+                        : last == Failure::connect || last == Failure::tls_verify || last == Failure::refused
                             ? "upstream connection failed"
                             : "invalid or failed upstream response";
   if (client_gone_) status = 499;  // nobody to answer; logged as nginx does

@@ -92,8 +92,22 @@ awaitable<Session::Failure> Session::try_h2_node(Attempt& a) {
   t.tls = a.upstream->tls;
   t.tls_required = a.upstream->https;
   t.sni = std::string(sni);
+  // The call's deadline runs from the moment its request arrived, across connects and tries (a retry gets
+  // what is left, not a new grpc-timeout); every wait below, the connect included, is capped by it.
+  const std::string_view grpc_timeout = request_.find("grpc-timeout");
+  grpc_deadline_ = http2::grpc::parse_timeout(grpc_timeout)
+                       ? deadline_after(request_start_, http2::grpc::effective_timeout(
+                                                            grpc_timeout, http2::grpc::kMaxTimeoutSeconds))
+                       : Clock::time_point::max();
+  const Clock::time_point now = Clock::now();
+  if (now >= grpc_deadline_) co_return Failure::timeout;
   t.connect_timeout = a.timeout->connect;
+  if (grpc_deadline_ != Clock::time_point::max()) {
+    t.connect_timeout =
+        std::min(t.connect_timeout, std::chrono::duration<double>(grpc_deadline_ - now).count());
+  }
   t.idle_timeout = spec.keepalive_pool.size > 0 ? spec.keepalive_pool.idle_timeout : 0;
+  t.send_timeout = a.timeout->send;
   if (a.node->address.empty()) co_return Failure::connect;
   boost::system::error_code ec;
   auto address = asio::ip::make_address(a.node->address, ec);
@@ -111,16 +125,16 @@ awaitable<Session::Failure> Session::try_h2_node(Attempt& a) {
         co_return Failure::connect_timeout;
       case H2OpenError::tls_verify:
         co_return Failure::tls_verify;
+      case H2OpenError::busy:
+        co_return Failure::refused;
       default:
         co_return Failure::connect;
     }
   }
   a.sent_at = Clock::now();
   upstream_send_timeout_ = a.timeout->send;
-  // The call's deadline: its grpc-timeout capped by the route's read timeout for the response head; a
-  // streaming response's later reads each get the read timeout, within the grpc-timeout (docs/grpc.md).
-  const std::optional<double> grpc_timeout = http2::grpc::parse_timeout(request_.find("grpc-timeout"));
-  grpc_deadline_ = grpc_timeout ? deadline_in(*grpc_timeout) : Clock::time_point::max();
+  // The response head waits the route's read timeout, within the call's deadline; a streaming response's
+  // later reads each get the read timeout, within it too (docs/grpc.md).
   if (has_body && !co_await send_h2_body()) {
     const http2::ClientStream& s = h2up_->state();
     if (client_error_ || client_gone_) {
@@ -131,7 +145,7 @@ awaitable<Session::Failure> Session::try_h2_node(Attempt& a) {
     if (!s.head_ready && s.closed) {
       const bool unprocessed = s.unprocessed && !h2_body_.replay_overflow;
       h2up_.reset();
-      co_return unprocessed ? Failure::connect : Failure::reset;
+      co_return unprocessed ? Failure::refused : Failure::reset;
     }
   }
   const Clock::time_point head_deadline = std::min(deadline_in(a.timeout->read), grpc_deadline_);
@@ -143,10 +157,12 @@ awaitable<Session::Failure> Session::try_h2_node(Attempt& a) {
     // sent again (all of it so far is in the replay buffer).
     const bool unprocessed =
         w == H2UpstreamStream::Wait::closed && s.unprocessed && !h2_body_.replay_overflow;
+    const bool overflow = s.header_overflow;  // too large or too many fields: the node's answer is invalid
     h2up_.reset();
+    if (overflow) co_return Failure::bad_response;
     if (w == H2UpstreamStream::Wait::timeout) co_return Failure::timeout;
     if (w == H2UpstreamStream::Wait::interrupted) co_return Failure::client;
-    co_return unprocessed ? Failure::connect : Failure::reset;
+    co_return unprocessed ? Failure::refused : Failure::reset;
   }
   upstream_status_ = h2up_->state().status;
   bool ok = co_await relay_h2_response(a);
@@ -389,8 +405,10 @@ awaitable<bool> Session::write_client_trailers(const http2::Fields& trailers) {
 }
 
 awaitable<bool> Session::send_grpc_error(int status, std::string_view message, bool close) {
-  // Portico's own timeouts are the call's deadline; every other status maps as the gRPC document says.
-  const int code = status == 504 ? http2::grpc::kDeadlineExceeded : http2::grpc::status_for_http(status);
+  // DEADLINE_EXCEEDED only when the call's own deadline passed; a connect or read timeout of the route is a
+  // node failing to answer in time (UNAVAILABLE, as every other status maps by the gRPC document).
+  const bool expired = status == 504 && Clock::now() >= grpc_deadline_;
+  const int code = expired ? http2::grpc::kDeadlineExceeded : http2::grpc::status_for_http(status);
   const std::string encoded = http2::grpc::percent_encode(message);
   std::string& out = head_out_;
   out = request_.version_minor == 0 ? "HTTP/1.0 200 OK\r\n" : "HTTP/1.1 200 OK\r\n";

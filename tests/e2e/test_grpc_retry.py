@@ -34,6 +34,9 @@ def test_unprocessed_streams_are_retried_on_another_node(mode, good, portico):
         gw = gateway(portico, bad, good)
         assert calls(gw) == [b"r%d" % i for i in range(6)]
         assert bad.requests >= 1  # it was tried, and each refusal went to the other node
+        # A node draining gracefully is not failing: no connect error counted against it.
+        st, body = gw.status_get("/metrics")
+        assert st == 200 and b"\nportico_upstream_connect_errors_total 0\n" in body, body.decode()[:2000]
     finally:
         bad.stop()
 

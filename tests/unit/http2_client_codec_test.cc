@@ -331,6 +331,35 @@ TEST(ClientCodec, OversizedResponseHeadResetsTheStream) {
   EXPECT_TRUE(c.alive());  // a stream error, not a connection error
 }
 
+TEST(ClientCodec, TooManyResponseFieldsResetTheStream) {
+  ClientLimits limits;
+  limits.max_header_count = 4;
+  ClientCodec c(limits);
+  Server s;
+  int32_t ok = c.submit_request(request(), true);
+  int32_t head = c.submit_request(request(), true);
+  int32_t trailers = c.submit_request(request(), true);
+  ASSERT_TRUE(pump(c, s));
+  Fields four{{":status", "200"}, {"a", "1"}, {"b", "2"}, {"c", "3"}, {"d", "4"}};
+  Fields five = four;
+  five.push_back({"e", "5"});
+  s.respond(ok, four, "x", {{"t1", "1"}, {"t2", "2"}, {"t3", "3"}, {"t4", "4"}});
+  s.respond(head, five, "x");
+  s.respond(trailers, four, "x", {{"t1", "1"}, {"t2", "2"}, {"t3", "3"}, {"t4", "4"}, {"t5", "5"}});
+  ASSERT_TRUE(pump(c, s));
+  EXPECT_FALSE(c.stream(ok)->header_overflow);
+  EXPECT_TRUE(c.stream(ok)->trailers_ready);
+  EXPECT_EQ(c.stream(ok)->error_code, kNoError);
+  EXPECT_TRUE(c.stream(head)->header_overflow);
+  EXPECT_FALSE(c.stream(head)->head_ready);
+  EXPECT_TRUE(c.stream(head)->closed);
+  EXPECT_TRUE(c.stream(trailers)->header_overflow);
+  EXPECT_FALSE(c.stream(trailers)->trailers_ready);
+  EXPECT_TRUE(c.stream(trailers)->closed);
+  EXPECT_NE(c.stream(trailers)->error_code, kNoError);
+  EXPECT_TRUE(c.alive());
+}
+
 TEST(ClientCodec, ContentLengthDisagreeingWithDataIsAStreamError) {
   ClientCodec c;
   Server s;

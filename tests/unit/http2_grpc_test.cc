@@ -46,6 +46,10 @@ TEST(GrpcMessage, PercentEncoding) {
   EXPECT_EQ(percent_encode("100% \xc3\xa9\n"), "100%25 %C3%A9%0A");
   EXPECT_EQ(percent_decode("100%25 %C3%A9%0A"), "100% \xc3\xa9\n");
   EXPECT_EQ(percent_decode("bad %G1 %4"), "bad %G1 %4");
+  // An escape at the very end is decoded (a review suspected it was not; i + 2 < size is the right bound).
+  EXPECT_EQ(percent_decode("end%21"), "end!");
+  EXPECT_EQ(percent_decode("%41"), "A");
+  EXPECT_EQ(percent_decode("%4"), "%4");
 }
 
 TEST(GrpcMessage, FromRefusalBodies) {
