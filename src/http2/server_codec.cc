@@ -196,9 +196,12 @@ int ServerCodec::on_begin_frame(const void* p) {
     case NGHTTP2_SETTINGS:
     case NGHTTP2_PRIORITY:
     case NGHTTP2_RST_STREAM:
-    case NGHTTP2_WINDOW_UPDATE:
       control = true;
       break;
+    case NGHTTP2_WINDOW_UPDATE:
+      // Not counted: a client with a small window sends one per DATA frame it reads, so a fast download
+      // would look like a flood. nghttp2 refuses zero increments and overflow (the abusive forms), and
+      // each one costs a lookup at most (nginx does not count them either).
     case NGHTTP2_DATA:
       control = hd->length == 0 && (hd->flags & NGHTTP2_FLAG_END_STREAM) == 0;
       break;

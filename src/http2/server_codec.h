@@ -36,7 +36,7 @@ struct ServerLimits {
   size_t max_settings = 32;                   // entries in one SETTINGS frame (nghttp2 default 32)
   size_t max_outbound_ack = 1000;             // queued PING/SETTINGS ACKs (nghttp2 default 1000)
   uint32_t max_control_frames_per_second =
-      1000;  // PING, SETTINGS, PRIORITY, RST_STREAM, WINDOW_UPDATE, empty DATA
+      1000;  // PING, SETTINGS, PRIORITY, RST_STREAM, empty DATA (not WINDOW_UPDATE)
   uint32_t max_early_resets_per_second = 200;  // client RST_STREAM before the response started
   uint32_t max_requests = 1000;                // nginx keepalive_requests 1000: then a graceful GOAWAY
 };

@@ -235,6 +235,22 @@ TEST(ServerCodec, PingFloodEndsInGoawayEnhanceYourCalm) {
   EXPECT_FALSE(p.codec.want_read());
 }
 
+TEST(ServerCodec, WindowUpdatesOfAFastDownloadAreNotAFlood) {
+  // A client with a small window acknowledges every DATA frame it reads (nghttp -nv with 64 KiB does).
+  ServerLimits limits;
+  limits.max_control_frames_per_second = 50;
+  Pair p(limits);
+  int32_t id = p.client.get();
+  p.pump();
+  for (int i = 0; i < 200; ++i) {
+    nghttp2_submit_window_update(p.client.s, NGHTTP2_FLAG_NONE, 0, 1);
+    nghttp2_submit_window_update(p.client.s, NGHTTP2_FLAG_NONE, id, 1);
+  }
+  p.pump();
+  EXPECT_TRUE(p.ok);
+  EXPECT_TRUE(p.client.goaways.empty());
+}
+
 TEST(ServerCodec, WindowOpensOnlyAsTheOwnerConsumes) {
   Pair p;
   static std::string payload(400 * 1024, 'z');
