@@ -135,6 +135,7 @@ ServerCodec::Stream* ServerCodec::find(int32_t id) {
 void ServerCodec::maybe_erase(int32_t id) {
   auto it = streams_.find(id);
   if (it != streams_.end() && it->second.closed && (!it->second.delivered || it->second.finished)) {
+    queued_total_ -= it->second.out.size() - it->second.out_begin;
     streams_.erase(it);
   }
 }
@@ -391,6 +392,11 @@ int ServerCodec::on_close(int32_t id, uint32_t error_code) {
   Stream* s = find(id);
   if (s == nullptr) return 0;
   s->closed = true;
+  // A closed stream sends nothing more: its queued response bytes go now.
+  queued_total_ -= s->out.size() - s->out_begin;
+  s->out.clear();
+  s->out.shrink_to_fit();
+  s->out_begin = 0;
   if (s->unconsumed > 0) {
     nghttp2_session_consume_connection(session_, s->unconsumed);
     s->unconsumed = 0;
@@ -423,6 +429,7 @@ long ServerCodec::read_data(int32_t id, uint8_t* buf, size_t length, uint32_t* f
   }
   std::memcpy(buf, s->out.data() + s->out_begin, n);
   s->out_begin += n;
+  queued_total_ -= n;
   if (s->out_begin == s->out.size()) {
     s->out.clear();
     s->out_begin = 0;
@@ -465,6 +472,7 @@ void ServerCodec::submit_data(int32_t id, std::string_view data) {
   Stream* s = find(id);
   if (s == nullptr || s->closed || s->end) return;
   s->out.append(data);
+  queued_total_ += data.size();
   if (s->deferred) {
     s->deferred = false;
     nghttp2_session_resume_data(session_, id);

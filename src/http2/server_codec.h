@@ -98,6 +98,9 @@ class ServerCodec {
   // The body is complete: END_STREAM after the queued bytes (or trailers, when given).
   void submit_end(int32_t id, const std::vector<Field>* trailers = nullptr);
   size_t queued(int32_t id) const;
+  // Response bytes queued on all streams, including streams whose owner has finished (their bytes wait for
+  // the client's window with no Session behind them): the owner's per-connection bound.
+  size_t queued_total() const { return queued_total_; }
   void reset(int32_t id, uint32_t error_code);
   // Request body bytes used: WINDOW_UPDATE as they are consumed, never ahead of it.
   void consume(int32_t id, size_t n);
@@ -110,6 +113,8 @@ class ServerCodec {
   bool notice_acknowledged() const { return notice_acked_; }
   // The final GOAWAY, with the last stream id processed; streams above it are refused.
   void goaway(uint32_t error_code);
+  // Ends the connection now: GOAWAY with `error_code`, nothing else is sent (a client that opens no window).
+  void terminate(uint32_t error_code) { fail(error_code); }
   bool goaway_sent() const { return final_goaway_; }
   size_t live_streams() const { return live_; }
   // Streams nghttp2 still has open (including ones the owner already finished).
@@ -168,6 +173,7 @@ class ServerCodec {
   nghttp2_session* session_ = nullptr;
   std::unordered_map<int32_t, Stream> streams_;
   size_t live_ = 0;
+  size_t queued_total_ = 0;
   uint32_t requests_ = 0;
   Window control_;
   Window resets_;

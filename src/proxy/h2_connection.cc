@@ -70,7 +70,10 @@ void H2Connection::stop() {
 }
 
 void H2Connection::maybe_finish() {
-  if (codec_.goaway_sent() && streams_.empty() && codec_.live_streams() == 0) stop();
+  // After the final GOAWAY the connection ends once nghttp2 has nothing left to send and no open stream
+  // (want_read and want_write both false): the writer decides, since reading must go on meanwhile (the
+  // client's WINDOW_UPDATEs are what lets the last responses out).
+  if (codec_.goaway_sent()) wake_writer();
 }
 
 void H2Connection::release(int32_t id) {
@@ -182,7 +185,9 @@ Clock::time_point H2Connection::read_deadline() {
   } else {
     header_block_since_ = Clock::time_point::max();
   }
-  if (streams_.empty() && codec_.live_streams() == 0) {
+  if (streams_.empty() && codec_.live_streams() == 0 && codec_.open_streams() == 0) {
+    // Idle: no stream at all, not even a finished one whose response still waits for the client's window
+    // (the writer's stall deadline bounds that one).
     d = std::min(d, idle_since_ + seconds(opt.keepalive_timeout));
   }
   return std::min(d, final_goaway_at_);
@@ -249,7 +254,11 @@ awaitable<void> H2Connection::watch() {
 
 awaitable<void> H2Connection::writer() {
   const Options& opt = worker_.options();
+  const Clock::duration send_timeout = seconds(opt.client_send_timeout);
   std::vector<H2Stream*> parked;
+  // Since when response bytes have been queued in the codec without a byte being sendable (the client's
+  // windows are closed); max while not stalled.
+  Clock::time_point stalled_since = Clock::time_point::max();
   while (true) {
     out_.clear();
     codec_.produce(out_, kWriteBatch);
@@ -264,19 +273,47 @@ awaitable<void> H2Connection::writer() {
         stop();
         break;
       }
-      wake_.expires_at(Clock::time_point::max());
-      co_await wake_.async_wait(nothrow);
+      Clock::time_point until = Clock::time_point::max();
+      if (codec_.queued_total() > 0 && !codec_.failed()) {
+        // Bytes wait for a window the client does not open: --send-timeout without progress bounds it
+        // (finished streams' bytes hold no Session, so only the connection can time them out).
+        if (stalled_since == Clock::time_point::max()) stalled_since = Clock::now();
+        until = stalled_since + send_timeout;
+      } else {
+        stalled_since = Clock::time_point::max();
+      }
+      wake_.expires_at(until);
+      auto [ec] = co_await wake_.async_wait(nothrow);
+      if (!ec && until != Clock::time_point::max() && Clock::now() >= until && codec_.queued_total() > 0) {
+        PORTICO_LOG(debug, "HTTP/2: %s opened no window for %zu queued bytes in time",
+                    info_.client_ip_text.c_str(), codec_.queued_total());
+        codec_.terminate(NGHTTP2_ENHANCE_YOUR_CALM);  // flushed next round, then want_write is false
+      }
       continue;
     }
-    // A client that stops reading holds the connection for --send-timeout at most.
-    send_timer_.expires_after(seconds(opt.client_send_timeout));
-    auto result =
-        co_await (asio::async_write(client_, asio::buffer(out_), nothrow) || send_timer_.async_wait(nothrow));
-    if (result.index() == 1 || std::get<0>(std::get<0>(result))) {
+    stalled_since = Clock::time_point::max();
+    // --send-timeout bounds the time without progress (nginx send_timeout), not a whole batch: each
+    // write_some must move at least one byte in time.
+    size_t done = 0;
+    bool failed = false;
+    while (done < out_.size()) {
+      send_timer_.expires_after(send_timeout);
+      auto result =
+          co_await (client_.async_write_some(asio::buffer(out_.data() + done, out_.size() - done), nothrow) ||
+                    send_timer_.async_wait(nothrow));
+      if (result.index() == 1 || std::get<0>(std::get<0>(result))) {
+        failed = true;
+        break;
+      }
+      done += std::get<1>(std::get<0>(result));
+    }
+    if (failed) {
       client_done_ = true;
       stop();
       break;
     }
+    // The last bytes of finished streams went out: the idle deadline may apply now.
+    if (streams_.empty()) read_timer_.cancel();
   }
 }
 

@@ -138,6 +138,7 @@ void H2Stream::on_closed(uint32_t error_code) {
   }
   const bool complete = out_ == Out::done && error_code == 0;
   if (!complete) broken_ = true;
+  pending_.clear();
   if (read_handler_) post(std::move(read_handler_), asio::error::connection_reset, 0);
   if (write_handler_) post(std::move(write_handler_), asio::error::connection_reset, 0);
   // The client gave up on the request (or the connection ended): its Session stops, and its upstream
@@ -147,18 +148,31 @@ void H2Stream::on_closed(uint32_t error_code) {
   }
 }
 
+bool H2Stream::writable() const {
+  const http2::ServerCodec& codec = conn_->codec();
+  return codec.queued(id_) <= kMaxQueued && codec.queued_total() <= kMaxConnectionQueued;
+}
+
 void H2Stream::on_drained() {
-  if (write_handler_ && conn_->codec().queued(id_) <= kMaxQueued) {
-    post(std::move(write_handler_), {}, write_size_);
+  if (!write_handler_ || !writable()) return;
+  if (!pending_.empty()) {
+    // The parked write's bytes go into the codec only now that the connection is under its bound.
+    std::vector<std::string_view> pieces = std::move(pending_);
+    pending_.clear();
+    for (std::string_view piece : pieces) translate(piece);
+    conn_->wake_writer();
+    if (!writable()) return;
   }
+  post(std::move(write_handler_), {}, write_size_);
 }
 
 void H2Stream::async_wait_writable(size_t n, Handler handler) {
   if (broken_ || closed_) {
+    pending_.clear();
     post(std::move(handler), asio::error::broken_pipe, 0);
     return;
   }
-  if (conn_->codec().queued(id_) <= kMaxQueued) {
+  if (pending_.empty() && writable()) {
     post(std::move(handler), {}, n);
     return;
   }
@@ -167,6 +181,7 @@ void H2Stream::async_wait_writable(size_t n, Handler handler) {
 }
 
 void H2Stream::cancel() {
+  pending_.clear();  // the caller's buffer is not ours once its operation ends
   if (read_handler_) post(std::move(read_handler_), asio::error::operation_aborted, 0);
   if (write_handler_) post(std::move(write_handler_), asio::error::operation_aborted, 0);
 }
@@ -187,6 +202,12 @@ void H2Stream::fail(uint32_t error_code) {
 
 void H2Stream::write(std::string_view bytes) {
   if (broken_ || closed_) return;
+  if (!pending_.empty() || !writable()) {
+    // Over the bound: the bytes stay in the caller's buffer (valid until its write completes) rather than
+    // in the codec, so a connection holds kMaxConnectionQueued plus one write at most.
+    pending_.push_back(bytes);
+    return;
+  }
   translate(bytes);
   conn_->wake_writer();
 }

