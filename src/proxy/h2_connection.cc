@@ -140,19 +140,28 @@ void H2Connection::on_request(int32_t id, http2::Request& r) {
   body.chunked = !r.end_stream && !r.has_content_length;
   if (body.chunked) head += "Transfer-Encoding: chunked\r\n";
   head += "\r\n";
+  const bool head_request = r.method == "HEAD";
+  if (body.has_content_length && body.content_length == 0 && !body.ended) {
+    // Nothing to read, yet the request is not over: forwarded only once END_STREAM shows that no DATA
+    // contradicts its content-length. Until then only the head is kept, for --header-timeout at most.
+    unstarted_[id] = Unstarted{std::move(head), body, head_request, Clock::now()};
+    read_timer_.cancel();  // its deadline
+    return;
+  }
+  start_stream(id, std::move(head), body, head_request);
+}
+
+void H2Connection::start_stream(int32_t id, std::string head, H2Stream::Body body, bool head_request) {
   worker_.metrics().http2_streams.add();
-  auto stream = std::make_shared<H2Stream>(shared_from_this(), id, r.method == "HEAD", body);
+  auto stream = std::make_shared<H2Stream>(shared_from_this(), id, head_request, body);
   streams_[id] = stream.get();
   auto session = std::make_shared<Session>(worker_, stream, info_, std::move(head));
   stream->attach(session);
-  if (body.has_content_length && body.content_length == 0 && !body.ended) {
-    // Nothing to read, yet the request is not over: forwarded only once END_STREAM shows that no DATA
-    // contradicts its content-length.
-    stream->start_at_end(std::move(session));
-    return;
-  }
-  // Not inside the codec's callback: the session may answer at once.
-  asio::post(worker_.context(), [session] { session->start(); });
+  // Not inside the codec's callback: the session may answer at once. A stream the client reset meanwhile
+  // (RST_STREAM in the same read as its HEADERS) is dropped unstarted: it never reaches the origin.
+  asio::post(worker_.context(), [session, stream] {
+    if (stream->is_open()) session->start();
+  });
 }
 
 void H2Connection::on_data(int32_t id, std::string_view data) {
@@ -165,11 +174,22 @@ void H2Connection::on_data(int32_t id, std::string_view data) {
 }
 
 void H2Connection::on_end_stream(int32_t id) {
+  if (auto u = unstarted_.find(id); u != unstarted_.end()) {
+    Unstarted pending = std::move(u->second);
+    unstarted_.erase(u);
+    pending.body.ended = true;
+    start_stream(id, std::move(pending.head), pending.body, pending.head_request);
+    return;
+  }
   auto it = streams_.find(id);
   if (it != streams_.end()) it->second->on_end();
 }
 
 void H2Connection::on_stream_close(int32_t id, uint32_t error_code) {
+  if (unstarted_.erase(id) != 0) {
+    codec_.stream_finished(id);
+    return;
+  }
   auto it = streams_.find(id);
   if (it != streams_.end()) it->second->on_closed(error_code);
 }
@@ -185,6 +205,7 @@ Clock::time_point H2Connection::read_deadline() {
   } else {
     header_block_since_ = Clock::time_point::max();
   }
+  for (const auto& [id, u] : unstarted_) d = std::min(d, u.since + seconds(opt.header_timeout));
   if (streams_.empty() && codec_.live_streams() == 0 && codec_.open_streams() == 0) {
     // Idle: no stream at all, not even a finished one whose response still waits for the client's window
     // (the writer's stall deadline bounds that one).
@@ -227,6 +248,22 @@ awaitable<void> H2Connection::reader(std::string_view initial) {
   stop();
 }
 
+bool H2Connection::expire_unstarted(Clock::time_point now) {
+  const Clock::duration limit = seconds(worker_.options().header_timeout);
+  std::vector<int32_t> expired;
+  for (const auto& [id, u] : unstarted_) {
+    if (u.since + limit <= now) expired.push_back(id);
+  }
+  for (int32_t id : expired) {
+    // The request never ended: 408 as over HTTP/1.1 (then RST_STREAM NO_ERROR, as the request is not over).
+    unstarted_.erase(id);
+    codec_.submit_response(id, 408, {}, true);
+    codec_.stream_finished(id);
+  }
+  if (!expired.empty()) wake_writer();
+  return !expired.empty();
+}
+
 awaitable<void> H2Connection::watch() {
   while (!closing_) {
     const Clock::time_point deadline = read_deadline();
@@ -242,6 +279,7 @@ awaitable<void> H2Connection::watch() {
       continue;
     }
     if (now < deadline) continue;  // woken to re-evaluate
+    if (expire_unstarted(now)) continue;
     if (!codec_.preface_received()) {
       PORTICO_LOG(debug, "HTTP/2: no preface from %s in time", info_.client_ip_text.c_str());
     } else {

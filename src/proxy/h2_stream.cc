@@ -124,18 +124,11 @@ void H2Stream::on_data(std::string_view data) {
 
 void H2Stream::on_end() {
   body_end_ = true;
-  if (deferred_) {
-    asio::post(executor_, [s = std::move(deferred_)] { s->start(); });
-  }
   try_read();
 }
 
 void H2Stream::on_closed(uint32_t error_code) {
   closed_ = true;
-  if (deferred_) {
-    // Never started: dropping it ends the cycle, and the stream with it (posted: not inside the codec).
-    asio::post(executor_, [s = std::move(deferred_)] {});
-  }
   const bool complete = out_ == Out::done && error_code == 0;
   if (!complete) broken_ = true;
   pending_.clear();

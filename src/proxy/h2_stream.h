@@ -99,9 +99,6 @@ class H2Stream {
 
   // --- the connection's side ---
   void attach(std::weak_ptr<Session> session) { session_ = std::move(session); }
-  // Starts `session` once END_STREAM arrives (a request declaring content-length 0 whose stream is still
-  // open: it is complete only if no DATA follows); a reset first drops it unstarted.
-  void start_at_end(std::shared_ptr<Session> session) { deferred_ = std::move(session); }
   int32_t id() const { return id_; }
   void on_data(std::string_view data);
   void on_end();
@@ -151,7 +148,6 @@ class H2Stream {
   bool closed_ = false;                 // the codec closed the stream
   bool broken_ = false;                 // reset by Portico, or the response could not be translated
   std::weak_ptr<Session> session_;
-  std::shared_ptr<Session> deferred_;  // start_at_end (a cycle with the Session's ClientStream until then)
 };
 
 }  // namespace portico::proxy

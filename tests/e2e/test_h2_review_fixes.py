@@ -138,3 +138,47 @@ def test_zero_window_bytes_are_bounded_per_connection_and_the_stall_closes(origi
     finally:
         for c in clients:
             c.close()
+
+
+def test_content_length_0_without_end_stream_is_408_after_header_timeout(env):
+    p, o = env["p"], env["o"]
+    with H2Client(p.port, timeout=5) as c:
+        start = time.monotonic()
+        sid = c.request("POST", "/echo?cl0hold=1", headers=[("content-length", "0")], end_stream=False)
+        r = c.response(sid, timeout=5)
+        # --header-timeout is 1 s: the request that never ends is answered like a slow HTTP/1.1 head.
+        assert r.status == 408 and time.monotonic() - start < 3, (r.status, r.reset, c.goaways)
+        # Then nothing is left: the idle deadline (2 s) applies, GOAWAY NO_ERROR and close.
+        c.events_until(lambda: c.goaways, timeout=5)
+        assert c.goaways and c.goaways[-1][0] == 0
+    assert o.hits("cl0hold") == 0
+
+
+def test_content_length_0_then_end_stream_is_forwarded(env):
+    p, o = env["p"], env["o"]
+    with H2Client(p.port, timeout=5) as c:
+        sid = c.request("POST", "/echo?cl0end=1", headers=[("content-length", "0")], end_stream=False)
+        c.send_body(sid, b"", end_stream=True)
+        r = c.response(sid, timeout=5)
+        assert r.status == 200 and json.loads(bytes(r.body))["body_length"] == 0
+    assert o.hits("cl0end") == 1
+
+
+def test_streams_reset_in_the_same_write_as_their_headers_never_reach_the_origin(env):
+    p, o = env["p"], env["o"]
+    with H2Client(p.port) as c:
+        burst = b""
+        sid = 1
+        for i in range(20):
+            block = c.headers_block([(":method", "GET"), (":scheme", "http"), (":authority", "t.test"),
+                                     (":path", "/echo?rstsame=%d" % i)])
+            burst += frame(HEADERS, END_HEADERS | END_STREAM, sid, block)
+            burst += frame(RST_STREAM, 0, sid, CANCEL.to_bytes(4, "big"))
+            sid += 2
+        block = c.headers_block([(":method", "GET"), (":scheme", "http"), (":authority", "t.test"),
+                                 (":path", "/echo?rstsame=last")])
+        c.send_raw(burst + frame(HEADERS, END_HEADERS | END_STREAM, sid, block))
+        # The stream after them is served: by then the reset ones have had their chance to start.
+        wait_for(lambda: o.hits("rstsame=last") == 1, timeout=5)
+        wait_for(lambda: [ln for ln in p.access_log_lines() if "rstsame=last" in ln], timeout=5)
+    assert o.hits("rstsame=") == 1
