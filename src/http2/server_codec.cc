@@ -68,6 +68,7 @@ int cb_frame_send(nghttp2_session*, const nghttp2_frame* frame, void* u) {
   if (frame->hd.type == NGHTTP2_GOAWAY && frame->goaway.error_code != NGHTTP2_NO_ERROR) {
     self(u).on_error_goaway_sent(frame->goaway.error_code);
   }
+  if (frame->hd.type == NGHTTP2_RST_STREAM) self(u).on_rst_sent(frame->rst_stream.error_code);
   if ((frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA) &&
       (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0) {
     self(u).on_end_stream_sent(frame->hd.stream_id);
@@ -88,6 +89,36 @@ bool ServerCodec::Window::add(uint32_t limit) {
     count = 0;
   }
   return ++count <= limit;
+}
+
+void ServerCodec::ResetBudget::roll() {
+  const auto now = std::chrono::steady_clock::now();
+  if (now - start >= std::chrono::seconds(1)) {
+    start = now;
+    requests = 0;
+    resets = 0;
+  }
+}
+
+bool ServerCodec::add_reset() {
+  resets_.roll();
+  ++resets_.resets;
+  return resets_.resets <= resets_.requests / 2 + limits_.max_early_resets_per_second;
+}
+
+void ServerCodec::on_rst_sent(uint32_t error_code) {
+  // Resets for the client's own stream errors (a malformed head, content-length against DATA, flow control)
+  // count like the client's: provoking them is the same flood by other means (CVE-2025-8671).
+  switch (error_code) {
+    case NGHTTP2_PROTOCOL_ERROR:
+    case NGHTTP2_FLOW_CONTROL_ERROR:
+    case NGHTTP2_STREAM_CLOSED:
+    case NGHTTP2_FRAME_SIZE_ERROR:
+      if (!add_reset()) reset_flood_ = true;
+      break;
+    default:
+      break;
+  }
 }
 
 ServerCodec::ServerCodec(const ServerLimits& limits, Handler& handler) : limits_(limits), handler_(handler) {
@@ -170,7 +201,11 @@ void ServerCodec::produce(std::string& out, size_t max) {
       failed_ = true;
       break;
     }
-    if (n == 0) break;
+    if (n == 0) {
+      if (!reset_flood_ || failed_) break;
+      fail(NGHTTP2_ENHANCE_YOUR_CALM);  // queues the GOAWAY: the next round sends it
+      continue;
+    }
     out.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
   }
 }
@@ -295,7 +330,7 @@ int ServerCodec::on_frame_recv(const void* p) {
       return 0;
     case NGHTTP2_RST_STREAM: {
       Stream* s = find(id);
-      if (s != nullptr && !s->responded && !resets_.add(limits_.max_early_resets_per_second)) {
+      if (s != nullptr && !s->responded && !add_reset()) {
         pending_calm_ = NGHTTP2_ENHANCE_YOUR_CALM;
         return NGHTTP2_ERR_CALLBACK_FAILURE;
       }
@@ -370,6 +405,8 @@ int ServerCodec::on_frame_recv(const void* p) {
   r.end_stream = end_stream;
   s->delivered = true;
   ++requests_;
+  resets_.roll();
+  ++resets_.requests;
   handler_.on_request(id, r);
   r.fields.clear();
   r.fields.shrink_to_fit();

@@ -37,8 +37,11 @@ struct ServerLimits {
   size_t max_outbound_ack = 1000;             // queued PING/SETTINGS ACKs (nghttp2 default 1000)
   uint32_t max_control_frames_per_second =
       1000;  // PING, SETTINGS, PRIORITY, RST_STREAM, empty DATA (not WINDOW_UPDATE)
-  uint32_t max_early_resets_per_second = 200;  // client RST_STREAM before the response started
-  uint32_t max_requests = 1000;                // nginx keepalive_requests 1000: then a graceful GOAWAY
+  // Early resets (the client's RST_STREAM before the response started, and Portico's/nghttp2's RST_STREAM
+  // for a client's stream error: CVE-2025-8671 "MadeYouReset") per second, beyond half the requests of that
+  // second: a busy channel cancelling many RPCs on deadlines stays well inside it, a reset flood does not.
+  uint32_t max_early_resets_per_second = 200;
+  uint32_t max_requests = 1000;  // nginx keepalive_requests 1000: then a graceful GOAWAY
 };
 
 // A request head that passed nghttp2's checks and Portico's (:authority vs host, cookie crumbs joined).
@@ -129,6 +132,7 @@ class ServerCodec {
   int on_close(int32_t id, uint32_t error_code);
   long read_data(int32_t id, uint8_t* buf, size_t length, uint32_t* flags);
   void on_end_stream_sent(int32_t id);
+  void on_rst_sent(uint32_t error_code);
   void on_error_goaway_sent(uint32_t code) {
     failed_ = true;
     final_goaway_ = true;
@@ -176,7 +180,16 @@ class ServerCodec {
   size_t queued_total_ = 0;
   uint32_t requests_ = 0;
   Window control_;
-  Window resets_;
+  // Early resets against requests, in one-second windows.
+  struct ResetBudget {
+    std::chrono::steady_clock::time_point start;
+    uint32_t requests = 0;
+    uint32_t resets = 0;
+    void roll();
+  };
+  bool add_reset();  // false once over the budget
+  ResetBudget resets_;
+  bool reset_flood_ = false;  // found in the send callback: fail() once mem_send returns
   bool failed_ = false;
   bool final_goaway_ = false;
   bool settings_received_ = false;
