@@ -25,6 +25,7 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "http/message.h"
@@ -113,7 +114,10 @@ class H2Stream {
   void try_read();
   void fail(uint32_t error_code);  // reset the stream (once), stop translating
   void translate(std::string_view bytes);
-  void submit_head();
+  void submit_head(std::vector<std::pair<std::string, std::string>> fields);
+  // Portico's own head with more fields than http::kMaxHeaders: parsed kMaxHeaders/2 field lines at a time
+  // (same parser, same filter per slice); false if it is not a head Portico writes.
+  bool parse_in_slices(std::vector<std::pair<std::string, std::string>>& fields);
   bool writable() const;
 
   std::shared_ptr<H2Connection> conn_;

@@ -4,6 +4,7 @@ content-length 0 without END_STREAM bounded by --header-timeout, streams reset b
 reach the origin, responses with many fields, until-close framing, resets budgeted against requests.
 """
 
+import http.client
 import json
 import socket
 import struct
@@ -14,7 +15,7 @@ import hpack
 
 import pytest
 
-from conftest import LOOPBACK, make_config, route, wait_for
+from conftest import LOOPBACK, http_request, make_config, route, wait_for
 from h2_frames import (CANCEL, END_HEADERS, END_STREAM, GOAWAY, HEADERS, PREFACE, RST_STREAM, SETTINGS, H2Client,
                        frame)
 
@@ -182,3 +183,22 @@ def test_streams_reset_in_the_same_write_as_their_headers_never_reach_the_origin
         wait_for(lambda: o.hits("rstsame=last") == 1, timeout=5)
         wait_for(lambda: [ln for ln in p.access_log_lines() if "rstsame=last" in ln], timeout=5)
     assert o.hits("rstsame=") == 1
+
+
+@pytest.mark.parametrize("n", [110, 122, 126])
+def test_responses_with_many_fields_are_the_same_over_both_codecs(origin, portico, monkeypatch, n):
+    # The origin's fields (up to Portico's 128) plus the ones response-rewrite sets: HTTP/1.1 sends them all,
+    # so must HTTP/2 (the re-parse of Portico's own head was limited to 128 fields).
+    o = origin("mrh")
+    extra = {"X-Add-%d" % i: "v" for i in range(6)}
+    p = portico(make_config([route("main", "/*", o, plugins={"response-rewrite": {"headers": {"set": extra}}})]))
+    path = "/echo?" + "&".join("rh=X-R%d:v" % i for i in range(n))
+    monkeypatch.setattr(http.client, "_MAXHEADERS", 1000)
+    st, headers, _ = http_request(p.port, "GET", path)
+    with H2Client(p.port) as c:
+        r = c.response(c.request("GET", path), timeout=5)
+    assert (r.status, r.reset) == (st, None)
+    if st == 200:
+        names = {name for name, _ in r.headers}
+        assert {"x-r0", "x-r%d" % (n - 1), "x-add-0", "x-add-5"} <= names
+        assert r.ended and json.loads(bytes(r.body))["target"].startswith("/echo?")
