@@ -278,6 +278,10 @@ int ServerCodec::on_begin_headers(const void* p) {
 int ServerCodec::on_header(const void* p, std::string_view name, std::string_view value) {
   const auto* frame = static_cast<const nghttp2_frame*>(p);
   Stream* s = find(frame->hd.stream_id);
+  // A refused stream (REFUSED_STREAM already queued) gets no more of its fields: nghttp2 still decodes the
+  // block (HPACK state) but stops calling back. Rejected ones (431, PROTOCOL_ERROR) are answered once the
+  // block ends, in on_frame_recv, so their callbacks go on (and return at once).
+  if (s != nullptr && s->reject == -2) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   if (s == nullptr || s->reject != 0) return 0;
   // The decoded size, counted as SETTINGS_MAX_HEADER_LIST_SIZE defines it: an HPACK bomb (a small block
   // referencing a large table entry many times) is refused here, before anything is kept.
