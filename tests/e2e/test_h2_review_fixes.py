@@ -202,3 +202,23 @@ def test_responses_with_many_fields_are_the_same_over_both_codecs(origin, portic
         names = {name for name, _ in r.headers}
         assert {"x-r0", "x-r%d" % (n - 1), "x-add-0", "x-add-5"} <= names
         assert r.ended and json.loads(bytes(r.body))["target"].startswith("/echo?")
+
+
+@pytest.mark.parametrize("first,then", [(b"PRI * HTTP/2.0\r\n\r\n", b"X"), (b"PRI * HTTP/2.0\r\n\r\nSM\r\n", b"X")])
+def test_bytes_leaving_the_h2c_preface_are_answered_at_once(origin, portico, first, then):
+    # While the bytes matched the preface they were not parsed; once they diverge they are, at once (before,
+    # the answer waited for --header-timeout).
+    o = origin("pfx")
+    p = portico(make_config([route("main", "/*", o)]), header_timeout=5)
+    with socket.create_connection((LOOPBACK, p.port), timeout=10) as s:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s.sendall(first)
+        time.sleep(0.3)  # two reads: the line ends come while the bytes still match the preface
+        start = time.monotonic()
+        s.sendall(then)
+        answer = s.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 4") or answer.startswith(b"HTTP/1.1 5"), answer[:80]
+        assert time.monotonic() - start < 3
+    # A request that merely starts like it is still parsed as HTTP/1.1.
+    st, _, _ = http_request(p.port, "GET", "/id")
+    assert st == 200
