@@ -584,6 +584,11 @@ awaitable<bool> Session::handle_request() {
     }
   }
 
+  if (!client_.is_open()) {
+    // The client gave up already (an HTTP/2 stream reset while its plugins ran): nothing goes upstream.
+    finish_request(499, &route);
+    co_return false;
+  }
   // traffic-split's choice is read only when plugins ran (the context is reset then).
   bool keep = co_await forward(
       route, pipeline_.empty() ? snapshot::SplitTarget{route.upstream, route.timeout}
