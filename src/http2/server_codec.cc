@@ -68,6 +68,7 @@ int cb_frame_send(nghttp2_session*, const nghttp2_frame* frame, void* u) {
   if (frame->hd.type == NGHTTP2_GOAWAY && frame->goaway.error_code != NGHTTP2_NO_ERROR) {
     self(u).on_error_goaway_sent(frame->goaway.error_code);
   }
+  if (frame->hd.type == NGHTTP2_RST_STREAM) self(u).on_rst_sent(frame->rst_stream.error_code);
   if ((frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA) &&
       (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0) {
     self(u).on_end_stream_sent(frame->hd.stream_id);
@@ -88,6 +89,36 @@ bool ServerCodec::Window::add(uint32_t limit) {
     count = 0;
   }
   return ++count <= limit;
+}
+
+void ServerCodec::ResetBudget::roll() {
+  const auto now = std::chrono::steady_clock::now();
+  if (now - start >= std::chrono::seconds(1)) {
+    start = now;
+    requests = 0;
+    resets = 0;
+  }
+}
+
+bool ServerCodec::add_reset() {
+  resets_.roll();
+  ++resets_.resets;
+  return resets_.resets <= resets_.requests / 2 + limits_.max_early_resets_per_second;
+}
+
+void ServerCodec::on_rst_sent(uint32_t error_code) {
+  // Resets for the client's own stream errors (a malformed head, content-length against DATA, flow control)
+  // count like the client's: provoking them is the same flood by other means (CVE-2025-8671).
+  switch (error_code) {
+    case NGHTTP2_PROTOCOL_ERROR:
+    case NGHTTP2_FLOW_CONTROL_ERROR:
+    case NGHTTP2_STREAM_CLOSED:
+    case NGHTTP2_FRAME_SIZE_ERROR:
+      if (!add_reset()) reset_flood_ = true;
+      break;
+    default:
+      break;
+  }
 }
 
 ServerCodec::ServerCodec(const ServerLimits& limits, Handler& handler) : limits_(limits), handler_(handler) {
@@ -135,6 +166,7 @@ ServerCodec::Stream* ServerCodec::find(int32_t id) {
 void ServerCodec::maybe_erase(int32_t id) {
   auto it = streams_.find(id);
   if (it != streams_.end() && it->second.closed && (!it->second.delivered || it->second.finished)) {
+    queued_total_ -= it->second.out.size() - it->second.out_begin;
     streams_.erase(it);
   }
 }
@@ -169,7 +201,11 @@ void ServerCodec::produce(std::string& out, size_t max) {
       failed_ = true;
       break;
     }
-    if (n == 0) break;
+    if (n == 0) {
+      if (!reset_flood_ || failed_) break;
+      fail(NGHTTP2_ENHANCE_YOUR_CALM);  // queues the GOAWAY: the next round sends it
+      continue;
+    }
     out.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
   }
 }
@@ -196,9 +232,12 @@ int ServerCodec::on_begin_frame(const void* p) {
     case NGHTTP2_SETTINGS:
     case NGHTTP2_PRIORITY:
     case NGHTTP2_RST_STREAM:
-    case NGHTTP2_WINDOW_UPDATE:
       control = true;
       break;
+    case NGHTTP2_WINDOW_UPDATE:
+      // Not counted: a client with a small window sends one per DATA frame it reads, so a fast download
+      // would look like a flood. nghttp2 refuses zero increments and overflow (the abusive forms), and
+      // each one costs a lookup at most (nginx does not count them either).
     case NGHTTP2_DATA:
       control = hd->length == 0 && (hd->flags & NGHTTP2_FLAG_END_STREAM) == 0;
       break;
@@ -239,6 +278,10 @@ int ServerCodec::on_begin_headers(const void* p) {
 int ServerCodec::on_header(const void* p, std::string_view name, std::string_view value) {
   const auto* frame = static_cast<const nghttp2_frame*>(p);
   Stream* s = find(frame->hd.stream_id);
+  // A refused stream (REFUSED_STREAM already queued) gets no more of its fields: nghttp2 still decodes the
+  // block (HPACK state) but stops calling back. Rejected ones (431, PROTOCOL_ERROR) are answered once the
+  // block ends, in on_frame_recv, so their callbacks go on (and return at once).
+  if (s != nullptr && s->reject == -2) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   if (s == nullptr || s->reject != 0) return 0;
   // The decoded size, counted as SETTINGS_MAX_HEADER_LIST_SIZE defines it: an HPACK bomb (a small block
   // referencing a large table entry many times) is refused here, before anything is kept.
@@ -291,7 +334,7 @@ int ServerCodec::on_frame_recv(const void* p) {
       return 0;
     case NGHTTP2_RST_STREAM: {
       Stream* s = find(id);
-      if (s != nullptr && !s->responded && !resets_.add(limits_.max_early_resets_per_second)) {
+      if (s != nullptr && !s->responded && !add_reset()) {
         pending_calm_ = NGHTTP2_ENHANCE_YOUR_CALM;
         return NGHTTP2_ERR_CALLBACK_FAILURE;
       }
@@ -366,6 +409,8 @@ int ServerCodec::on_frame_recv(const void* p) {
   r.end_stream = end_stream;
   s->delivered = true;
   ++requests_;
+  resets_.roll();
+  ++resets_.requests;
   handler_.on_request(id, r);
   r.fields.clear();
   r.fields.shrink_to_fit();
@@ -388,6 +433,11 @@ int ServerCodec::on_close(int32_t id, uint32_t error_code) {
   Stream* s = find(id);
   if (s == nullptr) return 0;
   s->closed = true;
+  // A closed stream sends nothing more: its queued response bytes go now.
+  queued_total_ -= s->out.size() - s->out_begin;
+  s->out.clear();
+  s->out.shrink_to_fit();
+  s->out_begin = 0;
   if (s->unconsumed > 0) {
     nghttp2_session_consume_connection(session_, s->unconsumed);
     s->unconsumed = 0;
@@ -420,6 +470,7 @@ long ServerCodec::read_data(int32_t id, uint8_t* buf, size_t length, uint32_t* f
   }
   std::memcpy(buf, s->out.data() + s->out_begin, n);
   s->out_begin += n;
+  queued_total_ -= n;
   if (s->out_begin == s->out.size()) {
     s->out.clear();
     s->out_begin = 0;
@@ -462,6 +513,7 @@ void ServerCodec::submit_data(int32_t id, std::string_view data) {
   Stream* s = find(id);
   if (s == nullptr || s->closed || s->end) return;
   s->out.append(data);
+  queued_total_ += data.size();
   if (s->deferred) {
     s->deferred = false;
     nghttp2_session_resume_data(session_, id);

@@ -36,9 +36,12 @@ struct ServerLimits {
   size_t max_settings = 32;                   // entries in one SETTINGS frame (nghttp2 default 32)
   size_t max_outbound_ack = 1000;             // queued PING/SETTINGS ACKs (nghttp2 default 1000)
   uint32_t max_control_frames_per_second =
-      1000;  // PING, SETTINGS, PRIORITY, RST_STREAM, WINDOW_UPDATE, empty DATA
-  uint32_t max_early_resets_per_second = 200;  // client RST_STREAM before the response started
-  uint32_t max_requests = 1000;                // nginx keepalive_requests 1000: then a graceful GOAWAY
+      1000;  // PING, SETTINGS, PRIORITY, RST_STREAM, empty DATA (not WINDOW_UPDATE)
+  // Early resets (the client's RST_STREAM before the response started, and Portico's/nghttp2's RST_STREAM
+  // for a client's stream error: CVE-2025-8671 "MadeYouReset") per second, beyond half the requests of that
+  // second: a busy channel cancelling many RPCs on deadlines stays well inside it, a reset flood does not.
+  uint32_t max_early_resets_per_second = 200;
+  uint32_t max_requests = 1000;  // nginx keepalive_requests 1000: then a graceful GOAWAY
 };
 
 // A request head that passed nghttp2's checks and Portico's (:authority vs host, cookie crumbs joined).
@@ -98,6 +101,9 @@ class ServerCodec {
   // The body is complete: END_STREAM after the queued bytes (or trailers, when given).
   void submit_end(int32_t id, const std::vector<Field>* trailers = nullptr);
   size_t queued(int32_t id) const;
+  // Response bytes queued on all streams, including streams whose owner has finished (their bytes wait for
+  // the client's window with no Session behind them): the owner's per-connection bound.
+  size_t queued_total() const { return queued_total_; }
   void reset(int32_t id, uint32_t error_code);
   // Request body bytes used: WINDOW_UPDATE as they are consumed, never ahead of it.
   void consume(int32_t id, size_t n);
@@ -110,6 +116,8 @@ class ServerCodec {
   bool notice_acknowledged() const { return notice_acked_; }
   // The final GOAWAY, with the last stream id processed; streams above it are refused.
   void goaway(uint32_t error_code);
+  // Ends the connection now: GOAWAY with `error_code`, nothing else is sent (a client that opens no window).
+  void terminate(uint32_t error_code) { fail(error_code); }
   bool goaway_sent() const { return final_goaway_; }
   size_t live_streams() const { return live_; }
   // Streams nghttp2 still has open (including ones the owner already finished).
@@ -124,6 +132,7 @@ class ServerCodec {
   int on_close(int32_t id, uint32_t error_code);
   long read_data(int32_t id, uint8_t* buf, size_t length, uint32_t* flags);
   void on_end_stream_sent(int32_t id);
+  void on_rst_sent(uint32_t error_code);
   void on_error_goaway_sent(uint32_t code) {
     failed_ = true;
     final_goaway_ = true;
@@ -168,9 +177,19 @@ class ServerCodec {
   nghttp2_session* session_ = nullptr;
   std::unordered_map<int32_t, Stream> streams_;
   size_t live_ = 0;
+  size_t queued_total_ = 0;
   uint32_t requests_ = 0;
   Window control_;
-  Window resets_;
+  // Early resets against requests, in one-second windows.
+  struct ResetBudget {
+    std::chrono::steady_clock::time_point start;
+    uint32_t requests = 0;
+    uint32_t resets = 0;
+    void roll();
+  };
+  bool add_reset();  // false once over the budget
+  ResetBudget resets_;
+  bool reset_flood_ = false;  // found in the send callback: fail() once mem_send returns
   bool failed_ = false;
   bool final_goaway_ = false;
   bool settings_received_ = false;

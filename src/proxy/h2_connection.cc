@@ -70,7 +70,10 @@ void H2Connection::stop() {
 }
 
 void H2Connection::maybe_finish() {
-  if (codec_.goaway_sent() && streams_.empty() && codec_.live_streams() == 0) stop();
+  // After the final GOAWAY the connection ends once nghttp2 has nothing left to send and no open stream
+  // (want_read and want_write both false): the writer decides, since reading must go on meanwhile (the
+  // client's WINDOW_UPDATEs are what lets the last responses out).
+  if (codec_.goaway_sent()) wake_writer();
 }
 
 void H2Connection::release(int32_t id) {
@@ -137,19 +140,28 @@ void H2Connection::on_request(int32_t id, http2::Request& r) {
   body.chunked = !r.end_stream && !r.has_content_length;
   if (body.chunked) head += "Transfer-Encoding: chunked\r\n";
   head += "\r\n";
+  const bool head_request = r.method == "HEAD";
+  if (body.has_content_length && body.content_length == 0 && !body.ended) {
+    // Nothing to read, yet the request is not over: forwarded only once END_STREAM shows that no DATA
+    // contradicts its content-length. Until then only the head is kept, for --header-timeout at most.
+    unstarted_[id] = Unstarted{std::move(head), body, head_request, Clock::now()};
+    read_timer_.cancel();  // its deadline
+    return;
+  }
+  start_stream(id, std::move(head), body, head_request);
+}
+
+void H2Connection::start_stream(int32_t id, std::string head, H2Stream::Body body, bool head_request) {
   worker_.metrics().http2_streams.add();
-  auto stream = std::make_shared<H2Stream>(shared_from_this(), id, r.method == "HEAD", body);
+  auto stream = std::make_shared<H2Stream>(shared_from_this(), id, head_request, body);
   streams_[id] = stream.get();
   auto session = std::make_shared<Session>(worker_, stream, info_, std::move(head));
   stream->attach(session);
-  if (body.has_content_length && body.content_length == 0 && !body.ended) {
-    // Nothing to read, yet the request is not over: forwarded only once END_STREAM shows that no DATA
-    // contradicts its content-length.
-    stream->start_at_end(std::move(session));
-    return;
-  }
-  // Not inside the codec's callback: the session may answer at once.
-  asio::post(worker_.context(), [session] { session->start(); });
+  // Not inside the codec's callback: the session may answer at once. A stream the client reset meanwhile
+  // (RST_STREAM in the same read as its HEADERS) is dropped unstarted: it never reaches the origin.
+  asio::post(worker_.context(), [session, stream] {
+    if (stream->is_open()) session->start();
+  });
 }
 
 void H2Connection::on_data(int32_t id, std::string_view data) {
@@ -162,11 +174,22 @@ void H2Connection::on_data(int32_t id, std::string_view data) {
 }
 
 void H2Connection::on_end_stream(int32_t id) {
+  if (auto u = unstarted_.find(id); u != unstarted_.end()) {
+    Unstarted pending = std::move(u->second);
+    unstarted_.erase(u);
+    pending.body.ended = true;
+    start_stream(id, std::move(pending.head), pending.body, pending.head_request);
+    return;
+  }
   auto it = streams_.find(id);
   if (it != streams_.end()) it->second->on_end();
 }
 
 void H2Connection::on_stream_close(int32_t id, uint32_t error_code) {
+  if (unstarted_.erase(id) != 0) {
+    codec_.stream_finished(id);
+    return;
+  }
   auto it = streams_.find(id);
   if (it != streams_.end()) it->second->on_closed(error_code);
 }
@@ -182,7 +205,10 @@ Clock::time_point H2Connection::read_deadline() {
   } else {
     header_block_since_ = Clock::time_point::max();
   }
-  if (streams_.empty() && codec_.live_streams() == 0) {
+  for (const auto& [id, u] : unstarted_) d = std::min(d, u.since + seconds(opt.header_timeout));
+  if (streams_.empty() && codec_.live_streams() == 0 && codec_.open_streams() == 0) {
+    // Idle: no stream at all, not even a finished one whose response still waits for the client's window
+    // (the writer's stall deadline bounds that one).
     d = std::min(d, idle_since_ + seconds(opt.keepalive_timeout));
   }
   return std::min(d, final_goaway_at_);
@@ -222,6 +248,22 @@ awaitable<void> H2Connection::reader(std::string_view initial) {
   stop();
 }
 
+bool H2Connection::expire_unstarted(Clock::time_point now) {
+  const Clock::duration limit = seconds(worker_.options().header_timeout);
+  std::vector<int32_t> expired;
+  for (const auto& [id, u] : unstarted_) {
+    if (u.since + limit <= now) expired.push_back(id);
+  }
+  for (int32_t id : expired) {
+    // The request never ended: 408 as over HTTP/1.1 (then RST_STREAM NO_ERROR, as the request is not over).
+    unstarted_.erase(id);
+    codec_.submit_response(id, 408, {}, true);
+    codec_.stream_finished(id);
+  }
+  if (!expired.empty()) wake_writer();
+  return !expired.empty();
+}
+
 awaitable<void> H2Connection::watch() {
   while (!closing_) {
     const Clock::time_point deadline = read_deadline();
@@ -237,6 +279,7 @@ awaitable<void> H2Connection::watch() {
       continue;
     }
     if (now < deadline) continue;  // woken to re-evaluate
+    if (expire_unstarted(now)) continue;
     if (!codec_.preface_received()) {
       PORTICO_LOG(debug, "HTTP/2: no preface from %s in time", info_.client_ip_text.c_str());
     } else {
@@ -249,7 +292,11 @@ awaitable<void> H2Connection::watch() {
 
 awaitable<void> H2Connection::writer() {
   const Options& opt = worker_.options();
+  const Clock::duration send_timeout = seconds(opt.client_send_timeout);
   std::vector<H2Stream*> parked;
+  // Since when response bytes have been queued in the codec without a byte being sendable (the client's
+  // windows are closed); max while not stalled.
+  Clock::time_point stalled_since = Clock::time_point::max();
   while (true) {
     out_.clear();
     codec_.produce(out_, kWriteBatch);
@@ -264,19 +311,47 @@ awaitable<void> H2Connection::writer() {
         stop();
         break;
       }
-      wake_.expires_at(Clock::time_point::max());
-      co_await wake_.async_wait(nothrow);
+      Clock::time_point until = Clock::time_point::max();
+      if (codec_.queued_total() > 0 && !codec_.failed()) {
+        // Bytes wait for a window the client does not open: --send-timeout without progress bounds it
+        // (finished streams' bytes hold no Session, so only the connection can time them out).
+        if (stalled_since == Clock::time_point::max()) stalled_since = Clock::now();
+        until = stalled_since + send_timeout;
+      } else {
+        stalled_since = Clock::time_point::max();
+      }
+      wake_.expires_at(until);
+      auto [ec] = co_await wake_.async_wait(nothrow);
+      if (!ec && until != Clock::time_point::max() && Clock::now() >= until && codec_.queued_total() > 0) {
+        PORTICO_LOG(debug, "HTTP/2: %s opened no window for %zu queued bytes in time",
+                    info_.client_ip_text.c_str(), codec_.queued_total());
+        codec_.terminate(NGHTTP2_ENHANCE_YOUR_CALM);  // flushed next round, then want_write is false
+      }
       continue;
     }
-    // A client that stops reading holds the connection for --send-timeout at most.
-    send_timer_.expires_after(seconds(opt.client_send_timeout));
-    auto result =
-        co_await (asio::async_write(client_, asio::buffer(out_), nothrow) || send_timer_.async_wait(nothrow));
-    if (result.index() == 1 || std::get<0>(std::get<0>(result))) {
+    stalled_since = Clock::time_point::max();
+    // --send-timeout bounds the time without progress (nginx send_timeout), not a whole batch: each
+    // write_some must move at least one byte in time.
+    size_t done = 0;
+    bool failed = false;
+    while (done < out_.size()) {
+      send_timer_.expires_after(send_timeout);
+      auto result =
+          co_await (client_.async_write_some(asio::buffer(out_.data() + done, out_.size() - done), nothrow) ||
+                    send_timer_.async_wait(nothrow));
+      if (result.index() == 1 || std::get<0>(std::get<0>(result))) {
+        failed = true;
+        break;
+      }
+      done += std::get<1>(std::get<0>(result));
+    }
+    if (failed) {
       client_done_ = true;
       stop();
       break;
     }
+    // The last bytes of finished streams went out: the idle deadline may apply now.
+    if (streams_.empty()) read_timer_.cancel();
   }
 }
 

@@ -20,6 +20,7 @@
 
 #include "http2/server_codec.h"
 #include "proxy/client_stream.h"
+#include "proxy/h2_stream.h"
 #include "proxy/upstream_pool.h"
 #include "router/ip_address.h"
 #include "status/metrics.h"
@@ -66,6 +67,9 @@ class H2Connection : public std::enable_shared_from_this<H2Connection>, private 
   void on_end_stream(int32_t id) override;
   void on_stream_close(int32_t id, uint32_t error_code) override;
 
+  void start_stream(int32_t id, std::string head, H2Stream::Body body, bool head_request);
+  // Resets (408) unstarted streams whose END_STREAM is overdue; true if any was.
+  bool expire_unstarted(Clock::time_point now);
   boost::asio::awaitable<void> reader(std::string_view initial);
   // The connection's deadlines (preface, header block, idle, the drain's final GOAWAY). Separate from the
   // read loop so that re-evaluating a deadline never cancels a read (a TLS read is best left whole).
@@ -80,6 +84,15 @@ class H2Connection : public std::enable_shared_from_this<H2Connection>, private 
   ConnectionInfo info_;
   http2::ServerCodec codec_;
   std::unordered_map<int32_t, H2Stream*> streams_;
+  // Requests declaring content-length 0 on a stream still open: only the head is kept until END_STREAM
+  // (then the stream starts) or --header-timeout (then 408). They count as live streams in the codec.
+  struct Unstarted {
+    std::string head;
+    H2Stream::Body body;
+    bool head_request = false;
+    Clock::time_point since;
+  };
+  std::unordered_map<int32_t, Unstarted> unstarted_;
   boost::asio::steady_timer read_timer_;          // watch()'s
   boost::asio::cancellation_signal read_cancel_;  // ends the pending read (stop), and only it
   boost::asio::steady_timer wake_;

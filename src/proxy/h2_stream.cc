@@ -124,20 +124,14 @@ void H2Stream::on_data(std::string_view data) {
 
 void H2Stream::on_end() {
   body_end_ = true;
-  if (deferred_) {
-    asio::post(executor_, [s = std::move(deferred_)] { s->start(); });
-  }
   try_read();
 }
 
 void H2Stream::on_closed(uint32_t error_code) {
   closed_ = true;
-  if (deferred_) {
-    // Never started: dropping it ends the cycle, and the stream with it (posted: not inside the codec).
-    asio::post(executor_, [s = std::move(deferred_)] {});
-  }
   const bool complete = out_ == Out::done && error_code == 0;
   if (!complete) broken_ = true;
+  pending_.clear();
   if (read_handler_) post(std::move(read_handler_), asio::error::connection_reset, 0);
   if (write_handler_) post(std::move(write_handler_), asio::error::connection_reset, 0);
   // The client gave up on the request (or the connection ended): its Session stops, and its upstream
@@ -147,18 +141,31 @@ void H2Stream::on_closed(uint32_t error_code) {
   }
 }
 
+bool H2Stream::writable() const {
+  const http2::ServerCodec& codec = conn_->codec();
+  return codec.queued(id_) <= kMaxQueued && codec.queued_total() <= kMaxConnectionQueued;
+}
+
 void H2Stream::on_drained() {
-  if (write_handler_ && conn_->codec().queued(id_) <= kMaxQueued) {
-    post(std::move(write_handler_), {}, write_size_);
+  if (!write_handler_ || !writable()) return;
+  if (!pending_.empty()) {
+    // The parked write's bytes go into the codec only now that the connection is under its bound.
+    std::vector<std::string_view> pieces = std::move(pending_);
+    pending_.clear();
+    for (std::string_view piece : pieces) translate(piece);
+    conn_->wake_writer();
+    if (!writable()) return;
   }
+  post(std::move(write_handler_), {}, write_size_);
 }
 
 void H2Stream::async_wait_writable(size_t n, Handler handler) {
   if (broken_ || closed_) {
+    pending_.clear();
     post(std::move(handler), asio::error::broken_pipe, 0);
     return;
   }
-  if (conn_->codec().queued(id_) <= kMaxQueued) {
+  if (pending_.empty() && writable()) {
     post(std::move(handler), {}, n);
     return;
   }
@@ -167,6 +174,7 @@ void H2Stream::async_wait_writable(size_t n, Handler handler) {
 }
 
 void H2Stream::cancel() {
+  pending_.clear();  // the caller's buffer is not ours once its operation ends
   if (read_handler_) post(std::move(read_handler_), asio::error::operation_aborted, 0);
   if (write_handler_) post(std::move(write_handler_), asio::error::operation_aborted, 0);
 }
@@ -187,6 +195,12 @@ void H2Stream::fail(uint32_t error_code) {
 
 void H2Stream::write(std::string_view bytes) {
   if (broken_ || closed_) return;
+  if (!pending_.empty() || !writable()) {
+    // Over the bound: the bytes stay in the caller's buffer (valid until its write completes) rather than
+    // in the codec, so a connection holds kMaxConnectionQueued plus one write at most.
+    pending_.push_back(bytes);
+    return;
+  }
   translate(bytes);
   conn_->wake_writer();
 }
@@ -204,12 +218,18 @@ void H2Stream::translate(std::string_view bytes) {
             http::parse_response(head_buf_.data(), head_buf_.size(),
                                  head_request_ ? http::Method::HEAD : http::Method::GET, limits, response_);
         if (r.status == http::ParseStatus::incomplete) break;
+        std::vector<std::pair<std::string, std::string>> fields;
         if (r.status == http::ParseStatus::error) {
-          fail(NGHTTP2_INTERNAL_ERROR);
-          break;
+          // More fields than http::kMaxHeaders (the origin's plus the plugins'): what HTTP/1.1 sends as is.
+          if (!parse_in_slices(fields)) {
+            fail(NGHTTP2_INTERNAL_ERROR);
+            break;
+          }
+        } else {
+          write_h2_response_fields(fields, response_);
         }
         std::string rest = head_buf_.substr(response_.head_size);
-        submit_head();
+        submit_head(std::move(fields));
         head_buf_.clear();
         if (!rest.empty()) {
           if (out_ == Out::head) {
@@ -251,13 +271,65 @@ void H2Stream::translate(std::string_view bytes) {
   }
 }
 
-void H2Stream::submit_head() {
+bool H2Stream::parse_in_slices(std::vector<std::pair<std::string, std::string>>& fields) {
+  const size_t end = head_buf_.find("\r\n\r\n");
+  const size_t line_end = head_buf_.find("\r\n");
+  if (end == std::string::npos || line_end == end) return false;
+  const std::string_view status_line(head_buf_.data(), line_end + 2);
+  std::string_view lines(head_buf_.data() + line_end + 2, end + 2 - (line_end + 2));
+  constexpr size_t kSlice = http::kMaxHeaders / 2;
+  http::ParseLimits limits;
+  limits.max_head_size = 1 << 20;
+  http::BodyFraming framing = http::BodyFraming::none;
+  uint64_t content_length = 0;
+  bool framed = false;
+  std::string slice;
+  while (!lines.empty()) {
+    // Up to kSlice whole field lines (Portico's writer never folds lines).
+    size_t cut = 0;
+    for (size_t n = 0; n < kSlice && cut < lines.size(); ++n) {
+      const size_t eol = lines.find("\r\n", cut);
+      if (eol == std::string_view::npos) return false;
+      cut = eol + 2;
+    }
+    slice.assign(status_line);
+    slice.append(lines.substr(0, cut));
+    slice += "\r\n";
+    lines.remove_prefix(cut);
+    http::ParseResult r =
+        http::parse_response(slice.data(), slice.size(),
+                             head_request_ ? http::Method::HEAD : http::Method::GET, limits, response_);
+    if (r.status != http::ParseStatus::complete) return false;
+    write_h2_response_fields(fields, response_);
+    // A slice without Content-Length or Transfer-Encoding reads as close-delimited: the framing is the
+    // one slice that has one.
+    if (response_.framing == http::BodyFraming::content_length ||
+        response_.framing == http::BodyFraming::chunked) {
+      if (framed) return false;
+      framed = true;
+      framing = response_.framing;
+      content_length = response_.content_length;
+    } else if (!framed) {
+      framing = response_.framing;
+    }
+  }
+  response_.header_count = 0;  // the views point into the slices, gone now
+  response_.framing = framing;
+  response_.content_length = content_length;
+  response_.head_size = end + 4;
+  return true;
+}
+
+void H2Stream::submit_head(std::vector<std::pair<std::string, std::string>> pairs) {
   http2::ServerCodec& codec = conn_->codec();
-  std::vector<std::pair<std::string, std::string>> pairs;
-  write_h2_response_fields(pairs, response_);
   std::vector<http2::Field> fields;
   fields.reserve(pairs.size());
   for (auto& [n, v] : pairs) fields.push_back(http2::Field{std::move(n), std::move(v)});
+  if (response_.status == 101) {
+    // HTTP/2 has no Upgrade (RFC 9113 8.6); the request path never upgrades a stream, so this is a bug.
+    fail(NGHTTP2_INTERNAL_ERROR);
+    return;
+  }
   if (response_.status < 200) {
     codec.submit_informational(id_, response_.status, fields);
     return;  // the final head follows
@@ -270,6 +342,12 @@ void H2Stream::submit_head() {
   } else if (!end && response_.framing == http::BodyFraming::chunked) {
     decoder_.reset();
     out_ = Out::chunked;
+  } else if (!end && response_.framing == http::BodyFraming::until_close) {
+    // The Session frames a body of unknown length as chunked for an HTTP/1.1 client (which the stream's
+    // head says it is): close-delimited output here would be a bug, and its end indistinguishable from a
+    // failure, so it is refused rather than ended as if complete.
+    fail(NGHTTP2_INTERNAL_ERROR);
+    return;
   } else {
     end = true;  // framing none: no body
   }

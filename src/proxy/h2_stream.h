@@ -6,8 +6,10 @@
 // - writes carry the response Portico serialised for HTTP/1.1; the stream parses it back with Portico's own
 //   strict parser (http::parse_response) and submits HEADERS (head_writer's filter, lower-case names, no
 //   framing fields), 1xx, DATA (chunked framing decoded) and END_STREAM. A write completes once the codec
-//   holds at most kMaxQueued bytes for the stream (backpressure: a client that does not open its window
-//   stalls the Session, which the send timeout then ends).
+//   holds at most kMaxQueued bytes for the stream and kMaxConnectionQueued for the connection; while the
+//   connection is over its bound a write's bytes are not even taken (they stay in the Session's buffer).
+//   A client that does not open its window stalls the Sessions; the connection's stall deadline
+//   (--send-timeout without progress) then ends it.
 //
 // Ownership: shared by the Session's ClientStream and nobody else; it keeps its H2Connection alive. The
 // connection knows it by raw pointer until it is destroyed. Worker thread only. Completions are posted, never
@@ -23,6 +25,7 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "http/message.h"
@@ -64,6 +67,11 @@ class H2Stream {
     std::unique_ptr<Base> impl_;
   };
   static constexpr size_t kMaxQueued = 64 * 1024;  // response bytes queued in the codec per stream
+  // ... and on the whole connection: a Session that wrote its last bytes ends and frees its stream slot
+  // while its bytes may still wait for the client's window, so the per-stream bound alone would let a client
+  // that opens no window pile up 128 x 64 KiB per round of streams. A write waits while the connection
+  // holds more than this (nginx's comparable bound is its output buffers per connection).
+  static constexpr size_t kMaxConnectionQueued = 1 << 20;
 
   struct Body {
     bool ended = false;    // END_STREAM came with the head: no body
@@ -92,9 +100,6 @@ class H2Stream {
 
   // --- the connection's side ---
   void attach(std::weak_ptr<Session> session) { session_ = std::move(session); }
-  // Starts `session` once END_STREAM arrives (a request declaring content-length 0 whose stream is still
-  // open: it is complete only if no DATA follows); a reset first drops it unstarted.
-  void start_at_end(std::shared_ptr<Session> session) { deferred_ = std::move(session); }
   int32_t id() const { return id_; }
   void on_data(std::string_view data);
   void on_end();
@@ -109,7 +114,11 @@ class H2Stream {
   void try_read();
   void fail(uint32_t error_code);  // reset the stream (once), stop translating
   void translate(std::string_view bytes);
-  void submit_head();
+  void submit_head(std::vector<std::pair<std::string, std::string>> fields);
+  // Portico's own head with more fields than http::kMaxHeaders: parsed kMaxHeaders/2 field lines at a time
+  // (same parser, same filter per slice); false if it is not a head Portico writes.
+  bool parse_in_slices(std::vector<std::pair<std::string, std::string>>& fields);
+  bool writable() const;
 
   std::shared_ptr<H2Connection> conn_;
   boost::asio::any_io_executor executor_;
@@ -137,12 +146,12 @@ class H2Stream {
   http::ChunkedDecoder decoder_;
   Handler write_handler_;
   size_t write_size_ = 0;
+  std::vector<std::string_view> pending_;  // a parked write's pieces, in the Session's buffer
 
   std::vector<http2::Field> trailers_;  // set_trailers
   bool closed_ = false;                 // the codec closed the stream
   bool broken_ = false;                 // reset by Portico, or the response could not be translated
   std::weak_ptr<Session> session_;
-  std::shared_ptr<Session> deferred_;  // start_at_end (a cycle with the Session's ClientStream until then)
 };
 
 }  // namespace portico::proxy

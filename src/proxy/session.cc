@@ -389,11 +389,13 @@ awaitable<bool> Session::read_request_head() {
   Clock::time_point head_deadline = Clock::time_point::max();
   while (true) {
     bool partial_preface = false;
+    bool preface_diverged = false;
     if (h2c_possible_) {
       // The h2c preface (prior knowledge) can only be the connection's very first bytes.
       const size_t k = std::min(client_buffered(), kH2Preface.size());
       if (std::memcmp(in_.data() + in_begin_, kH2Preface.data(), k) != 0) {
         h2c_possible_ = false;
+        preface_diverged = true;  // line ends seen while it matched were not parsed: parse now
       } else if (k == kH2Preface.size()) {
         h2c_preface_ = true;
         co_return false;
@@ -420,7 +422,8 @@ awaitable<bool> Session::read_request_head() {
     }
     // A head can only complete (or newly fail) on a line end; a client trickling bytes without one costs
     // no re-parse.
-    if (!partial_preface && fresh > 0 && std::memchr(in_.data() + in_end_ - fresh, '\n', fresh) != nullptr) {
+    if (!partial_preface && (preface_diverged || (fresh > 0 && std::memchr(in_.data() + in_end_ - fresh, '\n',
+                                                                           fresh) != nullptr))) {
       http::ParseResult r = http::parse_request(in_.data() + in_begin_, client_buffered(), limits_, request_);
       if (r.status == http::ParseStatus::complete) {
         h2c_possible_ = false;
@@ -581,6 +584,11 @@ awaitable<bool> Session::handle_request() {
     }
   }
 
+  if (!client_.is_open()) {
+    // The client gave up already (an HTTP/2 stream reset while its plugins ran): nothing goes upstream.
+    finish_request(499, &route);
+    co_return false;
+  }
   // traffic-split's choice is read only when plugins ran (the context is reset then).
   bool keep = co_await forward(
       route, pipeline_.empty() ? snapshot::SplitTarget{route.upstream, route.timeout}

@@ -263,3 +263,17 @@ def test_http2_off_and_h2c_off(portico, origin, tmp_path):
     # Prior knowledge on a plain listener without h2c: the preface is an HTTP/1.1 request line Portico refuses.
     rc, version, code, _, err = curl(p, "/id")
     assert rc != 0 or code != 200
+
+
+def test_nghttp_default_window_download_is_not_a_control_frame_flood(env):
+    # nghttp -nv keeps the default 64 KiB window and sends a WINDOW_UPDATE per DATA it reads: a 64 MiB download
+    # is thousands of them per second, which must not count as a control frame flood.
+    p = env["p"]
+    size = 64 * 1024 * 1024
+    url = "http://%s:%d/bytes/%d" % (LOOPBACK, p.port, size)
+    r = subprocess.run(["nghttp", "-nv", url], capture_output=True, text=True, timeout=90)
+    assert r.returncode == 0, r.stderr[-500:]
+    assert "ENHANCE_YOUR_CALM" not in r.stdout
+    data = sum(int(ln.split("length=")[1].split(",")[0]) for ln in r.stdout.splitlines()
+               if "recv DATA frame" in ln)
+    assert data == size

@@ -220,7 +220,38 @@ TEST(ServerCodec, RapidResetFloodEndsInGoawayEnhanceYourCalm) {
   EXPECT_FALSE(p.ok);
   ASSERT_FALSE(p.client.goaways.empty());
   EXPECT_EQ(p.client.goaways.back().first, static_cast<uint32_t>(NGHTTP2_ENHANCE_YOUR_CALM));
-  EXPECT_LE(p.owner.requests.size(), 11u);
+  // Each reset follows its own request: resets <= requests / 2 + 10 holds up to the 20th.
+  EXPECT_LE(p.owner.requests.size(), 21u);
+}
+
+TEST(ServerCodec, ResetsAreBudgetedAgainstRequests) {
+  // A busy channel cancelling a third of its RPCs: more resets than the fixed allowance, fewer than half the
+  // requests.
+  ServerLimits limits;
+  limits.max_early_resets_per_second = 10;
+  Pair p(limits);
+  std::vector<int32_t> ids;
+  for (int i = 0; i < 60; ++i) ids.push_back(p.client.get());
+  p.pump();
+  for (int i = 0; i < 20; ++i)
+    nghttp2_submit_rst_stream(p.client.s, NGHTTP2_FLAG_NONE, ids[i], NGHTTP2_CANCEL);
+  p.pump();
+  EXPECT_TRUE(p.ok);
+  EXPECT_TRUE(p.client.goaways.empty());
+}
+
+TEST(ServerCodec, ResetsForTheClientsStreamErrorsCountTowardTheBudget) {
+  // MadeYouReset (CVE-2025-8671): malformed requests the server resets itself are resets all the same.
+  ServerLimits limits;
+  limits.max_early_resets_per_second = 10;
+  Pair p(limits);
+  for (int i = 0; i < 30; ++i) {
+    p.client.get({{"connection", "x"}});
+    p.pump();
+  }
+  ASSERT_FALSE(p.client.goaways.empty());
+  EXPECT_EQ(p.client.goaways.back().first, static_cast<uint32_t>(NGHTTP2_ENHANCE_YOUR_CALM));
+  EXPECT_LE(p.client.rst.size(), 12u);
 }
 
 TEST(ServerCodec, PingFloodEndsInGoawayEnhanceYourCalm) {
@@ -233,6 +264,22 @@ TEST(ServerCodec, PingFloodEndsInGoawayEnhanceYourCalm) {
   ASSERT_FALSE(p.client.goaways.empty());
   EXPECT_EQ(p.client.goaways.back().first, static_cast<uint32_t>(NGHTTP2_ENHANCE_YOUR_CALM));
   EXPECT_FALSE(p.codec.want_read());
+}
+
+TEST(ServerCodec, WindowUpdatesOfAFastDownloadAreNotAFlood) {
+  // A client with a small window acknowledges every DATA frame it reads (nghttp -nv with 64 KiB does).
+  ServerLimits limits;
+  limits.max_control_frames_per_second = 50;
+  Pair p(limits);
+  int32_t id = p.client.get();
+  p.pump();
+  for (int i = 0; i < 200; ++i) {
+    nghttp2_submit_window_update(p.client.s, NGHTTP2_FLAG_NONE, 0, 1);
+    nghttp2_submit_window_update(p.client.s, NGHTTP2_FLAG_NONE, id, 1);
+  }
+  p.pump();
+  EXPECT_TRUE(p.ok);
+  EXPECT_TRUE(p.client.goaways.empty());
 }
 
 TEST(ServerCodec, WindowOpensOnlyAsTheOwnerConsumes) {
