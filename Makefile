@@ -44,6 +44,8 @@ bench: build
 	bash bench/run.sh
 	bash bench/plugins.sh
 	bash bench/ratelimit.sh
+	bash bench/tls.sh
+	bash bench/h2.sh
 	bash bench/propagation.sh
 	bash bench/admin-bench.sh
 	bash bench/delta-latency.sh
