@@ -257,29 +257,34 @@ class H2UpstreamConnection : public std::enable_shared_from_this<H2UpstreamConne
 
 H2UpstreamStream::H2UpstreamStream(std::shared_ptr<H2UpstreamConnection> conn, int32_t id,
                                    const asio::any_io_executor& executor)
-    : conn_(std::move(conn)), id_(id), state_(conn_->codec_.stream(id)), wake_(executor) {}
+    : conn_(std::move(conn)),
+      id_(id),
+      state_(conn_->codec_.stream(id)),
+      wake_(executor),
+      send_wake_(executor) {}
 
 H2UpstreamStream::~H2UpstreamStream() {
   if (conn_) conn_->detach(id_);
 }
 
-awaitable<H2UpstreamStream::Wait> H2UpstreamStream::wait(Clock::time_point deadline) {
+awaitable<H2UpstreamStream::Wait> H2UpstreamStream::wait(asio::steady_timer& timer,
+                                                         Clock::time_point deadline) {
   if (interrupted_) co_return Wait::interrupted;
-  wake_.expires_at(deadline);
-  auto [ec] = co_await wake_.async_wait(nothrow);
+  timer.expires_at(deadline);
+  auto [ec] = co_await timer.async_wait(nothrow);
   if (interrupted_) co_return Wait::interrupted;
   co_return ec ? Wait::ready : Wait::timeout;  // cancelled: woken by the connection
 }
 
 void H2UpstreamStream::interrupt() {
   interrupted_ = true;
-  wake_.cancel();
+  wake();
 }
 
 awaitable<bool> H2UpstreamStream::write(std::string_view data, Clock::time_point deadline) {
   while (state_->out_pending() >= kSendHighWater) {
     if (state_->closed || conn_->closed()) co_return false;
-    if (co_await wait(deadline) != Wait::ready) co_return false;
+    if (co_await wait(send_wake_, deadline) != Wait::ready) co_return false;
   }
   if (state_->closed || conn_->closed()) co_return false;
   const bool ok = conn_->codec_.send_data(id_, data);
@@ -302,7 +307,7 @@ awaitable<H2UpstreamStream::Wait> H2UpstreamStream::wait_head(Clock::time_point 
   while (true) {
     if (state_->head_ready) co_return Wait::ready;
     if (state_->closed) co_return Wait::closed;
-    if (Wait w = co_await wait(deadline); w != Wait::ready) co_return w;
+    if (Wait w = co_await wait(wake_, deadline); w != Wait::ready) co_return w;
   }
 }
 
@@ -310,7 +315,7 @@ awaitable<H2UpstreamStream::Wait> H2UpstreamStream::wait_data(Clock::time_point 
   while (true) {
     if (!state_->data.empty() || state_->remote_ended) co_return Wait::ready;
     if (state_->closed) co_return Wait::closed;
-    if (Wait w = co_await wait(deadline); w != Wait::ready) co_return w;
+    if (Wait w = co_await wait(wake_, deadline); w != Wait::ready) co_return w;
   }
 }
 

@@ -13,10 +13,13 @@
 // while it has output, one write coroutine. An H2UpstreamStream belongs to one session's coroutine; its waits
 // are woken by the connection (a timer used as a condition: cancel() is the signal, expiry the deadline). The
 // stream keeps its connection alive; destroying the stream forgets it in the codec (RST_STREAM CANCEL if it
-// is still open). Every write races a send-stall timer (H2Target::send_timeout): a node that stops reading
-// loses the connection instead of pinning it. The pool knows every connection not yet closed (open or
-// draining); close_all(true), which its destructor runs, detaches them all, so a connection outliving the
-// pool (in a coroutine frame the io_context destroys later) never reaches it.
+// is still open). A stream has two waiters at most, one per direction (write() on send_wake_, the head and
+// DATA waits on wake_), so a bidirectional call may send and receive at the same time (session_grpc.cc's
+// body pump); the connection's wake reaches both. Every write races a send-stall timer
+// (H2Target::send_timeout): a node that stops reading loses the connection instead of pinning it. The pool
+// knows every connection not yet closed (open or draining); close_all(true), which its destructor runs,
+// detaches them all, so a connection outliving the pool (in a coroutine frame the io_context destroys later)
+// never reaches it.
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
@@ -100,13 +103,18 @@ class H2UpstreamStream {
   friend class H2UpstreamPool;
   H2UpstreamStream(std::shared_ptr<H2UpstreamConnection> conn, int32_t id,
                    const boost::asio::any_io_executor& executor);
-  boost::asio::awaitable<Wait> wait(Clock::time_point deadline);
-  void wake() { wake_.cancel(); }
+  boost::asio::awaitable<Wait> wait(boost::asio::steady_timer& timer, Clock::time_point deadline);
+  void wake() {
+    wake_.cancel();
+    send_wake_.cancel();
+  }
 
   std::shared_ptr<H2UpstreamConnection> conn_;
   int32_t id_;
   const http2::ClientStream* state_;
-  boost::asio::steady_timer wake_;
+  boost::asio::steady_timer wake_;       // the response waits (wait_head, wait_data)
+  boost::asio::steady_timer send_wake_;  // write(): a timer per waiter, since setting the expiry of one
+                                         // cancels every wait on it
   bool interrupted_ = false;
 };
 

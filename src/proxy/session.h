@@ -145,6 +145,21 @@ class Session : public std::enable_shared_from_this<Session> {
   // The next piece of the request body, decoded (a view valid until the next call): 1 a piece, 0 the end,
   // -1 an error (client_error_ / client_gone_ set). Resumable across tries (h2_body_).
   boost::asio::awaitable<int> next_h2_body_piece(std::string_view& piece);
+  // The body pump of a grpc try (session_grpc_body.cc): send_h2_body as a second coroutine beside the
+  // response relay, so a bidirectional call flows both ways. start_h2_pump spawns it; stop_h2_pump ends it
+  // (if still running) and returns once it has, which every try does before dropping h2up_. The pump is
+  // the client's only reader meanwhile; the relay its only writer (a "100 Continue" is sent before it
+  // starts).
+  void start_h2_pump();
+  boost::asio::awaitable<void> run_h2_pump(std::shared_ptr<Session> self);
+  boost::asio::awaitable<void> stop_h2_pump();
+  // One read of request body bytes from the client into up_ under the pump's idle guard (not the session's
+  // watchdog, which the relay's writes use meanwhile). 0: failed (client_gone_ set unless stopping).
+  boost::asio::awaitable<size_t> read_h2_body(size_t want);
+  void guard_h2_pump_read();
+  // The node's head (`head`) or next DATA: the read timeout counts from the later of the call and the end
+  // of the request body, so a client still streaming its body is bounded by the call's deadline only.
+  boost::asio::awaitable<H2UpstreamStream::Wait> wait_h2_response(bool head, double read_timeout);
   boost::asio::awaitable<bool> relay_h2_response(Attempt& attempt);
   // HTTP/1.1 clients: the trailers as a chunked trailer section (with the last chunk).
   boost::asio::awaitable<bool> write_client_trailers(const http2::Fields& trailers);
@@ -264,6 +279,19 @@ class Session : public std::enable_shared_from_this<Session> {
   };
   static constexpr size_t kH2ReplayLimit = 64 * 1024;
   H2Body h2_body_;
+  // The running body pump of a grpc try (start_h2_pump). Its timers are made on first use (most sessions
+  // never proxy gRPC): `guard` bounds a client read, `done` is a condition cancelled when the pump ends.
+  struct H2Pump {
+    bool running = false;
+    bool stopping = false;         // stop_h2_pump: a failed read is not the client's doing
+    bool reading = false;          // a client read is pending
+    Clock::time_point ended_at{};  // the request body's end (or the pump's failure)
+    Clock::time_point activity{};  // last byte either way: the client read guard's idle measure
+    uint64_t guard_gen = 0;        // a guard's expiry acts only for the read that armed it
+    std::unique_ptr<boost::asio::steady_timer> guard;
+    std::unique_ptr<boost::asio::steady_timer> done;
+  };
+  H2Pump h2_pump_;
 
   // Per-request bookkeeping for logs and metrics.
   Clock::time_point request_start_;

@@ -5,8 +5,9 @@
 // The request head the node receives is the one the HTTP/1.1 path would send (write_upstream_request_head:
 // hop-by-hop and Connection-named fields dropped, X-Forwarded-*, plugin edits), parsed back by Portico's
 // strict parser and turned into HTTP/2 fields, so both paths forward exactly the same fields. The body
-// streams with backpressure: at most H2UpstreamStream::kSendHighWater bytes wait for the node's window. The
-// response relays head, DATA and trailers, the DATA re-opening the node's window only as the client takes it.
+// streams with backpressure (at most H2UpstreamStream::kSendHighWater bytes wait for the node's window) from
+// a pump coroutine that runs beside the response relay (session_grpc_body.cc). The response relays head,
+// DATA and trailers, the DATA re-opening the node's window only as the client takes it.
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
@@ -133,25 +134,31 @@ awaitable<Session::Failure> Session::try_h2_node(Attempt& a) {
   }
   a.sent_at = Clock::now();
   upstream_send_timeout_ = a.timeout->send;
-  // The response head waits the route's read timeout, within the call's deadline; a streaming response's
-  // later reads each get the read timeout, within it too (docs/grpc.md).
-  if (has_body && !co_await send_h2_body()) {
+  // The body streams beside the response (session_grpc_body.cc): a bidirectional call's node may answer
+  // each message before the next one comes. The response head waits the route's read timeout from the
+  // body's end, within the call's deadline; a streaming response's later reads each get the read timeout,
+  // within it too (docs/grpc.md).
+  if (has_body) {
+    // A "100 Continue" the pump sent could interleave with the relay's writes: it goes now, before the pump
+    // starts, or not at all when body bytes already came (RFC 9110 10.1.1 lets a server omit it then).
+    if (client_buffered() > request_.head_size) {
+      continue_sent_ = true;
+    } else if (!co_await send_continue()) {
+      client_gone_ = true;
+      close_after_ = true;
+      h2up_.reset();
+      co_return Failure::client;
+    }
+    start_h2_pump();
+  }
+  H2UpstreamStream::Wait w = co_await wait_h2_response(true, a.timeout->read);
+  if (w != H2UpstreamStream::Wait::ready) {
+    co_await stop_h2_pump();
     const http2::ClientStream& s = h2up_->state();
     if (client_error_ || client_gone_) {
       h2up_.reset();  // RST_STREAM CANCEL
       co_return Failure::client;
     }
-    // The node refused the stream or ended it early: what it answered (if anything) is relayed below.
-    if (!s.head_ready && s.closed) {
-      const bool unprocessed = s.unprocessed && !h2_body_.replay_overflow;
-      h2up_.reset();
-      co_return unprocessed ? Failure::refused : Failure::reset;
-    }
-  }
-  const Clock::time_point head_deadline = std::min(deadline_in(a.timeout->read), grpc_deadline_);
-  H2UpstreamStream::Wait w = co_await h2up_->wait_head(head_deadline);
-  if (w != H2UpstreamStream::Wait::ready) {
-    const http2::ClientStream& s = h2up_->state();
     // Not processed by the node (REFUSED_STREAM, above a GOAWAY's last stream id): nothing reached its
     // application, so the request may go to another node like after a failed connect, if its body can be
     // sent again (all of it so far is in the replay buffer).
@@ -167,138 +174,14 @@ awaitable<Session::Failure> Session::try_h2_node(Attempt& a) {
   upstream_status_ = h2up_->state().status;
   bool ok = co_await relay_h2_response(a);
   upstream_seconds_ = std::chrono::duration<double>(Clock::now() - a.sent_at).count();
+  // The response ended (or failed) while the client may still be sending: the rest of its body goes
+  // nowhere, and an HTTP/1.1 connection cannot be reused with it unread.
+  co_await stop_h2_pump();
+  if (!request_body_done_) close_after_ = true;
   h2up_.reset();
   response_.header_count = 0;  // its views pointed into the stream's fields
   if (!ok) close_after_ = true;
   co_return Failure::none;
-}
-
-awaitable<int> Session::next_h2_body_piece(std::string_view& piece) {
-  H2Body& b = h2_body_;
-  if (request_body_done_ && b.started) co_return 0;
-  const size_t head = request_.head_size;
-  if (!b.started) {
-    b.started = true;
-    b.data = in_.data() + in_begin_ + head;
-    b.len = client_buffered() - head;
-    b.used = 0;
-    b.from_in = true;
-    body_bytes_read_ = 0;
-    if (request_.framing == http::BodyFraming::content_length) {
-      b.left = request_.content_length;
-      const size_t first = static_cast<size_t>(std::min<uint64_t>(b.len, b.left));
-      body_from_in_ = first;
-      body_bytes_read_ = first;
-      b.left -= first;
-      request_body_done_ = b.left == 0;
-      if (first > 0) {
-        piece = std::string_view(b.data, first);
-        co_return 1;
-      }
-    } else {
-      decoder_.reset();
-      request_body_done_ = false;
-    }
-  }
-  if (request_.framing == http::BodyFraming::content_length) {
-    if (b.left == 0) {
-      request_body_done_ = true;
-      co_return 0;
-    }
-    if (!co_await send_continue()) {
-      client_gone_ = true;
-      co_return -1;
-    }
-    body_streamed_ = true;
-    const size_t want = static_cast<size_t>(std::min<uint64_t>(b.left, up_.size()));
-    arm(worker_.options().header_timeout, Guard::client);
-    auto [ec, n] = co_await client_.async_read_some(asio::buffer(up_.data(), want), nothrow);
-    disarm();
-    if (ec || n == 0) {
-      client_gone_ = true;
-      close_after_ = true;
-      co_return -1;
-    }
-    body_bytes_read_ += n;
-    b.left -= n;
-    request_body_done_ = b.left == 0;
-    piece = std::string_view(up_.data(), n);
-    co_return 1;
-  }
-  // Chunked (an HTTP/1.1 client without Content-Length, or an HTTP/2 client's body: h2_stream.h): decoded.
-  while (true) {
-    http::ChunkedDecoder::Step step = decoder_.next(std::string_view(b.data + b.used, b.len - b.used));
-    b.used += step.consumed;
-    body_bytes_read_ += step.consumed;
-    switch (step.status) {
-      case http::ChunkedDecoder::Status::error:
-        client_error_ = 400;
-        close_after_ = true;
-        co_return -1;
-      case http::ChunkedDecoder::Status::data:
-        b.total += step.data.size();
-        if (max_body_ >= 0 && b.total > static_cast<uint64_t>(max_body_)) {
-          client_error_ = 413;
-          close_after_ = true;
-          co_return -1;
-        }
-        piece = step.data;
-        co_return 1;
-      case http::ChunkedDecoder::Status::done:
-        if (b.from_in) {
-          body_from_in_ = b.used;
-        } else {
-          body_from_in_ = client_buffered() - head;
-          leftover_.assign(b.data + b.used, b.len - b.used);  // the next pipelined request
-        }
-        request_body_done_ = true;
-        co_return 0;
-      case http::ChunkedDecoder::Status::need_more:
-        break;
-    }
-    if (!co_await send_continue()) {
-      client_gone_ = true;
-      co_return -1;
-    }
-    body_streamed_ = true;
-    b.from_in = false;
-    arm(worker_.options().header_timeout, Guard::client);
-    auto [ec, n] = co_await client_.async_read_some(asio::buffer(up_.data(), up_.size()), nothrow);
-    disarm();
-    if (ec || n == 0) {
-      client_gone_ = true;
-      close_after_ = true;
-      co_return -1;
-    }
-    b.data = up_.data();
-    b.len = n;
-    b.used = 0;
-  }
-}
-
-awaitable<bool> Session::send_h2_body() {
-  H2Body& b = h2_body_;
-  auto deadline = [&] { return std::min(deadline_in(upstream_send_timeout_), grpc_deadline_); };
-  // A retry first sends again what earlier tries took from the client.
-  if (!b.replay.empty() && !co_await h2up_->write(b.replay, deadline())) co_return false;
-  while (true) {
-    std::string_view piece;
-    const int r = co_await next_h2_body_piece(piece);
-    if (r < 0) co_return false;
-    if (r == 0) break;
-    // Kept for a retry on another node while it is small (Envoy keeps a retry buffer the same way); a body
-    // larger than that cannot be replayed, and a refused stream is then an error like any other.
-    if (!b.replay_overflow) {
-      if (b.replay.size() + piece.size() <= kH2ReplayLimit) {
-        b.replay.append(piece);
-      } else {
-        b.replay_overflow = true;
-        std::string().swap(b.replay);
-      }
-    }
-    if (!co_await h2up_->write(piece, deadline())) co_return false;
-  }
-  co_return h2up_->finish();
 }
 
 awaitable<bool> Session::relay_h2_response(Attempt& a) {
@@ -352,8 +235,7 @@ awaitable<bool> Session::relay_h2_response(Attempt& a) {
   if (headers_only) co_return true;
   const bool chunked = !http10;
   while (true) {
-    const Clock::time_point deadline = std::min(deadline_in(a.timeout->read), grpc_deadline_);
-    H2UpstreamStream::Wait w = co_await h2up_->wait_data(deadline);
+    H2UpstreamStream::Wait w = co_await wait_h2_response(false, a.timeout->read);
     if (w == H2UpstreamStream::Wait::ready) {
       if (!s.data.empty()) {
         const size_t n = s.data.size();
@@ -361,6 +243,7 @@ awaitable<bool> Session::relay_h2_response(Attempt& a) {
           h2up_->reset();
           co_return false;
         }
+        h2_pump_.activity = Clock::now();  // the call is not idle (the pump's client read guard)
         h2up_->consume(n);
         continue;
       }

@@ -11,6 +11,9 @@ Service "test.Echo":
             recorded as an event "cancelled Slow <x-id metadata>".
   Die       server streaming: sends "before-1", "before-2", then the process exits without closing its
             streams (os._exit after a short pause so the two messages leave the socket first).
+  PingPong  bidirectional: answers each message "pong-<message>" as it arrives, before the next one is read.
+            Metadata "x-stop-after" n: after n replies the node ends the call (status OK, trailing metadata
+            "x-stopped" "<n>") without reading the rest of the request stream.
 Events (one line each: "call <method> <x-id>", "cancelled Slow <x-id>") go to a file the test reads.
 
 Usage in tests:
@@ -139,12 +142,24 @@ def _serve(port, events_path, cert, key):
         time.sleep(0.3)  # let the two messages leave the socket; then vanish like a crashed node
         os._exit(3)
 
+    def ping_pong(request_iterator, context):
+        event("call PingPong %s" % meta(context, "x-id"))
+        stop = meta(context, "x-stop-after")
+        replies = 0
+        for m in request_iterator:
+            yield b"pong-" + m
+            replies += 1
+            if stop is not None and replies >= int(stop):
+                context.set_trailing_metadata((("x-stopped", str(replies)),))
+                return
+
     handler = grpc.method_handlers_generic_handler(SERVICE, {
         "Echo": grpc.unary_unary_rpc_method_handler(echo),
         "Stream": grpc.unary_stream_rpc_method_handler(stream),
         "Collect": grpc.stream_unary_rpc_method_handler(collect),
         "Slow": grpc.unary_unary_rpc_method_handler(slow),
         "Die": grpc.unary_stream_rpc_method_handler(die),
+        "PingPong": grpc.stream_stream_rpc_method_handler(ping_pong),
     })
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
     server.add_generic_rpc_handlers((handler,))

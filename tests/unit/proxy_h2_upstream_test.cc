@@ -80,6 +80,7 @@ class H2Server {
   }
 
   bool hold = false;
+  uint32_t initial_window = 65535;  // 0: the client may send no DATA (its writes wait)
   int accepted = 0;
   int requests = 0;
   std::vector<std::shared_ptr<Conn>> conns;
@@ -127,8 +128,9 @@ class H2Server {
           });
       nghttp2_session_server_new(&c->session, cbs, c.get());
       nghttp2_session_callbacks_del(cbs);
-      nghttp2_settings_entry settings[] = {{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, max_streams_}};
-      nghttp2_submit_settings(c->session, NGHTTP2_FLAG_NONE, settings, 1);
+      nghttp2_settings_entry settings[] = {{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, max_streams_},
+                                           {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, initial_window}};
+      nghttp2_submit_settings(c->session, NGHTTP2_FLAG_NONE, settings, 2);
       conns.push_back(c);
       flush(*c);
       asio::co_spawn(io_, read_loop(c), asio::detached);
@@ -306,6 +308,51 @@ TEST(H2UpstreamPool, DeadlineAndInterrupt) {
     a->interrupt();
     EXPECT_EQ(co_await a->wait_head(soon()), H2UpstreamStream::Wait::interrupted);
   });
+}
+
+// A bidirectional call waits both ways on one stream at once (session_grpc_body.cc's pump writes while the
+// relay waits for the response): neither wait may wake the other, or the two re-arm each other forever.
+TEST(H2UpstreamPool, WriteAndResponseWaitsDoNotWakeEachOther) {
+  asio::io_context io;
+  H2Server server(io, 100);
+  server.hold = true;
+  server.initial_window = 0;
+  H2UpstreamPool pool(io.get_executor());
+  std::unique_ptr<H2UpstreamStream> s;
+  run(io, [&]() -> awaitable<void> {
+    H2OpenError e;
+    s = co_await pool.open(target(server), head("/bidi"), false, e);
+  });
+  ASSERT_TRUE(s);
+  bool wrote = true;
+  bool write_done = false;
+  H2UpstreamStream::Wait head_wait = H2UpstreamStream::Wait::ready;
+  bool head_done = false;
+  const std::string body(H2UpstreamStream::kSendHighWater + 1, 'x');
+  asio::co_spawn(
+      io,
+      [&]() -> awaitable<void> {
+        co_await s->write(body, soon());  // queued: the window is 0
+        wrote = co_await s->write("more", soon(0.3));
+        write_done = true;
+      },
+      asio::detached);
+  asio::co_spawn(
+      io,
+      [&]() -> awaitable<void> {
+        head_wait = co_await s->wait_head(soon(0.3));
+        head_done = true;
+      },
+      asio::detached);
+  size_t handlers = 0;
+  const auto end = soon(10);
+  while (!(write_done && head_done) && Clock::now() < end)
+    handlers += io.run_one_for(std::chrono::milliseconds(50));
+  ASSERT_TRUE(write_done && head_done);
+  EXPECT_FALSE(wrote);  // its deadline
+  EXPECT_EQ(head_wait, H2UpstreamStream::Wait::timeout);
+  EXPECT_LT(handlers, 100u);  // woken by the deadlines only, not by each other
+  s.reset();
 }
 
 TEST(H2UpstreamPool, RefusedConnect) {
