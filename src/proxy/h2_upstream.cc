@@ -477,16 +477,32 @@ awaitable<std::unique_ptr<H2UpstreamStream>> H2UpstreamPool::open(const H2Target
   for (size_t round = 0; round <= kMaxConnectionsPerKey && !conn; ++round) {
     conn = find_room(t.key);
     if (!conn) {
-      auto found = connecting_.find(t.key);
-      const size_t connecting = found == connecting_.end() ? 0 : found->second;
-      if (connections_for(t.key) + connecting >= kMaxConnectionsPerKey) {
+      if (auto found = connecting_.find(t.key); found != connecting_.end()) {
+        // Join the connect in progress (bounded by its own connect timeout, the same as this call's).
+        const std::shared_ptr<PendingConnect> pending = found->second;
+        co_await pending->done.async_wait(nothrow);
+        if (!pending->ok) {
+          error = pending->error;
+          co_return nullptr;
+        }
+        if (Clock::now() >= deadline) {
+          error = H2OpenError::connect_timeout;
+          co_return nullptr;
+        }
+        continue;  // its connection is in the pool now (ready or awaiting SETTINGS): look again
+      }
+      if (connections_for(t.key) >= kMaxConnectionsPerKey) {
         error = H2OpenError::busy;
         co_return nullptr;
       }
-      ++connecting_[t.key];
+      const auto pending = std::make_shared<PendingConnect>(executor_);
+      connecting_[t.key] = pending;
       conn = co_await connect(t, error);
-      if (auto it = connecting_.find(t.key); it != connecting_.end() && --it->second == 0)
+      pending->ok = conn != nullptr;
+      pending->error = error;
+      if (auto it = connecting_.find(t.key); it != connecting_.end() && it->second == pending)
         connecting_.erase(it);
+      pending->done.cancel();
       if (!conn) co_return nullptr;
     }
     if (!conn->ready()) {

@@ -157,7 +157,18 @@ class H2UpstreamPool {
 
   boost::asio::any_io_executor executor_;
   std::unordered_map<std::string, std::vector<std::shared_ptr<H2UpstreamConnection>>> conns_;
-  std::unordered_map<std::string, size_t> connecting_;  // connects in progress per key (TCP, TLS)
+  // A connect in progress (TCP, TLS) for a key. Calls that find no room while one runs wait for it instead of
+  // opening their own: a burst of calls to a cold node shares one connection (the node's SETTINGS then say
+  // how many streams it takes), rather than opening one each until the per-key cap refuses the rest.
+  struct PendingConnect {
+    explicit PendingConnect(const boost::asio::any_io_executor& executor) : done(executor) {
+      done.expires_at(boost::asio::steady_timer::time_point::max());
+    }
+    boost::asio::steady_timer done;  // cancelled when the connect ends
+    bool ok = false;
+    H2OpenError error = H2OpenError::none;
+  };
+  std::unordered_map<std::string, std::shared_ptr<PendingConnect>> connecting_;
   // Going away (GOAWAY sent or received) and not closed yet: tracked so that close_all(true) and the
   // destructor reach every connection that still points at the pool.
   std::vector<std::shared_ptr<H2UpstreamConnection>> draining_;
