@@ -327,7 +327,8 @@ int main(int argc, char** argv) {
       if (v != "on" && v != "off") usage_error(flag + " takes on or off");
       (flag == "--http2" ? opt.http2 : opt.h2c) = v == "on";
     } else if (flag == "--http2-max-requests") {
-      opt.http2_max_requests = static_cast<uint32_t>(std::min<long long>(parse_integer(flag, value, 1), UINT32_MAX));
+      opt.http2_max_requests =
+          static_cast<uint32_t>(std::min<long long>(parse_integer(flag, value, 1), UINT32_MAX));
     } else if (flag == "--tls-handshake-timeout") {
       opt.tls_handshake_timeout = parse_seconds(flag, value);
     } else if (flag == "--workers") {

@@ -145,14 +145,14 @@ class ServerCodec {
     uint32_t header_bytes = 0;
     uint32_t header_count = 0;
     std::string cookie;
-    int reject = 0;          // 431: header list too large; -1: stream error (PROTOCOL_ERROR)
-    bool delivered = false;  // on_request was called: the owner calls stream_finished
-    bool finished = false;   // the owner called stream_finished
+    int reject = 0;           // 431: header list too large; -1: stream error (PROTOCOL_ERROR)
+    bool delivered = false;   // on_request was called: the owner calls stream_finished
+    bool finished = false;    // the owner called stream_finished
     bool slot_freed = false;  // no longer counted in live_ (completed on the wire before its session ended)
-    bool closed = false;     // nghttp2 closed it
-    bool responded = false;  // a response head was submitted
-    bool deferred = false;   // the data source waits for submit_data
-    bool end = false;        // submit_end called
+    bool closed = false;      // nghttp2 closed it
+    bool responded = false;   // a response head was submitted
+    bool deferred = false;    // the data source waits for submit_data
+    bool end = false;         // submit_end called
     bool has_trailers = false;
     bool remote_ended = false;     // the client's END_STREAM arrived
     bool end_sent = false;         // our END_STREAM went out

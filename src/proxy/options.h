@@ -26,8 +26,9 @@ struct Options {
   std::string tls_default_sni;        // certificate name for a ClientHello without SNI or with an unknown one
   double tls_handshake_timeout = 10;  // seconds from accept to a completed TLS handshake
   bool http2 = true;                  // --http2: ALPN offers h2 on the TLS listener (APISIX enable_http2)
-  uint32_t http2_max_requests = 1000;  // --http2-max-requests: then a graceful GOAWAY (nginx keepalive_requests)
-  bool h2c = true;                    // --h2c: HTTP/2 with prior knowledge on the plain listener
+  uint32_t http2_max_requests =
+      1000;         // --http2-max-requests: then a graceful GOAWAY (nginx keepalive_requests)
+  bool h2c = true;  // --h2c: HTTP/2 with prior knowledge on the plain listener
 };
 
 }  // namespace portico::proxy
