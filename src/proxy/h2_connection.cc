@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "base/log.h"
+#include "base/time.h"
 #include "proxy/h2_stream.h"
 #include "proxy/session.h"
 #include "proxy/worker.h"
@@ -29,9 +30,7 @@ constexpr size_t kWriteBatch = 64 * 1024;  // bytes gathered from the codec per 
 // trip, RFC 9113 6.8: streams the client opened meanwhile are still served), or after this long at most.
 constexpr auto kFinalGoawayDelay = std::chrono::seconds(1);
 
-Clock::duration seconds(double s) {
-  return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
-}
+using base::seconds;
 
 http2::ServerLimits limits_for(const Options& opt) {
   http2::ServerLimits l;

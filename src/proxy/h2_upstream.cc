@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "base/log.h"
+#include "base/time.h"
 
 namespace portico::proxy {
 
@@ -25,10 +26,7 @@ constexpr unsigned char kAlpnH2[] = {2, 'h', '2'};
 // grpc_send_timeout default).
 constexpr double kDefaultSendTimeout = 60;
 
-Clock::time_point deadline_in(double seconds) {
-  if (!(seconds < 1e9)) return Clock::time_point::max();  // saturates (as Session::deadline_in)
-  return Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
-}
+using base::deadline_in;
 }  // namespace
 
 std::string h2_pool_key(std::string_view node_pool_key, const tls::ClientContext* tls, std::string_view sni) {

@@ -60,19 +60,21 @@ int status_class(int status) {
 }
 }  // namespace
 
-Session::Session(Worker& worker, asio::ip::tcp::socket socket, tls::ServerContext* tls,
-                 const asio::ip::tcp::endpoint* peer)
-    : worker_(worker),
-      client_(std::move(socket)),
-      tls_(tls),
-      timer_(worker.context()),
-      delay_timer_(worker.context()) {
+Session::Session(Worker& worker, ClientStream client)
+    : worker_(worker), client_(std::move(client)), timer_(worker.context()), delay_timer_(worker.context()) {
   // A new timer's expiry is the epoch, which arm_until would never see as later than a deadline: start at
   // "never" so the first deadline (armed by run() before watchdog() starts) moves it.
   timer_.expires_at(Clock::time_point::max());
-  const Options& opt = worker_.options();
-  limits_.max_head_size = opt.max_header_size;
-  limits_.max_target_size = opt.max_target_size;
+  limits_.max_head_size = worker_.options().max_header_size;
+  limits_.max_target_size = worker_.options().max_target_size;
+  plugin_ctx_.worker = worker_.index();
+  plugin_ctx_.waiter = &plugin_waiter_;
+}
+
+Session::Session(Worker& worker, asio::ip::tcp::socket socket, tls::ServerContext* tls,
+                 const asio::ip::tcp::endpoint* peer)
+    : Session(worker, ClientStream(std::move(socket))) {
+  tls_ = tls;
   boost::system::error_code ec;
   client_.socket().set_option(asio::ip::tcp::no_delay(true), ec);
   sockaddr_storage ss{};
@@ -91,10 +93,8 @@ Session::Session(Worker& worker, asio::ip::tcp::socket socket, tls::ServerContex
     match_.tls = true;
     secure_ = true;
   } else {
-    h2c_possible_ = opt.h2c;
+    h2c_possible_ = worker_.options().h2c;
   }
-  plugin_ctx_.worker = worker_.index();
-  plugin_ctx_.waiter = &plugin_waiter_;
   worker_.add_session(this);
   worker_.metrics().connections_open.add();
   worker_.metrics().connections_total.add();
@@ -102,14 +102,7 @@ Session::Session(Worker& worker, asio::ip::tcp::socket socket, tls::ServerContex
 
 Session::Session(Worker& worker, std::shared_ptr<H2Stream> stream, const ConnectionInfo& connection,
                  std::string head)
-    : worker_(worker),
-      client_(asio::ip::tcp::socket(worker.context()), std::move(stream)),
-      timer_(worker.context()),
-      delay_timer_(worker.context()) {
-  timer_.expires_at(Clock::time_point::max());
-  const Options& opt = worker_.options();
-  limits_.max_head_size = opt.max_header_size;
-  limits_.max_target_size = opt.max_target_size;
+    : Session(worker, ClientStream(asio::ip::tcp::socket(worker.context()), std::move(stream))) {
   stream_mode_ = true;
   secure_ = connection.tls;
   match_.tls = connection.tls;
@@ -122,8 +115,6 @@ Session::Session(Worker& worker, std::shared_ptr<H2Stream> stream, const Connect
   in_ = worker_.head_buffers().take(std::max(kInitialBuffer, head.size()));
   std::memcpy(in_.data(), head.data(), head.size());
   in_end_ = head.size();
-  plugin_ctx_.worker = worker_.index();
-  plugin_ctx_.waiter = &plugin_waiter_;
 }
 
 Session::~Session() {

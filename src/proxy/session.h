@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "base/time.h"
 #include "config/model.h"
 #include "http/message.h"
 #include "http/parser.h"
@@ -67,6 +68,9 @@ class Session : public std::enable_shared_from_this<Session> {
   void force_close();
 
  private:
+  // What both kinds of session share: timers, parse limits, the plugin context's worker.
+  Session(Worker& worker, ClientStream client);
+
   // Which socket a running deadline guards. A passed deadline closes the guarded socket, except `head`: the
   // pending read of a request head is cancelled so that the session can still answer 408.
   enum class Guard : uint8_t { none, client, head, upstream, tunnel /* both */ };
@@ -169,6 +173,10 @@ class Session : public std::enable_shared_from_this<Session> {
   boost::asio::awaitable<bool> send_grpc_error(int status, std::string_view message, bool close);
   // The Host the origin receives (pass_host, or a plugin's edit); also the SNI over TLS.
   std::string_view upstream_host(const Attempt& attempt) const;
+  // What every upstream request head carries, whatever the node's protocol: target, Host, the plugins'
+  // edits, the client's address and scheme (the connection's, for an HTTP/2 stream too). Framing is the
+  // caller's.
+  UpstreamRequestParams upstream_request_params(const Attempt& attempt) const;
   boost::asio::awaitable<bool> write_upstream(Buffers buffers);
   // Reads from the upstream into up_[offset, offset+max), giving up at `deadline`. Returns bytes read; 0 on
   // EOF, error or timeout (then timed_out_ is set).
@@ -195,13 +203,9 @@ class Session : public std::enable_shared_from_this<Session> {
   // A piece of response body, framed as one chunk when `chunked`.
   boost::asio::awaitable<bool> write_client_body(std::string_view data, bool chunked);
 
-  static Clock::time_point deadline_in(double seconds) { return deadline_after(Clock::now(), seconds); }
-  // Saturates: a timeout too large for the clock (a grpc-timeout of 99999999H) is "never", not an overflow
-  // into the past.
+  static Clock::time_point deadline_in(double seconds) { return base::deadline_in(seconds); }
   static Clock::time_point deadline_after(Clock::time_point from, double seconds) {
-    constexpr double kNever = 1e9;  // ~31 years: far below the clock's range, far above any real timeout
-    if (!(seconds < kNever)) return Clock::time_point::max();
-    return from + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+    return base::deadline_after(from, seconds);
   }
   // TLS listener (both codecs): false when the Host's ssl asks for a client certificate that this
   // connection's handshake (made for another SNI, or unverified) did not check, unless the ssl's

@@ -353,18 +353,20 @@ awaitable<bool> Session::send_continue() {
   co_return !ec;
 }
 
-awaitable<bool> Session::send_request(Attempt& a) {
-  const config::Upstream& spec = a.upstream->spec;
-  upstream_send_timeout_ = a.timeout->send;
+UpstreamRequestParams Session::upstream_request_params(const Attempt& a) const {
   UpstreamRequestParams p;
   p.target = target_;
   p.host = upstream_host(a);
-  if (!pipeline_.empty()) {
-    const plugins::UpstreamEdits& edits = plugin_ctx_.upstream;
-    if (!edits.empty()) p.edits = &edits;
-  }
+  if (!pipeline_.empty() && !plugin_ctx_.upstream.empty()) p.edits = &plugin_ctx_.upstream;
   p.client_ip = std::string_view(client_ip_text_, client_ip_len_);
   p.tls = secure_;
+  return p;
+}
+
+awaitable<bool> Session::send_request(Attempt& a) {
+  const config::Upstream& spec = a.upstream->spec;
+  upstream_send_timeout_ = a.timeout->send;
+  UpstreamRequestParams p = upstream_request_params(a);
   p.body = request_.framing == http::BodyFraming::chunked          ? OutFraming::chunked
            : request_.framing == http::BodyFraming::content_length ? OutFraming::content_length
                                                                    : OutFraming::none;

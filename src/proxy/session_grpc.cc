@@ -52,15 +52,7 @@ bool Session::is_grpc_request() const {
 }
 
 bool Session::h2_request_fields(Attempt& a, http2::Fields& fields) {
-  UpstreamRequestParams p;
-  p.target = target_;
-  p.host = upstream_host(a);
-  if (!pipeline_.empty()) {
-    const plugins::UpstreamEdits& edits = plugin_ctx_.upstream;
-    if (!edits.empty()) p.edits = &edits;
-  }
-  p.client_ip = std::string_view(client_ip_text_, client_ip_len_);
-  p.tls = tls_ != nullptr;
+  UpstreamRequestParams p = upstream_request_params(a);
   p.body = OutFraming::none;
   write_upstream_request_head(head_out_, request_, p);
   http::RequestHead parsed;

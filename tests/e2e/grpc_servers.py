@@ -2,7 +2,8 @@
 handlers on raw bytes). Each server runs in its own process, so one can die mid-stream like a crashed node.
 
 Service "test.Echo":
-  Echo      unary: answers the request bytes. Metadata "x-echo" comes back as initial metadata "x-echo";
+  Echo      unary: answers the request bytes. Metadata "x-echo" comes back as initial metadata "x-echo"
+            ("x-show-proto": the request's x-forwarded-proto comes back as "x-seen-proto");
             "x-trailer" comes back as trailing metadata "x-trailer"; "x-status" (a number) ends the call with
             that status code and details "asked for <n>".
   Stream    server streaming: the request is a count n (ASCII); answers n messages "msg-<i>".
@@ -102,6 +103,8 @@ def _serve(port, events_path, cert, key):
         event("call Echo %s" % meta(context, "x-id"))
         if meta(context, "x-echo") is not None:
             context.send_initial_metadata((("x-echo", meta(context, "x-echo")),))
+        elif meta(context, "x-show-proto") is not None:  # what the gateway told the node of the client's scheme
+            context.send_initial_metadata((("x-seen-proto", meta(context, "x-forwarded-proto") or ""),))
         if meta(context, "x-trailer") is not None:
             context.set_trailing_metadata((("x-trailer", meta(context, "x-trailer")),))
         status = meta(context, "x-status")

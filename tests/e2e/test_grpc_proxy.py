@@ -163,6 +163,13 @@ def test_tls_client_with_alpn_h2(gw, pki):
     with grpc.secure_channel("%s:%d" % (LOOPBACK, gw.tls_port), creds,
                              options=(("grpc.ssl_target_name_override", "gw.test"),)) as ch:
         assert list(call(ch, "Stream", "unary_stream")(b"3", timeout=10)) == [b"msg-0", b"msg-1", b"msg-2"]
+        # The node learns the client came over TLS (an HTTP/2 stream session has no listener context of its
+        # own: the scheme is the connection's).
+        _, c = call(ch, "Echo").with_call(b"x", metadata=(("x-show-proto", "1"),), timeout=10)
+        assert dict(c.initial_metadata()).get("x-seen-proto") == "https"
+    with h2c(gw) as ch:
+        _, c = call(ch, "Echo").with_call(b"x", metadata=(("x-show-proto", "1"),), timeout=10)
+        assert dict(c.initial_metadata()).get("x-seen-proto") == "http"
 
 
 def test_node_dying_mid_stream_is_unavailable(tmp_path, portico):
