@@ -27,9 +27,7 @@ source bench/lib.sh
 bench_setup h2 h2-results.tsv
 command -v h2load >/dev/null || { echo "bench: h2load not found (Debian nghttp2-client)" >&2; exit 1; }
 
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$RUN/key.pem" -out "$RUN/cert.pem" \
-  -days 2 -subj /CN=bench.test -addext subjectAltName=DNS:bench.test 2>/dev/null
-cat "$RUN/cert.pem" "$RUN/key.pem" >"$RUN/combined.pem"
+bench_tls_material
 cp bench/h2-nginx.conf bench/h2-haproxy.cfg "$RUN/"
 
 nginx -p "$RUN" -c "$RUN/upstream-nginx.conf" -e "$RUN/upstream.err" & pids+=($!)
@@ -45,18 +43,6 @@ for name in $SERVERS; do
       pid_of[haproxy]=$!
       ;;
     portico)
-      /usr/bin/python3 - "$RUN" >"$RUN/portico.json" <<'PY'
-import json, sys
-run = sys.argv[1]
-print(json.dumps({
-    "upstreams": [{"id": "origin", "nodes": {"127.0.0.1:18080": 1},
-                   "keepalive_pool": {"size": 128, "requests": 1000000}}],
-    "routes": [{"id": "1", "uri": "/*", "upstream_id": "origin"}],
-    # "*": h2load sends the URL's host (127.0.0.1) as SNI, which only a catch-all name answers.
-    "ssls": [{"id": "bench", "cert": open(run + "/cert.pem").read(), "key": open(run + "/key.pem").read(),
-              "snis": ["bench.test", "*"]}],
-}))
-PY
       taskset -c 0 build/portico --config "$RUN/portico.json" --listen 127.0.0.1:18463 \
         --listen-tls 127.0.0.1:18453 --tls-default-sni bench.test --status-listen 127.0.0.1:18473 --workers 1 \
         --http2-max-requests 1000000 --access-log off --log-level warn & pids+=($!)  # as nginx keepalive_requests

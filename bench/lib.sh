@@ -28,3 +28,24 @@ wait_port() {  # wait_port PORT: until something answers HTTP there (bounded)
   for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$1/" && return 0; sleep 0.05; done
   echo "bench: nothing answers on port $1" >&2; return 1
 }
+
+# bench_tls_material: in $RUN, an ECDSA P-256 certificate for bench.test (cert.pem, key.pem, combined.pem for
+# HAProxy) and Portico's config (portico.json): one route to the origin, and the certificate as an ssl with the
+# names bench.test and "*" (wrk and h2load send the URL's host, 127.0.0.1, as SNI, which only a catch-all name
+# answers: an unknown SNI fails the handshake, as APISIX; nginx and HAProxy answer with their only cert).
+bench_tls_material() {
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$RUN/key.pem" \
+    -out "$RUN/cert.pem" -days 2 -subj /CN=bench.test -addext subjectAltName=DNS:bench.test 2>/dev/null
+  cat "$RUN/cert.pem" "$RUN/key.pem" >"$RUN/combined.pem"
+  /usr/bin/python3 - "$RUN" >"$RUN/portico.json" <<'PY'
+import json, sys
+run = sys.argv[1]
+print(json.dumps({
+    "upstreams": [{"id": "origin", "nodes": {"127.0.0.1:18080": 1},
+                   "keepalive_pool": {"size": 128, "requests": 1000000}}],
+    "routes": [{"id": "1", "uri": "/*", "upstream_id": "origin"}],
+    "ssls": [{"id": "bench", "cert": open(run + "/cert.pem").read(), "key": open(run + "/key.pem").read(),
+              "snis": ["bench.test", "*"]}],
+}))
+PY
+}

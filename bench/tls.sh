@@ -15,9 +15,7 @@ cd "$(dirname "$0")/.."
 source bench/lib.sh
 bench_setup tls tls-results.tsv
 
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$RUN/key.pem" -out "$RUN/cert.pem" \
-  -days 2 -subj /CN=bench.test -addext subjectAltName=DNS:bench.test 2>/dev/null
-cat "$RUN/cert.pem" "$RUN/key.pem" >"$RUN/combined.pem"
+bench_tls_material
 cp bench/tls-nginx.conf bench/tls-haproxy.cfg "$RUN/"
 
 nginx -p "$RUN" -c "$RUN/upstream-nginx.conf" -e "$RUN/upstream.err" & pids+=($!)
@@ -25,19 +23,6 @@ nginx -p "$RUN" -c "$RUN/tls-nginx.conf" -e "$RUN/tls-nginx.err" & pids+=($!)
 nginx_pid=$!
 (cd "$RUN" && exec haproxy -f tls-haproxy.cfg -db) & pids+=($!)
 haproxy_pid=$!
-/usr/bin/python3 - "$RUN" >"$RUN/portico.json" <<'PY'
-import json, sys
-run = sys.argv[1]
-print(json.dumps({
-    "upstreams": [{"id": "origin", "nodes": {"127.0.0.1:18080": 1},
-                   "keepalive_pool": {"size": 128, "requests": 1000000}}],
-    "routes": [{"id": "1", "uri": "/*", "upstream_id": "origin"}],
-    "ssls": [{"id": "bench", "cert": open(run + "/cert.pem").read(), "key": open(run + "/key.pem").read(),
-              # "*": wrk sends the URL's host (127.0.0.1) as SNI, which only a catch-all name answers (an
-              # unknown SNI fails the handshake, as APISIX; nginx and HAProxy answer with their only cert).
-              "snis": ["bench.test", "*"]}],
-}))
-PY
 taskset -c 0 build/portico --config "$RUN/portico.json" --listen 127.0.0.1:18083 --listen-tls 127.0.0.1:18443 \
   --tls-default-sni bench.test --status-listen 127.0.0.1:18093 --workers 1 --access-log off --log-level warn &
 pids+=($!)
