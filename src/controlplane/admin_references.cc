@@ -53,21 +53,25 @@ std::optional<AdminResponse> AdminService::check_references(const Target& t, con
       }
     }
   }
+  // Reads the object `field` names into `qr`; the answer to give instead when the read fails or it is absent.
+  auto read_existing = [&](Kind kind, const std::string& ref_id, const std::string& ref_key, std::string_view field,
+                           store::RangeResult& qr) -> std::optional<AdminResponse> {
+    store::RangeRequest q;
+    q.key = ref_key;
+    store::Status qs = etcd.range(q, qr);
+    if (!qs.ok()) return store_failure(qs);
+    if (!qr.kvs.empty()) return std::nullopt;
+    config::Errors e;
+    e.add(std::string(field), std::string(info(kind).noun) + " \"" + ref_id + "\" does not exist");
+    return invalid(e);
+  };
   for (const Reference& ref : references_of(t.kind)) {
     auto it = value.find(ref.field);
     if (it == value.end()) continue;
     const std::string ref_id = reference_id(*it);
     const std::string ref_key = copy_.key_of(ref.kind, ref_id);
-    store::RangeRequest q;
-    q.key = ref_key;
     store::RangeResult qr;
-    store::Status qs = etcd.range(q, qr);
-    if (!qs.ok()) return store_failure(qs);
-    if (qr.kvs.empty()) {
-      config::Errors e;
-      e.add(ref.field, std::string(info(ref.kind).noun) + " \"" + ref_id + "\" does not exist");
-      return invalid(e);
-    }
+    if (auto answer = read_existing(ref.kind, ref_id, ref_key, ref.field, qr)) return answer;
     // A route without an upstream of its own needs its service's: the service must keep it until the route
     // commits, so the compare pins the service's version, not just its existence.
     const bool needs_service_upstream = t.kind == Kind::routes && ref.kind == Kind::services &&
@@ -95,16 +99,8 @@ std::optional<AdminResponse> AdminService::check_references(const Target& t, con
   if (t.kind == Kind::routes || t.kind == Kind::services || t.kind == Kind::plugin_configs) {
     for (const auto& [ref_id, field] : plugin_upstream_refs(value)) {
       const std::string ref_key = copy_.key_of(Kind::upstreams, ref_id);
-      store::RangeRequest q;
-      q.key = ref_key;
       store::RangeResult qr;
-      store::Status qs = etcd.range(q, qr);
-      if (!qs.ok()) return store_failure(qs);
-      if (qr.kvs.empty()) {
-        config::Errors e;
-        e.add(field, std::string(info(Kind::upstreams).noun) + " \"" + ref_id + "\" does not exist");
-        return invalid(e);
-      }
+      if (auto answer = read_existing(Kind::upstreams, ref_id, ref_key, field, qr)) return answer;
       txn.compare.push_back(store::Compare{
           ref_key, {}, store::Compare::Target::create_revision, store::Compare::Result::greater, 0, {}});
     }
