@@ -4,9 +4,9 @@
 // and a plain connection pays nothing else. This is the Session's seam: the bytes a Session reads and writes
 // are HTTP/1.1 whatever the client speaks (h2_stream.h translates for HTTP/2).
 //
-// TLS writes: Asio's SSL stream writes one buffer per call, so a gather write (head + body + framing) would
-// become several records and syscalls; the TLS path copies small gathers (up to kCoalesce) into one buffer
-// first. Owned by its Session; worker thread only.
+// TLS (tls_stream.h: OpenSSL on the socket itself, not Asio's SSL engine) writes one buffer per call, so a
+// gather write (head + body + framing) would become several records and syscalls; the TLS path copies small
+// gathers (up to kCoalesce, one record) into one buffer first. Owned by its Session; worker thread only.
 #pragma once
 
 #include <openssl/ssl.h>
@@ -14,20 +14,19 @@
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/ssl/stream.hpp>
-#include <boost/asio/write.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <cstring>
 #include <memory>
 #include <vector>
 
 #include "proxy/h2_stream.h"
+#include "proxy/tls_stream.h"
 
 namespace portico::proxy {
 
 class ClientStream {
  public:
   using executor_type = boost::asio::ip::tcp::socket::executor_type;
-  using tls_stream = boost::asio::ssl::stream<boost::asio::ip::tcp::socket&>;
   static constexpr size_t kCoalesce = 16 * 1024;
 
   explicit ClientStream(boost::asio::ip::tcp::socket socket) : socket_(std::move(socket)) {}
@@ -38,9 +37,9 @@ class ClientStream {
 
   // Makes this a TLS connection (before any I/O); the handshake is the caller's (tls()->async_handshake).
   void enable_tls(boost::asio::ssl::context& context) {
-    tls_ = std::make_unique<tls_stream>(socket_, context);
+    tls_ = std::make_unique<TlsStream>(socket_, context.native_handle());
   }
-  tls_stream* tls() { return tls_.get(); }
+  TlsStream* tls() { return tls_.get(); }
   SSL* ssl() { return tls_ ? tls_->native_handle() : nullptr; }
 
   boost::asio::ip::tcp::socket& socket() { return socket_; }
@@ -76,7 +75,14 @@ class ClientStream {
             h2_->async_read_some(*boost::asio::buffer_sequence_begin(b),
                                  H2Stream::Handler(std::move(handler)));
           } else if (tls_) {
-            tls_->async_read_some(b, std::move(handler));
+            for (auto it = boost::asio::buffer_sequence_begin(b); it != boost::asio::buffer_sequence_end(b);
+                 ++it) {
+              const boost::asio::mutable_buffer piece(*it);
+              if (piece.size() == 0) continue;
+              tls_->async_read_some(piece.data(), piece.size(), std::move(handler));
+              return;
+            }
+            tls_->async_read_some(nullptr, 0, std::move(handler));
           } else {
             socket_.async_read_some(b, std::move(handler));
           }
@@ -107,14 +113,21 @@ class ClientStream {
           const size_t pieces = static_cast<size_t>(
               std::distance(boost::asio::buffer_sequence_begin(b), boost::asio::buffer_sequence_end(b)));
           if (pieces <= 1 || total > kCoalesce) {
-            tls_->async_write_some(b, std::move(handler));
+            // As Asio's SSL stream: the first non-empty buffer.
+            for (auto it = boost::asio::buffer_sequence_begin(b); it != boost::asio::buffer_sequence_end(b);
+                 ++it) {
+              const boost::asio::const_buffer piece(*it);
+              if (piece.size() == 0) continue;
+              tls_->async_write_some(piece.data(), piece.size(), std::move(handler));
+              return;
+            }
+            tls_->async_write_some(nullptr, 0, std::move(handler));
             return;
           }
-          // One record for the whole gather: copied, then written out in full (a write_some may write
-          // all it was given).
+          // One record for the whole gather (kCoalesce is a record's payload, which one write takes whole).
           scratch_.resize(total);
           boost::asio::buffer_copy(boost::asio::buffer(scratch_), b);
-          boost::asio::async_write(*tls_, boost::asio::buffer(scratch_), std::move(handler));
+          tls_->async_write_some(scratch_.data(), total, std::move(handler));
         },
         token, buffers);
   }
@@ -123,13 +136,12 @@ class ClientStream {
   // end of the stream. TLS connections only.
   template <typename Token>
   auto async_close_notify(Token&& token) {
-    SSL_set_shutdown(tls_->native_handle(), SSL_RECEIVED_SHUTDOWN);
-    return tls_->async_shutdown(std::forward<Token>(token));
+    return tls_->async_close_notify(std::forward<Token>(token));
   }
 
  private:
   boost::asio::ip::tcp::socket socket_;
-  std::unique_ptr<tls_stream> tls_;
+  std::unique_ptr<TlsStream> tls_;
   std::shared_ptr<H2Stream> h2_;
   std::vector<char> scratch_;
 };

@@ -189,7 +189,7 @@ awaitable<bool> Session::tls_handshake() {
   const tls::CertStore* store = pinned && pinned->snapshot ? pinned->snapshot->tls.get() : nullptr;
   tls::ServerContext::prepare(client_.ssl(), store);
   arm(worker_.options().tls_handshake_timeout, Guard::client);
-  auto [ec] = co_await client_.tls()->async_handshake(asio::ssl::stream_base::server, nothrow);
+  auto [ec, unused] = co_await client_.tls()->async_handshake(nothrow);
   disarm();
   tls::ServerContext::prepare(client_.ssl(), nullptr);
   if (ec) {
