@@ -5,7 +5,7 @@ those. Each test uses its own route ids: the series of a module-scoped gateway a
 
 import pytest
 
-from conftest import route
+from conftest import route, wait_for
 
 LATENCY_BOUNDS = ["1", "2", "5", "10", "20", "50", "100", "200", "500", "1000", "2000", "5000", "10000",
                   "30000", "60000", "+Inf"]
@@ -27,6 +27,15 @@ def statuses(m, route_label):
         key = (labels["code"], labels["consumer"])
         out[key] = out.get(key, 0) + v
     return out
+
+
+def settled_metrics(gw, **expected):
+    """The metrics once every route label in `expected` has counted that many requests: the log phase that counts
+    a request runs after its response is sent, so a scrape right after the last response may precede it."""
+    def counted():
+        m = gw.metrics()
+        return m if all(sum(statuses(m, r).values()) == n for r, n in expected.items()) else None
+    return wait_for(counted, message="metrics never counted %r" % (expected,))
 
 
 def get(gw, target, host, n=1, **kw):
@@ -53,7 +62,7 @@ def test_counts_by_route_service_and_consumer(gw):
     assert get(gw, "/status/200", "pm-c.test", headers=[("apikey", "rose-key")]) == 200
     assert get(gw, "/status/200", "pm-c.test", n=2) == 401  # key-auth answers: no consumer, no node
 
-    m = gw.metrics()
+    m = settled_metrics(gw, **{"pm-route": 3, "pm-svc-route": 2, "pm-auth": 6})
     assert status_count(m, code="200", route="pm-route", matched_uri="/id", matched_host="pm-a.test",
                         service="", consumer="", node="127.0.0.1") == 3, m.text
     assert status_count(m, code="200", route="pm-svc-route", service="pm-svc", consumer="",
@@ -76,7 +85,7 @@ def test_latency_histogram_is_consistent(gw):
     n = 4
     assert get(gw, "/delay/30", "pm-lat.test", n=n) == 200
 
-    m = gw.metrics()
+    m = settled_metrics(gw, **{"pm-lat": n})
     assert status_count(m, route="pm-lat") == n
     for kind in ("request", "upstream", "apisix"):
         labels = dict(type=kind, route="pm-lat", service="", consumer="", node="127.0.0.1")
@@ -99,7 +108,7 @@ def test_a_route_without_the_plugin_is_not_counted(gw):
                          route("pm-off", "/id", gw.origin, host="pm-off.test")]})
     assert get(gw, "/id", "pm-off.test", n=3) == 200
     assert get(gw, "/id", "pm-on.test") == 200
-    m = gw.metrics()
+    m = settled_metrics(gw, **{"pm-on": 1})
     assert status_count(m, route="pm-on") == 1
     assert not m.has("portico_http_status", route="pm-off")
     assert not m.has("portico_http_latency_count", route="pm-off")
@@ -121,7 +130,7 @@ def test_a_global_rule_counts_every_route_once(gw):
     assert get(gw, "/id", "pm-g1.test", n=2) == 200
     assert get(gw, "/echo", "pm-g2.test") == 401
     assert get(gw, "/id", "pm-g3.test", n=3) == 200
-    m = gw.metrics()
+    m = settled_metrics(gw, **{"pm-g1": 2, "pm-g2": 1, "g3-name": 3})
     assert statuses(m, "pm-g1") == {("200", ""): 2}, [l for l in m.text.splitlines() if "http_status" in l]
     assert statuses(m, "pm-g2") == {("401", ""): 1}
     assert statuses(m, "g3-name") == {("200", ""): 3}
@@ -143,7 +152,7 @@ def test_prefer_name_and_matched_patterns(gw):
     assert get(gw, "/status/202", "a.pm-shop.test") == 202
     assert get(gw, "/status/201", "b.pm-shop.test") == 201
     assert get(gw, "/id", "pm-u.test") == 200
-    m = gw.metrics()
+    m = settled_metrics(gw, orders=2, **{"pm-unnamed": 1})
     assert status_count(m, code="202", route="orders", service="shop", matched_uri="/status/*",
                         matched_host="*.pm-shop.test") == 1, m.text
     assert status_count(m, code="201", route="orders", service="shop", matched_uri="/status/201") == 1
