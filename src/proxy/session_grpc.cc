@@ -109,6 +109,14 @@ awaitable<Session::Failure> Session::try_h2_node(Attempt& a) {
 
   http2::Fields fields;
   if (!h2_request_fields(a, fields)) co_return Failure::bad_response;
+  if (grpc_deadline_ != Clock::time_point::max()) {
+    // The node learns what is left of the call (Envoy's router does the same): its own deadline then ends
+    // no later than Portico's, so its handler is not left running for a caller that already gave up.
+    const auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(grpc_deadline_ - Clock::now());
+    for (http2::Field& f : fields) {
+      if (f.name == "grpc-timeout") f.value = http2::grpc::encode_timeout(left);
+    }
+  }
   const bool has_body = request_.framing != http::BodyFraming::none;
   H2OpenError error = H2OpenError::none;
   h2up_ = co_await worker_.h2_pool().open(t, fields, !has_body, error);
