@@ -8,7 +8,8 @@ Service "test.Echo":
             back as "x-seen-timeout": grpcio reports ~9.2e18 without one);
             "x-trailer" comes back as trailing metadata "x-trailer"; "x-status" (a number) ends the call with
             that status code and details "asked for <n>".
-  Stream    server streaming: the request is a count n (ASCII); answers n messages "msg-<i>".
+  Stream    server streaming: the request is a count n (ASCII); answers n messages "msg-<i>" ("x-status": then
+            ends the call with that status, in the trailers after the messages).
   Collect   client streaming: answers "<count>:<all messages joined with ,>".
   Slow      unary: sleeps the request's seconds (ASCII float) unless cancelled first; a cancellation is
             recorded as an event "cancelled Slow <x-id metadata>".
@@ -121,6 +122,9 @@ def _serve(port, events_path, cert, key):
         event("call Stream %s" % meta(context, "x-id"))
         for i in range(int(request.decode() or "0")):
             yield b"msg-%d" % i
+        status = meta(context, "x-status")
+        if status is not None:  # an error after the messages: the status goes in the trailers
+            context.abort(grpc.StatusCode(_code(int(status))), "asked for %s" % status)
 
     def collect(request_iterator, context):
         event("call Collect %s" % meta(context, "x-id"))
