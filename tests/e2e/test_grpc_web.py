@@ -202,3 +202,13 @@ def test_deadline_is_grpc_web_shaped(gw):
     assert r.status == 200, r
     assert r.header("grpc-status") == "4" and r.header("content-type") == TEXT, r.headers
     assert_cors(r)
+
+
+def test_large_text_message_both_ways(gw):
+    # Larger than a slice of the response encoder and than one read of the request body: decoded as it streams,
+    # encoded in pieces, the same bytes come back.
+    payload = bytes(range(256)) * 800  # 204800 bytes
+    r = call(gw, "Echo", base64.b64encode(frame(payload)), content_type=TEXT)
+    assert r.status == 200, r
+    msgs, status = messages_and_status(unbase64(r.body))
+    assert msgs == [payload] and status["grpc-status"] == "0", status
