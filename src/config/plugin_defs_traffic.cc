@@ -304,6 +304,19 @@ constexpr std::string_view kTrafficSplitSchema = R"({
   }
 })";
 
+// grpc-web: cors_allow_headers is sent as Access-Control-Allow-Headers on a preflight's answer; a CR or LF
+// in it would split the response, so Portico refuses them (APISIX's schema only says "string").
+constexpr std::string_view kGrpcWebSchema = R"({
+  "type": "object",
+  "properties": {
+    "cors_allow_headers": {
+      "type": "string",
+      "pattern": "^[^\\r\\n\\x00]*\\z",
+      "default": "content-type,x-grpc-web,x-user-agent"
+    }
+  }
+})";
+
 std::vector<PluginDef> make_defs() {
   std::vector<PluginDef> defs;
   defs.emplace_back(plugin_def("client-control", 22000, kClientControlSchema)).builtin = true;
@@ -318,6 +331,7 @@ std::vector<PluginDef> make_defs() {
       check_fault_injection;
   defs.emplace_back(plugin_def("mocking", 10900, kMockingSchema)).check = check_mocking;
   defs.emplace_back(plugin_def("traffic-split", 966, kTrafficSplitSchema)).check = check_traffic_split;
+  defs.emplace_back(plugin_def("grpc-web", 505, kGrpcWebSchema));
   return defs;
 }
 

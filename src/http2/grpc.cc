@@ -31,6 +31,22 @@ std::optional<double> parse_timeout(std::string_view value) {
   }
 }
 
+std::string encode_timeout(std::chrono::nanoseconds left) {
+  struct Unit {
+    int64_t nanos;
+    char symbol;
+  };
+  static constexpr Unit kUnits[] = {{1, 'n'},          {1000, 'u'},          {1000000, 'm'},
+                                    {1000000000, 'S'}, {60000000000LL, 'M'}, {3600000000000LL, 'H'}};
+  constexpr int64_t kMaxCount = 99999999;
+  const int64_t n = std::max<int64_t>(left.count(), 1);
+  for (const Unit& u : kUnits) {
+    const int64_t count = n / u.nanos + (n % u.nanos != 0 ? 1 : 0);
+    if (count <= kMaxCount) return std::to_string(count) + u.symbol;
+  }
+  return "99999999H";
+}
+
 double effective_timeout(std::string_view grpc_timeout, double route_seconds) {
   std::optional<double> t = parse_timeout(grpc_timeout);
   if (!t) return route_seconds;

@@ -3,6 +3,7 @@
 // grpc/doc/http-grpc-status-mapping.md. Pure functions, any thread.
 #pragma once
 
+#include <chrono>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -29,6 +30,12 @@ std::optional<double> parse_timeout(std::string_view value);
 
 // A cap for "no deadline" values (grpc-java sends 2562047H for Long.MAX_VALUE nanoseconds): ~3 years.
 constexpr double kMaxTimeoutSeconds = 1e8;
+
+// The grpc-timeout value sent to a node for what is left of the call's deadline (Envoy's router does the
+// same when it honours grpc-timeout): the finest unit whose count still fits the 8 digits the header allows
+// (grpc-go's choice, so precision is kept), rounded up so a positive time never becomes "0". At least "1n";
+// beyond 99999999H it is "99999999H".
+std::string encode_timeout(std::chrono::nanoseconds left);
 
 // The time a gRPC request may take: its grpc-timeout when it has a valid one, capped by the route's
 // `route_seconds` (a client cannot hold the gateway longer than the route allows).

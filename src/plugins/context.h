@@ -172,6 +172,10 @@ struct Reply {
   std::vector<std::pair<std::string, std::string>> headers;
 };
 
+// A gRPC-Web call the grpc-web plugin accepted (plugins/grpc_web.cc): the session translates it to and from
+// gRPC on a grpc/grpcs upstream (proxy/session_grpc_web.cc) and answers its own errors in its shape.
+enum class GrpcWeb : uint8_t { none, binary, text };
+
 // What the response filter phase sees of the response about to be sent.
 struct ResponseInfo {
   int status = 0;
@@ -236,6 +240,10 @@ class RequestContext {
   // for that number when the instance is the route's traffic-split (not a consumer's or a global rule's).
   const void* split_owner = nullptr;
   int split_choice = -1;
+  // Set by grpc-web when it accepted the call: its encoding and the request's content type (a view into the
+  // request head), which the response mirrors.
+  GrpcWeb grpc_web = GrpcWeb::none;
+  std::string_view grpc_web_mime;
 
   // The first request header named `name` (case-insensitive) as received; `found` tells an empty value from
   // a missing field.
@@ -343,6 +351,8 @@ class RequestContext {
     delay_seconds = 0;
     split_owner = nullptr;
     split_choice = -1;
+    grpc_web = GrpcWeb::none;
+    grpc_web_mime = {};
     consumer = nullptr;
     credential_id = {};
     upstream.clear();

@@ -35,6 +35,7 @@ extern const Factory make_basic_auth;
 extern const Factory make_consumer_restriction;
 extern const Factory make_cors;
 extern const Factory make_fault_injection;
+extern const Factory make_grpc_web;
 extern const Factory make_ip_restriction;
 extern const Factory make_jwt_auth;
 extern const Factory make_key_auth;

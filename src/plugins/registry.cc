@@ -20,6 +20,7 @@ constexpr Entry kRuntimes[] = {
     {"consumer-restriction", &detail::make_consumer_restriction},
     {"cors", &detail::make_cors},
     {"fault-injection", &detail::make_fault_injection},
+    {"grpc-web", &detail::make_grpc_web},
     {"ip-restriction", &detail::make_ip_restriction},
     {"jwt-auth", &detail::make_jwt_auth},
     {"key-auth", &detail::make_key_auth},

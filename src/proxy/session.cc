@@ -691,6 +691,8 @@ awaitable<bool> Session::write_client(Buffers buffers) {
 awaitable<bool> Session::send_error(int status, std::string_view message, bool close) {
   if (response_started_) co_return false;  // too late for a clean error: the connection just closes
   close = close || worker_.draining() || !request_body_done_;
+  if (grpc_web_call() && !plugin_ctx_.replied())
+    co_return co_await send_grpc_web_error(status, message, close);
   if (is_grpc_request()) co_return co_await send_grpc_error(status, message, close);
   if (!pipeline_.empty() && !plugin_ctx_.replied()) {
     // Portico's own answer for a request the plugins saw (502, 504, 413 while streaming): their response

@@ -21,6 +21,7 @@
 #include "http/message.h"
 #include "http/parser.h"
 #include "http2/client_codec.h"
+#include "http2/grpc_web.h"
 #include "plugins/context.h"
 #include "plugins/pipeline.h"
 #include "proxy/client_stream.h"
@@ -171,6 +172,17 @@ class Session : public std::enable_shared_from_this<Session> {
   bool is_grpc_request() const;
   // Portico's own answer to a gRPC request: a trailers-only response (docs/grpc.md has the mapping).
   boost::asio::awaitable<bool> send_grpc_error(int status, std::string_view message, bool close);
+  // gRPC-Web (session_grpc_web.cc): a call the grpc-web plugin accepted is translated on the grpc try (the
+  // body de-base64'd for -text, the response re-framed with the trailer frame) and Portico's own errors for
+  // it are grpc-web shaped (trailers-only, the plugins' CORS headers).
+  bool grpc_web_call() const;
+  bool grpc_web_text() const { return grpc_web_call() && plugin_ctx_.grpc_web == plugins::GrpcWeb::text; }
+  // A -text body piece decoded in place (`piece` then views grpc_web_.out). False: not base64.
+  bool decode_grpc_web_piece(std::string_view& piece);
+  boost::asio::awaitable<bool> write_grpc_web_body(std::string_view data, bool chunked);
+  // The trailer frame for `trailers` (APISIX's grpc-status 2 when the node sent none), then the body's end.
+  boost::asio::awaitable<bool> end_grpc_web(const http2::Fields& trailers, bool chunked);
+  boost::asio::awaitable<bool> send_grpc_web_error(int status, std::string_view message, bool close);
   // The Host the origin receives (pass_host, or a plugin's edit); also the SNI over TLS.
   std::string_view upstream_host(const Attempt& attempt) const;
   // What every upstream request head carries, whatever the node's protocol: target, Host, the plugins'
@@ -296,6 +308,15 @@ class Session : public std::enable_shared_from_this<Session> {
     std::unique_ptr<boost::asio::steady_timer> done;
   };
   H2Pump h2_pump_;
+  // A gRPC-Web call's translation state: the -text body decoder (reset when the body starts) and scratch
+  // buffers, bounded by one body piece or one response DATA window (4/3 of it in base64).
+  struct GrpcWebState {
+    http2::grpc_web::TextDecoder decoder;
+    std::string out;
+    std::string frame;
+    bool bad_body = false;  // the -text body was not base64 (the 400's message)
+  };
+  GrpcWebState grpc_web_;
 
   // Per-request bookkeeping for logs and metrics.
   Clock::time_point request_start_;

@@ -128,10 +128,11 @@ awaitable<bool> Session::forward(const snapshot::RouteRuntime& route, snapshot::
   }
   bool timed_out = last == Failure::timeout || last == Failure::connect_timeout;
   int status = client_error_ ? client_error_ : !any_node ? 503 : timed_out ? 504 : 502;
-  const char* message = client_error_ == 400   ? "invalid chunked request body"
-                        : client_error_ == 413 ? "request body too large"
-                        : !any_node            ? "no upstream node available"
-                        : timed_out            ? "upstream timed out"
+  const char* message = client_error_ == 400 && grpc_web_.bad_body ? "invalid base64 request body"
+                        : client_error_ == 400                     ? "invalid chunked request body"
+                        : client_error_ == 413                     ? "request body too large"
+                        : !any_node                                ? "no upstream node available"
+                        : timed_out                                ? "upstream timed out"
                         : last == Failure::connect || last == Failure::tls_verify || last == Failure::refused
                             ? "upstream connection failed"
                             : "invalid or failed upstream response";

@@ -65,10 +65,16 @@ bool Session::h2_request_fields(Attempt& a, http2::Fields& fields) {
   fields.push_back({":scheme", a.upstream->https ? std::string("https") : std::string("http")});
   fields.push_back({":authority", std::string(parsed.host_header)});
   fields.push_back({":path", std::string(parsed.target)});
+  const bool web = grpc_web_call();
   for (uint16_t i = 0; i < parsed.header_count; ++i) {
     std::string name = lower(parsed.headers[i].name);
     if (not_for_h2(name)) continue;
     if (name == "content-length" && request_.framing != http::BodyFraming::content_length) continue;
+    if (web && name == "content-length" && grpc_web_text()) continue;  // the decoded body is shorter
+    if (web && name == "content-type") {
+      fields.push_back({std::move(name), "application/grpc"});  // a gRPC-Web call goes as gRPC
+      continue;
+    }
     fields.push_back({std::move(name), std::string(parsed.headers[i].value)});
   }
   // gRPC requires it (PROTOCOL-HTTP2.md), and it is the only TE HTTP/2 allows.
@@ -109,6 +115,14 @@ awaitable<Session::Failure> Session::try_h2_node(Attempt& a) {
 
   http2::Fields fields;
   if (!h2_request_fields(a, fields)) co_return Failure::bad_response;
+  if (grpc_deadline_ != Clock::time_point::max()) {
+    // The node learns what is left of the call (Envoy's router does the same): its own deadline then ends
+    // no later than Portico's, so its handler is not left running for a caller that already gave up.
+    const auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(grpc_deadline_ - Clock::now());
+    for (http2::Field& f : fields) {
+      if (f.name == "grpc-timeout") f.value = http2::grpc::encode_timeout(left);
+    }
+  }
   const bool has_body = request_.framing != http::BodyFraming::none;
   H2OpenError error = H2OpenError::none;
   h2up_ = co_await worker_.h2_pool().open(t, fields, !has_body, error);
@@ -191,6 +205,7 @@ awaitable<bool> Session::relay_h2_response(Attempt& a) {
   }
   const bool http10 = request_.version_minor == 0;
   const bool grpc_response = http2::grpc::is_grpc_content_type(head.find("content-type"));
+  const bool web = grpc_web_call() && grpc_response;  // a node that answers gRPC-Web itself is relayed as is
   if (!request_body_done_) close_after_ = true;
   if (worker_.draining()) close_after_ = true;
   ClientResponseParams cp;
@@ -231,7 +246,8 @@ awaitable<bool> Session::relay_h2_response(Attempt& a) {
     if (w == H2UpstreamStream::Wait::ready) {
       if (!s.data.empty()) {
         const size_t n = s.data.size();
-        if (!co_await write_client_body(s.data, chunked)) {
+        if (!(web ? co_await write_grpc_web_body(s.data, chunked)
+                  : co_await write_client_body(s.data, chunked))) {
           h2up_->reset();
           co_return false;
         }
@@ -239,7 +255,8 @@ awaitable<bool> Session::relay_h2_response(Attempt& a) {
         h2up_->consume(n);
         continue;
       }
-      // END_STREAM: the trailers (HTTP/1.1: a chunked trailer section).
+      // END_STREAM: the trailers (HTTP/1.1: a chunked trailer section; gRPC-Web: a frame in the body).
+      if (web) co_return co_await end_grpc_web(s.trailers, chunked);
       if (!chunked) co_return true;
       co_return co_await write_client_trailers(s.trailers);
     }
@@ -247,14 +264,15 @@ awaitable<bool> Session::relay_h2_response(Attempt& a) {
     // understands (UNAVAILABLE, or DEADLINE_EXCEEDED), as trailers after the messages already relayed; any
     // other response is cut (HTTP/2: RST_STREAM; HTTP/1.1: no last chunk).
     h2up_->reset();
-    if (w == H2UpstreamStream::Wait::interrupted || !grpc_response || !chunked) co_return false;
+    if (w == H2UpstreamStream::Wait::interrupted || !grpc_response || (!chunked && !web)) co_return false;
     const bool expired = w == H2UpstreamStream::Wait::timeout && Clock::now() >= grpc_deadline_;
     const int code = expired ? http2::grpc::kDeadlineExceeded : http2::grpc::kUnavailable;
     const http2::Fields status{
         {"grpc-status", std::to_string(code)},
         {"grpc-message", expired ? std::string("deadline exceeded")
                                  : std::string("upstream ended the call without a status")}};
-    if (!co_await write_client_trailers(status)) co_return false;
+    if (!(web ? co_await end_grpc_web(status, chunked) : co_await write_client_trailers(status)))
+      co_return false;
     close_after_ = true;  // the node's stream failed: start afresh
     co_return true;
   }

@@ -209,14 +209,28 @@ awaitable<int> Session::next_h2_body_piece(std::string_view& piece) {
 awaitable<bool> Session::send_h2_body() {
   H2Body& b = h2_body_;
   auto deadline = [&] { return std::min(deadline_in(upstream_send_timeout_), grpc_deadline_); };
+  const bool text = grpc_web_text();  // a gRPC-Web -text body: base64, decoded as it streams
+  if (!b.started) {
+    grpc_web_.decoder.reset();
+    grpc_web_.bad_body = false;
+  }
   // A retry first sends again what earlier tries took from the client.
   if (!b.replay.empty() && !co_await h2up_->write(b.replay, deadline())) co_return false;
   while (true) {
     std::string_view piece;
     if (h2_pump_.stopping) co_return false;
-    const int r = co_await next_h2_body_piece(piece);
+    int r = co_await next_h2_body_piece(piece);
     if (r < 0) co_return false;
+    if (r == 0 && text && !grpc_web_.decoder.complete()) r = -2;
+    if (r == 1 && text && !decode_grpc_web_piece(piece)) r = -2;
+    if (r == -2) {
+      client_error_ = 400;  // not base64: the call cannot go on
+      grpc_web_.bad_body = true;
+      close_after_ = true;
+      co_return false;
+    }
     if (r == 0) break;
+    if (piece.empty()) continue;  // less than a quantum so far
     // Kept for a retry on another node while it is small (Envoy keeps a retry buffer the same way); a body
     // larger than that cannot be replayed, and a refused stream is then an error like any other.
     if (!b.replay_overflow) {

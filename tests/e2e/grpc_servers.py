@@ -3,10 +3,13 @@ handlers on raw bytes). Each server runs in its own process, so one can die mid-
 
 Service "test.Echo":
   Echo      unary: answers the request bytes. Metadata "x-echo" comes back as initial metadata "x-echo"
-            ("x-show-proto": the request's x-forwarded-proto comes back as "x-seen-proto");
+            ("x-show-proto": the request's x-forwarded-proto comes back as "x-seen-proto"; "x-show-timeout":
+            the time the call had left when it arrived, from the grpc-timeout it received, in seconds, comes
+            back as "x-seen-timeout": grpcio reports ~9.2e18 without one);
             "x-trailer" comes back as trailing metadata "x-trailer"; "x-status" (a number) ends the call with
             that status code and details "asked for <n>".
-  Stream    server streaming: the request is a count n (ASCII); answers n messages "msg-<i>".
+  Stream    server streaming: the request is a count n (ASCII); answers n messages "msg-<i>" ("x-status": then
+            ends the call with that status, in the trailers after the messages).
   Collect   client streaming: answers "<count>:<all messages joined with ,>".
   Slow      unary: sleeps the request's seconds (ASCII float) unless cancelled first; a cancellation is
             recorded as an event "cancelled Slow <x-id metadata>".
@@ -105,6 +108,9 @@ def _serve(port, events_path, cert, key):
             context.send_initial_metadata((("x-echo", meta(context, "x-echo")),))
         elif meta(context, "x-show-proto") is not None:  # what the gateway told the node of the client's scheme
             context.send_initial_metadata((("x-seen-proto", meta(context, "x-forwarded-proto") or ""),))
+        elif meta(context, "x-show-timeout") is not None:
+            left = context.time_remaining()
+            context.send_initial_metadata((("x-seen-timeout", "%.3f" % left),))
         if meta(context, "x-trailer") is not None:
             context.set_trailing_metadata((("x-trailer", meta(context, "x-trailer")),))
         status = meta(context, "x-status")
@@ -116,6 +122,9 @@ def _serve(port, events_path, cert, key):
         event("call Stream %s" % meta(context, "x-id"))
         for i in range(int(request.decode() or "0")):
             yield b"msg-%d" % i
+        status = meta(context, "x-status")
+        if status is not None:  # an error after the messages: the status goes in the trailers
+            context.abort(grpc.StatusCode(_code(int(status))), "asked for %s" % status)
 
     def collect(request_iterator, context):
         event("call Collect %s" % meta(context, "x-id"))

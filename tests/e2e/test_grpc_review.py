@@ -260,3 +260,21 @@ def test_connections_per_node_are_capped(portico):
         srv.close()
         for c in held:
             c.close()
+
+
+def test_the_node_gets_what_is_left_of_the_grpc_timeout(portico, tmp_path):
+    # fault-injection holds the call 1 s in Portico before it goes upstream: a 10 s deadline leaves ~9 s, and
+    # that is what the node must be told (its handler is not left running after the caller gave up).
+    node = GrpcServer(tmp_path)
+    try:
+        gw = portico({"routes": [{"id": "t", "uri": "/*", "plugins": {"fault-injection": {"delay": {"duration": 1}}},
+                                  "upstream": {"scheme": "grpc", "nodes": {node.node: 1}}}]}, fmt="json")
+        with grpc.insecure_channel("127.0.0.1:%d" % gw.port) as ch:
+            call = ch.unary_unary("/%s/Echo" % SERVICE)
+            _, info = call.with_call(b"hi", timeout=10, metadata=(("x-show-timeout", "1"),))
+            seen = dict(info.initial_metadata())["x-seen-timeout"]
+            assert 8.0 < float(seen) < 9.2, seen
+            _, info = call.with_call(b"hi", metadata=(("x-show-timeout", "1"),))  # no deadline: none is sent
+            assert float(dict(info.initial_metadata())["x-seen-timeout"]) > 1e6  # grpcio's "no deadline"
+    finally:
+        node.stop()

@@ -18,7 +18,7 @@ build=$1
 budget=${2:-60}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 targets=(fuzz_request_parser fuzz_response_parser fuzz_chunked fuzz_json_input fuzz_jwt fuzz_basic_auth fuzz_resp
-         fuzz_h2_server fuzz_h2_client)
+         fuzz_h2_server fuzz_h2_client fuzz_grpc_web)
 seconds=$(( budget / ${#targets[@]} ))
 if [ "$seconds" -lt 1 ]; then seconds=1; fi
 artifacts="$build/fuzz-artifacts"
