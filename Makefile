@@ -60,6 +60,10 @@ bench-plugins: build  # bare route vs key-auth vs jwt-auth vs three plugins, nex
 bench-tls: build  # TLS full/resumed handshakes and keep-alive CPU per request, next to nginx and HAProxy (docs/tls.md)
 	bash bench/tls.sh
 
+.PHONY: bench-tls-paired
+bench-tls-paired: build  # CPU per TLS handshake, Portico and one other server driven at once (BASELINE=binary adds an A/B)
+	bash bench/tls-paired.sh
+
 .PHONY: bench-h2
 bench-h2: build  # HTTP/2 with h2load (100 streams) over TLS and h2c, CPU per request next to nginx and HAProxy
 	bash bench/h2.sh

@@ -63,7 +63,7 @@ int status_class(int status) {
 Session::Session(Worker& worker, ClientStream client)
     : worker_(worker), client_(std::move(client)), timer_(worker.context()), delay_timer_(worker.context()) {
   // A new timer's expiry is the epoch, which arm_until would never see as later than a deadline: start at
-  // "never" so the first deadline (armed by run() before watchdog() starts) moves it.
+  // "never" so the first deadline (armed by run() before start() begins watching) moves it.
   timer_.expires_at(Clock::time_point::max());
   limits_.max_head_size = worker_.options().max_header_size;
   limits_.max_target_size = worker_.options().max_target_size;
@@ -129,8 +129,9 @@ void Session::start() {
   auto self = shared_from_this();
   asio::co_spawn(
       worker_.context(), [self]() { return self->run(); }, asio::detached);
-  asio::co_spawn(
-      worker_.context(), [self]() { return self->watchdog(); }, asio::detached);
+  // run() starts first (co_spawn dispatches inline) and may already have armed a deadline: keep it.
+  timer_.expires_at(deadline_);
+  if (alive_) watch();
 }
 
 void Session::on_drain() {
@@ -162,25 +163,26 @@ void Session::arm_until(Clock::time_point deadline, Guard guard) {
   if (deadline_ < timer_.expiry()) timer_.expires_at(deadline_);
 }
 
-awaitable<void> Session::watchdog() {
-  // run() starts first (co_spawn dispatches inline) and may already have armed a deadline: keep it.
-  timer_.expires_at(deadline_);
-  while (alive_) {
-    co_await timer_.async_wait(nothrow);
-    if (!alive_) break;
-    if (deadline_ <= Clock::now()) {
-      timed_out_ = true;
-      boost::system::error_code ec;
-      if (guard_ == Guard::head) {
-        client_.cancel(ec);  // read_request_head answers 408, then closes
-      } else {
-        if (guard_ != Guard::client && upstream_) upstream_->socket.close(ec);
-        if (guard_ != Guard::upstream) client_.close(ec);
-      }
-      deadline_ = Clock::time_point::max();
-    }
-    timer_.expires_at(deadline_);
+void Session::watch() {
+  // A plain handler, not a coroutine: one per connection, and most connections never time out.
+  timer_.async_wait([self = shared_from_this()](const boost::system::error_code&) {
+    if (!self->alive_) return;
+    if (self->deadline_ <= Clock::now()) self->on_deadline();
+    self->timer_.expires_at(self->deadline_);
+    self->watch();
+  });
+}
+
+void Session::on_deadline() {
+  timed_out_ = true;
+  boost::system::error_code ec;
+  if (guard_ == Guard::head) {
+    client_.cancel(ec);  // read_request_head answers 408, then closes
+  } else {
+    if (guard_ != Guard::client && upstream_) upstream_->socket.close(ec);
+    if (guard_ != Guard::upstream) client_.close(ec);
   }
+  deadline_ = Clock::time_point::max();
 }
 
 awaitable<bool> Session::tls_handshake() {

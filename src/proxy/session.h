@@ -104,7 +104,10 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   boost::asio::awaitable<void> run();
-  boost::asio::awaitable<void> watchdog();
+  // The deadline watch (timer_): waits for the earliest deadline, enforces it per guard_ (on_deadline), and
+  // ends once the session is no longer alive_ (run() then cancels the wait).
+  void watch();
+  void on_deadline();
   // The TLS handshake, under --tls-handshake-timeout, with the certificates of the worker's newest snapshot.
   // False: close (counted and logged at debug, never per connection above that).
   boost::asio::awaitable<bool> tls_handshake();

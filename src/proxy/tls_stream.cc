@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstring>
 #include <new>
+#include <vector>
 
 namespace portico::proxy {
 
@@ -87,8 +88,23 @@ bool TlsStream::flush(boost::system::error_code& ec) {
   return out_.empty();
 }
 
+namespace {
+// Read buffers of closed streams, kept for the next connection on this thread: a new connection then reuses
+// memory that is already mapped and in cache, instead of a 17 KB malloc (above glibc's per-thread cache, so
+// an arena lock) zero-filled each time.
+constexpr size_t kSpareBuffers = 64;
+thread_local std::vector<std::unique_ptr<unsigned char[]>> spare_buffers;
+}  // namespace
+
 boost::asio::mutable_buffer TlsStream::read_space() {
-  if (!in_) in_ = std::make_unique<unsigned char[]>(kReadBuffer);
+  if (!in_) {
+    if (!spare_buffers.empty()) {
+      in_ = std::move(spare_buffers.back());
+      spare_buffers.pop_back();
+    } else {
+      in_.reset(new unsigned char[kReadBuffer]);  // not zero-filled: only bytes read are ever read back
+    }
+  }
   if (in_begin_ > 0) {
     std::memmove(in_.get(), in_.get() + in_begin_, in_end_ - in_begin_);
     in_end_ -= in_begin_;
@@ -118,6 +134,7 @@ TlsStream::TlsStream(boost::asio::ip::tcp::socket& socket, SSL_CTX* context)
 
 TlsStream::~TlsStream() {
   SSL_free(ssl_);
+  if (in_ && spare_buffers.size() < kSpareBuffers) spare_buffers.push_back(std::move(in_));
 }
 
 TlsStream::Step TlsStream::perform(Kind kind, void* data, size_t size) {

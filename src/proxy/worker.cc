@@ -39,6 +39,7 @@ void Worker::bind(asio::ip::tcp::acceptor& acceptor, const asio::ip::tcp::endpoi
   }
   acceptor.bind(endpoint);
   acceptor.listen(4096);
+  acceptor.non_blocking(true);  // accept_next accepts only after a wait, and never blocks the worker
 }
 
 void Worker::listen(const asio::ip::tcp::endpoint& endpoint) {
@@ -76,26 +77,35 @@ void Worker::publish(std::shared_ptr<const snapshot::Snapshot> snapshot) {
 }
 
 void Worker::accept_next(Listener& l) {
-  l.acceptor.async_accept(l.peer,
-                          [this, &l](const boost::system::error_code& ec, asio::ip::tcp::socket socket) {
-                            if (ec) {
-                              if (ec == asio::error::operation_aborted || !l.acceptor.is_open()) return;
-                              if (base::classify_accept_error(ec) == base::AcceptError::connection) {
-                                // One connection failed (reset before it was taken, ...): nothing to wait
-                                // for.
-                                accept_next(l);
-                              } else {
-                                // Out of a resource, or an error that retrying at once would only repeat
-                                // (EINVAL, EBADF, ...): a growing delay, logged once per streak, instead of a
-                                // spinning core.
-                                retry_accept(l, l.backoff.failed(ec));
-                              }
-                              return;
-                            }
-                            l.backoff.succeeded();
-                            std::make_shared<Session>(*this, std::move(socket), l.tls, &l.peer)->start();
-                            accept_next(l);
-                          });
+  // Wait for readiness, then accept once (as nginx). Asio's async_accept instead tries accept(2) at once,
+  // and after the previous connection that try usually fails with EAGAIN, which is not cheap: the kernel
+  // allocates the new socket and its file before it looks at the queue, and frees them again
+  // (docs/benchmarks.md, TLSCONN). The wait re-arms the descriptor (epoll_ctl MOD), which also reports a
+  // connection that was already queued.
+  l.acceptor.async_wait(asio::socket_base::wait_read, [this, &l](const boost::system::error_code& wait_ec) {
+    if (wait_ec || !l.acceptor.is_open()) return;  // closed (drain), or cancelled
+    boost::system::error_code ec;
+    asio::ip::tcp::socket socket = l.acceptor.accept(context_, l.peer, ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+      accept_next(l);  // another worker's, or a connection reset before it was taken
+      return;
+    }
+    if (ec) {
+      if (ec == asio::error::operation_aborted || !l.acceptor.is_open()) return;
+      if (base::classify_accept_error(ec) == base::AcceptError::connection) {
+        // One connection failed (reset before it was taken, ...): nothing to wait for.
+        accept_next(l);
+      } else {
+        // Out of a resource, or an error that retrying at once would only repeat (EINVAL, EBADF, ...): a
+        // growing delay, logged once per streak, instead of a spinning core.
+        retry_accept(l, l.backoff.failed(ec));
+      }
+      return;
+    }
+    l.backoff.succeeded();
+    std::make_shared<Session>(*this, std::move(socket), l.tls, &l.peer)->start();
+    accept_next(l);
+  });
 }
 
 void Worker::retry_accept(Listener& l, std::chrono::milliseconds delay) {
