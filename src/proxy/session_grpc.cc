@@ -119,6 +119,7 @@ awaitable<Session::Failure> Session::try_h2_node(Attempt& a) {
     // The node learns what is left of the call (Envoy's router does the same): its own deadline then ends
     // no later than Portico's, so its handler is not left running for a caller that already gave up.
     const auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(grpc_deadline_ - Clock::now());
+    if (left.count() <= 0) co_return Failure::timeout;  // DEADLINE_EXCEEDED: nothing left to send the node
     for (http2::Field& f : fields) {
       if (f.name == "grpc-timeout") f.value = http2::grpc::encode_timeout(left);
     }
