@@ -23,9 +23,9 @@ bool Session::grpc_web_call() const {
 }
 
 bool Session::decode_grpc_web_piece(std::string_view& piece) {
-  grpc_web_.out.clear();
-  if (!grpc_web_.decoder.feed(piece, grpc_web_.out)) return false;
-  piece = grpc_web_.out;
+  grpc_web_.decoded.clear();
+  if (!grpc_web_.decoder.feed(piece, grpc_web_.decoded)) return false;
+  piece = grpc_web_.decoded;
   return true;
 }
 
@@ -78,6 +78,11 @@ awaitable<bool> Session::send_grpc_web_error(int status, std::string_view messag
   plugins::ResponseInfo info;
   info.status = 200;
   pipeline_.run_response(ctx, info);
+  // Header edits apply (CORS, the mirrored content type); a status or body edit (response-rewrite) would
+  // break the trailers-only shape the client reads the status from, as in relay_h2_response.
+  ctx.response.status = 0;
+  ctx.response.has_body = false;
+  ctx.response.body.clear();
   write_plugin_reply(head_out_, ctx.reply, &ctx.response, close, false);
   const bool ok = co_await write_client(bufs(asio::buffer(head_out_)));
   co_return ok && !close;
