@@ -5,8 +5,11 @@
 //   as the pump reads it (send_h2_body), so a large or streamed body never sits in memory;
 // - to the client: the node's head with the plugins' edits (content-type mirrored, CORS), each DATA piece
 //   as it comes (base64 per piece for -text, as APISIX and Envoy encode it), then the node's trailers as a
-//   trailer frame in the body; a trailers-only answer stays one (status in the head, no body);
+//   trailer frame in the body; a trailers-only answer stays one (status in the head, no body), unless it has
+//   no status (relay_h2_response then sends APISIX's status 2 in a trailer frame);
 // - Portico's own errors (no node, timeout) as a trailers-only gRPC-Web answer with the CORS headers.
+// The pump decodes into grpc_web_.decoded, the relay encodes into grpc_web_.out and .frame: the two run at
+// once and each may wait while holding a view of its own buffer.
 #include <boost/asio/use_awaitable.hpp>
 
 #include "http2/grpc.h"
