@@ -41,7 +41,7 @@ std::string encode_timeout(std::chrono::nanoseconds left) {
   constexpr int64_t kMaxCount = 99999999;
   const int64_t n = std::max<int64_t>(left.count(), 1);
   for (const Unit& u : kUnits) {
-    const int64_t count = n / u.nanos + (n % u.nanos != 0 ? 1 : 0);
+    const int64_t count = n / u.nanos;  // truncated, as Envoy and grpc-go do
     if (count <= kMaxCount) return std::to_string(count) + u.symbol;
   }
   return "99999999H";

@@ -33,7 +33,8 @@ constexpr double kMaxTimeoutSeconds = 1e8;
 
 // The grpc-timeout value sent to a node for what is left of the call's deadline (Envoy's router does the
 // same when it honours grpc-timeout): the finest unit whose count still fits the 8 digits the header allows
-// (grpc-go's choice, so precision is kept), rounded up so a positive time never becomes "0". At least "1n";
+// (grpc-go's choice, so precision is kept), truncated as Envoy and grpc-go do (the node's deadline never ends
+// after the caller's). At least "1n"; the caller answers DEADLINE_EXCEEDED itself when nothing is left;
 // beyond 99999999H it is "99999999H".
 std::string encode_timeout(std::chrono::nanoseconds left);
 

@@ -25,7 +25,9 @@ Encoding encoding_of(std::string_view content_type);
 // Base64 of a -text request body, decoded as it streams. The input is a sequence of 4-character quanta of
 // the standard alphabet; a quantum may end with padding ("xx==", "xxx="), and the next one then starts
 // afresh (concatenated padded pieces decode like their concatenation, as PROTOCOL-WEB.md lets a client send
-// them). Nothing else is accepted (no whitespace, no URL-safe alphabet), as ngx.decode_base64 refuses it.
+// them). Nothing else is accepted (no whitespace, no URL-safe alphabet). Stricter than APISIX's
+// ngx.decode_base64, which takes an unpadded last quantum and ignores whatever follows the first '='
+// (docs/grpc.md lists the deviation): an unpadded body is refused here, and later padded pieces decode.
 class TextDecoder {
  public:
   // Appends what `in` completes to `out`. False on a byte outside the alphabet or misplaced padding (the

@@ -12,6 +12,7 @@
 
 #include "http2/grpc_web.h"
 #include "plugins/factories.h"
+#include "router/router.h"
 
 namespace portico::plugins {
 
@@ -55,10 +56,11 @@ class GrpcWebPlugin final : public Plugin {
     // APISIX's `:ext`: on a prefix route ("/grpc/web/*") the node gets the rest of the path, which names the
     // gRPC method ("/package.Service/Method"). An earlier plugin's path (proxy-rewrite's uri) wins, as its
     // upstream_uri does in APISIX.
-    const std::string_view pattern = ctx.matched_uri;
-    if (ctx.upstream.path.empty() && !pattern.empty() && pattern.back() == '*' &&
-        ctx.path.size() >= pattern.size() - 1) {
-      const std::string_view ext = ctx.path.substr(pattern.size() - 1);
+    // The router finds where the `*` matched: a parameter segment before it captures any length.
+    const size_t star = ctx.upstream.path.empty() ? router::star_match_offset(ctx.matched_uri, ctx.path)
+                                                  : std::string_view::npos;
+    if (star != std::string_view::npos) {
+      const std::string_view ext = ctx.path.substr(star);
       if (!ext.empty()) {
         if (ext.front() != '/') ctx.upstream.path.push_back('/');
         ctx.upstream.path.append(ext);

@@ -180,7 +180,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // it are grpc-web shaped (trailers-only, the plugins' CORS headers).
   bool grpc_web_call() const;
   bool grpc_web_text() const { return grpc_web_call() && plugin_ctx_.grpc_web == plugins::GrpcWeb::text; }
-  // A -text body piece decoded in place (`piece` then views grpc_web_.out). False: not base64.
+  // A -text body piece decoded in place (`piece` then views grpc_web_.decoded). False: not base64.
   bool decode_grpc_web_piece(std::string_view& piece);
   boost::asio::awaitable<bool> write_grpc_web_body(std::string_view data, bool chunked);
   // The trailer frame for `trailers` (APISIX's grpc-status 2 when the node sent none), then the body's end.
@@ -312,11 +312,14 @@ class Session : public std::enable_shared_from_this<Session> {
   };
   H2Pump h2_pump_;
   // A gRPC-Web call's translation state: the -text body decoder (reset when the body starts) and scratch
-  // buffers, bounded by one body piece or one response DATA window (4/3 of it in base64).
+  // buffers, bounded by one body piece or one response DATA window (4/3 of it in base64). One buffer per
+  // direction: the pump's write may wait for the node's window holding a view of `decoded` while the relay
+  // fills `out`, so each is touched by one coroutine only.
   struct GrpcWebState {
     http2::grpc_web::TextDecoder decoder;
-    std::string out;
-    std::string frame;
+    std::string decoded;    // the request pump's (decode_grpc_web_piece)
+    std::string out;        // the response relay's (write_grpc_web_body)
+    std::string frame;      // the response relay's (end_grpc_web)
     bool bad_body = false;  // the -text body was not base64 (the 400's message)
   };
   GrpcWebState grpc_web_;

@@ -119,6 +119,7 @@ awaitable<Session::Failure> Session::try_h2_node(Attempt& a) {
     // The node learns what is left of the call (Envoy's router does the same): its own deadline then ends
     // no later than Portico's, so its handler is not left running for a caller that already gave up.
     const auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(grpc_deadline_ - Clock::now());
+    if (left.count() <= 0) co_return Failure::timeout;  // DEADLINE_EXCEEDED: nothing left to send the node
     for (http2::Field& f : fields) {
       if (f.name == "grpc-timeout") f.value = http2::grpc::encode_timeout(left);
     }
@@ -221,7 +222,15 @@ awaitable<bool> Session::relay_h2_response(Attempt& a) {
   // A head that ended the stream (gRPC's trailers-only response: the status is in the head) is relayed as
   // one: an empty body by Content-Length, which an HTTP/2 client receives as a single HEADERS with
   // END_STREAM. Relayed chunked, the client would see DATA after a status and fail the call.
-  const bool headers_only = s.remote_ended && s.data.empty() && !s.trailers_ready;
+  bool headers_only = s.remote_ended && s.data.empty() && !s.trailers_ready;
+  // gRPC-Web: a trailers-only answer without a status gets APISIX's grpc-status 2 in a trailer frame, which
+  // needs a body (end_grpc_web below, as for a node that ends a streamed response without one).
+  bool web_no_status = false;
+  if (web && headers_only) {
+    web_no_status = true;
+    for (const http2::Field& f : s.head) web_no_status = web_no_status && f.name != "grpc-status";
+    headers_only = !web_no_status;
+  }
   if (headers_only) {
     if (head.header_count == http::kMaxHeaders) co_return false;
     head.framing = http::BodyFraming::content_length;
@@ -241,6 +250,7 @@ awaitable<bool> Session::relay_h2_response(Attempt& a) {
   }
   if (headers_only) co_return true;
   const bool chunked = !http10;
+  if (web_no_status) co_return co_await end_grpc_web(http2::Fields(), chunked);
   while (true) {
     H2UpstreamStream::Wait w = co_await wait_h2_response(false, a.timeout->read);
     if (w == H2UpstreamStream::Wait::ready) {
@@ -264,6 +274,14 @@ awaitable<bool> Session::relay_h2_response(Attempt& a) {
     // understands (UNAVAILABLE, or DEADLINE_EXCEEDED), as trailers after the messages already relayed; any
     // other response is cut (HTTP/2: RST_STREAM; HTTP/1.1: no last chunk).
     h2up_->reset();
+    if (web && grpc_web_.bad_body) {
+      // The -text body turned out not to be base64 after the node answered: the call ends with the status
+      // Portico answers before (docs/grpc.md), in the trailer frame, rather than a cut response.
+      close_after_ = true;
+      const http2::Fields bad{{"grpc-status", std::to_string(http2::grpc::kInternal)},
+                              {"grpc-message", std::string("invalid base64 request body")}};
+      co_return co_await end_grpc_web(bad, chunked);
+    }
     if (w == H2UpstreamStream::Wait::interrupted || !grpc_response || (!chunked && !web)) co_return false;
     const bool expired = w == H2UpstreamStream::Wait::timeout && Clock::now() >= grpc_deadline_;
     const int code = expired ? http2::grpc::kDeadlineExceeded : http2::grpc::kUnavailable;

@@ -5,8 +5,11 @@
 //   as the pump reads it (send_h2_body), so a large or streamed body never sits in memory;
 // - to the client: the node's head with the plugins' edits (content-type mirrored, CORS), each DATA piece
 //   as it comes (base64 per piece for -text, as APISIX and Envoy encode it), then the node's trailers as a
-//   trailer frame in the body; a trailers-only answer stays one (status in the head, no body);
+//   trailer frame in the body; a trailers-only answer stays one (status in the head, no body), unless it has
+//   no status (relay_h2_response then sends APISIX's status 2 in a trailer frame);
 // - Portico's own errors (no node, timeout) as a trailers-only gRPC-Web answer with the CORS headers.
+// The pump decodes into grpc_web_.decoded, the relay encodes into grpc_web_.out and .frame: the two run at
+// once and each may wait while holding a view of its own buffer.
 #include <boost/asio/use_awaitable.hpp>
 
 #include "http2/grpc.h"
@@ -23,9 +26,9 @@ bool Session::grpc_web_call() const {
 }
 
 bool Session::decode_grpc_web_piece(std::string_view& piece) {
-  grpc_web_.out.clear();
-  if (!grpc_web_.decoder.feed(piece, grpc_web_.out)) return false;
-  piece = grpc_web_.out;
+  grpc_web_.decoded.clear();
+  if (!grpc_web_.decoder.feed(piece, grpc_web_.decoded)) return false;
+  piece = grpc_web_.decoded;
   return true;
 }
 
@@ -78,6 +81,11 @@ awaitable<bool> Session::send_grpc_web_error(int status, std::string_view messag
   plugins::ResponseInfo info;
   info.status = 200;
   pipeline_.run_response(ctx, info);
+  // Header edits apply (CORS, the mirrored content type); a status or body edit (response-rewrite) would
+  // break the trailers-only shape the client reads the status from, as in relay_h2_response.
+  ctx.response.status = 0;
+  ctx.response.has_body = false;
+  ctx.response.body.clear();
   write_plugin_reply(head_out_, ctx.reply, &ctx.response, close, false);
   const bool ok = co_await write_client(bufs(asio::buffer(head_out_)));
   co_return ok && !close;

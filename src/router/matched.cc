@@ -10,8 +10,10 @@ namespace portico::router {
 
 namespace {
 
-// The tree's semantics (uri_tree.h) for one pattern.
-bool uri_matches(const detail::UriPattern& p, std::string_view uri, std::string_view path) {
+// The tree's semantics (uri_tree.h) for one pattern. `star_at` (if not null) receives where in `path` the
+// wildcard's match starts (after its literal prefix).
+bool uri_matches(const detail::UriPattern& p, std::string_view uri, std::string_view path,
+                 size_t* star_at = nullptr) {
   if (p.exact) return path == uri;
   if (path.empty() || path[0] != '/') return false;
   size_t pos = 1;
@@ -26,7 +28,9 @@ bool uri_matches(const detail::UriPattern& p, std::string_view uri, std::string_
     pos = end + 1;
   }
   if (!p.star) return !has_next;
-  return has_next && path.substr(pos).starts_with(p.star_prefix);
+  if (!has_next || !path.substr(pos).starts_with(p.star_prefix)) return false;
+  if (star_at) *star_at = pos + p.star_prefix.size();
+  return true;
 }
 
 char lower(char c) {
@@ -72,6 +76,14 @@ std::string_view matched_uri(std::span<const std::string> uris, std::string_view
     }
   }
   return best;
+}
+
+size_t star_match_offset(std::string_view uri, std::string_view path) {
+  thread_local detail::UriPattern pattern;
+  size_t at = std::string_view::npos;
+  if (!pattern.parse(uri) || !pattern.star || !uri_matches(pattern, uri, path, &at))
+    return std::string_view::npos;
+  return at;
 }
 
 std::string_view matched_host(std::span<const std::string> hosts, std::string_view host) {

@@ -129,4 +129,10 @@ class Router {
 std::string_view matched_uri(std::span<const std::string> uris, std::string_view path);
 std::string_view matched_host(std::span<const std::string> hosts, std::string_view host);
 
+// Where in `path` the trailing `*` of the uri pattern `uri` starts its match (APISIX's `:ext` is
+// path.substr of it), or npos when `uri` has no wildcard or does not match `path`. Parameter segments
+// ("/g/:tenant/*") are matched as the router does, so the offset is right whatever they captured. Any
+// thread; allocation-free once a thread has parsed a pattern with as many segments.
+size_t star_match_offset(std::string_view uri, std::string_view path);
+
 }  // namespace portico::router

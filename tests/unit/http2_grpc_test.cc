@@ -26,7 +26,9 @@ TEST(GrpcTimeout, EncodedInTheFinestUnitThatFits) {
   EXPECT_EQ(encode_timeout(nanoseconds(1)), "1n");
   EXPECT_EQ(encode_timeout(nanoseconds(99999999)), "99999999n");
   EXPECT_EQ(encode_timeout(nanoseconds(100000000)), "100000u");  // 0.1 s: no longer fits in n
-  EXPECT_EQ(encode_timeout(nanoseconds(100000001)), "100001u");  // rounded up, never below what is left
+  EXPECT_EQ(encode_timeout(nanoseconds(100000001)), "100000u");  // truncated, as Envoy and grpc-go
+  EXPECT_EQ(encode_timeout(nanoseconds(100000999)), "100000u");
+  EXPECT_EQ(encode_timeout(std::chrono::milliseconds(100000001)), "100000S");
   EXPECT_EQ(encode_timeout(std::chrono::seconds(9)), "9000000u");
   EXPECT_EQ(encode_timeout(std::chrono::seconds(100)), "100000m");
   EXPECT_EQ(encode_timeout(std::chrono::seconds(100000)), "100000S");
@@ -34,7 +36,7 @@ TEST(GrpcTimeout, EncodedInTheFinestUnitThatFits) {
   EXPECT_EQ(encode_timeout(std::chrono::hours(2000000)), "2000000H");
   EXPECT_EQ(encode_timeout(nanoseconds(0)), "1n");  // a positive time left never becomes "0"
   EXPECT_EQ(encode_timeout(nanoseconds(-5)), "1n");
-  EXPECT_EQ(encode_timeout(nanoseconds(INT64_MAX)), "2562048H");
+  EXPECT_EQ(encode_timeout(nanoseconds(INT64_MAX)), "2562047H");
   // What the node parses back is what was left (to the unit's rounding).
   EXPECT_DOUBLE_EQ(*parse_timeout(encode_timeout(std::chrono::milliseconds(2500))), 2.5);
 }

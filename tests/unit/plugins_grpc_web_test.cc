@@ -86,7 +86,9 @@ TEST(GrpcWebPlugin, PathFromTheRoutesStar) {
       {"/grpc/web*", "/grpc/web/a.S/M", "/a.S/M"},
       {"/grpc/web*", "/grpc/weba.S/M", "/a.S/M"},  // a leading '/' is added, as APISIX does
       {"/grpc/web/*", "/grpc/web/", ""},           // nothing matched: unchanged
-      {"/a.S/M", "/a.S/M", ""},                    // an exact route: unchanged
+      {"/g/:tenant/*", "/g/acme-corp/test.Echo/Echo", "/test.Echo/Echo"},  // after what the param took
+      {"/g/:t/*", "/g/a/b.S/M", "/b.S/M"},
+      {"/a.S/M", "/a.S/M", ""},  // an exact route: unchanged
   };
   for (const Case& c : cases) {
     Request r(std::string("POST ") + c.target + " HTTP/1.1\r\nHost: h\r\nContent-Type: application/grpc-web");

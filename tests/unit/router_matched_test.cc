@@ -47,6 +47,20 @@ TEST(MatchedUri, TheMostSpecificAsTheRouterRanksThem) {
   EXPECT_EQ(uri({"/users/*", "/users/:id"}, "/users/7"), "/users/:id");  // no wildcard beats a wildcard
 }
 
+TEST(StarMatchOffset, WhereTheWildcardsMatchStarts) {
+  constexpr size_t npos = std::string_view::npos;
+  EXPECT_EQ(star_match_offset("/grpc/web/*", "/grpc/web/a.S/M"), 10u);
+  EXPECT_EQ(star_match_offset("/grpc/web*", "/grpc/weba.S/M"), 9u);
+  // A parameter segment captures any length: the offset follows what it matched, not the pattern's size.
+  EXPECT_EQ(star_match_offset("/g/:tenant/*", "/g/acme-corp/test.Echo/Echo"), 13u);
+  EXPECT_EQ(star_match_offset("/g/:t/v*", "/g/a/v1/x"), 6u);
+  EXPECT_EQ(star_match_offset("/g/:tenant/*path", "/g/acme/x"), 8u);
+  EXPECT_EQ(star_match_offset("/g/:tenant/*", "/g/acme"), npos);  // no wildcard segment
+  EXPECT_EQ(star_match_offset("/h/*", "/g/a"), npos);
+  EXPECT_EQ(star_match_offset("/g/:tenant", "/g/a"), npos);  // no wildcard
+  EXPECT_EQ(star_match_offset("/g/a", "/g/a"), npos);
+}
+
 TEST(MatchedHost, ExactThenLongestWildcardThenAny) {
   EXPECT_EQ(host({}, "a.test"), "");
   EXPECT_EQ(host({"*.example.com"}, "x.example.com"), "*.example.com");
