@@ -21,6 +21,7 @@
 #include "http2/server_codec.h"
 #include "proxy/client_stream.h"
 #include "proxy/h2_stream.h"
+#include "proxy/head_writer.h"
 #include "proxy/upstream_pool.h"
 #include "router/ip_address.h"
 #include "status/metrics.h"
@@ -60,6 +61,9 @@ class H2Connection : public std::enable_shared_from_this<H2Connection>, private 
   boost::asio::any_io_executor executor();
   void wake_writer();
   void release(int32_t id);  // the stream's Session is gone
+  // Where a stream builds its response head (H2Stream::start_response): one per connection, reused, since
+  // a head is submitted (and copied by nghttp2) as soon as it is built.
+  H2ResponseHead& head_scratch() { return head_scratch_; }
 
  private:
   void on_request(int32_t id, http2::Request& request) override;
@@ -99,6 +103,7 @@ class H2Connection : public std::enable_shared_from_this<H2Connection>, private 
   boost::asio::steady_timer send_timer_;
   std::string out_;
   std::string in_;
+  H2ResponseHead head_scratch_;
   Clock::time_point started_;
   Clock::time_point idle_since_;
   Clock::time_point header_block_since_ = Clock::time_point::max();

@@ -243,6 +243,7 @@ void H2Stream::translate(std::string_view bytes) {
       case Out::length: {
         const size_t k = static_cast<size_t>(std::min<uint64_t>(bytes.size(), out_left_));
         codec.submit_data(id_, bytes.substr(0, k));
+        bytes_sent_ += k;
         out_left_ -= k;
         bytes.remove_prefix(k);
         if (out_left_ == 0) {
@@ -258,7 +259,9 @@ void H2Stream::translate(std::string_view bytes) {
           fail(NGHTTP2_INTERNAL_ERROR);
         } else if (step.status == http::ChunkedDecoder::Status::data) {
           codec.submit_data(id_, step.data);
+          bytes_sent_ += step.data.size();
         } else if (step.status == http::ChunkedDecoder::Status::done) {
+          for (const http2::Field& f : trailers_) bytes_sent_ += f.name.size() + f.value.size();
           codec.submit_end(id_, trailers_.empty() ? nullptr : &trailers_);
           out_ = Out::done;
         }
@@ -330,29 +333,69 @@ void H2Stream::submit_head(std::vector<std::pair<std::string, std::string>> pair
     fail(NGHTTP2_INTERNAL_ERROR);
     return;
   }
+  bytes_sent_ += sizeof ":status" - 1 + 3;
+  for (const http2::Field& f : fields) bytes_sent_ += f.name.size() + f.value.size();
   if (response_.status < 200) {
     codec.submit_informational(id_, response_.status, fields);
     return;  // the final head follows
   }
-  bool end = head_request_ || is_bodiless_status(response_.status);
-  if (!end && response_.framing == http::BodyFraming::content_length) {
-    end = response_.content_length == 0;
-    out_left_ = response_.content_length;
+  if (broken_) return;
+  const bool end = !expect_body(response_.status, response_.framing, response_.content_length);
+  if (broken_) return;
+  if (!codec.submit_response(id_, response_.status, fields, end)) fail(NGHTTP2_INTERNAL_ERROR);
+}
+
+bool H2Stream::expect_body(int status, http::BodyFraming framing, uint64_t content_length) {
+  bool end = head_request_ || is_bodiless_status(status);
+  if (!end && framing == http::BodyFraming::content_length) {
+    end = content_length == 0;
+    out_left_ = content_length;
     out_ = Out::length;
-  } else if (!end && response_.framing == http::BodyFraming::chunked) {
+  } else if (!end && framing == http::BodyFraming::chunked) {
     decoder_.reset();
     out_ = Out::chunked;
-  } else if (!end && response_.framing == http::BodyFraming::until_close) {
+  } else if (!end && framing == http::BodyFraming::until_close) {
     // The Session frames a body of unknown length as chunked for an HTTP/1.1 client (which the stream's
     // head says it is): close-delimited output here would be a bug, and its end indistinguishable from a
     // failure, so it is refused rather than ended as if complete.
     fail(NGHTTP2_INTERNAL_ERROR);
-    return;
+    return false;
   } else {
     end = true;  // framing none: no body
   }
   if (end) out_ = Out::done;
-  if (!codec.submit_response(id_, response_.status, fields, end)) fail(NGHTTP2_INTERNAL_ERROR);
+  return !end;
+}
+
+void H2Stream::start_response(const http::ResponseHead& response, const ClientResponseParams& params) {
+  if (broken_ || closed_ || out_ != Out::head || !head_buf_.empty() || response.status < 200 ||
+      !pending_.empty()) {
+    fail(NGHTTP2_INTERNAL_ERROR);  // not where a final head goes: a bug, never sent half-translated
+    return;
+  }
+  H2ResponseHead& head = conn_->head_scratch();
+  write_h2_client_response_head(head, response, params);
+  http::BodyFraming framing = http::BodyFraming::none;
+  switch (params.body) {
+    case OutFraming::none:
+      break;
+    case OutFraming::content_length:
+      framing = http::BodyFraming::content_length;
+      break;
+    case OutFraming::chunked:
+      framing = http::BodyFraming::chunked;  // the Session writes chunks: decoded into DATA
+      break;
+    case OutFraming::until_close:
+      framing = http::BodyFraming::until_close;
+      break;
+  }
+  const bool end = !expect_body(head.status, framing, head.content_length);
+  if (broken_) return;
+  bytes_sent_ += head.size();
+  if (!conn_->codec().submit_response(id_, head.status, head.fields.data(), head.fields.size(), end)) {
+    fail(NGHTTP2_INTERNAL_ERROR);
+  }
+  conn_->wake_writer();
 }
 
 }  // namespace portico::proxy

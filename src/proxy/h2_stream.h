@@ -36,6 +36,7 @@ namespace portico::proxy {
 
 class H2Connection;
 class Session;
+struct ClientResponseParams;
 
 class H2Stream {
  public:
@@ -97,6 +98,15 @@ class H2Stream {
   // sections are dropped by the decoder), so they come through here; set before the last chunk is written.
   void set_trailers(std::vector<http2::Field> trailers) { trailers_ = std::move(trailers); }
   bool is_open() const { return !closed_ && !broken_; }
+  // The final response head, handed over as structure rather than written as HTTP/1.1 text (the relay's
+  // common case, session_exchange.cc): HEADERS from `response` as write_client_response_head would filter it
+  // with `params`, then the body bytes written after it, framed as `params.body` says (chunked framing
+  // decoded). Before any other byte of the response but a 1xx head.
+  void start_response(const http::ResponseHead& response, const ClientResponseParams& params);
+  // What went to the client: the response heads' fields (":status" and each name and value, as HPACK sees
+  // them before compression), the DATA payload, the trailers' fields. Not the HTTP/1.1 framing the Session
+  // wrote (the access log's and the plugins' bytes_sent of an HTTP/2 stream).
+  uint64_t bytes_sent() const { return bytes_sent_; }
 
   // --- the connection's side ---
   void attach(std::weak_ptr<Session> session) { session_ = std::move(session); }
@@ -115,6 +125,8 @@ class H2Stream {
   void fail(uint32_t error_code);  // reset the stream (once), stop translating
   void translate(std::string_view bytes);
   void submit_head(std::vector<std::pair<std::string, std::string>> fields);
+  // After a final head: how its body is sent (out_, out_left_). False: END_STREAM with the head.
+  bool expect_body(int status, http::BodyFraming framing, uint64_t content_length);
   // Portico's own head with more fields than http::kMaxHeaders: parsed kMaxHeaders/2 field lines at a time
   // (same parser, same filter per slice); false if it is not a head Portico writes.
   bool parse_in_slices(std::vector<std::pair<std::string, std::string>>& fields);
@@ -149,8 +161,9 @@ class H2Stream {
   std::vector<std::string_view> pending_;  // a parked write's pieces, in the Session's buffer
 
   std::vector<http2::Field> trailers_;  // set_trailers
-  bool closed_ = false;                 // the codec closed the stream
-  bool broken_ = false;                 // reset by Portico, or the response could not be translated
+  uint64_t bytes_sent_ = 0;
+  bool closed_ = false;  // the codec closed the stream
+  bool broken_ = false;  // reset by Portico, or the response could not be translated
   std::weak_ptr<Session> session_;
 };
 

@@ -688,6 +688,16 @@ awaitable<bool> Session::write_client(Buffers buffers) {
   co_return !ec;
 }
 
+void Session::write_response_head(const http::ResponseHead& response, const ClientResponseParams& params) {
+  if (H2Stream* stream = client_.h2()) {
+    head_out_.clear();
+    stream->start_response(response, params);
+    response_started_ = true;  // even when no body byte follows (HEAD, 204, an empty body)
+    return;
+  }
+  write_client_response_head(head_out_, response, params);
+}
+
 awaitable<bool> Session::send_error(int status, std::string_view message, bool close) {
   if (response_started_) co_return false;  // too late for a clean error: the connection just closes
   close = close || worker_.draining() || !request_body_done_;
@@ -743,6 +753,8 @@ void Session::start_request_bookkeeping() {
 }
 
 void Session::finish_request(int status, const snapshot::RouteRuntime* route) {
+  // An HTTP/2 stream: what its HEADERS and DATA carried, not the HTTP/1.1 bytes the session wrote.
+  if (H2Stream* stream = client_.h2()) bytes_sent_ = stream->bytes_sent();
   double seconds = std::chrono::duration<double>(Clock::now() - request_start_).count();
   status::WorkerMetrics& m = worker_.metrics();
   m.route(route ? route->metrics_slot : 0).by_class[static_cast<size_t>(status_class(status))].add();

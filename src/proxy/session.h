@@ -200,6 +200,9 @@ class Session : public std::enable_shared_from_this<Session> {
   // Sends a Portico-generated response. Returns keep-alive (false when `close`).
   boost::asio::awaitable<bool> send_error(int status, std::string_view message, bool close);
   boost::asio::awaitable<bool> write_client(Buffers buffers);
+  // The final response head into head_out_ (write_client_response_head), or, on an HTTP/2 stream, straight
+  // to its HEADERS (H2Stream::start_response, head_out_ left empty): the bytes written after it are the body.
+  void write_response_head(const http::ResponseHead& response, const ClientResponseParams& params);
   // A piece of response body, framed as one chunk when `chunked`.
   boost::asio::awaitable<bool> write_client_body(std::string_view data, bool chunked);
 
