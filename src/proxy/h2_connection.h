@@ -10,13 +10,16 @@
 // after it returns the client stream is never touched again. Worker thread only.
 #pragma once
 
+#include <algorithm>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "http2/server_codec.h"
 #include "proxy/client_stream.h"
@@ -71,7 +74,17 @@ class H2Connection : public std::enable_shared_from_this<H2Connection>, private 
   void on_end_stream(int32_t id) override;
   void on_stream_close(int32_t id, uint32_t error_code) override;
 
-  void start_stream(int32_t id, std::string head, H2Stream::Body body, bool head_request);
+  // A request head as HTTP/1.1 text in a buffer of the worker's head cache: bytes [0, size).
+  struct HeadText {
+    std::vector<char> buffer;
+    size_t size = 0;
+    void put(std::string_view s) {
+      if (size + s.size() > buffer.size()) buffer.resize(std::max(buffer.size() * 2, size + s.size()));
+      std::memcpy(buffer.data() + size, s.data(), s.size());
+      size += s.size();
+    }
+  };
+  void start_stream(int32_t id, HeadText head, H2Stream::Body body, bool head_request);
   // Resets (408) unstarted streams whose END_STREAM is overdue; true if any was.
   bool expire_unstarted(Clock::time_point now);
   boost::asio::awaitable<void> reader(std::string_view initial);
@@ -91,7 +104,7 @@ class H2Connection : public std::enable_shared_from_this<H2Connection>, private 
   // Requests declaring content-length 0 on a stream still open: only the head is kept until END_STREAM
   // (then the stream starts) or --header-timeout (then 408). They count as live streams in the codec.
   struct Unstarted {
-    std::string head;
+    HeadText head;
     H2Stream::Body body;
     bool head_request = false;
     Clock::time_point since;

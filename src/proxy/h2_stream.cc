@@ -210,13 +210,14 @@ void H2Stream::translate(std::string_view bytes) {
   while (!bytes.empty() && !broken_) {
     switch (out_) {
       case Out::head: {
+        if (!response_) response_ = std::make_unique<http::ResponseHead>();  // text heads only (rare)
         head_buf_.append(bytes);
         bytes = {};
         http::ParseLimits limits;
         limits.max_head_size = 1 << 20;  // Portico's own output: the origin's head was bounded on its way in
         http::ParseResult r =
             http::parse_response(head_buf_.data(), head_buf_.size(),
-                                 head_request_ ? http::Method::HEAD : http::Method::GET, limits, response_);
+                                 head_request_ ? http::Method::HEAD : http::Method::GET, limits, *response_);
         if (r.status == http::ParseStatus::incomplete) break;
         std::vector<std::pair<std::string, std::string>> fields;
         if (r.status == http::ParseStatus::error) {
@@ -226,9 +227,9 @@ void H2Stream::translate(std::string_view bytes) {
             break;
           }
         } else {
-          write_h2_response_fields(fields, response_);
+          write_h2_response_fields(fields, *response_);
         }
-        std::string rest = head_buf_.substr(response_.head_size);
+        std::string rest = head_buf_.substr(response_->head_size);
         submit_head(std::move(fields));
         head_buf_.clear();
         if (!rest.empty()) {
@@ -301,25 +302,25 @@ bool H2Stream::parse_in_slices(std::vector<std::pair<std::string, std::string>>&
     lines.remove_prefix(cut);
     http::ParseResult r =
         http::parse_response(slice.data(), slice.size(),
-                             head_request_ ? http::Method::HEAD : http::Method::GET, limits, response_);
+                             head_request_ ? http::Method::HEAD : http::Method::GET, limits, *response_);
     if (r.status != http::ParseStatus::complete) return false;
-    write_h2_response_fields(fields, response_);
+    write_h2_response_fields(fields, *response_);
     // A slice without Content-Length or Transfer-Encoding reads as close-delimited: the framing is the
     // one slice that has one.
-    if (response_.framing == http::BodyFraming::content_length ||
-        response_.framing == http::BodyFraming::chunked) {
+    if (response_->framing == http::BodyFraming::content_length ||
+        response_->framing == http::BodyFraming::chunked) {
       if (framed) return false;
       framed = true;
-      framing = response_.framing;
-      content_length = response_.content_length;
+      framing = response_->framing;
+      content_length = response_->content_length;
     } else if (!framed) {
-      framing = response_.framing;
+      framing = response_->framing;
     }
   }
-  response_.header_count = 0;  // the views point into the slices, gone now
-  response_.framing = framing;
-  response_.content_length = content_length;
-  response_.head_size = end + 4;
+  response_->header_count = 0;  // the views point into the slices, gone now
+  response_->framing = framing;
+  response_->content_length = content_length;
+  response_->head_size = end + 4;
   return true;
 }
 
@@ -328,21 +329,21 @@ void H2Stream::submit_head(std::vector<std::pair<std::string, std::string>> pair
   std::vector<http2::Field> fields;
   fields.reserve(pairs.size());
   for (auto& [n, v] : pairs) fields.push_back(http2::Field{std::move(n), std::move(v)});
-  if (response_.status == 101) {
+  if (response_->status == 101) {
     // HTTP/2 has no Upgrade (RFC 9113 8.6); the request path never upgrades a stream, so this is a bug.
     fail(NGHTTP2_INTERNAL_ERROR);
     return;
   }
   bytes_sent_ += sizeof ":status" - 1 + 3;
   for (const http2::Field& f : fields) bytes_sent_ += f.name.size() + f.value.size();
-  if (response_.status < 200) {
-    codec.submit_informational(id_, response_.status, fields);
+  if (response_->status < 200) {
+    codec.submit_informational(id_, response_->status, fields);
     return;  // the final head follows
   }
   if (broken_) return;
-  const bool end = !expect_body(response_.status, response_.framing, response_.content_length);
+  const bool end = !expect_body(response_->status, response_->framing, response_->content_length);
   if (broken_) return;
-  if (!codec.submit_response(id_, response_.status, fields, end)) fail(NGHTTP2_INTERNAL_ERROR);
+  if (!codec.submit_response(id_, response_->status, fields, end)) fail(NGHTTP2_INTERNAL_ERROR);
 }
 
 bool H2Stream::expect_body(int status, http::BodyFraming framing, uint64_t content_length) {

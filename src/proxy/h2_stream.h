@@ -153,7 +153,9 @@ class H2Stream {
   enum class Out : uint8_t { head, length, chunked, done };
   Out out_ = Out::head;
   std::string head_buf_;
-  http::ResponseHead response_;
+  // The head parsed back from text (1xx, Portico's own answers); made on first use: a large object, and the
+  // relay's final head comes as structure (start_response).
+  std::unique_ptr<http::ResponseHead> response_;
   uint64_t out_left_ = 0;
   http::ChunkedDecoder decoder_;
   Handler write_handler_;

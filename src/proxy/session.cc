@@ -21,6 +21,7 @@
 #include "http/path.h"
 #include "plugins/consumers.h"
 #include "proxy/h2_connection.h"
+#include "proxy/recycling.h"
 #include "proxy/worker.h"
 #include "snapshot/snapshot.h"
 #include "tls/cert_store.h"
@@ -61,9 +62,13 @@ int status_class(int status) {
 }  // namespace
 
 Session::Session(Worker& worker, ClientStream client)
-    : worker_(worker), client_(std::move(client)), timer_(worker.context()), delay_timer_(worker.context()) {
+    : worker_(worker),
+      client_(std::move(client)),
+      timer_(worker.context()),
+      delay_timer_(worker.context()),
+      head_out_(StringCache::take()) {
   // A new timer's expiry is the epoch, which arm_until would never see as later than a deadline: start at
-  // "never" so the first deadline (armed by run() before watchdog() starts) moves it.
+  // "never" so the first deadline (armed by run() before the watchdog starts) moves it.
   timer_.expires_at(Clock::time_point::max());
   limits_.max_head_size = worker_.options().max_header_size;
   limits_.max_target_size = worker_.options().max_target_size;
@@ -101,7 +106,7 @@ Session::Session(Worker& worker, asio::ip::tcp::socket socket, tls::ServerContex
 }
 
 Session::Session(Worker& worker, std::shared_ptr<H2Stream> stream, const ConnectionInfo& connection,
-                 std::string head)
+                 std::vector<char> head, size_t head_size)
     : Session(worker, ClientStream(asio::ip::tcp::socket(worker.context()), std::move(stream))) {
   stream_mode_ = true;
   secure_ = connection.tls;
@@ -112,12 +117,12 @@ Session::Session(Worker& worker, std::shared_ptr<H2Stream> stream, const Connect
   tls_sni_ = connection.sni;
   ssl_client_s_dn_ = connection.ssl_client_s_dn;
   ssl_client_verify_ = connection.ssl_client_verify;
-  in_ = worker_.head_buffers().take(std::max(kInitialBuffer, head.size()));
-  std::memcpy(in_.data(), head.data(), head.size());
-  in_end_ = head.size();
+  in_ = std::move(head);
+  in_end_ = head_size;
 }
 
 Session::~Session() {
+  StringCache::give(std::move(head_out_));
   worker_.head_buffers().give(std::move(in_));
   worker_.upstream_buffers().give(std::move(up_));
   if (stream_mode_) return;  // its H2Connection's session is the one the worker counts
@@ -129,8 +134,10 @@ void Session::start() {
   auto self = shared_from_this();
   asio::co_spawn(
       worker_.context(), [self]() { return self->run(); }, asio::detached);
-  asio::co_spawn(
-      worker_.context(), [self]() { return self->watchdog(); }, asio::detached);
+  // run() starts first (co_spawn dispatches inline) and may already have armed a deadline: keep it.
+  if (!alive_) return;
+  timer_.expires_at(deadline_);
+  watch(std::move(self));
 }
 
 void Session::on_drain() {
@@ -162,25 +169,26 @@ void Session::arm_until(Clock::time_point deadline, Guard guard) {
   if (deadline_ < timer_.expiry()) timer_.expires_at(deadline_);
 }
 
-awaitable<void> Session::watchdog() {
-  // run() starts first (co_spawn dispatches inline) and may already have armed a deadline: keep it.
-  timer_.expires_at(deadline_);
-  while (alive_) {
-    co_await timer_.async_wait(nothrow);
-    if (!alive_) break;
-    if (deadline_ <= Clock::now()) {
-      timed_out_ = true;
+void Session::watch(std::shared_ptr<Session> self) {
+  // A completion handler rather than a second coroutine: one wait at a time, re-armed from its completion
+  // (an HTTP/2 stream is a session too, and a coroutine per stream cost a co_spawn and its frames).
+  timer_.async_wait([self = std::move(self)](const boost::system::error_code&) mutable {
+    Session& s = *self;
+    if (!s.alive_) return;
+    if (s.deadline_ <= Clock::now()) {
+      s.timed_out_ = true;
       boost::system::error_code ec;
-      if (guard_ == Guard::head) {
-        client_.cancel(ec);  // read_request_head answers 408, then closes
+      if (s.guard_ == Guard::head) {
+        s.client_.cancel(ec);  // read_request_head answers 408, then closes
       } else {
-        if (guard_ != Guard::client && upstream_) upstream_->socket.close(ec);
-        if (guard_ != Guard::upstream) client_.close(ec);
+        if (s.guard_ != Guard::client && s.upstream_) s.upstream_->socket.close(ec);
+        if (s.guard_ != Guard::upstream) s.client_.close(ec);
       }
-      deadline_ = Clock::time_point::max();
+      s.deadline_ = Clock::time_point::max();
     }
-    timer_.expires_at(deadline_);
-  }
+    s.timer_.expires_at(s.deadline_);
+    s.watch(std::move(self));
+  });
 }
 
 awaitable<bool> Session::tls_handshake() {
