@@ -7,6 +7,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "http2/recycling_mem.h"
+
 namespace portico::http2 {
 
 struct ServerCodec::NvList {
@@ -145,7 +147,8 @@ ServerCodec::ServerCodec(const ServerLimits& limits, Handler& handler)
   nghttp2_option_set_stream_reset_rate_limit(opt, limits_.stream_reset_burst, limits_.stream_reset_rate);
   nghttp2_option_set_max_settings(opt, limits_.max_settings);
   nghttp2_option_set_max_outbound_ack(opt, limits_.max_outbound_ack);
-  int rv = nghttp2_session_server_new2(&session_, cbs, this, opt);
+  // nghttp2 allocates per stream: its memory is recycled per thread (recycling_mem.h).
+  int rv = nghttp2_session_server_new3(&session_, cbs, this, opt, recycling_mem());
   nghttp2_session_callbacks_del(cbs);
   nghttp2_option_del(opt);
   if (rv != 0) throw std::bad_alloc();

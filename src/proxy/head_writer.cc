@@ -263,8 +263,8 @@ void write_h2_response_fields(std::vector<std::pair<std::string, std::string>>& 
 
 void H2ResponseHead::add(std::string_view name, std::string_view value) {
   const size_t at = names_.size();
-  names_.resize(at + name.size());
-  for (size_t i = 0; i < name.size(); ++i) names_[at + i] = lower_char(name[i]);
+  names_.append(name);
+  for (char *c = names_.data() + at, *end = c + name.size(); c != end; ++c) *c = lower_char(*c);
   refs_.push_back(Ref{at, name.size(), value});
 }
 
