@@ -3,9 +3,11 @@
 // - reads yield the request body: Content-Length bodies as received (the last byte is held back until
 //   END_STREAM, so a body that disagrees with its content-length is never complete upstream: nghttp2 resets
 //   the stream and the read fails), bodies without one as chunked framing (the head says so);
-// - writes carry the response Portico serialised for HTTP/1.1; the stream parses it back with Portico's own
-//   strict parser (http::parse_response) and submits HEADERS (head_writer's filter, lower-case names, no
-//   framing fields), 1xx, DATA (chunked framing decoded) and END_STREAM. A write completes once the codec
+// - the relay's final head comes as structure (start_response: head_writer's filter applied to the origin's
+//   parsed head, submitted as HEADERS without text in between); any other head (1xx, Portico's own answers,
+//   gRPC's) is written as HTTP/1.1 text, which the stream parses back with Portico's own strict parser
+//   (http::parse_response) into HEADERS (the same filter, lower-case names, no framing fields) or 1xx; the
+//   body bytes after a head become DATA (chunked framing decoded), then END_STREAM. A write completes once the codec
 //   holds at most kMaxQueued bytes for the stream and kMaxConnectionQueued for the connection; while the
 //   connection is over its bound a write's bytes are not even taken (they stay in the Session's buffer).
 //   A client that does not open its window stalls the Sessions; the connection's stall deadline
