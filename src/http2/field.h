@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace portico::http2 {
@@ -12,5 +13,12 @@ struct Field {
   bool operator==(const Field&) const = default;
 };
 using Fields = std::vector<Field>;
+
+// A field by reference (name lower case): what a head built in place (proxy::H2ResponseHead) submits without
+// a std::string per field. The bytes must stay valid until the submission returns (nghttp2 copies them).
+struct FieldView {
+  std::string_view name;
+  std::string_view value;
+};
 
 }  // namespace portico::http2

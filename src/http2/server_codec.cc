@@ -7,7 +7,14 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "http2/recycling_mem.h"
+
 namespace portico::http2 {
+
+struct ServerCodec::NvList {
+  std::vector<nghttp2_nv> v;
+};
+
 namespace {
 
 // The opaque data of the PING that follows the shutdown notice.
@@ -28,19 +35,17 @@ bool iequals(std::string_view a, std::string_view b) {
   return true;
 }
 
-// The name/value pointers refer to `status` and `fields`: both must outlive the submission (nghttp2 copies
-// them then, NGHTTP2_NV_FLAG_NONE).
-std::vector<nghttp2_nv> make_nva(std::string_view status, const std::vector<Field>& fields) {
-  std::vector<nghttp2_nv> nva;
-  nva.reserve(fields.size() + 1);
-  auto add = [&nva](std::string_view n, std::string_view v) {
-    nva.push_back(nghttp2_nv{reinterpret_cast<uint8_t*>(const_cast<char*>(n.data())),
-                             reinterpret_cast<uint8_t*>(const_cast<char*>(v.data())), n.size(), v.size(),
-                             NGHTTP2_NV_FLAG_NONE});
-  };
-  if (!status.empty()) add(":status", status);
-  for (const Field& f : fields) add(f.name, f.value);
-  return nva;
+nghttp2_nv nv(std::string_view n, std::string_view v) {
+  return nghttp2_nv{reinterpret_cast<uint8_t*>(const_cast<char*>(n.data())),
+                    reinterpret_cast<uint8_t*>(const_cast<char*>(v.data())), n.size(), v.size(),
+                    NGHTTP2_NV_FLAG_NONE};
+}
+
+// A status code as text, without std::to_string's allocation.
+std::string_view status_text(int status, char (&buf)[12]) {
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, status);
+  (void)ec;
+  return std::string_view(buf, static_cast<size_t>(end - buf));
 }
 
 int cb_begin_frame(nghttp2_session*, const nghttp2_frame_hd* hd, void* u) {
@@ -121,7 +126,8 @@ void ServerCodec::on_rst_sent(uint32_t error_code) {
   }
 }
 
-ServerCodec::ServerCodec(const ServerLimits& limits, Handler& handler) : limits_(limits), handler_(handler) {
+ServerCodec::ServerCodec(const ServerLimits& limits, Handler& handler)
+    : limits_(limits), handler_(handler), nva_(std::make_unique<NvList>()) {
   nghttp2_session_callbacks* cbs = nullptr;
   nghttp2_option* opt = nullptr;
   if (nghttp2_session_callbacks_new(&cbs) != 0 || nghttp2_option_new(&opt) != 0) {
@@ -141,7 +147,8 @@ ServerCodec::ServerCodec(const ServerLimits& limits, Handler& handler) : limits_
   nghttp2_option_set_stream_reset_rate_limit(opt, limits_.stream_reset_burst, limits_.stream_reset_rate);
   nghttp2_option_set_max_settings(opt, limits_.max_settings);
   nghttp2_option_set_max_outbound_ack(opt, limits_.max_outbound_ack);
-  int rv = nghttp2_session_server_new2(&session_, cbs, this, opt);
+  // nghttp2 allocates per stream: its memory is recycled per thread (recycling_mem.h).
+  int rv = nghttp2_session_server_new3(&session_, cbs, this, opt, recycling_mem());
   nghttp2_session_callbacks_del(cbs);
   nghttp2_option_del(opt);
   if (rv != 0) throw std::bad_alloc();
@@ -384,8 +391,8 @@ int ServerCodec::on_frame_recv(const void* p) {
     // The head is too large: answered (RFC 9113 10.5.1), never delivered.
     s->responded = true;
     static const std::vector<Field> kNone;
-    std::vector<nghttp2_nv> nva = make_nva("431", kNone);
-    nghttp2_submit_response(session_, id, nva.data(), nva.size(), nullptr);
+    make_nva("431", kNone);
+    nghttp2_submit_response(session_, id, nva_->v.data(), nva_->v.size(), nullptr);
     if (!end_stream) nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, id, NGHTTP2_NO_ERROR);
     return 0;
   }
@@ -482,8 +489,8 @@ long ServerCodec::read_data(int32_t id, uint8_t* buf, size_t length, uint32_t* f
     *flags |= NGHTTP2_DATA_FLAG_EOF;
     if (s->has_trailers) {
       *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
-      std::vector<nghttp2_nv> nva = make_nva("", s->trailers);
-      nghttp2_submit_trailer(session_, id, nva.data(), nva.size());
+      make_nva("", s->trailers);
+      nghttp2_submit_trailer(session_, id, nva_->v.data(), nva_->v.size());
     }
   }
   return static_cast<long>(n);
@@ -493,20 +500,48 @@ bool ServerCodec::submit_response(int32_t id, int status, const std::vector<Fiel
   Stream* s = find(id);
   if (s == nullptr || s->closed) return false;
   s->responded = true;
-  const std::string code = std::to_string(status);
-  std::vector<nghttp2_nv> nva = make_nva(code, fields);
+  char buf[12];
+  make_nva(status_text(status, buf), fields);
   nghttp2_data_provider prd{};
   prd.read_callback = cb_read_data;
-  return nghttp2_submit_response(session_, id, nva.data(), nva.size(), end_stream ? nullptr : &prd) == 0;
+  return nghttp2_submit_response(session_, id, nva_->v.data(), nva_->v.size(), end_stream ? nullptr : &prd) ==
+         0;
+}
+
+bool ServerCodec::submit_response(int32_t id, int status, const FieldView* fields, size_t count,
+                                  bool end_stream) {
+  Stream* s = find(id);
+  if (s == nullptr || s->closed) return false;
+  s->responded = true;
+  char buf[12];
+  make_nva(status_text(status, buf), fields, count);
+  nghttp2_data_provider prd{};
+  prd.read_callback = cb_read_data;
+  return nghttp2_submit_response(session_, id, nva_->v.data(), nva_->v.size(), end_stream ? nullptr : &prd) ==
+         0;
+}
+
+// The name/value pointers refer to `status` and the fields: both must outlive the submission (nghttp2
+// copies them then, NGHTTP2_NV_FLAG_NONE).
+void ServerCodec::make_nva(std::string_view status, const std::vector<Field>& fields) {
+  nva_->v.clear();
+  if (!status.empty()) nva_->v.push_back(nv(":status", status));
+  for (const Field& f : fields) nva_->v.push_back(nv(f.name, f.value));
+}
+
+void ServerCodec::make_nva(std::string_view status, const FieldView* fields, size_t count) {
+  nva_->v.clear();
+  if (!status.empty()) nva_->v.push_back(nv(":status", status));
+  for (size_t i = 0; i < count; ++i) nva_->v.push_back(nv(fields[i].name, fields[i].value));
 }
 
 bool ServerCodec::submit_informational(int32_t id, int status, const std::vector<Field>& fields) {
   Stream* s = find(id);
   if (s == nullptr || s->closed || s->responded) return false;
-  const std::string code = std::to_string(status);
-  std::vector<nghttp2_nv> nva = make_nva(code, fields);
-  return nghttp2_submit_headers(session_, NGHTTP2_FLAG_NONE, id, nullptr, nva.data(), nva.size(), nullptr) >=
-         0;
+  char buf[12];
+  make_nva(status_text(status, buf), fields);
+  return nghttp2_submit_headers(session_, NGHTTP2_FLAG_NONE, id, nullptr, nva_->v.data(), nva_->v.size(),
+                                nullptr) >= 0;
 }
 
 void ServerCodec::submit_data(int32_t id, std::string_view data) {

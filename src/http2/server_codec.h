@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -94,6 +95,8 @@ class ServerCodec {
   // --- submissions (the owner calls produce() afterwards) ---
   // `end_stream`: no body (a HEAD response, 204, 304, or an empty one).
   bool submit_response(int32_t id, int status, const std::vector<Field>& fields, bool end_stream);
+  // The same from views (the proxy's per-connection head scratch): no copy of the fields before nghttp2's.
+  bool submit_response(int32_t id, int status, const FieldView* fields, size_t count, bool end_stream);
   bool submit_informational(int32_t id, int status, const std::vector<Field>& fields);
   // Queues response body bytes (copied); queued(id) says how many are not framed yet (the owner's
   // backpressure: flow control stops framing when the client's window is closed).
@@ -171,6 +174,9 @@ class ServerCodec {
     bool add(uint32_t limit);
   };
   void fail(uint32_t code);
+  // Fills nva_ (reused across submissions) with `status` (unless empty) and the fields.
+  void make_nva(std::string_view status, const std::vector<Field>& fields);
+  void make_nva(std::string_view status, const FieldView* fields, size_t count);
 
   ServerLimits limits_;
   Handler& handler_;
@@ -197,7 +203,9 @@ class ServerCodec {
   bool notice_sent_ = false;
   bool notice_acked_ = false;
   uint32_t goaway_code_ = 0;
-  uint32_t pending_calm_ = 0;  // set in a callback: the GOAWAY code to end the connection with
+  uint32_t pending_calm_ = 0;    // set in a callback: the GOAWAY code to end the connection with
+  struct NvList;                 // std::vector<nghttp2_nv> (server_codec.cc)
+  std::unique_ptr<NvList> nva_;  // make_nva's output, its capacity kept
 };
 
 }  // namespace portico::http2

@@ -13,6 +13,7 @@
 #include "base/log.h"
 #include "base/time.h"
 #include "proxy/h2_stream.h"
+#include "proxy/recycling.h"
 #include "proxy/session.h"
 #include "proxy/worker.h"
 
@@ -26,6 +27,7 @@ constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 namespace {
 constexpr size_t kReadBuffer = 16 * 1024;
 constexpr size_t kWriteBatch = 64 * 1024;  // bytes gathered from the codec per write
+constexpr size_t kHeadBuffer = 4 * 1024;   // a request head usually fits (it grows when not)
 // Drain: the final GOAWAY follows the shutdown notice once the PING sent with it is acknowledged (one round
 // trip, RFC 9113 6.8: streams the client opened meanwhile are still served), or after this long at most.
 constexpr auto kFinalGoawayDelay = std::chrono::seconds(1);
@@ -113,32 +115,32 @@ void H2Connection::on_request(int32_t id, http2::Request& r) {
     return;
   }
   // The request as an HTTP/1.1 head, parsed again by Portico's strict parser in the stream's Session: one
-  // set of invariants for http::RequestHead whatever the codec (src/http2/README.md).
+  // set of invariants for http::RequestHead whatever the codec (src/http2/README.md). Written straight into
+  // a head buffer of the worker's cache, which becomes the Session's input buffer.
   const bool connect = r.method == "CONNECT";
-  std::string head;
-  head.reserve(256);
-  head += r.method;
-  head += ' ';
-  head += connect ? r.authority : r.path;
-  head += " HTTP/1.1\r\n";
+  HeadText head{worker_.head_buffers().take(kHeadBuffer)};
+  head.put(r.method);
+  head.put(" ");
+  head.put(connect ? r.authority : r.path);
+  head.put(" HTTP/1.1\r\n");
   if (!r.authority.empty()) {
-    head += "Host: ";
-    head += r.authority;
-    head += "\r\n";
+    head.put("Host: ");
+    head.put(r.authority);
+    head.put("\r\n");
   }
   for (const http2::Field& f : r.fields) {
-    head += f.name;
-    head += ": ";
-    head += f.value;
-    head += "\r\n";
+    head.put(f.name);
+    head.put(": ");
+    head.put(f.value);
+    head.put("\r\n");
   }
   H2Stream::Body body;
   body.ended = r.end_stream;
   body.has_content_length = r.has_content_length;
   body.content_length = r.content_length;
   body.chunked = !r.end_stream && !r.has_content_length;
-  if (body.chunked) head += "Transfer-Encoding: chunked\r\n";
-  head += "\r\n";
+  if (body.chunked) head.put("Transfer-Encoding: chunked\r\n");
+  head.put("\r\n");
   const bool head_request = r.method == "HEAD";
   if (body.has_content_length && body.content_length == 0 && !body.ended) {
     // Nothing to read, yet the request is not over: forwarded only once END_STREAM shows that no DATA
@@ -150,11 +152,14 @@ void H2Connection::on_request(int32_t id, http2::Request& r) {
   start_stream(id, std::move(head), body, head_request);
 }
 
-void H2Connection::start_stream(int32_t id, std::string head, H2Stream::Body body, bool head_request) {
+void H2Connection::start_stream(int32_t id, HeadText head, H2Stream::Body body, bool head_request) {
   worker_.metrics().http2_streams.add();
-  auto stream = std::make_shared<H2Stream>(shared_from_this(), id, head_request, body);
+  // Their memory is recycled per worker thread (recycling.h): a hundred streams start and end per loop turn.
+  auto stream = std::allocate_shared<H2Stream>(RecyclingAllocator<H2Stream>(), shared_from_this(), id,
+                                               head_request, body);
   streams_[id] = stream.get();
-  auto session = std::make_shared<Session>(worker_, stream, info_, std::move(head));
+  auto session = std::allocate_shared<Session>(RecyclingAllocator<Session>(), worker_, stream, info_,
+                                               std::move(head.buffer), head.size);
   stream->attach(session);
   // Not inside the codec's callback: the session may answer at once. A stream the client reset meanwhile
   // (RST_STREAM in the same read as its HEADERS) is dropped unstarted: it never reaches the origin.

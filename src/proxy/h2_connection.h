@@ -10,17 +10,21 @@
 // after it returns the client stream is never touched again. Worker thread only.
 #pragma once
 
+#include <algorithm>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "http2/server_codec.h"
 #include "proxy/client_stream.h"
 #include "proxy/h2_stream.h"
+#include "proxy/head_writer.h"
 #include "proxy/upstream_pool.h"
 #include "router/ip_address.h"
 #include "status/metrics.h"
@@ -60,6 +64,9 @@ class H2Connection : public std::enable_shared_from_this<H2Connection>, private 
   boost::asio::any_io_executor executor();
   void wake_writer();
   void release(int32_t id);  // the stream's Session is gone
+  // Where a stream builds its response head (H2Stream::start_response): one per connection, reused, since
+  // a head is submitted (and copied by nghttp2) as soon as it is built.
+  H2ResponseHead& head_scratch() { return head_scratch_; }
 
  private:
   void on_request(int32_t id, http2::Request& request) override;
@@ -67,7 +74,17 @@ class H2Connection : public std::enable_shared_from_this<H2Connection>, private 
   void on_end_stream(int32_t id) override;
   void on_stream_close(int32_t id, uint32_t error_code) override;
 
-  void start_stream(int32_t id, std::string head, H2Stream::Body body, bool head_request);
+  // A request head as HTTP/1.1 text in a buffer of the worker's head cache: bytes [0, size).
+  struct HeadText {
+    std::vector<char> buffer;
+    size_t size = 0;
+    void put(std::string_view s) {
+      if (size + s.size() > buffer.size()) buffer.resize(std::max(buffer.size() * 2, size + s.size()));
+      std::memcpy(buffer.data() + size, s.data(), s.size());
+      size += s.size();
+    }
+  };
+  void start_stream(int32_t id, HeadText head, H2Stream::Body body, bool head_request);
   // Resets (408) unstarted streams whose END_STREAM is overdue; true if any was.
   bool expire_unstarted(Clock::time_point now);
   boost::asio::awaitable<void> reader(std::string_view initial);
@@ -87,7 +104,7 @@ class H2Connection : public std::enable_shared_from_this<H2Connection>, private 
   // Requests declaring content-length 0 on a stream still open: only the head is kept until END_STREAM
   // (then the stream starts) or --header-timeout (then 408). They count as live streams in the codec.
   struct Unstarted {
-    std::string head;
+    HeadText head;
     H2Stream::Body body;
     bool head_request = false;
     Clock::time_point since;
@@ -99,6 +116,7 @@ class H2Connection : public std::enable_shared_from_this<H2Connection>, private 
   boost::asio::steady_timer send_timer_;
   std::string out_;
   std::string in_;
+  H2ResponseHead head_scratch_;
   Clock::time_point started_;
   Clock::time_point idle_since_;
   Clock::time_point header_block_since_ = Clock::time_point::max();

@@ -210,13 +210,14 @@ void H2Stream::translate(std::string_view bytes) {
   while (!bytes.empty() && !broken_) {
     switch (out_) {
       case Out::head: {
+        if (!response_) response_ = std::make_unique<http::ResponseHead>();  // text heads only (rare)
         head_buf_.append(bytes);
         bytes = {};
         http::ParseLimits limits;
         limits.max_head_size = 1 << 20;  // Portico's own output: the origin's head was bounded on its way in
         http::ParseResult r =
             http::parse_response(head_buf_.data(), head_buf_.size(),
-                                 head_request_ ? http::Method::HEAD : http::Method::GET, limits, response_);
+                                 head_request_ ? http::Method::HEAD : http::Method::GET, limits, *response_);
         if (r.status == http::ParseStatus::incomplete) break;
         std::vector<std::pair<std::string, std::string>> fields;
         if (r.status == http::ParseStatus::error) {
@@ -226,9 +227,9 @@ void H2Stream::translate(std::string_view bytes) {
             break;
           }
         } else {
-          write_h2_response_fields(fields, response_);
+          write_h2_response_fields(fields, *response_);
         }
-        std::string rest = head_buf_.substr(response_.head_size);
+        std::string rest = head_buf_.substr(response_->head_size);
         submit_head(std::move(fields));
         head_buf_.clear();
         if (!rest.empty()) {
@@ -243,6 +244,7 @@ void H2Stream::translate(std::string_view bytes) {
       case Out::length: {
         const size_t k = static_cast<size_t>(std::min<uint64_t>(bytes.size(), out_left_));
         codec.submit_data(id_, bytes.substr(0, k));
+        bytes_sent_ += k;
         out_left_ -= k;
         bytes.remove_prefix(k);
         if (out_left_ == 0) {
@@ -258,7 +260,9 @@ void H2Stream::translate(std::string_view bytes) {
           fail(NGHTTP2_INTERNAL_ERROR);
         } else if (step.status == http::ChunkedDecoder::Status::data) {
           codec.submit_data(id_, step.data);
+          bytes_sent_ += step.data.size();
         } else if (step.status == http::ChunkedDecoder::Status::done) {
+          for (const http2::Field& f : trailers_) bytes_sent_ += f.name.size() + f.value.size();
           codec.submit_end(id_, trailers_.empty() ? nullptr : &trailers_);
           out_ = Out::done;
         }
@@ -298,25 +302,25 @@ bool H2Stream::parse_in_slices(std::vector<std::pair<std::string, std::string>>&
     lines.remove_prefix(cut);
     http::ParseResult r =
         http::parse_response(slice.data(), slice.size(),
-                             head_request_ ? http::Method::HEAD : http::Method::GET, limits, response_);
+                             head_request_ ? http::Method::HEAD : http::Method::GET, limits, *response_);
     if (r.status != http::ParseStatus::complete) return false;
-    write_h2_response_fields(fields, response_);
+    write_h2_response_fields(fields, *response_);
     // A slice without Content-Length or Transfer-Encoding reads as close-delimited: the framing is the
     // one slice that has one.
-    if (response_.framing == http::BodyFraming::content_length ||
-        response_.framing == http::BodyFraming::chunked) {
+    if (response_->framing == http::BodyFraming::content_length ||
+        response_->framing == http::BodyFraming::chunked) {
       if (framed) return false;
       framed = true;
-      framing = response_.framing;
-      content_length = response_.content_length;
+      framing = response_->framing;
+      content_length = response_->content_length;
     } else if (!framed) {
-      framing = response_.framing;
+      framing = response_->framing;
     }
   }
-  response_.header_count = 0;  // the views point into the slices, gone now
-  response_.framing = framing;
-  response_.content_length = content_length;
-  response_.head_size = end + 4;
+  response_->header_count = 0;  // the views point into the slices, gone now
+  response_->framing = framing;
+  response_->content_length = content_length;
+  response_->head_size = end + 4;
   return true;
 }
 
@@ -325,34 +329,74 @@ void H2Stream::submit_head(std::vector<std::pair<std::string, std::string>> pair
   std::vector<http2::Field> fields;
   fields.reserve(pairs.size());
   for (auto& [n, v] : pairs) fields.push_back(http2::Field{std::move(n), std::move(v)});
-  if (response_.status == 101) {
+  if (response_->status == 101) {
     // HTTP/2 has no Upgrade (RFC 9113 8.6); the request path never upgrades a stream, so this is a bug.
     fail(NGHTTP2_INTERNAL_ERROR);
     return;
   }
-  if (response_.status < 200) {
-    codec.submit_informational(id_, response_.status, fields);
+  bytes_sent_ += sizeof ":status" - 1 + 3;
+  for (const http2::Field& f : fields) bytes_sent_ += f.name.size() + f.value.size();
+  if (response_->status < 200) {
+    codec.submit_informational(id_, response_->status, fields);
     return;  // the final head follows
   }
-  bool end = head_request_ || is_bodiless_status(response_.status);
-  if (!end && response_.framing == http::BodyFraming::content_length) {
-    end = response_.content_length == 0;
-    out_left_ = response_.content_length;
+  if (broken_) return;
+  const bool end = !expect_body(response_->status, response_->framing, response_->content_length);
+  if (broken_) return;
+  if (!codec.submit_response(id_, response_->status, fields, end)) fail(NGHTTP2_INTERNAL_ERROR);
+}
+
+bool H2Stream::expect_body(int status, http::BodyFraming framing, uint64_t content_length) {
+  bool end = head_request_ || is_bodiless_status(status);
+  if (!end && framing == http::BodyFraming::content_length) {
+    end = content_length == 0;
+    out_left_ = content_length;
     out_ = Out::length;
-  } else if (!end && response_.framing == http::BodyFraming::chunked) {
+  } else if (!end && framing == http::BodyFraming::chunked) {
     decoder_.reset();
     out_ = Out::chunked;
-  } else if (!end && response_.framing == http::BodyFraming::until_close) {
+  } else if (!end && framing == http::BodyFraming::until_close) {
     // The Session frames a body of unknown length as chunked for an HTTP/1.1 client (which the stream's
     // head says it is): close-delimited output here would be a bug, and its end indistinguishable from a
     // failure, so it is refused rather than ended as if complete.
     fail(NGHTTP2_INTERNAL_ERROR);
-    return;
+    return false;
   } else {
     end = true;  // framing none: no body
   }
   if (end) out_ = Out::done;
-  if (!codec.submit_response(id_, response_.status, fields, end)) fail(NGHTTP2_INTERNAL_ERROR);
+  return !end;
+}
+
+void H2Stream::start_response(const http::ResponseHead& response, const ClientResponseParams& params) {
+  if (broken_ || closed_ || out_ != Out::head || !head_buf_.empty() || response.status < 200 ||
+      !pending_.empty()) {
+    fail(NGHTTP2_INTERNAL_ERROR);  // not where a final head goes: a bug, never sent half-translated
+    return;
+  }
+  H2ResponseHead& head = conn_->head_scratch();
+  write_h2_client_response_head(head, response, params);
+  http::BodyFraming framing = http::BodyFraming::none;
+  switch (params.body) {
+    case OutFraming::none:
+      break;
+    case OutFraming::content_length:
+      framing = http::BodyFraming::content_length;
+      break;
+    case OutFraming::chunked:
+      framing = http::BodyFraming::chunked;  // the Session writes chunks: decoded into DATA
+      break;
+    case OutFraming::until_close:
+      framing = http::BodyFraming::until_close;
+      break;
+  }
+  const bool end = !expect_body(head.status, framing, head.content_length);
+  if (broken_) return;
+  bytes_sent_ += head.size();
+  if (!conn_->codec().submit_response(id_, head.status, head.fields.data(), head.fields.size(), end)) {
+    fail(NGHTTP2_INTERNAL_ERROR);
+  }
+  conn_->wake_writer();
 }
 
 }  // namespace portico::proxy

@@ -3,9 +3,11 @@
 // - reads yield the request body: Content-Length bodies as received (the last byte is held back until
 //   END_STREAM, so a body that disagrees with its content-length is never complete upstream: nghttp2 resets
 //   the stream and the read fails), bodies without one as chunked framing (the head says so);
-// - writes carry the response Portico serialised for HTTP/1.1; the stream parses it back with Portico's own
-//   strict parser (http::parse_response) and submits HEADERS (head_writer's filter, lower-case names, no
-//   framing fields), 1xx, DATA (chunked framing decoded) and END_STREAM. A write completes once the codec
+// - the relay's final head comes as structure (start_response: head_writer's filter applied to the origin's
+//   parsed head, submitted as HEADERS without text in between); any other head (1xx, Portico's own answers,
+//   gRPC's) is written as HTTP/1.1 text, which the stream parses back with Portico's own strict parser
+//   (http::parse_response) into HEADERS (the same filter, lower-case names, no framing fields) or 1xx; the
+//   body bytes after a head become DATA (chunked framing decoded), then END_STREAM. A write completes once the codec
 //   holds at most kMaxQueued bytes for the stream and kMaxConnectionQueued for the connection; while the
 //   connection is over its bound a write's bytes are not even taken (they stay in the Session's buffer).
 //   A client that does not open its window stalls the Sessions; the connection's stall deadline
@@ -36,6 +38,7 @@ namespace portico::proxy {
 
 class H2Connection;
 class Session;
+struct ClientResponseParams;
 
 class H2Stream {
  public:
@@ -97,6 +100,15 @@ class H2Stream {
   // sections are dropped by the decoder), so they come through here; set before the last chunk is written.
   void set_trailers(std::vector<http2::Field> trailers) { trailers_ = std::move(trailers); }
   bool is_open() const { return !closed_ && !broken_; }
+  // The final response head, handed over as structure rather than written as HTTP/1.1 text (the relay's
+  // common case, session_exchange.cc): HEADERS from `response` as write_client_response_head would filter it
+  // with `params`, then the body bytes written after it, framed as `params.body` says (chunked framing
+  // decoded). Before any other byte of the response but a 1xx head.
+  void start_response(const http::ResponseHead& response, const ClientResponseParams& params);
+  // What went to the client: the response heads' fields (":status" and each name and value, as HPACK sees
+  // them before compression), the DATA payload, the trailers' fields. Not the HTTP/1.1 framing the Session
+  // wrote (the access log's and the plugins' bytes_sent of an HTTP/2 stream).
+  uint64_t bytes_sent() const { return bytes_sent_; }
 
   // --- the connection's side ---
   void attach(std::weak_ptr<Session> session) { session_ = std::move(session); }
@@ -115,6 +127,8 @@ class H2Stream {
   void fail(uint32_t error_code);  // reset the stream (once), stop translating
   void translate(std::string_view bytes);
   void submit_head(std::vector<std::pair<std::string, std::string>> fields);
+  // After a final head: how its body is sent (out_, out_left_). False: END_STREAM with the head.
+  bool expect_body(int status, http::BodyFraming framing, uint64_t content_length);
   // Portico's own head with more fields than http::kMaxHeaders: parsed kMaxHeaders/2 field lines at a time
   // (same parser, same filter per slice); false if it is not a head Portico writes.
   bool parse_in_slices(std::vector<std::pair<std::string, std::string>>& fields);
@@ -141,7 +155,9 @@ class H2Stream {
   enum class Out : uint8_t { head, length, chunked, done };
   Out out_ = Out::head;
   std::string head_buf_;
-  http::ResponseHead response_;
+  // The head parsed back from text (1xx, Portico's own answers); made on first use: a large object, and the
+  // relay's final head comes as structure (start_response).
+  std::unique_ptr<http::ResponseHead> response_;
   uint64_t out_left_ = 0;
   http::ChunkedDecoder decoder_;
   Handler write_handler_;
@@ -149,8 +165,9 @@ class H2Stream {
   std::vector<std::string_view> pending_;  // a parked write's pieces, in the Session's buffer
 
   std::vector<http2::Field> trailers_;  // set_trailers
-  bool closed_ = false;                 // the codec closed the stream
-  bool broken_ = false;                 // reset by Portico, or the response could not be translated
+  uint64_t bytes_sent_ = 0;
+  bool closed_ = false;  // the codec closed the stream
+  bool broken_ = false;  // reset by Portico, or the response could not be translated
   std::weak_ptr<Session> session_;
 };
 

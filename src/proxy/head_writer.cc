@@ -261,6 +261,73 @@ void write_h2_response_fields(std::vector<std::pair<std::string, std::string>>& 
   }
 }
 
+void H2ResponseHead::add(std::string_view name, std::string_view value) {
+  const size_t at = names_.size();
+  names_.append(name);
+  for (char *c = names_.data() + at, *end = c + name.size(); c != end; ++c) *c = lower_char(*c);
+  refs_.push_back(Ref{at, name.size(), value});
+}
+
+void H2ResponseHead::finish() {
+  // Views into names_ only now: it does not grow any more.
+  fields.clear();
+  for (const Ref& r : refs_) {
+    fields.push_back(http2::FieldView{std::string_view(names_.data() + r.name_at, r.name_len), r.value});
+  }
+}
+
+size_t H2ResponseHead::size() const {
+  size_t n = sizeof ":status" - 1 + 3;
+  for (const Ref& r : refs_) n += r.name_len + r.value.size();
+  return n;
+}
+
+void write_h2_client_response_head(H2ResponseHead& out, const http::ResponseHead& resp,
+                                   const ClientResponseParams& p) {
+  out.clear();
+  const plugins::HeaderEdits* edits =
+      p.edits != nullptr && !p.edits->headers.empty() ? &p.edits->headers : nullptr;
+  const bool new_status = p.edits != nullptr && p.edits->status != 0;
+  const bool new_body = p.edits != nullptr && p.edits->has_body;
+  out.status = new_status ? p.edits->status : resp.status;
+  for (uint16_t i = 0; i < resp.header_count; ++i) {
+    const http::Header& h = resp.headers[i];
+    if (dropped(resp, h.name)) continue;
+    if (new_body && iequals(h.name, "content-length")) continue;
+    if (edits != nullptr && !is_reserved_field(h.name) && edited_away(edits, h.name)) continue;
+    out.add(h.name, h.value);
+  }
+  if (edits != nullptr) {
+    // As append_edited; a hop-by-hop name never reaches an HTTP/2 client (the text path's re-parse drops it).
+    for (size_t i = 0; i < edits->size(); ++i) {
+      const plugins::HeaderEdit& e = (*edits)[i];
+      if (e.op == plugins::HeaderEdit::Op::remove || is_reserved_field(e.name) || is_hop_by_hop(e.name)) {
+        continue;
+      }
+      bool replaced = false;
+      for (size_t j = i + 1; j < edits->size() && !replaced; ++j) {
+        const plugins::HeaderEdit& later = (*edits)[j];
+        replaced = later.op != plugins::HeaderEdit::Op::add && iequals(later.name, e.name);
+      }
+      if (!replaced) out.add(e.name, e.value);
+    }
+  }
+  if (new_body) {
+    out.has_content_length = true;
+    out.content_length = p.edits->body.size();
+    if (!is_bodiless_status(out.status)) {
+      char* digits = out.content_length_text;
+      auto [end, ec] = std::to_chars(digits, digits + sizeof out.content_length_text, out.content_length);
+      (void)ec;
+      out.add("content-length", std::string_view(digits, static_cast<size_t>(end - digits)));
+    }
+  } else if (resp.framing == http::BodyFraming::content_length) {
+    out.has_content_length = true;
+    out.content_length = resp.content_length;
+  }
+  out.finish();
+}
+
 void write_plugin_reply(std::string& out, const plugins::Reply& reply, const plugins::ResponseEdits* edits,
                         bool close, bool head_only) {
   out.clear();

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "http/message.h"
+#include "http2/field.h"
 #include "plugins/context.h"
 
 namespace portico::proxy {
@@ -50,6 +51,49 @@ void write_client_response_head(std::string& out, const http::ResponseHead& resp
 // fields (Transfer-Encoding, Connection). Appends (name, value) pairs to `out`.
 void write_h2_response_fields(std::vector<std::pair<std::string, std::string>>& out,
                               const http::ResponseHead& response);
+
+// A response head for an HTTP/2 stream, built in place: the status, and fields by reference (values in the
+// response and the plugins' edits, names in `names` in lower case). Reused from stream to stream (its
+// capacity kept), so a head costs no allocation once warm.
+struct H2ResponseHead {
+  int status = 0;
+  std::vector<http2::FieldView> fields;  // valid once finish() ran, until the next clear()
+  // The content length a replaced body is framed by (edits->has_body), else the response's own.
+  uint64_t content_length = 0;
+  bool has_content_length = false;
+
+  void clear() {
+    status = 0;
+    fields.clear();
+    names_.clear();
+    refs_.clear();
+    content_length = 0;
+    has_content_length = false;
+  }
+  void add(std::string_view name, std::string_view value);  // `name` in any case
+  void finish();                                            // sets `fields`
+  // The field bytes as HTTP/2 states them (":status" and each name and value, before HPACK).
+  size_t size() const;
+
+ private:
+  struct Ref {
+    size_t name_at;
+    size_t name_len;
+    std::string_view value;
+  };
+  std::string names_;
+  std::vector<Ref> refs_;
+
+ public:
+  char content_length_text[24] = {0};  // a re-stated content-length's value (fields refers to it)
+};
+
+// The HTTP/2 form of write_client_response_head, without HTTP/1.1 text in between: the same fields under the
+// same filter (hop-by-hop fields and fields named in Connection dropped, the plugins' edits, Content-Length
+// kept or re-stated for a replaced body), names in lower case, no framing fields (Transfer-Encoding,
+// Connection, Upgrade), as write_h2_response_fields gives for that head's text. `out` is cleared first.
+void write_h2_client_response_head(H2ResponseHead& out, const http::ResponseHead& response,
+                                   const ClientResponseParams& params);
 
 // A complete response made by a plugin (RequestContext::respond), with the response phase's edits applied.
 void write_plugin_reply(std::string& out, const plugins::Reply& reply, const plugins::ResponseEdits* edits,

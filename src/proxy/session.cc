@@ -21,6 +21,7 @@
 #include "http/path.h"
 #include "plugins/consumers.h"
 #include "proxy/h2_connection.h"
+#include "proxy/recycling.h"
 #include "proxy/worker.h"
 #include "snapshot/snapshot.h"
 #include "tls/cert_store.h"
@@ -61,9 +62,13 @@ int status_class(int status) {
 }  // namespace
 
 Session::Session(Worker& worker, ClientStream client)
-    : worker_(worker), client_(std::move(client)), timer_(worker.context()), delay_timer_(worker.context()) {
+    : worker_(worker),
+      client_(std::move(client)),
+      timer_(worker.context()),
+      delay_timer_(worker.context()),
+      head_out_(StringCache::take()) {
   // A new timer's expiry is the epoch, which arm_until would never see as later than a deadline: start at
-  // "never" so the first deadline (armed by run() before start() begins watching) moves it.
+  // "never" so the first deadline (armed by run() before the watchdog starts) moves it.
   timer_.expires_at(Clock::time_point::max());
   limits_.max_head_size = worker_.options().max_header_size;
   limits_.max_target_size = worker_.options().max_target_size;
@@ -101,7 +106,7 @@ Session::Session(Worker& worker, asio::ip::tcp::socket socket, tls::ServerContex
 }
 
 Session::Session(Worker& worker, std::shared_ptr<H2Stream> stream, const ConnectionInfo& connection,
-                 std::string head)
+                 std::vector<char> head, size_t head_size)
     : Session(worker, ClientStream(asio::ip::tcp::socket(worker.context()), std::move(stream))) {
   stream_mode_ = true;
   secure_ = connection.tls;
@@ -112,12 +117,12 @@ Session::Session(Worker& worker, std::shared_ptr<H2Stream> stream, const Connect
   tls_sni_ = connection.sni;
   ssl_client_s_dn_ = connection.ssl_client_s_dn;
   ssl_client_verify_ = connection.ssl_client_verify;
-  in_ = worker_.head_buffers().take(std::max(kInitialBuffer, head.size()));
-  std::memcpy(in_.data(), head.data(), head.size());
-  in_end_ = head.size();
+  in_ = std::move(head);
+  in_end_ = head_size;
 }
 
 Session::~Session() {
+  StringCache::give(std::move(head_out_));
   worker_.head_buffers().give(std::move(in_));
   worker_.upstream_buffers().give(std::move(up_));
   if (stream_mode_) return;  // its H2Connection's session is the one the worker counts
@@ -130,8 +135,9 @@ void Session::start() {
   asio::co_spawn(
       worker_.context(), [self]() { return self->run(); }, asio::detached);
   // run() starts first (co_spawn dispatches inline) and may already have armed a deadline: keep it.
+  if (!alive_) return;
   timer_.expires_at(deadline_);
-  if (alive_) watch();
+  watch(std::move(self));
 }
 
 void Session::on_drain() {
@@ -163,26 +169,26 @@ void Session::arm_until(Clock::time_point deadline, Guard guard) {
   if (deadline_ < timer_.expiry()) timer_.expires_at(deadline_);
 }
 
-void Session::watch() {
-  // A plain handler, not a coroutine: one per connection, and most connections never time out.
-  timer_.async_wait([self = shared_from_this()](const boost::system::error_code&) {
-    if (!self->alive_) return;
-    if (self->deadline_ <= Clock::now()) self->on_deadline();
-    self->timer_.expires_at(self->deadline_);
-    self->watch();
+void Session::watch(std::shared_ptr<Session> self) {
+  // A completion handler rather than a second coroutine: one wait at a time, re-armed from its completion
+  // (an HTTP/2 stream is a session too, and a coroutine per stream cost a co_spawn and its frames).
+  timer_.async_wait([self = std::move(self)](const boost::system::error_code&) mutable {
+    Session& s = *self;
+    if (!s.alive_) return;
+    if (s.deadline_ <= Clock::now()) {
+      s.timed_out_ = true;
+      boost::system::error_code ec;
+      if (s.guard_ == Guard::head) {
+        s.client_.cancel(ec);  // read_request_head answers 408, then closes
+      } else {
+        if (s.guard_ != Guard::client && s.upstream_) s.upstream_->socket.close(ec);
+        if (s.guard_ != Guard::upstream) s.client_.close(ec);
+      }
+      s.deadline_ = Clock::time_point::max();
+    }
+    s.timer_.expires_at(s.deadline_);
+    s.watch(std::move(self));
   });
-}
-
-void Session::on_deadline() {
-  timed_out_ = true;
-  boost::system::error_code ec;
-  if (guard_ == Guard::head) {
-    client_.cancel(ec);  // read_request_head answers 408, then closes
-  } else {
-    if (guard_ != Guard::client && upstream_) upstream_->socket.close(ec);
-    if (guard_ != Guard::upstream) client_.close(ec);
-  }
-  deadline_ = Clock::time_point::max();
 }
 
 awaitable<bool> Session::tls_handshake() {
@@ -690,6 +696,16 @@ awaitable<bool> Session::write_client(Buffers buffers) {
   co_return !ec;
 }
 
+void Session::write_response_head(const http::ResponseHead& response, const ClientResponseParams& params) {
+  if (H2Stream* stream = client_.h2()) {
+    head_out_.clear();
+    stream->start_response(response, params);
+    response_started_ = true;  // even when no body byte follows (HEAD, 204, an empty body)
+    return;
+  }
+  write_client_response_head(head_out_, response, params);
+}
+
 awaitable<bool> Session::send_error(int status, std::string_view message, bool close) {
   if (response_started_) co_return false;  // too late for a clean error: the connection just closes
   close = close || worker_.draining() || !request_body_done_;
@@ -747,6 +763,8 @@ void Session::start_request_bookkeeping() {
 }
 
 void Session::finish_request(int status, const snapshot::RouteRuntime* route) {
+  // An HTTP/2 stream: what its HEADERS and DATA carried, not the HTTP/1.1 bytes the session wrote.
+  if (H2Stream* stream = client_.h2()) bytes_sent_ = stream->bytes_sent();
   double seconds = std::chrono::duration<double>(Clock::now() - request_start_).count();
   status::WorkerMetrics& m = worker_.metrics();
   m.route(route ? route->metrics_slot : 0).by_class[static_cast<size_t>(status_class(status))].add();

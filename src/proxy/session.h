@@ -2,8 +2,9 @@
 // worker's current snapshot, forwards each request to an upstream node and relays the response, for as
 // long as the connection stays keep-alive. It is the request path; read handle_request() from the top.
 //
-// Ownership: the worker's accept loop creates it as a shared_ptr; the request coroutine and the watchdog
-// coroutine each hold a reference, so it lives until both have ended. Worker thread only.
+// Ownership: the worker's accept loop (or an H2Connection, for a stream) creates it as a shared_ptr; the
+// request coroutine and the watchdog's pending timer wait each hold a reference, so it lives until both have
+// ended. Worker thread only.
 #pragma once
 
 #include <array>
@@ -55,11 +56,12 @@ class Session : public std::enable_shared_from_this<Session> {
   // `peer`: the client's address as accept returned it (null: asked of the socket).
   Session(Worker& worker, boost::asio::ip::tcp::socket socket, tls::ServerContext* tls = nullptr,
           const boost::asio::ip::tcp::endpoint* peer = nullptr);
-  // Stream mode: one HTTP/2 request stream. `head` is the request as an HTTP/1.1 head (h2_connection.cc); the
-  // body and the response go through `stream`. One request, then the session ends. Not tracked by the
+  // Stream mode: one HTTP/2 request stream. `head` holds the request as an HTTP/1.1 head in its first
+  // `head_size` bytes (h2_connection.cc) and becomes the input buffer (a buffer of the worker's head cache);
+  // the body and the response go through `stream`. One request, then the session ends. Not tracked by the
   // worker as a connection: its H2Connection is.
   Session(Worker& worker, std::shared_ptr<H2Stream> stream, const ConnectionInfo& connection,
-          std::string head);
+          std::vector<char> head, size_t head_size);
   ~Session();
 
   void start();
@@ -104,10 +106,9 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   boost::asio::awaitable<void> run();
-  // The deadline watch (timer_): waits for the earliest deadline, enforces it per guard_ (on_deadline), and
-  // ends once the session is no longer alive_ (run() then cancels the wait).
-  void watch();
-  void on_deadline();
+  // The watchdog: closes (or, for a request head, cancels) what a passed deadline_ guards. Waits on timer_
+  // until alive_ is false, holding `self`.
+  void watch(std::shared_ptr<Session> self);
   // The TLS handshake, under --tls-handshake-timeout, with the certificates of the worker's newest snapshot.
   // False: close (counted and logged at debug, never per connection above that).
   boost::asio::awaitable<bool> tls_handshake();
@@ -215,6 +216,9 @@ class Session : public std::enable_shared_from_this<Session> {
   // Sends a Portico-generated response. Returns keep-alive (false when `close`).
   boost::asio::awaitable<bool> send_error(int status, std::string_view message, bool close);
   boost::asio::awaitable<bool> write_client(Buffers buffers);
+  // The final response head into head_out_ (write_client_response_head), or, on an HTTP/2 stream, straight
+  // to its HEADERS (H2Stream::start_response, head_out_ left empty): the bytes written after it are the body.
+  void write_response_head(const http::ResponseHead& response, const ClientResponseParams& params);
   // A piece of response body, framed as one chunk when `chunked`.
   boost::asio::awaitable<bool> write_client_body(std::string_view data, bool chunked);
 

@@ -540,7 +540,7 @@ awaitable<bool> Session::send_replaced_body(Attempt& a, bool http10) {
     edits.body.clear();
   }
   cp.edits = &edits;
-  write_client_response_head(head_out_, response_, cp);
+  write_response_head(response_, cp);
   const std::string& body = edits.body;
   const bool head_only = request_.method == http::Method::HEAD;
   co_return co_await write_client(
@@ -584,7 +584,7 @@ awaitable<bool> Session::relay_response(Attempt& a) {
   cp.body = out;
   cp.close = close_after_;
   cp.http10 = http10;
-  write_client_response_head(head_out_, response_, cp);
+  write_response_head(response_, cp);
 
   const char* body = up_.data() + response_.head_size;
   size_t buffered = a.up_end - response_.head_size;

@@ -36,6 +36,10 @@ def config(origin, dead_port, **extra):
         route("retry", "/echo", host="retry.test",
               upstream=upstream("%s:%d" % (LOOPBACK, dead_port), origin, type="roundrobin", retries=1)),
         route("small", "/echo", origin, host="small.test", plugins={"client-control": {"max_body_size": 100}}),
+        route("resp", "/*", origin, host="resp.test",
+              plugins={"response-rewrite": {"headers": {"set": {"X-Resp": "yes"}, "remove": ["X-Origin"]}}}),
+        route("respbody", "/*", origin, host="respbody.test",
+              plugins={"response-rewrite": {"status_code": 201, "body": "replaced\n"}}),
         route("main", "/*", origin),
     ])
     cfg["consumers"] = [KEYS]
@@ -169,6 +173,29 @@ def test_access_log_and_metrics_say_http2(env):
                        timeout=20)
     line = wait_for(lambda: [ln for ln in p.access_log_lines() if "h1log=1" in ln], timeout=5)[-1]
     assert "protocol" not in json.loads(line)
+
+
+def test_bytes_sent_counts_what_the_client_received(env):
+    # An HTTP/2 stream's bytes_sent is its HEADERS' fields (":status", names and values, before HPACK) plus
+    # the DATA payload: not the HTTP/1.1 status line, CRLFs and chunk framing Portico does not send. Over a
+    # Content-Length body, a chunked one (framing decoded), a response-rewrite of the head and of the body.
+    p = env["p"]
+    cases = [("/bytes/3000?bs=1", "test.local", 200), ("/chunked/70000?bs=2", "test.local", 200),
+             ("/bytes/10?bs=3", "resp.test", 200), ("/bytes/10?bs=4", "respbody.test", 201)]
+    with H2Client(p.port) as c:
+        for path, host, status in cases:
+            r = c.response(c.request("GET", path, authority=host))
+            assert r.status == status and r.ended, (path, r.status, r.reset)
+            names = [n for n, _ in r.headers]
+            assert "transfer-encoding" not in names and "connection" not in names, r.headers
+            if host == "resp.test":
+                assert r.header("x-resp") == "yes", r.headers
+            if host == "respbody.test":
+                assert bytes(r.body) == b"replaced\n" and r.header("content-length") == "9", r.headers
+            expected = sum(len(n) + len(v) for n, v in r.headers) + len(r.body)  # headers include :status
+            tag = path.rsplit("?", 1)[1]
+            line = wait_for(lambda: [ln for ln in p.access_log_lines() if tag in ln], timeout=5)[-1]
+            assert int(json.loads(line)["bytes_sent"]) == expected, (path, line, r.headers)
 
 
 def test_many_concurrent_streams_on_one_connection(env):

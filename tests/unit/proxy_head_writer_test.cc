@@ -286,5 +286,78 @@ TEST(H2ResponseFields, ContentLengthKept) {
   EXPECT_EQ(fields[0], std::make_pair(std::string("content-length"), std::string("3")));
 }
 
+// The structured HTTP/2 head (write_h2_client_response_head) gives exactly what the stream used to get by
+// parsing back the HTTP/1.1 text of write_client_response_head: the same fields under the same filter, the
+// same status, the same content length.
+std::vector<std::pair<std::string, std::string>> via_text(const http::ResponseHead& resp,
+                                                          const ClientResponseParams& cp, int& status,
+                                                          std::string& text) {
+  write_client_response_head(text, resp, cp);
+  http::ResponseHead parsed = parse_response(text);
+  status = parsed.status;
+  std::vector<std::pair<std::string, std::string>> fields;
+  write_h2_response_fields(fields, parsed);
+  return fields;
+}
+
+std::vector<std::pair<std::string, std::string>> structured(const H2ResponseHead& head) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const http2::FieldView& f : head.fields) out.emplace_back(std::string(f.name), std::string(f.value));
+  return out;
+}
+
+TEST(H2ClientResponseHead, SameAsTheHttp11TextParsedBack) {
+  const std::string raw =
+      "HTTP/1.1 200 OK\r\nX-Custom: A\r\nConnection: keep-alive, x-secret\r\nX-Secret: s\r\n"
+      "Keep-Alive: t=5\r\nContent-Length: 5\r\nContent-Type: text/plain\r\nX-Gone: 1\r\nX-Twice: a\r\n\r\n";
+  const http::ResponseHead resp = parse_response(raw);
+  plugins::ResponseEdits edits;
+  edits.headers.push(plugins::HeaderEdit::Op::set, "X-Custom", "B");
+  edits.headers.push(plugins::HeaderEdit::Op::remove, "X-Gone");
+  edits.headers.push(plugins::HeaderEdit::Op::add, "X-Twice", "b");
+  edits.headers.push(plugins::HeaderEdit::Op::set, "X-New", "n");
+  for (int variant = 0; variant < 5; ++variant) {
+    ClientResponseParams cp;
+    cp.body = OutFraming::content_length;
+    cp.close = variant == 1;
+    if (variant >= 2) cp.edits = &edits;
+    if (variant == 3) {
+      edits.status = 201;
+      edits.has_body = true;
+      edits.body = "replaced";
+    }
+    if (variant == 4) {
+      edits.status = 204;  // a bodiless status for a replaced body: no content-length at all
+      edits.body.clear();
+    }
+    int status = 0;
+    std::string text;
+    const auto want = via_text(resp, cp, status, text);
+    H2ResponseHead head;
+    write_h2_client_response_head(head, resp, cp);
+    EXPECT_EQ(structured(head), want) << "variant " << variant;
+    EXPECT_EQ(head.status, status) << "variant " << variant;
+    EXPECT_TRUE(head.has_content_length);
+    EXPECT_EQ(head.content_length, variant == 3 ? 8u : variant == 4 ? 0u : 5u);
+  }
+}
+
+TEST(H2ClientResponseHead, ChunkedOriginHasNoFramingField) {
+  const std::string raw = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\n\r\n";
+  const http::ResponseHead resp = parse_response(raw);
+  ClientResponseParams cp;
+  cp.body = OutFraming::chunked;
+  int status = 0;
+  std::string text;
+  const auto want = via_text(resp, cp, status, text);
+  H2ResponseHead head;
+  write_h2_client_response_head(head, resp, cp);
+  EXPECT_EQ(structured(head), want);
+  EXPECT_EQ(structured(head), (std::vector<std::pair<std::string, std::string>>{{"x-a", "1"}}));
+  EXPECT_FALSE(head.has_content_length);
+  // ":status" + "200" + "x-a" + "1": the bytes an HTTP/2 stream counts as sent for this head.
+  EXPECT_EQ(head.size(), 7u + 3u + 3u + 1u);
+}
+
 }  // namespace
 }  // namespace portico::proxy
