@@ -230,16 +230,6 @@ struct ResponseFields {
   TransferCodings te;
 };
 
-void reset_message(MessageHead& h) {
-  h.version_minor = 1;
-  h.header_count = 0;  // the header array itself is left as is: entries past header_count are meaningless
-  h.framing = BodyFraming::none;
-  h.content_length = 0;
-  h.connection = 0;
-  h.keep_alive = true;
-  h.head_size = 0;
-}
-
 class HeadParser {
  public:
   HeadParser(const char* data, size_t len, const ParseLimits& limits, bool response)
@@ -724,7 +714,7 @@ class HeadParser {
 }  // namespace
 
 ParseResult parse_request(const char* data, size_t len, const ParseLimits& limits, RequestHead& out) {
-  reset_message(out);
+  out.reset_message();
   out.method = Method::GET;
   out.method_text = {};
   out.target = {};
@@ -741,9 +731,7 @@ ParseResult parse_request(const char* data, size_t len, const ParseLimits& limit
 
 ParseResult parse_response(const char* data, size_t len, Method request_method, const ParseLimits& limits,
                            ResponseHead& out) {
-  reset_message(out);
-  out.status = 0;
-  out.reason = {};
+  out.reset();
   HeadParser parser(data, len, limits, /*response=*/true);
   parser.response(out, request_method);
   return parser.result();

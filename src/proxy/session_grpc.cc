@@ -196,7 +196,7 @@ awaitable<bool> Session::relay_h2_response(Attempt& a) {
   // The node's head as an HTTP/1.1 response head (views into the stream's fields, alive as long as h2up_), so
   // the plugins' response phase and the head writer see it like any other.
   http::ResponseHead& head = response_;
-  head = http::ResponseHead{};
+  head.reset();
   head.status = static_cast<uint16_t>(s.status);
   head.framing = http::BodyFraming::chunked;
   for (const http2::Field& f : s.head) {
