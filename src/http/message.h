@@ -41,9 +41,9 @@ enum ConnectionFlags : uint32_t {
   kConnOther = 1u << 3,      // Connection lists other tokens: headers named there must be dropped too
 };
 
-// Room for a head's fields, deliberately left uninitialized: a Session holds two heads, built per connection and
-// per HTTP/2 stream, and zero-filling their 2 x 4 KiB was ~3% of an HTTP/2 request's instructions. Only the
-// first `header_count` slots of a MessageHead hold fields; the parser writes a slot before counting it.
+// Room for a head's fields, deliberately left uninitialized: a Session holds two heads, built per connection
+// and per HTTP/2 stream, and zero-filling their 2 x 4 KiB was ~3% of an HTTP/2 request's instructions. Only
+// the first `header_count` slots of a MessageHead hold fields; the parser writes a slot before counting it.
 class HeaderSlots {
  public:
   HeaderSlots() {}  // NOLINT: user-provided on purpose, so default-initialization leaves the slots alone
