@@ -1,5 +1,8 @@
 // Portico entry point: parses the command line into server::ServerOptions and runs the server.
 // The request path starts at proxy/worker.cc (accept) and proxy/session.cc (handle_request).
+#ifdef PORTICO_WITH_MIMALLOC
+#include <mimalloc.h>
+#endif
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -197,7 +200,11 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (flag == "--version") {
-      std::printf("portico %s\n", PORTICO_VERSION);
+#ifdef PORTICO_WITH_MIMALLOC
+      std::printf("portico %s (malloc: mimalloc %d)\n", PORTICO_VERSION, mi_version());
+#else
+      std::printf("portico %s (malloc: glibc)\n", PORTICO_VERSION);
+#endif
       return 0;
     }
     if (!known_option(flag)) usage_error("unknown option " + flag);
