@@ -7,7 +7,6 @@ build_pkgs=(
   build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev clang-format
   libboost1.81-dev libssl-dev libyaml-dev nlohmann-json3-dev libpcre2-dev
   libgtest-dev libgmock-dev libbenchmark-dev libcurl4-openssl-dev libhiredis-dev libnghttp2-dev
-  libmimalloc-dev
 )
 test_pkgs=(python3-pytest python3-jwt python3-cryptography etcd-server etcd-client curl wrk nginx-light haproxy nghttp2-client python3-h2 python3-hpack python3-hyperframe python3-grpcio python3-protobuf redis-server redis-tools openssl ca-certificates python3 procps iproute2 util-linux)
 

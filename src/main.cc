@@ -1,8 +1,5 @@
 // Portico entry point: parses the command line into server::ServerOptions and runs the server.
 // The request path starts at proxy/worker.cc (accept) and proxy/session.cc (handle_request).
-#ifdef PORTICO_WITH_MIMALLOC
-#include <mimalloc.h>
-#endif
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -200,11 +197,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (flag == "--version") {
-#ifdef PORTICO_WITH_MIMALLOC
-      std::printf("portico %s (malloc: mimalloc %d)\n", PORTICO_VERSION, mi_version());
-#else
-      std::printf("portico %s (malloc: glibc)\n", PORTICO_VERSION);
-#endif
+      std::printf("portico %s\n", PORTICO_VERSION);
       return 0;
     }
     if (!known_option(flag)) usage_error("unknown option " + flag);
