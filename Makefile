@@ -64,6 +64,10 @@ bench-tls: build  # TLS full/resumed handshakes and keep-alive CPU per request, 
 bench-tls-paired: build  # CPU per TLS handshake, Portico and one other server driven at once (BASELINE=binary adds an A/B)
 	bash bench/tls-paired.sh
 
+.PHONY: bench-h2-paired
+bench-h2-paired: build  # CPU per HTTP/2 request, Portico and one other server driven at once (BASELINE=binary adds an A/B)
+	bash bench/h2-paired.sh
+
 .PHONY: bench-h2
 bench-h2: build  # HTTP/2 with h2load (100 streams) over TLS and h2c, CPU per request next to nginx and HAProxy
 	bash bench/h2.sh

@@ -50,6 +50,7 @@ H2Connection::H2Connection(Worker& worker, ClientStream& client, ConnectionInfo 
       read_timer_(worker.context()),
       wake_(worker.context()),
       send_timer_(worker.context()),
+      stream_io_(worker.context()),
       started_(Clock::now()),
       idle_since_(started_) {}
 
@@ -159,7 +160,7 @@ void H2Connection::start_stream(int32_t id, HeadText head, H2Stream::Body body, 
                                                head_request, body);
   streams_[id] = stream.get();
   auto session = std::allocate_shared<Session>(RecyclingAllocator<Session>(), worker_, stream, info_,
-                                               std::move(head.buffer), head.size);
+                                               std::move(head.buffer), head.size, stream_io_);
   stream->attach(session);
   // Not inside the codec's callback: the session may answer at once. A stream the client reset meanwhile
   // (RST_STREAM in the same read as its HEADERS) is dropped unstarted: it never reaches the origin.

@@ -44,6 +44,17 @@ struct ConnectionInfo {
   const char* ssl_client_verify = "NONE";
 };
 
+// What an HTTP/2 stream's Session starts from, moved in: the ClientStream's unopened placeholder socket.
+// Constructing an Asio socket looks its service up in the io_context's registry under a mutex (a linear
+// search); moving one does not, and a moved-from socket is as freshly constructed (Asio's move guarantee), so
+// one serves every stream of a connection. (A timer's move takes the reactor's mutex and cancels, costlier
+// than its construction: the Session's timers are made as usual.) Owned by the H2Connection; worker thread
+// only.
+struct StreamIo {
+  explicit StreamIo(boost::asio::io_context& context) : socket(context) {}
+  boost::asio::ip::tcp::socket socket;
+};
+
 class H2Connection : public std::enable_shared_from_this<H2Connection>, private http2::ServerCodec::Handler {
  public:
   H2Connection(Worker& worker, ClientStream& client, ConnectionInfo info);
@@ -114,6 +125,7 @@ class H2Connection : public std::enable_shared_from_this<H2Connection>, private 
   boost::asio::cancellation_signal read_cancel_;  // ends the pending read (stop), and only it
   boost::asio::steady_timer wake_;
   boost::asio::steady_timer send_timer_;
+  StreamIo stream_io_;  // each stream's Session starts from it
   std::string out_;
   std::string in_;
   H2ResponseHead head_scratch_;

@@ -62,11 +62,7 @@ int status_class(int status) {
 }  // namespace
 
 Session::Session(Worker& worker, ClientStream client)
-    : worker_(worker),
-      client_(std::move(client)),
-      timer_(worker.context()),
-      delay_timer_(worker.context()),
-      head_out_(StringCache::take()) {
+    : worker_(worker), client_(std::move(client)), timer_(worker.context()), head_out_(StringCache::take()) {
   // A new timer's expiry is the epoch, which arm_until would never see as later than a deadline: start at
   // "never" so the first deadline (armed by run() before the watchdog starts) moves it.
   timer_.expires_at(Clock::time_point::max());
@@ -106,8 +102,8 @@ Session::Session(Worker& worker, asio::ip::tcp::socket socket, tls::ServerContex
 }
 
 Session::Session(Worker& worker, std::shared_ptr<H2Stream> stream, const ConnectionInfo& connection,
-                 std::vector<char> head, size_t head_size)
-    : Session(worker, ClientStream(asio::ip::tcp::socket(worker.context()), std::move(stream))) {
+                 std::vector<char> head, size_t head_size, StreamIo& io)
+    : Session(worker, ClientStream(std::move(io.socket), std::move(stream))) {
   stream_mode_ = true;
   secure_ = connection.tls;
   match_.tls = connection.tls;
@@ -156,10 +152,15 @@ void Session::on_drain() {
 void Session::force_close() {
   if (h2_) h2_->force_close();
   boost::system::error_code ec;
-  delay_timer_.cancel();
+  if (delay_timer_) delay_timer_->cancel();
   client_.close(ec);
   if (upstream_) upstream_->socket.close(ec);
   if (h2up_) h2up_->interrupt();
+}
+
+asio::steady_timer& Session::delay_timer() {
+  if (!delay_timer_) delay_timer_.emplace(worker_.context());
+  return *delay_timer_;
 }
 
 void Session::arm_until(Clock::time_point deadline, Guard guard) {
@@ -377,7 +378,10 @@ awaitable<bool> Session::read_request_head() {
   // (RFC 9112 2.2: a server SHOULD ignore at least one before the request-line; some clients send one after
   // a body): they are discarded and leave the connection idle, without moving that deadline, so they can
   // neither start the 408 nor keep an idle connection open. At most kMaxEmptyLineBytes of them (400 after).
-  const Clock::time_point idle_deadline = deadline_in(opt.keepalive_timeout);
+  // One clock read for both deadlines while no read came between (an HTTP/2 stream's head is all there).
+  const Clock::time_point entered = Clock::now();
+  bool read_since_entry = false;
+  const Clock::time_point idle_deadline = base::deadline_after(entered, opt.keepalive_timeout);
   size_t empty_line_bytes = 0;
   bool head_started = false;
   // --header-timeout is one deadline for the whole head, counted from its first byte other than an empty
@@ -416,7 +420,7 @@ awaitable<bool> Session::read_request_head() {
       // the first byte of a head.
       if (client_buffered() > 1 || (client_buffered() == 1 && in_[in_begin_] != '\r')) {
         head_started = true;
-        head_deadline = deadline_in(opt.header_timeout);
+        head_deadline = base::deadline_after(read_since_entry ? Clock::now() : entered, opt.header_timeout);
       }
     }
     // A head can only complete (or newly fail) on a line end; a client trickling bytes without one costs
@@ -464,6 +468,7 @@ awaitable<bool> Session::read_request_head() {
     auto [ec, n] =
         co_await client_.async_read_some(asio::buffer(in_.data() + in_end_, in_.size() - in_end_), nothrow);
     disarm();
+    read_since_entry = true;
     if (ec || n == 0) {
       // A reset connection takes no close_notify nor shutdown (each would only fail, a syscall each).
       if (ec == asio::error::connection_reset || ec == asio::error::broken_pipe) client_gone_ = true;
@@ -619,8 +624,8 @@ awaitable<bool> Session::run_plugins(const snapshot::Snapshot& snap, const snaps
     // A plugin waits for I/O (context.h Completion). No guard is armed: the plugin's I/O has its own
     // timeout, and a session closed meanwhile (force_close) cancels the timer without a completion.
     if (ctx.waiting()) {
-      delay_timer_.expires_at(Clock::time_point::max());
-      co_await delay_timer_.async_wait(nothrow);
+      delay_timer().expires_at(Clock::time_point::max());
+      co_await delay_timer().async_wait(nothrow);
     }
     if (ctx.waiting() || !client_.is_open()) {
       ctx.cancel_wait();
@@ -633,9 +638,9 @@ awaitable<bool> Session::run_plugins(const snapshot::Snapshot& snap, const snaps
   if (ctx.delay_seconds > 0) {
     // The worker serves other connections meanwhile. No guard is armed: the client is not expected to
     // send or read anything during the wait, and a session closed meanwhile (force_close) cancels it.
-    delay_timer_.expires_after(
+    delay_timer().expires_after(
         std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(ctx.delay_seconds)));
-    auto [ec] = co_await delay_timer_.async_wait(nothrow);
+    auto [ec] = co_await delay_timer().async_wait(nothrow);
     if (ec || !client_.is_open()) {
       if (!ctx.replied()) ctx.reply.status = 499;  // recorded as nginx records a request given up on
       keep = false;

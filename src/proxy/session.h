@@ -14,6 +14,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -49,6 +50,7 @@ class Worker;
 struct PinnedSnapshot;
 class H2Connection;
 struct ConnectionInfo;
+struct StreamIo;
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
@@ -60,8 +62,9 @@ class Session : public std::enable_shared_from_this<Session> {
   // `head_size` bytes (h2_connection.cc) and becomes the input buffer (a buffer of the worker's head cache);
   // the body and the response go through `stream`. One request, then the session ends. Not tracked by the
   // worker as a connection: its H2Connection is.
+  // `io`: moved from (StreamIo, h2_connection.h).
   Session(Worker& worker, std::shared_ptr<H2Stream> stream, const ConnectionInfo& connection,
-          std::vector<char> head, size_t head_size);
+          std::vector<char> head, size_t head_size, StreamIo& io);
   ~Session();
 
   void start();
@@ -253,7 +256,10 @@ class Session : public std::enable_shared_from_this<Session> {
   const char* ssl_client_verify_ = "NONE";
   std::string tls_sni_;  // the handshake's SNI, lower case, without a trailing dot; empty when none was sent
   boost::asio::steady_timer timer_;
-  boost::asio::steady_timer delay_timer_;  // a plugin's delay (RequestContext::delay_seconds)
+  // A plugin's delay (RequestContext::delay_seconds) or asynchronous step; made on first use (delay_timer()):
+  // most requests never wait, and making a timer takes the io_context's service registry mutex.
+  std::optional<boost::asio::steady_timer> delay_timer_;
+  boost::asio::steady_timer& delay_timer();
   Clock::time_point deadline_ = Clock::time_point::max();
   Guard guard_ = Guard::none;
   bool timed_out_ = false;
@@ -354,9 +360,12 @@ class Session : public std::enable_shared_from_this<Session> {
   // Wakes run_plugins when a plugin's asynchronous step completes (context.h Completion): the wait is on
   // delay_timer_, which completion cancels.
   struct PluginWaiter final : plugins::Waiter {
-    explicit PluginWaiter(boost::asio::steady_timer& t) : timer(t) {}
-    void wake() override { timer.cancel(); }
-    boost::asio::steady_timer& timer;
+    explicit PluginWaiter(std::optional<boost::asio::steady_timer>& t) : timer(t) {}
+    // Not made yet: nothing waits on it, and a cancel would not affect a later wait either.
+    void wake() override {
+      if (timer) timer->cancel();
+    }
+    std::optional<boost::asio::steady_timer>& timer;
   };
   PluginWaiter plugin_waiter_{delay_timer_};
 

@@ -19,6 +19,9 @@ struct Session::Attempt {
   bool name_per_node = false;  // the TLS name checked is the node's own (a failure may be this node's alone)
   size_t up_end = 0;           // bytes in up_
   Clock::time_point sent_at;
+  // When try_node relayed the response's end (default: not reached). One clock read, in the same loop turn,
+  // for upstream_seconds_, the pooled connection's idle expiry and forward's latency.
+  Clock::time_point ended_at{};
 };
 
 }  // namespace portico::proxy

@@ -97,7 +97,9 @@ awaitable<bool> Session::forward(const snapshot::RouteRuntime& route, snapshot::
     Clock::time_point started = Clock::now();
     // scheme grpc / grpcs: one HTTP/2 stream instead of an HTTP/1.1 exchange (session_grpc.cc).
     Failure f = up.grpc ? co_await try_h2_node(a) : co_await try_node(a);
-    double latency = std::chrono::duration<double>(Clock::now() - started).count();
+    // try_node returned from where it read ended_at, without waiting in between.
+    const Clock::time_point ended = a.ended_at != Clock::time_point{} ? a.ended_at : Clock::now();
+    double latency = std::chrono::duration<double>(ended - started).count();
     // A certificate that does not verify is a trust or naming problem, not a sick node: it neither ejects
     // the node (balancer, passive checks) nor counts as a connect error.
     const bool counted = f != Failure::client && f != Failure::tls_verify && f != Failure::refused;
@@ -308,12 +310,13 @@ awaitable<Session::Failure> Session::try_node(Attempt& a) {
     co_return Failure::bad_status;
   }
   bool ok = co_await relay_response(a);
-  upstream_seconds_ = std::chrono::duration<double>(Clock::now() - a.sent_at).count();
+  a.ended_at = Clock::now();
+  upstream_seconds_ = std::chrono::duration<double>(a.ended_at - a.sent_at).count();
   if (ok && a.reusable && upstream_) {
     upstream_->requests++;
     if (upstream_->requests < static_cast<uint32_t>(spec.keepalive_pool.requests)) {
       worker_.pool().checkin(key, std::move(upstream_), static_cast<size_t>(spec.keepalive_pool.size),
-                             spec.keepalive_pool.idle_timeout);
+                             spec.keepalive_pool.idle_timeout, a.ended_at);
     }
   }
   upstream_.reset();

@@ -42,7 +42,7 @@ std::unique_ptr<UpstreamConnection> UpstreamPool::checkout(const std::string& ke
 }
 
 void UpstreamPool::checkin(const std::string& key, std::unique_ptr<UpstreamConnection> conn, size_t max_idle,
-                           double idle_timeout) {
+                           double idle_timeout, Clock::time_point now) {
   boost::system::error_code ec;
   if (max_idle == 0 || idle_timeout <= 0) {
     conn->socket.close(ec);
@@ -61,10 +61,10 @@ void UpstreamPool::checkin(const std::string& key, std::unique_ptr<UpstreamConne
   }
   auto& list = idle_[key];
   uint64_t id = next_id_++;
-  list.push_back(Idle{
-      std::move(conn),
-      Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(idle_timeout)),
-      id, false});
+  list.push_back(
+      Idle{std::move(conn),
+           now + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(idle_timeout)), id,
+           false});
   NodeIdle& n = nodes_[node];
   n.count++;
   n.order.emplace_back(key, id);

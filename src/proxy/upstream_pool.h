@@ -52,9 +52,9 @@ class UpstreamPool {
 
   // Returns a connection after a complete exchange, to be kept `idle_timeout` seconds. If the node of `key`
   // (its part before '|') already holds `max_idle` idle connections under all its keys, the oldest of them
-  // is closed to make room.
+  // is closed to make room. `now`: the caller's clock reading, when it has one at hand.
   void checkin(const std::string& key, std::unique_ptr<UpstreamConnection> conn, size_t max_idle,
-               double idle_timeout);
+               double idle_timeout, Clock::time_point now = Clock::now());
 
   // Periodic sweep: closes connections whose idle time ran out (or every idle connection when `all`) and
   // starts watching those idle since the previous sweep.

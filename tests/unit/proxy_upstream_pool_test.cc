@@ -48,5 +48,17 @@ TEST(UpstreamPool, PlainKeyKeepsTheNewestAtTheCap) {
   EXPECT_EQ(pool.idle_total(), 0u);
 }
 
+// The idle time counts from the clock reading the caller hands over (the session's end of the exchange),
+// not from a later one.
+TEST(UpstreamPool, IdleTimeCountsFromTheGivenCheckinTime) {
+  asio::io_context io;
+  UpstreamPool pool(io.get_executor());
+  const Clock::time_point now = Clock::now();
+  pool.checkin("10.0.0.1:80", open_conn(io), 4, 60, now - std::chrono::seconds(61));
+  EXPECT_EQ(pool.checkout("10.0.0.1:80"), nullptr);  // expired a second ago
+  pool.checkin("10.0.0.1:80", open_conn(io), 4, 60, now - std::chrono::seconds(30));
+  EXPECT_NE(pool.checkout("10.0.0.1:80"), nullptr);
+}
+
 }  // namespace
 }  // namespace portico::proxy
