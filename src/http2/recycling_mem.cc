@@ -7,6 +7,8 @@
 #include <cstring>
 #include <vector>
 
+#include "base/thread_cache.h"
+
 namespace portico::http2 {
 namespace {
 
@@ -27,14 +29,7 @@ struct Cache {
 };
 
 Cache* cache() {
-  thread_local Cache c;
-  thread_local bool alive = true;  // trivially destructible: readable after `c` is gone
-  struct Guard {
-    bool& flag;
-    ~Guard() { flag = false; }
-  };
-  thread_local Guard guard{alive};  // destroyed before `c`
-  return alive ? &c : nullptr;
+  return base::this_thread_instance<Cache>();
 }
 
 size_t& size_class(void* block) {
@@ -71,12 +66,25 @@ void* do_malloc(size_t size, void*) {
   return payload(b);
 }
 
+// Under AddressSanitizer (the fuzz targets) every block goes back to malloc, so a use after free stays visible.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kRecycle = false;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool kRecycle = false;
+#else
+constexpr bool kRecycle = true;
+#endif
+#else
+constexpr bool kRecycle = true;
+#endif
+
 void do_free(void* p, void*) {
   if (p == nullptr) return;
   void* b = block_of(p);
   const size_t c = size_class(b);
   Cache* cc = cache();
-  if (c == kLarge || cc == nullptr || cc->spare[c].size() >= kMaxSpare) {
+  if (!kRecycle || c == kLarge || cc == nullptr || cc->spare[c].size() >= kMaxSpare) {
     std::free(b);
     return;
   }

@@ -35,6 +35,9 @@ bool iequals(std::string_view a, std::string_view b) {
   return true;
 }
 
+// NGHTTP2_NV_FLAG_NONE: nghttp2 copies names and values when a HEADERS or trailer frame is submitted. The
+// callers rely on it (proxy::H2ResponseHead is one scratch per connection, reused by the next stream's head
+// before the first is on the wire): never switch to the NO_COPY flags here.
 nghttp2_nv nv(std::string_view n, std::string_view v) {
   return nghttp2_nv{reinterpret_cast<uint8_t*>(const_cast<char*>(n.data())),
                     reinterpret_cast<uint8_t*>(const_cast<char*>(v.data())), n.size(), v.size(),

@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include "base/thread_cache.h"
+
 namespace portico::proxy {
 
 namespace recycling_detail {
@@ -26,16 +28,7 @@ class BlockCache {
  public:
   static constexpr size_t kMaxSpare = 256;
 
-  static BlockCache* get() {
-    thread_local BlockCache cache;
-    thread_local bool alive = true;  // trivially destructible: readable after the cache is destroyed
-    struct Guard {
-      bool& flag;
-      ~Guard() { flag = false; }
-    };
-    thread_local Guard guard{alive};  // destroyed before `cache` (constructed after it)
-    return alive ? &cache : nullptr;
-  }
+  static BlockCache* get() { return base::this_thread_instance<BlockCache>(); }
   ~BlockCache() {
     for (void* p : spare_) ::operator delete(p);
   }
@@ -113,16 +106,7 @@ class StringCache {
   }
 
  private:
-  static StringCache* get() {
-    thread_local StringCache cache;
-    thread_local bool alive = true;
-    struct Guard {
-      bool& flag;
-      ~Guard() { flag = false; }
-    };
-    thread_local Guard guard{alive};
-    return alive ? &cache : nullptr;
-  }
+  static StringCache* get() { return base::this_thread_instance<StringCache>(); }
   std::vector<std::string> spare_;
 };
 

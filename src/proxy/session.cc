@@ -16,6 +16,7 @@
 #include <boost/asio/write.hpp>
 #include <cctype>
 #include <cstring>
+#include <exception>
 
 #include "base/log.h"
 #include "http/path.h"
@@ -129,7 +130,28 @@ Session::~Session() {
 void Session::start() {
   auto self = shared_from_this();
   asio::co_spawn(
-      worker_.context(), [self]() { return self->run(); }, asio::detached);
+      worker_.context(), [self]() { return self->run(); },
+      [self](std::exception_ptr e) {
+        // run() threw (std::bad_alloc under memory exhaustion, ...): end the connection here, or
+        // the watchdog, which re-arms while alive_, would hold the session and its sockets forever.
+        if (!e || !self->alive_) return;
+        self->alive_ = false;
+        self->timer_.cancel();
+        boost::system::error_code ec;
+        if (self->upstream_) self->upstream_->socket.close(ec);
+        self->client_.close(ec);
+        static thread_local ::portico::log::Throttle throttle;
+        uint64_t suppressed = 0;
+        if (!throttle.due(suppressed)) return;
+        try {
+          std::rethrow_exception(e);
+        } catch (const std::exception& x) {
+          PORTICO_LOG(warn, "connection ended by an error: %s (%llu similar not logged)", x.what(),
+                      static_cast<unsigned long long>(suppressed));
+        } catch (...) {
+          PORTICO_LOG(warn, "connection ended by an unknown error");
+        }
+      });
   // run() starts first (co_spawn dispatches inline) and may already have armed a deadline: keep it.
   if (!alive_) return;
   timer_.expires_at(deadline_);

@@ -13,6 +13,8 @@
 #include <new>
 #include <vector>
 
+#include "base/thread_cache.h"
+
 namespace portico::proxy {
 
 BIO_METHOD* TlsStream::bio_method() {
@@ -93,14 +95,20 @@ namespace {
 // memory that is already mapped and in cache, instead of a 17 KB malloc (above glibc's per-thread cache, so
 // an arena lock) zero-filled each time.
 constexpr size_t kSpareBuffers = 64;
-thread_local std::vector<std::unique_ptr<unsigned char[]>> spare_buffers;
+
+// The thread's spare read buffers, or null once its thread-locals are being destroyed (a stream destroyed
+// after them, e.g. at exit, must not push into a destroyed vector), as proxy/recycling.h does.
+std::vector<std::unique_ptr<unsigned char[]>>* spare_buffers() {
+  return base::this_thread_instance<std::vector<std::unique_ptr<unsigned char[]>>>();
+}
 }  // namespace
 
 boost::asio::mutable_buffer TlsStream::read_space() {
   if (!in_) {
-    if (!spare_buffers.empty()) {
-      in_ = std::move(spare_buffers.back());
-      spare_buffers.pop_back();
+    auto* spare = spare_buffers();
+    if (spare != nullptr && !spare->empty()) {
+      in_ = std::move(spare->back());
+      spare->pop_back();
     } else {
       in_.reset(new unsigned char[kReadBuffer]);  // not zero-filled: only bytes read are ever read back
     }
@@ -134,7 +142,8 @@ TlsStream::TlsStream(boost::asio::ip::tcp::socket& socket, SSL_CTX* context)
 
 TlsStream::~TlsStream() {
   SSL_free(ssl_);
-  if (in_ && spare_buffers.size() < kSpareBuffers) spare_buffers.push_back(std::move(in_));
+  auto* spare = in_ ? spare_buffers() : nullptr;
+  if (spare != nullptr && spare->size() < kSpareBuffers) spare->push_back(std::move(in_));
 }
 
 TlsStream::Step TlsStream::perform(Kind kind, void* data, size_t size) {
