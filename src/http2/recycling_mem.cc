@@ -66,7 +66,8 @@ void* do_malloc(size_t size, void*) {
   return payload(b);
 }
 
-// Under AddressSanitizer (the fuzz targets) every block goes back to malloc, so a use after free stays visible.
+// Under AddressSanitizer (the fuzz targets) every block goes back to malloc, so a use after free stays
+// visible.
 #if defined(__SANITIZE_ADDRESS__)
 constexpr bool kRecycle = false;
 #elif defined(__has_feature)
