@@ -10,6 +10,7 @@
 // RequestContext (grpc_web, grpc_web_mime).
 #include <nlohmann/json.hpp>
 
+#include "base/ascii.h"
 #include "http2/grpc_web.h"
 #include "plugins/factories.h"
 #include "router/router.h"
@@ -17,17 +18,6 @@
 namespace portico::plugins {
 
 namespace {
-
-bool same_name(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    char x = a[i], y = b[i];
-    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
-    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
-    if (x != y) return false;
-  }
-  return true;
-}
 
 class GrpcWebPlugin final : public Plugin {
  public:
@@ -77,7 +67,7 @@ class GrpcWebPlugin final : public Plugin {
     // one, as APISIX's ctx.cors_allow_origins does.
     bool origin_set = false;
     for (const HeaderEdit& e : ctx.response.headers) {
-      if (e.op != HeaderEdit::Op::remove && same_name(e.name, "Access-Control-Allow-Origin"))
+      if (e.op != HeaderEdit::Op::remove && base::iequals(e.name, "Access-Control-Allow-Origin"))
         origin_set = true;
     }
     if (!origin_set) set(ctx, "Access-Control-Allow-Origin", any_origin_);
