@@ -62,8 +62,6 @@ for name in portico "${others[@]}"; do
   done
 done
 
-cpu_ns() { local s=0 p t; for p in $1 $(pgrep -P "$1" || true); do for t in /proc/$p/task/*; do
-  s=$((s + $(cut -d' ' -f1 "$t/schedstat"))); done; done; echo $s; }
 done_of() {  # done_of FILE: requests h2load completed, after checking the run was clean
   local done bad
   done=$(awk '/^requests:/{print $8; exit}' "$1")

@@ -24,6 +24,10 @@ bench_setup() {
 
 bench_cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 
+# cpu_ns PID: CPU time in ns of PID and its children, all threads (/proc/*/task/*/schedstat): the paired
+# benches read it around each run.
+cpu_ns() { local s=0 p t; for p in $1 $(pgrep -P "$1" || true); do for t in /proc/$p/task/*; do
+  s=$((s + $(cut -d' ' -f1 "$t/schedstat"))); done; done; echo $s; }
 wait_port() {  # wait_port PORT: until something answers HTTP there (bounded)
   for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$1/" && return 0; sleep 0.05; done
   echo "bench: nothing answers on port $1" >&2; return 1

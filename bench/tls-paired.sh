@@ -42,8 +42,6 @@ for name in portico "${others[@]}"; do
   done
 done
 
-cpu_ns() { local s=0 p t; for p in $1 $(pgrep -P "$1" || true); do for t in /proc/$p/task/*; do
-  s=$((s + $(cut -d' ' -f1 "$t/schedstat"))); done; done; echo $s; }
 for round in $(seq 1 "$ROUNDS"); do
   for other in "${others[@]}"; do
     for mode in full resumed; do

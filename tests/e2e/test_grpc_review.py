@@ -85,8 +85,8 @@ def test_a_node_that_stops_reading_leaves_no_connection(portico, tmp_path):
             c.close()
 
 
-def scripted_node(respond):
-    """An HTTP/2 node (h2c) answering each request with respond(conn, stream_id)."""
+def raw_node(on_request, on_data=None, on_end=None):
+    """An h2c node driven by callbacks; each gets (conn, stream_id, state dict) and may queue frames."""
     srv, port = listener()
 
     def serve(c):
@@ -94,6 +94,7 @@ def scripted_node(respond):
                                                                     validate_outbound_headers=False))
         conn.initiate_connection()
         c.sendall(conn.data_to_send())
+        st = {"body": bytearray(), "held": 0}
         try:
             while True:
                 d = c.recv(65536)
@@ -101,7 +102,18 @@ def scripted_node(respond):
                     return
                 for ev in conn.receive_data(d):
                     if isinstance(ev, h2.events.RequestReceived):
-                        respond(conn, ev.stream_id)
+                        st["sid"] = ev.stream_id
+                        on_request(conn, ev.stream_id, st)
+                    elif isinstance(ev, h2.events.DataReceived):
+                        st["body"] += ev.data
+                        if on_data:
+                            on_data(conn, ev, st)
+                        else:
+                            conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                    elif isinstance(ev, h2.events.StreamEnded) and on_end:
+                        on_end(conn, ev.stream_id, st)
+                    elif isinstance(ev, h2.events.WindowUpdated) and "pump" in st:
+                        st["pump"](conn)
                 c.sendall(conn.data_to_send())
         except Exception:
             pass
@@ -110,6 +122,11 @@ def scripted_node(respond):
 
     accept_each(srv, serve)
     return srv, port
+
+
+def scripted_node(respond):
+    """An HTTP/2 node (h2c) answering each request with respond(conn, stream_id)."""
+    return raw_node(lambda conn, sid, _st: respond(conn, sid))
 
 
 def many_fields(count, where):

@@ -6,53 +6,10 @@ import base64
 import hashlib
 import threading
 
-import h2.config
-import h2.connection
-import h2.events
-
 from conftest import LOOPBACK, RawConn
 from grpc_servers import SERVICE, GrpcServer
-from test_grpc_review import accept_each, listener
+from test_grpc_review import listener, raw_node
 from test_grpc_web import TEXT, BIN, frame, messages_and_status, unbase64
-
-
-def raw_node(on_request, on_data=None, on_end=None):
-    """An h2c node driven by callbacks; each gets (conn, stream_id, state dict) and may queue frames."""
-    srv, port = listener()
-
-    def serve(c):
-        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False,
-                                                                    validate_outbound_headers=False))
-        conn.initiate_connection()
-        c.sendall(conn.data_to_send())
-        st = {"body": bytearray(), "held": 0}
-        try:
-            while True:
-                d = c.recv(65536)
-                if not d:
-                    return
-                for ev in conn.receive_data(d):
-                    if isinstance(ev, h2.events.RequestReceived):
-                        st["sid"] = ev.stream_id
-                        on_request(conn, ev.stream_id, st)
-                    elif isinstance(ev, h2.events.DataReceived):
-                        st["body"] += ev.data
-                        if on_data:
-                            on_data(conn, ev, st)
-                        else:
-                            conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
-                    elif isinstance(ev, h2.events.StreamEnded) and on_end:
-                        on_end(conn, ev.stream_id, st)
-                    elif isinstance(ev, h2.events.WindowUpdated) and "pump" in st:
-                        st["pump"](conn)
-                c.sendall(conn.data_to_send())
-        except Exception:
-            pass
-        finally:
-            c.close()
-
-    accept_each(srv, serve)
-    return srv, port
 
 
 def web_gw(portico, port, uri="/w/*", plugins=None):
