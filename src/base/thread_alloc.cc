@@ -1,0 +1,171 @@
+#include "base/thread_alloc.h"
+
+#include <malloc.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <new>
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define PORTICO_THREAD_ALLOC 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || __has_feature(memory_sanitizer)
+#define PORTICO_THREAD_ALLOC 0
+#endif
+#endif
+#ifndef PORTICO_THREAD_ALLOC
+#define PORTICO_THREAD_ALLOC 1
+#endif
+
+namespace portico::base::thread_alloc {
+namespace {
+
+constexpr size_t kClasses = kMaxPooledSize / kGranule;  // class c holds blocks of (c + 1) * kGranule bytes
+
+struct FreeBlock {
+  FreeBlock* next;
+};
+
+enum class State : uint8_t { unused, live, gone };
+
+// Trivially constructible and destructible, so a thread reaches it without a guard; Flusher (below) frees the
+// lists at thread exit.
+struct Lists {
+  FreeBlock* head[kClasses];
+  size_t bytes;
+  State state;
+};
+constinit thread_local Lists lists{};
+
+struct Flusher {
+  ~Flusher() {
+    lists.state = State::gone;
+    for (FreeBlock*& head : lists.head) {
+      while (head != nullptr) {
+        FreeBlock* next = head->next;
+        std::free(head);
+        head = next;
+      }
+    }
+    lists.bytes = 0;
+  }
+};
+
+// The first block a thread keeps registers the flusher (a thread that never frees keeps nothing to flush).
+[[gnu::noinline]] bool start_keeping() {
+  if (lists.state == State::gone) return false;
+  thread_local Flusher flusher;
+  (void)flusher;
+  lists.state = State::live;
+  return true;
+}
+
+void* malloc_or_throw(size_t size) {
+  for (;;) {
+    if (void* p = std::malloc(size)) return p;
+    std::new_handler handler = std::get_new_handler();
+    if (handler == nullptr) throw std::bad_alloc();
+    handler();
+  }
+}
+
+[[gnu::always_inline]] inline void* allocate(size_t size) {
+  if (size - 1 < kMaxPooledSize) {  // 1..kMaxPooledSize; 0 wraps around and takes malloc's path
+    const size_t c = (size - 1) / kGranule;
+    if (FreeBlock* block = lists.head[c]) {
+      lists.head[c] = block->next;
+      lists.bytes -= (c + 1) * kGranule;
+      return block;
+    }
+    size = (c + 1) * kGranule;  // the class's size, so the block can serve any request of its class later
+  }
+  return malloc_or_throw(size == 0 ? 1 : size);
+}
+
+// `c`: a class whose size the block is known to hold.
+[[gnu::always_inline]] inline void keep_or_free(void* p, size_t c) {
+  const size_t bytes = (c + 1) * kGranule;
+  if ((lists.state == State::live || start_keeping()) && lists.bytes + bytes <= kMaxCachedBytes) {
+    auto* block = static_cast<FreeBlock*>(p);
+    block->next = lists.head[c];
+    lists.head[c] = block;
+    lists.bytes += bytes;
+    return;
+  }
+  std::free(p);
+}
+
+void deallocate_sized(void* p, size_t size) {
+  if (p == nullptr) return;
+  // The size new was called with, so the block is at least its class's size (allocate rounded it up).
+  if (size - 1 < kMaxPooledSize) return keep_or_free(p, (size - 1) / kGranule);
+  std::free(p);
+}
+
+void deallocate(void* p) {
+  if (p == nullptr) return;
+  // Without the size: malloc's own record of the block bounds it from below. A block of class c was
+  // malloc'ed with (c + 1) * kGranule bytes and glibc reports at least that; any class whose size fits in
+  // what glibc reports may keep it.
+  const size_t usable = malloc_usable_size(p);
+  if (usable >= kGranule && usable < kMaxPooledSize + kGranule) {
+    const size_t c = usable / kGranule - 1;
+    return keep_or_free(p, c < kClasses ? c : kClasses - 1);
+  }
+  std::free(p);
+}
+
+}  // namespace
+
+size_t cached_bytes() {
+  return lists.bytes;
+}
+
+bool enabled() {
+  return PORTICO_THREAD_ALLOC != 0;
+}
+
+}  // namespace portico::base::thread_alloc
+
+#if PORTICO_THREAD_ALLOC
+namespace ta = portico::base::thread_alloc;
+
+void* operator new(size_t size) {
+  return ta::allocate(size);
+}
+void* operator new[](size_t size) {
+  return ta::allocate(size);
+}
+void* operator new(size_t size, const std::nothrow_t&) noexcept {
+  try {
+    return ta::allocate(size);
+  } catch (...) {
+    return nullptr;
+  }
+}
+void* operator new[](size_t size, const std::nothrow_t&) noexcept {
+  try {
+    return ta::allocate(size);
+  } catch (...) {
+    return nullptr;
+  }
+}
+void operator delete(void* p) noexcept {
+  ta::deallocate(p);
+}
+void operator delete[](void* p) noexcept {
+  ta::deallocate(p);
+}
+void operator delete(void* p, size_t size) noexcept {
+  ta::deallocate_sized(p, size);
+}
+void operator delete[](void* p, size_t size) noexcept {
+  ta::deallocate_sized(p, size);
+}
+void operator delete(void* p, const std::nothrow_t&) noexcept {
+  ta::deallocate(p);
+}
+void operator delete[](void* p, const std::nothrow_t&) noexcept {
+  ta::deallocate(p);
+}
+#endif
