@@ -11,7 +11,7 @@
 #   shapes  c1m100  h2load -c 1 -m 100        c10m10  h2load -c 10 -m 10
 # Pairs: Portico with nginx, with HAProxy and, when BASELINE names another Portico binary, with that one.
 # Env: ROUNDS (default 3), SECONDS_PER_RUN (default 5), BASELINE, PAIRS (default "haproxy nginx" + baseline),
-# MODES (default "h2c tls"), PEERS, OUT.
+# MODES (default "h2c tls"), SHAPES (default "c1m100 c10m10"), PEERS, OUT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
@@ -77,7 +77,7 @@ declare -A shape_flags=([c1m100]="-c 1 -m 100" [c10m10]="-c 10 -m 10")
 for round in $(seq 1 "$ROUNDS"); do
   for other in "${others[@]}"; do
     for mode in $MODES; do
-      for shape in c1m100 c10m10; do
+      for shape in ${SHAPES:-c1m100 c10m10}; do
         declare -A c0=()
         clients=()
         for name in portico "$other"; do c0[$name]=$(cpu_ns "${pid_of[$name]}"); done
