@@ -132,6 +132,16 @@ class ClientStream {
         token, buffers);
   }
 
+  // HTTP/2 streams: the completion of a write that H2Stream::write_now could not finish at once.
+  template <typename Token>
+  auto async_wait_h2_writable(size_t n, Token&& token) {
+    return boost::asio::async_initiate<Token, void(boost::system::error_code, size_t)>(
+        [this](auto handler, size_t size) {
+          h2_->async_wait_writable(size, H2Stream::Handler(std::move(handler)));
+        },
+        token, n);
+  }
+
   // Sends TLS close_notify without waiting for the client's (nginx does the same): the client sees a clean
   // end of the stream. TLS connections only.
   template <typename Token>

@@ -173,6 +173,16 @@ void H2Stream::async_wait_writable(size_t n, Handler handler) {
   write_handler_ = std::move(handler);
 }
 
+bool H2Stream::write_now(const std::string_view* pieces, size_t count, boost::system::error_code& ec) {
+  for (size_t i = 0; i < count; ++i) write(pieces[i]);
+  if (broken_ || closed_) {
+    pending_.clear();
+    ec = asio::error::broken_pipe;
+    return true;
+  }
+  return pending_.empty() && writable();
+}
+
 void H2Stream::cancel() {
   pending_.clear();  // the caller's buffer is not ours once its operation ends
   if (read_handler_) post(std::move(read_handler_), asio::error::operation_aborted, 0);

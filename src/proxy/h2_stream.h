@@ -7,10 +7,10 @@
 //   parsed head, submitted as HEADERS without text in between); any other head (1xx, Portico's own answers,
 //   gRPC's) is written as HTTP/1.1 text, which the stream parses back with Portico's own strict parser
 //   (http::parse_response) into HEADERS (the same filter, lower-case names, no framing fields) or 1xx; the
-//   body bytes after a head become DATA (chunked framing decoded), then END_STREAM. A write completes once the codec
-//   holds at most kMaxQueued bytes for the stream and kMaxConnectionQueued for the connection; while the
-//   connection is over its bound a write's bytes are not even taken (they stay in the Session's buffer).
-//   A client that does not open its window stalls the Sessions; the connection's stall deadline
+//   body bytes after a head become DATA (chunked framing decoded), then END_STREAM. A write completes once
+//   the codec holds at most kMaxQueued bytes for the stream and kMaxConnectionQueued for the connection;
+//   while the connection is over its bound a write's bytes are not even taken (they stay in the Session's
+//   buffer). A client that does not open its window stalls the Sessions; the connection's stall deadline
 //   (--send-timeout without progress) then ends it.
 //
 // Ownership: shared by the Session's ClientStream and nobody else; it keeps its H2Connection alive. The
@@ -92,6 +92,10 @@ class H2Stream {
   // Takes response bytes (all of them); then `handler` completes once the stream may take more.
   void write(std::string_view bytes);
   void async_wait_writable(size_t n, Handler handler);
+  // write() of each of `pieces`, then what async_wait_writable would do if it could complete at once: true
+  // when it could (`ec` set if the stream failed), so the caller goes on without a round through the event
+  // loop; false when the caller must wait with async_wait_writable (the bytes are taken or parked).
+  bool write_now(const std::string_view* pieces, size_t count, boost::system::error_code& ec);
   // The Session is done with the client: an incomplete response resets the stream.
   void close();
   void cancel();  // pending operations complete with operation_aborted
