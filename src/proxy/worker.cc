@@ -3,6 +3,7 @@
 #include <boost/asio/post.hpp>
 
 #include "base/log.h"
+#include "proxy/accept_socket.h"
 #include "proxy/session.h"
 
 namespace portico::proxy {
@@ -85,7 +86,8 @@ void Worker::accept_next(Listener& l) {
   l.acceptor.async_wait(asio::socket_base::wait_read, [this, &l](const boost::system::error_code& wait_ec) {
     if (wait_ec || !l.acceptor.is_open()) return;  // closed (drain), or cancelled
     boost::system::error_code ec;
-    asio::ip::tcp::socket socket = l.acceptor.accept(context_, l.peer, ec);
+    // accept4 with SOCK_NONBLOCK, and no epoll_ctl(DEL) at close (accept_socket.h).
+    asio::ip::tcp::socket socket = accept_socket(l.acceptor, context_, l.peer, ec);
     if (ec == asio::error::would_block || ec == asio::error::try_again) {
       accept_next(l);  // another worker's, or a connection reset before it was taken
       return;
