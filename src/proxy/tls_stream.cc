@@ -134,6 +134,7 @@ TlsStream::TlsStream(boost::asio::ip::tcp::socket& socket, SSL_CTX* context)
   // As Asio's engine: a write completes per record, and a retried write may come from a moved buffer.
   SSL_set_mode(ssl_, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
   SSL_set_accept_state(ssl_);
+  SSL_clear_mode(ssl_, SSL_MODE_RELEASE_BUFFERS);
   // OpenSSL's sends go straight to the socket: they must not block. A worker's accepted socket already is
   // (accept_socket.h), which saves the ioctl.
   if (!socket_.non_blocking()) {

@@ -4,6 +4,7 @@
 
 #include "base/log.h"
 #include "proxy/accept_socket.h"
+#include "proxy/recycling.h"
 #include "proxy/session.h"
 
 namespace portico::proxy {
@@ -105,7 +106,10 @@ void Worker::accept_next(Listener& l) {
       return;
     }
     l.backoff.succeeded();
-    std::make_shared<Session>(*this, std::move(socket), l.tls, &l.peer)->start();
+    // The Session's memory (~10.7 KB, above glibc's per-thread cache) comes from the thread's free list, as
+    // an HTTP/2 stream's does: warm in cache, and no trip through malloc's locked path per connection.
+    std::allocate_shared<Session>(RecyclingAllocator<Session>(), *this, std::move(socket), l.tls, &l.peer)
+        ->start();
     accept_next(l);
   });
 }
