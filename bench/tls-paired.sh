@@ -6,7 +6,9 @@
 # sequential runs (bench/tls.sh) move by 20% on a shared machine. Ratios compare within a pair only: the
 # mix on CPU0 changes them (docs/benchmarks.md, TLSCONN).
 # Pairs: Portico with nginx, with HAProxy and, when BASELINE names another Portico binary, with that one.
-# Env: ROUNDS (default 3), SECONDS_PER_RUN (default 3), BASELINE, PEERS, OUT.
+# Env: ROUNDS (default 3), SECONDS_PER_RUN (default 3), BASELINE, PEERS, OUT; PORTICO (the binary under test,
+# default build/portico) and OTHERS (the pairs besides the baseline, default "nginx haproxy"): an A/B of two
+# Portico builds alone is `OTHERS= BASELINE=old PORTICO=new`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
@@ -26,9 +28,9 @@ portico() {  # portico BINARY TLS_PORT OFFSET
     --log-level warn &
   pids+=($!)
 }
-portico build/portico 18443 0
+portico "${PORTICO:-build/portico}" 18443 0
 pid_of[portico]=$!
-others=(nginx haproxy)
+read -ra others <<<"${OTHERS-nginx haproxy}"
 if [ -n "${BASELINE:-}" ]; then
   portico "$BASELINE" 18446 3
   pid_of[baseline]=$!

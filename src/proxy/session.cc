@@ -239,6 +239,7 @@ awaitable<bool> Session::tls_handshake() {
     if (!tls_sni_.empty() && tls_sni_.back() == '.') tls_sni_.pop_back();
   }
   tls_ready_ = true;
+  SSL_set_mode(client_.ssl(), SSL_MODE_RELEASE_BUFFERS);
   co_return true;
 }
 

@@ -121,6 +121,28 @@ boost::asio::mutable_buffer TlsStream::read_space() {
   return boost::asio::buffer(in_.get() + in_end_, kReadBuffer - in_end_);
 }
 
+bool TlsStream::read_now(boost::system::error_code& ec) {
+  if (!socket_.is_open()) {
+    ec = boost::asio::error::bad_descriptor;
+    return false;
+  }
+  const boost::asio::mutable_buffer space = read_space();
+  ssize_t n;
+  do {
+    n = ::recv(socket_.native_handle(), space.data(), space.size(), 0);
+  } while (n < 0 && errno == EINTR);
+  if (n > 0) {
+    in_end_ += static_cast<size_t>(n);
+    return true;
+  }
+  if (n == 0) {
+    peer_eof_ = true;
+    return true;
+  }
+  if (errno != EAGAIN && errno != EWOULDBLOCK) ec.assign(errno, boost::system::system_category());
+  return false;
+}
+
 TlsStream::TlsStream(boost::asio::ip::tcp::socket& socket, SSL_CTX* context)
     : socket_(socket), ssl_(SSL_new(context)) {
   BIO* bio = ssl_ != nullptr ? BIO_new(bio_method()) : nullptr;
@@ -134,10 +156,14 @@ TlsStream::TlsStream(boost::asio::ip::tcp::socket& socket, SSL_CTX* context)
   // As Asio's engine: a write completes per record, and a retried write may come from a moved buffer.
   SSL_set_mode(ssl_, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
   SSL_set_accept_state(ssl_);
-  // OpenSSL's sends go straight to the socket: they must not block.
-  boost::system::error_code ec;
-  socket_.non_blocking(true, ec);
-  if (ec) socket_.close(ec);  // every operation then fails (perform checks)
+  SSL_clear_mode(ssl_, SSL_MODE_RELEASE_BUFFERS);
+  // OpenSSL's sends go straight to the socket: they must not block. A worker's accepted socket already is
+  // (accept_socket.h), which saves the ioctl.
+  if (!socket_.non_blocking()) {
+    boost::system::error_code ec;
+    socket_.non_blocking(true, ec);
+    if (ec) socket_.close(ec);  // every operation then fails (perform checks)
+  }
 }
 
 TlsStream::~TlsStream() {

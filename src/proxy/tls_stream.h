@@ -81,6 +81,9 @@ class TlsStream {
   bool flush(boost::system::error_code& ec);
   // The read buffer's free space after compacting it (async_read_some fills it).
   boost::asio::mutable_buffer read_space();
+  // One non-blocking recv into the read buffer, outside the reactor. True: bytes were read, or the peer's EOF
+  // (noted); false: nothing there yet, or `ec` set.
+  bool read_now(boost::system::error_code& ec);
   static BIO_METHOD* bio_method();
   static int bio_read(BIO* bio, char* out, int size);
   static int bio_write(BIO* bio, const char* in, int size);
@@ -121,6 +124,17 @@ class TlsStream {
           return;
       }
       result = stream->perform(kind, data, size);
+      if (result.want == Want::read && state == start && kind == Kind::handshake && !stream->refilling_) {
+        // The ClientHello is usually queued already (the worker accepts after readiness): read it here and
+        // go on, where Asio's speculative read would complete through the scheduler (a loop turn, and a
+        // non-blocking epoll_wait, per connection).
+        boost::system::error_code ec;
+        if (stream->read_now(ec)) {
+          result = stream->perform(kind, data, size);
+        } else if (ec) {
+          result = Step{Want::nothing, ec, 0};
+        }
+      }
       if (result.want == Want::read && !stream->refilling_) {
         state = reading;
         stream->refilling_ = true;

@@ -3,6 +3,8 @@
 #include <boost/asio/post.hpp>
 
 #include "base/log.h"
+#include "proxy/accept_socket.h"
+#include "proxy/recycling.h"
 #include "proxy/session.h"
 
 namespace portico::proxy {
@@ -85,7 +87,8 @@ void Worker::accept_next(Listener& l) {
   l.acceptor.async_wait(asio::socket_base::wait_read, [this, &l](const boost::system::error_code& wait_ec) {
     if (wait_ec || !l.acceptor.is_open()) return;  // closed (drain), or cancelled
     boost::system::error_code ec;
-    asio::ip::tcp::socket socket = l.acceptor.accept(context_, l.peer, ec);
+    // accept4 with SOCK_NONBLOCK, and no epoll_ctl(DEL) at close (accept_socket.h).
+    asio::ip::tcp::socket socket = accept_socket(l.acceptor, context_, l.peer, ec);
     if (ec == asio::error::would_block || ec == asio::error::try_again) {
       accept_next(l);  // another worker's, or a connection reset before it was taken
       return;
@@ -103,7 +106,10 @@ void Worker::accept_next(Listener& l) {
       return;
     }
     l.backoff.succeeded();
-    std::make_shared<Session>(*this, std::move(socket), l.tls, &l.peer)->start();
+    // The Session's memory (~10.7 KB, above glibc's per-thread cache) comes from the thread's free list, as
+    // an HTTP/2 stream's does: warm in cache, and no trip through malloc's locked path per connection.
+    std::allocate_shared<Session>(RecyclingAllocator<Session>(), *this, std::move(socket), l.tls, &l.peer)
+        ->start();
     accept_next(l);
   });
 }

@@ -214,5 +214,32 @@ TEST_F(TlsStreamTest, ClosingTheSocketEndsAWaitingReadAndLaterOnesFail) {
   EXPECT_EQ(again, asio::error::bad_descriptor);
 }
 
+// A ClientHello already queued when the handshake starts is read within the initiating call, which sends the
+// server's flight at once: no trip through the scheduler for that first read.
+TEST_F(TlsStreamTest, QueuedClientHelloIsAnsweredWithinTheInitiatingCall) {
+  SSL_CTX* cctx = SSL_CTX_new(TLS_client_method());
+  SSL* c = SSL_new(cctx);
+  BIO* in = BIO_new(BIO_s_mem());
+  BIO* out = BIO_new(BIO_s_mem());
+  SSL_set_bio(c, in, out);
+  SSL_set_connect_state(c);
+  ASSERT_EQ(SSL_do_handshake(c), -1);  // the ClientHello is in `out`, the client waits for the answer
+  char* hello = nullptr;
+  const long hello_len = BIO_get_mem_data(out, &hello);
+  ASSERT_GT(hello_len, 0);
+  asio::write(client_.next_layer(), asio::buffer(hello, static_cast<size_t>(hello_len)));
+  boost::system::error_code ec = asio::error::would_block;
+  server_->async_handshake([&](boost::system::error_code e, size_t) { ec = e; });
+  // The io_context has not run: the ServerHello is on its way already.
+  EXPECT_GT(client_.next_layer().available(), 0u);
+  EXPECT_EQ(ec, asio::error::would_block);  // and the handshake waits for the client's Finished
+  server_socket_.close();
+  io_.run();
+  EXPECT_TRUE(ec);
+  SSL_free(c);
+  SSL_CTX_free(cctx);
+  ERR_clear_error();
+}
+
 }  // namespace
 }  // namespace portico::proxy
