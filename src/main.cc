@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "base/log.h"
+#include "base/thread_alloc.h"
 #include "config/validate.h"  // kMaxSeconds: the validators' bound for durations, here too
 #include "proxy/options.h"
 #include "server/server.h"
@@ -172,6 +173,8 @@ std::vector<std::string> split_list(const char* text) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Before anything else touches OpenSSL (it accepts an allocator only before its first allocation).
+  portico::base::thread_alloc::serve_openssl();
   // Every client, upstream and data-plane connection is a descriptor: the soft limit (often 1024) is raised
   // to the hard one, as nginx's worker_rlimit_nofile does.
   rlimit files{};

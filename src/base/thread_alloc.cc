@@ -1,6 +1,7 @@
 #include "base/thread_alloc.h"
 
 #include <malloc.h>
+#include <openssl/crypto.h>
 
 #include <cstdint>
 #include <cstdlib>
@@ -69,7 +70,8 @@ void* malloc_or_throw(size_t size) {
   }
 }
 
-[[gnu::always_inline]] inline void* allocate(size_t size) {
+// A kept block for `size` bytes, or null: then `size` becomes what to ask malloc for.
+[[gnu::always_inline]] inline void* take(size_t& size) {
   if (size - 1 < kMaxPooledSize) {  // 1..kMaxPooledSize; 0 wraps around and takes malloc's path
     const size_t c = (size - 1) / kGranule;
     if (FreeBlock* block = lists.head[c]) {
@@ -78,8 +80,15 @@ void* malloc_or_throw(size_t size) {
       return block;
     }
     size = (c + 1) * kGranule;  // the class's size, so the block can serve any request of its class later
+  } else if (size == 0) {
+    size = 1;
   }
-  return malloc_or_throw(size == 0 ? 1 : size);
+  return nullptr;
+}
+
+[[gnu::always_inline]] inline void* allocate(size_t size) {
+  if (void* p = take(size)) return p;
+  return malloc_or_throw(size);
 }
 
 // `c`: a class whose size the block is known to hold.
@@ -116,6 +125,40 @@ void deallocate(void* p) {
 }
 
 }  // namespace
+
+#if PORTICO_THREAD_ALLOC
+namespace {
+
+// OpenSSL's side: a null on failure instead of an exception, and every block a malloc block (so OpenSSL's
+// realloc may be glibc's own).
+void* openssl_malloc(size_t size, const char*, int) {
+  if (void* p = take(size)) return p;
+  return std::malloc(size);
+}
+
+void* openssl_realloc(void* p, size_t size, const char* file, int line) {
+  if (p == nullptr) return openssl_malloc(size, file, line);
+  if (size == 0) {
+    deallocate(p);
+    return nullptr;
+  }
+  return std::realloc(p, size);
+}
+
+void openssl_free(void* p, const char*, int) {
+  deallocate(p);
+}
+
+}  // namespace
+#endif
+
+bool serve_openssl() {
+#if PORTICO_THREAD_ALLOC
+  return CRYPTO_set_mem_functions(openssl_malloc, openssl_realloc, openssl_free) == 1;
+#else
+  return false;
+#endif
+}
 
 size_t cached_bytes() {
   return lists.bytes;

@@ -26,6 +26,10 @@ constexpr size_t kGranule = 16;
 constexpr size_t kMaxPooledSize = 2048;
 constexpr size_t kMaxCachedBytes = size_t{4} << 20;
 
+// Routes OpenSSL's allocations (CRYPTO_malloc, ~240 per TLS handshake) through the same lists. Call first
+// thing in main: OpenSSL refuses once it has allocated. False when it refused or the lists are compiled out.
+bool serve_openssl();
+
 // Bytes the calling thread keeps on its free lists now (for tests and diagnostics); 0 where the replacement
 // is compiled out or not linked.
 size_t cached_bytes();

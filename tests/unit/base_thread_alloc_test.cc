@@ -3,6 +3,7 @@
 #include "base/thread_alloc.h"
 
 #include <gtest/gtest.h>
+#include <openssl/crypto.h>
 
 #include <cstdint>
 #include <new>
@@ -25,6 +26,27 @@ void* volatile sink;
 void* allocate(size_t n) {
   sink = ::operator new(n);
   return sink;
+}
+
+// First in the file: OpenSSL takes an allocator only before its first allocation, and nothing before this
+// test uses OpenSSL.
+TEST_F(ThreadAlloc, OpenSslAllocatesFromTheSameLists) {
+  ASSERT_TRUE(ta::serve_openssl());
+  void* a = OPENSSL_malloc(300);
+  ASSERT_NE(a, nullptr);
+  const size_t before = ta::cached_bytes();
+  OPENSSL_free(a);
+  EXPECT_EQ(ta::cached_bytes(), before + 304);
+  void* b = OPENSSL_malloc(290);  // same class
+  EXPECT_EQ(b, a);
+  // Grown past the pooled sizes and shrunk again by glibc's realloc: still a block the lists may keep.
+  auto* grown = static_cast<unsigned char*>(OPENSSL_realloc(b, 64 * 1024));
+  ASSERT_NE(grown, nullptr);
+  grown[64 * 1024 - 1] = 1;
+  void* shrunk = OPENSSL_realloc(grown, 100);
+  ASSERT_NE(shrunk, nullptr);
+  OPENSSL_free(shrunk);
+  OPENSSL_free(OPENSSL_zalloc(0));
 }
 
 TEST_F(ThreadAlloc, SizedDeleteKeepsTheBlockForTheNextNewOfItsClass) {
