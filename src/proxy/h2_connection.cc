@@ -164,9 +164,22 @@ void H2Connection::start_stream(int32_t id, HeadText head, H2Stream::Body body, 
   stream->attach(session);
   // Not inside the codec's callback: the session may answer at once. A stream the client reset meanwhile
   // (RST_STREAM in the same read as its HEADERS) is dropped unstarted: it never reaches the origin.
-  asio::post(worker_.context(), [session, stream] {
+  starting_.emplace_back(std::move(session), std::move(stream));
+  if (starting_.size() == 1)
+    asio::post(worker_.context(), [self = shared_from_this()] { self->start_pending(); });
+}
+
+void H2Connection::start_pending() {
+  // Starting a session never delivers HEADERS (only a read does), so starting_ stays empty meanwhile; the
+  // swap keeps both vectors' capacity.
+  std::vector<std::pair<std::shared_ptr<Session>, std::shared_ptr<H2Stream>>> batch;
+  batch.swap(starting_spare_);
+  batch.swap(starting_);
+  for (auto& [session, stream] : batch) {
     if (stream->is_open()) session->start();
-  });
+  }
+  batch.clear();
+  starting_spare_.swap(batch);
 }
 
 void H2Connection::on_data(int32_t id, std::string_view data) {

@@ -121,6 +121,11 @@ class H2Connection : public std::enable_shared_from_this<H2Connection>, private 
     Clock::time_point since;
   };
   std::unordered_map<int32_t, Unstarted> unstarted_;
+  // Streams whose HEADERS the codec delivered since the last start_pending: started together by one posted
+  // task after the read that brought them (a read brings up to a hundred; a task each cost a post each).
+  std::vector<std::pair<std::shared_ptr<Session>, std::shared_ptr<H2Stream>>> starting_;
+  std::vector<std::pair<std::shared_ptr<Session>, std::shared_ptr<H2Stream>>> starting_spare_;
+  void start_pending();
   boost::asio::steady_timer read_timer_;          // watch()'s
   boost::asio::cancellation_signal read_cancel_;  // ends the pending read (stop), and only it
   boost::asio::steady_timer wake_;

@@ -1,6 +1,7 @@
 """What a new user tripped on (issue 9): the command line's answers, a repaired file clearing its error, and
 `make run` stopping cleanly and quietly on SIGINT and SIGTERM."""
 
+import fcntl
 import os
 import re
 import signal
@@ -139,8 +140,18 @@ def stop_make_run(tmp_path, proc, send):
     return rc, text
 
 
+@pytest.fixture
+def demo_ports():
+    # The demo listens on fixed ports: under pytest-xdist the variants below would otherwise run at once on
+    # two workers and find each other's ports taken. An exclusive lock serialises them across workers.
+    with open("/tmp/portico-e2e-demo-ports.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+        fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 @pytest.mark.parametrize("how", ["sigint-to-make", "ctrl-c", "sigterm-to-make"])
-def test_make_run_stops_cleanly(tmp_path, how):
+def test_make_run_stops_cleanly(tmp_path, how, demo_ports):
     proc = start_make_run(tmp_path, "traditional")
     senders = {
         # kill -INT <make>: make keeps the signal to itself and waits for the script, which must notice.
