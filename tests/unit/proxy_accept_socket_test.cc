@@ -22,6 +22,22 @@ struct Listener {
     acceptor.listen();
     acceptor.non_blocking(true);
   }
+  // Connects `client` and accepts its connection with accept_socket; fails the test on an error.
+  asio::ip::tcp::socket accept_from(asio::ip::tcp::socket& client, asio::ip::tcp::endpoint& peer) {
+    client.connect(acceptor.local_endpoint());
+    boost::system::error_code ec;
+    asio::ip::tcp::socket s = accept_socket(acceptor, context, peer, ec);
+    EXPECT_FALSE(ec) << ec.message();
+    EXPECT_TRUE(s.is_open());
+    return s;
+  }
+};
+
+// A fresh listener, a client connected to it and the connection accept_socket took.
+struct Accepted : Listener {
+  asio::ip::tcp::socket client{context};
+  asio::ip::tcp::endpoint peer;
+  asio::ip::tcp::socket s = accept_from(client, peer);
 };
 
 TEST(AcceptSocket, NothingQueuedIsWouldBlock) {
@@ -34,15 +50,10 @@ TEST(AcceptSocket, NothingQueuedIsWouldBlock) {
 }
 
 TEST(AcceptSocket, NonBlockingFromAcceptAndKnownToAsio) {
-  Listener l;
-  asio::ip::tcp::socket client(l.context);
-  client.connect(l.acceptor.local_endpoint());
-  asio::ip::tcp::endpoint peer;
-  boost::system::error_code ec;
-  asio::ip::tcp::socket s = accept_socket(l.acceptor, l.context, peer, ec);
-  ASSERT_FALSE(ec) << ec.message();
+  Accepted a;
+  asio::ip::tcp::socket& s = a.s;
   ASSERT_TRUE(s.is_open());
-  EXPECT_EQ(peer, client.local_endpoint());
+  EXPECT_EQ(a.peer, a.client.local_endpoint());
   const int fl = ::fcntl(s.native_handle(), F_GETFL);
   EXPECT_NE(fl & O_NONBLOCK, 0);
   EXPECT_NE(::fcntl(s.native_handle(), F_GETFD) & FD_CLOEXEC, 0);
@@ -51,13 +62,12 @@ TEST(AcceptSocket, NonBlockingFromAcceptAndKnownToAsio) {
 }
 
 TEST(AcceptSocket, WorksAsAnAsioSocketAndCloses) {
-  Listener l;
-  asio::ip::tcp::socket client(l.context);
-  client.connect(l.acceptor.local_endpoint());
-  asio::ip::tcp::endpoint peer;
+  Accepted a;
+  Listener& l = a;
+  asio::ip::tcp::socket& s = a.s;
+  asio::ip::tcp::socket& client = a.client;
+  ASSERT_TRUE(s.is_open());
   boost::system::error_code ec;
-  asio::ip::tcp::socket s = accept_socket(l.acceptor, l.context, peer, ec);
-  ASSERT_FALSE(ec);
   std::string got(5, '\0');
   size_t n = 0;
   asio::async_read(s, asio::buffer(got), [&](boost::system::error_code e, size_t k) {
@@ -78,7 +88,7 @@ TEST(AcceptSocket, WorksAsAnAsioSocketAndCloses) {
   EXPECT_FALSE(ec);
   asio::ip::tcp::socket client2(l.context);
   client2.connect(l.acceptor.local_endpoint());
-  asio::ip::tcp::socket s2 = accept_socket(l.acceptor, l.context, peer, ec);
+  asio::ip::tcp::socket s2 = accept_socket(l.acceptor, l.context, a.peer, ec);
   ASSERT_FALSE(ec);
   asio::write(client2, asio::buffer(std::string_view("again")));
   l.context.restart();
