@@ -21,27 +21,21 @@ inline std::chrono::steady_clock::time_point deadline_after(std::chrono::steady_
   return from + base::seconds(seconds);
 }
 
-// steady_clock's time at the kernel's last tick, plus one tick: never earlier than steady_clock::now(), at
-// most one tick (1-4 ms) later. CLOCK_MONOTONIC_COARSE is steady_clock's clock as of that tick and is read
-// without the TSC; a proxied request computes about ten deadlines, and precise reads for them were ~2% of a
-// worker's CPU (docs/benchmarks.md, THREADALLOC). For deadlines only: durations that are measured and
-// reported (latencies) use steady_clock::now().
-inline std::chrono::steady_clock::time_point deadline_clock() {
-  static const std::chrono::nanoseconds tick = [] {
-    timespec res{};
-    clock_getres(CLOCK_MONOTONIC_COARSE, &res);
-    return std::chrono::seconds(res.tv_sec) + std::chrono::nanoseconds(res.tv_nsec);
-  }();
+inline std::chrono::steady_clock::time_point deadline_in(double seconds) {
+  return deadline_after(std::chrono::steady_clock::now(), seconds);
+}
+
+// steady_clock's time as of the kernel's last tick (CLOCK_MONOTONIC_COARSE, read without the TSC: several
+// times cheaper, and a proxied request sets about ten watchdog deadlines). It lags steady_clock::now() by up
+// to a tick (4 ms here) and more right after the CPU wakes (measured: up to 5.2 ms), so a deadline from it
+// may pass a few milliseconds early. For the session watchdog's I/O bounds (seconds) only: never for a
+// deadline compared with one taken from steady_clock (a gRPC call's deadline), nor for measured latencies.
+inline std::chrono::steady_clock::time_point coarse_now() {
   timespec ts{};
   clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
   return std::chrono::steady_clock::time_point(
-      std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-          std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec) + tick));
-}
-
-// A deadline `seconds` from now (deadline_clock: possibly one tick later).
-inline std::chrono::steady_clock::time_point deadline_in(double seconds) {
-  return deadline_after(deadline_clock(), seconds);
+      std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::seconds(ts.tv_sec) +
+                                                                      std::chrono::nanoseconds(ts.tv_nsec)));
 }
 
 }  // namespace portico::base
