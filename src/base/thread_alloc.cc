@@ -2,6 +2,7 @@
 
 #include <malloc.h>
 #include <openssl/crypto.h>
+#include <pthread.h>
 
 #include <cstdint>
 #include <cstdlib>
@@ -29,8 +30,8 @@ struct FreeBlock {
 
 enum class State : uint8_t { unused, live, gone };
 
-// Trivially constructible and destructible, so a thread reaches it without a guard; Flusher (below) frees the
-// lists at thread exit.
+// Trivially constructible and destructible, so a thread reaches it without a guard; on_thread_exit (below)
+// frees the lists when the thread ends.
 struct Lists {
   FreeBlock* head[kClasses];
   size_t bytes;
@@ -38,25 +39,33 @@ struct Lists {
 };
 constinit thread_local Lists lists{};
 
-struct Flusher {
-  ~Flusher() {
-    lists.state = State::gone;
-    for (FreeBlock*& head : lists.head) {
-      while (head != nullptr) {
-        FreeBlock* next = head->next;
-        std::free(head);
-        head = next;
-      }
+// Back to malloc: at thread exit, and before an allocation fails for want of memory.
+void release_lists() {
+  for (FreeBlock*& head : lists.head) {
+    while (head != nullptr) {
+      FreeBlock* next = head->next;
+      std::free(head);
+      head = next;
     }
-    lists.bytes = 0;
   }
-};
+  lists.bytes = 0;
+}
 
-// The first block a thread keeps registers the flusher (a thread that never frees keeps nothing to flush).
+// A pthread key's destructor, not a thread_local's: registering a thread_local destructor allocates (and
+// glibc aborts the process when that fails: a thread's first delete under memory exhaustion would end it),
+// while pthread_setspecific keeps a thread's first keys' values in the thread itself. Key destructors run
+// after the thread's thread_local destructors, whose deletes are still kept until then.
+void on_thread_exit(void*) {
+  lists.state = State::gone;
+  release_lists();
+}
+
+// The first block a thread keeps arranges for on_thread_exit (a thread that never frees keeps nothing).
 [[gnu::noinline]] bool start_keeping() {
   if (lists.state == State::gone) return false;
-  thread_local Flusher flusher;
-  (void)flusher;
+  static pthread_key_t key;
+  static const bool have_key = pthread_key_create(&key, on_thread_exit) == 0;
+  if (!have_key || pthread_setspecific(key, &lists) != 0) return false;
   lists.state = State::live;
   return true;
 }
@@ -64,6 +73,10 @@ struct Flusher {
 void* malloc_or_throw(size_t size) {
   for (;;) {
     if (void* p = std::malloc(size)) return p;
+    if (lists.bytes > 0) {
+      release_lists();  // what this thread keeps goes back first
+      continue;
+    }
     std::new_handler handler = std::get_new_handler();
     if (handler == nullptr) throw std::bad_alloc();
     handler();
@@ -133,6 +146,9 @@ namespace {
 // realloc may be glibc's own).
 void* openssl_malloc(size_t size, const char*, int) {
   if (void* p = take(size)) return p;
+  if (void* p = std::malloc(size)) return p;
+  if (lists.bytes == 0) return nullptr;
+  release_lists();
   return std::malloc(size);
 }
 

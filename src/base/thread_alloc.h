@@ -12,10 +12,13 @@
 // Contract: every thread has its own lists, so neither path takes a lock. A block freed on another thread
 // than the one that allocated it joins the freeing thread's lists (every block is a malloc block of at least
 // its class's size, so any thread may reuse or free it). Bounded: a thread keeps at most kMaxCachedBytes;
-// beyond that, and for larger blocks, delete is free(). A thread's lists are freed when it exits; blocks
-// deleted later (static destructors after main's thread-locals) go to free(). Allocation failure behaves as
-// the standard's operator new: the new_handler is called, then std::bad_alloc is thrown. Under
-// AddressSanitizer the replacement is compiled out, so use-after-free stays detectable.
+// beyond that, and for larger blocks, delete is free(). A thread's lists are freed when it exits (what it
+// deletes after that goes to free(); the main thread's lists are left to the process's exit). When malloc
+// fails, the thread's lists go back to malloc and it is tried again; then allocation failure behaves as the
+// standard's operator new: the new_handler is called, then std::bad_alloc is thrown. A delete never
+// allocates, so it cannot fail under memory exhaustion. Under AddressSanitizer the replacement is compiled
+// out, so use-after-free stays detectable (valgrind's memcheck replaces operator new itself: there only
+// OpenSSL's blocks go through the lists).
 #pragma once
 
 #include <cstddef>

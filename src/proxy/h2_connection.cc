@@ -165,8 +165,18 @@ void H2Connection::start_stream(int32_t id, HeadText head, H2Stream::Body body, 
   // Not inside the codec's callback: the session may answer at once. A stream the client reset meanwhile
   // (RST_STREAM in the same read as its HEADERS) is dropped unstarted: it never reaches the origin.
   starting_.emplace_back(std::move(session), std::move(stream));
-  if (starting_.size() == 1)
-    asio::post(worker_.context(), [self = shared_from_this()] { self->start_pending(); });
+  if (starting_.size() == 1) asio::post(worker_.context(), StartTask{shared_from_this()});
+}
+
+H2Connection::StartTask::~StartTask() {
+  // Destroyed unrun (the io_context went first, at shutdown): the sessions waiting in starting_ hold their
+  // streams, which hold this connection; let them go, or the cycle outlives the worker.
+  if (connection) connection->starting_.clear();
+}
+
+void H2Connection::StartTask::operator()() {
+  std::shared_ptr<H2Connection> c = std::move(connection);
+  c->start_pending();
 }
 
 void H2Connection::start_pending() {

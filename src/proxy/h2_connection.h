@@ -126,6 +126,15 @@ class H2Connection : public std::enable_shared_from_this<H2Connection>, private 
   std::vector<std::pair<std::shared_ptr<Session>, std::shared_ptr<H2Stream>>> starting_;
   std::vector<std::pair<std::shared_ptr<Session>, std::shared_ptr<H2Stream>>> starting_spare_;
   void start_pending();
+  // The posted task that runs start_pending; a moved-from task holds nothing.
+  struct StartTask {
+    std::shared_ptr<H2Connection> connection;
+    explicit StartTask(std::shared_ptr<H2Connection> c) : connection(std::move(c)) {}
+    StartTask(StartTask&&) = default;
+    StartTask& operator=(StartTask&&) = default;
+    ~StartTask();
+    void operator()();
+  };
   boost::asio::steady_timer read_timer_;          // watch()'s
   boost::asio::cancellation_signal read_cancel_;  // ends the pending read (stop), and only it
   boost::asio::steady_timer wake_;

@@ -5,7 +5,13 @@
 #include <gtest/gtest.h>
 #include <openssl/crypto.h>
 
+#include <sys/resource.h>
+
+#include <condition_variable>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
 #include <new>
 #include <thread>
 #include <vector>
@@ -126,6 +132,80 @@ TEST_F(ThreadAlloc, FailureCallsTheNewHandlerThenThrows) {
   EXPECT_THROW(allocate(SIZE_MAX / 2), std::bad_alloc);
   EXPECT_EQ(calls, 1);
   EXPECT_EQ(::operator new(SIZE_MAX / 2, std::nothrow), nullptr);
+}
+
+// malloc whose block escapes through `sink` (or the compiler may drop an allocation nobody uses); false when
+// it failed.
+bool kept_malloc(size_t n) {
+  void* p = std::malloc(n);
+  sink = p;
+  return p != nullptr;
+}
+
+// Caps the address space a little above what the process maps now, then takes what is left in 64 KiB and
+// then in small pieces (kept, never freed: the child process exits), so that the next malloc fails.
+void exhaust_memory() {
+  size_t mapped_kib = 0;
+  if (FILE* f = std::fopen("/proc/self/status", "r")) {
+    char line[256];
+    while (std::fgets(line, sizeof line, f)) std::sscanf(line, "VmSize: %zu kB", &mapped_kib);
+    std::fclose(f);
+  }
+  const rlimit cap{(mapped_kib + 32 * 1024) * 1024, RLIM_INFINITY};
+  if (setrlimit(RLIMIT_AS, &cap) != 0) std::_Exit(3);
+  for (int i = 0; i < 1 << 20 && kept_malloc(64 * 1024); ++i) {
+  }
+  // Every small size too: another thread's small malloc may be served from free chunks of its own size.
+  for (size_t size = 8; size <= 1024; size += 16) {
+    for (int i = 0; i < 1 << 22 && kept_malloc(size); ++i) {
+    }
+  }
+  if (kept_malloc(64 * 1024)) std::_Exit(7);  // not exhausted: the test proves nothing
+}
+
+// A thread's first kept block must not allocate: glibc aborts the process when registering a thread_local
+// destructor fails, which is what a first delete under memory exhaustion did.
+TEST_F(ThreadAlloc, AThreadsFirstDeleteUnderExhaustionDoesNotAbort) {
+  EXPECT_EXIT(
+      {
+        std::mutex m;
+        std::condition_variable cv;
+        bool go = false;
+        void* block = allocate(128);
+        std::thread late([&] {  // made (stack and all) before memory runs out
+          std::unique_lock lock(m);
+          cv.wait(lock, [&] { return go; });
+          ::operator delete(block, 128);  // this thread's first delete
+        });
+        exhaust_memory();
+        {
+          std::lock_guard lock(m);
+          go = true;
+        }
+        cv.notify_one();
+        late.join();
+        std::_Exit(0);
+      },
+      ::testing::ExitedWithCode(0), "");
+}
+
+// What a thread keeps goes back to malloc before an allocation is refused.
+TEST_F(ThreadAlloc, KeptBlocksAreReleasedBeforeAnAllocationFails) {
+  EXPECT_EXIT(
+      {
+        std::vector<void*> blocks;
+        for (size_t kept = 0; kept < ta::kMaxCachedBytes; kept += 1024) blocks.push_back(allocate(1024));
+        for (void* p : blocks) ::operator delete(p, 1024);
+        if (ta::cached_bytes() < ta::kMaxCachedBytes / 2) std::_Exit(4);
+        exhaust_memory();
+        try {
+          sink = ::operator new(64 * 1024);  // another size than the kept ones
+        } catch (const std::bad_alloc&) {
+          std::_Exit(5);
+        }
+        std::_Exit(ta::cached_bytes() == 0 ? 0 : 6);
+      },
+      ::testing::ExitedWithCode(0), "");
 }
 
 TEST_F(ThreadAlloc, ArraysAndContainersRoundTrip) {
