@@ -401,9 +401,8 @@ awaitable<bool> Session::read_request_head() {
   // (RFC 9112 2.2: a server SHOULD ignore at least one before the request-line; some clients send one after
   // a body): they are discarded and leave the connection idle, without moving that deadline, so they can
   // neither start the 408 nor keep an idle connection open. At most kMaxEmptyLineBytes of them (400 after).
-  // One (coarse) clock read for both watchdog deadlines while no read came between (an HTTP/2 stream's head
-  // is all there).
-  const Clock::time_point entered = base::coarse_now();
+  // One clock read for both deadlines while no read came between (an HTTP/2 stream's head is all there).
+  const Clock::time_point entered = Clock::now();
   bool read_since_entry = false;
   const Clock::time_point idle_deadline = base::deadline_after(entered, opt.keepalive_timeout);
   size_t empty_line_bytes = 0;
@@ -444,8 +443,7 @@ awaitable<bool> Session::read_request_head() {
       // the first byte of a head.
       if (client_buffered() > 1 || (client_buffered() == 1 && in_[in_begin_] != '\r')) {
         head_started = true;
-        head_deadline =
-            base::deadline_after(read_since_entry ? base::coarse_now() : entered, opt.header_timeout);
+        head_deadline = base::deadline_after(read_since_entry ? Clock::now() : entered, opt.header_timeout);
       }
     }
     // A head can only complete (or newly fail) on a line end; a client trickling bytes without one costs

@@ -233,10 +233,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // connection's handshake (made for another SNI, or unverified) did not check, unless the ssl's
   // skip_mtls_uri_regex lets the path through (tls/request_check.h); the request is then answered 400.
   bool client_verified_for_host(const snapshot::Snapshot& snap) const;
-  // A watchdog bound from the coarse clock (base::coarse_now: may pass a few ms early).
-  void arm(double seconds, Guard guard) {
-    arm_until(base::deadline_after(base::coarse_now(), seconds), guard);
-  }
+  void arm(double seconds, Guard guard) { arm_until(deadline_in(seconds), guard); }
   void arm_until(Clock::time_point deadline, Guard guard);
   void disarm() { deadline_ = Clock::time_point::max(); }
   void consume_client(size_t n);
