@@ -122,7 +122,8 @@ class H2Connection : public std::enable_shared_from_this<H2Connection>, private 
   };
   std::unordered_map<int32_t, Unstarted> unstarted_;
   // Streams whose HEADERS the codec delivered since the last start_pending: started together by one posted
-  // task after the read that brought them (a read brings up to a hundred; a task each cost a post each).
+  // task after the read that brought them (a read brings up to a hundred, and a task per stream cost a
+  // post per stream).
   std::vector<std::pair<std::shared_ptr<Session>, std::shared_ptr<H2Stream>>> starting_;
   std::vector<std::pair<std::shared_ptr<Session>, std::shared_ptr<H2Stream>>> starting_spare_;
   void start_pending();

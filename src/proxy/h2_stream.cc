@@ -174,7 +174,9 @@ void H2Stream::async_wait_writable(size_t n, Handler handler) {
 }
 
 bool H2Stream::write_now(const std::string_view* pieces, size_t count, boost::system::error_code& ec) {
-  for (size_t i = 0; i < count; ++i) write(pieces[i]);
+  for (size_t i = 0; i < count; ++i) {
+    if (!pieces[i].empty()) write(pieces[i]);
+  }
   if (broken_ || closed_) {
     pending_.clear();
     ec = asio::error::broken_pipe;
