@@ -182,7 +182,9 @@ def test_mtls_refused_without_client_cert(gw, origins):
     status, _, _ = http_request(gw.port, path="/mtls-none/a")
     assert status == 502
     assert all(c["requests"] == 0 for c in o.snapshot())
-    assert o.failed_handshakes >= 1
+    # TLS 1.3: the client's side of the handshake ends before the origin checks its (missing) certificate, so
+    # Portico may read the origin's alert, and answer 502, before the origin's thread has counted the refusal.
+    wait_for(lambda: o.failed_handshakes >= 1, message=lambda: "the origin refused no handshake")
 
 
 def test_keepalive_one_tls_connection_serves_many(gw, origins):
