@@ -74,43 +74,17 @@ done_of() {  # done_of FILE: requests h2load completed, after checking the run w
   echo "$done"
 }
 declare -A shape_flags=([c1m100]="-c 1 -m 100" [c10m10]="-c 10 -m 10")
+h2load_client() {  # h2load_client NAME: this run's mode and shape against server NAME
+  # shellcheck disable=SC2086
+  taskset -c 1 h2load -t1 ${shape_flags[$shape]} -D "$SECS" "$(url_of "$mode" "$1")"
+}
 for round in $(seq 1 "$ROUNDS"); do
   for other in "${others[@]}"; do
     for mode in $MODES; do
       for shape in ${SHAPES:-c1m100 c10m10}; do
-        declare -A c0=()
-        clients=()
-        for name in portico "$other"; do c0[$name]=$(cpu_ns "${pid_of[$name]}"); done
-        for name in portico "$other"; do
-          # shellcheck disable=SC2086
-          taskset -c 1 h2load -t1 ${shape_flags[$shape]} -D "$SECS" "$(url_of "$mode" "$name")" \
-            >"$RUN/$name.out" 2>&1 &
-          clients+=($!)
-        done
-        wait "${clients[@]}" || true
-        line="round=$round pair=$other mode=$mode shape=$shape"
-        for name in portico "$other"; do
-          n=$(done_of "$RUN/$name.out")
-          line+=" $name=$((($(cpu_ns "${pid_of[$name]}") - ${c0[$name]}) / n))"
-        done
-        echo "$line"
-        echo "$line" >>"$RESULTS"
+        paired_run "round=$round pair=$other mode=$mode shape=$shape" "$other" h2load_client done_of
       done
     done
   done
 done
-/usr/bin/python3 - "$RESULTS" <<'PY' | tee "$OUT/h2-paired-summary.md"
-import collections, re, statistics, sys
-rows = collections.defaultdict(list)
-for line in open(sys.argv[1]):
-    f = dict(re.findall(r"(\w+)=(\S+)", line))
-    rows[(f["pair"], f["mode"], f["shape"])].append((int(f["portico"]), int(f[f["pair"]])))
-flags = {"c1m100": "-c 1 -m 100", "c10m10": "-c 10 -m 10"}
-print("| pair | mode | h2load | Portico µs/req | other µs/req | other / Portico (median, per-round range) |")
-print("|---|---|---|---|---|---|")
-for (pair, mode, shape), v in sorted(rows.items()):
-    ratios = sorted(o / p for p, o in v)
-    print(f"| {pair} | {mode} | {flags[shape]} | {statistics.median(p for p, _ in v) / 1000:.2f} | "
-          f"{statistics.median(o for _, o in v) / 1000:.2f} | {statistics.median(ratios):.3f} "
-          f"({ratios[0]:.3f}-{ratios[-1]:.3f}) |")
-PY
+/usr/bin/python3 bench/paired_summary.py "$RESULTS" req | tee "$OUT/h2-paired-summary.md"

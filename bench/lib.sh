@@ -1,4 +1,4 @@
-# Sourced by bench/run.sh and bench/plugins.sh (from the repo root): the setup both peer benches share.
+# Sourced by the bench scripts (bench/run.sh, plugins.sh, the paired ones) from the repo root: the setup they share.
 # `bench_setup NAME RESULTS` sets ROOT, PEERS, ROUNDS, SECS, CONNS, OUT, RUN ($OUT/NAME, holding copies of the
 # peers' nginx/HAProxy configs), RESULTS ($OUT/RESULTS, emptied) and CPR; every pid pushed onto `pids` is
 # killed on exit. Env: ROUNDS (default 5), SECONDS_PER_RUN (default 6), CONNS (default 50), PEERS (peer
@@ -28,6 +28,27 @@ bench_cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done;
 # benches read it around each run.
 cpu_ns() { local s=0 p t; for p in $1 $(pgrep -P "$1" || true); do for t in /proc/$p/task/*; do
   s=$((s + $(cut -d' ' -f1 "$t/schedstat"))); done; done; echo $s; }
+# paired_run FIELDS OTHER CLIENT COUNT: one run of Portico and OTHER driven at once (the paired benches).
+# `CLIENT NAME` is one client for server NAME (started twice, in the background, output in $RUN/NAME.out);
+# `COUNT FILE` prints the units a client's output says it completed. Appends "FIELDS portico=NS OTHER=NS",
+# each server's CPU ns per unit (schedstat, from pid_of), to RESULTS and echoes it.
+paired_run() {
+  local fields=$1 other=$2 client=$3 count=$4 name n
+  local -A c0=()
+  local clients=()
+  for name in portico "$other"; do c0[$name]=$(cpu_ns "${pid_of[$name]}"); done
+  for name in portico "$other"; do
+    "$client" "$name" >"$RUN/$name.out" 2>&1 &
+    clients+=($!)
+  done
+  wait "${clients[@]}" || true
+  for name in portico "$other"; do
+    n=$("$count" "$RUN/$name.out")
+    fields+=" $name=$((($(cpu_ns "${pid_of[$name]}") - ${c0[$name]}) / n))"
+  done
+  echo "$fields"
+  echo "$fields" >>"$RESULTS"
+}
 wait_port() {  # wait_port PORT: until something answers HTTP there (bounded)
   for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$1/" && return 0; sleep 0.05; done
   echo "bench: nothing answers on port $1" >&2; return 1

@@ -44,40 +44,17 @@ for name in portico "${others[@]}"; do
   done
 done
 
+s_time_client() {  # s_time_client NAME: this run's mode against server NAME
+  # shellcheck disable=SC2086
+  taskset -c 1 openssl s_time -connect "127.0.0.1:${port_of[$1]}" $flags -time "$SECS"
+}
+s_time_count() { awk '/connections in [0-9.]+s/{print $1; exit}' "$1"; }
 for round in $(seq 1 "$ROUNDS"); do
   for other in "${others[@]}"; do
     for mode in full resumed; do
       if [ $mode = resumed ]; then flags="-reuse -tls1_2"; else flags="-new"; fi
-      declare -A c0=()
-      clients=()
-      for name in portico "$other"; do c0[$name]=$(cpu_ns "${pid_of[$name]}"); done
-      for name in portico "$other"; do
-        # shellcheck disable=SC2086
-        taskset -c 1 openssl s_time -connect "127.0.0.1:${port_of[$name]}" $flags -time "$SECS" >"$RUN/$name.out" 2>&1 &
-        clients+=($!)
-      done
-      wait "${clients[@]}"
-      line="round=$round pair=$other mode=$mode"
-      for name in portico "$other"; do
-        n=$(awk '/connections in [0-9.]+s/{print $1; exit}' "$RUN/$name.out")
-        line+=" $name=$(( ($(cpu_ns "${pid_of[$name]}") - ${c0[$name]}) / n ))"
-      done
-      echo "$line"
-      echo "$line" >>"$RESULTS"
+      paired_run "round=$round pair=$other mode=$mode" "$other" s_time_client s_time_count
     done
   done
 done
-/usr/bin/python3 - "$RESULTS" <<'PY' | tee "$OUT/tls-paired-summary.md"
-import collections, re, statistics, sys
-rows = collections.defaultdict(list)
-for line in open(sys.argv[1]):
-    f = dict(re.findall(r"(\w+)=(\S+)", line))
-    rows[(f["pair"], f["mode"])].append((int(f["portico"]), int(f[f["pair"]])))
-print("| pair | mode | Portico µs/conn | other µs/conn | other / Portico (median, per-round range) |")
-print("|---|---|---|---|---|")
-for (pair, mode), v in sorted(rows.items()):
-    ratios = sorted(o / p for p, o in v)
-    print(f"| {pair} | {mode} | {statistics.median(p for p, _ in v) / 1000:.1f} | "
-          f"{statistics.median(o for _, o in v) / 1000:.1f} | {statistics.median(ratios):.3f} "
-          f"({ratios[0]:.3f}-{ratios[-1]:.3f}) |")
-PY
+/usr/bin/python3 bench/paired_summary.py "$RESULTS" conn | tee "$OUT/tls-paired-summary.md"
