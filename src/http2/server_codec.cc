@@ -481,6 +481,7 @@ long ServerCodec::read_data(int32_t id, uint8_t* buf, size_t length, uint32_t* f
   std::memcpy(buf, s->out.data() + s->out_begin, n);
   s->out_begin += n;
   queued_total_ -= n;
+  data_framed_ += n;
   if (s->out_begin == s->out.size()) {
     s->out.clear();
     s->out_begin = 0;

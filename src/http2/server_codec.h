@@ -107,6 +107,9 @@ class ServerCodec {
   // Response bytes queued on all streams, including streams whose owner has finished (their bytes wait for
   // the client's window with no Session behind them): the owner's per-connection bound.
   size_t queued_total() const { return queued_total_; }
+  // Response body bytes framed as DATA since the connection began: the owner's progress clock (a client
+  // that answers PINGs and opens streams but no window makes none).
+  uint64_t data_framed() const { return data_framed_; }
   void reset(int32_t id, uint32_t error_code);
   // Request body bytes used: WINDOW_UPDATE as they are consumed, never ahead of it.
   void consume(int32_t id, size_t n);
@@ -184,6 +187,7 @@ class ServerCodec {
   std::unordered_map<int32_t, Stream> streams_;
   size_t live_ = 0;
   size_t queued_total_ = 0;
+  uint64_t data_framed_ = 0;
   uint32_t requests_ = 0;
   Window control_;
   // Early resets against requests, in one-second windows.

@@ -322,9 +322,13 @@ awaitable<void> H2Connection::writer() {
   const Options& opt = worker_.options();
   const Clock::duration send_timeout = seconds(opt.client_send_timeout);
   std::vector<H2Stream*> parked;
-  // Since when response bytes have been queued in the codec without a byte being sendable (the client's
-  // windows are closed); max while not stalled.
+  // The connection's stall clock: since when response bytes have waited (queued in the codec, or parked in
+  // a Session while the connection is over its bound) with no DATA byte framed; max while not stalled.
+  // Only DATA counts as progress: a client that answers PINGs or opens streams but never a window must not
+  // keep the clock from running. It covers the parked Sessions too, or their own send deadlines (which
+  // reset their streams) could leave a connection that opens no window without any deadline at all.
   Clock::time_point stalled_since = Clock::time_point::max();
+  uint64_t framed_seen = 0;
   while (true) {
     out_.clear();
     codec_.produce(out_, kWriteBatch);
@@ -332,32 +336,35 @@ awaitable<void> H2Connection::writer() {
     for (auto& [id, s] : streams_) {
       if (s->write_parked()) parked.push_back(s);
     }
-    for (H2Stream* s : parked) s->on_drained();
+    size_t still_parked = 0;
+    for (H2Stream* s : parked) {
+      s->on_drained();
+      still_parked += s->write_parked() ? 1 : 0;
+    }
+    const bool waiting = !codec_.failed() && (codec_.queued_total() > 0 || still_parked > 0);
+    if (!waiting || codec_.data_framed() != framed_seen) {
+      framed_seen = codec_.data_framed();
+      stalled_since = Clock::time_point::max();
+    } else if (stalled_since == Clock::time_point::max()) {
+      stalled_since = Clock::now();
+    } else if (Clock::now() >= stalled_since + send_timeout) {
+      PORTICO_LOG(debug, "HTTP/2: %s opened no window for %zu queued bytes and %zu waiting streams in time",
+                  info_.client_ip_text.c_str(), codec_.queued_total(), still_parked);
+      codec_.terminate(NGHTTP2_ENHANCE_YOUR_CALM);  // its GOAWAY goes next round, then want_write is false
+      stalled_since = Clock::time_point::max();
+      if (out_.empty()) continue;
+    }
     if (out_.empty()) {
       if (closing_) break;
       if (!codec_.want_read() && !codec_.want_write()) {
         stop();
         break;
       }
-      Clock::time_point until = Clock::time_point::max();
-      if (codec_.queued_total() > 0 && !codec_.failed()) {
-        // Bytes wait for a window the client does not open: --send-timeout without progress bounds it
-        // (finished streams' bytes hold no Session, so only the connection can time them out).
-        if (stalled_since == Clock::time_point::max()) stalled_since = Clock::now();
-        until = stalled_since + send_timeout;
-      } else {
-        stalled_since = Clock::time_point::max();
-      }
-      wake_.expires_at(until);
-      auto [ec] = co_await wake_.async_wait(nothrow);
-      if (!ec && until != Clock::time_point::max() && Clock::now() >= until && codec_.queued_total() > 0) {
-        PORTICO_LOG(debug, "HTTP/2: %s opened no window for %zu queued bytes in time",
-                    info_.client_ip_text.c_str(), codec_.queued_total());
-        codec_.terminate(NGHTTP2_ENHANCE_YOUR_CALM);  // flushed next round, then want_write is false
-      }
+      wake_.expires_at(stalled_since == Clock::time_point::max() ? stalled_since
+                                                                 : stalled_since + send_timeout);
+      co_await wake_.async_wait(nothrow);
       continue;
     }
-    stalled_since = Clock::time_point::max();
     // --send-timeout bounds the time without progress (nginx send_timeout), not a whole batch: each
     // write_some must move at least one byte in time.
     size_t done = 0;

@@ -16,8 +16,8 @@ import hpack
 import pytest
 
 from conftest import LOOPBACK, http_request, make_config, route, wait_for
-from h2_frames import (CANCEL, END_HEADERS, END_STREAM, GOAWAY, HEADERS, PREFACE, RST_STREAM, SETTINGS, H2Client,
-                       frame)
+from h2_frames import (CANCEL, END_HEADERS, END_STREAM, ENHANCE_YOUR_CALM, GOAWAY, HEADERS, PING, PREFACE,
+                       RST_STREAM, SETTINGS, H2Client, frame)
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +79,7 @@ class RawZeroWindowClient:
         self.enc = hpack.Encoder()
         self.next_id = 1
         self.goaway = None
+        self.goaway_last = None
         self.closed = threading.Event()
         self.sock.sendall(PREFACE + frame(SETTINGS, 0, 0, struct.pack(">HI", 0x4, 0)))
         threading.Thread(target=self._reader, daemon=True).start()
@@ -94,7 +95,8 @@ class RawZeroWindowClient:
                 while len(buf) >= 9 and len(buf) >= 9 + int.from_bytes(buf[:3], "big"):
                     n = int.from_bytes(buf[:3], "big")
                     if buf[3] == GOAWAY:
-                        self.goaway = int.from_bytes(buf[13:17], "big")
+                        self.goaway = int.from_bytes(buf[13:17], "big")  # the error code
+                        self.goaway_last = int.from_bytes(buf[9:13], "big") & 0x7FFFFFFF
                     buf = buf[9 + n:]
         except OSError:
             pass
@@ -109,6 +111,12 @@ class RawZeroWindowClient:
             self.next_id += 2
         try:
             self.sock.sendall(out)
+        except OSError:
+            pass
+
+    def ping(self):
+        try:
+            self.sock.sendall(frame(PING, 0, 0, b"portico!"))
         except OSError:
             pass
 
@@ -139,6 +147,31 @@ def test_zero_window_bytes_are_bounded_per_connection_and_the_stall_closes(origi
     finally:
         for c in clients:
             c.close()
+
+
+@pytest.mark.parametrize("size", [60000, 1000000])
+def test_a_client_that_pings_but_opens_no_window_is_closed_after_send_timeout(origin, portico, size):
+    # Only DATA is progress. 60000 bytes: the Session finishes, its bytes wait in the codec with no Session
+    # behind them; the PING ACKs used to restart the connection's stall clock, so a pinging client held them
+    # for as long as it pinged. 1000000: the Session waits for the window and its own send deadline reset the
+    # stream, after which the connection had no deadline left (no GOAWAY, open until keep-alive ran out).
+    o = origin("zwp")
+    p = portico(make_config([route("main", "/*", o)]), keepalive_timeout=60, send_timeout=2)
+    c = RawZeroWindowClient(p.port)
+    try:
+        start = time.monotonic()
+        c.requests("/bytes/%d?zwp=1" % size, 1)
+        wait_for(lambda: o.hits("zwp=1") == 1, timeout=5)
+        # Bounded: 40 pings 0.25 s apart (10 s) unless the connection ends first.
+        for _ in range(40):
+            if c.closed.wait(0.25):
+                break
+            c.ping()
+        assert c.closed.is_set(), "still open after 10 s of pings with bytes waiting for a window"
+        assert (c.goaway_last, c.goaway) == (1, ENHANCE_YOUR_CALM)
+        assert time.monotonic() - start < 6
+    finally:
+        c.close()
 
 
 def test_content_length_0_without_end_stream_is_408_after_header_timeout(env):
