@@ -7,6 +7,7 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "base/time.h"
 #include "http2/recycling_mem.h"
 
 namespace portico::http2 {
@@ -91,7 +92,7 @@ ssize_t cb_read_data(nghttp2_session*, int32_t id, uint8_t* buf, size_t length, 
 }  // namespace
 
 bool ServerCodec::Window::add(uint32_t limit) {
-  const auto now = std::chrono::steady_clock::now();
+  const auto now = base::coarse_monotonic();
   if (now - start >= std::chrono::seconds(1)) {
     start = now;
     count = 0;
@@ -100,7 +101,7 @@ bool ServerCodec::Window::add(uint32_t limit) {
 }
 
 void ServerCodec::ResetBudget::roll() {
-  const auto now = std::chrono::steady_clock::now();
+  const auto now = base::coarse_monotonic();
   if (now - start >= std::chrono::seconds(1)) {
     start = now;
     requests = 0;

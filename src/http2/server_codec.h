@@ -171,8 +171,8 @@ class ServerCodec {
   Stream* find(int32_t id);
   void maybe_erase(int32_t id);
   // Counts one event in a one-second window; false once `limit` is exceeded.
-  struct Window {
-    std::chrono::steady_clock::time_point start;
+  struct Window {  // counts per second (base::coarse_monotonic)
+    std::chrono::nanoseconds start{0};
     uint32_t count = 0;
     bool add(uint32_t limit);
   };
@@ -191,8 +191,8 @@ class ServerCodec {
   uint32_t requests_ = 0;
   Window control_;
   // Early resets against requests, in one-second windows.
-  struct ResetBudget {
-    std::chrono::steady_clock::time_point start;
+  struct ResetBudget {  // per second (base::coarse_monotonic)
+    std::chrono::nanoseconds start{0};
     uint32_t requests = 0;
     uint32_t resets = 0;
     void roll();

@@ -454,6 +454,7 @@ awaitable<bool> Session::read_request_head() {
       if (r.status == http::ParseStatus::complete) {
         h2c_possible_ = false;
         idle_ = false;
+        head_at_ = read_since_entry ? Clock::now() : entered;  // an HTTP/2 stream's head: no second read
         co_return true;
       }
       if (r.status == http::ParseStatus::error) {
@@ -511,7 +512,7 @@ awaitable<bool> Session::read_request_head() {
 }
 
 awaitable<bool> Session::handle_request() {
-  start_request_bookkeeping();
+  start_request_bookkeeping(head_at_);
   response_started_ = false;
   request_body_done_ = request_.framing == http::BodyFraming::none;
   body_streamed_ = false;
@@ -784,7 +785,7 @@ awaitable<void> Session::reject_head(int status, std::string_view reason) {
   idle_ = false;
   request_body_done_ = false;  // the rest of the head, and any body, stay unread: the close lingers
   worker_.metrics().bad_requests.add();
-  start_request_bookkeeping();
+  start_request_bookkeeping(Clock::now());
   // The last parse may predate a buffer move or be the previous request's: parse again, so that the access
   // log reads views into the bytes as they are now (whatever of the request line arrived).
   http::parse_request(in_.data() + in_begin_, client_buffered(), limits_, request_);
@@ -792,9 +793,9 @@ awaitable<void> Session::reject_head(int status, std::string_view reason) {
   finish_request(status, nullptr);
 }
 
-void Session::start_request_bookkeeping() {
+void Session::start_request_bookkeeping(Clock::time_point start) {
   pipeline_ = {};
-  request_start_ = Clock::now();
+  request_start_ = start;
   grpc_deadline_ = Clock::time_point::max();  // set by the first gRPC try (session_grpc.cc)
   upstream_seconds_ = -1;
   upstream_status_ = 0;
@@ -810,10 +811,11 @@ void Session::start_request_bookkeeping() {
   }
 }
 
-void Session::finish_request(int status, const snapshot::RouteRuntime* route) {
+void Session::finish_request(int status, const snapshot::RouteRuntime* route, Clock::time_point now) {
   // An HTTP/2 stream: what its HEADERS and DATA carried, not the HTTP/1.1 bytes the session wrote.
   if (H2Stream* stream = client_.h2()) bytes_sent_ = stream->bytes_sent();
-  double seconds = std::chrono::duration<double>(Clock::now() - request_start_).count();
+  if (now == Clock::time_point{}) now = Clock::now();
+  double seconds = std::chrono::duration<double>(now - request_start_).count();
   status::WorkerMetrics& m = worker_.metrics();
   m.route(route ? route->metrics_slot : 0).by_class[static_cast<size_t>(status_class(status))].add();
   m.request_duration.observe(seconds);

@@ -240,8 +240,9 @@ class Session : public std::enable_shared_from_this<Session> {
   size_t client_buffered() const { return in_end_ - in_begin_; }
   // Per-request log and metric fields: reset when a request starts (including one rejected before routing,
   // so a keep-alive connection's previous exchange does not leak into its record), reported when it ends.
-  void start_request_bookkeeping();
-  void finish_request(int status, const snapshot::RouteRuntime* route);
+  void start_request_bookkeeping(Clock::time_point start);  // `start`: the request's start (head_at_)
+  // `now`: the time it ends, when the caller has just read the clock (default: read here).
+  void finish_request(int status, const snapshot::RouteRuntime* route, Clock::time_point now = {});
 
   Worker& worker_;
   ClientStream client_;
@@ -336,6 +337,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // Per-request bookkeeping for logs and metrics.
   Clock::time_point request_start_;
+  Clock::time_point head_at_;  // when read_request_head found the head complete: the request's start
   double upstream_seconds_ = -1;
   int upstream_status_ = 0;
   std::string_view upstream_addr_;  // the node's pool key, in the pinned snapshot
@@ -347,7 +349,8 @@ class Session : public std::enable_shared_from_this<Session> {
   bool body_streamed_ = false;      // body bytes were read from the socket: the request cannot be replayed
   bool continue_sent_ = false;      // "100 Continue" already sent for this request
   bool close_after_ = false;
-  int64_t max_body_ = -1;  // the route's request body limit (-1: none)
+  bool wrote_inline_ = false;  // the last write_upstream completed without waiting (send_now)
+  int64_t max_body_ = -1;      // the route's request body limit (-1: none)
   // Set when the client's body turns out invalid (400) or too large (413) while it streams: the request
   // ends with this status instead of an upstream error, and the connection closes.
   int client_error_ = 0;

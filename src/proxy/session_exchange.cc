@@ -139,12 +139,17 @@ awaitable<bool> Session::forward(const snapshot::RouteRuntime& route, snapshot::
     upstream_addr_ = a.node->pool_key;
     upstream_ip_ = a.node->address;
     balancer.on_request_start(node);
-    Clock::time_point started = Clock::now();
+    // The try's latency only for a balancer that reads it (ewma): a clock read per try less for the others.
+    const bool timed = balancer.uses_latency();
+    const Clock::time_point started = timed ? Clock::now() : Clock::time_point{};
     // scheme grpc / grpcs: one HTTP/2 stream instead of an HTTP/1.1 exchange (session_grpc.cc).
     Failure f = up.grpc ? co_await try_h2_node(a) : co_await try_node(a);
-    // try_node returned from where it read ended_at, without waiting in between.
-    const Clock::time_point ended = a.ended_at != Clock::time_point{} ? a.ended_at : Clock::now();
-    double latency = std::chrono::duration<double>(ended - started).count();
+    double latency = 0;
+    if (timed) {
+      // try_node returned from where it read ended_at, without waiting in between.
+      const Clock::time_point ended = a.ended_at != Clock::time_point{} ? a.ended_at : Clock::now();
+      latency = std::chrono::duration<double>(ended - started).count();
+    }
     // A certificate that does not verify is a trust or naming problem, not a sick node: it neither ejects
     // the node (balancer, passive checks) nor counts as a connect error.
     const bool counted = f != Failure::client && f != Failure::tls_verify && f != Failure::refused;
@@ -160,7 +165,8 @@ awaitable<bool> Session::forward(const snapshot::RouteRuntime& route, snapshot::
     if (f == Failure::timeout || f == Failure::connect_timeout) worker_.metrics().upstream_timeouts.add();
     if (f == Failure::none) {
       const int edited = pipeline_.empty() ? 0 : plugin_ctx_.response.status;
-      finish_request(edited != 0 ? edited : upstream_status_, &route);
+      // Still the loop turn in which try_node read ended_at (the response's end), when it did.
+      finish_request(edited != 0 ? edited : upstream_status_, &route, a.ended_at);
       co_return !close_after_;
     }
     last = f;
@@ -281,7 +287,9 @@ awaitable<Session::Failure> Session::try_node(Attempt& a) {
   // A reused connection may have been closed by the origin just as we picked it: if it fails before any
   // response byte and before any body byte was consumed from the client, try once more on a new connection.
   for (int fresh = 0; fresh < 2; ++fresh) {
-    upstream_ = fresh == 0 ? worker_.pool().checkout(key) : nullptr;
+    // One clock read for the idle check and, when a pooled connection sends at once, for sent_at.
+    a.checked_out_at = fresh == 0 ? Clock::now() : Clock::time_point{};
+    upstream_ = fresh == 0 ? worker_.pool().checkout(key, a.checked_out_at) : nullptr;
     a.reused = upstream_ != nullptr;
     if (!upstream_) {
       if (a.node->address.empty()) co_return Failure::connect;
@@ -376,9 +384,11 @@ awaitable<bool> Session::write_upstream(Buffers buffers) {
     // stream of an HTTP/2 connection through each step in lockstep (a hundred sessions' memory touched
     // between two steps of one), the main cost of HTTP/2 requests (docs/benchmarks.md, THREADALLOC).
     boost::system::error_code ec;
+    wrote_inline_ = true;
     if (!send_now(upstream_->socket.native_handle(), buffers, ec)) co_return false;
     if (empty(buffers)) co_return true;
   }
+  wrote_inline_ = false;
   arm(upstream_send_timeout_, Guard::upstream);
   auto [ec, n] = upstream_->tls ? co_await asio::async_write(*upstream_->tls, buffers, nothrow)
                                 : co_await asio::async_write(upstream_->socket, buffers, nothrow);
@@ -432,13 +442,15 @@ awaitable<bool> Session::send_request(Attempt& a) {
   a.upgrade = request_.upgrade && a.route->websocket && request_.method == http::Method::GET;
   if (a.upgrade) p.upgrade = request_.find("upgrade");
   write_upstream_request_head(head_out_, request_, p);
-  a.sent_at = Clock::now();
+  // A pooled connection was taken in this same turn (try_node): that reading is the send's time.
+  a.sent_at = a.reused && a.checked_out_at != Clock::time_point{} ? a.checked_out_at : Clock::now();
 
   const char* body_start = in_.data() + in_begin_ + request_.head_size;
   size_t after_head = client_buffered() - request_.head_size;
   if (request_.framing != http::BodyFraming::content_length) {
     if (!co_await write_upstream(bufs(asio::buffer(head_out_)))) co_return false;
     if (request_.framing == http::BodyFraming::chunked) co_return co_await send_chunked_body();
+    if (wrote_inline_) a.request_sent_at = a.sent_at;
     co_return true;
   }
   // Content-Length body: the buffered part goes out with the head; the rest streams from the client.
@@ -450,6 +462,7 @@ awaitable<bool> Session::send_request(Attempt& a) {
   uint64_t remaining = request_.content_length - first;
   if (remaining == 0) {
     request_body_done_ = true;
+    if (wrote_inline_) a.request_sent_at = a.sent_at;
     co_return true;
   }
   if (!co_await send_continue()) {
@@ -550,7 +563,10 @@ awaitable<Session::Failure> Session::read_response_head(Attempt& a) {
   // is progress and restarts it, so an origin doing long work can keep the request alive with a 102 every
   // so often, as with nginx's per-read proxy_read_timeout; only a silent or trickling origin gets the 504.
   // Body reads (relay_response) are bounded per read, as nginx's proxy_read_timeout, so slow streams work.
-  Clock::time_point head_deadline = deadline_in(a.timeout->read);
+  // A request written whole without waiting ended when it was sent (sent_at): no second clock read.
+  Clock::time_point head_deadline = a.request_sent_at != Clock::time_point{}
+                                        ? base::deadline_after(a.request_sent_at, a.timeout->read)
+                                        : deadline_in(a.timeout->read);
   while (true) {
     if (a.up_end == up_.size()) {
       if (up_.size() >= limits_.max_head_size) co_return Failure::bad_response;  // head over the limit

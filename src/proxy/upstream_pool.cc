@@ -24,11 +24,10 @@ bool UpstreamPool::holds(const std::string& key, uint64_t id) const {
   return false;
 }
 
-std::unique_ptr<UpstreamConnection> UpstreamPool::checkout(const std::string& key) {
+std::unique_ptr<UpstreamConnection> UpstreamPool::checkout(const std::string& key, Clock::time_point now) {
   auto it = idle_.find(key);
   if (it == idle_.end()) return nullptr;
   auto& list = it->second;
-  auto now = Clock::now();
   while (!list.empty()) {
     Idle idle = std::move(list.back());
     list.pop_back();

@@ -47,8 +47,8 @@ class UpstreamPool {
  public:
   explicit UpstreamPool(boost::asio::any_io_executor executor) : executor_(std::move(executor)) {}
 
-  // An idle connection to `key` whose idle time has not run out, or null.
-  std::unique_ptr<UpstreamConnection> checkout(const std::string& key);
+  // An idle connection to `key` whose idle time has not run out at `now`, or null.
+  std::unique_ptr<UpstreamConnection> checkout(const std::string& key, Clock::time_point now = Clock::now());
 
   // Returns a connection after a complete exchange, to be kept `idle_timeout` seconds. If the node of `key`
   // (its part before '|') already holds `max_idle` idle connections under all its keys, the oldest of them

@@ -170,6 +170,7 @@ std::shared_ptr<const CertStore> CertStore::build(const std::vector<config::Ssl>
     store->entries_.push_back(entry);
     store->by_id_.emplace(ssl.id, std::move(entry));
     client_ca_of[e] = &ssl.client_ca;
+    if (e->client_ca) store->any_client_ca_ = true;
     // The first claimant keeps a name. Losing it silently is harmless between ssls with the same client
     // check, but an mTLS ssl shadowed by one without (or with another CA) changes who may connect: reported.
     auto claim = [&](const CertEntry*& slot, const std::string& sni) {

@@ -72,6 +72,9 @@ class CertStore {
   // The entry for `server_name` (SNI as sent); null when none matches. Any thread.
   const CertEntry* find(std::string_view server_name) const;
   size_t size() const { return entries_.size(); }
+  // Whether any entry asks for client certificates (client.ca): without one, no request needs the check of
+  // tls/request_check.h (two lookups per request on the TLS listener).
+  bool any_client_ca() const { return any_client_ca_; }
 
  private:
   // Entries are immutable and shared with the next store when their ssl is unchanged.
@@ -80,6 +83,7 @@ class CertStore {
   std::unordered_map<std::string, const CertEntry*> exact_;
   std::unordered_map<std::string, const CertEntry*> wildcard_;  // key: the suffix after "*." ("example.com")
   const CertEntry* any_ = nullptr;                              // "*"
+  bool any_client_ca_ = false;
 };
 
 }  // namespace portico::tls

@@ -38,7 +38,7 @@ bool same_name(std::string_view a, std::string_view b);
 template <typename PathFn>
 RequestCheck check_request(const CertStore* store, const RequestTls& tls, std::string_view host,
                            PathFn&& path) {
-  if (store == nullptr) return RequestCheck::ok;
+  if (store == nullptr || !store->any_client_ca()) return RequestCheck::ok;
   // 1. The handshake's ssl, found again in the current store: an unverified connection reaches only the
   //    paths its skip_mtls_uri_regex lists. An ssl changed since the handshake to require a certificate
   //    refuses the connections made without one.

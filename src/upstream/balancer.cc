@@ -473,6 +473,8 @@ class EwmaBalancer final : public BalancerBase {
     if (valid(node)) ++stats_[node].in_flight;
   }
 
+  bool uses_latency() const override { return true; }
+
   void on_request_end(int node, double latency_seconds, bool failed) override {
     if (!valid(node)) return;
     Stat& s = stats_[node];

@@ -38,6 +38,8 @@ class Balancer {
   // Bracket every request sent to a picked node (least_conn and ewma use them; others ignore them).
   virtual void on_request_start(int /*node*/) {}
   virtual void on_request_end(int /*node*/, double /*latency_seconds*/, bool /*failed*/) {}
+  // Whether on_request_end reads its latency (ewma): the caller reads the clock around the try only then.
+  virtual bool uses_latency() const { return false; }
 };
 
 // Creates the balancer for `spec.type` over `nodes` (which must outlive it).

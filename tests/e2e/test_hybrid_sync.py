@@ -355,8 +355,19 @@ def test_dp_serves_admin_changes_and_caches_them(hs):
     # control planes' key, its document hashing to the signed hash.
     hs.put_route("hs1_keep", "hs1-keep.hs.test")
     dp1 = hs.dps[0]
-    st = hs.wait_dp_synced(dp1)
+    # Served first, then synced: waiting for "synced" first could match the state before the write, published
+    # by a replica that had not seen it yet (the data plane then moved on to the write's revision). And both
+    # replicas must have published it: one may lag the other by a watch event.
     wait_served(dp1, "hs1-keep.hs.test")
+
+    def settled():
+        st = dp1.config_status()
+        state = (st["sync_revision"], st["sync_hash"])
+        return (hs.published(hs.a)[1] == hs.published(hs.b)[1] == st["sync_hash"]
+                and state == hs.published(hs.cp_by_url(st["control_plane"])) and st)
+    st = wait_for(settled, timeout=20, interval=0.05,
+                  message=lambda: "dp1 to serve what both replicas publish: %r, %r"
+                  % (dp1.try_config_status(), hs.published_states()))
     rev, sha = st["sync_revision"], st["sync_hash"]
     assert (rev, sha) == hs.published(hs.cp_by_url(st["control_plane"])), (st, hs.published_states())
     assert hs.published(hs.a)[1] == hs.published(hs.b)[1] == sha, hs.published_states()

@@ -76,6 +76,18 @@ TEST(TlsRequestCheck, HostNamingAnMtlsSslMustBeTheSni) {
   EXPECT_EQ(check("pub.test", false, "unknown.test", "/x"), RequestCheck::ok);
 }
 
+// A store where no ssl asks for client certificates answers ok without a lookup: any_client_ca is what the
+// shortcut reads, so it must turn true with the first client.ca.
+TEST(TlsRequestCheck, StoresKnowWhetherAnySslAsksForClientCertificates) {
+  EXPECT_FALSE(
+      CertStore::build({ssl("a", {"a.test"}, {}, false), ssl("b", {"*"}, {}, false)})->any_client_ca());
+  auto mixed = CertStore::build({ssl("a", {"a.test"}, {}, false), ssl("m", {"m.test"})});
+  EXPECT_TRUE(mixed->any_client_ca());
+  Check check{CertStore::build({ssl("a", {"a.test"}, {}, false)})};
+  EXPECT_EQ(check("a.test", false, "a.test", "/x"), RequestCheck::ok);
+  EXPECT_EQ(check.path_calls, 0);
+}
+
 // An ssl changed since the handshake to require a certificate refuses the connections made without one.
 TEST(TlsRequestCheck, UnverifiedConnectionUnderAnSslNowRequiringACertificate) {
   Check check{CertStore::build({ssl("m", {"m.test"})})};

@@ -465,6 +465,14 @@ TEST(LeastConn, ExcludedTopChoiceFallsBackToTheNext) {
 // ---------------------------------------------------------------------------------------------------------
 // EWMA
 
+TEST(Ewma, OnlyEwmaAsksForLatencies) {
+  // The session reads the clock around a try only for a balancer that uses the latency.
+  auto nodes = uniform(2);
+  for (LbType type : kAllTypes) {
+    EXPECT_EQ(make_balancer(spec_of(type), nodes)->uses_latency(), type == LbType::ewma);
+  }
+}
+
 TEST(Ewma, PrefersTheFastNode) {
   auto nodes = uniform(3);
   auto b = make_balancer(spec_of(LbType::ewma), nodes);
