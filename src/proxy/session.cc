@@ -69,8 +69,15 @@ Session::Session(Worker& worker, ClientStream client)
   timer_.expires_at(Clock::time_point::max());
   limits_.max_head_size = worker_.options().max_header_size;
   limits_.max_target_size = worker_.options().max_target_size;
-  plugin_ctx_.worker = worker_.index();
-  plugin_ctx_.waiter = &plugin_waiter_;
+}
+
+plugins::RequestContext& Session::plugin_context() {
+  if (!plugin_ctx_) {
+    plugin_ctx_.emplace();
+    plugin_ctx_->worker = worker_.index();
+    plugin_ctx_->waiter = &plugin_waiter_;
+  }
+  return *plugin_ctx_;
 }
 
 Session::Session(Worker& worker, asio::ip::tcp::socket socket, tls::ServerContext* tls,
@@ -321,7 +328,7 @@ awaitable<void> Session::run() {
     bool keep = co_await handle_request();
     // Every path through handle_request ends in finish_request, which gives leases back after the log
     // phase; this only catches one that did not, while the plugins holding them are still pinned.
-    plugin_ctx_.release_leases(-1);
+    if (plugin_ctx_) plugin_ctx_->release_leases(-1);
     pinned_.reset();
     if (!keep || worker_.draining() || stream_mode_) break;
     consume_client(request_.head_size + body_from_in_);
@@ -606,8 +613,9 @@ awaitable<bool> Session::handle_request() {
   if (!pipeline_.empty()) {
     bool keep = false;
     if (!co_await run_plugins(snap, route, path, keep)) {
-      finish_request(
-          plugin_ctx_.response.status != 0 ? plugin_ctx_.response.status : plugin_ctx_.reply.status, &route);
+      finish_request(plugin_context().response.status != 0 ? plugin_context().response.status
+                                                           : plugin_context().reply.status,
+                     &route);
       co_return keep;
     }
   }
@@ -618,15 +626,15 @@ awaitable<bool> Session::handle_request() {
     co_return false;
   }
   // traffic-split's choice is read only when plugins ran (the context is reset then).
-  bool keep = co_await forward(
-      route, pipeline_.empty() ? snapshot::SplitTarget{route.upstream, route.timeout}
-                               : route.target_for(plugin_ctx_.split_owner, plugin_ctx_.split_choice));
+  bool keep = co_await forward(route, pipeline_.empty() ? snapshot::SplitTarget{route.upstream, route.timeout}
+                                                        : route.target_for(plugin_context().split_owner,
+                                                                           plugin_context().split_choice));
   co_return keep && !close_after_;
 }
 
 awaitable<bool> Session::run_plugins(const snapshot::Snapshot& snap, const snapshot::RouteRuntime& route,
                                      std::string_view path, bool& keep) {
-  plugins::RequestContext& ctx = plugin_ctx_;
+  plugins::RequestContext& ctx = plugin_context();
   ctx.reset();
   ctx.request = &request_;
   ctx.path = path;
@@ -700,7 +708,7 @@ awaitable<bool> Session::run_plugins(const snapshot::Snapshot& snap, const snaps
 }
 
 awaitable<bool> Session::send_plugin_reply() {
-  plugins::RequestContext& ctx = plugin_ctx_;
+  plugins::RequestContext& ctx = plugin_context();
   plugins::ResponseInfo info;
   info.status = ctx.reply.status;
   pipeline_.run_response(ctx, info);
@@ -758,13 +766,13 @@ void Session::write_response_head(const http::ResponseHead& response, const Clie
 awaitable<bool> Session::send_error(int status, std::string_view message, bool close) {
   if (response_started_) co_return false;  // too late for a clean error: the connection just closes
   close = close || worker_.draining() || !request_body_done_;
-  if (grpc_web_call() && !plugin_ctx_.replied())
+  if (grpc_web_call() && !plugin_context().replied())
     co_return co_await send_grpc_web_error(status, message, close);
   if (is_grpc_request()) co_return co_await send_grpc_error(status, message, close);
-  if (!pipeline_.empty() && !plugin_ctx_.replied()) {
+  if (!pipeline_.empty() && !plugin_context().replied()) {
     // Portico's own answer for a request the plugins saw (502, 504, 413 while streaming): their response
     // phase runs on it too, as APISIX's header_filter does on its errors (so CORS headers reach a 502).
-    plugins::RequestContext& ctx = plugin_ctx_;
+    plugins::RequestContext& ctx = plugin_context();
     ctx.reply.status = status;
     ctx.reply.body = "{\"error_msg\":\"";
     ctx.reply.body += message;
@@ -829,8 +837,8 @@ void Session::finish_request(int status, const snapshot::RouteRuntime* route, Cl
     info.upstream_addr = upstream_addr_;
     info.upstream_ip = upstream_ip_;
     info.bytes_received = request_.head_size + body_bytes_read_;
-    pipeline_.run_log(plugin_ctx_, info);
-    plugin_ctx_.release_leases(seconds);
+    pipeline_.run_log(plugin_context(), info);
+    plugin_context().release_leases(seconds);
     pipeline_ = {};
   }
   AccessLog& log = worker_.access_log();

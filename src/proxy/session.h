@@ -183,7 +183,9 @@ class Session : public std::enable_shared_from_this<Session> {
   // body de-base64'd for -text, the response re-framed with the trailer frame) and Portico's own errors for
   // it are grpc-web shaped (trailers-only, the plugins' CORS headers).
   bool grpc_web_call() const;
-  bool grpc_web_text() const { return grpc_web_call() && plugin_ctx_.grpc_web == plugins::GrpcWeb::text; }
+  bool grpc_web_text() const {  // grpc_web_call() is true only once the plugin context exists
+    return grpc_web_call() && plugin_ctx_->grpc_web == plugins::GrpcWeb::text;
+  }
   // A -text body piece decoded in place (`piece` then views grpc_web_.decoded). False: not base64.
   bool decode_grpc_web_piece(std::string_view& piece);
   boost::asio::awaitable<bool> write_grpc_web_body(std::string_view data, bool chunked);
@@ -376,7 +378,10 @@ class Session : public std::enable_shared_from_this<Session> {
   // see and change of it. Declared last: destroyed first, while pinned_ still holds the plugins its pending
   // I/O and leases refer to.
   plugins::Pipeline pipeline_;
-  plugins::RequestContext plugin_ctx_;
+  // Built by plugin_context() on the first request that needs it: a Session whose requests meet no plugin
+  // (an HTTP/2 stream to a bare route) neither builds nor destroys its 760 bytes.
+  std::optional<plugins::RequestContext> plugin_ctx_;
+  plugins::RequestContext& plugin_context();
 };
 
 }  // namespace portico::proxy

@@ -118,7 +118,8 @@ awaitable<bool> Session::forward(const snapshot::RouteRuntime& route, snapshot::
       // Nothing reached the origin after a failed connect, so any request may go elsewhere.
       bool connect_failed =
           last == Failure::connect || last == Failure::connect_timeout || last == Failure::refused;
-      bool safe = connect_failed || (sent_idempotent(request_, pipeline_, plugin_ctx_) && !body_streamed_);
+      bool safe =
+          connect_failed || (sent_idempotent(request_, pipeline_, plugin_context()) && !body_streamed_);
       double elapsed = std::chrono::duration<double>(Clock::now() - request_start_).count();
       if (!safe || response_started_ || (spec.retry_timeout > 0 && elapsed >= spec.retry_timeout)) break;
       if (up.grpc && Clock::now() >= grpc_deadline_) break;  // the call's deadline covers every try
@@ -164,7 +165,7 @@ awaitable<bool> Session::forward(const snapshot::RouteRuntime& route, snapshot::
       worker_.metrics().upstream_connect_errors.add();
     if (f == Failure::timeout || f == Failure::connect_timeout) worker_.metrics().upstream_timeouts.add();
     if (f == Failure::none) {
-      const int edited = pipeline_.empty() ? 0 : plugin_ctx_.response.status;
+      const int edited = pipeline_.empty() ? 0 : plugin_context().response.status;
       // Still the loop turn in which try_node read ended_at (the response's end), when it did.
       finish_request(edited != 0 ? edited : upstream_status_, &route, a.ended_at);
       co_return !close_after_;
@@ -212,7 +213,8 @@ std::string_view Session::upstream_host(const Attempt& a) const {
       host = spec.upstream_host;
       break;
   }
-  if (!pipeline_.empty() && !plugin_ctx_.upstream.host.empty()) host = plugin_ctx_.upstream.host;
+  if (!pipeline_.empty() && plugin_ctx_ && !plugin_ctx_->upstream.host.empty())
+    host = plugin_ctx_->upstream.host;
   if (host.empty()) host = a.node->host_port;  // an HTTP/1.0 client may send no Host at all
   return host;
 }
@@ -261,7 +263,7 @@ std::string_view Session::tls_server_name(Attempt& a) const {
   // nginx's default proxy_ssl_name $proxy_host. A client then cannot pick the identity the gateway trusts,
   // nor fail every node with a bogus Host. A name left empty (a Host of ":80") falls back to the node's.
   const config::Upstream& spec = a.upstream->spec;
-  const bool edited_host = !pipeline_.empty() && !plugin_ctx_.upstream.host.empty();
+  const bool edited_host = !pipeline_.empty() && plugin_ctx_ && !plugin_ctx_->upstream.host.empty();
   const bool verify = a.upstream->tls && a.upstream->tls->verify();
   const bool client_host = spec.pass_host == config::PassHost::pass && !edited_host;
   const bool node_name = verify && client_host;
@@ -357,7 +359,7 @@ awaitable<Session::Failure> Session::try_node(Attempt& a) {
     co_return Failure::none;
   }
   bool retryable_status = response_.status == 502 || response_.status == 503 || response_.status == 504;
-  if (retryable_status && !a.last_try && sent_idempotent(request_, pipeline_, plugin_ctx_) &&
+  if (retryable_status && !a.last_try && sent_idempotent(request_, pipeline_, plugin_context()) &&
       !body_streamed_) {
     upstream_.reset();  // its body is not read: the connection cannot be reused
     co_return Failure::bad_status;
@@ -425,7 +427,7 @@ UpstreamRequestParams Session::upstream_request_params(const Attempt& a) const {
   UpstreamRequestParams p;
   p.target = target_;
   p.host = upstream_host(a);
-  if (!pipeline_.empty() && !plugin_ctx_.upstream.empty()) p.edits = &plugin_ctx_.upstream;
+  if (!pipeline_.empty() && plugin_ctx_ && !plugin_ctx_->upstream.empty()) p.edits = &plugin_ctx_->upstream;
   p.client_ip = std::string_view(client_ip_text_, client_ip_len_);
   p.tls = secure_;
   return p;
@@ -606,7 +608,7 @@ awaitable<bool> Session::send_replaced_body(Attempt& a, bool http10) {
   cp.body = OutFraming::content_length;
   cp.close = close_after_;
   cp.http10 = http10;
-  plugins::ResponseEdits& edits = plugin_ctx_.response;
+  plugins::ResponseEdits& edits = plugin_context().response;
   const int status = edits.status != 0 ? edits.status : response_.status;
   if (!edits.has_body || is_bodiless_status(status)) {
     edits.has_body = true;  // framed by the head writer: Content-Length 0, or none for a bodiless status
@@ -644,8 +646,8 @@ awaitable<bool> Session::relay_response(Attempt& a) {
     plugins::ResponseInfo info;
     info.status = response_.status;
     info.upstream = &response_;
-    pipeline_.run_response(plugin_ctx_, info);
-    const plugins::ResponseEdits& edits = plugin_ctx_.response;
+    pipeline_.run_response(plugin_context(), info);
+    const plugins::ResponseEdits& edits = plugin_context().response;
     if (!edits.empty()) cp.edits = &edits;
     // A new status of the other kind (one that has a body vs 1xx/204/304, which have none) cannot keep the
     // origin's framing: relaying a 200's body after a 204, or waiting for a 304's Content-Length after a 200,

@@ -214,10 +214,10 @@ awaitable<bool> Session::relay_h2_response(Attempt& a) {
     plugins::ResponseInfo info;
     info.status = head.status;
     info.upstream = &head;
-    pipeline_.run_response(plugin_ctx_, info);
+    pipeline_.run_response(plugin_context(), info);
     // Header and status edits apply; a replaced body does not (a gRPC body is framed messages).
-    if (!plugin_ctx_.response.empty()) cp.edits = &plugin_ctx_.response;
-    if (plugin_ctx_.response.has_body) plugin_ctx_.response.has_body = false;
+    if (!plugin_context().response.empty()) cp.edits = &plugin_context().response;
+    if (plugin_context().response.has_body) plugin_context().response.has_body = false;
   }
   // A head that ended the stream (gRPC's trailers-only response: the status is in the head) is relayed as
   // one: an empty body by Content-Length, which an HTTP/2 client receives as a single HEADERS with

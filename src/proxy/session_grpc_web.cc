@@ -22,7 +22,7 @@ using asio::awaitable;
 
 bool Session::grpc_web_call() const {
   // The context is reset only when plugins run: without a pipeline it may hold an earlier request's state.
-  return !pipeline_.empty() && plugin_ctx_.grpc_web != plugins::GrpcWeb::none;
+  return !pipeline_.empty() && plugin_ctx_ && plugin_ctx_->grpc_web != plugins::GrpcWeb::none;
 }
 
 bool Session::decode_grpc_web_piece(std::string_view& piece) {
@@ -70,7 +70,7 @@ awaitable<bool> Session::send_grpc_web_error(int status, std::string_view messag
   // content type, without which a browser could not read the status at all.
   const bool expired = status == 504 && Clock::now() >= grpc_deadline_;
   const int code = expired ? http2::grpc::kDeadlineExceeded : http2::grpc::status_for_http(status);
-  plugins::RequestContext& ctx = plugin_ctx_;
+  plugins::RequestContext& ctx = plugin_context();
   ctx.reply.status = 200;
   ctx.reply.body.clear();
   ctx.reply.content_type.clear();
