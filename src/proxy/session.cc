@@ -252,7 +252,9 @@ awaitable<bool> Session::tls_handshake() {
 
 bool Session::client_verified_for_host(const snapshot::Snapshot& snap) const {
   // The handshake chose its certificate (and whether to ask for a client one) by SNI; routing goes by Host
-  // (APISIX verify_https_client: 400). tls/request_check.h has the rules.
+  // (APISIX verify_https_client: 400). tls/request_check.h has the rules; with no ssl asking for client
+  // certificates there is nothing to check (and nothing to compare per request).
+  if (!snap.tls || !snap.tls->any_client_ca()) return true;
   const tls::RequestTls state{tls_sni_, worker_.options().tls_default_sni,
                               std::strcmp(ssl_client_verify_, "SUCCESS") == 0};
   std::string normalized;
