@@ -337,10 +337,14 @@ awaitable<void> H2Connection::writer() {
       if (s->write_parked()) parked.push_back(s);
     }
     size_t still_parked = 0;
+    const size_t queued_before = codec_.queued_total();
     for (H2Stream* s : parked) {
       s->on_drained();
       still_parked += s->write_parked() ? 1 : 0;
     }
+    // A parked write whose bytes went into the codec just now woke nobody (this coroutine is awake): frame
+    // them before sleeping. Each such round empties a parked write, so this cannot spin.
+    if (out_.empty() && codec_.queued_total() > queued_before) continue;
     const bool waiting = !codec_.failed() && (codec_.queued_total() > 0 || still_parked > 0);
     if (!waiting || codec_.data_framed() != framed_seen) {
       framed_seen = codec_.data_framed();

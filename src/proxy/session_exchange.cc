@@ -49,9 +49,10 @@ void format_chunk_size(std::string& out, size_t n) {
 // changed its method (a POST sent as GET, or the other way round). It never changes a HEAD request's method
 // nor makes one, so the response framing, read by request_.method, stays right.
 bool sent_idempotent(const http::RequestHead& request, const plugins::Pipeline& pipeline,
-                     const plugins::RequestContext& ctx) {
-  if (pipeline.empty() || ctx.upstream.method.empty()) return http::is_idempotent(request.method);
-  const std::string_view m = ctx.upstream.method;
+                     const plugins::RequestContext* ctx) {
+  if (pipeline.empty() || ctx == nullptr || ctx->upstream.method.empty())
+    return http::is_idempotent(request.method);
+  const std::string_view m = ctx->upstream.method;
   return m == "GET" || m == "PUT" || m == "DELETE" || m == "OPTIONS" || m == "TRACE";
 }
 
@@ -119,7 +120,8 @@ awaitable<bool> Session::forward(const snapshot::RouteRuntime& route, snapshot::
       bool connect_failed =
           last == Failure::connect || last == Failure::connect_timeout || last == Failure::refused;
       bool safe =
-          connect_failed || (sent_idempotent(request_, pipeline_, plugin_context()) && !body_streamed_);
+          connect_failed ||
+          (sent_idempotent(request_, pipeline_, plugin_ctx_ ? &*plugin_ctx_ : nullptr) && !body_streamed_);
       double elapsed = std::chrono::duration<double>(Clock::now() - request_start_).count();
       if (!safe || response_started_ || (spec.retry_timeout > 0 && elapsed >= spec.retry_timeout)) break;
       if (up.grpc && Clock::now() >= grpc_deadline_) break;  // the call's deadline covers every try
@@ -359,8 +361,8 @@ awaitable<Session::Failure> Session::try_node(Attempt& a) {
     co_return Failure::none;
   }
   bool retryable_status = response_.status == 502 || response_.status == 503 || response_.status == 504;
-  if (retryable_status && !a.last_try && sent_idempotent(request_, pipeline_, plugin_context()) &&
-      !body_streamed_) {
+  if (retryable_status && !a.last_try &&
+      sent_idempotent(request_, pipeline_, plugin_ctx_ ? &*plugin_ctx_ : nullptr) && !body_streamed_) {
     upstream_.reset();  // its body is not read: the connection cannot be reused
     co_return Failure::bad_status;
   }
@@ -434,6 +436,7 @@ UpstreamRequestParams Session::upstream_request_params(const Attempt& a) const {
 }
 
 awaitable<bool> Session::send_request(Attempt& a) {
+  a.request_sent_at = {};  // set below only if this send goes out whole at once (a retry's may not)
   const config::Upstream& spec = a.upstream->spec;
   upstream_send_timeout_ = a.timeout->send;
   UpstreamRequestParams p = upstream_request_params(a);
