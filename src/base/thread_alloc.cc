@@ -70,13 +70,17 @@ void on_thread_exit(void*) {
   return true;
 }
 
+// malloc, and once more after what this thread keeps went back to it; null when both fail.
+void* malloc_or_release(size_t size) {
+  if (void* p = std::malloc(size)) return p;
+  if (lists.bytes == 0) return nullptr;
+  release_lists();
+  return std::malloc(size);
+}
+
 void* malloc_or_throw(size_t size) {
   for (;;) {
-    if (void* p = std::malloc(size)) return p;
-    if (lists.bytes > 0) {
-      release_lists();  // what this thread keeps goes back first
-      continue;
-    }
+    if (void* p = malloc_or_release(size)) return p;
     std::new_handler handler = std::get_new_handler();
     if (handler == nullptr) throw std::bad_alloc();
     handler();
@@ -146,10 +150,7 @@ namespace {
 // realloc may be glibc's own).
 void* openssl_malloc(size_t size, const char*, int) {
   if (void* p = take(size)) return p;
-  if (void* p = std::malloc(size)) return p;
-  if (lists.bytes == 0) return nullptr;
-  release_lists();
-  return std::malloc(size);
+  return malloc_or_release(size);
 }
 
 void* openssl_realloc(void* p, size_t size, const char* file, int line) {

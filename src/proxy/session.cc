@@ -252,9 +252,7 @@ awaitable<bool> Session::tls_handshake() {
 
 bool Session::client_verified_for_host(const snapshot::Snapshot& snap) const {
   // The handshake chose its certificate (and whether to ask for a client one) by SNI; routing goes by Host
-  // (APISIX verify_https_client: 400). tls/request_check.h has the rules; with no ssl asking for client
-  // certificates there is nothing to check (and nothing to compare per request).
-  if (!snap.tls || !snap.tls->any_client_ca()) return true;
+  // (APISIX verify_https_client: 400). tls/request_check.h has the rules.
   const tls::RequestTls state{tls_sni_, worker_.options().tls_default_sni,
                               std::strcmp(ssl_client_verify_, "SUCCESS") == 0};
   std::string normalized;
@@ -463,7 +461,8 @@ awaitable<bool> Session::read_request_head() {
       if (r.status == http::ParseStatus::complete) {
         h2c_possible_ = false;
         idle_ = false;
-        head_at_ = read_since_entry ? Clock::now() : entered;  // an HTTP/2 stream's head: no second read
+        request_start_ =
+            read_since_entry ? Clock::now() : entered;  // an HTTP/2 stream's head: no second read
         co_return true;
       }
       if (r.status == http::ParseStatus::error) {
@@ -521,7 +520,7 @@ awaitable<bool> Session::read_request_head() {
 }
 
 awaitable<bool> Session::handle_request() {
-  start_request_bookkeeping(head_at_);
+  start_request_bookkeeping();
   response_started_ = false;
   request_body_done_ = request_.framing == http::BodyFraming::none;
   body_streamed_ = false;
@@ -795,7 +794,8 @@ awaitable<void> Session::reject_head(int status, std::string_view reason) {
   idle_ = false;
   request_body_done_ = false;  // the rest of the head, and any body, stay unread: the close lingers
   worker_.metrics().bad_requests.add();
-  start_request_bookkeeping(Clock::now());
+  request_start_ = Clock::now();
+  start_request_bookkeeping();
   // The last parse may predate a buffer move or be the previous request's: parse again, so that the access
   // log reads views into the bytes as they are now (whatever of the request line arrived).
   http::parse_request(in_.data() + in_begin_, client_buffered(), limits_, request_);
@@ -803,9 +803,8 @@ awaitable<void> Session::reject_head(int status, std::string_view reason) {
   finish_request(status, nullptr);
 }
 
-void Session::start_request_bookkeeping(Clock::time_point start) {
+void Session::start_request_bookkeeping() {
   pipeline_ = {};
-  request_start_ = start;
   grpc_deadline_ = Clock::time_point::max();  // set by the first gRPC try (session_grpc.cc)
   upstream_seconds_ = -1;
   upstream_status_ = 0;

@@ -242,7 +242,8 @@ class Session : public std::enable_shared_from_this<Session> {
   size_t client_buffered() const { return in_end_ - in_begin_; }
   // Per-request log and metric fields: reset when a request starts (including one rejected before routing,
   // so a keep-alive connection's previous exchange does not leak into its record), reported when it ends.
-  void start_request_bookkeeping(Clock::time_point start);  // `start`: the request's start (head_at_)
+  // request_start_ is set before: when the head was complete (read_request_head), or rejected.
+  void start_request_bookkeeping();
   // `now`: the time it ends, when the caller has just read the clock (default: read here).
   void finish_request(int status, const snapshot::RouteRuntime* route, Clock::time_point now = {});
 
@@ -338,8 +339,7 @@ class Session : public std::enable_shared_from_this<Session> {
   GrpcWebState grpc_web_;
 
   // Per-request bookkeeping for logs and metrics.
-  Clock::time_point request_start_;
-  Clock::time_point head_at_;  // when read_request_head found the head complete: the request's start
+  Clock::time_point request_start_;  // when its head was complete (an HTTP/2 stream's: when it started)
   double upstream_seconds_ = -1;
   int upstream_status_ = 0;
   std::string_view upstream_addr_;  // the node's pool key, in the pinned snapshot

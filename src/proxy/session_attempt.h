@@ -18,7 +18,6 @@ struct Session::Attempt {
   bool reusable = true;        // the upstream connection may go back to the pool after this exchange
   bool name_per_node = false;  // the TLS name checked is the node's own (a failure may be this node's alone)
   size_t up_end = 0;           // bytes in up_
-  Clock::time_point checked_out_at{};  // the pool's idle check of this try (try_node), default when none
   Clock::time_point sent_at;
   // sent_at again when the whole request went out in the write that began then, without waiting (the usual
   // case): the response head's deadline counts from it; default when the request took longer to send.

@@ -291,9 +291,12 @@ awaitable<Session::Failure> Session::try_node(Attempt& a) {
   // A reused connection may have been closed by the origin just as we picked it: if it fails before any
   // response byte and before any body byte was consumed from the client, try once more on a new connection.
   for (int fresh = 0; fresh < 2; ++fresh) {
-    // One clock read for the idle check and, when a pooled connection sends at once, for sent_at.
-    a.checked_out_at = fresh == 0 ? Clock::now() : Clock::time_point{};
-    upstream_ = fresh == 0 ? worker_.pool().checkout(key, a.checked_out_at) : nullptr;
+    upstream_ = nullptr;
+    if (fresh == 0) {
+      // One clock read for the idle check and, for a pooled connection (it sends in this turn), sent_at.
+      a.sent_at = Clock::now();
+      upstream_ = worker_.pool().checkout(key, a.sent_at);
+    }
     a.reused = upstream_ != nullptr;
     if (!upstream_) {
       if (a.node->address.empty()) co_return Failure::connect;
@@ -447,8 +450,7 @@ awaitable<bool> Session::send_request(Attempt& a) {
   a.upgrade = request_.upgrade && a.route->websocket && request_.method == http::Method::GET;
   if (a.upgrade) p.upgrade = request_.find("upgrade");
   write_upstream_request_head(head_out_, request_, p);
-  // A pooled connection was taken in this same turn (try_node): that reading is the send's time.
-  a.sent_at = a.reused && a.checked_out_at != Clock::time_point{} ? a.checked_out_at : Clock::now();
+  if (!a.reused) a.sent_at = Clock::now();  // a pooled one's was read at its checkout, in this same turn
 
   const char* body_start = in_.data() + in_begin_ + request_.head_size;
   size_t after_head = client_buffered() - request_.head_size;
